@@ -1,0 +1,29 @@
+# `make demo` and `make test` are the README's two commands: each creates the virtualenv
+# (.venv) if needed, installs, and runs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+.PHONY: install install-test demo test bench lint
+install: $(BIN)/activate
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/activate
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/opsconsole demo
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+bench: install-test
+	$(BIN)/python bench/run_all.py
+
+lint: install-test
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check console widgets themes tests bench

@@ -1,0 +1,254 @@
+"""The Textual app: owns the engine's lifetime on its own loop and joins engine and widgets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.driver import Driver
+from textual.screen import Screen
+
+import themes
+from console.engine.settings import Settings
+
+
+class OpsConsoleApp(App[None]):
+    """opsconsole: live status board, metric panels, detail views and (in the demo) faults."""
+
+    TITLE = "opsconsole"
+    CSS_PATH = themes.CSS_PATHS
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Keys", key_display="?", id="help"),
+        Binding("f", "faults", "Faults", id="faults"),
+        Binding("T", "cycle_theme", "Theme", show=False, id="theme"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None,
+        config_path: Path | None = None,
+        demo: bool = False,
+        demo_port: int | None = None,
+        demo_local: bool = True,
+        theme_name: str | None = None,
+        history: bool = True,
+        clock: Any = time.time,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.config_path = config_path
+        self.demo_mode = demo
+        self.demo: Any = None
+        self._demo_port = demo_port
+        self._demo_local = demo_local
+        self._history = history
+        self.clock = clock
+        self.engine: Any = None
+        self.config_problem: str | None = None
+        self._watcher: Any = None
+        self._seen_version = -1
+        self._closing = False
+        themes.register_themes(self)
+        requested = theme_name or (settings.console.theme if settings else None)
+        self.theme = themes.pick_theme(requested, os.environ)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def get_driver_class(self) -> type[Driver]:
+        if sys.platform.startswith("linux") or sys.platform == "darwin":
+            from console.driver import ConsoleDriver
+
+            return ConsoleDriver
+        return super().get_driver_class()
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return {**super().get_theme_variable_defaults(), **themes.THEME_VARIABLE_DEFAULTS}
+
+    def get_default_screen(self) -> Screen[Any]:
+        from console.screens.overview import OverviewScreen
+
+        return OverviewScreen()
+
+    async def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.hangup)
+        self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
+
+    async def _boot(self) -> None:
+        """Start the demo (if any), the store and the engine, after the first frame is up."""
+        from console.engine.engine import Engine
+        from console.engine.store import MetricStore, default_store_path
+
+        try:
+            if self.demo_mode:
+                await self._start_demo()
+            assert self.settings is not None
+            path = None
+            if self._history:
+                path = default_store_path()
+                if self.demo_mode:
+                    path = path.with_name("history-demo.npz")
+            store = MetricStore(path=path)
+            if path is not None:
+                await asyncio.to_thread(store.load)
+            self.engine = Engine(self.settings, store=store, clock=self.clock)
+            await self.engine.start()
+        except Exception as exc:  # pragma: no cover - shown to the operator, not raised
+            from console.engine.redact import describe_exception
+
+            self.notify(describe_exception(exc), title="start-up failed", severity="error",
+                        markup=False, timeout=30)
+            return
+        self.set_interval(self.settings.console.refresh, self.refresh_screen, name="repaint")
+        self.set_interval(60, self._save_history, name="save-history")
+        if self.config_path is not None:
+            from console.engine.config import ConfigWatcher
+
+            self._watcher = ConfigWatcher(
+                self.config_path, self._config_changed, self._config_broken
+            )
+            await self._watcher.start()
+        self.refresh_screen()
+
+    async def _start_demo(self) -> None:
+        from console.engine.config import load_config_text
+        from console.engine.demo import DemoStack, probe_local_services
+
+        self.demo = DemoStack(port=self._demo_port)
+        await self.demo.start()
+        pg, redis = await probe_local_services() if self._demo_local else (None, None)
+        self.settings = load_config_text(
+            self.demo.config_toml(postgres_dsn=pg, redis_url=redis), "<demo config>"
+        )
+
+    def refresh_screen(self) -> None:
+        """Push fresh snapshots into the visible screen, at most once per repaint tick."""
+        if self.engine is None or self._closing:
+            return
+        refresh = getattr(self.screen, "refresh_data", None)
+        if refresh is None:
+            return
+        with self.batch_update():
+            refresh(self.engine, self.clock())
+
+    async def _save_history(self) -> None:
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.store.save)
+
+    # -- config reload -------------------------------------------------------------------------
+
+    def _config_changed(self, settings: Settings) -> None:
+        self.config_problem = None
+        self.settings = settings
+        if self.engine is not None:
+            self.run_worker(self.engine.apply(settings), group="reload", exit_on_error=False)
+        self.notify("config reloaded", timeout=3)
+        self.refresh_screen()
+
+    def _config_broken(self, error: Any) -> None:
+        issues = getattr(error, "issues", [])
+        first = issues[0].format() if issues else str(error)
+        more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""
+        self.config_problem = f"config edit rejected, last good config kept: {first}{more}"
+        self.notify(self.config_problem, severity="error", markup=False, timeout=10)
+        self.refresh_screen()
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def hangup(self) -> None:
+        """The terminal went away (SIGHUP/EOF) or we were told to stop: exit cleanly, now."""
+        if not self._closing:
+            self.exit()
+
+    async def on_unmount(self) -> None:
+        self._closing = True
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.engine.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.engine.store.save)
+        if self.demo is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.demo.stop()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from console.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_faults(self) -> None:
+        if self.demo is None:
+            self.notify("faults can be injected only into the demo (opsconsole demo)", timeout=4)
+            return
+        from console.screens.faults import FaultScreen
+
+        if not isinstance(self.screen, FaultScreen):
+            self.push_screen(FaultScreen())
+
+    def action_cycle_theme(self) -> None:
+        names = [t for t in themes.CYCLE if t in self.available_themes]
+        if names:
+            i = names.index(self.theme) if self.theme in names else -1
+            self.theme = names[(i + 1) % len(names)]
+
+    def toggle_fault(self, name: str) -> None:
+        if self.demo is None:
+            return
+        on = self.demo.toggle(name)
+        self.notify(f"fault {name.replace('_', ' ')} {'injected' if on else 'cleared'}",
+                    timeout=3)
+        self.refresh_screen()
+
+    def clear_faults(self) -> None:
+        if self.demo is not None:
+            self.demo.clear_all()
+            self.notify("all faults cleared", timeout=3)
+            self.refresh_screen()
+
+    def open_target(self, name: str) -> None:
+        from console.screens.detail import DetailScreen
+
+        if self.engine is not None and name in self.engine.names():
+            self.push_screen(DetailScreen(name))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Keys help", "List every key binding", self.action_help)
+        if self.engine is not None:
+            for name in self.engine.names():
+                yield SystemCommand(
+                    f"Open {name}", "Detail view: latency chart, last responses",
+                    lambda n=name: self.open_target(n), discover=False,
+                )
+        if self.demo is not None:
+            from console.engine.demo import FAULTS, describe_fault
+
+            for fault in FAULTS:
+                yield SystemCommand(
+                    f"Fault: toggle {fault.replace('_', ' ')}", describe_fault(fault),
+                    lambda f=fault: self.toggle_fault(f),
+                )
+            yield SystemCommand("Fault: clear all", "Clear every injected fault",
+                                self.clear_faults)

@@ -1,0 +1,74 @@
+"""Immutable results that flow from probes to the store, the UI and the headless commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A target's state; ordered from best to worst by `rank`."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"  # no result yet
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def value_for_uptime(self) -> float:
+        """1 for up, 0.5 for degraded (answering), 0 for down; NaN would mean no data."""
+        return {Status.UP: 1.0, Status.DEGRADED: 1.0, Status.DOWN: 0.0}.get(self, float("nan"))
+
+
+_RANK = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2, Status.UNKNOWN: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What came back over the network, already sanitised and truncated for display."""
+
+    status_code: int | None = None
+    reason: str = ""
+    http_version: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body_excerpt: str = ""
+    body_bytes: int = 0
+    truncated: bool = False
+    final_url: str = ""
+    redirects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check of one target.
+
+    `error` and every text field are sanitised (no control characters) and redacted (no
+    secrets), so any consumer may show them; they are still plain text, never markup.
+    `reasons` lists why a target is degraded or down (failed conditions), for the detail view.
+    """
+
+    target: str
+    kind: str
+    status: Status
+    started_at: float  # wall-clock epoch seconds
+    latency_ms: float | None
+    error: str | None = None
+    reasons: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    response: ResponseInfo | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.target,
+            "kind": self.kind,
+            "status": self.status.value,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
+            "error": self.error,
+            "reasons": list(self.reasons),
+            "checked_at": self.started_at,
+            "metrics": self.metrics,
+        }

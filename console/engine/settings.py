@@ -1,0 +1,239 @@
+"""The config schema: what a config file may say, as pydantic models (unknown keys rejected).
+
+Loading, locating errors by line and `${ENV}` resolution live in `config.py`; this module only
+describes shapes and per-field rules so every error in a file is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from .durations import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "proxy-authorization"}
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
+
+
+def _no_literal_password(url: str) -> str:
+    m = _URL_PASSWORD.match(url)
+    if m and m.group(1) and not ENV_REF.search(m.group(1)) and not ENV_REF.fullmatch(url):
+        raise ValueError(
+            "a literal password in a URL is not allowed; put the whole URL or the password "
+            "in an environment variable and write e.g. \"${PG_DSN}\""
+        )
+    if _DSN_PASSWORD.search(url) and not ENV_REF.search(url):
+        raise ValueError("a literal password is not allowed; reference it as ${ENV_VAR}")
+    return url
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ConsoleSection(_Strict):
+    """`[console]`: how the console itself behaves."""
+
+    theme: str = "opsconsole-dark"
+    refresh: Duration = Field(1.0, ge=0.2, le=60, description="UI repaint interval")
+    data_dir: str | None = None
+    history: bool = True
+    bell: bool = False
+
+
+class TargetBase(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    interval: Duration = Field(10.0, ge=0.2, le=86400)
+    timeout: Duration = Field(5.0, gt=0, le=300)
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:@-]+", v):
+            raise ValueError("use letters, digits and _ . : @ - only (it names metric series)")
+        return v
+
+
+class HttpTarget(TargetBase):
+    """An HTTP(S) health endpoint."""
+
+    kind: Literal["http"] = "http"
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[int | str] = Field(default_factory=lambda: ["2xx", "3xx"])
+    keyword: str | None = None
+    keyword_absent: str | None = None
+    down_unless: list[str] = Field(default_factory=list)
+    degraded_unless: list[str] = Field(default_factory=list)
+    slow: Duration | None = None
+    follow_redirects: bool = True
+    max_redirects: int = Field(5, ge=0, le=30)
+    insecure: bool = False
+    ca_file: str | None = None
+    max_body: Size = Field(1_000_000, ge=1, le=100_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("an http target needs an http:// or https:// URL")
+        return _no_literal_password(v)
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, v: list[int | str]) -> list[int | str]:
+        for s in v:
+            if isinstance(s, int) and not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status code")
+            if isinstance(s, str) and not _STATUS_CLASS.match(s):
+                raise ValueError(f"{s!r}: write a code (200) or a class (2xx)")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if k.lower() in _SECRET_HEADERS and not ENV_REF.search(val):
+                raise ValueError(
+                    f"header {k!r} carries a secret; write it as an environment reference, "
+                    f"e.g. {k} = \"Bearer ${{API_TOKEN}}\""
+                )
+        return v
+
+    @field_validator("down_unless", "degraded_unless")
+    @classmethod
+    def _conditions(cls, v: list[str]) -> list[str]:
+        from .conditions import parse_condition  # local import: conditions imports nothing heavy
+
+        for text in v:
+            parse_condition(text)  # raises ValueError with a readable message
+        return v
+
+
+class PostgresTarget(TargetBase):
+    """A PostgreSQL server, reached with a DSN (normally `${ENV}`)."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: str
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, v: str) -> str:
+        return _no_literal_password(v)
+
+
+class RedisTarget(TargetBase):
+    """A Redis server, reached with a redis:// or rediss:// URL (normally `${ENV}`)."""
+
+    kind: Literal["redis"] = "redis"
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^rediss?://", v, re.IGNORECASE):
+            raise ValueError("a redis target needs a redis:// or rediss:// URL")
+        return _no_literal_password(v)
+
+
+class PrometheusTarget(TargetBase):
+    """A Prometheus/OpenMetrics text endpoint, with named derived metrics.
+
+    `metrics` maps a name to an expression: `rate(sel)`, `ratio(sel_a, sel_b)`,
+    `histogram_quantile(0.95, sel)` or a plain selector (gauge sum), each optionally `* k`.
+    """
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
+    metrics: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a prometheus target needs an http:// or https:// URL")
+        return _no_literal_password(v)
+
+    @field_validator("metrics")
+    @classmethod
+    def _exprs(cls, v: dict[str, str]) -> dict[str, str]:
+        from .promexpr import parse_expr
+
+        for text in v.values():
+            parse_expr(text)
+        return v
+
+
+Target = Annotated[
+    HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget, Field(discriminator="kind")
+]
+
+
+class Panel(_Strict):
+    """A live metric panel: one series of one target, with optional thresholds."""
+
+    id: str | None = None
+    title: str
+    target: str
+    metric: str = "latency_ms"
+    unit: str = ""
+    warn: float | None = None
+    crit: float | None = None
+    lower_is_better: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.id or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+class Dashboard(_Strict):
+    name: str
+    panels: list[str] = Field(default_factory=list)
+
+
+class Settings(_Strict):
+    """A whole config file."""
+
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
+    targets: list[Target] = Field(default_factory=list)
+    panels: list[Panel] = Field(default_factory=list)
+    dashboards: list[Dashboard] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for p in self.panels:
+            if p.target not in known:
+                raise ValueError(f"panel {p.title!r} refers to unknown target {p.target!r}")
+        keys = {p.key for p in self.panels}
+        for d in self.dashboards:
+            for k in d.panels:
+                if k not in keys:
+                    raise ValueError(f"dashboard {d.name!r} refers to unknown panel {k!r}")
+        return self
+
+    def target(self, name: str) -> HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)

@@ -1,0 +1,94 @@
+"""One target in depth: latency percentiles over 5 min / 1 h / 24 h and the last responses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from console.engine.durations import format_duration
+from console.engine.sanitize import one_line
+from widgets.latency_chart import LatencyChart
+from widgets.response_log import ResponseLog
+
+RANGES: list[tuple[str, float]] = [("5 min", 300.0), ("1 h", 3600.0), ("24 h", 86400.0)]
+CHART_EVERY = 5.0  # seconds between chart redraws: plotext output is costly to repaint
+
+
+def info_text(view: Any, now: float, span_label: str) -> Content:
+    """The header lines of the detail view, as plain content (never markup)."""
+    since = f" for {format_duration(now - view.since)}" if view.since else ""
+    lat = "-" if view.latency_ms is None else f"{view.latency_ms:.1f} ms"
+    p95 = "-" if view.p95_ms is None else f"{view.p95_ms:.1f} ms"
+    up = "-" if view.uptime_pct is None else f"{view.uptime_pct:.2f} %"
+    lines = [
+        f"{view.name} · {view.kind} · {one_line(view.address, 120)}"
+        + ("  ⚠ INSECURE: TLS not verified" if view.insecure else ""),
+        f"state {view.status.value.upper()}{since} · latency {lat} · p95 (5 min) {p95} · "
+        f"uptime (1 h) {up} · every {format_duration(view.interval)} · range {span_label}",
+    ]
+    last = view.last
+    if last is not None and (last.error or last.reasons):
+        lines.append("last problem: " + one_line(last.error or "; ".join(last.reasons), 300))
+    return Content("\n".join(lines))
+
+
+class DetailScreen(Screen[None]):
+    """Esc goes back; 1/2/3 or r switch the chart's range."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="back"),
+        Binding("1", "range(0)", "5 min", id="range_5m"),
+        Binding("2", "range(1)", "1 h", id="range_1h"),
+        Binding("3", "range(2)", "24 h", id="range_24h"),
+        Binding("r", "next_range", "Range", id="next_range"),
+    ]
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.range_index = 0
+        self._chart_at = 0.0
+        self._results_seen = -1
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.target), id="detail-info")
+        yield LatencyChart(id="chart")
+        yield ResponseLog(id="responses")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.query_one(ResponseLog).focus()
+
+    def refresh_data(self, engine: Any, now: float) -> None:
+        views = [v for v in engine.snapshot(now) if v.name == self.target]
+        if not views:
+            self.query_one("#detail-info", Static).update(
+                Content(f"{self.target}: no longer in the config")
+            )
+            return
+        view = views[0]
+        label, span = RANGES[self.range_index]
+        self.query_one("#detail-info", Static).update(info_text(view, now, label))
+        mono = time.monotonic()
+        if mono - self._chart_at >= CHART_EVERY:
+            self._chart_at = mono
+            hist = engine.store.history(f"{self.target}:latency_ms", span, 120, now=now)
+            self.query_one(LatencyChart).show_history(hist, label)
+        if view.checks != self._results_seen:
+            self._results_seen = view.checks
+            self.query_one(ResponseLog).show_results(engine.results(self.target))
+
+    def action_range(self, index: int) -> None:
+        self.range_index = index
+        self._chart_at = 0.0
+        self.app.refresh_screen()  # type: ignore[attr-defined]
+
+    def action_next_range(self) -> None:
+        self.action_range((self.range_index + 1) % len(RANGES))

@@ -1,0 +1,79 @@
+"""Demo fault injection: toggle error spike, latency spike, dependency down, endpoint hang."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+
+class FaultScreen(ModalScreen[None]):
+    """Enter (or the fault's number) toggles a fault; c clears all; Esc closes."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", id="faults_close"),
+        Binding("c", "clear", "Clear all", id="faults_clear"),
+        Binding("1", "toggle(0)", "Toggle 1", show=False),
+        Binding("2", "toggle(1)", "Toggle 2", show=False),
+        Binding("3", "toggle(2)", "Toggle 3", show=False),
+        Binding("4", "toggle(3)", "Toggle 4", show=False),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="faults-body"):
+            yield Static(Content("Inject faults into the demo (Enter/1-4 toggle, c clear)"))
+            yield OptionList(*self._options(), id="faults-list")
+
+    def _options(self) -> list[Option]:
+        from console.engine.demo import FAULTS, describe_fault
+
+        active = self._active()
+        return [
+            Option(
+                Content(f"{i}. [{'x' if f in active else ' '}] {f.replace('_', ' ')} — "
+                        f"{describe_fault(f)}"),
+                id=f,
+            )
+            for i, f in enumerate(FAULTS, 1)
+        ]
+
+    def _active(self) -> frozenset[str]:
+        demo: Any = getattr(self.app, "demo", None)
+        return demo.active if demo is not None else frozenset()
+
+    def _redraw(self) -> None:
+        ol = self.query_one(OptionList)
+        highlighted = ol.highlighted
+        ol.clear_options()
+        ol.add_options(self._options())
+        ol.highlighted = highlighted
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.app.toggle_fault(event.option.id)  # type: ignore[attr-defined]
+            self._redraw()
+
+    def action_toggle(self, index: int) -> None:
+        from console.engine.demo import FAULTS
+
+        if 0 <= index < len(FAULTS):
+            self.app.toggle_fault(FAULTS[index])  # type: ignore[attr-defined]
+            self._redraw()
+
+    def action_clear(self) -> None:
+        self.app.clear_faults()  # type: ignore[attr-defined]
+        self._redraw()
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()

@@ -1,0 +1,116 @@
+"""The overview: a status board of every target and the live metric panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from console.engine.model import Status
+from widgets.panel_grid import PanelGrid
+from widgets.status_board import StatusBoard
+
+
+def summary_line(views: list[Any], demo_faults: frozenset[str] | None) -> Content:
+    counts = {s: 0 for s in Status}
+    for v in views:
+        counts[v.status] += 1
+    parts = [f"{len(views)} targets", f"{counts[Status.UP]} up"]
+    if counts[Status.DEGRADED]:
+        parts.append(f"{counts[Status.DEGRADED]} degraded")
+    if counts[Status.DOWN]:
+        parts.append(f"{counts[Status.DOWN]} DOWN")
+    if counts[Status.UNKNOWN]:
+        parts.append(f"{counts[Status.UNKNOWN]} waiting")
+    text = "opsconsole · " + " · ".join(parts)
+    if demo_faults is not None:
+        active = ", ".join(sorted(f.replace("_", " ") for f in demo_faults)) or "none"
+        text += f" · demo faults: {active} (f)"
+    return Content(text)
+
+
+class OverviewScreen(Screen[None]):
+    """Status board on top, metric panels below; `/` filters both."""
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("tab", "switch_focus", "Board/Panels", id="switch_focus"),
+        Binding("enter", "open", "Open", id="open"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content("opsconsole · starting…"), id="title")
+        yield Static("", id="banner")
+        yield StatusBoard(id="board")
+        yield PanelGrid(id="panels")
+        yield Input(placeholder="filter targets and panels (Esc clears)", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#banner", Static).display = False
+        self.query_one(StatusBoard).focus()
+
+    def refresh_data(self, engine: Any, now: float) -> None:
+        views = engine.snapshot(now)
+        self.query_one(StatusBoard).update_rows(views, now)
+        self.query_one(PanelGrid).update_panels(engine.panel_views(now=now))
+        demo = getattr(self.app, "demo", None)
+        self.query_one("#title", Static).update(
+            summary_line(views, demo.active if demo is not None else None)
+        )
+        problem = getattr(self.app, "config_problem", None)
+        banner = self.query_one("#banner", Static)
+        banner.display = bool(problem)
+        if problem:
+            banner.update(Content(problem))
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display or box.value:
+            box.value = ""
+            box.display = False
+            self.query_one(StatusBoard).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one(StatusBoard).filter_text = event.value
+        self.query_one(PanelGrid).filter_text = event.value
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(StatusBoard).focus()
+        if not event.value:
+            event.input.display = False
+
+    def action_switch_focus(self) -> None:
+        board, grid = self.query_one(StatusBoard), self.query_one(PanelGrid)
+        (grid if board.has_focus else board).focus()
+
+    def action_open(self) -> None:
+        board = self.query_one(StatusBoard)
+        name = board.current_target() if hasattr(board, "current_target") else None
+        if name:
+            self.app.open_target(name)  # type: ignore[attr-defined]
+
+    def on_status_board_target_selected(self, message: Any) -> None:
+        self.app.open_target(message.name)  # type: ignore[attr-defined]
+
+    def on_panel_grid_panel_selected(self, message: Any) -> None:
+        engine = getattr(self.app, "engine", None)
+        if engine is None:
+            return
+        for panel in engine.settings.panels:
+            if panel.key == message.key:
+                self.app.open_target(panel.target)  # type: ignore[attr-defined]
+                return
