@@ -1,0 +1,51 @@
+"""The layering holds: the engine imports no Textual/Rich; packages resolve inside the project."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import console.engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _engine_modules() -> list[str]:
+    names = ["console.engine"]
+    for info in pkgutil.walk_packages(console.engine.__path__, "console.engine."):
+        names.append(info.name)
+    return names
+
+
+def test_engine_imports_no_textual_or_rich() -> None:
+    modules = _engine_modules()
+    assert "console.engine.engine" in modules and "console.engine.probes.http" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"engine pulled in: {out.stdout.strip()}"
+
+
+def test_top_level_packages_resolve_inside_project() -> None:
+    import themes
+    import widgets
+
+    for mod in (console.engine, widgets, themes):
+        assert Path(mod.__file__).resolve().is_relative_to(ROOT), mod.__file__
+
+
+def test_theme_css_ships_with_package() -> None:
+    import themes
+
+    assert themes.CSS_PATHS, "themes must name their .tcss files"
+    for path in themes.CSS_PATHS:
+        assert Path(path).is_file() and str(path).endswith(".tcss")
