@@ -45,6 +45,7 @@ class OpsConsoleApp(App[None]):
         theme_name: str | None = None,
         history: bool = True,
         clock: Any = time.time,
+        poll: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -55,6 +56,7 @@ class OpsConsoleApp(App[None]):
         self._demo_local = demo_local
         self._history = history
         self.clock = clock
+        self._poll = poll  # False in tests that feed results themselves
         self.engine: Any = None
         self.config_problem: str | None = None
         self._watcher: Any = None
@@ -106,7 +108,7 @@ class OpsConsoleApp(App[None]):
             if path is not None:
                 await asyncio.to_thread(store.load)
             self.engine = Engine(self.settings, store=store, clock=self.clock)
-            await self.engine.start()
+            await self.engine.start(poll=self._poll)
         except Exception as exc:  # pragma: no cover - shown to the operator, not raised
             from console.engine.redact import describe_exception
 

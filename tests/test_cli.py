@@ -1,0 +1,151 @@
+"""The headless command line, run as a user would: real processes against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path == "/slow":
+            time.sleep(0.4)
+        if self.path == "/broken":
+            body, code = b'{"status":"error"}', 503
+        else:
+            body, code = b'{"status":"ok","info":{"database":{"status":"up"}}}', 200
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30
+        ) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("OPSCONSOLE_CONFIG", str(ROOT / "tests" / "no-such-config.toml"))
+    return subprocess.run([sys.executable, "-m", "console", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=full_env)
+
+
+def test_check_once_json_up(http_url: str) -> None:
+    out = run("check", f"{http_url}/health", "--once", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert len(data) == 1
+    item = data[0]
+    assert item["kind"] == "http" and item["status"] == "up" and item["error"] is None
+    assert item["latency_ms"] > 0 and item["name"].startswith("127.0.0.1")
+    assert item["metrics"]["status_code"] == 200
+
+
+def test_check_once_down_and_degraded_exit_1(http_url: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/health"
+    out = run("check", dead, f"{http_url}/slow", "--once", "--json", "--slow", "200ms",
+              "--timeout", "2s")
+    assert out.returncode == 1, out.stderr
+    by_status = {d["status"]: d for d in json.loads(out.stdout)}
+    assert set(by_status) == {"down", "degraded"}
+    assert "refused" in by_status["down"]["error"].lower()
+
+
+def test_check_plain_lines(http_url: str) -> None:
+    out = run("check", f"{http_url}/health", f"{http_url}/broken", "--once")
+    assert out.returncode == 1
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].split()[1] == "up" and lines[1].split()[1] == "down"
+
+
+def test_check_password_in_url_never_printed() -> None:
+    port = free_port()
+    out = run("check", f"postgresql://alice:s3cr3t-pw@127.0.0.1:{port}/db", "--once", "--json",
+              "--timeout", "1s")
+    assert out.returncode == 1
+    assert "s3cr3t-pw" not in out.stdout + out.stderr
+    assert json.loads(out.stdout)[0]["status"] == "down"
+
+
+def test_check_config_error_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[targets]]\nname = "x"\nkind = "http"\nurl = "http://h/"\nintervall = "5s"\n')
+    out = run("check", "--config", str(cfg), "--once")
+    assert out.returncode == 2
+    assert "bad.toml:5" in out.stderr and "interval" in out.stderr
+
+
+def test_no_config_says_how_to_start(tmp_path: Path) -> None:
+    out = run(env={"OPSCONSOLE_CONFIG": str(tmp_path / "nothing.toml")})
+    assert out.returncode == 2
+    assert "opsconsole demo --print-config" in out.stderr
+
+
+def test_validate(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[[targets]]\nname = "api"\nkind = "http"\nurl = "https://example.com/"\n')
+    assert run("validate", "--config", str(good)).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[targets]]\nname = "api"\nkind = "htp"\nurl = "https://example.com/"\n'
+                   '[[targets]]\nname = "db"\nkind = "postgres"\ndsn = "postgresql://u:pw@h/d"\n')
+    out = run("validate", "--config", str(bad))
+    assert out.returncode == 1
+    assert "bad.toml:3" in out.stderr and "bad.toml:8" in out.stderr
+    assert "pw@" not in out.stderr
+
+
+def test_demo_print_config_is_valid(tmp_path: Path) -> None:
+    out = run("demo", "--print-config", "--no-local")
+    assert out.returncode == 0, out.stderr
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(out.stdout)
+    checked = run("validate", "--config", str(cfg))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_check_follow_prints_changes_until_interrupted(http_url: str) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console", "check", f"{http_url}/health", "--json",
+         "--interval", "1s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert json.loads(line)["status"] == "up"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
