@@ -394,7 +394,7 @@ _SYNTAX_HINTS = (
     ("Cannot declare", "this table is declared twice; use [[...]] for a list of tables"),
     ("Cannot mutate", "this table was already defined inline or as a list"),
     ("Expected '='", "write one key = value per line; quote keys with spaces"),
-    ("Expected newline", "one key = value per line; quote text that contains spaces"),
+    ("Expected newline", 'one key = value per line; text needs quotes, e.g. refresh = "5s"'),
     ("Unterminated string", "close the quote on the same line, or use \"\"\" for many lines"),
     ("Unclosed", "a [ or { is not closed"),
     ("Expected ']", "close the table header with ] (or ]] for [[...]])"),
@@ -412,6 +412,8 @@ def _syntax_issue(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Con
             line, where = int(m.group(1)), f" at column {m.group(2)}"
         else:
             line, where = text.count("\n") + 1, " at the end of the file"
+    if msg.startswith("Illegal character '\\n'"):  # a one-line string left open
+        msg, where = "Unterminated string", ""
     found = locate_keys(text)
     key = ""
     if msg.startswith("Unterminated string") and found.unterminated:
