@@ -284,9 +284,13 @@ class PtyProcess:
         self.screen: Any = make_screen(columns, lines) if screen else None
         self.output = bytearray()
         self.bytes_read = 0
+        self.read_count = 0  # chunks read: roughly the writes (frames) the app made
         self.started_at = 0.0
         self.last_chunk_at = 0.0
         self.eof_at: float | None = None
+        self.alt_screen_at: float | None = None  # when the app switched to the alternate screen
+        self.in_alt_screen = False
+        self._tail = b""
         self.proc: subprocess.Popen[bytes] | None = None
         self.master_fd: int | None = None
         self.initial_attrs: list[Any] | None = None
@@ -433,17 +437,40 @@ class PtyProcess:
                     self._cond.notify_all()
                     break
                 self.bytes_read += len(data)
+                self.read_count += 1
                 self.last_chunk_at = now
                 if self.keep_output:
                     self.output += data
-                if self.screen is not None:
-                    self.screen.feed(data)
+                self._track_alt_screen(data, now)
                 for pred, hit in self._watches:
                     if not hit and pred(self):
                         hit.append(now)
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
+
+    _ENTER_ALT, _LEAVE_ALT = b"\x1b[?1049h", b"\x1b[?1049l"
+
+    def _track_alt_screen(self, data: bytes, now: float) -> None:
+        """Feed the screen; a switch to the alternate screen starts a fresh, blank one (pyte
+        has no alternate screen), so text printed before the app took over never counts."""
+        seen = self._tail + data
+        self._tail = data[-8:]
+        enter = data.rfind(self._ENTER_ALT)
+        if self.alt_screen_at is None and self._ENTER_ALT in seen:
+            self.alt_screen_at = now
+        if seen.rfind(self._ENTER_ALT) > seen.rfind(self._LEAVE_ALT):
+            self.in_alt_screen = True
+        elif self._LEAVE_ALT in seen:
+            self.in_alt_screen = False
+        if self.screen is None:
+            return
+        if enter >= 0:
+            self.screen.feed(data[:enter])
+            self.screen = make_screen(self.columns, self.lines,
+                                      prefer_pyte=not isinstance(self.screen, MiniScreen))
+            data = data[enter:]
+        self.screen.feed(data)
 
     def wait_for(self, predicate: Callable[[PtyProcess], bool], timeout: float) -> float | None:
         """Wait until `predicate(self)` holds; return the arrival time of the chunk that made
