@@ -1,0 +1,152 @@
+"""A private PostgreSQL server for tests that must stop, restart or reconfigure a real server.
+
+The machine's shared PostgreSQL (127.0.0.1:5432) must never be stopped by a test, so tests
+that need a restart, or password authentication, use this one. It is built with `initdb`
+from the machine's binaries into a temporary directory, once per session, because `initdb`
+takes a few seconds. It listens on 127.0.0.1 and a free port. PostgreSQL refuses to run as
+root, so when the tests run as root every command runs as the `postgres` user.
+
+Authentication: Unix socket connections use `trust` (used by `admin()` for setup). TCP
+connections use `scram-sha-256`, so a wrong password really fails. The superuser
+`postgres` has the password `PASSWORD`.
+
+Use the `pg_server` fixture (session scope), which makes sure the server is running:
+
+    from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
+
+and ask for `pg_server: PgServer` in the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PASSWORD = "pg-Test-pw:@/%40é-9f3c"  # characters that break naive URL handling on purpose
+
+
+def _bindir() -> Path:
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        if (Path(out) / "initdb").exists():
+            return Path(out)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    return Path(found[-1]).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgServer:
+    """One private cluster: `start()`, `stop()`, `admin(sql)`, `dsn(...)`."""
+
+    def __init__(self) -> None:
+        self.bindir = _bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="opsconsole-pg-"))
+        self.datadir = self.root / "data"
+        self.sockdir = self.root / "sock"
+        self.log = self.root / "server.log"
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        self.sockdir.mkdir()
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(self.sockdir, "postgres", "postgres")
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{' '.join(args)} failed: {out.stdout}{out.stderr}\n{log}")
+        return out
+
+    def init(self) -> None:
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        if self._as_postgres:
+            shutil.chown(pwfile, "postgres", "postgres")
+        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                  "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+        pwfile.unlink()
+
+    def start(self) -> None:
+        opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=20")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
+                  "-w", "-t", "30", "-o", opts, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w",
+                  "-t", "30", "stop")
+
+    def is_running(self) -> bool:
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
+
+    def admin(self, sql: str, db: str = "postgres") -> str:
+        """Run SQL as superuser over the Unix socket (trust); returns unaligned output."""
+        out = self._run(str(self.bindir / "psql"), "-h", str(self.sockdir), "-p", str(self.port),
+                        "-U", "postgres", "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                        "-c", sql, timeout=30)
+        return out.stdout.strip()
+
+    def dsn(self, user: str = "postgres", password: str | None = None,
+            db: str = "postgres") -> str:
+        from urllib.parse import quote
+
+        if password is not None and not password.startswith("${"):
+            password = quote(password, safe="")
+        auth = user if password is None else f"{user}:{password}"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}"
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.is_running():
+                self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", name="pg_server_session")
+def pg_server_session_fixture() -> Iterator[PgServer]:
+    server = PgServer()
+    try:
+        t0 = time.monotonic()
+        server.init()
+        server.start()
+        print(f"private PostgreSQL on port {server.port} ready in {time.monotonic() - t0:.1f}s")
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(name="pg_server")
+def pg_server_fixture(pg_server_session: PgServer) -> PgServer:
+    """The session's private server, started again if a previous test left it stopped."""
+    if not pg_server_session.is_running():
+        pg_server_session.start()
+    return pg_server_session
