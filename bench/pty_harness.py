@@ -496,6 +496,18 @@ class PtyProcess:
                 self._watches.remove(entry)
         return hit[0] if hit else None
 
+    def wait_eof(self, timeout: float) -> bool:
+        """Wait until the terminal reports end of output (every slave fd closed) and all
+        output before it has been read."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.eof_at is None and self._reader_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return self.eof_at is not None
+
     def _reader_alive(self) -> bool:
         return self._reader is not None and self._reader.is_alive()
 
