@@ -1,0 +1,367 @@
+"""The status board: one DataTable row per target, updated in place on every snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from console.engine.model import Status
+from console.engine.sanitize import one_line
+from console.engine.views import TargetView
+
+from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct
+
+# (key, header, width, right-aligned). Fixed widths keep the columns still while values
+# change (update_cell(..., update_width=False)); `detail` takes whatever width is left.
+_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
+    ("state", "state", 6, False),
+    ("name", "name", 18, False),
+    ("kind", "kind", 5, False),
+    ("latency", "ms", 5, True),
+    ("p95", "p95", 5, True),
+    ("uptime", "up 1h", 5, True),
+    ("since", "since", 6, True),
+    ("detail", "detail", 12, False),
+)
+_FIXED_WIDTH = sum(width for key, _, width, _ in _COLUMNS if key != "detail")
+_DETAIL_MIN = 12
+_KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom"}
+_BADGE = " ⚠insecure"
+
+# One cell as plain data: (text, component-class suffix or "", right-aligned). Cells are
+# compared by this signature so an unchanged cell is never rewritten.
+_Cell = tuple[str, str, bool]
+_Row = tuple[_Cell, ...]
+
+
+def _matches(view: TargetView, needle: str) -> bool:
+    if not needle:
+        return True
+    haystack = " ".join(
+        (view.name, view.kind, view.group or "", *view.tags, view.status.value)
+    ).lower()
+    return needle in haystack
+
+
+class StatusBoard(DataTable[Text]):
+    """Targets with state, latency, p95, uptime, time in state and the latest reason.
+
+    Feed it with `update_rows(views, now)` as often as snapshots arrive: rows are keyed by
+    target name, only changed cells are rewritten, rows are added or removed only when a
+    target appears, disappears or is filtered, and the cursor stays on its target. Remote
+    text is sanitised and shown as `Text`, never parsed as markup.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "First", show=False),
+        Binding("G", "scroll_bottom", "Last", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "status-board--ok",
+        "status-board--warn",
+        "status-board--crit",
+        "status-board--unknown",
+        "status-board--insecure",
+        "status-board--muted",
+    }
+
+    DEFAULT_CSS = """
+    StatusBoard {
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+        scrollbar-gutter: stable;
+        & > .status-board--ok { color: $status-ok; }
+        & > .status-board--warn { color: $status-warn; text-style: bold; }
+        & > .status-board--crit { color: $status-crit; text-style: bold; }
+        & > .status-board--unknown { color: $status-unknown; }
+        & > .status-board--insecure { color: $status-warn; text-style: bold; }
+        & > .status-board--muted { color: $text-muted; }
+        &:ansi {
+            & > .status-board--muted { color: ansi_default; text-style: dim; }
+        }
+        &:nocolor {
+            & > .status-board--crit { text-style: bold reverse; }
+        }
+    }
+    """
+
+    filter_text: reactive[str] = reactive("", init=False)
+    """Case-insensitive substring over name, kind, group, tags and status; "" shows all."""
+
+    class TargetSelected(Message):
+        """The user pressed Enter on (or clicked the highlighted) target row."""
+
+        def __init__(self, name: str, board: StatusBoard | None = None) -> None:
+            self.name = name
+            self.board = board
+            super().__init__()
+
+        @property
+        def control(self) -> StatusBoard | None:
+            return self.board
+
+    class TargetHighlighted(Message):
+        """The cursor moved to another target (for a detail pane that follows it)."""
+
+        def __init__(self, name: str, board: StatusBoard | None = None) -> None:
+            self.name = name
+            self.board = board
+            super().__init__()
+
+        @property
+        def control(self) -> StatusBoard | None:
+            return self.board
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        super().__init__(
+            cursor_type="row",
+            show_row_labels=False,
+            zebra_stripes=False,
+            cell_padding=1,
+            name=name,
+            id=id,
+            classes=classes,
+            disabled=disabled,
+        )
+        self._views: dict[str, TargetView] = {}
+        self._order: list[str] = []
+        self._shown: list[str] = []  # row keys in display order
+        self._rows: dict[str, _Row] = {}  # signature of what each row currently shows
+        self._texts: dict[str, tuple[Text, ...]] = {}  # the Text objects handed to the table
+        self._now = 0.0
+        self._styles: dict[str, Style] = {}
+        self._last_highlighted: str | None = None
+        self._detail_width = _COLUMNS[-1][2]
+
+    def on_mount(self) -> None:
+        for key, label, width, right in _COLUMNS:
+            self.add_column(Text(label, justify="right" if right else "left"), key=key,
+                            width=width)
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def selected_target(self) -> str | None:
+        """The name of the target under the cursor, or None when the board is empty."""
+        if not self._shown or not 0 <= self.cursor_row < len(self._shown):
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    @property
+    def shown_targets(self) -> list[str]:
+        """Names of the rows currently shown, top to bottom (after filtering)."""
+        return list(self._shown)
+
+    def update_rows(self, views: Sequence[TargetView], now: float) -> None:
+        """Show `views` in this order; `now` (epoch seconds) drives the "since" column.
+
+        Cheap to call every second: only cells whose text or state changed are rewritten.
+        """
+        self._views = {view.name: view for view in views}
+        self._order = list(self._views)
+        self._now = now
+        self._sync()
+
+    def select_target(self, name: str) -> bool:
+        """Move the cursor to `name`; False if it is not shown (unknown or filtered out)."""
+        try:
+            index = self.get_row_index(name)
+        except RowDoesNotExist:
+            return False
+        self.move_cursor(row=index)
+        return True
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def _style(self, level: str) -> Style:
+        if not level:
+            return Style()
+        style = self._styles.get(level)
+        if style is None:
+            style = self.get_component_rich_style(f"status-board--{level}", partial=True)
+            self._styles[level] = style
+        return style
+
+    def _signature(self, view: TargetView) -> _Row:
+        level = STATUS_LEVEL.get(view.status, "unknown")
+        last = view.last
+        if last is not None and last.error:
+            detail, detail_level = one_line(last.error), level
+        elif last is not None and last.reasons:
+            detail, detail_level = one_line("; ".join(last.reasons)), level
+        else:
+            detail, detail_level = one_line(view.address), "muted"
+        if view.status is Status.UP and detail_level != "muted":
+            detail_level = ""  # an up target's note is informational, not alarming
+        kind = one_line(view.kind, max_len=20)
+        since = self._now - view.since if view.since is not None else None
+        return (
+            (STATUS_LABELS.get(view.status, "? ????"), level, False),
+            (one_line(view.name, max_len=120), "insecure" if view.insecure else "", False),
+            (_KIND_SHORT.get(kind, kind), "muted", False),
+            (fmt_ms(view.latency_ms), "", True),
+            (fmt_ms(view.p95_ms), "", True),
+            (fmt_pct(view.uptime_pct), "", True),
+            (fmt_age(since), "muted", True),
+            (detail, detail_level, False),
+        )
+
+    def _text(self, column: str, cell: _Cell) -> Text:
+        text, level, right = cell
+        if column == "name":
+            # Keep the badge visible however long the name: shorten the name, not the badge.
+            name_width = _COLUMNS[1][2] - (len(_BADGE) if level else 0)
+            if len(text) > name_width:
+                text = text[: max(name_width - 1, 1)] + "…"
+            out = Text(text, no_wrap=True, overflow="ellipsis", end="")
+            if level:
+                out.append(_BADGE, self._style("insecure"))
+            return out
+        return Text(
+            text,
+            style=self._style(level),
+            justify="right" if right else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            end="",
+        )
+
+    def _sync(self) -> None:
+        """Make the rows match the filtered views, touching as little as possible."""
+        if not self.columns:
+            return  # not mounted yet; on_mount's columns come first, then the next update
+        needle = self.filter_text.strip().lower()
+        wanted = [name for name in self._order if _matches(self._views[name], needle)]
+        wanted_set = set(wanted)
+        cursor_key = self.selected_target
+
+        for key in [k for k in self._shown if k not in wanted_set]:
+            self.remove_row(key)
+            self._rows.pop(key, None)
+            self._texts.pop(key, None)
+        current = [k for k in self._shown if k in wanted_set]
+
+        column_keys = [key for key, *_ in _COLUMNS]
+        for name in wanted:
+            row = self._signature(self._views[name])
+            previous = self._rows.get(name)
+            if previous is None:
+                texts = tuple(self._text(c, cell) for c, cell in zip(column_keys, row, strict=True))
+                self.add_row(*texts, key=name)
+                current.append(name)
+            elif previous != row:
+                texts_list = list(self._texts[name])
+                for index, (column, cell, old) in enumerate(
+                    zip(column_keys, row, previous, strict=True)
+                ):
+                    if cell != old:
+                        texts_list[index] = self._text(column, cell)
+                        self.update_cell(name, column, texts_list[index], update_width=False)
+                texts = tuple(texts_list)
+            else:
+                continue
+            self._rows[name] = row
+            self._texts[name] = texts
+
+        if current != wanted:
+            self._reorder(wanted)
+        self._shown = wanted
+
+        if cursor_key is not None and cursor_key in wanted_set:
+            index = wanted.index(cursor_key)
+            if index != self.cursor_row:
+                self.move_cursor(row=index)
+
+    def _reorder(self, wanted: list[str]) -> None:
+        """Put rows in `wanted` order: new rows are appended, so a filter change or a
+        target added mid-list needs a sort. DataTable.sort only sees cell values, so the key
+        maps the identity of each row's name Text (ours, unique per row) to its rank."""
+        rank = {id(self._texts[name][1]): i for i, name in enumerate(wanted)}
+        self.sort("name", key=lambda cell: rank.get(id(cell), len(rank)))
+
+    def _restyle(self) -> None:
+        """Rebuild every cell's Text after a theme or CSS change (styles are baked in)."""
+        column_keys = [key for key, *_ in _COLUMNS]
+        for name in self._shown:
+            row = self._rows.get(name)
+            if row is None:
+                continue
+            texts = tuple(self._text(c, cell) for c, cell in zip(column_keys, row, strict=True))
+            for column, text in zip(column_keys, texts, strict=True):
+                self.update_cell(name, column, text, update_width=False)
+            self._texts[name] = texts
+        if self._shown:
+            self._reorder(self._shown)  # the name Texts were replaced; keep ranks valid
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if not self.is_mounted:
+            return
+        styles = {
+            level: self.get_component_rich_style(f"status-board--{level}", partial=True)
+            for level in ("ok", "warn", "crit", "unknown", "insecure", "muted")
+        }
+        if styles != self._styles:
+            self._styles = styles
+            self._restyle()
+
+    def _fit_detail(self) -> None:
+        """Give the detail column the width left over, so the table never scrolls sideways."""
+        column = self.columns.get("detail")  # type: ignore[call-overload]
+        if column is None:
+            return
+        padding = 2 * self.cell_padding * len(_COLUMNS)
+        width = max(_DETAIL_MIN, self.scrollable_content_region.width - _FIXED_WIDTH - padding)
+        if width == column.width:
+            return
+        column.width = width
+        self._detail_width = width
+        if self._shown:
+            # update_cell(update_width=True) is the public way to make the table re-measure
+            # its virtual size after a column's width changed.
+            name = self._shown[0]
+            self.update_cell(name, "detail", self._texts[name][-1], update_width=True)
+
+    # -- events and watchers -----------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_detail()
+
+    def watch_filter_text(self, filter_text: str) -> None:
+        self._sync()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # One intent message for the screens instead of DataTable's generic one.
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.TargetSelected(event.row_key.value, self))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        name = event.row_key.value
+        if name is not None and name != self._last_highlighted:
+            self._last_highlighted = name
+            self.post_message(self.TargetHighlighted(name, self))
