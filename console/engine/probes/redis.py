@@ -1,0 +1,346 @@
+"""Redis probe: one connection, a timed PING and one INFO per check, with library retries off.
+
+Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
+
+* **One connection.** The probe uses a client on a single-connection pool, opened lazily and
+  kept between checks.
+* **No hidden retries.** With its defaults, redis-py 8.1 retries 10 times, each with a 5 s
+  socket timeout. A black-holed server took 58.6 s to fail, and the retries hide flapping and
+  inflate latency. Here the connection gets `retry=Retry(NoBackoff(), 0)`,
+  `socket_timeout` = `socket_connect_timeout` = `target.timeout`, and
+  `health_check_interval=0`. These settings override anything in the URL's query string,
+  which redis-py would otherwise let win.
+* **A hard deadline** (`target.timeout`) covers waiting for a concurrent check, connecting,
+  AUTH and both commands. On expiry the socket is dropped at once with
+  `disconnect(nowait=True)`. A connection whose command was cancelled is never reused (the
+  CVE-2023-28858/9 off-by-one class).
+* **RESP2 on purpose.** redis-py 8 defaults to RESP3, which sends `HELLO` and fails on
+  Redis < 6. RESP2 works on every server and INFO is the same.
+* **The client announces itself** as `opsconsole` (`CLIENT SETNAME`), like PostgreSQL's
+  `application_name`. Servers that rename or forbid `CLIENT` still get checked. redis-py's
+  `CLIENT SETINFO` is off: it ignores error replies, so it would hide a `DENIED`.
+* **TCP keep-alive** is on (30 s idle, 5 s interval, 3 probes), so a vanished server is noticed
+  between checks.
+* **Honest retries.** The probe makes at most one immediate retry, on a fresh socket and inside
+  the same deadline. It happens only after a connection-level error on a connection that was
+  already good, so a restart between checks does not show a false DOWN.
+* **TLS** (`rediss://`) keeps redis-py's defaults: certificate required, hostname checked.
+
+Counters (`*_total`) are reported raw, and the store turns them into rates. `hit_rate_pct`
+comes from the hit/miss deltas since the previous check, and is omitted when there were no
+lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import math
+import socket
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.connection import (
+    Connection,
+    ConnectionPool,
+    UnixDomainSocketConnection,
+    parse_url,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    MaxConnectionsError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
+
+from ..envref import MissingEnv, expand_url
+from ..model import CheckResult, Status
+from ..redact import describe_exception, redact, register_secret
+from ..sanitize import one_line
+from ..settings import RedisTarget
+
+CLIENT_NAME = "opsconsole"
+INFO_SECTIONS = ("memory", "clients", "stats", "keyspace")
+_KEEPALIVE_NAMES = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+KEEPALIVE_OPTIONS = {
+    getattr(socket, name): value for name, value in _KEEPALIVE_NAMES.items()
+    if hasattr(socket, name)
+}
+# Not "the connection broke": retrying these would only repeat the same answer.
+_NOT_TRANSIENT = (AuthenticationError, AuthorizationError, BusyLoadingError, MaxConnectionsError)
+
+
+async def _on_connect(conn: Any) -> None:
+    """redis-py's handshake (AUTH, SELECT), then a best-effort `CLIENT SETNAME opsconsole`."""
+    await conn.on_connect()
+    try:
+        await conn.send_command("CLIENT", "SETNAME", CLIENT_NAME, check_health=False)
+        await conn.read_response()
+    except NoPermissionError:
+        pass  # an ACL user without CLIENT: naming is a courtesy, not a requirement
+    except ResponseError as exc:
+        if "unknown" not in str(exc).lower():  # renamed/disabled command; DENIED etc. matter
+            raise
+
+
+def _where_of(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"socket {parts.path}"
+        if parts.hostname:
+            return f"{parts.hostname}:{parts.port or 6379}"
+    except ValueError:
+        pass
+    return "the server"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(out) < 5 and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def describe_error(exc: BaseException, where: str) -> str:
+    """An operator-facing message for a failed check: specific, one line, no secrets."""
+    msg = str(exc)
+    low = msg.lower()
+    chain = _chain(exc)
+    text: str
+    if isinstance(exc, MissingEnv):
+        text = f"environment variable {exc.args[0]} is not set"
+    elif isinstance(exc, ValueError) and not isinstance(exc, RedisError):
+        text = f"invalid Redis URL: {msg}"
+    elif "denied" in low and "protected mode" in low:
+        text = ("Redis refused the connection: protected mode is on (DENIED); "
+                "set a password on the server or allow this client")
+    elif "authentication required" in low or low.startswith("noauth"):
+        text = "Redis requires a password (NOAUTH)"
+    elif "invalid username-password" in low or "invalid password" in low or "wrongpass" in low:
+        text = "authentication failed: wrong password or username (WRONGPASS)"
+    elif "without any password configured" in low or "client sent auth, but no password" in low:
+        text = "a password was given but the server has none configured"
+    elif isinstance(exc, AuthenticationError):
+        text = f"authentication failed: {msg}"
+    elif isinstance(exc, BusyLoadingError):
+        text = "Redis is loading the dataset into memory (LOADING)"
+    elif isinstance(exc, NoPermissionError):
+        text = f"insufficient permission: {msg} (NOPERM)"
+    elif "max number of clients reached" in low:
+        text = "Redis refused the connection: max number of clients reached"
+    elif any(isinstance(e, socket.gaierror) for e in chain):
+        text = f"cannot resolve the host of {where}"
+    elif any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        err = next(e for e in chain if isinstance(e, ssl.SSLCertVerificationError))
+        text = f"TLS certificate verification failed for {where}: {err.verify_message or err}"
+    elif any(isinstance(e, ssl.SSLError) for e in chain):
+        text = f"TLS error with {where}: {msg}"
+    elif (any(isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in chain)
+          or "connection refused" in low or "connect call failed" in low):
+        text = f"connection refused by {where}"
+    elif "closed by server" in low or isinstance(exc, ConnectionResetError):
+        text = f"connection to {where} closed by the server"
+    elif isinstance(exc, ResponseError):
+        text = f"Redis error: {msg}"
+    elif isinstance(exc, redis_errors.ConnectionError | OSError):
+        text = f"cannot connect to {where}: {describe_exception(exc)}"
+    else:
+        text = describe_exception(exc)
+    return one_line(redact(text))
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+class RedisProbe:
+    """Checks one Redis target over a single persistent connection."""
+
+    kind = "redis"
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self._where = _where_of(target.url)
+        self._client: Redis | None = None
+        self._lock = asyncio.Lock()
+        self._good = False  # the current connection has answered a full check
+        self._sections: tuple[str, ...] = INFO_SECTIONS  # () once a server rejects several
+        self._lookups: tuple[float, float] | None = None  # (hits, misses) at the last check
+        self._phase = "starting"
+
+    def __repr__(self) -> str:
+        return f"RedisProbe({self.target.name!r}, {redact(self.target.url)!r})"
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _build_client(self) -> Redis:
+        url = expand_url(self.target.url)  # percent-encodes a ${PW} inside the userinfo
+        self._where = _where_of(url)
+        kwargs: dict[str, Any] = dict(parse_url(url))
+        if kwargs.get("password"):
+            register_secret(kwargs["password"])  # the URL may be one ${VAR}: mask its parts
+        connection_class = kwargs.pop("connection_class", Connection)
+        timeout = self.target.timeout
+        # Ours win over the URL's query string (redis-py would let the URL win).
+        kwargs.update(
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=0,
+            decode_responses=True,
+            protocol=2,
+            redis_connect_func=_on_connect,
+            # No CLIENT SETINFO: its replies are read with errors ignored, so it would swallow
+            # a protected-mode DENIED line; CLIENT SETNAME identifies us instead.
+            driver_info=None,
+        )
+        kwargs.pop("retry_on_error", None)
+        if connection_class is not UnixDomainSocketConnection:
+            kwargs.update(socket_keepalive=True, socket_keepalive_options=KEEPALIVE_OPTIONS)
+        pool = ConnectionPool(connection_class=connection_class, max_connections=1, **kwargs)
+        return Redis(connection_pool=pool, single_connection_client=True)
+
+    async def _drop_socket(self) -> None:
+        """Close the socket now, without waiting for the peer (it may be black-holed)."""
+        self._good = False
+        client = self._client
+        conn = client.connection if client is not None else None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+
+    async def _once(self, client: Redis) -> tuple[float, dict[str, Any]]:
+        self._phase = f"connecting to {self._where}"
+        await client.initialize()
+        conn = client.connection
+        if conn is not None and not conn.is_connected:
+            await conn.connect()
+        self._phase = "waiting for PING"
+        t0 = time.perf_counter()
+        await client.execute_command("PING")
+        latency_ms = (time.perf_counter() - t0) * 1000
+        self._phase = "waiting for INFO"
+        try:
+            info = await client.execute_command("INFO", *self._sections)
+        except NoPermissionError:
+            raise
+        except ResponseError:
+            if not self._sections:
+                raise
+            self._sections = ()  # Redis < 7 takes one section; the default set has ours
+            info = await client.execute_command("INFO")
+        return latency_ms, info if isinstance(info, dict) else {}
+
+    async def _run(self) -> tuple[float, dict[str, Any]]:
+        if self._client is None:
+            self._client = self._build_client()
+        reused = self._good
+        try:
+            return await self._once(self._client)
+        except _NOT_TRANSIENT:
+            raise
+        except (redis_errors.ConnectionError, ConnectionError):
+            if not reused:
+                raise
+            await self._drop_socket()
+        # One retry, on a fresh socket, inside the same deadline: a restart is not DOWN.
+        return await self._once(self._client)
+
+    # -- public ----------------------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        """One check; never raises except CancelledError, returns by `timeout` (+ a few ms)."""
+        target = self.target
+        started = time.time()
+        loop = asyncio.get_running_loop()
+        self._phase = "waiting for the previous check"
+        cm = asyncio.timeout_at(loop.time() + target.timeout)
+        try:
+            async with cm, self._lock:
+                latency_ms, info = await self._run()
+        except asyncio.CancelledError:
+            await self._drop_socket()  # a cancelled command leaves an unread reply behind
+            raise
+        except Exception as exc:
+            await self._drop_socket()
+            if cm.expired() or isinstance(exc, redis_errors.TimeoutError | TimeoutError):
+                error = one_line(redact(f"timed out after {target.timeout:g}s {self._phase}"))
+            else:
+                error = describe_error(exc, self._where)
+            return CheckResult(
+                target=target.name, kind=self.kind, status=Status.DOWN, started_at=started,
+                latency_ms=None, error=error,
+            )
+        self._good = True
+        return CheckResult(
+            target=target.name, kind=self.kind, status=Status.UP, started_at=started,
+            latency_ms=latency_ms, metrics=self._metrics(info, latency_ms),
+        )
+
+    def _metrics(self, info: dict[str, Any], latency_ms: float) -> dict[str, float]:
+        m: dict[str, float] = {"latency_ms": latency_ms}
+        for name, key in (
+            ("used_memory_bytes", "used_memory"),
+            ("maxmemory_bytes", "maxmemory"),
+            ("fragmentation_ratio", "mem_fragmentation_ratio"),
+            ("connected_clients", "connected_clients"),
+            ("blocked_clients", "blocked_clients"),
+            ("keyspace_hits_total", "keyspace_hits"),
+            ("keyspace_misses_total", "keyspace_misses"),
+            ("evicted_keys_total", "evicted_keys"),
+            ("expired_keys_total", "expired_keys"),
+            ("ops_per_sec", "instantaneous_ops_per_sec"),
+        ):
+            value = _num(info.get(key))
+            if value is not None:
+                m[name] = value
+        used, maxmem = m.get("used_memory_bytes"), m.get("maxmemory_bytes")
+        if used is not None and maxmem:
+            m["memory_pct"] = used / maxmem * 100
+        m["keys_total"] = sum(
+            _num(v.get("keys")) or 0.0 for k, v in info.items()
+            if k.startswith("db") and k[2:].isdigit() and isinstance(v, dict)
+        ) + 0.0
+        hits, misses = m.get("keyspace_hits_total"), m.get("keyspace_misses_total")
+        if hits is not None and misses is not None:
+            prev, self._lookups = self._lookups, (hits, misses)
+            if prev is not None:
+                d_hits, d_misses = hits - prev[0], misses - prev[1]
+                # Negative: restart or CONFIG RESETSTAT; zero: no lookups, no ratio.
+                if d_hits >= 0 and d_misses >= 0 and d_hits + d_misses > 0:
+                    m["hit_rate_pct"] = d_hits / (d_hits + d_misses) * 100
+        return m
+
+    async def aclose(self) -> None:
+        """Release the connection; never hangs (the socket is closed without waiting)."""
+        await self._drop_socket()
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(0.5):
+                await client.aclose(close_connection_pool=True)
