@@ -160,6 +160,19 @@ class Condition:
     def needs_json(self) -> bool:
         return self.subject == "body" and bool(self.path)
 
+    def holds(self, ctx: CheckContext) -> bool:
+        """Whether the condition holds, without building a description (the hot path)."""
+        try:
+            state, actual, _ = self._resolve(ctx)
+            if state != "found":
+                return state == "absent" and self.op == "missing"
+            if self.op in _UNARY:
+                return self.op == "exists"
+            ok, problem = self._compare(actual)
+            return ok and problem is None
+        except Exception:  # noqa: BLE001 - a condition must never break a check
+            return False
+
     def evaluate(self, ctx: CheckContext) -> tuple[bool, str]:
         """(holds, description); never raises."""
         try:
@@ -227,25 +240,26 @@ class Condition:
         if not ok:
             return "error", None, doc
         cur = doc
-        walked = "body"
         last = len(self.path) - 1
         for i, part in enumerate(self.path):
             if isinstance(part, int):
                 if not isinstance(cur, list):
-                    return "absent", None, f"{walked} is {_kind(cur)}, not a list"
+                    return "absent", None, f"{self._walked(i)} is {_kind(cur)}, not a list"
                 if not -len(cur) <= part < len(cur):
-                    return "absent", None, f"{walked} has {len(cur)} items"
-                cur = cur[part]
-                walked += f"[{part}]"
-            else:
-                if not isinstance(cur, dict):
-                    return "absent", None, f"{walked} is {_kind(cur)}, not an object"
-                if part not in cur:
-                    why = None if i == last else f"{walked} has no key {_show(part)}"
-                    return "absent", None, why
-                cur = cur[part]
-                walked += _label_key(part)
+                    return "absent", None, f"{self._walked(i)} has {len(cur)} items"
+            elif not isinstance(cur, dict):
+                return "absent", None, f"{self._walked(i)} is {_kind(cur)}, not an object"
+            elif part not in cur:
+                why = None if i == last else f"{self._walked(i)} has no key {_show(part)}"
+                return "absent", None, why
+            cur = cur[part]
         return "found", cur, None
+
+    def _walked(self, n: int) -> str:
+        """The label of the first `n` path parts, for messages."""
+        return "body" + "".join(
+            f"[{p}]" if isinstance(p, int) else _label_key(p) for p in self.path[:n]
+        )
 
     def _compare(self, actual: Any) -> tuple[bool, str | None]:
         op, want = self.op, self.value

@@ -1,0 +1,82 @@
+"""Benchmark HTTP endpoints served from a separate process, so their CPU never counts.
+
+Run as a script: `python bench/_endpoints.py N` listens on N ephemeral 127.0.0.1 ports with a
+minimal keep-alive HTTP/1.1 responder (raw asyncio protocol: the server must stay cheap so that
+the client side, which is what the benchmark measures, is never starved on a 2-core machine),
+prints the ports as one JSON line, and serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+BODY = (
+    b'{"status":"ok","info":{"database":{"status":"up"},"redis":{"status":"up"}},'
+    b'"error":{},"details":{"database":{"status":"up"},"redis":{"status":"up"}}}'
+)
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(BODY)).encode()
+    + b"\r\nConnection: keep-alive\r\n\r\n"
+    + BODY
+)
+
+
+class _Responder(asyncio.Protocol):
+    """Answers every request head with the fixed JSON response; ignores request bodies."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (i := self.buf.find(b"\r\n\r\n")) >= 0:
+            self.buf = self.buf[i + 4 :]
+            assert self.transport is not None
+            self.transport.write(RESPONSE)
+
+
+async def _serve(n: int) -> None:
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(_Responder, "127.0.0.1", 0, backlog=512) for _ in range(n)
+    ]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    print(json.dumps(ports), flush=True)
+    # Serve until the parent closes our stdin (or dies).
+    await loop.run_in_executor(None, sys.stdin.read)
+    for s in servers:
+        s.close()
+
+
+@contextlib.contextmanager
+def endpoints(n: int) -> Iterator[list[int]]:
+    """Start the server process; yield its ports; stop it."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        ports = json.loads(proc.stdout.readline())
+        yield ports
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(int(sys.argv[1])))
