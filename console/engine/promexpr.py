@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -36,6 +36,12 @@ _FORMS = (
     "write a selector such as http_requests_total{status=~\"5..\"}, or rate(selector), "
     "ratio(selector, selector), histogram_quantile(0.95, selector), optionally * or / a number"
 )
+
+
+class StopFlag(Protocol):
+    """Anything with `is_set()`, such as threading.Event: tells a running parse to stop."""
+
+    def is_set(self) -> bool: ...
 
 
 class ScrapeCancelledError(Exception):
@@ -68,7 +74,7 @@ def parse_scrape(
     at: float,
     keep: Callable[[str], bool] | None = None,
     openmetrics: bool = False,
-    cancel: threading.Event | None = None,
+    cancel: StopFlag | None = None,
 ) -> Scrape:
     """Parse a Prometheus text (or OpenMetrics) exposition into a Scrape.
 
@@ -130,7 +136,7 @@ class _Lines:
 
     __slots__ = ("_cancel", "_it", "_n")
 
-    def __init__(self, text: str, cancel: threading.Event | None) -> None:
+    def __init__(self, text: str, cancel: StopFlag | None) -> None:
         self._it = iter(text.splitlines(keepends=True))
         self._cancel = cancel
         self._n = 0
