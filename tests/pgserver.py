@@ -10,6 +10,11 @@ Authentication: Unix socket connections use `trust` (used by `admin()` for setup
 connections use `scram-sha-256`, so a wrong password really fails. The superuser
 `postgres` has the password `PASSWORD`.
 
+TLS is on (plaintext stays allowed). The server certificate is issued by a private CA
+(`ca_file`) for the name `TLS_HOSTNAME` only, so that connecting to 127.0.0.1 with
+`verify-full` fails on the hostname, with `verify-ca` it succeeds, and `other_ca_file` (an
+unrelated CA) fails on the chain.
+
 Use the `pg_server` fixture (session scope), which makes sure the server is running:
 
     from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
@@ -33,6 +38,7 @@ from pathlib import Path
 import pytest
 
 PASSWORD = "pg-Test-pw:@/%40é-9f3c"  # characters that break naive URL handling on purpose
+TLS_HOSTNAME = "db.opsconsole.test"
 
 
 def _bindir() -> Path:
@@ -64,6 +70,8 @@ class PgServer:
         self.datadir = self.root / "data"
         self.sockdir = self.root / "sock"
         self.log = self.root / "server.log"
+        self.ca_file = self.root / "ca.pem"
+        self.other_ca_file = self.root / "other-ca.pem"
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         self.sockdir.mkdir()
@@ -90,11 +98,28 @@ class PgServer:
                   "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
                   "--no-sync", "-E", "UTF8", "--locale=C")
         pwfile.unlink()
+        self._make_certs()
+
+    def _make_certs(self) -> None:
+        import trustme
+
+        ca, other = trustme.CA(), trustme.CA()
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        other.cert_pem.write_to_path(str(self.other_ca_file))
+        leaf = ca.issue_cert(TLS_HOSTNAME)
+        cert_file, key_file = self.datadir / "server.crt", self.datadir / "server.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert_file))
+        leaf.private_key_pem.write_to_path(str(key_file))
+        key_file.chmod(0o600)
+        if self._as_postgres:
+            shutil.chown(cert_file, "postgres", "postgres")
+            shutil.chown(key_file, "postgres", "postgres")
 
     def start(self) -> None:
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=20")
+                "-c max_connections=20 -c ssl=on -c ssl_cert_file=server.crt "
+                "-c ssl_key_file=server.key")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
                   "-w", "-t", "30", "-o", opts, "start")
 
@@ -116,13 +141,13 @@ class PgServer:
         return out.stdout.strip()
 
     def dsn(self, user: str = "postgres", password: str | None = None,
-            db: str = "postgres") -> str:
+            db: str = "postgres", query: str = "") -> str:
         from urllib.parse import quote
 
         if password is not None and not password.startswith("${"):
             password = quote(password, safe="")
         auth = user if password is None else f"{user}:{password}"
-        return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
     def destroy(self) -> None:
         with contextlib.suppress(Exception):

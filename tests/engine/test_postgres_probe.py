@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from console.engine.model import CheckResult, Status
-from console.engine.probes.postgres import PostgresProbe, statement_timeout_ms
+from console.engine.probes.postgres import METRICS, PostgresProbe, statement_timeout_ms
 from console.engine.settings import PostgresTarget
 from tests.pgserver import (  # noqa: F401  (the fixtures are used by name)
     PASSWORD,
@@ -180,6 +180,7 @@ async def test_up_with_sane_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
         assert second.metrics["xact_total"] >= m["xact_total"] + 5
         assert "cache_hit_pct" in second.metrics  # pg_class scans read (cached) blocks
         assert 0 <= second.metrics["cache_hit_pct"] <= 100
+        assert set(second.metrics) == set(METRICS)  # every documented metric, nothing else
         assert_no_secret(FAKE_SECRET, probe, first, second)
     finally:
         await probe.aclose()
@@ -460,3 +461,53 @@ async def test_degraded_when_connections_near_max(pg_server: PgServer,
         assert (await probe.check()).status is Status.UP
     finally:
         await probe.aclose()
+
+
+async def test_tls_is_explicit_and_verified(pg_server: PgServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DSN's sslmode is used as written; without one, loopback is plaintext (no 'prefer')."""
+    monkeypatch.setenv("OPSCONSOLE_T_PG_PW", PASSWORD)
+
+    async def check(query: str) -> tuple[CheckResult, bool | None]:
+        probe = PostgresProbe(target(pg_server.dsn(password="${OPSCONSOLE_T_PG_PW}",
+                                                   query=query)))
+        try:
+            r = await probe.check()
+            tls = None
+            if r.status is Status.UP:
+                tls = await probe._conn.fetchval(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert_no_secret(PASSWORD, probe, r)
+            return r, tls
+        finally:
+            await probe.aclose()
+
+    where = f"127.0.0.1:{pg_server.port}"
+    assert await check("") == (ANY_UP, False)
+    assert await check("sslmode=require") == (ANY_UP, True)
+    assert await check(f"sslmode=verify-ca&sslrootcert={pg_server.ca_file}") == (ANY_UP, True)
+
+    r, _ = await check(f"sslmode=verify-full&sslrootcert={pg_server.ca_file}")
+    assert r.status is Status.DOWN
+    assert r.error == (f"TLS certificate verification failed for {where}: "
+                       "IP address mismatch, certificate is not valid for '127.0.0.1'.")
+    r, _ = await check(f"sslmode=verify-ca&sslrootcert={pg_server.other_ca_file}")
+    assert r.status is Status.DOWN
+    assert r.error == (f"TLS certificate verification failed for {where}: "
+                       "unable to get local issuer certificate")
+    r, _ = await check("sslmode=verify-full&sslrootcert=/nonexistent/opsconsole-ca.pem")
+    assert r.status is Status.DOWN
+    assert r.error == "cannot read /nonexistent/opsconsole-ca.pem: No such file or directory"
+
+
+class _AnyUp:
+    """Equal to any UP result, so (result, tls) pairs compare in one assert."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CheckResult) and other.status is Status.UP
+
+    def __repr__(self) -> str:
+        return "<any UP result>"
+
+
+ANY_UP = _AnyUp()

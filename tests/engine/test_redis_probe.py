@@ -17,7 +17,7 @@ import pytest
 from redis.backoff import NoBackoff
 
 from console.engine.model import CheckResult, Status
-from console.engine.probes.redis import CLIENT_NAME, RedisProbe
+from console.engine.probes.redis import CLIENT_NAME, METRICS, RedisProbe
 from console.engine.settings import RedisTarget
 from tests.redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401
 
@@ -199,6 +199,7 @@ async def test_hit_rate_and_counters_from_deltas(monkeypatch: pytest.MonkeyPatch
                 == third.metrics["expired_keys_total"] + 1
             assert fourth.metrics["hit_rate_pct"] == 0.0
             assert fourth.metrics["keys_total"] == 5
+            assert set(fourth.metrics) == set(METRICS)  # every documented metric, nothing else
         finally:
             await probe.aclose()
             data.close()

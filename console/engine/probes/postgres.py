@@ -26,9 +26,12 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   already established, so a server restart between two checks does not show a false DOWN.
   Timeouts are never retried.
 
-Counters (`xact_total`, `rollbacks_total`, `deadlocks_total`) are reported raw, and the store
-turns them into rates. `cache_hit_pct` comes from block-counter deltas since the previous
-check, not since the server started, so it reflects current behaviour.
+Metrics are listed in `METRICS`. Counters (`xact_total`, `rollbacks_total`,
+`deadlocks_total`) are reported raw, and the store turns them into rates. `cache_hit_pct`
+comes from block-counter deltas since the previous check, not since the server started, so
+it reflects current behaviour. A role without `pg_monitor` (or `pg_read_all_stats`) cannot
+see other roles' session states, so the active, idle-in-transaction and waiting counts would
+be too low; grant it to the monitoring role.
 """
 
 from __future__ import annotations
@@ -53,6 +56,20 @@ from ..redact import describe_exception, redact, register_secret
 from ..sanitize import one_line
 from ..settings import PostgresTarget
 
+# What each metric means (units in the name); the UI and docs may show these.
+METRICS: dict[str, str] = {
+    "latency_ms": "round trip of the stats query on an open connection",
+    "connections_total": "client backends on the server (all databases)",
+    "connections_active": "client backends running a query (this probe excluded)",
+    "connections_idle_in_tx": "client backends idle inside a transaction",
+    "connections_waiting": "client backends waiting on a lock",
+    "max_connections": "the server's max_connections setting",
+    "pool_usage_pct": "connections_total / max_connections * 100; above 80 means DEGRADED",
+    "xact_total": "commits + rollbacks in this database (counter)",
+    "rollbacks_total": "rollbacks in this database (counter)",
+    "deadlocks_total": "deadlocks detected in this database (counter)",
+    "cache_hit_pct": "buffer hits / block lookups since the previous check (absent if none)",
+}
 APPLICATION_NAME = "opsconsole"
 POOL_DEGRADED_PCT = 80.0
 # The scheduler's backstop is timeout + 0.25 s; the probe itself must finish well inside it.
@@ -95,6 +112,7 @@ class _Endpoint:
     local: bool  # every host is loopback or a Unix socket
     sslmode: str | None  # as written in the DSN, if any
     has_rootcert: bool
+    tls_files: tuple[str, ...] = ()  # sslrootcert/sslcert/sslkey named in the DSN
 
 
 def _parse_endpoint(dsn: str) -> _Endpoint:
@@ -132,6 +150,7 @@ def _parse_endpoint(dsn: str) -> _Endpoint:
         local=all(is_local(h) for h, _ in hosts),
         sslmode=query.get("sslmode"),
         has_rootcert="sslrootcert" in query,
+        tls_files=tuple(query[k] for k in ("sslrootcert", "sslcert", "sslkey") if k in query),
     )
 
 
@@ -180,9 +199,10 @@ def _os_errno(exc: BaseException) -> int | None:
     return None
 
 
-def describe_error(exc: BaseException, where: str, stmt_ms: int) -> str:
+def describe_error(exc: BaseException, ep: _Endpoint, stmt_ms: int) -> str:
     """An operator-facing message for a failed check: specific, one line, no secrets."""
     pg = asyncpg.exceptions
+    where = ep.where
     text: str
     if isinstance(exc, MissingEnv):
         text = f"environment variable {exc.args[0]} is not set"
@@ -212,7 +232,8 @@ def describe_error(exc: BaseException, where: str, stmt_ms: int) -> str:
     elif isinstance(exc, pg.PostgresError):
         text = f"{exc.message} (SQLSTATE {exc.sqlstate})"
     elif isinstance(exc, pg.ClientConfigurationError):
-        text = f"invalid connection settings: {exc}"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = f"invalid connection settings: {first}"
     elif isinstance(exc, pg.InterfaceError):
         text = f"connection to {where} lost: {exc}"
     elif "rejected SSL upgrade" in str(exc):
@@ -220,6 +241,11 @@ def describe_error(exc: BaseException, where: str, stmt_ms: int) -> str:
                 "(write ?sslmode=disable in the DSN to allow plaintext)")
     elif _os_errno(exc) == errno.ECONNREFUSED or "Connect call failed" in str(exc):
         text = f"connection refused by {where}"
+    elif isinstance(exc, FileNotFoundError | PermissionError) and (exc.filename or ep.tls_files):
+        # ssl.load_verify_locations() does not say which file; the DSN does.
+        names = [exc.filename] if exc.filename else [
+            f for f in ep.tls_files if not os.access(f, os.R_OK)] or list(ep.tls_files)
+        text = f"cannot read {', '.join(map(str, names))}: {exc.strerror}"
     elif isinstance(exc, ConnectionResetError):
         text = f"connection to {where} reset by the server"
     elif isinstance(exc, OSError):
@@ -328,7 +354,7 @@ class PostgresProbe:
                 error = f"timed out after {target.timeout:g}s {self._phase}"
                 error = one_line(redact(error))
             else:
-                error = describe_error(exc, self._endpoint.where, self._stmt_ms)
+                error = describe_error(exc, self._endpoint, self._stmt_ms)
             return CheckResult(
                 target=target.name, kind=self.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=error,

@@ -26,9 +26,9 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   already good, so a restart between checks does not show a false DOWN.
 * **TLS** (`rediss://`) keeps redis-py's defaults: certificate required, hostname checked.
 
-Counters (`*_total`) are reported raw, and the store turns them into rates. `hit_rate_pct`
-comes from the hit/miss deltas since the previous check, and is omitted when there were no
-lookups.
+Metrics are listed in `METRICS`. Counters (`*_total`) are reported raw, and the store turns
+them into rates. `hit_rate_pct` comes from the hit/miss deltas since the previous check, and
+is omitted when there were no lookups.
 """
 
 from __future__ import annotations
@@ -69,6 +69,23 @@ from ..redact import describe_exception, redact, register_secret
 from ..sanitize import one_line
 from ..settings import RedisTarget
 
+# What each metric means (units in the name); the UI and docs may show these.
+METRICS: dict[str, str] = {
+    "latency_ms": "PING round trip on an open connection",
+    "used_memory_bytes": "memory used by Redis (INFO used_memory)",
+    "maxmemory_bytes": "configured maxmemory; 0 means no limit",
+    "memory_pct": "used_memory / maxmemory * 100 (only when maxmemory is set)",
+    "fragmentation_ratio": "RSS / used memory (INFO mem_fragmentation_ratio)",
+    "connected_clients": "client connections, this probe included",
+    "blocked_clients": "clients blocked in BLPOP, WAIT, etc.",
+    "keyspace_hits_total": "successful key lookups (counter)",
+    "keyspace_misses_total": "failed key lookups (counter)",
+    "hit_rate_pct": "hits / lookups since the previous check (absent if no lookups)",
+    "evicted_keys_total": "keys evicted by the maxmemory policy (counter)",
+    "expired_keys_total": "keys removed on expiry (counter)",
+    "ops_per_sec": "commands per second, as Redis samples it (instantaneous_ops_per_sec)",
+    "keys_total": "keys in all databases",
+}
 CLIENT_NAME = "opsconsole"
 INFO_SECTIONS = ("memory", "clients", "stats", "keyspace")
 _KEEPALIVE_NAMES = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
