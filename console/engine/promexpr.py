@@ -370,7 +370,16 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         bucket_start = merged[idx - 1][0]
         count -= merged[idx - 1][1]
         rank -= merged[idx - 1][1]
-    return bucket_start + (bucket_end - bucket_start) * (rank / count)
+    return bucket_start + (bucket_end - bucket_start) * _ieee_div(rank, count)
+
+
+def _ieee_div(a: float, b: float) -> float:
+    """Division as Go does it on floats: x/0 is ±Inf, 0/0 is NaN (q=0 on an empty bucket)."""
+    if b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 # -- parser ----------------------------------------------------------------------------------
