@@ -7,10 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from textual.app import App, InvalidThemeError
 from textual.theme import BUILTIN_THEMES, Theme
 
 if TYPE_CHECKING:
-    from textual.app import App
+    from typing import Any
 
 __all__ = [
     "ANSI_THEMES",
@@ -18,7 +19,9 @@ __all__ = [
     "DEFAULT_THEME",
     "THEMES",
     "THEME_VARIABLE_DEFAULTS",
+    "activate_theme",
     "pick_theme",
+    "preselect_theme",
     "register_themes",
 ]
 
@@ -127,7 +130,20 @@ CSS_PATHS: list[Path] = [Path(__file__).resolve().parent / "opsconsole.tcss"]
 """App-level stylesheets, absolute so they load whichever module defines the App."""
 
 
-def register_themes(app: App[object]) -> None:
+def preselect_theme(app: App[Any], name: str) -> None:
+    """Make `name` the theme Textual starts with. Call it BEFORE `super().__init__()`.
+
+    Textual picks its NO_COLOR filter once, in `App.__init__`, from the theme current at
+    that moment: `NoColor` (terminal default colours) for an ANSI theme, else `Monochrome`
+    (greys). An ANSI theme chosen only after `__init__` keeps `Monochrome`, which turns the
+    ANSI palette into black on black: measured here, every line of the board became
+    unreadable under NO_COLOR with `ansi-dark`. Our ANSI themes share Textual's built-in
+    names, so they are known before `register_themes` runs.
+    """
+    app.set_reactive(App.theme, name)
+
+
+def register_themes(app: App[Any]) -> None:
     """Register our themes and the extended ANSI themes on `app`.
 
     Call it in `App.__init__` (after `super().__init__()`) and before assigning `app.theme`:
@@ -135,6 +151,26 @@ def register_themes(app: App[object]) -> None:
     """
     for theme in (*THEMES, *ANSI_THEMES):
         app.register_theme(theme)
+
+
+def activate_theme(app: App[Any], name: str) -> str:
+    """Make `name` the current theme (after `register_themes`); returns the name used.
+
+    An unknown name falls back to `opsconsole-dark` instead of raising. When `name` is
+    already current (see `preselect_theme`) the theme is re-applied anyway, so the CSS
+    variables come from our registered copy, not from the built-in it replaced.
+    """
+    if name not in app.available_themes:
+        name = DEFAULT_THEME
+    try:
+        if app.theme == name:
+            app.mutate_reactive(App.theme)
+        else:
+            app.theme = name
+    except InvalidThemeError:
+        app.theme = DEFAULT_THEME
+        name = DEFAULT_THEME
+    return name
 
 
 _TRUTHY = frozenset({"1", "true", "yes", "on"})

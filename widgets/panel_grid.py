@@ -154,6 +154,7 @@ class PanelGrid(ScrollView, can_focus=True):
             & > .panel-grid--value { color: ansi_default; }
         }
         &:nocolor {
+            & > .panel-grid--title { text-style: bold underline; }
             & > .panel-grid--title-cursor { text-style: bold reverse; }
             & > .panel-grid--crit { text-style: bold reverse; }
         }

@@ -7,8 +7,6 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual import events
-from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
@@ -19,6 +17,7 @@ from console.engine.sanitize import one_line
 from console.engine.views import TargetView
 
 from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct
+from ._table import FillTable
 
 # (key, header, width, right-aligned). Fixed widths keep the columns still while values
 # change (update_cell(..., update_width=False)); `detail` takes whatever width is left.
@@ -32,8 +31,6 @@ _COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("since", "since", 6, True),
     ("detail", "detail", 12, False),
 )
-_FIXED_WIDTH = sum(width for key, _, width, _ in _COLUMNS if key != "detail")
-_DETAIL_MIN = 12
 _KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom"}
 _BADGE = " ⚠insecure"
 
@@ -52,7 +49,7 @@ def _matches(view: TargetView, needle: str) -> bool:
     return needle in haystack
 
 
-class StatusBoard(DataTable[Text]):
+class StatusBoard(FillTable):
     """Targets with state, latency, p95, uptime, time in state and the latest reason.
 
     Feed it with `update_rows(views, now)` as often as snapshots arrive: rows are keyed by
@@ -61,12 +58,7 @@ class StatusBoard(DataTable[Text]):
     text is sanitised and shown as `Text`, never parsed as markup.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "First", show=False),
-        Binding("G", "scroll_bottom", "Last", show=False),
-    ]
+    COLUMNS = _COLUMNS
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "status-board--ok",
@@ -79,9 +71,6 @@ class StatusBoard(DataTable[Text]):
 
     DEFAULT_CSS = """
     StatusBoard {
-        height: 1fr;
-        scrollbar-size-vertical: 1;
-        scrollbar-gutter: stable;
         & > .status-board--ok { color: $status-ok; }
         & > .status-board--warn { color: $status-warn; text-style: bold; }
         & > .status-board--crit { color: $status-crit; text-style: bold; }
@@ -132,16 +121,7 @@ class StatusBoard(DataTable[Text]):
         classes: str | None = None,
         disabled: bool = False,
     ) -> None:
-        super().__init__(
-            cursor_type="row",
-            show_row_labels=False,
-            zebra_stripes=False,
-            cell_padding=1,
-            name=name,
-            id=id,
-            classes=classes,
-            disabled=disabled,
-        )
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._views: dict[str, TargetView] = {}
         self._order: list[str] = []
         self._shown: list[str] = []  # row keys in display order
@@ -150,12 +130,6 @@ class StatusBoard(DataTable[Text]):
         self._now = 0.0
         self._styles: dict[str, Style] = {}
         self._last_highlighted: str | None = None
-        self._detail_width = _COLUMNS[-1][2]
-
-    def on_mount(self) -> None:
-        for key, label, width, right in _COLUMNS:
-            self.add_column(Text(label, justify="right" if right else "left"), key=key,
-                            width=width)
 
     # -- public API --------------------------------------------------------------------
 
@@ -328,27 +302,7 @@ class StatusBoard(DataTable[Text]):
             self._styles = styles
             self._restyle()
 
-    def _fit_detail(self) -> None:
-        """Give the detail column the width left over, so the table never scrolls sideways."""
-        column = self.columns.get("detail")  # type: ignore[call-overload]
-        if column is None:
-            return
-        padding = 2 * self.cell_padding * len(_COLUMNS)
-        width = max(_DETAIL_MIN, self.scrollable_content_region.width - _FIXED_WIDTH - padding)
-        if width == column.width:
-            return
-        column.width = width
-        self._detail_width = width
-        if self._shown:
-            # update_cell(update_width=True) is the public way to make the table re-measure
-            # its virtual size after a column's width changed.
-            name = self._shown[0]
-            self.update_cell(name, "detail", self._texts[name][-1], update_width=True)
-
     # -- events and watchers -----------------------------------------------------------
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._fit_detail()
 
     def watch_filter_text(self, filter_text: str) -> None:
         self._sync()
