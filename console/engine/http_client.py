@@ -334,8 +334,12 @@ class HttpClients:
             auto_decompress=False,
             trust_env=False,
         )
+        self._fresh_session: aiohttp.ClientSession | None = None
+        self._keepalive = keepalive
+        self._dns_ttl = dns_ttl
+        self._extra = extra
         self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
-        self._transports: dict[tuple[bool, str | None], LeanTransport] = {}
+        self._transports: dict[tuple[bool, str | None, bool], LeanTransport] = {}
         self._closed = False
 
     async def __aenter__(self) -> HttpClients:
@@ -376,16 +380,36 @@ class HttpClients:
         self._contexts[key] = ctx
         return ctx
 
-    def transport(self, *, insecure: bool = False, ca_file: str | None = None) -> LeanTransport:
-        """The shared transport for one TLS setting (cheap to call; cached)."""
+    def transport(
+        self, *, insecure: bool = False, ca_file: str | None = None, fresh: bool = False
+    ) -> LeanTransport:
+        """The shared transport for one TLS setting (cheap to call; cached).
+
+        `fresh=True` gives a transport that never reuses or keeps a connection: for POST and
+        PATCH checks, which aiohttp (rightly) does not retry when a pooled connection turns
+        out to have been closed by the server, so a reused one could report a false DOWN.
+        """
         if self._closed:
             raise RuntimeError("HttpClients is closed")
-        key = (bool(insecure), None if insecure else ca_file)
+        key = (bool(insecure), None if insecure else ca_file, fresh)
         t = self._transports.get(key)
         if t is None:
-            t = LeanTransport(self._session, self.ssl_context(insecure=insecure, ca_file=ca_file))
+            ctx = self.ssl_context(insecure=insecure, ca_file=ca_file)
+            t = LeanTransport(self._fresh() if fresh else self._session, ctx)
             self._transports[key] = t
         return t
+
+    def _fresh(self) -> aiohttp.ClientSession:
+        if self._fresh_session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, resolver=self._resolver, ttl_dns_cache=self._dns_ttl,
+                force_close=True, **self._extra,
+            )
+            self._fresh_session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), timeout=_NO_TIMEOUT,
+                auto_decompress=False, trust_env=False,
+            )
+        return self._fresh_session
 
     def client(
         self, *, insecure: bool = False, ca_file: str | None = None, **kwargs: Any
@@ -406,5 +430,7 @@ class HttpClients:
             return
         self._closed = True
         await self._session.close()
+        if self._fresh_session is not None:
+            await self._fresh_session.close()
         if self._owns_resolver:
             await self._resolver.close()

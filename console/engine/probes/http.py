@@ -32,6 +32,9 @@ __all__ = ["HttpProbe"]
 EXCERPT_CHARS = 2048
 MAX_HEADERS_SHOWN = 64
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# aiohttp retries a request once on a stale pooled connection only for idempotent methods;
+# these get a fresh connection per check instead (HttpClients.transport(fresh=True)).
+_NOT_RETRIED = frozenset({"POST", "PATCH"})
 _MASKED_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate",
                                       "www-authenticate", "cookie"})
 _DEFAULT_HEADERS = {
@@ -112,7 +115,10 @@ class HttpProbe:
             self._setup_error = f"environment variable {exc.args[0]} is not set"
             return
         try:
-            self._transport = clients.transport(insecure=target.insecure, ca_file=target.ca_file)
+            self._transport = clients.transport(
+                insecure=target.insecure, ca_file=target.ca_file,
+                fresh=target.method in _NOT_RETRIED,
+            )
         except TlsConfigError as exc:
             self._setup_error = one_line(redact(str(exc)), 300)
             return
@@ -128,13 +134,8 @@ class HttpProbe:
         h = httpx.Headers(_DEFAULT_HEADERS)
         for k, v in headers.items():
             h[k] = v
-        method = self.target.method
-        if method in ("POST", "PATCH") and "connection" not in h:
-            # aiohttp retries a stale pooled connection only for idempotent methods; a fresh
-            # connection per check keeps POST/PATCH checks from failing on a server's idle close.
-            h["connection"] = "close"
         request = httpx.Request(
-            method, url, headers=h, content=None if body is None else body.encode()
+            self.target.method, url, headers=h, content=None if body is None else body.encode()
         )
         if request.url.scheme not in ("http", "https") or not request.url.host:
             raise httpx.UnsupportedProtocol("an http:// or https:// URL with a host is required")
@@ -398,7 +399,7 @@ def _describe(exc: BaseException, had_headers: bool) -> str:
         detail = str(cause).split(":", 1)[0]
         return f"response body incomplete ({detail})" if detail else "response body incomplete"
     if isinstance(cause, aiohttp.ClientResponseError):
-        return f"malformed HTTP response: {cause.message}"
+        return f"malformed HTTP response: {_parser_message(cause.message)}"
     if isinstance(cause, ConnectionResetError) or getattr(cause, "errno", None) == errno.ECONNRESET:
         return "connection reset by peer"
     if isinstance(cause, aiohttp.ClientOSError):
@@ -408,6 +409,16 @@ def _describe(exc: BaseException, had_headers: bool) -> str:
     if isinstance(exc, httpx.HTTPError):
         return f"{type(exc).__name__}: {describe_exception(exc)}"
     return describe_exception(exc)
+
+
+def _parser_message(message: object) -> str:
+    """aiohttp's parser errors span lines with a caret diagram; keep the gist and the data."""
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    if not lines:
+        return "unparseable"
+    gist = lines[0].rstrip(":")
+    data = next((ln for ln in lines[1:] if ln[:2] in ("b'", 'b"')), None)
+    return f"{gist} ({data[:80]})" if data else gist
 
 
 def _url_text(url: httpx.URL) -> str:
