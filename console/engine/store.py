@@ -127,6 +127,7 @@ class _Series:
     """All state of one series; arrays are preallocated and never resized."""
 
     __slots__ = (
+        "base",
         "evicted_t",
         "evicted_valid",
         "first_t",
@@ -148,6 +149,7 @@ class _Series:
         for r in self.rollups:
             r.fill(0.0)
         self.n = 0  # samples ever written; sample number i lives in slot i % cap
+        self.base = 0  # first sample number ever held (> 0 after loading a smaller ring)
         self.first_t = math.nan
         self.last_t = _NEG_INF
         self.last_v = math.nan
@@ -284,12 +286,13 @@ def _stats(gids: np.ndarray, v: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, 
     sv = groups.sort(np.where(valid, v, np.inf))
     nv = cnt.astype(np.int64)
     last = starts + np.maximum(nv - 1, 0)
-    for q, f in zip(_QS, _QFIELDS, strict=True):
-        pos = np.maximum(nv - 1, 0) * q
-        lo = np.floor(pos).astype(np.int64)
-        i0 = starts + lo
-        i1 = np.minimum(i0 + 1, last)
-        rows[:, f] = _lerp(sv[i0], sv[i1], pos - lo)
+    with np.errstate(invalid="ignore"):  # empty groups read inf - inf; zeroed below
+        for q, f in zip(_QS, _QFIELDS, strict=True):
+            pos = np.maximum(nv - 1, 0) * q
+            lo = np.floor(pos).astype(np.int64)
+            i0 = starts + lo
+            i1 = np.minimum(i0 + 1, last)
+            rows[:, f] = _lerp(sv[i0], sv[i1], pos - lo)
     rows[nv == 0] = 0.0
     return uids, rows
 
@@ -498,7 +501,7 @@ class MetricStore:
             ):
                 cap = self._cap
                 slot = s.n % cap
-                if s.n >= cap:
+                if s.n - cap >= s.base:
                     s.evicted_t = float(s.t[slot])
                     old = float(s.v[slot])
                     if old == old:
@@ -561,12 +564,16 @@ class MetricStore:
         j = i + (b - a) - cap
         return np.concatenate((s.t[i:], s.t[:j])), np.concatenate((s.v[i:], s.v[:j]))
 
+    def _lo(self, s: _Series) -> int:
+        """Number of the oldest sample still in the ring."""
+        return max(s.n - self._cap, s.base)
+
     def _ordered(self, s: _Series) -> tuple[np.ndarray, np.ndarray]:
-        return self._ring(s, s.n - min(s.n, self._cap), s.n)
+        return self._ring(s, self._lo(s), s.n)
 
     def _prev_valid(self, s: _Series, e0: int) -> float:
         """Last non-NaN value before sample number e0 (the base of its counter increase)."""
-        lo = s.n - min(s.n, self._cap)
+        lo = self._lo(s)
         if e0 > lo:
             prev = float(s.v[(e0 - 1) % self._cap])
             if prev == prev:
@@ -578,16 +585,17 @@ class MetricStore:
         return s.evicted_valid
 
     def _t_at(self, s: _Series, x: np.ndarray, piece_t: np.ndarray | None) -> np.ndarray:
-        """Timestamp of sample numbers x (ring, incoming piece, or the last evicted one)."""
+        """Timestamp of sample numbers x: from the ring or the incoming piece; for a sample
+        already gone, the newest evicted timestamp (an upper bound, so availability checks
+        err towards the finer tier; -inf when nothing was ever evicted)."""
         n = s.n
-        lo = n - min(n, self._cap)
-        out = np.full(len(x), _NEG_INF)
+        lo = self._lo(s)
+        out = np.full(len(x), s.evicted_t)
         if piece_t is not None:
             m = x >= n
             out[m] = piece_t[x[m] - n]
         m = (x >= lo) & (x < n)
         out[m] = s.t[x[m] % self._cap]
-        out[(x >= 0) & (x < lo)] = s.evicted_t
         return out
 
     def _span(self, s: _Series, e0: int, pt: np.ndarray | None, pv: np.ndarray | None) -> _Span:
@@ -605,9 +613,8 @@ class MetricStore:
 
     def _ingest(self, s: _Series, ts: np.ndarray, vs: np.ndarray) -> None:
         """Close the buckets the new samples end, then write them into the ring."""
-        cap = self._cap
         n = s.n
-        m = min(n, cap)
+        lo = self._lo(s)
         tiers = self._tiers
         if s.open is None:
             closing = len(tiers)
@@ -617,7 +624,7 @@ class MetricStore:
             closing = 0
             while closing < len(tiers) and last0 // tiers[closing].ratio != s.open[closing]:
                 closing += 1
-            e0 = max(s.open_seq[closing - 1], n - m) if closing else n
+            e0 = max(s.open_seq[closing - 1], lo) if closing else n
         if closing:
             span = self._span(s, e0, ts, vs)
             opened: list[int] = list(s.open) if s.open is not None else [0] * len(tiers)
@@ -640,16 +647,15 @@ class MetricStore:
         """
         assert s.open is not None
         n = s.n
-        cap = self._cap
         tiers = self._tiers
         id0 = math.floor(t / self._w0)
         closing = 0
         while closing < len(tiers) and id0 // tiers[closing].ratio != s.open[closing]:
             closing += 1
         first = s.open_seq[closing - 1]
-        if n - first > 256 or first < n - min(n, cap):
+        if n - first > 256 or first < self._lo(s):
             return False
-        ev_t = s.evicted_t if n > cap else _NEG_INF
+        ev_t = s.evicted_t  # the closing sample is number n; n - cap - 1 is never in the ring
         for k in range(closing):
             if ev_t != _NEG_INF and self._tier_id(k, ev_t) >= s.open[k]:
                 return False
@@ -764,7 +770,7 @@ class MetricStore:
         cap = self._cap
         n = s.n
         p = len(ts)
-        lo = n - min(n, cap)
+        lo = self._lo(s)
         ev_hi = n + p - cap  # samples numbered below this leave the ring
         if ev_hi > lo:
             et, ev = self._ring(s, lo, min(ev_hi, n))
@@ -787,7 +793,7 @@ class MetricStore:
         """The open bucket of tier k, computed exactly as it will be when it closes."""
         n = s.n
         cap = self._cap
-        e0 = max(s.open_seq[k], n - min(n, cap))
+        e0 = max(s.open_seq[k], self._lo(s))
         span = self._span(s, e0, None, None)
         assert s.open is not None
         b = s.open[k]
@@ -1114,7 +1120,7 @@ class MetricStore:
             g0 = cur - points
             k = self._sparkline_tier(points, bucket)
             if k < 0:
-                t, v = self._raw_window(s, g0 * bucket - 1e-9 * bucket, cur * bucket)
+                t, v = self._ordered(s)
                 g = np.floor(t / bucket).astype(np.int64) - g0
                 ok = (g >= 0) & (g < points) & ~np.isnan(v)
                 sums = np.bincount(g[ok], weights=v[ok], minlength=points)
@@ -1240,6 +1246,7 @@ class MetricStore:
                     "name": name,
                     "key": idx,
                     "n": s.n,
+                    "base": s.base,
                     "first_t": s.first_t,
                     "last_t": s.last_t,
                     "last_v": s.last_v,
@@ -1390,9 +1397,12 @@ class MetricStore:
         n = int(entry["n"])  # type: ignore[call-overload]
         if n < 0:
             raise ValueError("negative sample count")
+        base = int(entry.get("base", 0))  # type: ignore[call-overload]
         if n == 0:
             return s
-        size = min(n, f_cap)
+        if not 0 <= base < n:
+            raise ValueError("bad first sample number")
+        size = min(n - base, f_cap)
         idx = (np.arange(n - size, n)) % f_cap
         ft, fv = raw[0][idx], raw[1][idx]
         if not np.isfinite(ft).all() or (len(ft) > 1 and (np.diff(ft) < 0).any()):
@@ -1413,6 +1423,7 @@ class MetricStore:
         s.t[slots] = ft
         s.v[slots] = fv
         s.n = n
+        s.base = n - keep
         s.last_t = float(ft[-1])
         ids0 = np.floor(ft / self._w0).astype(np.int64)
         s.open = []

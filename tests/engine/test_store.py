@@ -1,0 +1,628 @@
+"""MetricStore: exact answers from raw samples, honest ones from rollups, flat memory, durable."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from console.engine.store import MetricStore, default_store_path
+
+T0 = 1_699_999_200.0  # a multiple of 3600: bucket edges fall on round offsets from T0
+DAY = 86_400
+PER_SERIES_BYTES = 3600 * 16 + (2161 + 1441 + 169) * 9 * 4  # raw + rollup rows (float32)
+
+
+def feed(store: MetricStore, name: str, ts: np.ndarray, vs: np.ndarray, chunk: int = 3600) -> None:
+    for i in range(0, len(ts), chunk):
+        store.record_many(name, ts[i : i + chunk], vs[i : i + chunk])
+
+
+def one_hz(start: float, seconds: int) -> np.ndarray:
+    return start + np.arange(seconds, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- raw tier
+
+
+def test_latest_and_values_window_edges() -> None:
+    store = MetricStore()
+    assert store.latest("cpu") is None
+    assert not store.has("cpu")
+    for i in range(11):
+        store.record("cpu", T0 + i, float(i))
+    assert store.has("cpu")
+    assert store.series() == ["cpu"]
+    assert store.latest("cpu") == (T0 + 10, 10.0)
+    # The window is (now - window, now]: the left edge is excluded, the right included.
+    t, v = store.values("cpu", 5, now=T0 + 10)
+    assert t.tolist() == [T0 + i for i in range(6, 11)]
+    assert v.tolist() == [6.0, 7.0, 8.0, 9.0, 10.0]
+    t, v = store.values("cpu", 4.5, now=T0 + 7.5)
+    assert v.tolist() == [4.0, 5.0, 6.0, 7.0]
+    # A window in the past and a window after the data.
+    assert store.values("cpu", 2, now=T0 + 1)[1].tolist() == [0.0, 1.0]
+    assert len(store.values("cpu", 3, now=T0 + 100)[0]) == 0
+    # Returned arrays are copies: changing them changes nothing in the store.
+    v[:] = -1
+    assert store.values("cpu", 4.5, now=T0 + 7.5)[1].tolist() == [4.0, 5.0, 6.0, 7.0]
+
+
+def test_now_defaults_to_the_newest_timestamp_in_the_whole_store() -> None:
+    store = MetricStore()
+    for i in range(100):
+        store.record("fresh", T0 + i, 1.0)
+    for i in range(10):
+        store.record("stale", T0 + i, 2.0)
+    # 'now' is T0+99 (the store's clock), so a 30 s window holds nothing of 'stale'.
+    assert len(store.values("stale", 30)[0]) == 0
+    assert store.mean("stale", 30) is None
+    assert store.mean("stale", 100) == 2.0
+    assert len(store.values("fresh", 30)[0]) == 30
+
+
+def test_ring_keeps_only_the_newest_raw_samples() -> None:
+    store = MetricStore(raw_capacity=50)
+    for i in range(120):
+        store.record("x", T0 + i, float(i))
+    t, v = store.values("x", 1000)
+    assert len(t) == 50
+    assert v.tolist() == [float(i) for i in range(70, 120)]
+
+
+def test_out_of_order_and_non_finite_samples() -> None:
+    store = MetricStore()
+    store.record("x", T0 + 10, 1.0)
+    store.record("x", T0 + 5, 2.0)  # older than the latest: refused
+    store.record("x", math.nan, 3.0)  # no time: refused
+    store.record("x", T0 + 11, math.inf)  # a non-finite value means no data
+    assert store.dropped == 2
+    t, v = store.values("x", 100)
+    assert t.tolist() == [T0 + 10, T0 + 11]
+    assert v[0] == 1.0
+    assert math.isnan(v[1])
+    store.record_many("x", np.array([T0 + 3, T0 + 12, T0 + 13]), np.array([9.0, 4.0, 5.0]))
+    assert store.dropped == 3
+    assert store.values("x", 100)[1][2:].tolist() == [4.0, 5.0]
+
+
+def test_nan_means_no_data_everywhere() -> None:
+    store = MetricStore()
+    vals = [1.0, math.nan, 3.0, math.nan, 5.0]
+    for i, x in enumerate(vals):
+        store.record("x", T0 + i, x)
+    assert store.mean("x", 60) == 3.0
+    assert store.quantiles("x", 60, qs=(0.5,)) == {0.5: 3.0}
+    store.record("x", T0 + 5, math.nan)
+    latest = store.latest("x")
+    assert latest is not None
+    assert latest[0] == T0 + 5
+    assert math.isnan(latest[1])
+    # A window of NaN only has no answer at all.
+    for i in range(6, 20):
+        store.record("x", T0 + i, math.nan)
+    assert store.mean("x", 10) is None
+    assert store.uptime("x", 10) is None
+    assert store.quantiles("x", 10) is None
+    assert store.rate("x", 10) is None
+    assert np.isnan(store.sparkline("x", 1, 5)).all()
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def test_rate_counts_resets_like_prometheus() -> None:
+    store = MetricStore()
+    # 10 -> 20 -> 30, reset to 5, -> 15 -> 25: increases 10 + 10 + 5 + 10 + 10 = 45 in 5 s.
+    for i, x in enumerate([10.0, 20.0, 30.0, 5.0, 15.0, 25.0]):
+        store.record("req", T0 + i, x)
+    assert store.rate("req", 60) == pytest.approx(45 / 5, rel=1e-12)
+    # Only samples with t > now - 3 count: 5, 15, 25 -> 20 in 2 s.
+    assert store.rate("req", 3) == pytest.approx(10.0, rel=1e-12)
+    # A missed scrape (NaN) is skipped, not treated as a reset.
+    store.record("req", T0 + 6, math.nan)
+    store.record("req", T0 + 7, 45.0)
+    assert store.rate("req", 60) == pytest.approx((45 + 20) / 7, rel=1e-12)
+    # One sample has no rate.
+    store.record("one", T0, 1.0)
+    assert store.rate("one", 60) is None
+
+
+def test_uptime_percent() -> None:
+    store = MetricStore()
+    ups = [1, 1, 0, 1, math.nan, 1, 1, 0, 1, 1]
+    for i, x in enumerate(ups):
+        store.record("up", T0 + i, float(x))
+    assert store.uptime("up", 60) == pytest.approx(100 * 7 / 9)
+    # Over the last 3 s: 0, 1, 1 -> two thirds up.
+    assert store.uptime("up", 3) == pytest.approx(100 * 2 / 3)
+    # The threshold is >= 0.5.
+    store.record("half", T0, 0.5)
+    store.record("half", T0 + 1, 0.49)
+    assert store.uptime("half", 60) == 50.0
+
+
+def test_quantiles_are_exact_within_raw_retention() -> None:
+    rng = np.random.default_rng(7)
+    store = MetricStore()
+    n = 3000
+    ts = one_hz(T0, n)
+    vs = rng.lognormal(3, 1, n)
+    vs[rng.random(n) < 0.05] = np.nan
+    feed(store, "lat", ts, vs, chunk=700)
+    qs = (0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+    for window in (10, 299, 300, 2999, 3000):
+        got = store.quantiles("lat", window, qs=qs)
+        assert got is not None
+        sel = vs[ts > ts[-1] - window]
+        want = np.percentile(sel[~np.isnan(sel)], [q * 100 for q in qs])
+        np.testing.assert_allclose([got[q] for q in qs], want, rtol=1e-12)
+
+
+def test_beyond_raw_mean_and_uptime_are_exact_over_whole_buckets() -> None:
+    rng = np.random.default_rng(3)
+    store = MetricStore()
+    ts = one_hz(T0, 2 * DAY)
+    vs = rng.normal(50, 10, len(ts))
+    ups = (rng.random(len(ts)) < 0.97).astype(float)
+    vs[rng.random(len(ts)) < 0.02] = np.nan
+    feed(store, "v", ts, vs)
+    feed(store, "up", ts, ups)
+    now = float(ts[-1])
+    for window, width in ((6 * 3600, 10.0), (DAY, 60.0), (1.5 * DAY, 3600.0)):
+        # Rollups count the buckets that lie wholly inside the window.
+        start = math.ceil((now - window) / width) * width
+        sel = vs[ts >= start]
+        assert store.mean("v", window) == pytest.approx(np.nanmean(sel), rel=1e-6)
+        up = ups[ts >= start]
+        assert store.uptime("up", window) == pytest.approx(100 * up.mean(), rel=1e-9)
+
+
+def test_beyond_raw_rate_of_a_steady_counter_with_a_reset() -> None:
+    store = MetricStore()
+    ts = one_hz(T0, DAY + 7200)
+    counter = 5.0 * np.arange(len(ts))
+    counter[50_000:] -= counter[50_000] - 3.0  # the process restarted: counter back to 3
+    feed(store, "c", ts, counter)
+    got = store.rate("c", DAY)
+    assert got is not None
+    assert got == pytest.approx(5.0, rel=0.01)
+
+
+def test_beyond_raw_quantiles_match_when_buckets_share_a_distribution() -> None:
+    rng = np.random.default_rng(11)
+    store = MetricStore()
+    minute = rng.normal(100, 15, 60)
+    vs = np.tile(minute, 26 * 60)  # every 1-min bucket holds the very same 60 values
+    ts = one_hz(T0, len(vs))
+    feed(store, "x", ts, vs)
+    got = store.quantiles("x", DAY)
+    assert got is not None
+    want = np.percentile(minute, [50, 95, 99])
+    np.testing.assert_allclose([got[0.5], got[0.95], got[0.99]], want, rtol=1e-5)
+
+
+def test_beyond_raw_quantiles_stay_close_on_noisy_data() -> None:
+    rng = np.random.default_rng(5)
+    store = MetricStore()
+    ts = one_hz(T0, DAY + 3600)
+    vs = rng.normal(200, 20, len(ts)) + 30 * np.sin(ts / 1800)
+    feed(store, "x", ts, vs)
+    now = float(ts[-1])
+    got = store.quantiles("x", DAY)
+    assert got is not None
+    sel = vs[ts > now - DAY]
+    want = np.percentile(sel, [50, 95, 99])
+    # Approximate by design (documented); a few percent on smooth data.
+    np.testing.assert_allclose([got[0.5], got[0.95], got[0.99]], want, rtol=0.03)
+    for q in got.values():
+        assert sel.min() <= q <= sel.max()
+
+
+# --------------------------------------------------------------------------- charts
+
+
+@pytest.fixture(scope="module")
+def day_store() -> tuple[MetricStore, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    store = MetricStore()
+    ts = one_hz(T0, DAY + 3600)
+    vs = rng.gamma(4, 10, len(ts))
+    feed(store, "lat", ts, vs)
+    return store, ts, vs
+
+
+def test_history_picks_the_finest_data_that_holds_the_span(day_store) -> None:
+    store, ts, _ = day_store
+    assert store.tier_width("lat", 300) == 0.0  # 5 min: raw samples
+    assert store.tier_width("lat", 3600) == 0.0  # 1 h: exactly what the raw ring holds
+    assert store.tier_width("lat", 3601) == 10.0  # just beyond raw: 40 s points of 10 s rows
+    assert store.tier_width("lat", 6 * 3600) == 60.0  # 180 s points, filled from 1 min rows
+    assert store.tier_width("lat", DAY) == 60.0  # 24 h: the 1 min tier
+    assert store.tier_width("lat", 2 * DAY) == 3600.0  # beyond 24 h: the 1 h tier
+    assert store.tier_width("nope", DAY) == 0.0
+
+
+def test_history_from_raw_is_exact(day_store) -> None:
+    store, ts, vs = day_store
+    now = float(ts[-1])
+    h = store.history("lat", 3600, points=120)
+    assert set(h) == {"t", "mean", "min", "max", "p50", "p95", "p99", "count"}
+    assert len(h["t"]) == 120
+    assert np.all(np.diff(h["t"]) == 30.0)
+    assert h["t"][-1] == math.floor(now / 30) * 30  # the current, incomplete point is last
+    for i in (0, 57, 119):
+        sel = vs[(ts >= h["t"][i]) & (ts < h["t"][i] + 30) & (ts > now - 3600)]
+        assert h["count"][i] == len(sel)
+        assert h["mean"][i] == pytest.approx(sel.mean(), rel=1e-12)
+        assert h["min"][i] == sel.min()
+        assert h["max"][i] == sel.max()
+        np.testing.assert_allclose(
+            [h["p50"][i], h["p95"][i], h["p99"][i]], np.percentile(sel, [50, 95, 99]), rtol=1e-12
+        )
+    h5 = store.history("lat", 300, points=120)
+    assert len(h5["t"]) == 100
+    assert np.all(np.diff(h5["t"]) == 3.0)
+
+
+def test_history_over_a_day_from_rollups(day_store) -> None:
+    store, ts, vs = day_store
+    h = store.history("lat", DAY, points=120)
+    assert len(h["t"]) == 120
+    assert np.all(np.diff(h["t"]) == 720.0)
+    assert h["t"][0] % 720 == 0
+    full = h["count"][:-1]
+    assert np.all(full == 720)  # 12 whole minutes per point, none lost
+    for i in (1, 60, 118):
+        sel = vs[(ts >= h["t"][i]) & (ts < h["t"][i] + 720)]
+        assert h["mean"][i] == pytest.approx(sel.mean(), rel=1e-6)
+        assert h["min"][i] == pytest.approx(sel.min(), rel=1e-6)
+        assert h["max"][i] == pytest.approx(sel.max(), rel=1e-6)
+        want = np.percentile(sel, [50, 95, 99])
+        got = [h["p50"][i], h["p95"][i], h["p99"][i]]
+        np.testing.assert_allclose(got, want, rtol=0.05)  # approximate by design
+    # Empty points are NaN with a zero count; nothing was recorded before T0.
+    early = store.history("lat", 3 * DAY, points=72)
+    assert np.isnan(early["mean"][0])
+    assert early["count"][0] == 0
+    assert np.nansum(early["count"]) > 0
+
+
+def test_history_shows_a_gap_as_empty_points() -> None:
+    store = MetricStore()
+    feed(store, "x", one_hz(T0, 3600), np.ones(3600))
+    feed(store, "x", one_hz(T0 + 4 * 3600, 600), np.full(600, 2.0))  # 3 h of silence
+    h = store.history("x", 6 * 3600, points=120)
+    width = h["t"][1] - h["t"][0]
+    gap = (h["t"] >= T0 + 3600) & (h["t"] + width <= T0 + 4 * 3600)
+    assert gap.sum() > 50
+    assert np.all(h["count"][gap] == 0)
+    assert np.isnan(h["mean"][gap]).all()
+    assert np.nanmax(h["mean"]) == 2.0
+    assert np.nanmin(h["mean"]) == 1.0
+
+
+@pytest.mark.parametrize("bucket", [1.0, 5.0, 10.0, 60.0])
+def test_sparkline_changes_only_when_a_bucket_completes(bucket: float) -> None:
+    store = MetricStore()
+    points = 8
+    values = [float((i * 37) % 11) for i in range(600)]
+    prev: np.ndarray | None = None
+    prev_slot: int | None = None
+    changes = 0
+    for i, x in enumerate(values):
+        t = T0 + i
+        store.record("x", t, x)
+        line = store.sparkline("x", points, bucket)
+        assert len(line) == points
+        slot = math.floor(t / bucket)
+        if prev is not None and slot == prev_slot:
+            np.testing.assert_array_equal(line, prev)  # same slot: not a bit changes
+        elif prev is not None:
+            changes += 1
+            np.testing.assert_array_equal(line[:-1], prev[1:])  # shifted left by one
+            # The newest value is the mean of the slot that just completed.
+            done = [
+                v
+                for j, v in enumerate(values[: i + 1])
+                if math.floor((T0 + j) / bucket) == slot - 1
+            ]
+            assert line[-1] == pytest.approx(sum(done) / len(done), rel=1e-6)
+        prev, prev_slot = line, slot
+    assert changes == math.floor((T0 + 599) / bucket) - math.floor(T0 / bucket)
+
+
+def test_sparkline_stays_stable_when_its_slot_closes_between_reads() -> None:
+    # Read just after a slot completes (no sample of the new slot yet), then record the
+    # sample that closes the rollup bucket: the line must not move.
+    store = MetricStore()
+    for i in range(600):
+        store.record("x", T0 + i, float(i % 13) * 1.1)
+    before = store.sparkline("x", 10, 60, now=T0 + 600.5)
+    store.record("x", T0 + 600.9, 5.0)
+    after = store.sparkline("x", 10, 60, now=T0 + 600.9)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_sparkline_unknown_series_is_all_nan() -> None:
+    store = MetricStore()
+    assert np.isnan(store.sparkline("nope", 5, 10, now=T0)).all()
+
+
+# --------------------------------------------------------------------------- bulk equals single
+
+
+def _state(store: MetricStore) -> dict[str, np.ndarray]:
+    """Every array the store holds, read back through its own file format."""
+    store.save()
+    assert store.path is not None
+    with np.load(store.path) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("raw_capacity", [3600, 40])
+def test_record_many_equals_repeated_record(tmp_path: Path, raw_capacity: int) -> None:
+    # Irregular timestamps, NaNs and a counter reset; capacity 40 forces the path where
+    # 1 min and 1 h buckets are merged from the finer tier because raw lost their start.
+    rng = np.random.default_rng(2)
+    n = 12_000
+    ts = T0 + np.cumsum(rng.uniform(0.3, 1.7, n))
+    vs = rng.normal(10, 3, n)
+    vs[rng.random(n) < 0.03] = np.nan
+    cs = np.cumsum(rng.integers(0, 9, n)).astype(float)
+    cs[7000:] -= cs[7000]
+    one = MetricStore(raw_capacity=raw_capacity, path=tmp_path / "one.npz")
+    bulk = MetricStore(raw_capacity=raw_capacity, path=tmp_path / "bulk.npz")
+    for t, v, c in zip(ts.tolist(), vs.tolist(), cs.tolist(), strict=True):
+        one.record("v", t, v)
+        one.record("c", t, c)
+    cuts = [0, 1, 8, 341, 2389, 2400, 6000, n]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        bulk.record_many("v", ts[a:b], vs[a:b])
+        bulk.record_many("c", ts[a:b], cs[a:b])
+    sa = _state(one)
+    sb = _state(bulk)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if k == "index":
+            continue
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    for span in (300, 3600, 6 * 3600):
+        ha, hb = one.history("v", span), bulk.history("v", span)
+        for key in ha:
+            np.testing.assert_array_equal(ha[key], hb[key])
+    assert one.quantiles("v", 5 * 3600) == bulk.quantiles("v", 5 * 3600)
+    assert one.rate("c", 3 * 3600) == bulk.rate("c", 3 * 3600)
+
+
+def test_small_raw_ring_still_gives_exact_counts_from_finer_tiers() -> None:
+    # The raw ring holds 40 s, less than a 1 min bucket: 1 min rows are merged from 10 s
+    # rows, which keeps count/sum/min/max/up exact.
+    rng = np.random.default_rng(4)
+    store = MetricStore(raw_capacity=40)
+    ts = one_hz(T0, 5 * 3600)
+    vs = rng.normal(0, 1, len(ts))
+    feed(store, "x", ts, vs, chunk=30)
+    now = float(ts[-1])
+    h = store.history("x", 3 * 3600, points=60)
+    assert store.tier_width("x", 3 * 3600, points=60) == 60.0
+    for i in (3, 30, 58):
+        sel = vs[(ts >= h["t"][i]) & (ts < h["t"][i] + 180)]
+        assert h["count"][i] == len(sel) == 180
+        assert h["mean"][i] == pytest.approx(sel.mean(), rel=1e-5, abs=1e-6)
+        assert h["max"][i] == pytest.approx(sel.max(), rel=1e-6)
+    start = math.ceil((now - 2 * 3600) / 10) * 10
+    assert store.mean("x", 2 * 3600) == pytest.approx(vs[ts >= start].mean(), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_memory_is_flat_over_days() -> None:
+    store = MetricStore()
+    names = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        store.record("warmup-" + name, T0, 1.0)
+    for name in names:
+        feed(store, name, one_hz(T0, DAY), rng.normal(size=DAY))
+    after_day = store.memory_bytes()
+    assert after_day == 6 * PER_SERIES_BYTES
+    for name in names:
+        feed(store, name, one_hz(T0 + DAY, 2 * DAY), rng.normal(size=2 * DAY))
+    assert store.memory_bytes() == after_day
+    store.drop("warmup-a")
+    assert store.memory_bytes() == 5 * PER_SERIES_BYTES
+    assert "warmup-a" not in store.series()
+
+
+def test_two_hundred_series_fit_the_budget() -> None:
+    store = MetricStore()
+    for i in range(200):
+        store.record(f"s{i}", T0, 1.0)
+    assert store.memory_bytes() <= 50 * 1024 * 1024
+    assert store.memory_bytes() == 200 * PER_SERIES_BYTES
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def test_default_store_path_respects_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(tmp_path / "data"))
+    assert default_store_path() == tmp_path / "data" / "history.npz"
+    monkeypatch.delenv("OPSCONSOLE_DATA_DIR")
+    assert default_store_path().name == "history.npz"
+    assert "opsconsole" in str(default_store_path())
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "history.npz"
+    rng = np.random.default_rng(9)
+    a = MetricStore(path=path)
+    ts = one_hz(T0, 30 * 3600)
+    vs = rng.normal(5, 1, len(ts))
+    feed(a, "lat", ts, vs)
+    feed(a, "up", ts, (rng.random(len(ts)) < 0.99).astype(float))
+    a.record("tiny", T0 + 5, 1.5)
+    a.save()
+    assert path.exists()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+    b = MetricStore(path=path)
+    b.load()
+    assert b.series() == a.series()
+    assert b.memory_bytes() == a.memory_bytes()
+    assert b.latest("lat") == a.latest("lat")
+    assert b.latest("tiny") == (T0 + 5, 1.5)
+    for name in ("lat", "up"):
+        for span in (300, 3600, DAY):
+            ha, hb = a.history(name, span), b.history(name, span)
+            for key in ha:
+                np.testing.assert_array_equal(ha[key], hb[key])
+    assert b.uptime("up", DAY) == a.uptime("up", DAY)
+    assert b.quantiles("lat", 3600) == a.quantiles("lat", 3600)
+
+    # Recording goes on after a restart (with a gap) exactly as without the restart.
+    later = one_hz(T0 + 31 * 3600, 1800)
+    more = rng.normal(5, 1, len(later))
+    feed(a, "lat", later, more)
+    feed(b, "lat", later, more)
+    for span in (3600, 6 * 3600, DAY):
+        ha, hb = a.history("lat", span), b.history("lat", span)
+        for key in ha:
+            np.testing.assert_array_equal(ha[key], hb[key])
+
+
+def test_save_is_a_no_op_without_path_or_changes(tmp_path: Path) -> None:
+    MetricStore().save()  # no path: nothing happens, nothing raised
+    path = tmp_path / "h.npz"
+    store = MetricStore(path=path)
+    store.record("x", T0, 1.0)
+    store.save()
+    first = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    store.save()
+    assert path.stat().st_mtime_ns == first
+    store.record("x", T0 + 1, 2.0)
+    store.save()
+    assert path.stat().st_mtime_ns != first
+
+
+def test_load_without_file_starts_empty(tmp_path: Path) -> None:
+    store = MetricStore(path=tmp_path / "missing.npz")
+    store.load()
+    assert store.series() == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "truncated", "empty", "wrong-index", "bad-shape", "unsorted-times"],
+)
+def test_a_bad_file_is_set_aside_and_the_store_starts_empty(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "history.npz"
+    good = MetricStore(path=path)
+    feed(good, "x", one_hz(T0, 5000), np.arange(5000.0))
+    good.save()
+    blob = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"\x00not a zip file at all" * 100)
+    elif damage == "truncated":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        if damage == "wrong-index":
+            arrays["index"] = np.frombuffer(b'{"format": "something else"}', dtype=np.uint8)
+        elif damage == "bad-shape":
+            arrays["s0.raw"] = arrays["s0.raw"][:, :10]
+        else:
+            arrays["s0.raw"] = arrays["s0.raw"][:, ::-1].copy()
+        with zipfile.ZipFile(path, "w") as zf:
+            for k, arr in arrays.items():
+                with zf.open(k + ".npy", "w") as fh:
+                    np.lib.format.write_array(fh, arr)
+    store = MetricStore(path=path)
+    with caplog.at_level(logging.WARNING, logger="console.engine.store"):
+        store.load()  # never raises
+    assert store.series() == []
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("history.npz.corrupt-")]
+    assert len(aside) == 1
+    assert not path.exists()
+    assert "moved to" in caplog.text
+    # The store works and saves over the old name again.
+    store.record("y", T0, 1.0)
+    store.save()
+    again = MetricStore(path=path)
+    again.load()
+    assert again.series() == ["y"]
+
+
+def test_load_adapts_to_other_capacities(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "h.npz"
+    big = MetricStore(raw_capacity=600, path=path)
+    ts = one_hz(T0, 8 * 3600)
+    vs = np.arange(len(ts), dtype=float)
+    feed(big, "x", ts, vs)
+    big.save()
+    with caplog.at_level(logging.WARNING, logger="console.engine.store"):
+        small = MetricStore(raw_capacity=100, path=path, tiers=((10.0, 3600.0), (60.0, 7200.0)))
+        small.load()
+    assert "raw capacity 600" in caplog.text
+    assert "3600s tier" in caplog.text
+    assert small.latest("x") == big.latest("x")
+    t, v = small.values("x", 10_000)
+    assert v.tolist() == vs[-100:].tolist()
+    hs, hb = small.history("x", 3600, points=60), big.history("x", 3600, points=60)
+    np.testing.assert_array_equal(hs["count"], hb["count"])
+    np.testing.assert_allclose(hs["mean"], hb["mean"], rtol=1e-6)
+    # Keeps recording correctly after the resize.
+    feed(small, "x", one_hz(T0 + 8 * 3600, 600), np.zeros(600))
+    assert small.mean("x", 300) == 0.0
+    larger = MetricStore(raw_capacity=5000, path=path)
+    larger.load()
+    assert len(larger.values("x", 10_000)[0]) == 600
+
+
+def test_save_from_a_thread_while_recording(tmp_path: Path) -> None:
+    path = tmp_path / "h.npz"
+    store = MetricStore(path=path)
+    for i in range(20):
+        feed(store, f"s{i}", one_hz(T0, 3600), np.ones(3600))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def saver() -> None:
+        try:
+            while not stop.is_set():
+                store.save()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=saver)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        i = 0
+        while time.monotonic() < deadline and i < 200_000:
+            store.record(f"s{i % 20}", T0 + 3600 + i // 20, 2.0)
+            i += 1
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert not errors
+    store.save()
+    copy = MetricStore(path=path)
+    copy.load()
+    assert copy.latest("s0") == store.latest("s0")
+    assert len(copy.series()) == 20
