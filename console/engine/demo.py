@@ -624,8 +624,8 @@ title = "PostgreSQL round trip"
 target = "postgres"
 metric = "latency_ms"
 unit = "ms"
-warn = 50.0
-crit = 500.0
+warn = 100.0
+crit = 1000.0
 '''
         dep_keys.append("postgres-latency")
     if redis:

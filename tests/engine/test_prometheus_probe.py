@@ -233,6 +233,13 @@ async def test_http_error_status(app: App, clients: HttpClients) -> None:
     assert r.response.status_code == 503
 
 
+async def test_redirect_names_the_final_url(app: App, clients: HttpClients) -> None:
+    app.routes["/old"] = text_route("", status=301, headers={"Location": "/metrics"})
+    r = await PrometheusProbe(target(app.url("/old")), clients).check()
+    assert r.status is Status.DOWN
+    assert r.error == "HTTP 301 Moved Permanently (redirects to /metrics; use that as url)"
+
+
 async def test_truncated_body(clients: HttpClients) -> None:
     """Content-Length promises more than arrives, then the server closes."""
     body = b'# TYPE x_total counter\nx_total{a="1"} 1\nx_total{a="2"} 2\n'

@@ -219,6 +219,10 @@ class PrometheusProbe:
             raise failed(f"response larger than {_fmt_size(self._max_body)}")
         if not 200 <= code < 300:
             reason = f" {one_line(response.reason_phrase, 60)}" if response.reason_phrase else ""
+            where = response.headers.get("location")
+            if 300 <= code < 400 and where:
+                # Prometheus follows redirects; a monitor should be pointed at the final URL.
+                reason += f" (redirects to {one_line(redact(where), 120)}; use that as url)"
             raise failed(f"HTTP {code}{reason}")
         if mime in _NOT_METRICS_TYPES:
             raise failed(f"not the Prometheus text format (the server sent {one_line(mime, 60)})")
