@@ -273,9 +273,8 @@ class DemoStack:
         """The bound port once started, else the port it will try first."""
         if service in self._ports:
             return self._ports[service]
-        return self._planned_port(SERVICES.index(service)) or DEFAULT_PORT + SERVICES.index(
-            service
-        )
+        index = SERVICES.index(service)
+        return self._planned_port(index) or DEFAULT_PORT + index  # port 0: not known yet
 
     def url_of(self, service: str) -> str:
         return f"http://{self.host}:{self.port_of(service)}"
