@@ -45,21 +45,29 @@ def is_number(value: object) -> TypeGuard[float]:
 
 
 def fmt_number(value: float | None) -> str:
-    """A compact number: 3 significant-ish digits, k/M/G suffixes past 100 000."""
+    """A compact number: 4 significant digits, k/M/G suffixes from 10 000.
+
+    Digits are truncated, not rounded, so 99.995 % shows as 99.99, never as 100.
+    """
     if not is_number(value):
         return NO_VALUE
     magnitude = abs(value)
     if magnitude >= 1e11:
         return f"{value:.2g}"
-    for limit, divisor, suffix in ((1e8, 1e9, "G"), (1e5, 1e6, "M"), (1e4, 1e3, "k")):
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
         if magnitude >= limit:
-            scaled = value / divisor
-            return f"{scaled:.1f}{suffix}" if abs(scaled) < 10 else f"{scaled:.0f}{suffix}"
-    if magnitude >= 100 or value == int(value):
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+            return fmt_number(value / (limit if suffix != "k" else 1e3)) + suffix
+    if magnitude == 0:
+        return "0"
+    if magnitude < 1e-3:
+        return f"{value:.3g}"
+    decimals = max(0, 4 - (math.floor(math.log10(magnitude)) + 1))
+    scale = 10**decimals
+    truncated = math.trunc(round(value * scale, 6)) / scale
+    text = f"{truncated:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def fmt_ms(value: float | None) -> str:

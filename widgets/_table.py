@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
@@ -38,6 +39,10 @@ class FillTable(DataTable[Text]):
     }
     """
 
+    STYLE_PREFIX: ClassVar[str] = ""
+    """Component classes `<prefix>--<level>` baked into cell Texts (see `cell_style`)."""
+    STYLE_LEVELS: ClassVar[tuple[str, ...]] = ()
+
     FILL_COLUMN: ClassVar[str] = "detail"
     FILL_MIN: ClassVar[int] = 12
     COLUMNS: ClassVar[tuple[tuple[str, str, int, bool], ...]] = ()
@@ -54,27 +59,78 @@ class FillTable(DataTable[Text]):
         super().__init__(
             cursor_type="row",
             show_row_labels=False,
-            cell_padding=1,
+            # No DataTable padding: every column is one cell wider and its cells start with
+            # a space (see make_cell), one separator instead of two: at 80 columns that is
+            # 8 more cells for the detail column.
+            cell_padding=0,
             name=name,
             id=id,
             classes=classes,
             disabled=disabled,
         )
+        self._cell_styles: dict[str, Style] = {}
 
     def on_mount(self) -> None:
         for key, label, width, right in self.COLUMNS:
-            self.add_column(Text(label, justify="right" if right else "left"), key=key,
-                            width=width)
+            self.add_column(self.make_cell(label, right=right), key=key, width=width + 1)
         self.fit_fill_column()
+        self._cell_styles = self._fresh_styles()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._check_styles())
+        self.columns_added()
+
+    def columns_added(self) -> None:
+        """Called once the columns exist (data given before mounting can be shown now)."""
+
+    # -- styles baked into cells ---------------------------------------------------------
+
+    @staticmethod
+    def make_cell(text: str, style: Style | None = None, *, right: bool = False) -> Text:
+        """A one-line cell: plain Text (never markup), a leading separator space, an
+        ellipsis when it does not fit."""
+        return Text(text if right else " " + text, style=style or "", no_wrap=True,
+                    overflow="ellipsis", justify="right" if right else "left", end="")
+
+    def cell_style(self, level: str) -> Style:
+        """The colour/attributes of `<STYLE_PREFIX>--<level>`, for a cell's Text."""
+        if not level:
+            return Style()
+        style = self._cell_styles.get(level)
+        if style is None:
+            style = self.get_component_rich_style(f"{self.STYLE_PREFIX}--{level}", partial=True)
+            self._cell_styles[level] = style
+        return style
+
+    def _fresh_styles(self) -> dict[str, Style]:
+        return {level: self.get_component_rich_style(f"{self.STYLE_PREFIX}--{level}",
+                                                     partial=True)
+                for level in self.STYLE_LEVELS}
+
+    def _check_styles(self) -> None:
+        if not self.is_mounted:
+            return
+        fresh = self._fresh_styles()
+        if fresh != self._cell_styles:
+            self._cell_styles = fresh
+            self.restyle()
+
+    def restyle(self) -> None:
+        """Rebuild the cells after their component styles changed (theme, CSS reload)."""
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        # Textual calls this BEFORE it refreshes component-class styles (Stylesheet.apply:
+        # replace_rules, then _process_component_classes), so compare them a moment later.
+        # A theme change is also caught through theme_changed_signal (see on_mount).
+        if self.is_mounted:
+            self.call_later(self._check_styles)
 
     def fit_fill_column(self) -> None:
         """Give the fill column the width left over (call after a resize)."""
         column = self.columns.get(self.FILL_COLUMN)  # type: ignore[call-overload]
         if column is None:
             return
-        fixed = sum(width for key, _, width, _ in self.COLUMNS if key != self.FILL_COLUMN)
-        padding = 2 * self.cell_padding * len(self.COLUMNS)
-        width = max(self.FILL_MIN, self.scrollable_content_region.width - fixed - padding)
+        fixed = sum(width + 1 for key, _, width, _ in self.COLUMNS if key != self.FILL_COLUMN)
+        width = max(self.FILL_MIN + 1, self.scrollable_content_region.width - fixed)
         if width == column.width:
             return
         column.width = width
@@ -90,9 +146,9 @@ class FillTable(DataTable[Text]):
 
     @property
     def fill_width(self) -> int:
-        """Current width of the fill column."""
+        """Current width of the fill column's text (without its separator space)."""
         column = self.columns.get(self.FILL_COLUMN)  # type: ignore[call-overload]
-        return column.width if column is not None else self.FILL_MIN
+        return column.width - 1 if column is not None else self.FILL_MIN
 
     def on_resize(self, event: events.Resize) -> None:
         self.fit_fill_column()

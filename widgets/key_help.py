@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
+from console.engine.sanitize import one_line
+
 KeyRow = tuple[str, str]
 """(keys, description); a row with empty keys is a section heading."""
 
@@ -68,7 +70,7 @@ class KeyHelp(Static):
         classes: str | None = None,
     ) -> None:
         super().__init__("", markup=False, name=name, id=id, classes=classes)
-        self._rows: list[KeyRow] = list(rows)
+        self._rows: list[KeyRow] = self._clean(rows)
 
     @property
     def rows(self) -> list[KeyRow]:
@@ -76,8 +78,14 @@ class KeyHelp(Static):
 
     def set_rows(self, rows: Iterable[KeyRow]) -> None:
         """Replace the rows shown."""
-        self._rows = list(rows)
+        self._rows = self._clean(rows)
         self.update(self._render_rows())
+
+    @staticmethod
+    def _clean(rows: Iterable[KeyRow]) -> list[KeyRow]:
+        # Descriptions can come from config (panel titles, playbook steps): one line each,
+        # no control characters, bounded.
+        return [(one_line(keys, max_len=24), one_line(text, max_len=200)) for keys, text in rows]
 
     def on_mount(self) -> None:
         self.update(self._render_rows())

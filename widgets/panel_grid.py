@@ -302,6 +302,28 @@ class PanelGrid(ScrollView, can_focus=True):
             self._styles[name] = style
         return style
 
+    def _check_styles(self) -> None:
+        """Drop every cached strip when a component style changed (theme, focus, CSS).
+
+        Checked once per render pass rather than in notify_style_update, which Textual
+        calls before it updates component-class styles (and not at all when only those
+        changed, e.g. `&:focus > .panel-grid--title-cursor`).
+        """
+        fresh = {name: self.get_component_rich_style(f"panel-grid--{name}")
+                 for name in _STYLE_NAMES}
+        if fresh != self._styles:
+            had_styles = bool(self._styles)
+            self._styles = fresh
+            self._sigs.clear()
+            self._strips.clear()
+            self._line_cache.clear()
+            if had_styles:
+                self.refresh()  # lines outside this pass were drawn with the old styles
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._check_styles()
+        return super().render_lines(crop)
+
     def _signatures(self, view: PanelView, index: int) -> list[_LineSig]:
         width = self._column_widths[index % self._columns]
         cursor = index == self._cursor
@@ -340,7 +362,10 @@ class PanelGrid(ScrollView, can_focus=True):
             label = PANEL_STATE_LABELS.get(str(level), PANEL_STATE_LABELS["nodata"])
             colour = self._style(PANEL_STATE_LEVEL.get(str(level), "unknown")).color
             room = max(content - cell_len(label) - 1, 0)
-            head = ("" if cursor else " ") + set_cell_size(str(text), room) + " "
+            title = str(text)
+            if cell_len(title) > room > 1:
+                title = set_cell_size(title, room - 1) + "…"
+            head = ("" if cursor else " ") + set_cell_size(title, room) + " "
             segments.append(Segment(head, title_style))
             segments.append(Segment(set_cell_size(label, content - room - 1),
                                     title_style + Style(color=colour)))
@@ -445,19 +470,6 @@ class PanelGrid(ScrollView, can_focus=True):
         if regions:
             self.refresh(*regions)
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        if not self._styles:
-            return
-        fresh = {name: self.get_component_rich_style(f"panel-grid--{name}")
-                 for name in _STYLE_NAMES}
-        if fresh != self._styles:
-            self._styles = fresh
-            self._sigs.clear()
-            self._strips.clear()
-            self._line_cache.clear()
-            self.refresh()
-
     # -- cursor ------------------------------------------------------------------------
 
     def _move_cursor(self, index: int) -> None:
@@ -519,10 +531,12 @@ class PanelGrid(ScrollView, can_focus=True):
             self._move_cursor(len(self._visible) - 1)  # short last row: land on its end
 
     def action_cursor_left(self) -> None:
-        self._move_cursor(self._cursor - 1)
+        if self._cursor % self._columns:  # within the row, like the arrows in a table
+            self._move_cursor(self._cursor - 1)
 
     def action_cursor_right(self) -> None:
-        self._move_cursor(self._cursor + 1)
+        if self._cursor % self._columns < self._columns - 1:
+            self._move_cursor(self._cursor + 1)
 
     def action_first(self) -> None:
         self._move_cursor(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -81,10 +81,44 @@ class ResultTable(FillTable):
     }
     """
 
-    def style_for(self, level: str) -> Style:
-        if not level:
-            return Style()
-        return self.get_component_rich_style(f"result-table--{level}", partial=True)
+    STYLE_PREFIX = "result-table"
+    STYLE_LEVELS = _LEVELS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shown: list[tuple[str, CheckResult]] = []
+
+    def show(self, rows: list[tuple[str, CheckResult]]) -> None:
+        """Replace the rows with (key, result) pairs, keeping the cursor on its key."""
+        row = self.cursor_row
+        selected = self._shown[row][0] if 0 <= row < len(self._shown) else None
+        self.clear()
+        for key, result in rows:
+            self.add_row(*self._cells(result), key=key)
+        self._shown = list(rows)
+        keys = [key for key, _ in rows]
+        if selected in keys:
+            self.move_cursor(row=keys.index(selected), animate=False)
+
+    def restyle(self) -> None:
+        self.show(self._shown)
+
+    def _cells(self, result: CheckResult) -> tuple[Text, ...]:
+        level = STATUS_LEVEL.get(result.status, "unknown")
+        response = result.response
+        code = str(response.status_code) if response and response.status_code is not None else "—"
+        detail_level = "muted" if not (result.error or result.reasons) else level
+
+        def cell(text: str, style_level: str = "", right: bool = False) -> Text:
+            return self.make_cell(text, self.cell_style(style_level), right=right)
+
+        return (
+            cell(_clock(result.started_at), "muted"),
+            cell(STATUS_LABELS.get(result.status, "? ????"), level),
+            cell(fmt_ms(result.latency_ms), right=True),
+            cell(code, right=True),
+            cell(_detail(result), detail_level),
+        )
 
 
 class ResponseLog(Vertical):
@@ -139,10 +173,21 @@ class ResponseLog(Vertical):
         self._results: list[CheckResult] = []
         self._keys: list[str] = []
         self._source: tuple[CheckResult, ...] = ()
+        self._pending: Sequence[CheckResult] | None = None
+        self._ready = False
 
     def compose(self) -> ComposeResult:
         yield ResultTable()
         yield Static("", markup=False, classes="response-log--body -empty")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self._ready = True
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.show_results(pending)
 
     # -- public API --------------------------------------------------------------------
 
@@ -166,6 +211,9 @@ class ResponseLog(Vertical):
 
     def show_results(self, results: Sequence[CheckResult]) -> None:
         """Show the newest `max_results` of `results` (any order), newest first."""
+        if not self._ready:
+            self._pending = results  # shown once the table is mounted (see on_mount)
+            return
         source = tuple(results)
         if len(source) == len(self._source) and all(
             a is b for a, b in zip(source, self._source, strict=True)
@@ -175,10 +223,6 @@ class ResponseLog(Vertical):
         ordered = sorted(source, key=lambda r: r.started_at, reverse=True)[: self._max_results]
         if ordered == self._results:
             return
-        table = self.table
-        row = table.cursor_row
-        selected = self._keys[row] if 0 <= row < len(self._keys) else None
-
         keys: list[str] = []
         seen: dict[str, int] = {}
         for result in ordered:
@@ -186,36 +230,12 @@ class ResponseLog(Vertical):
             seen[base] = seen.get(base, -1) + 1
             keys.append(f"{base}#{seen[base]}")
 
-        table.clear()
-        for key, result in zip(keys, ordered, strict=True):
-            table.add_row(*self._cells(table, result), key=key)
+        self.table.show(list(zip(keys, ordered, strict=True)))
         self._results = ordered
         self._keys = keys
-        if selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
         self._show_body()
 
     # -- rendering ---------------------------------------------------------------------
-
-    @staticmethod
-    def _cells(table: ResultTable, result: CheckResult) -> tuple[Text, ...]:
-        level = STATUS_LEVEL.get(result.status, "unknown")
-        response = result.response
-        code = str(response.status_code) if response and response.status_code is not None else "—"
-        detail = _detail(result)
-        detail_level = "muted" if not (result.error or result.reasons) else level
-
-        def cell(text: str, style_level: str = "", right: bool = False) -> Text:
-            return Text(text, style=table.style_for(style_level), no_wrap=True,
-                        overflow="ellipsis", justify="right" if right else "left", end="")
-
-        return (
-            cell(_clock(result.started_at), "muted"),
-            cell(STATUS_LABELS.get(result.status, "? ????"), level),
-            cell(fmt_ms(result.latency_ms), right=True),
-            cell(code, right=True),
-            cell(detail, detail_level),
-        )
 
     def _body_text(self, result: CheckResult) -> Text:
         text = Text(no_wrap=False, end="")

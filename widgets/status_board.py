@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.style import Style
 from rich.text import Text
 from textual.message import Message
 from textual.reactive import reactive
@@ -59,6 +58,8 @@ class StatusBoard(FillTable):
     """
 
     COLUMNS = _COLUMNS
+    STYLE_PREFIX = "status-board"
+    STYLE_LEVELS = ("ok", "warn", "crit", "unknown", "insecure", "muted")
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "status-board--ok",
@@ -128,7 +129,6 @@ class StatusBoard(FillTable):
         self._rows: dict[str, _Row] = {}  # signature of what each row currently shows
         self._texts: dict[str, tuple[Text, ...]] = {}  # the Text objects handed to the table
         self._now = 0.0
-        self._styles: dict[str, Style] = {}
         self._last_highlighted: str | None = None
 
     # -- public API --------------------------------------------------------------------
@@ -170,15 +170,6 @@ class StatusBoard(FillTable):
 
     # -- rendering ---------------------------------------------------------------------
 
-    def _style(self, level: str) -> Style:
-        if not level:
-            return Style()
-        style = self._styles.get(level)
-        if style is None:
-            style = self.get_component_rich_style(f"status-board--{level}", partial=True)
-            self._styles[level] = style
-        return style
-
     def _signature(self, view: TargetView) -> _Row:
         level = STATUS_LEVEL.get(view.status, "unknown")
         last = view.last
@@ -210,18 +201,11 @@ class StatusBoard(FillTable):
             name_width = _COLUMNS[1][2] - (len(_BADGE) if level else 0)
             if len(text) > name_width:
                 text = text[: max(name_width - 1, 1)] + "…"
-            out = Text(text, no_wrap=True, overflow="ellipsis", end="")
+            out = self.make_cell(text)
             if level:
-                out.append(_BADGE, self._style("insecure"))
+                out.append(_BADGE, self.cell_style("insecure"))
             return out
-        return Text(
-            text,
-            style=self._style(level),
-            justify="right" if right else "left",
-            no_wrap=True,
-            overflow="ellipsis",
-            end="",
-        )
+        return self.make_cell(text, self.cell_style(level), right=right)
 
     def _sync(self) -> None:
         """Make the rows match the filtered views, touching as little as possible."""
@@ -276,7 +260,10 @@ class StatusBoard(FillTable):
         rank = {id(self._texts[name][1]): i for i, name in enumerate(wanted)}
         self.sort("name", key=lambda cell: rank.get(id(cell), len(rank)))
 
-    def _restyle(self) -> None:
+    def columns_added(self) -> None:
+        self._sync()  # rows given to update_rows() before the board was mounted
+
+    def restyle(self) -> None:
         """Rebuild every cell's Text after a theme or CSS change (styles are baked in)."""
         column_keys = [key for key, *_ in _COLUMNS]
         for name in self._shown:
@@ -289,18 +276,6 @@ class StatusBoard(FillTable):
             self._texts[name] = texts
         if self._shown:
             self._reorder(self._shown)  # the name Texts were replaced; keep ranks valid
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        if not self.is_mounted:
-            return
-        styles = {
-            level: self.get_component_rich_style(f"status-board--{level}", partial=True)
-            for level in ("ok", "warn", "crit", "unknown", "insecure", "muted")
-        }
-        if styles != self._styles:
-            self._styles = styles
-            self._restyle()
 
     # -- events and watchers -----------------------------------------------------------
 
