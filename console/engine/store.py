@@ -17,7 +17,9 @@ after a minute and after a month:
   readable while the newest bucket is still open.
 
 Default figures: 57.6 KB raw + 135.8 KB of rollups = 193.4 KB per series, 38.7 MB for 200
-series (``bench/bench_memory.py`` measures it).
+series (``bench/bench_memory.py`` measures it). A 5 min x 7 d tier would have cost 72.6 KB
+more per series (52 MB for 200, over budget); 1 h x 7 d costs 6 KB and still answers
+"uptime over the last 7 days".
 
 How rollups are built
 ---------------------
@@ -28,23 +30,32 @@ linear-interpolated percentiles (numpy's default method). When the raw ring no l
 the whole bucket (series sampled faster than ``raw_capacity / width``), the bucket is merged
 from the finer tier for the part the raw ring lost; that merge is exact for count, sum,
 min, max, n_up and increase, approximate for the percentiles. ``record()`` only writes two
-numbers into the ring unless it crosses a 10 s boundary, so it costs about a microsecond;
-``record_many()`` does the same work vectorised and gives bit-identical state.
+numbers into the ring unless it crosses a 10 s boundary; small buckets are then closed in
+plain Python (a few microseconds amortised), big ones with numpy. ``record_many()`` does
+the same work vectorised and leaves bit-identical state (tested).
 
 Answers over a window
 ---------------------
 Each query uses the raw samples when the raw ring holds the whole window (nothing with
 ``t > now - window`` has been overwritten): then ``mean``, ``uptime``, ``rate`` and
-``quantiles`` are exact. Beyond raw retention they use the finest rollup tier that still
-holds the window, counting only buckets that lie entirely inside it (the open bucket is
-rebuilt from raw, so the newest data is always included). Rollup answers are exact for
-``mean`` and ``uptime`` (sum/count, n_up/count), approximate for ``rate`` (bucket
-resolution) and for ``quantiles``: each bucket's q-quantile (stored for 0.5/0.95/0.99,
-otherwise interpolated between min, p50, p95, p99 and max) is combined as the
-count-weighted q-quantile across buckets, which is exact when buckets share a distribution
-and always lies between the window's min and max.
+``quantiles`` are exact. Beyond raw retention they use a rollup tier that still holds the
+window, counting only buckets that lie entirely inside it (the open bucket is rebuilt from
+raw, so the newest data is always included):
+
+* ``mean``/``uptime``: finest such tier; exact (sum/count, n_up/count) over those buckets.
+* ``rate``: finest such tier; the buckets' increases over their time span (approximate at
+  the window's edges).
+* ``quantiles``: the coarsest such tier whose bucket is at most 2 % of the window (more
+  samples per bucket describe the tail better), combined as the exact quantile of the
+  count-weighted mixture of per-bucket distributions (see ``_mixture_quantiles``).
+  Approximate: equal to the true value when buckets share a distribution, and always
+  within the window's [min, max]. Measured on 48 h of 1 s data: uniform, bimodal and
+  noisy-sine series within 5 % for 2 h-48 h windows; a lognormal latency with 1 % of 20x
+  spikes p95 within 6 %, p99 +6 % to +11 % over 2-24 h (1 min buckets) but +56 % over
+  48 h (1 h buckets, whose p95-p99 spread hides where the spikes start).
 
 Time
+----Time
 ----
 Samples must arrive in time order per series; an older sample than the series' latest is
 dropped (counted in ``dropped``). ``now`` defaults to the newest timestamp recorded in the
@@ -348,8 +359,9 @@ def _mixture_quantiles(keys: np.ndarray, rows: np.ndarray, qs: Sequence[float]) 
     count-weighted mixture. Between knots mass is spread evenly in asinh(x / scale)
     (scale = median |p50|): nearly linear around zero, logarithmic for large values, which
     keeps latency-like heavy tails from being smeared towards the max (measured: p99 error
-    on a 1 %-spike lognormal fell from +75 % to +30 % on 10 s buckets). The answer equals
-    the stored value when the buckets agree and always lies within [min, max].
+    on a lognormal with 1 % of 20x spikes fell from +77 % to +33 % on 10 s buckets). The
+    answer equals the stored value when the buckets agree and always lies within
+    [min, max].
     """
     starts = _group_starts(keys)
     raw_knots = rows[:, list(_KNOT_F)].astype(np.float64)
@@ -968,8 +980,11 @@ class MetricStore:
         qs: Sequence[float] = (0.5, 0.95, 0.99),
         now: float | None = None,
     ) -> dict[float, float] | None:
-        """Quantiles over the window: exact (numpy's linear method) when raw samples hold it,
-        beyond that the count-weighted combination of per-bucket quantiles (approximate)."""
+        """Quantiles over the window, e.g. ``{0.5: ..., 0.95: ..., 0.99: ...}``; None without data.
+
+        Exact (numpy.percentile's default linear method) when the raw ring holds the window;
+        beyond it an approximation from rollup buckets (module docstring has the figures).
+        """
         for q in qs:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"quantile {q!r} is outside [0, 1]")
@@ -1368,7 +1383,7 @@ class MetricStore:
                 raw = np.asarray(z[f"s{key}.raw"], dtype=np.float64)
                 if raw.shape != (2, f_cap):
                     raise ValueError(f"series {name!r}: raw shape {raw.shape}")
-                rolls = []
+                rolls: list[np.ndarray | None] = []
                 for k, fk in enumerate(mapping):
                     if fk is None:
                         rolls.append(None)
