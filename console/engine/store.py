@@ -671,7 +671,8 @@ class MetricStore:
         for k in range(closing):
             if ev_t != _NEG_INF and self._tier_id(k, ev_t) >= s.open[k]:
                 return False
-            if id0 // tiers[k].ratio - s.open[k] > 8:
+            gap = id0 // tiers[k].ratio - s.open[k]
+            if gap > 8 or gap >= tiers[k].cap:
                 return False  # a long gap: let the generic path clear the skipped rows
         _, v = self._ring(s, first, n)
         vals = v.tolist()
