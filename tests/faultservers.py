@@ -13,7 +13,8 @@ and that no connection was leaked. On exit every connection is aborted and every
 cancelled, so a hanging behaviour never outlives its test.
 
 Behaviours: `http_server` (routes or a function of the request), `json_server`,
-`hang_server` (accepts, never answers), `drip_server` (headers then 1 byte per interval, or the
+`hang_server` (accepts, never answers), `one_request_per_connection_server` (the keep-alive
+race), `drip_server` (headers then 1 byte per interval, or the
 status line itself dripped), `reset_server` (RST), `huge_body_server` (50 MB by default),
 `malformed_json_server`, `garbage_server` (not HTTP at all), `redirect_loop_server`,
 `redirect_chain_server`, `escape_server` (terminal escapes and Rich/Textual markup in body,
@@ -53,6 +54,7 @@ __all__ = [
     "huge_body_server",
     "json_server",
     "malformed_json_server",
+    "one_request_per_connection_server",
     "read_request",
     "redirect_chain_server",
     "redirect_loop_server",
@@ -156,8 +158,9 @@ class FaultServer:
         return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     async def __aenter__(self) -> FaultServer:
+        # port=0 picks an ephemeral port; setting `port` first restarts a server in place.
         self._server = await asyncio.start_server(
-            self._on_connection, self.host, 0, ssl=self.ssl_context, backlog=256,
+            self._on_connection, self.host, self.port, ssl=self.ssl_context, backlog=256,
             ssl_handshake_timeout=5.0 if self.ssl_context else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
@@ -398,6 +401,28 @@ def huge_body_server(size: int = 50_000_000, *, chunk: int = 65536,
             part = block if size - sent >= chunk else block[: size - sent]
             await srv.send(writer, part)
             sent += len(part)
+
+    return FaultServer(handle)
+
+
+def one_request_per_connection_server(body: dict[str, Any] | None = None) -> FaultServer:
+    """Answers the first request on a connection; closes silently on the second.
+
+    That is the race every keep-alive client meets: the server's idle timeout closes the
+    connection just as the client reuses it. A correct client retries an idempotent request
+    once on a fresh connection instead of reporting the server down.
+    """
+
+    async def handle(srv: FaultServer, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        req = await read_request(reader)
+        if req is None:
+            return
+        srv.requests.append(req)
+        await srv.send(writer, response_bytes(200, TERMINUS_OK if body is None else body))
+        second = await read_request(reader)
+        if second is not None:
+            srv.extra["dropped"] = srv.extra.get("dropped", 0) + 1
 
     return FaultServer(handle)
 

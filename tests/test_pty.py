@@ -257,7 +257,7 @@ def test_hostile_response_text_never_reaches_the_terminal(
         p.send(b"\r")  # the first target is selected on the board: open its detail
         opened = p.wait_for(lambda q: "hostile · http" in q.text() and "503" in q.text(), 10)
         assert opened is not None, f"detail view of 'hostile' not shown:\n{_screen(p)}"
-        time.sleep(1.5)  # a few repaints with fresh hostile responses
+        time.sleep(1.0)  # a few repaints (refresh 0.5 s) with fresh hostile responses
         p.send(b"\x1b")
         time.sleep(0.6)  # past the Escape-key delay
         p.send(b"\x1b[B")  # down: the second target
@@ -266,7 +266,7 @@ def test_hostile_response_text_never_reaches_the_terminal(
         opened = p.wait_for(lambda q: "hostile-header · http" in q.text()
                             and "503" in q.text(), 10)
         assert opened is not None, f"detail view of 'hostile-header' not shown:\n{_screen(p)}"
-        time.sleep(1.5)
+        time.sleep(1.0)
         p.send(b"q")
         assert p.wait(5) == 0
         out = p.snapshot()

@@ -41,6 +41,7 @@ from tests.faultservers import (
     huge_body_server,
     json_server,
     malformed_json_server,
+    one_request_per_connection_server,
     redirect_chain_server,
     redirect_loop_server,
     reset_server,
@@ -191,8 +192,14 @@ async def test_hanging_faults_are_down_at_the_deadline(
          "malformed HTTP response"),
         (lambda: garbage_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"),
          "response body incomplete"),
+        (lambda: garbage_server(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"),
+         "malformed HTTP response: Got more than 8190 bytes when reading"),
+        (lambda: garbage_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+         "malformed HTTP response: Invalid character in chunk size (b'zz')"),
+        (lambda: garbage_server(b""), "server closed the connection without a response"),
     ],
-    ids=["rst-on-accept", "rst-after-request", "not-http", "bad-header-line", "body-cut-short"],
+    ids=["rst-on-accept", "rst-after-request", "not-http", "bad-header-line", "body-cut-short",
+         "100KB-header", "bad-chunk", "closed-without-response"],
 )
 async def test_failing_faults_are_down_quickly(
     clients: HttpClients, factory: Any, expected: str
@@ -715,3 +722,59 @@ async def test_no_connections_or_tasks_leak_after_aclose() -> None:
     assert after - before == set()
     late = await probes[0].check()  # a closed probe still answers, and says why
     assert (late.status, late.error) == (Status.DOWN, "probe is closed")
+
+
+# -- pooled connections: restarts and the keep-alive race -------------------------------------
+
+
+async def test_server_restart_gives_no_spurious_down(clients: HttpClients) -> None:
+    async with json_server() as first:
+        probe = HttpProbe(target(first.url(), timeout=1.0), clients)
+        assert (await probe.check()).status is Status.UP
+        port = first.port
+    gone = await probe.check()
+    assert gone.error == f"connection refused (127.0.0.1:{port})"
+    second = json_server()
+    second.port = port  # the same service, restarted on its port
+    async with second:
+        r = await probe.check()
+    assert r.status is Status.UP, r
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_connection_closed_by_server_on_reuse_is_not_a_failure(
+    clients: HttpClients, method: str
+) -> None:
+    async with one_request_per_connection_server() as srv:
+        probe = HttpProbe(target(srv.url(), method=method, body="{}" if method == "POST" else None),
+                          clients)
+        results = [await probe.check() for _ in range(4)]
+    assert [r.status for r in results] == [Status.UP] * 4, [r.error for r in results]
+    assert len(srv.requests) == 4
+    if method == "GET":
+        # GET reused the pooled connection, met the race, and retried once on a fresh one.
+        assert srv.extra.get("dropped", 0) >= 1
+    else:
+        # POST is never retried by the library, so it never reuses a connection at all.
+        assert srv.extra.get("dropped", 0) == 0
+        assert srv.accepted == 4
+
+
+async def test_httpx_client_on_the_shared_pool(clients: HttpClients) -> None:
+    async with json_server() as srv:
+        async with clients.client() as client:
+            response = await client.get(srv.url("/x"))
+            assert response.status_code == 200
+            assert response.json() == TERMINUS_BODY
+        # Closing that client did not close the shared pool.
+        r, _ = await timed_check(HttpProbe(target(srv.url()), clients))
+    assert r.status is Status.UP
+    assert srv.requests[0].headers["user-agent"].startswith("opsconsole/")
+
+
+async def test_invalid_hand_built_condition_is_down_not_a_crash(clients: HttpClients) -> None:
+    t = HttpTarget.model_construct(**{**target("http://127.0.0.1:9/").model_dump(),
+                                      "down_unless": ["latency < 5"]})
+    r = await HttpProbe(t, clients).check()
+    assert r.status is Status.DOWN
+    assert r.error == "invalid condition: latency needs a unit: write e.g. 5ms or 5s"

@@ -88,10 +88,13 @@ class HttpProbe:
         self._slow_ms = None if target.slow is None else target.slow * 1000.0
         self._keyword = target.keyword.encode() if target.keyword else None
         self._keyword_absent = target.keyword_absent.encode() if target.keyword_absent else None
-        self._down: tuple[Condition, ...] = tuple(parse_condition(t) for t in target.down_unless)
-        self._degraded: tuple[Condition, ...] = tuple(
-            parse_condition(t) for t in target.degraded_unless
-        )
+        self._down: tuple[Condition, ...] = ()
+        self._degraded: tuple[Condition, ...] = ()
+        try:  # validated with the config already; this guards hand-built targets
+            self._down = tuple(parse_condition(t) for t in target.down_unless)
+            self._degraded = tuple(parse_condition(t) for t in target.degraded_unless)
+        except ValueError as exc:
+            self._setup_error = one_line(f"invalid condition: {exc}", 300)
         codes: set[int] = set()
         classes: set[int] = set()
         for s in target.expect_status:
@@ -107,6 +110,8 @@ class HttpProbe:
         self._secret_headers = frozenset(
             {h.lower() for h, v in target.headers.items() if ENV_REF.search(v)} | _SECRET_HEADERS
         )
+        if self._setup_error is not None:
+            return
         try:
             url = expand(target.url)
             headers = {k: expand(v) for k, v in target.headers.items()}
