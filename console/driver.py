@@ -73,7 +73,9 @@ class ConsoleDriver(LinuxDriver):
                     except OSError:
                         data = b""
                     if not data:  # EOF or EIO: the terminal is gone
-                        app.call_from_thread(app.hangup)
+                        # Never call_from_thread here: it waits for the loop, which may be
+                        # in disable_input() joining this thread (SIGHUP came first): deadlock.
+                        app._loop.call_soon_threadsafe(app.hangup)
                         return
                     for event in parser.feed(decode(data)):
                         self.process_message(event)
