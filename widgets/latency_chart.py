@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from plotext._dict import themes as _plotext_themes
+from plotext._dict import themes as _plotext_themes  # type: ignore[import-untyped]
 from rich.align import Align
 from rich.text import Text
 from textual.app import RenderResult
@@ -54,8 +54,8 @@ def _tick_labels(start: float, end: float, max_ticks: int) -> tuple[list[float],
             step = candidate
             break
     offset = time.localtime(start).tm_gmtoff  # align to the local clock, not to UTC
-    first = math.ceil((start + offset) / step) * step - offset
-    ticks = [first + i * step for i in range(int((end - first) // step) + 1)]
+    first = float(math.ceil((start + offset) / step) * step - offset)
+    ticks: list[float] = [first + i * step for i in range(int((end - first) // step) + 1)]
     if not ticks:
         ticks = [start]
     return ticks, [time.strftime("%H:%M", time.localtime(t)) for t in ticks]
@@ -184,7 +184,7 @@ class LatencyChart(PlotextPlot):
             # With an ANSI theme `Color.parse("ansi_default").rgb` is meaningless: use the
             # terminal's own colours (plotext names) on its default background.
             self._colours = [self._ansi_colour(self._variable(var, fb)) for _, var, fb in _SERIES]
-            self.theme = "clear"  # type: ignore[assignment]
+            self.theme = "clear"
         else:
             self._colours = [self._rgb(self._variable(var, fb)) for _, var, fb in _SERIES]
             surface = self._rgb(self._variable("surface", "background"))

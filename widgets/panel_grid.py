@@ -272,7 +272,9 @@ class PanelGrid(ScrollView, can_focus=True):
         if visible is not None:
             self._visible = visible
         self._index = {key: i for i, key in enumerate(self._visible)}
-        width = max(self.scrollable_content_region.width, 1)
+        # Before the first layout the region is empty; lay out one minimal column until
+        # the Resize that follows reflows it.
+        width = max(self.scrollable_content_region.width, 8)
         self._width = width
         columns = max(1, width // PANEL_WIDTH)
         self._columns = columns

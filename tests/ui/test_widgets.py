@@ -829,7 +829,7 @@ async def test_chart_follows_the_theme_and_owns_its_figure() -> None:
 async def test_chart_span_label_is_plain_text() -> None:
     chart = LatencyChart()
     app = WidgetApp(chart)
-    async with app.run_test(size=(100, 24)) as pilot:
+    async with app.run_test(size=(100, 14)) as pilot:
         for text in CORPUS:
             chart.show_history(_history(), text)
             await pilot.pause()
