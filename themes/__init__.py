@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSI_THEMES",
     "CSS_PATHS",
+    "CYCLE",
     "DEFAULT_THEME",
     "THEMES",
     "THEME_VARIABLE_DEFAULTS",
@@ -125,6 +126,9 @@ ANSI_THEMES: list[Theme] = [
     ),
 ]
 """Textual's `ansi-dark` / `ansi-light`, extended with our variables."""
+
+CYCLE: list[str] = [*(t.name for t in THEMES), *(t.name for t in ANSI_THEMES)]
+"""The order the `T` key steps through: ours, then the terminal-palette ones."""
 
 CSS_PATHS: list[Path] = [Path(__file__).resolve().parent / "opsconsole.tcss"]
 """App-level stylesheets, absolute so they load whichever module defines the App."""

@@ -144,6 +144,10 @@ class StatusBoard(FillTable):
             return None
         return row_key.value
 
+    def current_target(self) -> str | None:
+        """Same as `selected_target` (a method, for callers that expect one)."""
+        return self.selected_target
+
     @property
     def shown_targets(self) -> list[str]:
         """Names of the rows currently shown, top to bottom (after filtering)."""

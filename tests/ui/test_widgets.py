@@ -31,6 +31,7 @@ from console.engine.views import PanelView, TargetView
 from themes import (
     ANSI_THEMES,
     CSS_PATHS,
+    CYCLE,
     THEME_VARIABLE_DEFAULTS,
     THEMES,
     activate_theme,
@@ -203,6 +204,7 @@ def test_every_theme_defines_our_variables() -> None:
     assert {t.name for t in ANSI_THEMES} == {"ansi-dark", "ansi-light"}
     assert all(t.ansi for t in ANSI_THEMES)
     assert all(path.is_file() for path in CSS_PATHS)
+    assert CYCLE == ["opsconsole-dark", "opsconsole-light", "ansi-dark", "ansi-light"]
 
 
 def _all_widgets() -> list[Widget]:
@@ -386,6 +388,7 @@ async def test_board_cursor_follows_its_target_through_membership_changes() -> N
         await pilot.pause()
         assert board.selected_target == "c"
         assert board.cursor_row == 1
+        assert board.current_target() == "c"
         board.update_rows([target("new"), target("b"), target("c"), target("d")], NOW)
         await pilot.pause()
         assert board.shown_targets == ["new", "b", "c", "d"]  # the given order, not appended
