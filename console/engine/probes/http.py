@@ -446,7 +446,11 @@ def _safe_response_text(
     parts = [reason.encode("utf-8", "replace")]
     parts.extend(k + b": " + v for k, v in raw)
     parts.append(body[: EXCERPT_CHARS * 4])
-    text = clean(b"\n".join(parts), max_len=1 << 20, newlines=True)
+    blob = b"\n".join(parts)
+    if blob.translate(None, _PLAIN_BYTES):  # anything but printable ASCII and newlines
+        text = clean(blob, max_len=1 << 20, newlines=True)
+    else:  # the common case: nothing to sanitise, and one C pass proved it
+        text = blob.decode("ascii")
     red = redact(text)
     if red.count("\n") != text.count("\n"):
         lines = text.split("\n")
@@ -459,8 +463,14 @@ def _safe_response_text(
         name, _, value = line.partition(": ")
         if name.lower() in _MASKED_RESPONSE_HEADERS:
             value = MASK
-        out.append((_cut(name, 100), _cut(value, 300)))
+        elif len(value) > 300:
+            value = value[:299] + "…"
+        out.append((name if len(name) <= 100 else name[:99] + "…", value))
     return _cut(lines[0], 100), tuple(out), _cut("\n".join(lines[n + 1:]), EXCERPT_CHARS)
+
+
+# Printable ASCII and newline: bytes that `sanitize.clean(newlines=True)` leaves unchanged.
+_PLAIN_BYTES = bytes(range(0x20, 0x7F)) + b"\n"
 
 
 def _cut(text: str, limit: int) -> str:
