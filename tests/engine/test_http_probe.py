@@ -778,3 +778,32 @@ async def test_invalid_hand_built_condition_is_down_not_a_crash(clients: HttpCli
     r = await HttpProbe(t, clients).check()
     assert r.status is Status.DOWN
     assert r.error == "invalid condition: latency needs a unit: write e.g. 5ms or 5s"
+
+
+def test_a_hung_dns_lookup_never_delays_process_exit() -> None:
+    """Lookup threads are daemons: quitting never waits for a black-holed resolver."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import asyncio, time\n"
+        "from console.engine.http_client import HttpClients, DedicatedResolver\n"
+        "from console.engine.probes.http import HttpProbe\n"
+        "from console.engine.settings import HttpTarget\n"
+        "def hung(*a):\n"
+        "    time.sleep(30)\n"
+        "async def main():\n"
+        "    async with HttpClients(resolver=DedicatedResolver(getaddrinfo=hung)) as c:\n"
+        "        t = HttpTarget(name='t', url='http://hung.test/', timeout=0.2)\n"
+        "        print((await HttpProbe(t, c).check()).error, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, timeout=20, check=False)
+    elapsed = time.perf_counter() - t0
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "timed out after 200ms (no response headers)"
+    assert elapsed < 5.0, f"exit waited for the hung lookup ({elapsed:.1f}s)"
