@@ -654,6 +654,8 @@ async def test_dns_failures_and_black_holes_stay_isolated() -> None:
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         if host == "nx.invalid":
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host == "servfail.test":
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         return socket.getaddrinfo("127.0.0.1", port, *args)
 
     resolver = DedicatedResolver(getaddrinfo=fake_getaddrinfo)
@@ -662,6 +664,9 @@ async def test_dns_failures_and_black_holes_stay_isolated() -> None:
             holes = [HttpProbe(target(f"http://blackhole{i}.test:{ok.port}/", timeout=0.6), c)
                      for i in range(8)]
             nx = HttpProbe(target(f"http://nx.invalid:{ok.port}/", timeout=0.6), c)
+            servfail = HttpProbe(target(f"http://servfail.test:{ok.port}/", timeout=0.6), c)
+            r_sf = await servfail.check()
+            assert r_sf.error == "cannot resolve host servfail.test (temporary DNS failure)"
             good = [HttpProbe(target(f"http://svc{i}.test:{ok.port}/", timeout=0.6), c)
                     for i in range(5)]
             results = await asyncio.gather(*(timed_check(p) for p in [*holes, nx, *good]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import time
 import zlib
 from collections.abc import Callable
@@ -377,6 +378,8 @@ def _describe(exc: BaseException, had_headers: bool) -> str:
     if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None:
         cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        if cause.os_error.errno == socket.EAI_AGAIN:  # the DNS server, not the name
+            return f"cannot resolve host {cause.host} (temporary DNS failure)"
         return f"cannot resolve host {cause.host}"
     if isinstance(cause, aiohttp.ClientConnectorCertificateError):
         err = cause.certificate_error
