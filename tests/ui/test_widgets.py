@@ -368,11 +368,26 @@ async def test_board_updates_cells_in_place() -> None:
 
             setattr(board, method, spy)
 
+        repaints: list[tuple[Region, ...]] = []
+        original_refresh = board.refresh
+
+        def refresh_spy(*regions: Region, **kwargs: Any) -> Any:
+            repaints.append(regions)
+            return original_refresh(*regions, **kwargs)
+
+        board.refresh = refresh_spy  # type: ignore[method-assign]
+
         board.update_rows(views, NOW)  # nothing changed: nothing written
         assert calls == []
+        assert repaints == []
         board.update_rows([target("api"), target("db", latency=99.0), target("cache")], NOW)
         assert [(name, args[:2]) for name, args in calls] == [("update_cell", ("db", "latency"))]
         assert board.get_cell("db", "latency").plain.strip() == "99"
+        # not the whole table: the db row (header + second row), up to the latency column
+        # (the one region-less call is update_cell's own, swallowed inside cell_batch)
+        assert repaints == [(), (Region(0, 2, 7 + 19 + 6 + 6, 1),)]
+        await pilot.pause()
+        assert " 99 " in screen_lines(app)[2]  # the compositor repainted that line
 
 
 async def test_board_cursor_follows_its_target_through_membership_changes() -> None:
@@ -450,6 +465,24 @@ async def test_board_vim_keys_and_enter_post_target_messages() -> None:
         highlighted = [m.name for m in app.messages
                        if isinstance(m, StatusBoard.TargetHighlighted)]
         assert highlighted[-4:] == ["b", "d", "a", "b"]
+
+
+async def test_board_click_selects_a_row_anywhere_in_it() -> None:
+    # Cells that look alike are merged into one segment (fewer escape bytes): a click on
+    # any of them must still land on its row.
+    board = StatusBoard()
+    app = WidgetApp(board)
+    async with app.run_test(size=(80, 24)) as pilot:
+        board.update_rows([target(name) for name in ("a", "b", "c")], NOW)
+        await pilot.pause()
+        await pilot.click(StatusBoard, offset=(45, 3))  # the uptime column of row "c"
+        assert board.selected_target == "c"
+        await pilot.click(StatusBoard, offset=(2, 2))
+        assert board.selected_target == "b"
+        await pilot.click(StatusBoard, offset=(2, 2))  # again: open it
+        await pilot.pause()
+        selected = [m.name for m in app.messages if isinstance(m, StatusBoard.TargetSelected)]
+        assert selected == ["b"]
 
 
 async def test_board_renders_the_bad_input_corpus_literally() -> None:
