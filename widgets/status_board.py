@@ -1,26 +1,38 @@
-"""The status board: one DataTable row per target, updated in place on every snapshot."""
+"""The status board: one line per target, drawn with the Line API and repainted per changed row.
+
+Why not a DataTable (the first version was one): DataTable.update_cell invalidates every
+cached cell of the table, so each changed row re-renders all its cells through Rich's
+layout engine, and it repaints the whole widget. With 20 targets polled every second that
+measured ~25 ms of CPU per second for the board alone. Here a row is a cached Strip built
+from plain strings, rebuilt only when its text changes, and repainted as one region from
+the left edge to its last changed cell (where Textual starts writing a line anyway).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.text import Text
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size, Spacing
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from console.engine.model import Status
 from console.engine.sanitize import one_line
 from console.engine.views import TargetView
 
 from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct
-from ._table import FillTable
 
-# (key, header, width, right-aligned). Fixed widths keep the columns still while values
-# change (update_cell(..., update_width=False)); `detail` takes whatever width is left.
-_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
+# (key, header, width, right-aligned). Each column is drawn one cell wider, starting with a
+# separator space; `detail` takes whatever width is left (at least DETAIL_MIN).
+COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("state", "state", 6, False),
     ("name", "name", 18, False),
     ("kind", "kind", 5, False),
@@ -30,12 +42,16 @@ _COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("since", "since", 6, True),
     ("detail", "detail", 12, False),
 )
+COLUMN_KEYS = tuple(key for key, *_ in COLUMNS)
+DETAIL_MIN = 12
 _KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom"}
 _BADGE = " ⚠insecure"
+_LEVELS = ("ok", "warn", "crit", "unknown", "insecure", "muted")
+_STYLE_NAMES = ("base", "header", "cursor", *_LEVELS)
 
-# One cell as plain data: (text, component-class suffix or "", right-aligned). Cells are
-# compared by this signature so an unchanged cell is never rewritten.
-_Cell = tuple[str, str, bool]
+# One cell as plain data: (text, level). A row's cells are compared as a tuple, so an
+# unchanged row is never rebuilt and an unchanged cell never repainted.
+_Cell = tuple[str, str]
 _Row = tuple[_Cell, ...]
 
 
@@ -48,30 +64,58 @@ def _matches(view: TargetView, needle: str) -> bool:
     return needle in haystack
 
 
-class StatusBoard(FillTable):
+def _fit(text: str, width: int, right: bool) -> str:
+    """`text` in exactly `width` cells: cropped with an ellipsis, padded left or right."""
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    pad = width - cell_len(text)
+    return " " * pad + text if right else text + " " * pad
+
+
+class StatusBoard(ScrollView, can_focus=True):
     """Targets with state, latency, p95, uptime, time in state and the latest reason.
 
     Feed it with `update_rows(views, now)` as often as snapshots arrive: rows are keyed by
-    target name, only changed cells are rewritten, rows are added or removed only when a
-    target appears, disappears or is filtered, and the cursor stays on its target. Remote
-    text is sanitised and shown as `Text`, never parsed as markup.
+    target name, only rows whose text changed are rebuilt and repainted, rows come and go
+    only when a target appears, disappears or is filtered, and the cursor stays on its
+    target. Remote text is sanitised and drawn as plain segments, never parsed as markup.
     """
 
-    COLUMNS = _COLUMNS
-    STYLE_PREFIX = "status-board"
-    STYLE_LEVELS = ("ok", "warn", "crit", "unknown", "insecure", "muted")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select", "Open", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+    ]
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "status-board--ok",
-        "status-board--warn",
-        "status-board--crit",
-        "status-board--unknown",
-        "status-board--insecure",
-        "status-board--muted",
-    }
+    COMPONENT_CLASSES: ClassVar[set[str]] = {f"status-board--{name}" for name in _STYLE_NAMES}
 
     DEFAULT_CSS = """
     StatusBoard {
+        height: 1fr;
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        scrollbar-gutter: stable;
+        & > .status-board--base { color: $foreground; }
+        & > .status-board--header { background: $panel; color: $foreground; text-style: bold; }
+        & > .status-board--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        &:focus > .status-board--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
         & > .status-board--ok { color: $status-ok; }
         & > .status-board--warn { color: $status-warn; text-style: bold; }
         & > .status-board--crit { color: $status-crit; text-style: bold; }
@@ -79,9 +123,14 @@ class StatusBoard(FillTable):
         & > .status-board--insecure { color: $status-warn; text-style: bold; }
         & > .status-board--muted { color: $text-muted; }
         &:ansi {
+            background: ansi_default;
+            & > .status-board--header { background: ansi_bright_blue; color: ansi_default; }
             & > .status-board--muted { color: ansi_default; text-style: dim; }
         }
         &:nocolor {
+            & > .status-board--header { text-style: bold underline; }
+            & > .status-board--cursor { text-style: reverse; }
+            &:focus > .status-board--cursor { text-style: bold reverse; }
             & > .status-board--crit { text-style: bold reverse; }
         }
     }
@@ -125,38 +174,57 @@ class StatusBoard(FillTable):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._views: dict[str, TargetView] = {}
         self._order: list[str] = []
-        self._shown: list[str] = []  # row keys in display order
-        self._rows: dict[str, _Row] = {}  # signature of what each row currently shows
-        self._texts: dict[str, tuple[Text, ...]] = {}  # the Text objects handed to the table
+        self._shown: list[str] = []  # names in display order (after filtering)
+        self._index: dict[str, int] = {}
+        self._rows: dict[str, _Row] = {}  # what each shown row currently says
+        self._strips: dict[tuple[str, bool], Strip] = {}  # (name, cursor) -> drawn row
+        self._header: Strip | None = None
         self._now = 0.0
+        self._cursor = 0
+        self._cursor_name: str | None = None
         self._last_highlighted: str | None = None
+        self._styles: dict[str, Style] = {}
+        self._width = 0
+        self._widths: list[int] = [width + 1 for _, _, width, _ in COLUMNS]
+        self._edges: list[int] = []
+        self._set_widths(sum(self._widths))
 
     # -- public API --------------------------------------------------------------------
 
     @property
     def selected_target(self) -> str | None:
         """The name of the target under the cursor, or None when the board is empty."""
-        if not self._shown or not 0 <= self.cursor_row < len(self._shown):
+        if not self._shown:
             return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return row_key.value
+        return self._shown[min(self._cursor, len(self._shown) - 1)]
 
     def current_target(self) -> str | None:
         """Same as `selected_target` (a method, for callers that expect one)."""
         return self.selected_target
 
     @property
+    def cursor_row(self) -> int:
+        """Index of the cursor's row among the rows shown."""
+        return self._cursor
+
+    @property
     def shown_targets(self) -> list[str]:
         """Names of the rows currently shown, top to bottom (after filtering)."""
         return list(self._shown)
 
+    def cell_text(self, name: str, column: str) -> str:
+        """What a cell says (without padding): for callers and tests that read the board."""
+        row = self._rows.get(name)
+        if row is None:
+            raise KeyError(name)
+        text, level = row[COLUMN_KEYS.index(column)]
+        return text + (_BADGE if column == "name" and level == "insecure" else "")
+
     def update_rows(self, views: Sequence[TargetView], now: float) -> None:
         """Show `views` in this order; `now` (epoch seconds) drives the "since" column.
 
-        Cheap to call every second: only cells whose text or state changed are rewritten.
+        Cheap to call every second: only rows whose text changed are rebuilt, and each is
+        repainted up to its last changed cell.
         """
         self._views = {view.name: view for view in views}
         self._order = list(self._views)
@@ -165,14 +233,13 @@ class StatusBoard(FillTable):
 
     def select_target(self, name: str) -> bool:
         """Move the cursor to `name`; False if it is not shown (unknown or filtered out)."""
-        try:
-            index = self.get_row_index(name)
-        except RowDoesNotExist:
+        index = self._index.get(name)
+        if index is None:
             return False
-        self.move_cursor(row=index)
+        self._move_cursor(index)
         return True
 
-    # -- rendering ---------------------------------------------------------------------
+    # -- rows --------------------------------------------------------------------------
 
     def _signature(self, view: TargetView) -> _Row:
         level = STATUS_LEVEL.get(view.status, "unknown")
@@ -188,118 +255,220 @@ class StatusBoard(FillTable):
         kind = one_line(view.kind, max_len=20)
         since = self._now - view.since if view.since is not None else None
         return (
-            (STATUS_LABELS.get(view.status, "? ????"), level, False),
-            (one_line(view.name, max_len=120), "insecure" if view.insecure else "", False),
-            # kind and since share the row's plain style so a repainted row is one
-            # segment after the state (see FillTable.render_line): fewer escape bytes.
-            (_KIND_SHORT.get(kind, kind), "", False),
-            (fmt_ms(view.latency_ms), "", True),
-            (fmt_ms(view.p95_ms), "", True),
-            (fmt_pct(view.uptime_pct), "", True),
-            (fmt_age(since), "", True),
-            (detail, detail_level, False),
+            (STATUS_LABELS.get(view.status, "? ????"), level),
+            (one_line(view.name, max_len=120), "insecure" if view.insecure else ""),
+            # kind, numbers and since share the row's plain style, so a repainted row is
+            # a few segments, not one escape sequence per cell.
+            (_KIND_SHORT.get(kind, kind), ""),
+            (fmt_ms(view.latency_ms), ""),
+            (fmt_ms(view.p95_ms), ""),
+            (fmt_pct(view.uptime_pct), ""),
+            (fmt_age(since), ""),
+            (detail, detail_level),
         )
 
-    def _text(self, column: str, cell: _Cell) -> Text:
-        text, level, right = cell
-        if column == "name":
-            # Keep the badge visible however long the name: shorten the name, not the badge.
-            name_width = _COLUMNS[1][2] - (len(_BADGE) if level else 0)
-            if len(text) > name_width:
-                text = text[: max(name_width - 1, 1)] + "…"
-            out = self.make_cell(text)
-            if level:
-                out.append(_BADGE, self.cell_style("insecure"))
-            return out
-        return self.make_cell(text, self.cell_style(level), right=right)
-
     def _sync(self) -> None:
-        """Make the rows match the filtered views, touching as little as possible."""
-        if not self.columns:
-            return  # not mounted yet; on_mount's columns come first, then the next update
+        """Make the rows match the filtered views, repainting as little as possible."""
         needle = self.filter_text.strip().lower()
         wanted = [name for name in self._order if _matches(self._views[name], needle)]
-        wanted_set = set(wanted)
-        cursor_key = self.selected_target
+        keep = self.selected_target
+        rows = {name: self._signature(self._views[name]) for name in wanted}
 
-        for key in [k for k in self._shown if k not in wanted_set]:
-            self.remove_row(key)
-            self._rows.pop(key, None)
-            self._texts.pop(key, None)
-        current = [k for k in self._shown if k in wanted_set]
+        if wanted != self._shown:
+            self._shown = wanted
+            self._index = {name: i for i, name in enumerate(wanted)}
+            self._rows = rows
+            self._strips.clear()
+            if keep in self._index:
+                self._cursor = self._index[keep]
+            self._cursor = max(0, min(self._cursor, len(wanted) - 1))
+            self.virtual_size = Size(self._width, len(wanted) + 1)
+            self.refresh()
+            self._cursor_moved()
+            return
 
-        column_keys = [key for key, *_ in _COLUMNS]
-        with self.cell_batch() as changed:
-            for name in wanted:
-                row = self._signature(self._views[name])
-                previous = self._rows.get(name)
-                if previous is None:
-                    texts = tuple(self._text(c, cell)
-                                  for c, cell in zip(column_keys, row, strict=True))
-                    self.add_row(*texts, key=name)
-                    current.append(name)
-                elif previous != row:
-                    texts_list = list(self._texts[name])
-                    for index, (column, cell, old) in enumerate(
-                        zip(column_keys, row, previous, strict=True)
-                    ):
-                        if cell != old:
-                            texts_list[index] = self._text(column, cell)
-                            self.update_cell(name, column, texts_list[index])
-                            changed[name] = index
-                    texts = tuple(texts_list)
-                else:
-                    continue
-                self._rows[name] = row
-                self._texts[name] = texts
-
-        if current != wanted:
-            self._reorder(wanted)
-        self._shown = wanted
-
-        if cursor_key is not None and cursor_key in wanted_set:
-            index = wanted.index(cursor_key)
-            if index != self.cursor_row:
-                self.move_cursor(row=index)
-
-    def _reorder(self, wanted: list[str]) -> None:
-        """Put rows in `wanted` order: new rows are appended, so a filter change or a
-        target added mid-list needs a sort. DataTable.sort only sees cell values, so the key
-        maps the identity of each row's name Text (ours, unique per row) to its rank."""
-        rank = {id(self._texts[name][1]): i for i, name in enumerate(wanted)}
-        self.sort("name", key=lambda cell: rank.get(id(cell), len(rank)))
-
-    def columns_added(self) -> None:
-        self._sync()  # rows given to update_rows() before the board was mounted
-
-    def restyle(self) -> None:
-        """Rebuild every cell's Text after a theme or CSS change (styles are baked in)."""
-        column_keys = [key for key, *_ in _COLUMNS]
-        for name in self._shown:
-            row = self._rows.get(name)
-            if row is None:
+        dirty: dict[int, int] = {}  # row index -> right edge of its last changed cell
+        for index, name in enumerate(wanted):
+            new, old = rows[name], self._rows[name]
+            if new == old:
                 continue
-            texts = tuple(self._text(c, cell) for c, cell in zip(column_keys, row, strict=True))
-            for column, text in zip(column_keys, texts, strict=True):
-                self.update_cell(name, column, text, update_width=False)
-            self._texts[name] = texts
-        if self._shown:
-            self._reorder(self._shown)  # the name Texts were replaced; keep ranks valid
+            last = max(c for c, (a, b) in enumerate(zip(new, old, strict=True)) if a != b)
+            dirty[index] = self._edges[last]
+            self._rows[name] = new
+            self._strips.pop((name, False), None)
+            self._strips.pop((name, True), None)
+        for index, right in dirty.items():
+            self._refresh_row(index, right)
 
-    # -- events and watchers -----------------------------------------------------------
+    def _refresh_row(self, index: int, right: int | None = None) -> None:
+        y = index + 1 - self.scroll_offset.y
+        if 1 <= y < self.scrollable_content_region.height:  # off-screen rows cost nothing
+            self.refresh(Region(0, y, right if right is not None else self._width, 1))
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def _set_widths(self, width: int) -> None:
+        fixed = sum(w + 1 for key, _, w, _ in COLUMNS if key != "detail")
+        self._widths = [w + 1 for key, _, w, _ in COLUMNS if key != "detail"]
+        self._widths.append(max(DETAIL_MIN + 1, width - fixed))
+        self._edges = []
+        x = 0
+        for column_width in self._widths:
+            x += column_width
+            self._edges.append(x)
+        self._width = max(width, x)
+
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            style = self.get_component_rich_style(f"status-board--{name}")
+            self._styles[name] = style
+        return style
+
+    def _check_styles(self) -> None:
+        """Drop the drawn rows when a component style changed (theme, focus, CSS reload).
+
+        Checked per render pass: Textual calls notify_style_update before it updates
+        component-class styles, and not at all when only those changed (`:focus >`).
+        """
+        fresh = {name: self.get_component_rich_style(f"status-board--{name}")
+                 for name in _STYLE_NAMES}
+        if fresh != self._styles:
+            had_styles = bool(self._styles)
+            self._styles = fresh
+            self._strips.clear()
+            self._header = None
+            if had_styles:
+                self.refresh()  # lines outside this pass were drawn with the old styles
+
+    def _draw_row(self, name: str, cursor: bool) -> Strip:
+        strip = self._strips.get((name, cursor))
+        if strip is not None:
+            return strip
+        row = self._rows[name]
+        base = self._style("cursor" if cursor else "base")
+        segments: list[Segment] = []
+        for (key, _, _, right), (text, level), width in zip(
+            COLUMNS, row, self._widths, strict=True
+        ):
+            if key == "name" and level == "insecure":
+                # Keep the badge visible however long the name: shorten the name instead.
+                room = width - 1 - len(_BADGE)
+                segments.append(Segment(" " + _fit(text, room, False), base))
+                segments.append(Segment(_BADGE, self._cell_style(base, "insecure", cursor)))
+            elif right:
+                segments.append(Segment(_fit(text, width, True), base))
+            else:
+                segments.append(Segment(" " + _fit(text, width - 1, False),
+                                        self._cell_style(base, level, cursor)))
+        strip = Strip(segments, self._width).simplify()
+        self._strips[(name, cursor)] = strip
+        return strip
+
+    def _cell_style(self, base: Style, level: str, cursor: bool) -> Style:
+        if not level:
+            return base
+        colour = self._style(level)
+        if cursor:
+            # The cursor's colours win (as DataTable does); keep the level's emphasis.
+            return base + Style(bold=colour.bold or None, reverse=colour.reverse or None)
+        return base + Style(color=colour.color, bold=colour.bold or None, dim=colour.dim or None,
+                            reverse=colour.reverse or None)
+
+    def _draw_header(self) -> Strip:
+        if self._header is None:
+            style = self._style("header")
+            cells = [(" " + _fit(label, width - 1, False)) if not right
+                     else _fit(label, width, True)
+                     for (_, label, _, right), width in zip(COLUMNS, self._widths, strict=True)]
+            self._header = Strip([Segment("".join(cells), style)], self._width)
+        return self._header
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._check_styles()
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        if y == 0:
+            return self._draw_header()
+        index = y - 1 + self.scroll_offset.y
+        if not 0 <= index < len(self._shown):
+            return Strip.blank(self._width, self._style("base"))
+        name = self._shown[index]
+        return self._draw_row(name, index == self._cursor)
+
+    # -- cursor ------------------------------------------------------------------------
+
+    def _move_cursor(self, index: int) -> None:
+        if not self._shown:
+            return
+        index = max(0, min(index, len(self._shown) - 1))
+        if index != self._cursor:
+            previous, self._cursor = self._cursor, index
+            self._refresh_row(previous)
+            self._refresh_row(index)
+        self._scroll_to_cursor()
+        self._cursor_moved()
+
+    def _scroll_to_cursor(self) -> None:
+        region = Region(0, self._cursor + 1, self._width, 1)
+        self.scroll_to_region(region, spacing=Spacing(1, 0, 0, 0), animate=False, force=True,
+                              immediate=True)
+
+    def _cursor_moved(self) -> None:
+        name = self.selected_target
+        if name is not None and name != self._last_highlighted:
+            self._last_highlighted = name
+            self.post_message(self.TargetHighlighted(name, self))
+
+    # -- events, watchers and actions ---------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._set_widths(width)
+            self._strips.clear()
+            self._header = None
+            self.virtual_size = Size(self._width, len(self._shown) + 1)
+            self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
+            return
+        index = offset.y - 1 + self.scroll_offset.y
+        if not 0 <= index < len(self._shown):
+            return
+        if index == self._cursor:
+            self.action_select()
+        else:
+            self._move_cursor(index)
 
     def watch_filter_text(self, filter_text: str) -> None:
         self._sync()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        # One intent message for the screens instead of DataTable's generic one.
-        event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.TargetSelected(event.row_key.value, self))
+    def action_select(self) -> None:
+        name = self.selected_target
+        if name is not None:
+            self.post_message(self.TargetSelected(name, self))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        name = event.row_key.value
-        if name is not None and name != self._last_highlighted:
-            self._last_highlighted = name
-            self.post_message(self.TargetHighlighted(name, self))
+    def action_cursor_up(self) -> None:
+        self._move_cursor(self._cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self._move_cursor(self._cursor + 1)
+
+    def action_first(self) -> None:
+        self._move_cursor(0)
+
+    def action_last(self) -> None:
+        self._move_cursor(len(self._shown) - 1)
+
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def action_page_up(self) -> None:
+        self._move_cursor(self._cursor - self._page())
+
+    def action_page_down(self) -> None:
+        self._move_cursor(self._cursor + self._page())
