@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +70,14 @@ def write_config(path: Path, ports: Sequence[int], panels: int) -> None:
     path.write_text("\n".join(out))
 
 
-def measure(argv: Sequence[str], marker: str, *, warmup: float, seconds: float,
-            env: dict[str, str]) -> Measure:
-    """Run `argv` at 160×40; after the first frame and `warmup` seconds, measure for `seconds`."""
+def measure(argv: Sequence[str], ready: Callable[[PtyProcess], bool], *, warmup: float,
+            seconds: float, env: dict[str, str], quit_key: bytes | None = b"q") -> Measure:
+    """Run `argv` at 160×40; once `ready` holds and `warmup` seconds later, measure for
+    `seconds`."""
     with PtyProcess(argv, columns=COLUMNS, lines=LINES, env=env, keep_output=False) as p:
-        if p.wait_for(frame_drawn(marker), 60) is None:
-            raise RuntimeError(f"{' '.join(argv)}: no first frame (exit code {p.returncode})"
-                               f"\n" + "\n".join(p.display()))
+        if p.wait_for(ready, 60) is None:
+            raise RuntimeError(f"{' '.join(argv)}: never ready (exit code {p.returncode})"
+                               "\n" + "\n".join(p.display()))
         time.sleep(warmup)
         top = "\n".join(row.rstrip() for row in p.display()[:3])
         p.stop_screen()  # decoding 100 KB/s of output would compete with the app for CPU
@@ -88,10 +89,16 @@ def measure(argv: Sequence[str], marker: str, *, warmup: float, seconds: float,
         c1, b1, t1 = p.cpu.sample(), p.bytes_read, time.monotonic()
         if p.returncode is not None:
             raise RuntimeError(f"{' '.join(argv)} exited while measured ({p.returncode})")
-        p.send(b"q")
-        p.wait(10)
+        if quit_key:
+            p.send(quit_key)
+            p.wait(10)
         span = t1 - t0
         return Measure((c1 - c0) / span * 100, (b1 - b0) / span, span, top)
+
+
+def _board_ready(p: PtyProcess) -> bool:
+    """The console's first frame is up and the status board lists the first target."""
+    return frame_drawn("opsconsole")(p) and "svc01" in p.text()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds (default 30)")
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--panels", type=int, default=100)
+    ap.add_argument("--no-split", dest="split", action="store_false",
+                    help="skip the headless run (`opsconsole check`) that splits the console's "
+                    "CPU into engine and UI")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="opsconsole-bench-") as tmp, \
@@ -126,9 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         print(f"terminal: {COLUMNS}×{LINES}; warm-up {args.warmup:g} s, then "
               f"{args.seconds:g} s measured", flush=True)
-        app = measure(app_cmd, "opsconsole", warmup=args.warmup, seconds=args.seconds, env=env)
+        app = measure(app_cmd, _board_ready, warmup=args.warmup, seconds=args.seconds, env=env)
         print("  console screen top:\n    " + app.screen_top.replace("\n", "\n    "), flush=True)
-        base = measure(base_cmd, "baseline", warmup=args.warmup, seconds=args.seconds, env=env)
+        base = measure(base_cmd, frame_drawn("baseline"), warmup=args.warmup,
+                       seconds=args.seconds, env=env)
+        headless = None
+        if args.split:
+            # The same polling without any UI: how much of the console's CPU is the engine.
+            last = f"svc{args.targets:02d}"
+            headless = measure(
+                opsconsole_command("check", "--config", str(config)),
+                lambda p: last in p.text(), warmup=args.warmup, seconds=args.seconds,
+                env=env, quit_key=None,
+            )
 
     cpu_ok = app.cpu_pct <= TARGET_CPU_PCT
     bytes_ok = app.bytes_per_s <= TARGET_BYTES_PER_S
@@ -141,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{base.bytes_per_s / 1000:.2f} KB/s "
           "(architecture notes: 11.5 %, 105 KB/s)")
     print(f"ratio console/baseline: CPU {cpu_ratio:.2f}, bytes {bytes_ratio:.3f}")
+    if headless is not None:
+        print(f"of the console's CPU, the same polling headless (opsconsole check) takes "
+              f"{headless.cpu_pct:.2f} %; UI and snapshots the other "
+              f"{app.cpu_pct - headless.cpu_pct:.2f} %")
     verdict = "PASS" if cpu_ok and bytes_ok else "MISS"
     print(f"RESULT tui cpu_pct={app.cpu_pct:.2f} kb_per_s={app.bytes_per_s / 1000:.2f} "
           f"baseline_cpu_pct={base.cpu_pct:.2f} baseline_kb_per_s={base.bytes_per_s / 1000:.2f} "
