@@ -10,6 +10,7 @@ one core, and bytes are everything read from the PTY master, over the same measu
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -71,22 +72,27 @@ def write_config(path: Path, ports: Sequence[int], panels: int) -> None:
 
 
 def measure(argv: Sequence[str], ready: Callable[[PtyProcess], bool], *, warmup: float,
-            seconds: float, env: dict[str, str], quit_key: bytes | None = b"q") -> Measure:
+            seconds: float, env: dict[str, str], quit_key: bytes | None = b"q",
+            rows: bool = False) -> Measure:
     """Run `argv` at 160×40; once `ready` holds and `warmup` seconds later, measure for
     `seconds`."""
-    with PtyProcess(argv, columns=COLUMNS, lines=LINES, env=env, keep_output=False) as p:
+    with PtyProcess(argv, columns=COLUMNS, lines=LINES, env=env, keep_output=rows) as p:
         if p.wait_for(ready, 60) is None:
             raise RuntimeError(f"{' '.join(argv)}: never ready (exit code {p.returncode})"
                                "\n" + "\n".join(p.display()))
         time.sleep(warmup)
-        top = "\n".join(row.rstrip() for row in p.display()[:3])
+        screen = p.display()
+        top = "\n".join(row.rstrip() for row in screen[:3])
         p.stop_screen()  # decoding 100 KB/s of output would compete with the app for CPU
         if p.returncode is not None:
             raise RuntimeError(f"{' '.join(argv)} exited during warm-up ({p.returncode})")
         assert p.cpu is not None
         c0, b0, t0 = p.cpu.sample(), p.bytes_read, time.monotonic()
+        start = len(p.output)
         time.sleep(seconds)
         c1, b1, t1 = p.cpu.sample(), p.bytes_read, time.monotonic()
+        if rows:
+            print_row_bytes(p.snapshot()[start:], screen, t1 - t0)
         if p.returncode is not None:
             raise RuntimeError(f"{' '.join(argv)} exited while measured ({p.returncode})")
         if quit_key:
@@ -94,6 +100,17 @@ def measure(argv: Sequence[str], ready: Callable[[PtyProcess], bool], *, warmup:
             p.wait(10)
         span = t1 - t0
         return Measure((c1 - c0) / span * 100, (b1 - b0) / span, span, top)
+
+
+def print_row_bytes(out: bytes, screen: list[str], seconds: float) -> None:
+    """Bytes/s written per screen row: Textual starts every update with `ESC[row;colH`."""
+    per_row: dict[int, int] = {}
+    moves = [(m.start(), int(m.group(1))) for m in re.finditer(rb"\x1b\[(\d+);\d+H", out)]
+    for (a, row), (b, _) in zip(moves, [*moves[1:], (len(out), 0)], strict=True):
+        per_row[row] = per_row.get(row, 0) + b - a
+    print("  bytes/s per screen row:")
+    for row, text in enumerate(screen, 1):
+        print(f"  {row:3d} {per_row.get(row, 0) / seconds:7.0f} |{text[:100].rstrip()}")
 
 
 def _board_ready(p: PtyProcess) -> bool:
@@ -107,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds (default 30)")
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--panels", type=int, default=100)
+    ap.add_argument("--rows", action="store_true",
+                    help="also print the console's bytes/s per screen row (which widget writes)")
     ap.add_argument("--no-split", dest="split", action="store_false",
                     help="skip the headless run (`opsconsole check`) that splits the console's "
                     "CPU into engine and UI")
@@ -136,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         print(f"terminal: {COLUMNS}×{LINES}; warm-up {args.warmup:g} s, then "
               f"{args.seconds:g} s measured", flush=True)
-        app = measure(app_cmd, _board_ready, warmup=args.warmup, seconds=args.seconds, env=env)
+        app = measure(app_cmd, _board_ready, warmup=args.warmup, seconds=args.seconds, env=env,
+                      rows=args.rows)
         print("  console screen top:\n    " + app.screen_top.replace("\n", "\n    "), flush=True)
         base = measure(base_cmd, frame_drawn("baseline"), warmup=args.warmup,
                        seconds=args.seconds, env=env)
