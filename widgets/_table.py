@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from typing import ClassVar
 
@@ -12,10 +10,9 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist
 
 
 @lru_cache(maxsize=1024)
@@ -55,8 +52,6 @@ class FillTable(DataTable[Text]):
     """Component classes `<prefix>--<level>` baked into cell Texts (see `cell_style`)."""
     STYLE_LEVELS: ClassVar[tuple[str, ...]] = ()
 
-    _batch_depth = 0  # class default: DataTable.__init__ refreshes before ours runs
-
     FILL_COLUMN: ClassVar[str] = "detail"
     FILL_MIN: ClassVar[int] = 12
     COLUMNS: ClassVar[tuple[tuple[str, str, int, bool], ...]] = ()
@@ -84,26 +79,12 @@ class FillTable(DataTable[Text]):
         )
         self._cell_styles: dict[str, Style] = {}
 
-    def refresh(
-        self,
-        *regions: Region,
-        repaint: bool = True,
-        layout: bool = False,
-        recompose: bool = False,
-    ) -> FillTable:
-        if self._batch_depth and not regions and not layout and not recompose:
-            # DataTable.update_cell repaints the whole table; inside cell_batch() the rows
-            # that changed are repainted on their own instead (see cell_batch).
-            return self
-        super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
-        return self
-
     def render_line(self, y: int) -> Strip:
         # DataTable gives every cell its own segment (its style carries row/column meta for
         # mouse clicks, so Strip.simplify cannot merge them), and Textual writes a full
         # escape sequence per segment. Neighbours that look the same are merged, keeping
         # the first one's meta: the row is right, and the column does not matter to a row
-        # cursor. A repainted board row went from ~320 to ~150 bytes.
+        # cursor. About half the bytes of a repainted row.
         strip = super().render_line(y)
         merged: list[Segment] = []
         for segment in strip:
@@ -118,46 +99,6 @@ class FillTable(DataTable[Text]):
             else:
                 merged.append(segment)
         return Strip(merged, strip.cell_length)
-
-    @contextmanager
-    def cell_batch(self) -> Iterator[dict[str, int]]:
-        """Rewrite cells repainting only what changed.
-
-        DataTable.update_cell repaints the whole table, and Textual writes every dirty line
-        of it again: one "since" tick per second meant every visible row, every second.
-        Inside this block callers record `changed[row_key] = rightmost changed column
-        index`; afterwards each such row is repainted from its left edge (where Textual
-        starts writing a line anyway) to the end of that column. Adding, removing or
-        reordering rows inside the block repaints the whole table as before.
-        """
-        changed: dict[str, int] = {}
-        before = [row.key for row in self.ordered_rows]
-        self._batch_depth += 1
-        try:
-            yield changed
-        finally:
-            self._batch_depth -= 1
-        if self._batch_depth:
-            return
-        if [row.key for row in self.ordered_rows] != before:
-            self.refresh()
-            return
-        edges = []
-        x = 0
-        for column in self.ordered_columns:
-            x += column.get_render_width(self)
-            edges.append(x)
-        top = self.header_height if self.show_header else 0
-        window = self.window_region
-        for key, column_index in changed.items():
-            try:
-                row_index = self.get_row_index(key)
-            except RowDoesNotExist:
-                continue
-            right = edges[min(column_index, len(edges) - 1)] if edges else 0
-            region = Region(0, top + row_index, right, 1)
-            if window.overlaps(region):  # off-screen rows cost nothing
-                self.refresh(region.translate(-self.scroll_offset))
 
     def on_mount(self) -> None:
         for key, label, width, right in self.COLUMNS:

@@ -41,6 +41,7 @@ from themes import (
 )
 from widgets import KeyHelp, LatencyChart, PanelGrid, ResponseLog, StatusBoard, rows_from_bindings
 from widgets._format import SPARK_BARS
+from widgets.response_log import ResultTable
 
 NOW = 1_700_000_000.0
 
@@ -902,6 +903,18 @@ async def test_response_log_lists_newest_first_with_the_highlighted_response() -
         await pilot.press("enter")  # hides the response pane
         await pilot.pause()
         assert "error: connection reset" not in "\n".join(screen_lines(app))
+
+
+async def test_response_log_click_selects_a_row_anywhere_in_it() -> None:
+    log = ResponseLog()
+    app = WidgetApp(log)
+    async with app.run_test(size=(80, 24)) as pilot:
+        log.show_results([result(i) for i in range(3)])
+        await pilot.pause()
+        await pilot.click(ResultTable, offset=(30, 3))  # merged cells of the oldest row
+        await pilot.pause()
+        assert log.selected_result is not None
+        assert log.selected_result.started_at == NOW
 
 
 async def test_response_log_is_cheap_when_unchanged_and_keeps_the_cursor() -> None:
