@@ -5,10 +5,16 @@ Why not one `Sparkline` widget per panel: 100 of them at 1 Hz measured 11.5 % of
 one widget draws every panel from cached strips, and an update repaints only the lines whose
 text changed. Textual writes a dirty line from the widget's left edge to the end of the dirty
 span (`ChopsUpdate.render_segments`), and two spans on one line are both written from that
-edge, so each dirty line is refreshed as ONE region `[0, rightmost change)`. Off-screen
+edge, so each dirty line is refreshed as ONE region `[0, last changed cell]`. Off-screen
 panels cost nothing: the compositor clips regions to what is visible.
-"""
 
+Bytes, not CPU, are the hard part: Textual writes a full escape sequence per segment, and a
+sparkline bar is 3 bytes of UTF-8. So value and sparkline lines are one segment per panel
+(neighbours of the same style merge into one), and a sparkline whose only change is new bars
+is repainted at most every `spark_interval` seconds (default 2 s, staggered by row); values
+and states always repaint at once. Measured at 160x40 with 100 panels all changing each
+second: ~5.6 KB per update (8.5 KB with `spark_interval=0`); 100 Sparklines: ~150 KB.
+"""
 from __future__ import annotations
 
 import time
@@ -100,7 +106,7 @@ class PanelGrid(ScrollView, can_focus=True):
     """Metric panels reflowed to the width; arrows or h/j/k/l move, Enter opens a panel.
 
     Feed it with `update_panels(views)`: panels whose rendered text is unchanged are not
-    repainted, changed lines are repainted only up to their last changed panel, and
+    repainted, changed lines are repainted only up to their last changed cell, and
     nothing is mounted, recomposed or animated.
     """
 
