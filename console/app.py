@@ -47,6 +47,9 @@ class OpsConsoleApp(App[None]):
         clock: Any = time.time,
         poll: bool = True,
     ) -> None:
+        requested = theme_name or (settings.console.theme if settings else None)
+        theme = themes.pick_theme(requested, os.environ)
+        themes.preselect_theme(self, theme)  # before App.__init__ picks its NO_COLOR filter
         super().__init__()
         self.settings = settings
         self.config_path = config_path
@@ -63,8 +66,7 @@ class OpsConsoleApp(App[None]):
         self._seen_version = -1
         self._closing = False
         themes.register_themes(self)
-        requested = theme_name or (settings.console.theme if settings else None)
-        self.theme = themes.pick_theme(requested, os.environ)
+        themes.activate_theme(self, theme)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class OpsConsoleApp(App[None]):
                         markup=False, timeout=30)
             return
         self.set_interval(self.settings.console.refresh, self.refresh_screen, name="repaint")
-        self.set_interval(60, self._save_history, name="save-history")
+        self.set_interval(300, self._save_history, name="save-history")  # a save rewrites the whole file
         if self.config_path is not None:
             from console.engine.config import ConfigWatcher
 
@@ -198,7 +200,7 @@ class OpsConsoleApp(App[None]):
         from console.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.screen))
 
     def action_faults(self) -> None:
         if self.demo is None:

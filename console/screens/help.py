@@ -43,9 +43,12 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark", "dismiss", "Close", show=False),
     ]
 
+    def __init__(self, below: Any) -> None:
+        super().__init__()
+        self.below = below  # the screen whose keys are listed (this modal's own are not)
+
     def compose(self) -> ComposeResult:
-        below = self.app.screen_stack[-1] if self.app.screen_stack else None
-        rows = binding_rows(below) if below is not None else []
+        rows = binding_rows(self.below)
         rows += EXTRA_KEYS
         width = max(len(k) for k, _ in rows) + 2
         text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)

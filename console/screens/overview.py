@@ -43,6 +43,9 @@ class OverviewScreen(Screen[None]):
         Binding("enter", "open", "Open", id="open"),
     ]
 
+    _title: Content | None = None
+    _problem: str | None = None
+
     def compose(self) -> ComposeResult:
         yield Static(Content("opsconsole · starting…"), id="title")
         yield Static("", id="banner")
@@ -61,14 +64,17 @@ class OverviewScreen(Screen[None]):
         self.query_one(StatusBoard).update_rows(views, now)
         self.query_one(PanelGrid).update_panels(engine.panel_views(now=now))
         demo = getattr(self.app, "demo", None)
-        self.query_one("#title", Static).update(
-            summary_line(views, demo.active if demo is not None else None)
-        )
+        title = summary_line(views, demo.active if demo is not None else None)
+        if title != self._title:  # an unchanged header costs nothing; layout=False skips relayout
+            self._title = title
+            self.query_one("#title", Static).update(title, layout=False)
         problem = getattr(self.app, "config_problem", None)
         banner = self.query_one("#banner", Static)
-        banner.display = bool(problem)
-        if problem:
+        if banner.display != bool(problem):
+            banner.display = bool(problem)
+        if problem and problem != self._problem:
             banner.update(Content(problem))
+        self._problem = problem
 
     # -- keys ----------------------------------------------------------------------------------
 
