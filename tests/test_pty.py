@@ -72,6 +72,14 @@ def demo_target_names(env: dict[str, str]) -> list[str]:
     return names
 
 
+_STATE = re.compile(r"(?i)(?<!\w)(up|degr\w*|down)(?!\w)")
+
+
+def _row_state(p: PtyProcess, name: str) -> bool:
+    """The board row naming `name` shows a state (up / degraded / down), not "waiting"."""
+    return any(name in row and _STATE.search(row.replace(name, "")) for row in p.display())
+
+
 # -- (1) the first screen and a restored terminal ------------------------------------------
 
 
@@ -83,10 +91,9 @@ def test_demo_shows_status_board_and_restores_terminal(env: dict[str, str],
         _wait_first_frame(p)
         shown = p.wait_for(lambda q: all(n in q.text() for n in names), 20)
         assert shown is not None, f"demo targets {names} not all on the board:\n{_screen(p)}"
-        # Every target gets a state once its first check is in: no row still waiting.
-        settled = p.wait_for(lambda q: re.search(r"\b(up|UP|degraded|DOWN|down)\b",
-                                                 q.text()) is not None, 20)
-        assert settled is not None, f"no target state on the board:\n{_screen(p)}"
+        # Each target's row gets a state once its first check is in (none left waiting).
+        settled = p.wait_for(lambda q: all(_row_state(q, n) for n in names), 20)
+        assert settled is not None, f"a target never got a state on the board:\n{_screen(p)}"
         before_q = len(p.snapshot())
 
         p.send(b"q")
