@@ -9,6 +9,7 @@ discards output once the terminal is gone instead of dying.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 from codecs import getincrementaldecoder
@@ -40,10 +41,8 @@ class SafeWriterThread(WriterThread):
             except (OSError, ValueError):
                 broken = True
         if not broken:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 file.flush()
-            except (OSError, ValueError):
-                pass
 
 
 # The driver builds its writer by module-level name; point it at the safe one.

@@ -355,7 +355,10 @@ class _Locator:
                 if t.kind == ",":
                     self.p += 1
                     continue
+                before = self.p
                 self.key_value(path)
+                if self.p == before:  # invalid input (we also run on broken files): move on
+                    self.p += 1
         elif t.kind == "[":
             self.p += 1
             index = 0
@@ -368,9 +371,12 @@ class _Locator:
                 if t.kind == ",":
                     self.p += 1
                     continue
+                before = self.p
                 self.record(path + (index,), t.line)
                 self.value(path + (index,))
                 index += 1
+                if self.p == before:
+                    self.p += 1
         else:  # a scalar, possibly several words (a date and a time)
             while (t := self.peek()) is not None and t.kind not in (",", "]", "}", "nl"):
                 self.p += 1
@@ -787,11 +793,12 @@ class ConfigWatcher:
     """Reload the config when its file changes; keep the last good one when an edit is broken.
 
     Polls (mtime_ns, size, inode) every `interval` seconds from an asyncio task in the caller's
-    loop: a stat per second costs nothing and needs no thread or inotify. A valid edit is applied
-    at once; a broken one is reported only if it is still broken at the next poll, so an editor
-    caught half-way through writing the file does not raise a false alarm. Because file
-    timestamps are coarse, a file modified within the last two seconds is also compared by
-    content on later polls, so two quick same-size edits are not mistaken for one.
+    loop: a stat per second costs nothing and needs no thread or inotify. A change is acted on
+    only once the file reads the same at two polls in a row: an editor that truncates and then
+    rewrites the file in place can be caught half-way, and an empty or half-written file may
+    well be *valid* (no targets), which must never replace the running config even for a
+    moment. Because file timestamps are coarse, a file modified within the last two seconds is
+    also compared by content, so two quick same-size edits are not mistaken for one.
     """
 
     def __init__(
@@ -813,7 +820,7 @@ class ConfigWatcher:
         self._sig: _Signature = None
         self._digest: bytes | None = None
         self._racy = False
-        self._pending: tuple[_Signature, bytes | None, ConfigError] | None = None
+        self._candidate: tuple[_Signature, bytes | None] | None = None  # seen once, unsettled
         self._broken = False
 
     async def start(self) -> None:
@@ -850,24 +857,22 @@ class ConfigWatcher:
     async def poll(self) -> None:
         """One check of the file; public so tests and callers can force a check."""
         sig = _signature(self.path)
-        if sig == self._sig and not self._racy and self._pending is None:
+        if sig == self._sig and not self._racy and self._candidate is None:
             return
         settings, error, digest = await asyncio.to_thread(self._load)
-        if sig == self._sig and digest == self._digest and self._pending is None:
+        if (sig, digest) == (self._sig, self._digest):
+            self._candidate = None  # changed and changed back before it settled
             self._racy = self._is_racy(sig)
             return
-        if error is not None:
-            pending = self._pending
-            if pending is not None and pending[0] == sig and pending[1] == digest:
-                self._pending = None
-                self._accept(sig, digest)
-                self._broken = True
-                self._emit_error(error)
-            else:
-                self._pending = (sig, digest, error)  # confirm at the next poll
+        if self._candidate != (sig, digest):
+            self._candidate = (sig, digest)  # act only if the next poll reads the same
             return
-        self._pending = None
-        self._accept(sig, digest)
+        self._candidate = None
+        self._sig, self._digest, self._racy = sig, digest, self._is_racy(sig)
+        if error is not None:
+            self._broken = True
+            self._emit_error(error)
+            return
         assert settings is not None
         if settings == self.last_good and not self._broken:
             return  # touched or reformatted: nothing to apply
@@ -877,9 +882,6 @@ class ConfigWatcher:
             self.on_change(settings)
         except Exception:
             log.exception("config on_change callback failed")
-
-    def _accept(self, sig: _Signature, digest: bytes | None) -> None:
-        self._sig, self._digest, self._racy = sig, digest, self._is_racy(sig)
 
     @staticmethod
     def _is_racy(sig: _Signature) -> bool:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from .model import CheckResult, Status
 from .redact import describe_exception, redact
 from .settings import (
@@ -304,14 +306,23 @@ class Engine:
         state = self._states.get(name)
         return state.target.interval if state else 10.0
 
-    def panel_views(self, panels: Iterable[Panel] | None = None, now: float | None = None) -> list[PanelView]:
+    def panel_views(
+        self, panels: Iterable[Panel] | None = None, now: float | None = None
+    ) -> list[PanelView]:
         now = self.clock() if now is None else now
         out = []
         for p in self.settings.panels if panels is None else panels:
             value, series = self.panel_value(p, now)
             if value is not None and math.isnan(value):
                 value = None
-            spark = self.store.sparkline(series, SPARK_POINTS, max(self._interval_of(p.target), 1.0), now=now)
+            bucket = max(self._interval_of(p.target), 1.0)
+            if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
+                counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
+                with np.errstate(invalid="ignore"):
+                    spark = np.diff(counts) / bucket
+                spark[spark < 0] = np.nan  # a counter reset is a gap, not a dip
+            else:
+                spark = self.store.sparkline(series, SPARK_POINTS, bucket, now=now)
             out.append(
                 PanelView(
                     key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,

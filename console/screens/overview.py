@@ -16,7 +16,7 @@ from widgets.status_board import StatusBoard
 
 
 def summary_line(views: list[Any], demo_faults: frozenset[str] | None) -> Content:
-    counts = {s: 0 for s in Status}
+    counts = dict.fromkeys(Status, 0)
     for v in views:
         counts[v.status] += 1
     parts = [f"{len(views)} targets", f"{counts[Status.UP]} up"]
