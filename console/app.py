@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -18,7 +18,19 @@ from textual.driver import Driver
 from textual.screen import Screen
 
 import themes
-from console.engine.settings import Settings
+
+if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first frame's path
+    from console.engine.settings import Settings
+
+ENGINE_MODULES = ("console.engine.engine", "console.engine.store", "console.engine.config")
+
+
+def _preload(names: Iterable[str]) -> None:
+    """Import the engine's heavy modules (pydantic, numpy, aiohttp) on a worker thread."""
+    import importlib
+
+    for name in names:
+        importlib.import_module(name)
 
 
 class OpsConsoleApp(App[None]):
@@ -94,6 +106,8 @@ class OpsConsoleApp(App[None]):
 
     async def _boot(self) -> None:
         """Start the demo (if any), the store and the engine, after the first frame is up."""
+        modules = ENGINE_MODULES + (("console.engine.demo",) if self.demo_mode else ())
+        await asyncio.to_thread(_preload, modules)
         from console.engine.engine import Engine
         from console.engine.store import MetricStore, default_store_path
 
