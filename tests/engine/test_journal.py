@@ -37,8 +37,10 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     j = await _open(path, clock=lambda: 1000.0, actor="alice@bastion")
     rec = await j.append({"type": "open", "incident": "inc-1", "title": "API 5xx",
                           "severity": "P0", "alerts": ["high_error_rate"]})
-    assert rec.durable and rec.offset == 0
-    assert rec.entry["ts"] == 1000.0 and rec.entry["actor"] == "alice@bastion"
+    assert rec.durable
+    assert rec.offset == 0
+    assert rec.entry["ts"] == 1000.0
+    assert rec.entry["actor"] == "alice@bastion"
     recs = await asyncio.gather(*(j.append({"type": "note", "incident": "inc-1", "n": i})
                                   for i in range(50)))
     assert all(r.durable for r in recs)
@@ -47,15 +49,18 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     assert os.stat(path).st_mode & 0o777 == 0o600
     j2 = await _open(path)
     try:
-        assert j2.report.clean and j2.report.records == 51
-        assert j2.entries[0]["title"] == "API 5xx" and j2.entries[0]["alerts"] == [
+        assert j2.report.clean
+        assert j2.report.records == 51
+        assert j2.entries[0]["title"] == "API 5xx"
+        assert j2.entries[0]["alerts"] == [
             "high_error_rate"]
         assert [e["n"] for e in j2.entries[1:]] == list(range(50))
         assert len({e["id"] for e in j2.entries}) == 51
     finally:
         await j2.close()
     lines = path.read_bytes().split(b"\n")
-    assert lines[-1] == b"" and all(orjson.loads(x) for x in lines[:-1])
+    assert lines[-1] == b""
+    assert all(orjson.loads(x) for x in lines[:-1])
 
 
 async def test_hostile_input_never_raises(tmp_path: Path) -> None:
@@ -81,12 +86,16 @@ async def test_hostile_input_never_raises(tmp_path: Path) -> None:
         await j2.close()
         assert e["bytes"] == "\\xff\\xfe raw \x00"
         assert e["surrogate"] == "a\\udc80b"
-        assert e["huge"] == str(2**100) and e["neg_huge"] == str(-(2**80))
+        assert e["huge"] == str(2**100)
+        assert e["neg_huge"] == str(-(2**80))
         assert (e["nan"], e["inf"], e["ninf"]) == ("NaN", "Infinity", "-Infinity")
         assert e["markup"] == HOSTILE.replace("\ud800", "\\ud800")
-        assert e["3"] == "int key" and e["(1, 2)"] == "tuple key" and e["None"] == "none key"
+        assert e["3"] == "int key"
+        assert e["(1, 2)"] == "tuple key"
+        assert e["None"] == "none key"
         assert e["evil"] == "<unrepresentable Evil>"
-        assert e["cycle"] == [1, "<cycle>"] and e["set"] == [1, 2, 3]
+        assert e["cycle"] == [1, "<cycle>"]
+        assert e["set"] == [1, 2, 3]
         assert "s3cr3t-pw" not in (tmp_path / "j.jsonl").read_text(errors="replace")
         assert e["dsn"] == "postgresql://app:***@db:5432/app"
     finally:
@@ -114,7 +123,8 @@ _values = st.recursive(
 @given(_values)
 def test_encoder_never_raises_property(value: Any) -> None:
     line = encode({"type": "note", "payload": value})
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
     back = orjson.loads(line)
     assert back["type"] == "note"
     # sanitising is idempotent: what was written reads back as itself
@@ -124,7 +134,8 @@ def test_encoder_never_raises_property(value: Any) -> None:
 def test_actor_from_ssh_session() -> None:
     env = {"USER": "alice", "SSH_CONNECTION": "10.0.0.5 51000 10.0.0.1 22"}
     actor = current_actor(env)
-    assert actor.startswith("alice@") and actor.endswith("(ssh from 10.0.0.5)")
+    assert actor.startswith("alice@")
+    assert actor.endswith("(ssh from 10.0.0.5)")
     assert "@" in current_actor({})
 
 
@@ -143,8 +154,10 @@ async def test_torn_tail_set_aside_never_taken_with_earlier(tmp_path: Path) -> N
     j2 = await _open(path)
     try:
         rep = j2.report
-        assert rep.torn_path is not None and rep.torn_path.read_bytes() == torn
-        assert rep.torn_bytes == len(torn) and "torn" in rep.describe()
+        assert rep.torn_path is not None
+        assert rep.torn_path.read_bytes() == torn
+        assert rep.torn_bytes == len(torn)
+        assert "torn" in rep.describe()
         assert rep.torn_path.name.startswith("j.jsonl.torn-")
         assert [e["n"] for e in j2.entries] == [0, 1, 2]
         assert path.read_bytes().endswith(b"\n")
@@ -153,7 +166,8 @@ async def test_torn_tail_set_aside_never_taken_with_earlier(tmp_path: Path) -> N
         await j2.close()
     j3 = await _open(path)
     await j3.close()
-    assert j3.report.clean and [e["n"] for e in j3.entries] == [0, 1, 2, 3]
+    assert j3.report.clean
+    assert [e["n"] for e in j3.entries] == [0, 1, 2, 3]
 
 
 async def test_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
@@ -161,7 +175,9 @@ async def test_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
     path.write_bytes(b'{"type":"op')
     j = await _open(path)
     await j.close()
-    assert j.report.torn_bytes == 11 and j.entries == [] and path.read_bytes() == b""
+    assert j.report.torn_bytes == 11
+    assert j.entries == []
+    assert path.read_bytes() == b""
 
 
 async def test_undecodable_lines_quarantined(tmp_path: Path) -> None:
@@ -177,7 +193,8 @@ async def test_undecodable_lines_quarantined(tmp_path: Path) -> None:
     await j.close()
     assert j.report.quarantined == [bad_offset, bad_offset + 12]
     q = j.report.quarantine_path
-    assert q is not None and len(q.read_bytes().splitlines()) == 2
+    assert q is not None
+    assert len(q.read_bytes().splitlines()) == 2
     j2 = await _open(path)
     await j2.close()
     assert [e["n"] for e in j2.entries] == [0, 1]
@@ -257,7 +274,8 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
         assert not missing, f"iteration {it}: acknowledged seqs lost: {missing[:10]}"
         for s in acked:
             e = mine[s]
-            assert e["text"] == expected_text and e["pad"] == "x" * (s % 300)
+            assert e["text"] == expected_text
+            assert e["pad"] == "x" * (s % 300)
         assert time.monotonic() - t0 < 60, "kill -9 loop too slow"
     assert acked_total > 1000, f"children acknowledged only {acked_total} records in total"
 
@@ -308,7 +326,7 @@ async def test_two_writer_processes_never_interleave(tmp_path: Path) -> None:
     try:
         for pid in pids:
             while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - non-blocking
                 if done:
                     assert os.waitstatus_to_exitcode(status) == 0
                     break
@@ -329,7 +347,8 @@ async def test_two_writer_processes_never_interleave(tmp_path: Path) -> None:
         order[e["incident"]].append(e["seq"])
         if e["seq"] % 97 == 0:
             assert e["big"] == "y" * 60_000
-    assert order["A"] == list(range(n)) and order["B"] == list(range(n))
+    assert order["A"] == list(range(n))
+    assert order["B"] == list(range(n))
     # the watching console saw every record of both, each within a second of its append
     assert len(seen_at) == 2 * n
     assert max(seen_at.values()) < 1.0, max(seen_at.values())
@@ -362,8 +381,9 @@ async def test_each_console_sees_the_others_entries_quickly(tmp_path: Path) -> N
 async def test_full_disk_degrades_keeps_entries_and_recovers(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                           capture_output=True, text=True, timeout=10)
+    mount = await asyncio.to_thread(
+        subprocess.run, ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True, text=True, timeout=10)
     assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr}"
     try:
         filler = disk / "filler"
@@ -378,22 +398,29 @@ async def test_full_disk_degrades_keeps_entries_and_recovers(tmp_path: Path) -> 
                                         "text": "z" * 900}))
             if j.degraded and len(recs) > 5 and not recs[-5].durable:
                 break
-        assert j.degraded is not None and "ENOSPC" in j.degraded
-        assert states and states[0] == j.degraded
-        assert not recs[-1].durable and j.pending >= 5
+        assert j.degraded is not None
+        assert "ENOSPC" in j.degraded
+        assert states
+        assert states[0] == j.degraded
+        assert not recs[-1].durable
+        assert j.pending >= 5
         written = path.read_bytes()
         assert written.endswith(b"\n")  # the failed write was cut back, no half record
         on_disk = [orjson.loads(x)["n"] for x in written.split(b"\n")[:-1]]
-        assert on_disk == list(range(len(on_disk))) and len(on_disk) > 10
+        assert on_disk == list(range(len(on_disk)))
+        assert len(on_disk) > 10
         assert [e["n"] for e in j.pending_entries()] == list(range(len(on_disk), len(recs)))
         # free space: the kept entries are written, in order, and the state clears
         filler.unlink()
         assert await j.retry()
-        assert j.degraded is None and j.pending == 0 and states[-1] is None
+        assert j.degraded is None
+        assert j.pending == 0
+        assert states[-1] is None
         await j.close()
         j2 = await _open(path)
         await j2.close()
         assert [e["n"] for e in j2.entries] == list(range(len(recs)))
         assert j2.report.clean
     finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)],
+                                capture_output=True, timeout=10)
