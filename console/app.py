@@ -102,7 +102,10 @@ class OpsConsoleApp(App[None]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.hangup)
-        self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
+        # Boot once the first frame is on screen, so the operator sees the console at once.
+        self.call_after_refresh(
+            self.run_worker, self._boot(), name="boot", group="boot", exit_on_error=False
+        )
 
     async def _boot(self) -> None:
         """Start the demo (if any), the store and the engine, after the first frame is up."""
