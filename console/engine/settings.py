@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from .durations import parse_duration, parse_size
+from .rules import AlertingSection, Rule, check_unique_names
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -214,6 +215,14 @@ class Settings(_Strict):
     targets: list[Target] = Field(default_factory=list)
     panels: list[Panel] = Field(default_factory=list)
     dashboards: list[Dashboard] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    alerting: AlertingSection = Field(default_factory=AlertingSection)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[Rule]) -> list[Rule]:
+        check_unique_names(v)
+        return v
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
