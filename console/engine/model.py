@@ -60,6 +60,9 @@ class CheckResult:
     reasons: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
     response: ResponseInfo | None = None
+    # Structured drill-down data (e.g. a database's sessions, top statements, tables): plain
+    # JSON types only, text already sanitised and redacted. Shown by the UI and `check --json`.
+    details: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -71,4 +74,5 @@ class CheckResult:
             "reasons": list(self.reasons),
             "checked_at": self.started_at,
             "metrics": self.metrics,
+            **({"details": self.details} if self.details else {}),
         }

@@ -124,16 +124,73 @@ class HttpTarget(TargetBase):
         return v
 
 
+_QUERY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_SQL_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$", re.S)
+_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+# Words that make a statement write, lock, wait or escape the session, outside literals.
+_SQL_FORBIDDEN = re.compile(
+    r"\b(insert|update|delete|merge|create|alter|drop|truncate|grant|revoke|copy|call|do|"
+    r"vacuum|analyze|cluster|reindex|lock|listen|notify|set|reset|into|nextval|setval|"
+    r"pg_sleep\w*|pg_terminate_backend|pg_cancel_backend|pg_advisory\w*|set_config|dblink\w*|"
+    r"lo_\w+|pg_read_file|pg_read_binary_file|pg_ls_dir)\b",
+    re.I,
+)
+
+
+def readonly_select(sql: str) -> str:
+    """Accept one SELECT/WITH statement and nothing that writes, locks or waits (why: a
+    monitoring console must never change or stall the database it watches; the read-only
+    session is the second line of defence, the monitoring role's grants the first)."""
+    body = _SQL_COMMENTS.sub(" ", _SQL_STRINGS.sub("''", sql)).strip()
+    body = body[:-1].rstrip() if body.endswith(";") else body
+    if not body:
+        raise ValueError("the query is empty")
+    if ";" in body:
+        raise ValueError("one statement only (no ';' inside the query)")
+    if not re.match(r"^(select|with)\b", body, re.I):
+        raise ValueError("only a SELECT or WITH ... SELECT query is allowed")
+    m = _SQL_FORBIDDEN.search(body)
+    if m:
+        raise ValueError(f"{m.group(1)!r} is not allowed in a read-only metric query")
+    if re.search(r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b", body, re.I):
+        raise ValueError("row locks (FOR UPDATE/SHARE) are not allowed")
+    return sql.strip().rstrip(";").rstrip()
+
+
 class PostgresTarget(TargetBase):
-    """A PostgreSQL server, reached with a DSN (normally `${ENV}`)."""
+    """A PostgreSQL server, reached with a DSN (normally `${ENV}`).
+
+    `slow_interval` paces the costly collectors (sizes, index usage, pg_stat_statements,
+    replication, custom `queries`) so the fast loop stays one cheap query; `slow_query` is the
+    threshold above which a running query is listed; `queries` names read-only SELECTs that
+    return one number or one row of numbers (business metrics).
+    """
 
     kind: Literal["postgres"] = "postgres"
     dsn: str
+    slow_interval: Duration = Field(60.0, ge=1, le=86400)
+    slow_query: Duration = Field(1.0, gt=0, le=86400)
+    top: int = Field(10, ge=1, le=100, description="rows kept per detail table")
+    queries: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("dsn")
     @classmethod
     def _dsn(cls, v: str) -> str:
         return _no_literal_password(v)
+
+    @field_validator("queries")
+    @classmethod
+    def _queries(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, sql in v.items():
+            if not _QUERY_NAME.match(name):
+                raise ValueError(
+                    f"query name {name!r}: use letters, digits and _ (it names a metric)")
+            try:
+                out[name] = readonly_select(sql)
+            except ValueError as exc:
+                raise ValueError(f"query {name!r}: {exc}") from None
+        return out
 
 
 class RedisTarget(TargetBase):

@@ -26,25 +26,43 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   already established, so a server restart between two checks does not show a false DOWN.
   Timeouts are never retried.
 
-Metrics are listed in `METRICS`. Counters (`xact_total`, `rollbacks_total`,
-`deadlocks_total`) are reported raw, and the store turns them into rates. `cache_hit_pct`
-comes from block-counter deltas since the previous check, not since the server started, so
-it reflects current behaviour. A role without `pg_monitor` (or `pg_read_all_stats`) cannot
-see other roles' session states, so the active, idle-in-transaction and waiting counts would
-be too low; grant it to the monitoring role.
+Metrics are listed in `METRICS` (every check) and `SLOW_METRICS` (slow collectors). Counters
+(`xact_total`, `rollbacks_total`, `deadlocks_total`) are reported raw for the store, and the
+`*_per_s` rates and `cache_hit_pct` come from deltas since the previous check, never since the
+server started, so they reflect current behaviour. A role without `pg_monitor` (or
+`pg_read_all_stats`) cannot see other roles' session states, so the active,
+idle-in-transaction and waiting counts would be too low; grant it to the monitoring role.
+
+**Two loops on one connection.** The fast loop is one prepared query per check: session
+counts, `pg_stat_database` counters, and the few sessions worth a look (running longer than
+`slow_query`, idle in a transaction that long, waiting on a lock, or blocking one;
+`pg_blocking_pids()` is called only for lock waiters). Everything costly runs on
+`slow_interval` (default 60 s), after the fast query of a check that finds it due:
+`pg_database_size`, table and index sizes, unused and duplicate indexes, replication,
+`pg_stat_statements(false)` (texts fetched afterwards only for the rows shown, by queryid,
+and cached) and the target's custom `queries`. Each slow collector runs under the session's
+short `statement_timeout` and only while the check's deadline leaves room for it; one that is
+cancelled by the server or refused for privileges turns itself off for the session with a
+note, as pg_activity does. Results go into `CheckResult.details` (see `details_of`); the slow
+parts are carried into every result until the next slow run, stamped with `slow_at`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import ipaddress
+import json
 import math
 import os
+import re
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -69,7 +87,29 @@ METRICS: dict[str, str] = {
     "rollbacks_total": "rollbacks in this database (counter)",
     "deadlocks_total": "deadlocks detected in this database (counter)",
     "cache_hit_pct": "buffer hits / block lookups since the previous check (absent if none)",
+    "xact_per_s": "commits + rollbacks per second since the previous check",
+    "rollbacks_per_s": "rollbacks per second since the previous check",
+    "deadlocks_per_s": "deadlocks per second since the previous check",
+    "temp_files_per_s": "temporary files created per second since the previous check",
+    "temp_bytes_per_s": "bytes written to temporary files per second since the previous check",
+    "slow_queries": "queries running longer than the target's slow_query threshold",
+    "longest_query_s": "age of the longest-running active query (0 if none)",
+    "idle_in_tx_max_s": "longest time a session has sat idle inside a transaction (0 if none)",
+    "blocked_sessions": "sessions waiting on a lock held by another session",
 }
+# Measured by the slow collectors, every `slow_interval`; absent when a collector is off.
+SLOW_METRICS: dict[str, str] = {
+    "db_size_bytes": "pg_database_size of the target's database",
+    "db_growth_bytes_per_day": "size change per day over the samples of the last 24 h",
+    "unused_indexes": "non-unique indexes never scanned since the stats reset",
+    "duplicate_indexes": "sets of indexes with the same table, columns, opclass and predicate",
+    "replicas": "streaming replicas connected to this server (pg_stat_replication)",
+    "replication_lag_s": "worst replay lag of the replicas, or this replica's replay delay",
+    "replication_lag_bytes": "worst WAL distance (bytes) between this server and a replica",
+    "statements_calls_per_s": "pg_stat_statements calls per second in this database",
+    "statements_time_ms_per_s": "pg_stat_statements execution ms per second in this database",
+}
+# Custom queries add `<name>` (one number) or `<name>.<column>` (one row of numbers).
 APPLICATION_NAME = "opsconsole"
 POOL_DEGRADED_PCT = 80.0
 # The scheduler's backstop is timeout + 0.25 s; the probe itself must finish well inside it.
@@ -77,22 +117,163 @@ _KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 
 # One round trip: everything a fast-loop check needs, all plain built-in types (no type
 # introspection query), cheap catalog views only (no pg_database_size, no pg_stat_statements).
+# $1 = slow_query threshold in seconds, $2 = most sessions listed. pg_stat_activity is read
+# once (the CTE is materialised); pg_blocking_pids() runs only for sessions waiting on a lock.
 STATS_SQL = """
-SELECT a.total, a.active, a.idle_in_tx, a.waiting,
+WITH a AS MATERIALIZED (
+    SELECT pid, usename, application_name, client_addr, state, wait_event_type, wait_event,
+           query_start, xact_start, state_change, query
+    FROM pg_catalog.pg_stat_activity
+    WHERE backend_type = 'client backend'
+), w AS MATERIALIZED (
+    SELECT pid, pg_catalog.pg_blocking_pids(pid) AS blockers
+    FROM a WHERE wait_event_type = 'Lock'
+), s AS (
+    SELECT a.pid, a.usename AS "user", a.application_name AS application,
+           host(a.client_addr) AS client, a.state,
+           a.wait_event_type || ':' || a.wait_event AS wait,
+           extract(epoch FROM now() - a.query_start)::float8 AS query_s,
+           extract(epoch FROM now() - a.xact_start)::float8 AS xact_s,
+           extract(epoch FROM now() - a.state_change)::float8 AS state_s,
+           w.blockers AS blocked_by, left(a.query, 2000) AS query
+    FROM a LEFT JOIN w USING (pid)
+    WHERE a.pid <> pg_backend_pid() AND (
+        (a.state = 'active' AND a.query_start < now() - make_interval(secs => $1))
+        OR (a.state LIKE 'idle in transaction%'
+            AND a.state_change < now() - make_interval(secs => $1))
+        OR w.pid IS NOT NULL
+        OR a.pid IN (SELECT unnest(blockers) FROM w))
+    ORDER BY w.pid IS NULL, coalesce(a.xact_start, a.query_start) NULLS LAST
+    LIMIT $2
+)
+SELECT c.total, c.active, c.idle_in_tx, c.waiting, c.slow, c.longest_s, c.idle_in_tx_max_s,
+       (SELECT count(*) FROM w WHERE cardinality(blockers) > 0)::float8 AS blocked,
+       (SELECT json_agg(s) FROM s) AS sessions,
        current_setting('max_connections')::float8 AS max_connections,
        d.xact_commit::float8 AS xact_commit, d.xact_rollback::float8 AS xact_rollback,
        d.blks_hit::float8 AS blks_hit, d.blks_read::float8 AS blks_read,
-       d.deadlocks::float8 AS deadlocks
+       d.deadlocks::float8 AS deadlocks, d.temp_files::float8 AS temp_files,
+       d.temp_bytes::float8 AS temp_bytes
 FROM (
     SELECT count(*)::float8 AS total,
            count(*) FILTER (WHERE state = 'active' AND pid <> pg_backend_pid())::float8 AS active,
            count(*) FILTER (WHERE state LIKE 'idle in transaction%')::float8 AS idle_in_tx,
-           count(*) FILTER (WHERE wait_event_type = 'Lock')::float8 AS waiting
-    FROM pg_catalog.pg_stat_activity
-    WHERE backend_type = 'client backend'
-) AS a
+           count(*) FILTER (WHERE wait_event_type = 'Lock')::float8 AS waiting,
+           count(*) FILTER (WHERE state = 'active' AND pid <> pg_backend_pid()
+                            AND query_start < now() - make_interval(secs => $1))::float8 AS slow,
+           coalesce(max(extract(epoch FROM now() - query_start))
+                    FILTER (WHERE state = 'active' AND pid <> pg_backend_pid()), 0)::float8
+               AS longest_s,
+           coalesce(max(extract(epoch FROM now() - state_change))
+                    FILTER (WHERE state LIKE 'idle in transaction%'), 0)::float8
+               AS idle_in_tx_max_s
+    FROM a
+) AS c
 LEFT JOIN pg_catalog.pg_stat_database AS d ON d.datname = current_database()
 """
+
+# -- slow collectors (each one query, under the session's statement_timeout) -------------
+
+ROLE_SQL = """
+SELECT current_user AS role, r.rolsuper AS superuser,
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
+       pg_has_role(current_user, 'pg_monitor', 'USAGE') AS monitor,
+       current_setting('server_version_num')::int AS version
+FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user
+"""
+DB_SIZE_SQL = "SELECT pg_catalog.pg_database_size(current_database())::float8"
+TABLES_SQL = """
+SELECT n.nspname AS schema, c.relname AS name,
+       pg_catalog.pg_total_relation_size(c.oid)::float8 AS total_bytes,
+       pg_catalog.pg_relation_size(c.oid)::float8 AS table_bytes,
+       s.n_live_tup::float8 AS live_rows, s.n_dead_tup::float8 AS dead_rows,
+       s.seq_scan::float8 AS seq_scan, s.seq_tup_read::float8 AS seq_tup_read,
+       s.idx_scan::float8 AS idx_scan
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_stat_all_tables AS s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+ORDER BY total_bytes DESC
+LIMIT $1
+"""
+SEQ_SCANS_SQL = """
+SELECT schemaname AS schema, relname AS name, seq_scan::float8 AS seq_scan,
+       seq_tup_read::float8 AS seq_tup_read, idx_scan::float8 AS idx_scan,
+       n_live_tup::float8 AS live_rows
+FROM pg_catalog.pg_stat_user_tables
+WHERE seq_scan > 0
+ORDER BY seq_tup_read DESC
+LIMIT $1
+"""
+UNUSED_INDEXES_SQL = """
+SELECT s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
+       pg_catalog.pg_relation_size(s.indexrelid)::float8 AS bytes,
+       count(*) OVER ()::float8 AS total
+FROM pg_catalog.pg_stat_user_indexes AS s
+JOIN pg_catalog.pg_index AS i ON i.indexrelid = s.indexrelid
+WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisexclusion
+ORDER BY bytes DESC
+LIMIT $1
+"""
+DUPLICATE_INDEXES_SQL = """
+SELECT n.nspname AS schema, t.relname AS "table",
+       array_agg(ic.relname::text ORDER BY ic.relname) AS indexes,
+       sum(pg_catalog.pg_relation_size(i.indexrelid))::float8 AS bytes
+FROM pg_catalog.pg_index AS i
+JOIN pg_catalog.pg_class AS ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_class AS t ON t.oid = i.indrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+GROUP BY n.nspname, t.relname, i.indrelid, i.indkey::text, i.indclass::text,
+         i.indcollation::text, coalesce(pg_catalog.pg_get_expr(i.indexprs, i.indrelid), ''),
+         coalesce(pg_catalog.pg_get_expr(i.indpred, i.indrelid), '')
+HAVING count(*) > 1
+ORDER BY bytes DESC
+LIMIT $1
+"""
+REPLICATION_SQL = """
+SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN
+           extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
+       END AS replay_delay_s,
+       (SELECT json_agg(r) FROM (
+           SELECT application_name AS name, host(client_addr) AS client, state, sync_state,
+                  extract(epoch FROM write_lag)::float8 AS write_lag_s,
+                  extract(epoch FROM flush_lag)::float8 AS flush_lag_s,
+                  extract(epoch FROM replay_lag)::float8 AS replay_lag_s,
+                  pg_catalog.pg_wal_lsn_diff(
+                      CASE WHEN pg_catalog.pg_is_in_recovery()
+                           THEN pg_catalog.pg_last_wal_receive_lsn()
+                           ELSE pg_catalog.pg_current_wal_lsn() END, replay_lsn)::float8
+                      AS lag_bytes
+           FROM pg_catalog.pg_stat_replication) AS r) AS replicas
+"""
+PGSS_SCHEMA_SQL = """
+SELECT n.nspname FROM pg_catalog.pg_extension AS e
+JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_stat_statements'
+"""
+# showtext=false: the external query-text file is not read (RELIABILITY-NOTES §2).
+PGSS_SQL = """
+SELECT queryid::text AS queryid, sum(calls)::float8 AS calls,
+       sum(total_exec_time)::float8 AS total_ms, sum(rows)::float8 AS rows
+FROM {schema}.pg_stat_statements(false)
+WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND queryid IS NOT NULL
+GROUP BY queryid
+"""
+# Texts for the rows shown only, once per queryid (cached): this read loads the text file.
+PGSS_TEXT_SQL = """
+SELECT DISTINCT ON (queryid) queryid::text AS queryid, left(query, 2000) AS query
+FROM {schema}.pg_stat_statements(true)
+WHERE queryid = ANY($1::bigint[])
+"""
+CUSTOM_SQL = "SELECT * FROM ({sql}\n) AS opsconsole_q LIMIT 2"
+
+QUERY_CHARS = 1000  # query texts kept per row in details
+_TEXT_CACHE = 512  # pg_stat_statements texts kept per target
+_SQL_PASSWORD = re.compile(r"(\bpassword\s+)'(?:[^']|'')*'", re.I)
 
 # Errors that mean "this connection is gone", as opposed to "the server said no".
 _CONNECTION_LOST = (
@@ -255,6 +436,67 @@ def describe_error(exc: BaseException, ep: _Endpoint, stmt_ms: int) -> str:
     return one_line(redact(text))
 
 
+def sql_text(text: object, max_len: int = QUERY_CHARS) -> str:
+    """A query text for display: whitespace collapsed, passwords masked, one bounded line."""
+    flat = " ".join(str(text or "").split())
+    return one_line(redact(_SQL_PASSWORD.sub(r"\1'***'", flat)), max_len)
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float | Decimal):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def _rounded(value: Any, digits: int = 3) -> float | None:
+    f = _float(value)
+    return None if f is None else round(f, digits)
+
+
+def _session(raw: dict[str, Any]) -> dict[str, Any]:
+    """One listed session, with remote text made safe; duration is that of its current state."""
+    state = raw.get("state") or ""
+    duration = raw.get("query_s") if state == "active" else raw.get("state_s")
+    return {
+        "pid": int(raw.get("pid") or 0),
+        "user": one_line(raw.get("user") or "", 64),
+        "application": one_line(raw.get("application") or "", 64),
+        "client": one_line(raw.get("client") or "", 64),
+        "state": one_line(state, 40),
+        "wait": one_line(raw.get("wait") or "", 64),
+        "duration_s": _rounded(duration),
+        "xact_s": _rounded(raw.get("xact_s")),
+        "blocked_by": [int(p) for p in raw.get("blocked_by") or []],
+        "query": sql_text(raw.get("query")),
+    }
+
+
+def blocking_tree(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blockers at the roots, the sessions they block beneath (a session waiting on several
+    blockers appears under each). Cycles (a deadlock before the detector fires) are cut."""
+    by_pid = {s["pid"]: s for s in sessions}
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for s in sessions:
+        for blocker in s["blocked_by"]:
+            children[blocker].append(s["pid"])
+    roots = [pid for pid in children if not (by_pid.get(pid) or {}).get("blocked_by")]
+    if not roots and children:  # everyone is blocked: a cycle; start anywhere
+        roots = [min(children)]
+
+    def node(pid: int, seen: frozenset[int]) -> dict[str, Any]:
+        s = by_pid.get(pid, {"pid": pid, "user": "", "state": "", "duration_s": None,
+                             "query": "(not visible)"})
+        kids = [node(c, seen | {pid}) for c in children.get(pid, []) if c not in seen]
+        return {"pid": pid, "user": s.get("user", ""), "state": s.get("state", ""),
+                "duration_s": s.get("duration_s"), "query": s.get("query", ""),
+                "blocked": kids}
+
+    return [node(pid, frozenset()) for pid in sorted(roots)]
+
+
 class PostgresProbe:
     """Checks one PostgreSQL target over a single persistent, read-only connection."""
 
@@ -267,7 +509,18 @@ class PostgresProbe:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._blocks: tuple[float, float] | None = None  # (blks_hit, blks_read) last check
+        self._counters: tuple[float, dict[str, float]] | None = None  # (monotonic, values)
         self._phase = "starting"
+        # Slow collectors: when each last ran (monotonic), which are off (name -> note), and
+        # what they found, carried into every result until they run again.
+        self._slow_ran: dict[str, float] = {}
+        self._disabled: dict[str, str] = {}
+        self._slow_details: dict[str, Any] = {}
+        self._slow_metrics: dict[str, float] = {}
+        self._slow_notes: dict[str, str] = {}  # name -> note for this round (not disabling)
+        self._sizes: collections.deque[tuple[float, float]] = collections.deque(maxlen=1500)
+        self._pgss_prev: tuple[float, dict[str, tuple[float, float, float]]] | None = None
+        self._texts: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     def __repr__(self) -> str:
         return f"PostgresProbe({self.target.name!r}, {redact(self.target.dsn)!r})"
@@ -309,7 +562,8 @@ class PostgresProbe:
     async def _query(self, conn: asyncpg.Connection) -> tuple[asyncpg.Record, float]:
         self._phase = "waiting for the stats query"
         t0 = time.perf_counter()
-        row = await conn.fetchrow(STATS_SQL)
+        row = await conn.fetchrow(STATS_SQL, float(self.target.slow_query),
+                                  max(20, 2 * self.target.top))
         return row, (time.perf_counter() - t0) * 1000
 
     async def _run(self, deadline: float) -> tuple[asyncpg.Record, float]:
@@ -342,6 +596,8 @@ class PostgresProbe:
         try:
             async with cm, self._lock:
                 row, latency_ms = await self._run(deadline)
+                answered = time.monotonic()
+                await self._slow(deadline)
         except asyncio.CancelledError:
             self._drop()  # mid-query state is unknown; never reuse it
             raise
@@ -359,7 +615,9 @@ class PostgresProbe:
                 target=target.name, kind=self.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=error,
             )
-        metrics = self._metrics(row, latency_ms)
+        metrics = self._metrics(row, latency_ms, answered)
+        metrics.update({k: v for k, v in self._slow_metrics.items() if k not in metrics})
+        self._slow_metrics = {}  # recorded once, at the slow cadence
         status, reasons = Status.UP, ()
         usage = metrics.get("pool_usage_pct")
         if usage is not None and usage > POOL_DEGRADED_PCT:
@@ -371,9 +629,27 @@ class PostgresProbe:
         return CheckResult(
             target=target.name, kind=self.kind, status=status, started_at=started,
             latency_ms=latency_ms, reasons=reasons, metrics=metrics,
+            details=self._details(row),
         )
 
-    def _metrics(self, row: asyncpg.Record, latency_ms: float) -> dict[str, float]:
+    def _details(self, row: Any) -> dict[str, Any]:
+        raw = row.get("sessions") if hasattr(row, "get") else None
+        try:
+            listed = json.loads(raw) if isinstance(raw, str) else (raw or [])
+        except ValueError:
+            listed = []
+        sessions = [_session(r) for r in listed if isinstance(r, dict)]
+        notes = [*self._disabled.values(), *self._slow_notes.values()]
+        return {
+            "slow_query_s": self.target.slow_query,
+            "sessions": sessions,
+            "blocking": blocking_tree(sessions),
+            **self._slow_details,
+            "notes": notes,
+        }
+
+    def _metrics(self, row: Any, latency_ms: float, now: float | None = None) -> dict[str, float]:
+        now = time.monotonic() if now is None else now
         m: dict[str, float] = {"latency_ms": latency_ms}
         total, max_conn = float(row["total"]), float(row["max_connections"])
         m["connections_total"] = total
@@ -383,6 +659,12 @@ class PostgresProbe:
         m["max_connections"] = max_conn
         if max_conn > 0:
             m["pool_usage_pct"] = total / max_conn * 100
+        for name, key in (("slow_queries", "slow"), ("longest_query_s", "longest_s"),
+                          ("idle_in_tx_max_s", "idle_in_tx_max_s"),
+                          ("blocked_sessions", "blocked")):
+            value = _float(row.get(key)) if hasattr(row, "get") else None
+            if value is not None:
+                m[name] = value
         if row["xact_commit"] is not None:  # no pg_stat_database row: leave counters out
             m["xact_total"] = float(row["xact_commit"]) + float(row["xact_rollback"])
             m["rollbacks_total"] = float(row["xact_rollback"])
@@ -394,7 +676,268 @@ class PostgresProbe:
                 # Negative: stats reset or a new server; no lookups: no ratio to speak of.
                 if d_hit >= 0 and d_read >= 0 and d_hit + d_read > 0:
                     m["cache_hit_pct"] = d_hit / (d_hit + d_read) * 100
+            counters = {"xact_per_s": m["xact_total"], "rollbacks_per_s": m["rollbacks_total"],
+                        "deadlocks_per_s": m["deadlocks_total"]}
+            for name, key in (("temp_files_per_s", "temp_files"),
+                              ("temp_bytes_per_s", "temp_bytes")):
+                value = _float(row.get(key)) if hasattr(row, "get") else None
+                if value is not None:
+                    counters[name] = value
+            before, self._counters = self._counters, (now, counters)
+            if before is not None and now - before[0] > 1e-3:
+                dt = now - before[0]
+                for name, value in counters.items():
+                    old = before[1].get(name)
+                    if old is not None and value >= old:  # a drop is a stats reset
+                        m[name] = (value - old) / dt
         return {k: v for k, v in m.items() if math.isfinite(v)}
+
+    # -- slow collectors -------------------------------------------------------------------
+
+    def _collectors(self) -> list[tuple[str, Callable[[asyncpg.Connection], Awaitable[None]]]]:
+        out: list[tuple[str, Callable[[asyncpg.Connection], Awaitable[None]]]] = [
+            ("role", self._c_role), ("db_size", self._c_db_size),
+            ("statements", self._c_statements), ("tables", self._c_tables),
+            ("indexes", self._c_indexes), ("replication", self._c_replication),
+        ]
+        for name, sql in self.target.queries.items():
+            out.append((f"query:{name}", self._custom(name, sql)))
+        return out
+
+    async def _slow(self, deadline: float) -> None:
+        """Run the slow collectors that are due, while the deadline leaves room for them.
+
+        Never raises for a collector's failure (the fast result stands); a collector that is
+        cut off by our own deadline drops the connection (its state is unknown) and runs
+        again next time.
+        """
+        loop = asyncio.get_running_loop()
+        need = self._stmt_ms / 1000 + 0.05
+        now = time.monotonic()
+        for name, collect in self._collectors():
+            if name in self._disabled:
+                continue
+            last = self._slow_ran.get(name)
+            if last is not None and now - last < self.target.slow_interval - 0.05:
+                continue
+            conn = self._conn
+            if conn is None or deadline - loop.time() < need:
+                return  # the rest run at the next check
+            self._phase = f"running the slow collector {name}"
+            self._slow_ran[name] = now
+            self._slow_notes.pop(name, None)
+            try:
+                async with asyncio.timeout_at(deadline - 0.02):
+                    await collect(conn)
+            except asyncpg.exceptions.QueryCanceledError:
+                self._disabled[name] = (
+                    f"{name}: turned off for this session after exceeding the "
+                    f"{self._stmt_ms} ms statement_timeout (a costly collector on this server)")
+            except asyncpg.exceptions.InsufficientPrivilegeError as exc:
+                self._disabled[name] = one_line(redact(
+                    f"{name}: turned off, insufficient privilege: {exc.message}"), 300)
+            except _CONNECTION_LOST:
+                self._drop()
+                return
+            except TimeoutError:
+                self._drop()  # cut off mid-query by our own deadline
+                self._slow_ran.pop(name, None)
+                self._slow_notes[name] = f"{name}: postponed, the check's deadline was near"
+                return
+            except asyncpg.exceptions.PostgresError as exc:
+                self._disabled[name] = one_line(redact(
+                    f"{name}: turned off after an error: {exc.message} (SQLSTATE {exc.sqlstate})"),
+                    300)
+
+    async def _c_role(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(ROLE_SQL)
+        if row is None:
+            return
+        role = one_line(row["role"], 64)
+        info = {"role": role, "superuser": bool(row["superuser"]),
+                "pg_monitor": bool(row["monitor"]),
+                "pg_read_all_stats": bool(row["read_all_stats"]),
+                "server_version_num": int(row["version"])}
+        self._slow_details["role"] = info
+        if row["superuser"]:
+            self._slow_notes["role"] = (
+                f"connected as superuser {role}: a dedicated role with pg_monitor and no "
+                "write grants is safer")
+        elif not row["read_all_stats"]:
+            self._slow_notes["role"] = (
+                f"role {role} lacks pg_read_all_stats (GRANT pg_monitor TO {role}): other "
+                "roles' sessions, queries and statements are hidden and counts are too low")
+
+    async def _c_db_size(self, conn: asyncpg.Connection) -> None:
+        size = float(await conn.fetchval(DB_SIZE_SQL))
+        now = time.time()
+        self._sizes.append((now, size))
+        while self._sizes and now - self._sizes[0][0] > 86400:
+            self._sizes.popleft()
+        db: dict[str, Any] = {"size_bytes": size, "growth_bytes_per_day": None}
+        self._slow_metrics["db_size_bytes"] = size
+        t0, s0 = self._sizes[0]
+        if now - t0 > 0.5:
+            growth = (size - s0) / (now - t0) * 86400
+            db["growth_bytes_per_day"] = growth
+            db["growth_over_s"] = round(now - t0, 1)
+            self._slow_metrics["db_growth_bytes_per_day"] = growth
+        self._slow_details["database"] = db
+
+    async def _c_statements(self, conn: asyncpg.Connection) -> None:
+        schema = await conn.fetchval(PGSS_SCHEMA_SQL)
+        if schema is None:
+            self._slow_details["statements"] = {"available": False}
+            self._slow_notes["statements"] = (
+                "pg_stat_statements is not installed in this database: no top statements "
+                "(add it to shared_preload_libraries, then CREATE EXTENSION pg_stat_statements)")
+            return
+        ident = '"' + str(schema).replace('"', '""') + '"'
+        try:
+            rows = await conn.fetch(PGSS_SQL.format(schema=ident))
+        except asyncpg.exceptions.ObjectNotInPrerequisiteStateError:
+            self._slow_details["statements"] = {"available": False}
+            self._slow_notes["statements"] = (
+                "pg_stat_statements is installed but not loaded (it must be in "
+                "shared_preload_libraries; a server restart is needed)")
+            return
+        now = time.monotonic()
+        current = {r["queryid"]: (float(r["calls"]), float(r["total_ms"]), float(r["rows"]))
+                   for r in rows}
+        prev, self._pgss_prev = self._pgss_prev, (now, current)
+        dt = now - prev[0] if prev is not None else None
+        top = self.target.top
+
+        def entry(qid: str) -> dict[str, Any]:
+            calls, total, nrows = current[qid]
+            e: dict[str, Any] = {"queryid": qid, "calls": calls, "total_ms": round(total, 3),
+                                 "mean_ms": round(total / calls, 3) if calls else None,
+                                 "rows": nrows, "d_calls": None, "d_total_ms": None,
+                                 "d_rows": None}
+            old = prev[1].get(qid) if prev is not None else None
+            if prev is not None:
+                o_calls, o_total, o_rows = old if old is not None else (0.0, 0.0, 0.0)
+                if calls >= o_calls:  # otherwise the entry was evicted or reset
+                    e.update(d_calls=calls - o_calls, d_total_ms=round(total - o_total, 3),
+                             d_rows=nrows - o_rows)
+            return e
+
+        ids = list(current)
+        by_total = sorted(ids, key=lambda q: current[q][1], reverse=True)[:top]
+        by_mean = sorted(ids, key=lambda q: current[q][1] / current[q][0] if current[q][0]
+                         else 0.0, reverse=True)[:top]
+        out: dict[str, Any] = {"available": True, "count": len(ids),
+                               "interval_s": None if dt is None else round(dt, 3),
+                               "by_total": [entry(q) for q in by_total],
+                               "by_mean": [entry(q) for q in by_mean]}
+        if prev is not None and dt:
+            recent = [entry(q) for q in ids]
+            recent = [e for e in recent if e["d_total_ms"]]
+            recent.sort(key=lambda e: e["d_total_ms"], reverse=True)
+            out["by_recent"] = recent[:top]
+            d_calls = sum(e["d_calls"] for e in recent if e["d_calls"] is not None)
+            d_ms = sum(e["d_total_ms"] for e in recent)
+            self._slow_metrics["statements_calls_per_s"] = d_calls / dt
+            self._slow_metrics["statements_time_ms_per_s"] = d_ms / dt
+        shown = {e["queryid"] for key in ("by_total", "by_mean", "by_recent")
+                 for e in out.get(key, [])}
+        missing = [q for q in shown if q not in self._texts]
+        if missing:
+            texts = await conn.fetch(PGSS_TEXT_SQL.format(schema=ident), [int(q) for q in missing])
+            for r in texts:
+                self._texts[r["queryid"]] = sql_text(r["query"])
+            while len(self._texts) > _TEXT_CACHE:
+                self._texts.popitem(last=False)
+        for key in ("by_total", "by_mean", "by_recent"):
+            for e in out.get(key, []):
+                e["query"] = self._texts.get(e["queryid"], "")
+        self._slow_details["statements"] = out
+
+    async def _c_tables(self, conn: asyncpg.Connection) -> None:
+        top = self.target.top
+        sized = await conn.fetch(TABLES_SQL, top)
+        seq = await conn.fetch(SEQ_SCANS_SQL, top)
+
+        def table(r: asyncpg.Record) -> dict[str, Any]:
+            d = {k: (one_line(v, 128) if isinstance(v, str) else _float(v))
+                 for k, v in dict(r).items()}
+            seq_scan, idx_scan = d.get("seq_scan") or 0.0, d.get("idx_scan") or 0.0
+            d["seq_scan_pct"] = (round(seq_scan / (seq_scan + idx_scan) * 100, 1)
+                                 if seq_scan + idx_scan else None)
+            return d
+
+        self._slow_details["tables"] = {"by_size": [table(r) for r in sized],
+                                        "by_seq_read": [table(r) for r in seq]}
+
+    async def _c_indexes(self, conn: asyncpg.Connection) -> None:
+        top = self.target.top
+        unused = await conn.fetch(UNUSED_INDEXES_SQL, top)
+        dupes = await conn.fetch(DUPLICATE_INDEXES_SQL, top)
+        self._slow_metrics["unused_indexes"] = float(unused[0]["total"]) if unused else 0.0
+        self._slow_metrics["duplicate_indexes"] = float(len(dupes))
+        self._slow_details["indexes"] = {
+            "unused": [{"schema": one_line(r["schema"], 128), "table": one_line(r["table"], 128),
+                        "index": one_line(r["index"], 128), "bytes": float(r["bytes"])}
+                       for r in unused],
+            "duplicate": [{"schema": one_line(r["schema"], 128),
+                           "table": one_line(r["table"], 128),
+                           "indexes": [one_line(i, 128) for i in r["indexes"]],
+                           "bytes": float(r["bytes"])} for r in dupes],
+        }
+
+    async def _c_replication(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(REPLICATION_SQL)
+        replicas = json.loads(row["replicas"]) if row["replicas"] else []
+        listed = [{"name": one_line(r.get("name") or "", 64),
+                   "client": one_line(r.get("client") or "", 64),
+                   "state": one_line(r.get("state") or "", 32),
+                   "sync_state": one_line(r.get("sync_state") or "", 32),
+                   **{k: _rounded(r.get(k)) for k in ("write_lag_s", "flush_lag_s",
+                                                       "replay_lag_s", "lag_bytes")}}
+                  for r in replicas if isinstance(r, dict)]
+        rep: dict[str, Any] = {"role": "replica" if row["in_recovery"] else "primary",
+                               "replicas": listed}
+        self._slow_metrics["replicas"] = float(len(listed))
+        lags = [r["replay_lag_s"] for r in listed if r["replay_lag_s"] is not None]
+        if row["in_recovery"] and row["replay_delay_s"] is not None:
+            rep["replay_delay_s"] = _rounded(row["replay_delay_s"])
+            lags.append(float(row["replay_delay_s"]))
+        if lags:
+            self._slow_metrics["replication_lag_s"] = max(lags)
+        lag_bytes = [r["lag_bytes"] for r in listed if r["lag_bytes"] is not None]
+        if lag_bytes:
+            self._slow_metrics["replication_lag_bytes"] = max(lag_bytes)
+        self._slow_details["replication"] = rep
+
+    def _custom(self, name: str, sql: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+        async def collect(conn: asyncpg.Connection) -> None:
+            rows = await conn.fetch(CUSTOM_SQL.format(sql=sql))
+            result: dict[str, Any] = {"values": {}, "rows": len(rows)}
+            queries = self._slow_details.setdefault("queries", {})
+            queries[name] = result
+            if not rows:
+                self._slow_notes[f"query:{name}"] = f"query {name}: returned no row"
+                return
+            if len(rows) > 1:
+                self._slow_notes[f"query:{name}"] = (
+                    f"query {name}: returned more than one row; the first is used")
+            record = rows[0]
+            items = list(record.items())
+            skipped = []
+            for col, value in items:
+                f = _float(value)
+                if f is None:
+                    skipped.append(str(col))
+                    continue
+                metric = name if len(items) == 1 else f"{name}.{col}"
+                result["values"][metric] = f
+                if metric not in METRICS and metric not in SLOW_METRICS:
+                    self._slow_metrics[metric] = f
+            if skipped:
+                self._slow_notes[f"query:{name}"] = one_line(
+                    f"query {name}: non-numeric column(s) ignored: {', '.join(skipped)}", 300)
+
+        return collect
 
     async def aclose(self) -> None:
         """Release the connection; never hangs (a graceful close is tried only when idle)."""
