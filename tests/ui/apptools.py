@@ -1,0 +1,92 @@
+"""Helpers for the app-level UI tests: bounded waits, what the screen shows, small configs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.pilot import Pilot
+
+from console.app import OpsConsoleApp
+from console.engine.model import Status
+
+# Every wait below is a loop of short pauses, bounded in time (and so in count): a test
+# waits only as long as the app needs, and a broken app fails instead of hanging.
+STEP = 0.1
+ENGINE_READY_S = 15.0  # generous: a loaded 2-core machine, the demo stack starting cold
+
+
+async def wait_for(
+    pilot: Pilot[Any], predicate: Callable[[], object], within: float, what: str
+) -> float:
+    """Pause in 0.1 s steps until `predicate()` is true; return the seconds it took.
+
+    Fails with `what` (and the screen as text) when `within` seconds pass first.
+    """
+    start = time.monotonic()
+    for _ in range(int(within / STEP) + 2):
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            break
+        await pilot.pause(STEP)
+    if predicate():
+        return time.monotonic() - start
+    raise AssertionError(
+        f"not within {within:g} s: {what}\nscreen:\n{screen_text(pilot.app)}"
+    )
+
+
+def screen_text(app: App[Any]) -> str:
+    """The active screen as plain text, one line per terminal row (what a person reads)."""
+    return "\n".join(strip.text.rstrip() for strip in app.screen._compositor.render_strips())
+
+
+def row_of(app: App[Any], name: str) -> str:
+    """The screen row that shows target `name` on the board (fails if there is none)."""
+    for line in screen_text(app).splitlines():
+        if f" {name} " in line:
+            return line
+    raise AssertionError(f"no board row for {name!r}:\n{screen_text(app)}")
+
+
+def demo_app() -> OpsConsoleApp:
+    """The console on its built-in demo stack, on free ports, without local databases."""
+    return OpsConsoleApp(
+        settings=None, demo=True, demo_port=0, demo_local=False, history=False
+    )
+
+
+async def wait_ready(pilot: Pilot[Any]) -> float:
+    """Wait until the engine runs and every target has reported once and is on the board."""
+    app: Any = pilot.app
+
+    def ready() -> bool:
+        engine = app.engine
+        if engine is None:
+            return False
+        views = engine.snapshot()
+        if not views or any(v.status is Status.UNKNOWN for v in views):
+            return False
+        boards = app.screen.query("#board")
+        if not boards or boards.first().shown_targets != [v.name for v in views]:
+            return False
+        board = boards.first()  # the board repaints on the app's refresh tick: wait for it
+        return all(board.cell_text(v.name, "state") != "… wait" for v in views)
+
+    return await wait_for(pilot, ready, ENGINE_READY_S, "engine started, first results in")
+
+
+def http_config(path: Path, targets: dict[str, str], *, interval: str = "1s",
+                extra: str = "") -> Path:
+    """Write a config of HTTP targets {name: url} (plus `extra` TOML) to `path`."""
+    blocks = [
+        f'[[targets]]\nname = "{name}"\nkind = "http"\nurl = "{url}"\n'
+        f'interval = "{interval}"\ntimeout = "1s"\n'
+        for name, url in targets.items()
+    ]
+    path.write_text("\n".join(blocks) + extra, encoding="utf-8")
+    return path

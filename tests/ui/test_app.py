@@ -1,0 +1,480 @@
+"""The whole console driven by keys at 80x24: every key and screen, faults, hot reload.
+
+Monitored services are real: the demo stack's servers, or HTTP servers from
+tests/faultservers.py on 127.0.0.1. Waits are bounded loops of short pauses (apptools).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.command import CommandInput, CommandList, CommandPalette
+from textual.widgets import Input, OptionList, Static
+
+import themes
+from console.app import OpsConsoleApp
+from console.engine.config import load_config, load_config_text
+from console.engine.model import Status
+from console.screens.detail import RANGES, DetailScreen
+from console.screens.faults import FaultScreen
+from console.screens.help import HelpScreen
+from console.screens.overview import OverviewScreen
+from tests.faultservers import Route, http_server, json_server
+from tests.ui.apptools import (
+    demo_app,
+    http_config,
+    row_of,
+    screen_text,
+    wait_for,
+    wait_ready,
+)
+from widgets.panel_grid import PanelGrid
+from widgets.status_board import StatusBoard
+
+pytestmark = pytest.mark.usefixtures("ui_env")
+
+SIZE = (80, 24)
+
+
+def _board(app: Any) -> StatusBoard:
+    return app.screen.query_one("#board", StatusBoard)
+
+
+def _grid(app: Any) -> PanelGrid:
+    return app.screen.query_one("#panels", PanelGrid)
+
+
+def _static_text(widget: Static) -> str:
+    return str(widget.render())
+
+
+def _demo_names(app: Any) -> list[str]:
+    """The targets the demo's own config declares (not what the engine happens to hold)."""
+    return [t.name for t in load_config_text(app.demo.config_toml(), "<demo>").targets]
+
+
+# -- overview, board cursor, detail and its ranges ----------------------------------------
+
+
+async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        names = _demo_names(app)
+        assert names == ["api-health", "api-metrics", "frontend", "payments-webhook"]
+        board = _board(app)
+        assert board.shown_targets == names
+        assert board.has_focus
+        text = screen_text(app)
+        assert f"{len(names)} targets" in text.splitlines()[0]
+        for name in names:
+            row = row_of(app, name)
+            assert any(label in row for label in ("● up", "▲ degr", "✖ DOWN")), row
+
+        moves = [("j", 1), ("down", 2), ("k", 1), ("up", 0), ("G", 3), ("g", 0),
+                 ("end", 3), ("home", 0), ("up", 0), ("j", 1)]
+        for key, row in moves:
+            await pilot.press(key)
+            assert board.cursor_row == row, f"after {key!r}"
+            assert board.selected_target == names[row]
+
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        detail = app.screen
+        assert isinstance(detail, DetailScreen)
+        assert detail.target == "api-metrics"
+        info = detail.query_one("#detail-info", Static)
+        await wait_for(pilot, lambda: "range 5 min" in _static_text(info), 3, "detail info")
+        assert _static_text(info).startswith("api-metrics · prometheus · http://127.0.0.1:")
+        assert detail.range_index == 0
+        for key, index in [("2", 1), ("3", 2), ("1", 0), ("r", 1), ("r", 2), ("r", 0),
+                           ("3", 2)]:
+            await pilot.press(key)
+            assert detail.range_index == index, f"after {key!r}"
+            assert f"range {RANGES[index][0]}" in _static_text(info)
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        assert _board(app).has_focus
+        assert _board(app).selected_target == "api-metrics"  # the cursor stayed put
+
+
+# -- filter, focus switching and the panel grid ---------------------------------------------
+
+
+def _expected_panels(app: Any, needle: str) -> list[str]:
+    return [p.key for p in app.engine.panel_views()
+            if needle in " ".join((p.key, p.title, p.target, p.metric, p.state)).lower()]
+
+
+async def test_filter_tab_and_panel_grid_keys() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        board, grid = _board(app), _grid(app)
+        names = _demo_names(app)
+        all_panels = [p.key for p in app.settings.panels]
+        await wait_for(pilot, lambda: grid.shown_keys == all_panels, 3, "panels shown")
+        box = app.screen.query_one("#filter", Input)
+        assert not box.display
+
+        await pilot.press("slash")
+        assert box.display
+        assert box.has_focus
+        await pilot.press(*"front")
+        assert box.value == "front"
+        assert board.shown_targets == ["frontend"]
+        assert grid.shown_keys == _expected_panels(app, "front") == ["frontend-latency"]
+        text = screen_text(app)
+        assert " frontend " in text
+        for hidden in ("api-health", "api-metrics", "payments-webhook"):
+            assert f" {hidden} " not in text, f"{hidden} still shown:\n{text}"
+        assert "Frontend response" in text
+        assert "Request rate" not in text
+
+        await pilot.press("escape")  # clears the filter, hides it, gives the board focus
+        assert box.value == ""
+        assert not box.display
+        assert board.has_focus
+        assert board.shown_targets == names
+        assert grid.shown_keys == all_panels
+        assert all(f" {name} " in screen_text(app) for name in names)
+
+        # Enter in the filter keeps the filter and gives the board the keys back.
+        await pilot.press("slash", *"PAY", "enter")
+        assert board.has_focus
+        assert box.display
+        assert box.value == "PAY"
+        assert board.shown_targets == ["payments-webhook"]
+        assert grid.shown_keys == _expected_panels(app, "pay")
+        await pilot.press("escape")
+        assert board.shown_targets == names
+        assert not box.display
+
+        await pilot.press("tab")
+        assert grid.has_focus
+        assert not board.has_focus
+        await pilot.press("tab")
+        assert board.has_focus
+        await pilot.press("tab")
+        assert grid.has_focus
+
+        # The grid's cursor stayed on the panel it had while the filter showed only it.
+        assert grid.cursor_key == "payments-latency"
+        await pilot.press("g")
+        assert grid.columns == 2  # 80 columns hold two panels side by side
+        moves = [("right", 1), ("left", 0), ("l", 1), ("h", 0), ("down", 2), ("j", 4),
+                 ("k", 2), ("up", 0), ("G", len(all_panels) - 1), ("g", 0), ("l", 1),
+                 ("j", 3)]
+        for key, index in moves:
+            await pilot.press(key)
+            assert grid.cursor_key == all_panels[index], f"after {key!r}"
+
+        key = grid.cursor_key
+        panel = next(p for p in app.settings.panels if p.key == key)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        assert app.screen.target == panel.target
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        assert grid.has_focus
+        assert grid.cursor_key == key
+
+        # A panel of another target opens that target.
+        await pilot.press("G", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        assert app.screen.target == app.settings.panels[-1].target == "payments-webhook"
+        await pilot.press("escape")
+
+
+# -- help, fault menu and what injected faults do to the board ------------------------------
+
+
+def _help_text(app: Any) -> str:
+    assert isinstance(app.screen, HelpScreen)
+    return _static_text(app.screen.query_one("#help-keys", Static))
+
+
+async def test_help_lists_the_keys_of_the_screen_below() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = _help_text(app)
+        for word in ("Filter", "Board/Panels", "Open", "Quit", "Keys", "Faults",
+                     "command palette"):
+            assert word in keys, f"{word!r} missing from help:\n{keys}"
+        assert "5 min" not in keys  # the detail screen's keys are not the overview's
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        await pilot.press("question_mark")
+        keys = _help_text(app)
+        for word in ("Back", "5 min", "1 h", "24 h", "Range", "Quit", "Faults"):
+            assert word in keys, f"{word!r} missing from the detail help:\n{keys}"
+        assert "Filter" not in keys
+        await pilot.press("question_mark")  # ? closes it too
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+
+
+def _menu_text(app: Any) -> str:
+    menu = app.screen.query_one("#faults-list", OptionList)
+    return "\n".join(str(menu.get_option_at_index(i).prompt) for i in range(menu.option_count))
+
+
+async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("f")
+        assert isinstance(app.screen, FaultScreen)
+        assert app.demo.active == frozenset()
+        assert "2. [ ] latency spike" in _menu_text(app)
+        await pilot.press("2")
+        assert app.demo.active == {"latency_spike"}
+        assert "2. [x] latency spike" in _menu_text(app)
+        await pilot.press("1")
+        assert app.demo.active == {"latency_spike", "error_spike"}
+        await pilot.press("2")
+        assert app.demo.active == {"error_spike"}
+        await pilot.press("c")
+        assert app.demo.active == frozenset()
+        assert "[x]" not in _menu_text(app)
+        await pilot.press("j", "j", "enter")  # Enter on the highlighted fault toggles it
+        assert app.demo.active == {"dependency_down"}
+        await pilot.press("c", "escape")
+        assert isinstance(app.screen, OverviewScreen)
+        assert app.demo.active == frozenset()
+        await wait_for(pilot, lambda: "demo faults: none" in screen_text(app), 3,
+                       "header shows no faults")
+
+
+@pytest.mark.parametrize(
+    ("key", "fault", "state", "label"),
+    [("3", "dependency_down", Status.DEGRADED, "▲ degr"),
+     ("4", "endpoint_hang", Status.DOWN, "✖ DOWN")],
+)
+async def test_injected_fault_shows_on_the_board_within_an_interval(
+    key: str, fault: str, state: Status, label: str
+) -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        target = app.settings.target("api-health")
+        assert "● up" in row_of(app, "api-health")
+        await pilot.press("f", key, "escape")
+        assert app.demo.active == {fault}
+        injected = time.monotonic()
+
+        def shown() -> bool:
+            views = {v.name: v for v in app.engine.snapshot()}
+            return (views["api-health"].status is state
+                    and _board(app).cell_text("api-health", "state") == label)
+
+        # One interval until the next check starts, plus its timeout for a hang, plus
+        # the 1 s repaint tick and slack for a loaded machine.
+        bound = target.interval + target.timeout + 3.0
+        await wait_for(pilot, shown, bound, f"api-health {state} after {fault}")
+        took = time.monotonic() - injected
+        row = row_of(app, "api-health")
+        assert label in row, row
+        if fault == "dependency_down":
+            assert "body.status" in _board(app).cell_text("api-health", "detail")
+        else:
+            assert "timed out" in _board(app).cell_text("api-health", "detail")
+        assert f"demo faults: {fault.replace('_', ' ')}" in screen_text(app)
+        print(f"{fault}: api-health {state} on the board {took:.2f} s after injection")
+
+
+# -- command palette, theme key, quit ---------------------------------------------------------
+
+
+async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_ready(pilot)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), 3, "palette")
+        palette = app.screen
+        await pilot.press(*"toggle error spike")
+        assert palette.query_one(CommandInput).value == "toggle error spike"
+        results = palette.query_one(CommandList)
+
+        def first_is_ours() -> bool:
+            return results.option_count > 0 and "Fault: toggle error spike" in str(
+                results.get_option_at_index(0).prompt)
+
+        await wait_for(pilot, first_is_ours, 5, "the palette found the fault command")
+        assert app.demo.active == frozenset()
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.demo.active == {"error_spike"}, 3,
+                       "error spike injected from the palette")
+        assert isinstance(app.screen, OverviewScreen)  # the palette closed
+
+        # Theme: T steps through ours, then the terminal-palette (ANSI) ones, and wraps.
+        assert app.theme == themes.DEFAULT_THEME
+        seen = [app.theme]
+        for _ in themes.CYCLE:
+            await pilot.press("T")
+            seen.append(app.theme)
+        assert seen == [*themes.CYCLE, themes.CYCLE[0]]
+        assert app.current_theme.ansi is False
+        assert "api-health" in screen_text(app)  # still drawing after the theme changes
+
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, 5, "q quits")
+    assert app.return_code == 0
+    assert app.demo is not None
+    assert not app.engine._running
+
+
+async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
+    async with json_server() as srv:
+        path = http_config(tmp_path / "config.toml", {"api": srv.url("/health")})
+        app = OpsConsoleApp(settings=load_config(path), history=False)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await wait_for(pilot, lambda: app.engine is not None, 10, "engine")
+            await pilot.press("f")
+            assert isinstance(app.screen, OverviewScreen)
+            messages = [n.message for n in app._notifications]
+            assert any("only into the demo" in m for m in messages), messages
+            await wait_for(pilot, lambda: "faults can be injected only into" in screen_text(app), 3,
+                           "the toast is on screen")
+            # And the palette offers no fault commands outside the demo.
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert "Keys help" in titles
+            assert "Open api" in titles
+            assert not any(t.startswith("Fault:") for t in titles)
+
+
+# -- config hot reload, seen from the UI ------------------------------------------------------
+
+RELOAD_S = 8.0  # the watcher acts on a file that read the same at two 1 s polls, + repaint
+
+
+async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
+    tmp_path: Path,
+) -> None:
+    async with json_server() as srv:
+        targets = {"api": srv.url("/api"), "web": srv.url("/web")}
+        path = http_config(tmp_path / "config.toml", targets)
+        app = OpsConsoleApp(settings=load_config(path), config_path=path, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_ready(pilot)
+            board = _board(app)
+            banner = app.screen.query_one("#banner", Static)
+            assert board.shown_targets == ["api", "web"]
+            assert not banner.display
+            await wait_for(pilot, lambda: app._watcher is not None, 5, "watcher started")
+
+            http_config(path, {**targets, "cache": srv.url("/cache")})
+            took = await wait_for(
+                pilot, lambda: board.shown_targets == ["api", "web", "cache"]
+                and board.cell_text("cache", "state") == "● up",
+                RELOAD_S, "the added target is on the board and up")
+            assert " cache " in screen_text(app)
+            assert "3 targets · 3 up" in screen_text(app)
+            assert any(r.path == "/cache" for r in srv.requests)  # really polled
+            print(f"added target on the board {took:.2f} s after the edit")
+
+            good = path.read_text()
+            path.write_text(good.replace('interval = "1s"', 'interval = "soon"', 1))
+            await wait_for(pilot, lambda: app.config_problem is not None and banner.display,
+                           RELOAD_S, "the broken edit is reported in the banner")
+            problem = app.config_problem
+            assert problem.startswith("config edit rejected, last good config kept:")
+            assert "interval" in problem
+            shown = _static_text(banner)
+            assert shown == problem
+            assert "config edit rejected" in screen_text(app)
+            assert app.engine.names() == ["api", "web", "cache"]  # unchanged
+            assert board.shown_targets == ["api", "web", "cache"]
+            assert app.settings.target("api").interval == 1.0
+
+            path.write_text(good)
+            await wait_for(pilot, lambda: app.config_problem is None and not banner.display,
+                           RELOAD_S, "the fixed config clears the banner")
+            assert "config edit rejected" not in screen_text(app)
+            assert board.shown_targets == ["api", "web", "cache"]
+
+
+# -- remote text is literal -------------------------------------------------------------------
+
+MARKUP = "[red]pwn[/] [@click=app.quit]x[/] [/"
+ESCAPES = "\x1b[2J\x1b]52;c;aGk=\x07\x1b]0;title\x07\x9b31m"
+
+
+def _controls(text: str) -> list[str]:
+    return [ch for ch in text if ch == "\x1b" or 0x80 <= ord(ch) <= 0x9F]
+
+
+async def test_remote_markup_and_escapes_show_literally(tmp_path: Path) -> None:
+    body = ('{"status": "ok", "note": "' + MARKUP + ESCAPES + ' [link=https://evil.example]'
+            'ok[/link] end"}').encode()
+    routes = {
+        # Markup in the reason phrase (it lands in the reasons) and escapes in the body.
+        "/status": Route(500, body, (("Content-Type", "application/json"),),
+                         reason=MARKUP + " \x1b[2J"),
+        # Markup in a JSON value a condition quotes back.
+        "/cond": Route(200, {"note": MARKUP}),
+    }
+    async with http_server(routes) as srv:
+        path = http_config(tmp_path / "config.toml",
+                           {"status-evil": srv.url("/status"), "cond-evil": srv.url("/cond")})
+        text = path.read_text().replace(
+            f'url = "{srv.url("/cond")}"',
+            f'url = "{srv.url("/cond")}"\ndown_unless = [\'body.note == "fine"\']')
+        path.write_text(text)
+        app = OpsConsoleApp(settings=load_config(path), history=False)
+        # 160 columns so the board's detail column holds the whole reason.
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_ready(pilot)
+            board = _board(app)
+            status_row = row_of(app, "status-evil")
+            assert f"status 500 {MARKUP}" in status_row, status_row
+            assert "✖ DOWN" in status_row
+            cond_row = row_of(app, "cond-evil")
+            assert f'body.note is "{MARKUP}", expected == "fine"' in cond_row, cond_row
+            assert board.cell_text("cond-evil", "detail").startswith(f'body.note is "{MARKUP}"')
+            assert _controls(screen_text(app)) == []
+
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail")
+            info = app.screen.query_one("#detail-info", Static)
+            await wait_for(pilot, lambda: "last problem" in _static_text(info), 3, "problem")
+            assert f"last problem: status 500 {MARKUP}" in _static_text(info)
+            await wait_for(pilot, lambda: "[link=https://evil.example]ok[/link]"
+                           in screen_text(app), 3, "the body excerpt, literally")
+            detail = screen_text(app)
+            assert f"last problem: status 500 {MARKUP}" in detail
+            assert f"HTTP/1.1 500 {MARKUP}" in detail  # the reason phrase, escape dropped
+            assert f'"note": "{MARKUP}' in detail
+            assert _controls(detail) == []
+            # Clicking where `[@click=app.quit]` is written does nothing: it is only text.
+            line = next(i for i, t in enumerate(_static_text(info).splitlines())
+                        if "@click" in t)
+            column = _static_text(info).splitlines()[line].index("@click")
+            await pilot.click("#detail-info", offset=(column + 1, line))
+            await pilot.pause(0.2)
+            assert app.is_running
+            assert isinstance(app.screen, DetailScreen)
+
+            await pilot.press("escape", "j", "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
+                           and app.screen.target == "cond-evil", 3, "second detail")
+            await wait_for(pilot, lambda: f'"note": "{MARKUP}"' in screen_text(app), 3,
+                           "the JSON body, literally")
+            assert f'last problem: body.note is "{MARKUP}"' in screen_text(app)
+            assert _controls(screen_text(app)) == []
+            await pilot.press("escape")
+            assert app.is_running
+            assert isinstance(app.screen, OverviewScreen)
