@@ -1,0 +1,165 @@
+"""Incidents folded from the journal: checklists, due times and overdue flags in simulated time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from console.engine.incidents import IncidentBook, IncidentDesk
+from console.engine.journal import Journal
+from console.engine.playbooks import load_playbooks
+
+
+class Clock:
+    def __init__(self, t: float = 1_750_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+async def _desk(path: Path, clock: Clock, actor: str = "alice@bastion") -> IncidentDesk:
+    j = Journal(path, clock=clock, actor=actor)
+    await asyncio.to_thread(j.open)
+    pbs = load_playbooks(path.parent / "no-user-playbooks")
+    return IncidentDesk(j, IncidentBook(pbs, clock=clock))
+
+
+async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
+    clock = Clock()
+    t0 = clock.t
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("API 5xx storm", "P0", alerts=["api-5xx-majority"],
+                              runbook="high-error-rate")
+        assert inc.playbooks == ["incident-response", "high-error-rate"]
+        ack = inc.step("acknowledge")
+        assert ack is not None
+        assert inc.due(ack) == t0 + 300
+        assert inc.next_step() is ack
+        assert inc.step_status(ack, clock()) == "pending"
+        assert inc.remaining(ack, clock()) == 300
+        clock.advance(299)
+        assert inc.overdue(clock()) == []
+        clock.advance(2)  # 5 min 1 s: acknowledge is overdue, assess not yet
+        assert [s.id for s in inc.overdue(clock())] == ["acknowledge"]
+        assert desk.book.overdue() == [(inc, ack)]
+        await desk.acknowledge(inc.id)
+        assert inc.acknowledged_at == t0 + 301
+        assert inc.step_status(ack, clock()) == "late"
+        assert inc.next_step() is inc.step("assess")
+        # check every assess item: the step is done when the last one is checked
+        assess = inc.step("assess")
+        assert assess is not None
+        for i, _item in assess.items("P0"):
+            clock.advance(30)
+            await desk.check(inc.id, "assess", i)
+        assert assess.done_at == t0 + 301 + 120
+        assert inc.step_status(assess, clock()) == "done"
+        await desk.check(inc.id, "assess", 0, checked=False)
+        assert assess.done_at is None
+        assert assess.progress("P0") == (3, 4)
+        await desk.check(inc.id, "assess", 0)
+        await desk.note(inc.id, "rolled back v1.5.2", section="mitigate")
+        await desk.note(inc.id, "customers notified via status page")
+        await desk.snapshot(inc.id, {"api:error_pct": 62.5, "api:p95_ms": 840.0}, "at ack")
+        await desk.handover(inc.id, "bob@bastion", "going off shift")
+        # the runbook's own lists are there too, without due times
+        inv = inc.step("investigation", "high-error-rate")
+        assert inv is not None
+        assert inc.due(inv) is None
+        # communicate: P0 has three items; P1 two. Downgrading to P1 with two checked
+        # completes it, and moves resolve's target (P0 only) away.
+        await desk.check(inc.id, "communicate", 0)
+        await desk.check(inc.id, "communicate", 1)
+        comm = inc.step("communicate")
+        assert comm is not None
+        assert comm.done_at is None
+        clock.advance(60)
+        await desk.severity(inc.id, "P1")
+        assert comm.done_at == clock()
+        resolve = inc.step("resolve")
+        assert resolve is not None
+        assert inc.due(resolve) is None
+        await desk.severity(inc.id, "P0")
+        assert inc.due(resolve) == t0 + 7200
+        clock.t = t0 + 1801  # mitigate (30 min) is overdue now
+        assert "mitigate" in [s.id for s in inc.overdue(clock())]
+        await desk.mitigate(inc.id)
+        clock.t = t0 + 3600
+        await desk.resolve(inc.id)
+        assert not inc.is_open
+        assert inc.resolved_at == t0 + 3600
+        assert inc.step_status(resolve, clock()) == "done"
+        assert inc.overdue(clock()) == []  # resolved: only the post-mortem can fall due
+        clock.t = t0 + 86401
+        assert [s.id for s in inc.overdue(clock())] == ["postmortem"]
+        assert desk.book.open_incidents() == []
+        # everything came from the journal: a fresh book from the file is identical
+        j2 = Journal(tmp_path / "j.jsonl")
+        await asyncio.to_thread(j2.open)
+        book2 = IncidentBook.from_entries(desk.book.playbooks, j2.entries, clock=clock)
+        await j2.close()
+        again = book2.get(inc.id)
+        assert again is not None
+        assert again.owner == "bob@bastion"
+        assert again.severity == "P0"
+        assert [c["to"] for c in again.severity_changes] == ["P1", "P0"]
+        assert again.snapshots[0]["values"] == {"api:error_pct": 62.5, "api:p95_ms": 840.0}
+        assert again.step("mitigate").notes[0].text == "rolled back v1.5.2"  # type: ignore[union-attr]
+        assert again.notes[0].text == "customers notified via status page"
+        assert [s.done_at for s in again.steps] == [s.done_at for s in inc.steps]
+        assert again.resolved_at == inc.resolved_at
+        assert book2.problems == []
+    finally:
+        await desk.journal.close()
+
+
+async def test_several_open_incidents_and_a_second_console(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "j.jsonl"
+    alice = await _desk(path, clock, "alice@bastion")
+    bob = await _desk(path, clock, "bob@bastion")
+    try:
+        a = await alice.open("Slow feed", "P2", alerts=["latency-p95-slow"])
+        clock.advance(10)
+        b = await alice.open("Payments failing", "P0", alerts=["payment-webhook-failures"])
+        assert b.playbooks == ["incident-response", "payment-processing-failure"]
+        assert a.playbooks == ["incident-response", "slow-performance"]
+        assert [i.id for i in alice.book.open_incidents()] == [b.id, a.id]  # P0 first
+        bob.journal.poll()  # what follow() does every 250 ms
+        assert sorted(bob.book.incidents) == sorted([a.id, b.id])
+        await bob.acknowledge(b.id)
+        alice.journal.poll()
+        got = alice.book.get(b.id)
+        assert got is not None
+        assert got.acknowledged_at == clock()
+        assert got.timeline[-1]["actor"] == "bob@bastion"
+    finally:
+        await alice.journal.close()
+        await bob.journal.close()
+
+
+def test_bad_entries_are_reported_not_raised(tmp_path: Path) -> None:
+    pbs = load_playbooks(tmp_path)
+    book = IncidentBook.from_entries(pbs, [
+        {"id": "1", "type": "incident.check", "incident": "nope", "section": "assess",
+         "item": 0, "ts": 1.0},
+        {"id": "2", "type": "incident.open", "incident": "X", "severity": "P9", "ts": 2.0,
+         "title": None, "alerts": None},
+        {"id": "3", "type": "incident.check", "incident": "X", "section": "assess",
+         "item": 99, "ts": 3.0},
+        {"id": "3", "type": "incident.resolve", "incident": "X", "ts": 4.0},  # repeat id
+        {"id": "4", "type": "incident.open", "incident": "X", "ts": 5.0},
+        {"id": "5", "type": "note", "text": "not an incident entry"},
+        {"id": "6", "type": "incident.resolve", "incident": "X", "ts": "later"},
+    ], clock=lambda: 100.0)
+    x = book.get("X")
+    assert x is not None
+    assert x.severity == "P2"
+    assert x.title == "X"
+    assert x.resolved_at == 100.0
+    assert len(book.problems) == 3
