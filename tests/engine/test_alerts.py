@@ -1,0 +1,360 @@
+"""Alert lifecycle on simulated time: table-driven paths, gates, silences, inhibition, acks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from console.engine.alerts import AlertEngine, Alerts, AlertState, Notification, flap_percent
+from console.engine.rules import AlertingSection, Rule, RuleSet, TargetInfo
+from console.engine.store import MetricStore
+
+T0 = 1_800_000_000.0
+STEP = 10.0
+API = TargetInfo("api", "http", STEP, "app")
+NaN = math.nan
+
+
+@dataclass
+class Run:
+    engine: AlertEngine
+    store: MetricStore
+    notes: list[Notification] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> Alerts:
+        return self.engine.alerts
+
+    def feed(self, values: list[float | None], *, start: int = 0, metric: str = "x",
+             target: str = "api") -> None:
+        """One sample per STEP (None: no sample at all), evaluated right after it lands."""
+        for i, v in enumerate(values):
+            t = T0 + (start + i) * STEP
+            if v is not None:
+                self.store.record(f"{target}:{metric}", t, v)
+            self.notes += self.engine.run(t)
+
+    def at(self, offset: float) -> list[Notification]:
+        got = self.engine.run(T0 + offset)
+        self.notes += got
+        return got
+
+    @property
+    def transitions(self) -> list[str]:
+        return [n.transition for n in self.notes]
+
+
+def make(*rules: Rule, alerting: AlertingSection | None = None,
+         targets: tuple[TargetInfo, ...] = (API,)) -> Run:
+    store = MetricStore()
+    rs = RuleSet(rules, targets)
+    return Run(AlertEngine(rs, store, alerting, clock=lambda: T0), store)
+
+
+def rule(**kw: object) -> Rule:
+    base: dict[str, object] = {"name": "r", "expr": "x > 0.5", "severity": "P2",
+                               "targets": ["api"]}
+    base.update(kw)
+    return Rule.model_validate(base)
+
+
+# values: 1 = failing, 0 = fine, NaN = a poll without a value, None = no sample
+LIFECYCLE = [
+    ("one-off failure (defaults 3/2)", {}, [0, 0, 1, 0, 0, 0], [], AlertState.INACTIVE),
+    ("two failures stay pending", {}, [0, 1, 1], [], AlertState.PENDING),
+    ("three failures fire, two successes resolve", {}, [0, 1, 1, 1, 1, 0, 0],
+     ["firing", "resolved"], AlertState.RESOLVED),
+    ("one success is not enough", {}, [1, 1, 1, 0], ["firing"], AlertState.FIRING),
+    ("a failure resets the success count", {}, [1, 1, 1, 0, 1, 0, 0],
+     ["firing", "resolved"], AlertState.RESOLVED),
+    ("failure_threshold=1 fires at once", {"failure_threshold": 1}, [1, 0, 0],
+     ["firing", "resolved"], AlertState.RESOLVED),
+    ("success_threshold=1", {"success_threshold": 1}, [1, 1, 1, 0], ["firing", "resolved"],
+     AlertState.RESOLVED),
+    ("for=60s not yet met", {"for": "60s"}, [1, 1, 1, 1, 1, 1, 0], [], AlertState.INACTIVE),
+    ("for=60s met", {"for": "60s"}, [1, 1, 1, 1, 1, 1, 1], ["firing"], AlertState.FIRING),
+    ("keep_firing_for holds the alert", {"keep_firing_for": "60s"}, [1, 1, 1, 0, 0, 0, 0],
+     ["firing"], AlertState.FIRING),
+    ("keep_firing_for then resolves", {"keep_firing_for": "60s"},
+     [1, 1, 1, 0, 0, 0, 0, 0, 0], ["firing", "resolved"], AlertState.RESOLVED),
+    ("missing values while firing: nodata, never resolved", {}, [1, 1, 1, NaN, NaN, NaN],
+     ["firing", "nodata"], AlertState.NODATA),
+    ("no samples at all while firing: nodata after 3 intervals", {},
+     [1, 1, 1, None, None, None, None], ["firing", "nodata"], AlertState.NODATA),
+    ("data back after nodata: same incident, no new firing", {}, [1, 1, 1, NaN, 1, 1],
+     ["firing", "nodata"], AlertState.FIRING),
+    ("data back fine after nodata: resolves", {}, [1, 1, 1, NaN, 0, 0],
+     ["firing", "nodata", "resolved"], AlertState.RESOLVED),
+    ("nodata while pending tells nobody", {}, [1, 1, NaN, NaN], [], AlertState.NODATA),
+    ("re-fire is a new incident", {"failure_threshold": 1, "success_threshold": 1},
+     [1, 0, 0, 0, 0, 1], ["firing", "resolved", "firing"], AlertState.FIRING),
+]
+
+
+@pytest.mark.parametrize(("label", "kw", "values", "want", "final"), LIFECYCLE,
+                         ids=[c[0] for c in LIFECYCLE])
+def test_lifecycle(label: str, kw: dict[str, object], values: list[float | None],
+                   want: list[str], final: AlertState) -> None:
+    run = make(rule(**kw))
+    run.feed(values)
+    assert run.transitions == want, label
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.state == final
+    keys = [n.key for n in run.notes]
+    assert len(keys) == len(set(keys))  # idempotency keys never repeat
+
+
+def test_keep_firing_for_resolves_exactly_when_it_ends() -> None:
+    run = make(rule(keep_firing_for="60s"))
+    run.feed([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    resolved = [n for n in run.notes if n.transition == "resolved"]
+    assert [n.at - T0 for n in resolved] == [80.0]  # last failure at 20 s + 60 s
+
+
+def test_keys_and_payload() -> None:
+    run = make(rule(failure_threshold=1, success_threshold=1, summary="X high", runbook="rb"))
+    run.feed([1, 0, 1])
+    assert [n.key for n in run.notes] == ["r/api/firing/1", "r/api/resolved/1",
+                                          "r/api/firing/2"]
+    n = run.notes[0]
+    assert (n.severity, n.summary, n.runbook, n.threshold, n.value) == ("P2", "X high", "rb",
+                                                                        "> 0.5", 1.0)
+    assert n.group == "service=app"
+    assert n.to_json()["labels"]["target"] == "api"
+
+
+# -- the gates ---------------------------------------------------------------------------------
+
+ALTERNATING = [float(i % 2 == 0) for i in range(60)]  # 10 min of up/down at 10 s
+
+
+@pytest.mark.parametrize("kw", [{}, {"failure_threshold": 1}, {"for": "30s"},
+                                {"failure_threshold": 2, "success_threshold": 3},
+                                {"keep_firing_for": "1m"}])
+def test_gate_alternating_series_sends_at_most_two(kw: dict[str, object]) -> None:
+    run = make(rule(**kw))
+    run.feed(ALTERNATING)
+    assert len(run.notes) <= 2, run.transitions
+    assert run.transitions.count("flapping") == 1  # one notice, not a storm
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.flapping
+
+
+def test_gate_down_up_target_series_through_default_rules() -> None:
+    """The playbook's own target-down rule on an `up` series flipping every 10 s."""
+    from console.engine.rules import default_rules
+
+    store = MetricStore()
+    rs = RuleSet(default_rules(), [API])
+    eng = AlertEngine(rs, store, clock=lambda: T0)
+    notes: list[Notification] = []
+    for i, v in enumerate(ALTERNATING):
+        store.record("api:up", T0 + i * STEP, 1.0 - v)
+        notes += eng.run(T0 + i * STEP)
+    assert len(notes) <= 2, [n.key for n in notes]
+
+
+def test_gate_one_off_failure_sends_nothing() -> None:
+    run = make(rule())
+    run.feed([0] * 10 + [1] + [0] * 20)
+    assert run.notes == []
+
+
+def test_flap_percent_and_hysteresis() -> None:
+    assert flap_percent([True] * 21, 21) == 0.0
+    assert flap_percent([i % 2 == 0 for i in range(21)], 21) == pytest.approx(100.0)
+    one = [False] * 10 + [True] + [False] * 10
+    assert flap_percent(one, 21) < 25.0  # a one-off is two changes: about 10 %
+    # start at >= high, stop only below low: flapping survives a dip between the two
+    run = make(rule(failure_threshold=1, success_threshold=1),
+               alerting=AlertingSection(flap_high=50, flap_low=25))
+    run.feed([float(i % 2 == 0) for i in range(14)])
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.flapping
+    before = len(run.notes)
+    trace = []
+    for k in range(21):  # settles failing
+        run.feed([1.0], start=14 + k)
+        trace.append((a.flap_pct, a.flapping))
+    assert any(25 <= pct < 50 and flapping for pct, flapping in trace)  # the hysteresis band
+    stop = next(k for k, (_, flapping) in enumerate(trace) if not flapping)
+    assert trace[stop][0] < 25 <= trace[stop - 1][0]
+    assert a.state == AlertState.FIRING
+    # once settled, the state is told if it differs from the last one sent
+    assert [n.transition for n in run.notes[before:]] in ([], ["firing"])
+    assert run.transitions.count("flapping") == 1
+
+
+# -- silences, maintenance, inhibition --------------------------------------------------------
+
+
+def test_silence_holds_back_then_expiry_notifies_if_still_firing() -> None:
+    run = make(rule())
+    s = run.alerts.silence(['target="api"'], duration=100, by="ana", reason="deploy", now=T0)
+    run.feed([1, 1, 1, 1, 1])
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.state == AlertState.FIRING
+    assert a.silenced_by == s.id
+    assert run.notes == []
+    run.feed([1] * 6, start=5)  # silence over at 100 s, still firing
+    assert run.transitions == ["firing"]
+    assert run.notes[0].at == T0 + 100
+    with pytest.raises(ValueError, match="who set it and why"):
+        run.alerts.silence(["a=b"], duration=1, by="", reason="x")
+
+
+def test_silence_not_matching_and_expired_early() -> None:
+    run = make(rule())
+    s = run.alerts.silence(['service="other"'], duration=1000, by="ana", reason="x", now=T0)
+    run.feed([1, 1, 1])
+    assert run.transitions == ["firing"]
+    run2 = make(rule())
+    s = run2.alerts.silence(['severity=~"P[23]"'], duration=1000, by="ana", reason="x", now=T0)
+    run2.feed([1, 1, 1])
+    assert run2.notes == []
+    assert run2.alerts.expire(s.id, now=T0 + 25)
+    assert [n.transition for n in run2.at(25)] == ["firing"]
+    assert [x.id for x in run2.alerts.silences(now=T0 + 25)] == []
+
+
+def test_resolved_only_follows_a_firing_notice() -> None:
+    run = make(rule())
+    run.alerts.silence(["rule=r"], duration=45, by="ana", reason="x", now=T0)
+    run.feed([1, 1, 1, 0, 0, 0, 0])  # fired and resolved inside the silence
+    assert run.notes == []
+
+
+def test_maintenance_window_from_config() -> None:
+    start = datetime.fromtimestamp(T0 - 10, UTC)
+    end = datetime.fromtimestamp(T0 + 35, UTC)
+    cfg = AlertingSection.model_validate(
+        {"maintenance": [{"start": start, "end": end, "matchers": ['service="app"'],
+                          "reason": "db upgrade"}]})
+    run = make(rule(), alerting=cfg)
+    run.feed([1, 1, 1])
+    assert run.notes == []
+    assert run.alerts.get("r", "api").silenced_by == "maintenance-1"  # type: ignore[union-attr]
+    run.feed([1], start=4)  # 40 s: window over
+    assert run.transitions == ["firing"]
+
+
+def two_targets() -> tuple[TargetInfo, ...]:
+    return (TargetInfo("api", "http", STEP, "app"), TargetInfo("api-metrics", "prometheus",
+                                                               STEP, "app"),
+            TargetInfo("other", "prometheus", STEP, "billing"))
+
+
+def test_inhibition_p0_api_down_holds_back_p1_error_rate_of_same_service() -> None:
+    down = rule(name="api-down", expr="down", severity="P0", targets=["api"],
+                inhibits=["error-rate-high"])
+    err = rule(name="error-rate-high", expr="error_pct > 5", severity="P1",
+               targets=["api-metrics", "other"])
+    run = make(down, err, targets=two_targets())
+    for i in range(4):
+        t = T0 + i * STEP
+        run.store.record("api:up", t, 0.0)
+        run.store.record("api-metrics:error_pct", t, 50.0)
+        run.store.record("other:error_pct", t, 50.0)
+        run.notes += run.engine.run(t)
+    fired = {(n.rule, n.target) for n in run.notes if n.transition == "firing"}
+    assert fired == {("api-down", "api"), ("error-rate-high", "other")}
+    held = run.alerts.get("error-rate-high", "api-metrics")
+    assert held is not None
+    assert held.state == AlertState.FIRING
+    assert held.inhibited_by == "api-down/api"
+    # the API comes back but errors go on: now the P1 is news
+    for i in range(4, 7):
+        t = T0 + i * STEP
+        run.store.record("api:up", t, 1.0)
+        run.store.record("api-metrics:error_pct", t, 50.0)
+        run.store.record("other:error_pct", t, 50.0)
+        run.notes += run.engine.run(t)
+    late = [(n.transition, n.rule, n.target) for n in run.notes[2:]]
+    assert ("resolved", "api-down", "api") in late
+    assert ("firing", "error-rate-high", "api-metrics") in late
+
+
+# -- acknowledgement, escalation, time to detect ------------------------------------------------
+
+
+def test_ack_stops_escalation_and_expiry_renotifies() -> None:
+    run = make(rule(severity="P0"))
+    run.feed([1, 1, 1])
+    assert not run.alerts.ack("r", "nope", "ana")
+    assert run.alerts.ack("r", "api", "ana", duration=600, comment="looking", now=T0 + 25)
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.state == AlertState.ACKNOWLEDGED
+    run.feed([1] * 60, start=3)  # 10 more minutes failing: acked, so no escalation
+    assert run.transitions == ["firing"]
+    assert a.state == AlertState.ACKNOWLEDGED
+    run.feed([1] * 2, start=63)  # ack ran out at 625 s: told again
+    assert run.transitions == ["firing", "ack_expired"]
+    assert run.notes[-1].key == "r/api/ack_expired/1.1"
+    assert a.state == AlertState.FIRING
+
+
+def test_ack_then_resolve_sends_resolved() -> None:
+    run = make(rule())
+    run.feed([1, 1, 1])
+    assert run.alerts.ack("r", "api", "ana", now=T0 + 20)
+    assert not run.alerts.ack("r", "api", "ana", now=T0 + 20)  # already acknowledged
+    run.feed([0, 0], start=3)
+    assert run.transitions == ["firing", "resolved"]
+
+
+@pytest.mark.parametrize(("severity", "after"), [("P0", 900.0), ("P1", 1800.0), ("P2", None)])
+def test_escalation_of_unacknowledged(severity: str, after: float | None) -> None:
+    run = make(rule(severity=severity))
+    run.feed([1, 1, 1])
+    fired = run.notes[0].at
+    run.feed([1] * 200, start=3)  # 2000 s
+    esc = [n for n in run.notes if n.transition == "escalated"]
+    if after is None:
+        assert esc == []
+    else:
+        assert len(esc) == 1
+        assert esc[0].at - fired == pytest.approx(after, abs=STEP)
+        assert esc[0].key == "r/api/escalated/1"
+
+
+def test_mean_time_to_detect() -> None:
+    run = make(rule(for_="30s"))  # pydantic alias and field name both work
+    run.feed([0, 1, 1, 1, 1, 1])  # first failure at 10 s, fires at 40 s
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.detect_s == 30.0
+    run2 = make(rule(failure_threshold=1, success_threshold=1))
+    run2.feed([1, 0, 0, 1])
+    assert run2.alerts.mttd() == 0.0
+
+
+def test_dedup_grouping_and_current_order() -> None:
+    rules = [rule(name="a", severity="P2"), rule(name="b", severity="P0")]
+    run = make(*rules)
+    run.feed([1, 1, 1])
+    run.feed([1], start=3)
+    assert len(run.alerts.alerts()) == 2  # one alert per rule and target, however many rounds
+    assert [a.rule.name for a in run.alerts.current()] == ["b", "a"]
+    assert list(run.alerts.groups()) == ["service=app"]
+    j = run.alerts.current()[0].to_json(T0 + 30)
+    assert j["state"] == "firing"
+    assert j["severity"] == "P0"
+
+
+def test_same_sample_evaluated_twice_counts_once() -> None:
+    run = make(rule())
+    run.store.record("api:x", T0, 1.0)
+    for k in range(5):
+        run.notes += run.engine.run(T0 + k)  # five evaluations, one sample
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.fails == 1
+    assert a.state == AlertState.PENDING
