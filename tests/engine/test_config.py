@@ -483,3 +483,39 @@ async def test_watcher_handles_replace_by_rename_and_fix_back_to_same(tmp_path: 
         assert changes[0].targets[0].interval == 10.0
     finally:
         await watcher.stop()
+
+
+async def test_watcher_never_applies_a_half_written_file(tmp_path: Path) -> None:
+    """An empty or truncated file can be valid; seen at one poll only, it must not be applied."""
+    path = tmp_path / "config.toml"
+    full = CACHE + 'interval = "10s"\n\n' + CACHE.replace('"cache"', '"cache2"')
+    _write(path, full)
+    changes: list[Settings] = []
+    errors: list[ConfigError] = []
+    watcher = ConfigWatcher(path, changes.append, errors.append, interval=3600, env={})
+    await watcher.start()  # polled by hand below: the task sleeps for an hour
+    try:
+        _write(path, "")  # an editor caught after truncating, before writing
+        await watcher.poll()
+        _write(path, full[:60])  # half-way: also valid TOML, one target fewer
+        await watcher.poll()
+        _write(path, full.replace('"10s"', '"15s"'))  # the finished edit
+        await watcher.poll()
+        assert changes == []
+        assert errors == []
+        assert watcher.last_good is not None
+        assert len(watcher.last_good.targets) == 2
+
+        await watcher.poll()  # read the same twice: settled, applied once
+        await watcher.poll()
+        assert [[t.interval for t in s.targets] for s in changes] == [[15.0, 10.0]]
+        assert errors == []
+
+        path.unlink()  # a deleted file is reported once and the last good config stays
+        for _ in range(3):
+            await watcher.poll()
+        assert len(errors) == 1
+        assert "cannot read the config" in errors[0].issues[0].message
+        assert watcher.last_good is changes[0]
+    finally:
+        await watcher.stop()
