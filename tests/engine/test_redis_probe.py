@@ -199,7 +199,9 @@ async def test_hit_rate_and_counters_from_deltas(monkeypatch: pytest.MonkeyPatch
                 == third.metrics["expired_keys_total"] + 1
             assert fourth.metrics["hit_rate_pct"] == 0.0
             assert fourth.metrics["keys_total"] == 5
-            assert set(fourth.metrics) == set(METRICS)  # every documented metric, nothing else
+            # Every documented metric, nothing else (keys_db<N> is per non-empty database).
+            assert set(fourth.metrics) == set(METRICS) | {"keys_db3"}
+            assert fourth.metrics["keys_db3"] == 5
         finally:
             await probe.aclose()
             data.close()
@@ -375,3 +377,140 @@ async def test_password_given_but_server_has_none(redis_server: RedisServer,
     assert r.status is Status.DOWN
     assert r.error == "a password was given but the server has none configured"
     assert_no_secret(SECRET, probe, r)
+
+
+# -- deeper metrics: rates, keyspace, slowlog, replication, persistence, memory --------------
+
+async def test_eviction_and_expiry_rates_and_keys_per_db(redis_server: RedisServer) -> None:
+    admin = redis_server.admin(db=0)
+    other = redis_server.admin(db=5)
+    probe = RedisProbe(target(redis_server.url))
+    try:
+        other.mset({f"k{i}": "v" for i in range(7)})
+        t1a = time.monotonic()
+        first = await probe.check()
+        t1b = time.monotonic()
+        assert first.status is Status.UP, first.error
+        assert "evicted_per_s" not in first.metrics  # no previous check to take a delta from
+        assert first.metrics["keys_db5"] == 7
+        assert "keys_db0" not in first.metrics
+        assert first.details["keyspace"]["db5"]["keys"] == 7
+        for i in range(3):  # three keys that expire, lazily removed on access (before any eviction)
+            admin.set(f"exp:{i}", "x", px=1)
+        await asyncio.sleep(0.02)
+        assert all(admin.get(f"exp:{i}") is None for i in range(3))
+        # Evictions: a tiny maxmemory with a random-eviction policy and a burst of writes.
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory-policy", "allkeys-random")
+        admin.config_set("maxmemory", str(used + 200_000))
+        pipe = admin.pipeline(transaction=False)
+        for i in range(2000):
+            pipe.set(f"big:{i}", "x" * 1000)
+        pipe.execute()
+        t2a = time.monotonic()
+        second = await probe.check()
+        t2b = time.monotonic()
+        m1, m2 = first.metrics, second.metrics
+        evicted = m2["evicted_keys_total"] - m1["evicted_keys_total"]
+        expired = m2["expired_keys_total"] - m1["expired_keys_total"]
+        assert evicted > 0
+        assert expired == 3
+        # The rate is delta / time between the two checks, bounded by the outer and inner spans.
+        for name, delta in (("evicted_per_s", evicted), ("expired_per_s", expired)):
+            assert delta / (t2b - t1a) <= m2[name] <= delta / (t2a - t1b), name
+    finally:
+        await probe.aclose()
+        admin.close()
+        other.close()
+
+
+async def test_degraded_when_memory_above_90_pct_of_maxmemory(redis_server: RedisServer) -> None:
+    admin = redis_server.admin()
+    probe = RedisProbe(target(redis_server.url))
+    try:
+        assert (await probe.check()).status is Status.UP  # maxmemory 0: no limit, no pct
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", str(int(used / 0.95)))
+        r = await probe.check()
+        assert r.status is Status.DEGRADED
+        assert r.metrics["memory_pct"] > 90
+        assert len(r.reasons) == 1
+        assert r.reasons[0].startswith("memory at 9")
+        admin.config_set("maxmemory", str(used * 4))
+        r = await probe.check()
+        assert r.status is Status.UP
+        assert r.reasons == ()
+        assert r.metrics["memory_pct"] < 30
+    finally:
+        await probe.aclose()
+        admin.close()
+
+
+async def test_slowlog_reports_only_new_entries(redis_server: RedisServer) -> None:
+    admin = redis_server.admin()
+    probe = RedisProbe(target(redis_server.url))
+    try:
+        admin.config_set("slowlog-log-slower-than", "0")  # log every command
+        admin.set("before:first", "x")
+        first = await probe.check()
+        assert "slowlog_new" not in first.metrics  # the first check sets the baseline
+        assert not any(e["new"] for e in first.details["slowlog"])
+        admin.set("marker:one", "x")
+        admin.config_get("requirepass")  # arguments of CONFIG are never shown
+        second = await probe.check()
+        truth = admin.slowlog_get(128)
+        baseline = max(e["id"] for e in first.details["slowlog"])
+        newest_seen = max(e["id"] for e in second.details["slowlog"])
+        expected = sum(1 for e in truth if baseline < e["id"] <= newest_seen)
+        assert second.metrics["slowlog_new"] == expected >= 2
+        new_cmds = [e["command"] for e in second.details["slowlog"] if e["new"]]
+        assert "SET marker:one …(+1 args)" in new_cmds  # values are never shown
+        assert not any(c.startswith("SET before:first") for c in new_cmds)
+        assert "CONFIG …(+2 args)" in new_cmds
+        assert not any("requirepass" in c for c in new_cmds)
+        admin.slowlog_reset()  # ids restart: everything listed afterwards is new
+        admin.set("after:reset", "x")
+        third = await probe.check()
+        assert "SET after:reset …(+1 args)" in [
+            e["command"] for e in third.details["slowlog"] if e["new"]]
+    finally:
+        await probe.aclose()
+        admin.close()
+
+
+async def test_replication_role_link_and_persistence() -> None:
+    with RedisServer() as master, RedisServer("--appendonly", "yes") as replica:
+        with replica.admin() as r:
+            r.execute_command("REPLICAOF", "127.0.0.1", str(master.port))
+        probe_m, probe_r = RedisProbe(target(master.url)), RedisProbe(target(replica.url))
+        try:
+            for _ in range(100):  # bounded: the initial sync takes well under a second
+                rr = await probe_r.check()
+                if rr.metrics.get("master_link_up") == 1.0:
+                    break
+                await asyncio.sleep(0.05)
+            assert rr.status is Status.UP, rr.reasons
+            assert rr.details["replication"]["role"] == "slave"
+            assert rr.details["replication"]["link_status"] == "up"
+            assert rr.details["replication"]["master"] == f"127.0.0.1:{master.port}"
+            assert rr.metrics["aof_enabled"] == 1.0
+            assert rr.details["persistence"]["aof_last_write_status"] == "ok"
+            rm = await probe_m.check()
+            assert rm.details["replication"]["role"] == "master"
+            assert rm.metrics["replicas_connected"] == 1
+            assert rm.metrics["aof_enabled"] == 0.0
+            assert rm.metrics["replica_lag_bytes"] >= 0
+            assert rm.details["replication"]["replicas"][0]["port"] == str(replica.port)
+            master.stop()
+            for _ in range(100):
+                rr = await probe_r.check()
+                if rr.status is Status.DEGRADED:
+                    break
+                await asyncio.sleep(0.05)
+            assert rr.status is Status.DEGRADED
+            assert rr.metrics["master_link_up"] == 0.0
+            assert "replica: link to master is down" in rr.reasons
+        finally:
+            await probe_m.aclose()
+            await probe_r.aclose()

@@ -26,9 +26,16 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   already good, so a restart between checks does not show a false DOWN.
 * **TLS** (`rediss://`) keeps redis-py's defaults: certificate required, hostname checked.
 
-Metrics are listed in `METRICS`. Counters (`*_total`) are reported raw, and the store turns
-them into rates. `hit_rate_pct` comes from the hit/miss deltas since the previous check, and
-is omitted when there were no lookups.
+Metrics are listed in `METRICS`. Counters (`*_total`) are reported raw for the store, and
+`hit_rate_pct`, `evicted_per_s` and `expired_per_s` come from deltas since the previous check
+(never since start); the hit rate is omitted when there were no lookups. `OTHER_METRICS`
+appear only where they apply (per-database key counts, replication). Each check also reads
+`SLOWLOG GET` (entries newer than the last one seen are reported; an ACL user without
+SLOWLOG gets a note and the collector turns off). `CheckResult.details` carries the role and
+link status, persistence state, keys per database, the recent slowlog and notes.
+
+DEGRADED: memory above 90 % of `maxmemory`, a replica whose link to its master is down, or a
+failed last RDB save / AOF write (the server may then refuse writes).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import contextlib
 import errno
 import math
+import re
 import socket
 import ssl
 import time
@@ -85,9 +93,27 @@ METRICS: dict[str, str] = {
     "expired_keys_total": "keys removed on expiry (counter)",
     "ops_per_sec": "commands per second, as Redis samples it (instantaneous_ops_per_sec)",
     "keys_total": "keys in all databases",
+    "evicted_per_s": "keys evicted per second since the previous check",
+    "expired_per_s": "keys expired per second since the previous check",
+    "slowlog_new": "slowlog entries added since the previous check",
+    "replicas_connected": "replicas connected to this server (INFO connected_slaves)",
+    "rdb_changes_since_save": "writes since the last RDB save",
+    "rdb_last_save_age_s": "seconds since the last successful RDB save",
+    "aof_enabled": "1 when the append-only file is on",
+}
+# Present only where they apply.
+OTHER_METRICS: dict[str, str] = {
+    "keys_db<N>": "keys in database N (one metric per non-empty database)",
+    "master_link_up": "1 when this replica's link to its master is up, else 0",
+    "master_last_io_s": "seconds since this replica last heard from its master",
+    "replica_lag_bytes": "worst replication offset distance of the replicas (master only)",
 }
 CLIENT_NAME = "opsconsole"
-INFO_SECTIONS = ("memory", "clients", "stats", "keyspace")
+INFO_SECTIONS = ("memory", "clients", "stats", "keyspace", "replication", "persistence")
+MEMORY_DEGRADED_PCT = 90.0
+SLOWLOG_FETCH = 16
+# Commands whose arguments are secrets: only the command name is shown (others: name + key).
+_SECRET_COMMANDS = {"auth", "hello", "migrate", "acl", "config"}
 _KEEPALIVE_NAMES = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 KEEPALIVE_OPTIONS = {
     getattr(socket, name): value for name, value in _KEEPALIVE_NAMES.items()
@@ -193,6 +219,13 @@ def _num(value: Any) -> float | None:
     return None
 
 
+def _text(value: Any) -> str:
+    """redis-py may hand back bytes here even with decode_responses (SLOWLOG GET)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
 class RedisProbe:
     """Checks one Redis target over a single persistent connection."""
 
@@ -206,6 +239,11 @@ class RedisProbe:
         self._good = False  # the current connection has answered a full check
         self._sections: tuple[str, ...] = INFO_SECTIONS  # () once a server rejects several
         self._lookups: tuple[float, float] | None = None  # (hits, misses) at the last check
+        self._counts: tuple[float, dict[str, float]] | None = None  # (monotonic, counters)
+        self._slowlog_on = True
+        self._slowlog_note: str | None = None
+        self._slowlog_last: int | None = None  # highest slowlog id seen
+        self._slowlog_recent: list[dict[str, Any]] = []
         self._phase = "starting"
 
     def __repr__(self) -> str:
@@ -250,7 +288,7 @@ class RedisProbe:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
 
-    async def _once(self, client: Redis) -> tuple[float, dict[str, Any]]:
+    async def _once(self, client: Redis) -> tuple[float, dict[str, Any], list[Any] | None]:
         self._phase = f"connecting to {self._where}"
         await client.initialize()
         conn = client.connection
@@ -270,9 +308,26 @@ class RedisProbe:
                 raise
             self._sections = ()  # Redis < 7 takes one section; the default set has ours
             info = await client.execute_command("INFO")
-        return latency_ms, info if isinstance(info, dict) else {}
+        slowlog = None
+        if self._slowlog_on:
+            self._phase = "waiting for SLOWLOG GET"
+            try:
+                slowlog = await client.slowlog_get(SLOWLOG_FETCH)
+            except NoPermissionError as exc:
+                self._slowlog_on = False
+                self._slowlog_note = one_line(redact(
+                    f"slowlog: turned off, this user may not run SLOWLOG ({exc})"), 300)
+            except ResponseError as exc:
+                self._slowlog_on = False
+                self._slowlog_note = one_line(redact(
+                    f"slowlog: turned off, the server refused SLOWLOG GET ({exc})"), 300)
+            except (TypeError, ValueError, KeyError, IndexError) as exc:  # an odd reply shape
+                self._slowlog_on = False
+                self._slowlog_note = one_line(redact(
+                    f"slowlog: turned off, unexpected SLOWLOG GET reply ({exc})"), 300)
+        return latency_ms, info if isinstance(info, dict) else {}, slowlog
 
-    async def _run(self) -> tuple[float, dict[str, Any]]:
+    async def _run(self) -> tuple[float, dict[str, Any], list[Any] | None]:
         if self._client is None:
             self._client = self._build_client()
         reused = self._good
@@ -298,7 +353,7 @@ class RedisProbe:
         cm = asyncio.timeout_at(loop.time() + target.timeout)
         try:
             async with cm, self._lock:
-                latency_ms, info = await self._run()
+                latency_ms, info, slowlog = await self._run()
         except asyncio.CancelledError:
             await self._drop_socket()  # a cancelled command leaves an unread reply behind
             raise
@@ -313,10 +368,96 @@ class RedisProbe:
                 latency_ms=None, error=error,
             )
         self._good = True
+        metrics = self._metrics(info, latency_ms)
+        details = self._details(info, slowlog, metrics)
+        reasons = self._problems(info, metrics)
         return CheckResult(
-            target=target.name, kind=self.kind, status=Status.UP, started_at=started,
-            latency_ms=latency_ms, metrics=self._metrics(info, latency_ms),
+            target=target.name, kind=self.kind,
+            status=Status.DEGRADED if reasons else Status.UP, started_at=started,
+            latency_ms=latency_ms, reasons=reasons, metrics=metrics, details=details,
         )
+
+    @staticmethod
+    def _problems(info: dict[str, Any], m: dict[str, float]) -> tuple[str, ...]:
+        out: list[str] = []
+        pct = m.get("memory_pct")
+        if pct is not None and pct > MEMORY_DEGRADED_PCT:
+            out.append(f"memory at {pct:.0f}% of maxmemory "
+                       f"({m['used_memory_bytes']:.0f}/{m['maxmemory_bytes']:.0f} bytes)")
+        if m.get("master_link_up") == 0.0:
+            out.append("replica: link to master is down")
+        if str(info.get("rdb_last_bgsave_status", "ok")) == "err":
+            out.append("last RDB save failed (rdb_last_bgsave_status:err)")
+        if str(info.get("aof_last_write_status", "ok")) == "err":
+            out.append("last AOF write failed (aof_last_write_status:err)")
+        return tuple(out)
+
+    def _slowlog(self, entries: list[Any] | None, m: dict[str, float]) -> list[dict[str, Any]]:
+        """Entries newer than the last id seen; ids are sequential, so gaps count too."""
+        if entries is None:
+            return self._slowlog_recent
+        parsed = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), int)]
+        newest = max((e["id"] for e in parsed), default=None)
+        last = self._slowlog_last
+        if newest is not None and last is not None and newest < last:
+            last = -1  # SLOWLOG RESET or a restart: everything listed is new
+        if last is not None:
+            m["slowlog_new"] = float(max(0, newest - last)) if newest is not None else 0.0
+        if newest is not None:
+            self._slowlog_last = newest
+        elif last is None:
+            self._slowlog_last = -1  # empty slowlog: the next entry (id 0) is new
+        recent = []
+        for e in parsed:
+            words = _text(e.get("command", "")).split(" ")
+            cmd = words[0] if words else ""
+            # The command and its key: values may be application secrets, never shown.
+            shown = words[:1] if cmd.lower() in _SECRET_COMMANDS else words[:2]
+            hidden = len(words) - len(shown)
+            text = " ".join(shown) + (f" …(+{hidden} args)" if hidden else "")
+            recent.append({
+                "id": e["id"], "new": last is not None and e["id"] > last,
+                "start_time": e.get("start_time"), "duration_us": e.get("duration"),
+                "command": one_line(redact(text), 300),
+                "client": one_line(_text(e.get("client_address", "")), 64),
+                "client_name": one_line(_text(e.get("client_name", "")), 64),
+            })
+        self._slowlog_recent = recent
+        return recent
+
+    def _details(self, info: dict[str, Any], slowlog: list[Any] | None,
+                 m: dict[str, float]) -> dict[str, Any]:
+        role = str(info.get("role", ""))
+        replication: dict[str, Any] = {"role": role or None}
+        if role == "slave":
+            replication.update(
+                master=one_line(f"{info.get('master_host', '')}:{info.get('master_port', '')}",
+                                128),
+                link_status=one_line(info.get("master_link_status", ""), 16),
+                last_io_s=_num(info.get("master_last_io_seconds_ago")),
+            )
+        elif role == "master":
+            replicas = []
+            for key, value in info.items():
+                if re.fullmatch(r"slave\d+", str(key)) and isinstance(value, dict):
+                    replicas.append({k: one_line(value.get(k, ""), 64)
+                                     for k in ("ip", "port", "state", "offset", "lag")})
+            replication["replicas"] = replicas
+        persistence = {
+            k: (one_line(v, 32) if isinstance(v, str) else v) for k, v in info.items()
+            if k in ("loading", "rdb_bgsave_in_progress", "rdb_last_bgsave_status",
+                     "rdb_changes_since_last_save", "rdb_last_save_time", "aof_enabled",
+                     "aof_rewrite_in_progress", "aof_last_bgrewrite_status",
+                     "aof_last_write_status")
+        }
+        keyspace = {
+            k: {f: _num(v.get(f)) for f in ("keys", "expires", "avg_ttl")}
+            for k, v in info.items()
+            if str(k).startswith("db") and str(k)[2:].isdigit() and isinstance(v, dict)
+        }
+        notes = [self._slowlog_note] if self._slowlog_note else []
+        return {"replication": replication, "persistence": persistence,
+                "keyspace": keyspace, "slowlog": self._slowlog(slowlog, m), "notes": notes}
 
     def _metrics(self, info: dict[str, Any], latency_ms: float) -> dict[str, float]:
         m: dict[str, float] = {"latency_ms": latency_ms}
@@ -342,6 +483,41 @@ class RedisProbe:
             _num(v.get("keys")) or 0.0 for k, v in info.items()
             if k.startswith("db") and k[2:].isdigit() and isinstance(v, dict)
         ) + 0.0
+        for k, v in info.items():
+            if str(k).startswith("db") and str(k)[2:].isdigit() and isinstance(v, dict):
+                keys = _num(v.get("keys"))
+                if keys is not None:
+                    m[f"keys_{k}"] = keys
+        for name, key in (("replicas_connected", "connected_slaves"),
+                          ("rdb_changes_since_save", "rdb_changes_since_last_save"),
+                          ("aof_enabled", "aof_enabled")):
+            value = _num(info.get(key))
+            if value is not None:
+                m[name] = value
+        saved = _num(info.get("rdb_last_save_time"))
+        if saved is not None:
+            m["rdb_last_save_age_s"] = max(0.0, time.time() - saved)
+        if info.get("role") == "slave":
+            m["master_link_up"] = 1.0 if info.get("master_link_status") == "up" else 0.0
+            last_io = _num(info.get("master_last_io_seconds_ago"))
+            if last_io is not None and last_io >= 0:
+                m["master_last_io_s"] = last_io
+        offset = _num(info.get("master_repl_offset"))
+        lags = [offset - o for k, v in info.items()
+                if re.fullmatch(r"slave\d+", str(k)) and isinstance(v, dict)
+                and offset is not None and (o := _num(v.get("offset"))) is not None]
+        if lags:
+            m["replica_lag_bytes"] = max(0.0, max(lags))
+        now = time.monotonic()
+        counts = {name: m[key] for name, key in (("evicted_per_s", "evicted_keys_total"),
+                                                 ("expired_per_s", "expired_keys_total"))
+                  if key in m}
+        before, self._counts = self._counts, (now, counts)
+        if before is not None and now - before[0] > 1e-3:
+            for name, value in counts.items():
+                old = before[1].get(name)
+                if old is not None and value >= old:  # a drop is a restart or RESETSTAT
+                    m[name] = (value - old) / (now - before[0])
         hits, misses = m.get("keyspace_hits_total"), m.get("keyspace_misses_total")
         if hits is not None and misses is not None:
             prev, self._lookups = self._lookups, (hits, misses)
