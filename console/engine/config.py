@@ -148,7 +148,7 @@ def check_text(
     for err in schema_errors:
         if not err["loc"] and reference_issues:
             continue  # Settings' own cross-reference check; ours says the same, located
-        issues.append(_schema_issue(ctx, err))
+        issues += _schema_issues(ctx, err)
     issues += reference_issues
     issues += _env_issues(ctx, env)
 
@@ -600,6 +600,49 @@ _BOUNDS = {
 _LISTS_OF_TABLES = ("targets", "panels", "dashboards")
 
 
+def _schema_issues(ctx: _Ctx, err: dict[str, Any]) -> list[ConfigIssue]:
+    """One pydantic error as issues: usually one, one per bad item for a list/table check."""
+    if err["type"] in ("value_error", "assertion_error"):
+        path, node, _present = _clean_loc(tuple(err["loc"]), ctx.data)
+        per_item = _item_errors(path, node, ctx.data)
+        if per_item:
+            return [_value_issue(ctx, p, text) for p, text in per_item]
+    return [_schema_issue(ctx, err)]
+
+
+def _value_issue(ctx: _Ctx, path: Path_, text: str) -> ConfigIssue:
+    message, _, hint = text.partition("; ")  # the schema's messages put their advice after "; "
+    return ctx.issue(path, message, hint or None)
+
+
+def _item_errors(path: Path_, node: Any, data: Any) -> list[tuple[Path_, str]]:
+    """Re-run a list/table field's own validators item by item, to locate every bad item.
+
+    A field validator sees the whole list and stops at its first bad item; an operator wants
+    each bad condition or metric expression pointed at its own line.
+    """
+    if not path or not isinstance(node, list | dict) or len(node) < 1:
+        return []
+    model = _model_at(path[:-1], data)
+    if model is None:
+        return []
+    funcs = [d.func for d in model.__pydantic_decorators__.field_validators.values()
+             if path[-1] in d.info.fields and d.info.mode == "after"]
+    found: list[tuple[Path_, str]] = []
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        one = {key: value} if isinstance(node, dict) else [value]
+        for func in funcs:
+            try:
+                func(one)
+            except ValueError as exc:
+                found.append((path + (key,), str(exc)))
+                break
+            except Exception:  # a validator that needs more context: give up
+                return []
+    return found
+
+
 def _schema_issue(ctx: _Ctx, err: dict[str, Any]) -> ConfigIssue:
     kind = err["type"]
     path, node, _present = _clean_loc(tuple(err["loc"]), ctx.data)
@@ -647,9 +690,7 @@ def _schema_issue(ctx: _Ctx, err: dict[str, Any]) -> ConfigIssue:
         return ctx.issue(path, _SIMPLE[kind])
     if kind in ("value_error", "assertion_error"):
         text = str(err_ctx.get("error") or err.get("msg", ""))
-        path = _narrow(path, node, text)
-        message, _, hint = text.partition("; ")
-        return ctx.issue(path, message, hint or None)
+        return _value_issue(ctx, _narrow(path, node, text), text)
     msg = str(err.get("msg", "invalid value"))
     return ctx.issue(path, msg[:1].lower() + msg[1:])
 

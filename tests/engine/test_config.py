@@ -20,7 +20,13 @@ from console.engine.config import (
     validate_file,
 )
 from console.engine.errors import ConfigError, ConfigIssue
-from console.engine.settings import HttpTarget, PostgresTarget, RedisTarget, Settings
+from console.engine.settings import (
+    HttpTarget,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+    Settings,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 ENV = {"API_TOKEN": "t0ken", "DATABASE_URL": "postgresql://app@127.0.0.1/test"}
@@ -76,8 +82,11 @@ def test_full_config_loads_with_every_field() -> None:
     cache = s.target("cache")
     assert isinstance(cache, RedisTarget)
     assert cache.timeout == 0.5
-    assert [p.key for p in s.panels] == ["api-latency", "db-lat"]
-    assert s.dashboards[0].panels == ["api-latency", "db-lat"]
+    prom = s.target("api-metrics")
+    assert isinstance(prom, PrometheusTarget)
+    assert sorted(prom.metrics) == ["p95_ms", "rps"]
+    assert [p.key for p in s.panels] == ["api-latency", "db-lat", "api-p95"]
+    assert s.dashboards[0].panels == ["api-latency", "db-lat", "api-p95"]
 
 
 def test_load_config_text_and_empty_config() -> None:
@@ -223,6 +232,42 @@ def test_panel_and_dashboard_references_are_located() -> None:
         'unknown panel "api-latncy"')
     assert d.hint is not None
     assert d.hint.startswith("did you mean 'api-latency'?")
+
+
+def test_every_bad_condition_and_status_is_located_at_its_own_item() -> None:
+    text = HTTP + (
+        "expect_status = [200, 'abc', 1000]\n"
+        "down_unless = [\n"
+        "  'status == 200',\n"
+        "  'body.x =! 3',\n"
+        "  'bogus',\n"
+        "]\n"
+    )
+    issues = issues_of(text)
+    got = [(i.line, i.key.split(".", 1)[1]) for i in issues]
+    assert got == [
+        (line_of(text, "expect_status"), "expect_status[1]"),
+        (line_of(text, "expect_status"), "expect_status[2]"),
+        (line_of(text, "=!"), "down_unless[1]"),
+        (line_of(text, "bogus"), "down_unless[2]"),
+    ]
+    assert "1000 is not an HTTP status code" in issues[1].message
+    assert "'=!'" in issues[2].message
+
+
+def test_every_bad_prometheus_expression_is_located() -> None:
+    text = (
+        '[[targets]]\nname = "m"\nkind = "prometheus"\nurl = "http://127.0.0.1:9100/metrics"\n'
+        "[targets.metrics]\n"
+        'rps = "rate(http_requests_total[1m])"\n'
+        'ok = "rate(http_requests_total)"\n'
+        'bad = "rate("\n'
+    )
+    issues = issues_of(text)
+    assert [(i.line, i.key) for i in issues] == [
+        (line_of(text, "rps ="), 'targets[0] (name "m").metrics.rps'),
+        (line_of(text, "bad ="), 'targets[0] (name "m").metrics.bad'),
+    ]
 
 
 def test_targets_written_as_a_single_table_get_a_hint() -> None:
