@@ -1,0 +1,98 @@
+"""`opsconsole postmortem` and `opsconsole report`: the journal's incidents, headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+
+
+def _book(args: argparse.Namespace) -> Any:
+    """The incidents of the journal (`--journal` or the default), or None after a message."""
+    from console.engine.errors import ConfigError
+    from console.engine.incidents import IncidentBook
+    from console.engine.journal import Journal, default_journal_path
+    from console.engine.playbooks import load_playbooks
+
+    path = Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+    if not path.exists():
+        print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
+        return None
+    try:
+        playbooks = load_playbooks()
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"opsconsole: playbook ignored: {issue.format()}", file=sys.stderr)
+        playbooks = load_playbooks(Path("/nonexistent"), builtin=True)
+    journal = Journal(path)
+    try:
+        report = journal.open()
+    except OSError as exc:
+        print(f"opsconsole: cannot read the journal {path}: {exc}", file=sys.stderr)
+        return None
+    try:
+        if not report.clean:
+            print(f"opsconsole: journal {path.name}: {report.describe()}", file=sys.stderr)
+        return IncidentBook.from_entries(playbooks, journal.entries)
+    finally:
+        journal.close_sync()
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from console.engine.postmortem import render
+
+    book = _book(args)
+    if book is None:
+        return EXIT_PROBLEM
+    inc = book.get(args.incident)
+    if inc is None:
+        known = ", ".join(sorted(book.incidents)[-5:]) or "none"
+        print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
+              file=sys.stderr)
+        return EXIT_PROBLEM
+    text = render(inc, now=time.time())
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: post-mortem draft of {inc.id}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.engine.durations import parse_duration
+    from console.engine.kpis import compute, format_text
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"opsconsole report: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    book = _book(args)
+    if book is None:
+        return EXIT_PROBLEM
+    store = _store(args)
+    k = compute(book, since=since, now=time.time(), store=store)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(format_text(k))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from console.engine.store import MetricStore, default_store_path
+
+    path = Path(args.history) if args.history else default_store_path()
+    if not path.exists():
+        return None
+    store = MetricStore(path=path)
+    store.load()
+    return store

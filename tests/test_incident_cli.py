@@ -1,0 +1,165 @@
+"""`opsconsole postmortem` and `opsconsole report` against a journal built by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from console.cli import main
+from console.engine.journal import Journal
+from console.engine.store import MetricStore
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = 86400.0
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def _build(path: Path, now: float) -> dict[str, str]:
+    """Five incidents with known times; returns their ids by letter."""
+    clock = Clock(now)
+    j = Journal(path, clock=clock, actor="alice@bastion")
+    await asyncio.to_thread(j.open)
+    ids: dict[str, str] = {}
+
+    async def at(t: float, etype: str, inc: str, **data: Any) -> None:
+        clock.t = t
+        await j.append({"type": etype, "incident": inc, **data})
+
+    async def open_(letter: str, start: float, sev: str, detected: float | None,
+                    alerts: list[str]) -> float:
+        ids[letter] = f"INC-{letter}"
+        d: dict[str, Any] = {"title": f"incident {letter}", "severity": sev,
+                             "alerts": alerts, "started": start}
+        if detected is not None:
+            d["detected"] = detected
+        await at(start, "incident.open", ids[letter], **d)
+        return start
+
+    a = await open_("A", now - 3 * DAY, "P0", now - 3 * DAY - 120, ["api-5xx-majority"])
+    await at(a + 240, "incident.acknowledge", "INC-A")
+    await at(a + 300, "incident.snapshot", "INC-A",
+             values={"api:error_pct": 62.5, "api:p95_ms": 840.0}, label="at assess")
+    await at(a + 400, "incident.note", "INC-A", section="mitigate",
+             text="rolled back v1.5.2 | \x1b[31mred\x1b[0m")
+    await at(a + 500, "incident.severity", "INC-A", severity="P1")
+    await at(a + 600, "incident.severity", "INC-A", severity="P0")
+    await at(a + 1200, "incident.mitigate", "INC-A")
+    await at(a + 3600, "incident.resolve", "INC-A")
+    b = await open_("B", now - 2 * DAY, "P1", now - 2 * DAY - 360, ["error-rate-high"])
+    await at(b + 600, "incident.acknowledge", "INC-B")
+    await at(b + 9000, "incident.resolve", "INC-B")
+    c = await open_("C", now - 1 * DAY, "P2", None, [])
+    for i in range(3):  # acknowledged by checking its items, not by the action
+        await at(c + 60 * (i + 1), "incident.check", "INC-C", section="acknowledge", item=i)
+    await at(c + 1800, "incident.resolve", "INC-C", false_positive=True)
+    d = await open_("D", now - 10 * DAY, "P1", None, [])  # outside the 7-day window
+    await at(d + 100, "incident.acknowledge", "INC-D")
+    await at(d + 200, "incident.resolve", "INC-D")
+    await open_("E", now - 600, "P0", None, ["api-down"])  # open, not acknowledged yet
+    await j.close()
+    return ids
+
+
+def _history(path: Path, now: float) -> None:
+    store = MetricStore(path=path)
+    for k in range(360):  # one hour at 10 s, 9 samples down: 97.5 %
+        store.record("api:up", now - 3600 + 10 * k, 0.0 if k % 40 == 0 else 1.0)
+        store.record("db:up", now - 3600 + 10 * k, 1.0)
+    store.save()
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[Path, Path]:
+    now = time.time()
+    journal = tmp_path / "journal.jsonl"
+    asyncio.run(_build(journal, now))
+    history = tmp_path / "history.npz"
+    _history(history, now)
+    return journal, history
+
+
+def test_report_json_numbers(built: tuple[Path, Path]) -> None:
+    journal, history = built
+    out = subprocess.run(
+        [sys.executable, "-m", "console", "report", "--since", "7d", "--json",
+         "--journal", str(journal), "--history", str(history)],
+        capture_output=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    k = orjson.loads(out.stdout)
+    assert k["incidents"] == 4  # D is 10 days old
+    assert (k["open"], k["resolved"]) == (1, 3)
+    assert k["by_severity"] == {"P0": 2, "P1": 1, "P2": 1}
+    assert k["alerts"] == 3
+    assert k["mttd_s"] == pytest.approx(240)  # (120 + 360) / 2
+    assert k["mtta_s"] == pytest.approx(340)  # (240 + 600 + 180) / 3
+    assert k["mttr_s"] == pytest.approx(4800)  # (3600 + 9000 + 1800) / 3
+    assert k["ack_within_5m_pct"] == pytest.approx(50)  # A, C of A, B, C, E
+    assert k["p0p1_resolved_within_2h_pct"] == pytest.approx(50)  # A of A, B (E too young)
+    assert k["false_positive_pct"] == pytest.approx(25)
+    assert k["uptime_pct"]["api"] == pytest.approx(97.5)
+    assert k["uptime_pct"]["db"] == pytest.approx(100.0)
+    assert k["met"]["mttr_s"] is False
+    assert k["met"]["mttd_s"] is True
+    assert k["met"]["uptime_pct:api"] is False
+    assert k["met"]["uptime_pct:db"] is True
+
+
+def test_report_text_and_window(built: tuple[Path, Path],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    journal, history = built
+    assert main(["report", "--since", "30d", "--journal", str(journal),
+                 "--history", str(history)]) == 0
+    text = capsys.readouterr().out
+    assert "incidents 5 (P0 2, P1 2, P2 1)" in text
+    assert "MTTR (resolve)" in text
+    assert "✔ api" not in text
+    assert "✖ api" in text
+    assert main(["report", "--since", "soon", "--journal", str(journal)]) == 2
+    assert main(["report", "--journal", str(journal.with_name("absent.jsonl"))]) == 1
+
+
+def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    journal, _ = built
+    assert main(["postmortem", "INC-A", "--journal", str(journal)]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("# Post-mortem: incident A\n")
+    assert "- **Severity:** P0 (changed: P0 → P1 → P0)" in md
+    assert "(2m00s before the incident was opened)" in md
+    assert "- api-5xx-majority" in md
+    assert "| Acknowledge | < 5 min | " in md
+    row = {line.split("|")[1].strip(): line for line in md.splitlines()
+           if line.startswith("| ") and line.count("|") == 6}
+    assert row["Acknowledge"].endswith("| 4m00s | on time |")
+    assert row["Mitigate"].endswith("| 20m00s | on time |")
+    assert row["Resolve"].endswith("| 1h00m | on time |")
+    assert "| < 2 h |" in row["Resolve"]
+    assert row["Assess severity"].endswith("| - | not done |")
+    assert row["Post-mortem"].endswith("| - | OVERDUE |")  # 3 days > 24 h
+    assert "| api:error_pct | 62.5 |" in md
+    assert "rolled back v1.5.2 \\| red" in md  # escape sequences gone, pipe escaped
+    assert "\x1b" not in md
+    assert "alice@bastion (Mitigate): rolled back" in md
+    assert "(+1h00m) alice@bastion: resolved" in md
+    for section in ("## Timeline", "## Root cause", "## Action items", "## Follow-up"):
+        assert section in md
+    # a late step, and writing to a file
+    out = tmp_path / "pm.md"
+    assert main(["postmortem", "INC-B", "--journal", str(journal), "-o", str(out)]) == 0
+    b = out.read_text()
+    assert "| 10m00s | late by 5m00s |" in b
+    assert main(["postmortem", "INC-ZZZ", "--journal", str(journal)]) == 1
