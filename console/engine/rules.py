@@ -536,7 +536,7 @@ def evaluate_expr(
     ok = not compare(value, expr.op, expr.threshold)
     sign = "not " if ok else ""
     return ("ok" if ok else "fail"), value, sample_t, (
-        f"{what} = {_fmt(value)}, {sign}{expr.op} {expr.threshold:g}")
+        f"{what} = {_fmt(value)} ({sign}{expr.op} {expr.threshold:g})")
 
 
 def _isnan(v: object) -> object:

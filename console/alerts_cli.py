@@ -1,0 +1,130 @@
+"""`opsconsole rules test FILE` and `opsconsole alerts`: the alerting engine from the shell.
+
+Kept out of cli.py so neither the TUI's start-up nor `--help` imports the rules engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from console.engine.settings import Settings
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `rules test` and `alerts` to the main parser's subcommands."""
+    rules = sub.add_parser("rules", help="work with alert rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
+    rtest = rules_sub.add_parser(
+        "test", help="replay rules on a synthetic series and print when they would have fired "
+        "(like promtool test rules)")
+    rtest.add_argument("file", metavar="FILE", help="a rules test file (TOML)")
+    rtest.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                       help="also use this config's rules when FILE has no [[rules]]")
+    rtest.add_argument("--json", action="store_true", help="machine-readable output")
+
+    alerts = sub.add_parser(
+        "alerts", help="check every target once and list the alerts the rules give "
+        "(rules needing several failing samples show as pending)")
+    alerts.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    alerts.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_alerting(args: argparse.Namespace) -> int:
+    return cmd_rules(args) if args.command == "rules" else cmd_alerts(args)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.cli import _load, _print_config_error
+    from console.engine.errors import ConfigError
+    from console.engine.ruletest import format_report, load_rule_test, run_rule_test
+
+    if getattr(args, "rules_command", None) != "test":
+        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    extra = []
+    if getattr(args, "config", None):
+        try:
+            settings, _ = _load(args)
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return EXIT_CONFIG
+        extra = list(settings.rules)
+    try:
+        test = load_rule_test(Path(args.file), extra)
+    except ValueError as exc:
+        print(f"opsconsole rules test: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    report = run_rule_test(test)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
+                                + b"\n")
+    else:
+        print(format_report(test, report))
+    sys.stdout.flush()
+    return EXIT_PROBLEM if report.failures else EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from console.cli import _load, _print_config_error
+    from console.engine.errors import ConfigError
+
+    try:
+        settings, _ = _load(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+async def _alerts(settings: Settings, *, as_json: bool) -> int:
+    import orjson
+
+    from console.engine.alerts import AlertEngine, AlertState
+    from console.engine.engine import Engine
+    from console.engine.rules import RuleSet
+    from console.engine.sanitize import one_line
+
+    engine = Engine(settings)
+    await engine.start(poll=False)
+    try:
+        await engine.check_once()
+        now = engine.clock()
+        ruleset = RuleSet.from_settings(settings)
+        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock)
+        alerting.run(now)
+        current = alerting.alerts.current()
+        no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
+    finally:
+        await engine.stop()
+    firing = any(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in current)
+    if as_json:
+        doc = {"checked_at": now, "alerts": [a.to_json(now) for a in current],
+               "no_data_rules": [{"rule": n, "metric": m} for n, m in no_data]}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        glyph = {"firing": "✖", "acknowledged": "✔", "pending": "◌", "nodata": "?"}
+        if not current:
+            print("no alerts")
+        for a in current:
+            state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
+            extra = ""
+            if a.state == AlertState.PENDING:
+                extra = f" ({a.fails}/{a.rule.failure_threshold} failing samples"
+                extra += f", for {a.rule.for_:g}s)" if a.rule.for_ else ")"
+            print(f"{glyph.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.detail, 100)}{extra}")
+        if no_data:
+            names = ", ".join(f"{n} ({m})" for n, m in no_data)
+            print(f"no data (no target reports the metric): {names}")
+    sys.stdout.flush()
+    return EXIT_PROBLEM if firing else EXIT_OK

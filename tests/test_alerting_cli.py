@@ -1,0 +1,185 @@
+"""`opsconsole rules test` and `opsconsole alerts`, run as a user would, plus the series DSL."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from console.engine.ruletest import expand_series, parse_rule_test, run_rule_test
+from tests.test_cli import free_port, run
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("1 1 0 0 1", [1, 1, 0, 0, 1]),
+        ("0+10x3", [0, 10, 20, 30]),
+        ("10-2x2", [10, 8, 6]),
+        ("1x2 0", [1, 1, 1, 0]),
+        ("_ 1 _x2 stale", [None, 1, None, None, None]),
+        ("-1 2.5e2", [-1, 250]),
+        ("", []),
+    ],
+)
+def test_expanding_notation(text: str, want: list[float | None]) -> None:
+    assert expand_series(text) == want
+
+
+def test_expanding_notation_nan_and_errors() -> None:
+    got = expand_series("NaN 1")
+    assert math.isnan(got[0])  # type: ignore[arg-type]
+    for bad, words in [("1+", "not a series value"), ("abc", "not a series value"),
+                       ("1+2", "give a count"), ("_+1x2", "no increment")]:
+        with pytest.raises(ValueError, match=words):
+            expand_series(bad)
+
+
+def test_rule_test_in_process_fires_at_the_promtool_time() -> None:
+    test = parse_rule_test({
+        "interval": "10s",
+        "series": {"p95_ms": "100x2 2500x40 100x5"},
+        "rules": [{"name": "slow", "expr": "p95_ms > 2000", "for": "5m", "severity": "P1"}],
+    })
+    report = run_rule_test(test)
+    # first failing sample at 30 s, `for` 5 min: fires at 330 s, time to detect 300 s
+    assert report.fired == {"slow": [(330.0, 300.0)]}
+    assert [n.transition for n in report.notifications] == ["firing", "resolved"]
+
+
+def test_rule_test_with_eval_times_between_samples() -> None:
+    test = parse_rule_test({
+        "series": {"up": "1 0x6"},
+        "rules": [{"name": "down", "expr": "down", "failure_threshold": 1}],
+        "eval_times": ["5s", "15s", "101s"],
+        "expect": [{"at": "5s", "rule": "down", "state": "inactive"},
+                   {"at": "15s", "rule": "down", "state": "firing"},
+                   {"at": "101s", "rule": "down", "state": "nodata"}],
+    })
+    report = run_rule_test(test)
+    assert report.failures == []
+
+
+RULE_TEST = textwrap.dedent("""\
+    interval = "10s"
+    target = "api"
+    [series]
+    up = "1 1 0x5 1x3"
+    [[rules]]
+    name = "api-down"
+    expr = "down"
+    severity = "P0"
+    [[expect]]
+    at = "40s"
+    rule = "api-down"
+    state = "firing"
+    """)
+
+
+def test_rules_test_command(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text(RULE_TEST)
+    r = run("rules", "test", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "would have fired at +40s (detected in 20s)" in r.stdout
+    assert "api-down/api/firing/1" in r.stdout
+    assert "all expectations met" in r.stdout
+
+    f.write_text(RULE_TEST.replace('state = "firing"', 'state = "resolved"'))
+    r = run("rules", "test", str(f), "--json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["failures"] == ["at 40s: api-down expected resolved, got firing"]
+    assert [n["key"] for n in doc["notifications"]] == ["api-down/api/firing/1",
+                                                        "api-down/api/resolved/1"]
+
+    f.write_text(RULE_TEST.replace('"down"', '"down("'))
+    r = run("rules", "test", str(f))
+    assert r.returncode == 2
+    assert "rules:" in r.stderr
+
+
+def test_rules_test_uses_default_rules_without_rules(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text('target = "api"\n[series]\nerror_pct = "1 60x5"\nup = "1x5"\n')
+    r = run("rules", "test", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "api-5xx-majority (P0)" in r.stdout
+    assert "error-rate-high (P1)" in r.stdout
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        body = b'{"status":"ok"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_alerts_command_from_one_check(tmp_path: Path, http_url: str) -> None:
+    dead = free_port()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [[targets]]
+        name = "web"
+        kind = "http"
+        url = "{http_url}/"
+        timeout = "2s"
+
+        [[targets]]
+        name = "payments-webhook"
+        kind = "http"
+        url = "http://127.0.0.1:{dead}/"
+        timeout = "2s"
+
+        [[rules]]
+        name = "payment-webhooks-down"
+        severity = "P0"
+        targets = ["*payment*"]
+        expr = "down"
+        failure_threshold = 1
+        """))
+    r = run("alerts", "--config", str(cfg), "--json")
+    assert r.returncode == 1, r.stderr  # a P0 fires
+    doc = json.loads(r.stdout)
+    got = {(a["rule"], a["target"]): a["state"] for a in doc["alerts"]}
+    assert got[("payment-webhooks-down", "payments-webhook")] == "firing"
+    assert got[("target-down", "payments-webhook")] == "pending"  # default rule: 1 of 3
+    assert not any(t == "web" for _, t in got)
+    no_data = {d["rule"] for d in doc["no_data_rules"]}
+    assert {"cpu-high", "errors-burst", "failed-payment-rate"} <= no_data
+
+    r = run("alerts", "--config", str(cfg))
+    assert r.returncode == 1
+    assert "FIRING" in r.stdout
+    assert "payment-webhooks-down" in r.stdout
+    assert "no data (no target reports the metric): " in r.stdout
+
+    cfg.write_text(f'[[targets]]\nname = "web"\nkind = "http"\nurl = "{http_url}/"\n')
+    r = run("alerts", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("no alerts")
+
+    cfg.write_text('[[rules]]\nname = "x"\nexpr = "nope("\n')
+    r = run("alerts", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "c.toml:3: rules[0]" in r.stderr
