@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     from console.alerts_cli import add_parsers
 
     add_parsers(sub)  # rules test, alerts
+
+    pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
+    pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
+    pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+    pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history")
+    rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
+    rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+    rep.add_argument("--history", metavar="FILE",
+                     help="metric history for uptime (default: the console's own)")
     return parser
 
 
@@ -83,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.alerts_cli import cmd_alerting
 
             return cmd_alerting(args)
+        if args.command == "postmortem":
+            from console.incident_cli import cmd_postmortem
+
+            return cmd_postmortem(args)
+        if args.command == "report":
+            from console.incident_cli import cmd_report
+
+            return cmd_report(args)
         if args.command == "watch":
             if not args.targets:
                 print("opsconsole watch: name at least one TARGET URL", file=sys.stderr)
