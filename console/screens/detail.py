@@ -17,6 +17,7 @@ from widgets.latency_chart import LatencyChart
 from widgets.response_log import ResponseLog
 
 RANGES: list[tuple[str, float]] = [("5 min", 300.0), ("1 h", 3600.0), ("24 h", 86400.0)]
+CHART_POINTS = 120  # at most this many buckets per range
 CHART_EVERY = 5.0  # seconds between chart redraws: plotext output is costly to repaint
 
 
@@ -63,7 +64,9 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.refresh_screen()  # type: ignore[attr-defined]
+        # After the first layout: the chart picks its time ticks from its drawn width, and
+        # before layout that width is 0 (a 5 min chart got one tick until the next redraw).
+        self.call_after_refresh(self.app.refresh_screen)  # type: ignore[attr-defined]
         self.query_one(ResponseLog).focus()
 
     def refresh_data(self, engine: Any, now: float) -> None:
@@ -79,7 +82,10 @@ class DetailScreen(Screen[None]):
         mono = time.monotonic()
         if mono - self._chart_at >= CHART_EVERY:
             self._chart_at = mono
-            hist = engine.store.history(f"{self.target}:latency_ms", span, 120, now=now)
+            # Buckets at least 1.5 intervals wide, so each holds a check: narrower ones
+            # alternate with empty ones and the lines fall apart into single dots.
+            points = max(2, min(CHART_POINTS, int(span / (1.5 * view.interval))))
+            hist = engine.store.history(f"{self.target}:latency_ms", span, points, now=now)
             self.query_one(LatencyChart).show_history(hist, label)
         if view.checks != self._results_seen:
             self._results_seen = view.checks
