@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from textual.app import ComposeResult
@@ -19,19 +20,34 @@ EXTRA_KEYS = [
 ]
 
 
+@functools.cache
+def _textual_defaults(cls: type) -> frozenset[Binding]:
+    """The bindings Textual's own base classes declare for `cls` (ours compare unequal)."""
+    found: set[Binding] = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("textual."):
+            found.update(Binding.make_bindings(klass.__dict__.get("BINDINGS", [])))
+    return frozenset(found)
+
+
 def binding_rows(screen: Any) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for key, active in screen.active_bindings.items():
+    """One row per thing a key does on `screen`, its keys together ("↑ k  Up").
+
+    Textual's inherited defaults (scroll left/right on a board that never scrolls
+    sideways, copy, focus previous, ctrl+q beside q) are left out: listed one key per row
+    they pushed the app's own keys (Keys, Faults, Theme) below the bottom of 80x24.
+    """
+    rows: dict[str, list[str]] = {}
+    for active in screen.active_bindings.values():
         binding = active.binding
+        if binding.system or binding in _textual_defaults(type(active.node)):
+            continue
         desc = binding.description or binding.action.replace("_", " ")
         label = binding.key_display or screen.app.get_key_display(binding)
-        if (label, desc) in seen or binding.system:
-            continue
-        seen.add((label, desc))  # type: ignore[arg-type]
-        del key
-        rows.append((label, desc))
-    return rows
+        labels = rows.setdefault(desc, [])
+        if label not in labels:
+            labels.append(label)
+    return [(" ".join(labels), desc) for desc, labels in rows.items()]
 
 
 class HelpScreen(ModalScreen[None]):
