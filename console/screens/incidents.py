@@ -1,0 +1,379 @@
+"""Incidents: the list of open incidents and one incident's checklist with step countdowns.
+
+Every action goes through the journal (``IncidentDesk``) and the screen redraws from the
+incident book once the entry is durable, so what the operator sees as done is on disk. The
+desk is created on first use (``i``) and lives on the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from console.engine.incidents import Incident, StepState
+from console.engine.playbooks import SEVERITIES
+from console.engine.postmortem import elapsed
+from console.engine.sanitize import one_line
+
+TICK = 1.0  # countdowns move once a second
+
+
+async def get_desk(app: Any) -> Any:
+    """The app's IncidentDesk, opening the journal (off the loop) on first use."""
+    desk = getattr(app, "incident_desk", None)
+    if desk is not None:
+        return desk
+    import asyncio
+
+    from console.engine.errors import ConfigError
+    from console.engine.incidents import IncidentBook, IncidentDesk
+    from console.engine.journal import Journal
+    from console.engine.playbooks import load_playbooks
+
+    try:
+        playbooks = await asyncio.to_thread(load_playbooks)
+    except ConfigError as exc:
+        app.notify(f"playbooks: {exc.issues[0].format()} (+ours only)", severity="error",
+                   markup=False, timeout=10)
+        from pathlib import Path
+
+        playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+    clock = getattr(app, "clock", None) or time.time
+    journal = Journal(clock=clock)
+    report = await asyncio.to_thread(journal.open)
+    if not report.clean:
+        app.notify(f"journal: {report.describe()}", severity="warning", markup=False,
+                   timeout=15)
+    desk = IncidentDesk(journal, IncidentBook(playbooks, clock=clock))
+    app.incident_desk = desk
+    app.run_worker(journal.follow(), name="journal-follow", group="journal",
+                   exit_on_error=False)
+    return desk
+
+
+async def close_desk(app: Any) -> None:
+    """Stop the journal's writer (everything appended is already on disk)."""
+    desk = getattr(app, "incident_desk", None)
+    if desk is not None:
+        with contextlib.suppress(Exception):
+            await desk.journal.close()
+
+
+def _now(screen: Any) -> float:
+    return float(screen.app.clock())
+
+
+def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
+    """A step's header: title, target, and its countdown or outcome."""
+    status = inc.step_status(step, now)
+    done, total = step.progress(inc.severity)
+    mark = "▶" if is_next else " "
+    target = step.section.describe_target(inc.severity)
+    head = f"{mark} {step.section.title}" + (f" ({target})" if target else "")
+    if status == "overdue":
+        tail = f"⚠ OVERDUE by {elapsed(now - (inc.due(step) or now))}"
+    elif status == "late":
+        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)} (late)"
+    elif status == "done":
+        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)}"
+    else:
+        left = inc.remaining(step, now)
+        tail = f"due in {elapsed(left)}" if left is not None else ""
+    count = f"{done}/{total}" if total else ""
+    return f"{head}  {count}  {tail}".rstrip()
+
+
+def incident_line(inc: Incident, now: float) -> str:
+    """One row of the list, within 76 cells: severity, title, age, steps done, overdue."""
+    done, total = inc.progress()
+    over = len(inc.overdue(now))
+    flag = f" ⚠ {over} overdue" if over else ""
+    title = one_line(inc.title, 28)
+    return (f"{inc.severity} {title:<28} age {elapsed(inc.age(now)):>6} "
+            f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """One line of text (a note, a title); Enter submits, Esc cancels."""
+
+    DEFAULT_CSS = """
+    TextPrompt { align: center middle; }
+    TextPrompt #prompt-body { width: 70; height: auto; border: round $accent;
+                              background: $surface; padding: 0 1; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt_cancel")]
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-body"):
+            yield Static(Content(self.label))
+            yield Input(id="prompt-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class IncidentListScreen(Screen[None]):
+    """Open incidents, most severe first; Enter opens one, o opens a new one by hand."""
+
+    DEFAULT_CSS = """
+    IncidentListScreen #incidents-title { height: auto; padding: 0 1; text-style: bold; }
+    IncidentListScreen #incidents-list { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="incidents_back"),
+        Binding("enter", "open_selected", "Open", id="incidents_open", show=False),
+        Binding("o", "new", "New incident", id="incidents_new"),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content("Incidents · loading the journal…"), id="incidents-title")
+        yield OptionList(id="incidents-list")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.desk = await get_desk(self.app)
+        self.set_interval(TICK, self.redraw, name="incidents-tick")
+        self.redraw()
+
+    def redraw(self) -> None:
+        desk = getattr(self, "desk", None)
+        if desk is None:
+            return
+        now = _now(self)
+        incs = desk.book.open_incidents()
+        degraded = desk.journal.degraded
+        title = f"Incidents · {len(incs)} open · o new · Enter open"
+        if degraded:
+            title += f" · ⚠ JOURNAL DEGRADED ({degraded}); {desk.journal.pending} not on disk"
+        self.query_one("#incidents-title", Static).update(Content(title))
+        ol = self.query_one(OptionList)
+        keep = ol.highlighted
+        ol.clear_options()
+        if incs:
+            ol.add_options([Option(Content(incident_line(i, now)), id=i.id) for i in incs])
+        else:
+            ol.add_option(Option(Content("no open incident (o: open one by hand)"),
+                                 id="-none-"))
+        if keep is not None:
+            ol.highlighted = min(keep, ol.option_count - 1)
+        elif ol.option_count:
+            ol.highlighted = 0
+
+    def _selected(self) -> str | None:
+        ol = self.query_one(OptionList)
+        if ol.highlighted is None:
+            return None
+        oid = ol.get_option_at_index(ol.highlighted).id
+        return None if oid in (None, "-none-") else oid
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id and event.option.id != "-none-":
+            self.app.push_screen(IncidentScreen(event.option.id))
+
+    def action_open_selected(self) -> None:
+        iid = self._selected()
+        if iid is not None:
+            self.app.push_screen(IncidentScreen(iid))
+
+    def action_new(self) -> None:
+        async def opened(title: str | None) -> None:
+            if not title:
+                return
+            inc = await self.desk.open(title, "P1")
+            self.redraw()
+            self.app.push_screen(IncidentScreen(inc.id))
+
+        self.app.push_screen(TextPrompt("New incident: title (severity P1, s changes it)"),
+                             opened)
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()
+
+
+class IncidentScreen(Screen[None]):
+    """One incident: steps with countdowns, the next one marked ▶, overdue ones flagged."""
+
+    DEFAULT_CSS = """
+    IncidentScreen #incident-head { height: auto; padding: 0 1; }
+    IncidentScreen #incident-steps { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="incident_back"),
+        Binding("space", "toggle", "Check", id="incident_check"),
+        Binding("n", "note", "Note", id="incident_note"),
+        Binding("s", "severity", "Severity", id="incident_severity"),
+        Binding("a", "acknowledge", "Ack", id="incident_ack"),
+        Binding("m", "mitigate", "Mitigated", id="incident_mitigate"),
+        Binding("R", "resolve", "Resolve", id="incident_resolve"),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__()
+        self.incident_id = incident_id
+        self.desk: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.incident_id), id="incident-head")
+        yield OptionList(id="incident-steps")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.desk = await get_desk(self.app)
+        self.set_interval(TICK, self.redraw, name="incident-tick")
+        self.redraw()
+
+    @property
+    def incident(self) -> Incident | None:
+        return None if self.desk is None else self.desk.book.get(self.incident_id)
+
+    def rows(self, inc: Incident, now: float) -> list[tuple[str, str]]:
+        """(option id, text): a header per step, then its items."""
+        out: list[tuple[str, str]] = []
+        nxt = inc.next_step()
+        current_pb = None
+        for step in inc.steps:
+            if step.playbook != current_pb:
+                current_pb = step.playbook
+                pb = self.desk.book.playbooks.get(step.playbook)
+                out.append((f"pb|{step.playbook}",
+                            f"── {pb.title if pb else step.playbook} ──"))
+            out.append((f"step|{step.playbook}|{step.id}",
+                        step_line(inc, step, now, step is nxt) if step.timed
+                        else f"  {step.section.title}"))
+            for i, item in step.items(inc.severity):
+                box = "[x]" if i in step.checked else "[ ]"
+                link = f"  → {item.link}" if item.link else ""
+                out.append((f"item|{step.playbook}|{step.id}|{i}",
+                            f"    {box} {one_line(item.text, 200)}{link}"))
+            for note in step.notes[-3:]:
+                out.append((f"note|{step.playbook}|{step.id}|{note.ts}",
+                            f"    ✎ {one_line(note.text, 200)} — {one_line(note.actor, 40)}"))
+        for note in inc.notes[-5:]:
+            out.append((f"tnote|{note.ts}",
+                        f"✎ {one_line(note.text, 200)} — {one_line(note.actor, 40)}"))
+        return out
+
+    def head_text(self, inc: Incident, now: float) -> str:
+        state = ("RESOLVED" if not inc.is_open else
+                 "mitigated" if inc.mitigated_at else
+                 "acknowledged" if inc.acknowledged_at else "OPEN")
+        over = inc.overdue(now)
+        lines = [
+            f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
+            f"age {elapsed(inc.age(now))} · owner {one_line(inc.owner, 30)}",
+            f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 60)}"
+            + (f" · ⚠ {len(over)} step(s) overdue" if over else ""),
+        ]
+        degraded = self.desk.journal.degraded
+        if degraded:
+            lines.append(f"⚠ JOURNAL DEGRADED ({degraded}): {self.desk.journal.pending} "
+                         "action(s) kept in memory, not yet on disk")
+        return "\n".join(lines)
+
+    def redraw(self) -> None:
+        inc = self.incident
+        if inc is None:
+            return
+        now = _now(self)
+        self.query_one("#incident-head", Static).update(Content(self.head_text(inc, now)))
+        ol = self.query_one(OptionList)
+        keep = ol.highlighted
+        rows = self.rows(inc, now)
+        ol.clear_options()
+        ol.add_options([Option(Content(text), id=oid) for oid, text in rows])
+        if keep is not None:
+            ol.highlighted = min(keep, ol.option_count - 1)
+        else:  # start on the next step's first item
+            nxt = inc.next_step()
+            target = f"step|{nxt.playbook}|{nxt.id}" if nxt else None
+            ids = [oid for oid, _ in rows]
+            ol.highlighted = ids.index(target) + 1 if target in ids else 0
+
+    def _cursor(self) -> list[str]:
+        ol = self.query_one(OptionList)
+        if ol.highlighted is None:
+            return []
+        return str(ol.get_option_at_index(ol.highlighted).id or "").split("|")
+
+    async def action_toggle(self) -> None:
+        inc, cur = self.incident, self._cursor()
+        if inc is None or len(cur) != 4 or cur[0] != "item":
+            return
+        _, pb, section, idx = cur
+        step = inc.step(section, pb)
+        checked = step is not None and int(idx) in step.checked
+        await self.desk.check(inc.id, section, int(idx), checked=not checked, playbook=pb)
+        self.redraw()
+
+    def action_note(self) -> None:
+        inc, cur = self.incident, self._cursor()
+        if inc is None:
+            return
+        section = cur[2] if len(cur) >= 3 and cur[0] in ("item", "step", "note") else None
+        pb = cur[1] if section else None
+        where = f"on {section}" if section else "on the timeline"
+
+        async def add(text: str | None) -> None:
+            if text:
+                await self.desk.note(inc.id, text, section=section, playbook=pb)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt(f"Note {where}:"), add)
+
+    async def action_severity(self) -> None:
+        inc = self.incident
+        if inc is None:
+            return
+        nxt = SEVERITIES[(SEVERITIES.index(inc.severity) + 1) % len(SEVERITIES)]
+        await self.desk.severity(inc.id, nxt)
+        self.notify(f"severity {nxt}", timeout=2)
+        self.redraw()
+
+    async def action_acknowledge(self) -> None:
+        if self.incident is not None:
+            await self.desk.acknowledge(self.incident_id)
+            self.redraw()
+
+    async def action_mitigate(self) -> None:
+        if self.incident is not None:
+            await self.desk.mitigate(self.incident_id)
+            self.redraw()
+
+    async def action_resolve(self) -> None:
+        if self.incident is not None:
+            await self.desk.resolve(self.incident_id)
+            self.redraw()
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()
+
+

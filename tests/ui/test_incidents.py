@@ -1,0 +1,162 @@
+"""An incident driven through Pilot with simulated time: open, countdowns, overdue, checks,
+notes, severity, acknowledge, mitigate, resolve, all in the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Input, OptionList
+
+from console.app import OpsConsoleApp
+from console.engine.config import load_config
+from console.engine.journal import Journal
+from console.screens.incidents import IncidentListScreen, IncidentScreen
+from tests.ui.apptools import http_config, screen_text, wait_for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_750_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _app(tmp_path: Path, clock: Clock) -> OpsConsoleApp:
+    cfg = http_config(tmp_path / "config.toml", {"api": "http://127.0.0.1:9/health"})
+    return OpsConsoleApp(settings=load_config(cfg), history=False, poll=False, clock=clock)
+
+
+async def _type(pilot: Any, text: str) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: bool(app.screen.query(Input)), 5, "a text prompt")
+    app.screen.query_one(Input).value = text
+    await pilot.press("enter")
+
+
+async def _move_to(pilot: Any, option_id: str) -> None:
+    ol = pilot.app.screen.query_one(OptionList)
+    ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
+    assert option_id in ids, ids
+    target = ids.index(option_id)
+    for _ in range(len(ids)):
+        if ol.highlighted == target:
+            break
+        await pilot.press("down" if (ol.highlighted or 0) < target else "up")
+    assert ol.highlighted == target
+
+
+async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> None:
+    clock = Clock()
+    t0 = clock.t
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen)
+                       and getattr(app.screen, "desk", None) is not None, 5, "incident list")
+        assert "no open incident" in screen_text(app)
+        await pilot.press("o")
+        await _type(pilot, "API [b]5xx[/b] storm")  # markup must show literally
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                       and app.screen.incident is not None, 5, "incident screen")
+        screen: Any = app.screen
+        inc = screen.incident
+        assert inc.started == t0
+        text = screen_text(app)
+        assert "API [b]5xx[/b] storm" in text
+        assert "▶ Acknowledge (< 5 min)" in text
+        assert "due in 5m00s" in text
+        # simulated time: 5 min 1 s later, acknowledge is flagged overdue
+        clock.t = t0 + 301
+        screen.redraw()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "⚠ OVERDUE by 1s" in text
+        assert "1 step(s) overdue" in text
+        await pilot.press("a")
+        await wait_for(pilot, lambda: inc.acknowledged_at == t0 + 301, 5, "acknowledged")
+        await pilot.pause()
+        assert "(late)" in screen_text(app)
+        assert "▶ Assess severity" in screen_text(app)
+        # check an item under the cursor, then uncheck it
+        await _move_to(pilot, "item|incident-response|assess|0")
+        await pilot.press("space")
+        step = inc.step("assess")
+        await wait_for(pilot, lambda: 0 in step.checked, 5, "item checked")
+        await pilot.pause()
+        assert "[x] Check Sentry for error details" in screen_text(app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: 0 not in step.checked, 5, "item unchecked")
+        # a note on the step under the cursor
+        await pilot.press("n")
+        await _type(pilot, "error rate 62 % \x1b[2J")
+        await wait_for(pilot, lambda: bool(step.notes), 5, "note added")
+        assert step.notes[0].text.startswith("error rate 62 %")
+        await pilot.pause()
+        assert "✎ error rate 62 %" in screen_text(app)
+        assert "\x1b" not in screen_text(app)
+        # severity cycles P1 -> P2; mitigate; resolve
+        await pilot.press("s")
+        await wait_for(pilot, lambda: inc.severity == "P2", 5, "severity P2")
+        clock.t = t0 + 1200
+        await pilot.press("m")
+        await wait_for(pilot, lambda: inc.mitigated_at == t0 + 1200, 5, "mitigated")
+        clock.t = t0 + 1500
+        await pilot.press("R")
+        await wait_for(pilot, lambda: inc.resolved_at == t0 + 1500, 5, "resolved")
+        await pilot.pause()
+        assert "RESOLVED" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "list")
+        app.screen.redraw()  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert "no open incident" in screen_text(app)
+        iid = inc.id
+    # everything the screen showed as done is in the journal on disk
+    j = Journal(Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "journal.jsonl")
+    await asyncio.to_thread(j.open)
+    await j.close()
+    mine = [e for e in j.entries if e.get("incident") == iid]
+    assert [e["type"] for e in mine] == [
+        "incident.open", "incident.acknowledge", "incident.check", "incident.uncheck",
+        "incident.note", "incident.severity", "incident.mitigate", "incident.resolve"]
+    assert mine[0]["title"] == "API [b]5xx[/b] storm"
+
+
+async def test_several_incidents_listed_most_severe_first(tmp_path: Path, ui_env: None) -> None:
+    clock = Clock()
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                       "incident list")
+        desk = app.screen.desk  # type: ignore[attr-defined]
+        slow = await desk.open("Slow feed", "P2")
+        clock.t += 60
+        pay = await desk.open("Payments failing", "P0", runbook="payment-processing-failure")
+        clock.t += 240  # the P0's acknowledge is due at +5 min: 4 min gone, the P2's 5 min
+        app.screen.redraw()  # type: ignore[attr-defined]
+        await pilot.pause()
+        lines = [ln for ln in screen_text(app).splitlines() if " age " in ln]
+        assert len(lines) == 2
+        assert lines[0].strip("▊▎ ").startswith("P0 Payments failing")
+        assert lines[1].strip("▊▎ ").startswith("P2 Slow feed")
+        assert "overdue" not in lines[0]
+        clock.t += 1
+        app.screen.redraw()  # type: ignore[attr-defined]
+        await pilot.pause()
+        lines = [ln for ln in screen_text(app).splitlines() if " age " in ln]
+        assert "⚠ 1 overdue" in lines[1]
+        assert "overdue" not in lines[0]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "opened")
+        assert app.screen.incident_id == pay.id  # type: ignore[attr-defined]
+        await pilot.pause()
+        ol = app.screen.query_one(OptionList)
+        ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
+        assert "pb|payment-processing-failure" in ids  # the runbook follows the six steps
+        assert "step|payment-processing-failure|symptoms" in ids
+        assert slow.id not in ids
