@@ -43,6 +43,7 @@ class OpsConsoleApp(App[None]):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("question_mark", "help", "Keys", key_display="?", id="help"),
         Binding("f", "faults", "Faults", id="faults"),
+        Binding("i", "incidents", "Incidents", id="incidents"),
         Binding("T", "cycle_theme", "Theme", show=False, id="theme"),
     ]
 
@@ -198,6 +199,9 @@ class OpsConsoleApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._closing = True
+        from console.screens.incidents import close_desk
+
+        await close_desk(self)
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
@@ -219,6 +223,12 @@ class OpsConsoleApp(App[None]):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
+
+    def action_incidents(self) -> None:
+        from console.screens.incidents import IncidentListScreen, IncidentScreen
+
+        if not isinstance(self.screen, IncidentListScreen | IncidentScreen):
+            self.push_screen(IncidentListScreen())
 
     def action_faults(self) -> None:
         if self.demo is None:
