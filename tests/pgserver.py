@@ -10,6 +10,9 @@ Authentication: Unix socket connections use `trust` (used by `admin()` for setup
 connections use `scram-sha-256`, so a wrong password really fails. The superuser
 `postgres` has the password `PASSWORD`.
 
+`pg_stat_statements` is preloaded (track=all), so a test can `CREATE EXTENSION` it in a
+database of its own and read what every client, the console included, ran there.
+
 TLS is on (plaintext stays allowed). The server certificate is issued by a private CA
 (`ca_file`) for the name `TLS_HOSTNAME` only, so that connecting to 127.0.0.1 with
 `verify-full` fails on the hostname, with `verify-ca` it succeeds, and `other_ca_file` (an
@@ -119,7 +122,8 @@ class PgServer:
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=20 -c ssl=on -c ssl_cert_file=server.crt "
-                "-c ssl_key_file=server.key")
+                "-c ssl_key_file=server.key -c shared_preload_libraries=pg_stat_statements "
+                "-c pg_stat_statements.track=all")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
                   "-w", "-t", "30", "-o", opts, "start")
 

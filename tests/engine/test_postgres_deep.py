@@ -1,0 +1,403 @@
+"""The PostgreSQL probe's drill-down against ground truth made on a private server.
+
+Each test creates what the console must find (a sleeping query, a held lock, known statements,
+a known number of transactions, rows for a custom metric) and checks the probe reports it,
+with `pg_stat_statements` (preloaded on the private server) as the witness of what the console
+itself ran: only SELECT/WITH, and no query-text reads (`pg_stat_statements(true)`) on the fast
+loop. Every database and role here is created by the test that uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from console.engine.model import Status
+from console.engine.probes.postgres import PostgresProbe
+from console.engine.settings import PostgresTarget
+from tests.pgserver import (  # noqa: F401  (the fixtures are used by name)
+    PASSWORD,
+    PgServer,
+    pg_server_fixture,
+    pg_server_session_fixture,
+)
+
+MON_PW = "mon-Pw-4711"
+
+
+def fresh_db(server: PgServer, name: str, *, pgss: bool = False) -> None:
+    server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    server.admin(f"CREATE DATABASE {name}")
+    if pgss:
+        server.admin("CREATE EXTENSION pg_stat_statements", db=name)
+
+
+def make_role(server: PgServer, name: str, *, monitor: bool) -> None:
+    server.admin(f"DROP OWNED BY {name}" if server.admin(
+        f"SELECT count(*) FROM pg_roles WHERE rolname = '{name}'") == "1" else "SELECT 1")
+    server.admin(f"DROP ROLE IF EXISTS {name}")
+    server.admin(f"CREATE ROLE {name} LOGIN PASSWORD '{MON_PW}'")
+    if monitor:
+        server.admin(f"GRANT pg_monitor TO {name}")
+
+
+def pg_target(server: PgServer, db: str, *, user: str = "postgres", **kw: object) -> PostgresTarget:
+    var = "${OPSCONSOLE_T_PG_PW}" if user == "postgres" else "${OPSCONSOLE_T_MON_PW}"
+    return PostgresTarget(name="pg-deep", dsn=server.dsn(user=user, password=var, db=db),
+                          timeout=3.0, interval=5.0, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSCONSOLE_T_PG_PW", PASSWORD)
+    monkeypatch.setenv("OPSCONSOLE_T_MON_PW", MON_PW)
+
+
+async def connect(server: PgServer, db: str, app: str) -> asyncpg.Connection:
+    return await asyncpg.connect(host=str(server.sockdir), port=server.port, user="postgres",
+                                 database=db, timeout=5, server_settings={"application_name": app})
+
+
+@pytest.fixture
+async def probes() -> AsyncIterator[list[PostgresProbe]]:
+    made: list[PostgresProbe] = []
+    yield made
+    for p in made:
+        await p.aclose()
+
+
+def console_statements(server: PgServer, db: str, role: str) -> list[tuple[str, int]]:
+    """(query, calls) of everything `role` ran in `db`, from pg_stat_statements."""
+    out = server.admin(
+        "SELECT calls || E'\\t' || regexp_replace(query, '\\s+', ' ', 'g') "
+        "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+        f"JOIN pg_database d ON d.oid = s.dbid WHERE r.rolname = '{role}' AND d.datname = '{db}'",
+        db=db)
+    rows = []
+    for line in filter(None, out.splitlines()):
+        calls, _, query = line.partition("\t")
+        rows.append((query, int(calls)))
+    return rows
+
+
+# -- sessions: slow queries, locks, idle in transaction -------------------------------------
+
+async def test_pg_sleep_shows_as_a_slow_query_with_its_pid(pg_server: PgServer,
+                                                           probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_slow")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_slow"))  # slow_query defaults to 1 s
+    probes.append(probe)
+    sleeper = await connect(pg_server, "opsc_slow", "opsc-sleeper")
+    try:
+        first = await probe.check()
+        assert first.status is Status.UP, first.error
+        assert first.details["sessions"] == []
+        pid = sleeper.get_server_pid()
+        sleeping = asyncio.create_task(sleeper.execute("SELECT pg_sleep(2) /* opsc-marker */"))
+        await asyncio.sleep(1.0)
+        for _ in range(8):  # bounded: listed once it has run for more than 1 s
+            r = await probe.check()
+            listed = {s["pid"]: s for s in r.details["sessions"]}
+            if pid in listed:
+                break
+            await asyncio.sleep(0.05)
+        assert pid in listed, r.details["sessions"]
+        s = listed[pid]
+        assert (s["user"], s["application"], s["state"]) == ("postgres", "opsc-sleeper", "active")
+        assert 1.0 <= s["duration_s"] < 2.5
+        assert s["query"] == "SELECT pg_sleep(2) /* opsc-marker */"
+        assert s["wait"] == "Timeout:PgSleep"
+        assert r.metrics["slow_queries"] >= 1
+        assert r.metrics["longest_query_s"] >= 1.0
+        await sleeping
+        after = await probe.check()
+        assert pid not in {s["pid"] for s in after.details["sessions"]}
+    finally:
+        await sleeper.close()
+
+
+async def test_lock_shows_blocked_session_under_its_blocker(pg_server: PgServer,
+                                                            probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_lock")
+    pg_server.admin("CREATE TABLE accounts (id int PRIMARY KEY, balance int);"
+                    "INSERT INTO accounts VALUES (1, 100)", db="opsc_lock")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_lock", slow_query=0.5))
+    probes.append(probe)
+    holder = await connect(pg_server, "opsc_lock", "opsc-holder")
+    waiter = await connect(pg_server, "opsc_lock", "opsc-waiter")
+    try:
+        await holder.execute("BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 1")
+        blocked = asyncio.create_task(
+            waiter.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1"))
+        for _ in range(50):  # bounded: the waiter reaches the lock within milliseconds
+            await asyncio.sleep(0.02)
+            r = await probe.check()
+            if r.metrics.get("blocked_sessions"):
+                break
+        hp, wp = holder.get_server_pid(), waiter.get_server_pid()
+        listed = {s["pid"]: s for s in r.details["sessions"]}
+        assert listed[wp]["blocked_by"] == [hp]
+        assert listed[wp]["wait"].startswith("Lock:")
+        assert listed[hp]["state"] == "idle in transaction"  # listed as a blocker at once
+        assert r.metrics["blocked_sessions"] == 1
+        assert r.metrics["connections_waiting"] == 1
+        tree = r.details["blocking"]
+        assert [n["pid"] for n in tree] == [hp]
+        assert [c["pid"] for c in tree[0]["blocked"]] == [wp]
+        assert tree[0]["blocked"][0]["query"].startswith("UPDATE accounts SET balance")
+        await asyncio.sleep(0.6)  # past slow_query: the holder's idle-in-transaction time shows
+        r = await probe.check()
+        holder_row = next(s for s in r.details["sessions"] if s["pid"] == hp)
+        assert holder_row["duration_s"] >= 0.5
+        assert r.metrics["idle_in_tx_max_s"] >= 0.5
+        await holder.execute("ROLLBACK")
+        await asyncio.wait_for(blocked, 5)
+        r = await probe.check()
+        assert r.details["blocking"] == []
+        assert r.metrics["blocked_sessions"] == 0
+    finally:
+        await holder.close()
+        await waiter.close()
+
+
+# -- transaction rate against pg_stat_database ----------------------------------------------
+
+async def test_transaction_rate_within_10_pct_of_pg_stat_database(
+        pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_tps")
+    pg_server.admin("CREATE TABLE bench (id int PRIMARY KEY, v int);"
+                    "INSERT INTO bench SELECT g, 0 FROM generate_series(1, 100) g", db="opsc_tps")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_tps"))
+    probes.append(probe)
+    load = await connect(pg_server, "opsc_tps", "opsc-load")
+    admin = await connect(pg_server, "opsc_tps", "opsc-admin")
+    sql = ("SELECT (xact_commit + xact_rollback)::float8 FROM pg_stat_database "
+           "WHERE datname = current_database()")
+    try:
+        await probe.check()
+        t0, x0 = time.monotonic(), await admin.fetchval(sql)
+        first = await probe.check()
+        n = rollbacks = 0
+        while time.monotonic() - t0 < 1.5:  # pgbench-like: one UPDATE per transaction
+            await load.execute("UPDATE bench SET v = v + 1 WHERE id = $1", n % 100 + 1)
+            n += 1
+            if n % 10 == 0:  # and some rollbacks
+                await load.execute("BEGIN; UPDATE bench SET v = v + 1 WHERE id = 1; ROLLBACK")
+                rollbacks += 1
+        await load.execute("SELECT pg_stat_force_next_flush()")
+        await load.execute("SELECT 1")  # the forced flush happens at transaction end
+        second = await probe.check()
+        x1, t1 = await admin.fetchval(sql), time.monotonic()
+        rate_truth = (x1 - x0) / (t1 - t0)
+        rate = second.metrics["xact_per_s"]
+        print(f"{n + rollbacks} transactions: probe {rate:.0f}/s, "
+              f"pg_stat_database {rate_truth:.0f}/s")
+        assert x1 - x0 >= n + rollbacks
+        assert abs(rate - rate_truth) / rate_truth < 0.10
+        assert second.metrics["rollbacks_per_s"] > 0
+        assert second.metrics["xact_total"] - first.metrics["xact_total"] >= n + rollbacks
+    finally:
+        await load.close()
+        await admin.close()
+
+
+# -- pg_stat_statements: top statements, deltas, and what the console itself runs -----------
+
+async def test_pg_stat_statements_top_and_no_text_reads_on_the_fast_loop(
+        pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_pgss", pgss=True)
+    make_role(pg_server, "opsc_mon", monitor=True)
+    work = await connect(pg_server, "opsc_pgss", "opsc-work")
+    try:
+        heavy = "SELECT count(*) FROM generate_series(1, 50000) AS g"
+        for _ in range(20):
+            await work.fetchval(heavy)
+        for _ in range(100):
+            await work.fetchval("SELECT 42 AS cheap")
+        probe = PostgresProbe(pg_target(pg_server, "opsc_pgss", user="opsc_mon",
+                                         slow_interval=1.0, top=5))
+        probes.append(probe)
+        first = await probe.check()
+        assert first.status is Status.UP, first.error
+        st = first.details["statements"]
+        assert st["available"] is True
+        top = st["by_total"][0]
+        assert top["query"] == "SELECT count(*) FROM generate_series($1, $2) AS g"
+        assert top["calls"] == 20
+        assert top["mean_ms"] == pytest.approx(top["total_ms"] / 20, rel=1e-3)
+        assert st["by_mean"][0]["queryid"] == top["queryid"]
+        assert top["d_calls"] is None  # no previous poll yet
+        assert not any("pg_stat_statements" in n for n in first.details["notes"])
+
+        # Fast checks only (the slow interval has not passed): no pg_stat_statements at all.
+        before = console_statements(pg_server, "opsc_pgss", "opsc_mon")
+        for _ in range(5):
+            assert (await probe.check()).status is Status.UP
+        after = dict(console_statements(pg_server, "opsc_pgss", "opsc_mon"))
+        for query, calls in before:
+            if "pg_stat_statements" in query:
+                assert after[query] == calls, query
+        fast = [q for q in after if "pg_stat_activity" in q and "pg_stat_database" in q]
+        assert len(fast) == 1
+        assert after[fast[0]] == dict(before)[fast[0]] + 5
+        assert "pg_stat_statements" not in fast[0]
+
+        for _ in range(7):
+            await work.fetchval(heavy)
+        await asyncio.sleep(1.0)
+        second = await probe.check()
+        st2 = second.details["statements"]
+        row = next(e for e in st2["by_total"] if e["queryid"] == top["queryid"])
+        assert (row["calls"], row["d_calls"]) == (27, 7)
+        assert st2["by_recent"][0]["queryid"] == top["queryid"]
+        assert second.metrics["statements_calls_per_s"] > 0
+
+        # The witness: texts were read (showtext=true) only on slow polls, once per new row.
+        final = console_statements(pg_server, "opsc_pgss", "opsc_mon")
+        text_reads = [(q, c) for q, c in final if "pg_stat_statements" in q and "DISTINCT ON" in q]
+        stats_reads = [(q, c) for q, c in final if "pg_stat_statements" in q
+                       and "total_exec_time" in q]
+        assert len(stats_reads) == 1
+        assert stats_reads[0][1] == 2  # one per slow poll, none on the fast loop
+        assert sum(c for _, c in text_reads) <= 2
+        # No DML or DDL, no SET: every statement the console ran is a SELECT or WITH query.
+        for query, _ in final:
+            assert re.match(r"^\s*(select|with)\b", query, re.I), query
+    finally:
+        await work.close()
+
+
+async def test_pg_stat_statements_absent_is_a_clear_note(pg_server: PgServer,
+                                                         probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_nopgss")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_nopgss"))
+    probes.append(probe)
+    r = await probe.check()
+    assert r.status is Status.UP, r.error
+    assert r.details["statements"] == {"available": False}
+    assert any(n.startswith("pg_stat_statements is not installed in this database")
+               for n in r.details["notes"])
+
+
+# -- least privilege, custom metrics and the slow collectors' own data ----------------------
+
+async def test_pg_monitor_role_custom_queries_and_notes(pg_server: PgServer,
+                                                        probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_biz", pgss=True)
+    make_role(pg_server, "opsc_mon", monitor=True)
+    pg_server.admin(
+        "CREATE TABLE signals (id serial PRIMARY KEY, created_at timestamptz NOT NULL);"
+        "INSERT INTO signals (created_at) SELECT now() - interval '1 hour' "
+        "FROM generate_series(1, 7);"
+        "INSERT INTO signals (created_at) SELECT now() - interval '3 days' "
+        "FROM generate_series(1, 3);"
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 20000) g;"
+        "CREATE INDEX big_t_a ON big (t); CREATE INDEX big_t_b ON big (t);"
+        "CREATE INDEX signals_created ON signals (created_at)", db="opsc_biz")
+    queries = {"signals_per_day": "select count(*) from signals "
+                                  "where created_at > now() - interval '1 day'",
+               "mix": "SELECT 2 AS a, 0.5::numeric AS b"}
+    sleeper = await connect(pg_server, "opsc_biz", "opsc-other-role")
+    sleeping = asyncio.create_task(sleeper.execute("SELECT pg_sleep(30) /* other role */"))
+    try:
+        probe = PostgresProbe(pg_target(pg_server, "opsc_biz", user="opsc_mon",
+                                        queries=queries, slow_interval=1.0, top=5,
+                                        slow_query=0.2))
+        probes.append(probe)
+        await asyncio.sleep(0.4)
+        r = await probe.check()
+        assert r.status is Status.UP, r.error
+        # pg_monitor sees other roles' sessions, query text included.
+        other = [s for s in r.details["sessions"] if s["application"] == "opsc-other-role"]
+        assert other[0]["query"] == "SELECT pg_sleep(30) /* other role */"
+        assert r.details["role"]["pg_monitor"] is True
+        # A table the role may not read: that metric turns off, with a note; the rest works.
+        notes = r.details["notes"]
+        assert any(n.startswith("query:signals_per_day: turned off, insufficient privilege: "
+                                "permission denied for table signals") for n in notes), notes
+        assert "signals_per_day" not in r.metrics
+        assert (r.metrics["mix.a"], r.metrics["mix.b"]) == (2.0, 0.5)
+        # Slow collectors: sizes, indexes, replication, from the catalog's own numbers.
+        size = float(pg_server.admin("SELECT pg_database_size('opsc_biz')", db="opsc_biz"))
+        assert r.metrics["db_size_bytes"] == pytest.approx(size, rel=0.05)
+        by_size = r.details["tables"]["by_size"]
+        assert by_size[0]["name"] == "big"
+        assert by_size[0]["total_bytes"] == float(pg_server.admin(
+            "SELECT pg_total_relation_size('big')", db="opsc_biz"))
+        dupes = r.details["indexes"]["duplicate"]
+        assert [d["indexes"] for d in dupes] == [["big_t_a", "big_t_b"]]
+        assert r.metrics["duplicate_indexes"] == 1
+        unused = {i["index"] for i in r.details["indexes"]["unused"]}
+        assert {"big_t_a", "big_t_b", "signals_created"} <= unused
+        assert r.metrics["replicas"] == 0
+        assert r.details["replication"] == {"role": "primary", "replicas": []}
+    finally:
+        pg_server.admin(f"SELECT pg_cancel_backend({sleeper.get_server_pid()})")
+        with pytest.raises(asyncpg.exceptions.QueryCanceledError):
+            await asyncio.wait_for(sleeping, 5)
+        await sleeper.close()
+
+    # Granted, the same query gives the ground truth (7 rows within the day).
+    pg_server.admin("GRANT SELECT ON signals TO opsc_mon", db="opsc_biz")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_biz", user="opsc_mon", queries=queries))
+    probes.append(probe)
+    r = await probe.check()
+    assert r.metrics["signals_per_day"] == 7
+    assert r.details["queries"]["signals_per_day"]["values"] == {"signals_per_day": 7.0}
+    # Even with write grants, the console only reads.
+    pg_server.admin("GRANT INSERT, UPDATE, DELETE, TRUNCATE ON signals TO opsc_mon",
+                    db="opsc_biz")
+    for query, _ in console_statements(pg_server, "opsc_biz", "opsc_mon"):
+        assert re.match(r"^\s*(select|with)\b", query, re.I), query
+
+
+async def test_role_without_pg_monitor_gets_a_note(pg_server: PgServer,
+                                                   probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_plain")
+    make_role(pg_server, "opsc_plain", monitor=False)
+    probe = PostgresProbe(pg_target(pg_server, "opsc_plain", user="opsc_plain"))
+    probes.append(probe)
+    r = await probe.check()
+    assert r.status is Status.UP, r.error
+    assert any(n.startswith("role opsc_plain lacks pg_read_all_stats (GRANT pg_monitor TO "
+                            "opsc_plain)") for n in r.details["notes"]), r.details["notes"]
+    assert r.details["role"]["pg_monitor"] is False
+
+
+async def test_a_costly_collector_turns_itself_off_after_statement_timeout(
+        pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_costly")
+    # A custom query slower than the session's statement_timeout (min(1 s, interval/2)).
+    probe = PostgresProbe(pg_target(
+        pg_server, "opsc_costly", slow_interval=1.0,
+        queries={"slow": "select count(*) from generate_series(1, 200000000)"}))
+    probes.append(probe)
+    r = await probe.check()
+    assert r.status is Status.UP, r.error
+    assert "query:slow: turned off for this session after exceeding the 1000 ms " \
+           "statement_timeout (a costly collector on this server)" in r.details["notes"]
+    await asyncio.sleep(1.0)
+    t0 = time.monotonic()
+    r2 = await probe.check()
+    assert time.monotonic() - t0 < 0.5  # not tried again
+    assert r2.status is Status.UP
+    assert any(n.startswith("query:slow: turned off") for n in r2.details["notes"])
+
+
+def test_custom_queries_must_be_read_only() -> None:
+    ok = PostgresTarget(name="p", dsn="postgresql://h/db", queries={
+        "n": "select count(*) from t where status = 'deleted; drop table t'"})
+    assert ok.queries["n"].startswith("select count(*)")
+    for bad, why in (("delete from t", "only a SELECT"),
+                     ("select 1; select 2", "one statement only"),
+                     ("with d as (delete from t returning *) select * from d", "'delete'"),
+                     ("select * from t for update", "'update'"),
+                     ("select * into t2 from t", "'into'"),
+                     ("select pg_sleep(10)", "'pg_sleep'")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            PostgresTarget(name="p", dsn="postgresql://h/db", queries={"q": bad})
