@@ -360,6 +360,38 @@ class MaintenanceWindow(_Strict):
         return v
 
 
+class Receiver(_Strict):
+    """`[[alerting.receivers]]`: where notifications go (Slack incoming webhook or JSON webhook).
+
+    The URL is usually a credential (a Slack webhook URL is one), so a Slack URL must be an
+    `${ENV}` reference; `rate` paces this receiver (Slack allows about one message a second).
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["slack", "webhook"]
+    url: str
+    severities: list[Severity] = Field(default_factory=lambda: ["P0", "P1", "P2", "P3"])
+    rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
+    timeout: Duration = Field(5.0, gt=0, le=60)
+    max_queue: int = Field(1000, ge=1, le=1_000_000)
+    logs_url: str | None = None
+    metrics_url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str, info: object) -> str:
+        from .settings import ENV_REF  # local: settings imports this module
+
+        if ENV_REF.fullmatch(v):
+            return v
+        if not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a receiver needs an http:// or https:// URL or an ${ENV} reference")
+        if getattr(info, "data", {}).get("kind") == "slack":
+            raise ValueError("a Slack webhook URL is a secret; put it in an environment variable "
+                             "and write url = \"${SLACK_WEBHOOK_URL}\"")
+        return v
+
+
 class AlertingSection(_Strict):
     """`[alerting]`: lifecycle settings shared by every rule."""
 
@@ -372,6 +404,7 @@ class AlertingSection(_Strict):
     ack_for: Duration = Field(3600.0, gt=0, description="how long an acknowledgement lasts")
     group_by: list[str] = Field(default_factory=lambda: ["service"])
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    receivers: list[Receiver] = Field(default_factory=list)
 
     @field_validator("flap_low")
     @classmethod

@@ -1,0 +1,372 @@
+"""A persisted outbox for notifications: never lost, never sent twice for one transition.
+
+Why an outbox: a webhook can fail, rate-limit or hang, and the console can be killed in the
+middle of a send. Every notification is first written to SQLite (one row per idempotency key
+and receiver, `INSERT OR IGNORE`: enqueuing the same transition twice is a no-op, which is the
+"at most once per transition"), and a row is marked sent only after the receiver answered 2xx
+(the "at least once": a crash before that leaves it pending and it is sent again on restart,
+carrying the same `Idempotency-Key` header so a receiver can drop the duplicate).
+
+Each receiver has its own worker task, so a hanging receiver never delays another. A worker
+sends its rows strictly in order (a resolved notice never overtakes its firing notice),
+at most `rate` per second, retries with exponential backoff (1 s doubling to 5 min), and
+honours `Retry-After` on 429/503 by pausing the whole receiver. A receiver's queue is bounded:
+beyond `max_queue` pending rows the oldest are marked dropped and counted, visibly. Failures
+are kept per receiver (`health()`) for the UI; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from .alerts import Notification
+from .envref import expand_url
+from .redact import describe_exception
+from .rules import Receiver
+from .sanitize import one_line
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL,
+    UNIQUE (key, receiver)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, status, id);
+"""
+
+_SEVERITY = {"P0": ("critical", "🔴"), "P1": ("high", "🟡"), "P2": ("medium", "🟢"),
+             "P3": ("low", "ℹ️")}
+
+
+def _mrkdwn(text: object, max_len: int = 2000) -> str:
+    """Remote or config text made inert for Slack: one line, `&`, `<`, `>` escaped."""
+    t = one_line(text, max_len)
+    return t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(n: Notification, *, logs_url: str | None = None,
+                  metrics_url: str | None = None) -> dict[str, Any]:
+    """The playbook's Block Kit layout: header, severity/time, message, metric fields, buttons."""
+    word, emoji = _SEVERITY.get(n.severity, ("info", "ℹ️"))
+    title = one_line(n.summary, 140)
+    if n.transition == "resolved":
+        emoji, label = "✅", "RESOLVED"
+    elif n.transition == "flapping":
+        label = "FLAPPING"
+    elif n.transition == "nodata":
+        label = "NO DATA"
+    elif n.transition == "escalated":
+        label = f"ESCALATED {word.upper()}"
+    else:
+        label = word.upper()
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.at))
+    value = "no data" if n.value is None or math.isnan(n.value) else f"{n.value:.4g}"
+    message = f"{_mrkdwn(n.detail)} — target `{_mrkdwn(n.target, 64)}`"
+    if n.runbook:
+        message += f", runbook *{_mrkdwn(n.runbook, 64)}*"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {title}"}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Severity:*\n{label} ({n.severity})"},
+            {"type": "mrkdwn", "text": f"*Time:*\n{when}"},
+        ]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": message}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*Metric:*\n{_mrkdwn(n.expr, 200)}"},
+            {"type": "mrkdwn", "text": f"*Threshold:*\n{_mrkdwn(n.threshold, 100)}"},
+            {"type": "mrkdwn", "text": f"*Current Value:*\n{value}"},
+        ]},
+    ]
+    buttons = []
+    if logs_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
+                        "url": logs_url, "style": "primary"})
+    if metrics_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text",
+                                                   "text": "View Metrics"}, "url": metrics_url})
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": f"{emoji} {label}: {title}", "blocks": blocks}
+
+
+def webhook_payload(n: Notification) -> dict[str, Any]:
+    return {"version": 1, **n.to_json()}
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(slots=True)
+class ReceiverHealth:
+    """What the UI shows per receiver: is it delivering, and if not, why."""
+
+    name: str
+    sent: int = 0
+    pending: int = 0
+    dropped: int = 0
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    paused_until: float = 0.0
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures > 0
+
+
+class Outbox:
+    """The SQLite store behind the notifier; every method is short and thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        # A row left 'sending' by a crash was maybe delivered, maybe not: send it again.
+        self._db.execute("UPDATE outbox SET status='pending' WHERE status='sending'")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int
+            ) -> tuple[bool, int]:
+        """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (key, receiver, payload, created, next_at) "
+                "VALUES (?, ?, ?, ?, 0)", (key, receiver, payload, now))
+            if cur.rowcount == 0:
+                return False, 0
+            (pending,) = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE receiver=? AND status='pending'",
+                (receiver,)).fetchone()
+            excess = pending - max_queue
+            if excess > 0:
+                self._db.execute(
+                    "UPDATE outbox SET status='dropped', last_error='queue full' WHERE id IN "
+                    "(SELECT id FROM outbox WHERE receiver=? AND status='pending' "
+                    "ORDER BY id LIMIT ?)", (receiver, excess))
+            return True, max(excess, 0)
+
+    def head(self, receiver: str) -> tuple[int, str, bytes, int, float] | None:
+        """The oldest pending row: (id, key, payload, attempts, next_at)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, key, payload, attempts, next_at FROM outbox "
+                "WHERE receiver=? AND status='pending' ORDER BY id LIMIT 1",
+                (receiver,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def mark(self, row_id: int, status: str, *, now: float, next_at: float = 0.0,
+             error: str | None = None) -> None:
+        with self._lock:
+            if status == "sent":
+                self._db.execute("UPDATE outbox SET status='sent', sent_at=?, "
+                                 "attempts=attempts+1 WHERE id=?", (now, row_id))
+            elif status == "sending":
+                self._db.execute("UPDATE outbox SET status='sending' WHERE id=?", (row_id,))
+            else:
+                self._db.execute("UPDATE outbox SET status='pending', attempts=attempts+1, "
+                                 "next_at=?, last_error=? WHERE id=?", (next_at, error, row_id))
+
+    def rows(self, receiver: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            q = ("SELECT id, key, receiver, status, attempts, last_error, sent_at FROM outbox"
+                 + (" WHERE receiver=?" if receiver else "") + " ORDER BY id")
+            cur = self._db.execute(q, (receiver,) if receiver else ())
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def counts(self, receiver: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute(
+                "SELECT status, count(*) FROM outbox WHERE receiver=? GROUP BY status",
+                (receiver,)).fetchall())
+
+
+class Notifier:
+    """Routes notifications to receivers by severity and delivers them from the outbox."""
+
+    def __init__(
+        self,
+        path: Path,
+        receivers: Sequence[Receiver],
+        *,
+        env: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        backoff_first: float = BACKOFF_FIRST,
+    ) -> None:
+        self.outbox = Outbox(path)
+        self.backoff_first = backoff_first
+        self.receivers = {r.name: r for r in receivers}
+        self._urls = {r.name: expand_url(r.url, env) for r in receivers}
+        self.clock = clock
+        self._health = {r.name: ReceiverHealth(r.name) for r in receivers}
+        self._wake = {r.name: asyncio.Event() for r in receivers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+        self._last_send: dict[str, float] = {}
+
+    # -- producing ------------------------------------------------------------------------
+
+    def enqueue(self, notes: Iterable[Notification]) -> int:
+        """Persist each notification for every receiver its severity routes to; returns rows
+        added (a notification already in the outbox for a receiver is not added again)."""
+        added = 0
+        now = self.clock()
+        for n in notes:
+            for r in self.receivers.values():
+                if n.severity not in r.severities:
+                    continue
+                body = slack_payload(n, logs_url=r.logs_url, metrics_url=r.metrics_url) \
+                    if r.kind == "slack" else webhook_payload(n)
+                inserted, dropped = self.outbox.add(n.key, r.name, orjson.dumps(body), now,
+                                                    r.max_queue)
+                if dropped:
+                    self._health[r.name].dropped += dropped
+                    log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
+                if inserted:
+                    added += 1
+                    self._wake[r.name].set()
+        return added
+
+    # -- delivering -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """One worker per receiver, on the running loop."""
+        self._client = httpx.AsyncClient(follow_redirects=False)
+        for name in self.receivers:
+            self._tasks.append(asyncio.create_task(self._worker(name), name=f"notify:{name}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
+        self.outbox.close()
+
+    def health(self) -> list[ReceiverHealth]:
+        out = []
+        for name, h in self._health.items():
+            c = self.outbox.counts(name)
+            h.pending = c.get("pending", 0) + c.get("sending", 0)
+            h.sent = c.get("sent", 0)
+            h.dropped = c.get("dropped", 0)
+            out.append(h)
+        return out
+
+    async def _worker(self, name: str) -> None:
+        wake = self._wake[name]
+        while True:
+            delay = await asyncio.to_thread(self._due_in, name)
+            if delay is None:
+                wake.clear()
+                await wake.wait()
+                continue
+            if delay > 0:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
+                continue
+            await self.send_next(name)
+
+    def _due_in(self, name: str) -> float | None:
+        """Seconds until this receiver may send its oldest pending row; None if none."""
+        head = self.outbox.head(name)
+        if head is None:
+            return None
+        r = self.receivers[name]
+        now = self.clock()
+        paced = self._last_send.get(name, -math.inf) + 1.0 / r.rate
+        return max(0.0, head[4] - now, paced - now, self._health[name].paused_until - now)
+
+    async def send_next(self, name: str) -> bool | None:
+        """Send the receiver's oldest pending row once; True sent, False failed, None none."""
+        head = await asyncio.to_thread(self.outbox.head, name)
+        if head is None:
+            return None
+        row_id, key, payload, attempts, _ = head
+        r = self.receivers[name]
+        h = self._health[name]
+        assert self._client is not None, "start() the notifier first"
+        await asyncio.to_thread(self.outbox.mark, row_id, "sending", now=self.clock())
+        self._last_send[name] = self.clock()
+        error: str | None = None
+        wait: float | None = None
+        try:
+            async with asyncio.timeout(r.timeout + 0.5):
+                resp = await self._client.post(
+                    self._urls[name], content=payload, timeout=r.timeout,
+                    headers={"Content-Type": "application/json", "Idempotency-Key": key})
+            if 200 <= resp.status_code < 300:
+                await asyncio.to_thread(self.outbox.mark, row_id, "sent", now=self.clock())
+                h.consecutive_failures, h.last_error = 0, None
+                return True
+            error = f"HTTP {resp.status_code}"
+            if resp.status_code in (429, 503):
+                wait = retry_after(resp.headers.get("Retry-After"), self.clock())
+        except (TimeoutError, httpx.TimeoutException):
+            error = f"no answer within {r.timeout:g}s"
+        except httpx.HTTPError as exc:
+            error = describe_exception(exc)
+        now = self.clock()
+        backoff = min(BACKOFF_MAX, self.backoff_first * 2 ** min(attempts, 20))
+        if wait is not None:
+            backoff = max(wait, 1.0 / r.rate)
+            h.paused_until = now + wait  # the limit is the receiver's, not the message's
+        h.consecutive_failures += 1
+        h.last_error, h.last_error_at = one_line(error, 200), now
+        await asyncio.to_thread(self.outbox.mark, row_id, "pending", now=now,
+                                next_at=now + backoff, error=h.last_error)
+        log.warning("receiver %s: %s (retry in %.1fs)", name, h.last_error, backoff)
+        return False

@@ -1,0 +1,203 @@
+"""The notification outbox against real local receivers: failing, rate-limited and hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from console.engine.alerts import Notification
+from console.engine.notify import Notifier, retry_after, slack_payload
+from console.engine.rules import Receiver
+
+
+@dataclass
+class Hits:
+    got: dict[str, list[tuple[float, str, Any]]] = field(default_factory=dict)
+    fail_first: int = 2
+    limit_first: int = 1
+
+    def add(self, route: str, key: str, body: Any) -> int:
+        self.got.setdefault(route, []).append((time.monotonic(), key, body))
+        return len(self.got[route])
+
+    def keys(self, route: str) -> list[str]:
+        return [k for _, k, _ in self.got.get(route, [])]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, Hits]]:
+    hits = Hits()
+
+    async def handle(request: web.Request) -> web.Response:
+        route = request.match_info["route"]
+        n = hits.add(route, request.headers.get("Idempotency-Key", ""),
+                     orjson.loads(await request.read()))
+        if route == "fail" and n <= hits.fail_first:
+            return web.Response(status=500, text="boom")
+        if route == "limited" and n <= hits.limit_first:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        if route == "hang":
+            await asyncio.sleep(30)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{route}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}", hits
+    await runner.cleanup()
+
+
+def note(i: int, transition: str = "firing", severity: str = "P1") -> Notification:
+    return Notification(
+        key=f"r{i}/api/{transition}/1", transition=transition, rule=f"r{i}", target="api",
+        severity=severity, labels=(("service", "app"),), summary=f"Rule {i}", runbook="rb",
+        expr="error_pct > 5", threshold="> 5", value=12.5, detail="error_pct = 12.5 (> 5)",
+        at=1_800_000_000.0, group="service=app", incident=1)
+
+
+def recv(name: str, url: str, **kw: Any) -> Receiver:
+    return Receiver.model_validate({"name": name, "kind": "webhook", "url": url, **kw})
+
+
+async def until(cond: Any, limit: float = 8.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_failing_limited_and_hanging_receivers(tmp_path: Path,
+                                                     receiver: tuple[str, Hits]) -> None:
+    base, hits = receiver
+    receivers = [
+        recv("ok", f"{base}/ok", rate=20),
+        recv("fail", f"{base}/fail", rate=20),
+        recv("limited", f"{base}/limited", rate=20),
+        recv("hang", f"{base}/hang", rate=20, timeout="0.5s"),
+        Receiver.model_validate({"name": "slack", "kind": "slack", "url": "${HOOK}",
+                                 "rate": 20, "severities": ["P0", "P1"],
+                                 "logs_url": "https://logs.example/x"}),
+    ]
+    n = Notifier(tmp_path / "outbox.sqlite", receivers, env={"HOOK": f"{base}/slack"},
+                 backoff_first=0.1)
+    await n.start()
+    try:
+        t0 = time.monotonic()
+        notes = [note(1), note(1, "resolved"), note(2, severity="P3")]
+        assert n.enqueue(notes) == 3 * 4 + 2  # slack takes P0/P1 only
+        assert n.enqueue(notes) == 0  # the same transitions again: nothing new
+        await until(lambda: len(hits.keys("ok")) == 3 and len(hits.keys("limited")) == 4
+                    and len(hits.keys("fail")) == 5 and len(hits.keys("slack")) == 2)
+        want = [x.key for x in notes]
+        # in order, each once, whatever failed on the way
+        assert hits.keys("ok") == want
+        assert hits.keys("fail") == [want[0], want[0], want[0], want[1], want[2]]
+        assert hits.keys("limited") == [want[0], *want]
+        # a hanging receiver holds up nobody: the first delivery came well before its timeout
+        assert hits.got["ok"][0][0] - t0 < 0.4
+        # Retry-After: 1 honoured (150 ms tolerance, as Alertmanager's acceptance tests)
+        gap = hits.got["limited"][1][0] - hits.got["limited"][0][0]
+        assert 0.85 <= gap <= 1.5, gap
+        slack = hits.got["slack"][0][2]
+        assert slack["text"] == "🟡 HIGH: Rule 1"
+        assert [b["type"] for b in slack["blocks"]] == ["header", "section", "section",
+                                                        "section", "actions"]
+        assert hits.got["slack"][1][2]["text"].startswith("✅ RESOLVED")
+        await until(lambda: any(h.name == "hang" and h.failing for h in n.health()))
+        health = {h.name: h for h in n.health()}
+        assert health["hang"].last_error == "no answer within 0.5s"
+        assert health["hang"].pending == 3
+        assert not health["fail"].failing
+        assert health["fail"].sent == 3
+    finally:
+        await n.stop()
+
+
+async def test_pacing_per_receiver(tmp_path: Path, receiver: tuple[str, Hits]) -> None:
+    base, hits = receiver
+    assert recv("x", base).rate == 1.0  # Slack's one message a second, by default
+    n = Notifier(tmp_path / "o.sqlite", [recv("ok", f"{base}/ok", rate=5)])
+    await n.start()
+    try:
+        n.enqueue([note(i) for i in range(5)])
+        await until(lambda: len(hits.keys("ok")) == 5)
+        times = [t for t, _, _ in hits.got["ok"]]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= 0.2 - 0.03, gaps
+    finally:
+        await n.stop()
+
+
+async def test_restart_resends_pending_and_never_resends_sent(
+        tmp_path: Path, receiver: tuple[str, Hits]) -> None:
+    base, hits = receiver
+    db = tmp_path / "o.sqlite"
+    receivers = [recv("ok", f"{base}/ok", rate=50), recv("hook", "${HOOK}", rate=50)]
+    a = Notifier(db, receivers, env={"HOOK": f"{base}/hang"})
+    await a.start()
+    notes = [note(1), note(2)]
+    a.enqueue(notes)
+    await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("hang")) == 1)
+    await a.stop()  # killed mid-send to the hanging receiver
+    # the receiver is back (at another address); the console restarts on the same outbox
+    b = Notifier(db, receivers, env={"HOOK": f"{base}/ok2"})
+    assert b.enqueue(notes) == 0  # already known: not queued twice
+    await b.start()
+    try:
+        await until(lambda: len(hits.keys("ok2")) == 2)
+        await asyncio.sleep(0.2)
+        assert hits.keys("ok2") == [x.key for x in notes]
+        assert hits.keys("ok") == [x.key for x in notes]  # nothing sent twice
+        statuses = {(r["receiver"], r["key"]): r["status"] for r in b.outbox.rows()}
+        assert set(statuses.values()) == {"sent"}
+    finally:
+        await b.stop()
+
+
+async def test_bounded_queue_drops_oldest_visibly(tmp_path: Path) -> None:
+    n = Notifier(tmp_path / "o.sqlite", [recv("ok", "http://127.0.0.1:9/x", max_queue=2)])
+    n.enqueue([note(i) for i in range(5)])
+    (h,) = n.health()
+    assert (h.pending, h.dropped) == (2, 3)
+    rows = n.outbox.rows("ok")
+    assert [r["status"] for r in rows] == ["dropped"] * 3 + ["pending"] * 2
+    assert rows[0]["last_error"] == "queue full"
+    await n.stop()
+
+
+def test_retry_after_forms() -> None:
+    now = 1_800_000_000.0
+    assert retry_after("3", now) == 3.0
+    assert retry_after(formatdate(now + 10, usegmt=True), now) == pytest.approx(10.0)
+    assert retry_after("soon", now) is None
+    assert retry_after(None, now) is None
+
+
+def test_slack_text_is_inert() -> None:
+    evil = replace(note(1), detail="<!channel> \x1b[2J & <http://x|y>", summary="API\x07 down")
+    body = orjson.dumps(slack_payload(evil)).decode()
+    assert "<!channel>" not in body
+    assert "&lt;!channel&gt;" in body
+    assert "\\u001b" not in body
+    assert "\\u0007" not in body
+
+
+def test_receiver_schema() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        Receiver.model_validate({"name": "s", "kind": "slack",
+                                 "url": "https://hooks.slack.com/services/T/B/x"})
+    with pytest.raises(ValueError, match="URL"):
+        Receiver.model_validate({"name": "s", "kind": "webhook", "url": "ftp://x"})
