@@ -504,7 +504,10 @@ def evaluate_expr(
         missing = age is None or age > limit
         detail = (f"{expr.metric}: no sample ever" if age is None
                   else f"{expr.metric}: last sample {format_duration(max(age, 0.0))} ago")
-        return ("fail" if missing else "ok"), age, now, detail
+        # One observation per interval however often rules run, so absent()'s consecutive
+        # count means intervals, not evaluation rounds.
+        slot = math.floor(now / target.interval) * target.interval if target.interval else now
+        return ("fail" if missing else "ok"), age, slot, detail
 
     stale_after = nodata_intervals * target.interval
     if latest is None:

@@ -358,3 +358,16 @@ def test_same_sample_evaluated_twice_counts_once() -> None:
     assert a is not None
     assert a.fails == 1
     assert a.state == AlertState.PENDING
+
+
+def test_absent_counts_intervals_not_evaluation_rounds() -> None:
+    run = make(rule(name="gone", expr="absent(up, 3)", failure_threshold=2))
+    run.store.record("api:up", T0, 1.0)
+    for k in range(0, 400, 2):  # evaluated every 2 s, the target polls every 10 s and stopped
+        run.notes += run.engine.run(T0 + k)
+    a = run.alerts.get("gone", "api")
+    assert a is not None
+    fired = [n for n in run.notes if n.transition == "firing"]
+    assert len(fired) == 1
+    # stale after 30 s (first failing slot at 40 s), second failing interval at 50 s
+    assert fired[0].at - T0 == pytest.approx(50.0)
