@@ -1,0 +1,105 @@
+"""End to end: a real Engine polls a real local target, rules fire, the outbox delivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from console.engine.alerting import AlertService
+from console.engine.config import load_config_text
+from console.engine.engine import Engine
+from console.engine.notify import Notifier
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    state: dict[str, Any] = {"up": True, "hooks": []}
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(status=200 if state["up"] else 503, text="{}")
+
+    async def hook(request: web.Request) -> web.Response:
+        state["hooks"].append((time.monotonic(), orjson.loads(await request.read())))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    s = web.TCPSite(runner, "127.0.0.1", 0)
+    await s.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}", state
+    await runner.cleanup()
+
+
+async def until(cond: Any, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_target_down_fires_and_resolves_through_the_outbox(
+        tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
+    base, state = site
+    settings = load_config_text(f"""
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "{base}/health"
+        interval = "200ms"
+        timeout = "1s"
+        expect_status = [200]
+
+        [[rules]]
+        name = "api-down"
+        severity = "P0"
+        expr = "down"
+        failure_threshold = 2
+        success_threshold = 2
+
+        [alerting]
+        default_rules = false
+
+        [[alerting.receivers]]
+        name = "hook"
+        kind = "webhook"
+        url = "{base}/hook"
+        rate = 20
+        """)
+    engine = Engine(settings)
+    notifier = Notifier(tmp_path / "outbox.sqlite", settings.alerting.receivers)
+    service = AlertService(engine, notifier=notifier, tick=0.2)
+    seen: list[str] = []
+    service.subscribe(lambda notes: seen.extend(n.transition for n in notes))
+    await engine.start()
+    await service.start()
+    try:
+        await asyncio.sleep(0.6)
+        assert state["hooks"] == []  # healthy: nothing to say
+        state["up"] = False
+        await until(lambda: len(state["hooks"]) == 1)
+        body = state["hooks"][0][1]
+        assert (body["transition"], body["rule"], body["severity"]) == ("firing", "api-down",
+                                                                         "P0")
+        a = service.alerts.get("api-down", "api")
+        assert a is not None
+        assert a.detect_s is not None
+        assert 0.1 <= a.detect_s <= 2.0  # two polls 200 ms apart (generous for a loaded box)
+        state["up"] = True
+        await until(lambda: len(state["hooks"]) == 2)
+        assert state["hooks"][1][1]["transition"] == "resolved"
+        assert state["hooks"][1][1]["key"] == "api-down/api/resolved/1"
+        assert seen == ["firing", "resolved"]
+    finally:
+        await service.stop()
+        await engine.stop()
