@@ -13,8 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .alerts import AlertEngine, Alerts, Notification
 from .model import CheckResult
@@ -26,8 +30,10 @@ log = logging.getLogger(__name__)
 class AlertService:
     """Alerting attached to a running Engine; `alerts` is the live state screens read."""
 
-    def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0) -> None:
+    def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
+                 state_path: Path | None = None) -> None:
         self.engine = engine
+        self.state_path = Path(state_path) if state_path is not None else None
         self.notifier = notifier
         self.tick_s = tick
         self.ruleset = RuleSet.from_settings(engine.settings)
@@ -47,7 +53,31 @@ class AlertService:
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
+    def load(self) -> int:
+        """Restore alert state saved by an earlier run (TUI or headless); 0 if none or bad."""
+        if self.state_path is None or not self.state_path.exists():
+            return 0
+        try:
+            data = orjson.loads(self.state_path.read_bytes())
+            return self.alerts.restore(data, self.ruleset.rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
+            return 0
+
+    def save(self) -> None:
+        """Write the alert state atomically (temp file, fsync, rename)."""
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(self.alerts.snapshot()))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
     async def start(self) -> None:
+        self.load()
         self._unsubscribe = self.engine.subscribe(self._on_result)
         if self.notifier is not None:
             await self.notifier.start()
@@ -64,6 +94,8 @@ class AlertService:
             self._task = None
         if self.notifier is not None:
             await self.notifier.stop()
+        with contextlib.suppress(OSError):
+            self.save()
 
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and alerting settings, alert state kept."""
@@ -87,6 +119,7 @@ class AlertService:
             await asyncio.sleep(self.tick_s)
             try:
                 self.run(self.engine.clock())
+                await asyncio.to_thread(self.save)  # counters and timers move every tick
             except Exception:
                 log.exception("rule evaluation tick failed")
 
@@ -94,7 +127,11 @@ class AlertService:
         self.version += 1
         self.sent = (self.sent + notes)[-200:]
         if self.notifier is not None:
+            # Outbox first, state second: a crash between them replays the same transition
+            # with the same idempotency key, which the outbox ignores.
             self.notifier.enqueue(notes)
+        with contextlib.suppress(OSError):
+            self.save()
         for cb in list(self._listeners):
             try:
                 cb(notes)

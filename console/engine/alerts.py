@@ -33,7 +33,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -424,6 +424,62 @@ class Alerts:
         elif a.state in _QUIET and a.notified == "firing":
             a.notified = "resolved"
             out.append(self._note(a, "resolved", str(a.incident), now))
+
+    # -- persistence (shared by the TUI and a headless runner; keeps idempotency keys) -------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as JSON-ready data."""
+        alerts = []
+        for a in self._alerts.values():
+            row: dict[str, Any] = {}
+            for f in fields(Alert):
+                v = getattr(a, f.name)
+                if f.name == "rule":
+                    v = a.rule.name
+                elif f.name == "history":
+                    v = list(v)
+                elif isinstance(v, AlertState):
+                    v = v.value
+                row[f.name] = v
+            alerts.append(row)
+        silences = [s.to_json() for s in self._silences.values()
+                    if not s.id.startswith("maintenance-")]
+        return {"version": 1, "alerts": alerts, "silences": silences,
+                "detections": self.detections[-1000:]}
+
+    def restore(self, data: dict[str, Any], rules: Iterable[Rule]) -> int:
+        """Load a `snapshot()`; alerts of rules that no longer exist are dropped. Returns how
+        many alerts were restored. Bad data raises ValueError (the caller starts afresh)."""
+        if data.get("version") != 1:
+            raise ValueError("unknown alert state version")
+        by_name = {r.name: r for r in rules}
+        names = {f.name for f in fields(Alert)}
+        n = 0
+        for row in data.get("alerts", []):
+            rule = by_name.get(row.get("rule"))
+            if rule is None:
+                continue
+            kw = {k: v for k, v in row.items() if k in names and k not in ("rule", "history")}
+            kw["state"] = AlertState(kw.get("state", "inactive"))
+            if kw.get("nodata_from") is not None:
+                kw["nodata_from"] = AlertState(kw["nodata_from"])
+            a = Alert(rule=rule, **kw)
+            a.flap_window = self.cfg.flap_window
+            a.history = deque((bool(x) for x in row.get("history", [])),
+                              maxlen=self.cfg.flap_window)
+            self._alerts[a.key] = a
+            n += 1
+        top = 0
+        for s in data.get("silences", []):
+            sil = Silence(str(s["id"]), tuple(parse_matcher(m) for m in s["matchers"]),
+                          float(s["starts_at"]), float(s["ends_at"]), str(s["by"]),
+                          str(s["reason"]))
+            self._silences[sil.id] = sil
+            if sil.id[1:].isdigit():
+                top = max(top, int(sil.id[1:]))
+        self._ids = itertools.count(top + 1)
+        self.detections = [float(x) for x in data.get("detections", [])]
+        return n
 
     def _note(self, a: Alert, transition: str, seq: str, now: float) -> Notification:
         expr = parse_expr(a.rule.expr)

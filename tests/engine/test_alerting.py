@@ -103,3 +103,60 @@ async def test_target_down_fires_and_resolves_through_the_outbox(
     finally:
         await service.stop()
         await engine.stop()
+
+
+async def test_restart_keeps_alert_state_and_sends_nothing_twice(
+        tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
+    base, state = site
+    settings = load_config_text(f"""
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "{base}/health"
+        interval = "200ms"
+        timeout = "1s"
+        expect_status = [200]
+
+        [[rules]]
+        name = "api-down"
+        severity = "P0"
+        expr = "down"
+        failure_threshold = 2
+
+        [alerting]
+        default_rules = false
+
+        [[alerting.receivers]]
+        name = "hook"
+        kind = "webhook"
+        url = "{base}/hook"
+        rate = 20
+        """)
+
+    async def console(seconds: float | None, cond: Any = None) -> AlertService:
+        engine = Engine(settings)
+        service = AlertService(engine, tick=0.2, state_path=tmp_path / "alerts.json",
+                               notifier=Notifier(tmp_path / "outbox.sqlite",
+                                                 settings.alerting.receivers))
+        await engine.start()
+        await service.start()
+        try:
+            if cond is not None:
+                await until(cond)
+            if seconds:
+                await asyncio.sleep(seconds)
+        finally:
+            await service.stop()
+            await engine.stop()
+        return service
+
+    state["up"] = False
+    first = await console(0.2, lambda: len(state["hooks"]) == 1)
+    assert first.alerts.get("api-down", "api").incident == 1  # type: ignore[union-attr]
+    # restarted while the target is still down: the same incident, no second "firing"
+    second = await console(1.0)
+    assert [h[1]["key"] for h in state["hooks"]] == ["api-down/api/firing/1"]
+    assert second.alerts.get("api-down", "api").state.value == "firing"  # type: ignore[union-attr]
+    state["up"] = True
+    await console(0.2, lambda: len(state["hooks"]) == 2)
+    assert state["hooks"][1][1]["key"] == "api-down/api/resolved/1"

@@ -371,3 +371,31 @@ def test_absent_counts_intervals_not_evaluation_rounds() -> None:
     assert len(fired) == 1
     # stale after 30 s (first failing slot at 40 s), second failing interval at 50 s
     assert fired[0].at - T0 == pytest.approx(50.0)
+
+
+def test_snapshot_restore_carries_on_the_same_incident() -> None:
+    import orjson
+
+    r = rule(severity="P0")
+    run = make(r)
+    s = run.alerts.silence(['rule="other"'], duration=900, by="ana", reason="x", now=T0)
+    run.feed([1, 1, 1, 1])
+    assert run.alerts.ack("r", "api", "ana", duration=60, now=T0 + 35)
+    data = orjson.loads(orjson.dumps(run.alerts.snapshot()))  # through JSON, as on disk
+
+    again = make(r)
+    again.store = run.store  # same history (the MetricStore persists on its own)
+    again.engine.store = run.store
+    assert again.alerts.restore(data, [r]) == 1
+    a = again.alerts.get("r", "api")
+    assert a is not None
+    assert (a.state, a.incident, a.acked_by, a.notified) == (AlertState.ACKNOWLEDGED, 1,
+                                                             "ana", "firing")
+    assert [x.id for x in again.alerts.silences(now=T0 + 40)] == [s.id]
+    assert again.alerts.silence(["a=b"], duration=1, by="b", reason="r", now=T0).id != s.id
+    again.feed([0, 0], start=4)
+    again.feed([1, 1, 1], start=6)
+    assert [n.key for n in again.notes] == ["r/api/resolved/1", "r/api/firing/2"]
+    assert again.alerts.restore({"version": 1, "alerts": [{"rule": "gone"}]}, [r]) == 0
+    with pytest.raises(ValueError, match="version"):
+        again.alerts.restore({"version": 9}, [r])
