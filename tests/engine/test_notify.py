@@ -18,6 +18,8 @@ from console.engine.alerts import Notification
 from console.engine.notify import Notifier, retry_after, slack_payload
 from console.engine.rules import Receiver
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @dataclass
 class Hits:
@@ -201,3 +203,65 @@ def test_receiver_schema() -> None:
                                  "url": "https://hooks.slack.com/services/T/B/x"})
     with pytest.raises(ValueError, match="URL"):
         Receiver.model_validate({"name": "s", "kind": "webhook", "url": "ftp://x"})
+
+
+_SENDER = """
+import asyncio, sys
+from console.engine.notify import Notifier
+from console.engine.rules import Receiver
+from tests.engine.test_notify import note
+
+async def main():
+    r = [Receiver(name="ok", kind="webhook", url=sys.argv[2], rate=50),
+         Receiver(name="hook", kind="webhook", url=sys.argv[3], rate=50)]
+    n = Notifier(sys.argv[1], r)
+    n.enqueue([note(1), note(2)])
+    await n.start()
+    print("started", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def _sent(db: Path, receiver: str) -> int:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM outbox WHERE receiver=? AND "
+                               "status='sent'", (receiver,)).fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        con.close()
+
+
+async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
+        tmp_path: Path, receiver: tuple[str, Hits]) -> None:
+    import signal
+    import sys
+
+    base, hits = receiver
+    db = tmp_path / "o.sqlite"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SENDER, str(db), f"{base}/ok", f"{base}/hang", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("hang")) == 1)
+        await until(lambda: _sent(db, "ok") == 2)  # the child recorded both 2xx answers
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # restarted, the hanging receiver now answers (same name, new address)
+    again = [recv("ok", f"{base}/ok", rate=50), recv("hook", f"{base}/ok2", rate=50)]
+    n = Notifier(db, again)
+    await n.start()
+    try:
+        await until(lambda: len(hits.keys("ok2")) == 2)
+        await asyncio.sleep(0.2)
+        assert hits.keys("ok2") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing lost
+        assert hits.keys("ok") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing twice
+    finally:
+        await n.stop()
