@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args)
         if args.command == "demo":
             return cmd_demo(args)
-        if args.command in ("rules", "alerts"):
+        if args.command in ("rules", "alerts", "run"):
             from console.alerts_cli import cmd_alerting
 
             return cmd_alerting(args)
@@ -144,11 +144,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_PROBLEM
-    issues = validate_file(path)
+    from console.engine.playbooks import user_dir, validate_playbooks
+
+    issues = validate_file(path) + validate_playbooks()  # playbooks: ours and the user's
     if issues:
         _print_config_error(ConfigError(issues))
         return EXIT_PROBLEM
     print(f"{path}: valid")
+    pb_dir = user_dir()
+    if pb_dir.is_dir():
+        print(f"{pb_dir}: playbooks valid")
     return EXIT_OK
 
 

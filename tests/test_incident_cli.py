@@ -163,3 +163,31 @@ def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
     b = out.read_text()
     assert "| 10m00s | late by 5m00s |" in b
     assert main(["postmortem", "INC-ZZZ", "--journal", str(journal)]) == 1
+
+
+def test_validate_checks_the_users_playbooks(tmp_path: Path) -> None:
+    import os
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[[targets]]\nname = "api"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
+    pbs = tmp_path / "playbooks"
+    pbs.mkdir()
+    env = {**os.environ, "OPSCONSOLE_CONFIG": str(cfg)}
+
+    def validate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "console", "validate"], env=env,
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    (pbs / "ours.toml").write_text(
+        'name = "incident-response"\ntitle = "Ours"\nkind = "response"\n'
+        '[[sections]]\nid = "acknowledge"\ntitle = "Ack"\ntarget = "2m"\n')
+    ok = validate()
+    assert ok.returncode == 0, ok.stderr
+    assert "playbooks valid" in ok.stdout
+    (pbs / "bad.toml").write_text(
+        'name = "bad"\ntitle = "Bad"\nkind = "response"\n'
+        '[[sections]]\nid = "a"\ntitle = "A"\ntarget = "whenever"\n')
+    bad = validate()
+    assert bad.returncode == 1
+    assert f"{pbs / 'bad.toml'}:7: sections[0].target: 'whenever' is not a duration" \
+        in bad.stderr
