@@ -35,8 +35,17 @@ def add_parsers(sub: Any) -> None:
     alerts.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
     alerts.add_argument("--json", action="store_true", help="machine-readable output")
 
+    run = sub.add_parser(
+        "run", help="poll, evaluate rules and send notifications without the UI (--headless), "
+        "for a service manager; prints one JSON line per notification")
+    run.add_argument("--headless", action="store_true", required=True,
+                     help="no UI (the console itself is `opsconsole` without a command)")
+    run.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+
 
 def cmd_alerting(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
     return cmd_rules(args) if args.command == "rules" else cmd_alerts(args)
 
 
@@ -128,3 +137,68 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
             print(f"no data (no target reports the metric): {names}")
     sys.stdout.flush()
     return EXIT_PROBLEM if firing else EXIT_OK
+
+
+def data_dir(settings: Settings) -> Path:
+    """Where the outbox and the alert state live: [console] data_dir, else beside history."""
+    from console.engine.store import default_store_path
+
+    if settings.console.data_dir:
+        return Path(settings.console.data_dir).expanduser()
+    return default_store_path().parent
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from console.cli import _load, _print_config_error
+    from console.engine.envref import MissingEnv
+    from console.engine.errors import ConfigError
+
+    try:
+        settings, _ = _load(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(_run_headless(settings))
+    except MissingEnv as exc:
+        print(f"opsconsole run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+async def _run_headless(settings: Settings) -> int:
+    """Until SIGINT/SIGTERM/SIGHUP: the same engine, rules, lifecycle and outbox as the TUI."""
+    import signal
+
+    import orjson
+
+    from console.engine.alerting import AlertService
+    from console.engine.engine import Engine
+    from console.engine.notify import Notifier
+
+    where = data_dir(settings)
+    notifier = None
+    if settings.alerting.receivers:
+        notifier = Notifier(where / "outbox.sqlite", settings.alerting.receivers)
+    engine = Engine(settings)
+    service = AlertService(engine, notifier=notifier, state_path=where / "alerts.json")
+
+    def show(notes: list[Any]) -> None:
+        for n in notes:
+            sys.stdout.buffer.write(orjson.dumps(n.to_json()) + b"\n")
+        sys.stdout.flush()
+
+    service.subscribe(show)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    try:
+        await service.start()
+        print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
+              f"{len(settings.targets)} targets, state in {where}", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await service.stop()
+        await engine.stop()
+    return EXIT_OK

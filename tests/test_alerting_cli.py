@@ -183,3 +183,82 @@ def test_alerts_command_from_one_check(tmp_path: Path, http_url: str) -> None:
     r = run("alerts", "--config", str(cfg))
     assert r.returncode == 2
     assert "c.toml:3: rules[0]" in r.stderr
+
+
+class _Site(BaseHTTPRequestHandler):
+    hooks: list[dict[str, object]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self.send_response(503)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        _Site.hooks.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_cli import ROOT
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "{base}/health"
+        interval = "200ms"
+        timeout = "1s"
+        expect_status = [200]
+
+        [[rules]]
+        name = "api-down"
+        severity = "P0"
+        expr = "down"
+        failure_threshold = 2
+
+        [alerting]
+        default_rules = false
+
+        [[alerting.receivers]]
+        name = "hook"
+        kind = "webhook"
+        url = "${{HOOK_URL}}"
+        rate = 20
+        """))
+    env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data"),
+           "HOOK_URL": f"{base}/hook"}
+    proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless", "--config",
+                             str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while not _Site.hooks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _Site.hooks, "no notification reached the webhook"
+        assert _Site.hooks[0]["key"] == "api-down/api/firing/1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        server.shutdown()
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[0])["transition"] == "firing"
+    assert "running headless" in err
+    saved = json.loads((tmp_path / "data" / "alerts.json").read_text())
+    assert saved["alerts"][0]["state"] == "firing"
