@@ -139,7 +139,7 @@ def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
     md = capsys.readouterr().out
     assert md.startswith("# Post-mortem: incident A\n")
     assert "- **Severity:** P0 (changed: P0 → P1 → P0)" in md
-    assert "(2m00s before the incident was opened)" in md
+    assert "(2m00s before the incident started)" in md
     assert "- api-5xx-majority" in md
     assert "| Acknowledge | < 5 min | " in md
     row = {line.split("|")[1].strip(): line for line in md.splitlines()

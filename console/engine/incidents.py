@@ -92,7 +92,8 @@ class Incident:
     started: float
     opened_by: str
     alerts: list[str] = field(default_factory=list)
-    detected: float | None = None  # when the first alert started firing, if known
+    targets: list[str] = field(default_factory=list)  # whose metrics a snapshot takes
+    detected: float | None = None  # first failing sample of the alert, if known
     owner: str = ""
     acknowledged_at: float | None = None
     mitigated_at: float | None = None
@@ -254,6 +255,7 @@ class IncidentBook:
             started=_num(e.get("started"), ts), opened_by=actor, alerts=alerts,
             detected=_num(e.get("detected"), None), owner=actor,
             playbooks=[p.name for p in pbs],
+            targets=[str(t) for t in e.get("targets") or [] if t is not None],
         )
         for pb in pbs:
             inc.steps.extend(_steps_of(pb))
@@ -383,18 +385,37 @@ class IncidentDesk:
         return rec
 
     async def open(self, title: str, severity: str = "P1", *, alerts: Sequence[str] = (),
-                   runbook: str | None = None, detected: float | None = None) -> Incident:
+                   runbook: str | None = None, detected: float | None = None,
+                   started: float | None = None, targets: Sequence[str] = ()) -> Incident:
+        """Open an incident by hand (or from an alert: see :meth:`open_from_alert`)."""
         now = self.book.clock()
-        iid = new_incident_id(now)
+        start = now if started is None else min(started, now)
+        iid = new_incident_id(start)
         pbs = self.book.playbooks.select(severity=severity, runbook=runbook, alerts=alerts)
         data: dict[str, Any] = {"title": title, "severity": severity, "alerts": list(alerts),
-                                "started": now, "playbooks": [p.name for p in pbs]}
+                                "started": start, "playbooks": [p.name for p in pbs]}
         if runbook:
             data["runbook"] = runbook
         if detected is not None:
             data["detected"] = detected
+        if targets:
+            data["targets"] = list(targets)
         await self._do(OPEN, iid, **data)
         return self.book.incidents[iid]
+
+    async def open_from_alert(self, alert: Any, *, title: str | None = None) -> Incident:
+        """One key on a firing alert: its severity, summary, runbook and target.
+
+        The incident starts when the alert fired (the playbook's "acknowledge < 5 min" counts
+        from the alert, not from the key press); ``detected`` is its first failing sample,
+        so MTTD is the alert's own time to detect.
+        """
+        rule = alert.rule
+        summary = rule.summary or rule.name
+        return await self.open(
+            title or f"{summary} ({alert.target})", rule.severity,
+            alerts=[alert.id], runbook=rule.runbook or rule.name,
+            detected=alert.first_fail_at, started=alert.fired_at, targets=[alert.target])
 
     async def check(self, incident: str, section: str, item: int, *, checked: bool = True,
                     playbook: str | None = None) -> None:

@@ -113,10 +113,11 @@ def render(inc: Incident, *, now: float | None = None) -> str:
         f"- **Started:** {_at(inc.started)}",
     ]
     if inc.detected is not None:
-        out.append(f"- **Detected (first alert):** {_at(inc.detected)} "
-                   f"({elapsed(inc.started - inc.detected)} before the incident was opened)")
+        out.append(f"- **First failing sample:** {_at(inc.detected)} "
+                   f"({elapsed(inc.started - inc.detected)} before the incident started)")
     out += [
         f"- **Status:** {status}",
+        f"- **Targets:** {_md(', '.join(inc.targets) or '-')}",
         f"- **Opened by:** {_md(inc.opened_by)}; **owner:** {_md(inc.owner)}",
         f"- **False positive:** {'yes' if inc.false_positive else 'no'}",
         "",

@@ -163,3 +163,31 @@ def test_bad_entries_are_reported_not_raised(tmp_path: Path) -> None:
     assert x.title == "X"
     assert x.resolved_at == 100.0
     assert len(book.problems) == 3
+
+
+async def test_open_from_a_firing_alert(tmp_path: Path) -> None:
+    from console.engine.alerts import Alert
+    from console.engine.rules import Rule
+
+    clock = Clock()
+    t0 = clock.t
+    rule = Rule.model_validate({"name": "api-5xx-majority", "expr": "error_pct > 50",
+                                "severity": "P0", "runbook": "high-error-rate",
+                                "summary": "API returning 5xx errors"})
+    alert = Alert(rule=rule, target="api", labels={})
+    alert.first_fail_at, alert.fired_at = t0 - 200, t0 - 90  # fired 90 s before the key
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open_from_alert(alert)
+        assert inc.title == "API returning 5xx errors (api)"
+        assert inc.severity == "P0"
+        assert inc.alerts == ["api-5xx-majority/api"]
+        assert inc.targets == ["api"]
+        assert inc.playbooks == ["incident-response", "high-error-rate"]
+        assert inc.started == t0 - 90  # timers count from the alert, not the key press
+        assert inc.detected == t0 - 200
+        ack = inc.step("acknowledge")
+        assert ack is not None
+        assert inc.remaining(ack, clock()) == 210
+    finally:
+        await desk.journal.close()
