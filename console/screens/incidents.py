@@ -229,6 +229,10 @@ class IncidentScreen(Screen[None]):
         Binding("a", "acknowledge", "Ack", id="incident_ack"),
         Binding("m", "mitigate", "Mitigated", id="incident_mitigate"),
         Binding("R", "resolve", "Resolve", id="incident_resolve"),
+        Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
+        Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
+        Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -370,10 +374,102 @@ class IncidentScreen(Screen[None]):
             await self.desk.resolve(self.incident_id)
             self.redraw()
 
+    async def action_snapshot(self) -> None:
+        """Attach the current values of the incident's targets' metrics (all targets' when
+        the incident names none) to the timeline."""
+        inc = self.incident
+        engine = getattr(self.app, "engine", None)
+        if inc is None or engine is None:
+            self.notify("no metrics yet", timeout=3)
+            return
+        values = snapshot_values(engine, inc.targets)
+        await self.desk.snapshot(inc.id, values, label=f"{len(values)} series")
+        self.notify(f"snapshot of {len(values)} series attached", timeout=3)
+        self.redraw()
+
+    def action_handover(self) -> None:
+        inc = self.incident
+        if inc is None:
+            return
+
+        async def hand(to: str | None) -> None:
+            if to:
+                await self.desk.handover(inc.id, to)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
+
+    async def action_false_positive(self) -> None:
+        inc = self.incident
+        if inc is not None:
+            await self.desk.mark_false_positive(inc.id, not inc.false_positive)
+            self.notify("marked false positive" if inc.false_positive
+                        else "no longer a false positive", timeout=3)
+            self.redraw()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.action_follow_link()
+
+    def action_follow_link(self) -> None:
+        """Enter on an item with a link opens the view that answers it (a target's detail)."""
+        inc, cur = self.incident, self._cursor()
+        if inc is None or len(cur) != 4 or cur[0] != "item":
+            return
+        step = inc.step(cur[2], cur[1])
+        if step is None:
+            return
+        link = step.section.items[int(cur[3])].link
+        engine = getattr(self.app, "engine", None)
+        target = resolve_link(link, engine, inc.targets) if link else None
+        if target is None:
+            if link:
+                self.notify(f"nothing to open for {link}", timeout=3)
+            return
+        self.app.open_target(target)  # type: ignore[attr-defined]
+
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()
 
     def action_cursor_up(self) -> None:
         self.query_one(OptionList).action_cursor_up()
+
+
+def snapshot_values(engine: Any, targets: list[str], limit: int = 60) -> dict[str, float]:
+    """Latest value of every series of `targets` (or of every target), bounded in count."""
+    names = set(targets) if targets else set(engine.names())
+    out: dict[str, float] = {}
+    store = engine.store
+    for series in sorted(store.series()):
+        if series.split(":", 1)[0] in names and not series.endswith(":status"):
+            latest = store.latest(series)
+            if latest is not None:
+                out[series] = latest[1]
+            if len(out) >= limit:
+                break
+    return out
+
+
+def resolve_link(link: str, engine: Any, prefer: list[str]) -> str | None:
+    """The target a playbook link points at: ``target:NAME``, ``kind:KIND`` (the incident's
+    own target of that kind first) or ``metric:NAME`` (a target reporting it)."""
+    if engine is None or ":" not in link:
+        return None
+    kind, _, value = link.partition(":")
+    views = engine.snapshot()
+    names = [v.name for v in views]
+    if kind == "target":
+        return value if value in names else None
+    if kind == "kind":
+        hits = [v.name for v in views if v.kind == value]
+    elif kind == "metric":
+        series = set(engine.store.series())
+        hits = [n for n in names if f"{n}:{value}" in series]
+    else:
+        return None
+    for name in prefer:
+        if name in hits:
+            return name
+    return hits[0] if hits else None
 
 

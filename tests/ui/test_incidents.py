@@ -160,3 +160,36 @@ async def test_several_incidents_listed_most_severe_first(tmp_path: Path, ui_env
         assert "pb|payment-processing-failure" in ids  # the runbook follows the six steps
         assert "step|payment-processing-failure|symptoms" in ids
         assert slow.id not in ids
+
+
+async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env: None) -> None:
+    from console.screens.detail import DetailScreen
+
+    clock = Clock()
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None, 10, "engine started")
+        app.engine.store.record("api:error_pct", clock(), 62.5)
+        app.engine.store.record("api:latency_ms", clock(), 12.5)
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                       "incident list")
+        inc = await app.screen.desk.open("API errors", "P1")  # type: ignore[attr-defined]
+        app.push_screen(IncidentScreen(inc.id))
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                       and app.screen.incident is not None, 5, "incident screen")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: bool(inc.snapshots), 5, "snapshot attached")
+        assert inc.snapshots[0]["values"] == {"api:error_pct": 62.5, "api:latency_ms": 12.5}
+        await pilot.press("h")
+        await _type(pilot, "bob@bastion")
+        await wait_for(pilot, lambda: inc.owner == "bob@bastion", 5, "handed over")
+        await pilot.pause()
+        assert "owner bob@bastion" in screen_text(app)
+        await pilot.press("F")
+        await wait_for(pilot, lambda: inc.false_positive, 5, "false positive")
+        # "Check Sentry for error details" links to the error rate: Enter opens api's detail
+        await _move_to(pilot, "item|incident-response|assess|0")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "detail")
+        assert app.screen.target == "api"  # type: ignore[attr-defined]
