@@ -96,6 +96,12 @@ class Notification:
     group: str
     incident: int
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Notification:
+        kw = {k: d[k] for k in cls.__dataclass_fields__}
+        kw["labels"] = tuple(sorted(dict(d["labels"]).items()))
+        return cls(**kw)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key, "transition": self.transition, "rule": self.rule,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import hashlib
 import logging
 import math
 import sqlite3
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL,
     receiver TEXT NOT NULL,
+    grp TEXT NOT NULL DEFAULT '',
     payload BLOB NOT NULL,
     created REAL NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
@@ -115,6 +117,26 @@ def slack_payload(n: Notification, *, logs_url: str | None = None,
     return {"text": f"{emoji} {label}: {title}", "blocks": blocks}
 
 
+def slack_group_payload(notes: Sequence[Notification], *, logs_url: str | None = None,
+                        metrics_url: str | None = None) -> dict[str, Any]:
+    """Several notifications of one group in one message: worst severity in the header."""
+    worst = min(notes, key=lambda n: n.severity)
+    word, emoji = _SEVERITY.get(worst.severity, ("info", "ℹ️"))
+    title = f"{len(notes)} alerts: {one_line(worst.group, 100) or 'ungrouped'}"
+    lines = []
+    for n in notes[:40]:  # Slack caps a message at 50 blocks
+        state = "RESOLVED" if n.transition == "resolved" else n.transition.upper()
+        lines.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"*{state}* {n.severity} {_mrkdwn(n.summary, 140)} — `{_mrkdwn(n.target, 64)}`: "
+            f"{_mrkdwn(n.detail, 300)}")}})
+    single = slack_payload(worst, logs_url=logs_url, metrics_url=metrics_url)
+    actions = [b for b in single["blocks"] if b["type"] == "actions"]
+    return {"text": f"{emoji} {word.upper()}: {title}",
+            "blocks": [{"type": "header", "text": {"type": "plain_text",
+                                                   "text": f"{emoji} {title}"}},
+                       *lines, *actions]}
+
+
 def webhook_payload(n: Notification) -> dict[str, Any]:
     return {"version": 1, **n.to_json()}
 
@@ -153,6 +175,17 @@ class ReceiverHealth:
         return self.consecutive_failures > 0
 
 
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    key: str
+    grp: str
+    payload: bytes
+    attempts: int
+    next_at: float
+    created: float
+
+
 class Outbox:
     """The SQLite store behind the notifier; every method is short and thread-safe."""
 
@@ -171,13 +204,13 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int
-            ) -> tuple[bool, int]:
+    def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int,
+            group: str = "") -> tuple[bool, int]:
         """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room)."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, receiver, payload, created, next_at) "
-                "VALUES (?, ?, ?, ?, 0)", (key, receiver, payload, now))
+                "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, next_at) "
+                "VALUES (?, ?, ?, ?, ?, 0)", (key, receiver, group, payload, now))
             if cur.rowcount == 0:
                 return False, 0
             (pending,) = self._db.execute(
@@ -191,26 +224,50 @@ class Outbox:
                     "ORDER BY id LIMIT ?)", (receiver, excess))
             return True, max(excess, 0)
 
-    def head(self, receiver: str) -> tuple[int, str, bytes, int, float] | None:
-        """The oldest pending row: (id, key, payload, attempts, next_at)."""
+    def head(self, receiver: str) -> Row | None:
+        """The oldest pending row."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, key, payload, attempts, next_at FROM outbox "
+                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
                 "WHERE receiver=? AND status='pending' ORDER BY id LIMIT 1",
                 (receiver,)).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else Row(*row)
 
-    def mark(self, row_id: int, status: str, *, now: float, next_at: float = 0.0,
-             error: str | None = None) -> None:
+    def batch(self, receiver: str, head: Row, limit: int) -> list[Row]:
+        """The head row and the later pending rows of its group, oldest first."""
         with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
+                "WHERE receiver=? AND status='pending' AND grp=? AND id>=? ORDER BY id LIMIT ?",
+                (receiver, head.grp, head.id, limit)).fetchall()
+        return [Row(*r) for r in rows]
+
+    def mark(self, ids: Sequence[int], status: str, *, now: float, next_at: float = 0.0,
+             error: str | None = None) -> None:
+        """Move rows to 'sending', 'sent' or back to 'pending' (with the next attempt time),
+        all in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._mark(ids, status, now, next_at, error)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _mark(self, ids: Sequence[int], status: str, now: float, next_at: float,
+              error: str | None) -> None:
+        for row_id in ids:
             if status == "sent":
                 self._db.execute("UPDATE outbox SET status='sent', sent_at=?, "
                                  "attempts=attempts+1 WHERE id=?", (now, row_id))
             elif status == "sending":
-                self._db.execute("UPDATE outbox SET status='sending' WHERE id=?", (row_id,))
+                self._db.execute("UPDATE outbox SET status='sending' WHERE id=?",
+                                 (row_id,))
             else:
-                self._db.execute("UPDATE outbox SET status='pending', attempts=attempts+1, "
-                                 "next_at=?, last_error=? WHERE id=?", (next_at, error, row_id))
+                self._db.execute(
+                    "UPDATE outbox SET status='pending', attempts=attempts+1, next_at=?, "
+                    "last_error=? WHERE id=?", (next_at, error, row_id))
 
     def rows(self, receiver: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -261,10 +318,8 @@ class Notifier:
             for r in self.receivers.values():
                 if n.severity not in r.severities:
                     continue
-                body = slack_payload(n, logs_url=r.logs_url, metrics_url=r.metrics_url) \
-                    if r.kind == "slack" else webhook_payload(n)
-                inserted, dropped = self.outbox.add(n.key, r.name, orjson.dumps(body), now,
-                                                    r.max_queue)
+                inserted, dropped = self.outbox.add(n.key, r.name, orjson.dumps(n.to_json()),
+                                                    now, r.max_queue, n.group)
                 if dropped:
                     self._health[r.name].dropped += dropped
                     log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
@@ -328,18 +383,40 @@ class Notifier:
         r = self.receivers[name]
         now = self.clock()
         paced = self._last_send.get(name, -math.inf) + 1.0 / r.rate
-        return max(0.0, head[4] - now, paced - now, self._health[name].paused_until - now)
+        gathered = head.created + r.group_wait if head.attempts == 0 else 0.0
+        return max(0.0, head.next_at - now, paced - now, gathered - now,
+                   self._health[name].paused_until - now)
+
+    def render(self, r: Receiver, rows: Sequence[Row]) -> tuple[bytes, str]:
+        """(body, idempotency key) for one row or a group of rows."""
+        notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
+        if len(notes) == 1:
+            body = slack_payload(notes[0], logs_url=r.logs_url, metrics_url=r.metrics_url) \
+                if r.kind == "slack" else webhook_payload(notes[0])
+            return orjson.dumps(body), rows[0].key
+        key = "group:" + hashlib.sha256("\n".join(x.key for x in rows).encode()).hexdigest()[:32]
+        if r.kind == "slack":
+            body = slack_group_payload(notes, logs_url=r.logs_url, metrics_url=r.metrics_url)
+        else:
+            body = {"version": 1, "group": rows[0].grp,
+                    "notifications": [n.to_json() for n in notes]}
+        return orjson.dumps(body), key
 
     async def send_next(self, name: str) -> bool | None:
         """Send the receiver's oldest pending row once; True sent, False failed, None none."""
         head = await asyncio.to_thread(self.outbox.head, name)
         if head is None:
             return None
-        row_id, key, payload, attempts, _ = head
         r = self.receivers[name]
+        rows = [head]
+        if r.group_wait > 0:
+            rows = await asyncio.to_thread(self.outbox.batch, name, head, r.group_max)
+        ids = [row.id for row in rows]
+        attempts = head.attempts
+        payload, key = self.render(r, rows)
         h = self._health[name]
         assert self._client is not None, "start() the notifier first"
-        await asyncio.to_thread(self.outbox.mark, row_id, "sending", now=self.clock())
+        await asyncio.to_thread(self.outbox.mark, ids, "sending", now=self.clock())
         self._last_send[name] = self.clock()
         error: str | None = None
         wait: float | None = None
@@ -349,7 +426,7 @@ class Notifier:
                     self._urls[name], content=payload, timeout=r.timeout,
                     headers={"Content-Type": "application/json", "Idempotency-Key": key})
             if 200 <= resp.status_code < 300:
-                await asyncio.to_thread(self.outbox.mark, row_id, "sent", now=self.clock())
+                await asyncio.to_thread(self.outbox.mark, ids, "sent", now=self.clock())
                 h.consecutive_failures, h.last_error = 0, None
                 return True
             error = f"HTTP {resp.status_code}"
@@ -366,7 +443,7 @@ class Notifier:
             h.paused_until = now + wait  # the limit is the receiver's, not the message's
         h.consecutive_failures += 1
         h.last_error, h.last_error_at = one_line(error, 200), now
-        await asyncio.to_thread(self.outbox.mark, row_id, "pending", now=now,
+        await asyncio.to_thread(self.outbox.mark, ids, "pending", now=now,
                                 next_at=now + backoff, error=h.last_error)
         log.warning("receiver %s: %s (retry in %.1fs)", name, h.last_error, backoff)
         return False

@@ -374,6 +374,10 @@ class Receiver(_Strict):
     rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
     timeout: Duration = Field(5.0, gt=0, le=60)
     max_queue: int = Field(1000, ge=1, le=1_000_000)
+    group_wait: Duration = Field(0.0, ge=0, le=3600, description=(
+        "hold a group's first notification this long so the group's others join it "
+        "(Alertmanager uses 30s; 0 sends each at once)"))
+    group_max: int = Field(20, ge=1, le=40)
     logs_url: str | None = None
     metrics_url: str | None = None
 

@@ -265,3 +265,32 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
         assert hits.keys("ok") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing twice
     finally:
         await n.stop()
+
+
+async def test_group_wait_sends_a_group_as_one_message(tmp_path: Path,
+                                                       receiver: tuple[str, Hits]) -> None:
+    base, hits = receiver
+    receivers = [recv("ok", f"{base}/ok", rate=20, group_wait="300ms"),
+                 Receiver.model_validate({"name": "slack", "kind": "slack", "url": "${HOOK}",
+                                          "rate": 20, "group_wait": "300ms"})]
+    n = Notifier(tmp_path / "o.sqlite", receivers, env={"HOOK": f"{base}/slack"})
+    await n.start()
+    try:
+        t0 = time.monotonic()
+        other = replace(note(9), group="service=billing")
+        n.enqueue([note(1), note(2, severity="P0"), other])
+        await asyncio.sleep(0.1)
+        n.enqueue([note(3)])  # joins its group while the group waits
+        await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("slack")) == 2)
+        first_t, first_key, first = hits.got["ok"][0]
+        assert first_t - t0 >= 0.3 - 0.02  # held for group_wait
+        assert first_key.startswith("group:")
+        assert [x["key"] for x in first["notifications"]] == [
+            "r1/api/firing/1", "r2/api/firing/1", "r3/api/firing/1"]
+        assert hits.got["ok"][1][1] == "r9/api/firing/1"  # the other group, on its own
+        slack = hits.got["slack"][0][2]
+        assert slack["text"] == "🔴 CRITICAL: 3 alerts: service=app"  # worst severity leads
+        assert len([b for b in slack["blocks"] if b["type"] == "section"]) == 3
+        assert {r["status"] for r in n.outbox.rows()} == {"sent"}
+    finally:
+        await n.stop()
