@@ -7,6 +7,7 @@ desk is created on first use (``i``) and lives on the app.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -32,8 +33,6 @@ async def get_desk(app: Any) -> Any:
     desk = getattr(app, "incident_desk", None)
     if desk is not None:
         return desk
-    import asyncio
-
     from console.engine.errors import ConfigError
     from console.engine.incidents import IncidentBook, IncidentDesk
     from console.engine.journal import Journal
@@ -232,6 +231,7 @@ class IncidentScreen(Screen[None]):
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
+        Binding("P", "postmortem", "Post-mortem", show=False, id="incident_postmortem"),
         Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
@@ -406,6 +406,30 @@ class IncidentScreen(Screen[None]):
             self.notify("marked false positive" if inc.false_positive
                         else "no longer a false positive", timeout=3)
             self.redraw()
+
+    async def action_postmortem(self) -> None:
+        """Write the post-mortem draft next to the journal and tick the post-mortem step."""
+        inc = self.incident
+        if inc is None:
+            return
+        from console.engine.postmortem import render
+
+        path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
+        text = render(inc, now=_now(self))
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():  # never overwrite what someone already filled in
+                path.write_text(text, encoding="utf-8")
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as exc:
+            self.notify(f"cannot write the draft: {exc}", severity="error", markup=False)
+            return
+        await self.desk.postmortem_done(inc.id)
+        self.notify(f"post-mortem draft: {path}", markup=False, timeout=8)
+        self.redraw()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

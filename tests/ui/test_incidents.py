@@ -109,6 +109,18 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         await wait_for(pilot, lambda: inc.resolved_at == t0 + 1500, 5, "resolved")
         await pilot.pause()
         assert "RESOLVED" in screen_text(app)
+        # the post-mortem draft, from the same journal
+        clock.t = t0 + 3600
+        await pilot.press("P")
+        await wait_for(pilot, lambda: inc.postmortem_at == t0 + 3600, 5, "post-mortem")
+        draft = Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "postmortems" / f"{inc.id}.md"
+        md = draft.read_text()
+        assert md.startswith("# Post-mortem: API [b]5xx[/b] storm")
+        assert "| Acknowledge | < 5 min | " in md
+        assert "| 5m01s | late by 1s |" in md
+        assert "error rate 62 %" in md
+        assert "## Root cause" in md
+        assert inc.step_status(inc.step("postmortem"), clock()) == "done"
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "list")
         app.screen.redraw()  # type: ignore[attr-defined]
@@ -122,7 +134,8 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
     mine = [e for e in j.entries if e.get("incident") == iid]
     assert [e["type"] for e in mine] == [
         "incident.open", "incident.acknowledge", "incident.check", "incident.uncheck",
-        "incident.note", "incident.severity", "incident.mitigate", "incident.resolve"]
+        "incident.note", "incident.severity", "incident.mitigate", "incident.resolve",
+        "incident.postmortem"]
     assert mine[0]["title"] == "API [b]5xx[/b] storm"
 
 
