@@ -14,7 +14,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, OptionList, Static
@@ -128,6 +128,32 @@ class TextPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class KpiScreen(ModalScreen[None]):
+    """The playbook's KPIs over the last 7 days (as ``opsconsole report``); Esc closes."""
+
+    DEFAULT_CSS = """
+    KpiScreen { align: center middle; }
+    KpiScreen #kpi-body { width: 76; height: auto; max-height: 100%; border: round $accent;
+                          background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
+                Binding("K", "dismiss", "Close", show=False)]
+
+    def __init__(self, desk: Any, since: float = 7 * 86400) -> None:
+        super().__init__()
+        self.desk = desk
+        self.since = since
+
+    def compose(self) -> ComposeResult:
+        from console.engine.kpis import compute, format_text
+
+        engine = getattr(self.app, "engine", None)
+        k = compute(self.desk.book, since=self.since, now=_now(self),
+                    store=engine.store if engine is not None else None)
+        with VerticalScroll(id="kpi-body"):
+            yield Static(Content(format_text(k).rstrip()), id="kpi-text")
+
+
 class IncidentListScreen(Screen[None]):
     """Open incidents, most severe first; Enter opens one, o opens a new one by hand."""
 
@@ -140,6 +166,7 @@ class IncidentListScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="incidents_back"),
         Binding("enter", "open_selected", "Open", id="incidents_open", show=False),
         Binding("o", "new", "New incident", id="incidents_new"),
+        Binding("K", "kpis", "KPIs", id="incidents_kpis"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -193,6 +220,9 @@ class IncidentListScreen(Screen[None]):
         iid = self._selected()
         if iid is not None:
             self.app.push_screen(IncidentScreen(iid))
+
+    def action_kpis(self) -> None:
+        self.app.push_screen(KpiScreen(self.desk))
 
     def action_new(self) -> None:
         async def opened(title: str | None) -> None:

@@ -206,3 +206,30 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "detail")
         assert app.screen.target == "api"  # type: ignore[attr-defined]
+
+
+async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:
+    clock = Clock()
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                       "incident list")
+        desk = app.screen.desk  # type: ignore[attr-defined]
+        a = await desk.open("A", "P0")
+        clock.t += 120
+        await desk.acknowledge(a.id)
+        clock.t += 600
+        await desk.resolve(a.id)
+        b = await desk.open("B", "P1")
+        clock.t += 400
+        await desk.acknowledge(b.id)
+        await pilot.press("K")
+        await wait_for(pilot, lambda: bool(app.screen.query("#kpi-text")), 5, "KPI screen")
+        text = screen_text(app)
+        assert "incidents 2 (P0 1, P1 1); open 1, resolved 1" in text
+        assert "MTTA (acknowledge)" in text
+        assert "4m20s" in text  # (120 + 400) / 2
+        assert "50.0 %" in text  # acknowledged within 5 min: A yes, B no
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "back")
