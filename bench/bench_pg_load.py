@@ -40,6 +40,16 @@ CONSOLE_ROLE, PGA_ROLE = "bench_console", "bench_pg_activity"
 ROLE_PW = "bench-Pw-1"
 
 
+def fast_query(server: PgServer) -> tuple[int, float, float]:
+    """(calls, mean ms, max ms) of the console's fast-loop query."""
+    out = server.admin(
+        "SELECT calls || ' ' || mean_exec_time || ' ' || max_exec_time FROM pg_stat_statements s "
+        f"JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '{CONSOLE_ROLE}' "
+        "AND query LIKE '%pg_stat_activity%' AND query LIKE '%pg_stat_database%'", db=DB)
+    calls, mean, peak = (out.split() + ["0", "0", "0"])[:3]
+    return int(calls), float(mean), float(peak)
+
+
 def per_role(server: PgServer) -> dict[str, tuple[float, int, int]]:
     """role -> (total_exec_time ms, calls, distinct statements), all databases."""
     out = server.admin(
@@ -120,6 +130,7 @@ async def run(seconds: float) -> int:
             started = time.monotonic()
             await asyncio.sleep(seconds)
             figures = per_role(server)
+            fast = fast_query(server)
             elapsed = time.monotonic() - started
             await engine.stop()
             shown = top.text()
@@ -142,6 +153,8 @@ async def run(seconds: float) -> int:
           f"{checks} ({failures} down)")
     print(f"console     : {c_min:8.1f} ms/min server time, {c_calls * scale:6.0f} calls/min, "
           f"{c_n} distinct statements")
+    print(f"console fast-loop query: {fast[0]} calls, mean {fast[1]:.2f} ms, "
+          f"max {fast[2]:.2f} ms server time")
     print(f"pg_activity : {p_min:8.1f} ms/min server time, {p_calls * scale:6.0f} calls/min, "
           f"{p_n} distinct statements")
     ratio = c_min / p_min if p_min else float("inf")

@@ -403,3 +403,21 @@ def test_custom_queries_must_be_read_only() -> None:
                      ("select pg_sleep(10)", "'pg_sleep'")):
         with pytest.raises(ValueError, match=re.escape(why)):
             PostgresTarget(name="p", dsn="postgresql://h/db", queries={"q": bad})
+
+
+async def test_details_reach_check_json(pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    import orjson
+
+    from console.engine.model import CheckResult
+
+    fresh_db(pg_server, "opsc_json")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_json"))
+    probes.append(probe)
+    r = await probe.check()
+    data = orjson.loads(orjson.dumps(r.to_json()))  # what `check --json` writes
+    assert set(data["details"]) >= {"sessions", "blocking", "database", "statements", "tables",
+                                    "indexes", "replication", "role", "notes"}
+    assert data["details"]["database"]["size_bytes"] == r.metrics["db_size_bytes"]
+    plain = CheckResult(target="t", kind="http", status=Status.UP, started_at=0.0,
+                        latency_ms=1.0)
+    assert "details" not in plain.to_json()  # other kinds' JSON is unchanged
