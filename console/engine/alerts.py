@@ -22,7 +22,8 @@ idempotency key `rule/target/transition/sequence`; the outbox that sends them li
 
 A resolved notice is sent only after a firing one was. An acknowledgement lasts `ack_for`;
 when it expires and the alert still fires, it is notified again ("ack_expired"). Unacknowledged
-P0/P1 alerts escalate once after `escalate_p0`/`escalate_p1` (playbook: 15/30 min). Time to
+P0/P1 alerts escalate once after `escalate_p0`/`escalate_p1` (playbook: 15/30 min), and an
+unacknowledged firing alert is reminded every `repeat_interval` (Alertmanager's 4 h). Time to
 detect (first failing sample to firing) is kept per incident; `mttd()` averages it.
 """
 
@@ -157,6 +158,7 @@ class Alert:
     incident: int = 0
     reminders: int = 0
     notified: str | None = None  # "firing" or "resolved": the last state people were told
+    notified_at: float | None = None
     nodata_from: AlertState | None = None
     nodata_notified: bool = False
     history: deque[bool] = field(default_factory=deque)
@@ -384,7 +386,15 @@ class Alerts:
                 a.reminders += 1
                 a.escalate_from = now
                 if not self._suppressed(a, now):
+                    a.notified_at = now
                     out.append(self._note(a, "ack_expired", f"{a.incident}.{a.reminders}", now))
+            repeat = self.cfg.repeat_interval
+            if a.state == AlertState.FIRING and repeat and a.notified == "firing" \
+                    and a.notified_at is not None and now - a.notified_at >= repeat \
+                    and not self._suppressed(a, now):
+                a.reminders += 1
+                a.notified_at = now
+                out.append(self._note(a, "reminder", f"{a.incident}.{a.reminders}", now))
             limit = {"P0": self.cfg.escalate_p0, "P1": self.cfg.escalate_p1}.get(rule.severity)
             if a.state == AlertState.FIRING and limit and not a.escalated \
                     and a.escalate_from is not None and now - a.escalate_from >= limit \
@@ -425,10 +435,10 @@ class Alerts:
         if self._suppressed(a, now):
             return
         if a.state == AlertState.FIRING and a.notified != "firing":
-            a.notified = "firing"
+            a.notified, a.notified_at = "firing", now
             out.append(self._note(a, "firing", str(a.incident), now))
         elif a.state in _QUIET and a.notified == "firing":
-            a.notified = "resolved"
+            a.notified, a.notified_at = "resolved", now
             out.append(self._note(a, "resolved", str(a.incident), now))
 
     # -- persistence (shared by the TUI and a headless runner; keeps idempotency keys) -------

@@ -406,6 +406,16 @@ class AlertingSection(_Strict):
     escalate_p0: Duration = Field(900.0, ge=0)
     escalate_p1: Duration = Field(1800.0, ge=0)
     ack_for: Duration = Field(3600.0, gt=0, description="how long an acknowledgement lasts")
+    repeat_interval: Duration = Field(14400.0, ge=0, description=(
+        "remind about an unacknowledged firing alert this often (Alertmanager: 4h; 0: never)"))
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _reminders(cls, v: float) -> float:
+        if 0 < v < 300:
+            raise ValueError("repeat_interval must be at least 5m (or 0 for no reminders), "
+                             "as gatus' minimum-reminder-interval")
+        return v
     group_by: list[str] = Field(default_factory=lambda: ["service"])
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     receivers: list[Receiver] = Field(default_factory=list)

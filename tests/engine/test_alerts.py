@@ -399,3 +399,16 @@ def test_snapshot_restore_carries_on_the_same_incident() -> None:
     assert again.alerts.restore({"version": 1, "alerts": [{"rule": "gone"}]}, [r]) == 0
     with pytest.raises(ValueError, match="version"):
         again.alerts.restore({"version": 9}, [r])
+
+
+def test_reminders_every_repeat_interval_until_acknowledged() -> None:
+    run = make(rule(severity="P2"), alerting=AlertingSection(repeat_interval="10m"))
+    run.feed([1] * 130)  # fires at 20 s, then 21 more minutes failing
+    assert run.transitions == ["firing", "reminder", "reminder"]
+    assert [n.at - T0 for n in run.notes] == [20.0, 620.0, 1220.0]
+    assert run.notes[1].key == "r/api/reminder/1.1"
+    assert run.alerts.ack("r", "api", "ana", duration=3600, now=T0 + 1290)
+    run.feed([1] * 70, start=130)
+    assert len(run.notes) == 3  # acknowledged: no more reminders
+    with pytest.raises(ValueError, match="at least 5m"):
+        AlertingSection(repeat_interval="1m")
