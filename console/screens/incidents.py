@@ -190,7 +190,8 @@ class IncidentListScreen(Screen[None]):
         degraded = desk.journal.degraded
         title = f"Incidents · {len(incs)} open · o new · Enter open"
         if degraded:
-            title += f" · ⚠ JOURNAL DEGRADED ({degraded}); {desk.journal.pending} not on disk"
+            title += f"\n⚠ JOURNAL DEGRADED: {desk.journal.pending} action(s) only in memory · " \
+                     f"{degraded}"
         self.query_one("#incidents-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
         keep = ol.highlighted
@@ -326,8 +327,8 @@ class IncidentScreen(Screen[None]):
         ]
         degraded = self.desk.journal.degraded
         if degraded:
-            lines.append(f"⚠ JOURNAL DEGRADED ({degraded}): {self.desk.journal.pending} "
-                         "action(s) kept in memory, not yet on disk")
+            lines.append(f"⚠ JOURNAL DEGRADED: {self.desk.journal.pending} action(s) only "
+                         f"in memory · {degraded}")
         return "\n".join(lines)
 
     def redraw(self) -> None:

@@ -4,10 +4,12 @@ notes, severity, acknowledge, mitigate, resolve, all in the journal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 from textual.widgets import Input, OptionList
 
 from console.app import OpsConsoleApp
@@ -233,3 +235,52 @@ async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:
         assert "50.0 %" in text  # acknowledged within 5 min: A yes, B no
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "back")
+
+
+async def test_full_disk_shows_degraded_journal_and_recovers(tmp_path: Path,
+                                                             ui_env: None) -> None:
+    import subprocess
+
+    data = Path(os.environ["OPSCONSOLE_DATA_DIR"])
+    await asyncio.to_thread(data.mkdir, parents=True)
+    mount = await asyncio.to_thread(
+        subprocess.run, ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)],
+        capture_output=True, text=True, timeout=10)
+    assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr}"
+    try:
+        filler = data / "filler"
+        with filler.open("wb") as f, contextlib.suppress(OSError):  # fill it to the last byte
+            for _ in range(64):
+                f.write(b"\0" * 1024)
+                f.flush()
+        clock = Clock()
+        app = _app(tmp_path, clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                           "incident list")
+            desk = app.screen.desk  # type: ignore[attr-defined]
+            inc = await desk.open("Disk full during an incident", "P0")
+            assert desk.journal.degraded is not None
+            assert "ENOSPC" in desk.journal.degraded
+            app.push_screen(IncidentScreen(inc.id))
+            await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                           and app.screen.incident is not None, 5, "incident screen")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: inc.acknowledged_at is not None, 5, "acknowledged")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "JOURNAL DEGRADED" in text
+            assert "2 action(s) only in memory" in text
+            # room again: the writer retries on its own and the banner goes away
+            filler.unlink()
+            await wait_for(pilot, lambda: desk.journal.degraded is None, 6, "journal healthy")
+            app.screen.redraw()  # type: ignore[attr-defined]
+            await pilot.pause()
+            assert "JOURNAL DEGRADED" not in screen_text(app)
+        lines = (data / "journal.jsonl").read_bytes().splitlines()
+        types = [orjson.loads(x)["type"] for x in lines]
+        assert types == ["incident.open", "incident.acknowledge"]
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(data)],
+                                capture_output=True, timeout=10)
