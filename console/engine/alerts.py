@@ -208,7 +208,7 @@ class Alerts:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cfg = alerting if alerting is not None else AlertingSection()
+        self.cfg = alerting if alerting is not None else AlertingSection.model_validate({})
         self.clock = clock
         self._alerts: dict[tuple[str, str], Alert] = {}
         self._silences: dict[str, Silence] = {}

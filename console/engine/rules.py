@@ -31,6 +31,7 @@ from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import numpy as np
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .durations import format_duration, parse_duration
@@ -360,6 +361,10 @@ class MaintenanceWindow(_Strict):
         return v
 
 
+def _all_severities() -> list[Severity]:
+    return ["P0", "P1", "P2", "P3"]
+
+
 class Receiver(_Strict):
     """`[[alerting.receivers]]`: where notifications go (Slack incoming webhook or JSON webhook).
 
@@ -370,7 +375,7 @@ class Receiver(_Strict):
     name: str = Field(min_length=1, max_length=64)
     kind: Literal["slack", "webhook"]
     url: str
-    severities: list[Severity] = Field(default_factory=lambda: ["P0", "P1", "P2", "P3"])
+    severities: list[Severity] = Field(default_factory=lambda: _all_severities())
     rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
     timeout: Duration = Field(5.0, gt=0, le=60)
     max_queue: int = Field(1000, ge=1, le=1_000_000)
@@ -540,7 +545,7 @@ def evaluate_expr(
         what = f"mean({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn in ("max", "min", "sum"):
         _, v = store.values(series, expr.window or 0.0, now=now)
-        v = v[~_isnan(v)]
+        v = v[~np.isnan(v)]
         value = None if len(v) == 0 else float({"max": v.max, "min": v.min, "sum": v.sum}[fn]())
         what = f"{fn}({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn in ("rate", "increase"):
@@ -560,7 +565,7 @@ def evaluate_expr(
         what = f"p{(expr.q or 0) * 100:g}({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn == "count":
         _, v = store.values(series, expr.window or 0.0, now=now)
-        v = v[~_isnan(v)]
+        v = v[~np.isnan(v)]
         if len(v) == 0:
             value = None
         else:
@@ -587,12 +592,6 @@ def evaluate_expr(
     sign = "not " if ok else ""
     return ("ok" if ok else "fail"), value, sample_t, (
         f"{what} = {_fmt(value)} ({sign}{expr.op} {expr.threshold:g})")
-
-
-def _isnan(v: object) -> object:
-    import numpy as np
-
-    return np.isnan(v)  # type: ignore[call-overload]
 
 
 class RuleSet:

@@ -94,7 +94,8 @@ class RuleTest:
     rules: list[Rule]
     eval_times: list[float] | None
     expects: list[Expectation]
-    alerting: AlertingSection = field(default_factory=AlertingSection)
+    alerting: AlertingSection = field(
+        default_factory=lambda: AlertingSection.model_validate({}))
 
 
 def load_rule_test(path: Path, extra_rules: Sequence[Rule] = ()) -> RuleTest:
