@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from .durations import format_duration
 from .rules import AlertingSection, Evaluation, Matcher, Rule, parse_expr, parse_matcher
 
 
@@ -181,9 +182,40 @@ class Alert:
     def active(self) -> bool:
         return self.state not in _QUIET
 
+    def why(self, now: float) -> str:
+        """Why the alert is (or is not) firing, in one line: what an operator asks first."""
+        rule = self.rule
+        parts = [self.detail or "not evaluated yet"]
+        if self.state == AlertState.NODATA:
+            parts.append("no data: neither firing nor resolved until data returns")
+        elif self.state in (AlertState.PENDING, *_QUIET):
+            if self.fails:
+                parts.append(f"{self.fails}/{rule.failure_threshold} failing samples")
+                if rule.for_ and self.first_fail_at is not None:
+                    left = rule.for_ - (now - self.first_fail_at)
+                    if left > 0:
+                        parts.append(f"`for` met in {format_duration(left)}")
+        elif self.state in _FIRING:
+            if self.fails == 0:
+                parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")
+                if rule.keep_firing_for and self.last_fail_at is not None:
+                    left = rule.keep_firing_for - (now - self.last_fail_at)
+                    if left > 0:
+                        parts.append(f"kept firing {format_duration(left)} more")
+            if self.state == AlertState.ACKNOWLEDGED and self.ack_until is not None:
+                parts.append(f"acknowledged by {self.acked_by} for "
+                             f"{format_duration(max(0.0, self.ack_until - now))} more")
+        if self.silenced_by:
+            parts.append(f"silenced ({self.silenced_by})")
+        if self.inhibited_by:
+            parts.append(f"held back by {self.inhibited_by}")
+        if self.flapping:
+            parts.append(f"flapping ({self.flap_pct:.0f}% state change)")
+        return "; ".join(parts)
+
     def to_json(self, now: float) -> dict[str, Any]:
         return {
-            "id": self.id, "rule": self.rule.name, "target": self.target,
+            "id": self.id, "rule": self.rule.name, "target": self.target, "why": self.why(now),
             "severity": self.rule.severity, "state": self.state.value,
             "since": self.since, "for_s": None if self.since is None else now - self.since,
             "value": self.value, "detail": self.detail, "expr": self.rule.expr,

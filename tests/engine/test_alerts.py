@@ -412,3 +412,21 @@ def test_reminders_every_repeat_interval_until_acknowledged() -> None:
     assert len(run.notes) == 3  # acknowledged: no more reminders
     with pytest.raises(ValueError, match="at least 5m"):
         AlertingSection(repeat_interval="1m")
+
+
+def test_why_explains_pending_firing_and_holds() -> None:
+    run = make(rule(for_="60s", keep_firing_for="30s"))
+    run.feed([1, 1])
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.why(T0 + 10) == "x = 1 (> 0.5); 2/3 failing samples; `for` met in 50s"
+    run.feed([1] * 5, start=2)  # fires at 60 s
+    run.feed([0], start=7)
+    assert a.why(T0 + 70) == ("x = 0 (not > 0.5); 1/2 good samples to resolve; "
+                              "kept firing 20s more")
+    run.alerts.silence(["target=api"], duration=600, by="ana", reason="x", now=T0 + 70)
+    assert run.alerts.ack("r", "api", "ana", duration=300, now=T0 + 70)
+    run.feed([1], start=8)
+    assert a.why(T0 + 80) == ("x = 1 (> 0.5); acknowledged by ana for 4m50s more; "
+                              "silenced (s1)")
+    assert a.to_json(T0 + 80)["why"] == a.why(T0 + 80)
