@@ -126,12 +126,8 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
             print("no alerts")
         for a in current:
             state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
-            extra = ""
-            if a.state == AlertState.PENDING:
-                extra = f" ({a.fails}/{a.rule.failure_threshold} failing samples"
-                extra += f", for {a.rule.for_:g}s)" if a.rule.for_ else ")"
             print(f"{glyph.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
-                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.detail, 100)}{extra}")
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
         if no_data:
             names = ", ".join(f"{n} ({m})" for n, m in no_data)
             print(f"no data (no target reports the metric): {names}")
