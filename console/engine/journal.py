@@ -95,12 +95,12 @@ def _sanitize(x: Any, depth: int, seen: set[int]) -> Any:
         v = int.__index__(x)
         return v if _INT_MIN <= v <= _INT_MAX else str(v)
     if isinstance(x, float):
-        v = float.__float__(x)
-        if math.isnan(v):
+        f = float.__float__(x)
+        if math.isnan(f):
             return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
+        if math.isinf(f):
+            return "Infinity" if f > 0 else "-Infinity"
+        return f
     if isinstance(x, bytes | bytearray | memoryview):
         return _clean_str(bytes(x).decode("utf-8", "backslashreplace"))
     if depth >= MAX_DEPTH:

@@ -25,7 +25,7 @@ from console.engine.playbooks import SEVERITIES
 from console.engine.postmortem import elapsed
 from console.engine.sanitize import one_line
 
-TICK = 1.0  # countdowns move once a second
+TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
 
 async def get_desk(app: Any) -> Any:
@@ -253,7 +253,7 @@ class IncidentScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="incident_back"),
-        Binding("space", "toggle", "Check", id="incident_check"),
+        Binding("space", "check_item", "Check", id="incident_check"),
         Binding("n", "note", "Note", id="incident_note"),
         Binding("s", "severity", "Severity", id="incident_severity"),
         Binding("a", "acknowledge", "Ack", id="incident_ack"),
@@ -356,7 +356,7 @@ class IncidentScreen(Screen[None]):
             return []
         return str(ol.get_option_at_index(ol.highlighted).id or "").split("|")
 
-    async def action_toggle(self) -> None:
+    async def action_check_item(self) -> None:
         inc, cur = self.incident, self._cursor()
         if inc is None or len(cur) != 4 or cur[0] != "item":
             return

@@ -284,3 +284,56 @@ async def test_full_disk_shows_degraded_journal_and_recovers(tmp_path: Path,
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", "-l", str(data)],
                                 capture_output=True, timeout=10)
+
+
+async def test_restart_brings_incidents_back_and_another_console_is_seen(
+        tmp_path: Path, ui_env: None) -> None:
+    import time
+
+    from console.engine.incidents import IncidentBook, IncidentDesk
+    from console.engine.playbooks import load_playbooks
+
+    clock = Clock()
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                       "incident list")
+        desk = app.screen.desk  # type: ignore[attr-defined]
+        inc = await desk.open("Checkout errors", "P1")
+        await desk.acknowledge(inc.id)
+        await desk.check(inc.id, "assess", 1)
+        await desk.note(inc.id, "looking at deploy 1.5.2", section="assess")
+        iid = inc.id
+    # a new console on the same journal: the open incident is back as it was
+    app2 = _app(tmp_path, clock)
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app2.screen, "desk", None) is not None, 5,
+                       "incident list")
+        await pilot.pause()
+        assert "P1 Checkout errors" in screen_text(app2)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app2.screen, IncidentScreen), 5, "opened")
+        screen: Any = app2.screen
+        again = screen.incident
+        assert again.id == iid
+        assert again.acknowledged_at == clock.t
+        assert set(again.step("assess").checked) == {1}
+        assert again.step("assess").notes[0].text == "looking at deploy 1.5.2"
+        await pilot.pause()
+        assert "▶ Assess severity" in screen_text(app2)
+        # another console (bob's) on the same journal mitigates: seen here within a second
+        other = Journal(Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "journal.jsonl",
+                        clock=clock, actor="bob@bastion")
+        await asyncio.to_thread(other.open)
+        try:
+            bob = IncidentDesk(other, IncidentBook(load_playbooks(tmp_path / "none"),
+                                                   clock=clock))
+            await bob.mitigate(iid)
+            t0 = time.monotonic()
+            await wait_for(pilot, lambda: "mitigated" in screen_text(app2), 2,
+                           "bob's mitigation on screen")
+            assert time.monotonic() - t0 < 1.0
+        finally:
+            await other.close()
