@@ -45,14 +45,6 @@ def screen_text(app: App[Any]) -> str:
     return "\n".join(strip.text.rstrip() for strip in app.screen._compositor.render_strips())
 
 
-def row_of(app: App[Any], name: str) -> str:
-    """The screen row that shows target `name` on the board (fails if there is none)."""
-    for line in screen_text(app).splitlines():
-        if f" {name} " in line:
-            return line
-    raise AssertionError(f"no board row for {name!r}:\n{screen_text(app)}")
-
-
 def demo_app() -> OpsConsoleApp:
     """The console on its built-in demo stack, on free ports, without local databases."""
     return OpsConsoleApp(
@@ -60,8 +52,9 @@ def demo_app() -> OpsConsoleApp:
     )
 
 
-async def wait_ready(pilot: Pilot[Any]) -> float:
-    """Wait until the engine runs and every target has reported once and is on the board."""
+async def wait_ready(pilot: Pilot[Any], *, results: bool = True) -> float:
+    """Wait until the engine runs and every target is on the board; with `results`, until
+    every target has reported once and the board shows it (tests of keys alone need not)."""
     app: Any = pilot.app
 
     def ready() -> bool:
@@ -69,13 +62,13 @@ async def wait_ready(pilot: Pilot[Any]) -> float:
         if engine is None:
             return False
         views = engine.snapshot()
-        if not views or any(v.status is Status.UNKNOWN for v in views):
+        if not views or (results and any(v.status is Status.UNKNOWN for v in views)):
             return False
         boards = app.screen.query("#board")
         if not boards or boards.first().shown_targets != [v.name for v in views]:
             return False
         board = boards.first()  # the board repaints on the app's refresh tick: wait for it
-        return all(board.cell_text(v.name, "state") != "… wait" for v in views)
+        return not results or all(board.cell_text(v.name, "state") != "… wait" for v in views)
 
     return await wait_for(pilot, ready, ENGINE_READY_S, "engine started, first results in")
 
@@ -90,3 +83,26 @@ def http_config(path: Path, targets: dict[str, str], *, interval: str = "1s",
     ]
     path.write_text("\n".join(blocks) + extra, encoding="utf-8")
     return path
+
+
+async def wait_screen(
+    pilot: Pilot[Any], check: Callable[[str], object], what: str, within: float = 3.0
+) -> str:
+    """Wait until the screen, as text, passes `check`; return that text.
+
+    The screen repaints a moment after the state it shows has changed, so what is on it is
+    read in a loop, never once right after a state change.
+    """
+    seen = [""]
+
+    def passes() -> object:
+        seen[0] = screen_text(pilot.app)
+        return check(seen[0])
+
+    await wait_for(pilot, passes, within, what)
+    return seen[0]
+
+
+def row_in(text: str, name: str) -> str:
+    """The line of `text` that shows target `name` on the board, or "" if none does."""
+    return next((line for line in text.splitlines() if f" {name} " in line), "")

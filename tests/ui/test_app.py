@@ -26,10 +26,10 @@ from tests.faultservers import Route, http_server, json_server
 from tests.ui.apptools import (
     demo_app,
     http_config,
-    row_of,
-    screen_text,
+    row_in,
     wait_for,
     wait_ready,
+    wait_screen,
 )
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
@@ -37,6 +37,7 @@ from widgets.status_board import StatusBoard
 pytestmark = pytest.mark.usefixtures("ui_env")
 
 SIZE = (80, 24)
+STATES = ("● up", "▲ degr", "✖ DOWN")
 
 
 def _board(app: Any) -> StatusBoard:
@@ -69,11 +70,11 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
         board = _board(app)
         assert board.shown_targets == names
         assert board.has_focus
-        text = screen_text(app)
+        text = await wait_screen(
+            pilot, lambda t: all(any(label in row_in(t, name) for label in STATES)
+                                 for name in names),
+            "every demo target's row shows a state")
         assert f"{len(names)} targets" in text.splitlines()[0]
-        for name in names:
-            row = row_of(app, name)
-            assert any(label in row for label in ("● up", "▲ degr", "✖ DOWN")), row
 
         moves = [("j", 1), ("down", 2), ("k", 1), ("up", 0), ("G", 3), ("g", 0),
                  ("end", 3), ("home", 0), ("up", 0), ("j", 1)]
@@ -114,7 +115,7 @@ def _expected_panels(app: Any, needle: str) -> list[str]:
 async def test_filter_tab_and_panel_grid_keys() -> None:
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_ready(pilot)
+        await wait_ready(pilot, results=False)
         board, grid = _board(app), _grid(app)
         names = _demo_names(app)
         all_panels = [p.key for p in app.settings.panels]
@@ -129,8 +130,8 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         assert box.value == "front"
         assert board.shown_targets == ["frontend"]
         assert grid.shown_keys == _expected_panels(app, "front") == ["frontend-latency"]
-        text = screen_text(app)
-        assert " frontend " in text
+        text = await wait_screen(
+            pilot, lambda t: " frontend " in t and " api-health " not in t, "filtered board")
         for hidden in ("api-health", "api-metrics", "payments-webhook"):
             assert f" {hidden} " not in text, f"{hidden} still shown:\n{text}"
         assert "Frontend response" in text
@@ -142,7 +143,8 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         assert board.has_focus
         assert board.shown_targets == names
         assert grid.shown_keys == all_panels
-        assert all(f" {name} " in screen_text(app) for name in names)
+        await wait_screen(pilot, lambda t: all(f" {name} " in t for name in names),
+                          "every target back on the board")
 
         # Enter in the filter keeps the filter and gives the board the keys back.
         await pilot.press("slash", *"PAY", "enter")
@@ -202,7 +204,7 @@ def _help_text(app: Any) -> str:
 async def test_help_lists_the_keys_of_the_screen_below() -> None:
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_ready(pilot)
+        await wait_ready(pilot, results=False)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         keys = _help_text(app)
@@ -210,6 +212,10 @@ async def test_help_lists_the_keys_of_the_screen_below() -> None:
                      "command palette"):
             assert word in keys, f"{word!r} missing from help:\n{keys}"
         assert "5 min" not in keys  # the detail screen's keys are not the overview's
+        assert "Scroll Left" not in keys  # Textual's inert defaults are left out
+        words = ("Filter", "Quit", "Keys", "Faults", "Theme", "back / close")
+        await wait_screen(pilot, lambda t: all(w in t for w in words),  # fits at 80x24
+                          "the whole key list on screen, the app's keys included")
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
 
@@ -234,7 +240,7 @@ def _menu_text(app: Any) -> str:
 async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_ready(pilot)
+        await wait_ready(pilot, results=False)
         await pilot.press("f")
         assert isinstance(app.screen, FaultScreen)
         assert app.demo.active == frozenset()
@@ -254,8 +260,7 @@ async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
         await pilot.press("c", "escape")
         assert isinstance(app.screen, OverviewScreen)
         assert app.demo.active == frozenset()
-        await wait_for(pilot, lambda: "demo faults: none" in screen_text(app), 3,
-                       "header shows no faults")
+        await wait_screen(pilot, lambda t: "demo faults: none" in t, "header shows no faults")
 
 
 @pytest.mark.parametrize(
@@ -270,7 +275,7 @@ async def test_injected_fault_shows_on_the_board_within_an_interval(
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot)
         target = app.settings.target("api-health")
-        assert "● up" in row_of(app, "api-health")
+        await wait_screen(pilot, lambda t: "● up" in row_in(t, "api-health"), "api-health up")
         await pilot.press("f", key, "escape")
         assert app.demo.active == {fault}
         injected = time.monotonic()
@@ -285,13 +290,13 @@ async def test_injected_fault_shows_on_the_board_within_an_interval(
         bound = target.interval + target.timeout + 3.0
         await wait_for(pilot, shown, bound, f"api-health {state} after {fault}")
         took = time.monotonic() - injected
-        row = row_of(app, "api-health")
-        assert label in row, row
+        text = await wait_screen(pilot, lambda t: label in row_in(t, "api-health"),
+                                 f"{label} on api-health's row")
         if fault == "dependency_down":
             assert "body.status" in _board(app).cell_text("api-health", "detail")
         else:
             assert "timed out" in _board(app).cell_text("api-health", "detail")
-        assert f"demo faults: {fault.replace('_', ' ')}" in screen_text(app)
+        assert f"demo faults: {fault.replace('_', ' ')}" in text
         print(f"{fault}: api-health {state} on the board {took:.2f} s after injection")
 
 
@@ -301,7 +306,7 @@ async def test_injected_fault_shows_on_the_board_within_an_interval(
 async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> None:
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_ready(pilot)
+        await wait_ready(pilot, results=False)
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), 3, "palette")
         palette = app.screen
@@ -328,7 +333,7 @@ async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> No
             seen.append(app.theme)
         assert seen == [*themes.CYCLE, themes.CYCLE[0]]
         assert app.current_theme.ansi is False
-        assert "api-health" in screen_text(app)  # still drawing after the theme changes
+        await wait_screen(pilot, lambda t: " api-health " in t, "drawing after the themes")
 
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, 5, "q quits")
@@ -347,8 +352,8 @@ async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
             assert isinstance(app.screen, OverviewScreen)
             messages = [n.message for n in app._notifications]
             assert any("only into the demo" in m for m in messages), messages
-            await wait_for(pilot, lambda: "faults can be injected only into" in screen_text(app), 3,
-                           "the toast is on screen")
+            await wait_screen(pilot, lambda t: "faults can be injected only into" in t,
+                              "the toast is on screen")
             # And the palette offers no fault commands outside the demo.
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Keys help" in titles
@@ -381,8 +386,8 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
                 pilot, lambda: board.shown_targets == ["api", "web", "cache"]
                 and board.cell_text("cache", "state") == "● up",
                 RELOAD_S, "the added target is on the board and up")
-            assert " cache " in screen_text(app)
-            assert "3 targets · 3 up" in screen_text(app)
+            await wait_screen(pilot, lambda t: " cache " in t and "3 targets · 3 up" in t,
+                              "the added target on screen")
             assert any(r.path == "/cache" for r in srv.requests)  # really polled
             print(f"added target on the board {took:.2f} s after the edit")
 
@@ -395,7 +400,7 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
             assert "interval" in problem
             shown = _static_text(banner)
             assert shown == problem
-            assert "config edit rejected" in screen_text(app)
+            await wait_screen(pilot, lambda t: "config edit rejected" in t, "banner on screen")
             assert app.engine.names() == ["api", "web", "cache"]  # unchanged
             assert board.shown_targets == ["api", "web", "cache"]
             assert app.settings.target("api").interval == 1.0
@@ -403,7 +408,7 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
             path.write_text(good)
             await wait_for(pilot, lambda: app.config_problem is None and not banner.display,
                            RELOAD_S, "the fixed config clears the banner")
-            assert "config edit rejected" not in screen_text(app)
+            await wait_screen(pilot, lambda t: "config edit rejected" not in t, "banner gone")
             assert board.shown_targets == ["api", "web", "cache"]
 
 
@@ -439,22 +444,22 @@ async def test_remote_markup_and_escapes_show_literally(tmp_path: Path) -> None:
         async with app.run_test(size=(160, 40)) as pilot:
             await wait_ready(pilot)
             board = _board(app)
-            status_row = row_of(app, "status-evil")
-            assert f"status 500 {MARKUP}" in status_row, status_row
-            assert "✖ DOWN" in status_row
-            cond_row = row_of(app, "cond-evil")
-            assert f'body.note is "{MARKUP}", expected == "fine"' in cond_row, cond_row
+            cond_text = f'body.note is "{MARKUP}", expected == "fine"'
+            text = await wait_screen(
+                pilot, lambda t: f"status 500 {MARKUP}" in row_in(t, "status-evil")
+                and cond_text in row_in(t, "cond-evil"), "both reasons, literally")
+            assert "✖ DOWN" in row_in(text, "status-evil")
             assert board.cell_text("cond-evil", "detail").startswith(f'body.note is "{MARKUP}"')
-            assert _controls(screen_text(app)) == []
+            assert _controls(text) == []
 
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail")
             info = app.screen.query_one("#detail-info", Static)
             await wait_for(pilot, lambda: "last problem" in _static_text(info), 3, "problem")
             assert f"last problem: status 500 {MARKUP}" in _static_text(info)
-            await wait_for(pilot, lambda: "[link=https://evil.example]ok[/link]"
-                           in screen_text(app), 3, "the body excerpt, literally")
-            detail = screen_text(app)
+            detail = await wait_screen(
+                pilot, lambda t: "[link=https://evil.example]ok[/link]" in t,
+                "the body excerpt, literally")
             assert f"last problem: status 500 {MARKUP}" in detail
             assert f"HTTP/1.1 500 {MARKUP}" in detail  # the reason phrase, escape dropped
             assert f'"note": "{MARKUP}' in detail
@@ -471,10 +476,10 @@ async def test_remote_markup_and_escapes_show_literally(tmp_path: Path) -> None:
             await pilot.press("escape", "j", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
                            and app.screen.target == "cond-evil", 3, "second detail")
-            await wait_for(pilot, lambda: f'"note": "{MARKUP}"' in screen_text(app), 3,
-                           "the JSON body, literally")
-            assert f'last problem: body.note is "{MARKUP}"' in screen_text(app)
-            assert _controls(screen_text(app)) == []
+            text = await wait_screen(
+                pilot, lambda t: f'"note": "{MARKUP}"' in t
+                and f'last problem: body.note is "{MARKUP}"' in t, "the JSON body, literally")
+            assert _controls(text) == []
             await pilot.press("escape")
             assert app.is_running
             assert isinstance(app.screen, OverviewScreen)

@@ -1,0 +1,223 @@
+"""The console with frozen time and fixed results, for snapshot tests that never drift.
+
+Nothing is polled (`poll=False`): every result is recorded straight into the engine with
+fixed timestamps, values and texts, and the app's clock is frozen, so "since", uptime,
+p95, sparklines, the chart and the result times are the same on every run. The addresses
+point at 127.0.0.1 port 9 (discard) and are never contacted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from console.app import OpsConsoleApp
+from console.engine.config import load_config_text
+from console.engine.model import CheckResult, ResponseInfo, Status
+from tests.ui.apptools import wait_for
+
+FIXED = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC (the ui_env fixture pins TZ=UTC)
+SIZE = (80, 24)
+HISTORY_S = 300.0  # five minutes of results before FIXED: the detail chart's first range
+
+CONFIG = """
+[console]
+refresh = "1s"
+
+[[targets]]
+name = "api-health"
+kind = "http"
+group = "app"
+url = "http://127.0.0.1:9/health"
+interval = "5s"
+slow = "300ms"
+
+[[targets]]
+name = "api-metrics"
+kind = "prometheus"
+group = "app"
+url = "http://127.0.0.1:9/metrics"
+interval = "5s"
+
+[[targets]]
+name = "frontend"
+kind = "http"
+group = "web"
+url = "http://127.0.0.1:9/"
+interval = "5s"
+slow = "300ms"
+
+[[targets]]
+name = "payments-webhook"
+kind = "http"
+group = "app"
+url = "http://127.0.0.1:9/webhooks/stripe/health"
+interval = "5s"
+
+[[targets]]
+name = "postgres"
+kind = "postgres"
+group = "data"
+dsn = "postgresql://monitor@127.0.0.1:9/app"
+interval = "5s"
+
+[[targets]]
+name = "redis"
+kind = "redis"
+group = "data"
+url = "redis://127.0.0.1:9/0"
+interval = "5s"
+
+[[panels]]
+id = "requests"
+title = "Request rate"
+target = "api-metrics"
+metric = "requests_per_s"
+unit = "req/s"
+
+[[panels]]
+id = "error-rate"
+title = "Error rate (5xx)"
+target = "api-metrics"
+metric = "error_pct"
+unit = "%"
+warn = 0.5
+crit = 2.0
+
+[[panels]]
+id = "api-latency"
+title = "API /health response"
+target = "api-health"
+unit = "ms"
+warn = 200.0
+crit = 1000.0
+
+[[panels]]
+id = "frontend-latency"
+title = "Frontend response"
+target = "frontend"
+unit = "ms"
+warn = 200.0
+crit = 1000.0
+
+[[panels]]
+id = "payments-latency"
+title = "Payments webhook response"
+target = "payments-webhook"
+unit = "ms"
+warn = 300.0
+
+[[panels]]
+id = "db-latency"
+title = "PostgreSQL round trip"
+target = "postgres"
+unit = "ms"
+warn = 100.0
+crit = 1000.0
+"""
+
+HEALTH_BODY = (
+    '{"status":"ok","info":{"database":{"status":"up"},"redis":{"status":"up"}},'
+    '"error":{},"details":{"database":{"status":"up"},"redis":{"status":"up"}}}'
+)
+
+
+def _wave(i: int, base: float, swing: float, period: float = 9.0) -> float:
+    """A fixed, irregular-looking series (no randomness: the same numbers every run)."""
+    return base + swing * (0.5 + 0.5 * math.sin(i / period * 2 * math.pi) * math.cos(i / 7.0))
+
+
+def _results(name: str, kind: str, t: float, i: int, last: bool) -> CheckResult:
+    """Target `name`'s check number `i`, started at `t`; `last` is the one shown in detail."""
+    if name == "api-health":
+        latency = _wave(i, 38.0, 60.0)
+        return CheckResult(
+            target=name, kind=kind, status=Status.UP, started_at=t, latency_ms=latency,
+            metrics={"latency_ms": latency, "status_code": 200.0},
+            response=ResponseInfo(status_code=200, reason="OK", http_version="HTTP/1.1",
+                                  body_excerpt=HEALTH_BODY, body_bytes=len(HEALTH_BODY),
+                                  final_url="http://127.0.0.1:9/health"),
+        )
+    if name == "api-metrics":
+        latency = _wave(i, 8.0, 6.0)
+        return CheckResult(
+            target=name, kind=kind, status=Status.UP, started_at=t, latency_ms=latency,
+            metrics={"latency_ms": latency, "requests_per_s": _wave(i, 120.0, 80.0, 13.0),
+                     "error_pct": 3.2 if last else _wave(i, 0.2, 0.6, 11.0)},
+        )
+    if name == "frontend":
+        latency = 412.0 if last else _wave(i, 90.0, 260.0, 17.0)
+        slow = latency > 300
+        return CheckResult(
+            target=name, kind=kind, status=Status.DEGRADED if slow else Status.UP,
+            started_at=t, latency_ms=latency, metrics={"latency_ms": latency},
+            reasons=(f"latency {latency:.0f}ms above the slow threshold 300ms",) if slow else (),
+        )
+    if name == "payments-webhook":
+        if i >= 50:  # down for the last part of the five minutes
+            return CheckResult(
+                target=name, kind=kind, status=Status.DOWN, started_at=t, latency_ms=1000.4,
+                error="connection refused (127.0.0.1:9)",
+            )
+        latency = _wave(i, 55.0, 30.0, 5.0)
+        return CheckResult(target=name, kind=kind, status=Status.UP, started_at=t,
+                           latency_ms=latency, metrics={"latency_ms": latency})
+    latency = _wave(i, 1.2, 2.5)  # postgres
+    return CheckResult(target=name, kind=kind, status=Status.UP, started_at=t,
+                       latency_ms=latency, metrics={"latency_ms": latency})
+
+
+def feed(engine: Any) -> None:
+    """Record five minutes of fixed results for every target except redis (still waiting)."""
+    for name in engine.names():
+        if name == "redis":
+            continue
+        state = engine._states[name]
+        interval = state.target.interval
+        count = int(HISTORY_S / interval)
+        for i in range(count):
+            t = FIXED - HISTORY_S + (i + 1) * interval - 1.5
+            engine.record(state, _results(name, state.target.kind, t, i, i == count - 1))
+
+
+def frozen_app(theme: str = "opsconsole-dark") -> OpsConsoleApp:
+    """The console on CONFIG with a frozen clock, no polling, no history file, no animation."""
+    app = OpsConsoleApp(
+        settings=load_config_text(CONFIG, "<snapshot config>"), theme_name=theme,
+        history=False, clock=lambda: FIXED, poll=False,
+    )
+    app.animation_level = "none"
+    return app
+
+
+def prepare(*keys: str, detail: bool = False) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A `run_before` for snap_compare: feed the results, settle the screen, press `keys`."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app: Any = pilot.app
+        await wait_for(pilot, lambda: app.engine is not None and app.engine._running
+                       and len(app.engine.names()) == 6, 10, "engine started")
+        feed(app.engine)
+        app.refresh_screen()
+        # The panel grid paces sparkline-only repaints (2 s), so sparklines fed after the
+        # first frame would show or not depending on timing. A width change relays the
+        # screen out and redraws everything from the fed data at once, on every run.
+        await pilot.resize_terminal(SIZE[0] - 1, SIZE[1])
+        await pilot.pause()
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+        if detail:
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "DetailScreen", 5,
+                           "detail screen")
+            chart = app.screen.query_one("#chart")
+            await wait_for(pilot, lambda: chart.has_data, 5, "the chart drew the history")
+            await pilot.pause()
+        if keys:
+            await pilot.press(*keys)
+        await pilot.pause()
+
+    return run_before

@@ -1,0 +1,36 @@
+"""Snapshots of the console at 80x24: overview in three themes, a target's detail, the help.
+
+Deterministic by construction (tests/ui/snapshot_apps.py): frozen clock, no polling, fixed
+results, no history file, no animation, TZ and theme environment pinned (ui_env). The
+fault menu is demo-only (live ports and traffic), so it is covered by Pilot tests instead.
+Regenerate with `pytest tests/ui/test_snapshots.py --snapshot-update`, then look at them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.ui.snapshot_apps import frozen_app, prepare
+
+pytestmark = pytest.mark.usefixtures("ui_env")
+
+SIZE = (80, 24)
+
+
+@pytest.mark.parametrize("theme", ["opsconsole-dark", "opsconsole-light", "ansi-dark"])
+def test_overview(snap_compare: Any, theme: str) -> None:
+    """Board (up, degraded, DOWN, waiting), panels (ok, warn, crit, n/a), footer."""
+    assert snap_compare(frozen_app(theme), terminal_size=SIZE, run_before=prepare())
+
+
+def test_detail(snap_compare: Any) -> None:
+    """api-health: facts, five minutes of p50/p95/p99, recent results and the last body."""
+    assert snap_compare(frozen_app(), terminal_size=SIZE, run_before=prepare(detail=True))
+
+
+def test_help(snap_compare: Any) -> None:
+    """`?` over the overview: the overview's and the app's keys."""
+    assert snap_compare(frozen_app(), terminal_size=SIZE,
+                        run_before=prepare("question_mark"))
