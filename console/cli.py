@@ -160,10 +160,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def settings_from_targets(args: argparse.Namespace) -> Settings:
     """A config from TARGET URLs, the kind inferred from the scheme.
 
-    Each URL is passed through an environment variable reference, so a password typed on the
-    command line is registered as a secret and redacted like one from a config file.
+    A password typed in a URL is moved into an environment variable and referenced as
+    `${VAR}`, so it is registered as a secret and redacted like one from a config file,
+    while the rest of the URL stays readable in the UI and in errors.
     """
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     from console.engine.settings import Settings
 
@@ -172,8 +173,11 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
     for i, url in enumerate(args.targets, 1):
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        var = f"OPSCONSOLE_CLI_TARGET_{i}"
-        os.environ[var] = url
+        if parts.password:
+            var = f"OPSCONSOLE_CLI_PASSWORD_{i}"
+            os.environ[var] = unquote(parts.password)
+            userinfo = f"{parts.username or ''}:${{{var}}}@"
+            url = url.replace(f"{parts.netloc.rpartition('@')[0]}@", userinfo, 1)
         host = parts.hostname or "target"
         name = host + (f":{parts.port}" if parts.port else "")
         if scheme in ("http", "https") and parts.path not in ("", "/"):
@@ -185,14 +189,14 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
         names.add(name)
         common = {"name": name, "timeout": args.timeout, "interval": args.interval}
         if scheme in ("http", "https"):
-            t: dict[str, Any] = {**common, "kind": "http", "url": f"${{{var}}}",
+            t: dict[str, Any] = {**common, "kind": "http", "url": url,
                                  "insecure": args.insecure}
             if args.slow:
                 t["slow"] = args.slow
         elif scheme in ("postgres", "postgresql"):
-            t = {**common, "kind": "postgres", "dsn": f"${{{var}}}"}
+            t = {**common, "kind": "postgres", "dsn": url}
         elif scheme in ("redis", "rediss"):
-            t = {**common, "kind": "redis", "url": f"${{{var}}}"}
+            t = {**common, "kind": "redis", "url": url}
         else:
             raise SystemExit(
                 f"opsconsole: cannot tell the kind of {url!r}; use http://, https://, "
