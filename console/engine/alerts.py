@@ -327,6 +327,7 @@ class Alerts:
         """Feed one round of evaluations; returns the notifications it causes, in order."""
         now = self.clock() if now is None else now
         out: list[Notification] = []
+        touched: dict[tuple[str, str], Alert] = {}
         for ev in evaluations:
             a = self._alerts.get(ev.key)
             if a is None:
@@ -337,19 +338,35 @@ class Alerts:
                 a.rule = ev.rule
                 a.labels = ev.label_dict()
             self._sample(a, ev, now, out)
-        out += self.tick(now)
+            touched[a.key] = a
+        out += self._step(list(touched.values()), now)
         return out
 
     def tick(self, now: float | None = None) -> list[Notification]:
         """Advance timers (`for`, keep_firing_for, acks, escalation, silences) without data."""
         now = self.clock() if now is None else now
+        return self._step(list(self._alerts.values()), now)
+
+    def _step(self, alerts: list[Alert], now: float) -> list[Notification]:
+        """Advance and notify `alerts`; every alert when the set of inhibiting alerts changed.
+
+        Only the alerts a check result touched are stepped on that result (a few rules of one
+        target), so evaluating on every result stays cheap with hundreds of alerts; the
+        periodic tick steps them all.
+        """
         out: list[Notification] = []
-        for a in self._alerts.values():
+        before = self._sources()
+        for a in alerts:
             self._advance(a, now, out)
-        self._inhibit()
-        for a in self._alerts.values():
+        if self._sources() != before:
+            alerts = list(self._alerts.values())
+        self._inhibit(alerts)
+        for a in alerts:
             self._reconcile(a, now, out)
         return out
+
+    def _sources(self) -> list[Alert]:
+        return [a for a in self._alerts.values() if a.state in _FIRING and a.rule.inhibits]
 
     def _sample(self, a: Alert, ev: Evaluation, now: float, out: list[Notification]) -> None:
         a.detail = ev.detail
@@ -442,9 +459,9 @@ class Alerts:
             a.detect_s = max(0.0, now - a.first_fail_at)
             self.detections.append(a.detect_s)
 
-    def _inhibit(self) -> None:
-        sources = [a for a in self._alerts.values() if a.state in _FIRING and a.rule.inhibits]
-        for a in self._alerts.values():
+    def _inhibit(self, alerts: Iterable[Alert]) -> None:
+        sources = self._sources()
+        for a in alerts:
             a.inhibited_by = None
             for s in sources:
                 if s is a or not any(fnmatch.fnmatchcase(a.rule.name, p) for p in s.rule.inhibits):

@@ -617,7 +617,8 @@ class RuleSet:
     def expr(self, rule: Rule) -> Expr:
         return self._exprs[rule.name]
 
-    def pairs(self, store: MetricStore) -> list[tuple[Rule, TargetInfo]]:
+    def pairs(self, store: MetricStore, target: str | None = None
+              ) -> list[tuple[Rule, TargetInfo]]:
         """(rule, target) pairs that apply now.
 
         A rule that names its targets (or kinds) applies to each of them whatever the store
@@ -629,6 +630,8 @@ class RuleSet:
         for rule in self.rules:
             expr = self._exprs[rule.name]
             for t in self.targets:
+                if target is not None and t.name != target:
+                    continue
                 if not selects(rule, t):
                     continue
                 if rule.explicit or expr.fn == "absent" or store.has(f"{t.name}:{expr.metric}"):
@@ -644,9 +647,7 @@ class RuleSet:
         self, store: MetricStore, now: float, *, target: str | None = None
     ) -> list[Evaluation]:
         out = []
-        for rule, t in self.pairs(store):
-            if target is not None and t.name != target:
-                continue
+        for rule, t in self.pairs(store, target):
             state, value, sample_t, detail = evaluate_expr(
                 self._exprs[rule.name], store, t, now, rule.nodata_intervals)
             out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,
