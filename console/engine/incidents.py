@@ -211,7 +211,19 @@ class IncidentBook:
             self.apply(e)
 
     def apply(self, entry: Mapping[str, Any]) -> Incident | None:
-        """Fold one entry in; entries of other types or unknown incidents are ignored."""
+        """Fold one entry in; entries of other types or unknown incidents are ignored.
+
+        Never raises: a journal written by another version (or by hand) must not stop the
+        console from showing the rest.
+        """
+        try:
+            return self._apply(entry)
+        except Exception as exc:
+            self.problems.append(f"{entry.get('incident')!r}: {entry.get('type')!r} "
+                                 f"not applied: {exc!r}"[:300])
+            return None
+
+    def _apply(self, entry: Mapping[str, Any]) -> Incident | None:
         rid = entry.get("id")
         if isinstance(rid, str):
             if rid in self._seen:
@@ -243,7 +255,7 @@ class IncidentBook:
         severity = str(e.get("severity") or "P2")
         if severity not in SEVERITIES:
             severity = "P2"
-        alerts = [str(a) for a in e.get("alerts") or [] if a is not None]
+        alerts = _strs(e.get("alerts"))
         names = e.get("playbooks")
         if isinstance(names, list) and names:
             pbs = [p for p in (self.playbooks.get(str(n)) for n in names) if p is not None]
@@ -255,7 +267,7 @@ class IncidentBook:
             started=_num(e.get("started"), ts), opened_by=actor, alerts=alerts,
             detected=_num(e.get("detected"), None), owner=actor,
             playbooks=[p.name for p in pbs],
-            targets=[str(t) for t in e.get("targets") or [] if t is not None],
+            targets=_strs(e.get("targets")),
         )
         for pb in pbs:
             inc.steps.extend(_steps_of(pb))
@@ -355,6 +367,10 @@ def _steps_of(pb: Playbook) -> list[StepState]:
 
 def _num(v: Any, default: Any) -> Any:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+
+
+def _strs(v: Any) -> list[str]:
+    return [str(x) for x in v if x is not None] if isinstance(v, list) else []
 
 
 def _str(v: Any) -> str | None:

@@ -66,7 +66,10 @@ def describe_entry(inc: Incident, e: dict[str, Any]) -> str:
     """A timeline line for one entry."""
     t = e.get("type")
     if t == OPEN:
-        alerts = ", ".join(str(a) for a in e.get("alerts") or []) or "none"
+        raw = e.get("alerts")
+        alerts = ", ".join(str(a) for a in raw if a is not None) if isinstance(
+            raw, list) else ""
+        alerts = alerts or "none"
         return f"opened ({e.get('severity')}) \"{_md(e.get('title'))}\"; alerts: {_md(alerts)}"
     if t == CHECK:
         return f"checked: {_md(_item_text(inc, e))}"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from console.engine.incidents import IncidentBook, IncidentDesk
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from console.engine.incidents import TYPES, IncidentBook, IncidentDesk
 from console.engine.journal import Journal
-from console.engine.playbooks import load_playbooks
+from console.engine.playbooks import SEVERITIES, load_playbooks
+from console.engine.postmortem import render
 
 
 class Clock:
@@ -191,3 +196,38 @@ async def test_open_from_a_firing_alert(tmp_path: Path) -> None:
         assert inc.remaining(ack, clock()) == 210
     finally:
         await desk.journal.close()
+
+
+_any = st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.text(max_size=8),
+                 st.floats(allow_nan=False, allow_infinity=False),
+                 st.lists(st.text(max_size=5), max_size=3),
+                 st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+_entry = st.fixed_dictionaries(
+    {"type": st.sampled_from([*TYPES, "note", "incident.bogus"]),
+     "incident": st.sampled_from(["A", "B", None, 3]),
+     "ts": st.one_of(st.floats(0, 1e10), st.text(max_size=3)),
+     "id": st.text(max_size=4)},
+    optional={"section": st.sampled_from(["acknowledge", "assess", "resolve", "symptoms",
+                                          "nope", None, 1]),
+              "playbook": st.sampled_from(["incident-response", "high-error-rate", None, 2]),
+              "item": _any, "severity": st.sampled_from([*SEVERITIES, "P9", None, 0]),
+              "alerts": _any, "playbooks": _any, "started": _any, "detected": _any,
+              "values": _any, "to": _any, "text": _any, "value": _any, "runbook": _any,
+              "targets": _any, "false_positive": _any},
+)
+
+_PBS = load_playbooks(Path("/nonexistent"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_entry, max_size=40))
+def test_folding_never_raises_on_any_entries(entries: list[dict[str, Any]]) -> None:
+    book = IncidentBook.from_entries(_PBS, entries, clock=lambda: 5.0)
+    # the handlers cope themselves; apply()'s last-resort catch is not what saved them
+    assert not [p for p in book.problems if "not applied" in p], book.problems
+    for inc in book.incidents.values():
+        inc.overdue(1e10)
+        inc.next_step()
+        inc.progress()
+        assert inc.severity in SEVERITIES
+        render(inc, now=1e10)  # the post-mortem of whatever came out
