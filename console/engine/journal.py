@@ -596,13 +596,12 @@ class Journal:
         return out
 
     def _write_batch(self, items: list[_Item]) -> None:
-        written: list[tuple[_Item, int]] = []
-        failed_at = len(items)
+        written: list[tuple[_Item, int]] = []  # always a prefix of items
         error: OSError | None = None
         try:
             fcntl.flock(self._wfd, fcntl.LOCK_EX)
         except OSError as exc:
-            error, failed_at = exc, 0
+            error = exc
         else:
             try:
                 size = os.fstat(self._wfd).st_size
@@ -610,14 +609,14 @@ class Journal:
                     # a record cut short earlier (ours or another console's): start a new line
                     self._write_all(b"\n", size)
                     size += 1
-                for i, item in enumerate(items):
-                    failed_at = i
+                for item in items:
                     self._write_all(item.data, size)
                     written.append((item, size))
                     size += len(item.data)
-                failed_at = len(items)
             except OSError as exc:
                 error = exc
+            except Exception as exc:  # never lose the batch to a surprise
+                error = OSError(errno.EIO, f"journal write failed: {exc!r}")
             finally:
                 with contextlib.suppress(OSError):
                     fcntl.flock(self._wfd, fcntl.LOCK_UN)
@@ -634,7 +633,7 @@ class Journal:
                 self._resolve(item, Record(item.rid, item.entry, off, True))
             else:
                 self._keep(item)
-        for item in items[failed_at:]:
+        for item in items[len(written):]:
             self._keep(item)
         if error is not None:
             self._set_degraded(_reason(error))
