@@ -424,3 +424,26 @@ async def test_full_disk_degrades_keeps_entries_and_recovers(tmp_path: Path) -> 
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)],
                                 capture_output=True, timeout=10)
+
+
+async def test_any_write_error_degrades_and_nothing_is_lost(tmp_path: Path) -> None:
+    """An I/O error other than a full disk (here EBADF: the fd went read-only) is a degraded
+    state too: the append returns, the entry waits in memory, a retry writes it."""
+    path = tmp_path / "j.jsonl"
+    j = await _open(path)
+    try:
+        await j.append({"type": "note", "n": 0})
+        good = j._wfd
+        j._wfd = os.open(path, os.O_RDONLY)
+        rec = await asyncio.wait_for(j.append({"type": "note", "n": 1}), 5)
+        assert not rec.durable
+        assert j.degraded is not None
+        assert j.degraded.startswith("EBADF")
+        assert j.pending == 1
+        os.close(j._wfd)
+        j._wfd = good
+        assert await asyncio.wait_for(j.retry(), 5)
+        assert j.degraded is None
+        assert [e["n"] for e in j.entries] == [0, 1]
+    finally:
+        await j.close()
