@@ -1,0 +1,349 @@
+"""A PostgreSQL target's drill-down: sessions, top statements, tables and indexes as tables.
+
+Everything shown comes from the last check's `details` (console/engine/probes/postgres.py):
+the sessions every check, the rest from the slow collectors. Tables are sortable (`o` next
+column, `O` reverse, or click a header) and filterable (`/`); `y` copies the selected row's
+query with OSC 52, which reaches the local clipboard over SSH. Remote text is shown as plain
+Text, never markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from console.engine.sanitize import one_line
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _bytes(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int | None  # None: the query column, whatever is left
+    fmt: Callable[[Any], str] = _num
+    right: bool = True
+
+
+def _sessions(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(details.get("sessions") or [])
+
+
+def _statements(details: dict[str, Any]) -> list[dict[str, Any]]:
+    st = details.get("statements") or {}
+    rows: dict[str, dict[str, Any]] = {}
+    for key in ("by_recent", "by_total", "by_mean"):
+        for e in st.get(key) or []:
+            rows.setdefault(e.get("queryid", ""), e)
+    return list(rows.values())
+
+
+def _tables(details: dict[str, Any]) -> list[dict[str, Any]]:
+    t = details.get("tables") or {}
+    rows: dict[str, dict[str, Any]] = {}
+    for key in ("by_size", "by_seq_read"):
+        for e in t.get(key) or []:
+            name = f"{e.get('schema', '')}.{e.get('name', '')}"
+            rows.setdefault(name, {**e, "table": name})
+    return list(rows.values())
+
+
+def _indexes(details: dict[str, Any]) -> list[dict[str, Any]]:
+    ix = details.get("indexes") or {}
+    rows = [{"problem": "unused", "table": f"{e.get('schema')}.{e.get('table')}",
+             "index": e.get("index", ""), "bytes": e.get("bytes")}
+            for e in ix.get("unused") or []]
+    rows += [{"problem": "duplicate", "table": f"{e.get('schema')}.{e.get('table')}",
+              "index": ", ".join(e.get("indexes") or []), "bytes": e.get("bytes")}
+             for e in ix.get("duplicate") or []]
+    return rows
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
+                          tuple[Column, ...]]] = {
+    "activity": ("Activity", _sessions, (
+        Column("pid", "pid", 7, lambda v: f"{v}" if v is not None else "—"),
+        Column("user", "user", 8, _text, False),
+        Column("application", "app", 8, _text, False),
+        Column("state", "state", 8, _text, False),
+        Column("duration_s", "secs", 6, lambda v: _num(v, 1)),
+        Column("blocked_by", "blocked by", 10,
+               lambda v: ",".join(map(str, v or [])) or "", False),
+        Column("query", "query", None, _text, False),
+    )),
+    "statements": ("Top statements", _statements, (
+        Column("calls", "calls", 8),
+        Column("total_ms", "total ms", 9, lambda v: _num(v, 0)),
+        Column("mean_ms", "mean ms", 8, lambda v: _num(v, 2)),
+        Column("rows", "rows", 7),
+        Column("d_calls", "Δcalls", 6),
+        Column("d_total_ms", "Δms", 7, lambda v: _num(v, 0)),
+        Column("query", "query", None, _text, False),
+    )),
+    "tables": ("Tables", _tables, (
+        Column("table", "table", None, _text, False),
+        Column("total_bytes", "total", 9, _bytes),
+        Column("live_rows", "live rows", 9),
+        Column("dead_rows", "dead", 7),
+        Column("seq_scan", "seq scan", 8),
+        Column("idx_scan", "idx scan", 8),
+        Column("seq_scan_pct", "seq %", 5, lambda v: _num(v, 1)),
+    )),
+    "indexes": ("Indexes", _indexes, (
+        Column("problem", "problem", 9, _text, False),
+        Column("table", "table", 18, _text, False),
+        Column("bytes", "size", 9, _bytes),
+        Column("index", "index(es)", None, _text, False),
+    )),
+}
+ORDER = list(SECTIONS)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Missing values last; numbers by value, the rest as text."""
+    if value is None:
+        return (2, 0)
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, list):
+        return (1, ",".join(map(str, value)))
+    return (1, str(value).lower())
+
+
+class DatabaseScreen(Screen[None]):
+    """1-4 switch section; o/O sort; / filter; y copy query; Esc back."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="db_back"),
+        Binding("1", "section('activity')", "Activity", id="db_activity"),
+        Binding("2", "section('statements')", "Statements", id="db_statements"),
+        Binding("3", "section('tables')", "Tables", id="db_tables"),
+        Binding("4", "section('indexes')", "Indexes", id="db_indexes"),
+        Binding("o", "sort(1)", "Sort", id="db_sort"),
+        Binding("O", "reverse", "Reverse", id="db_reverse"),
+        Binding("slash", "filter", "Filter", key_display="/", id="db_filter"),
+        Binding("y", "copy", "Copy query", id="db_copy"),
+    ]
+
+    DEFAULT_CSS = """
+    DatabaseScreen > #db-info { height: auto; max-height: 6; padding: 0 1; }
+    DatabaseScreen > #db-filter { display: none; height: 3; }
+    DatabaseScreen > #db-filter.visible { display: block; }
+    DatabaseScreen > DataTable { height: 1fr; }
+    DatabaseScreen > #db-preview { height: auto; max-height: 4; padding: 0 1; }
+    """
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.section = "activity"
+        self.sort_index: dict[str, int] = {"activity": 4, "statements": 1, "tables": 1,
+                                           "indexes": 2}
+        self.sort_reverse: dict[str, bool] = dict.fromkeys(SECTIONS, True)
+        self.filter_text = ""
+        self._details: dict[str, Any] = {}
+        self._seen: object = None
+        self._rows: list[dict[str, Any]] = []  # shown, in order
+        self._width = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.target), id="db-info")
+        yield Input(placeholder="filter rows (Esc clears)", id="db-filter")
+        yield DataTable(cursor_type="row", zebra_stripes=False, id="db-table")
+        yield Static("", id="db-preview")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._rebuild_columns()
+        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.query_one(DataTable).focus()
+
+    # -- data ------------------------------------------------------------------------------
+
+    def refresh_data(self, engine: Any, now: float) -> None:
+        views = [v for v in engine.snapshot(now) if v.name == self.target]
+        last = views[0].last if views else None
+        if last is self._seen:
+            return
+        self._seen = last
+        self._details = dict(last.details) if last is not None else {}
+        self._fill()
+
+    def show_details(self, details: dict[str, Any]) -> None:
+        """Show these details directly (tests, or a caller holding a CheckResult)."""
+        self._seen = object()
+        self._details = details
+        self._fill()
+
+    def _info(self) -> Content:
+        d = self._details
+        title, _, cols = SECTIONS[self.section]
+        col = cols[self.sort_index[self.section]]
+        tabs = "  ".join(
+            (f"[{i}] {SECTIONS[k][0].upper()}" if k == self.section else f"[{i}] {SECTIONS[k][0]}")
+            for i, k in enumerate(ORDER, 1))
+        db = d.get("database") or {}
+        parts = [f"{self.target} · database"]
+        if db.get("size_bytes") is not None:
+            growth = db.get("growth_bytes_per_day")
+            parts.append(f"size {_bytes(db['size_bytes'])}"
+                         + (f" ({'+' if growth >= 0 else '−'}{_bytes(abs(growth))}/day)"
+                            if isinstance(growth, int | float) else ""))
+        rep = d.get("replication") or {}
+        if rep:
+            parts.append(f"{rep.get('role', '?')}, {len(rep.get('replicas') or [])} replicas")
+        lines = [" · ".join(parts), tabs,
+                 f"sorted by {col.label} {'↓' if self.sort_reverse[self.section] else '↑'}"
+                 + (f" · filter: {one_line(self.filter_text, 40)}" if self.filter_text else "")
+                 + f" · {len(self._rows)} rows"]
+        if self.section == "statements" and (d.get("statements") or {}).get("available") is False:
+            lines.append("pg_stat_statements is not available (see notes)")
+        for note in (d.get("notes") or [])[:3]:
+            lines.append("note: " + one_line(note, 200))
+        return Content("\n".join(lines))
+
+    def _rebuild_columns(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        _, _, cols = SECTIONS[self.section]
+        # DataTable pads each cell by one on both sides; 2 more for the vertical scrollbar.
+        width = self.size.width or self.app.size.width or 80
+        fixed = sum((c.width or 0) + 2 for c in cols) + 2
+        fill = max(12, width - fixed - 2)
+        self._width = width
+        for c in cols:
+            table.add_column(Text(c.label, justify="right" if c.right else "left"),
+                             key=c.key, width=c.width or fill)
+
+    def _fill(self) -> None:
+        _, extract, cols = SECTIONS[self.section]
+        rows = extract(self._details)
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            rows = [r for r in rows
+                    if any(needle in c.fmt(r.get(c.key)).lower() for c in cols)]
+        col = cols[self.sort_index[self.section]]
+        rows.sort(key=lambda r: _sort_key(r.get(col.key)), reverse=self.sort_reverse[self.section])
+        if self.sort_reverse[self.section]:  # keep missing values last either way
+            rows.sort(key=lambda r: r.get(col.key) is None)
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for i, r in enumerate(rows):
+            table.add_row(*(Text(one_line(c.fmt(r.get(c.key)), 1000), no_wrap=True,
+                                 overflow="ellipsis", justify="right" if c.right else "left")
+                            for c in cols), key=str(i))
+        self._rows = rows
+        if rows:
+            table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+        self.query_one("#db-info", Static).update(self._info())
+        self._preview()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._rebuild_columns()
+            self._fill()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._preview()
+
+    def _preview(self) -> None:
+        """The cursor row's whole query (the column is cut at 80 cells), up to 4 lines."""
+        query = self.selected_query()
+        self.query_one("#db-preview", Static).update(Content(query or ""))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_section(self, name: str) -> None:
+        if name in SECTIONS and name != self.section:
+            self.section = name
+            self._rebuild_columns()
+            self._fill()
+
+    def action_sort(self, step: int = 1) -> None:
+        cols = SECTIONS[self.section][2]
+        self.sort_index[self.section] = (self.sort_index[self.section] + step) % len(cols)
+        self._fill()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse[self.section] = not self.sort_reverse[self.section]
+        self._fill()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        cols = SECTIONS[self.section][2]
+        keys = [c.key for c in cols]
+        index = keys.index(str(event.column_key.value))
+        if index == self.sort_index[self.section]:
+            self.sort_reverse[self.section] = not self.sort_reverse[self.section]
+        else:
+            self.sort_index[self.section] = index
+        self._fill()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#db-filter", Input)
+        box.add_class("visible")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#db-filter", Input)
+        if self.filter_text or box.has_focus:
+            box.value = ""
+            self.filter_text = ""
+            box.remove_class("visible")
+            self.query_one(DataTable).focus()
+            self._fill()
+            return
+        self.app.pop_screen()
+
+    def selected_query(self) -> str | None:
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        if not 0 <= row < len(self._rows):
+            return None
+        query = self._rows[row].get("query")
+        return str(query) if query else None
+
+    def action_copy(self) -> None:
+        query = self.selected_query()
+        if query is None:
+            self.notify("no query on this row", severity="warning")
+            return
+        self.app.copy_to_clipboard(query)
+        self.notify(f"copied {len(query)} characters (OSC 52)")

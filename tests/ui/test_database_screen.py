@@ -1,0 +1,101 @@
+"""The database drill-down screen on a real check of the machine's PostgreSQL.
+
+A session of our own runs `pg_sleep` with markup-like text in its query; the probe's real
+result is recorded into the engine (nothing polls), and the screen must list that session,
+show its text literally, sort, filter, switch sections and copy the query (OSC 52).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from console.app import OpsConsoleApp
+from console.engine.settings import HttpTarget, PostgresTarget, Settings
+from console.screens.database import DatabaseScreen
+from console.screens.detail import DetailScreen
+from tests.ui.apptools import screen_text, wait_for
+
+MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+QUERY = "SELECT pg_sleep(5) /* [b]ui-marker[/b] */"
+
+
+async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
+                                                             ui_env: None) -> None:
+    settings = Settings(targets=[
+        PostgresTarget(name="db", dsn=MACHINE_DSN, slow_query=0.2, interval=5.0),
+        HttpTarget(name="web", url="http://127.0.0.1:9/health"),
+    ])
+    app = OpsConsoleApp(settings=settings, history=False, poll=False)
+    sleeper = await asyncpg.connect(MACHINE_DSN, timeout=5,
+                                    server_settings={"application_name": "ui-sleeper"})
+    sleeping = asyncio.create_task(sleeper.execute(QUERY))
+    try:
+        async with app.run_test(size=(120, 32)) as pilot:
+            await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
+                           "engine started")
+            await asyncio.sleep(0.4)  # past slow_query
+            state = app.engine._states["db"]
+            result = await state.probe.check()
+            assert result.error is None
+            app.engine.record(state, result)
+
+            app.push_screen(DetailScreen("web"))
+            await pilot.pause()
+            assert app.screen.check_action("database", ()) is False  # http: no database view
+            app.pop_screen()
+            app.push_screen(DetailScreen("db"))
+            await pilot.pause()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5,
+                           "database screen")
+            screen: Any = app.screen
+            await wait_for(pilot, lambda: "ui-marker" in screen_text(app), 5, "the session")
+            text = screen_text(app)
+            assert "[b]ui-marker[/b]" in text  # remote text is never markup
+            assert "ACTIVITY" in text
+            assert "sorted by secs ↓" in text
+
+            index = next(i for i, r in enumerate(screen._rows)
+                         if r["application"] == "ui-sleeper")
+            screen.query_one("#db-table").move_cursor(row=index)
+            await pilot.press("y")
+            assert app.clipboard == QUERY
+
+            await pilot.press("slash")
+            await pilot.press(*"ui-sleeper")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: len(screen._rows) == 1, 5, "filtered to one row")
+            assert "filter: ui-sleeper" in screen_text(app)
+            await pilot.press("escape")  # clears the filter first
+            assert screen.filter_text == ""
+            assert isinstance(app.screen, DatabaseScreen)
+
+            await pilot.press("o")  # next column: sorted by the blockers now
+            assert "sorted by blocked by ↓" in screen_text(app)
+            await pilot.press("O")
+            assert "sorted by blocked by ↑" in screen_text(app)
+
+            await pilot.press("2")
+            await pilot.pause()
+            assert "pg_stat_statements is not available" in screen_text(app)
+            await pilot.press("3")
+            await pilot.pause()
+            assert "TABLES" in screen_text(app)
+            assert "sorted by total ↓" in screen_text(app)
+
+            await pilot.press("escape")
+            assert isinstance(app.screen, DetailScreen)
+    finally:
+        admin = await asyncpg.connect(MACHINE_DSN, timeout=5)
+        try:
+            await admin.execute("SELECT pg_cancel_backend($1)", sleeper.get_server_pid())
+        finally:
+            await admin.close()
+        with contextlib.suppress(asyncpg.exceptions.QueryCanceledError):
+            await asyncio.wait_for(sleeping, 5)
+        await sleeper.close()
