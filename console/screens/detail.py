@@ -40,7 +40,7 @@ def info_text(view: Any, now: float, span_label: str) -> Content:
 
 
 class DetailScreen(Screen[None]):
-    """Esc goes back; 1/2/3 or r switch the chart's range."""
+    """Esc goes back; 1/2/3 or r switch the chart's range; d opens a database's drill-down."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -48,6 +48,7 @@ class DetailScreen(Screen[None]):
         Binding("2", "range(1)", "1 h", id="range_1h"),
         Binding("3", "range(2)", "24 h", id="range_24h"),
         Binding("r", "next_range", "Range", id="next_range"),
+        Binding("d", "database", "Database", id="database"),
     ]
 
     def __init__(self, target: str) -> None:
@@ -95,6 +96,25 @@ class DetailScreen(Screen[None]):
         self.range_index = index
         self._chart_at = 0.0
         self.app.refresh_screen()  # type: ignore[attr-defined]
+
+    def _kind(self) -> str | None:
+        engine = getattr(self.app, "engine", None)
+        try:
+            return str(engine.settings.target(self.target).kind) if engine else None
+        except KeyError:
+            return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "database":  # only PostgreSQL targets have a database view
+            return self._kind() == "postgres"
+        return True
+
+    def action_database(self) -> None:
+        """Sessions, top statements, tables and indexes of a PostgreSQL target."""
+        from console.screens.database import DatabaseScreen
+
+        if self._kind() == "postgres":
+            self.app.push_screen(DatabaseScreen(self.target))
 
     def action_next_range(self) -> None:
         self.action_range((self.range_index + 1) % len(RANGES))
