@@ -26,6 +26,7 @@ import math
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import httpx
 import orjson
 
 from .alerts import Notification
-from .envref import expand_url
+from .envref import expand, expand_url
 from .redact import describe_exception
 from .rules import Receiver
 from .sanitize import one_line
@@ -135,6 +136,18 @@ def slack_group_payload(notes: Sequence[Notification], *, logs_url: str | None =
             "blocks": [{"type": "header", "text": {"type": "plain_text",
                                                    "text": f"{emoji} {title}"}},
                        *lines, *actions]}
+
+
+def sms_text(notes: Sequence[Notification], limit: int = 320) -> str:
+    """A text message: the worst notification first, plain text, at most two SMS segments."""
+    worst = min(notes, key=lambda n: n.severity)
+    word, _ = _SEVERITY.get(worst.severity, ("info", ""))
+    label = "RESOLVED" if worst.transition == "resolved" else word.upper()
+    text = f"{label} {worst.severity}: {one_line(worst.summary, 100)} ({worst.target}) " \
+           f"{one_line(worst.detail, 120)}"
+    if len(notes) > 1:
+        text += f" +{len(notes) - 1} more"
+    return one_line(text, limit)
 
 
 def webhook_payload(n: Notification) -> dict[str, Any]:
@@ -300,6 +313,8 @@ class Notifier:
         self.backoff_first = backoff_first
         self.receivers = {r.name: r for r in receivers}
         self._urls = {r.name: expand_url(r.url, env) for r in receivers}
+        self._sids = {r.name: expand(r.account_sid or "", env) for r in receivers}
+        self._tokens = {r.name: expand(r.auth_token or "", env) for r in receivers}
         self.clock = clock
         self._health = {r.name: ReceiverHealth(r.name) for r in receivers}
         self._wake = {r.name: asyncio.Event() for r in receivers}
@@ -390,6 +405,12 @@ class Notifier:
     def render(self, r: Receiver, rows: Sequence[Row]) -> tuple[bytes, str]:
         """(body, idempotency key) for one row or a group of rows."""
         notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
+        if r.kind == "twilio":
+            key = rows[0].key if len(rows) == 1 else "group:" + hashlib.sha256(
+                "\n".join(x.key for x in rows).encode()).hexdigest()[:32]
+            form = {"From": r.sms_from or "", "To": r.sms_to or "",
+                    "Body": sms_text(notes)}
+            return urllib.parse.urlencode(form).encode(), key
         if len(notes) == 1:
             body = slack_payload(notes[0], logs_url=r.logs_url, metrics_url=r.metrics_url) \
                 if r.kind == "slack" else webhook_payload(notes[0])
@@ -401,6 +422,19 @@ class Notifier:
             body = {"version": 1, "group": rows[0].grp,
                     "notifications": [n.to_json() for n in notes]}
         return orjson.dumps(body), key
+
+    async def _post(self, r: Receiver, payload: bytes, key: str) -> httpx.Response:
+        assert self._client is not None
+        if r.kind == "twilio":
+            sid = self._sids[r.name]
+            url = f"{self._urls[r.name].rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
+            return await self._client.post(
+                url, content=payload, timeout=r.timeout, auth=(sid, self._tokens[r.name]),
+                headers={"Content-Type": "application/x-www-form-urlencoded",
+                         "I-Twilio-Idempotency-Token": key[:64]})
+        return await self._client.post(
+            self._urls[r.name], content=payload, timeout=r.timeout,
+            headers={"Content-Type": "application/json", "Idempotency-Key": key})
 
     async def send_next(self, name: str) -> bool | None:
         """Send the receiver's oldest pending row once; True sent, False failed, None none."""
@@ -422,9 +456,7 @@ class Notifier:
         wait: float | None = None
         try:
             async with asyncio.timeout(r.timeout + 0.5):
-                resp = await self._client.post(
-                    self._urls[name], content=payload, timeout=r.timeout,
-                    headers={"Content-Type": "application/json", "Idempotency-Key": key})
+                resp = await self._post(r, payload, key)
             if 200 <= resp.status_code < 300:
                 await asyncio.to_thread(self.outbox.mark, ids, "sent", now=self.clock())
                 h.consecutive_failures, h.last_error = 0, None

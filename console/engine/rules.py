@@ -32,7 +32,15 @@ from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from .durations import format_duration, parse_duration
 
@@ -366,14 +374,16 @@ def _all_severities() -> list[Severity]:
 
 
 class Receiver(_Strict):
-    """`[[alerting.receivers]]`: where notifications go (Slack incoming webhook or JSON webhook).
+    """`[[alerting.receivers]]`: where notifications go: a Slack incoming webhook, a generic
+    JSON webhook, or SMS through Twilio's REST API.
 
     The URL is usually a credential (a Slack webhook URL is one), so a Slack URL must be an
-    `${ENV}` reference; `rate` paces this receiver (Slack allows about one message a second).
+    `${ENV}` reference, as must a Twilio auth token; `rate` paces this receiver (Slack allows
+    about one message a second). For Twilio, `url` is the API base (https://api.twilio.com).
     """
 
     name: str = Field(min_length=1, max_length=64)
-    kind: Literal["slack", "webhook"]
+    kind: Literal["slack", "webhook", "twilio"]
     url: str
     severities: list[Severity] = Field(default_factory=lambda: _all_severities())
     rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
@@ -385,6 +395,24 @@ class Receiver(_Strict):
     group_max: int = Field(20, ge=1, le=40)
     logs_url: str | None = None
     metrics_url: str | None = None
+    account_sid: str | None = None  # twilio
+    auth_token: str | None = None  # twilio, as ${ENV}
+    sms_from: str | None = None  # twilio: the sending number
+    sms_to: str | None = None  # twilio: the number to text
+
+    @model_validator(mode="after")
+    def _twilio(self) -> Receiver:
+        if self.kind != "twilio":
+            return self
+        missing = [k for k in ("account_sid", "auth_token", "sms_from", "sms_to")
+                   if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"a twilio receiver needs {', '.join(missing)}")
+        from .settings import ENV_REF
+
+        if not ENV_REF.search(self.auth_token or ""):
+            raise ValueError('auth_token is a secret; write it as auth_token = "${TWILIO_TOKEN}"')
+        return self
 
     @field_validator("url")
     @classmethod

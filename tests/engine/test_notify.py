@@ -294,3 +294,49 @@ async def test_group_wait_sends_a_group_as_one_message(tmp_path: Path,
         assert {r["status"] for r in n.outbox.rows()} == {"sent"}
     finally:
         await n.stop()
+
+
+async def test_twilio_sms_against_a_local_stand_in(tmp_path: Path) -> None:
+    import base64
+    from urllib.parse import parse_qs
+
+    got: list[tuple[str, str, dict[str, list[str]], str]] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        form = parse_qs((await request.read()).decode())
+        got.append((request.match_info["sid"], request.headers.get("Authorization", ""), form,
+                    request.headers.get("I-Twilio-Idempotency-Token", "")))
+        return web.json_response({"sid": "SM1"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", messages)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    r = Receiver.model_validate({
+        "name": "sms", "kind": "twilio", "url": f"http://{host}:{port}", "rate": 20,
+        "account_sid": "AC123", "auth_token": "${TWILIO_TOKEN}", "sms_from": "+15550001",
+        "sms_to": "+15550002", "severities": ["P0"]})
+    n = Notifier(tmp_path / "o.sqlite", [r], env={"TWILIO_TOKEN": "s3cret"})
+    await n.start()
+    try:
+        assert n.enqueue([note(1, severity="P1"), note(2, severity="P0")]) == 1  # P0 only
+        await until(lambda: len(got) == 1)
+        sid, auth, form, token = got[0]
+        assert sid == "AC123"
+        assert auth == "Basic " + base64.b64encode(b"AC123:s3cret").decode()
+        assert form["From"] == ["+15550001"]
+        assert form["To"] == ["+15550002"]
+        assert form["Body"] == ["CRITICAL P0: Rule 2 (api) error_pct = 12.5 (> 5)"]
+        assert token == "r2/api/firing/1"
+    finally:
+        await n.stop()
+        await runner.cleanup()
+    with pytest.raises(ValueError, match="auth_token is a secret"):
+        Receiver.model_validate({"name": "s", "kind": "twilio", "url": "https://api.twilio.com",
+                                 "account_sid": "AC1", "auth_token": "plain", "sms_from": "1",
+                                 "sms_to": "2"})
+    with pytest.raises(ValueError, match="needs sms_to"):
+        Receiver.model_validate({"name": "s", "kind": "twilio", "url": "https://api.twilio.com",
+                                 "account_sid": "AC1", "auth_token": "${T}", "sms_from": "1"})
