@@ -23,12 +23,15 @@ import email.utils
 import hashlib
 import logging
 import math
+import smtplib
 import sqlite3
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +151,43 @@ def sms_text(notes: Sequence[Notification], limit: int = 320) -> str:
     if len(notes) > 1:
         text += f" +{len(notes) - 1} more"
     return one_line(text, limit)
+
+
+class SmtpError(Exception):
+    """The SMTP server cannot be used safely (no STARTTLS)."""
+
+
+class _Sent:
+    status_code = 250
+    headers: dict[str, str] = {}
+
+
+def email_message(r: Receiver, notes: Sequence[Notification], key: str) -> EmailMessage:
+    """A plain-text email: the playbook's fields, one block per notification."""
+    worst = min(notes, key=lambda n: n.severity)
+    word, emoji = _SEVERITY.get(worst.severity, ("info", ""))
+    label = "RESOLVED" if worst.transition == "resolved" else word.upper()
+    subject = f"{label} {worst.severity}: {one_line(worst.summary, 120)}"
+    if len(notes) > 1:
+        subject += f" (+{len(notes) - 1} more)"
+    blocks = []
+    for n in notes:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.at))
+        value = "no data" if n.value is None or math.isnan(n.value) else f"{n.value:.4g}"
+        blocks.append("\n".join([
+            f"{n.transition.upper()}: {one_line(n.summary, 200)}",
+            f"Severity: {n.severity}", f"Time: {when}", f"Target: {one_line(n.target, 64)}",
+            f"Metric: {one_line(n.expr, 200)}", f"Threshold: {one_line(n.threshold, 100)}",
+            f"Current value: {value}", f"Why: {one_line(n.detail, 300)}",
+            *( [f"Runbook: {one_line(n.runbook, 100)}"] if n.runbook else []),
+        ]))
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = r.mail_from or ""
+    msg["To"] = ", ".join(r.mail_to)
+    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@opsconsole>"
+    msg.set_content("\n\n".join(blocks) + "\n")
+    return msg
 
 
 def webhook_payload(n: Notification) -> dict[str, Any]:
@@ -315,6 +355,7 @@ class Notifier:
         self._urls = {r.name: expand_url(r.url, env) for r in receivers}
         self._sids = {r.name: expand(r.account_sid or "", env) for r in receivers}
         self._tokens = {r.name: expand(r.auth_token or "", env) for r in receivers}
+        self._smtp_pw = {r.name: expand(r.smtp_password or "", env) for r in receivers}
         self.clock = clock
         self._health = {r.name: ReceiverHealth(r.name) for r in receivers}
         self._wake = {r.name: asyncio.Event() for r in receivers}
@@ -405,6 +446,10 @@ class Notifier:
     def render(self, r: Receiver, rows: Sequence[Row]) -> tuple[bytes, str]:
         """(body, idempotency key) for one row or a group of rows."""
         notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
+        if r.kind == "email":
+            key = rows[0].key if len(rows) == 1 else "group:" + hashlib.sha256(
+                "\n".join(x.key for x in rows).encode()).hexdigest()[:32]
+            return email_message(r, notes, key).as_bytes(), key
         if r.kind == "twilio":
             key = rows[0].key if len(rows) == 1 else "group:" + hashlib.sha256(
                 "\n".join(x.key for x in rows).encode()).hexdigest()[:32]
@@ -423,8 +468,11 @@ class Notifier:
                     "notifications": [n.to_json() for n in notes]}
         return orjson.dumps(body), key
 
-    async def _post(self, r: Receiver, payload: bytes, key: str) -> httpx.Response:
+    async def _post(self, r: Receiver, payload: bytes, key: str) -> Any:
         assert self._client is not None
+        if r.kind == "email":
+            await asyncio.to_thread(self._smtp_send, r, payload)
+            return _Sent()
         if r.kind == "twilio":
             sid = self._sids[r.name]
             url = f"{self._urls[r.name].rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
@@ -435,6 +483,22 @@ class Notifier:
         return await self._client.post(
             self._urls[r.name], content=payload, timeout=r.timeout,
             headers={"Content-Type": "application/json", "Idempotency-Key": key})
+
+    def _smtp_send(self, r: Receiver, message: bytes) -> None:
+        """Send over SMTP in a worker thread; STARTTLS (verified) before any credential."""
+        url = urllib.parse.urlsplit(self._urls[r.name])
+        host, port = url.hostname or "localhost", url.port or 587
+        with smtplib.SMTP(host, port, timeout=r.timeout) as smtp:
+            smtp.ehlo()
+            if r.starttls:
+                if not smtp.has_extn("starttls"):
+                    raise SmtpError("the SMTP server does not offer STARTTLS")
+                ctx = ssl.create_default_context(cafile=r.ca_file)
+                smtp.starttls(context=ctx)
+                smtp.ehlo()
+            if r.smtp_user:
+                smtp.login(r.smtp_user, self._smtp_pw[r.name])
+            smtp.sendmail(r.mail_from or "", list(r.mail_to), message)
 
     async def send_next(self, name: str) -> bool | None:
         """Send the receiver's oldest pending row once; True sent, False failed, None none."""
@@ -466,7 +530,7 @@ class Notifier:
                 wait = retry_after(resp.headers.get("Retry-After"), self.clock())
         except (TimeoutError, httpx.TimeoutException):
             error = f"no answer within {r.timeout:g}s"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, smtplib.SMTPException, OSError, SmtpError) as exc:
             error = describe_exception(exc)
         now = self.clock()
         backoff = min(BACKOFF_MAX, self.backoff_first * 2 ** min(attempts, 20))

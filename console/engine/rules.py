@@ -383,7 +383,7 @@ class Receiver(_Strict):
     """
 
     name: str = Field(min_length=1, max_length=64)
-    kind: Literal["slack", "webhook", "twilio"]
+    kind: Literal["slack", "webhook", "twilio", "email"]
     url: str
     severities: list[Severity] = Field(default_factory=lambda: _all_severities())
     rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
@@ -399,17 +399,31 @@ class Receiver(_Strict):
     auth_token: str | None = None  # twilio, as ${ENV}
     sms_from: str | None = None  # twilio: the sending number
     sms_to: str | None = None  # twilio: the number to text
+    mail_from: str | None = None  # email
+    mail_to: list[str] = Field(default_factory=list)  # email
+    smtp_user: str | None = None  # email
+    smtp_password: str | None = None  # email, as ${ENV}
+    starttls: bool = True  # email: refuse to send in clear text unless false
+    ca_file: str | None = None  # email: extra CA for the SMTP server's certificate
 
     @model_validator(mode="after")
     def _twilio(self) -> Receiver:
+        from .settings import ENV_REF
+
+        if self.kind == "email":
+            missing = [k for k in ("mail_from", "mail_to") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"an email receiver needs {', '.join(missing)}")
+            if self.smtp_password and not ENV_REF.search(self.smtp_password):
+                raise ValueError("smtp_password is a secret; write "
+                                 'smtp_password = "${SMTP_PASSWORD}"')
+            return self
         if self.kind != "twilio":
             return self
         missing = [k for k in ("account_sid", "auth_token", "sms_from", "sms_to")
                    if not getattr(self, k)]
         if missing:
             raise ValueError(f"a twilio receiver needs {', '.join(missing)}")
-        from .settings import ENV_REF
-
         if not ENV_REF.search(self.auth_token or ""):
             raise ValueError('auth_token is a secret; write it as auth_token = "${TWILIO_TOKEN}"')
         return self
@@ -420,6 +434,10 @@ class Receiver(_Strict):
         from .settings import ENV_REF  # local: settings imports this module
 
         if ENV_REF.fullmatch(v):
+            return v
+        if getattr(info, "data", {}).get("kind") == "email":
+            if not re.match(r"^smtp://[^\s/:]+(:\d+)?/?$", v, re.IGNORECASE):
+                raise ValueError("an email receiver needs url = \"smtp://host:587\"")
             return v
         if not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
             raise ValueError("a receiver needs an http:// or https:// URL or an ${ENV} reference")

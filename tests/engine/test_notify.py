@@ -340,3 +340,120 @@ async def test_twilio_sms_against_a_local_stand_in(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs sms_to"):
         Receiver.model_validate({"name": "s", "kind": "twilio", "url": "https://api.twilio.com",
                                  "account_sid": "AC1", "auth_token": "${T}", "sms_from": "1"})
+
+
+class MiniSmtp:
+    """A small real SMTP server (STARTTLS, AUTH PLAIN) on 127.0.0.1 for the email receiver."""
+
+    def __init__(self, tls: Any, offer_starttls: bool = True) -> None:
+        self.tls = tls
+        self.offer = offer_starttls
+        self.mails: list[dict[str, Any]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import base64
+
+        mail: dict[str, Any] = {"to": [], "tls": False, "auth": None}
+
+        def send(*lines: str) -> None:
+            for line in lines:
+                writer.write(line.encode() + b"\r\n")
+
+        send("220 mini ESMTP")
+        await writer.drain()
+        while line := await reader.readline():
+            cmd = line.decode().strip()
+            up = cmd.upper()
+            if up.startswith(("EHLO", "HELO")):
+                offer = ["250-STARTTLS"] if self.offer and not mail["tls"] else []
+                send("250-mini", *offer, "250 AUTH PLAIN")
+            elif up == "STARTTLS":
+                send("220 go ahead")
+                await writer.drain()
+                await writer.start_tls(self.tls)
+                mail["tls"] = True
+                continue
+            elif up.startswith("AUTH PLAIN"):
+                mail["auth"] = base64.b64decode(cmd.split()[2]).split(b"\0")[1:]
+                send("235 ok")
+            elif up.startswith("MAIL FROM"):
+                mail["from"] = cmd[10:]
+                send("250 ok")
+            elif up.startswith("RCPT TO"):
+                mail["to"].append(cmd[8:])
+                send("250 ok")
+            elif up == "DATA":
+                send("354 end with .")
+                await writer.drain()
+                body = b""
+                while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                mail["data"] = body.decode()
+                self.mails.append(dict(mail))
+                send("250 queued")
+            elif up == "QUIT":
+                send("221 bye")
+                await writer.drain()
+                break
+            else:
+                send("250 ok")
+            await writer.drain()
+        writer.close()
+
+
+async def test_email_over_starttls_to_a_real_smtp_server(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    smtp = MiniSmtp(server_ctx)
+    port = await smtp.start()
+    r = Receiver.model_validate({
+        "name": "mail", "kind": "email", "url": f"smtp://127.0.0.1:{port}", "rate": 20,
+        "mail_from": "opsconsole@example.com", "mail_to": ["oncall@example.com"],
+        "smtp_user": "ops", "smtp_password": "${SMTP_PASSWORD}", "ca_file": str(ca_file)})
+    n = Notifier(tmp_path / "o.sqlite", [r], env={"SMTP_PASSWORD": "pw"})
+    await n.start()
+    try:
+        n.enqueue([note(1, severity="P0")])
+        await until(lambda: len(smtp.mails) == 1)
+        mail = smtp.mails[0]
+        assert mail["tls"]  # credentials and content only after STARTTLS
+        assert mail["auth"] == [b"ops", b"pw"]
+        assert mail["to"] == ["<oncall@example.com>"]
+        assert "Subject: CRITICAL P0: Rule 1" in mail["data"]
+        assert "Current value: 12.5" in mail["data"]
+        assert "Message-ID: <" in mail["data"]
+        await until(lambda: n.health()[0].sent == 1)
+    finally:
+        await n.stop()
+        await smtp.stop()
+
+    plain = MiniSmtp(server_ctx, offer_starttls=False)
+    port = await plain.start()
+    r2 = r.model_copy(update={"url": f"smtp://127.0.0.1:{port}"})
+    n2 = Notifier(tmp_path / "o2.sqlite", [r2], env={"SMTP_PASSWORD": "pw"})
+    await n2.start()
+    try:
+        n2.enqueue([note(1, severity="P0")])
+        await until(lambda: n2.health()[0].failing)
+        assert "does not offer STARTTLS" in (n2.health()[0].last_error or "")
+        assert plain.mails == []  # never in clear text
+    finally:
+        await n2.stop()
+        await plain.stop()
