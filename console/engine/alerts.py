@@ -281,6 +281,22 @@ class Alerts:
             out.setdefault(self.group_of(a), []).append(a)
         return out
 
+    def banner(self, now: float | None = None) -> str | None:
+        """One line for a banner on every screen while a P0/P1 fires unacknowledged and
+        unsilenced; None otherwise (acknowledged or held-back alerts do not shout)."""
+        now = self.clock() if now is None else now
+        loud = [a for a in self.current() if a.state == AlertState.FIRING
+                and a.rule.severity in ("P0", "P1") and not a.silenced_by
+                and not a.inhibited_by]
+        if not loud:
+            return None
+        a = loud[0]
+        age = format_duration(max(0.0, now - (a.fired_at or now)))
+        text = f"✖ {a.rule.severity} {a.rule.summary or a.rule.name} · {a.target} · {age}"
+        if len(loud) > 1:
+            text += f" · +{len(loud) - 1} more firing"
+        return text
+
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
         return sum(self.detections) / len(self.detections) if self.detections else None

@@ -430,3 +430,16 @@ def test_why_explains_pending_firing_and_holds() -> None:
     assert a.why(T0 + 80) == ("x = 1 (> 0.5); acknowledged by ana for 4m50s more; "
                               "silenced (s1)")
     assert a.to_json(T0 + 80)["why"] == a.why(T0 + 80)
+
+
+def test_banner_only_for_loud_p0_p1() -> None:
+    run = make(rule(name="p2", severity="P2"), rule(name="p0", severity="P0", summary="API down"),
+               rule(name="p1", severity="P1"))
+    assert run.alerts.banner(T0) is None
+    run.feed([1, 1, 1, 1, 1, 1, 1])
+    assert run.alerts.banner(T0 + 80) == "✖ P0 API down · api · 1m00s · +1 more firing"
+    assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
+    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · 1m00s"
+    run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
+    run.alerts.tick(T0 + 80)
+    assert run.alerts.banner(T0 + 80) is None
