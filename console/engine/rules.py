@@ -415,7 +415,7 @@ class Receiver(_Strict):
             if missing:
                 raise ValueError(f"an email receiver needs {', '.join(missing)}")
             if self.smtp_password and not ENV_REF.search(self.smtp_password):
-                raise ValueError("smtp_password is a secret; write "
+                raise ValueError("'smtp_password' is a secret; write "
                                  'smtp_password = "${SMTP_PASSWORD}"')
             return self
         if self.kind != "twilio":
@@ -425,7 +425,8 @@ class Receiver(_Strict):
         if missing:
             raise ValueError(f"a twilio receiver needs {', '.join(missing)}")
         if not ENV_REF.search(self.auth_token or ""):
-            raise ValueError('auth_token is a secret; write it as auth_token = "${TWILIO_TOKEN}"')
+            raise ValueError("'auth_token' is a secret; write it as "
+                             'auth_token = "${TWILIO_TOKEN}"')
         return self
 
     @field_validator("url")

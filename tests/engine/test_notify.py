@@ -333,7 +333,7 @@ async def test_twilio_sms_against_a_local_stand_in(tmp_path: Path) -> None:
     finally:
         await n.stop()
         await runner.cleanup()
-    with pytest.raises(ValueError, match="auth_token is a secret"):
+    with pytest.raises(ValueError, match="auth_token. is a secret"):
         Receiver.model_validate({"name": "s", "kind": "twilio", "url": "https://api.twilio.com",
                                  "account_sid": "AC1", "auth_token": "plain", "sms_from": "1",
                                  "sms_to": "2"})
