@@ -52,6 +52,15 @@ def _static_text(widget: Static) -> str:
     return str(widget.render())
 
 
+async def _opened(pilot: Any, screen: type, selector: str) -> Any:
+    """Wait until `screen` is on top and composed (a pushed screen mounts its widgets a
+    moment later; a key pressed before that reaches a screen with nothing in it)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, screen) and app.screen.query(selector),
+                   5, f"{screen.__name__} open with {selector}")
+    return app.screen
+
+
 def _demo_names(app: Any) -> list[str]:
     """The targets the demo's own config declares (not what the engine happens to hold)."""
     return [t.name for t in load_config_text(app.demo.config_toml(), "<demo>").targets]
@@ -84,7 +93,7 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
             assert board.selected_target == names[row]
 
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        await _opened(pilot, DetailScreen, "#detail-info")
         detail = app.screen
         assert isinstance(detail, DetailScreen)
         assert detail.target == "api-metrics"
@@ -179,7 +188,7 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         key = grid.cursor_key
         panel = next(p for p in app.settings.panels if p.key == key)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        await _opened(pilot, DetailScreen, "#detail-info")
         assert app.screen.target == panel.target
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
@@ -188,7 +197,7 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
 
         # A panel of another target opens that target.
         await pilot.press("G", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        await _opened(pilot, DetailScreen, "#detail-info")
         assert app.screen.target == app.settings.panels[-1].target == "payments-webhook"
         await pilot.press("escape")
 
@@ -206,7 +215,7 @@ async def test_help_lists_the_keys_of_the_screen_below() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot, results=False)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        await _opened(pilot, HelpScreen, "#help-keys")
         keys = _help_text(app)
         for word in ("Filter", "Board/Panels", "Open", "Quit", "Keys", "Faults",
                      "command palette"):
@@ -220,8 +229,9 @@ async def test_help_lists_the_keys_of_the_screen_below() -> None:
         assert isinstance(app.screen, OverviewScreen)
 
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail opens")
+        await _opened(pilot, DetailScreen, "#detail-info")
         await pilot.press("question_mark")
+        await _opened(pilot, HelpScreen, "#help-keys")
         keys = _help_text(app)
         for word in ("Back", "5 min", "1 h", "24 h", "Range", "Quit", "Faults"):
             assert word in keys, f"{word!r} missing from the detail help:\n{keys}"
@@ -242,7 +252,7 @@ async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot, results=False)
         await pilot.press("f")
-        assert isinstance(app.screen, FaultScreen)
+        await _opened(pilot, FaultScreen, "#faults-list")
         assert app.demo.active == frozenset()
         assert "2. [ ] latency spike" in _menu_text(app)
         await pilot.press("2")
@@ -276,7 +286,9 @@ async def test_injected_fault_shows_on_the_board_within_an_interval(
         await wait_ready(pilot)
         target = app.settings.target("api-health")
         await wait_screen(pilot, lambda t: "● up" in row_in(t, "api-health"), "api-health up")
-        await pilot.press("f", key, "escape")
+        await pilot.press("f")
+        await _opened(pilot, FaultScreen, "#faults-list")
+        await pilot.press(key, "escape")
         assert app.demo.active == {fault}
         injected = time.monotonic()
 
@@ -308,7 +320,7 @@ async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> No
     async with app.run_test(size=SIZE) as pilot:
         await wait_ready(pilot, results=False)
         await pilot.press("ctrl+p")
-        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), 3, "palette")
+        await _opened(pilot, CommandPalette, "CommandInput")
         palette = app.screen
         await pilot.press(*"toggle error spike")
         assert palette.query_one(CommandInput).value == "toggle error spike"
@@ -453,7 +465,7 @@ async def test_remote_markup_and_escapes_show_literally(tmp_path: Path) -> None:
             assert _controls(text) == []
 
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 3, "detail")
+            await _opened(pilot, DetailScreen, "#detail-info")
             info = app.screen.query_one("#detail-info", Static)
             await wait_for(pilot, lambda: "last problem" in _static_text(info), 3, "problem")
             assert f"last problem: status 500 {MARKUP}" in _static_text(info)
