@@ -298,9 +298,21 @@ class Engine:
             return store.uptime(f"{name}:up", 3600.0, now=now), f"{name}:up"
         series = f"{name}:{panel.metric}"
         latest = store.latest(series)
-        if latest is None or now - latest[0] > 3 * self._interval_of(name) + 5:
+        if latest is None or now - latest[0] > 3 * self._cadence_of(name, panel.metric) + 5:
             return None, series
         return latest[1], series
+
+    def _cadence_of(self, name: str, metric: str) -> float:
+        """How often `metric` is measured: a PostgreSQL target's slow collectors (sizes,
+        statements, custom queries) report every `slow_interval`, not every check."""
+        state = self._states.get(name)
+        target = state.target if state else None
+        if isinstance(target, PostgresTarget):
+            from .probes.postgres import METRICS
+
+            if metric not in METRICS:
+                return max(target.interval, target.slow_interval)
+        return self._interval_of(name)
 
     def _interval_of(self, name: str) -> float:
         state = self._states.get(name)
@@ -315,7 +327,7 @@ class Engine:
             value, series = self.panel_value(p, now)
             if value is not None and math.isnan(value):
                 value = None
-            bucket = max(self._interval_of(p.target), 1.0)
+            bucket = max(self._cadence_of(p.target, p.metric), 1.0)
             if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
                 counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
                 with np.errstate(invalid="ignore"):

@@ -421,3 +421,35 @@ async def test_details_reach_check_json(pg_server: PgServer, probes: list[Postgr
     plain = CheckResult(target="t", kind="http", status=Status.UP, started_at=0.0,
                         latency_ms=1.0)
     assert "details" not in plain.to_json()  # other kinds' JSON is unchanged
+
+
+async def test_panels_on_slow_metrics_stay_current_between_slow_runs() -> None:
+    """A slow collector reports every slow_interval: its panel is not 'no data' in between."""
+    from console.engine.engine import Engine
+    from console.engine.model import CheckResult
+    from console.engine.settings import Panel, Settings
+
+    t0 = 1_800_000_000.0
+    settings = Settings(
+        targets=[PostgresTarget(name="db", dsn="postgresql://h/d", interval=5.0,
+                                slow_interval=60.0)],
+        panels=[Panel(title="size", target="db", metric="db_size_bytes"),
+                Panel(title="conns", target="db", metric="connections_total")])
+    engine = Engine(settings, clock=lambda: t0)
+    await engine.start(poll=False)
+    try:
+        state = engine._states["db"]
+        for k in range(13):  # one minute of checks; the slow metric only in the first
+            metrics = {"connections_total": 3.0}
+            if k == 0:
+                metrics["db_size_bytes"] = 8e6
+            engine.record(state, CheckResult(target="db", kind="postgres", status=Status.UP,
+                                             started_at=t0 + 5 * k, latency_ms=1.0,
+                                             metrics=metrics))
+        size, conns = settings.panels
+        assert engine.panel_value(size, t0 + 60)[0] == 8e6
+        assert engine.panel_value(conns, t0 + 60)[0] == 3.0
+        assert engine.panel_value(size, t0 + 60 * 3 + 6)[0] is None  # 3 slow runs missed
+        assert engine.panel_value(conns, t0 + 60 + 3 * 5 + 6)[0] is None  # 3 checks missed
+    finally:
+        await engine.stop()
