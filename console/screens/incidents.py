@@ -29,10 +29,21 @@ TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), wit
 
 
 async def get_desk(app: Any) -> Any:
-    """The app's IncidentDesk, opening the journal (off the loop) on first use."""
-    desk = getattr(app, "incident_desk", None)
-    if desk is not None:
+    """The app's IncidentDesk, opening the journal (off the loop) on first use.
+
+    Two screens mounting at once must share one journal, hence the lock.
+    """
+    lock = getattr(app, "_incident_desk_lock", None)
+    if lock is None:
+        lock = app._incident_desk_lock = asyncio.Lock()
+    async with lock:
+        desk = getattr(app, "incident_desk", None)
+        if desk is None:
+            desk = await _open_desk(app)
         return desk
+
+
+async def _open_desk(app: Any) -> Any:
     from console.engine.errors import ConfigError
     from console.engine.incidents import IncidentBook, IncidentDesk
     from console.engine.journal import Journal
@@ -48,7 +59,15 @@ async def get_desk(app: Any) -> Any:
         playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
     clock = getattr(app, "clock", None) or time.time
     journal = Journal(clock=clock)
-    report = await asyncio.to_thread(journal.open)
+    try:
+        report = await asyncio.to_thread(journal.open)
+    except OSError as exc:  # an unwritable data dir: say so, never crash the console
+        from console.engine.redact import describe_exception
+
+        journal.close_sync()
+        app.notify(f"incident journal unavailable ({journal.path}): "
+                   f"{describe_exception(exc)}", severity="error", markup=False, timeout=15)
+        return None
     if not report.clean:
         app.notify(f"journal: {report.describe()}", severity="warning", markup=False,
                    timeout=15)
@@ -176,8 +195,14 @@ class IncidentListScreen(Screen[None]):
         yield OptionList(id="incidents-list")
         yield Footer()
 
+    desk: Any = None
+
     async def on_mount(self) -> None:
         self.desk = await get_desk(self.app)
+        if self.desk is None:
+            self.query_one("#incidents-title", Static).update(
+                Content("Incidents · the journal cannot be opened (see the message)"))
+            return
         self.set_interval(TICK, self.redraw, name="incidents-tick")
         self.redraw()
 
@@ -223,9 +248,12 @@ class IncidentListScreen(Screen[None]):
             self.app.push_screen(IncidentScreen(iid))
 
     def action_kpis(self) -> None:
-        self.app.push_screen(KpiScreen(self.desk))
+        if self.desk is not None:
+            self.app.push_screen(KpiScreen(self.desk))
 
     def action_new(self) -> None:
+        if self.desk is None:
+            return
         async def opened(title: str | None) -> None:
             if not title:
                 return
@@ -280,8 +308,9 @@ class IncidentScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self.desk = await get_desk(self.app)
-        self.set_interval(TICK, self.redraw, name="incident-tick")
-        self.redraw()
+        if self.desk is not None:
+            self.set_interval(TICK, self.redraw, name="incident-tick")
+            self.redraw()
 
     @property
     def incident(self) -> Incident | None:

@@ -337,3 +337,19 @@ async def test_restart_brings_incidents_back_and_another_console_is_seen(
             assert time.monotonic() - t0 < 1.0
         finally:
             await other.close()
+
+
+async def test_journal_that_cannot_be_opened_is_reported_not_fatal(
+        tmp_path: Path, ui_env: None, monkeypatch: Any) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(blocker / "data"))
+    app = _app(tmp_path, Clock())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: "cannot be opened" in screen_text(app), 5,
+                       "journal error shown")
+        await pilot.press("o", "K")
+        await pilot.pause()
+        assert isinstance(app.screen, IncidentListScreen)
+        assert app.is_running
