@@ -453,3 +453,37 @@ async def test_panels_on_slow_metrics_stay_current_between_slow_runs() -> None:
         assert engine.panel_value(conns, t0 + 60 + 3 * 5 + 6)[0] is None  # 3 checks missed
     finally:
         await engine.stop()
+
+
+async def test_connection_cut_mid_query_keeps_the_result_and_reconnects(
+        pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_cut")
+    probe = PostgresProbe(pg_target(pg_server, "opsc_cut", queries={
+        "spin": "select count(*) from generate_series(1, 300000000)"}))
+    probes.append(probe)
+    admin = await connect(pg_server, "opsc_cut", "opsc-admin")
+    try:
+        task = asyncio.create_task(probe.check())
+        victim = None
+        for _ in range(100):  # bounded: the slow query starts right after the fast one
+            victim = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'opsconsole' "
+                "AND state = 'active' AND query LIKE '%generate_series%'")
+            if victim is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert victim is not None
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", victim)
+        r = await asyncio.wait_for(task, 5)
+        assert r.status is Status.UP, r.error  # the fast query had answered
+        assert "connections_total" in r.metrics
+        assert any(n.startswith("query:spin: the connection was lost while it ran")
+                   for n in r.details["notes"])
+        again = await probe.check()  # reconnects; the cut collector is not due again yet
+        assert again.status is Status.UP, again.error
+        assert probe._conn is not None
+        assert probe._conn.get_server_pid() != victim
+        assert await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsconsole'") == 1
+    finally:
+        await admin.close()

@@ -737,7 +737,10 @@ class PostgresProbe:
                 self._disabled[name] = one_line(redact(
                     f"{name}: turned off, insufficient privilege: {exc.message}"), 300)
             except _CONNECTION_LOST:
-                self._drop()
+                self._drop()  # the fast result stands; the next check reconnects
+                self._slow_notes[name] = (
+                    f"{name}: the connection was lost while it ran; it runs again in "
+                    f"{self.target.slow_interval:g}s")
                 return
             except TimeoutError:
                 self._drop()  # cut off mid-query by our own deadline
