@@ -86,6 +86,30 @@ async def close_desk(app: Any) -> None:
             await desk.journal.close()
 
 
+def sync_options(ol: OptionList, rows: list[tuple[str, str]],
+                 shown: list[tuple[str, str]]) -> bool:
+    """Make `ol` show `rows` (id, text), touching only what changed since `shown`.
+
+    A countdown ticking changes one prompt per step; rebuilding the whole list twice a
+    second would repaint every row and lose the scroll position. Returns True when the
+    options were rebuilt (rows added, removed or reordered); the cursor stays on its id.
+    """
+    if [r[0] for r in rows] == [r[0] for r in shown]:
+        for i, (row, old) in enumerate(zip(rows, shown, strict=True)):
+            if row[1] != old[1]:
+                ol.replace_option_prompt_at_index(i, Content(row[1]))
+        return False
+    keep_id = None
+    if ol.highlighted is not None and ol.highlighted < ol.option_count:
+        keep_id = ol.get_option_at_index(ol.highlighted).id
+    ol.clear_options()
+    ol.add_options([Option(Content(text), id=oid) for oid, text in rows])
+    ids = [oid for oid, _ in rows]
+    if keep_id in ids:
+        ol.highlighted = ids.index(keep_id)
+    return True
+
+
 def _now(screen: Any) -> float:
     return float(screen.app.clock())
 
@@ -196,6 +220,7 @@ class IncidentListScreen(Screen[None]):
         yield Footer()
 
     desk: Any = None
+    _shown: list[tuple[str, str]] = []  # replaced on each redraw, never mutated
 
     async def on_mount(self) -> None:
         self.desk = await get_desk(self.app)
@@ -219,16 +244,11 @@ class IncidentListScreen(Screen[None]):
                      f"{degraded}"
         self.query_one("#incidents-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
-        keep = ol.highlighted
-        ol.clear_options()
-        if incs:
-            ol.add_options([Option(Content(incident_line(i, now)), id=i.id) for i in incs])
-        else:
-            ol.add_option(Option(Content("no open incident (o: open one by hand)"),
-                                 id="-none-"))
-        if keep is not None:
-            ol.highlighted = min(keep, ol.option_count - 1)
-        elif ol.option_count:
+        rows = ([(i.id, incident_line(i, now)) for i in incs] if incs
+                else [("-none-", "no open incident (o: open one by hand)")])
+        sync_options(ol, rows, self._shown)
+        self._shown = rows
+        if ol.highlighted is None and ol.option_count:
             ol.highlighted = 0
 
     def _selected(self) -> str | None:
@@ -300,6 +320,7 @@ class IncidentScreen(Screen[None]):
         super().__init__()
         self.incident_id = incident_id
         self.desk: Any = None
+        self._shown: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.incident_id), id="incident-head")
@@ -367,13 +388,10 @@ class IncidentScreen(Screen[None]):
         now = _now(self)
         self.query_one("#incident-head", Static).update(Content(self.head_text(inc, now)))
         ol = self.query_one(OptionList)
-        keep = ol.highlighted
         rows = self.rows(inc, now)
-        ol.clear_options()
-        ol.add_options([Option(Content(text), id=oid) for oid, text in rows])
-        if keep is not None:
-            ol.highlighted = min(keep, ol.option_count - 1)
-        else:  # start on the next step's first item
+        sync_options(ol, rows, self._shown)
+        self._shown = rows
+        if ol.highlighted is None:  # start on the next step's first item
             nxt = inc.next_step()
             target = f"step|{nxt.playbook}|{nxt.id}" if nxt else None
             ids = [oid for oid, _ in rows]
