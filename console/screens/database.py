@@ -1,4 +1,4 @@
-"""A PostgreSQL target's drill-down: sessions, top statements, tables and indexes as tables.
+"""A PostgreSQL target's drill-down: sessions, the lock tree, top statements, tables, indexes.
 
 Everything shown comes from the last check's `details` (console/engine/probes/postgres.py):
 the sessions every check, the rest from the slow collectors. Tables are sortable (`o` next
@@ -55,6 +55,23 @@ def _sessions(details: dict[str, Any]) -> list[dict[str, Any]]:
     return list(details.get("sessions") or [])
 
 
+def _locks(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocking tree flattened in order, indented by depth (blockers first)."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(node: dict[str, Any], depth: int) -> None:
+        rows.append({"order": len(rows), "tree": "  " * depth + ("└ " if depth else "")
+                     + str(node.get("pid")), **{k: node.get(k) for k in
+                                                ("user", "state", "duration_s", "query")},
+                     "blocking": len(node.get("blocked") or [])})
+        for child in node.get("blocked") or []:
+            walk(child, depth + 1)
+
+    for root in details.get("blocking") or []:
+        walk(root, 0)
+    return rows
+
+
 def _statements(details: dict[str, Any]) -> list[dict[str, Any]]:
     st = details.get("statements") or {}
     rows: dict[str, dict[str, Any]] = {}
@@ -101,6 +118,14 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
                lambda v: ",".join(map(str, v or [])) or "", False),
         Column("query", "query", None, _text, False),
     )),
+    "locks": ("Locks", _locks, (
+        Column("order", "#", 3),
+        Column("tree", "pid (blocker › blocked)", 24, _text, False),
+        Column("user", "user", 8, _text, False),
+        Column("state", "state", 8, _text, False),
+        Column("duration_s", "secs", 6, lambda v: _num(v, 1)),
+        Column("query", "query", None, _text, False),
+    )),
     "statements": ("Top statements", _statements, (
         Column("calls", "calls", 8),
         Column("total_ms", "total ms", 9, lambda v: _num(v, 0)),
@@ -141,14 +166,15 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class DatabaseScreen(Screen[None]):
-    """1-4 switch section; o/O sort; / filter; y copy query; Esc back."""
+    """1-5 switch section; o/O sort; / filter; y copy query; Esc back."""
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="db_back"),
         Binding("1", "section('activity')", "Activity", id="db_activity"),
-        Binding("2", "section('statements')", "Statements", id="db_statements"),
-        Binding("3", "section('tables')", "Tables", id="db_tables"),
-        Binding("4", "section('indexes')", "Indexes", id="db_indexes"),
+        Binding("2", "section('locks')", "Locks", id="db_locks"),
+        Binding("3", "section('statements')", "Statements", id="db_statements"),
+        Binding("4", "section('tables')", "Tables", id="db_tables"),
+        Binding("5", "section('indexes')", "Indexes", id="db_indexes"),
         Binding("o", "sort(1)", "Sort", id="db_sort"),
         Binding("O", "reverse", "Reverse", id="db_reverse"),
         Binding("slash", "filter", "Filter", key_display="/", id="db_filter"),
@@ -167,9 +193,10 @@ class DatabaseScreen(Screen[None]):
         super().__init__()
         self.target = target
         self.section = "activity"
-        self.sort_index: dict[str, int] = {"activity": 4, "statements": 1, "tables": 1,
-                                           "indexes": 2}
+        self.sort_index: dict[str, int] = {"activity": 4, "locks": 0, "statements": 1,
+                                           "tables": 1, "indexes": 2}
         self.sort_reverse: dict[str, bool] = dict.fromkeys(SECTIONS, True)
+        self.sort_reverse["locks"] = False  # tree order
         self.filter_text = ""
         self._details: dict[str, Any] = {}
         self._seen: object = None

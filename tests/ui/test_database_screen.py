@@ -34,6 +34,12 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
     sleeper = await asyncpg.connect(MACHINE_DSN, timeout=5,
                                     server_settings={"application_name": "ui-sleeper"})
     sleeping = asyncio.create_task(sleeper.execute(QUERY))
+    # A lock held by one session and awaited by another (advisory: no table needed).
+    holder = await asyncpg.connect(MACHINE_DSN, timeout=5)
+    waiter = await asyncpg.connect(MACHINE_DSN, timeout=5)
+    key = 0x0B5C0DE0 + holder.get_server_pid()
+    await holder.execute("SELECT pg_advisory_lock($1)", key)
+    waiting = asyncio.create_task(waiter.execute("SELECT pg_advisory_lock($1)", key))
     try:
         async with app.run_test(size=(120, 32)) as pilot:
             await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
@@ -82,8 +88,16 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
 
             await pilot.press("2")
             await pilot.pause()
-            assert "pg_stat_statements is not available" in screen_text(app)
+            text = screen_text(app)
+            assert "LOCKS" in text
+            hp, wp = holder.get_server_pid(), waiter.get_server_pid()
+            trees = [r["tree"] for r in screen._rows]
+            assert trees[trees.index(str(hp)) + 1] == f"  └ {wp}"  # blocked under its blocker
+            assert f"└ {wp}" in text
             await pilot.press("3")
+            await pilot.pause()
+            assert "pg_stat_statements is not available" in screen_text(app)
+            await pilot.press("4")
             await pilot.pause()
             assert "TABLES" in screen_text(app)
             assert "sorted by total ↓" in screen_text(app)
@@ -91,6 +105,9 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
             await pilot.press("escape")
             assert isinstance(app.screen, DetailScreen)
     finally:
+        await holder.close()  # releases the advisory lock: the waiter gets it
+        await asyncio.wait_for(waiting, 5)
+        await waiter.close()
         admin = await asyncpg.connect(MACHINE_DSN, timeout=5)
         try:
             await admin.execute("SELECT pg_cancel_backend($1)", sleeper.get_server_pid())
