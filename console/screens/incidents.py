@@ -86,24 +86,49 @@ async def close_desk(app: Any) -> None:
             await desk.journal.close()
 
 
+def inline_markdown(text: str) -> Content:
+    """Playbook text is Markdown: `code` and **bold** spans shown bold, the marks dropped.
+
+    Only these two inline forms are rendered (a checklist line has no blocks); the text is
+    never parsed as Textual markup, so a stray ``[b]`` stays literal.
+    """
+    parts: list[str | tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        for mark in ("`", "**"):
+            if text.startswith(mark, i):
+                end = text.find(mark, i + len(mark))
+                if end > i + len(mark):
+                    parts.append((text[i + len(mark):end], "bold"))
+                    i = end + len(mark)
+                    break
+        else:
+            j = min((k for k in (text.find("`", i + 1), text.find("**", i + 1)) if k > 0),
+                    default=len(text))
+            parts.append(text[i:j])
+            i = j
+    return Content.assemble(*parts)
+
+
 def sync_options(ol: OptionList, rows: list[tuple[str, str]],
-                 shown: list[tuple[str, str]]) -> bool:
+                 shown: list[tuple[str, str]], *, markdown: bool = False) -> bool:
     """Make `ol` show `rows` (id, text), touching only what changed since `shown`.
 
     A countdown ticking changes one prompt per step; rebuilding the whole list twice a
     second would repaint every row and lose the scroll position. Returns True when the
     options were rebuilt (rows added, removed or reordered); the cursor stays on its id.
     """
+    render = inline_markdown if markdown else Content
     if [r[0] for r in rows] == [r[0] for r in shown]:
         for i, (row, old) in enumerate(zip(rows, shown, strict=True)):
             if row[1] != old[1]:
-                ol.replace_option_prompt_at_index(i, Content(row[1]))
+                ol.replace_option_prompt_at_index(i, render(row[1]))
         return False
     keep_id = None
     if ol.highlighted is not None and ol.highlighted < ol.option_count:
         keep_id = ol.get_option_at_index(ol.highlighted).id
     ol.clear_options()
-    ol.add_options([Option(Content(text), id=oid) for oid, text in rows])
+    ol.add_options([Option(render(text), id=oid) for oid, text in rows])
     ids = [oid for oid, _ in rows]
     if keep_id in ids:
         ol.highlighted = ids.index(keep_id)
@@ -389,7 +414,7 @@ class IncidentScreen(Screen[None]):
         self.query_one("#incident-head", Static).update(Content(self.head_text(inc, now)))
         ol = self.query_one(OptionList)
         rows = self.rows(inc, now)
-        sync_options(ol, rows, self._shown)
+        sync_options(ol, rows, self._shown, markdown=True)
         self._shown = rows
         if ol.highlighted is None:  # start on the next step's first item
             nxt = inc.next_step()

@@ -34,7 +34,8 @@ def _app(tmp_path: Path, clock: Clock) -> OpsConsoleApp:
 
 async def _type(pilot: Any, text: str) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: bool(app.screen.query(Input)), 5, "a text prompt")
+    # the Input must have focus, not merely exist, or Enter goes nowhere
+    await wait_for(pilot, lambda: isinstance(app.focused, Input), 5, "a focused text prompt")
     app.screen.query_one(Input).value = text
     await pilot.press("enter")
 
@@ -70,6 +71,7 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         text = screen_text(app)
         assert "API [b]5xx[/b] storm" in text
         assert "▶ Acknowledge (< 5 min)" in text
+        assert "[ ] Create the incident channel, e.g. #incident-2025-01-20" in text  # Markdown
         assert "due in 5m00s" in text
         # simulated time: 5 min 1 s later, acknowledge is flagged overdue
         clock.t = t0 + 301
@@ -353,3 +355,14 @@ async def test_journal_that_cannot_be_opened_is_reported_not_fatal(
         await pilot.pause()
         assert isinstance(app.screen, IncidentListScreen)
         assert app.is_running
+
+
+def test_inline_markdown_of_playbook_text() -> None:
+    from console.screens.incidents import inline_markdown
+
+    c = inline_markdown("Write the report (`opsconsole postmortem INCIDENT`) **today**")
+    assert c.plain == "Write the report (opsconsole postmortem INCIDENT) today"
+    assert [(sp.start, sp.end, sp.style) for sp in c.spans] == [(18, 48, "bold"),
+                                                                (50, 55, "bold")]
+    for literal in ("[b]not markup[/b]", "a lone ` tick", "**", "``"):
+        assert inline_markdown(literal).plain == literal
