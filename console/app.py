@@ -44,6 +44,7 @@ class OpsConsoleApp(App[None]):
         Binding("question_mark", "help", "Keys", key_display="?", id="help"),
         Binding("f", "faults", "Faults", id="faults"),
         Binding("i", "incidents", "Incidents", id="incidents"),
+        Binding("a", "alerts", "Alerts", id="alerts"),
         Binding("T", "cycle_theme", "Theme", show=False, id="theme"),
     ]
 
@@ -74,6 +75,7 @@ class OpsConsoleApp(App[None]):
         self.clock = clock
         self._poll = poll  # False in tests that feed results themselves
         self.engine: Any = None
+        self.alerting: Any = None
         self.config_problem: str | None = None
         self._watcher: Any = None
         self._seen_version = -1
@@ -129,6 +131,7 @@ class OpsConsoleApp(App[None]):
                 await asyncio.to_thread(store.load)
             self.engine = Engine(self.settings, store=store, clock=self.clock)
             await self.engine.start(poll=self._poll)
+            await self._start_alerting()
         except Exception as exc:  # pragma: no cover - shown to the operator, not raised
             from console.engine.redact import describe_exception
 
@@ -167,6 +170,19 @@ class OpsConsoleApp(App[None]):
             return
         with self.batch_update():
             refresh(self.engine, self.clock())
+            self._update_alert_banner()
+
+    def _update_alert_banner(self) -> None:
+        from textual.content import Content
+        from textual.widgets import Static
+
+        text = self.alert_banner()
+        for banner in self.screen.query("#alert-banner").results(Static):
+            if banner.display != bool(text):
+                banner.display = bool(text)
+            if text and getattr(banner, "_shown", None) != text:
+                banner._shown = text  # type: ignore[attr-defined]
+                banner.update(Content(text), layout=False)
 
     async def _save_history(self) -> None:
         if self.engine is not None:
@@ -192,6 +208,46 @@ class OpsConsoleApp(App[None]):
 
     # -- shutdown ------------------------------------------------------------------------------
 
+    async def _start_alerting(self) -> None:
+        """Rules, alert lifecycle and the notification outbox, shared with `run --headless`."""
+        from console.alerts_cli import data_dir
+        from console.engine.alerting import AlertService
+
+        assert self.settings is not None
+        where = data_dir(self.settings)
+        notifier = None
+        if self.settings.alerting.receivers and not self.demo_mode:
+            from console.engine.notify import Notifier
+
+            notifier = Notifier(where / "outbox.sqlite", self.settings.alerting.receivers)
+        name = "alerts-demo.json" if self.demo_mode else "alerts.json"
+        self.alerting = AlertService(
+            self.engine, notifier=notifier, state_path=where / name if self._history else None
+        )
+        self.alerting.subscribe(self._alerts_changed)
+        await self.alerting.start()
+
+    def _alerts_changed(self, notes: list[Any]) -> None:
+        if self.settings is not None and self.settings.console.bell and any(
+            getattr(n, "severity", "") in ("P0", "P1") for n in notes
+        ):
+            self.bell()
+
+    def alert_banner(self) -> str | None:
+        """The P0/P1 line every screen shows while such an alert fires unacknowledged."""
+        if self.alerting is None:
+            return None
+        return self.alerting.alerts.banner(self.clock())
+
+    def action_alerts(self) -> None:
+        if self.alerting is None:
+            self.notify("alerting is starting…", timeout=3)
+            return
+        from console.screens.alerts import AlertsScreen
+
+        if not isinstance(self.screen, AlertsScreen):
+            self.push_screen(AlertsScreen(self.alerting))
+
     def hangup(self) -> None:
         """The terminal went away (SIGHUP/EOF) or we were told to stop: exit cleanly, now."""
         if not self._closing:
@@ -205,6 +261,10 @@ class OpsConsoleApp(App[None]):
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
+        if self.alerting is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.alerting.stop()
         if self.engine is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(3):

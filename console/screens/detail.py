@@ -59,6 +59,7 @@ class DetailScreen(Screen[None]):
         self._results_seen = -1
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="alert-banner")
         yield Static(Content(self.target), id="detail-info")
         yield LatencyChart(id="chart")
         yield ResponseLog(id="responses")

@@ -39,7 +39,7 @@ class OverviewScreen(Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
-        Binding("tab", "switch_focus", "Board/Panels", id="switch_focus"),
+        Binding("tab", "switch_focus", "Board/Panels", show=False, id="switch_focus"),
         Binding("enter", "open", "Open", id="open"),
     ]
 
@@ -48,6 +48,7 @@ class OverviewScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(Content("opsconsole · starting…"), id="title")
+        yield Static("", id="alert-banner")
         yield Static("", id="banner")
         yield StatusBoard(id="board")
         yield PanelGrid(id="panels")
