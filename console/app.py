@@ -195,6 +195,8 @@ class OpsConsoleApp(App[None]):
         self.settings = settings
         if self.engine is not None:
             self.run_worker(self.engine.apply(settings), group="reload", exit_on_error=False)
+        if self.alerting is not None:
+            self.alerting.apply(settings)
         self.notify("config reloaded", timeout=3)
         self.refresh_screen()
 
