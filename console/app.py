@@ -105,10 +105,15 @@ class OpsConsoleApp(App[None]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.hangup)
-        # Boot once the first frame is on screen, so the operator sees the console at once.
-        self.call_after_refresh(
-            self.run_worker, self._boot(), name="boot", group="boot", exit_on_error=False
-        )
+        # Boot once the first frame is on screen (the screen's first paint calls
+        # `start_boot`), so the operator sees the console at once.
+        self._booted = False
+
+    def start_boot(self) -> None:
+        """Start the engine, once; called after the default screen's first paint."""
+        if not self._booted:
+            self._booted = True
+            self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
 
     async def _boot(self) -> None:
         """Start the demo (if any), the store and the engine, after the first frame is up."""

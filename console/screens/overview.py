@@ -59,6 +59,8 @@ class OverviewScreen(Screen[None]):
         self.query_one("#filter", Input).display = False
         self.query_one("#banner", Static).display = False
         self.query_one(StatusBoard).focus()
+        # After this screen's first paint, not before: the first frame must not wait on boot.
+        self.call_after_refresh(self.set_timer, 0.02, self.app.start_boot)  # type: ignore[attr-defined]
 
     def refresh_data(self, engine: Any, now: float) -> None:
         views = engine.snapshot(now)
