@@ -131,6 +131,34 @@ class PgServer:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w",
                   "-t", "30", "stop")
 
+    def start_replica(self) -> int:
+        """A streaming replica of this server (pg_basebackup -R), on a port of its own.
+
+        Returns the port. Stop it with `stop_replica()` before anything else expects the
+        primary to have no replicas.
+        """
+        self.replica_dir = self.root / "replica"
+        self.replica_port = free_port()
+        self._run(str(self.bindir / "pg_basebackup"), "-D", str(self.replica_dir), "-R",
+                  "-X", "stream", "-h", str(self.sockdir), "-p", str(self.port), "-U",
+                  "postgres", "--no-sync", "--checkpoint=fast")
+        opts = (f"-p {self.replica_port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c max_connections=20 -c hot_standby=on -c ssl=on "
+                "-c ssl_cert_file=server.crt -c ssl_key_file=server.key "
+                "-c shared_preload_libraries=pg_stat_statements")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.replica_dir), "-l",
+                  str(self.root / "replica.log"), "-w", "-t", "30", "-o", opts, "start")
+        return self.replica_port
+
+    def stop_replica(self) -> None:
+        replica = getattr(self, "replica_dir", None)
+        if replica is None or not replica.exists():
+            return
+        with contextlib.suppress(RuntimeError):
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(replica), "-m", "immediate",
+                      "-w", "-t", "30", "stop")
+        shutil.rmtree(replica, ignore_errors=True)
+
     def is_running(self) -> bool:
         cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]
         if self._as_postgres:
@@ -154,6 +182,7 @@ class PgServer:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
     def destroy(self) -> None:
+        self.stop_replica()
         with contextlib.suppress(Exception):
             if self.is_running():
                 self.stop("immediate")

@@ -492,3 +492,48 @@ async def test_connection_cut_mid_query_keeps_the_result_and_reconnects(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsconsole'") == 1
     finally:
         await admin.close()
+
+
+async def test_replication_lag_on_primary_and_replica(pg_server: PgServer,
+                                                      probes: list[PostgresProbe]) -> None:
+    fresh_db(pg_server, "opsc_repl")
+    port = pg_server.start_replica()
+    try:
+        primary = PostgresProbe(pg_target(pg_server, "opsc_repl"))
+        replica = PostgresProbe(PostgresTarget(
+            name="pg-replica", timeout=3.0, interval=5.0,
+            dsn=f"postgresql://postgres:${{OPSCONSOLE_T_PG_PW}}@127.0.0.1:{port}/opsc_repl"))
+        probes += [primary, replica]
+        pg_server.admin("CREATE TABLE t (i int); INSERT INTO t VALUES (1)", db="opsc_repl")
+        for _ in range(100):  # bounded: streaming starts and replays within a second or two
+            rp = await primary.check()
+            rr = await replica.check()
+            if (rp.metrics.get("replicas") == 1 and rr.details["replication"].get("role")
+                    == "replica" and "replication_lag_s" in rr.metrics):
+                break
+            await asyncio.sleep(0.05)
+            primary._slow_ran.clear()  # run the slow collectors again on the next check
+            replica._slow_ran.clear()
+        assert rp.status is Status.UP, rp.error
+        assert rp.metrics["replicas"] == 1
+        listed = rp.details["replication"]["replicas"]
+        assert listed[0]["state"] == "streaming"
+        assert listed[0]["lag_bytes"] >= 0
+        assert rp.metrics["replication_lag_bytes"] >= 0
+        assert rr.status is Status.UP, rr.error
+        assert rr.details["replication"]["role"] == "replica"
+        # Ground truth, read on the replica just after the check: the same delay, later.
+        conn = await asyncpg.connect(host=str(pg_server.sockdir), port=port, user="postgres",
+                                     database="opsc_repl", timeout=5)
+        try:
+            truth = await conn.fetchval(
+                "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
+        finally:
+            await conn.close()
+        assert 0 <= rr.metrics["replication_lag_s"] <= truth
+        assert rr.details["replication"]["replay_delay_s"] == pytest.approx(
+            rr.metrics["replication_lag_s"], abs=1e-3)
+    finally:
+        pg_server.stop_replica()
+    r = await primary.check()  # fast part only: the primary keeps answering
+    assert r.status is Status.UP
