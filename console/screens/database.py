@@ -151,7 +151,55 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
         Column("index", "index(es)", None, _text, False),
     )),
 }
-ORDER = list(SECTIONS)
+
+
+def _keyspace(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"db": db, **(v or {})} for db, v in (details.get("keyspace") or {}).items()]
+
+
+def _slowlog(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**e, "new": "new" if e.get("new") else ""} for e in details.get("slowlog") or []]
+
+
+def _server(details: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for section in ("replication", "persistence"):
+        for key, value in (details.get(section) or {}).items():
+            if key == "replicas":
+                for i, rep in enumerate(value or []):
+                    rows.append({"section": section, "key": f"replica {i}",
+                                 "value": " ".join(f"{k}={v}" for k, v in rep.items())})
+            else:
+                rows.append({"section": section, "key": key, "value": value})
+    return rows
+
+
+REDIS_SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
+                                tuple[Column, ...]]] = {
+    "keyspace": ("Keyspace", _keyspace, (
+        Column("db", "db", 6, _text, False),
+        Column("keys", "keys", 12),
+        Column("expires", "with TTL", 12),
+        Column("avg_ttl", "avg TTL ms", 12),
+    )),
+    "slowlog": ("Slowlog", _slowlog, (
+        Column("id", "id", 7, lambda v: f"{v}" if v is not None else "—"),
+        Column("new", "", 3, _text, False),
+        Column("duration_us", "µs", 9),
+        Column("client", "client", 21, _text, False),
+        Column("command", "command (key only)", None, _text, False),
+    )),
+    "server": ("Replication & persistence", _server, (
+        Column("section", "section", 11, _text, False),
+        Column("key", "key", 28, _text, False),
+        Column("value", "value", None, _text, False),
+    )),
+}
+# (column index, descending) each section starts sorted by.
+DEFAULT_SORT: dict[str, tuple[int, bool]] = {
+    "activity": (4, True), "locks": (0, False), "statements": (1, True), "tables": (1, True),
+    "indexes": (2, True), "keyspace": (0, False), "slowlog": (0, True), "server": (0, False),
+}
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -166,15 +214,19 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class DatabaseScreen(Screen[None]):
-    """1-5 switch section; o/O sort; / filter; y copy query; Esc back."""
+    """1-5 switch section; o/O sort; / filter; y copy query (or command); Esc back.
+
+    PostgreSQL targets get sessions, locks, statements, tables and indexes; Redis targets
+    their keyspace, slowlog, and replication and persistence state.
+    """
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="db_back"),
-        Binding("1", "section('activity')", "Activity", id="db_activity"),
-        Binding("2", "section('locks')", "Locks", id="db_locks"),
-        Binding("3", "section('statements')", "Statements", id="db_statements"),
-        Binding("4", "section('tables')", "Tables", id="db_tables"),
-        Binding("5", "section('indexes')", "Indexes", id="db_indexes"),
+        Binding("1", "section(0)", "Section 1", show=False, id="db_s1"),
+        Binding("2", "section(1)", "Section 2", show=False, id="db_s2"),
+        Binding("3", "section(2)", "Section 3", show=False, id="db_s3"),
+        Binding("4", "section(3)", "Section 4", show=False, id="db_s4"),
+        Binding("5", "section(4)", "Section 5", show=False, id="db_s5"),
         Binding("o", "sort(1)", "Sort", id="db_sort"),
         Binding("O", "reverse", "Reverse", id="db_reverse"),
         Binding("slash", "filter", "Filter", key_display="/", id="db_filter"),
@@ -189,14 +241,14 @@ class DatabaseScreen(Screen[None]):
     DatabaseScreen > #db-preview { height: auto; max-height: 4; padding: 0 1; }
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, kind: str = "postgres") -> None:
         super().__init__()
         self.target = target
-        self.section = "activity"
-        self.sort_index: dict[str, int] = {"activity": 4, "locks": 0, "statements": 1,
-                                           "tables": 1, "indexes": 2}
-        self.sort_reverse: dict[str, bool] = dict.fromkeys(SECTIONS, True)
-        self.sort_reverse["locks"] = False  # tree order
+        self.kind = kind
+        self.sections = REDIS_SECTIONS if kind == "redis" else SECTIONS
+        self.section = next(iter(self.sections))
+        self.sort_index = {k: DEFAULT_SORT[k][0] for k in self.sections}
+        self.sort_reverse = {k: DEFAULT_SORT[k][1] for k in self.sections}
         self.filter_text = ""
         self._details: dict[str, Any] = {}
         self._seen: object = None
@@ -234,13 +286,13 @@ class DatabaseScreen(Screen[None]):
 
     def _info(self) -> Content:
         d = self._details
-        title, _, cols = SECTIONS[self.section]
+        title, _, cols = self.sections[self.section]
         col = cols[self.sort_index[self.section]]
         tabs = "  ".join(
-            (f"[{i}] {SECTIONS[k][0].upper()}" if k == self.section else f"[{i}] {SECTIONS[k][0]}")
-            for i, k in enumerate(ORDER, 1))
+            (f"[{i}] {v[0].upper()}" if k == self.section else f"[{i}] {v[0]}")
+            for i, (k, v) in enumerate(self.sections.items(), 1))
         db = d.get("database") or {}
-        parts = [f"{self.target} · database"]
+        parts = [f"{self.target} · {'cache' if self.kind == 'redis' else 'database'}"]
         if db.get("size_bytes") is not None:
             growth = db.get("growth_bytes_per_day")
             parts.append(f"size {_bytes(db['size_bytes'])}"
@@ -248,7 +300,8 @@ class DatabaseScreen(Screen[None]):
                             if isinstance(growth, int | float) else ""))
         rep = d.get("replication") or {}
         if rep:
-            parts.append(f"{rep.get('role', '?')}, {len(rep.get('replicas') or [])} replicas")
+            parts.append(f"{rep.get('role', '?')}, {len(rep.get('replicas') or [])} replicas"
+                         + (f", link {rep['link_status']}" if rep.get("link_status") else ""))
         lines = [" · ".join(parts), tabs,
                  f"sorted by {col.label} {'↓' if self.sort_reverse[self.section] else '↑'}"
                  + (f" · filter: {one_line(self.filter_text, 40)}" if self.filter_text else "")
@@ -262,7 +315,7 @@ class DatabaseScreen(Screen[None]):
     def _rebuild_columns(self) -> None:
         table = self.query_one(DataTable)
         table.clear(columns=True)
-        _, _, cols = SECTIONS[self.section]
+        _, _, cols = self.sections[self.section]
         # DataTable pads each cell by one on both sides; 2 more for the vertical scrollbar.
         width = self.size.width or self.app.size.width or 80
         fixed = sum((c.width or 0) + 2 for c in cols) + 2
@@ -273,7 +326,7 @@ class DatabaseScreen(Screen[None]):
                              key=c.key, width=c.width or fill)
 
     def _fill(self) -> None:
-        _, extract, cols = SECTIONS[self.section]
+        _, extract, cols = self.sections[self.section]
         rows = extract(self._details)
         if self.filter_text:
             needle = self.filter_text.lower()
@@ -311,14 +364,16 @@ class DatabaseScreen(Screen[None]):
 
     # -- actions ---------------------------------------------------------------------------
 
-    def action_section(self, name: str) -> None:
-        if name in SECTIONS and name != self.section:
+    def action_section(self, index: int) -> None:
+        names = list(self.sections)
+        name = names[index] if 0 <= index < len(names) else self.section
+        if name != self.section:
             self.section = name
             self._rebuild_columns()
             self._fill()
 
     def action_sort(self, step: int = 1) -> None:
-        cols = SECTIONS[self.section][2]
+        cols = self.sections[self.section][2]
         self.sort_index[self.section] = (self.sort_index[self.section] + step) % len(cols)
         self._fill()
 
@@ -327,7 +382,7 @@ class DatabaseScreen(Screen[None]):
         self._fill()
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        cols = SECTIONS[self.section][2]
+        cols = self.sections[self.section][2]
         keys = [c.key for c in cols]
         index = keys.index(str(event.column_key.value))
         if index == self.sort_index[self.section]:
@@ -364,7 +419,7 @@ class DatabaseScreen(Screen[None]):
         row = table.cursor_row
         if not 0 <= row < len(self._rows):
             return None
-        query = self._rows[row].get("query")
+        query = self._rows[row].get("query") or self._rows[row].get("command")
         return str(query) if query else None
 
     def action_copy(self) -> None:

@@ -116,3 +116,46 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
         with contextlib.suppress(asyncpg.exceptions.QueryCanceledError):
             await asyncio.wait_for(sleeping, 5)
         await sleeper.close()
+
+
+async def test_redis_drill_down_shows_keyspace_slowlog_and_state(ui_env: None) -> None:
+    from console.engine.settings import RedisTarget
+    from tests.redisserver import RedisServer
+
+    with RedisServer() as server:
+        data = server.admin(db=2)
+        data.mset({f"k{i}": "v" for i in range(4)})
+        data.config_set("slowlog-log-slower-than", "0")
+        settings = Settings(targets=[RedisTarget(name="cache", url=server.url)])
+        app = OpsConsoleApp(settings=settings, history=False, poll=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
+                           "engine started")
+            state = app.engine._states["cache"]
+            app.engine.record(state, await state.probe.check())
+            data.set("[b]marker[/b]", "secret-value")
+            app.engine.record(state, await state.probe.check())
+            app.push_screen(DetailScreen("cache"))
+            await pilot.pause()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5,
+                           "drill-down")
+            screen: Any = app.screen
+            await wait_for(pilot, lambda: "KEYSPACE" in screen_text(app), 5, "keyspace")
+            assert [(r["db"], r["keys"]) for r in screen._rows] == [("db2", 5.0)]  # 4 + marker
+            await pilot.press("2")
+            await wait_for(pilot, lambda: "SLOWLOG" in screen_text(app), 5, "slowlog")
+            text = screen_text(app)
+            assert "SET [b]marker[/b] …(+1 args)" in text  # literal, and no value shown
+            assert "secret-value" not in text
+            index = next(i for i, r in enumerate(screen._rows)
+                         if r["command"].startswith("SET [b]marker"))
+            screen.query_one("#db-table").move_cursor(row=index)
+            await pilot.press("y")
+            assert app.clipboard == "SET [b]marker[/b] …(+1 args)"
+            await pilot.press("3")
+            await wait_for(pilot, lambda: "REPLICATION & PERSISTENCE" in screen_text(app), 5,
+                           "server state")
+            assert any(r["key"] == "role" and r["value"] == "master" for r in screen._rows)
+            assert any(r["key"] == "rdb_last_bgsave_status" for r in screen._rows)
+        data.close()
