@@ -106,16 +106,18 @@ class DetailScreen(Screen[None]):
             return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "database":  # only PostgreSQL targets have a database view
-            return self._kind() == "postgres"
+        if action == "database":  # only PostgreSQL and Redis targets have a drill-down
+            return self._kind() in ("postgres", "redis")
         return True
 
     def action_database(self) -> None:
-        """Sessions, top statements, tables and indexes of a PostgreSQL target."""
+        """A PostgreSQL target's sessions, locks, statements, tables and indexes; a Redis
+        target's keyspace, slowlog, replication and persistence."""
         from console.screens.database import DatabaseScreen
 
-        if self._kind() == "postgres":
-            self.app.push_screen(DatabaseScreen(self.target))
+        kind = self._kind()
+        if kind in ("postgres", "redis"):
+            self.app.push_screen(DatabaseScreen(self.target, kind))
 
     def action_next_range(self) -> None:
         self.action_range((self.range_index + 1) % len(RANGES))
