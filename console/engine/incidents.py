@@ -9,6 +9,8 @@ are tested in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -366,7 +368,12 @@ def _steps_of(pb: Playbook) -> list[StepState]:
 
 
 def _num(v: Any, default: Any) -> Any:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        with contextlib.suppress(OverflowError):
+            f = float(v)
+            if math.isfinite(f):
+                return f
+    return default
 
 
 def _strs(v: Any) -> list[str]:

@@ -29,12 +29,19 @@ from console.engine.playbooks import human_duration
 from console.engine.sanitize import one_line
 
 
+def _fmt(fmt: str, ts: float) -> str:
+    try:
+        return time.strftime(fmt, time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):  # a timestamp no clock could have made
+        return f"@{ts!r}"
+
+
 def _at(ts: float | None) -> str:
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    return "-" if ts is None else _fmt("%Y-%m-%d %H:%M:%S UTC", ts)
 
 
 def _hms(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(ts))
+    return _fmt("%H:%M:%S", ts)
 
 
 def elapsed(seconds: float | None) -> str:

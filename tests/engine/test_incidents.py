@@ -219,7 +219,7 @@ _entry = st.fixed_dictionaries(
 _PBS = load_playbooks(Path("/nonexistent"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)  # explored with 4000 locally
 @given(st.lists(_entry, max_size=40))
 def test_folding_never_raises_on_any_entries(entries: list[dict[str, Any]]) -> None:
     book = IncidentBook.from_entries(_PBS, entries, clock=lambda: 5.0)

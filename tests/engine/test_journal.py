@@ -119,7 +119,8 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(_values)
 def test_encoder_never_raises_property(value: Any) -> None:
     line = encode({"type": "note", "payload": value})
