@@ -85,6 +85,8 @@ class Engine:
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
+        self._view_cache: dict[str, tuple[object, TargetView]] = {}
+        self._panel_cache: dict[str, tuple[object, PanelView]] = {}
         self._clients: Any = None
         self._running = False
 
@@ -262,6 +264,18 @@ class Engine:
         return list(state.results) if state else []
 
     def target_view(self, state: TargetState, now: float) -> TargetView:
+        """The board row for a target, recomputed only after a new result or a completed
+        sparkline bucket: the UI asks every repaint tick, the data moves every interval."""
+        bucket = max(state.target.interval, 1.0)
+        key = (state.checks, state.status, id(state.target), int(now // bucket))
+        cached = self._view_cache.get(state.target.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = self._target_view(state, now)
+        self._view_cache[state.target.name] = (key, view)
+        return view
+
+    def _target_view(self, state: TargetState, now: float) -> TargetView:
         t = state.target
         name = t.name
         store = self.store
@@ -324,25 +338,41 @@ class Engine:
         now = self.clock() if now is None else now
         out = []
         for p in self.settings.panels if panels is None else panels:
-            value, series = self.panel_value(p, now)
-            if value is not None and math.isnan(value):
-                value = None
-            bucket = max(self._cadence_of(p.target, p.metric), 1.0)
-            if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
-                counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
-                with np.errstate(invalid="ignore"):
-                    spark = np.diff(counts) / bucket
-                spark[spark < 0] = np.nan  # a counter reset is a gap, not a dip
-            else:
-                spark = self.store.sparkline(series, SPARK_POINTS, bucket, now=now)
-            out.append(
-                PanelView(
-                    key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,
-                    value=value, spark=tuple(float(x) for x in spark),
-                    state=panel_state(value, p), warn=p.warn, crit=p.crit,
-                )
-            )
+            out.append(self._panel_view_cached(p, now))
         return out
+
+    def _panel_view_cached(self, p: Panel, now: float) -> PanelView:
+        """As `target_view`: recomputed on a new sample, a completed bucket or staleness."""
+        series = f"{p.target}:{m['m']}" if (m := _RATE.match(p.metric)) else (
+            f"{p.target}:up" if p.metric == "uptime" else f"{p.target}:{p.metric}")
+        latest = self.store.latest(series)
+        bucket = max(self._cadence_of(p.target, p.metric), 1.0)
+        stale = latest is None or now - latest[0] > 3 * self._interval_of(p.target) + 5
+        key = (p, latest[0] if latest else None, int(now // bucket), stale)
+        cached = self._panel_cache.get(p.key)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = self._panel_view(p, now)
+        self._panel_cache[p.key] = (key, view)
+        return view
+
+    def _panel_view(self, p: Panel, now: float) -> PanelView:
+        value, series = self.panel_value(p, now)
+        if value is not None and math.isnan(value):
+            value = None
+        bucket = max(self._cadence_of(p.target, p.metric), 1.0)
+        if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
+            counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
+            with np.errstate(invalid="ignore"):
+                spark = np.diff(counts) / bucket
+            spark[spark < 0] = np.nan  # a counter reset is a gap, not a dip
+        else:
+            spark = self.store.sparkline(series, SPARK_POINTS, bucket, now=now)
+        return PanelView(
+            key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,
+            value=value, spark=tuple(float(x) for x in spark),
+            state=panel_state(value, p), warn=p.warn, crit=p.crit,
+        )
 
 
 def panel_state(value: float | None, panel: Panel) -> str:
