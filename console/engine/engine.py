@@ -25,7 +25,9 @@ import numpy as np
 from .model import CheckResult, Status
 from .redact import describe_exception, redact
 from .settings import (
+    HostTarget,
     HttpTarget,
+    LogTarget,
     Panel,
     PostgresTarget,
     PrometheusTarget,
@@ -35,7 +37,7 @@ from .settings import (
 from .store import MetricStore
 from .views import PanelView, TargetView
 
-AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget
+AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget
 RESULTS_KEPT = 50
 SPARK_POINTS = 40
 _RATE = re.compile(r"^rate\((?P<m>[A-Za-z0-9_:.]+)\)$")
@@ -52,7 +54,8 @@ def phase_of(name: str, interval: float) -> float:
 
 
 def address_of(target: AnyTarget) -> str:
-    raw = getattr(target, "url", None) or getattr(target, "dsn", "")
+    raw = getattr(target, "url", None) or getattr(target, "dsn", None) or getattr(
+        target, "path", "")
     return redact(str(raw))
 
 
@@ -108,6 +111,14 @@ class Engine:
             from .probes.prometheus import PrometheusProbe
 
             return PrometheusProbe(target, await self._http_clients())
+        if isinstance(target, LogTarget):
+            from .probes.log import LogProbe
+
+            return LogProbe(target)
+        if isinstance(target, HostTarget):
+            from .probes.host import HostProbe
+
+            return HostProbe(target)
         if isinstance(target, PostgresTarget):
             from .probes.postgres import PostgresProbe
 

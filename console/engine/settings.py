@@ -238,8 +238,29 @@ class PrometheusTarget(TargetBase):
         return v
 
 
+class LogTarget(TargetBase):
+    """A local JSON-lines log file (winston's format), followed from its end.
+
+    `slow_ms` is the `responseTime` above which a request counts as slow; `max_read` bounds
+    what one check reads, so a huge backlog is worked off over several checks.
+    """
+
+    kind: Literal["log"] = "log"
+    path: str = Field(min_length=1)
+    slow_ms: float = Field(1000.0, gt=0)
+    max_read: Size = Field(8_000_000, ge=1024, le=1_000_000_000)
+
+
+class HostTarget(TargetBase):
+    """The machine the console runs on: CPU, memory, load, disk and network (psutil)."""
+
+    kind: Literal["host"] = "host"
+    disk_path: str = "/"
+
+
 Target = Annotated[
-    HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget, Field(discriminator="kind")
+    HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget,
+    Field(discriminator="kind"),
 ]
 
 
@@ -298,7 +319,9 @@ class Settings(_Strict):
                     raise ValueError(f"dashboard {d.name!r} refers to unknown panel {k!r}")
         return self
 
-    def target(self, name: str) -> HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget:
+    def target(
+        self, name: str
+    ) -> HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget:
         for t in self.targets:
             if t.name == name:
                 return t

@@ -1,0 +1,161 @@
+"""Log probe: follow a JSON-lines (winston) file and turn each interval's lines into rates.
+
+One `LogProbe` per `log` target. Each check reads what was appended since the previous one
+(bounded per check by `max_read`, off the event loop; see `logtail`), parses it, and
+reports per-second rates over the time since the previous check, cumulative counters for
+`increase()` rules, and keeps the last `RING` parsed lines for the Logs screen. A missing or
+unreadable file is DOWN with the reason; lines that are not JSON are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..logtail import ERROR_LEVELS, WARN_LEVELS, LogFollower, LogLine, LogUnavailable, parse_line
+from ..model import CheckResult, Status
+from ..redact import describe_exception
+from ..sanitize import one_line
+from ..settings import LogTarget
+
+__all__ = ["RING", "LogProbe"]
+
+RING = 2000  # parsed lines kept for the UI
+NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
+
+
+@dataclass(slots=True)
+class _Batch:
+    lines: list[LogLine] = field(default_factory=list)
+    errors: int = 0
+    warns: int = 0
+    slow: int = 0
+    non_json: int = 0
+    json_lines: int = 0
+    rotated: bool = False
+    truncated: bool = False
+    backlog: int = 0
+    position: int = 0
+
+
+class LogProbe:
+    """Follows one LogTarget's file; `check()` never raises (except CancelledError)."""
+
+    kind = "log"
+
+    def __init__(
+        self, target: LogTarget, *, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self._clock = clock
+        self._monotonic = monotonic
+        self._slow_ms = float(target.slow_ms)
+        self._follower = LogFollower(target.path, max_bytes=int(target.max_read))
+        self._lock = threading.Lock()  # a read abandoned by a timeout finishes before the next
+        self.recent: deque[LogLine] = deque(maxlen=RING)
+        self.appended = 0  # lines ever added to `recent` (the UI's change counter)
+        self.non_json_total = 0
+        self.lines_total = 0
+        self.errors_total = 0
+        self._non_json_seen: deque[str] = deque(maxlen=NON_JSON_SHOWN)
+        self._last_t = monotonic()
+        # Open now (cheap, and errors are for check() to report) so lines written before
+        # the first check already count for it.
+        with contextlib.suppress(OSError):
+            self._follower.read()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._follower.close()
+
+    def _read(self) -> _Batch:
+        """Blocking: read and parse what was appended (runs in a worker thread)."""
+        with self._lock:
+            res = self._follower.read()
+            b = _Batch(rotated=res.rotated, truncated=res.truncated, backlog=res.backlog,
+                       position=self._follower.position)
+            slow_ms = self._slow_ms
+            for raw in res.lines:
+                if not raw.strip():
+                    continue
+                line = parse_line(raw)
+                b.lines.append(line)
+                if line.record is None:
+                    b.non_json += 1
+                    continue
+                b.json_lines += 1
+                if line.level in ERROR_LEVELS:
+                    b.errors += 1
+                elif line.level in WARN_LEVELS:
+                    b.warns += 1
+                if line.response_time is not None and line.response_time > slow_ms:
+                    b.slow += 1
+            return b
+
+    async def check(self) -> CheckResult:
+        started = self._clock()
+        t0 = time.perf_counter()
+        try:
+            batch = await asyncio.to_thread(self._read)
+        except LogUnavailable as exc:
+            return self._down(started, str(exc))
+        except OSError as exc:
+            return self._down(started, f"cannot read {self.target.path}: "
+                                       f"{describe_exception(exc)}")
+        now = self._monotonic()
+        elapsed = max(now - self._last_t, 1e-3)
+        self._last_t = now
+        n = len(batch.lines)
+        self.lines_total += n
+        self.errors_total += batch.errors
+        self.non_json_total += batch.non_json
+        for line in batch.lines:
+            if line.record is None:
+                self._non_json_seen.append(one_line(line.raw, 200))
+        self.recent.extend(batch.lines[-RING:])
+        self.appended += n
+        metrics = {
+            "lines_per_s": n / elapsed,
+            "errors_per_s": batch.errors / elapsed,
+            "warn_per_s": batch.warns / elapsed,
+            "error_pct": 100.0 * batch.errors / batch.json_lines if batch.json_lines else 0.0,
+            "slow_requests_per_s": batch.slow / elapsed,
+            "non_json_lines_total": float(self.non_json_total),
+            "lines_total": float(self.lines_total),
+            "errors_total": float(self.errors_total),
+        }
+        details: dict[str, object] = {
+            "path": one_line(self.target.path, 300),
+            "interval_s": round(elapsed, 6),
+            "lines": n, "errors": batch.errors, "warnings": batch.warns, "slow": batch.slow,
+            "non_json": batch.non_json, "rotated": batch.rotated,
+            "truncated": batch.truncated, "backlog_bytes": batch.backlog,
+            "position": batch.position,
+        }
+        if self._non_json_seen:
+            details["recent_non_json"] = list(self._non_json_seen)
+        reasons: tuple[str, ...] = ()
+        if batch.backlog:
+            reasons = (f"{batch.backlog} bytes behind (reading {self.target.max_read} "
+                       f"bytes per check)",)
+        return CheckResult(
+            target=self.target.name, kind=self.kind, status=Status.UP, started_at=started,
+            latency_ms=(time.perf_counter() - t0) * 1000.0, reasons=reasons,
+            metrics=metrics, details=details,
+        )
+
+    def _down(self, started: float, error: str) -> CheckResult:
+        self._last_t = self._monotonic()
+        return CheckResult(
+            target=self.target.name, kind=self.kind, status=Status.DOWN, started_at=started,
+            latency_ms=None, error=one_line(error, 300),
+        )
