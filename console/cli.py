@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)  # rules test, alerts
 
+    from console.logs_cli import add_parser as add_logs_parser
+
+    add_logs_parser(sub)  # logs QUERY
+
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
     pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
     pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
@@ -95,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.alerts_cli import cmd_alerting
 
             return cmd_alerting(args)
+        if args.command == "logs":
+            from console.logs_cli import cmd_logs
+
+            return cmd_logs(args)
         if args.command == "postmortem":
             from console.incident_cli import cmd_postmortem
 
