@@ -628,6 +628,10 @@ class Journal:
                 # After a failed fsync the pages may be gone (fsyncgate): keep them all and
                 # write them again; readers drop the repeats by id.
                 error, synced = exc, False
+        # The state first, then the appends' results: whoever sees a record not durable must
+        # already see why (and a durable one, that the trouble is over). The batch held
+        # every pending entry, so no error means nothing is left pending.
+        self._set_degraded(None if error is None else _reason(error))
         for item, off in written:
             if synced:
                 self._resolve(item, Record(item.rid, item.entry, off, True))
@@ -635,10 +639,6 @@ class Journal:
                 self._keep(item)
         for item in items[len(written):]:
             self._keep(item)
-        if error is not None:
-            self._set_degraded(_reason(error))
-        elif not self._pending:
-            self._set_degraded(None)
 
     def _keep(self, item: _Item) -> None:
         self._pending.append(item)

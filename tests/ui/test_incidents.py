@@ -251,10 +251,13 @@ async def test_full_disk_shows_degraded_journal_and_recovers(tmp_path: Path,
     assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr}"
     try:
         filler = data / "filler"
-        with filler.open("wb") as f, contextlib.suppress(OSError):  # fill it to the last byte
-            for _ in range(64):
-                f.write(b"\0" * 1024)
-                f.flush()
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)  # fill it to the last byte
+        try:
+            with contextlib.suppress(OSError):
+                for _ in range(256):
+                    os.write(fd, b"\0" * 1024)
+        finally:
+            os.close(fd)
         clock = Clock()
         app = _app(tmp_path, clock)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -276,7 +279,7 @@ async def test_full_disk_shows_degraded_journal_and_recovers(tmp_path: Path,
             assert "2 action(s) only in memory" in text
             # room again: the writer retries on its own and the banner goes away
             filler.unlink()
-            await wait_for(pilot, lambda: desk.journal.degraded is None, 6, "journal healthy")
+            await wait_for(pilot, lambda: desk.journal.degraded is None, 10, "journal healthy")
             app.screen.redraw()  # type: ignore[attr-defined]
             await pilot.pause()
             assert "JOURNAL DEGRADED" not in screen_text(app)
