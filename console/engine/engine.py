@@ -270,6 +270,11 @@ class Engine:
     def names(self) -> list[str]:
         return list(self._states)
 
+    def probe(self, name: str) -> Probe | None:
+        """A target's live probe (the Logs screen reads a log probe's recent lines)."""
+        state = self._states.get(name)
+        return state.probe if state else None
+
     def results(self, name: str) -> list[CheckResult]:
         state = self._states.get(name)
         return list(state.results) if state else []

@@ -1,0 +1,246 @@
+"""Logs: the recent lines of a log target, live, with the playbook's queries one key away.
+
+The screen reads the `LogProbe`'s ring of parsed lines (the engine's probe for a `log`
+target) once a second and redraws only when new lines came or the query changed. Keys:
+e errors (last hour), m errors by message, s slow requests, w failed Stripe webhooks,
+c all lines, `/` a filter in the query language, t the next log target, Enter the line's
+JSON pretty-printed. Every text from the file is sanitised and shown as plain Content.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from console.engine.logquery import LogQuery, parse_query, search_lines
+from console.engine.logtail import LogLine
+from console.engine.sanitize import clean, one_line
+
+SHOWN = 500  # rows in the list: the latest matches
+KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}
+
+
+def line_row(line: LogLine, width: int = 76) -> str:
+    """One row: time, level, message (or the raw text of a non-JSON line), sanitised."""
+    if line.record is None:
+        return one_line(f"{'':8} {'?raw':<5} {line.raw}", width)
+    t = time.strftime("%H:%M:%S", time.gmtime(line.ts)) if line.ts is not None else " " * 8
+    level = (line.level or "-")[:5]
+    text = line.message or line.raw
+    if line.response_time is not None:
+        text += f" ({line.response_time:g} ms)"
+    return one_line(f"{t} {level:<5} {text}", width)
+
+
+def pretty(line: LogLine) -> str:
+    """The line's JSON, indented; the raw text when it is not JSON. Sanitised."""
+    if line.record is None:
+        return clean(line.raw, max_len=20_000, newlines=True)
+    body = orjson.dumps(line.record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return clean(body.decode(), max_len=20_000, newlines=True)
+
+
+class LineDetail(ModalScreen[None]):
+    """A line's JSON, scrollable; Esc or Enter closes."""
+
+    DEFAULT_CSS = """
+    LineDetail { align: center middle; }
+    LineDetail #line-body { width: 90%; height: 80%; border: round $accent;
+                            background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close", id="line_close"),
+                Binding("enter", "close", show=False)]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="line-body"):
+            yield Static(Content(self.text), id="line-json")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class LogsScreen(Screen[None]):
+    """Recent lines of one log target filtered by a query; newest at the bottom."""
+
+    DEFAULT_CSS = """
+    LogsScreen #logs-title { height: auto; padding: 0 1; text-style: bold; }
+    LogsScreen #logs-list { height: 1fr; }
+    LogsScreen #logs-filter { dock: bottom; display: none; }
+    LogsScreen #logs-filter.-open { display: block; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="logs_back"),
+        Binding("e", "builtin('errors')", "Errors", id="logs_errors"),
+        Binding("m", "builtin('errors-by-message')", "By message", id="logs_by_message"),
+        Binding("s", "builtin('slow')", "Slow", id="logs_slow"),
+        Binding("w", "builtin('stripe-failed')", "Stripe", id="logs_stripe"),
+        Binding("c", "builtin('')", "All", id="logs_all"),
+        Binding("slash", "filter", "Filter", key_display="/", id="logs_filter"),
+        Binding("t", "next_target", "Target", id="logs_target"),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def __init__(self, engine: Any, names: list[str]) -> None:
+        super().__init__()
+        self.engine = engine
+        self.names = names
+        self.target = names[0] if names else ""
+        self.log_query: LogQuery | None = None
+        self._drawn: tuple[Any, ...] | None = None
+        self._rows: list[LogLine] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Content(""), id="logs-title")
+            yield OptionList(id="logs-list")
+        yield Input(placeholder="level=error responseTime>1000 text   (Enter applies, Esc)",
+                    id="logs-filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.redraw, name="logs-tick")
+        self.redraw()
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        clock = getattr(self.app, "clock", None)
+        return float(clock()) if callable(clock) else time.time()
+
+    def _probe(self) -> Any:
+        probe = self.engine.probe(self.target) if self.engine is not None else None
+        return probe if hasattr(probe, "recent") else None
+
+    def redraw(self, *, force: bool = False) -> None:
+        probe = self._probe()
+        appended = probe.appended if probe is not None else -1
+        key = (self.target, self.log_query, appended)
+        if not force and key == self._drawn:
+            return
+        self._drawn = key
+        ol = self.query_one("#logs-list", OptionList)
+        q = self.log_query
+        label = f"query: {one_line(q.text, 40)}" if q else "all lines"
+        if probe is None:
+            self._title(f"Logs · {one_line(self.target, 30)} · no lines yet (is it a log "
+                        "target, and has it been checked?)")
+            ol.clear_options()
+            self._rows = []
+            return
+        lines = list(probe.recent)
+        at_end = ol.highlighted is None or ol.highlighted >= ol.option_count - 1
+        keep = ol.highlighted
+        ol.clear_options()
+        if q is not None and q.group_by:
+            res = search_lines(lines, q, now=self._now())
+            groups = res.sorted_groups()
+            self._rows = []
+            ol.add_options([Option(Content(one_line(f"{n:>7}  {k}", 76)), id=f"g{i}")
+                            for i, (k, n) in enumerate(groups)])
+            self._title(f"Logs · {one_line(self.target, 30)} · {label} · {res.matched} in "
+                        f"{len(groups)} groups of the last {len(lines)} lines")
+            if groups:
+                ol.highlighted = 0 if keep is None else min(keep, len(groups) - 1)
+            return
+        if q is not None:
+            res = search_lines(lines, q, now=self._now(), limit=SHOWN)
+            rows = list(res.matches)
+            summary = f"{res.matched} of the last {len(lines)} lines"
+        else:
+            rows = lines[-SHOWN:]
+            summary = f"{len(lines)} recent lines"
+        self._rows = rows
+        ol.add_options([Option(Content(line_row(ln))) for ln in rows])
+        nonjson = probe.non_json_total
+        self._title(f"Logs · {one_line(self.target, 30)} · {label} · {summary}"
+                    + (f" · {nonjson} not JSON" if nonjson else ""))
+        if rows:  # follow the tail while the cursor sits on the last row
+            ol.highlighted = len(rows) - 1 if at_end or keep is None else min(keep,
+                                                                               len(rows) - 1)
+
+    def _title(self, text: str) -> None:
+        self.query_one("#logs-title", Static).update(
+            Content(text + "\ne errors · m by message · s slow · w stripe · c all · / filter"
+                    " · t target · Enter JSON"))
+
+    def set_query(self, text: str) -> bool:
+        """Apply a query (or clear it with ""); a bad one is reported, the old one kept."""
+        if not text.strip():
+            self.log_query = None
+        else:
+            slow_ms = None
+            probe = self._probe()
+            if probe is not None:
+                slow_ms = getattr(probe.target, "slow_ms", None)
+            try:
+                self.log_query = parse_query(text, slow_ms=slow_ms)
+            except ValueError as exc:
+                self.notify(one_line(str(exc), 200), severity="error", markup=False)
+                return False
+        self.redraw(force=True)
+        return True
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_builtin(self, name: str) -> None:
+        self.set_query(name)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#logs-filter", Input)
+        box.add_class("-open")
+        if self.log_query is not None and self.log_query.name is None:
+            box.value = self.log_query.text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.set_query(event.value):
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        box = self.query_one("#logs-filter", Input)
+        box.remove_class("-open")
+        self.query_one("#logs-list", OptionList).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#logs-filter", Input)
+        if box.has_class("-open"):
+            self._close_filter()
+            return
+        if self.log_query is not None:
+            self.set_query("")
+            return
+        self.app.pop_screen()
+
+    def action_next_target(self) -> None:
+        if len(self.names) > 1:
+            i = self.names.index(self.target) if self.target in self.names else -1
+            self.target = self.names[(i + 1) % len(self.names)]
+            self.redraw(force=True)
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#logs-list", OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#logs-list", OptionList).action_cursor_up()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if self.log_query is not None and self.log_query.group_by:
+            return
+        i = event.option_index
+        if 0 <= i < len(self._rows):
+            self.app.push_screen(LineDetail(pretty(self._rows[i])))

@@ -1,0 +1,108 @@
+"""The Logs screen through Pilot at 80x24, on a real Engine following a real log file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.widgets import Input, OptionList, Static
+
+from console.engine.engine import Engine
+from console.engine.settings import Settings
+from console.screens.logs import LineDetail, LogsScreen
+
+
+def rec(level: str, message: str, **kw: Any) -> str:
+    t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 5))
+    return json.dumps({"level": level, "message": message, "timestamp": t, **kw}) + "\n"
+
+
+class Host(App[None]):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def on_mount(self) -> None:
+        self.push_screen(LogsScreen(self.engine, ["api-logs"]))
+
+
+def rows(app: App[Any]) -> list[str]:
+    ol = app.screen.query_one(OptionList)
+    return [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+
+
+def title(app: App[Any]) -> str:
+    return str(app.screen.query_one("#logs-title", Static).render())
+
+
+async def test_builtin_keys_filter_and_json(tmp_path: Path) -> None:
+    p = tmp_path / "combined.log"
+    p.write_text("")
+    engine = Engine(Settings.model_validate({"targets": [
+        {"name": "api-logs", "kind": "log", "path": str(p)}]}))
+    await engine.start(poll=False)
+    try:
+        with p.open("a") as f:
+            f.write(rec("info", "GET /api/signals", responseTime=120))
+            f.write(rec("error", "Gemini API failed", requestId="abc-123"))
+            f.write(rec("error", "Gemini API failed", requestId="abc-124"))
+            f.write(rec("warn", "GET /api/slow", responseTime=1800))
+            f.write(rec("error", "stripe.webhook.failed\x1b]52;c;Zm9v\x07 evil"))
+            f.write("plain text \x1b[2J crash\n")
+        await engine.check_once()
+        app = Host(engine)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, LogsScreen)
+            got = rows(app)
+            assert len(got) == 6
+            assert "\x1b" not in "".join(got)  # escape sequences never reach the terminal
+            assert "1 not JSON" in title(app)
+            await pilot.press("e")
+            assert [r.split(" ", 2)[2] for r in rows(app)][:2] == ["Gemini API failed"] * 2
+            await pilot.press("m")
+            assert rows(app)[0].split() == ["2", "Gemini", "API", "failed"]
+            await pilot.press("s")
+            assert len(rows(app)) == 1
+            assert "GET /api/slow (1800 ms)" in rows(app)[0]
+            await pilot.press("w")
+            assert len(rows(app)) == 1
+            assert "stripe.webhook.failed" in rows(app)[0]
+            await pilot.press("slash")
+            await pilot.pause()
+            box = app.screen.query_one(Input)
+            box.value = "level=error requestId=abc-124"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert len(rows(app)) == 1
+            await pilot.press("enter")  # the line's JSON
+            await pilot.pause()
+            assert isinstance(app.screen, LineDetail)
+            body = str(app.screen.query_one("#line-json", Static).render())
+            assert '"requestId": "abc-124"' in body
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, LogsScreen)
+            await pilot.press("slash")
+            await pilot.pause()
+            app.screen.query_one(Input).value = "responseTime>fast"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert len(rows(app)) == 1  # the bad filter is reported, the old one kept
+            await pilot.press("escape", "escape")  # close the box, then clear the filter
+            await pilot.pause()
+            assert len(rows(app)) == 6
+            with p.open("a") as f:  # following live
+                f.write(rec("info", "new line"))
+            await engine.check_once()
+            app.screen.redraw()
+            assert rows(app)[-1].endswith("new line")
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, LogsScreen)
+    finally:
+        await engine.stop()
+
