@@ -45,6 +45,7 @@ class OpsConsoleApp(App[None]):
         Binding("f", "faults", "Faults", id="faults"),
         Binding("i", "incidents", "Incidents", id="incidents"),
         Binding("a", "alerts", "Alerts", id="alerts"),
+        Binding("L", "logs", "Logs", show=False, id="logs"),
         Binding("T", "cycle_theme", "Theme", show=False, id="theme"),
     ]
 
@@ -296,6 +297,18 @@ class OpsConsoleApp(App[None]):
 
         if not isinstance(self.screen, IncidentListScreen | IncidentScreen):
             self.push_screen(IncidentListScreen())
+
+    def action_logs(self) -> None:
+        from console.screens.logs import LogsScreen
+
+        if isinstance(self.screen, LogsScreen):
+            return
+        names = [] if self.engine is None else [
+            v.name for v in self.engine.snapshot() if v.kind == "log"]
+        if not names:
+            self.notify("no log target: add one with kind = \"log\" and path = …", timeout=4)
+            return
+        self.push_screen(LogsScreen(self.engine, names))
 
     def action_faults(self) -> None:
         if self.demo is None:
