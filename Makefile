@@ -21,7 +21,8 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest -q
 
-bench: install-test
+bench: $(BIN)/activate
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py
 
 lint: install-test
