@@ -96,6 +96,7 @@ class AlertsScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="alerts_back"),
         Binding("a", "ack", "Acknowledge", id="alerts_ack"),
         Binding("s", "silence", "Silence", id="alerts_silence"),
+        Binding("o", "open_incident", "Open incident", id="alerts_incident"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -140,7 +141,7 @@ class AlertsScreen(Screen[None]):
         pending = sum(a.state == AlertState.PENDING for a in alerts)
         silences = self.service.alerts.silences(now)
         title = (f"Alerts · {firing} firing · {pending} pending · {len(silences)} silences"
-                 " · a acknowledge · s silence")
+                 " · a acknowledge · s silence · o incident")
         mttd = self.service.alerts.mttd()
         if mttd is not None:
             title += f" · MTTD {format_duration(mttd)}"
@@ -188,6 +189,25 @@ class AlertsScreen(Screen[None]):
 
     def action_cursor_up(self) -> None:
         self.query_one(OptionList).action_cursor_up()
+
+    async def action_open_incident(self) -> None:
+        """One key from a firing alert to an incident: its severity, summary, runbook and
+        target; the incident's timers start when the alert fired."""
+        a = self.selected()
+        if a is None:
+            return
+        if a.fired_at is None:
+            self.notify(f"{a.id} is {a.state.value}: only a firing alert opens an incident",
+                        markup=False)
+            return
+        from console.screens.incidents import IncidentScreen, get_desk
+
+        desk = await get_desk(self.app)
+        if desk is None:
+            self.notify("the incident journal is not available", severity="error")
+            return
+        incident = await desk.open_from_alert(a)
+        self.app.push_screen(IncidentScreen(incident.id))
 
     def action_ack(self) -> None:
         a = self.selected()
