@@ -243,3 +243,34 @@ async def test_engine_runs_a_log_target_from_config(tmp_path: Path) -> None:
         assert view.address == str(p)
     finally:
         await engine.stop()
+
+
+async def test_probe_works_off_a_big_backlog_in_bounded_reads(tmp_path: Path) -> None:
+    import psutil
+
+    p = tmp_path / "busy.log"
+    p.write_text("")
+    probe = LogProbe(LogTarget(name="logs", path=str(p), max_read="4MB"))
+    block = "".join(rec("error" if i % 10 == 0 else "info", f"m{i}", responseTime=i)
+                    for i in range(1000))
+    with p.open("a") as f:
+        for _ in range(100):  # ~13 MB appended at once, as after a pause
+            f.write(block)
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    results = []
+    for _ in range(20):
+        r = await probe.check()
+        results.append(r)
+        if not r.details["backlog_bytes"]:
+            break
+    growth = proc.memory_info().rss - before
+    assert len(results) >= 3  # 4 MB per check
+    assert "bytes behind" in results[0].reasons[0]
+    assert results[-1].reasons == ()
+    assert probe.lines_total == 100_000
+    assert probe.errors_total == 10_000
+    assert len(probe.recent) == RING
+    print(f"\nbacklog: {len(results)} checks, RSS +{growth / 2**20:.1f} MiB")
+    assert growth < 60 * 1024 * 1024, f"RSS grew {growth / 2**20:.1f} MiB"
+    await probe.aclose()

@@ -31,7 +31,10 @@ NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
 
 @dataclass(slots=True)
 class _Batch:
-    lines: list[LogLine] = field(default_factory=list)
+    # only the last RING parsed lines are kept: a big catch-up read is counted line by line
+    # without holding every parsed record at once
+    lines: deque[LogLine] = field(default_factory=lambda: deque(maxlen=RING))
+    count: int = 0
     errors: int = 0
     warns: int = 0
     slow: int = 0
@@ -41,6 +44,7 @@ class _Batch:
     truncated: bool = False
     backlog: int = 0
     position: int = 0
+    non_json_seen: deque[str] = field(default_factory=lambda: deque(maxlen=NON_JSON_SHOWN))
 
 
 class LogProbe:
@@ -89,8 +93,10 @@ class LogProbe:
                     continue
                 line = parse_line(raw)
                 b.lines.append(line)
+                b.count += 1
                 if line.record is None:
                     b.non_json += 1
+                    b.non_json_seen.append(one_line(line.raw, 200))
                     continue
                 b.json_lines += 1
                 if line.level in ERROR_LEVELS:
@@ -114,14 +120,12 @@ class LogProbe:
         now = self._monotonic()
         elapsed = max(now - self._last_t, 1e-3)
         self._last_t = now
-        n = len(batch.lines)
+        n = batch.count
         self.lines_total += n
         self.errors_total += batch.errors
         self.non_json_total += batch.non_json
-        for line in batch.lines:
-            if line.record is None:
-                self._non_json_seen.append(one_line(line.raw, 200))
-        self.recent.extend(batch.lines[-RING:])
+        self._non_json_seen.extend(batch.non_json_seen)
+        self.recent.extend(batch.lines)
         self.appended += n
         metrics = {
             "lines_per_s": n / elapsed,
