@@ -160,6 +160,8 @@ async def test_probe_rates_match_written_lines(tmp_path: Path) -> None:
     assert m["lines_per_s"] == pytest.approx(43 / 2.0)
     assert m["errors_per_s"] == pytest.approx(6 / 2.0)
     assert m["warn_per_s"] == pytest.approx(4 / 2.0)
+    assert m["info_per_s"] == pytest.approx(30 / 2.0)
+    assert m["debug_per_s"] == 0
     assert m["slow_requests_per_s"] == pytest.approx(4 / 2.0)
     assert m["error_pct"] == pytest.approx(100 * 6 / 40)
     assert m["non_json_lines_total"] == 3

@@ -27,6 +27,9 @@ __all__ = ["RING", "LogProbe"]
 
 RING = 2000  # parsed lines kept for the UI
 NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
+# winston's other levels, each reported as <level>_per_s (a fixed set: level names come
+# from the file, and each would otherwise become a new series)
+OTHER_LEVELS = ("info", "http", "verbose", "debug")
 
 
 @dataclass(slots=True)
@@ -35,6 +38,7 @@ class _Batch:
     # without holding every parsed record at once
     lines: deque[LogLine] = field(default_factory=lambda: deque(maxlen=RING))
     count: int = 0
+    by_level: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     warns: int = 0
     slow: int = 0
@@ -99,6 +103,8 @@ class LogProbe:
                     b.non_json_seen.append(one_line(line.raw, 200))
                     continue
                 b.json_lines += 1
+                if line.level in OTHER_LEVELS:
+                    b.by_level[line.level] = b.by_level.get(line.level, 0) + 1
                 if line.level in ERROR_LEVELS:
                     b.errors += 1
                 elif line.level in WARN_LEVELS:
@@ -133,6 +139,7 @@ class LogProbe:
             "warn_per_s": batch.warns / elapsed,
             "error_pct": 100.0 * batch.errors / batch.json_lines if batch.json_lines else 0.0,
             "slow_requests_per_s": batch.slow / elapsed,
+            **{f"{lv}_per_s": batch.by_level.get(lv, 0) / elapsed for lv in OTHER_LEVELS},
             "non_json_lines_total": float(self.non_json_total),
             "lines_total": float(self.lines_total),
             "errors_total": float(self.errors_total),
