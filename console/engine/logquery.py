@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import IO, Any
 
 from .logtail import MAX_LINE, LogLine, parse_line
 
@@ -221,6 +221,7 @@ class SearchResult:
     matches: deque[LogLine] = field(default_factory=deque)
     groups: dict[str, int] = field(default_factory=dict)
     other: int = 0  # grouped matches beyond `max_groups` distinct keys
+    skipped: int = 0  # bytes before a time window's start, never read
 
     def sorted_groups(self) -> list[tuple[str, int]]:
         out = sorted(self.groups.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -233,6 +234,8 @@ class SearchResult:
             "query": self.query.text, "scanned": self.scanned, "matched": self.matched,
             "non_json": self.non_json,
         }
+        if self.skipped:
+            d["skipped_bytes"] = self.skipped
         if self.query.since is not None:
             d["since_s"] = self.query.since
         if self.query.group_by:
@@ -290,20 +293,71 @@ def search_lines(
     return c.res
 
 
+SEEK_MIN_BYTES = 16 * 1024 * 1024  # below this a windowed search just reads the whole file
+SEEK_SLACK_S = 300.0  # start this much before the window: lines are only roughly in order
+
+
+def _ts_at(f: IO[bytes], offset: int) -> float | None:
+    """The timestamp of the first whole line after `offset` that has one (a few tried)."""
+    f.seek(offset)
+    if offset:
+        f.readline(MAX_LINE * 4)  # the rest of the line we landed in
+    for _ in range(16):
+        raw = f.readline(MAX_LINE)
+        if not raw:
+            return None
+        ts = parse_line(raw).ts
+        if ts is not None:
+            return ts
+    return None
+
+
+def _window_start(f: IO[bytes], size: int, cutoff: float) -> int:
+    """A byte offset at or before the first line stamped `cutoff` or later, by bisection.
+
+    Log files are appended in time order, so ~log2(size) probes find where the window
+    starts instead of reading a 1 GB file from its beginning; SEEK_SLACK_S of margin
+    covers lines written slightly out of order.
+    """
+    lo, hi = 0, size
+    target = cutoff - SEEK_SLACK_S
+    while hi - lo > 64 * 1024:
+        mid = (lo + hi) // 2
+        ts = _ts_at(f, mid)
+        if ts is not None and ts < target:
+            lo = mid
+        else:
+            hi = mid
+    if lo:  # begin at a line boundary
+        f.seek(lo)
+        f.readline(MAX_LINE * 4)
+        lo = f.tell()
+    return lo
+
+
 def search_file(
     path: str | os.PathLike[str], query: LogQuery, *, now: float | None = None,
-    limit: int = 500, max_groups: int = 10_000,
+    limit: int = 500, max_groups: int = 10_000, seek_min_bytes: int = SEEK_MIN_BYTES,
 ) -> SearchResult:
     """Stream a file through a query in bounded memory (blocking; raises OSError).
 
     Lines are read one at a time (at most MAX_LINE bytes; the rest of a longer line is
     skipped), a cheap byte test rejects most lines before JSON parsing, and only the latest
-    `limit` matches and `max_groups` groups are kept.
+    `limit` matches and `max_groups` groups are kept. A query with a time window on a file
+    of `seek_min_bytes` or more starts near the window (`_window_start`), and `skipped`
+    says how many bytes before it were never read.
     """
-    c = _Collector(query, time.time() if now is None else now, limit, max_groups)
+    at = time.time() if now is None else now
+    c = _Collector(query, at, limit, max_groups)
     res = c.res
     prefilter = query.prefilter
     with open(os.path.expanduser(os.fspath(path)), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        start = 0
+        if query.since is not None and size >= seek_min_bytes:
+            start = _window_start(f, size, at - query.since)
+        f.seek(start)
+        res.skipped = start
         readline = f.readline
         while True:
             raw = readline(MAX_LINE)

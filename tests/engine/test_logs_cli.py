@@ -207,3 +207,24 @@ def test_cli_config_target_and_errors(tmp_path: Path) -> None:
     out = run("errors", "--file", str(tmp_path / "missing.log"))
     assert out.returncode == 2
     assert "cannot read" in out.stderr
+
+
+def test_time_window_seeks_instead_of_reading_everything(tmp_path: Path) -> None:
+    """`errors` (last hour) on a 10-hour file: bisection skips the older 9 hours, same answer."""
+    p = tmp_path / "ten-hours.log"
+    n = 60_000
+    with p.open("w") as f:
+        for i in range(n):
+            t = NOW - 36_000 + i * 36_000 / n
+            f.write(rec("error" if i % 50 == 0 else "info", f"m{i % 7}", t))
+        f.write("a trailing line without any timestamp\n")
+    full = search_file(p, parse_query("errors"), now=NOW, seek_min_bytes=1 << 40)
+    fast = search_file(p, parse_query("errors"), now=NOW, seek_min_bytes=0)
+    assert full.skipped == 0
+    assert fast.skipped > p.stat().st_size * 0.8
+    assert fast.scanned < full.scanned * 0.2
+    assert fast.matched == full.matched == n // 10 // 50
+    assert messages(fast) == messages(full)
+    grouped = search_file(p, parse_query("errors-by-message"), now=NOW, seek_min_bytes=0)
+    assert grouped.skipped == 0  # no window: the whole file
+    assert sum(c for _, c in grouped.sorted_groups()) == n // 50
