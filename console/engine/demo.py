@@ -18,11 +18,15 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
+import shutil
 import struct
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import IO
 
 from aiohttp import web
 from prometheus_client import (
@@ -103,6 +107,9 @@ _BASE_RPS = 180.0
 _WEBHOOKS_PER_S = 2.0
 _NORMAL_5XX = 0.0005  # 0.05 %: one error in ~11 s, below the 0.5 % warning in any 2 s scrape
 _TICK_S = 0.15
+LOG_ROTATE_BYTES = 5_000_000  # the demo's log is rotated (renamed to .1) past this size
+_ERROR_MESSAGES = {500: "Unhandled exception", 502: "Gemini API failed",
+                   503: "Database connection lost"}
 
 
 class _Metrics:
@@ -186,6 +193,9 @@ class DemoStack:
         self._webhook_failed = 0
         self._webhook_ok = 0
         self.tick_errors = 0
+        self.log_path: str | None = None  # the API's winston-format log, once started
+        self._log_file: IO[bytes] | None = None
+        self._log_seq = 0
         cum = 0.0
         self._cum_weights: list[float] = []
         for r in ROUTES:
@@ -222,6 +232,7 @@ class DemoStack:
             await self._cleanup_runners()
             raise
         self._t0 = time.monotonic()
+        self._open_log()
         if self._traffic_enabled:
             self._traffic_task = asyncio.create_task(self._traffic(), name="demo-traffic")
         self._started = True
@@ -252,7 +263,67 @@ class DemoStack:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._cleanup_runners()
+        self._close_log(remove=True)
         self._started = False
+
+    # -- the API's log (winston JSON lines) -------------------------------------------------
+
+    def _open_log(self) -> None:
+        """A combined.log in a private temp dir, written as the simulated traffic flows."""
+        if self.log_path is None:
+            self.log_path = os.path.join(tempfile.mkdtemp(prefix="opsconsole-demo-"),
+                                         "combined.log")
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - open while running
+
+    def _close_log(self, *, remove: bool = False) -> None:
+        f, self._log_file = self._log_file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+        if remove and self.log_path is not None:
+            shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
+            self.log_path = None
+
+    def _write_log(self, level: str, message: str, **fields: object) -> None:
+        if self._log_file is None:
+            return
+        now = time.time()
+        stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                 + f".{int(now % 1 * 1000):03d}Z")
+        rec = {"level": level, "message": message, "timestamp": stamp,
+               "service": "tradosphere-api", **fields}
+        self._log_file.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+
+    def _log_request(self, route: _Route, status: int, seconds: float) -> None:
+        if self._log_file is None:
+            return
+        self._log_seq += 1
+        rid = f"req-{self._log_seq:08x}"
+        ms = round(seconds * 1000, 1)
+        user = str(self._log_seq * 7919 % 500 + 1)  # not from _rng: seeded runs stay the same
+        if status >= 500:
+            self._write_log("error", _ERROR_MESSAGES.get(status, "Request failed"), requestId=rid,
+                      userId=user, route=route.path, status=status, responseTime=ms)
+            if status == 500:  # an uncaught stack trace printed raw: not JSON
+                self._log_file.write(b"    at processTicksAndRejections "
+                                     b"(node:internal/process/task_queues:95:5)\n")
+            return
+        level = "warn" if ms > 1000 or status >= 400 else "http"
+        self._write_log(level, f"{route.method} {route.path}", requestId=rid, userId=user,
+                  status=status, responseTime=ms)
+
+    def _flush_log(self) -> None:
+        f = self._log_file
+        if f is None or self.log_path is None:
+            return
+        try:
+            f.flush()
+            if f.tell() > LOG_ROTATE_BYTES:  # logrotate's `create`: rename, start anew
+                self._close_log()
+                os.replace(self.log_path, self.log_path + ".1")
+                self._open_log()
+        except OSError:
+            self._close_log()  # a full /tmp ends the demo's log, not the demo
 
     async def _cleanup_runners(self) -> None:
         runners, self._runners = self._runners, []
@@ -364,7 +435,9 @@ class DemoStack:
             pick = rng.random() * self._cum_weights[-1]
             route = ROUTES[min(bisect.bisect(self._cum_weights, pick), len(ROUTES) - 1)]
             status = self._status(route)
-            self.metrics.request(route, status, self._latency(route))
+            seconds = self._latency(route)
+            self.metrics.request(route, status, seconds)
+            self._log_request(route, status, seconds)
             self._db_queries(route)
         for _ in range(_poisson(rng, _WEBHOOKS_PER_S * dt)):
             self._webhook_result(rng.random())
@@ -374,6 +447,7 @@ class DemoStack:
         self._ws += (target - self._ws) * min(1.0, pull * dt / _TICK_S) + rng.gauss(0, 1.5)
         self._ws = max(0.0, self._ws)
         self.metrics.websockets.set(round(self._ws))
+        self._flush_log()
 
     def _status(self, route: _Route) -> int:
         rng = self._rng
@@ -412,6 +486,8 @@ class DemoStack:
             result = "duplicate" if u < 0.03 else "processed"
         self.metrics.webhook(result)
         if result == "failed":
+            self._write_log("error", "stripe.webhook.failed", event="invoice.paid",
+                      error="idempotency store unreachable")
             self._webhook_failed += 1
         else:
             self._webhook_ok += 1
@@ -537,7 +613,7 @@ class DemoStack:
     def config_toml(self, *, postgres_dsn: str | None = None, redis_url: str | None = None) -> str:
         """A complete, commented opsconsole config for this stack (a starting point)."""
         return _config_toml(self.base_url, self.frontend_url, self.payments_url,
-                            postgres_dsn, redis_url)
+                            postgres_dsn, redis_url, self.log_path)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -599,7 +675,8 @@ _FRONTEND_HTML = """<!doctype html>
 """
 
 
-def _config_toml(api: str, web_url: str, pay: str, pg: str | None, redis: str | None) -> str:
+def _config_toml(api: str, web_url: str, pay: str, pg: str | None, redis: str | None,
+                 log_path: str | None = None) -> str:
     dep_targets = ""
     dep_panels = ""
     dep_keys: list[str] = []
@@ -651,6 +728,28 @@ warn = 20.0
 crit = 200.0
 '''
         dep_keys.append("redis-latency")
+    if log_path:
+        dep_targets += f'''
+# ── The API's structured log (winston JSON lines; the running demo writes it) ─────────
+# `opsconsole logs errors --file {log_path}` queries it; L opens the Logs screen.
+[[targets]]
+name = "api-logs"
+kind = "log"
+group = "app"
+description = "API combined.log"
+path = "{log_path}"
+interval = "2s"
+slow_ms = 1000
+'''
+    dep_targets += '''
+# ── This machine: CPU, memory, load, disk and network (the playbook's Dashboard 4) ────
+[[targets]]
+name = "this-host"
+kind = "host"
+group = "infra"
+description = "The machine the console runs on"
+interval = "5s"
+'''
     deps_dashboard = ", ".join(
         f'"{k}"' for k in ["db-query", "webhook-failures", "payments-latency", *dep_keys]
     )

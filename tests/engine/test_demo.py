@@ -389,7 +389,8 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     assert settings == load_config_text(text, "<demo>")  # the app's own loader agrees
     names = [t.name for t in settings.targets]
     expected = ["api-health", "api-metrics", "frontend", "payments-webhook"]
-    assert names == expected + (["postgres", "redis"] if local else [])
+    assert names == expected + (["postgres", "redis"] if local else []) + [
+        "api-logs", "this-host"]
     health_t = settings.target("api-health")
     assert health_t.url == stack.base_url + "/health"
     assert health_t.interval == 2.0

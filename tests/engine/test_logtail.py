@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,32 @@ async def test_probe_works_off_a_big_backlog_in_bounded_reads(tmp_path: Path) ->
     print(f"\nbacklog: {len(results)} checks, RSS +{growth / 2**20:.1f} MiB")
     assert growth < 60 * 1024 * 1024, f"RSS grew {growth / 2**20:.1f} MiB"
     await probe.aclose()
+
+
+async def test_demo_writes_a_winston_log_the_probe_and_queries_read(tmp_path: Path) -> None:
+    from console.engine.demo import DemoStack
+    from console.engine.logquery import parse_query, search_file
+
+    stack = DemoStack(port=0, seed=3, traffic=False)
+    await stack.start()
+    try:
+        assert stack.log_path is not None
+        settings = Settings.model_validate(tomllib.loads(stack.config_toml()))
+        target = settings.target("api-logs")
+        assert isinstance(target, LogTarget)
+        assert target.path == stack.log_path
+        probe = LogProbe(target)
+        stack.inject("dependency_down")  # webhooks fail: stripe.webhook.failed lines
+        stack.inject("error_spike")  # 5xx: error lines and raw stack-trace lines
+        stack.simulate(5.0)
+        r = await probe.check()
+        assert r.status == Status.UP
+        assert r.metrics["errors_per_s"] > 0
+        assert r.metrics["non_json_lines_total"] > 0
+        assert 10 < r.metrics["error_pct"] < 60
+        stripe = search_file(stack.log_path, parse_query("stripe-failed"))
+        assert stripe.matched > 0
+        await probe.aclose()
+    finally:
+        await stack.stop()
+    assert not Path(target.path).parent.exists()  # the demo cleans up its log
