@@ -27,9 +27,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
-from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from console.engine.sanitize import one_line
@@ -43,6 +41,7 @@ from ._format import (
     is_number,
     sparkline,
 )
+from ._lines import LineWidget, OwnedMessage
 
 PANEL_WIDTH = 38
 """Minimum cells per panel (edge + content + gap): 2 columns at 80, 4 at 160."""
@@ -102,7 +101,14 @@ def _matches(view: PanelView, needle: str) -> bool:
     return needle in haystack
 
 
-class PanelGrid(ScrollView, can_focus=True):
+class _PanelMessage(OwnedMessage):
+    def __init__(self, key: str, grid: PanelGrid | None = None) -> None:
+        self.key = key
+        self.grid = grid
+        super().__init__(grid)
+
+
+class PanelGrid(LineWidget, can_focus=True):
     """Metric panels reflowed to the width; arrows or h/j/k/l move, Enter opens a panel.
 
     Feed it with `update_panels(views)`: panels whose rendered text is unchanged are not
@@ -122,6 +128,8 @@ class PanelGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
     ]
 
+    STYLE_PREFIX = "panel-grid"
+    STYLE_NAMES = _STYLE_NAMES
     COMPONENT_CLASSES: ClassVar[set[str]] = {f"panel-grid--{name}" for name in _STYLE_NAMES}
 
     DEFAULT_CSS = """
@@ -170,31 +178,11 @@ class PanelGrid(ScrollView, can_focus=True):
     filter_text: reactive[str] = reactive("", init=False)
     """Case-insensitive substring over key, title, target, metric and state; "" shows all."""
 
-    _style_generation = 0  # a class default: Textual may restyle us during __init__
-
-    class PanelSelected(Message):
+    class PanelSelected(_PanelMessage):
         """The user pressed Enter on (or clicked the highlighted) panel."""
 
-        def __init__(self, key: str, grid: PanelGrid | None = None) -> None:
-            self.key = key
-            self.grid = grid
-            super().__init__()
-
-        @property
-        def control(self) -> PanelGrid | None:
-            return self.grid
-
-    class PanelHighlighted(Message):
+    class PanelHighlighted(_PanelMessage):
         """The cursor moved to another panel."""
-
-        def __init__(self, key: str, grid: PanelGrid | None = None) -> None:
-            self.key = key
-            self.grid = grid
-            super().__init__()
-
-        @property
-        def control(self) -> PanelGrid | None:
-            return self.grid
 
     def __init__(
         self,
@@ -215,16 +203,11 @@ class PanelGrid(ScrollView, can_focus=True):
         self._spark_painted: dict[str, float] = {}
         self._views: dict[str, PanelView] = {}
         self._order: list[str] = []
-        self._visible: list[str] = []
-        self._index: dict[str, int] = {}
-        self._cursor = 0
         self._cursor_key: str | None = None
         self._columns = 1
         self._column_widths = [PANEL_WIDTH]
         self._column_x = [0]
         self._width = 0
-        self._styles: dict[str, Style] = {}
-        self._style_key: tuple[object, ...] = ()
         self._sigs: dict[str, list[_LineSig]] = {}
         self._strips: dict[str, list[Strip]] = {}
         self._line_cache: dict[int, Strip] = {}
@@ -234,14 +217,12 @@ class PanelGrid(ScrollView, can_focus=True):
     @property
     def cursor_key(self) -> str | None:
         """Key of the panel under the cursor, or None when no panel is shown."""
-        if not self._visible:
-            return None
-        return self._visible[min(self._cursor, len(self._visible) - 1)]
+        return self._current()
 
     @property
     def shown_keys(self) -> list[str]:
         """Keys of the panels shown (after filtering), in reading order."""
-        return list(self._visible)
+        return list(self._shown)
 
     @property
     def columns(self) -> int:
@@ -254,18 +235,14 @@ class PanelGrid(ScrollView, can_focus=True):
         self._views = {view.key: view for view in views}
         self._order = list(self._views)
         visible = self._filtered()
-        if self._order != old_order or visible != self._visible:
+        if self._order != old_order or visible != self._shown:
             self._relayout(visible)
             return
         self._repaint_changed()
 
     def select_panel(self, key: str) -> bool:
         """Move the cursor to `key`; False if it is not shown."""
-        index = self._index.get(key)
-        if index is None:
-            return False
-        self._move_cursor(index)
-        return True
+        return self._select_key(key)
 
     # -- layout and caches ---------------------------------------------------------------
 
@@ -279,8 +256,8 @@ class PanelGrid(ScrollView, can_focus=True):
         Only for membership, order, filter, width or style changes: never on a value update.
         """
         if visible is not None:
-            self._visible = visible
-        self._index = {key: i for i, key in enumerate(self._visible)}
+            self._shown = visible
+        self._index = {key: i for i, key in enumerate(self._shown)}
         # Before the first layout the region is empty; lay out one minimal column until
         # the Resize that follows reflows it.
         width = max(self.scrollable_content_region.width, 8)
@@ -292,59 +269,22 @@ class PanelGrid(ScrollView, can_focus=True):
         base, spare = divmod(width, columns)
         self._column_widths = [base + (1 if c < spare else 0) for c in range(columns)]
         self._column_x = [sum(self._column_widths[:c]) for c in range(columns)]
-        self._sigs.clear()
-        self._strips.clear()
-        self._line_cache.clear()
+        self._drop_strips()
         if self._cursor_key in self._index:
             self._cursor = self._index[self._cursor_key]
         else:
-            self._cursor = max(0, min(self._cursor, len(self._visible) - 1))
+            self._cursor = max(0, min(self._cursor, len(self._shown) - 1))
         self._cursor_key = self.cursor_key
         self.virtual_size = Size(width, self._rows() * PANEL_HEIGHT)
         self.refresh()
 
     def _rows(self) -> int:
-        return -(-len(self._visible) // self._columns)
+        return -(-len(self._shown) // self._columns)
 
-    def _style(self, name: str) -> Style:
-        style = self._styles.get(name)
-        if style is None:
-            style = self.get_component_rich_style(f"panel-grid--{name}")
-            self._styles[name] = style
-        return style
-
-    def _check_styles(self) -> None:
-        """Drop every cached strip when a component style changed (theme, focus, CSS).
-
-        Checked once per render pass rather than in notify_style_update, which Textual
-        calls before it updates component-class styles (and not at all when only those
-        changed, e.g. `&:focus > .panel-grid--title-cursor`).
-        """
-        # Comparing every component style costs ~0.1 ms per frame (refresh() empties
-        # Textual's style cache); do it only when something they depend on may have moved.
-        key = (self.app.theme, self.app.no_color, self.get_pseudo_class_state(),
-               self._style_generation)
-        if key == self._style_key:
-            return
-        self._style_key = key
-        fresh = {name: self.get_component_rich_style(f"panel-grid--{name}")
-                 for name in _STYLE_NAMES}
-        if fresh != self._styles:
-            had_styles = bool(self._styles)
-            self._styles = fresh
-            self._sigs.clear()
-            self._strips.clear()
-            self._line_cache.clear()
-            if had_styles:
-                self.refresh()  # lines outside this pass were drawn with the old styles
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._style_generation += 1  # CSS changed (e.g. live reload): compare next render
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        self._check_styles()
-        return super().render_lines(crop)
+    def _drop_strips(self) -> None:
+        self._sigs.clear()
+        self._strips.clear()
+        self._line_cache.clear()
 
     def _signatures(self, view: PanelView, index: int) -> list[_LineSig]:
         width = self._column_widths[index % self._columns]
@@ -422,7 +362,7 @@ class PanelGrid(ScrollView, can_focus=True):
             return cached
         row, line = divmod(y, PANEL_HEIGHT)
         start = row * self._columns
-        keys = self._visible[start : start + self._columns]
+        keys = self._shown[start : start + self._columns]
         strips = [self._panel_strips(key)[line] for key in keys]
         used = sum(self._column_widths[: len(keys)])
         if used < self._width:
@@ -452,7 +392,7 @@ class PanelGrid(ScrollView, can_focus=True):
         height = self.scrollable_content_region.height
         first_row = scroll_y // PANEL_HEIGHT
         last_row = (scroll_y + height - 1) // PANEL_HEIGHT
-        for index, key in enumerate(self._visible):
+        for index, key in enumerate(self._shown):
             old = self._sigs.get(key)
             if old is None:
                 continue  # not rendered since the last invalidation: nothing to repaint
@@ -495,9 +435,9 @@ class PanelGrid(ScrollView, can_focus=True):
     # -- cursor ------------------------------------------------------------------------
 
     def _move_cursor(self, index: int) -> None:
-        if not self._visible:
+        if not self._shown:
             return
-        index = max(0, min(index, len(self._visible) - 1))
+        index = max(0, min(index, len(self._shown) - 1))
         if index != self._cursor:
             self._cursor = index
             self._cursor_key = self.cursor_key
@@ -520,21 +460,18 @@ class PanelGrid(ScrollView, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
-        if offset is None or not self._visible:
+        if offset is None or not self._shown:
             return
         row = (offset.y + self.scroll_offset.y) // PANEL_HEIGHT
         column = sum(1 for x in self._column_x[1:] if offset.x >= x)
         index = row * self._columns + column
-        if index >= len(self._visible):
+        if index >= len(self._shown):
             return
-        if index == self._cursor:
-            self.action_select()
-        else:
-            self._move_cursor(index)
+        self._click(index)
 
     def watch_filter_text(self, filter_text: str) -> None:
         visible = self._filtered()
-        if visible != self._visible:
+        if visible != self._shown:
             self._relayout(visible)
 
     def action_select(self) -> None:
@@ -547,10 +484,10 @@ class PanelGrid(ScrollView, can_focus=True):
             self._move_cursor(self._cursor - self._columns)
 
     def action_cursor_down(self) -> None:
-        if self._cursor + self._columns < len(self._visible):
+        if self._cursor + self._columns < len(self._shown):
             self._move_cursor(self._cursor + self._columns)
-        elif self._cursor // self._columns < (len(self._visible) - 1) // self._columns:
-            self._move_cursor(len(self._visible) - 1)  # short last row: land on its end
+        elif self._cursor // self._columns < (len(self._shown) - 1) // self._columns:
+            self._move_cursor(len(self._shown) - 1)  # short last row: land on its end
 
     def action_cursor_left(self) -> None:
         if self._cursor % self._columns:  # within the row, like the arrows in a table
@@ -559,12 +496,6 @@ class PanelGrid(ScrollView, can_focus=True):
     def action_cursor_right(self) -> None:
         if self._cursor % self._columns < self._columns - 1:
             self._move_cursor(self._cursor + 1)
-
-    def action_first(self) -> None:
-        self._move_cursor(0)
-
-    def action_last(self) -> None:
-        self._move_cursor(len(self._visible) - 1)
 
     def _page_panels(self) -> int:
         rows = max(1, self.scrollable_content_region.height // PANEL_HEIGHT)

@@ -19,9 +19,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size, Spacing
-from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from console.engine.model import Status
@@ -29,6 +27,7 @@ from console.engine.sanitize import one_line
 from console.engine.views import TargetView
 
 from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct
+from ._lines import LineWidget, OwnedMessage
 
 # (key, header, width, right-aligned). Each column is drawn one cell wider, starting with a
 # separator space; `detail` takes whatever width is left (at least DETAIL_MIN).
@@ -74,7 +73,14 @@ def _fit(text: str, width: int, right: bool) -> str:
     return " " * pad + text if right else text + " " * pad
 
 
-class StatusBoard(ScrollView, can_focus=True):
+class _TargetMessage(OwnedMessage):
+    def __init__(self, name: str, board: StatusBoard | None = None) -> None:
+        self.name = name
+        self.board = board
+        super().__init__(board)
+
+
+class StatusBoard(LineWidget, can_focus=True):
     """Targets with state, latency, p95, uptime, time in state and the latest reason.
 
     Feed it with `update_rows(views, now)` as often as snapshots arrive: rows are keyed by
@@ -93,6 +99,8 @@ class StatusBoard(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
     ]
 
+    STYLE_PREFIX = "status-board"
+    STYLE_NAMES = _STYLE_NAMES
     COMPONENT_CLASSES: ClassVar[set[str]] = {f"status-board--{name}" for name in _STYLE_NAMES}
 
     DEFAULT_CSS = """
@@ -139,31 +147,11 @@ class StatusBoard(ScrollView, can_focus=True):
     filter_text: reactive[str] = reactive("", init=False)
     """Case-insensitive substring over name, kind, group, tags and status; "" shows all."""
 
-    _style_generation = 0  # a class default: Textual may restyle us during __init__
-
-    class TargetSelected(Message):
+    class TargetSelected(_TargetMessage):
         """The user pressed Enter on (or clicked the highlighted) target row."""
 
-        def __init__(self, name: str, board: StatusBoard | None = None) -> None:
-            self.name = name
-            self.board = board
-            super().__init__()
-
-        @property
-        def control(self) -> StatusBoard | None:
-            return self.board
-
-    class TargetHighlighted(Message):
+    class TargetHighlighted(_TargetMessage):
         """The cursor moved to another target (for a detail pane that follows it)."""
-
-        def __init__(self, name: str, board: StatusBoard | None = None) -> None:
-            self.name = name
-            self.board = board
-            super().__init__()
-
-        @property
-        def control(self) -> StatusBoard | None:
-            return self.board
 
     def __init__(
         self,
@@ -176,17 +164,12 @@ class StatusBoard(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._views: dict[str, TargetView] = {}
         self._order: list[str] = []
-        self._shown: list[str] = []  # names in display order (after filtering)
-        self._index: dict[str, int] = {}
         self._rows: dict[str, _Row] = {}  # what each shown row currently says
         self._strips: dict[tuple[str, bool], Strip] = {}  # (name, cursor) -> drawn row
         self._header: Strip | None = None
         self._now = 0.0
-        self._cursor = 0
         self._cursor_name: str | None = None
         self._last_highlighted: str | None = None
-        self._styles: dict[str, Style] = {}
-        self._style_key: tuple[object, ...] = ()
         self._width = 0
         self._widths: list[int] = [width + 1 for _, _, width, _ in COLUMNS]
         self._edges: list[int] = []
@@ -197,9 +180,7 @@ class StatusBoard(ScrollView, can_focus=True):
     @property
     def selected_target(self) -> str | None:
         """The name of the target under the cursor, or None when the board is empty."""
-        if not self._shown:
-            return None
-        return self._shown[min(self._cursor, len(self._shown) - 1)]
+        return self._current()
 
     def current_target(self) -> str | None:
         """Same as `selected_target` (a method, for callers that expect one)."""
@@ -236,11 +217,7 @@ class StatusBoard(ScrollView, can_focus=True):
 
     def select_target(self, name: str) -> bool:
         """Move the cursor to `name`; False if it is not shown (unknown or filtered out)."""
-        index = self._index.get(name)
-        if index is None:
-            return False
-        self._move_cursor(index)
-        return True
+        return self._select_key(name)
 
     # -- rows --------------------------------------------------------------------------
 
@@ -321,35 +298,9 @@ class StatusBoard(ScrollView, can_focus=True):
             self._edges.append(x)
         self._width = max(width, x)
 
-    def _style(self, name: str) -> Style:
-        style = self._styles.get(name)
-        if style is None:
-            style = self.get_component_rich_style(f"status-board--{name}")
-            self._styles[name] = style
-        return style
-
-    def _check_styles(self) -> None:
-        """Drop the drawn rows when a component style changed (theme, focus, CSS reload).
-
-        Checked per render pass: Textual calls notify_style_update before it updates
-        component-class styles, and not at all when only those changed (`:focus >`).
-        """
-        # Comparing every component style costs ~0.1 ms per frame (refresh() empties
-        # Textual's style cache); do it only when something they depend on may have moved.
-        key = (self.app.theme, self.app.no_color, self.get_pseudo_class_state(),
-               self._style_generation)
-        if key == self._style_key:
-            return
-        self._style_key = key
-        fresh = {name: self.get_component_rich_style(f"status-board--{name}")
-                 for name in _STYLE_NAMES}
-        if fresh != self._styles:
-            had_styles = bool(self._styles)
-            self._styles = fresh
-            self._strips.clear()
-            self._header = None
-            if had_styles:
-                self.refresh()  # lines outside this pass were drawn with the old styles
+    def _drop_strips(self) -> None:
+        self._strips.clear()
+        self._header = None
 
     def _draw_row(self, name: str, cursor: bool) -> Strip:
         strip = self._strips.get((name, cursor))
@@ -394,14 +345,6 @@ class StatusBoard(ScrollView, can_focus=True):
             self._header = Strip([Segment("".join(cells), style)], self._width)
         return self._header
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._style_generation += 1  # CSS changed (e.g. live reload): compare next render
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        self._check_styles()
-        return super().render_lines(crop)
-
     def render_line(self, y: int) -> Strip:
         if y == 0:
             return self._draw_header()
@@ -441,8 +384,7 @@ class StatusBoard(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if width != self._width:
             self._set_widths(width)
-            self._strips.clear()
-            self._header = None
+            self._drop_strips()
             self.virtual_size = Size(self._width, len(self._shown) + 1)
             self.refresh()
 
@@ -453,10 +395,7 @@ class StatusBoard(ScrollView, can_focus=True):
         index = offset.y - 1 + self.scroll_offset.y
         if not 0 <= index < len(self._shown):
             return
-        if index == self._cursor:
-            self.action_select()
-        else:
-            self._move_cursor(index)
+        self._click(index)
 
     def watch_filter_text(self, filter_text: str) -> None:
         self._sync()
@@ -471,12 +410,6 @@ class StatusBoard(ScrollView, can_focus=True):
 
     def action_cursor_down(self) -> None:
         self._move_cursor(self._cursor + 1)
-
-    def action_first(self) -> None:
-        self._move_cursor(0)
-
-    def action_last(self) -> None:
-        self._move_cursor(len(self._shown) - 1)
 
     def _page(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
