@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import getpass
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
+from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.alerts import Alert, AlertState
 from console.engine.durations import format_duration, parse_duration
 from console.engine.sanitize import one_line
+from console.screens.prompt import LinePrompt
 
 GLYPH = {
     AlertState.FIRING: "✖ FIRING ",
@@ -56,30 +56,15 @@ def parse_silence(text: str) -> tuple[float, str]:
     return seconds, reason.strip()
 
 
-class SilencePrompt(ModalScreen[str | None]):
+class SilencePrompt(LinePrompt):
     """Duration and reason for a silence on one line; Enter submits, Esc cancels."""
 
-    DEFAULT_CSS = """
-    SilencePrompt { align: center middle; }
-    SilencePrompt #silence-body { width: 70; height: auto; border: round $accent;
-                                  background: $surface; padding: 0 1; }
-    """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="silence_cancel")]
-
-    def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="silence-body"):
-            yield Static(Content(self.label))
-            yield Input(placeholder="2h deploy in progress", id="silence-input")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="silence_cancel"),
+    ]
+    BODY_ID = "silence-body"
+    INPUT_ID = "silence-input"
+    PLACEHOLDER = "2h deploy in progress"
 
 
 class AlertsScreen(Screen[None]):

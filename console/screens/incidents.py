@@ -14,16 +14,17 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents import Incident, StepState
 from console.engine.playbooks import SEVERITIES
 from console.engine.postmortem import elapsed
 from console.engine.sanitize import one_line
+from console.screens.prompt import TextPrompt
 
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
@@ -167,33 +168,6 @@ def incident_line(inc: Incident, now: float) -> str:
     title = one_line(inc.title, 28)
     return (f"{inc.severity} {title:<28} age {elapsed(inc.age(now)):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
-
-
-class TextPrompt(ModalScreen[str | None]):
-    """One line of text (a note, a title); Enter submits, Esc cancels."""
-
-    DEFAULT_CSS = """
-    TextPrompt { align: center middle; }
-    TextPrompt #prompt-body { width: 70; height: auto; border: round $accent;
-                              background: $surface; padding: 0 1; }
-    """
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt_cancel")]
-
-    def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="prompt-body"):
-            yield Static(Content(self.label))
-            yield Input(id="prompt-input")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class KpiScreen(ModalScreen[None]):
