@@ -15,7 +15,6 @@ from textual.widgets import Static
 EXTRA_KEYS = [
     ("↑ ↓ ← → / h j k l", "move the cursor"),
     ("g / G", "first / last row"),
-    ("ctrl+p", "command palette (open a target, faults, theme…)"),
     ("Esc", "back / close"),
 ]
 

@@ -15,7 +15,8 @@ from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
 
 
-def summary_line(views: list[Any], demo_faults: frozenset[str] | None) -> Content:
+def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
+                 dashboard: str | None = None) -> Content:
     counts = dict.fromkeys(Status, 0)
     for v in views:
         counts[v.status] += 1
@@ -26,7 +27,7 @@ def summary_line(views: list[Any], demo_faults: frozenset[str] | None) -> Conten
         parts.append(f"{counts[Status.DOWN]} DOWN")
     if counts[Status.UNKNOWN]:
         parts.append(f"{counts[Status.UNKNOWN]} waiting")
-    text = "opsconsole · " + " · ".join(parts)
+    text = "opsconsole · " + (f"[{dashboard}] · " if dashboard else "") + " · ".join(parts)
     if demo_faults is not None:
         active = ", ".join(sorted(f.replace("_", " ") for f in demo_faults)) or "none"
         text += f" · demo faults: {active} (f)"
@@ -41,6 +42,11 @@ class OverviewScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
         Binding("tab", "switch_focus", "Board/Panels", show=False, id="switch_focus"),
         Binding("enter", "open", "Open", id="open"),
+        *[
+            Binding(str(n), f"dashboard({n})", "Dashboard (0: all panels)", show=False,
+                    id=f"dashboard_{n}")
+            for n in range(10)
+        ],
     ]
 
     _title: Content | None = None
@@ -65,9 +71,10 @@ class OverviewScreen(Screen[None]):
     def refresh_data(self, engine: Any, now: float) -> None:
         views = engine.snapshot(now)
         self.query_one(StatusBoard).update_rows(views, now)
-        self.query_one(PanelGrid).update_panels(engine.panel_views(now=now))
+        board_name, panels = self._dashboard_panels(engine.settings)
+        self.query_one(PanelGrid).update_panels(engine.panel_views(panels, now=now))
         demo = getattr(self.app, "demo", None)
-        title = summary_line(views, demo.active if demo is not None else None)
+        title = summary_line(views, demo.active if demo is not None else None, board_name)
         if title != self._title:  # an unchanged header costs nothing; layout=False skips relayout
             self._title = title
             self.query_one("#title", Static).update(title, layout=False)
@@ -79,7 +86,27 @@ class OverviewScreen(Screen[None]):
             banner.update(Content(problem))
         self._problem = problem
 
+    dashboard = 0  # 0: every panel; n: the config's n-th [[dashboards]] entry
+
+    def _dashboard_panels(self, settings: Any) -> tuple[str | None, list[Any]]:
+        boards = settings.dashboards
+        if not 0 < self.dashboard <= len(boards):
+            return None, list(settings.panels)
+        board = boards[self.dashboard - 1]
+        by_key = {p.key: p for p in settings.panels}
+        return board.name, [by_key[k] for k in board.panels if k in by_key]
+
     # -- keys ----------------------------------------------------------------------------------
+
+    def action_dashboard(self, n: int) -> None:
+        """Number keys switch dashboards (1…9, as listed in the config); 0 shows every panel."""
+        engine = getattr(self.app, "engine", None)
+        boards = engine.settings.dashboards if engine is not None else []
+        if n and n > len(boards):
+            self.notify(f"no dashboard {n}: the config defines {len(boards)}", timeout=3)
+            return
+        self.dashboard = n
+        self.app.refresh_screen()  # type: ignore[attr-defined]
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
