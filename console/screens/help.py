@@ -15,6 +15,7 @@ from textual.widgets import Static
 EXTRA_KEYS = [
     ("↑ ↓ ← → / h j k l", "move the cursor"),
     ("g / G", "first / last row"),
+    ("ctrl+p", "command palette (open a target, faults, theme…)"),
     ("Esc", "back / close"),
 ]
 
@@ -40,6 +41,8 @@ def binding_rows(screen: Any) -> list[tuple[str, str]]:
     for active in screen.active_bindings.values():
         binding = active.binding
         if binding.system or binding in _textual_defaults(type(active.node)):
+            continue
+        if binding.action == "command_palette":  # listed, with what it offers, in EXTRA_KEYS
             continue
         desc = binding.description or binding.action.replace("_", " ")
         label = binding.key_display or screen.app.get_key_display(binding)
