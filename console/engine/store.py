@@ -873,6 +873,18 @@ class MetricStore:
             return float(now)
         return self._clock if self._clock is not None else time.time()
 
+    def _window_source(
+        self, series: str, window: float, now: float | None
+    ) -> tuple[_Series, float, float, int] | None:
+        """For the window queries (caller holds the lock): the series, the window (lo, now]
+        and what serves it (-1 raw, else a tier); None when the series has no samples."""
+        now_ = self._now(now)
+        s = self._series.get(series)
+        if s is None or s.n == 0:
+            return None
+        lo = now_ - window
+        return s, lo, now_, self._source(s, lo)
+
     def _raw_window(self, s: _Series, lo: float, now: float) -> tuple[np.ndarray, np.ndarray]:
         t, v = self._ordered(s)
         i = int(np.searchsorted(t, lo, side="right"))
@@ -911,12 +923,10 @@ class MetricStore:
     def mean(self, series: str, window: float, now: float | None = None) -> float | None:
         """Mean of non-NaN samples over the window; None without data."""
         with self._lock:
-            now_ = self._now(now)
-            s = self._series.get(series)
-            if s is None or s.n == 0:
+            found = self._window_source(series, window, now)
+            if found is None:
                 return None
-            lo = now_ - window
-            k = self._source(s, lo)
+            s, lo, now_, k = found
             if k < 0:
                 _, v = self._raw_window(s, lo, now_)
                 v = v[~np.isnan(v)]
@@ -934,12 +944,10 @@ class MetricStore:
         the first non-empty bucket's start to the last sample (approximate).
         """
         with self._lock:
-            now_ = self._now(now)
-            s = self._series.get(series)
-            if s is None or s.n == 0:
+            found = self._window_source(series, window, now)
+            if found is None:
                 return None
-            lo = now_ - window
-            k = self._source(s, lo)
+            s, lo, now_, k = found
             if k < 0:
                 t, v = self._raw_window(s, lo, now_)
                 ok = ~np.isnan(v)
@@ -960,12 +968,10 @@ class MetricStore:
     def uptime(self, series: str, window: float, now: float | None = None) -> float | None:
         """Percent of non-NaN samples >= 0.5 over the window (rollups beyond raw: exact)."""
         with self._lock:
-            now_ = self._now(now)
-            s = self._series.get(series)
-            if s is None or s.n == 0:
+            found = self._window_source(series, window, now)
+            if found is None:
                 return None
-            lo = now_ - window
-            k = self._source(s, lo)
+            s, lo, now_, k = found
             if k < 0:
                 _, v = self._raw_window(s, lo, now_)
                 v = v[~np.isnan(v)]
@@ -990,12 +996,10 @@ class MetricStore:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"quantile {q!r} is outside [0, 1]")
         with self._lock:
-            now_ = self._now(now)
-            s = self._series.get(series)
-            if s is None or s.n == 0:
+            found = self._window_source(series, window, now)
+            if found is None:
                 return None
-            lo = now_ - window
-            k = self._source(s, lo)
+            s, lo, now_, k = found
             if k < 0:
                 _, v = self._raw_window(s, lo, now_)
                 v = np.sort(v[~np.isnan(v)])
