@@ -765,8 +765,9 @@ async def test_grid_100_panels_at_160x40_stay_inside_the_terminal_budget() -> No
         assert app.frames >= updates
         print(f"grid: {per_update:.0f} B/update, {cpu * 1000:.1f} ms CPU/update")
         assert per_update <= 8000, per_update
-        # generous: the whole update, diff and composition, measured in ms of one core
-        assert cpu < 0.04, cpu
+        # CPU is printed, not asserted: speed targets belong to bench/bench_tui.py, where they
+        # are compared with a baseline measured in the same run (a timed test is flaky on a
+        # loaded machine: 56 ms was seen once against 11-18 ms alone).
 
 
 async def test_plain_sparklines_cost_far_more_than_the_grid() -> None:
