@@ -21,7 +21,8 @@ from console.screens.detail import DetailScreen
 from tests.ui.apptools import screen_text, wait_for
 
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-QUERY = "SELECT pg_sleep(5) /* [b]ui-marker[/b] */"
+# Long enough to outlast a slow engine start in a loaded CI run; cancelled at the end.
+QUERY = "SELECT pg_sleep(60) /* [b]ui-marker[/b] */"
 
 
 async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
