@@ -12,10 +12,8 @@ import asyncio
 import socket
 import struct
 import time
-from urllib.parse import quote
 
 import asyncpg
-import psutil
 import pytest
 
 from console.engine.model import CheckResult, Status
@@ -28,6 +26,14 @@ from tests.pgserver import (  # noqa: F401  (the fixtures are used by name)
     pg_server_fixture,
     pg_server_session_fixture,
 )
+from tests.tcpfaults import (
+    FaultServer,
+    Silent,
+    assert_no_secret,
+    client_sockets_to,
+    other_tasks,
+    settle,
+)
 
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 FAKE_SECRET = "Sup3r-s3cret:pw@x/%40ü"
@@ -38,47 +44,9 @@ def target(dsn: str, *, timeout: float = 2.0, interval: float = 5.0) -> Postgres
     return PostgresTarget(name="pg-test", dsn=dsn, timeout=timeout, interval=interval)
 
 
-def assert_no_secret(secret: str, probe: PostgresProbe, *results: CheckResult) -> None:
-    forms = {secret, quote(secret, safe=""), quote(secret)}
-    for r in results:
-        blob = f"{r!r} {r.to_json()!r}"
-        for form in forms:
-            assert form not in blob
-    for form in forms:
-        assert form not in repr(probe)
-
-
-def client_sockets_to(port: int) -> list[object]:
-    """This process's TCP sockets whose remote end is `port` (i.e. the probe's side)."""
-    return [c for c in psutil.Process().net_connections(kind="tcp")
-            if c.raddr and c.raddr.port == port]
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
-
-
-async def settle() -> None:
-    for _ in range(3):  # let transports run connection_lost callbacks
-        await asyncio.sleep(0.01)
-
-
 # -- in-process fault servers ------------------------------------------------------------
 
-class _Silent(asyncio.Protocol):
-    def __init__(self, server: FaultServer) -> None:
-        self.server = server
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.server.accepted += 1
-        self.server.open.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.open.discard(self)
-
-
-class _HandshakeThenSilent(_Silent):
+class _HandshakeThenSilent(Silent):
     """Completes the PostgreSQL startup (trust), then never answers a query.
 
     A CancelRequest connection is accepted and left hanging, as a black-holed server would:
@@ -112,29 +80,6 @@ class _HandshakeThenSilent(_Silent):
         out.append(b"K" + struct.pack("!iii", 12, 4242, 777))
         out.append(b"Z" + struct.pack("!i", 5) + b"I")
         self.transport.write(b"".join(out))  # type: ignore[attr-defined]
-
-
-class FaultServer:
-    def __init__(self, protocol: type[_Silent]) -> None:
-        self.protocol = protocol
-        self.accepted = 0
-        self.cancel_requests = 0
-        self.open: set[_Silent] = set()
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> FaultServer:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: self.protocol(self), "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for p in list(self.open):
-            p.transport.abort()  # type: ignore[attr-defined]
-        await self.server.wait_closed()
 
 
 # -- the machine's server ----------------------------------------------------------------
@@ -272,7 +217,7 @@ async def test_refused_port_is_down_fast() -> None:
 async def test_black_holed_port_is_down_within_the_deadline_and_leaks_nothing() -> None:
     timeout = 0.5
     before = other_tasks()
-    async with FaultServer(_Silent) as bh:
+    async with FaultServer(Silent) as bh:
         probe = PostgresProbe(target(f"postgresql://postgres@127.0.0.1:{bh.port}/test",
                                      timeout=timeout))
         for _ in range(3):

@@ -12,14 +12,21 @@ import asyncio
 import time
 from urllib.parse import quote
 
-import psutil
 import pytest
 from redis.backoff import NoBackoff
 
-from console.engine.model import CheckResult, Status
+from console.engine.model import Status
 from console.engine.probes.redis import CLIENT_NAME, METRICS, RedisProbe
 from console.engine.settings import RedisTarget
 from tests.redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401
+from tests.tcpfaults import (
+    FaultServer,
+    Silent,
+    assert_no_secret,
+    client_sockets_to,
+    other_tasks,
+    settle,
+)
 
 MARGIN = 0.25  # CI-safe allowance over the 0.1 s contract on a loaded 2-core machine
 SECRET = "r3dis-Pw:@/%40ü&x=1"
@@ -29,46 +36,7 @@ def target(url: str, *, timeout: float = 2.0) -> RedisTarget:
     return RedisTarget(name="redis-test", url=url, timeout=timeout, interval=5.0)
 
 
-def assert_no_secret(secret: str, probe: RedisProbe, *results: CheckResult) -> None:
-    forms = {secret, quote(secret, safe=""), quote(secret)}
-    for r in results:
-        blob = f"{r!r} {r.to_json()!r}"
-        for form in forms:
-            assert form not in blob
-    for form in forms:
-        assert form not in repr(probe)
-
-
-def client_sockets_to(port: int) -> list[object]:
-    return [c for c in psutil.Process().net_connections(kind="tcp")
-            if c.raddr and c.raddr.port == port]
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
-
-
-async def settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0.01)
-
-
-class _Silent(asyncio.Protocol):
-    """Accepts and never answers (a black-holed port)."""
-
-    def __init__(self, server: FaultServer) -> None:
-        self.server = server
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.server.accepted += 1
-        self.server.open.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.open.discard(self)
-
-
-class _ProtectedMode(_Silent):
+class _ProtectedMode(Silent):
     """What Redis in protected mode sends to a non-loopback client, then hangs up.
 
     Over a real network the DENIED line and the FIN reach the client before its first command
@@ -89,28 +57,6 @@ class _ProtectedMode(_Silent):
 
     def data_received(self, data: bytes) -> None:
         self.transport.close()
-
-
-class FaultServer:
-    def __init__(self, protocol: type[_Silent]) -> None:
-        self.protocol = protocol
-        self.accepted = 0
-        self.open: set[_Silent] = set()
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> FaultServer:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: self.protocol(self), "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for p in list(self.open):
-            p.transport.abort()  # type: ignore[attr-defined]
-        await self.server.wait_closed()
 
 
 # -- healthy servers -----------------------------------------------------------------------
@@ -224,7 +170,7 @@ async def test_refused_port_is_down_fast() -> None:
 async def test_black_holed_port_is_down_within_the_deadline_and_leaks_nothing() -> None:
     timeout = 0.5
     before = other_tasks()
-    async with FaultServer(_Silent) as bh:
+    async with FaultServer(Silent) as bh:
         probe = RedisProbe(target(f"redis://127.0.0.1:{bh.port}", timeout=timeout))
         for _ in range(3):
             t0 = time.monotonic()
@@ -352,7 +298,7 @@ async def test_password_required(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_cancelling_a_check_propagates_and_cleans_up() -> None:
     before = other_tasks()
-    async with FaultServer(_Silent) as bh:
+    async with FaultServer(Silent) as bh:
         probe = RedisProbe(target(f"redis://127.0.0.1:{bh.port}", timeout=5.0))
         task = asyncio.create_task(probe.check())
         await asyncio.sleep(0.3)
