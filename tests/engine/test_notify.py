@@ -293,6 +293,9 @@ async def test_group_wait_sends_a_group_as_one_message(tmp_path: Path,
         slack = hits.got["slack"][0][2]
         assert slack["text"] == "🔴 CRITICAL: 3 alerts: service=app"  # worst severity leads
         assert len([b for b in slack["blocks"] if b["type"] == "section"]) == 3
+        # The receiver records the hit before the sender reads the reply and marks the
+        # row sent, so the outbox is checked once it settles, not at the moment of the hit.
+        await until(lambda: {r["status"] for r in n.outbox.rows()} == {"sent"})
         assert {r["status"] for r in n.outbox.rows()} == {"sent"}
     finally:
         await n.stop()
