@@ -252,10 +252,67 @@ class LogTarget(TargetBase):
 
 
 class HostTarget(TargetBase):
-    """The machine the console runs on: CPU, memory, load, disk and network (psutil)."""
+    """A host's CPU, memory, load, disk and network: this machine, or another through its
+    node_exporter.
+
+    Without `url` it is the machine the console runs on, read with psutil; `disk_path` names
+    the filesystem whose fullness is reported. With `url` (a node_exporter /metrics, `${ENV}`
+    allowed, no literal password) it is that host, scraped like a prometheus target (`headers`,
+    `insecure`, `max_body`), with the same metric names: `mountpoint` names the filesystem,
+    `device` and `interface` are regexes (whole-name match) choosing the disks and network
+    interfaces whose byte rates are summed. By default loop, ram and zram devices, floppies
+    and partitions (which would count their disk's bytes twice) and the `lo` interface are
+    left out.
+    """
 
     kind: Literal["host"] = "host"
     disk_path: str = "/"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
+    mountpoint: str = Field("/", min_length=1)
+    device: str | None = None
+    interface: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a remote host needs the http:// or https:// URL of its /metrics")
+        return _no_literal_password(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return HttpTarget._secret_headers(v)
+
+    @field_validator("device", "interface")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {v!r} ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _local_or_remote(self) -> HostTarget:
+        """A field that means nothing for this kind of host is a mistake worth reporting."""
+        given = self.model_fields_set
+        if self.url is None:
+            remote = sorted(given & {"headers", "insecure", "max_body", "mountpoint", "device",
+                                     "interface"})
+            if remote:
+                raise ValueError(f"{', '.join(remote)}: only for a remote host (set url); "
+                                 "the local machine uses disk_path")
+        elif "disk_path" in given:
+            raise ValueError("disk_path is for the local machine; a remote host (url) names "
+                             "its filesystem with mountpoint")
+        return self
 
 
 Target = Annotated[
