@@ -48,6 +48,9 @@ class ConsoleSection(_Strict):
     data_dir: str | None = None
     history: bool = True
     bell: bool = False
+    # The playbook's four ready-made dashboards (console/engine/dashboards.py) are added
+    # for the targets a config has, unless a config dashboard has the same name.
+    playbook_dashboards: bool = True
 
 
 class TargetBase(_Strict):
