@@ -210,11 +210,67 @@ class RedisTarget(TargetBase):
         return _no_literal_password(v)
 
 
+_BREAKDOWN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# `le` is a bucket bound; the others name the breakdown's number columns.
+_NOT_GROUP_LABELS = {"le", "requests", "rate_per_s", "share_pct", "error_pct", "p50_ms",
+                     "p95_ms", "p99_ms"}
+
+
+def _plain_selector(text: str, what: str) -> str:
+    """A selector such as `http_requests_total{status=~"5.."}`: no function, no scale."""
+    from .promexpr import parse_expr
+
+    expr = parse_expr(text)
+    if expr.kind != "value" or expr.scale != 1.0:
+        raise ValueError(f"{what}: write a plain selector such as "
+                         f"http_requests_total{{status=~\"5..\"}}, not {text!r}")
+    return text
+
+
+class Breakdown(_Strict):
+    """A per-label table of a request counter (e.g. per route, per status class).
+
+    `by` names the grouping labels; `status_class` is a pseudo-label ("2xx", "5xx", ...)
+    made from a `status` or `code` label. `requests` and `errors` are counter selectors;
+    `duration` a histogram in seconds (Prometheus's base unit) giving p50/p95/p99 per group;
+    `top` the rows kept (the rest are counted as others).
+    """
+
+    by: list[str] = Field(min_length=1, max_length=4)
+    requests: str
+    errors: str | None = None
+    duration: str | None = None
+    top: int = Field(20, ge=1, le=500)
+
+    @field_validator("by")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        for label in v:
+            if not _LABEL.match(label) or label in _NOT_GROUP_LABELS:
+                raise ValueError(f"{label!r} is not a label name to group by")
+        if len(set(v)) != len(v):
+            raise ValueError("each label once")
+        return v
+
+    @field_validator("requests", "errors")
+    @classmethod
+    def _counter(cls, v: str | None) -> str | None:
+        return None if v is None else _plain_selector(v, "a counter")
+
+    @field_validator("duration")
+    @classmethod
+    def _histogram(cls, v: str | None) -> str | None:
+        return None if v is None else _plain_selector(v, "a histogram")
+
+
 class PrometheusTarget(TargetBase):
     """A Prometheus/OpenMetrics text endpoint, with named derived metrics.
 
     `metrics` maps a name to an expression: `rate(sel)`, `ratio(sel_a, sel_b)`,
     `histogram_quantile(0.95, sel)` or a plain selector (gauge sum), each optionally `* k`.
+    `breakdowns` names per-label tables (see Breakdown); with none, a scrape carrying the
+    conventional `http_requests_total` gets "endpoints" and "status" tables by default.
     """
 
     kind: Literal["prometheus"] = "prometheus"
@@ -223,6 +279,15 @@ class PrometheusTarget(TargetBase):
     insecure: bool = False
     max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
     metrics: dict[str, str] = Field(default_factory=dict)
+    breakdowns: dict[str, Breakdown] = Field(default_factory=dict)
+
+    @field_validator("breakdowns")
+    @classmethod
+    def _breakdown_names(cls, v: dict[str, Breakdown]) -> dict[str, Breakdown]:
+        for name in v:
+            if not _BREAKDOWN_NAME.match(name):
+                raise ValueError(f"breakdown name {name!r}: use letters, digits, _ and -")
+        return v
 
     @field_validator("url")
     @classmethod
