@@ -13,6 +13,14 @@ at most `rate` per second, retries with exponential backoff (1 s doubling to 5 m
 honours `Retry-After` on 429/503 by pausing the whole receiver. A receiver's queue is bounded:
 beyond `max_queue` pending rows the oldest are marked dropped and counted, visibly. Failures
 are kept per receiver (`health()`) for the UI; nothing is dropped silently.
+
+A receiver with `digest = "1h"` collects the notifications of its `digest_severities` (P3
+by default, the playbook's "batched") into one message per period instead: such rows wait in
+the outbox with status 'digest' and their period (aligned to UTC: an hourly digest covers
+10:00-11:00, a daily one a UTC day), so a restart mid-period loses nothing, and the digest
+goes out once the period has ended, under the idempotency key `digest:<receiver>:<start>`,
+rows marked sent only on a 2xx as for any other message. A period in which nothing
+happened sends nothing.
 """
 
 from __future__ import annotations
@@ -61,10 +69,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_at REAL NOT NULL DEFAULT 0,
     last_error TEXT,
     sent_at REAL,
+    digest_start REAL,
+    digest_end REAL,
     UNIQUE (key, receiver)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, status, id);
 """
+DIGEST_BLOCKS = 45  # alerts shown one section each in a Slack digest (Slack caps at 50 blocks)
+RECHECK = 60.0  # a worker re-reads its due times at least this often (wall-clock jumps)
 
 _SEVERITY = {"P0": ("critical", "🔴"), "P1": ("high", "🟡"), "P2": ("medium", "🟢"),
              "P3": ("low", "ℹ️")}
@@ -194,6 +206,171 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
     return {"version": 1, **n.to_json()}
 
 
+# -- digests ------------------------------------------------------------------------------------
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _hhmm(t: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(t))
+
+
+def _span(start: float, end: float) -> str:
+    """`2026-11-27 10:00–11:00 UTC` (the end's date too when the period crosses midnight)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(start))
+    end_day = time.strftime("%Y-%m-%d", time.gmtime(end - 1))
+    tail = _hhmm(end) if end_day == day and end - start < 86400 else \
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(end))
+    return f"{day} {_hhmm(start)}–{tail} UTC"
+
+
+@dataclass(slots=True)
+class DigestEntry:
+    """One alert (rule on target) in a digest: every transition it made in the period."""
+
+    rule: str
+    target: str
+    severity: str
+    summary: str
+    notes: list[Notification]
+
+    @property
+    def last(self) -> Notification:
+        return self.notes[-1]
+
+    @property
+    def state(self) -> str:
+        """The alert's state at the end of the period: its last transition."""
+        return self.last.transition
+
+    def history(self) -> str:
+        """`fired 10:02, resolved 10:40`: how it got there, when it moved more than once."""
+        if len(self.notes) < 2:
+            return ""
+        words = {"firing": "fired", "resolved": "resolved", "nodata": "no data",
+                 "flapping": "flapping", "escalated": "escalated"}
+        return ", ".join(f"{words.get(n.transition, n.transition)} {_hhmm(n.at)}"
+                         for n in self.notes[-6:])
+
+
+def digest_entries(notes: Sequence[Notification]) -> list[DigestEntry]:
+    """Notifications folded per alert, worst severity first, then in order of appearance."""
+    by_alert: dict[tuple[str, str], DigestEntry] = {}
+    for n in sorted(notes, key=lambda x: x.at):
+        e = by_alert.get((n.rule, n.target))
+        if e is None:
+            by_alert[(n.rule, n.target)] = DigestEntry(n.rule, n.target, n.severity,
+                                                       n.summary, [n])
+        else:
+            e.notes.append(n)
+            e.severity = min(e.severity, n.severity)
+    return sorted(by_alert.values(), key=lambda e: e.severity)
+
+
+def digest_counts(entries: Sequence[DigestEntry]) -> dict[str, int]:
+    """How many alerts ended the period in each state, e.g. {"firing": 2, "resolved": 1}."""
+    out: dict[str, int] = {}
+    for e in entries:
+        out[e.state] = out.get(e.state, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
+def slack_digest_payload(notes: Sequence[Notification], start: float, end: float, *,
+                         logs_url: str | None = None,
+                         metrics_url: str | None = None) -> dict[str, Any]:
+    """A period's notifications as one Block Kit message: counts by state, then one
+    section per alert (what it is now, and how it got there)."""
+    entries = digest_entries(notes)
+    counts = digest_counts(entries)
+    _, emoji = _SEVERITY.get(entries[0].severity if entries else "P3", ("info", "ℹ️"))
+    title = f"Digest: {len(entries)} alert{'s' if len(entries) != 1 else ''}, {_span(start, end)}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {title}"}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": f"*{k.capitalize()}:*\n{v}"} for k, v in counts.items()
+        ][:10]},
+    ]
+    for e in entries[:DIGEST_BLOCKS]:
+        n = e.last
+        text = (f"*{e.state.upper()}* {e.severity} {_mrkdwn(e.summary, 140)} — "
+                f"`{_mrkdwn(e.target, 64)}`: {_mrkdwn(n.detail, 300)}")
+        if e.history():
+            text += f"\n_{_mrkdwn(e.history(), 300)}_"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if len(entries) > DIGEST_BLOCKS:
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": f"…and {len(entries) - DIGEST_BLOCKS} more"}})
+    buttons = []
+    if logs_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
+                        "url": logs_url, "style": "primary"})
+    if metrics_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text",
+                                                   "text": "View Metrics"}, "url": metrics_url})
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": f"{emoji} DIGEST: {title} ({_counts_text(counts)})", "blocks": blocks}
+
+
+def webhook_digest_payload(receiver: str, notes: Sequence[Notification], start: float,
+                           end: float) -> dict[str, Any]:
+    """A period's digest as JSON: counts by state and a list of alerts, each with its
+    transitions in the period (the raw notifications, for a receiver that wants them)."""
+    entries = digest_entries(notes)
+    return {
+        "version": 1, "kind": "digest", "receiver": receiver,
+        "period": {"start": _iso(start), "end": _iso(end)},
+        "counts": digest_counts(entries),
+        "alerts": [{
+            "rule": e.rule, "target": e.target, "severity": e.severity,
+            "summary": one_line(e.summary, 300), "state": e.state,
+            "transitions": [{"transition": n.transition, "at": _iso(n.at), "value": n.value,
+                             "detail": one_line(n.detail, 300), "key": n.key}
+                            for n in e.notes],
+        } for e in entries],
+        "notifications": [n.to_json() for n in notes],
+    }
+
+
+def digest_email(r: Receiver, notes: Sequence[Notification], start: float, end: float,
+                 key: str) -> EmailMessage:
+    """A period's digest as a plain-text email: counts, then one block per alert."""
+    entries = digest_entries(notes)
+    counts = digest_counts(entries)
+    subject = (f"DIGEST: {len(entries)} alert{'s' if len(entries) != 1 else ''} "
+               f"({_counts_text(counts)}), {_span(start, end)}")
+    blocks = [f"opsconsole digest for {_span(start, end)}: {_counts_text(counts)}"]
+    for e in entries:
+        n = e.last
+        lines = [f"{e.state.upper()}: {one_line(e.summary, 200)}",
+                 f"Severity: {e.severity}", f"Target: {one_line(e.target, 64)}",
+                 f"Rule: {one_line(e.rule, 64)}", f"Why: {one_line(n.detail, 300)}"]
+        lines += [f"  {_iso(x.at)} {x.transition}" for x in e.notes]
+        blocks.append("\n".join(lines))
+    msg = EmailMessage()
+    msg["Subject"] = one_line(subject, 200)
+    msg["From"] = r.mail_from or ""
+    msg["To"] = ", ".join(r.mail_to)
+    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@opsconsole>"
+    msg.set_content("\n\n".join(blocks) + "\n")
+    return msg
+
+
+def digest_sms_text(notes: Sequence[Notification], start: float, end: float,
+                    limit: int = 320) -> str:
+    """A digest by SMS: the counts and the first alerts' summaries, two segments at most."""
+    entries = digest_entries(notes)
+    text = f"DIGEST {_span(start, end)}: {_counts_text(digest_counts(entries))}: " + "; ".join(
+        f"{e.state} {one_line(e.summary, 60)}" for e in entries[:5])
+    return one_line(text, limit)
+
+
 def retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -222,6 +399,7 @@ class ReceiverHealth:
     last_error: str | None = None
     last_error_at: float | None = None
     paused_until: float = 0.0
+    collected: int = 0  # rows waiting for their digest period to end
 
     @property
     def failing(self) -> bool:
@@ -250,32 +428,65 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        # A row left 'sending' by a crash was maybe delivered, maybe not: send it again.
-        self._db.execute("UPDATE outbox SET status='pending' WHERE status='sending'")
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        for col in ("digest_start", "digest_end"):  # an outbox written before digests
+            if col not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
+        # A row left 'sending' by a crash was maybe delivered, maybe not: send it again
+        # (a digest's rows go back to waiting for their digest, not to the plain queue).
+        self._db.execute("UPDATE outbox SET status=CASE WHEN digest_end IS NULL THEN "
+                         "'pending' ELSE 'digest' END WHERE status='sending'")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int,
-            group: str = "") -> tuple[bool, int]:
-        """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room)."""
+            group: str = "", digest: tuple[float, float] | None = None) -> tuple[bool, int]:
+        """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room).
+
+        With `digest` = (period start, period end) the row waits for that period's digest
+        (status 'digest', due at the period's end) instead of the plain queue; the bound
+        applies to each of the two separately.
+        """
+        status = "pending" if digest is None else "digest"
+        start, end = digest if digest is not None else (None, None)
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, next_at) "
-                "VALUES (?, ?, ?, ?, ?, 0)", (key, receiver, group, payload, now))
+                "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, next_at, "
+                "status, digest_start, digest_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, receiver, group, payload, now, end or 0.0, status, start, end))
             if cur.rowcount == 0:
                 return False, 0
             (pending,) = self._db.execute(
-                "SELECT count(*) FROM outbox WHERE receiver=? AND status='pending'",
-                (receiver,)).fetchone()
+                "SELECT count(*) FROM outbox WHERE receiver=? AND status=?",
+                (receiver, status)).fetchone()
             excess = pending - max_queue
             if excess > 0:
                 self._db.execute(
                     "UPDATE outbox SET status='dropped', last_error='queue full' WHERE id IN "
-                    "(SELECT id FROM outbox WHERE receiver=? AND status='pending' "
-                    "ORDER BY id LIMIT ?)", (receiver, excess))
+                    "(SELECT id FROM outbox WHERE receiver=? AND status=? "
+                    "ORDER BY id LIMIT ?)", (receiver, status, excess))
             return True, max(excess, 0)
+
+    def digest_head(self, receiver: str) -> tuple[float, float, float, int] | None:
+        """The earliest-due waiting digest: (period start, period end, due at, attempts)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT digest_start, digest_end, max(next_at), max(attempts) FROM outbox "
+                "WHERE receiver=? AND status='digest' GROUP BY digest_end "
+                "ORDER BY max(next_at), digest_end LIMIT 1", (receiver,)).fetchone()
+        return None if row is None else (float(row[0]), float(row[1]), float(row[2]),
+                                         int(row[3]))
+
+    def digest_rows(self, receiver: str, end: float) -> list[Row]:
+        """Every row waiting for the digest of the period ending at `end`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
+                "WHERE receiver=? AND status='digest' AND digest_end=? ORDER BY id",
+                (receiver, end)).fetchall()
+        return [Row(*r) for r in rows]
 
     def head(self, receiver: str) -> Row | None:
         """The oldest pending row."""
@@ -297,8 +508,8 @@ class Outbox:
 
     def mark(self, ids: Sequence[int], status: str, *, now: float, next_at: float = 0.0,
              error: str | None = None) -> None:
-        """Move rows to 'sending', 'sent' or back to 'pending' (with the next attempt time),
-        all in one transaction."""
+        """Move rows to 'sending', 'sent' or back to 'pending' or 'digest' (with the next
+        attempt time), all in one transaction."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -319,8 +530,9 @@ class Outbox:
                                  (row_id,))
             else:
                 self._db.execute(
-                    "UPDATE outbox SET status='pending', attempts=attempts+1, next_at=?, "
-                    "last_error=? WHERE id=?", (next_at, error, row_id))
+                    "UPDATE outbox SET status=?, attempts=attempts+1, next_at=?, "
+                    "last_error=? WHERE id=?",
+                    ("digest" if status == "digest" else "pending", next_at, error, row_id))
 
     def rows(self, receiver: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -374,8 +586,12 @@ class Notifier:
             for r in self.receivers.values():
                 if n.severity not in r.severities:
                     continue
+                period = None
+                if r.digest > 0 and n.severity in r.digest_severities:
+                    start = math.floor(now / r.digest) * r.digest
+                    period = (start, start + r.digest)
                 inserted, dropped = self.outbox.add(n.key, r.name, orjson.dumps(n.to_json()),
-                                                    now, r.max_queue, n.group)
+                                                    now, r.max_queue, n.group, period)
                 if dropped:
                     self._health[r.name].dropped += dropped
                     log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
@@ -412,24 +628,48 @@ class Notifier:
             h.pending = c.get("pending", 0) + c.get("sending", 0)
             h.sent = c.get("sent", 0)
             h.dropped = c.get("dropped", 0)
+            h.collected = c.get("digest", 0)
             out.append(h)
         return out
+
+    def wake(self) -> None:
+        """Make every worker re-read its due times now (after the clock moved, in tests)."""
+        for event in self._wake.values():
+            event.set()
 
     async def _worker(self, name: str) -> None:
         wake = self._wake[name]
         while True:
-            delay = await asyncio.to_thread(self._due_in, name)
-            if delay is None:
+            due = await asyncio.to_thread(self._next_due, name)
+            if due is None:
                 wake.clear()
                 await wake.wait()
                 continue
+            delay, digest = due
             if delay > 0:
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
+                    async with asyncio.timeout(min(delay, RECHECK)):
                         await wake.wait()
                 continue
-            await self.send_next(name)
+            if digest:
+                await self.send_digest(name)
+            else:
+                await self.send_next(name)
+
+    def _next_due(self, name: str) -> tuple[float, bool] | None:
+        """(seconds until it may be sent, whether it is a digest) of this receiver's next
+        message: its oldest pending row or its earliest digest; None if neither."""
+        plain = self._due_in(name)
+        digest = self._digest_due_in(name)
+        if digest is not None and (plain is None or digest < plain):
+            return digest, True
+        return None if plain is None else (plain, False)
+
+    def _held(self, name: str, now: float) -> float:
+        """Seconds this receiver must wait whatever it sends: pacing, a Retry-After pause."""
+        paced = self._last_send.get(name, -math.inf) + 1.0 / self.receivers[name].rate
+        return max(0.0, paced - now, self._health[name].paused_until - now)
 
     def _due_in(self, name: str) -> float | None:
         """Seconds until this receiver may send its oldest pending row; None if none."""
@@ -438,10 +678,17 @@ class Notifier:
             return None
         r = self.receivers[name]
         now = self.clock()
-        paced = self._last_send.get(name, -math.inf) + 1.0 / r.rate
         gathered = head.created + r.group_wait if head.attempts == 0 else 0.0
-        return max(0.0, head.next_at - now, paced - now, gathered - now,
-                   self._health[name].paused_until - now)
+        return max(self._held(name, now), head.next_at - now, gathered - now)
+
+    def _digest_due_in(self, name: str) -> float | None:
+        """Seconds until this receiver's earliest digest is due (its period over); None if
+        no notification waits for a digest."""
+        head = self.outbox.digest_head(name)
+        if head is None:
+            return None
+        now = self.clock()
+        return max(self._held(name, now), head[2] - now)
 
     def render(self, r: Receiver, rows: Sequence[Row]) -> tuple[bytes, str]:
         """(body, idempotency key) for one row or a group of rows."""
@@ -509,9 +756,49 @@ class Notifier:
         rows = [head]
         if r.group_wait > 0:
             rows = await asyncio.to_thread(self.outbox.batch, name, head, r.group_max)
-        ids = [row.id for row in rows]
-        attempts = head.attempts
         payload, key = self.render(r, rows)
+        return await self._deliver(r, [row.id for row in rows], payload, key, head.attempts,
+                                   "pending")
+
+    async def send_digest(self, name: str) -> bool | None:
+        """Send the receiver's earliest waiting digest once, whether or not its period is
+        over (the worker waits for that); True sent, False failed, None none waiting."""
+        head = await asyncio.to_thread(self.outbox.digest_head, name)
+        if head is None:
+            return None
+        start, end, _, attempts = head
+        rows = await asyncio.to_thread(self.outbox.digest_rows, name, end)
+        if not rows:
+            return None
+        r = self.receivers[name]
+        payload, key = self.render_digest(r, rows, start, end)
+        return await self._deliver(r, [row.id for row in rows], payload, key, attempts,
+                                   "digest")
+
+    def render_digest(self, r: Receiver, rows: Sequence[Row], start: float,
+                      end: float) -> tuple[bytes, str]:
+        """(body, idempotency key) of one period's digest: the key names the receiver and
+        the period, so a resend after a crash carries the same one."""
+        notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
+        key = f"digest:{r.name}:{_iso(start)}"
+        if r.kind == "email":
+            return digest_email(r, notes, start, end, key).as_bytes(), key
+        if r.kind == "twilio":
+            form = {"From": r.sms_from or "", "To": r.sms_to or "",
+                    "Body": digest_sms_text(notes, start, end)}
+            return urllib.parse.urlencode(form).encode(), key
+        if r.kind == "slack":
+            body = slack_digest_payload(notes, start, end, logs_url=r.logs_url,
+                                        metrics_url=r.metrics_url)
+        else:
+            body = webhook_digest_payload(r.name, notes, start, end)
+        return orjson.dumps(body), key
+
+    async def _deliver(self, r: Receiver, ids: list[int], payload: bytes, key: str,
+                       attempts: int, retry_status: str) -> bool:
+        """Post one message for `ids`; on failure they go back to `retry_status` with a
+        backoff (or the receiver's Retry-After)."""
+        name = r.name
         h = self._health[name]
         assert self._client is not None, "start() the notifier first"
         await asyncio.to_thread(self.outbox.mark, ids, "sending", now=self.clock())
@@ -539,7 +826,7 @@ class Notifier:
             h.paused_until = now + wait  # the limit is the receiver's, not the message's
         h.consecutive_failures += 1
         h.last_error, h.last_error_at = one_line(error, 200), now
-        await asyncio.to_thread(self.outbox.mark, ids, "pending", now=now,
+        await asyncio.to_thread(self.outbox.mark, ids, retry_status, now=now,
                                 next_at=now + backoff, error=h.last_error)
         log.warning("receiver %s: %s (retry in %.1fs)", name, h.last_error, backoff)
         return False

@@ -308,7 +308,8 @@ class Rule(_Strict):
     expr: str
     severity: Severity = "P2"
     targets: list[str] = Field(default_factory=list)
-    kinds: list[Literal["http", "postgres", "redis", "prometheus"]] = Field(default_factory=list)
+    kinds: list[Literal["http", "postgres", "redis", "prometheus", "log", "host"]] = Field(
+        default_factory=list)
     for_: Duration = Field(0.0, alias="for", ge=0, le=7 * 86400)
     keep_firing_for: Duration = Field(0.0, ge=0, le=7 * 86400)
     failure_threshold: int = Field(3, ge=1, le=1000)
@@ -380,6 +381,11 @@ class Receiver(_Strict):
     The URL is usually a credential (a Slack webhook URL is one), so a Slack URL must be an
     `${ENV}` reference, as must a Twilio auth token; `rate` paces this receiver (Slack allows
     about one message a second). For Twilio, `url` is the API base (https://api.twilio.com).
+
+    `digest = "1h"` batches the notifications of `digest_severities` (P3 by default, the
+    playbook's "Slack (can be batched)") into one message per period, aligned to UTC (an
+    hourly digest covers 10:00-11:00, a daily one a UTC day); the other severities this
+    receiver takes are still sent at once. 0 (the default) sends everything at once.
     """
 
     name: str = Field(min_length=1, max_length=64)
@@ -393,6 +399,9 @@ class Receiver(_Strict):
         "hold a group's first notification this long so the group's others join it "
         "(Alertmanager uses 30s; 0 sends each at once)"))
     group_max: int = Field(20, ge=1, le=40)
+    digest: Duration = Field(0.0, ge=0, le=7 * 86400, description=(
+        "collect digest_severities into one message per period (0: send each at once)"))
+    digest_severities: list[Severity] = Field(default_factory=lambda: ["P3"])
     logs_url: str | None = None
     metrics_url: str | None = None
     account_sid: str | None = None  # twilio
@@ -405,6 +414,13 @@ class Receiver(_Strict):
     smtp_password: str | None = None  # email, as ${ENV}
     starttls: bool = True  # email: refuse to send in clear text unless false
     ca_file: str | None = None  # email: extra CA for the SMTP server's certificate
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_period(cls, v: float) -> float:
+        if 0 < v < 60:
+            raise ValueError("digest must be at least 1m (or 0 to send each at once)")
+        return v
 
     @model_validator(mode="after")
     def _twilio(self) -> Receiver:

@@ -462,3 +462,148 @@ async def test_email_over_starttls_to_a_real_smtp_server(tmp_path: Path) -> None
     finally:
         await n2.stop()
         await plain.stop()
+
+
+# -- digests --------------------------------------------------------------------------------
+
+HOUR0 = 1_800_000_000.0  # a whole number of hours since the epoch: a digest period starts here
+
+
+def at(n: Notification, t: float) -> Notification:
+    return replace(n, at=t)
+
+
+async def test_digest_batches_p3_into_one_message_per_period(
+        tmp_path: Path, receiver: tuple[str, Hits]) -> None:
+    from console.engine.notify import _iso
+
+    base, hits = receiver
+    smtp = MiniSmtp(None, offer_starttls=False)
+    port = await smtp.start()
+    now = [HOUR0 + 60]
+    receivers = [
+        recv("ok", f"{base}/ok", rate=50, digest="1h"),
+        Receiver.model_validate({"name": "slack", "kind": "slack", "url": "${HOOK}",
+                                 "rate": 50, "digest": "1h"}),
+        Receiver.model_validate({
+            "name": "mail", "kind": "email", "url": f"smtp://127.0.0.1:{port}", "rate": 50,
+            "mail_from": "ops@example.com", "mail_to": ["team@example.com"],
+            "starttls": False, "digest": "1h"}),
+    ]
+    n = Notifier(tmp_path / "o.sqlite", receivers, env={"HOOK": f"{base}/slack"},
+                 clock=lambda: now[0])
+    await n.start()
+    try:
+        p3 = [at(note(1, severity="P3"), now[0]), at(note(2, severity="P3"), now[0])]
+        urgent = note(3, severity="P1")
+        assert n.enqueue([*p3, urgent]) == 9
+        # P1 is not digested: it goes out at once, to each receiver
+        await until(lambda: hits.keys("ok") == [urgent.key] and len(smtp.mails) == 1
+                    and hits.keys("slack") == [urgent.key])
+        now[0] = HOUR0 + 1200
+        resolved = at(note(1, "resolved", severity="P3"), now[0])
+        assert n.enqueue([resolved]) == 3
+        n.wake()
+        await asyncio.sleep(0.3)
+        # nothing more before the period is over; the digest's rows wait in the outbox
+        assert len(hits.keys("ok")) == 1
+        assert len(smtp.mails) == 1
+        assert {h.name: h.collected for h in n.health()} == {"ok": 3, "slack": 3, "mail": 3}
+
+        now[0] = HOUR0 + 3600 + 1
+        n.wake()
+        await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("slack")) == 2
+                    and len(smtp.mails) == 2)
+        key = f"digest:ok:{_iso(HOUR0)}"
+        assert key == "digest:ok:2027-01-15T08:00:00Z"
+        assert hits.keys("ok")[1] == key
+        body = hits.got["ok"][1][2]
+        assert body["kind"] == "digest"
+        assert body["period"] == {"start": "2027-01-15T08:00:00Z", "end": "2027-01-15T09:00:00Z"}
+        assert body["counts"] == {"firing": 1, "resolved": 1}
+        alerts = {a["rule"]: a for a in body["alerts"]}
+        # resolved after firing within the period: shown resolved, with both transitions
+        assert alerts["r1"]["state"] == "resolved"
+        assert [x["transition"] for x in alerts["r1"]["transitions"]] == ["firing", "resolved"]
+        assert alerts["r2"]["state"] == "firing"
+        assert len(body["notifications"]) == 3
+
+        slack = hits.got["slack"][1][2]
+        assert hits.keys("slack")[1] == f"digest:slack:{_iso(HOUR0)}"
+        header = slack["blocks"][0]["text"]["text"]
+        assert "Digest: 2 alerts, 2027-01-15 08:00–09:00 UTC" in header
+        assert [f["text"] for f in slack["blocks"][1]["fields"]] == ["*Firing:*\n1",
+                                                                     "*Resolved:*\n1"]
+        sections = [b["text"]["text"] for b in slack["blocks"][2:]]
+        assert len(sections) == 2  # one section per alert
+        r1 = next(s for s in sections if "Rule 1" in s)
+        assert r1.startswith("*RESOLVED* P3")
+        assert "fired 08:01, resolved 08:20" in r1
+
+        mail = smtp.mails[1]["data"]
+        assert "Subject: DIGEST: 2 alerts (1 firing, 1 resolved)" in mail
+        assert "RESOLVED: Rule 1" in mail
+        assert "FIRING: Rule 2" in mail
+        await until(lambda: {r["status"] for r in n.outbox.rows()} == {"sent"})
+        await asyncio.sleep(0.2)
+        assert len(hits.keys("ok")) == 2  # once
+    finally:
+        await n.stop()
+        await smtp.stop()
+
+
+async def test_digest_survives_restarts_mid_period_and_mid_send(
+        tmp_path: Path, receiver: tuple[str, Hits]) -> None:
+    base, hits = receiver
+    db = tmp_path / "o.sqlite"
+    now = [HOUR0 + 10]
+    receivers = [recv("hook", "${HOOK}", rate=50, digest="1h", timeout="5s")]
+
+    def notifier(url: str) -> Notifier:
+        return Notifier(db, receivers, env={"HOOK": url}, clock=lambda: now[0],
+                        backoff_first=0.1)
+
+    a = notifier(f"{base}/hang")
+    await a.start()
+    assert a.enqueue([at(note(1, severity="P3"), now[0])]) == 1
+    await a.stop()  # restarted mid-period
+    b = notifier(f"{base}/hang")
+    assert b.enqueue([at(note(1, severity="P3"), now[0])]) == 0  # known: not collected twice
+    now[0] = HOUR0 + 20
+    assert b.enqueue([at(note(2, severity="P3"), now[0])]) == 1
+    await b.start()
+    now[0] = HOUR0 + 3601
+    b.wake()
+    await until(lambda: len(hits.keys("hang")) == 1)
+    await b.stop()  # killed while the receiver holds the digest unanswered
+
+    c = notifier(f"{base}/ok2")
+    now[0] = HOUR0 + 3700
+    assert c.enqueue([at(note(3, severity="P3"), now[0])]) == 1  # the next period's
+    await c.start()
+    try:
+        await until(lambda: len(hits.keys("ok2")) == 1)
+        # the same digest again, same key, nothing lost across two restarts
+        assert hits.keys("ok2") == hits.keys("hang") == ["digest:hook:2027-01-15T08:00:00Z"]
+        body = hits.got["ok2"][0][2]
+        assert [x["rule"] for x in body["alerts"]] == ["r1", "r2"]
+        await until(lambda: c.health()[0].sent == 2)
+        assert c.health()[0].collected == 1  # r3 waits for 09:00-10:00
+    finally:
+        await c.stop()
+    d = notifier(f"{base}/ok2")
+    await d.start()
+    try:
+        d.wake()
+        await asyncio.sleep(0.3)
+        assert len(hits.keys("ok2")) == 1  # a sent digest is never sent again
+    finally:
+        await d.stop()
+
+
+def test_digest_schema() -> None:
+    assert recv("x", "http://127.0.0.1:9/x").digest == 0
+    r = recv("x", "http://127.0.0.1:9/x", digest="1d")
+    assert (r.digest, r.digest_severities) == (86400.0, ["P3"])
+    with pytest.raises(ValueError, match="at least 1m"):
+        recv("x", "http://127.0.0.1:9/x", digest="30s")
