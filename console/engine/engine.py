@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .dashboards import with_playbook_dashboards
 from .model import CheckResult, Status
 from .redact import describe_exception, redact
 from .settings import (
@@ -82,7 +83,9 @@ class Engine:
         store: MetricStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
+        # The playbook's ready-made dashboards join here, where settings take effect, so the
+        # TUI, a hot reload and the headless commands all see the same boards.
+        self.settings = with_playbook_dashboards(settings)
         self.store = store if store is not None else MetricStore()
         self.clock = clock
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
@@ -180,7 +183,7 @@ class Engine:
                 for series in self.store.series():
                     if series.startswith(f"{name}:"):
                         self.store.drop(series)
-        self.settings = settings
+        self.settings = with_playbook_dashboards(settings)
         for name, target in new.items():
             old = self._states.get(name)
             if old is not None and old.target == target:
