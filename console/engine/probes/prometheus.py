@@ -123,14 +123,17 @@ class PrometheusProbe:
         clients: HttpClients,
         *,
         clock: Callable[[], float] = time.time,
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
+        """`keep` overrides which sample names a scrape keeps (default: those the target's
+        expressions read); the remote host probe scrapes node_exporter through this class."""
         self.target = target
         self._clock = clock
         self._timeout = float(target.timeout)
         self._timeout_text = _fmt_seconds(self._timeout)
         self._max_body = int(target.max_body)
         self._exprs: dict[str, Expr] = {n: parse_expr(t) for n, t in target.metrics.items()}
-        self._keep = sample_names(self._exprs.values()).__contains__
+        self._keep = keep or sample_names(self._exprs.values()).__contains__
         self._previous: Scrape | None = None
         self._setup_error: str | None = None
         self._closed = threading.Event()  # also stops a parse still running in a thread
