@@ -664,6 +664,16 @@ class RuleSet:
         self.rules = [r for r in rules if r.enabled]
         self.targets = list(targets)
         self._exprs = {r.name: parse_expr(r.expr) for r in self.rules}
+        # Which rules may apply to which target is fixed for a RuleSet (a reload builds a new
+        # one), so it is worked out once here, not per result: a result of one target then
+        # costs its own rules, not a scan of every rule against every target.
+        self._selected: dict[str, list[tuple[Rule, TargetInfo, Expr]]] = {
+            t.name: [] for t in self.targets}
+        for rule in self.rules:
+            expr = self._exprs[rule.name]
+            for t in self.targets:
+                if selects(rule, t):
+                    self._selected[t.name].append((rule, t, expr))
 
     @classmethod
     def from_settings(cls, settings: object) -> RuleSet:
@@ -689,17 +699,15 @@ class RuleSet:
         targets that have reported its metric: a playbook rule on `cpu_pct` stays quiet on a
         target that never reports CPU (see `unmatched()` for such rules).
         """
-        out = []
-        for rule in self.rules:
-            expr = self._exprs[rule.name]
-            for t in self.targets:
-                if target is not None and t.name != target:
-                    continue
-                if not selects(rule, t):
-                    continue
-                if rule.explicit or expr.fn == "absent" or store.has(f"{t.name}:{expr.metric}"):
-                    out.append((rule, t))
-        return out
+        if target is None:
+            # every target, in rule order (as listed by `opsconsole alerts`)
+            order = {r.name: i for i, r in enumerate(self.rules)}
+            chosen = sorted((x for v in self._selected.values() for x in v),
+                            key=lambda x: order[x[0].name])
+        else:
+            chosen = self._selected.get(target, [])
+        return [(rule, t) for rule, t, expr in chosen
+                if rule.explicit or expr.fn == "absent" or store.has(f"{t.name}:{expr.metric}")]
 
     def unmatched(self, store: MetricStore) -> list[Rule]:
         """Rules that apply to no target yet (their metric does not exist anywhere)."""

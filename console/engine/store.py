@@ -580,8 +580,23 @@ class MetricStore:
         """Number of the oldest sample still in the ring."""
         return max(s.n - self._cap, s.base)
 
-    def _ordered(self, s: _Series) -> tuple[np.ndarray, np.ndarray]:
-        return self._ring(s, self._lo(s), s.n)
+    def _first_from(self, s: _Series, t_lo: float, *, strict: bool = False) -> int:
+        """Number of the first sample in the ring with t >= t_lo (t > t_lo if `strict`).
+
+        A binary search over sample numbers on the ring itself: a recent window (a panel's
+        sparkline, a rule's 5 minutes) then reads only its own samples, without ordering or
+        copying the whole ring first.
+        """
+        cap, t = self._cap, s.t
+        a, b = self._lo(s), s.n
+        while a < b:
+            m = (a + b) // 2
+            x = t[m % cap]
+            if x < t_lo or (strict and x == t_lo):
+                a = m + 1
+            else:
+                b = m
+        return a
 
     def _prev_valid(self, s: _Series, e0: int) -> float:
         """Last non-NaN value before sample number e0 (the base of its counter increase)."""
@@ -886,10 +901,9 @@ class MetricStore:
         return s, lo, now_, self._source(s, lo)
 
     def _raw_window(self, s: _Series, lo: float, now: float) -> tuple[np.ndarray, np.ndarray]:
-        t, v = self._ordered(s)
-        i = int(np.searchsorted(t, lo, side="right"))
+        t, v = self._ring(s, self._first_from(s, lo, strict=True), s.n)
         j = int(np.searchsorted(t, now, side="right"))
-        return t[i:j], v[i:j]
+        return t[:j], v[:j]
 
     def series(self) -> list[str]:
         """Series names in the order they were first recorded (or loaded)."""
@@ -1140,7 +1154,8 @@ class MetricStore:
             g0 = cur - points
             k = self._sparkline_tier(points, bucket)
             if k < 0:
-                t, v = self._ordered(s)
+                # from one slot early, the mask below deciding: float rounding drops nothing
+                t, v = self._ring(s, self._first_from(s, (g0 - 1) * bucket), s.n)
                 g = np.floor(t / bucket).astype(np.int64) - g0
                 ok = (g >= 0) & (g < points) & ~np.isnan(v)
                 sums = np.bincount(g[ok], weights=v[ok], minlength=points)

@@ -350,6 +350,39 @@ def test_sparkline_stays_stable_when_its_slot_closes_between_reads() -> None:
     np.testing.assert_array_equal(before, after)
 
 
+def test_recent_windows_read_across_the_ring_wrap_as_a_full_scan_would() -> None:
+    # Windows and raw sparklines find their first sample by a binary search on the ring
+    # (no ordering or copy of the whole ring); check them against a plain scan of every
+    # sample, irregularly spaced, after the ring has wrapped several times.
+    store = MetricStore(raw_capacity=500)
+    rng = np.random.default_rng(7)
+    ts = T0 + np.cumsum(rng.uniform(0.2, 2.5, 1700))
+    vs = rng.normal(50.0, 10.0, len(ts))
+    vs[rng.random(len(ts)) < 0.05] = np.nan
+    for t, v in zip(ts, vs, strict=True):
+        store.record("x", float(t), float(v))
+    held_t, held_v = ts[-500:], vs[-500:]
+    now = float(ts[-1]) + 0.3
+    for window in (1.0, 7.5, 60.0, 300.0, 10_000.0):
+        t, v = store.values("x", window, now=now)
+        want = (held_t > now - window) & (held_t <= now)
+        np.testing.assert_array_equal(t, held_t[want])
+        np.testing.assert_array_equal(v, held_v[want])
+    for bucket in (1.0, 3.0, 7.0):
+        points = 40
+        line = store.sparkline("x", points, bucket, now=now)
+        g0 = math.floor(now / bucket) - points
+        for i in range(points):
+            lo, hi = (g0 + i) * bucket, (g0 + i + 1) * bucket
+            sel = held_v[(held_t >= lo) & (held_t < hi) & ~np.isnan(held_v)]
+            if held_t[0] > lo:  # the ring no longer reaches this slot's start
+                continue
+            if len(sel) == 0:
+                assert math.isnan(line[i])
+            else:
+                assert line[i] == pytest.approx(sel.mean(), rel=1e-9)
+
+
 def test_sparkline_unknown_series_is_all_nan() -> None:
     store = MetricStore()
     assert np.isnan(store.sparkline("nope", 5, 10, now=T0)).all()
