@@ -19,9 +19,18 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 
+from ..breakdown import (
+    CONVENTIONAL_NAMES,
+    BreakdownSpec,
+    compile_breakdowns,
+    compute_breakdowns,
+    default_breakdowns,
+)
+from ..breakdown import sample_names as breakdown_names
 from ..envref import MissingEnv, expand
 from ..http_client import USER_AGENT, HttpClients, read_capped
 from ..model import CheckResult, ResponseInfo, Status
@@ -112,6 +121,28 @@ def _parse(
     return scrape, text[: EXCERPT_CHARS * 2]
 
 
+def _parse_and_break(
+    parse_args: tuple[Any, ...], specs: dict[str, BreakdownSpec], previous: Scrape | None,
+) -> tuple[Scrape, str, dict[str, object]]:
+    """Parse, then the breakdown tables against the previous scrape, on the same thread: a
+    100k-series scrape's grouping costs a fair share of a second of GIL that must not land on
+    the UI loop. No configured breakdowns means the conventional ones, if the scrape has
+    their names."""
+    scrape, text = _parse(*parse_args)
+    cancel: StopFlag = parse_args[-1]
+    chosen = specs or default_breakdowns(scrape)
+    if not chosen:
+        return scrape, text, {}
+    try:
+        details: dict[str, object] = {
+            "breakdowns": compute_breakdowns(chosen, scrape, previous, cancel)}
+    except ScrapeCancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a breakdown bug must not fail the scrape
+        details = {"breakdown_error": one_line(describe_exception(exc), 300)}
+    return scrape, text, details
+
+
 class PrometheusProbe:
     """Scrapes one PrometheusTarget; `check()` never raises (except CancelledError)."""
 
@@ -133,7 +164,11 @@ class PrometheusProbe:
         self._timeout_text = _fmt_seconds(self._timeout)
         self._max_body = int(target.max_body)
         self._exprs: dict[str, Expr] = {n: parse_expr(t) for n, t in target.metrics.items()}
-        self._keep = keep or sample_names(self._exprs.values()).__contains__
+        self._breakdowns = compile_breakdowns(getattr(target, "breakdowns", {}))
+        kept = sample_names(self._exprs.values()) | (
+            breakdown_names(self._breakdowns.values()) if self._breakdowns
+            else CONVENTIONAL_NAMES)
+        self._keep = keep or kept.__contains__
         self._previous: Scrape | None = None
         self._setup_error: str | None = None
         self._closed = threading.Event()  # also stops a parse still running in a thread
@@ -234,20 +269,21 @@ class PrometheusProbe:
         openmetrics = mime == "application/openmetrics-text"
         stop = _Either(cancel, self._closed)  # our deadline passed, or aclose() was called
         args = (raw, encoding, self._max_body, openmetrics, at, self._keep, stop)
+        previous = self._previous
         try:
             if len(raw) > THREAD_PARSE_BYTES or encoding:
                 loop = asyncio.get_running_loop()
-                scrape, text = await loop.run_in_executor(
-                    _parse_pool(), functools.partial(_parse, *args)
+                scrape, text, details = await loop.run_in_executor(
+                    _parse_pool(),
+                    functools.partial(_parse_and_break, args, self._breakdowns, previous),
                 )
             else:
-                scrape, text = _parse(*args)
+                scrape, text, details = _parse_and_break(args, self._breakdowns, previous)
         except _ScrapeFailedError as exc:
             raise failed(str(exc)) from None
         except ScrapeCancelledError:
             raise failed("probe closed while parsing") from None
         metrics: dict[str, float] = {}
-        previous = self._previous
         for name, expr in self._exprs.items():
             value = expr.evaluate(scrape, previous)
             if value is not None:
@@ -264,6 +300,7 @@ class PrometheusProbe:
                 http_version=response.http_version, body_excerpt=excerpt, body_bytes=len(raw),
                 final_url=self._url_text,
             ),
+            details=details,
         )
 
     # -- results ---------------------------------------------------------------------------
