@@ -34,6 +34,11 @@ def add_parsers(sub: Any) -> None:
         "(rules needing several failing samples show as pending)")
     alerts.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
     alerts.add_argument("--json", action="store_true", help="machine-readable output")
+    alerts.add_argument("--history", action="store_true",
+                        help="list alert episodes instead (open ones, then resolved, newest "
+                        "first) from the alert history; checks nothing")
+    alerts.add_argument("--since", metavar="DURATION", default="24h",
+                        help="with --history: how far back (default 24h, at most 30d read)")
 
     run = sub.add_parser(
         "run", help="poll, evaluate rules and send notifications without the UI (--headless), "
@@ -92,7 +97,75 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_CONFIG
+    if getattr(args, "history", False):
+        return _history(settings, since=args.since, as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+def _history(settings: Settings, *, since: str, as_json: bool) -> int:
+    """Episodes from the data dir: open ones from alerts.json (what the evaluator saved) and
+    resolved ones from alerts-history.jsonl; read only, so safe beside a running console."""
+    import time
+
+    import orjson
+
+    from console.engine.alert_history import (
+        describe_duration,
+        history_path,
+        ongoing,
+        read_episodes,
+    )
+    from console.engine.alerts import Alerts
+    from console.engine.durations import parse_duration
+    from console.engine.lease import Lease, describe_owner
+    from console.engine.rules import RuleSet
+    from console.engine.sanitize import one_line
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        print(f"opsconsole alerts: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    now = time.time()
+    state_path = data_dir(settings) / "alerts.json"
+    alerts = Alerts(settings.alerting)
+    if state_path.exists():
+        try:
+            alerts.restore(orjson.loads(state_path.read_bytes()),
+                           RuleSet.from_settings(settings).rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
+    lo = now - window
+    open_eps = ongoing(alerts.alerts(), now)
+    done = read_episodes(history_path(state_path), since=lo, now=now, limit=10_000)
+    keys = {e.get("key") for e in done}
+    done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
+             if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
+    done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
+    owner = Lease(state_path.with_suffix(".lease")).holder()
+    if as_json:
+        doc = {"now": now, "since": lo, "evaluator": owner, "episodes": open_eps + done}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+        return EXIT_OK
+    print(describe_owner(owner) if owner is not None
+          else "no console is evaluating alerts right now")
+    if not open_eps and not done:
+        print(f"no alert fired in the last {since}")
+    for ep in open_eps + done:
+        ack = ""
+        if ep.get("acknowledged_at") is not None:
+            ack = f" acked by {one_line(str(ep.get('acknowledged_by') or '?'), 20)}"
+        peak = ep.get("peak")
+        extra = (f" peak {peak:g}" if isinstance(peak, int | float) else "") + \
+            (" flapping" if ep.get("flapping") else "") + ack
+        fired = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ep["fired_at"])))
+        mark = "●" if ep.get("ongoing") else "✔"
+        print(f"{mark} {fired} {describe_duration(ep):<16} {ep.get('severity', '')} "
+              f"{one_line(str(ep.get('rule', '')), 26):<26} "
+              f"{one_line(str(ep.get('target', '')), 20):<20}{extra}")
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 async def _alerts(settings: Settings, *, as_json: bool) -> int:
@@ -176,7 +249,8 @@ async def _run_headless(settings: Settings) -> int:
     if settings.alerting.receivers:
         notifier = Notifier(where / "outbox.sqlite", settings.alerting.receivers)
     engine = Engine(settings)
-    service = AlertService(engine, notifier=notifier, state_path=where / "alerts.json")
+    service = AlertService(engine, notifier=notifier, state_path=where / "alerts.json",
+                           role="headless")
 
     def show(notes: list[Any]) -> None:
         for n in notes:
@@ -193,6 +267,10 @@ async def _run_headless(settings: Settings) -> int:
         await service.start()
         print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
               f"{len(settings.targets)} targets, state in {where}", file=sys.stderr, flush=True)
+        if service.following:
+            print(f"opsconsole: following: {service.owner_label()}; this process takes over "
+                  "evaluation and notifications if that one stops", file=sys.stderr,
+                  flush=True)
         await stop.wait()
     finally:
         await service.stop()

@@ -6,21 +6,33 @@ A result triggers its own target's rules at once (detection is not delayed by th
 the tick evaluates everything so staleness (`absent`, nodata), `for`, acknowledgements,
 silences and escalation move on even when no result arrives. Both run on the event loop and
 are cheap: rules read the store's ring buffers, the outbox insert is one SQLite statement.
+
+With a state file, one process per data dir evaluates: the holder of ``alerts.lease``
+(`console.engine.lease`) is the *owner*: it evaluates, notifies, writes ``alerts.json``
+(temp file, fsync, rename, directory fsync) and appends resolved episodes to the alert
+history. Any other console is a *follower*: it reloads the owner's ``alerts.json`` when it
+changes, shows it (labelled with the owner's pid and host), sends nothing, writes nothing,
+and tries the lease every tick, so it takes over within a tick of the owner's death.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .alert_history import AlertHistory, history_path, ongoing, read_episodes
 from .alerts import AlertEngine, Alerts, Notification
+from .journal import _fsync_dir
+from .lease import Lease, describe_owner
 from .model import CheckResult
 from .rules import RuleSet
 
@@ -31,9 +43,26 @@ class AlertService:
     """Alerting attached to a running Engine; `alerts` is the live state screens read."""
 
     def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
-                 state_path: Path | None = None) -> None:
+                 state_path: Path | None = None, role: str = "tui",
+                 lease: bool = True) -> None:
         self.engine = engine
         self.state_path = Path(state_path) if state_path is not None else None
+        # Without a state file there is nothing to share: evaluate alone ("solo").
+        self.lease: Lease | None = None
+        self.history_path: Path | None = None
+        if self.state_path is not None:
+            self.history_path = history_path(self.state_path)
+            if lease:
+                self.lease = Lease(self.state_path.with_suffix(".lease"), role=role)
+        self.role = "solo" if self.lease is None else "starting"  # owner, follower
+        self.owner_info: dict[str, Any] | None = None
+        self.history: AlertHistory | None = None
+        self._state_sig: tuple[int, int] | None = None
+        self._recording: dict[str, asyncio.Task[None]] = {}
+        self._save_lock = threading.Lock()
+        self._tmp_seq = itertools.count()
+        self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
+        self._notifier_started = False
         self.notifier = notifier
         self.tick_s = tick
         self.ruleset = RuleSet.from_settings(engine.settings)
@@ -53,6 +82,19 @@ class AlertService:
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
+    @property
+    def evaluating(self) -> bool:
+        """Whether this process evaluates rules and notifies (owner, or alone)."""
+        return self.role in ("owner", "solo")
+
+    @property
+    def following(self) -> bool:
+        return self.role == "follower"
+
+    def owner_label(self) -> str | None:
+        """``alerts evaluated by pid N on host (role)`` while following; None when we own."""
+        return describe_owner(self.owner_info) if self.following else None
+
     def load(self) -> int:
         """Restore alert state saved by an earlier run (TUI or headless); 0 if none or bad."""
         if self.state_path is None or not self.state_path.exists():
@@ -64,24 +106,102 @@ class AlertService:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
             return 0
 
-    def save(self) -> None:
-        """Write the alert state atomically (temp file, fsync, rename)."""
-        if self.state_path is None:
+    def _state_signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_path.stat() if self.state_path is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def reload(self, *, force: bool = False) -> bool:
+        """Follower: take the owner's latest ``alerts.json`` if it changed; True if it did.
+
+        A fresh lifecycle is restored each time (never merged), so what shows is exactly what
+        the owner saved; a file caught mid-rename or unreadable keeps the last good view.
+        """
+        sig = self._state_signature()
+        if sig is None or (sig == self._state_sig and not force):
+            return False
+        fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        try:
+            data = orjson.loads(self.state_path.read_bytes())  # type: ignore[union-attr]
+            fresh.restore(data, self.ruleset.rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.debug("owner's alert state not readable yet (%s)", exc)
+            return False
+        self.core.alerts = fresh
+        self._state_sig = sig
+        self.version += 1
+        return True
+
+    def snapshot_bytes(self) -> bytes:
+        """The state as JSON; take it on the loop (the lifecycle is not thread-safe)."""
+        return orjson.dumps(self.alerts.snapshot())
+
+    def write_state(self, data: bytes) -> None:
+        """Write `data` atomically: a temp file unique to this writer, fsync, rename, and an
+        fsync of the directory so the new name survives a power cut. Owner only."""
+        if self.state_path is None or self.following:
             return
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(self.alerts.snapshot()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
+        with self._save_lock:
+            tmp = self.state_path.with_name(
+                f".{self.state_path.name}.{os.getpid()}.{next(self._tmp_seq)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.state_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(self.state_path.parent)
+
+    def save(self) -> None:
+        """Write the alert state atomically now (owner only; a follower never writes)."""
+        if self.state_path is None or self.following:
+            return
+        self.write_state(self.snapshot_bytes())
 
     async def start(self) -> None:
-        self.load()
-        self._unsubscribe = self.engine.subscribe(self._on_result)
-        if self.notifier is not None:
-            await self.notifier.start()
+        if self.lease is not None and not self.lease.try_acquire():
+            self.role = "follower"
+            self.owner_info = self.lease.owner()
+            self.reload(force=True)
+            log.info("%s; following", describe_owner(self.owner_info))
+        else:
+            await self._become_owner()
         self._task = asyncio.create_task(self._ticker(), name="alerting:tick")
+
+    async def _become_owner(self) -> None:
+        """Evaluate from the last saved state on: at start, or taking over from a dead owner."""
+        taking_over = self.role == "follower"
+        if self.lease is not None:
+            self.role, self.owner_info = "owner", None
+        if taking_over:
+            self.core.alerts = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+            log.warning("the alert evaluator went away; this process evaluates alerts now")
+        self.load()
+        self._state_sig = None
+        self._unsubscribe = self.engine.subscribe(self._on_result)
+        if self.notifier is not None and not self._notifier_started:
+            await self.notifier.start()
+            self._notifier_started = True
+        if self.history_path is not None:
+            hist = AlertHistory(self.history_path)
+            try:
+                await asyncio.to_thread(hist.open)
+                self.history = hist
+            except OSError as exc:
+                log.warning("alert history %s unavailable (%s)", self.history_path, exc)
+        self.version += 1
+        self._record_closed()
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -92,10 +212,20 @@ class AlertService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._recording:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(list(self._recording.values()), timeout=2)
+        if self.history is not None:
+            hist, self.history = self.history, None
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(hist.close_sync)
         if self.notifier is not None:
             await self.notifier.stop()
-        with contextlib.suppress(OSError):
-            self.save()
+        if self.evaluating:
+            with contextlib.suppress(OSError):
+                self.save()
+        if self.lease is not None:
+            self.lease.release()
 
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and alerting settings, alert state kept."""
@@ -103,10 +233,63 @@ class AlertService:
         self.core.ruleset = self.ruleset
 
     def run(self, now: float | None = None, *, target: str | None = None) -> list[Notification]:
+        if self.following:
+            return []  # the owner evaluates; we only show what it saved
         notes = self.core.run(now, target=target)
         if notes:
             self._emit(notes)
+        self._record_closed()
         return notes
+
+    def recent(self, now: float, *, since: float | None = None, limit: int = 200
+               ) -> list[dict[str, Any]]:
+        """Open episodes (ongoing) first, then resolved ones newest first: the history file
+        (bounded read, cached until it changes) plus any not yet durably in it."""
+        resolved: list[dict[str, Any]] = []
+        if self.history_path is not None:
+            try:
+                st = self.history_path.stat()
+                sig: Any = (st.st_mtime_ns, st.st_size, since, limit)
+            except OSError:
+                sig = (None, since, limit)
+            if self._recent_cache is not None and self._recent_cache[0] == sig:
+                resolved = self._recent_cache[1]
+            else:
+                resolved = read_episodes(self.history_path, since=since, now=now, limit=limit)
+                self._recent_cache = (sig, resolved)
+        lo = since if since is not None else float("-inf")
+        seen = {e.get("key") for e in resolved}
+        extra = [e for e in self.alerts.closed
+                 if e.get("key") not in seen and float(e.get("resolved_at") or 0) >= lo]
+        if extra:
+            resolved = sorted(resolved + extra, key=lambda e: float(e["resolved_at"]),
+                              reverse=True)[:limit]
+        return ongoing(self.alerts.alerts(), now) + resolved
+
+    def _record_closed(self) -> None:
+        """Append resolved episodes to the history; each leaves `alerts.closed` (and so the
+        saved state) only once it is on disk, so a crash in between replays it."""
+        if self.history is None or not self.alerts.closed:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): they wait in the state for the next tick
+        for ep in list(self.alerts.closed):
+            key = str(ep.get("key"))
+            if key not in self._recording:
+                self._recording[key] = asyncio.create_task(self._record(key, ep),
+                                                           name=f"alert-history:{key}")
+
+    async def _record(self, key: str, ep: dict[str, Any]) -> None:
+        try:
+            hist = self.history
+            if hist is not None and await hist.record(ep):
+                self.alerts.closed[:] = [e for e in self.alerts.closed if e.get("key") != key]
+        except Exception:
+            log.exception("alert history append failed")
+        finally:
+            self._recording.pop(key, None)
 
     def _on_result(self, result: CheckResult) -> None:
         try:
@@ -118,10 +301,26 @@ class AlertService:
         while True:
             await asyncio.sleep(self.tick_s)
             try:
+                if self.following:
+                    await self._follow()
+                    continue
                 self.run(self.engine.clock())
-                await asyncio.to_thread(self.save)  # counters and timers move every tick
+                data = self.snapshot_bytes()
+                await asyncio.to_thread(self.write_state, data)  # timers move every tick
             except Exception:
                 log.exception("rule evaluation tick failed")
+
+    async def _follow(self) -> None:
+        """Take the lease if the owner is gone; else pick up what it saved."""
+        assert self.lease is not None
+        if self.lease.try_acquire():
+            await self._become_owner()
+            return
+        info = self.lease.owner()
+        if info and info != self.owner_info:
+            self.owner_info = info
+            self.version += 1
+        self.reload()
 
     def _emit(self, notes: list[Notification]) -> None:
         self.version += 1

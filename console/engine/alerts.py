@@ -30,6 +30,7 @@ detect (first failing sample to firing) is kept per incident; `mttd()` averages 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import itertools
 import time
 from collections import deque
@@ -52,6 +53,15 @@ class AlertState(StrEnum):
 
 
 _FIRING = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expr_op(text: str) -> str:
+    try:
+        return parse_expr(text).op
+    except ValueError:
+        return ">"
+
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
 
 
@@ -169,6 +179,12 @@ class Alert:
     silenced_by: str | None = None
     inhibited_by: str | None = None
     detect_s: float | None = None
+    # the current (or last) episode, firing to resolved, for the alert history
+    ep_acked_at: float | None = None
+    ep_acked_by: str | None = None
+    ep_peak: float | None = None
+    ep_flapping: bool = False
+    ep_silenced: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -230,6 +246,35 @@ class Alert:
             "incident": self.incident, "detect_s": self.detect_s,
         }
 
+    def episode(self, now: float) -> dict[str, Any] | None:
+        """This alert's latest firing episode as a history record (None if it never fired);
+        an unresolved one is `ongoing`, its duration counted up to `now`."""
+        if self.fired_at is None:
+            return None
+        ongoing = self.state not in _QUIET
+        end = now if ongoing or self.resolved_at is None else self.resolved_at
+        return {
+            "type": "episode", "key": f"{self.id}/{self.incident}", "rule": self.rule.name,
+            "target": self.target, "severity": self.rule.severity,
+            "summary": self.rule.summary or self.rule.name, "incident": self.incident,
+            "fired_at": self.fired_at, "acknowledged_at": self.ep_acked_at,
+            "acknowledged_by": self.ep_acked_by,
+            "resolved_at": None if ongoing else self.resolved_at,
+            "duration_s": max(0.0, end - self.fired_at), "ongoing": ongoing,
+            "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
+            "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
+            "labels": dict(self.labels),
+        }
+
+    def _note_peak(self) -> None:
+        """Keep the worst value of the episode: highest for `>` rules, lowest for `<`."""
+        if self.value is None:
+            return
+        low = _expr_op(self.rule.expr) in ("<", "<=")
+        if self.ep_peak is None or (self.value < self.ep_peak if low
+                                    else self.value > self.ep_peak):
+            self.ep_peak = self.value
+
 
 class Alerts:
     """All alerts, silences and the notification decisions; pure state on an injected clock."""
@@ -246,6 +291,9 @@ class Alerts:
         self._silences: dict[str, Silence] = {}
         self._ids = itertools.count(1)
         self.detections: list[float] = []
+        # episodes that resolved but are not yet durably in the history (the service drains
+        # them; they are saved with the state so a crash in between replays them)
+        self.closed: list[dict[str, Any]] = []
         for i, w in enumerate(self.cfg.maintenance):
             sid = f"maintenance-{i + 1}"
             self._silences[sid] = Silence(
@@ -312,6 +360,8 @@ class Alerts:
             return False
         a.state, a.since = AlertState.ACKNOWLEDGED, now
         a.acked_by, a.ack_comment = by, comment
+        if a.ep_acked_at is None:
+            a.ep_acked_at, a.ep_acked_by = now, by
         a.ack_until = now + (duration if duration is not None else self.cfg.ack_for)
         return True
 
@@ -425,6 +475,10 @@ class Alerts:
                 out.append(self._note(a, "flapping", str(a.flap_episodes), now))
         elif a.flapping and a.flap_pct < self.cfg.flap_low:
             a.flapping = False
+        if a.state in _FIRING:
+            if failing:
+                a._note_peak()
+            a.ep_flapping = a.ep_flapping or a.flapping
 
     def _advance(self, a: Alert, now: float, out: list[Notification]) -> None:
         rule = a.rule
@@ -443,6 +497,10 @@ class Alerts:
                 a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
                 a.first_fail_at = None
                 a.acked_by, a.ack_until = None, None
+                ep = a.episode(now)
+                if ep is not None:
+                    self.closed.append(ep)
+                    del self.closed[:-1000]
                 return
             if a.state == AlertState.ACKNOWLEDGED and a.ack_until is not None \
                     and now >= a.ack_until:
@@ -471,6 +529,10 @@ class Alerts:
         a.state, a.since, a.fired_at, a.escalate_from = AlertState.FIRING, now, now, now
         a.incident += 1
         a.escalated, a.reminders, a.nodata_notified = False, 0, False
+        a.resolved_at = None
+        a.ep_acked_at = a.ep_acked_by = a.ep_silenced = None
+        a.ep_peak, a.ep_flapping = None, a.flapping
+        a._note_peak()
         if a.first_fail_at is not None:
             a.detect_s = max(0.0, now - a.first_fail_at)
             self.detections.append(a.detect_s)
@@ -490,6 +552,8 @@ class Alerts:
         a.silenced_by = next(
             (s.id for s in self._silences.values() if s.active(now) and s.matches(a.labels)),
             None)
+        if a.silenced_by is not None and a.state in _FIRING:
+            a.ep_silenced = a.silenced_by
         return a.silenced_by is not None
 
     def _suppressed(self, a: Alert, now: float) -> bool:
@@ -526,7 +590,7 @@ class Alerts:
         silences = [s.to_json() for s in self._silences.values()
                     if not s.id.startswith("maintenance-")]
         return {"version": 1, "alerts": alerts, "silences": silences,
-                "detections": self.detections[-1000:]}
+                "detections": self.detections[-1000:], "unrecorded": list(self.closed)}
 
     def restore(self, data: dict[str, Any], rules: Iterable[Rule]) -> int:
         """Load a `snapshot()`; alerts of rules that no longer exist are dropped. Returns how
@@ -560,6 +624,7 @@ class Alerts:
                 top = max(top, int(sil.id[1:]))
         self._ids = itertools.count(top + 1)
         self.detections = [float(x) for x in data.get("detections", [])]
+        self.closed = [dict(e) for e in data.get("unrecorded", []) if isinstance(e, dict)]
         return n
 
     def _note(self, a: Alert, transition: str, seq: str, now: float) -> Notification:

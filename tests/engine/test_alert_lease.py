@@ -1,0 +1,261 @@
+"""One alert evaluator per data dir: the flock lease, with real processes and kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.engine.alerting import AlertService
+from console.engine.config import load_config_text
+from console.engine.engine import Engine
+from console.engine.lease import Lease, describe_owner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HOLDER = textwrap.dedent("""\
+    import subprocess, sys, time
+    from console.engine.lease import Lease
+    lease = Lease(sys.argv[1], role="script")
+    print("held" if lease.try_acquire() else "busy", flush=True)
+    if len(sys.argv) > 2:  # a child that outlives us must not keep the lease
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        print(child.pid, flush=True)
+    time.sleep(30)
+    """)
+
+
+def wait_for(cond: Any, limit: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, f"{what} not met within {limit}s"
+        time.sleep(0.05)
+
+
+def spawn_holder(path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(path), *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_second_lease_in_one_process_waits_for_release(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.lease"
+    a, b = Lease(path, role="tui"), Lease(path, role="headless")
+    assert a.try_acquire()
+    assert a.held
+    assert not b.try_acquire()
+    assert not b.held
+    info = b.owner()
+    assert info is not None
+    assert info["pid"] == os.getpid()
+    assert info["role"] == "tui"
+    assert b.holder() == info  # the read-only probe sees the owner and takes nothing
+    assert not b.try_acquire()
+    a.release()
+    assert b.holder() is None
+    assert b.try_acquire()
+    assert b.owner()["role"] == "headless"  # type: ignore[index]
+    assert (path.stat().st_mode & 0o777) == 0o600
+    b.release()
+    assert describe_owner(None).startswith("alerts evaluated by another console")
+
+
+def test_other_process_holds_then_dies_by_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.lease"
+    proc = spawn_holder(path, "child")
+    grandchild = 0
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        grandchild = int(proc.stdout.readline())
+        mine = Lease(path, role="tui")
+        assert not mine.try_acquire()
+        info = mine.holder()
+        assert info is not None
+        assert info["pid"] == proc.pid
+        assert info["role"] == "script"
+        assert describe_owner(info).startswith(f"alerts evaluated by pid {proc.pid} on ")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # the kernel drops the lock with the process, though its child still runs
+        os.kill(grandchild, 0)
+        wait_for(mine.try_acquire, 5.0, "takeover after kill -9")
+        assert mine.owner()["pid"] == os.getpid()  # type: ignore[index]
+        late = spawn_holder(path)
+        assert late.stdout is not None
+        assert late.stdout.readline().strip() == "busy"
+        late.kill()
+        late.wait(timeout=10)
+        mine.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if grandchild:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(grandchild, signal.SIGKILL)
+
+
+# -- two real `opsconsole run --headless` on one data dir -------------------------------------
+
+
+class _Site(BaseHTTPRequestHandler):
+    up = False
+    hooks: list[dict[str, Any]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        status = 200 if _Site.up else 503
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        _Site.hooks.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    _Site.up, _Site.hooks = False, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def config(base: str) -> str:
+    return textwrap.dedent(f"""\
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "{base}/health"
+        interval = "200ms"
+        timeout = "1s"
+        expect_status = [200]
+
+        [[rules]]
+        name = "api-down"
+        severity = "P0"
+        expr = "down"
+        failure_threshold = 2
+
+        [alerting]
+        default_rules = false
+
+        [[alerting.receivers]]
+        name = "hook"
+        kind = "webhook"
+        url = "{base}/hook"
+        rate = 20
+        """)
+
+
+def keys() -> list[str]:
+    return [str(h["key"]) for h in list(_Site.hooks)]
+
+
+def test_two_headless_runners_one_owner_follower_sees_state_takeover_after_kill_9(
+        tmp_path: Path, site: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(config(site))
+    data = tmp_path / "data"
+    env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(data)}
+    lease = Lease(data / "alerts.lease")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        err = open(tmp_path / f"{name}.err", "wb")  # noqa: SIM115 - the child owns it
+        p = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless", "--config",
+                              str(cfg)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=err)
+        err.close()
+        procs.append(p)
+        return p
+
+    try:
+        a = start("a")
+        wait_for(lambda: "api-down/api/firing/1" in keys(), what="A's firing notification")
+        assert (lease.holder() or {}).get("pid") == a.pid
+        b = start("b")
+        wait_for(lambda: b"following: alerts evaluated by pid" in
+                 (tmp_path / "b.err").read_bytes(), what="B following")
+        assert f"pid {a.pid} on ".encode() in (tmp_path / "b.err").read_bytes()
+
+        # A follower in this process (the TUI's code path) shows the owner's state, read-only.
+        follower_view(cfg, data, a.pid)
+
+        time.sleep(1.0)  # both run several rounds: still one firing notification
+        assert keys().count("api-down/api/firing/1") == 1
+
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(timeout=10)
+        wait_for(lambda: (lease.holder() or {}).get("pid") == b.pid, 10.0, "B takes over")
+        _Site.up = True  # B, now the evaluator, resolves what A fired, exactly once
+        wait_for(lambda: "api-down/api/resolved/1" in keys(), what="B's resolved notification")
+        time.sleep(0.5)
+        assert keys().count("api-down/api/firing/1") == 1
+        assert keys().count("api-down/api/resolved/1") == 1
+
+        hist = subprocess.run([sys.executable, "-m", "console", "alerts", "--history",
+                               "--config", str(cfg), "--json"], cwd=ROOT, env=env,
+                              capture_output=True, timeout=30)
+        doc = json.loads(hist.stdout)
+        assert doc["evaluator"]["pid"] == b.pid
+        (ep,) = [e for e in doc["episodes"] if e["key"] == "api-down/api/1"]
+        assert ep["ongoing"] is False
+        assert ep["duration_s"] > 0
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(timeout=15) == 0
+        assert lease.holder() is None  # released on a clean stop
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def follower_view(cfg: Path, data: Path, owner_pid: int) -> None:
+    settings = load_config_text(cfg.read_text())
+
+    async def look() -> None:
+        svc = AlertService(Engine(settings), state_path=data / "alerts.json", tick=0.1)
+        await svc.start()
+        try:
+            assert svc.following
+            assert not svc.evaluating
+            a = svc.alerts.get("api-down", "api")
+            assert a is not None
+            assert a.state.value == "firing"
+            label = svc.owner_label()
+            assert label is not None
+            assert f"pid {owner_pid} on " in label
+            assert "(headless)" in label
+            assert svc.run() == []  # a follower evaluates nothing
+            await asyncio.sleep(0.3)  # ticks reload the owner's saves
+            assert svc.following
+        finally:
+            await svc.stop()
+        assert svc.lease is not None
+        assert not svc.lease.held
+
+    asyncio.run(look())
