@@ -5,18 +5,29 @@ One `LogProbe` per `log` target. Each check reads what was appended since the pr
 reports per-second rates over the time since the previous check, cumulative counters for
 `increase()` rules, and keeps the last `RING` parsed lines for the Logs screen. A missing or
 unreadable file is DOWN with the reason; lines that are not JSON are counted, never fatal.
+
+Error-level lines are also sorted into kinds (`errorkinds`: the message with numbers, ids and
+quoted values normalised): a kind never seen before counts in `new_error_kinds_total` and its
+message is shown in `details["new_errors"]` (the playbook's Sentry rule "first seen error",
+P2). The kinds seen are kept in the user data dir (`log-errors/`, next to the metric
+history), so a restart does not announce every known error again. On the very first run
+(no saved state) the kinds in the last `SEED_BYTES` of the file before the follow point are
+learnt silently, so errors the service was already throwing do not all look new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errorkinds import ErrorKinds, state_path
 from ..logtail import ERROR_LEVELS, WARN_LEVELS, LogFollower, LogLine, LogUnavailable, parse_line
 from ..model import CheckResult, Status
 from ..redact import describe_exception
@@ -30,6 +41,15 @@ NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
 # winston's other levels, each reported as <level>_per_s (a fixed set: level names come
 # from the file, and each would otherwise become a new series)
 OTHER_LEVELS = ("info", "http", "verbose", "debug")
+SEED_BYTES = 1_000_000  # first run: error kinds learnt from this much of the file's tail
+SAVE_EVERY = 60.0  # seconds between saves when only "last seen" order changed
+
+
+def default_state_dir() -> Path:
+    """`log-errors/` beside the metric history (honours $OPSCONSOLE_DATA_DIR)."""
+    from ..store import default_store_path
+
+    return default_store_path().parent / "log-errors"
 
 
 @dataclass(slots=True)
@@ -48,6 +68,9 @@ class _Batch:
     truncated: bool = False
     backlog: int = 0
     position: int = 0
+    new_kinds: int = 0
+    new_kinds_total: int = 0
+    new_errors: list[str] = field(default_factory=list)
     non_json_seen: deque[str] = field(default_factory=lambda: deque(maxlen=NON_JSON_SHOWN))
 
 
@@ -59,6 +82,7 @@ class LogProbe:
     def __init__(
         self, target: LogTarget, *, clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        state_dir: Path | str | None = None, seed_bytes: int = SEED_BYTES,
     ) -> None:
         self.target = target
         self._clock = clock
@@ -73,10 +97,17 @@ class LogProbe:
         self.errors_total = 0
         self._non_json_seen: deque[str] = deque(maxlen=NON_JSON_SHOWN)
         self._last_t = monotonic()
+        where = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.kinds = ErrorKinds(state_path(where, target.name, target.path))
+        self._kinds_ready = False
+        self._seed_bytes = max(0, seed_bytes)
+        self._seed_end: int | None = None  # where following began: the seed reads before it
+        self._saved_at = monotonic()
         # Open now (cheap, and errors are for check() to report) so lines written before
         # the first check already count for it.
         with contextlib.suppress(OSError):
             self._follower.read()
+            self._seed_end = self._follower.position
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._close)
@@ -84,6 +115,30 @@ class LogProbe:
     def _close(self) -> None:
         with self._lock:
             self._follower.close()
+            if self.kinds.dirty:
+                self.kinds.save()
+
+    def _prepare_kinds(self) -> None:
+        """Load the saved kinds; on a first run, learn those already in the file's tail."""
+        self._kinds_ready = True
+        if self.kinds.load() or not self._seed_bytes or not self._seed_end:
+            return
+        end = self._seed_end
+        start = max(0, end - self._seed_bytes)
+        try:
+            with open(os.path.expanduser(self.target.path), "rb") as fh:
+                fh.seek(start)
+                data = fh.read(end - start)
+        except OSError:
+            return
+        lines = data.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first piece is the end of a line cut in two
+        for raw in lines[:-1]:  # the last piece is after the follow point's last newline
+            line = parse_line(raw)
+            if line.record is not None and line.level in ERROR_LEVELS:
+                self.kinds.remember(line.message or line.raw)
+        self.kinds.save()
 
     def _read(self) -> _Batch:
         """Blocking: read and parse what was appended (runs in a worker thread)."""
@@ -92,6 +147,9 @@ class LogProbe:
             b = _Batch(rotated=res.rotated, truncated=res.truncated, backlog=res.backlog,
                        position=self._follower.position)
             slow_ms = self._slow_ms
+            if not self._kinds_ready:
+                self._prepare_kinds()
+            kinds = self.kinds
             for raw in res.lines:
                 if not raw.strip():
                     continue
@@ -107,10 +165,18 @@ class LogProbe:
                     b.by_level[line.level] = b.by_level.get(line.level, 0) + 1
                 if line.level in ERROR_LEVELS:
                     b.errors += 1
+                    if kinds.observe(line.message or line.raw):
+                        b.new_kinds += 1
                 elif line.level in WARN_LEVELS:
                     b.warns += 1
                 if line.response_time is not None and line.response_time > slow_ms:
                     b.slow += 1
+            b.new_kinds_total = kinds.total
+            b.new_errors = list(kinds.recent)
+            now = self._monotonic()
+            if b.new_kinds or (kinds.dirty and now - self._saved_at >= SAVE_EVERY):
+                kinds.save()
+                self._saved_at = now
             return b
 
     async def check(self) -> CheckResult:
@@ -143,6 +209,7 @@ class LogProbe:
             "non_json_lines_total": float(self.non_json_total),
             "lines_total": float(self.lines_total),
             "errors_total": float(self.errors_total),
+            "new_error_kinds_total": float(batch.new_kinds_total),
         }
         details: dict[str, object] = {
             "path": one_line(self.target.path, 300),
@@ -150,8 +217,10 @@ class LogProbe:
             "lines": n, "errors": batch.errors, "warnings": batch.warns, "slow": batch.slow,
             "non_json": batch.non_json, "rotated": batch.rotated,
             "truncated": batch.truncated, "backlog_bytes": batch.backlog,
-            "position": batch.position,
+            "position": batch.position, "new_error_kinds": batch.new_kinds,
         }
+        if batch.new_errors:
+            details["new_errors"] = batch.new_errors  # newest first, one line each
         if self._non_json_seen:
             details["recent_non_json"] = list(self._non_json_seen)
         reasons: tuple[str, ...] = ()
