@@ -107,6 +107,13 @@ _BASE_RPS = 180.0
 _WEBHOOKS_PER_S = 2.0
 _NORMAL_5XX = 0.0005  # 0.05 %: one error in ~11 s, below the 0.5 % warning in any 2 s scrape
 _TICK_S = 0.15
+# Business numbers, driven by the same traffic: a payment for every ~120 requests, plan
+# prices in cents, one payment in fifty a new subscription, ~7 active users per req/s.
+_REQUESTS_PER_PAYMENT = 120.0
+_PLAN_CENTS = (499, 999, 1999)
+_NEW_SUBSCRIPTION_P = 0.02  # most payments are renewals
+_USERS_PER_RPS = 7.0
+_PAYMENT_FAIL_P = 0.25  # with dependency_down; none otherwise (the P1 rule fires above 2 %)
 LOG_ROTATE_BYTES = 5_000_000  # the demo's log is rotated (renamed to .1) past this size
 _ERROR_MESSAGES = {500: "Unhandled exception", 502: "Gemini API failed",
                    503: "Database connection lost"}
@@ -133,6 +140,17 @@ class _Metrics:
         self.webhooks = Counter(
             "stripe_webhooks", "Stripe webhook deliveries by result", ("result",), registry=reg,
         )
+        # Business metrics (the playbook's "Business Metrics"), driven by the traffic.
+        self.signals = Counter("signals_posted", "Trade signals posted", registry=reg)
+        self.active_users = Gauge("active_users", "Users active right now", registry=reg)
+        self.active_competitions = Gauge("active_competitions", "Competitions running",
+                                         registry=reg)
+        self.subscriptions = Counter("subscriptions", "New subscriptions", registry=reg)
+        self.revenue = Counter("revenue_cents", "Revenue from payments, in cents", registry=reg)
+        self.payments = Counter("payments", "Payments by result", ("result",), registry=reg)
+        self._pay = {k: self.payments.labels(k) for k in ("succeeded", "failed")}
+        self.users_level = 0.0  # the active-user level the gauge follows (0: not yet set)
+        self.competitions_level = 3
         self.build = Gauge("tradosphere_build_info", "Build of the API", ("version",),
                            registry=reg)
         self.build.labels("1.5.2").set(1)
@@ -159,6 +177,15 @@ class _Metrics:
             child = self._req[key] = self.requests.labels(*key)
         child.inc()
         self._lat[route.path].observe(seconds)
+        if route.method == "POST" and route.path == "/api/signals" and status == 201:
+            self.signals.inc()
+
+    def payment(self, ok: bool, cents: int, new_subscription: bool) -> None:
+        self._pay["succeeded" if ok else "failed"].inc()
+        if ok:
+            self.revenue.inc(cents)
+            if new_subscription:
+                self.subscriptions.inc()
 
     def webhook(self, result: str) -> None:
         self._hooks[result].inc()
@@ -447,7 +474,26 @@ class DemoStack:
         self._ws += (target - self._ws) * min(1.0, pull * dt / _TICK_S) + rng.gauss(0, 1.5)
         self._ws = max(0.0, self._ws)
         self.metrics.websockets.set(round(self._ws))
+        self._business(dt, now)
         self._flush_log()
+
+    def _business(self, dt: float, now: float) -> None:
+        """Active users follow the request rate (sessions fail with Redis down), payments
+        come with the traffic, and dependency_down makes a quarter of them fail."""
+        rng, m = self._rng, self.metrics
+        rate = self._request_rate(now)
+        down = "dependency_down" in self._active
+        want = rate * _USERS_PER_RPS * (0.6 if down else 1.0)
+        if m.users_level <= 0:
+            m.users_level = want
+        m.users_level += (want - m.users_level) * min(1.0, 0.1 * dt / _TICK_S)
+        m.active_users.set(max(0, round(m.users_level + rng.gauss(0, 4))))
+        if rng.random() < dt / 120:  # a competition starts or ends every two minutes or so
+            m.competitions_level = min(6, max(1, m.competitions_level + rng.choice((-1, 1))))
+        m.active_competitions.set(m.competitions_level)
+        for _ in range(_poisson(rng, rate * dt / _REQUESTS_PER_PAYMENT)):
+            ok = not (down and rng.random() < _PAYMENT_FAIL_P)
+            m.payment(ok, rng.choice(_PLAN_CENTS), rng.random() < _NEW_SUBSCRIPTION_P)
 
     def _status(self, route: _Route) -> int:
         rng = self._rng
@@ -702,8 +748,50 @@ metric = "latency_ms"
 unit = "ms"
 warn = 100.0
 crit = 1000.0
+
+[[panels]]
+id = "pg-pool"
+title = "Connection pool usage"
+target = "postgres"
+metric = "pool_usage_pct"
+unit = "%"
+warn = 80.0
+crit = 95.0
+
+[[panels]]
+id = "pg-slow-queries"
+title = "Slow queries (> 1 s)"
+target = "postgres"
+metric = "slow_queries"
+warn = 1.0
+crit = 5.0
+
+[[panels]]
+id = "pg-cache-hit"
+title = "Cache hit ratio"
+target = "postgres"
+metric = "cache_hit_pct"
+unit = "%"
+warn = 99.0
+crit = 95.0
+lower_is_better = false
+
+[[panels]]
+id = "pg-xact"
+title = "Transactions"
+target = "postgres"
+metric = "xact_per_s"
+unit = "/s"
+
+[[panels]]
+id = "pg-size"
+title = "Database size"
+target = "postgres"
+metric = "db_size_bytes"
+unit = "B"
 '''
-        dep_keys.append("postgres-latency")
+        dep_keys += ["postgres-latency", "pg-pool", "pg-slow-queries", "pg-cache-hit", "pg-xact",
+                     "pg-size"]
     if redis:
         dep_targets += f'''
 # ── The machine's Redis (found answering on start) ────────────────────────────────────
@@ -726,8 +814,32 @@ metric = "latency_ms"
 unit = "ms"
 warn = 20.0
 crit = 200.0
+
+[[panels]]
+id = "redis-hit-rate"
+title = "Redis hit rate"
+target = "redis"
+metric = "hit_rate_pct"
+unit = "%"
+warn = 80.0
+crit = 70.0               # P1 below 70 %
+lower_is_better = false
+
+[[panels]]
+id = "redis-memory"
+title = "Redis memory"
+target = "redis"
+metric = "used_memory_bytes"
+unit = "B"
+
+[[panels]]
+id = "redis-evictions"
+title = "Redis evictions"
+target = "redis"
+metric = "evicted_per_s"
+unit = "/s"
 '''
-        dep_keys.append("redis-latency")
+        dep_keys += ["redis-latency", "redis-hit-rate", "redis-memory", "redis-evictions"]
     if log_path:
         dep_targets += f'''
 # ── The API's structured log (winston JSON lines; the running demo writes it) ─────────
@@ -750,8 +862,9 @@ group = "infra"
 description = "The machine the console runs on"
 interval = "5s"
 '''
-    deps_dashboard = ", ".join(
-        f'"{k}"' for k in ["db-query", "webhook-failures", "payments-latency", *dep_keys]
+    db_dashboard = ",\n          ".join(
+        ", ".join(f'"{k}"' for k in ["db-query", *dep_keys][i:i + 4])
+        for i in range(0, len(dep_keys) + 1, 4)
     )
     return f'''# opsconsole config, written by `opsconsole demo --print-config`.
 #
@@ -810,6 +923,14 @@ p99_ms = 'histogram_quantile(0.99, http_request_duration_seconds) * 1000'
 db_query_ms = 'ratio(db_query_duration_seconds_sum, db_query_duration_seconds_count) * 1000'
 websockets = 'websocket_connections'
 webhook_failures_per_s = 'rate(stripe_webhooks_total{{result="failed"}})'
+# Business metrics (the playbook's Dashboard 3); a PostgreSQL target's [targets.queries]
+# (read-only SELECTs) can supply them from the database instead.
+signals_per_min = 'rate(signals_posted_total) * 60'
+active_users = 'active_users'
+active_competitions = 'active_competitions'
+subscriptions_per_h = 'rate(subscriptions_total) * 3600'
+revenue_per_h = 'rate(revenue_cents_total) * 36'            # cents/s -> $/h
+payment_failed_pct = 'ratio(payments_total{{result="failed"}}, payments_total) * 100'
 
 # ── Frontend ──────────────────────────────────────────────────────────────────────────
 [[targets]]
@@ -899,6 +1020,12 @@ crit = 25.0
 lower_is_better = false
 
 [[panels]]
+id = "active-users"
+title = "Active users"
+target = "api-metrics"
+metric = "active_users"
+
+[[panels]]
 id = "webhook-failures"
 title = "Stripe webhook failures"
 target = "api-metrics"
@@ -933,16 +1060,120 @@ metric = "latency_ms"
 unit = "ms"
 warn = 300.0
 crit = 1000.0
+
+# Business metrics
+[[panels]]
+id = "signals"
+title = "Signals posted"
+target = "api-metrics"
+metric = "signals_per_min"
+unit = "/min"
+
+[[panels]]
+id = "competitions"
+title = "Active competitions"
+target = "api-metrics"
+metric = "active_competitions"
+
+[[panels]]
+id = "subscriptions"
+title = "New subscriptions"
+target = "api-metrics"
+metric = "subscriptions_per_h"
+unit = "/h"
+
+[[panels]]
+id = "revenue"
+title = "Revenue"
+target = "api-metrics"
+metric = "revenue_per_h"
+unit = "$/h"
+
+[[panels]]
+id = "payment-failures"
+title = "Failed payments"
+target = "api-metrics"
+metric = "payment_failed_pct"
+unit = "%"
+warn = 1.0
+crit = 2.0                # P1: failed payment rate > 2 %
 {dep_panels}
-# ── Dashboards (the playbook's Grafana layout) ────────────────────────────────────────
+# Infrastructure: this machine
+[[panels]]
+id = "cpu"
+title = "CPU"
+target = "this-host"
+metric = "cpu_pct"
+unit = "%"
+warn = 70.0
+crit = 80.0               # P1: CPU > 80 %
+
+[[panels]]
+id = "memory"
+title = "Memory"
+target = "this-host"
+metric = "memory_pct"
+unit = "%"
+warn = 70.0
+crit = 80.0               # P1: memory > 80 %
+
+[[panels]]
+id = "disk"
+title = "Disk used"
+target = "this-host"
+metric = "disk_used_pct"
+unit = "%"
+warn = 80.0
+crit = 90.0
+
+[[panels]]
+id = "disk-read"
+title = "Disk read"
+target = "this-host"
+metric = "disk_read_bytes_per_s"
+unit = "B/s"
+
+[[panels]]
+id = "disk-write"
+title = "Disk write"
+target = "this-host"
+metric = "disk_write_bytes_per_s"
+unit = "B/s"
+
+[[panels]]
+id = "net-in"
+title = "Network in"
+target = "this-host"
+metric = "net_rx_bytes_per_s"
+unit = "B/s"
+
+[[panels]]
+id = "net-out"
+title = "Network out"
+target = "this-host"
+metric = "net_tx_bytes_per_s"
+unit = "B/s"
+
+# ── Dashboards: the playbook's four, on the number keys 1-4 (0 shows every panel) ─────
+# A config without [[dashboards]] of these names gets them automatically, built from its
+# targets with the playbook's thresholds ([console] playbook_dashboards = false: none).
 [[dashboards]]
 name = "Application overview"
-panels = ["requests", "error-rate", "p50", "p95", "p99", "websockets", "api-latency",
-          "frontend-latency"]
+panels = ["requests", "error-rate", "p50", "p95", "p99", "active-users", "websockets",
+          "api-latency", "frontend-latency", "payments-latency"]
 
 [[dashboards]]
-name = "Database & payments"
-panels = [{deps_dashboard}]
+name = "Database performance"
+panels = [{db_dashboard}]
+
+[[dashboards]]
+name = "Business metrics"
+panels = ["signals", "active-users", "competitions", "subscriptions", "revenue",
+          "payment-failures", "webhook-failures"]
+
+[[dashboards]]
+name = "Infrastructure"
+panels = ["cpu", "memory", "disk", "disk-read", "disk-write", "net-in", "net-out"]
 '''
 
 

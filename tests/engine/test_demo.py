@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from console.engine.config import load_config_text
+from console.engine.dashboards import HOST_METRICS, READY_MADE, with_playbook_dashboards
 from console.engine.demo import (
     DEFAULT_PORT,
     FAULTS,
@@ -28,6 +29,9 @@ from console.engine.demo import (
     probe_local_services,
 )
 from console.engine.errors import ConsoleError
+from console.engine.probes.postgres import METRICS as PG_METRICS
+from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
+from console.engine.probes.redis import METRICS as REDIS_METRICS
 from console.engine.promexpr import Scrape, parse_expr, parse_scrape
 from console.engine.settings import PrometheusTarget, Settings
 
@@ -69,6 +73,9 @@ P50 = "histogram_quantile(0.5, http_request_duration_seconds) * 1000"
 P95 = "histogram_quantile(0.95, http_request_duration_seconds) * 1000"
 DB = "ratio(db_query_duration_seconds_sum, db_query_duration_seconds_count) * 1000"
 HOOK_FAIL = 'rate(stripe_webhooks_total{result="failed"})'
+PAY_FAIL = 'ratio(payments_total{result="failed"}, payments_total) * 100'
+BUSINESS = ("signals_per_min", "active_users", "active_competitions", "subscriptions_per_h",
+            "revenue_per_h", "payment_failed_pct")
 
 
 async def window(http: aiohttp.ClientSession, stack: DemoStack,
@@ -176,6 +183,45 @@ async def test_background_traffic_moves_metrics_between_scrapes(
     assert value("rate(http_requests_total)", second, first) > 50
     # A fault shows in the very next scrape.
     assert value(ERR, third, second) > 10
+
+
+async def test_business_metrics_move_with_traffic(stack: DemoStack,
+                                                  http: aiohttp.ClientSession) -> None:
+    first = await scrape(http, stack)
+    for name in ("signals_posted_total", "subscriptions_total", "revenue_cents_total",
+                 'payments_total{result="succeeded"}', 'payments_total{result="failed"}'):
+        assert value(name, first, None) == 0, name  # initialised, so rates work from the start
+    before, after = await window(http, stack, 60.0)
+    signals = value("rate(signals_posted_total)", after, before)
+    requests = value("rate(http_requests_total)", after, before)
+    # POST /api/signals is 6 % of the traffic, nearly all of it succeeding.
+    assert 0.04 < signals / requests < 0.07
+    payments = value("payments_total", after, None)
+    assert 40 < payments < 160  # one payment per ~120 requests over ~10 800 requests
+    assert value("revenue_cents_total", after, None) >= 499 * payments
+    assert value(PAY_FAIL, after, before) == 0  # none fail while the stack is healthy
+    users = value("active_users", after, None)
+    assert 900 < users < 1700  # ~7 per req/s at ~180 req/s
+    assert 1 <= value("active_competitions", after, None) <= 6
+    # More traffic, more posted: a second minute adds about as much again.
+    more_before, more_after = await window(http, stack, 60.0)
+    assert value("signals_posted_total", more_after, None) > 1.5 * value(
+        "signals_posted_total", after, None)
+
+
+async def test_dependency_down_fails_payments_and_users_drop(
+    stack: DemoStack, http: aiohttp.ClientSession
+) -> None:
+    stack.simulate(30.0)
+    normal_users = value("active_users", await scrape(http, stack), None)
+    stack.inject("dependency_down")
+    before, after = await window(http, stack, 60.0)
+    failed = value(PAY_FAIL, after, before)
+    assert 10 < failed < 45  # a quarter of payments: far above the P1 rule's 2 %
+    assert value("active_users", after, None) < 0.8 * normal_users
+    stack.clear("dependency_down")
+    before, after = await window(http, stack, 30.0)
+    assert value(PAY_FAIL, after, before) == 0
 
 
 # -- faults ------------------------------------------------------------------------------
@@ -403,20 +449,29 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     assert isinstance(prom, PrometheusTarget)
     assert prom.url == stack.base_url + "/metrics"
     assert set(prom.metrics) == {"requests_per_s", "error_pct", "p50_ms", "p95_ms", "p99_ms",
-                                 "db_query_ms", "websockets", "webhook_failures_per_s"}
+                                 "db_query_ms", "websockets", "webhook_failures_per_s",
+                                 *BUSINESS}
     assert settings.target("frontend").url == stack.frontend_url + "/"
     assert settings.target("payments-webhook").url == stack.payments_url + "/webhooks/stripe"
     # Every panel reads a metric its target produces; every prometheus metric has a panel.
     for p in settings.panels:
         t = settings.target(p.target)
-        assert p.metric == "latency_ms" or p.metric in getattr(t, "metrics", {}), p
+        produced = {"prometheus": set(getattr(t, "metrics", {})), "host": HOST_METRICS,
+                    "postgres": set(PG_METRICS) | set(PG_SLOW), "redis": set(REDIS_METRICS)}
+        assert p.metric == "latency_ms" or p.metric in produced.get(t.kind, set()), p
     assert {p.metric for p in settings.panels if p.target == "api-metrics"} == set(prom.metrics)
     by_key = {p.key: p for p in settings.panels}
     assert (by_key["p95"].warn, by_key["p95"].crit) == (200.0, 2000.0)
     assert (by_key["error-rate"].warn, by_key["error-rate"].crit) == (0.5, 5.0)
     assert by_key["p50"].warn == 100.0
     assert by_key["p99"].warn == 500.0
-    assert [d.name for d in settings.dashboards][0] == "Application overview"
+    # The playbook's four, declared (so the ready-made ones are not added on top).
+    assert tuple(d.name for d in settings.dashboards) == READY_MADE
+    assert with_playbook_dashboards(settings) == settings
+    assert "active-users" in settings.dashboards[0].panels
+    assert "payment-failures" in settings.dashboards[2].panels
+    assert (by_key["payment-failures"].warn, by_key["payment-failures"].crit) == (1.0, 2.0)
+    assert "cpu" in settings.dashboards[3].panels
     if local:
         assert settings.target("postgres").dsn == pg
         assert "redis-latency" in settings.dashboards[1].panels
