@@ -86,7 +86,7 @@ class OverviewScreen(Screen[None]):
             banner.update(Content(problem))
         self._problem = problem
 
-    dashboard = 0  # 0: every panel; n: the config's n-th [[dashboards]] entry
+    dashboard = 0  # 0: every panel; n: the n-th dashboard (config's first, then ready-made)
 
     def _dashboard_panels(self, settings: Any) -> tuple[str | None, list[Any]]:
         boards = settings.dashboards
@@ -99,11 +99,15 @@ class OverviewScreen(Screen[None]):
     # -- keys ----------------------------------------------------------------------------------
 
     def action_dashboard(self, n: int) -> None:
-        """Number keys switch dashboards (1…9, as listed in the config); 0 shows every panel."""
+        """Number keys switch dashboards (1…9: the config's, then the playbook's ready-made
+        ones); 0 shows every panel. A missing number lists them all on one line."""
         engine = getattr(self.app, "engine", None)
         boards = engine.settings.dashboards if engine is not None else []
         if n and n > len(boards):
-            self.notify(f"no dashboard {n}: the config defines {len(boards)}", timeout=3)
+            listing = " · ".join(f"{i} {b.name}" for i, b in enumerate(boards, 1))
+            self.notify(f"no dashboard {n}; " + (f"{listing} · 0 every panel" if listing
+                                                  else "no dashboards: 0 every panel"),
+                        timeout=5, markup=False)  # names are config text, not markup
             return
         self.dashboard = n
         self.app.refresh_screen()  # type: ignore[attr-defined]
