@@ -157,6 +157,13 @@ class LatencyChart(PlotextPlot):
         plt.ylim(0, None)
         plt.title(f"latency ms  {self._span_label}".strip())
 
+    def on_resize(self) -> None:
+        # plotext sizes the plot at render time, but the time ticks were chosen for the old
+        # width: draw again so a narrower chart gets fewer labels, a wider one more.
+        if self._hist:
+            self._draw()
+            self.refresh()
+
     def render(self) -> RenderResult:
         if not self._has_data:
             message = Text(f"no data yet  {self._span_label}".strip(), style="italic")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import random
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -828,6 +829,33 @@ async def test_chart_draws_percentiles_with_clock_labels() -> None:
         first_tick = math.ceil(NOW / 60) * 60  # ticks on whole minutes (local clock)
         assert time.strftime("%H:%M", time.localtime(first_tick)) in text
         assert any("\u2800" < ch <= "\u28ff" for ch in text)  # braille lines were drawn
+
+
+async def test_chart_picks_its_time_ticks_again_after_a_resize() -> None:
+    chart = LatencyChart()
+    app = WidgetApp(chart)
+    hist = _history(720, 5.0)  # an hour: room for a label every 5 min at full width
+
+    def labels() -> set[str]:
+        return set(re.findall(r"\b\d\d:\d\d\b", "\n".join(lines(chart))))
+
+    async with app.run_test(size=(160, 24)) as pilot:
+        chart.show_history(hist, "1 h")
+        await pilot.pause()
+        wide = labels()
+        await pilot.resize_terminal(50, 24)
+        await pilot.pause()
+        await pilot.pause()
+        narrow = labels()
+        # 50 cells leave room for 5 labels: an hour gets one every 15 min, not the wide
+        # chart's 5-minute ticks thinned out by plotext wherever they happen to collide
+        assert narrow
+        assert all(int(x[-2:]) % 15 == 0 for x in narrow)
+        assert len(narrow) < len(wide)
+        await pilot.resize_terminal(160, 24)
+        await pilot.pause()
+        await pilot.pause()
+        assert labels() == wide
 
 
 async def test_chart_follows_the_theme_and_owns_its_figure() -> None:
