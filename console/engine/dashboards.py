@@ -166,7 +166,9 @@ def _humanize(metric: str) -> str:
 
 
 _SELECT_LIST = re.compile(r"^\s*select\s+(?:distinct\s+)?(?P<cols>.*?)\s+from\s", re.I | re.S)
-_ALIAS = re.compile(r'(?:\bas\s+|\s)"?(?P<a>[A-Za-z_][A-Za-z0-9_]*)"?\s*$', re.I)
+# `expr AS x`, or `expr x` right after a complete term (not `a + b`, not `CASE ... END`)
+_ALIAS = re.compile(r'(?:\bas\s+|(?<=[\w)"\'])\s+)"?(?P<a>[A-Za-z_][A-Za-z0-9_]*)"?\s*$', re.I)
+_NOT_ALIASES = frozenset({"end", "null", "true", "false", "asc", "desc"})
 _BARE_COLUMN = re.compile(r'^(?:\w+\.)?"?(?P<a>[A-Za-z_][A-Za-z0-9_]*)"?$')
 _CALL = re.compile(r"^(?P<a>[A-Za-z_][A-Za-z0-9_]*)\s*\(.*\)$", re.S)  # named after the function
 
@@ -202,7 +204,7 @@ def query_metrics(name: str, sql: str) -> list[str]:
     for item in items:
         item = item.strip()
         a = _BARE_COLUMN.match(item) or _CALL.match(item) or _ALIAS.search(item)
-        if a is None:
+        if a is None or a["a"].lower() in _NOT_ALIASES:
             return [name]
         out.append(f"{name}.{a['a']}")
     return out
