@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import fnmatch
 import hashlib
 import logging
 import os
@@ -143,7 +144,7 @@ def check_text(
     except ValidationError as exc:
         schema_errors = list(exc.errors(include_url=False))
 
-    reference_issues = _reference_issues(ctx)
+    reference_issues = _reference_issues(ctx) + _rule_issues(ctx)
     issues: list[ConfigIssue] = []
     for err in schema_errors:
         if not err["loc"] and reference_issues:
@@ -791,6 +792,86 @@ def _reference_issues(ctx: _Ctx) -> list[ConfigIssue]:
                     '("API latency" → "api-latency")')
                 issues.append(ctx.issue(("dashboards", i, "panels", k),
                                         f"unknown panel {_quote(r)}", hint))
+    return issues
+
+
+def _shipped_rule_names() -> list[str]:
+    from .rules import default_rules
+
+    try:
+        return [r.name for r in default_rules()]
+    except (OSError, ValueError):  # a broken package is reported elsewhere, not as yours
+        return []
+
+
+def _rule_issues(ctx: _Ctx) -> list[ConfigIssue]:
+    """A rule of the config whose `targets` patterns or `kinds` select no configured target,
+    or whose `inhibits` names no rule, each at its own line with a did-you-mean.
+
+    Why: such a rule never evaluates (or never inhibits), silently; a typo in a glob looks
+    exactly like a quiet system. Only the rules written in this file are checked (a disabled
+    one is not): the shipped rules' globs (payments, webhooks, api*) selecting nothing is
+    normal for a config without such targets, so they stay silent. Shipped rules count as
+    known names for `inhibits` while `[alerting] default_rules` is on.
+    """
+    issues: list[ConfigIssue] = []
+    rules = _items(ctx.data, "rules")
+    if not rules:
+        return issues
+    targets = [(name, t.get("kind")) for _, t in _items(ctx.data, "targets")
+               if (name := _text(t.get("name")))]
+    names = [n for n, _ in targets]
+    valid_kinds = set(_target_models())
+    alerting = ctx.data.get("alerting")
+    defaults_on = not (isinstance(alerting, dict) and alerting.get("default_rules") is False)
+    shipped = _shipped_rule_names()
+    own = [n for _, r in rules if (n := _text(r.get("name")))]
+    known = sorted(set(own) | (set(shipped) if defaults_on else set()))
+    no_targets = "no targets are defined"
+    for i, r in rules:
+        if r.get("enabled") is False:
+            continue
+        raw_kinds = r.get("kinds") if isinstance(r.get("kinds"), list) else []
+        kinds = [k for k in raw_kinds if isinstance(k, str) and k in valid_kinds]
+        present = sorted({str(k) for _, k in targets})
+        for k, kind in enumerate(raw_kinds):
+            if kind in kinds and not any(tk == kind for _, tk in targets):
+                hint = (f"kinds of your targets: {', '.join(present)}" if present
+                        else no_targets)
+                issues.append(ctx.issue(("rules", i, "kinds", k),
+                                        f"no {kind} target is configured", hint))
+        pool = [n for n, tk in targets if not kinds or tk in kinds]
+        globs = r.get("targets") if isinstance(r.get("targets"), list) else []
+        for k, glob in enumerate(globs):
+            if not isinstance(glob, str) or any(fnmatch.fnmatchcase(n, glob) for n in pool):
+                continue
+            others = [n for n in names if fnmatch.fnmatchcase(n, glob)]
+            if others:
+                issues.append(ctx.issue(
+                    ("rules", i, "targets", k),
+                    f"targets pattern {_quote(glob)} matches only targets that are not "
+                    f"{'/'.join(kinds)}: {_listing(others, 4)}",
+                    "a rule applies to the targets matching both its targets and its kinds"))
+                continue
+            mean = _did_you_mean(glob, names)
+            if mean is None:
+                mean = f"targets: {_listing(names)}" if names else no_targets
+                if names and not any(c in glob for c in "*?["):
+                    mean += '; patterns may use * and ? (e.g. "api*")'
+            issues.append(ctx.issue(("rules", i, "targets", k),
+                                    f"targets pattern {_quote(glob)} matches no target", mean))
+        inhibits = r.get("inhibits") if isinstance(r.get("inhibits"), list) else []
+        for k, other in enumerate(inhibits):
+            if not isinstance(other, str) or other in known:
+                continue
+            if other in shipped:
+                hint = ("that is a shipped rule, and [alerting] default_rules = false turns "
+                        "the shipped rules off")
+            else:
+                hint = _did_you_mean(other, known) or (
+                    f"rules: {_listing(known)}" if known else "no rules are defined")
+            issues.append(ctx.issue(("rules", i, "inhibits", k),
+                                    f"inhibits unknown rule {_quote(other)}", hint))
     return issues
 
 

@@ -324,6 +324,76 @@ def test_validate_command_reports_all_and_exits_1(capsys: pytest.CaptureFixture[
     assert "many_errors.toml:" in err
 
 
+def test_rule_globs_kinds_and_inhibits_must_name_something() -> None:
+    text = HTTP + (
+        '\n[[targets]]\nname = "api-eu"\nkind = "http"\nurl = "https://eu.example.com/"\n'
+        '\n[[rules]]\nname = "eu-down"\nexpr = "down"\n'
+        'targets = [\n  "api*",\n  "apii-eu",\n]\n'
+        'inhibits = ["target-down", "eu-slow"]\n'
+        '\n[[rules]]\nname = "eu-slw"\nexpr = "p95_ms > 1"\nkinds = ["postgres"]\n'
+        '\n[[rules]]\nname = "mixed"\nexpr = "down"\nkinds = ["redis", "http"]\n'
+        'targets = ["api-e?"]\n'
+        '\n[[rules]]\nname = "wrongkind"\nexpr = "down"\nkinds = ["log"]\n'
+        'targets = ["api"]\n'
+        '\n[[rules]]\nname = "typo"\nexpr = "down"\ntargets = ["web"]\n'
+        '\n[[rules]]\nname = "parked"\nexpr = "down"\nenabled = false\ntargets = ["gone"]\n'
+    )
+    issues = issues_of(text)
+    got = [(i.line, i.key, i.message, i.hint) for i in issues]
+    assert got == [
+        (line_of(text, '"apii-eu"'), 'rules[0] (name "eu-down").targets[1]',
+         'targets pattern "apii-eu" matches no target', "did you mean 'api-eu'?"),
+        (line_of(text, '"eu-slow"]'), 'rules[0] (name "eu-down").inhibits[1]',
+         'inhibits unknown rule "eu-slow"', "did you mean 'eu-slw'?"),
+        (line_of(text, '["postgres"]'), 'rules[1] (name "eu-slw").kinds[0]',
+         "no postgres target is configured", "kinds of your targets: http"),
+        (line_of(text, '["redis", "http"]'), 'rules[2] (name "mixed").kinds[0]',
+         "no redis target is configured", "kinds of your targets: http"),
+        (line_of(text, '["log"]'), 'rules[3] (name "wrongkind").kinds[0]',
+         "no log target is configured", "kinds of your targets: http"),
+        (line_of(text, 'targets = ["api"]'), 'rules[3] (name "wrongkind").targets[0]',
+         'targets pattern "api" matches only targets that are not log: api',
+         "a rule applies to the targets matching both its targets and its kinds"),
+        (line_of(text, 'targets = ["web"]'), 'rules[4] (name "typo").targets[0]',
+         'targets pattern "web" matches no target',
+         'targets: api, api-eu; patterns may use * and ? (e.g. "api*")'),
+    ]
+    # each pattern or kind that selects nothing is dead config, even when a sibling in the
+    # same list selects something ("api*" above, "http" in "mixed")
+    assert sum("mixed" in i.key for i in issues) == 1
+
+
+def test_inhibits_of_shipped_rules_and_silent_default_globs(tmp_path: Path) -> None:
+    text = HTTP + (
+        '\n[[rules]]\nname = "api-hard-down"\nexpr = "down"\ntargets = ["api"]\n'
+        'inhibits = ["target-down", "latency-p95-slw", "eror-rate-high"]\n'
+    )
+    # the shipped rules are known names; their own globs (*payment*, *webhook*) match
+    # nothing in this config, which is no error
+    issues = issues_of(text)
+    line = line_of(text, "inhibits")
+    assert [(i.line, i.key, i.message, i.hint) for i in issues] == [
+        (line, 'rules[0] (name "api-hard-down").inhibits[1]',
+         'inhibits unknown rule "latency-p95-slw"', "did you mean 'latency-p95-slow'?"),
+        (line, 'rules[0] (name "api-hard-down").inhibits[2]',
+         'inhibits unknown rule "eror-rate-high"', "did you mean 'error-rate-high'?"),
+    ]
+    off = issues_of(text + "\n[alerting]\ndefault_rules = false\n")
+    assert [i.message for i in off] == ['inhibits unknown rule "target-down"',
+                                        'inhibits unknown rule "latency-p95-slw"',
+                                        'inhibits unknown rule "eror-rate-high"']
+    assert "default_rules = false turns the shipped rules off" in (off[0].hint or "")
+    good = HTTP + ('\n[[rules]]\nname = "x"\nexpr = "down"\ntargets = ["a*"]\n'
+                   'kinds = ["http"]\ninhibits = ["no-data"]\n')
+    assert issues_of(good) == []
+
+    from console.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main(["validate", "--config", str(cfg)]) == 1
+
+
 # -- TOML syntax ---------------------------------------------------------------------------------
 
 
