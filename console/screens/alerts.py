@@ -3,6 +3,10 @@
 The screen reads an `AlertService` (``console.engine.alerting``) handed to it, so the app
 decides where the service lives; it redraws once a second and whenever the service produced
 notifications. Every row keeps a glyph and a word for its state, so it reads without colour.
+`r` switches to Recent: open episodes ("ongoing 4m 10s") and the alert history's resolved
+ones with their durations; the why-panel then tells the episode (fired, acknowledged, resolved,
+peak, flapping). When another process owns alert evaluation (``alerts.lease``) the title says
+which, and acknowledge/silence are refused here rather than lost.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.engine.alert_history import describe_duration, format_span, ongoing
 from console.engine.alerts import Alert, AlertState
 from console.engine.durations import format_duration, parse_duration
 from console.engine.sanitize import one_line
@@ -43,6 +48,57 @@ def alert_line(a: Alert, now: float) -> str:
     age = format_duration(max(0.0, now - a.since)) if a.since is not None else ""
     return (f"{GLYPH.get(a.state, '  ' + a.state.value)} {a.rule.severity} "
             f"{one_line(a.rule.name, 24):<24} {one_line(a.target, 20):<20} {age:>7}{mark}")
+
+
+def _clock_time(t: float, now: float) -> str:
+    """``14:02`` today, ``11-26 14:02`` before (local time, as operators read clocks)."""
+    fmt = "%H:%M" if now - t < 20 * 3600 else "%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(t))
+
+
+def episode_line(ep: dict[str, Any], now: float) -> str:
+    """One Recent row within 78 cells: open or resolved, duration, severity, rule, target,
+    when it fired, and ≈ if it flapped."""
+    glyph = "●" if ep.get("ongoing") else "✔"
+    flags = " ≈" if ep.get("flapping") else ""
+    fired = float(ep.get("fired_at") or 0.0)
+    return (f"{glyph} {describe_duration(ep):<16} {one_line(str(ep.get('severity', '')), 2):<2} "
+            f"{one_line(str(ep.get('rule', '')), 20):<20} "
+            f"{one_line(str(ep.get('target', '')), 16):<16} {_clock_time(fired, now):>11}{flags}")
+
+
+def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
+    """The why-panel of a Recent row: the episode's timeline, peak and marks."""
+    fired = float(ep.get("fired_at") or 0.0)
+    lines = [f"{one_line(str(ep.get('severity', '')), 3)} "
+             f"{one_line(str(ep.get('summary') or ep.get('rule', '')), 70)}"]
+    parts = [f"fired {_clock_time(fired, now)}"]
+    acked = ep.get("acknowledged_at")
+    if isinstance(acked, int | float):
+        parts.append(f"acknowledged by {one_line(str(ep.get('acknowledged_by') or '?'), 30)}"
+                     f" after {format_span(acked - fired)}")
+    if ep.get("ongoing"):
+        parts.append(f"ongoing for {format_span(float(ep.get('duration_s') or 0.0))}")
+    else:
+        parts.append(f"resolved {_clock_time(float(ep.get('resolved_at') or fired), now)}"
+                     f" after {format_span(float(ep.get('duration_s') or 0.0))}")
+    lines.append(" · ".join(parts))
+    marks = []
+    peak = ep.get("peak")
+    if isinstance(peak, int | float):
+        marks.append(f"peak {peak:g}")
+    if ep.get("flapping"):
+        marks.append("flapped")
+    if ep.get("silenced_by"):
+        marks.append(f"silenced ({one_line(str(ep['silenced_by']), 20)})")
+    detect = ep.get("detect_s")
+    if isinstance(detect, int | float):
+        marks.append(f"detected in {format_span(detect)}")
+    if marks:
+        lines.append(" · ".join(marks))
+    lines.append(f"target {one_line(str(ep.get('target', '')), 40)} · "
+                 f"episode {ep.get('incident', '?')}")
+    return lines
 
 
 def parse_silence(text: str) -> tuple[float, str]:
@@ -82,6 +138,7 @@ class AlertsScreen(Screen[None]):
         Binding("a", "ack", "Acknowledge", id="alerts_ack"),
         Binding("s", "silence", "Silence", id="alerts_silence"),
         Binding("o", "open_incident", "Open incident", id="alerts_incident"),
+        Binding("r", "toggle_recent", "Recent", id="alerts_recent"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -91,6 +148,8 @@ class AlertsScreen(Screen[None]):
         self.service = service
         self.user = user or _user()
         self._version = -1
+        self.recent_view = False
+        self._episodes: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(Content("Alerts"), id="alerts-title")
@@ -109,15 +168,50 @@ class AlertsScreen(Screen[None]):
     def current(self) -> list[Alert]:
         return list(self.service.alerts.current())
 
-    def selected(self) -> Alert | None:
+    def recent(self, now: float) -> list[dict[str, Any]]:
+        """Open episodes, then resolved ones newest first (the service's history if it has
+        one, else what the lifecycle still holds in memory)."""
+        fn = getattr(self.service, "recent", None)
+        if callable(fn):
+            return list(fn(now))
+        alerts = self.service.alerts
+        closed = sorted(alerts.closed, key=lambda e: float(e["resolved_at"]), reverse=True)
+        return ongoing(alerts.alerts(), now) + closed
+
+    def _highlighted_id(self) -> str | None:
         ol = self.query_one(OptionList)
         if ol.highlighted is None or ol.option_count == 0:
             return None
-        opt = ol.get_option_at_index(ol.highlighted)
+        return ol.get_option_at_index(ol.highlighted).id
+
+    def selected(self) -> Alert | None:
+        """The highlighted alert; in Recent, the alert of a highlighted open episode."""
+        oid = self._highlighted_id()
+        if oid is None:
+            return None
+        if self.recent_view:
+            ep = self._episodes.get(oid)
+            if ep is None or not ep.get("ongoing"):
+                return None
+            return self.service.alerts.get(ep.get("rule"), ep.get("target"))
         for a in self.current():
-            if a.id == opt.id:
+            if a.id == oid:
                 return a
         return None
+
+    def selected_episode(self) -> dict[str, Any] | None:
+        oid = self._highlighted_id()
+        return self._episodes.get(oid) if oid is not None and self.recent_view else None
+
+    def read_only(self) -> str | None:
+        """Who evaluates alerts when it is another process (then we only show its state)."""
+        label = getattr(self.service, "owner_label", None)
+        return label() if callable(label) else None
+
+    def action_toggle_recent(self) -> None:
+        self.recent_view = not self.recent_view
+        self.query_one(OptionList).highlighted = None
+        self.redraw()
 
     def redraw(self) -> None:
         now = self._now()
@@ -125,11 +219,18 @@ class AlertsScreen(Screen[None]):
         firing = sum(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in alerts)
         pending = sum(a.state == AlertState.PENDING for a in alerts)
         silences = self.service.alerts.silences(now)
-        title = (f"Alerts · {firing} firing · {pending} pending · {len(silences)} silences"
-                 " · a acknowledge · s silence · o incident")
+        if self.recent_view:
+            title = (f"Alerts · Recent · {firing} firing · {pending} pending"
+                     " · ● ongoing ✔ resolved ≈ flapped · r current")
+        else:
+            title = (f"Alerts · {firing} firing · {pending} pending · {len(silences)} silences"
+                     " · a ack · s silence · o incident · r recent")
         mttd = self.service.alerts.mttd()
         if mttd is not None:
             title += f" · MTTD {format_duration(mttd)}"
+        owner = self.read_only()
+        if owner is not None:
+            title += f"\n⚑ {one_line(owner, 70)} · read-only here"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
             bad = [h for h in notifier.health() if h.failing or h.dropped]
@@ -138,12 +239,11 @@ class AlertsScreen(Screen[None]):
                           f" · {h.pending} waiting · {h.dropped} dropped")
         self.query_one("#alerts-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
-        keep = ol.highlighted
-        keep_id = None
-        if keep is not None and ol.option_count:
-            keep_id = ol.get_option_at_index(keep).id
+        keep_id = self._highlighted_id()
         ol.clear_options()
-        if alerts:
+        if self.recent_view:
+            self._draw_recent(ol, now, keep_id)
+        elif alerts:
             ol.add_options([Option(Content(alert_line(a, now)), id=a.id) for a in alerts])
             ids = [a.id for a in alerts]
             ol.highlighted = ids.index(keep_id) if keep_id in ids else 0
@@ -151,9 +251,31 @@ class AlertsScreen(Screen[None]):
             ol.add_option(Option(Content("no alerts: every rule is quiet"), disabled=True))
         self._explain(now)
 
+    def _draw_recent(self, ol: OptionList, now: float, keep_id: str | None) -> None:
+        episodes = self.recent(now)
+        self._episodes = {}
+        opts = []
+        for ep in episodes:
+            oid = f"{'o' if ep.get('ongoing') else 'r'}:{ep.get('key')}"
+            if oid in self._episodes:
+                continue
+            self._episodes[oid] = ep
+            opts.append(Option(Content(episode_line(ep, now)), id=oid))
+        if opts:
+            ol.add_options(opts)
+            ids = list(self._episodes)
+            ol.highlighted = ids.index(keep_id) if keep_id in ids else 0
+        else:
+            ol.add_option(Option(Content("no alert has fired in the last 30 days"),
+                                 disabled=True))
+
     def _explain(self, now: float) -> None:
-        a = self.selected()
         why = self.query_one("#alerts-why", Static)
+        if self.recent_view:
+            ep = self.selected_episode()
+            why.update(Content("\n".join(episode_detail(ep, now)) if ep else ""))
+            return
+        a = self.selected()
         if a is None:
             why.update(Content(""))
             return
@@ -194,9 +316,17 @@ class AlertsScreen(Screen[None]):
         incident = await desk.open_from_alert(a)
         self.app.push_screen(IncidentScreen(incident.id))
 
+    def _refuse(self, what: str) -> bool:
+        """A follower does not change alert state (the owner would overwrite it): say so."""
+        owner = self.read_only()
+        if owner is None:
+            return False
+        self.notify(f"read-only: {owner}; {what} there", severity="warning", markup=False)
+        return True
+
     def action_ack(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self._refuse("acknowledge"):
             return
         ok = self.service.alerts.ack(a.rule.name, a.target, self.user, now=self._now())
         if ok:
@@ -208,7 +338,7 @@ class AlertsScreen(Screen[None]):
 
     def action_silence(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self._refuse("silence"):
             return
 
         def done(text: str | None) -> None:

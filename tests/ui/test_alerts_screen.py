@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textual.app import App
 from textual.widgets import Input, OptionList, Static
 
+from console.engine.alerting import AlertService
 from console.engine.alerts import AlertEngine, Alerts, AlertState
+from console.engine.config import load_config_text
+from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
-from console.screens.alerts import AlertsScreen, alert_line, parse_silence
+from console.screens.alerts import AlertsScreen, alert_line, episode_line, parse_silence
 
 T0 = 1_800_000_000.0
 
@@ -144,3 +150,128 @@ def test_parse_silence_and_line() -> None:
     a = svc.alerts.get("api-down", "api")
     assert a is not None
     assert alert_line(a, T0 + 80) == f"✖ FIRING  P0 {'api-down':<24} {'api':<20}   1m00s"
+
+
+def title(app: App[Any]) -> str:
+    return str(app.screen.query_one("#alerts-title", Static).render())
+
+
+def why(app: App[Any]) -> str:
+    return str(app.screen.query_one("#alerts-why", Static).render())
+
+
+async def test_recent_shows_ongoing_and_resolved_episodes_with_durations() -> None:
+    svc = service()  # api-down fired at T0+20 (3rd failing sample); slow is only pending
+    app = Host(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        svc.clock.t = T0 + 270
+        await pilot.press("r")
+        assert "Recent" in title(app)
+        got = rows(app)
+        assert len(got) == 1
+        assert got[0].startswith("● ongoing 4m 10s   P0 api-down")
+        assert "ongoing for 4m 10s" in why(app)
+        assert "detected in 20s" in why(app)
+        # it resolves (two good samples) and shows as a finished episode with its duration
+        for t in (T0 + 300, T0 + 310):
+            svc.clock.t = t
+            svc.core.store.record("api:up", t, 1.0)
+            svc.core.run()
+        app.screen.redraw()
+        got = rows(app)
+        assert got[0].startswith("✔ 4m 50s           P0 api-down")
+        assert all(len(r) <= 78 for r in got)
+        detail = why(app)
+        assert "resolved" in detail
+        assert "after 4m 50s" in detail
+        assert "episode 1" in detail
+        await pilot.press("a")  # a finished episode has nothing to acknowledge
+        a = svc.alerts.get("api-down", "api")
+        assert a is not None
+        assert a.state == AlertState.RESOLVED
+        await pilot.press("r")
+        assert "Recent" not in title(app)
+        assert "P1 slow" in rows(app)[0]  # back to the current alerts
+
+
+async def test_follower_is_labelled_read_only_then_takes_over(tmp_path: Path) -> None:
+    """Two real AlertServices on one data dir (the lease is per open file, so one process
+    suffices): the second follows, its screen says who evaluates and refuses to acknowledge,
+    and once the owner stops it takes over and acknowledges."""
+    settings = load_config_text("""
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "http://127.0.0.1:9/health"
+
+        [[rules]]
+        name = "api-down"
+        expr = "down"
+        severity = "P0"
+        failure_threshold = 1
+
+        [alerting]
+        default_rules = false
+        """)
+    state = tmp_path / "alerts.json"
+    owner = AlertService(Engine(settings), state_path=state, tick=0.1, role="headless")
+    await owner.start()
+    follower = AlertService(Engine(settings), state_path=state, tick=0.1)
+    await follower.start()
+    try:
+        assert follower.following
+        now = time.time()
+        owner.engine.store.record("api:up", now, 0.0)
+        owner.run(now)  # fires and saves
+        app = FollowerHost(follower)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await until(pilot, lambda: rows(app)[0].startswith("✖ FIRING  P0 api-down"))
+            assert f"alerts evaluated by pid {os.getpid()} on " in title(app)
+            assert "(headless) · read-only here" in title(app)
+            await pilot.press("a")
+            await pilot.pause()
+            assert any("read-only" in n.message for n in app._notifications)
+            a = follower.alerts.get("api-down", "api")
+            assert a is not None
+            assert a.state == AlertState.FIRING
+            await owner.stop()  # releases the lease: the follower takes over on its tick
+            await until(pilot, lambda: follower.evaluating)
+            await until(pilot, lambda: "read-only" not in title(app))
+            await pilot.press("a")
+            await pilot.pause()
+            a = follower.alerts.get("api-down", "api")
+            assert a is not None
+            assert a.state == AlertState.ACKNOWLEDGED
+            assert a.incident == 1  # the same episode, carried over, not a new one
+    finally:
+        await owner.stop()
+        await follower.stop()
+
+
+class FollowerHost(App[None]):
+    def __init__(self, svc: AlertService) -> None:
+        super().__init__()
+        self.svc = svc
+
+    def on_mount(self) -> None:
+        self.push_screen(AlertsScreen(self.svc, user="ana"))
+
+
+async def until(pilot: Any, cond: Any, limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+def test_episode_line_fits_and_marks_flapping() -> None:
+    ep = {"key": "k/t/1", "ongoing": False, "duration_s": 3 * 86400 + 7200,
+          "severity": "P1", "rule": "r" * 40, "target": "t" * 40, "fired_at": T0,
+          "flapping": True}
+    line = episode_line(ep, T0 + 4 * 86400)
+    assert len(line) <= 78
+    assert line.startswith("✔ 3d 02h")
+    assert line.endswith(" ≈")
+    ep["rule"] = "[red]x[/]"
+    assert "[red]x[/]" in episode_line(ep, T0)  # plain text, never markup
