@@ -78,13 +78,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     if book is None:
         return EXIT_PROBLEM
     store = _store(args)
-    k = compute(book, since=since, now=time.time(), store=store)
+    now = time.time()
+    k = compute(book, since=since, now=now, store=store, episodes=_episodes(args, now - since))
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.write(format_text(k))
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+    """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent)."""
+    from console.engine.alert_history import read_episodes
+    from console.engine.journal import default_journal_path
+
+    where = Path(args.journal).parent if args.journal else default_journal_path().parent
+    return read_episodes(where / "alerts-history.jsonl", since=since, limit=100_000,
+                         max_bytes=64 * 1024 * 1024)
 
 
 def _store(args: argparse.Namespace) -> Any:

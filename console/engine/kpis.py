@@ -10,13 +10,16 @@ Definitions (each documented in the output so the numbers can be checked by hand
   acknowledged or older than 5 min (a 1-minute-old incident is not yet a miss);
 - P0/P1 resolved < 2 h: likewise among P0/P1 incidents resolved or older than 2 h;
 - alert noise: share of incidents the operator marked false positive;
-- uptime per target: percent of up samples in the window, from the metric store.
+- uptime per target: percent of up samples in the window, from the metric store;
+- alert MTTD/MTTA/MTTR (when the alert history is given): per alert episode fired in the
+  window, first failing sample → firing, firing → first acknowledgement, firing → resolved.
+  These measure the alerting itself, incident or not; the incident figures stay as above.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +64,10 @@ class Kpis:
     p0p1_resolved_within_2h_pct: float | None = None
     false_positive_pct: float | None = None
     uptime_pct: dict[str, float | None] = field(default_factory=dict)
+    alert_episodes: int = 0
+    alert_mttd_s: float | None = None
+    alert_mtta_s: float | None = None
+    alert_mttr_s: float | None = None
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
     def met(self) -> dict[str, bool | None]:
@@ -100,8 +107,9 @@ def _pct(hits: int, n: int) -> float | None:
 
 
 def compute(book: IncidentBook, *, since: float, now: float | None = None,
-            store: Any = None) -> Kpis:
-    """KPIs over incidents started in ``[now − since, now]``; uptime from `store` if given."""
+            store: Any = None, episodes: Iterable[Mapping[str, Any]] | None = None) -> Kpis:
+    """KPIs over incidents started in ``[now − since, now]``; uptime from `store` if given;
+    alert MTTD/MTTA/MTTR from alert-history `episodes` (``alert_history.read_episodes``)."""
     now = time.time() if now is None else now
     lo = now - since
     incs = [i for i in book.incidents.values() if lo <= i.started <= now]
@@ -125,6 +133,19 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
             if i.resolved_at is not None and i.resolved_at - i.started <= RESOLVE_WINDOW),
         len(urgent))
     k.false_positive_pct = _pct(sum(1 for i in incs if i.false_positive), len(incs))
+    if episodes is not None:
+        eps = [e for e in episodes if isinstance(e.get("fired_at"), int | float)
+               and lo <= e["fired_at"] <= now]
+        k.alert_episodes = len(eps)
+
+        def since_fired(field_name: str) -> float | None:
+            return _mean([e[field_name] - e["fired_at"] for e in eps
+                          if isinstance(e.get(field_name), int | float)])
+
+        k.alert_mttd_s = _mean([e["detect_s"] for e in eps
+                                if isinstance(e.get("detect_s"), int | float)])
+        k.alert_mtta_s = since_fired("acknowledged_at")
+        k.alert_mttr_s = since_fired("resolved_at")
     if store is not None:
         for series in sorted(store.series()):
             if series.endswith(":up"):
@@ -176,6 +197,14 @@ def format_text(k: Kpis) -> str:
     ]
     for label, value, target, key in rows:
         lines.append(f"{mark[met[key]]} {label:<30} {value:>10} {target:>10}")
+    if k.alert_episodes:
+        lines.append("")
+        lines.append(f"alerting, from the alert history ({k.alert_episodes} episodes)")
+        for label, v, key in (("MTTD (first failure → firing)", k.alert_mttd_s, "mttd_s"),
+                              ("MTTA (firing → acknowledged)", k.alert_mtta_s, "mtta_s"),
+                              ("MTTR (firing → resolved)", k.alert_mttr_s, "mttr_s")):
+            m = mark[None if v is None else v < t[key]]
+            lines.append(f"{m} {label:<30} {_dur(v):>10} {'< ' + _dur(t[key]):>10}")
     if k.uptime_pct:
         lines.append("")
         lines.append("uptime per target")

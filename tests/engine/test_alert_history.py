@@ -296,3 +296,27 @@ def test_state_writes_are_atomic_under_concurrent_saves(tmp_path: Path) -> None:
     state.write_bytes(b"{}")
     svc.save()  # a follower never writes
     assert state.read_bytes() == b"{}"
+
+
+def test_kpis_take_alert_mttd_mtta_mttr_from_the_history() -> None:
+    from console.engine.incidents import IncidentBook
+    from console.engine.kpis import compute, format_text
+
+    now = T0 + 86400
+    eps = [
+        episode("a/api/1", now - 3000, detect_s=30.0, acknowledged_at=now - 3000 - 60 + 120),
+        episode("b/api/1", now - 1000, detect_s=90.0) | {"fired_at": now - 1600},
+        episode("old/api/1", now - 9 * 86400, detect_s=1.0),  # outside the window
+    ]
+    k = compute(IncidentBook([]), since=7 * 86400, now=now, episodes=eps)
+    assert k.alert_episodes == 2
+    assert k.alert_mttd_s == 60.0
+    assert k.alert_mtta_s == 120.0
+    assert k.alert_mttr_s == (60 + 600) / 2
+    text = format_text(k)
+    assert "alerting, from the alert history (2 episodes)" in text
+    assert "MTTR (firing → resolved)" in text
+    assert "5m30s" in text
+    plain = compute(IncidentBook([]), since=7 * 86400, now=now)
+    assert plain.alert_episodes == 0
+    assert "alert history" not in format_text(plain)
