@@ -155,6 +155,16 @@ class OpsConsoleApp(App[None]):
             )
             await self._watcher.start()
         self.refresh_screen()
+        # Open incidents left by an earlier run (or another console on this bastion) belong
+        # on the first screen the operator sees, not only behind `i`.
+        self.run_worker(self._open_incident_desk(), name="incident-desk", group="journal",
+                        exit_on_error=False)
+
+    async def _open_incident_desk(self) -> None:
+        from console.screens.incidents import get_desk
+
+        await get_desk(self)
+        self.refresh_screen()
 
     async def _start_demo(self) -> None:
         from console.engine.config import load_config_text
@@ -182,10 +192,13 @@ class OpsConsoleApp(App[None]):
         from textual.content import Content
         from textual.widgets import Static
 
-        text = self.alert_banner()
+        alert = self.alert_banner()
+        incidents = self.incident_banner(short=alert is not None)
+        text = " · ".join(x for x in (alert, incidents) if x)
         for banner in self.screen.query("#alert-banner").results(Static):
             if banner.display != bool(text):
                 banner.display = bool(text)
+            banner.set_class(alert is None and incidents is not None, "-warn")
             if text and getattr(banner, "_shown", None) != text:
                 banner._shown = text  # type: ignore[attr-defined]
                 banner.update(Content(text), layout=False)
@@ -246,6 +259,33 @@ class OpsConsoleApp(App[None]):
         if self.alerting is None:
             return None
         return self.alerting.alerts.banner(self.clock())
+
+    def incident_banner(self, *, short: bool = False) -> str | None:
+        """Open incidents, for the banner: the most severe (then oldest) one with its next
+        step, or only their number when an alert already fills the line."""
+        desk = getattr(self, "incident_desk", None)
+        if desk is None:
+            return None
+        open_ = desk.book.open_incidents()
+        if not open_:
+            return None
+        n = len(open_)
+        if short:
+            return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
+        from console.engine.postmortem import elapsed
+        from console.engine.sanitize import one_line
+
+        inc = open_[0]
+        now = self.clock()
+        text = (f"⚑ {inc.severity} {one_line(inc.title, max_len=40)} · "
+                f"{elapsed(max(0.0, now - inc.started))}")
+        step = inc.next_step()
+        if step is not None:
+            late = " OVERDUE" if inc.step_status(step, now) == "overdue" else ""
+            text += f" · next: {one_line(step.section.title, max_len=30)}{late}"
+        if n > 1:
+            text += f" · +{n - 1} more"
+        return text + " (i)"
 
     def action_alerts(self) -> None:
         if self.alerting is None:

@@ -375,3 +375,38 @@ def test_inline_markdown_of_playbook_text() -> None:
                                                                 (50, 55, "bold")]
     for literal in ("[b]not markup[/b]", "a lone ` tick", "**", "``"):
         assert inline_markdown(literal).plain == literal
+
+
+async def test_open_incidents_are_on_the_first_screen_after_a_restart(
+        tmp_path: Path, ui_env: None) -> None:
+    from console.engine.incidents import IncidentBook, IncidentDesk
+    from console.engine.playbooks import load_playbooks
+
+    clock = Clock()
+    journal = Journal(Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "journal.jsonl", clock=clock)
+    await asyncio.to_thread(journal.open)
+    try:
+        desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+        inc = await desk.open("Checkout [b]errors[/b]", "P1")
+        await desk.open("Slow search", "P3")
+    finally:
+        await journal.close()
+    clock.t += 20 * 60  # 20 min later the console starts again: acknowledge is overdue
+    app = _app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "⚑" in screen_text(app), 5, "the incident banner")
+        rows = screen_text(app).splitlines()
+        at = next(i for i, x in enumerate(rows) if "⚑" in x)
+        line = " ".join(x.strip() for x in rows[at:at + 2])  # the banner wraps at 80 columns
+        assert "P1 Checkout [b]errors[/b] · 20m00s" in line  # the worst one, as plain text
+        assert "OVERDUE" in line
+        assert "+1 more" in line
+        banner = app.screen.query_one("#alert-banner")
+        assert banner.has_class("-warn")  # an incident, not a firing alert: not red
+        # resolved elsewhere (here: through the app's own desk): the banner goes
+        await app.incident_desk.resolve(inc.id)
+        others = app.incident_desk.book.open_incidents()
+        for other in others:
+            await app.incident_desk.resolve(other.id)
+        app.refresh_screen()
+        await wait_for(pilot, lambda: "⚑" not in screen_text(app), 5, "no banner")
