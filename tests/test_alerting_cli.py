@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -262,3 +263,85 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
     assert "running headless" in err
     saved = json.loads((tmp_path / "data" / "alerts.json").read_text())
     assert saved["alerts"][0]["state"] == "firing"
+
+
+def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None:
+    import time
+
+    import orjson
+
+    from console.engine.alert_history import AlertHistory
+    from console.engine.alerts import AlertEngine
+    from console.engine.config import load_config_text
+    from console.engine.rules import RuleSet
+    from console.engine.store import MetricStore
+
+    cfg = tmp_path / "c.toml"
+    data = tmp_path / "data"
+    cfg.write_text(textwrap.dedent(f"""\
+        [console]
+        data_dir = "{data}"
+
+        [[targets]]
+        name = "api"
+        kind = "http"
+        url = "http://127.0.0.1:9/"
+
+        [[rules]]
+        name = "api-down"
+        severity = "P0"
+        expr = "down"
+        failure_threshold = 1
+
+        [alerting]
+        default_rules = false
+        """))
+    settings = load_config_text(cfg.read_text())
+    now = time.time()
+    store = MetricStore()
+    core = AlertEngine(RuleSet.from_settings(settings), store)
+    store.record("api:up", now - 250, 0.0)
+    core.run(now - 250)  # fires: an open episode, ongoing 4m 10s
+    data.mkdir()
+    (data / "alerts.json").write_bytes(orjson.dumps(core.alerts.snapshot()))
+
+    def ep(key: str, resolved: float, dur: float, **kw: object) -> dict[str, object]:
+        return {"type": "episode", "key": key, "rule": key.split("/")[0], "target": "db",
+                "severity": "P1", "fired_at": resolved - dur, "resolved_at": resolved,
+                "duration_s": dur, "ongoing": False, **kw}
+
+    hist = AlertHistory(data / "alerts-history.jsonl")
+    hist.open()
+    try:
+        for e in (ep("slow/db/1", now - 2 * 86400, 60),  # outside the default 24h
+                  ep("slow/db/2", now - 3600, 723, peak=2500.0, acknowledged_at=now - 4000,
+                     acknowledged_by="ana@bastion", flapping=True)):
+            assert hist.journal is not None
+            assert hist.journal.append_sync(e).durable
+    finally:
+        hist.close_sync()
+
+    r = run("alerts", "--history", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "no console is evaluating alerts right now"
+    assert len(lines) == 3
+    assert lines[1].startswith("● ")
+    assert re.search(r"ongoing 4m 1\ds ", lines[1])  # seconds pass while the CLI starts
+    assert "peak" not in lines[1]  # `up == 0` has no worst value
+    assert "api-down" in lines[1]
+    assert lines[2].startswith("✔ ")
+    assert "12m 03s" in lines[2]
+    assert "peak 2500 flapping acked by ana@bastion" in lines[2]
+
+    r = run("alerts", "--history", "--since", "3d", "--json", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["evaluator"] is None
+    assert [(e["key"], e["ongoing"]) for e in doc["episodes"]] == [
+        ("api-down/api/1", True), ("slow/db/2", False), ("slow/db/1", False)]
+    assert doc["episodes"][1]["acknowledged_by"] == "ana@bastion"
+
+    r = run("alerts", "--history", "--since", "soon", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "--since" in r.stderr

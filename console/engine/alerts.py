@@ -267,10 +267,12 @@ class Alert:
         }
 
     def _note_peak(self) -> None:
-        """Keep the worst value of the episode: highest for `>` rules, lowest for `<`."""
-        if self.value is None:
-            return
-        low = _expr_op(self.rule.expr) in ("<", "<=")
+        """Keep the worst value of the episode: highest for `>` rules, lowest for `<`; none
+        for equality rules."""
+        op = _expr_op(self.rule.expr)
+        if self.value is None or op not in ("<", "<=", ">", ">="):
+            return  # `up == 0` and the like have no "worse" value
+        low = op in ("<", "<=")
         if self.ep_peak is None or (self.value < self.ep_peak if low
                                     else self.value > self.ep_peak):
             self.ep_peak = self.value
