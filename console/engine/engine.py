@@ -121,7 +121,7 @@ class Engine:
         if isinstance(target, HostTarget):
             from .probes.host import HostProbe
 
-            return HostProbe(target)
+            return HostProbe(target, await self._http_clients() if target.url else None)
         if isinstance(target, PostgresTarget):
             from .probes.postgres import PostgresProbe
 

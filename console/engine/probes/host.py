@@ -1,5 +1,9 @@
 """Host probe: this machine's CPU, memory, load, disk and network through psutil.
 
+With a `url` the target is another machine, read through its node_exporter
+(`nodehost.NodeHostProbe`, to which `HostProbe` hands the checks); the metric names are the
+same.
+
 Rates (CPU %, bytes/s) are deltas between this probe's own consecutive samples, never
 `psutil.cpu_percent()`'s process-wide "since the last call" state, which any other caller
 would disturb. The first check takes a short second sample so it has a rate too. psutil
@@ -14,12 +18,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import CheckResult, Status
 from ..redact import describe_exception
 from ..sanitize import one_line
 from ..settings import HostTarget
+
+if TYPE_CHECKING:
+    from ..http_client import HttpClients
+    from .nodehost import NodeHostProbe
 
 __all__ = ["HostProbe", "HostSample", "sample_host"]
 
@@ -50,7 +58,9 @@ def sample_host() -> HostSample:
     """Cumulative counters now (blocking, cheap)."""
     psutil = _psutil()
     t = psutil.cpu_times()
-    total = sum(t)
+    # Linux counts guest time inside user/nice already: leave it out of the total, as
+    # psutil.cpu_percent() does (and node_exporter's modes do, so remote hosts agree).
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
     idle = t.idle + getattr(t, "iowait", 0.0)
     disk = psutil.disk_io_counters()  # None in some containers
     net = psutil.net_io_counters()
@@ -73,13 +83,25 @@ class HostProbe:
 
     kind = "host"
 
-    def __init__(self, target: HostTarget, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, target: HostTarget, clients: HttpClients | None = None, *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`clients` (the engine's shared HTTP pool) is needed only for a remote host (url)."""
         self.target = target
         self._clock = clock
         self._prev: HostSample | None = None
+        self._remote: NodeHostProbe | None = None
+        if target.url is not None:
+            from .nodehost import NodeHostProbe
+
+            if clients is None:
+                raise ValueError("a remote host target (url) needs the shared HttpClients")
+            self._remote = NodeHostProbe(target, clients, clock=clock)
 
     async def aclose(self) -> None:
-        return None
+        if self._remote is not None:
+            await self._remote.aclose()
 
     def _collect(self) -> tuple[HostSample, HostSample, dict[str, Any]]:
         prev = self._prev
@@ -96,6 +118,8 @@ class HostProbe:
         return prev, cur, extra
 
     async def check(self) -> CheckResult:
+        if self._remote is not None:
+            return await self._remote.check()
         started = self._clock()
         t0 = time.perf_counter()
         try:
