@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -49,6 +50,7 @@ class Column:
     width: int | None  # None: the query column, whatever is left
     fmt: Callable[[Any], str] = _num
     right: bool = True
+    style: Callable[[Any], Style | str] | None = None  # e.g. a threshold colour per value
 
 
 def _sessions(details: dict[str, Any]) -> list[dict[str, Any]]:
@@ -341,7 +343,8 @@ class DatabaseScreen(Screen[None]):
         table.clear()
         for i, r in enumerate(rows):
             table.add_row(*(Text(one_line(c.fmt(r.get(c.key)), 1000), no_wrap=True,
-                                 overflow="ellipsis", justify="right" if c.right else "left")
+                                 overflow="ellipsis", justify="right" if c.right else "left",
+                                 style=c.style(r.get(c.key)) if c.style else "")
                             for c in cols), key=str(i))
         self._rows = rows
         if rows:

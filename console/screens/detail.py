@@ -40,7 +40,8 @@ def info_text(view: Any, now: float, span_label: str) -> Content:
 
 
 class DetailScreen(Screen[None]):
-    """Esc goes back; 1/2/3 or r switch the chart's range; d opens a database's drill-down."""
+    """Esc goes back; 1/2/3 or r switch the chart's range; d opens a database's drill-down,
+    b a Prometheus target's breakdowns."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -49,6 +50,7 @@ class DetailScreen(Screen[None]):
         Binding("3", "range(2)", "24 h", id="range_24h"),
         Binding("r", "next_range", "Range", id="next_range"),
         Binding("d", "database", "Database", id="database"),
+        Binding("b", "breakdown", "Breakdown", id="breakdown"),
     ]
 
     def __init__(self, target: str) -> None:
@@ -108,6 +110,8 @@ class DetailScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "database":  # only PostgreSQL and Redis targets have a drill-down
             return self._kind() in ("postgres", "redis")
+        if action == "breakdown":  # per-endpoint / per-status tables of a metrics endpoint
+            return self._kind() == "prometheus"
         return True
 
     def action_database(self) -> None:
@@ -118,6 +122,13 @@ class DetailScreen(Screen[None]):
         kind = self._kind()
         if kind in ("postgres", "redis"):
             self.app.push_screen(DatabaseScreen(self.target, kind))
+
+    def action_breakdown(self) -> None:
+        """A Prometheus target's per-endpoint and per-status-class tables."""
+        from console.screens.breakdown import BreakdownScreen
+
+        if self._kind() == "prometheus":
+            self.app.push_screen(BreakdownScreen(self.target))
 
     def action_next_range(self) -> None:
         self.action_range((self.range_index + 1) % len(RANGES))
