@@ -132,8 +132,8 @@ def _label_names(series: Mapping[LabelKey, float]) -> set[str]:
 
 def default_breakdowns(scrape: Scrape) -> dict[str, BreakdownSpec]:
     """"endpoints" and "status" when the scrape has the conventional `http_requests_total`
-    (by route, path or handler, whichever it carries; by status class), with 5xx as errors
-    and p50/p95/p99 from `http_request_duration_seconds` when it carries the same label."""
+    (by route, path or handler, whichever it carries, with 5xx as errors; by status class),
+    with p50/p95/p99 from `http_request_duration_seconds` when it carries the same label."""
     requests = scrape.get(REQUESTS)
     if not requests:
         return {}
@@ -152,7 +152,9 @@ def default_breakdowns(scrape: Scrape) -> dict[str, BreakdownSpec]:
                                            default=True)
     if status is not None:
         dur = Selector(DURATION) if status in hist_names else None
-        specs["status"] = BreakdownSpec("status", (STATUS_CLASS,), sel, errors, dur,
+        # No error % here: a 5xx row would read "100 % errors" at any volume; the share
+        # column says how much of the traffic each class is.
+        specs["status"] = BreakdownSpec("status", (STATUS_CLASS,), sel, None, dur,
                                         default=True)
     return specs
 

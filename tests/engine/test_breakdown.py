@@ -250,7 +250,10 @@ async def test_default_breakdowns_on_conventional_names(exporter: Exporter,
     assert x["p99_ms"] == pytest.approx(0.05 * 99 / 100 * 1000)  # all 100 in [0, 0.05]
     st = by_key(tables["status"], "status_class")
     assert {k: v["requests"] for k, v in st.items()} == {"2xx": 90, "5xx": 10, "4xx": 5}
-    assert tables["status"]["columns"][-1] == "error_pct"  # the histogram has no status label
+    # share, no error % (a 5xx row would say 100 %), no quantiles: the histogram has no status
+    assert tables["status"]["columns"] == ["status_class", "requests", "rate_per_s",
+                                           "share_pct"]
+    assert st["5xx"]["share_pct"] == pytest.approx(10 / 105 * 100, abs=1e-3)
     # and the whole result serialises for `check --json`
     assert json.loads(json.dumps(result.to_json()))["details"]["breakdowns"]["status"]
 
