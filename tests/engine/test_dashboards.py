@@ -167,6 +167,12 @@ def test_only_what_the_targets_report_and_empty_boards_left_out() -> None:
 
     assert with_playbook_dashboards(Settings()).dashboards == []
 
+    # A remote host (node_exporter at `url`) reports the same names: it is on the board too.
+    remote = with_playbook_dashboards(settings(
+        HOST, '[[targets]]\nname = "db-node"\nkind = "host"\n'
+        'url = "http://127.0.0.1:9/metrics"\n'))
+    assert {t for t, _ in series(boards(remote)[INFRASTRUCTURE])} == {"this-host", "db-node"}
+
 
 def test_config_dashboards_first_same_name_wins_and_opt_out() -> None:
     own = """
