@@ -8,6 +8,10 @@ the lease owner appends. An episode carries ``key`` = ``rule/target/incident``; 
 keeps resolved episodes until their append is durable and replays them after a crash, so a
 reader keeps the last record of each key (a replay is never a second episode).
 
+A console that follows (see `console.engine.lease`) does not change alert state itself; its
+acknowledgements and silences are appended here as ``request`` entries (same lock and
+one-write-per-record protocol, fsync'd) and the owner applies them on its next tick.
+
 Reading is bounded: at most `max_bytes` from the end of the file (and its one rotated
 predecessor), then at most `limit` episodes newer than `since`. The owner rotates the file
 past `ROTATE_BYTES` when it opens it, so neither the file nor a reader grows without bound.
@@ -16,19 +20,21 @@ past `ROTATE_BYTES` when it opens it, so neither the file nor a reader grows wit
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .journal import Journal, _fsync_dir
+from .journal import Journal, _fsync_dir, current_actor, encode
 
 ROTATE_BYTES = 8 * 1024 * 1024  # about 20k episodes per file
 READ_BYTES = 2 * 1024 * 1024
 DEFAULT_SINCE = 30 * 86400.0
+REQUEST_TTL = 120.0  # an owner starting up applies requests at most this old
 
 
 def history_path(state_path: Path) -> Path:
@@ -127,6 +133,34 @@ def ongoing(alerts: Iterable[Any], now: float) -> list[dict[str, Any]]:
     return out
 
 
+def append_request(path: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Append one ``request`` entry (a follower's ack or silence) durably; blocking.
+
+    The journal's protocol without its writer thread: ``O_APPEND``, flock held, a newline
+    first if the last record was cut short, one write, fsync. Raises OSError.
+    """
+    full = {"id": f"req-{os.getpid()}-{os.urandom(6).hex()}", "ts": time.time(),
+            "actor": current_actor(), **entry, "type": "request"}
+    data = encode(full)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    return full
+
+
 class AlertHistory:
     """The owner's appender: a Journal on the history file, rotated when it grew too big."""
 
@@ -134,6 +168,7 @@ class AlertHistory:
         self.path = Path(path)
         self.rotate_bytes = rotate_bytes
         self.journal: Journal | None = None
+        self.pending_requests: list[dict[str, Any]] = []  # found at open, recent enough
 
     @property
     def degraded(self) -> str | None:
@@ -147,6 +182,9 @@ class AlertHistory:
                 _fsync_dir(self.path.parent)
         journal = Journal(self.path)
         journal.open()
+        recent = time.time() - REQUEST_TTL
+        self.pending_requests = [e for e in journal.entries if e.get("type") == "request"
+                                 and isinstance(e.get("ts"), int | float) and e["ts"] >= recent]
         journal.entries.clear()  # nobody reads them from here; readers use read_episodes
         self.journal = journal
 

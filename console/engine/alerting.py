@@ -12,7 +12,9 @@ With a state file, one process per data dir evaluates: the holder of ``alerts.le
 (temp file, fsync, rename, directory fsync) and appends resolved episodes to the alert
 history. Any other console is a *follower*: it reloads the owner's ``alerts.json`` when it
 changes, shows it (labelled with the owner's pid and host), sends nothing, writes nothing,
-and tries the lease every tick, so it takes over within a tick of the owner's death.
+and tries the lease every tick, so it takes over within a tick of the owner's death. A
+follower's acknowledgements and silences travel as ``request`` entries in the alert history
+file; the owner applies each once (ids kept in the state) on its next tick.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from typing import Any
 
 import orjson
 
-from .alert_history import AlertHistory, history_path, ongoing, read_episodes
+from .alert_history import (
+    AlertHistory,
+    append_request,
+    history_path,
+    ongoing,
+    read_episodes,
+)
 from .alerts import AlertEngine, Alerts, Notification
 from .journal import _fsync_dir
 from .lease import Lease, describe_owner
@@ -54,7 +62,8 @@ class AlertService:
             self.history_path = history_path(self.state_path)
             if lease:
                 self.lease = Lease(self.state_path.with_suffix(".lease"), role=role)
-        self.role = "solo" if self.lease is None else "starting"  # owner, follower
+        # solo, or with a lease: starting → owner | follower → … → stopped
+        self.role = "solo" if self.lease is None else "starting"
         self.owner_info: dict[str, Any] | None = None
         self.history: AlertHistory | None = None
         self._state_sig: tuple[int, int] | None = None
@@ -63,6 +72,8 @@ class AlertService:
         self._tmp_seq = itertools.count()
         self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
         self._notifier_started = False
+        self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
+        self._applied: list[str] = []  # their ids, saved with the state
         self.notifier = notifier
         self.tick_s = tick
         self.ruleset = RuleSet.from_settings(engine.settings)
@@ -101,10 +112,12 @@ class AlertService:
             return 0
         try:
             data = orjson.loads(self.state_path.read_bytes())
-            return self.alerts.restore(data, self.ruleset.rules)
+            n = self.alerts.restore(data, self.ruleset.rules)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
             return 0
+        self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
+        return n
 
     def _state_signature(self) -> tuple[int, int] | None:
         try:
@@ -136,15 +149,19 @@ class AlertService:
 
     def snapshot_bytes(self) -> bytes:
         """The state as JSON; take it on the loop (the lifecycle is not thread-safe)."""
-        return orjson.dumps(self.alerts.snapshot())
+        snap = self.alerts.snapshot()
+        snap["applied_requests"] = self._applied[-500:]
+        return orjson.dumps(snap)
 
     def write_state(self, data: bytes) -> None:
         """Write `data` atomically: a temp file unique to this writer, fsync, rename, and an
         fsync of the directory so the new name survives a power cut. Owner only."""
-        if self.state_path is None or self.following:
+        if self.state_path is None:
             return
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with self._save_lock:
+            if self.role in ("follower", "stopped"):  # checked under the lock: see stop()
+                return
             tmp = self.state_path.with_name(
                 f".{self.state_path.name}.{os.getpid()}.{next(self._tmp_seq)}.tmp")
             try:
@@ -165,7 +182,7 @@ class AlertService:
 
     def save(self) -> None:
         """Write the alert state atomically now (owner only; a follower never writes)."""
-        if self.state_path is None or self.following:
+        if self.state_path is None or self.role in ("follower", "stopped"):
             return
         self.write_state(self.snapshot_bytes())
 
@@ -198,6 +215,10 @@ class AlertService:
             try:
                 await asyncio.to_thread(hist.open)
                 self.history = hist
+                assert hist.journal is not None
+                hist.journal.subscribe(self._on_history_entries)
+                self._on_history_entries(hist.pending_requests)
+                self._apply_requests()
             except OSError as exc:
                 log.warning("alert history %s unavailable (%s)", self.history_path, exc)
         self.version += 1
@@ -225,7 +246,14 @@ class AlertService:
             with contextlib.suppress(OSError):
                 self.save()
         if self.lease is not None:
-            self.lease.release()
+            # A tick's write may still run in its thread: let it finish before anyone else
+            # can own the state, and never write again (no clobbering a successor's state).
+            await asyncio.to_thread(self._save_lock.acquire)
+            try:
+                self.role = "stopped"
+                self.lease.release()
+            finally:
+                self._save_lock.release()
 
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and alerting settings, alert state kept."""
@@ -233,7 +261,7 @@ class AlertService:
         self.core.ruleset = self.ruleset
 
     def run(self, now: float | None = None, *, target: str | None = None) -> list[Notification]:
-        if self.following:
+        if self.role in ("follower", "stopped"):
             return []  # the owner evaluates; we only show what it saved
         notes = self.core.run(now, target=target)
         if notes:
@@ -265,6 +293,52 @@ class AlertService:
             resolved = sorted(resolved + extra, key=lambda e: float(e["resolved_at"]),
                               reverse=True)[:limit]
         return ongoing(self.alerts.alerts(), now) + resolved
+
+    # -- a follower's actions, applied by the owner -------------------------------------------
+
+    def request(self, action: str, **fields: Any) -> dict[str, Any]:
+        """Follower: ask the owner to `ack` (rule, target, incident, by[, comment]) or
+        `silence` (matchers, duration, by, reason). Blocking (one fsync'd append): call it in
+        a thread. Raises OSError if it cannot be written, RuntimeError without a data dir."""
+        if self.history_path is None:
+            raise RuntimeError("no data dir: there is no evaluator to ask")
+        return append_request(self.history_path, {"action": action, **fields})
+
+    def _on_history_entries(self, entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            if e.get("type") == "request" and str(e.get("id")) not in self._applied:
+                self._requests.append(e)
+
+    def _apply_requests(self) -> None:
+        """Apply queued requests once each; a stale or malformed one is dropped with a log."""
+        todo, self._requests = self._requests, []
+        for e in todo:
+            rid = str(e.get("id"))
+            if rid in self._applied:
+                continue
+            self._applied.append(rid)
+            del self._applied[:-500]
+            try:
+                self._apply_request(e)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("request %s from %s not applied: %s", rid, e.get("actor"), exc)
+            self.version += 1
+
+    def _apply_request(self, e: dict[str, Any]) -> None:
+        ts = float(e["ts"])
+        action = e.get("action")
+        if action == "ack":
+            a = self.alerts.get(str(e["rule"]), str(e["target"]))
+            if a is None or a.incident != int(e["incident"]):
+                raise ValueError("that episode is over")
+            if not self.alerts.ack(a.rule.name, a.target, str(e["by"]),
+                                   comment=str(e.get("comment", "")), now=ts):
+                raise ValueError(f"{a.id} is {a.state.value}")
+        elif action == "silence":
+            self.alerts.silence([str(m) for m in e["matchers"]], duration=float(e["duration"]),
+                                by=str(e["by"]), reason=str(e["reason"]), now=ts)
+        else:
+            raise ValueError(f"unknown action {action!r}")
 
     def _record_closed(self) -> None:
         """Append resolved episodes to the history; each leaves `alerts.closed` (and so the
@@ -304,6 +378,10 @@ class AlertService:
                 if self.following:
                     await self._follow()
                     continue
+                if self.history is not None and self.history.journal is not None:
+                    self.history.journal.poll()  # followers' requests
+                    self.history.journal.entries.clear()
+                    self._apply_requests()
                 self.run(self.engine.clock())
                 data = self.snapshot_bytes()
                 await asyncio.to_thread(self.write_state, data)  # timers move every tick

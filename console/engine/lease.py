@@ -94,6 +94,10 @@ class Lease:
             os.close(fd)  # closing drops the probe's lock too
         return None
 
+    def __del__(self) -> None:  # a forgotten lease must not outlive its object
+        with contextlib.suppress(Exception):
+            self.release()
+
     def owner(self) -> dict[str, Any] | None:
         """Who the file says holds the lease (pid, host, role, since), or None if unknown.
 

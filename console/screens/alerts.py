@@ -6,11 +6,13 @@ notifications. Every row keeps a glyph and a word for its state, so it reads wit
 `r` switches to Recent: open episodes ("ongoing 4m 10s") and the alert history's resolved
 ones with their durations; the why-panel then tells the episode (fired, acknowledged, resolved,
 peak, flapping). When another process owns alert evaluation (``alerts.lease``) the title says
-which, and acknowledge/silence are refused here rather than lost.
+which, and acknowledge/silence are sent to that process to apply (never applied to a copy
+the owner would overwrite).
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import time
 from typing import Any, ClassVar
@@ -230,7 +232,7 @@ class AlertsScreen(Screen[None]):
             title += f" · MTTD {format_duration(mttd)}"
         owner = self.read_only()
         if owner is not None:
-            title += f"\n⚑ {one_line(owner, 70)} · read-only here"
+            title += f"\n⚑ {one_line(owner, 70)} · following: a and s are sent there"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
             bad = [h for h in notifier.health() if h.failing or h.dropped]
@@ -316,17 +318,34 @@ class AlertsScreen(Screen[None]):
         incident = await desk.open_from_alert(a)
         self.app.push_screen(IncidentScreen(incident.id))
 
-    def _refuse(self, what: str) -> bool:
-        """A follower does not change alert state (the owner would overwrite it): say so."""
-        owner = self.read_only()
-        if owner is None:
-            return False
-        self.notify(f"read-only: {owner}; {what} there", severity="warning", markup=False)
-        return True
+    def _forward(self, what: str, action: str, **fields: Any) -> None:
+        """A follower does not change alert state itself (the owner would overwrite it): the
+        request goes to the owner through the alert history and shows once applied."""
+        owner = self.read_only() or "another console"
+        request = getattr(self.service, "request", None)
+        if not callable(request):
+            self.notify(f"read-only: {owner}; {what} there", severity="warning", markup=False)
+            return
+
+        async def send() -> None:
+            try:
+                await asyncio.to_thread(request, action, **fields)
+            except (OSError, RuntimeError) as exc:
+                self.notify(f"could not ask the evaluator to {what}: {exc}", severity="error",
+                            markup=False)
+                return
+            self.notify(f"{what}: sent to the evaluator ({owner}); shows here once applied",
+                        markup=False)
+
+        self.run_worker(send(), group="alerts-forward", exit_on_error=False)
 
     def action_ack(self) -> None:
         a = self.selected()
-        if a is None or self._refuse("acknowledge"):
+        if a is None:
+            return
+        if self.read_only() is not None and a.state == AlertState.FIRING:
+            self._forward("acknowledge", "ack", rule=a.rule.name, target=a.target,
+                          incident=a.incident, by=self.user)
             return
         ok = self.service.alerts.ack(a.rule.name, a.target, self.user, now=self._now())
         if ok:
@@ -338,16 +357,26 @@ class AlertsScreen(Screen[None]):
 
     def action_silence(self) -> None:
         a = self.selected()
-        if a is None or self._refuse("silence"):
+        if a is None:
             return
 
         def done(text: str | None) -> None:
             if not text:
                 return
+            matchers = [f'rule="{a.rule.name}"', f'target="{a.target}"']
+            if self.read_only() is not None:
+                try:
+                    seconds, reason = parse_silence(text)
+                except ValueError as exc:
+                    self.notify(str(exc), severity="error", markup=False)
+                    return
+                self._forward("silence", "silence", matchers=matchers, duration=seconds,
+                              by=self.user, reason=reason)
+                return
             try:
                 seconds, reason = parse_silence(text)
                 s = self.service.alerts.silence(
-                    [f'rule="{a.rule.name}"', f'target="{a.target}"'], duration=seconds,
+                    matchers, duration=seconds,
                     by=self.user, reason=reason, now=self._now())
             except ValueError as exc:
                 self.notify(str(exc), severity="error", markup=False)

@@ -259,3 +259,74 @@ def follower_view(cfg: Path, data: Path, owner_pid: int) -> None:
         assert not svc.lease.held
 
     asyncio.run(look())
+
+
+SETTINGS = """
+    [[targets]]
+    name = "api"
+    kind = "http"
+    url = "http://127.0.0.1:9/health"
+
+    [[rules]]
+    name = "api-down"
+    expr = "down"
+    severity = "P0"
+    failure_threshold = 1
+
+    [alerting]
+    default_rules = false
+    """
+
+
+async def until_true(cond: Any, limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -> None:
+    settings = load_config_text(SETTINGS)
+    state = tmp_path / "alerts.json"
+    owner = AlertService(Engine(settings), state_path=state, tick=0.05)
+    await owner.start()
+    follower = AlertService(Engine(settings), state_path=state, tick=0.05)
+    await follower.start()
+    owner2 = None
+    try:
+        assert owner.evaluating
+        assert follower.following
+        now = time.time()
+        owner.engine.store.record("api:up", now, 0.0)
+        owner.run(now)
+        # a request for an episode that is over is dropped; the current one is applied
+        await asyncio.to_thread(follower.request, "ack", rule="api-down", target="api",
+                                incident=7, by="old")
+        await asyncio.to_thread(follower.request, "ack", rule="api-down", target="api",
+                                incident=1, by="bo", comment="on it")
+        await asyncio.to_thread(follower.request, "silence", matchers=['target="api"'],
+                                duration=600.0, by="bo", reason="failover")
+        await asyncio.to_thread(follower.request, "reboot", by="mallory")
+        await until_true(lambda: len(owner._applied) == 4)
+        a = owner.alerts.get("api-down", "api")
+        assert a is not None
+        assert (a.state.value, a.acked_by, a.ack_comment) == ("acknowledged", "bo", "on it")
+        assert [s.reason for s in owner.alerts.silences()] == ["failover"]
+        await until_true(lambda: len(follower.alerts.silences()) == 1)  # the follower sees it
+        follower_acked = follower.alerts.get("api-down", "api")
+        assert follower_acked is not None
+        assert follower_acked.acked_by == "bo"
+        await follower.stop()
+        await owner.stop()
+        # A new owner finds the (recent) requests in the file but applies none again.
+        owner2 = AlertService(Engine(settings), state_path=state, tick=0.05)
+        await owner2.start()
+        assert owner2.evaluating
+        await asyncio.sleep(0.2)
+        assert len(owner2.alerts.silences()) == 1
+        assert sorted(owner2._applied) == sorted(owner._applied)
+    finally:
+        await owner.stop()
+        await follower.stop()
+        if owner2 is not None:
+            await owner2.stop()

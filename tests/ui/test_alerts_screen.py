@@ -195,10 +195,10 @@ async def test_recent_shows_ongoing_and_resolved_episodes_with_durations() -> No
         assert "P1 slow" in rows(app)[0]  # back to the current alerts
 
 
-async def test_follower_is_labelled_read_only_then_takes_over(tmp_path: Path) -> None:
+async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: Path) -> None:
     """Two real AlertServices on one data dir (the lease is per open file, so one process
-    suffices): the second follows, its screen says who evaluates and refuses to acknowledge,
-    and once the owner stops it takes over and acknowledges."""
+    suffices): the second follows, its screen says who evaluates, its acknowledge and silence
+    reach the owner, and once the owner stops it takes over the same state."""
     settings = load_config_text("""
         [[targets]]
         name = "api"
@@ -228,22 +228,34 @@ async def test_follower_is_labelled_read_only_then_takes_over(tmp_path: Path) ->
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await until(pilot, lambda: rows(app)[0].startswith("✖ FIRING  P0 api-down"))
             assert f"alerts evaluated by pid {os.getpid()} on " in title(app)
-            assert "(headless) · read-only here" in title(app)
+            assert "(headless) · following: a and s are sent there" in title(app)
+            # acknowledge: sent to the owner through the history file, applied on its tick,
+            # saved, and seen here on the follower's next reload
             await pilot.press("a")
-            await pilot.pause()
-            assert any("read-only" in n.message for n in app._notifications)
-            a = follower.alerts.get("api-down", "api")
+            await until(pilot, lambda: rows(app)[0].startswith("✔ acked   P0 api-down"))
+            assert any("sent to the evaluator" in n.message for n in app._notifications)
+            a = owner.alerts.get("api-down", "api")
             assert a is not None
-            assert a.state == AlertState.FIRING
+            assert (a.state, a.acked_by) == (AlertState.ACKNOWLEDGED, "ana")
+            await pilot.press("s")
+            await pilot.pause()
+            app.screen.query_one(Input).value = "30m db failover"
+            await pilot.press("enter")
+            await until(pilot, lambda: len(follower.alerts.silences()) == 1)
+            (sil,) = owner.alerts.silences()
+            assert (sil.by, sil.reason, sil.ends_at - sil.starts_at) == ("ana", "db failover",
+                                                                        1800.0)
+            assert len(owner._applied) == 2  # each request applied once
             await owner.stop()  # releases the lease: the follower takes over on its tick
             await until(pilot, lambda: follower.evaluating)
-            await until(pilot, lambda: "read-only" not in title(app))
-            await pilot.press("a")
-            await pilot.pause()
+            await until(pilot, lambda: "following" not in title(app))
             a = follower.alerts.get("api-down", "api")
             assert a is not None
             assert a.state == AlertState.ACKNOWLEDGED
             assert a.incident == 1  # the same episode, carried over, not a new one
+            assert len(follower.alerts.silences()) == 1  # requests are not applied twice
+            follower.alerts.tick()
+            assert follower.alerts.get("api-down", "api").acked_by == "ana"  # type: ignore[union-attr]
     finally:
         await owner.stop()
         await follower.stop()
