@@ -232,7 +232,7 @@ class AlertsScreen(Screen[None]):
             title += f" · MTTD {format_duration(mttd)}"
         owner = self.read_only()
         if owner is not None:
-            title += f"\n⚑ {one_line(owner, 70)} · following: a and s are sent there"
+            title += f"\n⚑ {one_line(owner, 64)} · a/s sent there"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
             bad = [h for h in notifier.health() if h.failing or h.dropped]

@@ -228,7 +228,7 @@ async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: P
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await until(pilot, lambda: rows(app)[0].startswith("✖ FIRING  P0 api-down"))
             assert f"alerts evaluated by pid {os.getpid()} on " in title(app)
-            assert "(headless) · following: a and s are sent there" in title(app)
+            assert "(headless) · a/s sent there" in title(app)
             # acknowledge: sent to the owner through the history file, applied on its tick,
             # saved, and seen here on the follower's next reload
             await pilot.press("a")
@@ -248,7 +248,7 @@ async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: P
             assert len(owner._applied) == 2  # each request applied once
             await owner.stop()  # releases the lease: the follower takes over on its tick
             await until(pilot, lambda: follower.evaluating)
-            await until(pilot, lambda: "following" not in title(app))
+            await until(pilot, lambda: "⚑" not in title(app))
             a = follower.alerts.get("api-down", "api")
             assert a is not None
             assert a.state == AlertState.ACKNOWLEDGED
