@@ -345,6 +345,8 @@ class AlertService:
         saved state) only once it is on disk, so a crash in between replays it."""
         if self.history is None or not self.alerts.closed:
             return
+        if self.history.degraded:
+            return  # the journal keeps retrying what it holds; queue no copies meanwhile
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -204,7 +204,7 @@ def test_two_headless_runners_one_owner_follower_sees_state_takeover_after_kill_
         # A follower in this process (the TUI's code path) shows the owner's state, read-only.
         follower_view(cfg, data, a.pid)
 
-        time.sleep(1.0)  # both run several rounds: still one firing notification
+        time.sleep(0.6)  # both run several rounds: still one firing notification
         assert keys().count("api-down/api/firing/1") == 1
 
         os.kill(a.pid, signal.SIGKILL)
