@@ -25,7 +25,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.alert_history import describe_duration, format_span, ongoing
-from console.engine.alerts import Alert, AlertState
+from console.engine.alerts import Alert, AlertState, Silence
 from console.engine.durations import format_duration, parse_duration
 from console.engine.sanitize import one_line
 from console.screens.prompt import LinePrompt
@@ -101,6 +101,14 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
     lines.append(f"target {one_line(str(ep.get('target', '')), 40)} · "
                  f"episode {ep.get('incident', '?')}")
     return lines
+
+
+def silence_line(s: Silence, now: float) -> str:
+    """One row for an active silence: what it matches, who set it, time left, why."""
+    what = " ".join(f"{m.name}{m.op}{m.value}" for m in s.matchers)
+    text = (f"🔕 {one_line(what, 26):<26} {one_line(s.by, 10):<10} "
+            f"{format_span(max(0.0, s.ends_at - now)):>7} left · {s.reason}")
+    return one_line(text, 76)
 
 
 def parse_silence(text: str) -> tuple[float, str]:
@@ -245,12 +253,19 @@ class AlertsScreen(Screen[None]):
         ol.clear_options()
         if self.recent_view:
             self._draw_recent(ol, now, keep_id)
-        elif alerts:
-            ol.add_options([Option(Content(alert_line(a, now)), id=a.id) for a in alerts])
-            ids = [a.id for a in alerts]
-            ol.highlighted = ids.index(keep_id) if keep_id in ids else 0
         else:
-            ol.add_option(Option(Content("no alerts: every rule is quiet"), disabled=True))
+            if alerts:
+                ol.add_options([Option(Content(alert_line(a, now)), id=a.id) for a in alerts])
+            else:
+                ol.add_option(Option(Content("no alerts: every rule is quiet"), disabled=True))
+            active = [x for x in silences if x.active(now)]
+            if active:  # shown, not selectable: what is held back, by whom, until when
+                ol.add_option(Option(Content(f"silences ({len(active)})"), disabled=True))
+                ol.add_options([Option(Content(silence_line(x, now)), disabled=True)
+                                for x in active])
+            if alerts:
+                ids = [a.id for a in alerts]
+                ol.highlighted = ids.index(keep_id) if keep_id in ids else 0
         self._explain(now)
 
     def _draw_recent(self, ol: OptionList, now: float, keep_id: str | None) -> None:

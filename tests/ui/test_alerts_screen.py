@@ -112,6 +112,11 @@ async def test_rows_why_ack_silence_and_back() -> None:
         svc.alerts.tick(T0 + 31)  # silenced_by is decided as the lifecycle steps
         app.screen.redraw()
         assert rows(app)[0].endswith("🔕")
+        silenced = rows(app)[-2:]  # listed under the alerts, with who, time left and why
+        assert silenced[0] == "silences (1)"
+        assert silenced[1].startswith('🔕 rule=api-down target=api')
+        assert silenced[1].endswith(" ana         2h 00m left · deploy in progress")
+        assert all(len(r) <= 78 for r in rows(app))
         assert "1 silences" in str(app.screen.query_one("#alerts-title", Static).render())
         await pilot.press("escape")
         assert not isinstance(app.screen, AlertsScreen)
