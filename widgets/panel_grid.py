@@ -184,6 +184,10 @@ class PanelGrid(LineWidget, can_focus=True):
     class PanelHighlighted(_PanelMessage):
         """The cursor moved to another panel."""
 
+    class ViewportMoved(OwnedMessage):
+        """Other panels came into view (scroll or resize): their data may be old, since
+        `seen_keys` let the owner skip panels off screen. Ask for fresh views now."""
+
     def __init__(
         self,
         *,
@@ -211,6 +215,7 @@ class PanelGrid(LineWidget, can_focus=True):
         self._sigs: dict[str, list[_LineSig]] = {}
         self._strips: dict[str, list[Strip]] = {}
         self._line_cache: dict[int, Strip] = {}
+        self._viewport = (-1, -1)  # panel rows on screen when last told (see ViewportMoved)
 
     # -- public API --------------------------------------------------------------------
 
@@ -228,6 +233,34 @@ class PanelGrid(LineWidget, can_focus=True):
     def columns(self) -> int:
         """Panels per row at the current width."""
         return self._columns
+
+    def seen_keys(self) -> set[str] | None:
+        """Keys of the panels on screen now (and the cursor's), or None before the first
+        layout. Panels outside it are not drawn, so their views need not be fresh."""
+        height = self.scrollable_content_region.height
+        if not self._shown or height <= 0:
+            return None
+        first, last = self._seen_rows()
+        columns = self._columns
+        keys = set(self._shown[first * columns : (last + 1) * columns])
+        if self._cursor_key is not None:
+            keys.add(self._cursor_key)
+        return keys
+
+    def _seen_rows(self) -> tuple[int, int]:
+        scroll_y = self.scroll_offset.y
+        height = max(self.scrollable_content_region.height, 1)
+        return scroll_y // PANEL_HEIGHT, (scroll_y + height - 1) // PANEL_HEIGHT
+
+    def _check_viewport(self) -> None:
+        rows = self._seen_rows()
+        if rows != self._viewport:
+            self._viewport = rows
+            self.post_message(self.ViewportMoved(self))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._check_viewport()
 
     def update_panels(self, views: Sequence[PanelView]) -> None:
         """Show `views` in this order, repainting only what changed since the last call."""
@@ -457,6 +490,7 @@ class PanelGrid(LineWidget, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
             self._relayout()
+        self._check_viewport()
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)

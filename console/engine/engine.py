@@ -16,7 +16,7 @@ import re
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,13 +86,16 @@ class Engine:
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
         self.settings = with_playbook_dashboards(settings)
+        # The config's own panels (view 0 of the overview), as opposed to those the
+        # ready-made dashboards add.
+        self.own_panel_keys = frozenset(p.key for p in settings.panels)
         self.store = store if store is not None else MetricStore()
         self.clock = clock
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
         self._view_cache: dict[str, tuple[object, TargetView]] = {}
-        self._panel_cache: dict[str, tuple[object, PanelView]] = {}
+        self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
         self._clients: Any = None
         self._running = False
 
@@ -184,6 +187,7 @@ class Engine:
                     if series.startswith(f"{name}:"):
                         self.store.drop(series)
         self.settings = with_playbook_dashboards(settings)
+        self.own_panel_keys = frozenset(p.key for p in settings.panels)
         for name, target in new.items():
             old = self._states.get(name)
             if old is not None and old.target == target:
@@ -311,7 +315,7 @@ class Engine:
             latency_ms=last.latency_ms if last else None,
             uptime_pct=store.uptime(f"{name}:up", 3600.0, now=now),
             p95_ms=None if p95 is None or math.isnan(p95) else p95,
-            spark=tuple(float(x) for x in spark),
+            spark=tuple(spark.tolist()),
             checks=state.checks, failures=state.failures,
         )
 
@@ -352,11 +356,21 @@ class Engine:
         return state.target.interval if state else 10.0
 
     def panel_views(
-        self, panels: Iterable[Panel] | None = None, now: float | None = None
+        self, panels: Iterable[Panel] | None = None, now: float | None = None, *,
+        seen: Container[str] | None = None,
     ) -> list[PanelView]:
+        """Views of `panels` (default: all). With `seen` (the keys on screen), a panel
+        outside it keeps its last view instead of being computed again: of 100 panels a
+        terminal shows a few dozen, and the UI asks again as soon as others scroll in."""
         now = self.clock() if now is None else now
         out = []
+        cache = self._panel_cache
         for p in self.settings.panels if panels is None else panels:
+            if seen is not None and p.key not in seen:
+                cached = cache.get(p.key)
+                if cached is not None and cached[0][0] is p:
+                    out.append(cached[1])
+                    continue
             out.append(self._panel_view_cached(p, now))
         return out
 
@@ -389,7 +403,7 @@ class Engine:
             spark = self.store.sparkline(series, SPARK_POINTS, bucket, now=now)
         return PanelView(
             key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,
-            value=value, spark=tuple(float(x) for x in spark),
+            value=value, spark=tuple(spark.tolist()),
             state=panel_state(value, p), warn=p.warn, crit=p.crit,
         )
 

@@ -71,8 +71,9 @@ class OverviewScreen(Screen[None]):
     def refresh_data(self, engine: Any, now: float) -> None:
         views = engine.snapshot(now)
         self.query_one(StatusBoard).update_rows(views, now)
-        board_name, panels = self._dashboard_panels(engine.settings)
-        self.query_one(PanelGrid).update_panels(engine.panel_views(panels, now=now))
+        board_name, panels = self._dashboard_panels(engine)
+        grid = self.query_one(PanelGrid)
+        grid.update_panels(engine.panel_views(panels, now=now, seen=grid.seen_keys()))
         demo = getattr(self.app, "demo", None)
         title = summary_line(views, demo.active if demo is not None else None, board_name)
         if title != self._title:  # an unchanged header costs nothing; layout=False skips relayout
@@ -88,10 +89,13 @@ class OverviewScreen(Screen[None]):
 
     dashboard = 0  # 0: every panel; n: the n-th dashboard (config's first, then ready-made)
 
-    def _dashboard_panels(self, settings: Any) -> tuple[str | None, list[Any]]:
+    def _dashboard_panels(self, engine: Any) -> tuple[str | None, list[Any]]:
+        settings = engine.settings
         boards = settings.dashboards
         if not 0 < self.dashboard <= len(boards):
-            return None, list(settings.panels)
+            # the config's own panels; the ready-made boards' are behind their numbers
+            own = [p for p in settings.panels if p.key in engine.own_panel_keys]
+            return None, own or list(settings.panels)
         board = boards[self.dashboard - 1]
         by_key = {p.key: p for p in settings.panels}
         return board.name, [by_key[k] for k in board.panels if k in by_key]
@@ -154,3 +158,7 @@ class OverviewScreen(Screen[None]):
             if panel.key == message.key:
                 self.app.open_target(panel.target)  # type: ignore[attr-defined]
                 return
+
+    def on_panel_grid_viewport_moved(self, message: Any) -> None:
+        # panels scrolled in were skipped while off screen: fetch fresh views at once
+        self.app.refresh_screen()  # type: ignore[attr-defined]

@@ -74,8 +74,12 @@ async def test_a_config_without_dashboards_gets_the_ready_made_ones_on_number_ke
         assert [b.name for b in boards] == ["Application overview", "Database performance"]
         grid = app.screen.query_one(PanelGrid)
         every = [p.key for p in engine.settings.panels]
-        assert every[:len(settings.panels)] == [p.key for p in settings.panels]
-        await wait_for(pilot, lambda: grid.shown_keys == every, 5.0, "every panel at start")
+        own = [p.key for p in settings.panels]
+        assert own
+        assert every[:len(own)] == own
+        assert len(every) > len(own)  # the ready-made boards' own panels come after
+        # view 0 is the config's own panels; the ready-made ones are behind their numbers
+        await wait_for(pilot, lambda: grid.shown_keys == own, 5.0, "the config's panels")
         await pilot.press("2")
         db = boards[1]
         await wait_for(pilot, lambda: grid.shown_keys == list(db.panels), 5.0, "Database")
@@ -93,3 +97,54 @@ async def test_a_config_without_dashboards_gets_the_ready_made_ones_on_number_ke
         assert "· n/a" in text  # nothing polled: each panel says so in words, not colour alone
         await pilot.press("1")
         await wait_for(pilot, lambda: grid.shown_keys == list(boards[0].panels), 5.0, "App")
+
+
+async def test_panels_off_screen_are_not_recomputed_until_they_scroll_in() -> None:
+    """With more panels than fit, each refresh computes only those on screen; scrolling
+    others in asks for fresh views at once, so no panel is ever shown with old data."""
+    from console.engine.model import CheckResult, Status
+
+    t = [1_800_000_000.0]
+    targets = "".join(
+        f'[[targets]]\nname = "svc{i:02d}"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n'
+        f'interval = "1s"\n' for i in range(30))
+    panels = "".join(
+        f'[[panels]]\nid = "p{i:02d}"\ntitle = "svc{i:02d} latency"\ntarget = "svc{i:02d}"\n'
+        f'metric = "latency_ms"\nunit = "ms"\n' for i in range(30))
+    settings = load_config_text(
+        # a slow repaint tick, so only the scroll itself can bring fresh views in time
+        "[console]\nplaybook_dashboards = false\nrefresh = \"30s\"\n" + targets + panels,
+        "<many panels>")
+    app = OpsConsoleApp(settings=settings, history=False, poll=False, clock=lambda: t[0])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None, 15.0, "engine started")
+        engine: Any = app.engine
+        grid = app.screen.query_one(PanelGrid)
+        await wait_for(pilot, lambda: len(grid.shown_keys) == 30, 5.0, "every panel")
+
+        def feed(ms: float) -> None:
+            t[0] += 1.0
+            for name, state in engine._states.items():
+                engine.record(state, CheckResult(target=name, kind="http", status=Status.UP,
+                                                 started_at=t[0], latency_ms=ms))
+
+        def values() -> dict[str, float | None]:
+            return {k: v.value for k, v in grid._views.items()}
+
+        feed(11.0)
+        app.refresh_screen()
+        await pilot.pause()
+        seen = grid.seen_keys()
+        assert seen is not None
+        assert 0 < len(seen) < 30  # 80x24 shows a few rows of panels, not 30
+        assert {values()[k] for k in seen} == {11.0}
+        feed(22.0)
+        app.refresh_screen()
+        await pilot.pause()
+        now = values()
+        assert {now[k] for k in seen} == {22.0}  # on screen: fresh
+        assert 22.0 not in {now[k] for k in now if k not in seen}  # off screen: skipped
+        grid.focus()
+        await pilot.press("G")  # the last panel scrolls in: fresh at once, no refresh tick
+        await wait_for(pilot, lambda: values()["p29"] == 22.0, 3.0, "p29 fresh on arrival")
+        assert "p29" in (grid.seen_keys() or set())
