@@ -545,6 +545,7 @@ class DemoStack:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/node/metrics", self._node_metrics)
         app.router.add_get("/", self._api_index)
         data: dict[str, Callable[[], object]] = {
             "/api/feed": _feed,
@@ -609,6 +610,15 @@ class DemoStack:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _node_metrics(self, request: web.Request) -> web.Response:
+        """The "web-1" host: this machine in node_exporter's format, as a remote host would
+        serve it (psutil in a thread: a disk check can block on a stuck mount)."""
+        from .nodeexp import node_exporter_text
+
+        text = await asyncio.to_thread(node_exporter_text)
+        return web.Response(text=text,
+                            headers={"Content-Type": "text/plain; version=0.0.4"})
 
     # -- the frontend ----------------------------------------------------------------------
 
@@ -853,7 +863,7 @@ path = "{log_path}"
 interval = "2s"
 slow_ms = 1000
 '''
-    dep_targets += '''
+    dep_targets += f'''
 # ── This machine: CPU, memory, load, disk and network (the playbook's Dashboard 4) ────
 [[targets]]
 name = "this-host"
@@ -861,6 +871,20 @@ kind = "host"
 group = "infra"
 description = "The machine the console runs on"
 interval = "5s"
+
+# ── Another host, through its node_exporter /metrics (here the demo serves this machine
+# in node_exporter's format; point url at http://web-1:9100/metrics for a real one) ─────
+[[targets]]
+name = "web-1"
+kind = "host"
+group = "infra"
+description = "Web server, via its node_exporter /metrics"
+url = "{api}/node/metrics"
+interval = "5s"
+timeout = "1s"
+# mountpoint = "/"                    # filesystem for disk_used_pct
+# device = 'nvme\\d+n\\d+|sd[a-z]+'     # disks summed (default: all but loop/ram/partitions)
+# interface = "eth.*"                 # interfaces summed (default: all but lo)
 '''
     db_dashboard = ",\n          ".join(
         ", ".join(f'"{k}"' for k in ["db-query", *dep_keys][i:i + 4])
@@ -931,6 +955,24 @@ active_competitions = 'active_competitions'
 subscriptions_per_h = 'rate(subscriptions_total) * 3600'
 revenue_per_h = 'rate(revenue_cents_total) * 36'            # cents/s -> $/h
 payment_failed_pct = 'ratio(payments_total{{result="failed"}}, payments_total) * 100'
+
+# Per-label tables of the API's requests: b on this target's detail view, and
+# details.breakdowns in `opsconsole check --json`. Each is taken between this scrape and
+# the previous one: requests/s, share of all requests, error % (errors / requests) and,
+# from a latency histogram in seconds, p50/p95/p99 per group; the busiest `top` rows are
+# kept (default 20), the rest counted as others. `status_class` is made from the status
+# (or code) label: 2xx, 4xx, 5xx. Without any [targets.breakdowns], an exporter with
+# http_requests_total gets these two tables anyway.
+[targets.breakdowns.endpoints]
+by = ["route"]
+requests = "http_requests_total"
+errors = 'http_requests_total{{status=~"5.."}}'
+duration = "http_request_duration_seconds"
+top = 20
+
+[targets.breakdowns.status]
+by = ["status_class"]
+requests = "http_requests_total"
 
 # ── Frontend ──────────────────────────────────────────────────────────────────────────
 [[targets]]
@@ -1171,9 +1213,35 @@ name = "Business metrics"
 panels = ["signals", "active-users", "competitions", "subscriptions", "revenue",
           "payment-failures", "webhook-failures"]
 
+[[panels]]
+id = "web1-cpu"
+title = "web-1 CPU"
+target = "web-1"
+metric = "cpu_pct"
+unit = "%"
+warn = 70.0
+crit = 80.0
+
+[[panels]]
+id = "web1-memory"
+title = "web-1 memory"
+target = "web-1"
+metric = "memory_pct"
+unit = "%"
+warn = 70.0
+crit = 80.0
+
+[[panels]]
+id = "web1-net-in"
+title = "web-1 network in"
+target = "web-1"
+metric = "net_rx_bytes_per_s"
+unit = "B/s"
+
 [[dashboards]]
 name = "Infrastructure"
-panels = ["cpu", "memory", "disk", "disk-read", "disk-write", "net-in", "net-out"]
+panels = ["cpu", "memory", "disk", "disk-read", "disk-write", "net-in", "net-out",
+          "web1-cpu", "web1-memory", "web1-net-in"]
 '''
 
 

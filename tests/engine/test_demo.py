@@ -436,7 +436,10 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     names = [t.name for t in settings.targets]
     expected = ["api-health", "api-metrics", "frontend", "payments-webhook"]
     assert names == expected + (["postgres", "redis"] if local else []) + [
-        "api-logs", "this-host"]
+        "api-logs", "this-host", "web-1"]
+    web1 = settings.target("web-1")
+    assert web1.kind == "host"
+    assert web1.url == stack.base_url + "/node/metrics"  # node_exporter format, served by the demo
     health_t = settings.target("api-health")
     assert health_t.url == stack.base_url + "/health"
     assert health_t.interval == 2.0
@@ -448,6 +451,7 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     prom = settings.target("api-metrics")
     assert isinstance(prom, PrometheusTarget)
     assert prom.url == stack.base_url + "/metrics"
+    assert set(prom.breakdowns) == {"endpoints", "status"}
     assert set(prom.metrics) == {"requests_per_s", "error_pct", "p50_ms", "p95_ms", "p99_ms",
                                  "db_query_ms", "websockets", "webhook_failures_per_s",
                                  *BUSINESS}
@@ -520,3 +524,28 @@ async def test_probe_local_services_never_hangs_on_silent_ports() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_demo_web1_host_is_scraped_as_a_remote_node_exporter(stack: DemoStack) -> None:
+    """The demo's "web-1" is this machine in node_exporter's format; the real remote-host
+    probe reads the local probe's metric names from it, rates from the second scrape."""
+    from console.engine.http_client import HttpClients
+    from console.engine.model import Status
+    from console.engine.probes.host import HostProbe
+    from console.engine.settings import HostTarget
+
+    target = HostTarget(name="web-1", url=stack.base_url + "/node/metrics", timeout=2.0)
+    async with HttpClients() as clients:
+        probe = HostProbe(target, clients)
+        try:
+            first = await probe.check()
+            await asyncio.sleep(0.3)
+            second = await probe.check()
+        finally:
+            await probe.aclose()
+    assert first.status == second.status == Status.UP, (first.error, second.error)
+    assert 0.0 < second.metrics["memory_pct"] < 100.0
+    assert 0.0 < second.metrics["disk_used_pct"] < 100.0
+    assert 0.0 <= second.metrics["cpu_pct"] <= 100.0
+    assert second.metrics["net_rx_bytes_per_s"] >= 0.0  # a rate, once there are two scrapes
+    assert "net_rx_bytes_per_s" not in first.metrics

@@ -18,7 +18,7 @@ import pytest
 
 from console.engine.engine import Engine
 from console.engine.model import Status
-from console.engine.probes.host import HostProbe
+from console.engine.probes.host import FIRST_GAP, HostProbe
 from console.engine.settings import HostTarget, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,10 @@ async def test_first_check_is_sane() -> None:
     assert m["load1"] >= 0.0
     for k in METRICS - {"cpu_pct", "memory_pct", "disk_used_pct", "load1"}:
         assert m[k] >= 0.0, (k, m[k])
+    # the wait between a first check's two samples is not reading time: the latency is
+    # what psutil took, far below that gap (it would have sat in the hour's p95)
+    assert r.latency_ms is not None
+    assert r.latency_ms < FIRST_GAP * 1000 / 2, r.latency_ms
 
 
 def make_load(sent: int) -> int:
