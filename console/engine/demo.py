@@ -1242,6 +1242,37 @@ unit = "B/s"
 name = "Infrastructure"
 panels = ["cpu", "memory", "disk", "disk-read", "disk-write", "net-in", "net-out",
           "web1-cpu", "web1-memory", "web1-net-in"]
+
+# ── Notifications: the playbook's channels per severity (uncomment and set the env vars) ─
+# P0: Slack + SMS + email · P1: Slack + email · P2: Slack · P3: Slack, batched hourly.
+# Sent at least once and at most once per transition, from an outbox that survives restarts.
+#
+# [[alerting.receivers]]
+# name = "slack"
+# kind = "slack"
+# url = "${{SLACK_WEBHOOK_URL}}"     # an incoming webhook for #production-alerts
+# severities = ["P0", "P1", "P2", "P3"]
+# digest = "1h"                     # P3 (digest_severities) collected into one message per hour
+#
+# [[alerting.receivers]]
+# name = "sms"
+# kind = "twilio"
+# url = "https://api.twilio.com"
+# account_sid = "${{TWILIO_ACCOUNT_SID}}"
+# auth_token = "${{TWILIO_AUTH_TOKEN}}"
+# sms_from = "${{TWILIO_FROM}}"
+# sms_to = "${{ONCALL_PHONE}}"
+# severities = ["P0"]
+#
+# [[alerting.receivers]]
+# name = "email"
+# kind = "email"
+# url = "smtp://smtp.example.com:587"
+# mail_from = "opsconsole@example.com"
+# mail_to = ["oncall@example.com"]
+# smtp_user = "opsconsole"
+# smtp_password = "${{SMTP_PASSWORD}}"
+# severities = ["P0", "P1"]
 '''
 
 

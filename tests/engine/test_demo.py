@@ -549,3 +549,19 @@ async def test_demo_web1_host_is_scraped_as_a_remote_node_exporter(stack: DemoSt
     assert 0.0 <= second.metrics["cpu_pct"] <= 100.0
     assert second.metrics["net_rx_bytes_per_s"] >= 0.0  # a rate, once there are two scrapes
     assert "net_rx_bytes_per_s" not in first.metrics
+
+
+def test_demo_config_notification_example_validates_when_uncommented(stack: DemoStack) -> None:
+    """The commented receivers are the playbook's routing; a user who uncomments them gets
+    a valid config (secrets as ${ENV} references), not a puzzle."""
+    text = stack.config_toml()
+    start = text.index("# [[alerting.receivers]]")
+    body = "\n".join(line[2:] if line.startswith("# ") else ("" if line == "#" else line)
+                     for line in text[start:].splitlines())
+    settings = load_config_text(text[:start] + body, "<demo, receivers uncommented>")
+    by_name = {r.name: r for r in settings.alerting.receivers}
+    assert set(by_name) == {"slack", "sms", "email"}
+    assert by_name["sms"].severities == ["P0"]
+    assert by_name["email"].severities == ["P0", "P1"]
+    assert by_name["slack"].digest == 3600.0
+    assert by_name["slack"].digest_severities == ["P3"]
