@@ -88,6 +88,19 @@ def _mrkdwn(text: object, max_len: int = 2000) -> str:
     return t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _slack_actions(logs_url: str | None, metrics_url: str | None) -> list[dict[str, Any]]:
+    """The "View Logs"/"View Metrics" buttons as an actions block, or no block at all when
+    neither link is configured (Slack rejects an actions block without elements)."""
+    buttons = []
+    if logs_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
+                        "url": logs_url, "style": "primary"})
+    if metrics_url:
+        buttons.append({"type": "button", "text": {"type": "plain_text",
+                                                   "text": "View Metrics"}, "url": metrics_url})
+    return [{"type": "actions", "elements": buttons}] if buttons else []
+
+
 def slack_payload(n: Notification, *, logs_url: str | None = None,
                   metrics_url: str | None = None) -> dict[str, Any]:
     """The playbook's Block Kit layout: header, severity/time, message, metric fields, buttons."""
@@ -121,15 +134,7 @@ def slack_payload(n: Notification, *, logs_url: str | None = None,
             {"type": "mrkdwn", "text": f"*Current Value:*\n{value}"},
         ]},
     ]
-    buttons = []
-    if logs_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
-                        "url": logs_url, "style": "primary"})
-    if metrics_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text",
-                                                   "text": "View Metrics"}, "url": metrics_url})
-    if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+    blocks.extend(_slack_actions(logs_url, metrics_url))
     return {"text": f"{emoji} {label}: {title}", "blocks": blocks}
 
 
@@ -306,15 +311,7 @@ def slack_digest_payload(notes: Sequence[Notification], start: float, end: float
     if len(entries) > DIGEST_BLOCKS:
         blocks.append({"type": "section", "text": {
             "type": "mrkdwn", "text": f"…and {len(entries) - DIGEST_BLOCKS} more"}})
-    buttons = []
-    if logs_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
-                        "url": logs_url, "style": "primary"})
-    if metrics_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text",
-                                                   "text": "View Metrics"}, "url": metrics_url})
-    if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+    blocks.extend(_slack_actions(logs_url, metrics_url))
     return {"text": f"{emoji} DIGEST: {title} ({_counts_text(counts)})", "blocks": blocks}
 
 
