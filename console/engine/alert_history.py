@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from .durations import format_duration
 from .journal import Journal, _fsync_dir, current_actor, encode
 
 ROTATE_BYTES = 8 * 1024 * 1024  # about 20k episodes per file
@@ -47,15 +48,13 @@ def rotated(path: Path) -> Path:
 
 
 def format_span(seconds: float) -> str:
-    """A duration operators read at a glance: ``45s``, ``12m 03s``, ``2h 05m``, ``3d 04h``."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d {(s % 86400) // 3600:02d}h"
+    """A duration operators read at a glance: ``45s``, ``12m 03s``, ``2h 05m``, ``3d 04h``.
+
+    `format_duration`'s spaced style on whole seconds (rounded, never negative), so a
+    just-opened episode reads ``0s`` rather than ``0ms``.
+    """
+    s = max(0, round(seconds))
+    return format_duration(s, spaced=True) if s else "0s"
 
 
 def describe_duration(ep: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from console.engine.alert_history import (
 from console.engine.alerting import AlertService
 from console.engine.alerts import AlertEngine, AlertState
 from console.engine.config import load_config_text
+from console.engine.durations import format_duration
 from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
@@ -56,6 +57,9 @@ def feed(core: AlertEngine, store: MetricStore, clock: Clock, metric: str,
 def test_format_span() -> None:
     assert [format_span(s) for s in (0, 45.4, 60, 723, 3599, 3600, 7500, 93600)] == [
         "0s", "45s", "1m 00s", "12m 03s", "59m 59s", "1h 00m", "2h 05m", "1d 02h"]
+    # format_span is format_duration's spaced style; the compact default stays as it was
+    assert [format_duration(s) for s in (0.45, 723, 7500, 93600)] == [
+        "450ms", "12m03s", "2h05m", "1d2h"]
     assert describe_duration({"duration_s": 250, "ongoing": True}) == "ongoing 4m 10s"
     assert describe_duration({"duration_s": 723}) == "12m 03s"
     assert history_path(Path("/d/alerts.json")) == Path("/d/alerts-history.jsonl")
