@@ -113,7 +113,8 @@ async def test_dashboard_by_name_and_unknown_dashboard(demo: tuple[DemoStack, Pa
     rows = json.loads(out)
     assert code == expected_exit(rows), err
     assert [r["key"] for r in rows] == ["cpu", "memory", "disk", "disk-read", "disk-write",
-                                        "net-in", "net-out"]
+                                        "net-in", "net-out",
+                                        "web1-cpu", "web1-memory", "web1-net-in"]
     assert all(r["value"] is not None for r in rows)
     assert 0 <= rows[0]["value"] <= 100
 
