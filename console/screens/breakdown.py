@@ -140,11 +140,9 @@ class BreakdownScreen(DatabaseScreen):
     # -- data ----------------------------------------------------------------------------------
 
     def refresh_data(self, engine: Any, now: float) -> None:
-        views = [v for v in engine.snapshot(now) if v.name == self.target]
-        last = views[0].last if views else None
-        if last is self._seen:
+        changed, last = self._new_result(engine, now)
+        if not changed:
             return
-        self._seen = last
         if last is None:
             self._problem = "no check yet"
         elif last.error:

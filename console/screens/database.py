@@ -271,12 +271,20 @@ class DatabaseScreen(Screen[None]):
 
     # -- data ------------------------------------------------------------------------------
 
-    def refresh_data(self, engine: Any, now: float) -> None:
+    def _new_result(self, engine: Any, now: float) -> tuple[bool, Any]:
+        """``(changed, last)``: this target's latest CheckResult (or None) and whether it is
+        new since the previous call, so a refresh redraws only when a check has run."""
         views = [v for v in engine.snapshot(now) if v.name == self.target]
         last = views[0].last if views else None
         if last is self._seen:
-            return
+            return False, last
         self._seen = last
+        return True, last
+
+    def refresh_data(self, engine: Any, now: float) -> None:
+        changed, last = self._new_result(engine, now)
+        if not changed:
+            return
         self._details = dict(last.details) if last is not None else {}
         self._fill()
 
