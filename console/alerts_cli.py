@@ -57,8 +57,7 @@ def cmd_alerting(args: argparse.Namespace) -> int:
 def cmd_rules(args: argparse.Namespace) -> int:
     import orjson
 
-    from console.cli import _load, _print_config_error
-    from console.engine.errors import ConfigError
+    from console.cli import _load_or_report
     from console.engine.ruletest import format_report, load_rule_test, run_rule_test
 
     if getattr(args, "rules_command", None) != "test":
@@ -67,12 +66,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     extra = []
     if getattr(args, "config", None):
-        try:
-            settings, _ = _load(args)
-        except ConfigError as exc:
-            _print_config_error(exc)
+        loaded = _load_or_report(args)
+        if loaded is None:
             return EXIT_CONFIG
-        extra = list(settings.rules)
+        extra = list(loaded[0].rules)
     try:
         test = load_rule_test(Path(args.file), extra)
     except ValueError as exc:
@@ -89,14 +86,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from console.cli import _load, _print_config_error
-    from console.engine.errors import ConfigError
+    from console.cli import _load_or_report
 
-    try:
-        settings, _ = _load(args)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    loaded = _load_or_report(args)
+    if loaded is None:
         return EXIT_CONFIG
+    settings, _ = loaded
     if getattr(args, "history", False):
         return _history(settings, since=args.since, as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
@@ -218,15 +213,13 @@ def data_dir(settings: Settings) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from console.cli import _load, _print_config_error
+    from console.cli import _load_or_report
     from console.engine.envref import MissingEnv
-    from console.engine.errors import ConfigError
 
-    try:
-        settings, _ = _load(args)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    loaded = _load_or_report(args)
+    if loaded is None:
         return EXIT_CONFIG
+    settings, _ = loaded
     try:
         return asyncio.run(_run_headless(settings))
     except MissingEnv as exc:

@@ -152,6 +152,18 @@ def _load(args: argparse.Namespace) -> tuple[Settings, Path]:
     return load_config(path), path
 
 
+def _load_or_report(args: argparse.Namespace) -> tuple[Settings, Path] | None:
+    """`_load`, or None once the config's problems are printed: the caller exits
+    EXIT_CONFIG, so every command reports a bad config the same way."""
+    from console.engine.errors import ConfigError
+
+    try:
+        return _load(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from console.engine.config import find_config, validate_file
     from console.engine.errors import ConfigError
@@ -332,13 +344,10 @@ RATE_GAP_S = 1.0  # rates (prometheus rate/ratio/quantiles, xact_per_s, hit rate
 
 def cmd_panels(args: argparse.Namespace) -> int:
     """`opsconsole panels`: the dashboards' numbers once, for scripts and a quick look."""
-    from console.engine.errors import ConfigError
-
-    try:
-        settings, _ = _load(args)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    loaded = _load_or_report(args)
+    if loaded is None:
         return EXIT_CONFIG
+    settings, _ = loaded
     return asyncio.run(_panels(settings, args.dashboard, as_json=args.json))
 
 
@@ -444,13 +453,10 @@ async def _panels(settings: Settings, wanted: str | None, *, as_json: bool) -> i
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from console.engine.errors import ConfigError
-
-    try:
-        settings, path = _load(args)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    loaded = _load_or_report(args)
+    if loaded is None:
         return EXIT_CONFIG
+    settings, path = loaded
     return run_tui(settings, path, args)
 
 
