@@ -76,7 +76,7 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
         assert isinstance(app.screen, OverviewScreen)
         names = _demo_names(app)
         assert names == ["api-health", "api-metrics", "frontend", "payments-webhook",
-                         "api-logs", "this-host"]
+                         "api-logs", "this-host", "web-1"]
         board = _board(app)
         assert board.shown_targets == names
         assert board.has_focus
@@ -86,8 +86,9 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
             "every demo target's row shows a state")
         assert f"{len(names)} targets" in text.splitlines()[0]
 
-        moves = [("j", 1), ("down", 2), ("k", 1), ("up", 0), ("G", 5), ("g", 0),
-                 ("end", 5), ("home", 0), ("up", 0), ("j", 1)]
+        last = len(names) - 1
+        moves = [("j", 1), ("down", 2), ("k", 1), ("up", 0), ("G", last), ("g", 0),
+                 ("end", last), ("home", 0), ("up", 0), ("j", 1)]
         for key, row in moves:
             await pilot.press(key)
             assert board.cursor_row == row, f"after {key!r}"
