@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from console.engine.ruletest import expand_series, parse_rule_test, run_rule_test
+from tests.alerttools import HookSite, webhook_config
 from tests.test_cli import free_port, run
 
 
@@ -186,26 +187,6 @@ def test_alerts_command_from_one_check(tmp_path: Path, http_url: str) -> None:
     assert "c.toml:3: rules[0]" in r.stderr
 
 
-class _Site(BaseHTTPRequestHandler):
-    hooks: list[dict[str, object]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self.send_response(503)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        _Site.hooks.append(json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
     import os
     import signal
@@ -215,49 +196,23 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
 
     from tests.test_cli import ROOT
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(textwrap.dedent(f"""\
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "{base}/health"
-        interval = "200ms"
-        timeout = "1s"
-        expect_status = [200]
-
-        [[rules]]
-        name = "api-down"
-        severity = "P0"
-        expr = "down"
-        failure_threshold = 2
-
-        [alerting]
-        default_rules = false
-
-        [[alerting.receivers]]
-        name = "hook"
-        kind = "webhook"
-        url = "${{HOOK_URL}}"
-        rate = 20
-        """))
-    env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data"),
-           "HOOK_URL": f"{base}/hook"}
-    proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless", "--config",
-                             str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 15
-        while not _Site.hooks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _Site.hooks, "no notification reached the webhook"
-        assert _Site.hooks[0]["key"] == "api-down/api/firing/1"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-        server.shutdown()
+    with HookSite() as site:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(webhook_config(site.base, hook_url="${HOOK_URL}"))
+        env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data"),
+               "HOOK_URL": f"{site.base}/hook"}
+        proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless",
+                                 "--config", str(cfg)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while not site.hooks and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert site.hooks, "no notification reached the webhook"
+            assert site.hooks[0]["key"] == "api-down/api/firing/1"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[0])["transition"] == "firing"
     assert "running headless" in err

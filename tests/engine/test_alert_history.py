@@ -26,6 +26,7 @@ from console.engine.durations import format_duration
 from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
+from tests.alerttools import dead_api_config
 
 T0 = 1_800_000_000.0
 
@@ -185,22 +186,7 @@ async def _record(hist: AlertHistory, ep: dict[str, Any]) -> bool:
 
 
 def service(tmp_path: Path, clock: Clock) -> AlertService:
-    settings = load_config_text("""
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "http://127.0.0.1:9/health"
-
-        [[rules]]
-        name = "api-down"
-        expr = "down"
-        severity = "P0"
-        failure_threshold = 1
-        success_threshold = 1
-
-        [alerting]
-        default_rules = false
-        """)
+    settings = load_config_text(dead_api_config(success_threshold=1))
     return AlertService(Engine(settings, clock=clock), state_path=tmp_path / "alerts.json")
 
 

@@ -10,10 +10,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from console.engine.alerting import AlertService
 from console.engine.config import load_config_text
 from console.engine.engine import Engine
 from console.engine.lease import Lease, describe_owner
+from tests.alerttools import HookSite, dead_api_config, webhook_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,73 +110,17 @@ def test_other_process_holds_then_dies_by_kill_9(tmp_path: Path) -> None:
 # -- two real `opsconsole run --headless` on one data dir -------------------------------------
 
 
-class _Site(BaseHTTPRequestHandler):
-    up = False
-    hooks: list[dict[str, Any]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        status = 200 if _Site.up else 503
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        _Site.hooks.append(json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def site() -> Iterator[str]:
-    _Site.up, _Site.hooks = False, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def config(base: str) -> str:
-    return textwrap.dedent(f"""\
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "{base}/health"
-        interval = "200ms"
-        timeout = "1s"
-        expect_status = [200]
-
-        [[rules]]
-        name = "api-down"
-        severity = "P0"
-        expr = "down"
-        failure_threshold = 2
-
-        [alerting]
-        default_rules = false
-
-        [[alerting.receivers]]
-        name = "hook"
-        kind = "webhook"
-        url = "{base}/hook"
-        rate = 20
-        """)
-
-
-def keys() -> list[str]:
-    return [str(h["key"]) for h in list(_Site.hooks)]
+def site() -> Iterator[HookSite]:
+    with HookSite() as s:
+        yield s
 
 
 def test_two_headless_runners_one_owner_follower_sees_state_takeover_after_kill_9(
-        tmp_path: Path, site: str) -> None:
+        tmp_path: Path, site: HookSite) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text(config(site))
+    cfg.write_text(webhook_config(site.base))
+    keys = site.sent_keys
     data = tmp_path / "data"
     env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(data)}
     lease = Lease(data / "alerts.lease")
@@ -210,7 +153,7 @@ def test_two_headless_runners_one_owner_follower_sees_state_takeover_after_kill_
         os.kill(a.pid, signal.SIGKILL)
         a.wait(timeout=10)
         wait_for(lambda: (lease.holder() or {}).get("pid") == b.pid, 10.0, "B takes over")
-        _Site.up = True  # B, now the evaluator, resolves what A fired, exactly once
+        site.up = True  # B, now the evaluator, resolves what A fired, exactly once
         wait_for(lambda: "api-down/api/resolved/1" in keys(), what="B's resolved notification")
         time.sleep(0.5)
         assert keys().count("api-down/api/firing/1") == 1
@@ -261,23 +204,6 @@ def follower_view(cfg: Path, data: Path, owner_pid: int) -> None:
     asyncio.run(look())
 
 
-SETTINGS = """
-    [[targets]]
-    name = "api"
-    kind = "http"
-    url = "http://127.0.0.1:9/health"
-
-    [[rules]]
-    name = "api-down"
-    expr = "down"
-    severity = "P0"
-    failure_threshold = 1
-
-    [alerting]
-    default_rules = false
-    """
-
-
 async def until_true(cond: Any, limit: float = 5.0) -> None:
     deadline = time.monotonic() + limit
     while not cond():
@@ -286,7 +212,7 @@ async def until_true(cond: Any, limit: float = 5.0) -> None:
 
 
 async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -> None:
-    settings = load_config_text(SETTINGS)
+    settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
     owner = AlertService(Engine(settings), state_path=state, tick=0.05)
     await owner.start()

@@ -16,6 +16,7 @@ from console.engine.alerting import AlertService
 from console.engine.config import load_config_text
 from console.engine.engine import Engine
 from console.engine.notify import Notifier
+from tests.alerttools import webhook_config
 
 
 @pytest.fixture
@@ -51,31 +52,7 @@ async def until(cond: Any, limit: float = 10.0) -> None:
 async def test_target_down_fires_and_resolves_through_the_outbox(
         tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
     base, state = site
-    settings = load_config_text(f"""
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "{base}/health"
-        interval = "200ms"
-        timeout = "1s"
-        expect_status = [200]
-
-        [[rules]]
-        name = "api-down"
-        severity = "P0"
-        expr = "down"
-        failure_threshold = 2
-        success_threshold = 2
-
-        [alerting]
-        default_rules = false
-
-        [[alerting.receivers]]
-        name = "hook"
-        kind = "webhook"
-        url = "{base}/hook"
-        rate = 20
-        """)
+    settings = load_config_text(webhook_config(base, success_threshold=2))
     engine = Engine(settings)
     notifier = Notifier(tmp_path / "outbox.sqlite", settings.alerting.receivers)
     service = AlertService(engine, notifier=notifier, tick=0.2)
@@ -108,30 +85,7 @@ async def test_target_down_fires_and_resolves_through_the_outbox(
 async def test_restart_keeps_alert_state_and_sends_nothing_twice(
         tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
     base, state = site
-    settings = load_config_text(f"""
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "{base}/health"
-        interval = "200ms"
-        timeout = "1s"
-        expect_status = [200]
-
-        [[rules]]
-        name = "api-down"
-        severity = "P0"
-        expr = "down"
-        failure_threshold = 2
-
-        [alerting]
-        default_rules = false
-
-        [[alerting.receivers]]
-        name = "hook"
-        kind = "webhook"
-        url = "{base}/hook"
-        rate = 20
-        """)
+    settings = load_config_text(webhook_config(base))
 
     async def console(seconds: float | None, cond: Any = None) -> AlertService:
         engine = Engine(settings)

@@ -18,6 +18,7 @@ from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
 from console.screens.alerts import AlertsScreen, alert_line, episode_line, parse_silence
+from tests.alerttools import dead_api_config
 
 T0 = 1_800_000_000.0
 
@@ -204,21 +205,7 @@ async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: P
     """Two real AlertServices on one data dir (the lease is per open file, so one process
     suffices): the second follows, its screen says who evaluates, its acknowledge and silence
     reach the owner, and once the owner stops it takes over the same state."""
-    settings = load_config_text("""
-        [[targets]]
-        name = "api"
-        kind = "http"
-        url = "http://127.0.0.1:9/health"
-
-        [[rules]]
-        name = "api-down"
-        expr = "down"
-        severity = "P0"
-        failure_threshold = 1
-
-        [alerting]
-        default_rules = false
-        """)
+    settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
     owner = AlertService(Engine(settings), state_path=state, tick=0.1, role="headless")
     await owner.start()

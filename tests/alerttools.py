@@ -1,0 +1,116 @@
+"""Alert-test pieces shared by the engine, CLI and UI tests: the `api`/`api-down` configs
+and a threaded local site that is both the monitored target and the webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_WEBHOOK_CONFIG = textwrap.dedent("""\
+    [[targets]]
+    name = "api"
+    kind = "http"
+    url = "{base}/health"
+    interval = "200ms"
+    timeout = "1s"
+    expect_status = [200]
+
+    [[rules]]
+    name = "api-down"
+    severity = "P0"
+    expr = "down"
+    failure_threshold = 2
+    {success}
+    [alerting]
+    default_rules = false
+
+    [[alerting.receivers]]
+    name = "hook"
+    kind = "webhook"
+    url = "{hook_url}"
+    rate = 20
+    """)
+
+_DEAD_API_CONFIG = textwrap.dedent("""\
+    [[targets]]
+    name = "api"
+    kind = "http"
+    url = "http://127.0.0.1:9/health"
+
+    [[rules]]
+    name = "api-down"
+    expr = "down"
+    severity = "P0"
+    failure_threshold = 1
+    {success}
+    [alerting]
+    default_rules = false
+    """)
+
+
+def _success(threshold: int | None) -> str:
+    return "" if threshold is None else f"success_threshold = {threshold}\n"
+
+
+def webhook_config(base: str, *, hook_url: str | None = None,
+                   success_threshold: int | None = None) -> str:
+    """`api` checked every 200 ms at ``{base}/health``; `api-down` (P0) fires after two failed
+    checks and goes to the webhook receiver `hook` at ``{base}/hook`` (or `hook_url`, e.g. an
+    ``${ENV}`` reference), so a test sees real notifications for a target it switches."""
+    return _WEBHOOK_CONFIG.format(base=base, hook_url=hook_url or f"{base}/hook",
+                                  success=_success(success_threshold))
+
+
+def dead_api_config(*, success_threshold: int | None = None) -> str:
+    """`api` on 127.0.0.1:9 (nothing listens) and `api-down` (P0) on its first failure, no
+    receivers: for tests that record ``api:up`` samples into the store themselves."""
+    return _DEAD_API_CONFIG.format(success=_success(success_threshold))
+
+
+class HookSite:
+    """``GET`` anything: 200 while `up`, else 503 (the monitored `api`); ``POST``: the JSON
+    body appended to `hooks` (the webhook receiver).
+
+    Threaded rather than asyncio so a synchronous test can block on a subprocess (an
+    ``opsconsole run --headless``) while it answers. Use as a context manager.
+    """
+
+    def __init__(self, *, up: bool = False) -> None:
+        self.up = up
+        self.hooks: list[dict[str, Any]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                self.send_response(200 if site.up else 503)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                site.hooks.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HookSite:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def sent_keys(self) -> list[str]:
+        """The notification keys received so far, in order."""
+        return [str(h["key"]) for h in list(self.hooks)]
