@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
 from console.engine.breakdown import (
@@ -31,61 +30,15 @@ from console.engine.model import Status
 from console.engine.probes.prometheus import PrometheusProbe
 from console.engine.promexpr import Scrape, parse_scrape
 from console.engine.settings import Breakdown, PrometheusTarget
+from tests.promtools import Exporter, serve_exporter
 
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Exporter:
-    """A service's metrics: http_requests_total{method,route,status} and a latency histogram
-    by route, in a registry of its own; `restart()` starts from zero like a new process."""
-
-    def __init__(self, route_label: str = "route") -> None:
-        self.route_label = route_label
-        self.port = 0
-        self.restart()
-
-    def restart(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests", "requests",
-                                ("method", self.route_label, "status"), registry=self.registry)
-        self.duration = Histogram("http_request_duration_seconds", "latency",
-                                  (self.route_label,), buckets=BUCKETS, registry=self.registry)
-
-    def hit(self, route: str, status: int, n: int, seconds: float | None = None,
-            method: str = "GET") -> None:
-        self.requests.labels(method, route, str(status)).inc(n)
-        if seconds is not None:
-            for _ in range(n):
-                self.duration.labels(route).observe(seconds)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
-
-
-async def _serve(state: Exporter) -> AsyncIterator[Exporter]:
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(state.registry),
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
 async def exporter() -> AsyncIterator[Exporter]:
-    async for s in _serve(Exporter()):
-        yield s
+    async with serve_exporter(Exporter()) as e:
+        yield e
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from console.engine.nodeexp import NodeSample, go_float, node_exporter_text
 from console.engine.probes.host import HostProbe
 from console.engine.settings import HostTarget, Settings
 from tests.faultservers import hang_server
+from tests.promtools import serve
 
 FIXTURE_A = (Path(__file__).parent / "node_exporter_1x.prom").read_text()
 
@@ -123,18 +124,9 @@ async def exporter() -> AsyncIterator[Exporter]:
         return web.Response(body=state.body.encode(),
                             headers={"Content-Type": state.content_type})
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                           shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site.port
-    try:
+    async with serve({"/metrics": metrics}) as port:
+        state.port = port
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

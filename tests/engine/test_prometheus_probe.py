@@ -22,8 +22,7 @@ from console.engine.http_client import HttpClients
 from console.engine.model import Status
 from console.engine.probes.prometheus import THREAD_PARSE_BYTES, PrometheusProbe
 from console.engine.settings import PrometheusTarget, Settings
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from tests.promtools import Handler, registry_route, serve
 
 
 class App:
@@ -47,29 +46,16 @@ class App:
 async def app() -> AsyncIterator[App]:
     state = App()
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(state.registry),
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
-
     async def dispatch(request: web.Request) -> web.StreamResponse:
         handler = state.routes.get(request.path)
         if handler is None:
             raise web.HTTPNotFound()
         return await handler(request)
 
-    web_app = web.Application()
-    web_app.router.add_get("/metrics", metrics)
-    web_app.router.add_get("/{tail:.*}", dispatch)
-    runner = web.AppRunner(web_app, access_log=None, handler_cancellation=True,
-                           shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site.port
-    try:
+    async with serve({"/metrics": registry_route(lambda: state.registry),
+                      "/{tail:.*}": dispatch}) as port:
+        state.port = port
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

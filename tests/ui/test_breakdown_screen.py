@@ -12,51 +12,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from console.app import OpsConsoleApp
 from console.engine.settings import HttpTarget, PrometheusTarget, Settings
 from console.screens.breakdown import BreakdownScreen, error_level, fmt_error_pct
 from console.screens.detail import DetailScreen
+from tests.promtools import Exporter, serve_exporter
 from tests.ui.apptools import screen_text, wait_for, wait_screen
-
-
-class Exporter:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests", "requests", ("method", "route", "status"),
-                                registry=self.registry)
-        self.duration = Histogram("http_request_duration_seconds", "latency", ("route",),
-                                  buckets=(0.05, 0.1, 0.25, 0.5, 1.0), registry=self.registry)
-        self.url = ""
-
-    def hit(self, route: str, status: int, n: int, seconds: float) -> None:
-        self.requests.labels("GET", route, str(status)).inc(n)
-        for _ in range(n):
-            self.duration.labels(route).observe(seconds)
 
 
 @pytest.fixture
 async def exporter() -> AsyncIterator[Exporter]:
-    state = Exporter()
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(state.registry),
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        yield state
-    finally:
-        await runner.cleanup()
+    async with serve_exporter(Exporter()) as e:
+        yield e
 
 
 def table_rows(text: str, names: list[str]) -> list[str]:
