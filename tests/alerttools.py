@@ -9,6 +9,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+T0 = 1_800_000_000.0  # a fixed epoch (2027-01-15) so times in assertions are stable
+
+
+class Clock:
+    """A clock the test moves by hand (``clock.t += 10``), for engines that take ``clock=``."""
+
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 _WEBHOOK_CONFIG = textwrap.dedent("""\
     [[targets]]
     name = "api"

@@ -26,17 +26,7 @@ from console.engine.durations import format_duration
 from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
-from tests.alerttools import dead_api_config
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.alerttools import T0, Clock, dead_api_config
 
 
 def lifecycle(rule: Rule) -> tuple[AlertEngine, MetricStore, Clock]:

@@ -18,17 +18,7 @@ from console.engine.engine import Engine
 from console.engine.rules import Rule, RuleSet, TargetInfo
 from console.engine.store import MetricStore
 from console.screens.alerts import AlertsScreen, alert_line, episode_line, parse_silence
-from tests.alerttools import dead_api_config
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.alerttools import T0, Clock, dead_api_config
 
 
 @dataclass
