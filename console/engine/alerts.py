@@ -402,7 +402,8 @@ class Alerts:
                 a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
                           history=deque(maxlen=self.cfg.flap_window))
                 self._alerts[ev.key] = a
-            elif a.rule != ev.rule:  # edited rule: keep the state, take the new definition
+            elif a.rule is not ev.rule and a.rule != ev.rule:  # edited rule: keep the state,
+                # take the new definition
                 a.rule = ev.rule
                 a.labels = ev.label_dict()
             self._sample(a, ev, now, out)
@@ -423,10 +424,12 @@ class Alerts:
         periodic tick steps them all.
         """
         out: list[Notification] = []
-        before = self._sources()
+        # Only the alerts stepped here can start or stop firing, so only they can change
+        # the set of inhibiting alerts (this runs on every check result: no full scans).
+        inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
         for a in alerts:
             self._advance(a, now, out)
-        if self._sources() != before:
+        if any((a.state in _FIRING) != was for a, was in inhibitors):
             alerts = list(self._alerts.values())
         self._inhibit(alerts)
         for a in alerts:

@@ -669,6 +669,7 @@ class RuleSet:
         # costs its own rules, not a scan of every rule against every target.
         self._selected: dict[str, list[tuple[Rule, TargetInfo, Expr]]] = {
             t.name: [] for t in self.targets}
+        self._series_seen: set[str] = set()
         for rule in self.rules:
             expr = self._exprs[rule.name]
             for t in self.targets:
@@ -706,8 +707,17 @@ class RuleSet:
                             key=lambda x: order[x[0].name])
         else:
             chosen = self._selected.get(target, [])
-        return [(rule, t) for rule, t, expr in chosen
-                if rule.explicit or expr.fn == "absent" or store.has(f"{t.name}:{expr.metric}")]
+        out = []
+        seen = self._series_seen
+        for rule, t, expr in chosen:
+            if not (rule.explicit or expr.fn == "absent"):
+                series = f"{t.name}:{expr.metric}"
+                if series not in seen:
+                    if not store.has(series):
+                        continue
+                    seen.add(series)  # a series stays once recorded (a reload builds anew)
+            out.append((rule, t))
+        return out
 
     def unmatched(self, store: MetricStore) -> list[Rule]:
         """Rules that apply to no target yet (their metric does not exist anywhere)."""

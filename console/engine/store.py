@@ -1024,7 +1024,10 @@ class MetricStore:
                     pos = (len(v) - 1) * q
                     i = math.floor(pos)
                     j = min(i + 1, len(v) - 1)
-                    out[q] = float(_lerp(v[i : i + 1], v[j : j + 1], np.array([pos - i]))[0])
+                    # _lerp's arithmetic on Python floats (the same IEEE doubles as numpy),
+                    # without numpy's per-call overhead: rules ask this on every result
+                    a, b, frac = float(v[i]), float(v[j]), pos - i
+                    out[q] = b - (b - a) * (1.0 - frac) if frac >= 0.5 else a + (b - a) * frac
                 return out
             # Coarser buckets hold more samples, so their percentiles describe the tail
             # better; take the coarsest that holds the window and loses at most 2 % of it
