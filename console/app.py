@@ -182,8 +182,8 @@ class OpsConsoleApp(App[None]):
         if self.engine is None or self._closing:
             return
         refresh = getattr(self.screen, "refresh_data", None)
-        if refresh is None:
-            return
+        if refresh is None or not self.screen.is_mounted:
+            return  # a screen just pushed has not composed its widgets yet: next tick
         with self.batch_update():
             refresh(self.engine, self.clock())
             self._update_alert_banner()

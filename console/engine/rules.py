@@ -669,7 +669,8 @@ class RuleSet:
         # costs its own rules, not a scan of every rule against every target.
         self._selected: dict[str, list[tuple[Rule, TargetInfo, Expr]]] = {
             t.name: [] for t in self.targets}
-        self._series_seen: set[str] = set()
+        self._has: dict[str, bool] = {}  # store.has() answers, valid for one generation
+        self._generation = -1
         for rule in self.rules:
             expr = self._exprs[rule.name]
             for t in self.targets:
@@ -707,15 +708,21 @@ class RuleSet:
                             key=lambda x: order[x[0].name])
         else:
             chosen = self._selected.get(target, [])
+        # Which series exist changes only when the store's generation does, so the answer
+        # is kept until then instead of asked of the store (under its lock) every time.
+        if store.generation != self._generation:
+            self._generation = store.generation
+            self._has.clear()
+        has = self._has
         out = []
-        seen = self._series_seen
         for rule, t, expr in chosen:
             if not (rule.explicit or expr.fn == "absent"):
                 series = f"{t.name}:{expr.metric}"
-                if series not in seen:
-                    if not store.has(series):
-                        continue
-                    seen.add(series)  # a series stays once recorded (a reload builds anew)
+                there = has.get(series)
+                if there is None:
+                    there = has[series] = store.has(series)
+                if not there:
+                    continue
             out.append((rule, t))
         return out
 

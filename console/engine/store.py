@@ -463,6 +463,7 @@ class MetricStore:
         self._tiers = self._make_tiers(tiers)
         self._w0 = self._tiers[0].width
         self._series: dict[str, _Series] = {}
+        self._generation = 0  # see `generation`
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._clock: float | None = None
@@ -505,6 +506,7 @@ class MetricStore:
             s = self._series.get(series)
             if s is None:
                 s = self._series[series] = _Series(self._cap, self._tiers)
+                self._generation += 1
             elif t < s.last_t:
                 self.dropped += 1
                 return
@@ -549,6 +551,7 @@ class MetricStore:
             s = self._series.get(series)
             if s is None:
                 s = self._series[series] = _Series(self._cap, self._tiers)
+                self._generation += 1
             elif s.n:
                 first = int(np.searchsorted(ts, s.last_t, side="left"))
                 if first:
@@ -910,6 +913,12 @@ class MetricStore:
         with self._lock:
             return list(self._series)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever a series is created or dropped: a cached "not there" answer
+        of `has()` holds while this stays the same."""
+        return self._generation
+
     def has(self, series: str) -> bool:
         with self._lock:
             return series in self._series
@@ -1205,6 +1214,7 @@ class MetricStore:
         """Forget a series and free its buffers."""
         with self._lock:
             if self._series.pop(series, None) is not None:
+                self._generation += 1
                 self._mutations += 1
 
     # ------------------------------------------------------------------ persistence
@@ -1336,6 +1346,7 @@ class MetricStore:
             return
         with self._lock:
             self._series = loaded
+            self._generation += 1
             if clock is not None and (self._clock is None or clock > self._clock):
                 self._clock = clock
             self._mutations += 1

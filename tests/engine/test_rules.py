@@ -136,6 +136,14 @@ def test_selection_explicit_vs_implicit() -> None:
     ev = next(e for e in rs.evaluate(store, T0) if e.rule.name == "p95")
     assert ev.label_dict() == {"service": "app", "rule": "p95", "target": "api",
                                "severity": "P2"}
+    # The set remembers which series exist; one that appears later (a host starts
+    # reporting cpu_pct) brings its rule in, and a dropped one takes it out again.
+    store.record("api:cpu_pct", T0, 95.0)
+    assert rs.unmatched(store) == []
+    assert {(e.rule.name, e.state) for e in rs.evaluate(store, T0, target="api")} >= {
+        ("implicit-cpu", "fail")}
+    store.drop("api:cpu_pct")
+    assert [r.name for r in rs.unmatched(store)] == ["implicit-cpu"]
 
 
 def test_default_rules_reproduce_the_playbook() -> None:
