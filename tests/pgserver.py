@@ -65,10 +65,17 @@ def free_port() -> int:
 
 
 class PgServer:
-    """One private cluster: `start()`, `stop()`, `admin(sql)`, `dsn(...)`."""
+    """One private cluster: `start()`, `stop()`, `admin(sql)`, `dsn(...)`.
 
-    def __init__(self) -> None:
-        self.bindir = _bindir()
+    `bindir` picks other server binaries than the machine's (another major version, e.g.
+    from a wheel); `pgss=False` leaves `pg_stat_statements` out of shared_preload_libraries,
+    for builds that do not ship it, and `tls=False` leaves TLS off, for builds without it.
+    """
+
+    def __init__(self, bindir: Path | None = None, *, pgss: bool = True,
+                 tls: bool = True) -> None:
+        self.bindir = bindir if bindir is not None else _bindir()
+        self.pgss, self.tls = pgss, tls
         self.root = Path(tempfile.mkdtemp(prefix="opsconsole-pg-"))
         self.datadir = self.root / "data"
         self.sockdir = self.root / "sock"
@@ -121,9 +128,12 @@ class PgServer:
     def start(self) -> None:
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=20 -c ssl=on -c ssl_cert_file=server.crt "
-                "-c ssl_key_file=server.key -c shared_preload_libraries=pg_stat_statements "
-                "-c pg_stat_statements.track=all")
+                "-c max_connections=20")
+        if self.tls:
+            opts += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+        if self.pgss:
+            opts += (" -c shared_preload_libraries=pg_stat_statements"
+                     " -c pg_stat_statements.track=all")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log),
                   "-w", "-t", "30", "-o", opts, "start")
 

@@ -29,10 +29,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """`start()`, `stop()`, `restart()`, `admin()`; extra config as `--name value` args."""
+    """`start()`, `stop()`, `restart()`, `admin()`; extra config as `--name value` args.
 
-    def __init__(self, *extra: str, password: str | None = None) -> None:
-        binary = shutil.which("redis-server")
+    `binary` runs another `redis-server` than the machine's (another major version).
+    """
+
+    def __init__(self, *extra: str, password: str | None = None,
+                 binary: str | None = None) -> None:
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server binary not found")
         self.binary = binary
