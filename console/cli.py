@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
+    inc = sub.add_parser("incidents", help="open incidents from the journal: severity, age, "
+                         "next step, overdue steps (exit 1 while any is open)")
+    inc.add_argument("--all", action="store_true", help="resolved ones too")
+    inc.add_argument("--since", default=None, help="with --all: opened within this period")
+    inc.add_argument("--json", action="store_true", help="machine-readable output")
+    inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+
     rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history")
     rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
     rep.add_argument("--json", action="store_true", help="machine-readable output")
@@ -116,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.incident_cli import cmd_postmortem
 
             return cmd_postmortem(args)
+        if args.command == "incidents":
+            from console.incident_cli import cmd_incidents
+
+            return cmd_incidents(args)
         if args.command == "report":
             from console.incident_cli import cmd_report
 

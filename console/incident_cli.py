@@ -1,4 +1,4 @@
-"""`opsconsole postmortem` and `opsconsole report`: the journal's incidents, headless."""
+"""`opsconsole incidents`, `postmortem` and `report`: the journal's incidents, headless."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ def _book(args: argparse.Namespace) -> Any:
     """The incidents of the journal (`--journal` or the default), or None after a message."""
     from console.engine.errors import ConfigError
     from console.engine.incidents import IncidentBook
-    from console.engine.journal import Journal, default_journal_path
+    from console.engine.journal import Journal
     from console.engine.playbooks import load_playbooks
 
-    path = Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+    path = _journal_path(args)
     if not path.exists():
         print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
         return None
@@ -61,6 +61,72 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def incident_json(inc: Any, now: float) -> dict[str, Any]:
+    """One incident as the Incidents screen shows it: state, age, progress, next step."""
+    done, total = inc.progress()
+    step = inc.next_step()
+    state = ("resolved" if inc.resolved_at is not None
+             else "mitigated" if inc.mitigated_at is not None
+             else "acknowledged" if inc.acknowledged_at is not None else "open")
+    return {
+        "id": inc.id, "title": inc.title, "severity": inc.severity, "state": state,
+        "started": inc.started, "age_s": round(inc.age(now), 3), "owner": inc.owner or None,
+        "acknowledged_at": inc.acknowledged_at, "mitigated_at": inc.mitigated_at,
+        "resolved_at": inc.resolved_at, "alerts": list(inc.alerts),
+        "steps_done": done, "steps_total": total,
+        "next_step": None if step is None else {
+            "id": step.id, "title": step.section.title, "due": inc.due(step),
+            "status": inc.step_status(step, now)},
+        "overdue": [s.id for s in inc.overdue(now)],
+    }
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.engine.durations import parse_duration
+    from console.engine.postmortem import elapsed
+    from console.engine.sanitize import one_line
+
+    now = time.time()
+    try:
+        since = None if args.since is None else now - parse_duration(args.since)
+    except ValueError as exc:
+        print(f"opsconsole incidents: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    book = None
+    if _journal_path(args).exists():  # no journal yet: no incidents, not an error
+        book = _book(args)
+        if book is None:
+            return EXIT_PROBLEM  # it could not be read: _book said why
+    incidents = [] if book is None else (
+        sorted(book.incidents.values(), key=lambda i: i.started, reverse=True)
+        if args.all else book.open_incidents())
+    if since is not None:
+        incidents = [i for i in incidents if i.started >= since]
+    rows = [incident_json(i, now) for i in incidents]
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+    elif not rows:
+        print("no open incidents" if not args.all else "no incidents")
+    else:
+        for r in rows:
+            nxt = r["next_step"]
+            step = "" if nxt is None else f" · next: {one_line(nxt['title'], max_len=40)}" + (
+                " OVERDUE" if nxt["status"] == "overdue" else "")
+            print(f"{r['id']}  {r['severity']} {r['state']:<12} {elapsed(r['age_s']):>8}  "
+                  f"{r['steps_done']}/{r['steps_total']}  "
+                  f"{one_line(r['title'], max_len=60)}{step}")
+    sys.stdout.flush()
+    return EXIT_PROBLEM if any(r["resolved_at"] is None for r in rows) else EXIT_OK
+
+
+def _journal_path(args: argparse.Namespace) -> Path:
+    from console.engine.journal import default_journal_path
+
+    return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`opsconsole postmortem` and `opsconsole report` against a journal built by the test."""
+"""`opsconsole incidents`, `postmortem` and `report` against a journal built by the test."""
 
 from __future__ import annotations
 
@@ -130,6 +130,38 @@ def test_report_text_and_window(built: tuple[Path, Path],
     assert "✖ api" in text
     assert main(["report", "--since", "soon", "--journal", str(journal)]) == 2
     assert main(["report", "--journal", str(journal.with_name("absent.jsonl"))]) == 1
+
+
+def test_incidents_lists_the_open_one_with_its_next_step(
+        built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal, _ = built
+    assert main(["incidents", "--json", "--journal", str(journal)]) == 1  # E is open
+    rows = orjson.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == ["INC-E"]
+    e = rows[0]
+    assert (e["severity"], e["state"], e["alerts"]) == ("P0", "open", ["api-down"])
+    assert e["age_s"] == pytest.approx(600, abs=30)
+    # ten minutes in, its first step (acknowledge, due within 5 min) is overdue
+    assert e["next_step"]["id"] == "acknowledge"
+    assert e["next_step"]["status"] == "overdue"
+    assert "acknowledge" in e["overdue"]
+    assert main(["incidents", "--journal", str(journal)]) == 1
+    text = capsys.readouterr().out
+    assert "INC-E  P0 open" in text
+    assert "incident E · next: " in text
+    assert "OVERDUE" in text
+    # --all: newest first, resolved ones too, with their state; --since narrows it
+    assert main(["incidents", "--all", "--json", "--journal", str(journal)]) == 1
+    every = orjson.loads(capsys.readouterr().out)
+    assert [r["id"] for r in every] == ["INC-E", "INC-C", "INC-B", "INC-A", "INC-D"]
+    assert {r["state"] for r in every[1:]} == {"resolved"}
+    assert main(["incidents", "--all", "--since", "36h", "--json",
+                 "--journal", str(journal)]) == 1
+    assert [r["id"] for r in orjson.loads(capsys.readouterr().out)] == ["INC-E", "INC-C"]
+    # no journal yet: nothing open, exit 0; a bad --since is a usage error
+    assert main(["incidents", "--journal", str(tmp_path / "none.jsonl")]) == 0
+    assert capsys.readouterr().out == "no open incidents\n"
+    assert main(["incidents", "--since", "soon", "--journal", str(journal)]) == 2
 
 
 def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
