@@ -123,6 +123,12 @@ async def test_pg_sleep_shows_as_a_slow_query_with_its_pid(pg_server: PgServer,
 
 async def test_lock_shows_blocked_session_under_its_blocker(pg_server: PgServer,
                                                             probes: list[PostgresProbe]) -> None:
+    await check_lock_tree(pg_server, probes)
+
+
+async def check_lock_tree(pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    """A session blocked on a row lock is listed under its blocker, which shows as idle in
+    transaction; both go once the holder rolls back (shared with tests/engine/test_versions)."""
     fresh_db(pg_server, "opsc_lock")
     pg_server.admin("CREATE TABLE accounts (id int PRIMARY KEY, balance int);"
                     "INSERT INTO accounts VALUES (1, 100)", db="opsc_lock")

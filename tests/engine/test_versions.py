@@ -10,7 +10,6 @@ installed. Both PostgreSQL builds lack TLS, and the PostgreSQL 16 one lacks
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from console.engine.probes.postgres import PostgresProbe
 from console.engine.probes.redis import METRICS as REDIS_METRICS
 from console.engine.probes.redis import RedisProbe
 from console.engine.settings import PostgresTarget, RedisTarget
+from tests.engine.test_postgres_deep import check_lock_tree
 from tests.pgserver import PASSWORD, PgServer
 from tests.redisserver import RedisServer
 
@@ -129,40 +129,7 @@ async def test_pg_fast_and_slow_collectors(pg_build: tuple[PgServer, int, bool],
 async def test_pg_lock_tree(pg_build: tuple[PgServer, int, bool],
                             probes: list[PostgresProbe]) -> None:
     server, _, _ = pg_build
-    server.admin("DROP DATABASE IF EXISTS opsc_lock WITH (FORCE)")
-    server.admin("CREATE DATABASE opsc_lock")
-    server.admin("CREATE TABLE accounts (id int PRIMARY KEY, balance int);"
-                 "INSERT INTO accounts VALUES (1, 100)", db="opsc_lock")
-    probe = PostgresProbe(pg_target(server, "opsc_lock", slow_query=0.5))
-    probes.append(probe)
-    holder = await connect(server, "opsc_lock", "opsc-holder")
-    waiter = await connect(server, "opsc_lock", "opsc-waiter")
-    try:
-        await holder.execute("BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = 1")
-        blocked = asyncio.create_task(
-            waiter.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1"))
-        for _ in range(50):  # bounded: the waiter reaches the lock within milliseconds
-            await asyncio.sleep(0.02)
-            r = await probe.check()
-            if r.metrics.get("blocked_sessions"):
-                break
-        hp, wp = holder.get_server_pid(), waiter.get_server_pid()
-        assert r.metrics["blocked_sessions"] == 1
-        assert r.metrics["connections_waiting"] == 1
-        listed = {s["pid"]: s for s in r.details["sessions"]}
-        assert listed[wp]["blocked_by"] == [hp]
-        assert listed[wp]["wait"].startswith("Lock:")
-        tree = r.details["blocking"]
-        assert [n["pid"] for n in tree] == [hp]
-        assert [c["pid"] for c in tree[0]["blocked"]] == [wp]
-        await holder.execute("ROLLBACK")
-        await asyncio.wait_for(blocked, 5)
-        r = await probe.check()
-        assert r.details["blocking"] == []
-        assert r.metrics["blocked_sessions"] == 0
-    finally:
-        await holder.close()
-        await waiter.close()
+    await check_lock_tree(server, probes)
 
 
 async def test_redis_6_metrics_hit_rate_and_slowlog() -> None:
