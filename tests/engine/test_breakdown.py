@@ -41,12 +41,6 @@ async def exporter() -> AsyncIterator[Exporter]:
         yield e
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    async with HttpClients() as c:
-        yield c
-
-
 def by_key(table: dict, label: str) -> dict[str, dict]:
     return {row[label]: row for row in table["rows"]}
 

@@ -18,7 +18,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
@@ -57,12 +56,6 @@ FAULT_TIMEOUT = 0.5
 def target(url: str, **kw: Any) -> HttpTarget:
     kw.setdefault("timeout", 2.0)
     return HttpTarget(name="http-test", url=url, **kw)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    async with HttpClients() as c:
-        yield c
 
 
 async def timed_check(probe: HttpProbe) -> tuple[CheckResult, float]:

@@ -129,12 +129,6 @@ async def exporter() -> AsyncIterator[Exporter]:
         yield state
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    async with HttpClients() as c:
-        yield c
-
-
 def remote(url: str, **kw: object) -> HostTarget:
     return HostTarget.model_validate({"name": "web-1", "url": url, "timeout": "2s", **kw})
 

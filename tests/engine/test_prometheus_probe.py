@@ -58,12 +58,6 @@ async def app() -> AsyncIterator[App]:
         yield state
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    async with HttpClients() as c:
-        yield c
-
-
 METRICS = {
     "requests_per_s": "rate(http_requests_total)",
     "error_pct": 'ratio(http_requests_total{status=~"5.."}, http_requests_total) * 100',
