@@ -406,15 +406,22 @@ def _limits(panel: Any) -> str:
     return " ".join(parts)
 
 
-def _panel_line(view: Any, panel: Any) -> str:
+def _panel_lines(views: Sequence[Any], panels: Sequence[Any]) -> list[str]:
+    """One line per panel, columns as wide as this board needs (so a board fits 80 columns)."""
     from console.engine.sanitize import one_line
     from widgets._format import fmt_number
 
-    value = fmt_number(view.value) + (f" {view.unit}" if view.unit and view.value is not None
-                                      else "")
-    title = one_line(view.title, 34)
-    return (f"{_PANEL_GLYPH.get(view.state, '?')} {view.state:<6} {title:<34} {value:>12}  "
-            f"{_limits(panel):<24} {view.target}").rstrip()
+    rows = []
+    for view, panel in zip(views, panels, strict=True):
+        value = fmt_number(view.value) + (
+            f" {view.unit}" if view.unit and view.value is not None else "")
+        rows.append((f"{_PANEL_GLYPH.get(view.state, '?')} {view.state:<6}",
+                     one_line(view.title, 30), value, _limits(panel), view.target))
+    tw = max((len(r[1]) for r in rows), default=0)
+    vw = max((len(r[2]) for r in rows), default=0)
+    lw = max((len(r[3]) for r in rows), default=0)
+    return [f"{a} {t:<{tw}}  {v:>{vw}}  {lim:<{lw}}  {target}".rstrip()
+            for a, t, v, lim, target in rows]
 
 
 async def _panels(settings: Settings, wanted: str | None, *, as_json: bool) -> int:
@@ -453,8 +460,8 @@ async def _panels(settings: Settings, wanted: str | None, *, as_json: bool) -> i
         sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         print(f"── {name or 'every panel'} " + "─" * max(0, 60 - len(name or "every panel")))
-        for v, p in zip(views, panels, strict=True):
-            print(_panel_line(v, p))
+        for line in _panel_lines(views, panels):
+            print(line)
     sys.stdout.flush()
     bad = any(v.state in ("warn", "crit") or status.get(v.target) == "down" for v in views)
     return EXIT_PROBLEM if bad else EXIT_OK
