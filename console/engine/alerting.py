@@ -25,7 +25,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class AlertService:
         self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
         self._notifier_started = False
         self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
+        self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
         self._applied: list[str] = []  # their ids, saved with the state
         self.notifier = notifier
         self.tick_s = tick
@@ -260,10 +261,11 @@ class AlertService:
         self.ruleset = RuleSet.from_settings(settings)
         self.core.ruleset = self.ruleset
 
-    def run(self, now: float | None = None, *, target: str | None = None) -> list[Notification]:
+    def run(self, now: float | None = None, *, target: str | None = None,
+            skip: Container[str] = ()) -> list[Notification]:
         if self.role in ("follower", "stopped"):
             return []  # the owner evaluates; we only show what it saved
-        notes = self.core.run(now, target=target)
+        notes = self.core.run(now, target=target, skip=skip)
         if notes:
             self._emit(notes)
         self._record_closed()
@@ -369,7 +371,9 @@ class AlertService:
 
     def _on_result(self, result: CheckResult) -> None:
         try:
-            self.run(self.engine.clock(), target=result.target)
+            now = self.engine.clock()
+            self._evaluated[result.target] = now
+            self.run(now, target=result.target)
         except Exception:  # alerting must never break the poller that called us
             log.exception("rule evaluation failed for %s", result.target)
 
@@ -384,7 +388,12 @@ class AlertService:
                     self.history.journal.poll()  # followers' requests
                     self.history.journal.entries.clear()
                     self._apply_requests()
-                self.run(self.engine.clock())
+                now = self.engine.clock()
+                # Targets a result evaluated within the last tick are as fresh as this tick
+                # would make them (a 1 s target: every time); the rest, silent ones included
+                # (no data, timers), are evaluated here.
+                fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
+                self.run(now, skip=fresh)
                 data = self.snapshot_bytes()
                 await asyncio.to_thread(self.write_state, data)  # timers move every tick
             except Exception:

@@ -34,7 +34,7 @@ import functools
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -660,8 +660,10 @@ class AlertEngine:
         self.alerts = Alerts(alerting, clock=clock)
         self.clock = clock
 
-    def run(self, now: float | None = None, *, target: str | None = None
-            ) -> list[Notification]:
-        """Evaluate every rule (or one target's) at `now` and advance the lifecycle."""
+    def run(self, now: float | None = None, *, target: str | None = None,
+            skip: Container[str] = ()) -> list[Notification]:
+        """Evaluate every rule (or one target's; none of `skip`'s) at `now` and advance the
+        lifecycle."""
         now = self.clock() if now is None else now
-        return self.alerts.observe(self.ruleset.evaluate(self.store, now, target=target), now)
+        return self.alerts.observe(
+            self.ruleset.evaluate(self.store, now, target=target, skip=skip), now)

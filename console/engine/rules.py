@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -732,10 +732,15 @@ class RuleSet:
         return [r for r in self.rules if r.name not in used]
 
     def evaluate(
-        self, store: MetricStore, now: float, *, target: str | None = None
+        self, store: MetricStore, now: float, *, target: str | None = None,
+        skip: Container[str] = (),
     ) -> list[Evaluation]:
+        """Every applicable (rule, target) pair, or one target's; `skip` names targets to
+        leave out (the periodic tick skips those a check result evaluated moments ago)."""
         out = []
         for rule, t in self.pairs(store, target):
+            if t.name in skip:
+                continue
             state, value, sample_t, detail = evaluate_expr(
                 self._exprs[rule.name], store, t, now, rule.nodata_intervals)
             out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,

@@ -114,3 +114,61 @@ async def test_restart_keeps_alert_state_and_sends_nothing_twice(
     state["up"] = True
     await console(0.2, lambda: len(state["hooks"]) == 2)
     assert state["hooks"][1][1]["key"] == "api-down/api/resolved/1"
+
+
+async def test_tick_leaves_out_targets_a_result_just_evaluated() -> None:
+    """The periodic tick evaluates silent targets (no data, timers) but not one whose own
+    result evaluated it within the tick: with 1 s targets that halves the rule work."""
+    from console.engine.model import CheckResult, Status
+
+    settings = load_config_text('''
+[[targets]]
+name = "busy"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+
+[[targets]]
+name = "silent"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+''')
+    engine = Engine(settings)
+    await engine.start(poll=False)
+    service = AlertService(engine, tick=0.2)
+    await service.start()
+    ruleset = service.core.ruleset
+    ticks: list[set[str]] = []
+    real = ruleset.evaluate
+
+    def spy(store: Any, now: float, *, target: str | None = None,
+            skip: Any = ()) -> Any:
+        out = real(store, now, target=target, skip=skip)
+        if target is None:
+            ticks.append({e.target for e in out})
+        return out
+
+    ruleset.evaluate = spy  # type: ignore[method-assign]
+    try:
+        for name in ("busy", "silent"):  # one result each, then only `busy` keeps reporting
+            engine.record(engine._states[name], CheckResult(
+                target=name, kind="http", status=Status.UP, started_at=time.time(),
+                latency_ms=1.0))
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            engine.record(engine._states["busy"], CheckResult(
+                target="busy", kind="http", status=Status.UP, started_at=time.time(),
+                latency_ms=1.0))
+            await asyncio.sleep(0.05)
+        assert len(ticks) >= 4
+        assert all("busy" not in t for t in ticks[1:])  # always fresh from its own results
+        assert all("silent" in t for t in ticks[1:])  # evaluated by the tick alone
+        await until(lambda: (a := service.alerts.get("no-data", "silent")) is not None
+                    and a.state.value != "inactive", 6.0)  # its silence is noticed
+        busy = service.alerts.get("no-data", "busy")
+        assert busy is not None
+        assert busy.state.value == "inactive"
+    finally:
+        await service.stop()
+        await engine.stop()
