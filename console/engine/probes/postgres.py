@@ -264,10 +264,12 @@ WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_dat
 GROUP BY queryid
 """
 # Texts for the rows shown only, once per queryid (cached): this read loads the text file.
+# The ids go as text[] (a core asyncpg codec): a bigint[] parameter made asyncpg run its type
+# introspection (a recursive catalog query, and set_config('jit') around it) on the server.
 PGSS_TEXT_SQL = """
 SELECT DISTINCT ON (queryid) queryid::text AS queryid, left(query, 2000) AS query
 FROM {schema}.pg_stat_statements(true)
-WHERE queryid = ANY($1::bigint[])
+WHERE queryid = ANY($1::text[]::bigint[])
 """
 CUSTOM_SQL = "SELECT * FROM ({sql}\n) AS opsconsole_q LIMIT 2"
 
@@ -846,7 +848,7 @@ class PostgresProbe:
                  for e in out.get(key, [])}
         missing = [q for q in shown if q not in self._texts]
         if missing:
-            texts = await conn.fetch(PGSS_TEXT_SQL.format(schema=ident), [int(q) for q in missing])
+            texts = await conn.fetch(PGSS_TEXT_SQL.format(schema=ident), missing)
             for r in texts:
                 self._texts[r["queryid"]] = sql_text(r["query"])
             while len(self._texts) > _TEXT_CACHE:
