@@ -357,10 +357,17 @@ async def test_pg_monitor_role_custom_queries_and_notes(pg_server: PgServer,
 
     # Granted, the same query gives the ground truth (7 rows within the day).
     pg_server.admin("GRANT SELECT ON signals TO opsc_mon", db="opsc_biz")
-    probe = PostgresProbe(pg_target(pg_server, "opsc_biz", user="opsc_mon", queries=queries))
+    probe = PostgresProbe(pg_target(pg_server, "opsc_biz", user="opsc_mon", queries=queries,
+                                    slow_interval=1.0))
     probes.append(probe)
     r = await probe.check()
     assert r.metrics["signals_per_day"] == 7
+    assert r.details["queries"]["signals_per_day"]["values"] == {"signals_per_day": 7.0}
+    # a result handed out keeps its values when a later slow round changes them
+    pg_server.admin("INSERT INTO signals (created_at) VALUES (now())", db="opsc_biz")
+    await asyncio.sleep(1.05)  # past slow_interval: the next check runs the query again
+    later = await probe.check()
+    assert later.details["queries"]["signals_per_day"]["values"] == {"signals_per_day": 8.0}
     assert r.details["queries"]["signals_per_day"]["values"] == {"signals_per_day": 7.0}
     # Even with write grants, the console only reads.
     pg_server.admin("GRANT INSERT, UPDATE, DELETE, TRUNCATE ON signals TO opsc_mon",

@@ -918,8 +918,9 @@ class PostgresProbe:
         async def collect(conn: asyncpg.Connection) -> None:
             rows = await conn.fetch(CUSTOM_SQL.format(sql=sql))
             result: dict[str, Any] = {"values": {}, "rows": len(rows)}
-            queries = self._slow_details.setdefault("queries", {})
-            queries[name] = result
+            # a new dict each time: results already handed out keep the values they had
+            queries = {**self._slow_details.get("queries", {}), name: result}
+            self._slow_details["queries"] = queries
             if not rows:
                 self._slow_notes[f"query:{name}"] = f"query {name}: returned no row"
                 return
