@@ -81,6 +81,7 @@ class OpsConsoleApp(App[None]):
         self._watcher: Any = None
         self._seen_version = -1
         self._closing = False
+        self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
         themes.register_themes(self)
         themes.activate_theme(self, theme)
 
@@ -181,6 +182,7 @@ class OpsConsoleApp(App[None]):
         """Push fresh snapshots into the visible screen, at most once per repaint tick."""
         if self.engine is None or self._closing:
             return
+        self._ring_for_new_alerts()  # on every screen, this one's data or not
         refresh = getattr(self.screen, "refresh_data", None)
         if refresh is None or not self.screen.is_mounted:
             return  # a screen just pushed has not composed its widgets yet: next tick
@@ -245,13 +247,17 @@ class OpsConsoleApp(App[None]):
         self.alerting = AlertService(
             self.engine, notifier=notifier, state_path=where / name if self._history else None
         )
-        self.alerting.subscribe(self._alerts_changed)
         await self.alerting.start()
 
-    def _alerts_changed(self, notes: list[Any]) -> None:
-        if self.settings is not None and self.settings.console.bell and any(
-            getattr(n, "severity", "") in ("P0", "P1") for n in notes
-        ):
+    def _ring_for_new_alerts(self) -> None:
+        """The optional bell: once per P0/P1 alert that starts to fire (loud), whether this
+        console evaluates alerts or follows the one that does; never on a resolve."""
+        if self.alerting is None:
+            return
+        loud = {a.key for a in self.alerting.alerts.loud()}
+        new = loud - self._rung
+        self._rung = loud
+        if new and self.settings is not None and self.settings.console.bell:
             self.bell()
 
     def alert_banner(self) -> str | None:

@@ -331,13 +331,18 @@ class Alerts:
             out.setdefault(self.group_of(a), []).append(a)
         return out
 
+    def loud(self) -> list[Alert]:
+        """P0/P1 alerts firing unacknowledged, unsilenced and not held back: the banner's
+        (and the terminal bell's) business."""
+        return [a for a in self.current() if a.state == AlertState.FIRING
+                and a.rule.severity in ("P0", "P1") and not a.silenced_by
+                and not a.inhibited_by]
+
     def banner(self, now: float | None = None) -> str | None:
         """One line for a banner on every screen while a P0/P1 fires unacknowledged and
         unsilenced; None otherwise (acknowledged or held-back alerts do not shout)."""
         now = self.clock() if now is None else now
-        loud = [a for a in self.current() if a.state == AlertState.FIRING
-                and a.rule.severity in ("P0", "P1") and not a.silenced_by
-                and not a.inhibited_by]
+        loud = self.loud()
         if not loud:
             return None
         a = loud[0]

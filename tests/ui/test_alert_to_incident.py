@@ -51,3 +51,33 @@ async def test_o_on_a_firing_alert_opens_its_incident() -> None:
         assert alert.id in incident.alerts
         assert incident.started == alert.fired_at  # timers count from the alert, not the key
         app.demo.clear_all()
+
+
+async def test_bell_rings_once_per_alert_that_starts_firing(tmp_path: Any) -> None:
+    """`[console] bell = true`: one bell when a P0/P1 starts to fire, not one per repaint
+    while it keeps firing, none once it is acknowledged; on any screen."""
+    from console.app import OpsConsoleApp
+    from console.engine.config import load_config
+    from tests.ui.apptools import http_config
+
+    cfg = http_config(tmp_path / "c.toml", {"api": "http://127.0.0.1:9/health"},
+                      interval="1s")
+    cfg.write_text('[console]\nbell = true\nrefresh = "200ms"\n' + cfg.read_text())
+    app: Any = OpsConsoleApp(settings=load_config(cfg), history=False)
+    rings: list[float] = []
+    app.bell = lambda: rings.append(1.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        def firing() -> Any:
+            return next((a for a in app.alerting.alerts.loud() if a.rule.name == "api-down"),
+                        None) if app.alerting is not None else None
+
+        await wait_for(pilot, firing, 15.0, "api-down fires (nothing listens on port 9)")
+        await wait_for(pilot, lambda: len(rings) == 1, 3.0, "one bell")
+        await pilot.press("question_mark")  # another screen: the bell is the app's
+        await pilot.pause(1.0)  # five more repaints while it keeps firing
+        assert len(rings) == 1
+        alert = firing()
+        app.alerting.alerts.ack(alert.rule.name, alert.target, by="test")
+        await pilot.pause(0.6)
+        assert firing() is None
+        assert len(rings) == 1
