@@ -243,10 +243,15 @@ class AlertsScreen(Screen[None]):
             title += f"\n⚑ {one_line(owner, 64)} · a/s sent there"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
-            bad = [h for h in notifier.health() if h.failing or h.dropped]
-            for h in bad:
-                title += (f"\n⚠ channel {h.name}: {one_line(h.last_error or 'dropped', 60)}"
-                          f" · {h.pending} waiting · {h.dropped} dropped")
+            health = notifier.health()
+            for h in health:
+                if h.failing or h.dropped:
+                    title += (f"\n⚠ channel {h.name}: "
+                              f"{one_line(h.last_error or 'dropped', 60)}"
+                              f" · {h.pending} waiting · {h.dropped} dropped")
+            digests = [f"{one_line(h.name, 20)} {h.collected}" for h in health if h.collected]
+            if digests:  # batched (P3) notifications waiting for their period's digest
+                title += "\n✉ in the next digest: " + " · ".join(digests)
         self.query_one("#alerts-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
         keep_id = self._highlighted_id()

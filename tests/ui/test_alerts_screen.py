@@ -269,3 +269,22 @@ def test_episode_line_fits_and_marks_flapping() -> None:
     assert line.endswith(" ≈")
     ep["rule"] = "[red]x[/]"
     assert "[red]x[/]" in episode_line(ep, T0)  # plain text, never markup
+
+
+async def test_title_counts_what_waits_for_the_next_digest(tmp_path: Path) -> None:
+    """A receiver batching P3 says how many notifications its next digest will carry."""
+    from console.engine.notify import Notifier
+    from console.engine.rules import Receiver
+    from tests.engine.test_notify import note
+
+    notifier = Notifier(tmp_path / "o.sqlite", [Receiver.model_validate(
+        {"name": "slack-digest", "kind": "webhook", "url": "http://127.0.0.1:9/x",
+         "digest": "1h"})])  # never started: nothing is sent, the rows wait
+    assert notifier.enqueue([note(1, severity="P3"), note(2, severity="P3")]) == 2
+    svc = service()
+    svc.notifier = notifier
+    app = Host(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        title = str(app.screen.query_one("#alerts-title", Static).render())
+        assert "✉ in the next digest: slack-digest 2" in title
