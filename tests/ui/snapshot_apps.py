@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from console.app import OpsConsoleApp
 from console.engine.config import load_config_text
 from console.engine.model import CheckResult, ResponseInfo, Status
-from tests.ui.apptools import wait_for
+from tests.ui.apptools import screen_text, wait_for
 
 FIXED = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC (the ui_env fixture pins TZ=UTC)
 SIZE = (80, 24)
@@ -125,6 +125,36 @@ HEALTH_BODY = (
 )
 
 
+# api-metrics' last two scrapes (5 s apart): per-route requests, 5xx and latency buckets, so
+# its breakdown tables come from the real breakdown code on fixed numbers.
+_ROUTES = (("/api/feed", 400, 2, (300, 380, 398)), ("/api/signals", 250, 12, (150, 230, 248)),
+           ("/api/users/me", 90, 0, (88, 90, 90)), ("/api/auth/refresh", 25, 1, (20, 24, 25)))
+
+
+def _exposition(scale: float) -> str:
+    lines = ["# TYPE http_requests_total counter",
+             "# TYPE http_request_duration_seconds histogram"]
+    for route, total, errors, buckets in _ROUTES:
+        n, e = round(total * scale), round(errors * scale)
+        lines.append(f'http_requests_total{{route="{route}",status="200"}} {n - e}')
+        lines.append(f'http_requests_total{{route="{route}",status="500"}} {e}')
+        for le, count in zip(("0.05", "0.25", "1.0"), buckets, strict=True):
+            lines.append(f'http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} '
+                         f"{round(count * scale)}")
+        lines.append(f'http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {n}')
+        lines.append(f'http_request_duration_seconds_count{{route="{route}"}} {n}')
+    return "\n".join(lines) + "\n"
+
+
+def _breakdowns(t: float) -> dict[str, Any]:
+    from console.engine.breakdown import compute_breakdowns, default_breakdowns
+    from console.engine.promexpr import parse_scrape
+
+    prev = parse_scrape(_exposition(10.0), at=t - 5.0)
+    cur = parse_scrape(_exposition(11.0), at=t)
+    return compute_breakdowns(default_breakdowns(cur), cur, prev)
+
+
 def _wave(i: int, base: float, swing: float, period: float = 9.0) -> float:
     """A fixed, irregular-looking series (no randomness: the same numbers every run)."""
     return base + swing * (0.5 + 0.5 * math.sin(i / period * 2 * math.pi) * math.cos(i / 7.0))
@@ -147,6 +177,7 @@ def _results(name: str, kind: str, t: float, i: int, last: bool) -> CheckResult:
             target=name, kind=kind, status=Status.UP, started_at=t, latency_ms=latency,
             metrics={"latency_ms": latency, "requests_per_s": _wave(i, 120.0, 80.0, 13.0),
                      "error_pct": 3.2 if last else _wave(i, 0.2, 0.6, 11.0)},
+            details={"breakdowns": _breakdowns(t)} if last else {},
         )
     if name == "frontend":
         latency = 412.0 if last else _wave(i, 90.0, 260.0, 17.0)
@@ -193,7 +224,8 @@ def frozen_app(theme: str = "opsconsole-dark") -> OpsConsoleApp:
     return app
 
 
-def prepare(*keys: str, detail: bool = False) -> Callable[[Pilot[Any]], Awaitable[None]]:
+def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
+            ) -> Callable[[Pilot[Any]], Awaitable[None]]:
     """A `run_before` for snap_compare: feed the results, settle the screen, press `keys`."""
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -210,6 +242,9 @@ def prepare(*keys: str, detail: bool = False) -> Callable[[Pilot[Any]], Awaitabl
         await pilot.resize_terminal(*SIZE)
         await pilot.pause()
         if detail:
+            if isinstance(detail, str):  # that target's row on the board
+                names = app.engine.names()
+                await pilot.press(*["down"] * names.index(detail))
             await pilot.press("enter")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "DetailScreen", 5,
                            "detail screen")
@@ -218,6 +253,9 @@ def prepare(*keys: str, detail: bool = False) -> Callable[[Pilot[Any]], Awaitabl
             await pilot.pause()
         if keys:
             await pilot.press(*keys)
+        if shows is not None:  # a screen pushed by `keys` fills in at its first refresh
+            app.refresh_screen()
+            await wait_for(pilot, lambda: shows in screen_text(app), 5, repr(shows))
         await pilot.pause()
 
     return run_before

@@ -1,4 +1,5 @@
-"""Snapshots of the console at 80x24: overview in three themes, a target's detail, the help.
+"""Snapshots of the console at 80x24: overview in three themes, a target's detail, the help,
+a Prometheus target's breakdown tables and the Alerts screen.
 
 Deterministic by construction (tests/ui/snapshot_apps.py): frozen clock, no polling, fixed
 results, no history file, no animation, TZ and theme environment pinned (ui_env). The
@@ -34,3 +35,15 @@ def test_help(snap_compare: Any) -> None:
     """`?` over the overview: the overview's and the app's keys."""
     assert snap_compare(frozen_app(), terminal_size=SIZE,
                         run_before=prepare("question_mark"))
+
+
+def test_breakdown(snap_compare: Any) -> None:
+    """`b` on api-metrics: per-route requests/s, share, error % (✓ ! ✖) and p50/p95/p99."""
+    assert snap_compare(frozen_app(), terminal_size=SIZE,
+                        run_before=prepare("b", detail="api-metrics", shows="/api/feed"))
+
+
+def test_alerts(snap_compare: Any) -> None:
+    """`a`: the alerts the fixed results raise (payments-webhook down), with the why-panel."""
+    assert snap_compare(frozen_app(), terminal_size=SIZE,
+                        run_before=prepare("a", shows="payment-webhooks-down"))
