@@ -862,9 +862,10 @@ def _rule_issues(ctx: _Ctx) -> list[ConfigIssue]:
                                     f"targets pattern {_quote(glob)} matches no target", mean))
         inhibits = r.get("inhibits") if isinstance(r.get("inhibits"), list) else []
         for k, other in enumerate(inhibits):
-            if not isinstance(other, str) or other in known:
+            # entries are patterns, as the lifecycle matches them ("latency-*")
+            if not isinstance(other, str) or any(fnmatch.fnmatchcase(n, other) for n in known):
                 continue
-            if other in shipped:
+            if any(fnmatch.fnmatchcase(n, other) for n in shipped):
                 hint = ("that is a shipped rule, and [alerting] default_rules = false turns "
                         "the shipped rules off")
             else:

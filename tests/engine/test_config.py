@@ -329,7 +329,7 @@ def test_rule_globs_kinds_and_inhibits_must_name_something() -> None:
         '\n[[targets]]\nname = "api-eu"\nkind = "http"\nurl = "https://eu.example.com/"\n'
         '\n[[rules]]\nname = "eu-down"\nexpr = "down"\n'
         'targets = [\n  "api*",\n  "apii-eu",\n]\n'
-        'inhibits = ["target-down", "eu-slow"]\n'
+        'inhibits = ["target-down", "eu-slow", "eu-*", "nothing-*"]\n'
         '\n[[rules]]\nname = "eu-slw"\nexpr = "p95_ms > 1"\nkinds = ["postgres"]\n'
         '\n[[rules]]\nname = "mixed"\nexpr = "down"\nkinds = ["redis", "http"]\n'
         'targets = ["api-e?"]\n'
@@ -343,8 +343,11 @@ def test_rule_globs_kinds_and_inhibits_must_name_something() -> None:
     assert got == [
         (line_of(text, '"apii-eu"'), 'rules[0] (name "eu-down").targets[1]',
          'targets pattern "apii-eu" matches no target', "did you mean 'api-eu'?"),
-        (line_of(text, '"eu-slow"]'), 'rules[0] (name "eu-down").inhibits[1]',
+        (line_of(text, '"eu-slow",'), 'rules[0] (name "eu-down").inhibits[1]',
          'inhibits unknown rule "eu-slow"', "did you mean 'eu-slw'?"),
+        # inhibits entries are patterns: "eu-*" names rules, "nothing-*" none
+        (line_of(text, '"nothing-*"]'), 'rules[0] (name "eu-down").inhibits[3]',
+         'inhibits unknown rule "nothing-*"', got[2][3]),
         (line_of(text, '["postgres"]'), 'rules[1] (name "eu-slw").kinds[0]',
          "no postgres target is configured", "kinds of your targets: http"),
         (line_of(text, '["redis", "http"]'), 'rules[2] (name "mixed").kinds[0]',
@@ -358,6 +361,7 @@ def test_rule_globs_kinds_and_inhibits_must_name_something() -> None:
          'targets pattern "web" matches no target',
          'targets: api, api-eu; patterns may use * and ? (e.g. "api*")'),
     ]
+    assert got[2][3].startswith("rules: ")  # no near name: the rules are listed
     # each pattern or kind that selects nothing is dead config, even when a sibling in the
     # same list selects something ("api*" above, "http" in "mixed")
     assert sum("mixed" in i.key for i in issues) == 1
