@@ -74,6 +74,8 @@ class AlertService:
         self._notifier_started = False
         self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
         self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
+        self._saver: asyncio.Task[None] | None = None  # see _save_soon
+        self._save_wanted = False
         self._applied: list[str] = []  # their ids, saved with the state
         self.notifier = notifier
         self.tick_s = tick
@@ -181,6 +183,31 @@ class AlertService:
                 raise
             _fsync_dir(self.state_path.parent)
 
+    def _save_soon(self) -> None:
+        """Write the state off the event loop (an fsync can take a slow disk milliseconds, a
+        stall of the UI at the moment an alert changes). One writer task: writes never
+        overlap, and one asked for while another runs follows it with the newest state."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write now
+            with contextlib.suppress(OSError):
+                self.save()
+            return
+        self._save_wanted = True
+        if self._saver is None or self._saver.done():
+            self._saver = loop.create_task(self._save_pending(), name="alerting:save")
+
+    async def _save_pending(self) -> None:
+        while self._save_wanted:
+            self._save_wanted = False
+            if self.state_path is None or self.role in ("follower", "stopped"):
+                return
+            data = self.snapshot_bytes()  # on the loop: the lifecycle is not thread-safe
+            try:
+                await asyncio.to_thread(self.write_state, data)
+            except OSError as exc:
+                log.warning("cannot save the alert state %s: %s", self.state_path, exc)
+
     def save(self) -> None:
         """Write the alert state atomically now (owner only; a follower never writes)."""
         if self.state_path is None or self.role in ("follower", "stopped"):
@@ -243,6 +270,10 @@ class AlertService:
                 await asyncio.to_thread(hist.close_sync)
         if self.notifier is not None:
             await self.notifier.stop()
+        if self._saver is not None:  # a write in flight finishes before the last one
+            with contextlib.suppress(Exception):
+                await self._saver
+            self._saver = None
         if self.evaluating:
             with contextlib.suppress(OSError):
                 self.save()
@@ -394,8 +425,7 @@ class AlertService:
                 # (no data, timers), are evaluated here.
                 fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
                 self.run(now, skip=fresh)
-                data = self.snapshot_bytes()
-                await asyncio.to_thread(self.write_state, data)  # timers move every tick
+                self._save_soon()  # timers move every tick
             except Exception:
                 log.exception("rule evaluation tick failed")
 
@@ -418,8 +448,7 @@ class AlertService:
             # Outbox first, state second: a crash between them replays the same transition
             # with the same idempotency key, which the outbox ignores.
             self.notifier.enqueue(notes)
-        with contextlib.suppress(OSError):
-            self.save()
+        self._save_soon()
         for cb in list(self._listeners):
             try:
                 cb(notes)

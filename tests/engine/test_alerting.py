@@ -172,3 +172,43 @@ interval = "1s"
     finally:
         await service.stop()
         await engine.stop()
+
+
+async def test_a_transition_is_saved_off_the_event_loop(
+        tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
+    """alerts.json is written (fsync and all) by a worker thread, never on the loop the UI
+    runs on, and holds the firing alert moments after the transition."""
+    import threading
+
+    base, state = site
+    settings = load_config_text(webhook_config(base))
+    engine = Engine(settings)
+    path = tmp_path / "alerts.json"
+    service = AlertService(engine, tick=5.0, state_path=path)  # no tick write in the window
+    writers: list[str] = []
+    real = service.write_state
+
+    def spy(data: bytes) -> None:
+        writers.append(threading.current_thread().name)
+        real(data)
+
+    service.write_state = spy  # type: ignore[method-assign]
+    await engine.start()
+    await service.start()
+    try:
+        state["up"] = False
+        await until(lambda: (a := service.alerts.get("api-down", "api")) is not None
+                    and a.state.value == "firing")
+
+        def saved_firing() -> bool:
+            try:
+                return "firing" in path.read_text()
+            except OSError:
+                return False
+
+        await until(saved_firing, 3.0)
+        assert writers
+        assert threading.main_thread().name not in writers
+    finally:
+        await service.stop()
+        await engine.stop()
