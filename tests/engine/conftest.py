@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from console.engine.http_client import HttpClients
+from console.engine.probes.postgres import PostgresProbe
 
 
 @pytest.fixture
@@ -14,3 +15,12 @@ async def clients() -> AsyncIterator[HttpClients]:
     """The engine's HTTP clients (one pooled session), closed after the test."""
     async with HttpClients() as c:
         yield c
+
+
+@pytest.fixture
+async def probes() -> AsyncIterator[list[PostgresProbe]]:
+    """PostgreSQL probes a test makes (append them), closed after it."""
+    made: list[PostgresProbe] = []
+    yield made
+    for p in made:
+        await p.aclose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -61,14 +60,6 @@ def _passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 async def connect(server: PgServer, db: str, app: str) -> asyncpg.Connection:
     return await asyncpg.connect(host=str(server.sockdir), port=server.port, user="postgres",
                                  database=db, timeout=5, server_settings={"application_name": app})
-
-
-@pytest.fixture
-async def probes() -> AsyncIterator[list[PostgresProbe]]:
-    made: list[PostgresProbe] = []
-    yield made
-    for p in made:
-        await p.aclose()
 
 
 def console_statements(server: PgServer, db: str, role: str) -> list[tuple[str, int]]:

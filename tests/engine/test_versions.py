@@ -11,7 +11,7 @@ installed. Both PostgreSQL builds lack TLS, and the PostgreSQL 16 one lacks
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -51,14 +51,6 @@ def pg_build(request: pytest.FixtureRequest) -> Iterator[tuple[PgServer, int, bo
         yield server, major, pgss
     finally:
         server.destroy()
-
-
-@pytest.fixture
-async def probes() -> AsyncIterator[list[PostgresProbe]]:
-    made: list[PostgresProbe] = []
-    yield made
-    for p in made:
-        await p.aclose()
 
 
 @pytest.fixture(autouse=True)
