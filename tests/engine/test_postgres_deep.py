@@ -512,8 +512,12 @@ async def test_replication_lag_on_primary_and_replica(pg_server: PgServer,
         for _ in range(100):  # bounded: streaming starts and replays within a second or two
             rp = await primary.check()
             rr = await replica.check()
+            # the walsender lists a new replica before its first feedback (replay_lsn
+            # NULL, lag unknown): wait for the replica to report a position
+            listed = rp.details.get("replication", {}).get("replicas") or [{}]
             if (rp.metrics.get("replicas") == 1 and rr.details["replication"].get("role")
-                    == "replica" and "replication_lag_s" in rr.metrics):
+                    == "replica" and "replication_lag_s" in rr.metrics
+                    and listed[0].get("lag_bytes") is not None):
                 break
             await asyncio.sleep(0.05)
             primary._slow_ran.clear()  # run the slow collectors again on the next check
