@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from .durations import format_duration
-from .journal import Journal, _fsync_dir, current_actor, encode
+from .fileio import fsync_dir
+from .journal import Journal, current_actor, encode
 
 ROTATE_BYTES = 8 * 1024 * 1024  # about 20k episodes per file
 READ_BYTES = 2 * 1024 * 1024
@@ -178,7 +179,7 @@ class AlertHistory:
         with contextlib.suppress(FileNotFoundError):
             if self.path.stat().st_size > self.rotate_bytes:
                 os.replace(self.path, rotated(self.path))
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         journal = Journal(self.path)
         journal.open()
         recent = time.time() - REQUEST_TTL

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable, Container
 from pathlib import Path
@@ -39,7 +37,7 @@ from .alert_history import (
     read_episodes,
 )
 from .alerts import AlertEngine, Alerts, Notification
-from .journal import _fsync_dir
+from .fileio import atomic_write
 from .lease import Lease, describe_owner
 from .model import CheckResult
 from .rules import RuleSet
@@ -69,7 +67,6 @@ class AlertService:
         self._state_sig: tuple[int, int] | None = None
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._save_lock = threading.Lock()
-        self._tmp_seq = itertools.count()
         self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
         self._notifier_started = False
         self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
@@ -161,27 +158,10 @@ class AlertService:
         fsync of the directory so the new name survives a power cut. Owner only."""
         if self.state_path is None:
             return
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with self._save_lock:
             if self.role in ("follower", "stopped"):  # checked under the lock: see stop()
                 return
-            tmp = self.state_path.with_name(
-                f".{self.state_path.name}.{os.getpid()}.{next(self._tmp_seq)}.tmp")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.state_path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(self.state_path.parent)
+            atomic_write(self.state_path, data)
 
     def _save_soon(self) -> None:
         """Write the state off the event loop (an fsync can take a slow disk milliseconds, a

@@ -14,7 +14,6 @@ probe calls it from its worker thread.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from .fileio import atomic_write
 from .sanitize import one_line
 
 log = logging.getLogger(__name__)
@@ -136,16 +136,8 @@ class ErrorKinds:
             return
         data = {"format": FILE_FORMAT, "version": 1, "total": self.total,
                 "recent": list(self.recent), "kinds": list(self.kinds)}
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(orjson.dumps(data))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, orjson.dumps(data))
             self.dirty = False
         except OSError as exc:
             log.warning("cannot save error kinds to %s: %s", self.path, exc)
-            with contextlib.suppress(OSError):
-                tmp.unlink()

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from console.engine.fileio import fsync_dir
 from console.engine.redact import redact
 
 MAX_STRING = 64 * 1024  # characters kept per string; a note is never this long
@@ -233,14 +234,6 @@ _STOP = object()
 _KICK = object()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _reason(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno or 0, "")
     return f"{name}: {exc.strerror or exc}" if name else str(exc)
@@ -286,7 +279,7 @@ class Journal:
         try:
             self._wfd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             os.fsync(self._wfd)
-            _fsync_dir(self.path.parent)  # the new name must survive a power cut too
+            fsync_dir(self.path.parent)  # the new name must survive a power cut too
         except FileExistsError:
             self._wfd = os.open(self.path, flags)
         self._rfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -342,7 +335,7 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         os.ftruncate(self._wfd, cut)
         os.fsync(self._wfd)
         self.report.torn_path = aside

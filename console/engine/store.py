@@ -81,6 +81,7 @@ import numpy as np
 import platformdirs
 
 from console.engine.errors import ConsoleError
+from console.engine.fileio import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -1273,7 +1274,8 @@ class MetricStore:
                     os.fsync(fh.fileno())
                 os.replace(tmp_name, path)
                 tmp_name = None
-                self._fsync_dir(path.parent)
+                with contextlib.suppress(OSError):  # the rename itself is atomic already
+                    fsync_dir(path.parent)
             except OSError as exc:
                 raise ConsoleError(f"cannot save metric history to {path}: {exc}") from exc
             finally:
@@ -1312,19 +1314,6 @@ class MetricStore:
         # What numpy.savez does, but streamed one array at a time (no whole-store copy).
         with zf.open(name + ".npy", "w", force_zip64=True) as out:
             np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        try:
-            fd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return  # e.g. Windows cannot open directories; the rename is still atomic
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     def load(self) -> None:
         """Replace the in-memory history with ``path``'s, if the file exists.
