@@ -88,6 +88,24 @@ class PgServer:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sockdir, "postgres", "postgres")
+            if bindir is not None:
+                self.bindir = self._reachable_copy(self.bindir)
+
+    def _reachable_copy(self, bindir: Path) -> Path:
+        """A build from a wheel lives in the project's venv, which the postgres user may not
+        reach (a clone under `mktemp -d` is 0700): run a copy from our own root instead.
+
+        The layout is the wheel's: `<pkg>/<install>/{bin,lib,share}` (relocatable) and the
+        libraries auditwheel moved to `<pkg>.libs` beside the package, found through an
+        RPATH of `$ORIGIN/../../../<pkg>.libs`, so both are copied keeping their places.
+        """
+        install, package = bindir.parent, bindir.parent.parent
+        mirror = self.root / "install"
+        shutil.copytree(install, mirror / package.name / install.name, symlinks=True)
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, mirror / libs.name, symlinks=True)
+        return mirror / package.name / install.name / bindir.name
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = list(args)
