@@ -67,11 +67,8 @@ def incident_json(inc: Any, now: float) -> dict[str, Any]:
     """One incident as the Incidents screen shows it: state, age, progress, next step."""
     done, total = inc.progress()
     step = inc.next_step()
-    state = ("resolved" if inc.resolved_at is not None
-             else "mitigated" if inc.mitigated_at is not None
-             else "acknowledged" if inc.acknowledged_at is not None else "open")
     return {
-        "id": inc.id, "title": inc.title, "severity": inc.severity, "state": state,
+        "id": inc.id, "title": inc.title, "severity": inc.severity, "state": inc.state,
         "started": inc.started, "age_s": round(inc.age(now), 3), "owner": inc.owner or None,
         "acknowledged_at": inc.acknowledged_at, "mitigated_at": inc.mitigated_at,
         "resolved_at": inc.resolved_at, "alerts": list(inc.alerts),

@@ -116,6 +116,13 @@ class Incident:
     def is_open(self) -> bool:
         return self.resolved_at is None
 
+    @property
+    def state(self) -> str:
+        """Where the response is: ``open``, ``acknowledged``, ``mitigated`` or ``resolved``."""
+        return ("resolved" if not self.is_open else
+                "mitigated" if self.mitigated_at is not None else
+                "acknowledged" if self.acknowledged_at is not None else "open")
+
     def response_steps(self) -> list[StepState]:
         return [s for s in self.steps if s.timed]
 

@@ -364,9 +364,7 @@ class IncidentScreen(Screen[None]):
         return out
 
     def head_text(self, inc: Incident, now: float) -> str:
-        state = ("RESOLVED" if not inc.is_open else
-                 "mitigated" if inc.mitigated_at else
-                 "acknowledged" if inc.acknowledged_at else "OPEN")
+        state = inc.state.upper() if inc.state in ("open", "resolved") else inc.state
         over = inc.overdue(now)
         lines = [
             f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
