@@ -1,9 +1,12 @@
-"""Suite-wide guard: no test writes into the real user's config or data directories."""
+"""Suite-wide fixtures: no test writes into the real user's directories; a local HTTP server."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,33 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+class _Health(BaseHTTPRequestHandler):
+    """/health (and any path) ok in terminus format, /slow after 0.4 s, /broken 503."""
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path == "/slow":
+            time.sleep(0.4)
+        if self.path == "/broken":
+            body, code = b'{"status":"error"}', 503
+        else:
+            body, code = b'{"status":"ok","info":{"database":{"status":"up"}}}', 200
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    """A real local HTTP server for the command-line tests (one per test module)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
