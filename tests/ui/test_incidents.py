@@ -40,6 +40,14 @@ async def _type(pilot: Any, text: str) -> None:
     await pilot.press("enter")
 
 
+async def _open_list(pilot: Any) -> None:
+    """`i`: the incident list, once its desk (the journal) is open."""
+    app = pilot.app
+    await pilot.press("i")
+    await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
+                   "incident list")
+
+
 async def _move_to(pilot: Any, option_id: str) -> None:
     ol = pilot.app.screen.query_one(OptionList)
     ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
@@ -147,9 +155,7 @@ async def test_several_incidents_listed_most_severe_first(tmp_path: Path, ui_env
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("i")
-        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
-                       "incident list")
+        await _open_list(pilot)
         desk = app.screen.desk  # type: ignore[attr-defined]
         slow = await desk.open("Slow feed", "P2")
         clock.t += 60
@@ -188,9 +194,7 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
         await wait_for(pilot, lambda: app.engine is not None, 10, "engine started")
         app.engine.store.record("api:error_pct", clock(), 62.5)
         app.engine.store.record("api:latency_ms", clock(), 12.5)
-        await pilot.press("i")
-        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
-                       "incident list")
+        await _open_list(pilot)
         inc = await app.screen.desk.open("API errors", "P1")  # type: ignore[attr-defined]
         app.push_screen(IncidentScreen(inc.id))
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
@@ -216,9 +220,7 @@ async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("i")
-        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
-                       "incident list")
+        await _open_list(pilot)
         desk = app.screen.desk  # type: ignore[attr-defined]
         a = await desk.open("A", "P0")
         clock.t += 120
@@ -301,9 +303,7 @@ async def test_restart_brings_incidents_back_and_another_console_is_seen(
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("i")
-        await wait_for(pilot, lambda: getattr(app.screen, "desk", None) is not None, 5,
-                       "incident list")
+        await _open_list(pilot)
         desk = app.screen.desk  # type: ignore[attr-defined]
         inc = await desk.open("Checkout errors", "P1")
         await desk.acknowledge(inc.id)
@@ -313,9 +313,7 @@ async def test_restart_brings_incidents_back_and_another_console_is_seen(
     # a new console on the same journal: the open incident is back as it was
     app2 = _app(tmp_path, clock)
     async with app2.run_test(size=(80, 24)) as pilot:
-        await pilot.press("i")
-        await wait_for(pilot, lambda: getattr(app2.screen, "desk", None) is not None, 5,
-                       "incident list")
+        await _open_list(pilot)
         await pilot.pause()
         assert "P1 Checkout errors" in screen_text(app2)
         await pilot.press("enter")
