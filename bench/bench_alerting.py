@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from console.engine.alerts import AlertEngine  # noqa: E402
-from console.engine.rules import RuleSet, TargetInfo, default_rules  # noqa: E402
-from console.engine.store import MetricStore  # noqa: E402
+from console.engine.alerting.lifecycle import AlertEngine  # noqa: E402
+from console.engine.alerting.rules import RuleSet, TargetInfo
+from console.engine.config.rules import default_rules  # noqa: E402
+from console.engine.storage.store import MetricStore  # noqa: E402
 
 T0 = 1_800_000_000.0
 

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _endpoints import endpoints  # noqa: E402
 
-from console.engine.http_client import HttpClients  # noqa: E402
+from console.engine.config.schema import HttpTarget  # noqa: E402
 from console.engine.model import Status  # noqa: E402
 from console.engine.probes.http import HttpProbe  # noqa: E402
-from console.engine.settings import HttpTarget  # noqa: E402
+from console.engine.probes.http_client import HttpClients  # noqa: E402
 
 Round = Callable[[], Awaitable[None]]
 

@@ -31,7 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from console.engine.store import MetricStore  # noqa: E402
+from console.engine.storage.store import MetricStore  # noqa: E402
 
 SERIES = 200
 DAY = 86_400

@@ -5,7 +5,7 @@ workload (a few sessions running short queries, one idle in a transaction). Two 
 it at the same time for `--seconds` (default 60), each at a 1 s refresh and each under a role
 of its own, so pg_stat_statements splits the server's work by monitor:
 
-* the console: the real engine (`Engine` with one postgres target, interval 1 s, the default
+* the console: the real engine (`Scheduler` with one postgres target, interval 1 s, the default
   60 s slow interval, pg_stat_statements installed so its collector runs too);
 * pg_activity (`pip install pg_activity[psycopg]`), the real program running interactively in
   a pseudo-terminal (bench/pty_harness.py) with `--refresh 1`, as superuser like most users
@@ -89,8 +89,8 @@ async def workload(server: PgServer, stop: asyncio.Event) -> int:
 
 
 async def run(seconds: float) -> int:
-    from console.engine.engine import Engine
-    from console.engine.settings import PostgresTarget, Settings
+    from console.engine.config.schema import PostgresTarget, Settings
+    from console.engine.scheduler import Scheduler
 
     if shutil.which("pg_activity") is None and not (Path(sys.executable).parent
                                                     / "pg_activity").exists():
@@ -118,7 +118,7 @@ async def run(seconds: float) -> int:
         os.environ["BENCH_PG_DSN"] = server.dsn(user=CONSOLE_ROLE, password=ROLE_PW, db=DB)
         settings = Settings(targets=[PostgresTarget(
             name="bench-pg", dsn="${BENCH_PG_DSN}", interval=1.0, timeout=2.0)])
-        engine = Engine(settings)
+        engine = Scheduler(settings)
         argv = [pga, "--refresh", "1", "-h", str(server.sockdir), "-p", str(server.port),
                 "-U", PGA_ROLE, "-d", DB]
         with PtyProcess(argv, columns=160, lines=40, env=terminal_env()) as top:

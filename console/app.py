@@ -20,9 +20,9 @@ from textual.screen import Screen
 import themes
 
 if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first frame's path
-    from console.engine.settings import Settings
+    from console.engine.config.schema import Settings
 
-ENGINE_MODULES = ("console.engine.engine", "console.engine.store", "console.engine.config")
+ENGINE_MODULES = ("console.engine.scheduler", "console.engine.storage.store", "console.engine.config.loader")
 
 
 def _preload(names: Iterable[str]) -> None:
@@ -119,10 +119,10 @@ class OpsConsoleApp(App[None]):
 
     async def _boot(self) -> None:
         """Start the demo (if any), the store and the engine, after the first frame is up."""
-        modules = ENGINE_MODULES + (("console.engine.demo",) if self.demo_mode else ())
+        modules = ENGINE_MODULES + (("console.demo.stack",) if self.demo_mode else ())
         await asyncio.to_thread(_preload, modules)
-        from console.engine.engine import Engine
-        from console.engine.store import MetricStore, default_store_path
+        from console.engine.scheduler import Scheduler
+        from console.engine.storage.store import MetricStore, default_store_path
 
         try:
             if self.demo_mode:
@@ -136,11 +136,11 @@ class OpsConsoleApp(App[None]):
             store = MetricStore(path=path)
             if path is not None:
                 await asyncio.to_thread(store.load)
-            self.engine = Engine(self.settings, store=store, clock=self.clock)
+            self.engine = Scheduler(self.settings, store=store, clock=self.clock)
             await self.engine.start(poll=self._poll)
             await self._start_alerting()
         except Exception as exc:  # pragma: no cover - shown to the operator, not raised
-            from console.engine.redact import describe_exception
+            from console.engine.text.redact import describe_exception
 
             self.notify(describe_exception(exc), title="start-up failed", severity="error",
                         markup=False, timeout=30)
@@ -149,7 +149,7 @@ class OpsConsoleApp(App[None]):
         # Every 5 min: a save rewrites the whole file (~39 MB for 200 series).
         self.set_interval(300, self._save_history, name="save-history")
         if self.config_path is not None:
-            from console.engine.config import ConfigWatcher
+            from console.engine.config.watcher import ConfigWatcher
 
             self._watcher = ConfigWatcher(
                 self.config_path, self._config_changed, self._config_broken
@@ -168,8 +168,8 @@ class OpsConsoleApp(App[None]):
         self.refresh_screen()
 
     async def _start_demo(self) -> None:
-        from console.engine.config import load_config_text
-        from console.engine.demo import DemoStack, probe_local_services
+        from console.demo.stack import DemoStack, probe_local_services
+        from console.engine.config.loader import load_config_text
 
         self.demo = DemoStack(port=self._demo_port)
         await self.demo.start()
@@ -233,14 +233,14 @@ class OpsConsoleApp(App[None]):
 
     async def _start_alerting(self) -> None:
         """Rules, alert lifecycle and the notification outbox, shared with `run --headless`."""
-        from console.alerts_cli import data_dir
-        from console.engine.alerting import AlertService
+        from console.cli.alerting import data_dir
+        from console.engine.alerting.service import AlertService
 
         assert self.settings is not None
         where = data_dir(self.settings)
         notifier = None
         if self.settings.alerting.receivers and not self.demo_mode:
-            from console.engine.notify import Notifier
+            from console.engine.alerting.notify import Notifier
 
             notifier = Notifier(where / "outbox.sqlite", self.settings.alerting.receivers)
         name = "alerts-demo.json" if self.demo_mode else "alerts.json"
@@ -278,8 +278,8 @@ class OpsConsoleApp(App[None]):
         n = len(open_)
         if short:
             return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
-        from console.engine.postmortem import elapsed
-        from console.engine.sanitize import one_line
+        from console.engine.incidents.postmortem import elapsed
+        from console.engine.text.sanitize import one_line
 
         inc = open_[0]
         now = self.clock()
@@ -401,7 +401,7 @@ class OpsConsoleApp(App[None]):
                     lambda n=name: self.open_target(n), discover=False,
                 )
         if self.demo is not None:
-            from console.engine.demo import FAULTS, describe_fault
+            from console.demo.stack import FAULTS, describe_fault
 
             for fault in FAULTS:
                 yield SystemCommand(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from console.engine.ruletest import expand_series, parse_rule_test, run_rule_test
+from console.engine.alerting.ruletest import expand_series, parse_rule_test, run_rule_test
 from tests.alerttools import HookSite, webhook_config
 from tests.test_cli import free_port, run
 
@@ -203,11 +203,11 @@ def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None
 
     import orjson
 
-    from console.engine.alert_history import AlertHistory
-    from console.engine.alerts import AlertEngine
-    from console.engine.config import load_config_text
-    from console.engine.rules import RuleSet
-    from console.engine.store import MetricStore
+    from console.engine.alerting.history import AlertHistory
+    from console.engine.alerting.lifecycle import AlertEngine
+    from console.engine.alerting.rules import RuleSet
+    from console.engine.config.loader import load_config_text
+    from console.engine.storage.store import MetricStore
 
     cfg = tmp_path / "c.toml"
     data = tmp_path / "data"

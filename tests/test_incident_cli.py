@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from console.cli import main
-from console.engine.journal import Journal
-from console.engine.store import MetricStore
+from console.engine.storage.journal import Journal
+from console.engine.storage.store import MetricStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400.0

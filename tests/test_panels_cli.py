@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from console.engine.dashboards import READY_MADE
-from console.engine.demo import DemoStack
+from console.demo.stack import DemoStack
+from console.engine.config.dashboards import READY_MADE
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = "postgresql://127.0.0.1:5432/test"

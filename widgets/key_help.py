@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 
 KeyRow = tuple[str, str]
 """(keys, description); a row with empty keys is a section heading."""

@@ -16,7 +16,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 from textual_plotext import PlotextPlot
 
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 
 # (series key, theme variable, fallback variable every Textual theme defines)
 _SERIES = (

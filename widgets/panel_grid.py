@@ -30,7 +30,7 @@ from textual.geometry import Region, Size
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 from console.engine.views import PanelView
 
 from ._format import (

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from console.engine.model import CheckResult, ResponseInfo
-from console.engine.sanitize import clean, one_line
+from console.engine.text.sanitize import clean, one_line
 
 from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_ms, fmt_number
 from ._table import FillTable

@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 
 from console.engine.model import Status
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 from console.engine.views import TargetView
 
 from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct

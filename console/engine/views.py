@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import CheckResult, Status
+from console.engine.model import CheckResult, Status
 
 
 @dataclass(frozen=True, slots=True)

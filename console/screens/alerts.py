@@ -1,6 +1,6 @@
 """Alerts: what fires, what is pending, what is silenced, and why; acknowledge and silence.
 
-The screen reads an `AlertService` (``console.engine.alerting``) handed to it, so the app
+The screen reads an `AlertService` (``console.engine.alerting.service``) handed to it, so the app
 decides where the service lives; it redraws once a second and whenever the service produced
 notifications. Every row keeps a glyph and a word for its state, so it reads without colour.
 `r` switches to Recent: open episodes ("ongoing 4m 10s") and the alert history's resolved
@@ -24,10 +24,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.alert_history import describe_duration, format_span, ongoing
-from console.engine.alerts import Alert, AlertState, Silence
-from console.engine.durations import format_duration, parse_duration
-from console.engine.sanitize import one_line
+from console.engine.alerting.history import describe_duration, format_span, ongoing
+from console.engine.alerting.lifecycle import Alert, AlertState, Silence
+from console.engine.lang.durations import parse_duration
+from console.engine.text.fmt import format_duration
+from console.engine.text.sanitize import one_line
 from console.screens.prompt import LinePrompt
 
 GLYPH = {

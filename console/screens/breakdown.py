@@ -19,7 +19,7 @@ from textual.color import Color, ColorParseError
 from textual.content import Content
 from textual.widgets import Static
 
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 from console.screens.database import Column, DatabaseScreen
 from widgets._format import NO_VALUE, fmt_number
 

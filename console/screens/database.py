@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 
 
 def _num(value: Any, digits: int = 0) -> str:

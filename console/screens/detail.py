@@ -11,8 +11,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from console.engine.durations import format_duration
-from console.engine.sanitize import one_line
+from console.engine.text.fmt import format_duration
+from console.engine.text.sanitize import one_line
 from widgets.latency_chart import LatencyChart
 from widgets.response_log import ResponseLog
 

@@ -33,7 +33,7 @@ class FaultScreen(ModalScreen[None]):
             yield OptionList(*self._options(), id="faults-list")
 
     def _options(self) -> list[Option]:
-        from console.engine.demo import FAULTS, describe_fault
+        from console.demo.stack import FAULTS, describe_fault
 
         active = self._active()
         return [
@@ -62,7 +62,7 @@ class FaultScreen(ModalScreen[None]):
             self._redraw()
 
     def action_toggle(self, index: int) -> None:
-        from console.engine.demo import FAULTS
+        from console.demo.stack import FAULTS
 
         if 0 <= index < len(FAULTS):
             self.app.toggle_fault(FAULTS[index])  # type: ignore[attr-defined]

@@ -20,10 +20,10 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.incidents import Incident, StepState
-from console.engine.playbooks import SEVERITIES
-from console.engine.postmortem import elapsed
-from console.engine.sanitize import one_line
+from console.engine.incidents.book import Incident, StepState
+from console.engine.incidents.postmortem import elapsed
+from console.engine.model import SEVERITIES
+from console.engine.text.sanitize import one_line
 from console.screens.prompt import TextPrompt
 
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
@@ -46,9 +46,9 @@ async def get_desk(app: Any) -> Any:
 
 async def _open_desk(app: Any) -> Any:
     from console.engine.errors import ConfigError
-    from console.engine.incidents import IncidentBook, IncidentDesk
-    from console.engine.journal import Journal
-    from console.engine.playbooks import load_playbooks
+    from console.engine.incidents.book import IncidentBook, IncidentDesk
+    from console.engine.incidents.playbooks import load_playbooks
+    from console.engine.storage.journal import Journal
 
     try:
         playbooks = await asyncio.to_thread(load_playbooks)
@@ -63,7 +63,7 @@ async def _open_desk(app: Any) -> Any:
     try:
         report = await asyncio.to_thread(journal.open)
     except OSError as exc:  # an unwritable data dir: say so, never crash the console
-        from console.engine.redact import describe_exception
+        from console.engine.text.redact import describe_exception
 
         journal.close_sync()
         app.notify(f"incident journal unavailable ({journal.path}): "
@@ -187,7 +187,7 @@ class KpiScreen(ModalScreen[None]):
         self.since = since
 
     def compose(self) -> ComposeResult:
-        from console.engine.kpis import compute, format_text
+        from console.engine.incidents.kpis import compute, format_text
 
         engine = getattr(self.app, "engine", None)
         k = compute(self.desk.book, since=self.since, now=_now(self),
@@ -487,7 +487,7 @@ class IncidentScreen(Screen[None]):
         inc = self.incident
         if inc is None:
             return
-        from console.engine.postmortem import render
+        from console.engine.incidents.postmortem import render
 
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
         text = render(inc, now=_now(self))

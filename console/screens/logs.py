@@ -21,9 +21,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.logquery import LogQuery, parse_query, search_lines
-from console.engine.logtail import LogLine
-from console.engine.sanitize import clean, one_line
+from console.engine.logs.query import LogQuery, parse_query, search_lines
+from console.engine.logs.tail import LogLine
+from console.engine.text.sanitize import clean, one_line
 
 SHOWN = 500  # rows in the list: the latest matches
 KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from console.engine.http_client import HttpClients
+from console.engine.probes.http_client import HttpClients
 from console.engine.probes.postgres import PostgresProbe
 
 

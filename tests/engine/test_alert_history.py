@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from console.engine.alert_history import (
+from console.engine.alerting.history import (
     AlertHistory,
     describe_duration,
     format_span,
@@ -19,13 +19,14 @@ from console.engine.alert_history import (
     read_episodes,
     rotated,
 )
-from console.engine.alerting import AlertService
-from console.engine.alerts import AlertEngine, AlertState
-from console.engine.config import load_config_text
-from console.engine.durations import format_duration
-from console.engine.engine import Engine
-from console.engine.rules import Rule, RuleSet, TargetInfo
-from console.engine.store import MetricStore
+from console.engine.alerting.lifecycle import AlertEngine, AlertState
+from console.engine.alerting.rules import RuleSet, TargetInfo
+from console.engine.alerting.service import AlertService
+from console.engine.config.loader import load_config_text
+from console.engine.config.rules import Rule
+from console.engine.scheduler import Scheduler
+from console.engine.storage.store import MetricStore
+from console.engine.text.fmt import format_duration
 from tests.alerttools import T0, Clock, dead_api_config
 
 
@@ -177,7 +178,7 @@ async def _record(hist: AlertHistory, ep: dict[str, Any]) -> bool:
 
 def service(tmp_path: Path, clock: Clock) -> AlertService:
     settings = load_config_text(dead_api_config(success_threshold=1))
-    return AlertService(Engine(settings, clock=clock), state_path=tmp_path / "alerts.json")
+    return AlertService(Scheduler(settings, clock=clock), state_path=tmp_path / "alerts.json")
 
 
 async def until(cond: Any, limit: float = 5.0) -> None:
@@ -279,8 +280,8 @@ def test_state_writes_are_atomic_under_concurrent_saves(tmp_path: Path) -> None:
 
 
 def test_kpis_take_alert_mttd_mtta_mttr_from_the_history() -> None:
-    from console.engine.incidents import IncidentBook
-    from console.engine.kpis import compute, format_text
+    from console.engine.incidents.book import IncidentBook
+    from console.engine.incidents.kpis import compute, format_text
 
     now = T0 + 86400
     eps = [

@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from console.engine.alerting import AlertService
-from console.engine.config import load_config_text
-from console.engine.engine import Engine
-from console.engine.lease import Lease, describe_owner
+from console.engine.alerting.service import AlertService
+from console.engine.config.loader import load_config_text
+from console.engine.scheduler import Scheduler
+from console.engine.storage.lease import Lease, describe_owner
 from tests.alerttools import HookSite, dead_api_config, webhook_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLDER = textwrap.dedent("""\
     import subprocess, sys, time
-    from console.engine.lease import Lease
+    from console.engine.storage.lease import Lease
     lease = Lease(sys.argv[1], role="script")
     print("held" if lease.try_acquire() else "busy", flush=True)
     if len(sys.argv) > 2:  # a child that outlives us must not keep the lease
@@ -181,7 +181,7 @@ def follower_view(cfg: Path, data: Path, owner_pid: int) -> None:
     settings = load_config_text(cfg.read_text())
 
     async def look() -> None:
-        svc = AlertService(Engine(settings), state_path=data / "alerts.json", tick=0.1)
+        svc = AlertService(Scheduler(settings), state_path=data / "alerts.json", tick=0.1)
         await svc.start()
         try:
             assert svc.following
@@ -214,9 +214,9 @@ async def until_true(cond: Any, limit: float = 5.0) -> None:
 async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -> None:
     settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
-    owner = AlertService(Engine(settings), state_path=state, tick=0.05)
+    owner = AlertService(Scheduler(settings), state_path=state, tick=0.05)
     await owner.start()
-    follower = AlertService(Engine(settings), state_path=state, tick=0.05)
+    follower = AlertService(Scheduler(settings), state_path=state, tick=0.05)
     await follower.start()
     owner2 = None
     try:
@@ -245,7 +245,7 @@ async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -
         await follower.stop()
         await owner.stop()
         # A new owner finds the (recent) requests in the file but applies none again.
-        owner2 = AlertService(Engine(settings), state_path=state, tick=0.05)
+        owner2 = AlertService(Scheduler(settings), state_path=state, tick=0.05)
         await owner2.start()
         assert owner2.evaluating
         await asyncio.sleep(0.2)

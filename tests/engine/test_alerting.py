@@ -1,4 +1,4 @@
-"""End to end: a real Engine polls a real local target, rules fire, the outbox delivers."""
+"""End to end: a real Scheduler polls a real local target, rules fire, the outbox delivers."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from console.engine.alerting import AlertService
-from console.engine.config import load_config_text
-from console.engine.engine import Engine
-from console.engine.notify import Notifier
+from console.engine.alerting.notify import Notifier
+from console.engine.alerting.service import AlertService
+from console.engine.config.loader import load_config_text
+from console.engine.scheduler import Scheduler
 from tests.alerttools import webhook_config
 
 
@@ -53,7 +53,7 @@ async def test_target_down_fires_and_resolves_through_the_outbox(
         tmp_path: Path, site: tuple[str, dict[str, Any]]) -> None:
     base, state = site
     settings = load_config_text(webhook_config(base, success_threshold=2))
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     notifier = Notifier(tmp_path / "outbox.sqlite", settings.alerting.receivers)
     service = AlertService(engine, notifier=notifier, tick=0.2)
     seen: list[str] = []
@@ -88,7 +88,7 @@ async def test_restart_keeps_alert_state_and_sends_nothing_twice(
     settings = load_config_text(webhook_config(base))
 
     async def console(seconds: float | None, cond: Any = None) -> AlertService:
-        engine = Engine(settings)
+        engine = Scheduler(settings)
         service = AlertService(engine, tick=0.2, state_path=tmp_path / "alerts.json",
                                notifier=Notifier(tmp_path / "outbox.sqlite",
                                                  settings.alerting.receivers))
@@ -134,7 +134,7 @@ kind = "http"
 url = "http://127.0.0.1:9/"
 interval = "1s"
 ''')
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     await engine.start(poll=False)
     service = AlertService(engine, tick=0.2)
     await service.start()
@@ -182,7 +182,7 @@ async def test_a_transition_is_saved_off_the_event_loop(
 
     base, state = site
     settings = load_config_text(webhook_config(base))
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     path = tmp_path / "alerts.json"
     service = AlertService(engine, tick=5.0, state_path=path)  # no tick write in the window
     writers: list[str] = []

@@ -8,9 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from console.engine.alerts import AlertEngine, Alerts, AlertState, Notification, flap_percent
-from console.engine.rules import AlertingSection, Rule, RuleSet, TargetInfo
-from console.engine.store import MetricStore
+from console.engine.alerting.lifecycle import (
+    AlertEngine,
+    Alerts,
+    AlertState,
+    Notification,
+    flap_percent,
+)
+from console.engine.alerting.rules import RuleSet, TargetInfo
+from console.engine.config.rules import AlertingSection, Rule
+from console.engine.storage.store import MetricStore
 
 T0 = 1_800_000_000.0
 STEP = 10.0
@@ -147,7 +154,7 @@ def test_gate_alternating_series_sends_at_most_two(kw: dict[str, object]) -> Non
 
 def test_gate_down_up_target_series_through_default_rules() -> None:
     """The playbook's own target-down rule on an `up` series flipping every 10 s."""
-    from console.engine.rules import default_rules
+    from console.engine.config.rules import default_rules
 
     store = MetricStore()
     rs = RuleSet(default_rules(), [API])

@@ -19,17 +19,17 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from console.engine.breakdown import (
+from console.engine.config.schema import Breakdown, PrometheusTarget
+from console.engine.lang.promexpr import Scrape, parse_scrape
+from console.engine.model import Status
+from console.engine.probes.breakdown import (
     CONVENTIONAL_NAMES,
     compute_breakdowns,
     default_breakdowns,
     status_class,
 )
-from console.engine.http_client import HttpClients
-from console.engine.model import Status
+from console.engine.probes.http_client import HttpClients
 from console.engine.probes.prometheus import PrometheusProbe
-from console.engine.promexpr import Scrape, parse_scrape
-from console.engine.settings import Breakdown, PrometheusTarget
 from tests.promtools import Exporter, serve_exporter
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from console.engine.conditions import CheckContext, parse_condition
-from console.engine.settings import HttpTarget
+from console.engine.config.schema import HttpTarget
+from console.engine.lang.conditions import CheckContext, parse_condition
 
 BODY = {
     "status": "ok",

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from console.engine.config import (
-    ConfigWatcher,
+from console.engine.config.loader import (
     check_text,
     default_config_path,
     find_config,
@@ -19,14 +18,15 @@ from console.engine.config import (
     locate_keys,
     validate_file,
 )
-from console.engine.errors import ConfigError, ConfigIssue
-from console.engine.settings import (
+from console.engine.config.schema import (
     HttpTarget,
     PostgresTarget,
     PrometheusTarget,
     RedisTarget,
     Settings,
 )
+from console.engine.config.watcher import ConfigWatcher
+from console.engine.errors import ConfigError, ConfigIssue
 
 CONFIGS = Path(__file__).parent / "configs"
 ENV = {"API_TOKEN": "t0ken", "DATABASE_URL": "postgresql://app@127.0.0.1/test"}

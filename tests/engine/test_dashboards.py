@@ -1,12 +1,11 @@
 """The playbook's ready-made dashboards: which panels appear for which targets, with which
-thresholds, and how they merge with a config's own dashboards, in the Engine and on reload."""
+thresholds, and how they merge with a config's own dashboards, in the Scheduler and on reload."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from console.engine.config import load_config_text
-from console.engine.dashboards import (
+from console.engine.config.dashboards import (
     APPLICATION,
     BUSINESS,
     DATABASE,
@@ -20,13 +19,14 @@ from console.engine.dashboards import (
     query_metrics,
     with_playbook_dashboards,
 )
-from console.engine.engine import Engine, panel_state
+from console.engine.config.loader import load_config_text
+from console.engine.config.schema import HostTarget, Panel, Settings
 from console.engine.model import Status
 from console.engine.probes.host import HostProbe
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
 from console.engine.probes.redis import METRICS as REDIS_METRICS
-from console.engine.settings import HostTarget, Panel, Settings
+from console.engine.scheduler import Scheduler, panel_state
 
 # Addresses on port 9 (discard): these tests only build settings, nothing is contacted.
 APP = """
@@ -205,7 +205,7 @@ panels = []
 
     off = settings(APP, HOST, extra="[console]\nplaybook_dashboards = false\n")
     assert with_playbook_dashboards(off) is off
-    assert Engine(off).settings.dashboards == []
+    assert Scheduler(off).settings.dashboards == []
 
 
 def test_generated_keys_never_collide_and_merging_twice_changes_nothing() -> None:
@@ -277,7 +277,7 @@ def test_higher_is_better_thresholds_read_the_right_way() -> None:
 
 async def test_engine_merges_at_start_and_on_hot_reload() -> None:
     first = settings(HOST)
-    engine = Engine(first)
+    engine = Scheduler(first)
     try:
         await engine.start(poll=False)
         assert [d.name for d in engine.settings.dashboards] == [INFRASTRUCTURE]

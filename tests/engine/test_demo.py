@@ -18,9 +18,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from console.engine.config import load_config_text
-from console.engine.dashboards import HOST_METRICS, READY_MADE, with_playbook_dashboards
-from console.engine.demo import (
+from console.demo.stack import (
     DEFAULT_PORT,
     FAULTS,
     DemoStack,
@@ -28,12 +26,14 @@ from console.engine.demo import (
     fault_label,
     probe_local_services,
 )
+from console.engine.config.dashboards import HOST_METRICS, READY_MADE, with_playbook_dashboards
+from console.engine.config.loader import load_config_text
+from console.engine.config.schema import PrometheusTarget, Settings
 from console.engine.errors import ConsoleError
+from console.engine.lang.promexpr import Scrape, parse_expr, parse_scrape
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
 from console.engine.probes.redis import METRICS as REDIS_METRICS
-from console.engine.promexpr import Scrape, parse_expr, parse_scrape
-from console.engine.settings import PrometheusTarget, Settings
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -529,10 +529,10 @@ async def test_probe_local_services_never_hangs_on_silent_ports() -> None:
 async def test_demo_web1_host_is_scraped_as_a_remote_node_exporter(stack: DemoStack) -> None:
     """The demo's "web-1" is this machine in node_exporter's format; the real remote-host
     probe reads the local probe's metric names from it, rates from the second scrape."""
-    from console.engine.http_client import HttpClients
+    from console.engine.config.schema import HostTarget
     from console.engine.model import Status
     from console.engine.probes.host import HostProbe
-    from console.engine.settings import HostTarget
+    from console.engine.probes.http_client import HttpClients
 
     target = HostTarget(name="web-1", url=stack.base_url + "/node/metrics", timeout=2.0)
     async with HttpClients() as clients:

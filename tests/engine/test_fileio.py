@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from console.engine.fileio import atomic_write
+from console.engine.storage.fileio import atomic_write
 
 
 def test_replaces_the_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from console.engine.engine import Engine
+from console.engine.config.schema import HostTarget, Settings
 from console.engine.model import Status
 from console.engine.probes.host import FIRST_GAP, HostProbe
-from console.engine.settings import HostTarget, Settings
+from console.engine.scheduler import Scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"cpu_pct", "memory_pct", "load1", "disk_used_pct", "net_rx_bytes_per_s",
@@ -88,7 +88,7 @@ async def test_rates_see_the_load_the_test_makes() -> None:
 
 async def test_host_target_in_engine_records_series() -> None:
     settings = Settings.model_validate({"targets": [{"name": "this-host", "kind": "host"}]})
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     await engine.start(poll=False)
     try:
         [r] = await engine.check_once()

@@ -23,10 +23,10 @@ from typing import Any
 import psutil
 import pytest
 
-from console.engine.http_client import DedicatedResolver, HttpClients
+from console.engine.config.schema import HttpTarget
 from console.engine.model import CheckResult, Status
 from console.engine.probes.http import HttpProbe
-from console.engine.settings import HttpTarget
+from console.engine.probes.http_client import DedicatedResolver, HttpClients
 from tests.faultservers import (
     ESCAPE_BODY,
     FaultServer,
@@ -786,9 +786,9 @@ def test_a_hung_dns_lookup_never_delays_process_exit() -> None:
 
     code = (
         "import asyncio, time\n"
-        "from console.engine.http_client import HttpClients, DedicatedResolver\n"
+        "from console.engine.probes.http_client import HttpClients, DedicatedResolver\n"
         "from console.engine.probes.http import HttpProbe\n"
-        "from console.engine.settings import HttpTarget\n"
+        "from console.engine.config.schema import HttpTarget\n"
         "def hung(*a):\n"
         "    time.sleep(30)\n"
         "async def main():\n"

@@ -9,10 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from console.engine.incidents import TYPES, IncidentBook, IncidentDesk
-from console.engine.journal import Journal
-from console.engine.playbooks import SEVERITIES, load_playbooks
-from console.engine.postmortem import render
+from console.engine.incidents.book import TYPES, IncidentBook, IncidentDesk
+from console.engine.incidents.playbooks import load_playbooks
+from console.engine.incidents.postmortem import render
+from console.engine.model import SEVERITIES
+from console.engine.storage.journal import Journal
 
 
 class Clock:
@@ -171,8 +172,8 @@ def test_bad_entries_are_reported_not_raised(tmp_path: Path) -> None:
 
 
 async def test_open_from_a_firing_alert(tmp_path: Path) -> None:
-    from console.engine.alerts import Alert
-    from console.engine.rules import Rule
+    from console.engine.alerting.lifecycle import Alert
+    from console.engine.config.rules import Rule
 
     clock = Clock()
     t0 = clock.t

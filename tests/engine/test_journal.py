@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from console.engine.journal import Journal, current_actor, encode, sanitize
+from console.engine.storage.journal import Journal, current_actor, encode, sanitize
 
 HOSTILE = "[b]bold[/b] \x1b[2J\x1b]52;c;ZXZpbA==\x07 \u202e rtl ✓ \ud800 end"
 

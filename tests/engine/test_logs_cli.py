@@ -17,8 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
-from console.engine.logquery import parse_query, search_file, search_lines
-from console.engine.logtail import parse_line
+from console.engine.logs.query import parse_query, search_file, search_lines
+from console.engine.logs.tail import parse_line
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0  # a fixed "now" for in-process searches

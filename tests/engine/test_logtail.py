@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from console.engine.engine import Engine
-from console.engine.logtail import MAX_LINE, LogFollower, LogUnavailable, parse_line
+from console.engine.config.schema import LogTarget, Settings
+from console.engine.logs.tail import MAX_LINE, LogFollower, LogUnavailable, parse_line
 from console.engine.model import Status
 from console.engine.probes.log import RING, LogProbe
-from console.engine.settings import LogTarget, Settings
+from console.engine.scheduler import Scheduler
 
 
 def rec(level: str = "info", message: str = "ok", **kw: Any) -> str:
@@ -234,7 +234,7 @@ async def test_engine_runs_a_log_target_from_config(tmp_path: Path) -> None:
     p.write_text("")
     settings = Settings.model_validate({"targets": [
         {"name": "api-logs", "kind": "log", "path": str(p), "interval": "1s"}]})
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     await engine.start(poll=False)
     try:
         append(p, rec("error") + rec("info"))
@@ -280,8 +280,8 @@ async def test_probe_works_off_a_big_backlog_in_bounded_reads(tmp_path: Path) ->
 
 
 async def test_demo_writes_a_winston_log_the_probe_and_queries_read(tmp_path: Path) -> None:
-    from console.engine.demo import DemoStack
-    from console.engine.logquery import parse_query, search_file
+    from console.demo.stack import DemoStack
+    from console.engine.logs.query import parse_query, search_file
 
     stack = DemoStack(port=0, seed=3, traffic=False)
     await stack.start()

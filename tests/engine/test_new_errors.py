@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from console.engine.errorkinds import ErrorKinds, fingerprint, normalise
+from console.engine.alerting.rules import RuleSet, TargetInfo, evaluate_expr
+from console.engine.config.rules import default_rules
+from console.engine.config.schema import LogTarget
+from console.engine.logs.errorkinds import ErrorKinds, fingerprint, normalise
 from console.engine.probes.log import LogProbe
-from console.engine.rules import RuleSet, TargetInfo, default_rules, evaluate_expr
-from console.engine.settings import LogTarget
-from console.engine.store import MetricStore
+from console.engine.storage.store import MetricStore
 
 
 def write(path: Path, *records: dict[str, object]) -> None:

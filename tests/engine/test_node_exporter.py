@@ -17,13 +17,13 @@ import psutil
 import pytest
 from aiohttp import web
 
-from console.engine.config import check_text
-from console.engine.engine import Engine
-from console.engine.http_client import HttpClients
+from console.demo.node_exporter import NodeSample, go_float, node_exporter_text
+from console.engine.config.loader import check_text
+from console.engine.config.schema import HostTarget, Settings
 from console.engine.model import CheckResult, Status
-from console.engine.nodeexp import NodeSample, go_float, node_exporter_text
 from console.engine.probes.host import HostProbe
-from console.engine.settings import HostTarget, Settings
+from console.engine.probes.http_client import HttpClients
+from console.engine.scheduler import Scheduler
 from tests.faultservers import hang_server
 from tests.promtools import serve
 
@@ -344,7 +344,7 @@ async def test_env_url_and_missing_env(exporter: Exporter, clients: HttpClients,
 async def test_remote_host_in_engine_records_series(exporter: Exporter) -> None:
     settings = Settings.model_validate({"targets": [
         {"name": "web-1", "kind": "host", "url": exporter.url()}]})
-    engine = Engine(settings)
+    engine = Scheduler(settings)
     await engine.start(poll=False)
     try:
         [r] = await engine.check_once()

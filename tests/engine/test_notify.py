@@ -14,9 +14,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from console.engine.alerts import Notification
-from console.engine.notify import Notifier, retry_after, slack_payload
-from console.engine.rules import Receiver
+from console.engine.alerting.lifecycle import Notification
+from console.engine.alerting.notify import Notifier, retry_after, slack_payload
+from console.engine.config.rules import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,8 +207,8 @@ def test_receiver_schema() -> None:
 
 _SENDER = """
 import asyncio, sys
-from console.engine.notify import Notifier
-from console.engine.rules import Receiver
+from console.engine.alerting.notify import Notifier
+from console.engine.config.rules import Receiver
 from tests.engine.test_notify import note
 
 async def main():
@@ -475,7 +475,7 @@ def at(n: Notification, t: float) -> Notification:
 
 async def test_digest_batches_p3_into_one_message_per_period(
         tmp_path: Path, receiver: tuple[str, Hits]) -> None:
-    from console.engine.notify import _iso
+    from console.engine.alerting.notify import _iso
 
     base, hits = receiver
     smtp = MiniSmtp(None, offer_starttls=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from console.engine.errors import ConfigError
-from console.engine.playbooks import load_playbooks, validate_playbooks
+from console.engine.incidents.playbooks import load_playbooks, validate_playbooks
 
 
 def test_shipped_playbooks_follow_the_monitoring_playbook(tmp_path: Path) -> None:

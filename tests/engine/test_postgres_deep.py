@@ -16,9 +16,9 @@ import time
 import asyncpg
 import pytest
 
+from console.engine.config.schema import PostgresTarget
 from console.engine.model import Status
 from console.engine.probes.postgres import PostgresProbe
-from console.engine.settings import PostgresTarget
 from tests.pgserver import (  # noqa: F401  (the fixtures are used by name)
     PASSWORD,
     PgServer,
@@ -434,9 +434,9 @@ async def test_details_reach_check_json(pg_server: PgServer, probes: list[Postgr
 
 async def test_panels_on_slow_metrics_stay_current_between_slow_runs() -> None:
     """A slow collector reports every slow_interval: its panel is not 'no data' in between."""
-    from console.engine.engine import Engine
+    from console.engine.config.schema import Panel, Settings
     from console.engine.model import CheckResult
-    from console.engine.settings import Panel, Settings
+    from console.engine.scheduler import Scheduler
 
     t0 = 1_800_000_000.0
     settings = Settings(
@@ -444,7 +444,7 @@ async def test_panels_on_slow_metrics_stay_current_between_slow_runs() -> None:
                                 slow_interval=60.0)],
         panels=[Panel(title="size", target="db", metric="db_size_bytes"),
                 Panel(title="conns", target="db", metric="connections_total")])
-    engine = Engine(settings, clock=lambda: t0)
+    engine = Scheduler(settings, clock=lambda: t0)
     await engine.start(poll=False)
     try:
         state = engine._states["db"]

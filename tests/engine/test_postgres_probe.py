@@ -16,9 +16,9 @@ import time
 import asyncpg
 import pytest
 
+from console.engine.config.schema import PostgresTarget
 from console.engine.model import CheckResult, Status
 from console.engine.probes.postgres import METRICS, PostgresProbe, statement_timeout_ms
-from console.engine.settings import PostgresTarget
 from tests.pgserver import (  # noqa: F401  (the fixtures are used by name)
     PASSWORD,
     PgServer,

@@ -17,11 +17,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from console.engine.demo import DemoStack
-from console.engine.http_client import HttpClients
+from console.demo.stack import DemoStack
+from console.engine.config.schema import PrometheusTarget, Settings
 from console.engine.model import Status
+from console.engine.probes.http_client import HttpClients
 from console.engine.probes.prometheus import THREAD_PARSE_BYTES, PrometheusProbe
-from console.engine.settings import PrometheusTarget, Settings
 from tests.promtools import Handler, registry_route, serve
 
 

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from console.engine.promexpr import (
+from console.engine.lang.promexpr import (
     Scrape,
     ScrapeCancelledError,
     bucket_quantile,

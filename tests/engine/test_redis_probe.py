@@ -15,9 +15,9 @@ from urllib.parse import quote
 import pytest
 from redis.backoff import NoBackoff
 
+from console.engine.config.schema import RedisTarget
 from console.engine.model import Status
 from console.engine.probes.redis import CLIENT_NAME, METRICS, RedisProbe
-from console.engine.settings import RedisTarget
 from tests.redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401
 from tests.tcpfaults import (
     FaultServer,

@@ -7,18 +7,11 @@ import textwrap
 
 import pytest
 
-from console.engine.config import check_text
-from console.engine.rules import (
-    Matcher,
-    Rule,
-    RuleSet,
-    TargetInfo,
-    default_rules,
-    evaluate_expr,
-    parse_expr,
-    parse_matcher,
-)
-from console.engine.store import MetricStore
+from console.engine.alerting.rules import RuleSet, TargetInfo, evaluate_expr
+from console.engine.config.loader import check_text
+from console.engine.config.rules import Rule, default_rules
+from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.storage.store import MetricStore
 
 T0 = 1_800_000_000.0
 API = TargetInfo("api", "http", 10.0, "app")

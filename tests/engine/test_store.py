@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from console.engine.store import MetricStore, default_store_path
+from console.engine.storage.store import MetricStore, default_store_path
 
 T0 = 1_699_999_200.0  # a multiple of 3600: bucket edges fall on round offsets from T0
 DAY = 86_400
@@ -585,7 +585,7 @@ def test_a_bad_file_is_set_aside_and_the_store_starts_empty(
                 with zf.open(k + ".npy", "w") as fh:
                     np.lib.format.write_array(fh, arr)
     store = MetricStore(path=path)
-    with caplog.at_level(logging.WARNING, logger="console.engine.store"):
+    with caplog.at_level(logging.WARNING, logger="console.engine.storage.store"):
         store.load()  # never raises
     assert store.series() == []
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("history.npz.corrupt-")]
@@ -607,7 +607,7 @@ def test_load_adapts_to_other_capacities(tmp_path: Path, caplog: pytest.LogCaptu
     vs = np.arange(len(ts), dtype=float)
     feed(big, "x", ts, vs)
     big.save()
-    with caplog.at_level(logging.WARNING, logger="console.engine.store"):
+    with caplog.at_level(logging.WARNING, logger="console.engine.storage.store"):
         small = MetricStore(raw_capacity=100, path=path, tiers=((10.0, 3600.0), (60.0, 7200.0)))
         small.load()
     assert "raw capacity 600" in caplog.text

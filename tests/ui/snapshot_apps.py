@@ -15,7 +15,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from console.app import OpsConsoleApp
-from console.engine.config import load_config_text
+from console.engine.config.loader import load_config_text
 from console.engine.model import CheckResult, ResponseInfo, Status
 from tests.ui.apptools import screen_text, wait_for
 
@@ -147,8 +147,8 @@ def _exposition(scale: float) -> str:
 
 
 def _breakdowns(t: float) -> dict[str, Any]:
-    from console.engine.breakdown import compute_breakdowns, default_breakdowns
-    from console.engine.promexpr import parse_scrape
+    from console.engine.lang.promexpr import parse_scrape
+    from console.engine.probes.breakdown import compute_breakdowns, default_breakdowns
 
     prev = parse_scrape(_exposition(10.0), at=t - 5.0)
     cur = parse_scrape(_exposition(11.0), at=t)

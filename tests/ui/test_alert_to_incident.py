@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from console.engine.alerts import AlertState
+from console.engine.alerting.lifecycle import AlertState
 from console.screens.alerts import AlertsScreen
 from console.screens.incidents import IncidentScreen
 from tests.ui.apptools import demo_app, screen_text, wait_for, wait_ready
@@ -57,7 +57,7 @@ async def test_bell_rings_once_per_alert_that_starts_firing(tmp_path: Any) -> No
     """`[console] bell = true`: one bell when a P0/P1 starts to fire, not one per repaint
     while it keeps firing, none once it is acknowledged; on any screen."""
     from console.app import OpsConsoleApp
-    from console.engine.config import load_config
+    from console.engine.config.loader import load_config
     from tests.ui.apptools import http_config
 
     cfg = http_config(tmp_path / "c.toml", {"api": "http://127.0.0.1:9/health"},

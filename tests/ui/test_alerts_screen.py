@@ -11,12 +11,13 @@ from typing import Any
 from textual.app import App
 from textual.widgets import Input, OptionList, Static
 
-from console.engine.alerting import AlertService
-from console.engine.alerts import AlertEngine, Alerts, AlertState
-from console.engine.config import load_config_text
-from console.engine.engine import Engine
-from console.engine.rules import Rule, RuleSet, TargetInfo
-from console.engine.store import MetricStore
+from console.engine.alerting.lifecycle import AlertEngine, Alerts, AlertState
+from console.engine.alerting.rules import RuleSet, TargetInfo
+from console.engine.alerting.service import AlertService
+from console.engine.config.loader import load_config_text
+from console.engine.config.rules import Rule
+from console.engine.scheduler import Scheduler
+from console.engine.storage.store import MetricStore
 from console.screens.alerts import AlertsScreen, alert_line, episode_line, parse_silence
 from tests.alerttools import T0, Clock, dead_api_config
 
@@ -197,9 +198,9 @@ async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: P
     reach the owner, and once the owner stops it takes over the same state."""
     settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
-    owner = AlertService(Engine(settings), state_path=state, tick=0.1, role="headless")
+    owner = AlertService(Scheduler(settings), state_path=state, tick=0.1, role="headless")
     await owner.start()
-    follower = AlertService(Engine(settings), state_path=state, tick=0.1)
+    follower = AlertService(Scheduler(settings), state_path=state, tick=0.1)
     await follower.start()
     try:
         assert follower.following
@@ -273,8 +274,8 @@ def test_episode_line_fits_and_marks_flapping() -> None:
 
 async def test_title_counts_what_waits_for_the_next_digest(tmp_path: Path) -> None:
     """A receiver batching P3 says how many notifications its next digest will carry."""
-    from console.engine.notify import Notifier
-    from console.engine.rules import Receiver
+    from console.engine.alerting.notify import Notifier
+    from console.engine.config.rules import Receiver
     from tests.engine.test_notify import note
 
     notifier = Notifier(tmp_path / "o.sqlite", [Receiver.model_validate(

@@ -16,7 +16,7 @@ from textual.widgets import Input, OptionList, Static
 
 import themes
 from console.app import OpsConsoleApp
-from console.engine.config import load_config, load_config_text
+from console.engine.config.loader import load_config, load_config_text
 from console.engine.model import Status
 from console.screens.detail import RANGES, DetailScreen
 from console.screens.faults import FaultScreen

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from console.app import OpsConsoleApp
-from console.engine.settings import HttpTarget, PrometheusTarget, Settings
+from console.engine.config.schema import HttpTarget, PrometheusTarget, Settings
 from console.screens.breakdown import BreakdownScreen, error_level, fmt_error_pct
 from console.screens.detail import DetailScreen
 from tests.promtools import Exporter, serve_exporter

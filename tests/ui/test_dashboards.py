@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from console.app import OpsConsoleApp
-from console.engine.config import load_config_text
-from console.engine.dashboards import READY_MADE
+from console.engine.config.dashboards import READY_MADE
+from console.engine.config.loader import load_config_text
 from tests.ui.apptools import demo_app, screen_text, wait_for, wait_ready
 from tests.ui.snapshot_apps import CONFIG
 from widgets.panel_grid import PanelGrid

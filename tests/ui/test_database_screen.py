@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from console.app import OpsConsoleApp
-from console.engine.settings import HttpTarget, PostgresTarget, Settings
+from console.engine.config.schema import HttpTarget, PostgresTarget, Settings
 from console.screens.database import DatabaseScreen
 from console.screens.detail import DetailScreen
 from tests.ui.apptools import screen_text, wait_for
@@ -120,7 +120,7 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
 
 
 async def test_redis_drill_down_shows_keyspace_slowlog_and_state(ui_env: None) -> None:
-    from console.engine.settings import RedisTarget
+    from console.engine.config.schema import RedisTarget
     from tests.redisserver import RedisServer
 
     with RedisServer() as server:

@@ -13,8 +13,8 @@ import orjson
 from textual.widgets import Input, OptionList
 
 from console.app import OpsConsoleApp
-from console.engine.config import load_config
-from console.engine.journal import Journal
+from console.engine.config.loader import load_config
+from console.engine.storage.journal import Journal
 from console.screens.incidents import IncidentListScreen, IncidentScreen
 from tests.ui.apptools import http_config, screen_text, wait_for
 
@@ -297,8 +297,8 @@ async def test_restart_brings_incidents_back_and_another_console_is_seen(
         tmp_path: Path, ui_env: None) -> None:
     import time
 
-    from console.engine.incidents import IncidentBook, IncidentDesk
-    from console.engine.playbooks import load_playbooks
+    from console.engine.incidents.book import IncidentBook, IncidentDesk
+    from console.engine.incidents.playbooks import load_playbooks
 
     clock = Clock()
     app = _app(tmp_path, clock)
@@ -377,8 +377,8 @@ def test_inline_markdown_of_playbook_text() -> None:
 
 async def test_open_incidents_are_on_the_first_screen_after_a_restart(
         tmp_path: Path, ui_env: None) -> None:
-    from console.engine.incidents import IncidentBook, IncidentDesk
-    from console.engine.playbooks import load_playbooks
+    from console.engine.incidents.book import IncidentBook, IncidentDesk
+    from console.engine.incidents.playbooks import load_playbooks
 
     clock = Clock()
     journal = Journal(Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "journal.jsonl", clock=clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console.engine.settings import Settings
+from console.engine.config.schema import Settings
 from console.screens.logs import LogsScreen
 from tests.ui.test_logs_screen import rec, rows
 

@@ -1,4 +1,4 @@
-"""The Logs screen through Pilot at 80x24, on a real Engine following a real log file."""
+"""The Logs screen through Pilot at 80x24, on a real Scheduler following a real log file."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from textual.app import App
 from textual.widgets import Input, OptionList, Static
 
-from console.engine.engine import Engine
-from console.engine.settings import Settings
+from console.engine.config.schema import Settings
+from console.engine.scheduler import Scheduler
 from console.screens.logs import LineDetail, LogsScreen
 
 
@@ -21,7 +21,7 @@ def rec(level: str, message: str, **kw: Any) -> str:
 
 
 class Host(App[None]):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Scheduler) -> None:
         super().__init__()
         self.engine = engine
 
@@ -41,7 +41,7 @@ def title(app: App[Any]) -> str:
 async def test_builtin_keys_filter_and_json(tmp_path: Path) -> None:
     p = tmp_path / "combined.log"
     p.write_text("")
-    engine = Engine(Settings.model_validate({"targets": [
+    engine = Scheduler(Settings.model_validate({"targets": [
         {"name": "api-logs", "kind": "log", "path": str(p)}]}))
     await engine.start(poll=False)
     try:

@@ -27,7 +27,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Sparkline, Static
 
 from console.engine.model import CheckResult, ResponseInfo, Status
-from console.engine.sanitize import one_line
+from console.engine.text.sanitize import one_line
 from console.engine.views import PanelView, TargetView
 from themes import (
     ANSI_THEMES,

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import CheckResult, Status
-from ..redact import describe_exception
-from ..sanitize import one_line
-from ..settings import HostTarget
+from console.engine.config.schema import HostTarget
+from console.engine.model import CheckResult, Status
+from console.engine.text.redact import describe_exception
+from console.engine.text.sanitize import one_line
 
 if TYPE_CHECKING:
-    from ..http_client import HttpClients
-    from .nodehost import NodeHostProbe
+    from console.engine.probes.http_client import HttpClients
+    from console.engine.probes.nodehost import NodeHostProbe
 
 __all__ = ["HostProbe", "HostSample", "sample_host"]
 
@@ -93,7 +93,7 @@ class HostProbe:
         self._prev: HostSample | None = None
         self._remote: NodeHostProbe | None = None
         if target.url is not None:
-            from .nodehost import NodeHostProbe
+            from console.engine.probes.nodehost import NodeHostProbe
 
             if clients is None:
                 raise ValueError("a remote host target (url) needs the shared HttpClients")

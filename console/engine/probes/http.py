@@ -20,13 +20,13 @@ from collections.abc import Callable
 import aiohttp
 import httpx
 
-from ..conditions import CheckContext, Condition, parse_condition
-from ..envref import MissingEnv, expand
-from ..http_client import USER_AGENT, HttpClients, TlsConfigError, read_capped
-from ..model import CheckResult, ResponseInfo, Status
-from ..redact import MASK, describe_exception, redact
-from ..sanitize import clean, one_line
-from ..settings import _SECRET_HEADERS, ENV_REF, HttpTarget
+from console.engine.config.envref import ENV_REF, MissingEnv, expand
+from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
+from console.engine.lang.conditions import CheckContext, Condition, parse_condition
+from console.engine.model import CheckResult, ResponseInfo, Status
+from console.engine.probes.http_client import USER_AGENT, HttpClients, TlsConfigError, read_capped
+from console.engine.text.redact import MASK, describe_exception, redact
+from console.engine.text.sanitize import clean, one_line
 
 __all__ = ["HttpProbe"]
 

@@ -27,12 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errorkinds import ErrorKinds, state_path
-from ..logtail import ERROR_LEVELS, WARN_LEVELS, LogFollower, LogLine, LogUnavailable, parse_line
-from ..model import CheckResult, Status
-from ..redact import describe_exception
-from ..sanitize import one_line
-from ..settings import LogTarget
+from console.engine.config.schema import LogTarget
+from console.engine.logs.errorkinds import ErrorKinds, state_path
+from console.engine.logs.tail import (
+    ERROR_LEVELS,
+    WARN_LEVELS,
+    LogFollower,
+    LogLine,
+    LogUnavailable,
+    parse_line,
+)
+from console.engine.model import CheckResult, Status
+from console.engine.text.redact import describe_exception
+from console.engine.text.sanitize import one_line
 
 __all__ = ["RING", "LogProbe"]
 
@@ -47,7 +54,7 @@ SAVE_EVERY = 60.0  # seconds between saves when only "last seen" order changed
 
 def default_state_dir() -> Path:
     """`log-errors/` beside the metric history (honours $OPSCONSOLE_DATA_DIR)."""
-    from ..store import default_store_path
+    from console.engine.storage.store import default_store_path
 
     return default_store_path().parent / "log-errors"
 

@@ -16,13 +16,13 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from ..http_client import HttpClients
-from ..model import CheckResult, Status
-from ..nodeexp import NODE_FAMILIES, node_metrics
-from ..promexpr import Scrape
-from ..sanitize import one_line
-from ..settings import HostTarget, PrometheusTarget
-from .prometheus import PrometheusProbe
+from console.engine.config.schema import HostTarget, PrometheusTarget
+from console.engine.lang.promexpr import Scrape
+from console.engine.model import CheckResult, Status
+from console.engine.probes.http_client import HttpClients
+from console.engine.probes.node_metrics import NODE_FAMILIES, node_metrics
+from console.engine.probes.prometheus import PrometheusProbe
+from console.engine.text.sanitize import one_line
 
 __all__ = ["NodeHostProbe"]
 

@@ -68,11 +68,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
-from ..envref import MissingEnv, expand_url
-from ..model import CheckResult, Status
-from ..redact import describe_exception, redact, register_secret
-from ..sanitize import one_line
-from ..settings import PostgresTarget
+from console.engine.config.envref import MissingEnv, expand_url
+from console.engine.config.schema import PostgresTarget
+from console.engine.model import CheckResult, Status
+from console.engine.text.redact import describe_exception, redact, register_secret
+from console.engine.text.sanitize import one_line
 
 # What each metric means (units in the name); the UI and docs may show these.
 METRICS: dict[str, str] = {

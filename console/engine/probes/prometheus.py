@@ -23,18 +23,9 @@ from typing import Any
 
 import httpx
 
-from ..breakdown import (
-    CONVENTIONAL_NAMES,
-    BreakdownSpec,
-    compile_breakdowns,
-    compute_breakdowns,
-    default_breakdowns,
-)
-from ..breakdown import sample_names as breakdown_names
-from ..envref import MissingEnv, expand
-from ..http_client import USER_AGENT, HttpClients, read_capped
-from ..model import CheckResult, ResponseInfo, Status
-from ..promexpr import (
+from console.engine.config.envref import MissingEnv, expand
+from console.engine.config.schema import PrometheusTarget
+from console.engine.lang.promexpr import (
     Expr,
     Scrape,
     ScrapeCancelledError,
@@ -43,10 +34,19 @@ from ..promexpr import (
     parse_scrape,
     sample_names,
 )
-from ..redact import describe_exception, redact
-from ..sanitize import clean, one_line
-from ..settings import PrometheusTarget
-from .http import _describe as _describe_http_error
+from console.engine.model import CheckResult, ResponseInfo, Status
+from console.engine.probes.breakdown import (
+    CONVENTIONAL_NAMES,
+    BreakdownSpec,
+    compile_breakdowns,
+    compute_breakdowns,
+    default_breakdowns,
+)
+from console.engine.probes.breakdown import sample_names as breakdown_names
+from console.engine.probes.http import _describe as _describe_http_error
+from console.engine.probes.http_client import USER_AGENT, HttpClients, read_capped
+from console.engine.text.redact import describe_exception, redact
+from console.engine.text.sanitize import clean, one_line
 
 __all__ = ["PrometheusProbe"]
 

@@ -71,11 +71,11 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from ..envref import MissingEnv, expand_url
-from ..model import CheckResult, Status
-from ..redact import describe_exception, redact, register_secret
-from ..sanitize import one_line
-from ..settings import RedisTarget
+from console.engine.config.envref import MissingEnv, expand_url
+from console.engine.config.schema import RedisTarget
+from console.engine.model import CheckResult, Status
+from console.engine.text.redact import describe_exception, redact, register_secret
+from console.engine.text.sanitize import one_line
 
 # What each metric means (units in the name); the UI and docs may show these.
 METRICS: dict[str, str] = {

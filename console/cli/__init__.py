@@ -1,0 +1,111 @@
+"""The `opsconsole` command: the TUI, the demo, and the headless `check`/`panels`/`validate`.
+
+Imports stay lazy so `opsconsole --help` and the headless commands start fast and the TUI's
+first frame is not held up by modules it does not need yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+
+from console.cli.check import add_target_flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opsconsole",
+        description="Keyboard-driven operations console. Without a command, opens the console "
+        "on your config (--config FILE, else the user config directory).",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", help="config file (TOML)")
+    parser.add_argument("--theme", help="opsconsole-dark, opsconsole-light, or an ANSI theme")
+    parser.add_argument("--no-history", action="store_true",
+                        help="do not load or save metric history")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
+    demo.add_argument("--print-config", action="store_true",
+                      help="print the demo's config (a starting point) and exit")
+    demo.add_argument("--no-local", action="store_true",
+                      help="do not add the machine's PostgreSQL and Redis")
+    demo.add_argument("--port", type=int, default=None, help="first port of the demo stack")
+    demo.add_argument("--theme", default=argparse.SUPPRESS)
+
+    val = sub.add_parser("validate", help="check a config file and report every error")
+    val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+
+    check = sub.add_parser("check", help="check targets without the UI")
+    check.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    check.add_argument("--once", action="store_true", help="check each target once and exit")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    add_target_flags(check)
+
+    pan = sub.add_parser("panels", help="every panel's value against its target, after one "
+                         "round of checks (a second for rates)")
+    pan.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    pan.add_argument("--dashboard", "-d", metavar="N|NAME",
+                     help="one dashboard, by its number key (0: every panel) or its name")
+    pan.add_argument("--json", action="store_true", help="machine-readable output")
+
+    watch = sub.add_parser("watch", help="open the console on TARGETs given on the command line")
+    add_target_flags(watch)
+    watch.add_argument("--theme", default=argparse.SUPPRESS)
+
+    from console.cli.alerting import add_parsers
+
+    add_parsers(sub)  # rules test, alerts
+
+    from console.cli.logs import add_parser as add_logs_parser
+
+    add_logs_parser(sub)  # logs QUERY
+
+    pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
+    pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
+    pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+    pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    inc = sub.add_parser("incidents", help="open incidents from the journal: severity, age, "
+                         "next step, overdue steps (exit 1 while any is open)")
+    inc.add_argument("--all", action="store_true", help="resolved ones too")
+    inc.add_argument("--since", default=None, help="with --all: opened within this period")
+    inc.add_argument("--json", action="store_true", help="machine-readable output")
+    inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+
+    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history")
+    rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
+    rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+    rep.add_argument("--history", metavar="FILE",
+                     help="metric history for uptime (default: the console's own)")
+    return parser
+
+
+# Each command's module and function, imported only when that command runs.
+COMMANDS = {
+    "validate": ("console.cli.validate", "cmd_validate"),
+    "check": ("console.cli.check", "cmd_check"),
+    "watch": ("console.cli.check", "cmd_watch"),
+    "demo": ("console.cli.tui", "cmd_demo"),
+    "panels": ("console.cli.panels", "cmd_panels"),
+    "rules": ("console.cli.alerting", "cmd_alerting"),
+    "alerts": ("console.cli.alerting", "cmd_alerting"),
+    "run": ("console.cli.alerting", "cmd_alerting"),
+    "logs": ("console.cli.logs", "cmd_logs"),
+    "postmortem": ("console.cli.incidents", "cmd_postmortem"),
+    "incidents": ("console.cli.incidents", "cmd_incidents"),
+    "report": ("console.cli.incidents", "cmd_report"),
+    None: ("console.cli.tui", "cmd_tui"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func = COMMANDS[args.command]
+    try:
+        command: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module), func)
+        return command(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,271 @@
+"""`opsconsole rules test FILE` and `opsconsole alerts`: the alerting engine from the shell.
+
+Kept out of cli.py so neither the TUI's start-up nor `--help` imports the rules engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from console.engine.config.schema import Settings
+
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `rules test` and `alerts` to the main parser's subcommands."""
+    rules = sub.add_parser("rules", help="work with alert rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
+    rtest = rules_sub.add_parser(
+        "test", help="replay rules on a synthetic series and print when they would have fired "
+        "(like promtool test rules)")
+    rtest.add_argument("file", metavar="FILE", help="a rules test file (TOML)")
+    rtest.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                       help="also use this config's rules when FILE has no [[rules]]")
+    rtest.add_argument("--json", action="store_true", help="machine-readable output")
+
+    alerts = sub.add_parser(
+        "alerts", help="check every target once and list the alerts the rules give "
+        "(rules needing several failing samples show as pending)")
+    alerts.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    alerts.add_argument("--json", action="store_true", help="machine-readable output")
+    alerts.add_argument("--history", action="store_true",
+                        help="list alert episodes instead (open ones, then resolved, newest "
+                        "first) from the alert history; checks nothing")
+    alerts.add_argument("--since", metavar="DURATION", default="24h",
+                        help="with --history: how far back (default 24h, at most 30d read)")
+
+    run = sub.add_parser(
+        "run", help="poll, evaluate rules and send notifications without the UI (--headless), "
+        "for a service manager; prints one JSON line per notification")
+    run.add_argument("--headless", action="store_true", required=True,
+                     help="no UI (the console itself is `opsconsole` without a command)")
+    run.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+
+
+def cmd_alerting(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    return cmd_rules(args) if args.command == "rules" else cmd_alerts(args)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.cli.common import load_or_report
+    from console.engine.alerting.ruletest import format_report, load_rule_test, run_rule_test
+
+    if getattr(args, "rules_command", None) != "test":
+        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    extra = []
+    if getattr(args, "config", None):
+        loaded = load_or_report(args)
+        if loaded is None:
+            return EXIT_CONFIG
+        extra = list(loaded[0].rules)
+    try:
+        test = load_rule_test(Path(args.file), extra)
+    except ValueError as exc:
+        print(f"opsconsole rules test: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    report = run_rule_test(test)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
+                                + b"\n")
+    else:
+        print(format_report(test, report))
+    sys.stdout.flush()
+    return EXIT_PROBLEM if report.failures else EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from console.cli.common import load_or_report
+
+    loaded = load_or_report(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    settings, _ = loaded
+    if getattr(args, "history", False):
+        return _history(settings, since=args.since, as_json=args.json)
+    return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+def _history(settings: Settings, *, since: str, as_json: bool) -> int:
+    """Episodes from the data dir: open ones from alerts.json (what the evaluator saved) and
+    resolved ones from alerts-history.jsonl; read only, so safe beside a running console."""
+    import time
+
+    import orjson
+
+    from console.engine.alerting.history import (
+        describe_duration,
+        history_path,
+        ongoing,
+        read_episodes,
+    )
+    from console.engine.alerting.lifecycle import Alerts
+    from console.engine.alerting.rules import RuleSet
+    from console.engine.lang.durations import parse_duration
+    from console.engine.storage.lease import Lease, describe_owner
+    from console.engine.text.sanitize import one_line
+
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        print(f"opsconsole alerts: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    now = time.time()
+    state_path = data_dir(settings) / "alerts.json"
+    alerts = Alerts(settings.alerting)
+    if state_path.exists():
+        try:
+            alerts.restore(orjson.loads(state_path.read_bytes()),
+                           RuleSet.from_settings(settings).rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
+    lo = now - window
+    open_eps = ongoing(alerts.alerts(), now)
+    done = read_episodes(history_path(state_path), since=lo, now=now, limit=10_000)
+    keys = {e.get("key") for e in done}
+    done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
+             if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
+    done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
+    owner = Lease(state_path.with_suffix(".lease")).holder()
+    if as_json:
+        doc = {"now": now, "since": lo, "evaluator": owner, "episodes": open_eps + done}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+        return EXIT_OK
+    print(describe_owner(owner) if owner is not None
+          else "no console is evaluating alerts right now")
+    if not open_eps and not done:
+        print(f"no alert fired in the last {since}")
+    for ep in open_eps + done:
+        ack = ""
+        if ep.get("acknowledged_at") is not None:
+            ack = f" acked by {one_line(str(ep.get('acknowledged_by') or '?'), 20)}"
+        peak = ep.get("peak")
+        extra = (f" peak {peak:g}" if isinstance(peak, int | float) else "") + \
+            (" flapping" if ep.get("flapping") else "") + ack
+        fired = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ep["fired_at"])))
+        mark = "●" if ep.get("ongoing") else "✔"
+        print(f"{mark} {fired} {describe_duration(ep):<16} {ep.get('severity', '')} "
+              f"{one_line(str(ep.get('rule', '')), 26):<26} "
+              f"{one_line(str(ep.get('target', '')), 20):<20}{extra}")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def _alerts(settings: Settings, *, as_json: bool) -> int:
+    import orjson
+
+    from console.engine.alerting.lifecycle import AlertEngine, AlertState
+    from console.engine.alerting.rules import RuleSet
+    from console.engine.scheduler import Scheduler
+    from console.engine.text.sanitize import one_line
+
+    engine = Scheduler(settings)
+    await engine.start(poll=False)
+    try:
+        await engine.check_once()
+        now = engine.clock()
+        ruleset = RuleSet.from_settings(settings)
+        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock)
+        alerting.run(now)
+        current = alerting.alerts.current()
+        no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
+    finally:
+        await engine.stop()
+    firing = any(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in current)
+    if as_json:
+        doc = {"checked_at": now, "alerts": [a.to_json(now) for a in current],
+               "no_data_rules": [{"rule": n, "metric": m} for n, m in no_data]}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        glyph = {"firing": "✖", "acknowledged": "✔", "pending": "◌", "nodata": "?"}
+        if not current:
+            print("no alerts")
+        for a in current:
+            state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
+            print(f"{glyph.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
+        if no_data:
+            names = ", ".join(f"{n} ({m})" for n, m in no_data)
+            print(f"no data (no target reports the metric): {names}")
+    sys.stdout.flush()
+    return EXIT_PROBLEM if firing else EXIT_OK
+
+
+def data_dir(settings: Settings) -> Path:
+    """Where the outbox and the alert state live: [console] data_dir, else beside history."""
+    from console.engine.storage.store import default_store_path
+
+    if settings.console.data_dir:
+        return Path(settings.console.data_dir).expanduser()
+    return default_store_path().parent
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from console.cli.common import load_or_report
+    from console.engine.config.envref import MissingEnv
+
+    loaded = load_or_report(args)
+    if loaded is None:
+        return EXIT_CONFIG
+    settings, _ = loaded
+    try:
+        return asyncio.run(_run_headless(settings))
+    except MissingEnv as exc:
+        print(f"opsconsole run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+async def _run_headless(settings: Settings) -> int:
+    """Until SIGINT/SIGTERM/SIGHUP: the same engine, rules, lifecycle and outbox as the TUI."""
+    import signal
+
+    import orjson
+
+    from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.service import AlertService
+    from console.engine.scheduler import Scheduler
+
+    where = data_dir(settings)
+    notifier = None
+    if settings.alerting.receivers:
+        notifier = Notifier(where / "outbox.sqlite", settings.alerting.receivers)
+    engine = Scheduler(settings)
+    service = AlertService(engine, notifier=notifier, state_path=where / "alerts.json",
+                           role="headless")
+
+    def show(notes: list[Any]) -> None:
+        for n in notes:
+            sys.stdout.buffer.write(orjson.dumps(n.to_json()) + b"\n")
+        sys.stdout.flush()
+
+    service.subscribe(show)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    try:
+        await service.start()
+        print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
+              f"{len(settings.targets)} targets, state in {where}", file=sys.stderr, flush=True)
+        if service.following:
+            print(f"opsconsole: following: {service.owner_label()}; this process takes over "
+                  "evaluation and notifications if that one stops", file=sys.stderr,
+                  flush=True)
+        await stop.wait()
+    finally:
+        await service.stop()
+        await engine.stop()
+    return EXIT_OK

@@ -1,0 +1,172 @@
+"""`opsconsole incidents`, `postmortem` and `report`: the journal's incidents, headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM
+
+
+def _book(args: argparse.Namespace) -> Any:
+    """The incidents of the journal (`--journal` or the default), or None after a message."""
+    from console.engine.errors import ConfigError
+    from console.engine.incidents.book import IncidentBook
+    from console.engine.incidents.playbooks import load_playbooks
+    from console.engine.storage.journal import Journal
+
+    path = _journal_path(args)
+    if not path.exists():
+        print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
+        return None
+    try:
+        playbooks = load_playbooks()
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"opsconsole: playbook ignored: {issue.format()}", file=sys.stderr)
+        playbooks = load_playbooks(Path("/nonexistent"), builtin=True)
+    journal = Journal(path)
+    try:
+        report = journal.open()
+    except OSError as exc:
+        print(f"opsconsole: cannot read the journal {path}: {exc}", file=sys.stderr)
+        return None
+    try:
+        if not report.clean:
+            print(f"opsconsole: journal {path.name}: {report.describe()}", file=sys.stderr)
+        return IncidentBook.from_entries(playbooks, journal.entries)
+    finally:
+        journal.close_sync()
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from console.engine.incidents.postmortem import render
+
+    book = _book(args)
+    if book is None:
+        return EXIT_PROBLEM
+    inc = book.get(args.incident)
+    if inc is None:
+        known = ", ".join(sorted(book.incidents)[-5:]) or "none"
+        print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
+              file=sys.stderr)
+        return EXIT_PROBLEM
+    text = render(inc, now=time.time())
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: post-mortem draft of {inc.id}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def incident_json(inc: Any, now: float) -> dict[str, Any]:
+    """One incident as the Incidents screen shows it: state, age, progress, next step."""
+    done, total = inc.progress()
+    step = inc.next_step()
+    return {
+        "id": inc.id, "title": inc.title, "severity": inc.severity, "state": inc.state,
+        "started": inc.started, "age_s": round(inc.age(now), 3), "owner": inc.owner or None,
+        "acknowledged_at": inc.acknowledged_at, "mitigated_at": inc.mitigated_at,
+        "resolved_at": inc.resolved_at, "alerts": list(inc.alerts),
+        "steps_done": done, "steps_total": total,
+        "next_step": None if step is None else {
+            "id": step.id, "title": step.section.title, "due": inc.due(step),
+            "status": inc.step_status(step, now)},
+        "overdue": [s.id for s in inc.overdue(now)],
+    }
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.engine.incidents.postmortem import elapsed
+    from console.engine.lang.durations import parse_duration
+    from console.engine.text.sanitize import one_line
+
+    now = time.time()
+    try:
+        since = None if args.since is None else now - parse_duration(args.since)
+    except ValueError as exc:
+        print(f"opsconsole incidents: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    book = None
+    if _journal_path(args).exists():  # no journal yet: no incidents, not an error
+        book = _book(args)
+        if book is None:
+            return EXIT_PROBLEM  # it could not be read: _book said why
+    incidents = [] if book is None else (
+        sorted(book.incidents.values(), key=lambda i: i.started, reverse=True)
+        if args.all else book.open_incidents())
+    if since is not None:
+        incidents = [i for i in incidents if i.started >= since]
+    rows = [incident_json(i, now) for i in incidents]
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+    elif not rows:
+        print("no open incidents" if not args.all else "no incidents")
+    else:
+        for r in rows:
+            nxt = r["next_step"]
+            step = "" if nxt is None else f" · next: {one_line(nxt['title'], max_len=40)}" + (
+                " OVERDUE" if nxt["status"] == "overdue" else "")
+            print(f"{r['id']}  {r['severity']} {r['state']:<12} {elapsed(r['age_s']):>8}  "
+                  f"{r['steps_done']}/{r['steps_total']}  "
+                  f"{one_line(r['title'], max_len=60)}{step}")
+    sys.stdout.flush()
+    return EXIT_PROBLEM if any(r["resolved_at"] is None for r in rows) else EXIT_OK
+
+
+def _journal_path(args: argparse.Namespace) -> Path:
+    from console.engine.storage.journal import default_journal_path
+
+    return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import orjson
+
+    from console.engine.incidents.kpis import compute, format_text
+    from console.engine.lang.durations import parse_duration
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"opsconsole report: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    book = _book(args)
+    if book is None:
+        return EXIT_PROBLEM
+    store = _store(args)
+    now = time.time()
+    k = compute(book, since=since, now=now, store=store, episodes=_episodes(args, now - since))
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(format_text(k))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+    """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent)."""
+    from console.engine.alerting.history import read_episodes
+    from console.engine.storage.journal import default_journal_path
+
+    where = Path(args.journal).parent if args.journal else default_journal_path().parent
+    return read_episodes(where / "alerts-history.jsonl", since=since, limit=100_000,
+                         max_bytes=64 * 1024 * 1024)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from console.engine.storage.store import MetricStore, default_store_path
+
+    path = Path(args.history) if args.history else default_store_path()
+    if not path.exists():
+        return None
+    store = MetricStore(path=path)
+    store.load()
+    return store

@@ -1,0 +1,676 @@
+"""The alert lifecycle: rule evaluations in, notification intents out, on an injectable clock.
+
+One `Alert` per (rule, target) (deduplication by construction). States:
+
+    inactive ─fail─► pending ─(failure_threshold samples and `for`)─► firing ─ack─► acknowledged
+        ▲                │ok                                           │            │
+        └────────────────┘              resolved ◄─(success_threshold samples and keep_firing_for)
+    any state ─missing result─► nodata ─data back─► the state it left (never "resolved")
+
+Consecutive counts move only on a *new* sample (an evaluation reading the same sample time as
+the last one only advances timers), so evaluating more often than a target is polled never
+counts one failure twice. Notifications are intents (`Notification`), each with an
+idempotency key `rule/target/transition/sequence`; the outbox that sends them lives in
+`notify.py`. What is held back and why:
+
+* **silences** (label matchers, start/end, who, why) and config maintenance windows;
+* **inhibition**: while an alert fires, the rules it lists in `inhibits` are held back for
+  alerts whose labels are equal on `inhibit_equal` (default: same service);
+* **flapping** (Naemon's weighted percent state change over the last 21 samples, start at
+  `flap_high`, stop below `flap_low`): one "flapping" notice, then quiet until it settles,
+  when the settled state is notified if it differs from the last one sent.
+
+A resolved notice is sent only after a firing one was. An acknowledgement lasts `ack_for`;
+when it expires and the alert still fires, it is notified again ("ack_expired"). Unacknowledged
+P0/P1 alerts escalate once after `escalate_p0`/`escalate_p1` (playbook: 15/30 min), and an
+unacknowledged firing alert is reminded every `repeat_interval` (Alertmanager's 4 h). Time to
+detect (first failing sample to firing) is kept per incident; `mttd()` averages it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from console.engine.alerting.rules import Evaluation
+from console.engine.config.rules import AlertingSection, Rule
+from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.text.fmt import format_duration
+
+
+class AlertState(StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    NODATA = "nodata"
+
+
+_FIRING = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expr_op(text: str) -> str:
+    try:
+        return parse_expr(text).op
+    except ValueError:
+        return ">"
+
+_QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Hold back notifications of alerts whose labels match every matcher, until `ends_at`."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    by: str
+    reason: str
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "matchers": [f'{m.name}{m.op}"{m.value}"' for m in self.matchers],
+                "starts_at": self.starts_at, "ends_at": self.ends_at, "by": self.by,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Something to tell people; `key` makes sending it idempotent across retries/restarts."""
+
+    key: str
+    transition: str  # firing, resolved, flapping, escalated, ack_expired, nodata
+    rule: str
+    target: str
+    severity: str
+    labels: tuple[tuple[str, str], ...]
+    summary: str
+    runbook: str
+    expr: str
+    threshold: str
+    value: float | None
+    detail: str
+    at: float
+    group: str
+    incident: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Notification:
+        kw = {k: d[k] for k in cls.__dataclass_fields__}
+        kw["labels"] = tuple(sorted(dict(d["labels"]).items()))
+        return cls(**kw)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "transition": self.transition, "rule": self.rule,
+            "target": self.target, "severity": self.severity, "labels": dict(self.labels),
+            "summary": self.summary, "runbook": self.runbook, "expr": self.expr,
+            "threshold": self.threshold, "value": self.value, "detail": self.detail,
+            "at": self.at, "group": self.group, "incident": self.incident,
+        }
+
+
+def flap_percent(history: Sequence[bool], window: int) -> float:
+    """Naemon's weighted percent state change: recent changes weigh 1.25, the oldest 0.75.
+
+    The window counts as filled with the first known state (as Naemon initialises it), so a
+    short history is judged by the same scale as a full one.
+    """
+    n = len(history)
+    if n < 2 or window < 3:
+        return 0.0
+    offset = window - n
+    total = 0.0
+    for i in range(1, n):
+        if history[i] != history[i - 1]:
+            x = offset + i
+            total += 0.75 + (x - 1) * 0.5 / (window - 2)
+    return total * 100.0 / (window - 1)
+
+
+@dataclass(slots=True)
+class Alert:
+    """The lifecycle of one rule on one target."""
+
+    rule: Rule
+    target: str
+    labels: dict[str, str]
+    flap_window: int = 21
+    state: AlertState = AlertState.INACTIVE
+    value: float | None = None
+    detail: str = ""
+    fails: int = 0
+    oks: int = 0
+    first_fail_at: float | None = None
+    last_fail_at: float | None = None
+    last_sample_t: float | None = None
+    since: float | None = None  # when the current state began
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    escalate_from: float | None = None
+    escalated: bool = False
+    acked_by: str | None = None
+    ack_comment: str = ""
+    ack_until: float | None = None
+    incident: int = 0
+    reminders: int = 0
+    notified: str | None = None  # "firing" or "resolved": the last state people were told
+    notified_at: float | None = None
+    nodata_from: AlertState | None = None
+    nodata_notified: bool = False
+    history: deque[bool] = field(default_factory=deque)
+    flapping: bool = False
+    flap_pct: float = 0.0
+    flap_episodes: int = 0
+    silenced_by: str | None = None
+    inhibited_by: str | None = None
+    detect_s: float | None = None
+    # the current (or last) episode, firing to resolved, for the alert history
+    ep_acked_at: float | None = None
+    ep_acked_by: str | None = None
+    ep_peak: float | None = None
+    ep_flapping: bool = False
+    ep_silenced: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule.name, self.target)
+
+    @property
+    def id(self) -> str:
+        return f"{self.rule.name}/{self.target}"
+
+    @property
+    def active(self) -> bool:
+        return self.state not in _QUIET
+
+    def why(self, now: float) -> str:
+        """Why the alert is (or is not) firing, in one line: what an operator asks first."""
+        rule = self.rule
+        parts = [self.detail or "not evaluated yet"]
+        if self.state == AlertState.NODATA:
+            parts.append("no data: neither firing nor resolved until data returns")
+        elif self.state in (AlertState.PENDING, *_QUIET):
+            if self.fails:
+                parts.append(f"{self.fails}/{rule.failure_threshold} failing samples")
+                if rule.for_ and self.first_fail_at is not None:
+                    left = rule.for_ - (now - self.first_fail_at)
+                    if left > 0:
+                        parts.append(f"`for` met in {format_duration(left)}")
+        elif self.state in _FIRING:
+            if self.fails == 0:
+                parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")
+                if rule.keep_firing_for and self.last_fail_at is not None:
+                    left = rule.keep_firing_for - (now - self.last_fail_at)
+                    if left > 0:
+                        parts.append(f"kept firing {format_duration(left)} more")
+            if self.state == AlertState.ACKNOWLEDGED and self.ack_until is not None:
+                parts.append(f"acknowledged by {self.acked_by} for "
+                             f"{format_duration(max(0.0, self.ack_until - now))} more")
+        if self.silenced_by:
+            parts.append(f"silenced ({self.silenced_by})")
+        if self.inhibited_by:
+            parts.append(f"held back by {self.inhibited_by}")
+        if self.flapping:
+            parts.append(f"flapping ({self.flap_pct:.0f}% state change)")
+        return "; ".join(parts)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id, "rule": self.rule.name, "target": self.target, "why": self.why(now),
+            "severity": self.rule.severity, "state": self.state.value,
+            "since": self.since, "for_s": None if self.since is None else now - self.since,
+            "value": self.value, "detail": self.detail, "expr": self.rule.expr,
+            "summary": self.rule.summary, "runbook": self.rule.runbook,
+            "labels": self.labels, "fails": self.fails, "oks": self.oks,
+            "failure_threshold": self.rule.failure_threshold,
+            "success_threshold": self.rule.success_threshold,
+            "pending_for_s": self.rule.for_, "fired_at": self.fired_at,
+            "acked_by": self.acked_by, "ack_until": self.ack_until,
+            "silenced_by": self.silenced_by, "inhibited_by": self.inhibited_by,
+            "flapping": self.flapping, "flap_pct": round(self.flap_pct, 1),
+            "incident": self.incident, "detect_s": self.detect_s,
+        }
+
+    def episode(self, now: float) -> dict[str, Any] | None:
+        """This alert's latest firing episode as a history record (None if it never fired);
+        an unresolved one is `ongoing`, its duration counted up to `now`."""
+        if self.fired_at is None:
+            return None
+        ongoing = self.state not in _QUIET
+        end = now if ongoing or self.resolved_at is None else self.resolved_at
+        return {
+            "type": "episode", "key": f"{self.id}/{self.incident}", "rule": self.rule.name,
+            "target": self.target, "severity": self.rule.severity,
+            "summary": self.rule.summary or self.rule.name, "incident": self.incident,
+            "fired_at": self.fired_at, "acknowledged_at": self.ep_acked_at,
+            "acknowledged_by": self.ep_acked_by,
+            "resolved_at": None if ongoing else self.resolved_at,
+            "duration_s": max(0.0, end - self.fired_at), "ongoing": ongoing,
+            "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
+            "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
+            "labels": dict(self.labels),
+        }
+
+    def _note_peak(self) -> None:
+        """Keep the worst value of the episode: highest for `>` rules, lowest for `<`; none
+        for equality rules."""
+        op = _expr_op(self.rule.expr)
+        if self.value is None or op not in ("<", "<=", ">", ">="):
+            return  # `up == 0` and the like have no "worse" value
+        low = op in ("<", "<=")
+        if self.ep_peak is None or (self.value < self.ep_peak if low
+                                    else self.value > self.ep_peak):
+            self.ep_peak = self.value
+
+
+class Alerts:
+    """All alerts, silences and the notification decisions; pure state on an injected clock."""
+
+    def __init__(
+        self,
+        alerting: AlertingSection | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = alerting if alerting is not None else AlertingSection.model_validate({})
+        self.clock = clock
+        self._alerts: dict[tuple[str, str], Alert] = {}
+        self._silences: dict[str, Silence] = {}
+        self._ids = itertools.count(1)
+        self.detections: list[float] = []
+        # episodes that resolved but are not yet durably in the history (the service drains
+        # them; they are saved with the state so a crash in between replays them)
+        self.closed: list[dict[str, Any]] = []
+        for i, w in enumerate(self.cfg.maintenance):
+            sid = f"maintenance-{i + 1}"
+            self._silences[sid] = Silence(
+                sid, tuple(parse_matcher(m) for m in w.matchers), w.start.timestamp(),
+                w.end.timestamp(), w.by, w.reason or "maintenance window")
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def alerts(self) -> list[Alert]:
+        return list(self._alerts.values())
+
+    def get(self, rule: str, target: str) -> Alert | None:
+        return self._alerts.get((rule, target))
+
+    def current(self) -> list[Alert]:
+        """Alerts worth showing (not inactive/resolved), worst severity first."""
+        order = {AlertState.FIRING: 0, AlertState.ACKNOWLEDGED: 1, AlertState.NODATA: 2,
+                 AlertState.PENDING: 3}
+        out = [a for a in self._alerts.values() if a.active]
+        out.sort(key=lambda a: (a.rule.severity, order.get(a.state, 9), a.id))
+        return out
+
+    def silences(self, now: float | None = None) -> list[Silence]:
+        now = self.clock() if now is None else now
+        return [s for s in self._silences.values() if now < s.ends_at]
+
+    def group_of(self, alert: Alert) -> str:
+        return ",".join(f"{k}={alert.labels.get(k, '')}" for k in self.cfg.group_by)
+
+    def groups(self) -> dict[str, list[Alert]]:
+        out: dict[str, list[Alert]] = {}
+        for a in self.current():
+            out.setdefault(self.group_of(a), []).append(a)
+        return out
+
+    def loud(self) -> list[Alert]:
+        """P0/P1 alerts firing unacknowledged, unsilenced and not held back: the banner's
+        (and the terminal bell's) business."""
+        return [a for a in self.current() if a.state == AlertState.FIRING
+                and a.rule.severity in ("P0", "P1") and not a.silenced_by
+                and not a.inhibited_by]
+
+    def banner(self, now: float | None = None) -> str | None:
+        """One line for a banner on every screen while a P0/P1 fires unacknowledged and
+        unsilenced; None otherwise (acknowledged or held-back alerts do not shout)."""
+        now = self.clock() if now is None else now
+        loud = self.loud()
+        if not loud:
+            return None
+        a = loud[0]
+        age = format_duration(max(0.0, now - (a.fired_at or now)))
+        text = f"✖ {a.rule.severity} {a.rule.summary or a.rule.name} · {a.target} · {age}"
+        if len(loud) > 1:
+            text += f" · +{len(loud) - 1} more firing"
+        return text
+
+    def mttd(self) -> float | None:
+        """Mean time to detect over every incident so far: first failing sample to firing."""
+        return sum(self.detections) / len(self.detections) if self.detections else None
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    def ack(self, rule: str, target: str, by: str, *, duration: float | None = None,
+            comment: str = "", now: float | None = None) -> bool:
+        """Acknowledge a firing alert: no escalation, no re-notification until it expires."""
+        now = self.clock() if now is None else now
+        a = self._alerts.get((rule, target))
+        if a is None or a.state != AlertState.FIRING:
+            return False
+        a.state, a.since = AlertState.ACKNOWLEDGED, now
+        a.acked_by, a.ack_comment = by, comment
+        if a.ep_acked_at is None:
+            a.ep_acked_at, a.ep_acked_by = now, by
+        a.ack_until = now + (duration if duration is not None else self.cfg.ack_for)
+        return True
+
+    def silence(self, matchers: Iterable[str], *, duration: float, by: str, reason: str,
+                now: float | None = None) -> Silence:
+        """Silence matching alerts for `duration` seconds; who and why are required."""
+        now = self.clock() if now is None else now
+        if not by.strip() or not reason.strip():
+            raise ValueError("a silence needs who set it and why")
+        parsed = tuple(parse_matcher(m) for m in matchers)
+        if not parsed:
+            raise ValueError("a silence needs at least one matcher")
+        s = Silence(f"s{next(self._ids)}", parsed, now, now + duration, by, reason)
+        self._silences[s.id] = s
+        return s
+
+    def expire(self, silence_id: str, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        s = self._silences.get(silence_id)
+        if s is None or now >= s.ends_at:
+            return False
+        self._silences[silence_id] = Silence(s.id, s.matchers, s.starts_at, now, s.by, s.reason)
+        return True
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def observe(self, evaluations: Iterable[Evaluation], now: float | None = None
+                ) -> list[Notification]:
+        """Feed one round of evaluations; returns the notifications it causes, in order."""
+        now = self.clock() if now is None else now
+        out: list[Notification] = []
+        touched: dict[tuple[str, str], Alert] = {}
+        for ev in evaluations:
+            a = self._alerts.get(ev.key)
+            if a is None:
+                a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
+                          history=deque(maxlen=self.cfg.flap_window))
+                self._alerts[ev.key] = a
+            elif a.rule is not ev.rule and a.rule != ev.rule:  # edited rule: keep the state,
+                # take the new definition
+                a.rule = ev.rule
+                a.labels = ev.label_dict()
+            self._sample(a, ev, now, out)
+            touched[a.key] = a
+        out += self._step(list(touched.values()), now)
+        return out
+
+    def tick(self, now: float | None = None) -> list[Notification]:
+        """Advance timers (`for`, keep_firing_for, acks, escalation, silences) without data."""
+        now = self.clock() if now is None else now
+        return self._step(list(self._alerts.values()), now)
+
+    def _step(self, alerts: list[Alert], now: float) -> list[Notification]:
+        """Advance and notify `alerts`; every alert when the set of inhibiting alerts changed.
+
+        Only the alerts a check result touched are stepped on that result (a few rules of one
+        target), so evaluating on every result stays cheap with hundreds of alerts; the
+        periodic tick steps them all.
+        """
+        out: list[Notification] = []
+        # Only the alerts stepped here can start or stop firing, so only they can change
+        # the set of inhibiting alerts (this runs on every check result: no full scans).
+        inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
+        for a in alerts:
+            self._advance(a, now, out)
+        if any((a.state in _FIRING) != was for a, was in inhibitors):
+            alerts = list(self._alerts.values())
+        self._inhibit(alerts)
+        for a in alerts:
+            self._reconcile(a, now, out)
+        return out
+
+    def _sources(self) -> list[Alert]:
+        return [a for a in self._alerts.values() if a.state in _FIRING and a.rule.inhibits]
+
+    def _sample(self, a: Alert, ev: Evaluation, now: float, out: list[Notification]) -> None:
+        a.detail = ev.detail
+        if ev.state == "nodata":
+            a.value = None
+            if a.state != AlertState.NODATA:
+                a.nodata_from, a.state, a.since = a.state, AlertState.NODATA, now
+                if a.nodata_from in _FIRING and a.notified == "firing" \
+                        and not a.nodata_notified and not self._suppressed(a, now):
+                    a.nodata_notified = True
+                    out.append(self._note(a, "nodata", str(a.incident), now))
+            return
+        a.value = ev.value
+        if a.state == AlertState.NODATA:  # data is back: pick up where it left off
+            a.state = a.nodata_from or AlertState.INACTIVE
+            a.nodata_from = None
+            a.since = now
+        if ev.sample_t is not None and ev.sample_t == a.last_sample_t:
+            return  # same sample as last time: timers only
+        a.last_sample_t = ev.sample_t
+        t = ev.sample_t if ev.sample_t is not None else now
+        failing = ev.state == "fail"
+        if failing:
+            a.fails += 1
+            a.oks = 0
+            if a.first_fail_at is None:
+                a.first_fail_at = t
+            a.last_fail_at = t
+        else:
+            a.oks += 1
+            a.fails = 0
+            if a.state not in _FIRING:
+                a.first_fail_at = None
+        a.history.append(failing)
+        a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
+        if not a.flapping and a.flap_pct >= self.cfg.flap_high:
+            a.flapping = True
+            a.flap_episodes += 1
+            if not self._silenced(a, now):
+                out.append(self._note(a, "flapping", str(a.flap_episodes), now))
+        elif a.flapping and a.flap_pct < self.cfg.flap_low:
+            a.flapping = False
+        if a.state in _FIRING:
+            if failing:
+                a._note_peak()
+            a.ep_flapping = a.ep_flapping or a.flapping
+
+    def _advance(self, a: Alert, now: float, out: list[Notification]) -> None:
+        rule = a.rule
+        if a.state in (*_QUIET, AlertState.PENDING):
+            if a.fails > 0:
+                if a.state != AlertState.PENDING:
+                    a.state, a.since = AlertState.PENDING, a.first_fail_at or now
+                first = a.first_fail_at if a.first_fail_at is not None else now
+                if a.fails >= rule.failure_threshold and now - first >= rule.for_:
+                    self._fire(a, now)
+            elif a.state == AlertState.PENDING:
+                a.state, a.since = AlertState.INACTIVE, now
+        elif a.state in _FIRING:
+            held = a.last_fail_at is not None and now - a.last_fail_at < rule.keep_firing_for
+            if a.fails == 0 and a.oks >= rule.success_threshold and not held:
+                a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
+                a.first_fail_at = None
+                a.acked_by, a.ack_until = None, None
+                ep = a.episode(now)
+                if ep is not None:
+                    self.closed.append(ep)
+                    del self.closed[:-1000]
+                return
+            if a.state == AlertState.ACKNOWLEDGED and a.ack_until is not None \
+                    and now >= a.ack_until:
+                a.state, a.since = AlertState.FIRING, now
+                a.acked_by, a.ack_until = None, None
+                a.reminders += 1
+                a.escalate_from = now
+                if not self._suppressed(a, now):
+                    a.notified_at = now
+                    out.append(self._note(a, "ack_expired", f"{a.incident}.{a.reminders}", now))
+            repeat = self.cfg.repeat_interval
+            if a.state == AlertState.FIRING and repeat and a.notified == "firing" \
+                    and a.notified_at is not None and now - a.notified_at >= repeat \
+                    and not self._suppressed(a, now):
+                a.reminders += 1
+                a.notified_at = now
+                out.append(self._note(a, "reminder", f"{a.incident}.{a.reminders}", now))
+            limit = {"P0": self.cfg.escalate_p0, "P1": self.cfg.escalate_p1}.get(rule.severity)
+            if a.state == AlertState.FIRING and limit and not a.escalated \
+                    and a.escalate_from is not None and now - a.escalate_from >= limit \
+                    and not self._suppressed(a, now):
+                a.escalated = True
+                out.append(self._note(a, "escalated", str(a.incident), now))
+
+    def _fire(self, a: Alert, now: float) -> None:
+        a.state, a.since, a.fired_at, a.escalate_from = AlertState.FIRING, now, now, now
+        a.incident += 1
+        a.escalated, a.reminders, a.nodata_notified = False, 0, False
+        a.resolved_at = None
+        a.ep_acked_at = a.ep_acked_by = a.ep_silenced = None
+        a.ep_peak, a.ep_flapping = None, a.flapping
+        a._note_peak()
+        if a.first_fail_at is not None:
+            a.detect_s = max(0.0, now - a.first_fail_at)
+            self.detections.append(a.detect_s)
+
+    def _inhibit(self, alerts: Iterable[Alert]) -> None:
+        sources = self._sources()
+        for a in alerts:
+            a.inhibited_by = None
+            for s in sources:
+                if s is a or not any(fnmatch.fnmatchcase(a.rule.name, p) for p in s.rule.inhibits):
+                    continue
+                if all(a.labels.get(k) == s.labels.get(k) for k in s.rule.inhibit_equal):
+                    a.inhibited_by = s.id
+                    break
+
+    def _silenced(self, a: Alert, now: float) -> bool:
+        a.silenced_by = next(
+            (s.id for s in self._silences.values() if s.active(now) and s.matches(a.labels)),
+            None)
+        if a.silenced_by is not None and a.state in _FIRING:
+            a.ep_silenced = a.silenced_by
+        return a.silenced_by is not None
+
+    def _suppressed(self, a: Alert, now: float) -> bool:
+        return self._silenced(a, now) or a.inhibited_by is not None or a.flapping
+
+    def _reconcile(self, a: Alert, now: float, out: list[Notification]) -> None:
+        """Tell people the alert's state if it differs from what they were last told."""
+        if self._suppressed(a, now):
+            return
+        if a.state == AlertState.FIRING and a.notified != "firing":
+            a.notified, a.notified_at = "firing", now
+            out.append(self._note(a, "firing", str(a.incident), now))
+        elif a.state in _QUIET and a.notified == "firing":
+            a.notified, a.notified_at = "resolved", now
+            out.append(self._note(a, "resolved", str(a.incident), now))
+
+    # -- persistence (shared by the TUI and a headless runner; keeps idempotency keys) -------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as JSON-ready data."""
+        alerts = []
+        for a in self._alerts.values():
+            row: dict[str, Any] = {}
+            for f in fields(Alert):
+                v = getattr(a, f.name)
+                if f.name == "rule":
+                    v = a.rule.name
+                elif f.name == "history":
+                    v = list(v)
+                elif isinstance(v, AlertState):
+                    v = v.value
+                row[f.name] = v
+            alerts.append(row)
+        silences = [s.to_json() for s in self._silences.values()
+                    if not s.id.startswith("maintenance-")]
+        return {"version": 1, "alerts": alerts, "silences": silences,
+                "detections": self.detections[-1000:], "unrecorded": list(self.closed)}
+
+    def restore(self, data: dict[str, Any], rules: Iterable[Rule]) -> int:
+        """Load a `snapshot()`; alerts of rules that no longer exist are dropped. Returns how
+        many alerts were restored. Bad data raises ValueError (the caller starts afresh)."""
+        if data.get("version") != 1:
+            raise ValueError("unknown alert state version")
+        by_name = {r.name: r for r in rules}
+        names = {f.name for f in fields(Alert)}
+        n = 0
+        for row in data.get("alerts", []):
+            rule = by_name.get(row.get("rule"))
+            if rule is None:
+                continue
+            kw = {k: v for k, v in row.items() if k in names and k not in ("rule", "history")}
+            kw["state"] = AlertState(kw.get("state", "inactive"))
+            if kw.get("nodata_from") is not None:
+                kw["nodata_from"] = AlertState(kw["nodata_from"])
+            a = Alert(rule=rule, **kw)
+            a.flap_window = self.cfg.flap_window
+            a.history = deque((bool(x) for x in row.get("history", [])),
+                              maxlen=self.cfg.flap_window)
+            self._alerts[a.key] = a
+            n += 1
+        top = 0
+        for s in data.get("silences", []):
+            sil = Silence(str(s["id"]), tuple(parse_matcher(m) for m in s["matchers"]),
+                          float(s["starts_at"]), float(s["ends_at"]), str(s["by"]),
+                          str(s["reason"]))
+            self._silences[sil.id] = sil
+            if sil.id[1:].isdigit():
+                top = max(top, int(sil.id[1:]))
+        self._ids = itertools.count(top + 1)
+        self.detections = [float(x) for x in data.get("detections", [])]
+        self.closed = [dict(e) for e in data.get("unrecorded", []) if isinstance(e, dict)]
+        return n
+
+    def _note(self, a: Alert, transition: str, seq: str, now: float) -> Notification:
+        expr = parse_expr(a.rule.expr)
+        return Notification(
+            key=f"{a.rule.name}/{a.target}/{transition}/{seq}", transition=transition,
+            rule=a.rule.name, target=a.target, severity=a.rule.severity,
+            labels=tuple(sorted(a.labels.items())), summary=a.rule.summary or a.rule.name,
+            runbook=a.rule.runbook, expr=a.rule.expr, threshold=expr.describe_threshold(),
+            value=a.value, detail=a.detail, at=now, group=self.group_of(a),
+            incident=a.incident,
+        )
+
+
+class AlertEngine:
+    """Rules evaluated on the store, fed to the lifecycle: what the TUI and headless share."""
+
+    def __init__(
+        self,
+        ruleset: Any,
+        store: Any,
+        alerting: AlertingSection | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ruleset = ruleset
+        self.store = store
+        self.alerts = Alerts(alerting, clock=clock)
+        self.clock = clock
+
+    def run(self, now: float | None = None, *, target: str | None = None,
+            skip: Container[str] = ()) -> list[Notification]:
+        """Evaluate every rule (or one target's; none of `skip`'s) at `now` and advance the
+        lifecycle."""
+        now = self.clock() if now is None else now
+        return self.alerts.observe(
+            self.ruleset.evaluate(self.store, now, target=target, skip=skip), now)

@@ -1,0 +1,274 @@
+"""Alert rules: their config schema, a small condition language, and evaluation on the store.
+
+A rule is a condition on one target's metric series (`<target>:<metric>` in the MetricStore),
+written as one expression so a user can read it aloud and `opsconsole rules test` can replay
+it on a synthetic series:
+
+    p95_ms > 2000                            the latest sample
+    mean(cpu_pct, 5m) > 80                   also max / min / sum over a window
+    rate(errors_total, 1m) > 0.5             per-second increase of a counter
+    increase(errors_total, 1m) > 10          increase of a counter over the window
+    ratio(failed_total, payments_total, 5m) * 100 > 2    increase of a / increase of b
+    ratio(used_bytes, max_bytes) > 0.8       latest a / latest b
+    quantile(0.95, latency_ms, 5m) > 2000    exact over raw samples (rollups beyond)
+    count(up == 0, 1m) > 3                   how many samples in the window match
+    down                                     shorthand for `up == 0`
+    absent(up, 3)                            no sample for 3 of the target's intervals
+
+Evaluation never raises: a missing series, a NaN sample, a stale latest value (older than
+`nodata_intervals` intervals) or an empty window gives the state "nodata", which the
+lifecycle in `alerts.py` keeps apart from "ok" (a lost target must never look resolved).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Container, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from console.engine.config.rules import (
+    Rule,
+    default_rules,
+)
+from console.engine.lang.ruleexpr import (
+    Expr,
+    compare,
+    parse_expr,
+)
+from console.engine.text.fmt import format_duration
+
+if TYPE_CHECKING:
+    from console.engine.storage.store import MetricStore
+
+EvalState = Literal["fail", "ok", "nodata"]
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    """What rule selection and staleness need to know about a target."""
+
+    name: str
+    kind: str
+    interval: float
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One rule on one target at one instant; `sample_t` is the newest sample it read."""
+
+    rule: Rule
+    target: str
+    state: EvalState
+    value: float | None
+    sample_t: float | None
+    at: float
+    detail: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule.name, self.target)
+
+    def label_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def selects(rule: Rule, target: TargetInfo) -> bool:
+    if rule.kinds and target.kind not in rule.kinds:
+        return False
+    return not rule.targets or any(fnmatch.fnmatchcase(target.name, p) for p in rule.targets)
+
+
+def labels_for(rule: Rule, target: TargetInfo) -> dict[str, str]:
+    labels = {"service": target.group or target.name}
+    labels.update(rule.labels)
+    labels.update({"rule": rule.name, "target": target.name, "severity": rule.severity})
+    return labels
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or math.isnan(v):
+        return "no data"
+    return f"{v:.4g}"
+
+
+def evaluate_expr(
+    expr: Expr, store: MetricStore, target: TargetInfo, now: float, nodata_intervals: int = 3
+) -> tuple[EvalState, float | None, float | None, str]:
+    """(state, value, newest sample time, human detail) of one condition on one target."""
+    series = f"{target.name}:{expr.metric}"
+    latest = store.latest(series)
+    sample_t = latest[0] if latest is not None else None
+    if expr.fn == "absent":
+        age = None if latest is None else now - latest[0]
+        limit = expr.intervals * target.interval if expr.intervals else 0.0
+        missing = age is None or age > limit
+        detail = (f"{expr.metric}: no sample ever" if age is None
+                  else f"{expr.metric}: last sample {format_duration(max(age, 0.0))} ago")
+        # One observation per interval however often rules run, so absent()'s consecutive
+        # count means intervals, not evaluation rounds.
+        slot = math.floor(now / target.interval) * target.interval if target.interval else now
+        return ("fail" if missing else "ok"), age, slot, detail
+
+    stale_after = nodata_intervals * target.interval
+    if latest is None:
+        return "nodata", None, None, f"{expr.metric}: no such series yet"
+    if now - latest[0] > stale_after:
+        return "nodata", None, sample_t, (
+            f"{expr.metric}: last sample {format_duration(now - latest[0])} ago")
+
+    value: float | None
+    what = expr.metric
+    fn = expr.fn
+    if fn == "latest":
+        value = latest[1]
+    elif fn == "mean":
+        value = store.mean(series, expr.window or 0.0, now=now)
+        what = f"mean({expr.metric}, {format_duration(expr.window or 0)})"
+    elif fn in ("max", "min", "sum"):
+        _, v = store.values(series, expr.window or 0.0, now=now)
+        v = v[~np.isnan(v)]
+        value = None if len(v) == 0 else float({"max": v.max, "min": v.min, "sum": v.sum}[fn]())
+        what = f"{fn}({expr.metric}, {format_duration(expr.window or 0)})"
+    elif fn in ("rate", "increase"):
+        r = store.rate(series, expr.window or 0.0, now=now)
+        value = r
+        if r is not None and fn == "increase":
+            # Like Prometheus, extrapolate past the first and last samples by at most one
+            # step, never to the whole window: three samples in 20 s are not a minute's worth.
+            t, _ = store.values(series, expr.window or 0.0, now=now)
+            span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
+            step = span / (len(t) - 1) if len(t) > 1 else 0.0
+            value = r * min(expr.window or 0.0, span + step)
+        what = f"{fn}({expr.metric}, {format_duration(expr.window or 0)})"
+    elif fn == "quantile":
+        qs = store.quantiles(series, expr.window or 0.0, (expr.q or 0.0,), now=now)
+        value = None if not qs else qs[expr.q or 0.0]
+        what = f"p{(expr.q or 0) * 100:g}({expr.metric}, {format_duration(expr.window or 0)})"
+    elif fn == "count":
+        _, v = store.values(series, expr.window or 0.0, now=now)
+        v = v[~np.isnan(v)]
+        if len(v) == 0:
+            value = None
+        else:
+            value = float(sum(compare(float(x), expr.match_op or "==", expr.match_value or 0.0)
+                              for x in v))
+        what = (f"count({expr.metric} {expr.match_op} {expr.match_value:g}, "
+                f"{format_duration(expr.window or 0)})")
+    else:  # ratio
+        series2 = f"{target.name}:{expr.metric2}"
+        if expr.window is None:
+            l2 = store.latest(series2)
+            if l2 is None or now - l2[0] > stale_after:
+                return "nodata", None, sample_t, f"{expr.metric2}: no recent sample"
+            value = None if l2[1] == 0 or math.isnan(l2[1]) else latest[1] / l2[1]
+        else:
+            a = store.rate(series, expr.window, now=now)
+            b = store.rate(series2, expr.window, now=now)
+            value = None if a is None or b is None or b == 0 else a / b
+        what = f"ratio({expr.metric}, {expr.metric2})"
+    if value is None or math.isnan(value):
+        return "nodata", None, sample_t, f"{what}: no data in the window"
+    value = value * expr.scale
+    ok = not compare(value, expr.op, expr.threshold)
+    sign = "not " if ok else ""
+    return ("ok" if ok else "fail"), value, sample_t, (
+        f"{what} = {_fmt(value)} ({sign}{expr.op} {expr.threshold:g})")
+
+
+class RuleSet:
+    """Compiled rules plus the targets they may apply to; evaluates them against a store."""
+
+    def __init__(self, rules: Iterable[Rule], targets: Iterable[TargetInfo]) -> None:
+        self.rules = [r for r in rules if r.enabled]
+        self.targets = list(targets)
+        self._exprs = {r.name: parse_expr(r.expr) for r in self.rules}
+        # Which rules may apply to which target is fixed for a RuleSet (a reload builds a new
+        # one), so it is worked out once here, not per result: a result of one target then
+        # costs its own rules, not a scan of every rule against every target.
+        self._selected: dict[str, list[tuple[Rule, TargetInfo, Expr]]] = {
+            t.name: [] for t in self.targets}
+        self._has: dict[str, bool] = {}  # store.has() answers, valid for one generation
+        self._generation = -1
+        for rule in self.rules:
+            expr = self._exprs[rule.name]
+            for t in self.targets:
+                if selects(rule, t):
+                    self._selected[t.name].append((rule, t, expr))
+
+    @classmethod
+    def from_settings(cls, settings: object) -> RuleSet:
+        """Rules of a Settings: the config's own, plus the shipped defaults unless disabled."""
+        rules: list[Rule] = list(getattr(settings, "rules", []))
+        alerting = getattr(settings, "alerting", None)
+        if alerting is None or alerting.default_rules:
+            own = {r.name for r in rules}
+            rules = [r for r in default_rules() if r.name not in own] + rules
+        targets = [TargetInfo(t.name, t.kind, t.interval, t.group)
+                   for t in getattr(settings, "targets", [])]
+        return cls(rules, targets)
+
+    def expr(self, rule: Rule) -> Expr:
+        return self._exprs[rule.name]
+
+    def pairs(self, store: MetricStore, target: str | None = None
+              ) -> list[tuple[Rule, TargetInfo]]:
+        """(rule, target) pairs that apply now.
+
+        A rule that names its targets (or kinds) applies to each of them whatever the store
+        holds, so a missing series shows as "nodata". A rule that names none applies only to
+        targets that have reported its metric: a playbook rule on `cpu_pct` stays quiet on a
+        target that never reports CPU (see `unmatched()` for such rules).
+        """
+        if target is None:
+            # every target, in rule order (as listed by `opsconsole alerts`)
+            order = {r.name: i for i, r in enumerate(self.rules)}
+            chosen = sorted((x for v in self._selected.values() for x in v),
+                            key=lambda x: order[x[0].name])
+        else:
+            chosen = self._selected.get(target, [])
+        # Which series exist changes only when the store's generation does, so the answer
+        # is kept until then instead of asked of the store (under its lock) every time.
+        if store.generation != self._generation:
+            self._generation = store.generation
+            self._has.clear()
+        has = self._has
+        out = []
+        for rule, t, expr in chosen:
+            if not (rule.explicit or expr.fn == "absent"):
+                series = f"{t.name}:{expr.metric}"
+                there = has.get(series)
+                if there is None:
+                    there = has[series] = store.has(series)
+                if not there:
+                    continue
+            out.append((rule, t))
+        return out
+
+    def unmatched(self, store: MetricStore) -> list[Rule]:
+        """Rules that apply to no target yet (their metric does not exist anywhere)."""
+        used = {r.name for r, _ in self.pairs(store)}
+        return [r for r in self.rules if r.name not in used]
+
+    def evaluate(
+        self, store: MetricStore, now: float, *, target: str | None = None,
+        skip: Container[str] = (),
+    ) -> list[Evaluation]:
+        """Every applicable (rule, target) pair, or one target's; `skip` names targets to
+        leave out (the periodic tick skips those a check result evaluated moments ago)."""
+        out = []
+        for rule, t in self.pairs(store, target):
+            if t.name in skip:
+                continue
+            state, value, sample_t, detail = evaluate_expr(
+                self._exprs[rule.name], store, t, now, rule.nodata_intervals)
+            out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,
+                                  tuple(sorted(labels_for(rule, t).items()))))
+        return out

@@ -1,0 +1,436 @@
+"""The running alerting service: rules on every check result, timers on a tick, outbox out.
+
+It joins the pieces the TUI and a headless runner share: the Scheduler's results (through
+`Scheduler.subscribe`), the `AlertEngine` (rules + lifecycle) and, optionally, the `Notifier`.
+A result triggers its own target's rules at once (detection is not delayed by the tick);
+the tick evaluates everything so staleness (`absent`, nodata), `for`, acknowledgements,
+silences and escalation move on even when no result arrives. Both run on the event loop and
+are cheap: rules read the store's ring buffers, the outbox insert is one SQLite statement.
+
+With a state file, one process per data dir evaluates: the holder of ``alerts.lease``
+(`console.engine.storage.lease`) is the *owner*: it evaluates, notifies, writes ``alerts.json``
+(temp file, fsync, rename, directory fsync) and appends resolved episodes to the alert
+history. Any other console is a *follower*: it reloads the owner's ``alerts.json`` when it
+changes, shows it (labelled with the owner's pid and host), sends nothing, writes nothing,
+and tries the lease every tick, so it takes over within a tick of the owner's death. A
+follower's acknowledgements and silences travel as ``request`` entries in the alert history
+file; the owner applies each once (ids kept in the state) on its next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Container
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from console.engine.alerting.history import (
+    AlertHistory,
+    append_request,
+    history_path,
+    ongoing,
+    read_episodes,
+)
+from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
+from console.engine.alerting.rules import RuleSet
+from console.engine.model import CheckResult
+from console.engine.storage.fileio import atomic_write
+from console.engine.storage.lease import Lease, describe_owner
+
+log = logging.getLogger(__name__)
+
+
+class AlertService:
+    """Alerting attached to a running Scheduler; `alerts` is the live state screens read."""
+
+    def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
+                 state_path: Path | None = None, role: str = "tui",
+                 lease: bool = True) -> None:
+        self.engine = engine
+        self.state_path = Path(state_path) if state_path is not None else None
+        # Without a state file there is nothing to share: evaluate alone ("solo").
+        self.lease: Lease | None = None
+        self.history_path: Path | None = None
+        if self.state_path is not None:
+            self.history_path = history_path(self.state_path)
+            if lease:
+                self.lease = Lease(self.state_path.with_suffix(".lease"), role=role)
+        # solo, or with a lease: starting → owner | follower → … → stopped
+        self.role = "solo" if self.lease is None else "starting"
+        self.owner_info: dict[str, Any] | None = None
+        self.history: AlertHistory | None = None
+        self._state_sig: tuple[int, int] | None = None
+        self._recording: dict[str, asyncio.Task[None]] = {}
+        self._save_lock = threading.Lock()
+        self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
+        self._notifier_started = False
+        self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
+        self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
+        self._saver: asyncio.Task[None] | None = None  # see _save_soon
+        self._save_wanted = False
+        self._applied: list[str] = []  # their ids, saved with the state
+        self.notifier = notifier
+        self.tick_s = tick
+        self.ruleset = RuleSet.from_settings(engine.settings)
+        self.core = AlertEngine(self.ruleset, engine.store, engine.settings.alerting,
+                                clock=engine.clock)
+        self.version = 0  # bumped whenever a notification is produced: the UI repaints then
+        self.sent: list[Notification] = []  # the most recent notifications, newest last
+        self._listeners: list[Callable[[list[Notification]], None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def alerts(self) -> Alerts:
+        return self.core.alerts
+
+    def subscribe(self, callback: Callable[[list[Notification]], None]) -> Callable[[], None]:
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    @property
+    def evaluating(self) -> bool:
+        """Whether this process evaluates rules and notifies (owner, or alone)."""
+        return self.role in ("owner", "solo")
+
+    @property
+    def following(self) -> bool:
+        return self.role == "follower"
+
+    def owner_label(self) -> str | None:
+        """``alerts evaluated by pid N on host (role)`` while following; None when we own."""
+        return describe_owner(self.owner_info) if self.following else None
+
+    def load(self) -> int:
+        """Restore alert state saved by an earlier run (TUI or headless); 0 if none or bad."""
+        if self.state_path is None or not self.state_path.exists():
+            return 0
+        try:
+            data = orjson.loads(self.state_path.read_bytes())
+            n = self.alerts.restore(data, self.ruleset.rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
+            return 0
+        self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
+        return n
+
+    def _state_signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_path.stat() if self.state_path is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def reload(self, *, force: bool = False) -> bool:
+        """Follower: take the owner's latest ``alerts.json`` if it changed; True if it did.
+
+        A fresh lifecycle is restored each time (never merged), so what shows is exactly what
+        the owner saved; a file caught mid-rename or unreadable keeps the last good view.
+        """
+        sig = self._state_signature()
+        if sig is None or (sig == self._state_sig and not force):
+            return False
+        fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        try:
+            data = orjson.loads(self.state_path.read_bytes())  # type: ignore[union-attr]
+            fresh.restore(data, self.ruleset.rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.debug("owner's alert state not readable yet (%s)", exc)
+            return False
+        self.core.alerts = fresh
+        self._state_sig = sig
+        self.version += 1
+        return True
+
+    def snapshot_bytes(self) -> bytes:
+        """The state as JSON; take it on the loop (the lifecycle is not thread-safe)."""
+        snap = self.alerts.snapshot()
+        snap["applied_requests"] = self._applied[-500:]
+        return orjson.dumps(snap)
+
+    def write_state(self, data: bytes) -> None:
+        """Write `data` atomically: a temp file unique to this writer, fsync, rename, and an
+        fsync of the directory so the new name survives a power cut. Owner only."""
+        if self.state_path is None:
+            return
+        with self._save_lock:
+            if self.role in ("follower", "stopped"):  # checked under the lock: see stop()
+                return
+            atomic_write(self.state_path, data)
+
+    def _save_soon(self) -> None:
+        """Write the state off the event loop (an fsync can take a slow disk milliseconds, a
+        stall of the UI at the moment an alert changes). One writer task: writes never
+        overlap, and one asked for while another runs follows it with the newest state."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write now
+            with contextlib.suppress(OSError):
+                self.save()
+            return
+        self._save_wanted = True
+        if self._saver is None or self._saver.done():
+            self._saver = loop.create_task(self._save_pending(), name="alerting:save")
+
+    async def _save_pending(self) -> None:
+        while self._save_wanted:
+            self._save_wanted = False
+            if self.state_path is None or self.role in ("follower", "stopped"):
+                return
+            data = self.snapshot_bytes()  # on the loop: the lifecycle is not thread-safe
+            try:
+                await asyncio.to_thread(self.write_state, data)
+            except OSError as exc:
+                log.warning("cannot save the alert state %s: %s", self.state_path, exc)
+
+    def save(self) -> None:
+        """Write the alert state atomically now (owner only; a follower never writes)."""
+        if self.state_path is None or self.role in ("follower", "stopped"):
+            return
+        self.write_state(self.snapshot_bytes())
+
+    async def start(self) -> None:
+        if self.lease is not None and not self.lease.try_acquire():
+            self.role = "follower"
+            self.owner_info = self.lease.owner()
+            self.reload(force=True)
+            log.info("%s; following", describe_owner(self.owner_info))
+        else:
+            await self._become_owner()
+        self._task = asyncio.create_task(self._ticker(), name="alerting:tick")
+
+    async def _become_owner(self) -> None:
+        """Evaluate from the last saved state on: at start, or taking over from a dead owner."""
+        taking_over = self.role == "follower"
+        if self.lease is not None:
+            self.role, self.owner_info = "owner", None
+        if taking_over:
+            self.core.alerts = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+            log.warning("the alert evaluator went away; this process evaluates alerts now")
+        self.load()
+        self._state_sig = None
+        self._unsubscribe = self.engine.subscribe(self._on_result)
+        if self.notifier is not None and not self._notifier_started:
+            await self.notifier.start()
+            self._notifier_started = True
+        if self.history_path is not None:
+            hist = AlertHistory(self.history_path)
+            try:
+                await asyncio.to_thread(hist.open)
+                self.history = hist
+                assert hist.journal is not None
+                hist.journal.subscribe(self._on_history_entries)
+                self._on_history_entries(hist.pending_requests)
+                self._apply_requests()
+            except OSError as exc:
+                log.warning("alert history %s unavailable (%s)", self.history_path, exc)
+        self.version += 1
+        self._record_closed()
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._recording:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(list(self._recording.values()), timeout=2)
+        if self.history is not None:
+            hist, self.history = self.history, None
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(hist.close_sync)
+        if self.notifier is not None:
+            await self.notifier.stop()
+        if self._saver is not None:  # a write in flight finishes before the last one
+            with contextlib.suppress(Exception):
+                await self._saver
+            self._saver = None
+        if self.evaluating:
+            with contextlib.suppress(OSError):
+                self.save()
+        if self.lease is not None:
+            # A tick's write may still run in its thread: let it finish before anyone else
+            # can own the state, and never write again (no clobbering a successor's state).
+            await asyncio.to_thread(self._save_lock.acquire)
+            try:
+                self.role = "stopped"
+                self.lease.release()
+            finally:
+                self._save_lock.release()
+
+    def apply(self, settings: Any) -> None:
+        """Config reload: new rules and alerting settings, alert state kept."""
+        self.ruleset = RuleSet.from_settings(settings)
+        self.core.ruleset = self.ruleset
+
+    def run(self, now: float | None = None, *, target: str | None = None,
+            skip: Container[str] = ()) -> list[Notification]:
+        if self.role in ("follower", "stopped"):
+            return []  # the owner evaluates; we only show what it saved
+        notes = self.core.run(now, target=target, skip=skip)
+        if notes:
+            self._emit(notes)
+        self._record_closed()
+        return notes
+
+    def recent(self, now: float, *, since: float | None = None, limit: int = 200
+               ) -> list[dict[str, Any]]:
+        """Open episodes (ongoing) first, then resolved ones newest first: the history file
+        (bounded read, cached until it changes) plus any not yet durably in it."""
+        resolved: list[dict[str, Any]] = []
+        if self.history_path is not None:
+            try:
+                st = self.history_path.stat()
+                sig: Any = (st.st_mtime_ns, st.st_size, since, limit)
+            except OSError:
+                sig = (None, since, limit)
+            if self._recent_cache is not None and self._recent_cache[0] == sig:
+                resolved = self._recent_cache[1]
+            else:
+                resolved = read_episodes(self.history_path, since=since, now=now, limit=limit)
+                self._recent_cache = (sig, resolved)
+        lo = since if since is not None else float("-inf")
+        seen = {e.get("key") for e in resolved}
+        extra = [e for e in self.alerts.closed
+                 if e.get("key") not in seen and float(e.get("resolved_at") or 0) >= lo]
+        if extra:
+            resolved = sorted(resolved + extra, key=lambda e: float(e["resolved_at"]),
+                              reverse=True)[:limit]
+        return ongoing(self.alerts.alerts(), now) + resolved
+
+    # -- a follower's actions, applied by the owner -------------------------------------------
+
+    def request(self, action: str, **fields: Any) -> dict[str, Any]:
+        """Follower: ask the owner to `ack` (rule, target, incident, by[, comment]) or
+        `silence` (matchers, duration, by, reason). Blocking (one fsync'd append): call it in
+        a thread. Raises OSError if it cannot be written, RuntimeError without a data dir."""
+        if self.history_path is None:
+            raise RuntimeError("no data dir: there is no evaluator to ask")
+        return append_request(self.history_path, {"action": action, **fields})
+
+    def _on_history_entries(self, entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            if e.get("type") == "request" and str(e.get("id")) not in self._applied:
+                self._requests.append(e)
+
+    def _apply_requests(self) -> None:
+        """Apply queued requests once each; a stale or malformed one is dropped with a log."""
+        todo, self._requests = self._requests, []
+        for e in todo:
+            rid = str(e.get("id"))
+            if rid in self._applied:
+                continue
+            self._applied.append(rid)
+            del self._applied[:-500]
+            try:
+                self._apply_request(e)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("request %s from %s not applied: %s", rid, e.get("actor"), exc)
+            self.version += 1
+
+    def _apply_request(self, e: dict[str, Any]) -> None:
+        ts = float(e["ts"])
+        action = e.get("action")
+        if action == "ack":
+            a = self.alerts.get(str(e["rule"]), str(e["target"]))
+            if a is None or a.incident != int(e["incident"]):
+                raise ValueError("that episode is over")
+            if not self.alerts.ack(a.rule.name, a.target, str(e["by"]),
+                                   comment=str(e.get("comment", "")), now=ts):
+                raise ValueError(f"{a.id} is {a.state.value}")
+        elif action == "silence":
+            self.alerts.silence([str(m) for m in e["matchers"]], duration=float(e["duration"]),
+                                by=str(e["by"]), reason=str(e["reason"]), now=ts)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+
+    def _record_closed(self) -> None:
+        """Append resolved episodes to the history; each leaves `alerts.closed` (and so the
+        saved state) only once it is on disk, so a crash in between replays it."""
+        if self.history is None or not self.alerts.closed:
+            return
+        if self.history.degraded:
+            return  # the journal keeps retrying what it holds; queue no copies meanwhile
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): they wait in the state for the next tick
+        for ep in list(self.alerts.closed):
+            key = str(ep.get("key"))
+            if key not in self._recording:
+                self._recording[key] = asyncio.create_task(self._record(key, ep),
+                                                           name=f"alert-history:{key}")
+
+    async def _record(self, key: str, ep: dict[str, Any]) -> None:
+        try:
+            hist = self.history
+            if hist is not None and await hist.record(ep):
+                self.alerts.closed[:] = [e for e in self.alerts.closed if e.get("key") != key]
+        except Exception:
+            log.exception("alert history append failed")
+        finally:
+            self._recording.pop(key, None)
+
+    def _on_result(self, result: CheckResult) -> None:
+        try:
+            now = self.engine.clock()
+            self._evaluated[result.target] = now
+            self.run(now, target=result.target)
+        except Exception:  # alerting must never break the poller that called us
+            log.exception("rule evaluation failed for %s", result.target)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                if self.following:
+                    await self._follow()
+                    continue
+                if self.history is not None and self.history.journal is not None:
+                    self.history.journal.poll()  # followers' requests
+                    self.history.journal.entries.clear()
+                    self._apply_requests()
+                now = self.engine.clock()
+                # Targets a result evaluated within the last tick are as fresh as this tick
+                # would make them (a 1 s target: every time); the rest, silent ones included
+                # (no data, timers), are evaluated here.
+                fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
+                self.run(now, skip=fresh)
+                self._save_soon()  # timers move every tick
+            except Exception:
+                log.exception("rule evaluation tick failed")
+
+    async def _follow(self) -> None:
+        """Take the lease if the owner is gone; else pick up what it saved."""
+        assert self.lease is not None
+        if self.lease.try_acquire():
+            await self._become_owner()
+            return
+        info = self.lease.owner()
+        if info and info != self.owner_info:
+            self.owner_info = info
+            self.version += 1
+        self.reload()
+
+    def _emit(self, notes: list[Notification]) -> None:
+        self.version += 1
+        self.sent = (self.sent + notes)[-200:]
+        if self.notifier is not None:
+            # Outbox first, state second: a crash between them replays the same transition
+            # with the same idempotency key, which the outbox ignores.
+            self.notifier.enqueue(notes)
+        self._save_soon()
+        for cb in list(self._listeners):
+            try:
+                cb(notes)
+            except Exception:
+                log.exception("alert listener failed")

@@ -1,0 +1,455 @@
+"""The config schema: what a config file may say, as pydantic models (unknown keys rejected).
+
+Loading, locating errors by line and `${ENV}` resolution live in `config.py`; this module only
+describes shapes and per-field rules so every error in a file is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from console.engine.config.envref import ENV_REF
+from console.engine.config.rules import AlertingSection, Rule, check_unique_names
+from console.engine.lang.durations import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "proxy-authorization"}
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
+
+
+def _no_literal_password(url: str) -> str:
+    m = _URL_PASSWORD.match(url)
+    if m and m.group(1) and not ENV_REF.search(m.group(1)) and not ENV_REF.fullmatch(url):
+        raise ValueError(
+            "a literal password in a URL is not allowed; put the whole URL or the password "
+            "in an environment variable and write e.g. \"${PG_DSN}\""
+        )
+    if _DSN_PASSWORD.search(url) and not ENV_REF.search(url):
+        raise ValueError("a literal password is not allowed; reference it as ${ENV_VAR}")
+    return url
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ConsoleSection(_Strict):
+    """`[console]`: how the console itself behaves."""
+
+    theme: str = "opsconsole-dark"
+    refresh: Duration = Field(1.0, ge=0.2, le=60, description="UI repaint interval")
+    data_dir: str | None = None
+    history: bool = True
+    bell: bool = False
+    # The playbook's four ready-made dashboards (console/engine/dashboards.py) are added
+    # for the targets a config has, unless a config dashboard has the same name.
+    playbook_dashboards: bool = True
+
+
+class TargetBase(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    interval: Duration = Field(10.0, ge=0.2, le=86400)
+    timeout: Duration = Field(5.0, gt=0, le=300)
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:@-]+", v):
+            raise ValueError("use letters, digits and _ . : @ - only (it names metric series)")
+        return v
+
+
+class HttpTarget(TargetBase):
+    """An HTTP(S) health endpoint."""
+
+    kind: Literal["http"] = "http"
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[int | str] = Field(default_factory=lambda: ["2xx", "3xx"])
+    keyword: str | None = None
+    keyword_absent: str | None = None
+    down_unless: list[str] = Field(default_factory=list)
+    degraded_unless: list[str] = Field(default_factory=list)
+    slow: Duration | None = None
+    follow_redirects: bool = True
+    max_redirects: int = Field(5, ge=0, le=30)
+    insecure: bool = False
+    ca_file: str | None = None
+    max_body: Size = Field(1_000_000, ge=1, le=100_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("an http target needs an http:// or https:// URL")
+        return _no_literal_password(v)
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, v: list[int | str]) -> list[int | str]:
+        for s in v:
+            if isinstance(s, int) and not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status code")
+            if isinstance(s, str) and not _STATUS_CLASS.match(s):
+                raise ValueError(f"{s!r}: write a code (200) or a class (2xx)")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if k.lower() in _SECRET_HEADERS and not ENV_REF.search(val):
+                raise ValueError(
+                    f"header {k!r} carries a secret; write it as an environment reference, "
+                    f"e.g. {k} = \"Bearer ${{API_TOKEN}}\""
+                )
+        return v
+
+    @field_validator("down_unless", "degraded_unless")
+    @classmethod
+    def _conditions(cls, v: list[str]) -> list[str]:
+        from console.engine.lang.conditions import (
+            parse_condition,  # local import: conditions imports nothing heavy
+        )
+
+        for text in v:
+            parse_condition(text)  # raises ValueError with a readable message
+        return v
+
+
+_QUERY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_SQL_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$", re.S)
+_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+# Words that make a statement write, lock, wait or escape the session, outside literals.
+_SQL_FORBIDDEN = re.compile(
+    r"\b(insert|update|delete|merge|create|alter|drop|truncate|grant|revoke|copy|call|do|"
+    r"vacuum|analyze|cluster|reindex|lock|listen|notify|set|reset|into|nextval|setval|"
+    r"pg_sleep\w*|pg_terminate_backend|pg_cancel_backend|pg_advisory\w*|set_config|dblink\w*|"
+    r"lo_\w+|pg_read_file|pg_read_binary_file|pg_ls_dir)\b",
+    re.I,
+)
+
+
+def readonly_select(sql: str) -> str:
+    """Accept one SELECT/WITH statement and nothing that writes, locks or waits (why: a
+    monitoring console must never change or stall the database it watches; the read-only
+    session is the second line of defence, the monitoring role's grants the first)."""
+    body = _SQL_COMMENTS.sub(" ", _SQL_STRINGS.sub("''", sql)).strip()
+    body = body[:-1].rstrip() if body.endswith(";") else body
+    if not body:
+        raise ValueError("the query is empty")
+    if ";" in body:
+        raise ValueError("one statement only (no ';' inside the query)")
+    if not re.match(r"^(select|with)\b", body, re.I):
+        raise ValueError("only a SELECT or WITH ... SELECT query is allowed")
+    m = _SQL_FORBIDDEN.search(body)
+    if m:
+        raise ValueError(f"{m.group(1)!r} is not allowed in a read-only metric query")
+    if re.search(r"\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b", body, re.I):
+        raise ValueError("row locks (FOR UPDATE/SHARE) are not allowed")
+    return sql.strip().rstrip(";").rstrip()
+
+
+class PostgresTarget(TargetBase):
+    """A PostgreSQL server, reached with a DSN (normally `${ENV}`).
+
+    `slow_interval` paces the costly collectors (sizes, index usage, pg_stat_statements,
+    replication, custom `queries`) so the fast loop stays one cheap query; `slow_query` is the
+    threshold above which a running query is listed; `queries` names read-only SELECTs that
+    return one number or one row of numbers (business metrics).
+    """
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: str
+    slow_interval: Duration = Field(60.0, ge=1, le=86400)
+    slow_query: Duration = Field(1.0, gt=0, le=86400)
+    top: int = Field(10, ge=1, le=100, description="rows kept per detail table")
+    queries: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, v: str) -> str:
+        return _no_literal_password(v)
+
+    @field_validator("queries")
+    @classmethod
+    def _queries(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, sql in v.items():
+            if not _QUERY_NAME.match(name):
+                raise ValueError(
+                    f"query name {name!r}: use letters, digits and _ (it names a metric)")
+            try:
+                out[name] = readonly_select(sql)
+            except ValueError as exc:
+                raise ValueError(f"query {name!r}: {exc}") from None
+        return out
+
+
+class RedisTarget(TargetBase):
+    """A Redis server, reached with a redis:// or rediss:// URL (normally `${ENV}`)."""
+
+    kind: Literal["redis"] = "redis"
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^rediss?://", v, re.IGNORECASE):
+            raise ValueError("a redis target needs a redis:// or rediss:// URL")
+        return _no_literal_password(v)
+
+
+_BREAKDOWN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# `le` is a bucket bound; the others name the breakdown's number columns.
+_NOT_GROUP_LABELS = {"le", "requests", "rate_per_s", "share_pct", "error_pct", "p50_ms",
+                     "p95_ms", "p99_ms"}
+
+
+def _plain_selector(text: str, what: str) -> str:
+    """A selector such as `http_requests_total{status=~"5.."}`: no function, no scale."""
+    from console.engine.lang.promexpr import parse_expr
+
+    expr = parse_expr(text)
+    if expr.kind != "value" or expr.scale != 1.0:
+        raise ValueError(f"{what}: write a plain selector such as "
+                         f"http_requests_total{{status=~\"5..\"}}, not {text!r}")
+    return text
+
+
+class Breakdown(_Strict):
+    """A per-label table of a request counter (e.g. per route, per status class).
+
+    `by` names the grouping labels; `status_class` is a pseudo-label ("2xx", "5xx", ...)
+    made from a `status` or `code` label. `requests` and `errors` are counter selectors;
+    `duration` a histogram in seconds (Prometheus's base unit) giving p50/p95/p99 per group;
+    `top` the rows kept (the rest are counted as others).
+    """
+
+    by: list[str] = Field(min_length=1, max_length=4)
+    requests: str
+    errors: str | None = None
+    duration: str | None = None
+    top: int = Field(20, ge=1, le=500)
+
+    @field_validator("by")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        for label in v:
+            if not _LABEL.match(label) or label in _NOT_GROUP_LABELS:
+                raise ValueError(f"{label!r} is not a label name to group by")
+        if len(set(v)) != len(v):
+            raise ValueError("each label once")
+        return v
+
+    @field_validator("requests", "errors")
+    @classmethod
+    def _counter(cls, v: str | None) -> str | None:
+        return None if v is None else _plain_selector(v, "a counter")
+
+    @field_validator("duration")
+    @classmethod
+    def _histogram(cls, v: str | None) -> str | None:
+        return None if v is None else _plain_selector(v, "a histogram")
+
+
+class PrometheusTarget(TargetBase):
+    """A Prometheus/OpenMetrics text endpoint, with named derived metrics.
+
+    `metrics` maps a name to an expression: `rate(sel)`, `ratio(sel_a, sel_b)`,
+    `histogram_quantile(0.95, sel)` or a plain selector (gauge sum), each optionally `* k`.
+    `breakdowns` names per-label tables (see Breakdown); with none, a scrape carrying the
+    conventional `http_requests_total` gets "endpoints" and "status" tables by default.
+    """
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
+    metrics: dict[str, str] = Field(default_factory=dict)
+    breakdowns: dict[str, Breakdown] = Field(default_factory=dict)
+
+    @field_validator("breakdowns")
+    @classmethod
+    def _breakdown_names(cls, v: dict[str, Breakdown]) -> dict[str, Breakdown]:
+        for name in v:
+            if not _BREAKDOWN_NAME.match(name):
+                raise ValueError(f"breakdown name {name!r}: use letters, digits, _ and -")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a prometheus target needs an http:// or https:// URL")
+        return _no_literal_password(v)
+
+    @field_validator("metrics")
+    @classmethod
+    def _exprs(cls, v: dict[str, str]) -> dict[str, str]:
+        from console.engine.lang.promexpr import parse_expr
+
+        for text in v.values():
+            parse_expr(text)
+        return v
+
+
+class LogTarget(TargetBase):
+    """A local JSON-lines log file (winston's format), followed from its end.
+
+    `slow_ms` is the `responseTime` above which a request counts as slow; `max_read` bounds
+    what one check reads, so a huge backlog is worked off over several checks.
+    """
+
+    kind: Literal["log"] = "log"
+    path: str = Field(min_length=1)
+    slow_ms: float = Field(1000.0, gt=0)
+    max_read: Size = Field(8_000_000, ge=1024, le=1_000_000_000)
+
+
+class HostTarget(TargetBase):
+    """A host's CPU, memory, load, disk and network: this machine, or another through its
+    node_exporter.
+
+    Without `url` it is the machine the console runs on, read with psutil; `disk_path` names
+    the filesystem whose fullness is reported. With `url` (a node_exporter /metrics, `${ENV}`
+    allowed, no literal password) it is that host, scraped like a prometheus target (`headers`,
+    `insecure`, `max_body`), with the same metric names: `mountpoint` names the filesystem,
+    `device` and `interface` are regexes (whole-name match) choosing the disks and network
+    interfaces whose byte rates are summed. By default loop, ram and zram devices, floppies
+    and partitions (which would count their disk's bytes twice) and the `lo` interface are
+    left out.
+    """
+
+    kind: Literal["host"] = "host"
+    disk_path: str = "/"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    insecure: bool = False
+    max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
+    mountpoint: str = Field("/", min_length=1)
+    device: str | None = None
+    interface: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a remote host needs the http:// or https:// URL of its /metrics")
+        return _no_literal_password(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return HttpTarget._secret_headers(v)
+
+    @field_validator("device", "interface")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {v!r} ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _local_or_remote(self) -> HostTarget:
+        """A field that means nothing for this kind of host is a mistake worth reporting."""
+        given = self.model_fields_set
+        if self.url is None:
+            remote = sorted(given & {"headers", "insecure", "max_body", "mountpoint", "device",
+                                     "interface"})
+            if remote:
+                raise ValueError(f"{', '.join(remote)}: only for a remote host (set url); "
+                                 "the local machine uses disk_path")
+        elif "disk_path" in given:
+            raise ValueError("disk_path is for the local machine; a remote host (url) names "
+                             "its filesystem with mountpoint")
+        return self
+
+
+Target = Annotated[
+    HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget,
+    Field(discriminator="kind"),
+]
+
+
+class Panel(_Strict):
+    """A live metric panel: one series of one target, with optional thresholds."""
+
+    id: str | None = None
+    title: str
+    target: str
+    metric: str = "latency_ms"
+    unit: str = ""
+    warn: float | None = None
+    crit: float | None = None
+    lower_is_better: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.id or re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+class Dashboard(_Strict):
+    name: str
+    panels: list[str] = Field(default_factory=list)
+
+
+class Settings(_Strict):
+    """A whole config file."""
+
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
+    targets: list[Target] = Field(default_factory=list)
+    panels: list[Panel] = Field(default_factory=list)
+    dashboards: list[Dashboard] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    alerting: AlertingSection = Field(default_factory=AlertingSection)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[Rule]) -> list[Rule]:
+        check_unique_names(v)
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for p in self.panels:
+            if p.target not in known:
+                raise ValueError(f"panel {p.title!r} refers to unknown target {p.target!r}")
+        keys = {p.key for p in self.panels}
+        for d in self.dashboards:
+            for k in d.panels:
+                if k not in keys:
+                    raise ValueError(f"dashboard {d.name!r} refers to unknown panel {k!r}")
+        return self
+
+    def target(
+        self, name: str
+    ) -> HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)

@@ -1,0 +1,424 @@
+"""The scheduler: one long-lived task per target, results into the store, snapshots out.
+
+Each target polls on its own fixed grid (interval plus a per-target phase derived from its
+name, so checks never fire in bursts and a restart keeps the same phases). A probe's check
+has its own hard deadline; the scheduler adds a second, outer deadline as a backstop so a
+buggy probe can still never stall its loop. Targets never share a lock or a queue, so one
+hanging target cannot delay another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from console.engine.config.dashboards import with_playbook_dashboards
+from console.engine.config.schema import (
+    HostTarget,
+    HttpTarget,
+    LogTarget,
+    Panel,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+    Settings,
+)
+from console.engine.model import CheckResult, Status
+from console.engine.storage.store import MetricStore
+from console.engine.text.redact import describe_exception, redact
+from console.engine.views import PanelView, TargetView
+
+AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget
+RESULTS_KEPT = 50
+SPARK_POINTS = 40
+_RATE = re.compile(r"^rate\((?P<m>[A-Za-z0-9_:.]+)\)$")
+
+
+class Probe(Protocol):
+    async def check(self) -> CheckResult: ...
+    async def aclose(self) -> None: ...
+
+
+def phase_of(name: str, interval: float) -> float:
+    """A fixed offset in [0, interval) from the target's name: stable across restarts."""
+    return (zlib.crc32(name.encode()) / 2**32) * interval
+
+
+def address_of(target: AnyTarget) -> str:
+    raw = getattr(target, "url", None) or getattr(target, "dsn", None) or getattr(
+        target, "path", "")
+    return redact(str(raw))
+
+
+@dataclass(slots=True)
+class TargetState:
+    target: AnyTarget
+    probe: Probe | None = None
+    task: asyncio.Task[None] | None = None
+    status: Status = Status.UNKNOWN
+    since: float | None = None
+    last: CheckResult | None = None
+    results: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
+    checks: int = 0
+    failures: int = 0
+
+
+class Scheduler:
+    """Owns probes, their polling tasks and the metric store; serves TUI and headless alike."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: MetricStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # The playbook's ready-made dashboards join here, where settings take effect, so the
+        # TUI, a hot reload and the headless commands all see the same boards.
+        self.settings = with_playbook_dashboards(settings)
+        # The config's own panels (view 0 of the overview), as opposed to those the
+        # ready-made dashboards add.
+        self.own_panel_keys = frozenset(p.key for p in settings.panels)
+        self.store = store if store is not None else MetricStore()
+        self.clock = clock
+        self.version = 0  # bumped on every recorded result: the UI repaints only on change
+        self._states: dict[str, TargetState] = {}
+        self._subscribers: list[Callable[[CheckResult], None]] = []
+        self._view_cache: dict[str, tuple[object, TargetView]] = {}
+        self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
+        self._clients: Any = None
+        self._running = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def _http_clients(self) -> Any:
+        if self._clients is None:
+            from console.engine.probes.http_client import HttpClients
+
+            self._clients = HttpClients()
+        return self._clients
+
+    async def _make_probe(self, target: AnyTarget) -> Probe:
+        if isinstance(target, HttpTarget):
+            from console.engine.probes.http import HttpProbe
+
+            return HttpProbe(target, await self._http_clients())
+        if isinstance(target, PrometheusTarget):
+            from console.engine.probes.prometheus import PrometheusProbe
+
+            return PrometheusProbe(target, await self._http_clients())
+        if isinstance(target, LogTarget):
+            from console.engine.probes.log import LogProbe
+
+            return LogProbe(target)
+        if isinstance(target, HostTarget):
+            from console.engine.probes.host import HostProbe
+
+            return HostProbe(target, await self._http_clients() if target.url else None)
+        if isinstance(target, PostgresTarget):
+            from console.engine.probes.postgres import PostgresProbe
+
+            return PostgresProbe(target)
+        from console.engine.probes.redis import RedisProbe
+
+        return RedisProbe(target)
+
+    async def start(self, *, poll: bool = True) -> None:
+        """Create probes (on the running loop) and, with `poll`, one polling task per target."""
+        self._running = True
+        for target in self.settings.targets:
+            await self._add(target, poll=poll)
+
+    async def _add(self, target: AnyTarget, *, poll: bool) -> None:
+        state = TargetState(target=target)
+        old = self._states.get(target.name)
+        if old is not None:  # keep history across a config reload of the same target
+            state.status, state.since, state.last = old.status, old.since, old.last
+            state.results, state.checks, state.failures = old.results, old.checks, old.failures
+        self._states[target.name] = state
+        state.probe = await self._make_probe(target)
+        if poll:
+            state.task = asyncio.create_task(self._poll(state), name=f"poll:{target.name}")
+
+    async def _remove(self, name: str) -> None:
+        state = self._states.pop(name, None)
+        if state is None:
+            return
+        await self._close_state(state)
+
+    @staticmethod
+    async def _close_state(state: TargetState) -> None:
+        if state.task is not None:
+            state.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await state.task
+        if state.probe is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await state.probe.aclose()
+
+    async def stop(self) -> None:
+        self._running = False
+        states = list(self._states.values())
+        await asyncio.gather(*(self._close_state(s) for s in states), return_exceptions=True)
+        if self._clients is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self._clients.aclose()
+            self._clients = None
+
+    async def apply(self, settings: Settings) -> None:
+        """Hot reload: restart only targets whose definition changed; keep their history."""
+        new = {t.name: t for t in settings.targets}
+        for name in list(self._states):
+            if name not in new:
+                await self._remove(name)
+                for series in self.store.series():
+                    if series.startswith(f"{name}:"):
+                        self.store.drop(series)
+        self.settings = with_playbook_dashboards(settings)
+        self.own_panel_keys = frozenset(p.key for p in settings.panels)
+        for name, target in new.items():
+            old = self._states.get(name)
+            if old is not None and old.target == target:
+                continue
+            if old is not None:
+                await self._close_state(old)
+            await self._add(target, poll=self._running)
+        self.version += 1
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def _poll(self, state: TargetState) -> None:
+        target = state.target
+        interval = target.interval
+        # First check soon (spread over at most 1 s), then on a fixed grid with the same phase.
+        start = time.monotonic() + phase_of(target.name, min(interval, 1.0))
+        k = 0
+        while True:
+            next_at = start + k * interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.check_target(state)
+            k = max(k + 1, math.ceil((time.monotonic() - start) / interval))
+
+    async def check_target(self, state: TargetState) -> CheckResult:
+        """Run one check with a backstop deadline and record it; never raises (but cancels)."""
+        target = state.target
+        assert state.probe is not None
+        started = self.clock()
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(target.timeout + 0.25):
+                result = await state.probe.check()
+        except TimeoutError:
+            result = CheckResult(
+                target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
+                latency_ms=(time.monotonic() - t0) * 1000,
+                error=f"timed out after {target.timeout:g}s",
+            )
+        except Exception as exc:  # a probe bug must not kill its loop
+            result = CheckResult(
+                target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
+                latency_ms=None, error=f"internal error: {describe_exception(exc)}",
+            )
+        self.record(state, result)
+        return result
+
+    def record(self, state: TargetState, result: CheckResult) -> None:
+        name = state.target.name
+        t = result.started_at
+        store = self.store
+        up = result.status.value_for_uptime
+        store.record(f"{name}:up", t, up)
+        store.record(f"{name}:status", t, float(result.status.rank))
+        store.record(
+            f"{name}:latency_ms", t,
+            result.latency_ms if result.latency_ms is not None and up > 0 else math.nan,
+        )
+        for metric, value in result.metrics.items():
+            if metric == "latency_ms":
+                continue
+            store.record(f"{name}:{metric}", t, float(value))
+        if result.status != state.status:
+            state.status = result.status
+            state.since = t
+        state.last = result
+        state.results.append(result)
+        state.checks += 1
+        if result.status == Status.DOWN:
+            state.failures += 1
+        self.version += 1
+        for cb in list(self._subscribers):
+            cb(result)
+
+    async def check_once(self) -> list[CheckResult]:
+        """Check every target once, concurrently (for `check --once`)."""
+        states = list(self._states.values())
+        return list(await asyncio.gather(*(self.check_target(s) for s in states)))
+
+    def subscribe(self, callback: Callable[[CheckResult], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return list(self._states)
+
+    def probe(self, name: str) -> Probe | None:
+        """A target's live probe (the Logs screen reads a log probe's recent lines)."""
+        state = self._states.get(name)
+        return state.probe if state else None
+
+    def results(self, name: str) -> list[CheckResult]:
+        state = self._states.get(name)
+        return list(state.results) if state else []
+
+    def target_view(self, state: TargetState, now: float) -> TargetView:
+        """The board row for a target, recomputed only after a new result or a completed
+        sparkline bucket: the UI asks every repaint tick, the data moves every interval."""
+        bucket = max(state.target.interval, 1.0)
+        key = (state.checks, state.status, id(state.target), int(now // bucket))
+        cached = self._view_cache.get(state.target.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = self._target_view(state, now)
+        self._view_cache[state.target.name] = (key, view)
+        return view
+
+    def _target_view(self, state: TargetState, now: float) -> TargetView:
+        t = state.target
+        name = t.name
+        store = self.store
+        q = store.quantiles(f"{name}:latency_ms", 300.0, (0.95,), now=now)
+        p95 = q.get(0.95) if q else None
+        spark = store.sparkline(
+            f"{name}:latency_ms", SPARK_POINTS, max(t.interval, 1.0), now=now
+        )
+        last = state.last
+        return TargetView(
+            name=name, kind=t.kind, group=t.group, tags=tuple(t.tags), address=address_of(t),
+            insecure=bool(getattr(t, "insecure", False)), interval=t.interval,
+            status=state.status, since=state.since, last=last,
+            latency_ms=last.latency_ms if last else None,
+            uptime_pct=store.uptime(f"{name}:up", 3600.0, now=now),
+            p95_ms=None if p95 is None or math.isnan(p95) else p95,
+            spark=tuple(spark.tolist()),
+            checks=state.checks, failures=state.failures,
+        )
+
+    def snapshot(self, now: float | None = None) -> list[TargetView]:
+        now = self.clock() if now is None else now
+        return [self.target_view(s, now) for s in self._states.values()]
+
+    def panel_value(self, panel: Panel, now: float) -> tuple[float | None, str]:
+        """Current value of a panel's metric and the series its sparkline reads."""
+        store = self.store
+        name = panel.target
+        m = _RATE.match(panel.metric)
+        if m:
+            series = f"{name}:{m['m']}"
+            return store.rate(series, 60.0, now=now), series
+        if panel.metric == "uptime":
+            return store.uptime(f"{name}:up", 3600.0, now=now), f"{name}:up"
+        series = f"{name}:{panel.metric}"
+        latest = store.latest(series)
+        if latest is None or now - latest[0] > 3 * self._cadence_of(name, panel.metric) + 5:
+            return None, series
+        return latest[1], series
+
+    def _cadence_of(self, name: str, metric: str) -> float:
+        """How often `metric` is measured: a PostgreSQL target's slow collectors (sizes,
+        statements, custom queries) report every `slow_interval`, not every check."""
+        state = self._states.get(name)
+        target = state.target if state else None
+        if isinstance(target, PostgresTarget):
+            from console.engine.probes.postgres import METRICS
+
+            if metric not in METRICS:
+                return max(target.interval, target.slow_interval)
+        return self._interval_of(name)
+
+    def _interval_of(self, name: str) -> float:
+        state = self._states.get(name)
+        return state.target.interval if state else 10.0
+
+    def panel_views(
+        self, panels: Iterable[Panel] | None = None, now: float | None = None, *,
+        seen: Container[str] | None = None,
+    ) -> list[PanelView]:
+        """Views of `panels` (default: all). With `seen` (the keys on screen), a panel
+        outside it keeps its last view instead of being computed again: of 100 panels a
+        terminal shows a few dozen, and the UI asks again as soon as others scroll in."""
+        now = self.clock() if now is None else now
+        out = []
+        cache = self._panel_cache
+        for p in self.settings.panels if panels is None else panels:
+            if seen is not None and p.key not in seen:
+                cached = cache.get(p.key)
+                if cached is not None and cached[0][0] is p:
+                    out.append(cached[1])
+                    continue
+            out.append(self._panel_view_cached(p, now))
+        return out
+
+    def _panel_view_cached(self, p: Panel, now: float) -> PanelView:
+        """As `target_view`: recomputed on a new sample, a completed bucket or staleness."""
+        series = f"{p.target}:{m['m']}" if (m := _RATE.match(p.metric)) else (
+            f"{p.target}:up" if p.metric == "uptime" else f"{p.target}:{p.metric}")
+        latest = self.store.latest(series)
+        bucket = max(self._cadence_of(p.target, p.metric), 1.0)
+        stale = latest is None or now - latest[0] > 3 * self._interval_of(p.target) + 5
+        key = (p, latest[0] if latest else None, int(now // bucket), stale)
+        cached = self._panel_cache.get(p.key)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = self._panel_view(p, now)
+        self._panel_cache[p.key] = (key, view)
+        return view
+
+    def _panel_view(self, p: Panel, now: float) -> PanelView:
+        value, series = self.panel_value(p, now)
+        if value is not None and math.isnan(value):
+            value = None
+        bucket = max(self._cadence_of(p.target, p.metric), 1.0)
+        if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
+            counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
+            with np.errstate(invalid="ignore"):
+                spark = np.diff(counts) / bucket
+            spark[spark < 0] = np.nan  # a counter reset is a gap, not a dip
+        else:
+            spark = self.store.sparkline(series, SPARK_POINTS, bucket, now=now)
+        return PanelView(
+            key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,
+            value=value, spark=tuple(spark.tolist()),
+            state=panel_state(value, p), warn=p.warn, crit=p.crit,
+        )
+
+
+def panel_state(value: float | None, panel: Panel) -> str:
+    if value is None:
+        return "nodata"
+
+    def beyond(limit: float | None) -> bool:
+        if limit is None:
+            return False
+        return value >= limit if panel.lower_is_better else value <= limit
+
+    if beyond(panel.crit):
+        return "crit"
+    if beyond(panel.warn):
+        return "warn"
+    return "ok"

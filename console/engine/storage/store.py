@@ -1,0 +1,1479 @@
+"""Metric history: numpy ring buffers and rollup tiers per series, flat in memory, kept on disk.
+
+Why this shape
+--------------
+The console polls up to a few hundred series once a second for as long as an operator leaves
+it open, so history must not grow with uptime and must not hold a Python object per sample.
+Every series owns preallocated numpy buffers, touched once at creation, so memory is the same
+after a minute and after a month:
+
+* **raw tier**: a ring of ``raw_capacity`` samples (``float64`` timestamps and values;
+  3600 = one hour at 1 s). Counters need ``float64``: a byte counter past 2**24 would lose
+  its increments in ``float32``.
+* **rollup tiers** (default 10 s x 6 h, 1 min x 24 h, 1 h x 7 d): a ring of buckets aligned
+  to wall-clock multiples of the bucket width, one ``float32`` row per bucket holding
+  ``count, sum, min, max, n_up, increase, p50, p95, p99`` (see the ``COUNT`` ... ``P99``
+  column constants). A ring has ``retention / width + 1`` rows so the full retention stays
+  readable while the newest bucket is still open.
+
+Default figures: 57.6 KB raw + 135.8 KB of rollups = 193.4 KB per series, 38.7 MB for 200
+series (``bench/bench_memory.py`` measures it). A 5 min x 7 d tier would have cost 72.6 KB
+more per series (52 MB for 200, over budget); 1 h x 7 d costs 6 KB and still answers
+"uptime over the last 7 days".
+
+How rollups are built
+---------------------
+A bucket is computed once, when it closes (the first sample of a later bucket arrives), from
+the raw samples when the raw ring still holds the whole bucket: exact count, sum, min, max,
+number of samples >= 0.5 (for uptime), counter increase (Prometheus reset rule) and exact
+linear-interpolated percentiles (numpy's default method). When the raw ring no longer holds
+the whole bucket (series sampled faster than ``raw_capacity / width``), the bucket is merged
+from the finer tier for the part the raw ring lost; that merge is exact for count, sum,
+min, max, n_up and increase, approximate for the percentiles. ``record()`` only writes two
+numbers into the ring unless it crosses a 10 s boundary; small buckets are then closed in
+plain Python (a few microseconds amortised), big ones with numpy. ``record_many()`` does
+the same work vectorised and leaves bit-identical state (tested).
+
+Answers over a window
+---------------------
+Each query uses the raw samples when the raw ring holds the whole window (nothing with
+``t > now - window`` has been overwritten): then ``mean``, ``uptime``, ``rate`` and
+``quantiles`` are exact. Beyond raw retention they use a rollup tier that still holds the
+window, counting only buckets that lie entirely inside it (the open bucket is rebuilt from
+raw, so the newest data is always included):
+
+* ``mean``/``uptime``: finest such tier; exact (sum/count, n_up/count) over those buckets.
+* ``rate``: finest such tier; the buckets' increases over their time span (approximate at
+  the window's edges).
+* ``quantiles``: the coarsest such tier whose bucket is at most 2 % of the window (more
+  samples per bucket describe the tail better), combined as the exact quantile of the
+  count-weighted mixture of per-bucket distributions (see ``_mixture_quantiles``).
+  Approximate: equal to the true value when buckets share a distribution, and always
+  within the window's [min, max]. Measured on 48 h of 1 s data: uniform, bimodal and
+  noisy-sine series within 5 % for 2 h-48 h windows; a lognormal latency with 1 % of 20x
+  spikes p95 within 6 %, p99 +6 % to +11 % over 2-24 h (1 min buckets) but +56 % over
+  48 h (1 h buckets, whose p95-p99 spread hides where the spikes start).
+
+Time
+----Time
+----
+Samples must arrive in time order per series; an older sample than the series' latest is
+dropped (counted in ``dropped``). ``now`` defaults to the newest timestamp recorded in the
+whole store (the store's own clock), so answers are a pure function of the data and tests
+need no clock; before anything is recorded it is ``time.time()``. The app passes real time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from console.engine.errors import ConsoleError
+from console.engine.storage.fileio import fsync_dir
+
+log = logging.getLogger(__name__)
+
+# Columns of a rollup row (float32).
+COUNT, SUM, MIN, MAX, NUP, INC, P50, P95, P99 = range(9)
+NFIELDS = 9
+FIELD_NAMES = ("count", "sum", "min", "max", "n_up", "increase", "p50", "p95", "p99")
+_QS = (0.5, 0.95, 0.99)
+_QFIELDS = (P50, P95, P99)
+# Knots used to estimate any quantile from a rollup row.
+_KNOT_P = np.array([0.0, 0.5, 0.95, 0.99, 1.0])
+_KNOT_F = (MIN, P50, P95, P99, MAX)
+
+UP_THRESHOLD = 0.5
+"""A sample counts as 'up' when its value is >= this (the up series stores 1/0)."""
+
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
+    (10.0, 6 * 3600.0),
+    (60.0, 24 * 3600.0),
+    (3600.0, 7 * 86400.0),
+)
+"""Rollup tiers as (bucket width, retention) in seconds, finest first."""
+
+FILE_FORMAT = "opsconsole-metricstore"
+FILE_VERSION = 1
+_ENV_DATA_DIR = "OPSCONSOLE_DATA_DIR"
+
+_NEG_INF = -math.inf
+
+
+def default_store_path() -> Path:
+    """Where history lives: ``$OPSCONSOLE_DATA_DIR`` if set (tests), else the user data dir."""
+    override = os.environ.get(_ENV_DATA_DIR)
+    base = (
+        Path(override)
+        if override
+        else Path(platformdirs.user_data_dir("opsconsole", appauthor=False))
+    )
+    return base / "history.npz"
+
+
+class _Tier:
+    """Static shape of one rollup tier."""
+
+    __slots__ = ("cap", "ratio", "step", "width")
+
+    def __init__(self, width: float, cap: int, ratio: int, step: int) -> None:
+        self.width = width  # seconds per bucket
+        self.cap = cap  # rows in the ring
+        self.ratio = ratio  # width / width of tier 0 (ids derive from tier-0 ids)
+        self.step = step  # width / width of the previous tier (1 for tier 0)
+
+
+class _Series:
+    """All state of one series; arrays are preallocated and never resized."""
+
+    __slots__ = (
+        "base",
+        "evicted_t",
+        "evicted_valid",
+        "first_t",
+        "last_t",
+        "last_v",
+        "n",
+        "open",
+        "open_seq",
+        "rollups",
+        "t",
+        "v",
+    )
+
+    def __init__(self, cap: int, tiers: Sequence[_Tier]) -> None:
+        # np.full touches every page now, so RSS does not creep up as rings fill.
+        self.t = np.full(cap, np.nan)
+        self.v = np.full(cap, np.nan)
+        self.rollups = [np.zeros((tr.cap, NFIELDS), dtype=np.float32) for tr in tiers]
+        for r in self.rollups:
+            r.fill(0.0)
+        self.n = 0  # samples ever written; sample number i lives in slot i % cap
+        self.base = 0  # first sample number ever held (> 0 after loading a smaller ring)
+        self.first_t = math.nan
+        self.last_t = _NEG_INF
+        self.last_v = math.nan
+        self.evicted_t = _NEG_INF  # timestamp of the newest sample overwritten in the ring
+        self.evicted_valid = math.nan  # last non-NaN value among overwritten samples
+        self.open: list[int] | None = None  # per tier: id of the bucket holding the last sample
+        self.open_seq: list[int] = [0] * len(tiers)  # per tier: sample number opening it
+
+    def nbytes(self) -> int:
+        return self.t.nbytes + self.v.nbytes + sum(r.nbytes for r in self.rollups)
+
+
+class _Span:
+    """Consecutive samples (ring part plus an optional incoming piece) with derived columns."""
+
+    __slots__ = ("d", "e0", "ids0", "t", "v")
+
+    def __init__(
+        self, e0: int, t: np.ndarray, v: np.ndarray, ids0: np.ndarray, d: np.ndarray
+    ) -> None:
+        self.e0 = e0  # sample number of index 0
+        self.t = t
+        self.v = v
+        self.ids0 = ids0  # tier-0 bucket id of each sample
+        self.d = d  # counter increase contributed by each sample
+
+
+# --------------------------------------------------------------------------- numeric helpers
+
+
+def _deltas(v: np.ndarray, prev: float) -> np.ndarray:
+    """Per-sample counter increase: v - previous non-NaN value, or v after a reset."""
+    out = np.zeros(len(v))
+    valid = ~np.isnan(v)
+    if not valid.any():
+        return out
+    vv = v[valid]
+    pv = np.empty_like(vv)
+    pv[0] = prev
+    pv[1:] = vv[:-1]
+    d = np.where(vv >= pv, vv - pv, vv)
+    if math.isnan(prev):
+        d[0] = 0.0  # the first sample ever has nothing to increase from
+    out[valid] = d
+    return out
+
+
+def _group_starts(keys: np.ndarray) -> np.ndarray:
+    brk = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    return np.concatenate((np.zeros(1, dtype=np.int64), brk))
+
+
+class _Groups:
+    """Contiguous groups of a flat array, laid out as a padded 2-D block when compact.
+
+    Per-group sorts and sums then run as one numpy call along rows (10-20x faster than
+    lexsort on this machine). Sums are sequential (``np.add.accumulate``), so the
+    pure-Python twin ``_py_stats`` reproduces them bit for bit.
+    """
+
+    __slots__ = ("col", "g", "n", "padded", "row", "sizes", "starts", "width")
+
+    def __init__(self, starts: np.ndarray, n: int) -> None:
+        self.starts = starts
+        self.n = n
+        self.g = len(starts)
+        self.sizes = np.diff(np.append(starts, n))
+        self.width = int(self.sizes.max()) if n else 0
+        self.padded = self.g == 1 or self.g * self.width <= 4 * n + 64
+        if self.padded and self.g > 1:
+            self.row = np.repeat(np.arange(self.g), self.sizes)
+            self.col = np.arange(n) - starts[self.row]
+
+    def pad(self, x: np.ndarray, fill: float) -> np.ndarray:
+        if self.g == 1:
+            return x.reshape(1, -1)
+        out = np.full((self.g, self.width), fill, dtype=x.dtype)
+        out[self.row, self.col] = x
+        return out
+
+    def seqsum(self, x: np.ndarray) -> np.ndarray:
+        """Left-to-right float64 sum of each group."""
+        if self.padded:
+            return np.add.accumulate(self.pad(x, 0.0), axis=1)[:, -1]
+        ends = self.starts + self.sizes
+        return np.array(
+            [np.add.accumulate(x[a:b])[-1] for a, b in zip(self.starts, ends, strict=True)]
+        )
+
+    def sort(self, key: np.ndarray) -> np.ndarray:
+        """Values sorted within each group, flat in group order (unique whatever the method)."""
+        if self.g == 1:
+            return np.sort(key)
+        if self.padded:
+            block = self.pad(key, np.inf)
+            block.sort(axis=1)
+            return block[self.row, self.col]
+        return key[np.lexsort((key, np.repeat(np.arange(self.g), self.sizes)))]
+
+    def argsort(self, key: np.ndarray) -> np.ndarray:
+        """A permutation ordering ``key`` within each group, groups kept in order."""
+        if self.g == 1:
+            return np.argsort(key)
+        if self.padded:
+            block = self.pad(key, np.inf)
+            idx = self.pad(np.arange(self.n), -1)
+            order = np.take_along_axis(idx, np.argsort(block, axis=1), axis=1).ravel()
+            return order[order >= 0]
+        return np.lexsort((key, np.repeat(np.arange(self.g), self.sizes)))
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    # numpy.percentile's own interpolation, so exact answers match it to the last bits.
+    diff = b - a
+    return np.where(frac >= 0.5, b - diff * (1.0 - frac), a + diff * frac)
+
+
+def _stats(gids: np.ndarray, v: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact rollup rows (float64) for samples grouped by sorted ``gids``."""
+    if len(v) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, NFIELDS))
+    starts = _group_starts(gids)
+    groups = _Groups(starts, len(v))
+    uids = gids[starts]
+    valid = ~np.isnan(v)
+    rows = np.zeros((len(starts), NFIELDS))
+    cnt = np.add.reduceat(valid.astype(np.float64), starts)
+    rows[:, COUNT] = cnt
+    rows[:, SUM] = groups.seqsum(np.where(valid, v, 0.0))
+    rows[:, MIN] = np.minimum.reduceat(np.where(valid, v, np.inf), starts)
+    rows[:, MAX] = np.maximum.reduceat(np.where(valid, v, -np.inf), starts)
+    rows[:, NUP] = np.add.reduceat((v >= UP_THRESHOLD).astype(np.float64), starts)
+    rows[:, INC] = groups.seqsum(d)
+    sv = groups.sort(np.where(valid, v, np.inf))
+    nv = cnt.astype(np.int64)
+    last = starts + np.maximum(nv - 1, 0)
+    with np.errstate(invalid="ignore"):  # empty groups read inf - inf; zeroed below
+        for q, f in zip(_QS, _QFIELDS, strict=True):
+            pos = np.maximum(nv - 1, 0) * q
+            lo = np.floor(pos).astype(np.int64)
+            i0 = starts + lo
+            i1 = np.minimum(i0 + 1, last)
+            rows[:, f] = _lerp(sv[i0], sv[i1], pos - lo)
+    rows[nv == 0] = 0.0
+    return uids, rows
+
+
+def _py_stats(vals: list[float], prev: float) -> list[float]:
+    """``_stats`` for one small group in plain Python, bit-identical, ~20x cheaper.
+
+    ``record()`` uses it when a 10 s or 1 min bucket closes; the same operations in the
+    same order (sequential sums, numpy's interpolation) give the same float64 values.
+    """
+    sm = 0.0
+    inc = 0.0
+    first = True
+    valid: list[float] = []
+    nup = 0
+    for x in vals:
+        if x == x:
+            d = (x - prev if x >= prev else x) if prev == prev else 0.0
+            prev = x
+            valid.append(x)
+            if x >= UP_THRESHOLD:
+                nup += 1
+            xz = x
+        else:
+            d = 0.0
+            xz = 0.0
+        if first:
+            sm, inc, first = xz, d, False
+        else:
+            sm += xz
+            inc += d
+    nv = len(valid)
+    if nv == 0:
+        return [0.0] * NFIELDS
+    valid.sort()
+    row = [float(nv), sm, valid[0], valid[-1], float(nup), inc, 0.0, 0.0, 0.0]
+    for q, f in zip(_QS, _QFIELDS, strict=True):
+        pos = (nv - 1) * q
+        lo = math.floor(pos)
+        a = valid[lo]
+        b = valid[min(lo + 1, nv - 1)]
+        frac = pos - lo
+        diff = b - a
+        row[f] = b - diff * (1.0 - frac) if frac >= 0.5 else a + diff * frac
+    return row
+
+
+def _mixture_quantiles(keys: np.ndarray, rows: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of merged buckets, shape (groups, len(qs)); keys sorted, rows non-empty.
+
+    Each bucket is modelled as a distribution through its knots (min at 0, p50, p95, p99,
+    max at 1) carrying ``count`` samples, and the answer is the exact quantile of the
+    count-weighted mixture. Between knots mass is spread evenly in asinh(x / scale)
+    (scale = median |p50|): nearly linear around zero, logarithmic for large values, which
+    keeps latency-like heavy tails from being smeared towards the max (measured: p99 error
+    on a lognormal with 1 % of 20x spikes fell from +77 % to +33 % on 10 s buckets). The
+    answer equals the stored value when the buckets agree and always lies within
+    [min, max].
+    """
+    starts = _group_starts(keys)
+    raw_knots = rows[:, list(_KNOT_F)].astype(np.float64)
+    scale = float(np.median(np.abs(rows[:, P50])))
+    if not (scale > 0 and math.isfinite(scale)):
+        scale = float(np.max(np.abs(raw_knots))) or 1.0
+    knots = np.maximum.accumulate(np.arcsinh(raw_knots / scale), axis=1)
+    w = rows[:, COUNT].astype(np.float64)
+    x0 = knots[:, :-1]
+    x1 = knots[:, 1:]
+    mass = w[:, None] * np.diff(_KNOT_P)[None, :]
+    span = x1 - x0
+    flat = span > 0
+    dens = np.where(flat, mass / np.where(flat, span, 1.0), 0.0)
+    jump = np.where(flat, 0.0, mass)
+    # Events per row: +density (and any point mass) at x0, -density at x1.
+    ex = np.concatenate((x0, x1), axis=1).ravel()
+    eds = np.concatenate((dens, -dens), axis=1).ravel()
+    ejm = np.concatenate((jump, np.zeros_like(jump)), axis=1).ravel()
+    e_starts = starts * 8
+    order = _Groups(e_starts, len(ex)).argsort(ex)
+    ex, eds, ejm = ex[order], eds[order], ejm[order]
+    ne = len(ex)
+    sizes = np.diff(np.append(e_starts, ne))
+    cs = np.cumsum(eds)
+    slope = np.maximum(cs - np.repeat(cs[e_starts] - eds[e_starts], sizes), 0.0)
+    dx = np.zeros(ne)
+    dx[:-1] = ex[1:] - ex[:-1]
+    dx[np.append(e_starts[1:], ne) - 1] = 0.0  # no interval across groups
+    incr = slope * dx
+    f_after = np.cumsum(ejm) + np.cumsum(incr) - incr  # F(x_i) including its point mass
+    f_before = f_after - ejm
+    base = f_before[e_starts]
+    total = np.add.reduceat(w, starts)
+    e_ends = np.append(e_starts[1:], ne) - 1
+    out = np.empty((len(starts), len(qs)))
+    for j, q in enumerate(qs):
+        target = base + q * total
+        i = np.clip(np.searchsorted(f_after, target, side="left"), e_starts, e_ends)
+        inside = (f_before[i] >= target) & (i > e_starts)  # reached inside the interval before
+        p = np.maximum(i - 1, 0)
+        s = slope[p]
+        interp = ex[p] + np.where(s > 0, (target - f_after[p]) / np.where(s > 0, s, 1.0), 0.0)
+        val = np.where(inside, np.clip(interp, ex[p], ex[i]), ex[i])
+        out[:, j] = val
+    out = np.sinh(out) * scale
+    # sinh(asinh(x)) can miss x by an ulp; keep answers inside each group's [min, max].
+    lo = np.minimum.reduceat(raw_knots[:, 0], starts)
+    hi = np.maximum.reduceat(raw_knots[:, -1], starts)
+    return np.clip(out, lo[:, None], hi[:, None])
+
+
+def _merge(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Combine non-empty rollup rows sharing a key (sorted); quantiles are approximate."""
+    if len(keys) == 0:
+        return keys, np.zeros((0, NFIELDS))
+    r = rows.astype(np.float64)
+    starts = _group_starts(keys)
+    out = np.zeros((len(starts), NFIELDS))
+    for f in (COUNT, SUM, NUP, INC):
+        out[:, f] = np.add.reduceat(r[:, f], starts)
+    out[:, MIN] = np.minimum.reduceat(r[:, MIN], starts)
+    out[:, MAX] = np.maximum.reduceat(r[:, MAX], starts)
+    if len(starts) == len(keys):
+        out[:, list(_QFIELDS)] = r[:, list(_QFIELDS)]
+    else:
+        out[:, list(_QFIELDS)] = _mixture_quantiles(keys, r, _QS)
+    return keys[starts], out
+
+
+def _empty_history(n: int) -> dict[str, np.ndarray]:
+    out = {k: np.full(n, np.nan) for k in ("t", "mean", "min", "max", "p50", "p95", "p99")}
+    out["count"] = np.zeros(n, dtype=np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class MetricStore:
+    """Per-series history with flat memory; see the module docstring for the guarantees.
+
+    Thread-safety: every public method takes one lock, so ``save()`` may run in a worker
+    thread while the event loop calls ``record()``; ``save()`` holds the lock only while it
+    copies one series at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        raw_capacity: int = 3600,
+        path: Path | None = None,
+        tiers: Sequence[tuple[float, float]] = DEFAULT_TIERS,
+    ) -> None:
+        if raw_capacity < 2:
+            raise ValueError("raw_capacity must be at least 2")
+        self._cap = int(raw_capacity)
+        self._path = Path(path) if path is not None else None
+        self._tiers = self._make_tiers(tiers)
+        self._w0 = self._tiers[0].width
+        self._series: dict[str, _Series] = {}
+        self._generation = 0  # see `generation`
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._clock: float | None = None
+        self._mutations = 0
+        self._saved_mutations = -1
+        self.dropped = 0
+        """Samples refused because they were older than their series' latest or not finite."""
+
+    @staticmethod
+    def _make_tiers(spec: Sequence[tuple[float, float]]) -> list[_Tier]:
+        if not spec:
+            raise ValueError("at least one rollup tier is needed")
+        out: list[_Tier] = []
+        w0 = float(spec[0][0])
+        prev = w0
+        for i, (width, retention) in enumerate(spec):
+            width = float(width)
+            if not (width > 0 and math.isfinite(width)) or retention < width:
+                raise ValueError(f"bad rollup tier {width!r} x {retention!r}")
+            ratio = width / w0
+            step = width / prev
+            if i and (abs(step - round(step)) > 1e-9 * step or round(step) < 2):
+                raise ValueError("each rollup width must be a multiple (>= 2x) of the previous")
+            out.append(_Tier(width, int(round(retention / width)) + 1, round(ratio), round(step)))
+            prev = width
+        return out
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self, series: str, t: float, value: float) -> None:
+        """Add one sample; NaN means 'no data'. O(1) unless a 10 s bucket closes."""
+        t = float(t)
+        value = float(value)
+        if not math.isfinite(t):
+            self.dropped += 1
+            return
+        if not math.isfinite(value):
+            value = math.nan
+        with self._lock:
+            s = self._series.get(series)
+            if s is None:
+                s = self._series[series] = _Series(self._cap, self._tiers)
+                self._generation += 1
+            elif t < s.last_t:
+                self.dropped += 1
+                return
+            if s.open is not None and (
+                math.floor(t / self._w0) == s.open[0] or self._close_small(s, t)
+            ):
+                cap = self._cap
+                slot = s.n % cap
+                if s.n - cap >= s.base:
+                    s.evicted_t = float(s.t[slot])
+                    old = float(s.v[slot])
+                    if old == old:
+                        s.evicted_valid = old
+                s.t[slot] = t
+                s.v[slot] = value
+                s.n += 1
+                s.last_t = t
+                s.last_v = value
+            else:
+                self._ingest(s, np.array([t]), np.array([value]))
+            if self._clock is None or t > self._clock:
+                self._clock = t
+            self._mutations += 1
+
+    def record_many(self, series: str, ts: np.ndarray, values: np.ndarray) -> None:
+        """Add many samples at once (ascending ``ts``); same result as repeated ``record``."""
+        ts = np.asarray(ts, dtype=np.float64).ravel()
+        vs = np.asarray(values, dtype=np.float64).ravel()
+        if ts.shape != vs.shape:
+            raise ValueError("ts and values must have the same length")
+        keep = np.isfinite(ts)
+        if not keep.all():
+            self.dropped += int((~keep).sum())
+            ts, vs = ts[keep], vs[keep]
+        vs = np.where(np.isfinite(vs), vs, np.nan)
+        if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+            order = np.argsort(ts, kind="stable")
+            ts, vs = ts[order], vs[order]
+        if len(ts) == 0:
+            return
+        with self._lock:
+            s = self._series.get(series)
+            if s is None:
+                s = self._series[series] = _Series(self._cap, self._tiers)
+                self._generation += 1
+            elif s.n:
+                first = int(np.searchsorted(ts, s.last_t, side="left"))
+                if first:
+                    self.dropped += first
+                    ts, vs = ts[first:], vs[first:]
+            # Pieces no longer than the ring keep every decision identical to record().
+            for i in range(0, len(ts), self._cap):
+                self._ingest(s, ts[i : i + self._cap], vs[i : i + self._cap])
+            if len(ts):
+                last = float(ts[-1])
+                if self._clock is None or last > self._clock:
+                    self._clock = last
+            self._mutations += 1
+
+    # ------------------------------------------------------------------ ring access
+
+    def _ring(self, s: _Series, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples numbered [a, b) in order; all of them must still be in the ring."""
+        cap = self._cap
+        if b <= a:
+            return s.t[:0], s.v[:0]
+        i = a % cap
+        if i + (b - a) <= cap:
+            return s.t[i : i + b - a], s.v[i : i + b - a]
+        j = i + (b - a) - cap
+        return np.concatenate((s.t[i:], s.t[:j])), np.concatenate((s.v[i:], s.v[:j]))
+
+    def _lo(self, s: _Series) -> int:
+        """Number of the oldest sample still in the ring."""
+        return max(s.n - self._cap, s.base)
+
+    def _first_from(self, s: _Series, t_lo: float, *, strict: bool = False) -> int:
+        """Number of the first sample in the ring with t >= t_lo (t > t_lo if `strict`).
+
+        A binary search over sample numbers on the ring itself: a recent window (a panel's
+        sparkline, a rule's 5 minutes) then reads only its own samples, without ordering or
+        copying the whole ring first.
+        """
+        cap, t = self._cap, s.t
+        a, b = self._lo(s), s.n
+        while a < b:
+            m = (a + b) // 2
+            x = t[m % cap]
+            if x < t_lo or (strict and x == t_lo):
+                a = m + 1
+            else:
+                b = m
+        return a
+
+    def _prev_valid(self, s: _Series, e0: int) -> float:
+        """Last non-NaN value before sample number e0 (the base of its counter increase)."""
+        lo = self._lo(s)
+        if e0 > lo:
+            prev = float(s.v[(e0 - 1) % self._cap])
+            if prev == prev:
+                return prev
+            _, v = self._ring(s, lo, e0 - 1)
+            ok = np.flatnonzero(~np.isnan(v))
+            if len(ok):
+                return float(v[ok[-1]])
+        return s.evicted_valid
+
+    def _t_at(self, s: _Series, x: np.ndarray, piece_t: np.ndarray | None) -> np.ndarray:
+        """Timestamp of sample numbers x: from the ring or the incoming piece; for a sample
+        already gone, the newest evicted timestamp (an upper bound, so availability checks
+        err towards the finer tier; -inf when nothing was ever evicted)."""
+        n = s.n
+        lo = self._lo(s)
+        out = np.full(len(x), s.evicted_t)
+        if piece_t is not None:
+            m = x >= n
+            out[m] = piece_t[x[m] - n]
+        m = (x >= lo) & (x < n)
+        out[m] = s.t[x[m] % self._cap]
+        return out
+
+    def _span(self, s: _Series, e0: int, pt: np.ndarray | None, pv: np.ndarray | None) -> _Span:
+        rt, rv = self._ring(s, e0, s.n)
+        if pt is not None and pv is not None:
+            rt = np.concatenate((rt, pt))
+            rv = np.concatenate((rv, pv))
+        ids0 = np.floor(rt / self._w0).astype(np.int64)
+        return _Span(e0, rt, rv, ids0, _deltas(rv, self._prev_valid(s, e0)))
+
+    def _tier_id(self, k: int, t: float) -> int:
+        return math.floor(t / self._w0) // self._tiers[k].ratio
+
+    # ------------------------------------------------------------------ closing buckets
+
+    def _ingest(self, s: _Series, ts: np.ndarray, vs: np.ndarray) -> None:
+        """Close the buckets the new samples end, then write them into the ring."""
+        n = s.n
+        lo = self._lo(s)
+        tiers = self._tiers
+        if s.open is None:
+            closing = len(tiers)
+            e0 = n
+        else:
+            last0 = math.floor(float(ts[-1]) / self._w0)
+            closing = 0
+            while closing < len(tiers) and last0 // tiers[closing].ratio != s.open[closing]:
+                closing += 1
+            e0 = max(s.open_seq[closing - 1], lo) if closing else n
+        if closing:
+            span = self._span(s, e0, ts, vs)
+            opened: list[int] = list(s.open) if s.open is not None else [0] * len(tiers)
+            for k in range(closing):
+                old = s.open[k] if s.open is not None else None
+                new, first_seq = self._close_tier(s, k, span, ts, old)
+                opened[k] = new
+                s.open_seq[k] = first_seq
+                if s.open is not None:
+                    s.open[k] = new
+            s.open = opened
+        self._write_raw(s, ts, vs)
+
+    def _close_small(self, s: _Series, t: float) -> bool:
+        """record()'s cheap path when t closes only small buckets still whole in the ring.
+
+        Builds the rows with ``_py_stats`` (bit-identical to ``_stats``) instead of numpy,
+        which costs ~10x less for a 10-60 sample bucket. Returns False, changing nothing,
+        when the generic path is needed (a big or partly evicted bucket, a long gap).
+        """
+        assert s.open is not None
+        n = s.n
+        tiers = self._tiers
+        id0 = math.floor(t / self._w0)
+        closing = 0
+        while closing < len(tiers) and id0 // tiers[closing].ratio != s.open[closing]:
+            closing += 1
+        first = s.open_seq[closing - 1]
+        if n - first > 256 or first < self._lo(s):
+            return False
+        ev_t = s.evicted_t  # the closing sample is number n; n - cap - 1 is never in the ring
+        for k in range(closing):
+            if ev_t != _NEG_INF and self._tier_id(k, ev_t) >= s.open[k]:
+                return False
+            gap = id0 // tiers[k].ratio - s.open[k]
+            if gap > 8 or gap >= tiers[k].cap:
+                return False  # a long gap: let the generic path clear the skipped rows
+        _, v = self._ring(s, first, n)
+        vals = v.tolist()
+        prev0 = self._prev_valid(s, first)
+        for k in range(closing):
+            tr = tiers[k]
+            off = s.open_seq[k] - first
+            prev = prev0
+            for x in reversed(vals[:off]):
+                if x == x:
+                    prev = x
+                    break
+            row = _py_stats(vals[off:], prev)
+            old = s.open[k]
+            new = id0 // tr.ratio
+            rollup = s.rollups[k]
+            for gap in range(old + 1, new):
+                rollup[gap % tr.cap] = 0.0
+            rollup[old % tr.cap] = row
+            s.open[k] = new
+            s.open_seq[k] = n
+        return True
+
+    def _close_tier(
+        self, s: _Series, k: int, span: _Span, piece_t: np.ndarray, old: int | None
+    ) -> tuple[int, int]:
+        """Compute and store every bucket of tier k that the span closes; returns new open."""
+        tr = self._tiers[k]
+        cap = self._cap
+        ids = span.ids0 // tr.ratio if tr.ratio != 1 else span.ids0
+        new = int(ids[-1])
+        a = max(s.open_seq[k] - span.e0, 0) if old is not None else s.n - span.e0
+        z = int(np.searchsorted(ids, new, side="left"))
+        if z <= a:
+            return new, span.e0 + z
+        gstarts = a + _group_starts(ids[a:z])
+        gids = ids[gstarts]
+        gends = np.append(gstarts[1:], z)
+        # Sample number overwritten in the ring just before each bucket's closing sample.
+        x = span.e0 + gends - cap - 1
+        ev_t = self._t_at(s, x, piece_t)
+        ev_ids = np.where(
+            np.isfinite(ev_t),
+            np.floor(np.where(np.isfinite(ev_t), ev_t, 0.0) / self._w0).astype(np.int64)
+            // tr.ratio,
+            np.iinfo(np.int64).min,
+        )
+        avail = ev_ids < gids
+        rows = np.zeros((len(gids), NFIELDS), dtype=np.float32)
+        if avail.all():
+            _, r = _stats(ids[a:z], span.v[a:z], span.d[a:z])
+            rows[:] = r
+        else:
+            if avail.any():
+                sel = np.concatenate(
+                    [np.arange(gstarts[j], gends[j]) for j in np.flatnonzero(avail)]
+                )
+                _, r = _stats(ids[sel], span.v[sel], span.d[sel])
+                rows[avail] = r
+            for j in np.flatnonzero(~avail):
+                rows[j] = self._fallback(
+                    s,
+                    k,
+                    int(gids[j]),
+                    float(ev_t[j]),
+                    int(x[j]),
+                    span,
+                    int(gstarts[j]),
+                    int(gends[j]),
+                )
+        # Store: clear the ids this close moves past (stale laps), then write the rows.
+        lo_id = max(old if old is not None else int(gids[0]), new - tr.cap + 1)
+        if new > lo_id:
+            clear = np.arange(lo_id, min(new, lo_id + tr.cap)) % tr.cap
+            s.rollups[k][clear] = 0.0
+        keep = gids >= lo_id
+        if keep.any():
+            s.rollups[k][gids[keep] % tr.cap] = rows[keep]
+        return new, span.e0 + z
+
+    def _fallback(
+        self, s: _Series, k: int, b: int, ev_t: float, x: int, span: _Span, lo: int, hi: int
+    ) -> np.ndarray:
+        """Bucket b of tier k when the ring lost its start: finer tier + what raw still has."""
+        if k == 0:
+            start = max(lo, x - span.e0 + 1)
+            if start >= hi:
+                return np.zeros(NFIELDS, dtype=np.float32)
+            _, r = _stats(span.ids0[start:hi], span.v[start:hi], span.d[start:hi])
+            return r[0].astype(np.float32)
+        fine = self._tiers[k - 1]
+        ev_fine = math.floor(ev_t / self._w0) // fine.ratio
+        fids = span.ids0[lo:hi] // fine.ratio
+        start = lo + int(np.searchsorted(fids, ev_fine, side="right"))
+        f_ids, f_rows = self._read(s, k - 1, b * self._tiers[k].step, ev_fine + 1)
+        r_ids, r_rows = _stats(
+            span.ids0[start:hi] // fine.ratio, span.v[start:hi], span.d[start:hi]
+        )
+        nonempty = r_rows[:, COUNT] > 0
+        all_ids = np.concatenate((f_ids, r_ids[nonempty]))
+        all_rows = np.concatenate((f_rows, r_rows[nonempty].astype(np.float32)))
+        if len(all_ids) == 0:
+            return np.zeros(NFIELDS, dtype=np.float32)
+        _, merged = _merge(all_ids // self._tiers[k].step, all_rows)
+        return merged[0].astype(np.float32)
+
+    def _write_raw(self, s: _Series, ts: np.ndarray, vs: np.ndarray) -> None:
+        cap = self._cap
+        n = s.n
+        p = len(ts)
+        lo = self._lo(s)
+        ev_hi = n + p - cap  # samples numbered below this leave the ring
+        if ev_hi > lo:
+            et, ev = self._ring(s, lo, min(ev_hi, n))
+            s.evicted_t = float(et[-1])
+            ok = np.flatnonzero(~np.isnan(ev))
+            if len(ok):
+                s.evicted_valid = float(ev[ok[-1]])
+        slots = (n + np.arange(p)) % cap
+        s.t[slots] = ts
+        s.v[slots] = vs
+        if n == 0:
+            s.first_t = float(ts[0])
+        s.n = n + p
+        s.last_t = float(ts[-1])
+        s.last_v = float(vs[-1])
+
+    # ------------------------------------------------------------------ reading rollups
+
+    def _live(self, s: _Series, k: int) -> np.ndarray:
+        """The open bucket of tier k, computed exactly as it will be when it closes."""
+        n = s.n
+        cap = self._cap
+        e0 = max(s.open_seq[k], self._lo(s))
+        span = self._span(s, e0, None, None)
+        assert s.open is not None
+        b = s.open[k]
+        x = n - cap - 1
+        ev_t = float(self._t_at(s, np.array([x]), None)[0])
+        if ev_t == _NEG_INF or self._tier_id(k, ev_t) < b:
+            ids = span.ids0 // self._tiers[k].ratio
+            _, r = _stats(ids, span.v, span.d)
+            return r[0].astype(np.float32) if len(r) else np.zeros(NFIELDS, np.float32)
+        return self._fallback(s, k, b, ev_t, x, span, 0, len(span.v))
+
+    def _read(self, s: _Series, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Non-empty tier-k buckets with ids in [lo, hi): stored rows plus the open one."""
+        tr = self._tiers[k]
+        assert s.open is not None
+        op = s.open[k]
+        a = max(lo, op - tr.cap + 1)
+        b = min(hi, op)
+        ids_parts: list[np.ndarray] = []
+        row_parts: list[np.ndarray] = []
+        if b > a:
+            ids = np.arange(a, b, dtype=np.int64)
+            rows = s.rollups[k][ids % tr.cap]
+            keep = rows[:, COUNT] > 0
+            ids_parts.append(ids[keep])
+            row_parts.append(rows[keep])
+        if lo <= op < hi:
+            row = self._live(s, k)
+            if row[COUNT] > 0:
+                ids_parts.append(np.array([op], dtype=np.int64))
+                row_parts.append(row[None, :])
+        if not ids_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, NFIELDS), dtype=np.float32)
+        return np.concatenate(ids_parts), np.concatenate(row_parts)
+
+    def _covers(self, s: _Series, k: int, lo: float) -> bool:
+        tr = self._tiers[k]
+        assert s.open is not None
+        first_kept = s.open[k] - tr.cap + 1
+        if s.first_t >= first_kept * tr.width:
+            return True  # nothing this series ever recorded has left the tier
+        return math.isfinite(lo) and math.ceil(lo / tr.width) >= first_kept
+
+    def _source(self, s: _Series, lo: float) -> int:
+        """-1 when raw samples hold the window (lo, now], else the finest covering tier."""
+        if s.evicted_t <= lo:
+            return -1
+        for k in range(len(self._tiers)):
+            if self._covers(s, k, lo):
+                return k
+        return len(self._tiers) - 1
+
+    def _window_rows(
+        self, s: _Series, k: int, lo: float, now: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        tr = self._tiers[k]
+        first = math.ceil(lo / tr.width) if math.isfinite(lo) else s.open[k] - tr.cap  # type: ignore[index]
+        return self._read(s, k, first, self._tier_id(k, now) + 1)
+
+    # ------------------------------------------------------------------ public queries
+
+    def _now(self, now: float | None) -> float:
+        if now is not None:
+            return float(now)
+        return self._clock if self._clock is not None else time.time()
+
+    def _window_source(
+        self, series: str, window: float, now: float | None
+    ) -> tuple[_Series, float, float, int] | None:
+        """For the window queries (caller holds the lock): the series, the window (lo, now]
+        and what serves it (-1 raw, else a tier); None when the series has no samples."""
+        now_ = self._now(now)
+        s = self._series.get(series)
+        if s is None or s.n == 0:
+            return None
+        lo = now_ - window
+        return s, lo, now_, self._source(s, lo)
+
+    def _raw_window(self, s: _Series, lo: float, now: float) -> tuple[np.ndarray, np.ndarray]:
+        t, v = self._ring(s, self._first_from(s, lo, strict=True), s.n)
+        j = int(np.searchsorted(t, now, side="right"))
+        return t[:j], v[:j]
+
+    def series(self) -> list[str]:
+        """Series names in the order they were first recorded (or loaded)."""
+        with self._lock:
+            return list(self._series)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a series is created or dropped: a cached "not there" answer
+        of `has()` holds while this stays the same."""
+        return self._generation
+
+    def has(self, series: str) -> bool:
+        with self._lock:
+            return series in self._series
+
+    def latest(self, series: str) -> tuple[float, float] | None:
+        """The last sample as recorded, (t, value); the value is NaN if that poll had no data."""
+        with self._lock:
+            s = self._series.get(series)
+            if s is None or s.n == 0:
+                return None
+            return s.last_t, s.last_v
+
+    def values(
+        self, series: str, window: float, now: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw samples (copies) with ``now - window < t <= now``; only what the ring holds."""
+        with self._lock:
+            now_ = self._now(now)
+            s = self._series.get(series)
+            if s is None or s.n == 0:
+                return np.zeros(0), np.zeros(0)
+            t, v = self._raw_window(s, now_ - window, now_)
+            return t.copy(), v.copy()
+
+    def mean(self, series: str, window: float, now: float | None = None) -> float | None:
+        """Mean of non-NaN samples over the window; None without data."""
+        with self._lock:
+            found = self._window_source(series, window, now)
+            if found is None:
+                return None
+            s, lo, now_, k = found
+            if k < 0:
+                _, v = self._raw_window(s, lo, now_)
+                v = v[~np.isnan(v)]
+                return float(v.mean()) if len(v) else None
+            _, rows = self._window_rows(s, k, lo, now_)
+            c = float(rows[:, COUNT].astype(np.float64).sum())
+            return float(rows[:, SUM].astype(np.float64).sum()) / c if c else None
+
+    def rate(self, series: str, window: float, now: float | None = None) -> float | None:
+        """Per-second increase of a counter over the window, counting resets as Prometheus.
+
+        From raw: the sum of increases between consecutive non-NaN samples in the window
+        (a drop means a reset, so the post-reset value is added) divided by the time between
+        the first and last of them. From rollups: the buckets' increases over the time from
+        the first non-empty bucket's start to the last sample (approximate).
+        """
+        with self._lock:
+            found = self._window_source(series, window, now)
+            if found is None:
+                return None
+            s, lo, now_, k = found
+            if k < 0:
+                t, v = self._raw_window(s, lo, now_)
+                ok = ~np.isnan(v)
+                t, v = t[ok], v[ok]
+                if len(v) < 2 or t[-1] <= t[0]:
+                    return None
+                step = np.diff(v)
+                inc = float(np.where(step >= 0, step, v[1:]).sum())
+                return inc / float(t[-1] - t[0])
+            ids, rows = self._window_rows(s, k, lo, now_)
+            if len(ids) == 0 or rows[:, COUNT].sum() < 2:
+                return None
+            elapsed = min(now_, s.last_t) - float(ids[0]) * self._tiers[k].width
+            if elapsed <= 0:
+                return None
+            return float(rows[:, INC].astype(np.float64).sum()) / elapsed
+
+    def uptime(self, series: str, window: float, now: float | None = None) -> float | None:
+        """Percent of non-NaN samples >= 0.5 over the window (rollups beyond raw: exact)."""
+        with self._lock:
+            found = self._window_source(series, window, now)
+            if found is None:
+                return None
+            s, lo, now_, k = found
+            if k < 0:
+                _, v = self._raw_window(s, lo, now_)
+                v = v[~np.isnan(v)]
+                return 100.0 * float((v >= UP_THRESHOLD).sum()) / len(v) if len(v) else None
+            _, rows = self._window_rows(s, k, lo, now_)
+            c = float(rows[:, COUNT].astype(np.float64).sum())
+            return 100.0 * float(rows[:, NUP].astype(np.float64).sum()) / c if c else None
+
+    def quantiles(
+        self,
+        series: str,
+        window: float,
+        qs: Sequence[float] = (0.5, 0.95, 0.99),
+        now: float | None = None,
+    ) -> dict[float, float] | None:
+        """Quantiles over the window, e.g. ``{0.5: ..., 0.95: ..., 0.99: ...}``; None without data.
+
+        Exact (numpy.percentile's default linear method) when the raw ring holds the window;
+        beyond it an approximation from rollup buckets (module docstring has the figures).
+        """
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile {q!r} is outside [0, 1]")
+        with self._lock:
+            found = self._window_source(series, window, now)
+            if found is None:
+                return None
+            s, lo, now_, k = found
+            if k < 0:
+                _, v = self._raw_window(s, lo, now_)
+                v = np.sort(v[~np.isnan(v)])
+                if len(v) == 0:
+                    return None
+                out: dict[float, float] = {}
+                for q in qs:
+                    pos = (len(v) - 1) * q
+                    i = math.floor(pos)
+                    j = min(i + 1, len(v) - 1)
+                    # _lerp's arithmetic on Python floats (the same IEEE doubles as numpy),
+                    # without numpy's per-call overhead: rules ask this on every result
+                    a, b, frac = float(v[i]), float(v[j]), pos - i
+                    out[q] = b - (b - a) * (1.0 - frac) if frac >= 0.5 else a + (b - a) * frac
+                return out
+            # Coarser buckets hold more samples, so their percentiles describe the tail
+            # better; take the coarsest that holds the window and loses at most 2 % of it
+            # at the window's start (only buckets wholly inside the window count).
+            for kk in range(len(self._tiers) - 1, k, -1):
+                if self._tiers[kk].width <= 0.02 * window and self._covers(s, kk, lo):
+                    k = kk
+                    break
+            _, rows = self._window_rows(s, k, lo, now_)
+            if len(rows) == 0:
+                return None
+            res = _mixture_quantiles(np.zeros(len(rows), dtype=np.int64), rows, list(qs))
+            return {q: float(res[0, j]) for j, q in enumerate(qs)}
+
+    def tier_width(
+        self, series: str, span: float, points: int = 120, now: float | None = None
+    ) -> float:
+        """The data ``history(series, span, points)`` reads: 0.0 for raw samples, else the
+        rollup bucket width."""
+        with self._lock:
+            now_ = self._now(now)
+            s = self._series.get(series)
+            if s is None or s.n == 0:
+                return 0.0
+            k, _ = self._history_tier(s, span, points, now_ - span)
+            return 0.0 if k < 0 else self._tiers[k].width
+
+    def _history_tier(self, s: _Series, span: float, points: int, lo: float) -> tuple[int, int]:
+        """(tier, buckets per chart point) for a chart: the finest data that holds the span
+        sets the point width; the coarsest tier that holds the span and whose buckets divide
+        that width fills it (same figures except better percentile estimates)."""
+        k = self._source(s, lo)
+        if k < 0:
+            return -1, 1
+        width = self._tiers[k].width * max(1, math.ceil(span / (self._tiers[k].width * points)))
+        for kk in range(len(self._tiers) - 1, k, -1):
+            mult = width / self._tiers[kk].width
+            if mult >= 1 and abs(mult - round(mult)) < 1e-9 * mult and self._covers(s, kk, lo):
+                k = kk
+                break
+        return k, round(width / self._tiers[k].width)
+
+    def history(
+        self, series: str, span: float, points: int = 120, now: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Chart data over ``span``: at most ``points`` aligned buckets, oldest first.
+
+        Keys 't' (bucket start), 'mean', 'min', 'max', 'p50', 'p95', 'p99' (NaN where a
+        bucket is empty) and 'count'. Raw samples serve spans the raw ring holds (5 min,
+        1 h at 1 s); longer spans use the finest rollup tier that holds them to set the
+        point width (24 h -> 1 min tier, 12 min points) and are filled from the coarsest
+        tier whose buckets divide it (see ``tier_width``). The last point is the current,
+        possibly incomplete one. From raw samples every figure is exact; from rollups
+        mean/min/max/count are exact and the percentiles approximate.
+        """
+        if points < 1 or not (span > 0 and math.isfinite(span)):
+            raise ValueError("history needs points >= 1 and a finite span > 0")
+        with self._lock:
+            now_ = self._now(now)
+            lo = now_ - span
+            s = self._series.get(series)
+            k, mult = (-1, 1) if s is None or s.n == 0 else self._history_tier(s, span, points, lo)
+            if k < 0:
+                width = span / points
+                if width >= 1:
+                    width = float(math.ceil(width))
+                n_out = min(points, math.ceil(span / width))
+                g0 = math.floor(now_ / width) - n_out + 1
+                out = _empty_history(n_out)
+                out["t"] = (g0 + np.arange(n_out)) * width
+                if s is None or s.n == 0:
+                    return out
+                t, v = self._raw_window(s, lo, now_)
+                g = np.floor(t / width).astype(np.int64) - g0
+                inside = g >= 0
+                g, v = g[inside], v[inside]
+                if len(v) == 0:
+                    return out
+                gids, rows = _stats(g, v, np.zeros(len(v)))
+            else:
+                width = self._tiers[k].width * mult
+                n_out = min(points, math.ceil(span / width))
+                g0 = self._tier_id(k, now_) // mult - n_out + 1
+                out = _empty_history(n_out)
+                out["t"] = (g0 + np.arange(n_out)) * width
+                assert s is not None
+                ids, trows = self._window_rows(s, k, lo, now_)
+                g = ids // mult - g0
+                inside = g >= 0
+                if not inside.any():
+                    return out
+                gids, rows = _merge(g[inside], trows[inside])
+            cnt = rows[:, COUNT]
+            have = cnt > 0
+            gi = gids[have]
+            r = rows[have]
+            out["count"][gi] = r[:, COUNT].astype(np.int64)
+            out["mean"][gi] = r[:, SUM] / r[:, COUNT]
+            out["min"][gi] = r[:, MIN]
+            out["max"][gi] = r[:, MAX]
+            out["p50"][gi] = r[:, P50]
+            out["p95"][gi] = r[:, P95]
+            out["p99"][gi] = r[:, P99]
+            return out
+
+    def sparkline(
+        self, series: str, points: int, bucket: float, now: float | None = None
+    ) -> np.ndarray:
+        """``points`` means, one per completed ``bucket``-second slot aligned to multiples of
+        ``bucket``, oldest first, NaN where empty. The current slot is left out, so the
+        result changes only when a slot completes: the UI repaints only then.
+
+        When ``bucket`` is a multiple of a rollup width the means come from that tier's
+        buckets (the open bucket rebuilt exactly as it will be stored), so they do not flip
+        between raw and rollup arithmetic as the raw ring moves on; other widths use raw
+        samples and show NaN where the raw ring no longer reaches.
+        """
+        if points < 1 or not (bucket > 0 and math.isfinite(bucket)):
+            raise ValueError("sparkline needs points >= 1 and a finite bucket > 0")
+        out = np.full(points, np.nan)
+        with self._lock:
+            now_ = self._now(now)
+            s = self._series.get(series)
+            if s is None or s.n == 0:
+                return out
+            cur = math.floor(now_ / bucket)
+            g0 = cur - points
+            k = self._sparkline_tier(points, bucket)
+            if k < 0:
+                # from one slot early, the mask below deciding: float rounding drops nothing
+                t, v = self._ring(s, self._first_from(s, (g0 - 1) * bucket), s.n)
+                g = np.floor(t / bucket).astype(np.int64) - g0
+                ok = (g >= 0) & (g < points) & ~np.isnan(v)
+                sums = np.bincount(g[ok], weights=v[ok], minlength=points)
+                cnts = np.bincount(g[ok], minlength=points)
+            else:
+                tr = self._tiers[k]
+                mult = round(bucket / tr.width)
+                ids, rows = self._read(s, k, g0 * mult, cur * mult)
+                g = ids // mult - g0
+                ok = (g >= 0) & (g < points)
+                sums = np.bincount(
+                    g[ok], weights=rows[ok, SUM].astype(np.float64), minlength=points
+                )
+                cnts = np.bincount(
+                    g[ok], weights=rows[ok, COUNT].astype(np.float64), minlength=points
+                )
+            have = cnts > 0
+            out[have] = sums[have] / cnts[have]
+            return out
+
+    def _sparkline_tier(self, points: int, bucket: float) -> int:
+        """Static choice (never depends on data): coarsest tier dividing ``bucket`` that
+        retains the whole line, else the dividing tier retaining most; -1 for raw."""
+        best = -1
+        for k, tr in enumerate(self._tiers):
+            mult = bucket / tr.width
+            if mult < 1 - 1e-9 or abs(mult - round(mult)) > 1e-9 * mult:
+                continue
+            need = (points + 1) * bucket
+            retains = (tr.cap - 1) * tr.width >= need
+            best_retains = best >= 0 and (
+                (self._tiers[best].cap - 1) * self._tiers[best].width >= need
+            )
+            if retains or not best_retains:
+                best = k
+        return best
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the numpy buffers of every series (constant per series)."""
+        with self._lock:
+            return sum(s.nbytes() for s in self._series.values())
+
+    def drop(self, series: str) -> None:
+        """Forget a series and free its buffers."""
+        with self._lock:
+            if self._series.pop(series, None) is not None:
+                self._generation += 1
+                self._mutations += 1
+
+    # ------------------------------------------------------------------ persistence
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def save(self) -> None:
+        """Write all series to ``path`` atomically (tmp, fsync, rename, fsync dir).
+
+        Safe from a worker thread: the store lock is held only while one series is copied.
+        Skips the write when nothing changed since the last save or load. Raises
+        ConsoleError when the file cannot be written; the previous file stays intact.
+        """
+        path = self._path
+        if path is None:
+            return
+        with self._save_lock:
+            with self._lock:
+                if self._mutations == self._saved_mutations and path.exists():
+                    return
+                names = list(self._series)
+                mutations = self._mutations
+                clock = self._clock
+            tmp_name: str | None = None
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(
+                    prefix=path.name + ".", suffix=".tmp", dir=path.parent
+                )
+                meta: list[dict[str, object]] = []
+                with os.fdopen(fd, "wb") as fh:
+                    with zipfile.ZipFile(
+                        fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True
+                    ) as zf:
+                        for name in names:
+                            arrays = self._snapshot(name, meta)
+                            if arrays is None:
+                                continue  # dropped since the list was taken
+                            key = len(meta) - 1
+                            for part, arr in arrays.items():
+                                self._write_npy(zf, f"s{key}.{part}", arr)
+                        index = {
+                            "format": FILE_FORMAT,
+                            "version": FILE_VERSION,
+                            "raw_capacity": self._cap,
+                            "tiers": [[tr.width, tr.cap] for tr in self._tiers],
+                            "fields": list(FIELD_NAMES),
+                            "clock": clock,
+                            "series": meta,
+                        }
+                        raw = json.dumps(index).encode("utf-8")
+                        self._write_npy(zf, "index", np.frombuffer(raw, dtype=np.uint8))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp_name, path)
+                tmp_name = None
+                with contextlib.suppress(OSError):  # the rename itself is atomic already
+                    fsync_dir(path.parent)
+            except OSError as exc:
+                raise ConsoleError(f"cannot save metric history to {path}: {exc}") from exc
+            finally:
+                if tmp_name is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp_name)
+            with self._lock:
+                self._saved_mutations = mutations
+
+    def _snapshot(self, name: str, meta: list[dict[str, object]]) -> dict[str, np.ndarray] | None:
+        with self._lock:
+            s = self._series.get(name)
+            if s is None:
+                return None
+            idx = len(meta)
+            meta.append(
+                {
+                    "name": name,
+                    "key": idx,
+                    "n": s.n,
+                    "base": s.base,
+                    "first_t": s.first_t,
+                    "last_t": s.last_t,
+                    "last_v": s.last_v,
+                    "evicted_t": s.evicted_t,
+                    "evicted_valid": s.evicted_valid,
+                }
+            )
+            arrays = {"raw": np.stack((s.t, s.v))}
+            for k, r in enumerate(s.rollups):
+                arrays[f"r{k}"] = r.copy()
+            return arrays
+
+    @staticmethod
+    def _write_npy(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
+        # What numpy.savez does, but streamed one array at a time (no whole-store copy).
+        with zf.open(name + ".npy", "w", force_zip64=True) as out:
+            np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
+
+    def load(self) -> None:
+        """Replace the in-memory history with ``path``'s, if the file exists.
+
+        Call it before recording starts. A corrupt or unreadable file is renamed to
+        ``<path>.corrupt-<UTC stamp>`` and the store starts empty; nothing is raised. A
+        file written with other capacities is adapted (newest data kept) and tiers whose
+        width is no longer configured are discarded, each with a log line.
+        """
+        path = self._path
+        if path is None:
+            return
+        try:
+            if not path.exists():
+                return
+            loaded, clock = self._read_file(path)
+        except Exception as exc:  # never let a bad history file stop the console
+            self._set_aside(path, exc)
+            return
+        with self._lock:
+            self._series = loaded
+            self._generation += 1
+            if clock is not None and (self._clock is None or clock > self._clock):
+                self._clock = clock
+            self._mutations += 1
+            self._saved_mutations = self._mutations
+        log.info("loaded metric history for %d series from %s", len(loaded), path)
+
+    def _set_aside(self, path: Path, exc: BaseException) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
+        i = 1
+        while target.exists():
+            target = path.with_name(f"{path.name}.corrupt-{stamp}-{i}")
+            i += 1
+        try:
+            os.rename(path, target)
+        except OSError as err:
+            log.error(
+                "metric history %s is unreadable (%s: %s) and could not be moved aside (%s); "
+                "starting empty",
+                path,
+                type(exc).__name__,
+                exc,
+                err,
+            )
+            return
+        log.warning(
+            "metric history %s is unreadable (%s: %s); moved to %s, starting empty",
+            path,
+            type(exc).__name__,
+            exc,
+            target,
+        )
+
+    def _read_file(self, path: Path) -> tuple[dict[str, _Series], float | None]:
+        with np.load(path, allow_pickle=False) as z:
+            index = json.loads(bytes(np.asarray(z["index"], dtype=np.uint8)).decode("utf-8"))
+            if not isinstance(index, dict) or index.get("format") != FILE_FORMAT:
+                raise ValueError("not an opsconsole metric history file")
+            if index.get("version") != FILE_VERSION:
+                raise ValueError(f"unsupported history version {index.get('version')!r}")
+            f_cap = int(index["raw_capacity"])
+            f_tiers = [(float(w), int(c)) for w, c in index["tiers"]]
+            clock = index.get("clock")
+            clock = float(clock) if clock is not None else None
+            if f_cap < 1 or any(c < 2 or w <= 0 for w, c in f_tiers):
+                raise ValueError("bad capacities in history index")
+            mapping: list[int | None] = []
+            for tr in self._tiers:
+                match = [i for i, (w, _) in enumerate(f_tiers) if abs(w - tr.width) < 1e-9]
+                mapping.append(match[0] if match else None)
+                if not match:
+                    log.warning("history file has no %gs tier; it starts empty", tr.width)
+            for i, (w, _) in enumerate(f_tiers):
+                if i not in mapping:
+                    log.warning("history file's %gs tier is no longer configured; discarded", w)
+            if f_cap != self._cap:
+                log.warning(
+                    "history file has raw capacity %d, store has %d; keeping the newest samples",
+                    f_cap,
+                    self._cap,
+                )
+            out: dict[str, _Series] = {}
+            for entry in index["series"]:
+                name = entry["name"]
+                if not isinstance(name, str) or name in out:
+                    raise ValueError("bad or duplicate series name in history index")
+                key = int(entry["key"])
+                raw = np.asarray(z[f"s{key}.raw"], dtype=np.float64)
+                if raw.shape != (2, f_cap):
+                    raise ValueError(f"series {name!r}: raw shape {raw.shape}")
+                rolls: list[np.ndarray | None] = []
+                for k, fk in enumerate(mapping):
+                    if fk is None:
+                        rolls.append(None)
+                        continue
+                    r = np.asarray(z[f"s{key}.r{fk}"], dtype=np.float32)
+                    if r.shape != (f_tiers[fk][1], NFIELDS):
+                        raise ValueError(f"series {name!r}: tier {k} shape {r.shape}")
+                    if not (np.isfinite(r[:, COUNT]).all() and (r[:, COUNT] >= 0).all()):
+                        raise ValueError(f"series {name!r}: bad counts")
+                    rolls.append(r)
+                out[name] = self._restore(
+                    entry, raw, f_cap, rolls, [c for _, c in f_tiers], mapping
+                )
+            return out, clock
+
+    def _restore(
+        self,
+        entry: dict[str, object],
+        raw: np.ndarray,
+        f_cap: int,
+        rolls: list[np.ndarray | None],
+        f_caps: list[int],
+        mapping: list[int | None],
+    ) -> _Series:
+        s = _Series(self._cap, self._tiers)
+        n = int(entry["n"])  # type: ignore[call-overload]
+        if n < 0:
+            raise ValueError("negative sample count")
+        base = int(entry.get("base", 0))  # type: ignore[call-overload]
+        if n == 0:
+            return s
+        if not 0 <= base < n:
+            raise ValueError("bad first sample number")
+        size = min(n - base, f_cap)
+        idx = (np.arange(n - size, n)) % f_cap
+        ft, fv = raw[0][idx], raw[1][idx]
+        if not np.isfinite(ft).all() or (len(ft) > 1 and (np.diff(ft) < 0).any()):
+            raise ValueError("raw timestamps are not finite and ascending")
+        s.first_t = float(entry["first_t"])  # type: ignore[arg-type]
+        s.last_v = float(entry["last_v"])  # type: ignore[arg-type]
+        s.evicted_t = float(entry["evicted_t"])  # type: ignore[arg-type]
+        s.evicted_valid = float(entry["evicted_valid"])  # type: ignore[arg-type]
+        keep = min(size, self._cap)
+        if keep < size:
+            dropped_v = fv[: size - keep]
+            s.evicted_t = float(ft[size - keep - 1])
+            ok = np.flatnonzero(~np.isnan(dropped_v))
+            if len(ok):
+                s.evicted_valid = float(dropped_v[ok[-1]])
+            ft, fv = ft[size - keep :], fv[size - keep :]
+        slots = np.arange(n - keep, n) % self._cap
+        s.t[slots] = ft
+        s.v[slots] = fv
+        s.n = n
+        s.base = n - keep
+        s.last_t = float(ft[-1])
+        ids0 = np.floor(ft / self._w0).astype(np.int64)
+        s.open = []
+        for k, tr in enumerate(self._tiers):
+            op = int(ids0[-1]) // tr.ratio
+            s.open.append(op)
+            s.open_seq[k] = n - keep + int(np.searchsorted(ids0 // tr.ratio, op, side="left"))
+            r = rolls[k]
+            fk = mapping[k]
+            if r is None or fk is None:
+                continue
+            lo = max(op - f_caps[fk] + 1, op - tr.cap + 1)
+            ids = np.arange(lo, op, dtype=np.int64)
+            s.rollups[k][ids % tr.cap] = r[ids % f_caps[fk]]
+        return s
