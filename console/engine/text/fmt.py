@@ -25,3 +25,16 @@ def format_duration(seconds: float, *, spaced: bool = False) -> str:
         return f"{s // 3600}h{sep}{(s % 3600) // 60:02d}m"
     hours = (s % 86400) // 3600
     return f"{s // 86400}d {hours:02d}h" if spaced else f"{s // 86400}d{hours}h"
+
+
+def format_percent(value: float | None, decimals: int = 1) -> str:
+    """`99.95 %`, or `-` where there was nothing to measure (None)."""
+    return "-" if value is None else f"{value:.{decimals}f} %"
+
+
+def format_utc(t: float, *, seconds: bool = False) -> str:
+    """`2026-11-27 10:00 UTC`: a moment in messages read by people in several time zones."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC",
+                         time.gmtime(t))
