@@ -145,7 +145,7 @@ class Outbox:
         self.problem = (f"notification outbox {self.path} cannot be written "
                         f"({describe_exception(exc)}): notifications are kept in memory and "
                         "sent from there until it can")
-        log.warning("%s", self.problem)
+        log.info("%s", self.problem)  # the notifier reports it (a problem on screen)
 
     def _to_memory(self, exc: BaseException) -> None:
         """Carry on in memory with a copy of the file's rows (when they can be read)."""

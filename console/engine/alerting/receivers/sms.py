@@ -132,7 +132,8 @@ def cut(text: str, parts: int) -> str:
         return text
     room = capacity(parts) - len(ELLIPSIS)
     while room > 0:
-        out, used = [], 0
+        out: list[str] = []
+        used = 0
         for ch in text:
             n = gsm_septets(ch) or 1
             if used + n > room:
@@ -152,7 +153,8 @@ def cut(text: str, parts: int) -> str:
 
 def _fit(text: str, septets: int) -> str:
     """The longest prefix of GSM-7 `text` within `septets`."""
-    out, used = [], 0
+    out: list[str] = []
+    used = 0
     for ch in text:
         n = gsm_septets(ch) or 1
         if used + n > septets:
