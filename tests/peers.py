@@ -46,10 +46,10 @@ class Log:
             self.items.append(item)
             self._cond.notify_all()
 
-    def wait(self, pred: Callable[[list[Any]], bool], timeout: float = 30.0) -> list[Any]:
+    def wait(self, pred: Callable[[list[Any]], bool], within: float = 30.0) -> list[Any]:
         """Until `pred(items)` holds (woken by each new item); AssertionError after
-        `timeout` seconds with what came."""
-        deadline = time.monotonic() + timeout
+        `within` seconds with what came."""
+        deadline = time.monotonic() + within
         with self._cond:
             while not pred(self.items):
                 left = deadline - time.monotonic()

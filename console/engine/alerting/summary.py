@@ -96,8 +96,14 @@ def summary_subject(d: Mapping[str, Any]) -> str:
     if still:
         parts.append(f"{still} open")
     goal = format_percent(d.get("uptime_goal_pct", 99.9), 1)
-    parts.append(f"uptime below {goal}: {', '.join(missed[:3])}" if missed
-                 else f"uptime ≥ {goal} everywhere")
+    measured = [u for u in d["uptime"] if u["met"] is not None]
+    if missed:
+        parts.append(f"uptime below {goal}: {', '.join(missed[:3])}")
+    elif measured:
+        parts.append(f"uptime ≥ {goal} on {len(measured)} target"
+                     f"{'s' if len(measured) != 1 else ''}")
+    else:
+        parts.append("no uptime measured")
     return f"Daily summary {_day(d)}: " + ", ".join(parts)
 
 

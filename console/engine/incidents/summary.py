@@ -75,12 +75,12 @@ def build_summary(book: IncidentBook | None, *, start: float, end: float, store:
     goal = d["uptime_goal_pct"]
     d["uptime"] = [{"target": t, "pct": v, "goal_pct": goal,
                     "met": None if v is None else v >= goal} for t, v in sorted(uptime.items())]
-    if book is not None:
-        k = compute(book, since=window, now=end, episodes=episodes)
-        met = k.met()
-        d["kpis"] = [{"name": name, "key": attr, "value": getattr(k, attr), "unit": unit,
-                      "target": TARGETS[attr], "cmp": cmp, "met": met[attr]}
-                     for name, attr, unit, cmp in _KPIS]
+    k = compute(book, since=window, now=end, episodes=episodes) if book is not None else None
+    met = k.met() if k is not None else {}
+    d["kpis"] = [{"name": name, "key": attr, "value": getattr(k, attr, None), "unit": unit,
+                  "target": TARGETS[attr], "cmp": cmp, "met": met.get(attr)}
+                 for name, attr, unit, cmp in _KPIS]
+    if book is not None and k is not None:
         inc = d["incidents"]
         inc["opened"] = k.incidents
         for i in sorted(book.incidents.values(), key=lambda i: i.started):

@@ -68,8 +68,9 @@ def build(subject: str, text: str, html_body: str, *, key: str, mail_from: str,
                                                          UTC))
     msg["Message-ID"] = message_id(key, mail_from)
     msg["X-Opsconsole-Key"] = one_line(key, 200)
-    msg.set_content(text if text.endswith("\n") else text + "\n")
-    msg.add_alternative(html_body, subtype="html")
+    # quoted-printable: 7-bit clean, so no server needs 8BITMIME, and no line is too long
+    msg.set_content(text if text.endswith("\n") else text + "\n", cte="quoted-printable")
+    msg.add_alternative(html_body, subtype="html", cte="quoted-printable")
     return msg
 
 
