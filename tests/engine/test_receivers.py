@@ -439,3 +439,99 @@ async def test_webhook_payload_is_versioned_and_carries_the_idempotency_key(
                                                             "r1/api/firing/1")
     assert req.headers["Idempotency-Key"] == "r1/api/firing/1"
     assert set(Notification.__dataclass_fields__) <= set(body)
+
+
+# -- the daily summary ----------------------------------------------------------------------------
+
+DAY0 = 1_800_000_000.0 - 1_800_000_000.0 % 86400  # a UTC midnight
+
+
+async def test_daily_summary_every_day_at_its_time_quiet_or_not(tmp_path: Path) -> None:
+    """Simulated time: the summary goes at 08:00 with the P3s batched since the last one,
+    the next day's too though nothing happened, one covering the days the console was down,
+    and a restart never sends one twice."""
+    now = [DAY0 + 7 * 3600]
+    with WebhookPeer() as hook:
+        r = receiver(name="hook", kind="webhook", url=f"{hook.base}/ok", summary_at="08:00")
+        db = tmp_path / "o.sqlite"
+
+        def notifier() -> Notifier:
+            return Notifier(db, [r], clock=lambda: now[0])
+
+        def summaries() -> list[dict[str, Any]]:
+            return [x.json for x in hook.requests if x.json.get("kind") == "summary"]
+
+        n = notifier()
+        async with running(n):
+            p3 = [replace(note(i, severity="P3"), at=now[0]) for i in (1, 2)]
+            assert n.enqueue([*p3, note(3, severity="P1")]) == 3  # P3s wait for the summary
+            await hook.requests.until(lambda x: len(x) == 1)  # the P1 at once
+            assert n.health()[0].collected == 2
+            now[0] = DAY0 + 8 * 3600 + 1
+            n.wake()
+            await hook.requests.until(lambda x: len(x) == 2)
+            await until_sent(n, "hook", 4)  # the P1, the summary and the two it includes
+            first = summaries()[0]
+            assert first["batched"]["count"] == 2
+            assert [a["rule"] for a in first["batched"]["alerts"]] == ["r1", "r2"]
+            assert first["period"]["end"] == "2027-01-15T08:00:00Z"
+            assert first["quiet"] is False
+            now[0] = DAY0 + 86400 + 8 * 3600 + 5  # a day without anything
+            n.wake()
+            await hook.requests.until(lambda x: len(x) == 3)
+            await until_sent(n, "hook", 5)
+            assert summaries()[1]["quiet"] is True
+            assert summaries()[1]["batched"]["count"] == 0
+        now[0] = DAY0 + 4 * 86400 + 9 * 3600  # down for two days, back at 09:00
+        again = notifier()
+        async with running(again):
+            await hook.requests.until(lambda x: len(x) == 4)
+            await until_sent(again, "hook", 6)
+        late = summaries()[2]
+        assert (late["period"]["start"], late["period"]["end"]) == (
+            "2027-01-16T08:00:00Z", "2027-01-19T08:00:00Z")
+        third = notifier()
+        async with running(third):
+            third.wake()
+            assert await third.prepare_summary("hook") is None  # nothing is due: none twice
+        assert len(summaries()) == 3
+        keys = [x.headers["Idempotency-Key"] for x in hook.requests][1:]
+        assert keys == ["summary:hook:2027-01-15T08:00:00Z", "summary:hook:2027-01-16T08:00:00Z",
+                        "summary:hook:2027-01-19T08:00:00Z"]
+
+
+def test_validate_reports_unset_receiver_variables_and_non_e164_numbers(tmp_path: Path) -> None:
+    from console.engine.config.loader import validate_file
+
+    config = tmp_path / "c.toml"
+    config.write_text('''
+[[alerting.receivers]]
+name = "sms"
+kind = "twilio"
+account_sid = "${TWILIO_ACCOUNT_SID}"
+auth_token = "${TWILIO_AUTH_TOKEN}"
+sms_from = "${TWILIO_FROM}"
+sms_to = "${ONCALL_PHONE}"
+
+[[alerting.receivers]]
+name = "mail"
+kind = "email"
+url = "smtp://smtp.example.com:587"
+mail_from = "ops@example.com"
+mail_to = ["${ONCALL_MAIL}"]
+''')
+    env = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "ONCALL_PHONE": "0171 555"}
+    issues = {(i.key, i.line, i.message) for i in validate_file(config, env=env)}
+    assert issues == {
+        ("alerting.receivers[0].sms_from", 7, "environment variable TWILIO_FROM is not set"),
+        ("alerting.receivers[0].sms_to", 8,
+         "${ONCALL_PHONE} is '0171 555', not an E.164 number"),
+        ("alerting.receivers[1].mail_to[0]", 15,
+         "environment variable ONCALL_MAIL is not set"),
+    }
+    env |= {"TWILIO_FROM": "+14155550100", "ONCALL_PHONE": "+14155550101",
+            "ONCALL_MAIL": "oncall@example.com"}
+    assert validate_file(config, env=env) == []
+    with pytest.raises(ValueError, match="not an E.164 number"):
+        receiver(name="s", kind="twilio", account_sid="AC1", auth_token="${T}",
+                 sms_from="+1 415 555", sms_to="+14155550101")

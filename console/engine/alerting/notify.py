@@ -418,15 +418,14 @@ class Notifier:
         failures = 0
         while True:
             try:
+                wake.clear()  # before reading due times: a wake-up meanwhile is not lost
                 due = await asyncio.to_thread(self._next_due, name)
                 self._report()
                 if due is None:
-                    wake.clear()
                     await wake.wait()
                     continue
                 delay, what = due
                 if delay > 0:
-                    wake.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(min(delay, RECHECK)):
                             await wake.wait()
