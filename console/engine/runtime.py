@@ -277,8 +277,7 @@ class Runtime:
         memory (sent from there, saved when the disk takes it), shown as a problem."""
         from console.engine.alerting.notify import Notifier
 
-        return Notifier(self.paths.outbox if self.history else None,
-                        self.settings.alerting.receivers, clock=self.clock,
+        return Notifier(self.paths.outbox, self.settings.alerting.receivers, clock=self.clock,
                         summary_source=self.daily_summary, on_problem=self._outbox_problem,
                         on_delivered=self._delivered)
 

@@ -75,6 +75,14 @@ class Row:
     created: float
 
 
+def _problem(path: Path | None, exc: BaseException) -> str:
+    """What the operator reads: the cause first (short), then what it means, then where."""
+    cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+        describe_exception(exc)
+    return (f"notification outbox cannot be written ({cause}): notifications are kept in "
+            f"memory and sent from there until it can ({path})")
+
+
 def _private(path: Path) -> None:
     """Create `path` 0600 if missing; make it and SQLite's side files 0600 if they exist (an
     outbox written before this was 0644)."""
@@ -142,9 +150,7 @@ class Outbox:
 
     def _degrade(self, exc: BaseException) -> None:
         self.in_memory = True
-        self.problem = (f"notification outbox {self.path} cannot be written "
-                        f"({describe_exception(exc)}): notifications are kept in memory and "
-                        "sent from there until it can")
+        self.problem = _problem(self.path, exc)
         log.info("%s", self.problem)  # the notifier reports it (a problem on screen)
 
     def _to_memory(self, exc: BaseException) -> None:
@@ -183,7 +189,7 @@ class Outbox:
                 return fn(self._db)
 
     def _touch(self, ids: Sequence[int], *, new: bool = False) -> None:
-        if self.in_memory:
+        if self.in_memory and self.path is not None:  # (no path: memory by choice)
             self._dirty.update(ids)
             if new:
                 self._unsaved.update(ids)
@@ -220,9 +226,7 @@ class Outbox:
             return True
 
     def _retry_failed(self, exc: BaseException) -> None:
-        self.problem = (f"notification outbox {self.path} cannot be written "
-                        f"({describe_exception(exc)}): notifications are kept in memory and "
-                        "sent from there until it can")
+        self.problem = _problem(self.path, exc)
 
     def _write_back(self, db: sqlite3.Connection) -> dict[int, int]:
         cols = [c for c in _COLUMNS if c != "id"]
