@@ -109,7 +109,7 @@ class SmtpPeer:
 
     def __init__(self, tmp: Path, *, password: str = "pw", echo_auth: bool = False,
                  plain_only: bool = False, login_only: bool = False,
-                 starttls: bool = True) -> None:
+                 starttls: bool = True, implicit_tls: bool = False) -> None:
         import trustme
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -128,7 +128,8 @@ class SmtpPeer:
                 peer.mails.add(Mail(envelope.mail_from, list(envelope.rcpt_tos),
                                     bytes(envelope.original_content or envelope.content),
                                     getattr(session.auth_data, "login", None),
-                                    session.ssl is not None))
+                                    session.ssl is not None or server.transport
+                                    .get_extra_info("ssl_object") is not None))
                 return "250 2.0.0 Ok: queued"
 
         def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
@@ -146,8 +147,11 @@ class SmtpPeer:
 
         exclude = ["LOGIN"] if plain_only else ["PLAIN"] if login_only else None
         self.port = free_port()
+        self.implicit_tls = implicit_tls
+        starttls = starttls and not implicit_tls
         self.controller = Controller(
             Handler(), hostname="127.0.0.1", port=self.port,
+            ssl_context=ctx if implicit_tls else None,
             tls_context=ctx if starttls else None, require_starttls=starttls,
             auth_required=True, auth_require_tls=starttls,
             authenticator=authenticator, auth_exclude_mechanism=exclude,
@@ -155,7 +159,7 @@ class SmtpPeer:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"{'smtps' if self.implicit_tls else 'smtp'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> SmtpPeer:
         self.controller.start()

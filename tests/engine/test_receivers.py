@@ -154,6 +154,18 @@ async def test_credentials_a_server_echoes_never_reach_the_outbox_or_the_log(
         assert password not in text
 
 
+async def test_email_over_implicit_tls_smtps(tmp_path: Path) -> None:
+    with SmtpPeer(tmp_path, implicit_tls=True) as peer:
+        n = Notifier(tmp_path / "o.sqlite", [mail_receiver(peer)], env=mail_env(peer))
+        async with running(n):
+            n.enqueue([note(1, severity="P0")])
+            (mail,) = await peer.mails.until(lambda m: len(m) == 1)
+    assert peer.url.startswith("smtps://")
+    assert mail.tls
+    assert mail.login == b"ops"
+    assert_wire_format(mail.raw)
+
+
 async def test_email_never_goes_in_clear_text(tmp_path: Path) -> None:
     with SmtpPeer(tmp_path, starttls=False) as peer:
         n = Notifier(tmp_path / "o.sqlite", [mail_receiver(peer)], env=mail_env(peer))

@@ -4,9 +4,12 @@ incident screen reaching Slack's incident and general channels."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import Input, Static
 
 from console.app import OpsConsoleApp
@@ -15,8 +18,8 @@ from console.engine.config.loader import load_config
 from console.engine.config.rules import Receiver
 from console.screens.incidents import IncidentScreen
 from tests.engine.test_notify import note
-from tests.peers import SlackPeer
-from tests.ui.apptools import http_config, wait_for
+from tests.peers import SlackPeer, WebhookPeer
+from tests.ui.apptools import http_config, wait_for, wait_screen
 from tests.ui.test_alerts_screen import Host, service
 
 
@@ -80,3 +83,55 @@ rate = 20
     # the incident channel opened, the update there, and (a P0 is user-facing) in #general
     assert [ch for ch, _ in posts] == [cid, cid, "C0GENERAL"]
     assert all("Rolled back; checkout recovering" in m["text"] for _, m in posts[1:])
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs remounted read-only (root ignores a read-only directory), with a data
+    directory made before."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                           capture_output=True, text=True, timeout=10)
+    assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr}"
+    try:
+        (disk / "data").mkdir(mode=0o700)
+        ro = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True,
+                            text=True, timeout=10)
+        assert ro.returncode == 0, ro.stderr
+        yield disk / "data"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+async def test_the_tui_starts_monitors_and_notifies_on_a_read_only_data_disk(
+        tmp_path: Path, ui_env: None, read_only_disk: Path) -> None:
+    with WebhookPeer() as hook:
+        cfg = http_config(tmp_path / "config.toml", {"api": "http://127.0.0.1:9/health"},
+                          extra=f'''
+[console]
+data_dir = "{read_only_disk}"
+
+[[rules]]
+name = "api-down"
+expr = "down"
+severity = "P0"
+failure_threshold = 1
+
+[alerting]
+default_rules = false
+
+[[alerting.receivers]]
+name = "hook"
+kind = "webhook"
+url = "{hook.base}/ok"
+''')
+        app = OpsConsoleApp(settings=load_config(cfg))
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None, 15, "the runtime")
+            (req,) = await hook.requests.until(lambda r: len(r) == 1)
+            assert req.json["key"] == "api-down/api/firing/1"  # from memory
+            assert app.runtime is not None
+            assert "Read-only file system" in app.runtime.problems["outbox"]
+            await wait_screen(pilot, lambda text: "notification outbox cannot be written"
+                              in text, "the problem on the first screen", within=10)
