@@ -175,8 +175,17 @@ class PostgresTarget(TargetBase):
     dsn: str
     slow_interval: Duration = Field(60.0, ge=1, le=86400)
     slow_query: Duration = Field(1.0, gt=0, le=86400)
+    # A transaction open longer than this counts in `long_transactions` (the shipped P1).
+    long_transaction: Duration = Field(300.0, gt=0, le=30 * 86400)
     top: int = Field(10, ge=1, le=100, description="rows kept per detail table")
     queries: dict[str, str] = Field(default_factory=dict)
+    # Per custom query: its statement_timeout (default: the session's, ≤ 1 s); it must leave
+    # room inside the check's `timeout`.
+    query_timeouts: dict[str, Duration] = Field(default_factory=dict)
+    # "auto": session settings at connect, switched to per-transaction guards (BEGIN READ
+    # ONLY + SET LOCAL) when a pooler rejects or drops them; "transaction": always per
+    # transaction (PgBouncer/Supavisor in transaction mode); "none": session settings only.
+    pooler: Literal["auto", "transaction", "none"] = "auto"
 
     @field_validator("dsn")
     @classmethod
@@ -197,12 +206,35 @@ class PostgresTarget(TargetBase):
                 raise ValueError(f"query {name!r}: {exc}") from None
         return out
 
+    @model_validator(mode="after")
+    def _query_timeouts(self) -> PostgresTarget:
+        """A timeout for a query that does not exist, or one the check's deadline cannot
+        hold, is a mistake worth reporting rather than a query that never runs."""
+        for name, seconds in self.query_timeouts.items():
+            if name not in self.queries:
+                raise ValueError(f"query_timeouts names {name!r}, which is not in queries")
+            if not 0.05 <= seconds <= self.timeout * 0.8:
+                raise ValueError(
+                    f"query_timeouts.{name} = {seconds:g}s: it must be between 50ms and 80% "
+                    f"of the target's timeout ({self.timeout * 0.8:g}s); raise `timeout` "
+                    "for a slower query")
+        return self
+
 
 class RedisTarget(TargetBase):
     """A Redis server, reached with a redis:// or rediss:// URL (normally `${ENV}`)."""
 
     kind: Literal["redis"] = "redis"
     url: str
+    # CLIENT LIST on every check (idle and oldest clients); skipped above `client_list_max`
+    # connected clients, where its reply would be large.
+    client_list: bool = True
+    client_list_max: int = Field(2000, ge=1, le=100_000)
+    # Big keys: a bounded SCAN sample (`bigkeys_sample` keys, one MEMORY USAGE each) every
+    # `bigkeys_interval`; 0 = off (the default: it costs the server work).
+    bigkeys_sample: int = Field(0, ge=0, le=100_000)
+    bigkeys_interval: Duration = Field(300.0, ge=10, le=86400)
+    latency_samples: int = Field(8, ge=1, le=100, description="PINGs timed per check")
 
     @field_validator("url")
     @classmethod

@@ -25,3 +25,28 @@ def format_duration(seconds: float, *, spaced: bool = False) -> str:
         return f"{s // 3600}h{sep}{(s % 3600) // 60:02d}m"
     hours = (s % 86400) // 3600
     return f"{s // 86400}d {hours:02d}h" if spaced else f"{s // 86400}d{hours}h"
+
+
+NO_VALUE = "—"
+
+
+def format_age(seconds: float | None) -> str:
+    """An age or elapsed time; None (SQL NULL, never measured) is "no value", and a negative
+    one (clock skew between a server and us) is shown as 0, never as "-0.0"."""
+    if seconds is None or seconds != seconds:
+        return NO_VALUE
+    return format_duration(max(0.0, float(seconds)))
+
+
+def format_bytes(value: float | None, *, signed: bool = False) -> str:
+    """Bytes in binary units (1.5 MiB), as PostgreSQL's pg_size_pretty and Redis's INFO
+    count them; `signed` puts + or − in front (growth)."""
+    if value is None or value != value:
+        return NO_VALUE
+    sign = ("−" if value < 0 else "+") if signed else ("−" if value < 0 else "")
+    size = abs(float(value))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
+        size /= 1024
+    return f"{sign}{size:.1f} TiB"  # pragma: no cover (the loop returns)
