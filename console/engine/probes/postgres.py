@@ -172,8 +172,10 @@ _KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 # introspection query), cheap catalog views only (no pg_database_size, no pg_stat_statements).
 # $1 = slow_query threshold in seconds, $2 = most sessions listed, $3 = long_transaction in
 # seconds. pg_stat_activity is read once (the CTE is materialised); pg_blocking_pids() runs
-# only for sessions waiting on a lock. Ages are clamped at 0: now() is this transaction's
-# start, and another session's query may have started after it.
+# only for sessions waiting on a lock. Ages can come out negative (now() is this
+# transaction's start, and another session's query may have started after it): aggregates
+# are clamped here, per-row ages in Python (`_age`), because greatest() would turn a NULL
+# ("never") into 0.
 STATS_SQL = """
 WITH a AS MATERIALIZED (
     SELECT pid, usename, datname, application_name, client_addr, state, wait_event_type,
@@ -188,9 +190,9 @@ WITH a AS MATERIALIZED (
     SELECT a.pid, a.usename AS "user", a.datname AS db, a.application_name AS application,
            host(a.client_addr) AS client, a.state,
            a.wait_event_type || ':' || a.wait_event AS wait,
-           greatest(0, extract(epoch FROM now() - a.query_start))::float8 AS query_s,
-           greatest(0, extract(epoch FROM now() - a.xact_start))::float8 AS xact_s,
-           greatest(0, extract(epoch FROM now() - a.state_change))::float8 AS state_s,
+           extract(epoch FROM now() - a.query_start)::float8 AS query_s,
+           extract(epoch FROM now() - a.xact_start)::float8 AS xact_s,
+           extract(epoch FROM now() - a.state_change)::float8 AS state_s,
            w.blockers AS blocked_by, left(a.query, 2000) AS query
     FROM a LEFT JOIN w USING (pid)
     WHERE NOT a.me AND (
@@ -208,7 +210,7 @@ WITH a AS MATERIALIZED (
     FROM a GROUP BY 1, 2, 3, 4 ORDER BY n DESC LIMIT 200
 ), o AS (
     SELECT pid, usename AS "user", datname AS db, application_name AS application, state,
-           greatest(0, extract(epoch FROM now() - xact_start))::float8 AS xact_s,
+           extract(epoch FROM now() - xact_start)::float8 AS xact_s,
            left(query, 2000) AS query
     FROM a WHERE xact_start IS NOT NULL AND NOT me
     ORDER BY xact_start LIMIT 1
@@ -282,12 +284,12 @@ WITH t AS (
            s.idx_scan::float8 AS idx_scan, s.n_tup_ins::float8 AS n_tup_ins,
            s.n_tup_upd::float8 AS n_tup_upd, s.n_tup_del::float8 AS n_tup_del,
            s.vacuum_count::float8 AS vacuum_count, s.autovacuum_count::float8 AS autovacuum_count,
-           greatest(0, extract(epoch FROM now() - s.last_autovacuum))::float8
+           extract(epoch FROM now() - s.last_autovacuum)::float8
                AS last_autovacuum_s,
-           greatest(0, extract(epoch FROM now() - s.last_vacuum))::float8 AS last_vacuum_s,
-           greatest(0, extract(epoch FROM now() - s.last_autoanalyze))::float8
+           extract(epoch FROM now() - s.last_vacuum)::float8 AS last_vacuum_s,
+           extract(epoch FROM now() - s.last_autoanalyze)::float8
                AS last_autoanalyze_s,
-           greatest(0, extract(epoch FROM now() - s.last_analyze))::float8 AS last_analyze_s
+           extract(epoch FROM now() - s.last_analyze)::float8 AS last_analyze_s
     FROM pg_catalog.pg_stat_user_tables AS s
 ), pick AS (
     (SELECT relid FROM t ORDER BY pg_catalog.pg_total_relation_size(relid) DESC LIMIT $1)
@@ -304,7 +306,7 @@ SELECT p.pid, p.datname AS db, p.relid::regclass::text AS "table", p.phase,
        p.heap_blks_scanned::float8 AS heap_blks_scanned,
        p.heap_blks_vacuumed::float8 AS heap_blks_vacuumed,
        p.index_vacuum_count::float8 AS index_vacuum_count,
-       greatest(0, extract(epoch FROM now() - a.xact_start))::float8 AS running_s,
+       extract(epoch FROM now() - a.xact_start)::float8 AS running_s,
        a.query LIKE 'autovacuum:%' AS auto
 FROM pg_catalog.pg_stat_progress_vacuum AS p
 LEFT JOIN pg_catalog.pg_stat_activity AS a USING (pid)
@@ -352,8 +354,8 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
        CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
             WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn()
                 THEN 0::float8
-            ELSE greatest(0, extract(epoch FROM now()
-                          - pg_catalog.pg_last_xact_replay_timestamp()))::float8
+            ELSE extract(epoch FROM now()
+                         - pg_catalog.pg_last_xact_replay_timestamp())::float8
        END AS replay_delay_s,
        pg_catalog.pg_wal_lsn_diff(
            CASE WHEN pg_catalog.pg_is_in_recovery()
@@ -1136,8 +1138,8 @@ class PostgresProbe:
         self._slow_metrics["db_size_bytes"] = size
         t0, s0 = self._sizes[0]
         window = now - t0
-        if window > 0.5:
-            db.update(growth_bytes=size - s0, growth_over_s=round(window, 1))
+        if window > 0:
+            db.update(growth_bytes=size - s0, growth_over_s=round(window, 3))
             self._slow_metrics["db_growth_bytes"] = size - s0
             self._slow_metrics["db_growth_window_s"] = window
             if window >= GROWTH_PER_DAY_AFTER_S:
@@ -1236,8 +1238,10 @@ class PostgresProbe:
         dt = now - prev[0] if prev is not None else None
 
         def table(r: asyncpg.Record) -> dict[str, Any]:
-            d: dict[str, Any] = {k: (one_line(v, 128) if isinstance(v, str) else _float(v))
-                                 for k, v in dict(r).items() if k != "relid"}
+            d: dict[str, Any] = {
+                k: (one_line(v, 128) if isinstance(v, str)
+                    else _age(v) if k.endswith("_s") else _float(v))
+                for k, v in dict(r).items() if k != "relid"}
             seq_scan, idx_scan = d.get("seq_scan") or 0.0, d.get("idx_scan") or 0.0
             d["seq_scan_pct"] = (round(seq_scan / (seq_scan + idx_scan) * 100, 1)
                                  if seq_scan + idx_scan else None)
@@ -1323,9 +1327,10 @@ class PostgresProbe:
                                "replicas": listed}
         self._slow_metrics["replicas"] = float(len(listed))
         lags = [r["replay_lag_s"] for r in listed if r["replay_lag_s"] is not None]
-        if row["in_recovery"] and row["replay_delay_s"] is not None:
-            rep["replay_delay_s"] = _rounded(row["replay_delay_s"])
-            lags.append(float(row["replay_delay_s"]))
+        delay = _age(row["replay_delay_s"])
+        if row["in_recovery"] and delay is not None:
+            rep["replay_delay_s"] = delay
+            lags.append(delay)
         if lags:
             self._slow_metrics["replication_lag_s"] = max(lags)
         lag_bytes = [r["lag_bytes"] for r in listed if r["lag_bytes"] is not None]
