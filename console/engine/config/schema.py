@@ -230,9 +230,10 @@ class RedisTarget(TargetBase):
     # connected clients, where its reply would be large.
     client_list: bool = True
     client_list_max: int = Field(2000, ge=1, le=100_000)
-    # Big keys: a bounded SCAN sample (`bigkeys_sample` keys, one MEMORY USAGE each) every
-    # `bigkeys_interval`; 0 = off (the default: it costs the server work).
-    bigkeys_sample: int = Field(0, ge=0, le=100_000)
+    # Big keys: a bounded SCAN sample (`bigkeys_sample` keys, one MEMORY USAGE and one TYPE
+    # each, in the check's deadline) every `bigkeys_interval`; 0 = off (the default: it
+    # costs the server work).
+    bigkeys_sample: int = Field(0, ge=0, le=1000)
     bigkeys_interval: Duration = Field(300.0, ge=10, le=86400)
     latency_samples: int = Field(8, ge=1, le=100, description="PINGs timed per check")
 
