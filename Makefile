@@ -26,5 +26,7 @@ bench: $(BIN)/activate
 	$(BIN)/python bench/run_all.py
 
 lint: install-test
-	$(BIN)/pip install -q ruff
+	$(BIN)/pip install -q ruff mypy import-linter
 	$(BIN)/ruff check console widgets themes tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports

@@ -16,13 +16,21 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.screen import Screen
+from textual.timer import Timer
 
 import themes
+from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first frame's path
+    from console.demo.stack import DemoStack
+    from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
+    from console.engine.incidents.book import IncidentDesk
+    from console.engine.runtime import Applied, Runtime
+    from console.engine.scheduler import Scheduler
 
-ENGINE_MODULES = ("console.engine.scheduler", "console.engine.storage.store", "console.engine.config.loader")
+ENGINE_MODULES = ("console.engine.runtime", "console.engine.scheduler",
+                  "console.engine.storage.store", "console.engine.config.loader")
 
 
 def _preload(names: Iterable[str]) -> None:
@@ -54,6 +62,7 @@ class OpsConsoleApp(App[None]):
         *,
         settings: Settings | None,
         config_path: Path | None = None,
+        paths: DataPaths | None = None,
         demo: bool = False,
         demo_port: int | None = None,
         demo_local: bool = True,
@@ -66,24 +75,52 @@ class OpsConsoleApp(App[None]):
         theme = themes.pick_theme(requested, os.environ)
         themes.preselect_theme(self, theme)  # before App.__init__ picks its NO_COLOR filter
         super().__init__()
-        self.settings = settings
+        self._settings = settings
         self.config_path = config_path
+        if paths is None:
+            from console.engine.paths import resolve_data_dir
+
+            paths = resolve_data_dir(None, settings)
+        # The demo is a world of its own: its incidents never reach the real journal.
+        self.paths = paths.demo() if demo else paths
         self.demo_mode = demo
-        self.demo: Any = None
+        self.demo: DemoStack | None = None
         self._demo_port = demo_port
         self._demo_local = demo_local
         self._history = history
         self.clock = clock
         self._poll = poll  # False in tests that feed results themselves
-        self.engine: Any = None
-        self.alerting: Any = None
-        self.config_problem: str | None = None
-        self._watcher: Any = None
-        self._seen_version = -1
+        self.runtime: Runtime | None = None
+        self.runtime_ready = asyncio.Event()  # set once boot ends, whether or not it worked
+        self._booted = False
         self._closing = False
+        self._repaint: Timer | None = None
+        self._banner_shown: dict[int, str] = {}  # banner widget id -> text it shows
         self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
         themes.register_themes(self)
         themes.activate_theme(self, theme)
+
+    # -- the runtime, typed (None until it has started) -------------------------------------
+
+    @property
+    def settings(self) -> Settings | None:
+        return self.runtime.settings if self.runtime is not None else self._settings
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self.runtime.scheduler if self.runtime is not None else None
+
+    @property
+    def alerting(self) -> AlertService | None:
+        return self.runtime.alerting if self.runtime is not None else None
+
+    @property
+    def desk(self) -> IncidentDesk | None:
+        return self.runtime.desk if self.runtime is not None else None
+
+    @property
+    def config_problem(self) -> str | None:
+        return self.runtime.problems.get("config") if self.runtime is not None else None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -107,64 +144,46 @@ class OpsConsoleApp(App[None]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.hangup)
-        # Boot once the first frame is on screen (the screen's first paint calls
-        # `start_boot`), so the operator sees the console at once.
-        self._booted = False
 
     def start_boot(self) -> None:
-        """Start the engine, once; called after the default screen's first paint."""
+        """Start the runtime, once; called after the default screen's first paint, so the
+        operator sees the console at once."""
         if not self._booted:
             self._booted = True
             self.run_worker(self._boot(), name="boot", group="boot", exit_on_error=False)
 
     async def _boot(self) -> None:
-        """Start the demo (if any), the store and the engine, after the first frame is up."""
+        """Start the demo (if any) and the runtime, after the first frame is up."""
         modules = ENGINE_MODULES + (("console.demo.stack",) if self.demo_mode else ())
         await asyncio.to_thread(_preload, modules)
-        from console.engine.scheduler import Scheduler
-        from console.engine.storage.store import MetricStore, default_store_path
+        from console.engine.runtime import Runtime
 
         try:
             if self.demo_mode:
                 await self._start_demo()
-            assert self.settings is not None
-            path = None
-            if self._history:
-                path = default_store_path()
-                if self.demo_mode:
-                    path = path.with_name("history-demo.npz")
-            store = MetricStore(path=path)
-            if path is not None:
-                await asyncio.to_thread(store.load)
-            self.engine = Scheduler(self.settings, store=store, clock=self.clock)
-            await self.engine.start(poll=self._poll)
-            await self._start_alerting()
+            assert self._settings is not None
+            runtime = Runtime(
+                self._settings, self.paths, config_path=self.config_path, clock=self.clock,
+                history=self._history, poll=self._poll, role="tui",
+                notifications=not self.demo_mode)
+            runtime.on_notice(self._notice)
+            runtime.on_reload(self._reloaded)
+            runtime.on_config_error(self._config_rejected)
+            await runtime.start()
         except Exception as exc:  # pragma: no cover - shown to the operator, not raised
             from console.engine.text.redact import describe_exception
 
             self.notify(describe_exception(exc), title="start-up failed", severity="error",
                         markup=False, timeout=30)
+            self.runtime_ready.set()
             return
-        self.set_interval(self.settings.console.refresh, self.refresh_screen, name="repaint")
-        # Every 5 min: a save rewrites the whole file (~39 MB for 200 series).
-        self.set_interval(300, self._save_history, name="save-history")
-        if self.config_path is not None:
-            from console.engine.config.watcher import ConfigWatcher
-
-            self._watcher = ConfigWatcher(
-                self.config_path, self._config_changed, self._config_broken
-            )
-            await self._watcher.start()
-        self.refresh_screen()
-        # Open incidents left by an earlier run (or another console on this bastion) belong
-        # on the first screen the operator sees, not only behind `i`.
-        self.run_worker(self._open_incident_desk(), name="incident-desk", group="journal",
-                        exit_on_error=False)
-
-    async def _open_incident_desk(self) -> None:
-        from console.screens.incidents import get_desk
-
-        await get_desk(self)
+        if self._closing:  # the operator quit while we started
+            await runtime.stop()
+            return
+        self.runtime = runtime
+        self.runtime_ready.set()
+        self._repaint = self.set_interval(runtime.settings.console.refresh, self.refresh_screen,
+                                          name="repaint")
         self.refresh_screen()
 
     async def _start_demo(self) -> None:
@@ -174,20 +193,25 @@ class OpsConsoleApp(App[None]):
         self.demo = DemoStack(port=self._demo_port)
         await self.demo.start()
         pg, redis = await probe_local_services() if self._demo_local else (None, None)
-        self.settings = load_config_text(
+        self._settings = load_config_text(
             self.demo.config_toml(postgres_dsn=pg, redis_url=redis), "<demo config>"
         )
 
+    def _notice(self, level: str, text: str) -> None:
+        self.notify(text, severity=level if level in ("information", "warning", "error")
+                    else "information", markup=False, timeout=10 if level == "error" else 5)
+
     def refresh_screen(self) -> None:
         """Push fresh snapshots into the visible screen, at most once per repaint tick."""
-        if self.engine is None or self._closing:
+        runtime = self.runtime
+        if runtime is None or self._closing:
             return
         self._ring_for_new_alerts()  # on every screen, this one's data or not
         refresh = getattr(self.screen, "refresh_data", None)
         if refresh is None or not self.screen.is_mounted:
             return  # a screen just pushed has not composed its widgets yet: next tick
         with self.batch_update():
-            refresh(self.engine, self.clock())
+            refresh(runtime, self.clock())
             self._update_alert_banner()
 
     def _update_alert_banner(self) -> None:
@@ -201,53 +225,33 @@ class OpsConsoleApp(App[None]):
             if banner.display != bool(text):
                 banner.display = bool(text)
             banner.set_class(alert is None and incidents is not None, "-warn")
-            if text and getattr(banner, "_shown", None) != text:
-                banner._shown = text  # type: ignore[attr-defined]
+            if text and self._banner_shown.get(id(banner)) != text:
+                self._banner_shown[id(banner)] = text
                 banner.update(Content(text), layout=False)
-
-    async def _save_history(self) -> None:
-        if self.engine is not None:
-            await asyncio.to_thread(self.engine.store.save)
 
     # -- config reload -------------------------------------------------------------------------
 
-    def _config_changed(self, settings: Settings) -> None:
-        self.config_problem = None
-        self.settings = settings
-        if self.engine is not None:
-            self.run_worker(self.engine.apply(settings), group="reload", exit_on_error=False)
-        if self.alerting is not None:
-            self.alerting.apply(settings)
-        self.notify("config reloaded", timeout=3)
+    def _reloaded(self, applied: Applied) -> None:
+        settings = self.settings
+        if settings is not None and "console" in applied.applied:
+            self._apply_console(settings)
+        self.notify(applied.describe(), timeout=5 if applied.restart else 3, markup=False,
+                    severity="warning" if applied.restart else "information")
         self.refresh_screen()
 
-    def _config_broken(self, error: Any) -> None:
-        issues = getattr(error, "issues", [])
-        first = issues[0].format() if issues else str(error)
-        more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""
-        self.config_problem = f"config edit rejected, last good config kept: {first}{more}"
-        self.notify(self.config_problem, severity="error", markup=False, timeout=10)
+    def _apply_console(self, settings: Settings) -> None:
+        """`[console]` edits that apply at once: the theme and the repaint interval."""
+        theme = themes.pick_theme(settings.console.theme, os.environ)
+        if theme in self.available_themes and theme != self.theme:
+            self.theme = theme
+        if self._repaint is not None:
+            self._repaint.stop()
+        self._repaint = self.set_interval(settings.console.refresh, self.refresh_screen,
+                                          name="repaint")
+
+    def _config_rejected(self, text: str) -> None:
+        self.notify(text, severity="error", markup=False, timeout=10)
         self.refresh_screen()
-
-    # -- shutdown ------------------------------------------------------------------------------
-
-    async def _start_alerting(self) -> None:
-        """Rules, alert lifecycle and the notification outbox, shared with `run --headless`."""
-        from console.cli.alerting import data_dir
-        from console.engine.alerting.service import AlertService
-
-        assert self.settings is not None
-        where = data_dir(self.settings)
-        notifier = None
-        if self.settings.alerting.receivers and not self.demo_mode:
-            from console.engine.alerting.notify import Notifier
-
-            notifier = Notifier(where / "outbox.sqlite", self.settings.alerting.receivers)
-        name = "alerts-demo.json" if self.demo_mode else "alerts.json"
-        self.alerting = AlertService(
-            self.engine, notifier=notifier, state_path=where / name if self._history else None
-        )
-        await self.alerting.start()
 
     def _ring_for_new_alerts(self) -> None:
         """The optional bell: once per P0/P1 alert that starts to fire (loud), whether this
@@ -269,7 +273,7 @@ class OpsConsoleApp(App[None]):
     def incident_banner(self, *, short: bool = False) -> str | None:
         """Open incidents, for the banner: the most severe (then oldest) one with its next
         step, or only their number when an alert already fills the line."""
-        desk = getattr(self, "incident_desk", None)
+        desk = self.desk
         if desk is None:
             return None
         open_ = desk.book.open_incidents()
@@ -309,22 +313,8 @@ class OpsConsoleApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._closing = True
-        from console.screens.incidents import close_desk
-
-        await close_desk(self)
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        if self.alerting is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(3):
-                    await self.alerting.stop()
-        if self.engine is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(3):
-                    await self.engine.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.engine.store.save)
+        if self.runtime is not None:
+            await self.runtime.stop()
         if self.demo is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -349,12 +339,14 @@ class OpsConsoleApp(App[None]):
 
         if isinstance(self.screen, LogsScreen):
             return
-        names = [] if self.engine is None else [
-            v.name for v in self.engine.snapshot() if v.kind == "log"]
+        scheduler = self.scheduler
+        names = [] if scheduler is None else [
+            v.name for v in scheduler.snapshot() if v.kind == "log"]
         if not names:
             self.notify("no log target: add one with kind = \"log\" and path = …", timeout=4)
             return
-        self.push_screen(LogsScreen(self.engine, names))
+        assert scheduler is not None
+        self.push_screen(LogsScreen(scheduler, names))
 
     def action_faults(self) -> None:
         if self.demo is None:
@@ -388,14 +380,14 @@ class OpsConsoleApp(App[None]):
     def open_target(self, name: str) -> None:
         from console.screens.detail import DetailScreen
 
-        if self.engine is not None and name in self.engine.names():
+        if self.scheduler is not None and name in self.scheduler.names():
             self.push_screen(DetailScreen(name))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Keys help", "List every key binding", self.action_help)
-        if self.engine is not None:
-            for name in self.engine.names():
+        if self.scheduler is not None:
+            for name in self.scheduler.names():
                 yield SystemCommand(
                     f"Open {name}", "Detail view: latency chart, last responses",
                     lambda n=name: self.open_target(n), discover=False,

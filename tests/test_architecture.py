@@ -21,7 +21,8 @@ def _engine_modules() -> list[str]:
 
 def test_engine_imports_no_textual_or_rich() -> None:
     modules = _engine_modules()
-    assert "console.engine.scheduler" in modules and "console.engine.probes.http" in modules
+    assert "console.engine.scheduler" in modules
+    assert "console.engine.probes.http" in modules
     # httpx imports Rich for its command-line entry point when `click` is installed (as
     # import-linter installs it for `make lint`); what httpx alone loads is not ours.
     code = (
@@ -53,4 +54,16 @@ def test_theme_css_ships_with_package() -> None:
 
     assert themes.CSS_PATHS, "themes must name their .tcss files"
     for path in themes.CSS_PATHS:
-        assert Path(path).is_file() and str(path).endswith(".tcss")
+        assert Path(path).is_file()
+        assert str(path).endswith(".tcss")
+
+
+def test_one_registry_of_target_kinds() -> None:
+    """Rules, the schema and the scheduler name target kinds from one place."""
+    from typing import get_args
+
+    from console.engine.config.schema import TARGET_KINDS, AnyTarget
+    from console.engine.model import TargetKind
+
+    assert set(get_args(TargetKind)) == set(TARGET_KINDS)
+    assert set(get_args(AnyTarget)) == set(TARGET_KINDS.values())

@@ -35,8 +35,11 @@ def test_check_once_json_up(http_url: str) -> None:
     data = json.loads(out.stdout)
     assert len(data) == 1
     item = data[0]
-    assert item["kind"] == "http" and item["status"] == "up" and item["error"] is None
-    assert item["latency_ms"] > 0 and item["name"].startswith("127.0.0.1")
+    assert item["kind"] == "http"
+    assert item["status"] == "up"
+    assert item["error"] is None
+    assert item["latency_ms"] > 0
+    assert item["name"].startswith("127.0.0.1")
     assert item["metrics"]["status_code"] == 200
 
 
@@ -55,7 +58,8 @@ def test_check_plain_lines(http_url: str) -> None:
     assert out.returncode == 1
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].split()[1] == "up" and lines[1].split()[1] == "down"
+    assert lines[0].split()[1] == "up"
+    assert lines[1].split()[1] == "down"
 
 
 def test_check_password_in_url_never_printed() -> None:
@@ -72,7 +76,8 @@ def test_check_config_error_exit_2(tmp_path: Path) -> None:
     cfg.write_text('[[targets]]\nname = "x"\nkind = "http"\nurl = "http://h/"\nintervall = "5s"\n')
     out = run("check", "--config", str(cfg), "--once")
     assert out.returncode == 2
-    assert "bad.toml:5" in out.stderr and "interval" in out.stderr
+    assert "bad.toml:5" in out.stderr
+    assert "interval" in out.stderr
 
 
 def test_no_config_says_how_to_start(tmp_path: Path) -> None:
@@ -90,7 +95,8 @@ def test_validate(tmp_path: Path) -> None:
                    '[[targets]]\nname = "db"\nkind = "postgres"\ndsn = "postgresql://u:pw@h/d"\n')
     out = run("validate", "--config", str(bad))
     assert out.returncode == 1
-    assert "bad.toml:3" in out.stderr and "bad.toml:8" in out.stderr
+    assert "bad.toml:3" in out.stderr
+    assert "bad.toml:8" in out.stderr
     assert "pw@" not in out.stderr
 
 

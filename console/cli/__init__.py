@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable, Sequence
 
 from console.cli.check import add_target_flags
+from console.cli.common import add_common_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         "on your config (--config FILE, else the user config directory).",
     )
     parser.add_argument("--config", "-c", metavar="FILE", help="config file (TOML)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where the console keeps its journal, alert state, outbox and "
+                        "history (default: [console] data_dir, $OPSCONSOLE_DATA_DIR, or the "
+                        "user data directory; `opsconsole paths` shows it)")
     parser.add_argument("--theme", help="opsconsole-dark, opsconsole-light, or an ANSI theme")
     parser.add_argument("--no-history", action="store_true",
                         help="do not load or save metric history")
@@ -79,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     rep.add_argument("--history", metavar="FILE",
                      help="metric history for uptime (default: the console's own)")
+    paths = sub.add_parser("paths", help="where the console reads its config and keeps its "
+                           "data (journal, alert state, outbox, history)")
+    paths.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for p in sub.choices.values():  # --config and --data-dir after the sub-command too
+        add_common_flags(p)
+        for action in p._subparsers._group_actions if p._subparsers else ():
+            for nested in getattr(action, "choices", {}).values():
+                add_common_flags(nested)
     return parser
 
 
@@ -96,6 +110,7 @@ COMMANDS = {
     "postmortem": ("console.cli.incidents", "cmd_postmortem"),
     "incidents": ("console.cli.incidents", "cmd_incidents"),
     "report": ("console.cli.incidents", "cmd_report"),
+    "paths": ("console.cli.paths", "cmd_paths"),
     None: ("console.cli.tui", "cmd_tui"),
 }
 

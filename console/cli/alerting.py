@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
+    from console.engine.paths import DataPaths
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
 
 
 def add_parsers(sub: Any) -> None:
@@ -93,11 +94,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings, _ = loaded
     if getattr(args, "history", False):
-        return _history(settings, since=args.since, as_json=args.json)
+        return _history(settings, data_paths(args, settings), since=args.since,
+                        as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
 
 
-def _history(settings: Settings, *, since: str, as_json: bool) -> int:
+def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool) -> int:
     """Episodes from the data dir: open ones from alerts.json (what the evaluator saved) and
     resolved ones from alerts-history.jsonl; read only, so safe beside a running console."""
     import time
@@ -106,7 +108,6 @@ def _history(settings: Settings, *, since: str, as_json: bool) -> int:
 
     from console.engine.alerting.history import (
         describe_duration,
-        history_path,
         ongoing,
         read_episodes,
     )
@@ -122,7 +123,7 @@ def _history(settings: Settings, *, since: str, as_json: bool) -> int:
         print(f"opsconsole alerts: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     now = time.time()
-    state_path = data_dir(settings) / "alerts.json"
+    state_path = paths.alert_state
     alerts = Alerts(settings.alerting)
     if state_path.exists():
         try:
@@ -132,12 +133,12 @@ def _history(settings: Settings, *, since: str, as_json: bool) -> int:
             print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
     lo = now - window
     open_eps = ongoing(alerts.alerts(), now)
-    done = read_episodes(history_path(state_path), since=lo, now=now, limit=10_000)
+    done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)
     keys = {e.get("key") for e in done}
     done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
              if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
     done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
-    owner = Lease(state_path.with_suffix(".lease")).holder()
+    owner = Lease(paths.lease).holder()
     if as_json:
         doc = {"now": now, "since": lo, "evaluator": owner, "episodes": open_eps + done}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -203,15 +204,6 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
     return EXIT_PROBLEM if firing else EXIT_OK
 
 
-def data_dir(settings: Settings) -> Path:
-    """Where the outbox and the alert state live: [console] data_dir, else beside history."""
-    from console.engine.storage.store import default_store_path
-
-    if settings.console.data_dir:
-        return Path(settings.console.data_dir).expanduser()
-    return default_store_path().parent
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
     from console.engine.config.envref import MissingEnv
@@ -219,53 +211,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_or_report(args)
     if loaded is None:
         return EXIT_CONFIG
-    settings, _ = loaded
+    settings, config_path = loaded
     try:
-        return asyncio.run(_run_headless(settings))
+        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path))
     except MissingEnv as exc:
         print(f"opsconsole run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 
-async def _run_headless(settings: Settings) -> int:
-    """Until SIGINT/SIGTERM/SIGHUP: the same engine, rules, lifecycle and outbox as the TUI."""
+async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path) -> int:
+    """Until SIGINT/SIGTERM/SIGHUP: the same runtime as the TUI (history kept, config
+    watched, rules, lifecycle, outbox), one JSON line per notification on stdout."""
     import signal
 
     import orjson
 
-    from console.engine.alerting.notify import Notifier
-    from console.engine.alerting.service import AlertService
-    from console.engine.scheduler import Scheduler
+    from console.engine.runtime import Applied, Runtime
 
-    where = data_dir(settings)
-    notifier = None
-    if settings.alerting.receivers:
-        notifier = Notifier(where / "outbox.sqlite", settings.alerting.receivers)
-    engine = Scheduler(settings)
-    service = AlertService(engine, notifier=notifier, state_path=where / "alerts.json",
-                           role="headless")
+    runtime = Runtime(settings, paths, config_path=config_path, role="headless")
 
     def show(notes: list[Any]) -> None:
         for n in notes:
             sys.stdout.buffer.write(orjson.dumps(n.to_json()) + b"\n")
         sys.stdout.flush()
 
-    service.subscribe(show)
+    def say(level: str, text: str) -> None:
+        print(f"opsconsole: {level}: {text}", file=sys.stderr, flush=True)
+
+    def reloaded(applied: Applied) -> None:
+        print(f"opsconsole: {applied.describe()}", file=sys.stderr, flush=True)
+
+    runtime.on_notice(say)
+    runtime.on_reload(reloaded)
+    runtime.on_config_error(lambda text: say("error", text))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    await engine.start()
     try:
-        await service.start()
+        await runtime.start()
+        service = runtime.alerting
+        assert service is not None
+        service.subscribe(show)
         print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
-              f"{len(settings.targets)} targets, state in {where}", file=sys.stderr, flush=True)
+              f"{len(settings.targets)} targets, data in {paths.root}", file=sys.stderr,
+              flush=True)
         if service.following:
             print(f"opsconsole: following: {service.owner_label()}; this process takes over "
                   "evaluation and notifications if that one stops", file=sys.stderr,
                   flush=True)
         await stop.wait()
     finally:
-        await service.stop()
-        await engine.stop()
+        await runtime.stop()
     return EXIT_OK

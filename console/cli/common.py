@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
+    from console.engine.paths import DataPaths
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
 
@@ -26,7 +27,8 @@ def print_config_error(exc: Exception) -> None:
 
 
 def load_settings(args: argparse.Namespace) -> tuple[Settings, Path]:
-    from console.engine.config.loader import find_config, load_config
+    from console.engine.config.loader import load_config
+    from console.engine.config.locate import find_config
 
     path = find_config(getattr(args, "config", None))
     return load_config(path), path
@@ -44,3 +46,36 @@ def load_or_report(args: argparse.Namespace) -> tuple[Settings, Path] | None:
         return None
 
 
+
+def data_paths(args: argparse.Namespace, settings: Settings | None = None) -> DataPaths:
+    """The data directory, by the one documented order: `--data-dir`, `[console] data_dir`,
+    `$OPSCONSOLE_DATA_DIR`, the platform default. Without `settings`, the config file's
+    `data_dir` is read on its own (no validation: a command that only reads the journal
+    should not need the whole config to be valid, nor pay for validating it)."""
+    from console.engine.paths import DataPaths, resolve_data_dir
+
+    flag = getattr(args, "data_dir", None)
+    if flag or settings is not None:
+        return resolve_data_dir(flag, settings)
+    from console.engine.config.locate import configured_data_dir, find_config
+    from console.engine.errors import ConfigError
+
+    try:
+        configured = configured_data_dir(find_config(getattr(args, "config", None)))
+    except ConfigError:
+        configured = None  # no config file: the environment or the default decides
+    if configured:
+        return DataPaths(Path(configured).expanduser(), "[console] data_dir")
+    return resolve_data_dir(None, None)
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """`--config` and `--data-dir`, accepted before or after any sub-command."""
+    have = parser._option_string_actions  # argparse has no public "has option"
+    if "--config" not in have:
+        parser.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                            help="config file (TOML)")
+    if "--data-dir" not in have:
+        parser.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+                            help="where the console keeps its journal, alert state, "
+                            "outbox and history (see `opsconsole paths`)")

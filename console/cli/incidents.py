@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
 
 
 def _book(args: argparse.Namespace) -> Any:
@@ -121,9 +121,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def _journal_path(args: argparse.Namespace) -> Path:
-    from console.engine.storage.journal import default_journal_path
-
-    return Path(args.journal) if getattr(args, "journal", None) else default_journal_path()
+    if getattr(args, "journal", None):
+        return Path(args.journal)
+    return data_paths(args).journal
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -154,17 +154,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
     """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent)."""
     from console.engine.alerting.history import read_episodes
-    from console.engine.storage.journal import default_journal_path
 
-    where = Path(args.journal).parent if args.journal else default_journal_path().parent
-    return read_episodes(where / "alerts-history.jsonl", since=since, limit=100_000,
+    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
+            else data_paths(args).alert_history)
+    return read_episodes(path, since=since, limit=100_000,
                          max_bytes=64 * 1024 * 1024)
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from console.engine.storage.store import MetricStore, default_store_path
+    from console.engine.storage.store import MetricStore
 
-    path = Path(args.history) if args.history else default_store_path()
+    path = Path(args.history) if args.history else data_paths(args).metric_history
     if not path.exists():
         return None
     store = MetricStore(path=path)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, load_or_report
+from console.cli.common import EXIT_CONFIG, EXIT_OK, data_paths, load_or_report
 
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
@@ -44,6 +44,7 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
     app = OpsConsoleApp(
         settings=settings,
         config_path=path,
+        paths=data_paths(args, settings),
         demo=demo,
         demo_port=getattr(args, "port", None),
         demo_local=not getattr(args, "no_local", False),

@@ -8,7 +8,8 @@ from console.cli.common import EXIT_OK, EXIT_PROBLEM, print_config_error
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from console.engine.config.loader import find_config, validate_file
+    from console.engine.config.loader import validate_file
+    from console.engine.config.locate import find_config
     from console.engine.errors import ConfigError
 
     try:

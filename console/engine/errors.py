@@ -39,5 +39,5 @@ class ProbeError(ConsoleError):
     """A check failed; the message is already sanitised and redacted."""
 
 
-class ProbeTimeout(ProbeError):
+class ProbeTimeout(ProbeError):  # noqa: N818 - the guide's name, as httpx's ReadTimeout
     """A check passed its hard deadline."""

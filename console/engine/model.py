@@ -9,6 +9,8 @@ from typing import Literal
 # The playbook's severities, most urgent first.
 Severity = Literal["P0", "P1", "P2", "P3"]
 SEVERITIES: tuple[Severity, ...] = ("P0", "P1", "P2", "P3")
+# What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
+TargetKind = Literal["http", "postgres", "redis", "prometheus", "log", "host"]
 
 
 class Status(StrEnum):

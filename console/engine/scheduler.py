@@ -18,19 +18,20 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from console.engine.config.dashboards import with_playbook_dashboards
 from console.engine.config.schema import (
+    AnyTarget,
     HostTarget,
     HttpTarget,
     LogTarget,
     Panel,
     PostgresTarget,
     PrometheusTarget,
-    RedisTarget,
     Settings,
 )
 from console.engine.model import CheckResult, Status
@@ -38,7 +39,6 @@ from console.engine.storage.store import MetricStore
 from console.engine.text.redact import describe_exception, redact
 from console.engine.views import PanelView, TargetView
 
-AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget
 RESULTS_KEPT = 50
 SPARK_POINTS = 40
 _RATE = re.compile(r"^rate\((?P<m>[A-Za-z0-9_:.]+)\)$")
@@ -82,6 +82,7 @@ class Scheduler:
         *,
         store: MetricStore | None = None,
         clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
     ) -> None:
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
@@ -91,6 +92,7 @@ class Scheduler:
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
         self.store = store if store is not None else MetricStore()
         self.clock = clock
+        self.state_dir = state_dir  # where probes keep state across restarts (error kinds)
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
@@ -120,7 +122,7 @@ class Scheduler:
         if isinstance(target, LogTarget):
             from console.engine.probes.log import LogProbe
 
-            return LogProbe(target)
+            return LogProbe(target, state_dir=self.state_dir)
         if isinstance(target, HostTarget):
             from console.engine.probes.host import HostProbe
 

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -29,6 +28,7 @@ from console.engine.alerting.lifecycle import Alert, AlertState, Silence
 from console.engine.lang.durations import parse_duration
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
+from console.screens.base import ConsoleScreen
 from console.screens.prompt import LinePrompt
 
 GLYPH = {
@@ -134,7 +134,7 @@ class SilencePrompt(LinePrompt):
     PLACEHOLDER = "2h deploy in progress"
 
 
-class AlertsScreen(Screen[None]):
+class AlertsScreen(ConsoleScreen[None]):
     """Current alerts, worst first, with the highlighted one explained below the list."""
 
     DEFAULT_CSS = """
@@ -173,8 +173,7 @@ class AlertsScreen(Screen[None]):
         self.redraw()
 
     def _now(self) -> float:
-        clock = getattr(self.app, "clock", None) or getattr(self.service, "clock", None)
-        return float(clock()) if callable(clock) else time.time()
+        return float(self.service.core.clock())
 
     def current(self) -> list[Alert]:
         return list(self.service.alerts.current())
@@ -332,7 +331,7 @@ class AlertsScreen(Screen[None]):
             return
         from console.screens.incidents import IncidentScreen, get_desk
 
-        desk = await get_desk(self.app)
+        desk = await get_desk(self.console)
         if desk is None:
             self.notify("the incident journal is not available", severity="error")
             return

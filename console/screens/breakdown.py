@@ -11,7 +11,7 @@ fine, over 5 % critical (the "elevated error rate" alert), so it reads in monoch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from textual.binding import Binding
@@ -22,6 +22,9 @@ from textual.widgets import Static
 from console.engine.text.sanitize import one_line
 from console.screens.database import Column, DatabaseScreen
 from widgets._format import NO_VALUE, fmt_number
+
+if TYPE_CHECKING:
+    from console.engine.runtime import Runtime
 
 ERROR_OK_PCT = 0.5  # playbook: "Error Rate: Target <0.5%"
 ERROR_CRIT_PCT = 5.0  # playbook: "Error rate elevated (>5%)", the critical alert
@@ -139,7 +142,8 @@ class BreakdownScreen(DatabaseScreen):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def refresh_data(self, engine: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
+        engine = runtime.scheduler
         changed, last = self._new_result(engine, now)
         if not changed:
             return

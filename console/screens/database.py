@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from console.engine.text.sanitize import one_line
+from console.screens.base import ConsoleScreen
+
+if TYPE_CHECKING:
+    from console.engine.runtime import Runtime
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -215,7 +218,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, str(value).lower())
 
 
-class DatabaseScreen(Screen[None]):
+class DatabaseScreen(ConsoleScreen[None]):
     """1-5 switch section; o/O sort; / filter; y copy query (or command); Esc back.
 
     PostgreSQL targets get sessions, locks, statements, tables and indexes; Redis targets
@@ -266,7 +269,7 @@ class DatabaseScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._rebuild_columns()
-        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.console.refresh_screen()
         self.query_one(DataTable).focus()
 
     # -- data ------------------------------------------------------------------------------
@@ -281,7 +284,8 @@ class DatabaseScreen(Screen[None]):
         self._seen = last
         return True, last
 
-    def refresh_data(self, engine: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
+        engine = runtime.scheduler
         changed, last = self._new_result(engine, now)
         if not changed:
             return

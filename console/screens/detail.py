@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
+from console.screens.base import ConsoleScreen
 from widgets.latency_chart import LatencyChart
 from widgets.response_log import ResponseLog
+
+if TYPE_CHECKING:
+    from console.engine.runtime import Runtime
 
 RANGES: list[tuple[str, float]] = [("5 min", 300.0), ("1 h", 3600.0), ("24 h", 86400.0)]
 CHART_POINTS = 120  # at most this many buckets per range
@@ -39,7 +42,7 @@ def info_text(view: Any, now: float, span_label: str) -> Content:
     return Content("\n".join(lines))
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(ConsoleScreen[None]):
     """Esc goes back; 1/2/3 or r switch the chart's range; d opens a database's drill-down,
     b a Prometheus target's breakdowns."""
 
@@ -70,10 +73,11 @@ class DetailScreen(Screen[None]):
     def on_mount(self) -> None:
         # After the first layout: the chart picks its time ticks from its drawn width, and
         # before layout that width is 0 (a 5 min chart got one tick until the next redraw).
-        self.call_after_refresh(self.app.refresh_screen)  # type: ignore[attr-defined]
+        self.call_after_refresh(self.console.refresh_screen)
         self.query_one(ResponseLog).focus()
 
-    def refresh_data(self, engine: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
+        engine = runtime.scheduler
         views = [v for v in engine.snapshot(now) if v.name == self.target]
         if not views:
             self.query_one("#detail-info", Static).update(
@@ -98,10 +102,10 @@ class DetailScreen(Screen[None]):
     def action_range(self, index: int) -> None:
         self.range_index = index
         self._chart_at = 0.0
-        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.console.refresh_screen()
 
     def _kind(self) -> str | None:
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         try:
             return str(engine.settings.target(self.target).kind) if engine else None
         except KeyError:

@@ -8,12 +8,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.screens.base import ConsoleModal
 
-class FaultScreen(ModalScreen[None]):
+
+class FaultScreen(ConsoleModal[None]):
     """Enter (or the fault's number) toggles a fault; c clears all; Esc closes."""
 
     BINDINGS = [
@@ -46,7 +47,7 @@ class FaultScreen(ModalScreen[None]):
         ]
 
     def _active(self) -> frozenset[str]:
-        demo: Any = getattr(self.app, "demo", None)
+        demo: Any = self.console.demo
         return demo.active if demo is not None else frozenset()
 
     def _redraw(self) -> None:
@@ -58,18 +59,18 @@ class FaultScreen(ModalScreen[None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:
-            self.app.toggle_fault(event.option.id)  # type: ignore[attr-defined]
+            self.console.toggle_fault(event.option.id)
             self._redraw()
 
     def action_toggle(self, index: int) -> None:
         from console.demo.stack import FAULTS
 
         if 0 <= index < len(FAULTS):
-            self.app.toggle_fault(FAULTS[index])  # type: ignore[attr-defined]
+            self.console.toggle_fault(FAULTS[index])
             self._redraw()
 
     def action_clear(self) -> None:
-        self.app.clear_faults()  # type: ignore[attr-defined]
+        self.console.clear_faults()
         self._redraw()
 
     def action_cursor_down(self) -> None:

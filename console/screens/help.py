@@ -9,8 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from console.screens.base import ConsoleModal
 
 EXTRA_KEYS = [
     ("↑ ↓ ← → / h j k l", "move the cursor"),
@@ -52,7 +53,7 @@ def binding_rows(screen: Any) -> list[tuple[str, str]]:
     return [(" ".join(labels), desc) for desc, labels in rows.items()]
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ConsoleModal[None]):
     """A modal list of keys; Esc, q or ? closes it."""
 
     BINDINGS = [

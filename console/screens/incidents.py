@@ -8,15 +8,12 @@ desk is created on first use (``i``) and lives on the app.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -24,67 +21,21 @@ from console.engine.incidents.book import Incident, StepState
 from console.engine.incidents.postmortem import elapsed
 from console.engine.model import SEVERITIES
 from console.engine.text.sanitize import one_line
+from console.screens.base import ConsoleModal, ConsoleScreen
 from console.screens.prompt import TextPrompt
+
+if TYPE_CHECKING:
+    from console.app import OpsConsoleApp
+    from console.engine.incidents.book import IncidentDesk
 
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
 
-async def get_desk(app: Any) -> Any:
-    """The app's IncidentDesk, opening the journal (off the loop) on first use.
-
-    Two screens mounting at once must share one journal, hence the lock.
-    """
-    lock = getattr(app, "_incident_desk_lock", None)
-    if lock is None:
-        lock = app._incident_desk_lock = asyncio.Lock()
-    async with lock:
-        desk = getattr(app, "incident_desk", None)
-        if desk is None:
-            desk = await _open_desk(app)
-        return desk
-
-
-async def _open_desk(app: Any) -> Any:
-    from console.engine.errors import ConfigError
-    from console.engine.incidents.book import IncidentBook, IncidentDesk
-    from console.engine.incidents.playbooks import load_playbooks
-    from console.engine.storage.journal import Journal
-
-    try:
-        playbooks = await asyncio.to_thread(load_playbooks)
-    except ConfigError as exc:
-        app.notify(f"playbooks: {exc.issues[0].format()} (+ours only)", severity="error",
-                   markup=False, timeout=10)
-        from pathlib import Path
-
-        playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
-    clock = getattr(app, "clock", None) or time.time
-    journal = Journal(clock=clock)
-    try:
-        report = await asyncio.to_thread(journal.open)
-    except OSError as exc:  # an unwritable data dir: say so, never crash the console
-        from console.engine.text.redact import describe_exception
-
-        journal.close_sync()
-        app.notify(f"incident journal unavailable ({journal.path}): "
-                   f"{describe_exception(exc)}", severity="error", markup=False, timeout=15)
-        return None
-    if not report.clean:
-        app.notify(f"journal: {report.describe()}", severity="warning", markup=False,
-                   timeout=15)
-    desk = IncidentDesk(journal, IncidentBook(playbooks, clock=clock))
-    app.incident_desk = desk
-    app.run_worker(journal.follow(), name="journal-follow", group="journal",
-                   exit_on_error=False)
-    return desk
-
-
-async def close_desk(app: Any) -> None:
-    """Stop the journal's writer (everything appended is already on disk)."""
-    desk = getattr(app, "incident_desk", None)
-    if desk is not None:
-        with contextlib.suppress(Exception):
-            await desk.journal.close()
+async def get_desk(app: OpsConsoleApp) -> IncidentDesk | None:
+    """The runtime's incident desk, once the runtime has started; None when the journal
+    cannot be opened (the runtime has said why)."""
+    await app.runtime_ready.wait()
+    return None if app.runtime is None else await app.runtime.open_desk()
 
 
 def inline_markdown(text: str) -> Content:
@@ -136,8 +87,8 @@ def sync_options(ol: OptionList, rows: list[tuple[str, str]],
     return True
 
 
-def _now(screen: Any) -> float:
-    return float(screen.app.clock())
+def _now(screen: ConsoleScreen[None] | ConsoleModal[None]) -> float:
+    return float(screen.console.clock())
 
 
 def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
@@ -170,7 +121,7 @@ def incident_line(inc: Incident, now: float) -> str:
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 
-class KpiScreen(ModalScreen[None]):
+class KpiScreen(ConsoleModal[None]):
     """The playbook's KPIs over the last 7 days (as ``opsconsole report``); Esc closes."""
 
     DEFAULT_CSS = """
@@ -189,14 +140,14 @@ class KpiScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         from console.engine.incidents.kpis import compute, format_text
 
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         k = compute(self.desk.book, since=self.since, now=_now(self),
                     store=engine.store if engine is not None else None)
         with VerticalScroll(id="kpi-body"):
             yield Static(Content(format_text(k).rstrip()), id="kpi-text")
 
 
-class IncidentListScreen(Screen[None]):
+class IncidentListScreen(ConsoleScreen[None]):
     """Open incidents, most severe first; Enter opens one, o opens a new one by hand."""
 
     DEFAULT_CSS = """
@@ -222,7 +173,7 @@ class IncidentListScreen(Screen[None]):
     _shown: list[tuple[str, str]] = []  # replaced on each redraw, never mutated
 
     async def on_mount(self) -> None:
-        self.desk = await get_desk(self.app)
+        self.desk = await get_desk(self.console)
         if self.desk is None:
             self.query_one("#incidents-title", Static).update(
                 Content("Incidents · the journal cannot be opened (see the message)"))
@@ -290,7 +241,7 @@ class IncidentListScreen(Screen[None]):
         self.query_one(OptionList).action_cursor_up()
 
 
-class IncidentScreen(Screen[None]):
+class IncidentScreen(ConsoleScreen[None]):
     """One incident: steps with countdowns, the next one marked ▶, overdue ones flagged."""
 
     DEFAULT_CSS = """
@@ -327,7 +278,7 @@ class IncidentScreen(Screen[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.desk = await get_desk(self.app)
+        self.desk = await get_desk(self.console)
         if self.desk is not None:
             self.set_interval(TICK, self.redraw, name="incident-tick")
             self.redraw()
@@ -453,7 +404,7 @@ class IncidentScreen(Screen[None]):
         """Attach the current values of the incident's targets' metrics (all targets' when
         the incident names none) to the timeline."""
         inc = self.incident
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         if inc is None or engine is None:
             self.notify("no metrics yet", timeout=3)
             return
@@ -519,13 +470,13 @@ class IncidentScreen(Screen[None]):
         if step is None:
             return
         link = step.section.items[int(cur[3])].link
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         target = resolve_link(link, engine, inc.targets) if link else None
         if target is None:
             if link:
                 self.notify(f"nothing to open for {link}", timeout=3)
             return
-        self.app.open_target(target)  # type: ignore[attr-defined]
+        self.console.open_target(target)
 
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()

@@ -17,13 +17,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.logs.query import LogQuery, parse_query, search_lines
 from console.engine.logs.tail import LogLine
 from console.engine.text.sanitize import clean, one_line
+from console.screens.base import ConsoleModal, ConsoleScreen
 
 SHOWN = 500  # rows in the list: the latest matches
 KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}
@@ -49,7 +49,7 @@ def pretty(line: LogLine) -> str:
     return clean(body.decode(), max_len=20_000, newlines=True)
 
 
-class LineDetail(ModalScreen[None]):
+class LineDetail(ConsoleModal[None]):
     """A line's JSON, scrollable; Esc or Enter closes."""
 
     DEFAULT_CSS = """
@@ -72,7 +72,7 @@ class LineDetail(ModalScreen[None]):
         self.dismiss(None)
 
 
-class LogsScreen(Screen[None]):
+class LogsScreen(ConsoleScreen[None]):
     """Recent lines of one log target filtered by a query; newest at the bottom."""
 
     DEFAULT_CSS = """
@@ -119,8 +119,7 @@ class LogsScreen(Screen[None]):
     # -- data -------------------------------------------------------------------------------
 
     def _now(self) -> float:
-        clock = getattr(self.app, "clock", None)
-        return float(clock()) if callable(clock) else time.time()
+        return float(self.engine.clock())
 
     def _probe(self) -> Any:
         probe = self.engine.probe(self.target) if self.engine is not None else None

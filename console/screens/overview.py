@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from console.engine.model import Status
+from console.screens.base import ConsoleScreen
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
+
+if TYPE_CHECKING:
+    from console.engine.runtime import Runtime
 
 
 def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
@@ -34,7 +37,7 @@ def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
     return Content(text)
 
 
-class OverviewScreen(Screen[None]):
+class OverviewScreen(ConsoleScreen[None]):
     """Status board on top, metric panels below; `/` filters both."""
 
     BINDINGS = [
@@ -66,20 +69,22 @@ class OverviewScreen(Screen[None]):
         self.query_one("#banner", Static).display = False
         self.query_one(StatusBoard).focus()
         # After this screen's first paint, not before: the first frame must not wait on boot.
-        self.call_after_refresh(self.set_timer, 0.02, self.app.start_boot)  # type: ignore[attr-defined]
+        self.call_after_refresh(self.set_timer, 0.02, self.console.start_boot)
 
-    def refresh_data(self, engine: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
+        engine = runtime.scheduler
         views = engine.snapshot(now)
         self.query_one(StatusBoard).update_rows(views, now)
         board_name, panels = self._dashboard_panels(engine)
         grid = self.query_one(PanelGrid)
         grid.update_panels(engine.panel_views(panels, now=now, seen=grid.seen_keys()))
-        demo = getattr(self.app, "demo", None)
+        demo = self.console.demo
         title = summary_line(views, demo.active if demo is not None else None, board_name)
         if title != self._title:  # an unchanged header costs nothing; layout=False skips relayout
             self._title = title
             self.query_one("#title", Static).update(title, layout=False)
-        problem = getattr(self.app, "config_problem", None)
+        # standing problems: a rejected config edit, a save failing on a full disk…
+        problem = " · ".join(runtime.problems.values()) or None
         banner = self.query_one("#banner", Static)
         if banner.display != bool(problem):
             banner.display = bool(problem)
@@ -105,7 +110,7 @@ class OverviewScreen(Screen[None]):
     def action_dashboard(self, n: int) -> None:
         """Number keys switch dashboards (1…9: the config's, then the playbook's ready-made
         ones); 0 shows every panel. A missing number lists them all on one line."""
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         boards = engine.settings.dashboards if engine is not None else []
         if n and n > len(boards):
             listing = " · ".join(f"{i} {b.name}" for i, b in enumerate(boards, 1))
@@ -114,7 +119,7 @@ class OverviewScreen(Screen[None]):
                         timeout=5, markup=False)  # names are config text, not markup
             return
         self.dashboard = n
-        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.console.refresh_screen()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -145,20 +150,20 @@ class OverviewScreen(Screen[None]):
         board = self.query_one(StatusBoard)
         name = board.current_target() if hasattr(board, "current_target") else None
         if name:
-            self.app.open_target(name)  # type: ignore[attr-defined]
+            self.console.open_target(name)
 
     def on_status_board_target_selected(self, message: Any) -> None:
-        self.app.open_target(message.name)  # type: ignore[attr-defined]
+        self.console.open_target(message.name)
 
     def on_panel_grid_panel_selected(self, message: Any) -> None:
-        engine = getattr(self.app, "engine", None)
+        engine = self.console.scheduler
         if engine is None:
             return
         for panel in engine.settings.panels:
             if panel.key == message.key:
-                self.app.open_target(panel.target)  # type: ignore[attr-defined]
+                self.console.open_target(panel.target)
                 return
 
     def on_panel_grid_viewport_moved(self, message: Any) -> None:
         # panels scrolled in were skipped while off screen: fetch fresh views at once
-        self.app.refresh_screen()  # type: ignore[attr-defined]
+        self.console.refresh_screen()

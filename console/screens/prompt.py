@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from console.screens.base import ConsoleModal
 
-class LinePrompt(ModalScreen[str | None]):
+
+class LinePrompt(ConsoleModal[str | None]):
     """A label and one Input; Enter dismisses with the stripped text (None if blank).
 
     Subclasses give the Esc binding (each with its own id, which a keymap refers to),

@@ -14,7 +14,6 @@ from console.engine.alerting.history import (
     AlertHistory,
     describe_duration,
     format_span,
-    history_path,
     ongoing,
     read_episodes,
     rotated,
@@ -24,6 +23,7 @@ from console.engine.alerting.rules import RuleSet, TargetInfo
 from console.engine.alerting.service import AlertService
 from console.engine.config.loader import load_config_text
 from console.engine.config.rules import Rule
+from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
 from console.engine.storage.store import MetricStore
 from console.engine.text.fmt import format_duration
@@ -54,8 +54,10 @@ def test_format_span() -> None:
         "450ms", "12m03s", "2h05m", "1d2h"]
     assert describe_duration({"duration_s": 250, "ongoing": True}) == "ongoing 4m 10s"
     assert describe_duration({"duration_s": 723}) == "12m 03s"
-    assert history_path(Path("/d/alerts.json")) == Path("/d/alerts-history.jsonl")
-    assert history_path(Path("/d/alerts-demo.json")) == Path("/d/alerts-demo-history.jsonl")
+    paths = DataPaths(Path("/d"))  # the history sits beside the state it completes
+    assert (paths.alert_state, paths.alert_history) == (
+        Path("/d/alerts.json"), Path("/d/alerts-history.jsonl"))
+    assert paths.demo().alert_history == Path("/d/demo/alerts-history.jsonl")
 
 
 def test_episode_from_fire_ack_resolve_with_peak() -> None:
@@ -178,7 +180,7 @@ async def _record(hist: AlertHistory, ep: dict[str, Any]) -> bool:
 
 def service(tmp_path: Path, clock: Clock) -> AlertService:
     settings = load_config_text(dead_api_config(success_threshold=1))
-    return AlertService(Scheduler(settings, clock=clock), state_path=tmp_path / "alerts.json")
+    return AlertService(Scheduler(settings, clock=clock), paths=DataPaths(tmp_path))
 
 
 async def until(cond: Any, limit: float = 5.0) -> None:

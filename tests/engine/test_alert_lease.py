@@ -19,6 +19,7 @@ import pytest
 
 from console.engine.alerting.service import AlertService
 from console.engine.config.loader import load_config_text
+from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
 from console.engine.storage.lease import Lease, describe_owner
 from tests.alerttools import HookSite, dead_api_config, webhook_config
@@ -181,7 +182,7 @@ def follower_view(cfg: Path, data: Path, owner_pid: int) -> None:
     settings = load_config_text(cfg.read_text())
 
     async def look() -> None:
-        svc = AlertService(Scheduler(settings), state_path=data / "alerts.json", tick=0.1)
+        svc = AlertService(Scheduler(settings), paths=DataPaths(data), tick=0.1)
         await svc.start()
         try:
             assert svc.following
@@ -214,9 +215,9 @@ async def until_true(cond: Any, limit: float = 5.0) -> None:
 async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -> None:
     settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
-    owner = AlertService(Scheduler(settings), state_path=state, tick=0.05)
+    owner = AlertService(Scheduler(settings), paths=DataPaths(state.parent), tick=0.05)
     await owner.start()
-    follower = AlertService(Scheduler(settings), state_path=state, tick=0.05)
+    follower = AlertService(Scheduler(settings), paths=DataPaths(state.parent), tick=0.05)
     await follower.start()
     owner2 = None
     try:
@@ -245,7 +246,7 @@ async def test_follower_requests_are_applied_once_by_the_owner(tmp_path: Path) -
         await follower.stop()
         await owner.stop()
         # A new owner finds the (recent) requests in the file but applies none again.
-        owner2 = AlertService(Scheduler(settings), state_path=state, tick=0.05)
+        owner2 = AlertService(Scheduler(settings), paths=DataPaths(state.parent), tick=0.05)
         await owner2.start()
         assert owner2.evaluating
         await asyncio.sleep(0.2)

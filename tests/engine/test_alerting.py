@@ -15,6 +15,7 @@ from aiohttp import web
 from console.engine.alerting.notify import Notifier
 from console.engine.alerting.service import AlertService
 from console.engine.config.loader import load_config_text
+from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
 from tests.alerttools import webhook_config
 
@@ -89,7 +90,7 @@ async def test_restart_keeps_alert_state_and_sends_nothing_twice(
 
     async def console(seconds: float | None, cond: Any = None) -> AlertService:
         engine = Scheduler(settings)
-        service = AlertService(engine, tick=0.2, state_path=tmp_path / "alerts.json",
+        service = AlertService(engine, tick=0.2, paths=DataPaths(tmp_path),
                                notifier=Notifier(tmp_path / "outbox.sqlite",
                                                  settings.alerting.receivers))
         await engine.start()
@@ -184,7 +185,8 @@ async def test_a_transition_is_saved_off_the_event_loop(
     settings = load_config_text(webhook_config(base))
     engine = Scheduler(settings)
     path = tmp_path / "alerts.json"
-    service = AlertService(engine, tick=5.0, state_path=path)  # no tick write in the window
+    # a tick of 5 s: no tick writes the state within the test's window
+    service = AlertService(engine, tick=5.0, paths=DataPaths(path.parent))
     writers: list[str] = []
     real = service.write_state
 

@@ -11,13 +11,12 @@ import pytest
 
 from console.engine.config.loader import (
     check_text,
-    default_config_path,
-    find_config,
     load_config,
     load_config_text,
     locate_keys,
     validate_file,
 )
+from console.engine.config.locate import default_config_path, find_config
 from console.engine.config.schema import (
     HttpTarget,
     PostgresTarget,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from console.engine.storage.store import MetricStore, default_store_path
+from console.engine.storage.store import MetricStore
 
 T0 = 1_699_999_200.0  # a multiple of 3600: bucket edges fall on round offsets from T0
 DAY = 86_400
@@ -484,14 +484,6 @@ def test_two_hundred_series_fit_the_budget() -> None:
 
 
 # --------------------------------------------------------------------------- persistence
-
-
-def test_default_store_path_respects_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(tmp_path / "data"))
-    assert default_store_path() == tmp_path / "data" / "history.npz"
-    monkeypatch.delenv("OPSCONSOLE_DATA_DIR")
-    assert default_store_path().name == "history.npz"
-    assert "opsconsole" in str(default_store_path())
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ async def wait_ready(pilot: Pilot[Any], *, results: bool = True) -> float:
     app: Any = pilot.app
 
     def ready() -> bool:
-        engine = app.engine
+        engine = app.scheduler
         if engine is None:
             return False
         views = engine.snapshot()

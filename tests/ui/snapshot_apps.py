@@ -230,9 +230,9 @@ def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
 
     async def run_before(pilot: Pilot[Any]) -> None:
         app: Any = pilot.app
-        await wait_for(pilot, lambda: app.engine is not None and app.engine._running
-                       and len(app.engine.names()) == 6, 10, "engine started")
-        feed(app.engine)
+        await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler._running
+                       and len(app.scheduler.names()) == 6, 10, "engine started")
+        feed(app.scheduler)
         app.refresh_screen()
         # The panel grid paces sparkline-only repaints (2 s), so sparklines fed after the
         # first frame would show or not depending on timing. A width change relays the
@@ -243,7 +243,7 @@ def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
         await pilot.pause()
         if detail:
             if isinstance(detail, str):  # that target's row on the board
-                names = app.engine.names()
+                names = app.scheduler.names()
                 await pilot.press(*["down"] * names.index(detail))
             await pilot.press("enter")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "DetailScreen", 5,

@@ -44,7 +44,7 @@ async def test_o_on_a_firing_alert_opens_its_incident() -> None:
         await pilot.press("o")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5.0,
                        "the incident screen opens")
-        desk = app.incident_desk
+        desk = app.desk
         incident = desk.book.get(app.screen.incident_id)
         assert incident is not None
         assert incident.severity == "P0"

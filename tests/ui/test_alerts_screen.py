@@ -16,6 +16,7 @@ from console.engine.alerting.rules import RuleSet, TargetInfo
 from console.engine.alerting.service import AlertService
 from console.engine.config.loader import load_config_text
 from console.engine.config.rules import Rule
+from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
 from console.engine.storage.store import MetricStore
 from console.screens.alerts import AlertsScreen, alert_line, episode_line, parse_silence
@@ -198,9 +199,10 @@ async def test_follower_is_labelled_forwards_actions_then_takes_over(tmp_path: P
     reach the owner, and once the owner stops it takes over the same state."""
     settings = load_config_text(dead_api_config())
     state = tmp_path / "alerts.json"
-    owner = AlertService(Scheduler(settings), state_path=state, tick=0.1, role="headless")
+    owner = AlertService(Scheduler(settings), paths=DataPaths(state.parent), tick=0.1,
+                         role="headless")
     await owner.start()
-    follower = AlertService(Scheduler(settings), state_path=state, tick=0.1)
+    follower = AlertService(Scheduler(settings), paths=DataPaths(state.parent), tick=0.1)
     await follower.start()
     try:
         assert follower.following

@@ -6,6 +6,9 @@ tests/faultservers.py on 127.0.0.1. Waits are bounded loops of short pauses (app
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import themes
 from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config, load_config_text
 from console.engine.model import Status
+from console.engine.paths import DataPaths
 from console.screens.detail import RANGES, DetailScreen
 from console.screens.faults import FaultScreen
 from console.screens.help import HelpScreen
@@ -119,7 +123,7 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
 
 
 def _expected_panels(app: Any, needle: str) -> list[str]:
-    return [p.key for p in app.engine.panel_views()
+    return [p.key for p in app.scheduler.panel_views()
             if needle in " ".join((p.key, p.title, p.target, p.metric, p.state)).lower()]
 
 
@@ -297,7 +301,7 @@ async def test_injected_fault_shows_on_the_board_within_an_interval(
         injected = time.monotonic()
 
         def shown() -> bool:
-            views = {v.name: v for v in app.engine.snapshot()}
+            views = {v.name: v for v in app.scheduler.snapshot()}
             return (views["api-health"].status is state
                     and _board(app).cell_text("api-health", "state") == label)
 
@@ -361,7 +365,7 @@ async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> No
         await wait_for(pilot, lambda: not app.is_running, 5, "q quits")
     assert app.return_code == 0
     assert app.demo is not None
-    assert not app.engine._running
+    assert not app.scheduler._running
 
 
 async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
@@ -369,7 +373,7 @@ async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
         path = http_config(tmp_path / "config.toml", {"api": srv.url("/health")})
         app = OpsConsoleApp(settings=load_config(path), history=False)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await wait_for(pilot, lambda: app.engine is not None, 10, "engine")
+            await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine")
             await pilot.press("f")
             assert isinstance(app.screen, OverviewScreen)
             messages = [n.message for n in app._notifications]
@@ -401,7 +405,7 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
             banner = app.screen.query_one("#banner", Static)
             assert board.shown_targets == ["api", "web"]
             assert not banner.display
-            await wait_for(pilot, lambda: app._watcher is not None, 5, "watcher started")
+            await wait_for(pilot, lambda: app.runtime.watcher is not None, 5, "watcher started")
 
             http_config(path, {**targets, "cache": srv.url("/cache")})
             took = await wait_for(
@@ -423,7 +427,7 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
             shown = _static_text(banner)
             assert shown == problem
             await wait_screen(pilot, lambda t: "config edit rejected" in t, "banner on screen")
-            assert app.engine.names() == ["api", "web", "cache"]  # unchanged
+            assert app.scheduler.names() == ["api", "web", "cache"]  # unchanged
             assert board.shown_targets == ["api", "web", "cache"]
             assert app.settings.target("api").interval == 1.0
 
@@ -432,6 +436,38 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
                            RELOAD_S, "the fixed config clears the banner")
             await wait_screen(pilot, lambda t: "config edit rejected" not in t, "banner gone")
             assert board.shown_targets == ["api", "web", "cache"]
+
+
+async def test_a_history_save_failing_on_a_full_disk_is_shown_and_the_console_runs_on(
+    tmp_path: Path,
+) -> None:
+    """It ended the TUI: the 5-minute save raised into Textual's timer."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = await asyncio.to_thread(
+        subprocess.run, ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+        capture_output=True, text=True, timeout=10)
+    assert mount.returncode == 0, f"cannot mount a small tmpfs: {mount.stderr}"
+    try:
+        async with json_server() as srv:
+            path = http_config(tmp_path / "config.toml", {"api": srv.url("/api")})
+            app = OpsConsoleApp(settings=load_config(path), paths=DataPaths(disk))
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_ready(pilot)
+                with contextlib.suppress(OSError):
+                    (disk / "filler").write_bytes(b"\0" * 16 * 1024 * 1024)
+                app.runtime.store.record("api:extra", time.time(), 1.0)  # something to save
+                assert not await app.runtime.save_history()
+                await wait_screen(pilot, lambda t: "metric history not saved" in t,
+                                  "the failed save on the overview's banner")
+                assert app.is_running
+                (disk / "filler").unlink()
+                assert await app.runtime.save_history()
+                await wait_screen(pilot, lambda t: "metric history not saved" not in t,
+                                  "the banner clears once a save works again")
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(disk)],
+                                capture_output=True, timeout=10)
 
 
 # -- remote text is literal -------------------------------------------------------------------

@@ -57,17 +57,17 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     exporter.hit("/api/users", 200, 1, 0.01)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
+        await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
                        "engine started")
-        state = app.engine._states["api"]
-        app.engine.record(state, await state.probe.check())
+        state = app.scheduler._states["api"]
+        app.scheduler.record(state, await state.probe.check())
         # Between the two scrapes: users busiest and clean; orders failing 20 %; search 2 %.
         exporter.hit("/api/users", 200, 300, 0.02)
         exporter.hit("/api/orders", 200, 40, 0.3)
         exporter.hit("/api/orders", 503, 10, 0.3)
         exporter.hit("/api/search", 200, 98, 0.07)
         exporter.hit("/api/search", 500, 2, 0.07)
-        app.engine.record(state, await state.probe.check())
+        app.scheduler.record(state, await state.probe.check())
 
         app.push_screen(DetailScreen("web"))
         await pilot.pause()
@@ -124,7 +124,7 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
 
         # A third scrape: the table follows it on the app's refresh.
         exporter.hit("/api/new-thing", 200, 5000, 0.01)
-        app.engine.record(state, await state.probe.check())
+        app.scheduler.record(state, await state.probe.check())
         await pilot.press("shift+tab")
         text = await wait_screen(pilot, lambda t: "/api/new-thing" in t, "live refresh")
         assert "[1] ENDPOINTS" in text

@@ -21,7 +21,7 @@ async def test_number_keys_switch_dashboards() -> None:
     app: Any = demo_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_ready(pilot)
-        settings = app.engine.settings
+        settings = app.scheduler.settings
         assert len(settings.dashboards) >= 2, "the demo config defines dashboards"
         grid = app.screen.query_one(PanelGrid)
         every = [p.key for p in settings.panels]
@@ -45,7 +45,7 @@ async def test_number_keys_reach_the_four_playbook_dashboards_and_list_them() ->
     app: Any = demo_app()
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await wait_ready(pilot, results=False)
-        boards = app.engine.settings.dashboards
+        boards = app.scheduler.settings.dashboards
         assert tuple(b.name for b in boards) == READY_MADE
         grid = app.screen.query_one(PanelGrid)
         for n, board in enumerate(boards, 1):
@@ -67,8 +67,8 @@ async def test_a_config_without_dashboards_gets_the_ready_made_ones_on_number_ke
     assert settings.dashboards == []
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None, 15.0, "engine started")
-        engine: Any = app.engine
+        await wait_for(pilot, lambda: app.scheduler is not None, 15.0, "engine started")
+        engine: Any = app.scheduler
         boards = engine.settings.dashboards
         # postgres, redis and three HTTP targets, no host and no business metric.
         assert [b.name for b in boards] == ["Application overview", "Database performance"]
@@ -117,8 +117,8 @@ async def test_panels_off_screen_are_not_recomputed_until_they_scroll_in() -> No
         "<many panels>")
     app = OpsConsoleApp(settings=settings, history=False, poll=False, clock=lambda: t[0])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None, 15.0, "engine started")
-        engine: Any = app.engine
+        await wait_for(pilot, lambda: app.scheduler is not None, 15.0, "engine started")
+        engine: Any = app.scheduler
         grid = app.screen.query_one(PanelGrid)
         await wait_for(pilot, lambda: len(grid.shown_keys) == 30, 5.0, "every panel")
 

@@ -43,13 +43,13 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
     waiting = asyncio.create_task(waiter.execute("SELECT pg_advisory_lock($1)", key))
     try:
         async with app.run_test(size=(120, 32)) as pilot:
-            await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
                            "engine started")
             await asyncio.sleep(0.4)  # past slow_query
-            state = app.engine._states["db"]
+            state = app.scheduler._states["db"]
             result = await state.probe.check()
             assert result.error is None
-            app.engine.record(state, result)
+            app.scheduler.record(state, result)
 
             app.push_screen(DetailScreen("web"))
             await pilot.pause()
@@ -130,12 +130,12 @@ async def test_redis_drill_down_shows_keyspace_slowlog_and_state(ui_env: None) -
         settings = Settings(targets=[RedisTarget(name="cache", url=server.url)])
         app = OpsConsoleApp(settings=settings, history=False, poll=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.engine is not None and app.engine.names(), 15,
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
                            "engine started")
-            state = app.engine._states["cache"]
-            app.engine.record(state, await state.probe.check())
+            state = app.scheduler._states["cache"]
+            app.scheduler.record(state, await state.probe.check())
             data.set("[b]marker[/b]", "secret-value")
-            app.engine.record(state, await state.probe.check())
+            app.scheduler.record(state, await state.probe.check())
             app.push_screen(DetailScreen("cache"))
             await pilot.pause()
             await pilot.press("d")

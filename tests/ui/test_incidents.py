@@ -191,9 +191,9 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None, 10, "engine started")
-        app.engine.store.record("api:error_pct", clock(), 62.5)
-        app.engine.store.record("api:latency_ms", clock(), 12.5)
+        await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine started")
+        app.scheduler.store.record("api:error_pct", clock(), 62.5)
+        app.scheduler.store.record("api:latency_ms", clock(), 12.5)
         await _open_list(pilot)
         inc = await app.screen.desk.open("API errors", "P1")  # type: ignore[attr-defined]
         app.push_screen(IncidentScreen(inc.id))
@@ -335,7 +335,7 @@ async def test_restart_brings_incidents_back_and_another_console_is_seen(
                                                    clock=clock))
             await bob.mitigate(iid)
             t0 = time.monotonic()
-            mine = app2.incident_desk.book
+            mine = app2.desk.book
             await wait_for(pilot, lambda: mine.get(iid).mitigated_at is not None, 3,
                            "bob's mitigation in this console's journal view")
             seen = time.monotonic() - t0
@@ -402,9 +402,9 @@ async def test_open_incidents_are_on_the_first_screen_after_a_restart(
         banner = app.screen.query_one("#alert-banner")
         assert banner.has_class("-warn")  # an incident, not a firing alert: not red
         # resolved elsewhere (here: through the app's own desk): the banner goes
-        await app.incident_desk.resolve(inc.id)
-        others = app.incident_desk.book.open_incidents()
+        await app.desk.resolve(inc.id)
+        others = app.desk.book.open_incidents()
         for other in others:
-            await app.incident_desk.resolve(other.id)
+            await app.desk.resolve(other.id)
         app.refresh_screen()
         await wait_for(pilot, lambda: "⚑" not in screen_text(app), 5, "no banner")

@@ -20,7 +20,7 @@ async def test_app_opens_logs_with_capital_l(tmp_path: Path) -> None:
         {"name": "this-host", "kind": "host", "interval": "2s"}]})
     app = OpsConsoleApp(settings=settings, history=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None, 10, "engine")
+        await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine")
         with p.open("a") as f:
             f.write(rec("error", "Gemini API failed"))
         await pilot.press("L")

@@ -39,11 +39,6 @@ DEFAULT_SINCE = 30 * 86400.0
 REQUEST_TTL = 120.0  # an owner starting up applies requests at most this old
 
 
-def history_path(state_path: Path) -> Path:
-    """``alerts.json`` → ``alerts-history.jsonl`` (``alerts-demo.json`` → ``alerts-demo-…``)."""
-    return state_path.with_name(f"{state_path.stem}-history.jsonl")
-
-
 def rotated(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 

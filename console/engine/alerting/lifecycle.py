@@ -298,11 +298,22 @@ class Alerts:
         # episodes that resolved but are not yet durably in the history (the service drains
         # them; they are saved with the state so a crash in between replays them)
         self.closed: list[dict[str, Any]] = []
+        self._add_maintenance()
+
+    def _add_maintenance(self) -> None:
         for i, w in enumerate(self.cfg.maintenance):
             sid = f"maintenance-{i + 1}"
             self._silences[sid] = Silence(
                 sid, tuple(parse_matcher(m) for m in w.matchers), w.start.timestamp(),
                 w.end.timestamp(), w.by, w.reason or "maintenance window")
+
+    def reconfigure(self, alerting: AlertingSection) -> None:
+        """A reloaded `[alerting]`: its maintenance windows replace the config's old ones
+        (silences set by operators stay), and every other setting applies from now on."""
+        self.cfg = alerting
+        for sid in [k for k in self._silences if k.startswith("maintenance-")]:
+            del self._silences[sid]
+        self._add_maintenance()
 
     # -- queries -------------------------------------------------------------------------------
 

@@ -560,17 +560,33 @@ class Notifier:
     ) -> None:
         self.outbox = Outbox(path)
         self.backoff_first = backoff_first
+        self.clock = clock
+        self._env = env
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+        self._last_send: dict[str, float] = {}
+        self._health: dict[str, ReceiverHealth] = {}
+        self._set_receivers(receivers)
+
+    def _set_receivers(self, receivers: Sequence[Receiver]) -> None:
+        env = self._env
         self.receivers = {r.name: r for r in receivers}
         self._urls = {r.name: expand_url(r.url, env) for r in receivers}
         self._sids = {r.name: expand(r.account_sid or "", env) for r in receivers}
         self._tokens = {r.name: expand(r.auth_token or "", env) for r in receivers}
         self._smtp_pw = {r.name: expand(r.smtp_password or "", env) for r in receivers}
-        self.clock = clock
-        self._health = {r.name: ReceiverHealth(r.name) for r in receivers}
+        self._health = {r.name: self._health.get(r.name) or ReceiverHealth(r.name)
+                        for r in receivers}
         self._wake = {r.name: asyncio.Event() for r in receivers}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
-        self._last_send: dict[str, float] = {}
+
+    async def reconfigure(self, receivers: Sequence[Receiver]) -> None:
+        """A reloaded config's receivers: workers restart on the new list; what waits in
+        the outbox for a receiver that still exists is sent, the rest stays on record."""
+        running = bool(self._tasks)
+        await self._stop_workers()
+        self._set_receivers(receivers)
+        if running:
+            self._start_workers()
 
     # -- producing ------------------------------------------------------------------------
 
@@ -602,16 +618,22 @@ class Notifier:
     async def start(self) -> None:
         """One worker per receiver, on the running loop."""
         self._client = httpx.AsyncClient(follow_redirects=False)
+        self._start_workers()
+
+    def _start_workers(self) -> None:
         for name in self.receivers:
             self._tasks.append(asyncio.create_task(self._worker(name), name=f"notify:{name}"))
 
-    async def stop(self) -> None:
+    async def _stop_workers(self) -> None:
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+
+    async def stop(self) -> None:
+        await self._stop_workers()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Container
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,13 +31,13 @@ import orjson
 from console.engine.alerting.history import (
     AlertHistory,
     append_request,
-    history_path,
     ongoing,
     read_episodes,
 )
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
 from console.engine.model import CheckResult
+from console.engine.paths import DataPaths
 from console.engine.storage.fileio import atomic_write
 from console.engine.storage.lease import Lease, describe_owner
 
@@ -49,17 +48,15 @@ class AlertService:
     """Alerting attached to a running Scheduler; `alerts` is the live state screens read."""
 
     def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
-                 state_path: Path | None = None, role: str = "tui",
+                 paths: DataPaths | None = None, role: str = "tui",
                  lease: bool = True) -> None:
         self.engine = engine
-        self.state_path = Path(state_path) if state_path is not None else None
-        # Without a state file there is nothing to share: evaluate alone ("solo").
+        # Without a data directory there is nothing to share: evaluate alone ("solo").
+        self.state_path = paths.alert_state if paths is not None else None
+        self.history_path = paths.alert_history if paths is not None else None
         self.lease: Lease | None = None
-        self.history_path: Path | None = None
-        if self.state_path is not None:
-            self.history_path = history_path(self.state_path)
-            if lease:
-                self.lease = Lease(self.state_path.with_suffix(".lease"), role=role)
+        if paths is not None and lease:
+            self.lease = Lease(paths.lease, role=role)
         # solo, or with a lease: starting → owner | follower → … → stopped
         self.role = "solo" if self.lease is None else "starting"
         self.owner_info: dict[str, Any] | None = None
@@ -268,9 +265,19 @@ class AlertService:
                 self._save_lock.release()
 
     def apply(self, settings: Any) -> None:
-        """Config reload: new rules and alerting settings, alert state kept."""
+        """Config reload: new rules and the whole `[alerting]` section (maintenance windows,
+        acknowledgement, flapping and escalation settings); alert state kept."""
         self.ruleset = RuleSet.from_settings(settings)
         self.core.ruleset = self.ruleset
+        self.alerts.reconfigure(settings.alerting)
+        self.version += 1
+
+    async def attach_notifier(self, notifier: Any) -> None:
+        """Receivers added by a reload to a console that had none: start sending."""
+        self.notifier = notifier
+        if self.evaluating and not self._notifier_started:
+            await notifier.start()
+            self._notifier_started = True
 
     def run(self, now: float | None = None, *, target: str | None = None,
             skip: Container[str] = ()) -> list[Notification]:

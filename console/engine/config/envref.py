@@ -13,7 +13,7 @@ from console.engine.text.redact import register_secret
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class MissingEnv(KeyError):
+class MissingEnv(KeyError):  # noqa: N818 - reads as the condition, like KeyError
     """A `${VAR}` reference whose variable is not set."""
 
 

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
@@ -31,48 +31,8 @@ from console.engine.text.fmt import format_duration
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "opsconsole"
-ENV_CONFIG = "OPSCONSOLE_CONFIG"
-START_HINT = "opsconsole demo --print-config > {path}   (or pass --config FILE)"
 
 Path_ = tuple[str | int, ...]
-
-# -- finding the file ---------------------------------------------------------------------------
-
-
-def default_config_path() -> Path:
-    """`$OPSCONSOLE_CONFIG`, else `config.toml` in the user's config directory (platformdirs)."""
-    override = os.environ.get(ENV_CONFIG)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir(APP_NAME)) / "config.toml"
-
-
-def find_config(cli_path: str | Path | None) -> Path:
-    """The config file to use: an explicit path must exist; otherwise the default path.
-
-    When there is none, the error tells the operator how to start rather than just "not found".
-    """
-    if cli_path is not None and str(cli_path) != "":
-        path = Path(cli_path).expanduser()
-        if path.is_file():
-            return path
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError([ConfigIssue(
-            file=str(path), line=None, key="", message=f"config file {what}",
-            hint="check the --config path, or start from the demo's: "
-            + START_HINT.format(path=path).split("   ")[0],
-        )])
-    path = default_config_path()
-    if path.is_file():
-        return path
-    raise ConfigError([ConfigIssue(
-        file=str(path), line=None, key="", message=f"no config file found at {path}",
-        hint="start from the demo's: " + START_HINT.format(path=path),
-    )])
-
 
 # -- loading ------------------------------------------------------------------------------------
 
@@ -139,7 +99,7 @@ def check_text(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        schema_errors = list(exc.errors(include_url=False))
+        schema_errors = [dict(e) for e in exc.errors(include_url=False)]
 
     reference_issues = _reference_issues(ctx) + _rule_issues(ctx)
     issues: list[ConfigIssue] = []
@@ -452,7 +412,7 @@ class _Ctx:
 
     def key(self, path: Path_) -> str:
         """`targets[2] (name "api").timeout`: the index plus the item's name, as users see it."""
-        out, node = "", self.data
+        out, node = "", cast(Any, self.data)
         for depth, part in enumerate(path):
             if isinstance(part, int):
                 out += f"[{part}]"

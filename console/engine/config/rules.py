@@ -22,7 +22,7 @@ from pydantic import (
 from console.engine.config.envref import ENV_REF
 from console.engine.lang.durations import parse_duration
 from console.engine.lang.ruleexpr import Expr, parse_expr, parse_matcher
-from console.engine.model import Severity
+from console.engine.model import Severity, TargetKind
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -41,7 +41,7 @@ class Rule(_Strict):
     expr: str
     severity: Severity = "P2"
     targets: list[str] = Field(default_factory=list)
-    kinds: list[Literal["http", "postgres", "redis", "prometheus", "log", "host"]] = Field(
+    kinds: list[TargetKind] = Field(
         default_factory=list)
     for_: Duration = Field(0.0, alias="for", ge=0, le=7 * 86400)
     keep_firing_for: Duration = Field(0.0, ge=0, le=7 * 86400)
@@ -134,7 +134,7 @@ class Receiver(_Strict):
     group_max: int = Field(20, ge=1, le=40)
     digest: Duration = Field(0.0, ge=0, le=7 * 86400, description=(
         "collect digest_severities into one message per period (0: send each at once)"))
-    digest_severities: list[Severity] = Field(default_factory=lambda: ["P3"])
+    digest_severities: list[Severity] = Field(default_factory=lambda: list[Severity](["P3"]))
     logs_url: str | None = None
     metrics_url: str | None = None
     account_sid: str | None = None  # twilio

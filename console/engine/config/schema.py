@@ -19,7 +19,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "proxy-authorization"}
+_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token",
+                   "proxy-authorization"}
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
 _DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
 
@@ -77,7 +78,7 @@ class HttpTarget(TargetBase):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-    expect_status: list[int | str] = Field(default_factory=lambda: ["2xx", "3xx"])
+    expect_status: list[int | str] = Field(default_factory=lambda: list[int | str](["2xx", "3xx"]))
     keyword: str | None = None
     keyword_absent: str | None = None
     down_unless: list[str] = Field(default_factory=list)
@@ -418,10 +419,13 @@ class HostTarget(TargetBase):
         return self
 
 
-Target = Annotated[
-    HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget,
-    Field(discriminator="kind"),
-]
+AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget
+Target = Annotated[AnyTarget, Field(discriminator="kind")]
+# The registry of target kinds: every place that lists kinds reads it (or `TargetKind`).
+TARGET_KINDS: dict[str, type[TargetBase]] = {
+    cls.model_fields["kind"].default: cls
+    for cls in (HttpTarget, PostgresTarget, RedisTarget, PrometheusTarget, LogTarget, HostTarget)
+}
 
 
 class Panel(_Strict):
@@ -479,9 +483,7 @@ class Settings(_Strict):
                     raise ValueError(f"dashboard {d.name!r} refers to unknown panel {k!r}")
         return self
 
-    def target(
-        self, name: str
-    ) -> HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget:
+    def target(self, name: str) -> AnyTarget:
         for t in self.targets:
             if t.name == name:
                 return t

@@ -176,7 +176,7 @@ def builtin_dir() -> Path:
 
 def user_dir() -> Path:
     """``playbooks/`` next to the config file (honours ``$OPSCONSOLE_CONFIG``)."""
-    from console.engine.config.loader import default_config_path
+    from console.engine.config.locate import default_config_path
 
     return default_config_path().parent / "playbooks"
 

@@ -87,7 +87,7 @@ def parse_scrape(
             text_fd_to_metric_families as om_families,
         )
 
-        families: Iterable[object] = om_families(_Lines(text, cancel))  # type: ignore[arg-type]
+        families: Iterable[object] = om_families(_Lines(text, cancel))
     else:
         from prometheus_client.parser import text_fd_to_metric_families
 

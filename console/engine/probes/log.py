@@ -52,13 +52,6 @@ SEED_BYTES = 1_000_000  # first run: error kinds learnt from this much of the fi
 SAVE_EVERY = 60.0  # seconds between saves when only "last seen" order changed
 
 
-def default_state_dir() -> Path:
-    """`log-errors/` beside the metric history (honours $OPSCONSOLE_DATA_DIR)."""
-    from console.engine.storage.store import default_store_path
-
-    return default_store_path().parent / "log-errors"
-
-
 @dataclass(slots=True)
 class _Batch:
     # only the last RING parsed lines are kept: a big catch-up read is counted line by line
@@ -104,8 +97,9 @@ class LogProbe:
         self.errors_total = 0
         self._non_json_seen: deque[str] = deque(maxlen=NON_JSON_SHOWN)
         self._last_t = monotonic()
-        where = Path(state_dir) if state_dir is not None else default_state_dir()
-        self.kinds = ErrorKinds(state_path(where, target.name, target.path))
+        # Without a state directory (a one-shot command) the kinds seen live in memory only.
+        self.kinds = ErrorKinds(None if state_dir is None else
+                                state_path(Path(state_dir), target.name, target.path))
         self._kinds_ready = False
         self._seed_bytes = max(0, seed_bytes)
         self._seed_end: int | None = None  # where following began: the seed reads before it

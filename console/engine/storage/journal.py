@@ -172,13 +172,6 @@ def current_actor(env: Mapping[str, str] | None = None) -> str:
     return _clean_str(actor)
 
 
-def default_journal_path() -> Path:
-    """``journal.jsonl`` next to the metric history (honours ``$OPSCONSOLE_DATA_DIR``)."""
-    from console.engine.storage.store import default_store_path
-
-    return default_store_path().parent / "journal.jsonl"
-
-
 # -- records and reports -------------------------------------------------------------------
 
 
@@ -248,9 +241,9 @@ class Journal:
     second.
     """
 
-    def __init__(self, path: Path | str | None = None, *, clock: Callable[[], float] = time.time,
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time,
                  actor: str | None = None) -> None:
-        self.path = Path(path) if path is not None else default_journal_path()
+        self.path = Path(path)
         self.clock = clock
         self.actor = actor if actor is not None else current_actor()
         self.entries: list[dict[str, Any]] = []

@@ -78,7 +78,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
 from console.engine.errors import ConsoleError
 from console.engine.storage.fileio import fsync_dir
@@ -107,20 +106,8 @@ DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
 
 FILE_FORMAT = "opsconsole-metricstore"
 FILE_VERSION = 1
-_ENV_DATA_DIR = "OPSCONSOLE_DATA_DIR"
 
 _NEG_INF = -math.inf
-
-
-def default_store_path() -> Path:
-    """Where history lives: ``$OPSCONSOLE_DATA_DIR`` if set (tests), else the user data dir."""
-    override = os.environ.get(_ENV_DATA_DIR)
-    base = (
-        Path(override)
-        if override
-        else Path(platformdirs.user_data_dir("opsconsole", appauthor=False))
-    )
-    return base / "history.npz"
 
 
 class _Tier:

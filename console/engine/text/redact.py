@@ -15,10 +15,16 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 _secret_re: re.Pattern[str] | None = None
 
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^\s/@:]*):(?P<pw>[^\s@]*)@", re.I)
-_KEYWORD = re.compile(r"(?P<k>\b(?:password|passwd|pwd|sslpassword|secret|token|api_?key)\s*=\s*)(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.I)
-_QUERY = re.compile(r"(?P<k>[?&](?:password|passwd|pwd|token|access_token|secret|key|api_?key|sig|signature)=)(?P<v>[^&#\s]+)", re.I)
-_AUTH_HEADER = re.compile(r"(?P<k>\b(?:authorization|cookie|x-api-key)\s*[:=]\s*)(?P<v>[^\r\n,;]+)", re.I)
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^\s/@:]*):(?P<pw>[^\s@]*)@", re.I)
+_KEYWORD = re.compile(
+    r"(?P<k>\b(?:password|passwd|pwd|sslpassword|secret|token|api_?key)\s*=\s*)"
+    r"(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.I)
+_QUERY = re.compile(
+    r"(?P<k>[?&](?:password|passwd|pwd|token|access_token|secret|key|api_?key|sig|signature)=)"
+    r"(?P<v>[^&#\s]+)", re.I)
+_AUTH_HEADER = re.compile(
+    r"(?P<k>\b(?:authorization|cookie|x-api-key)\s*[:=]\s*)(?P<v>[^\r\n,;]+)", re.I)
 _SLACK = re.compile(r"(hooks\.slack\.com/services/)[A-Za-z0-9/]+")
 
 

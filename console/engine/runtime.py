@@ -1,0 +1,382 @@
+"""The composition root: the running system built from settings, shared by the TUI and headless.
+
+`Runtime` creates and owns every long-lived part — the metric store and its saved history,
+the scheduler and its probes, alerting with its notifier, the incident desk and its journal,
+the config watcher — under one data directory (`console.engine.paths`). The TUI
+(`console.app`), `opsconsole run --headless` and the headless commands build the same
+runtime, so they cannot drift apart; screens read it, typed, and never hang state on the App.
+
+Nothing here raises into its caller once started: a background step that fails (a save on a
+full disk, a journal that cannot be opened) becomes a `problem` the UI shows and the runtime
+retries, and a reload either applies every section of the config or names what needs a
+restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from console.engine.paths import DataPaths
+
+if TYPE_CHECKING:
+    from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.service import AlertService
+    from console.engine.config.schema import Settings
+    from console.engine.config.watcher import ConfigWatcher
+    from console.engine.errors import ConfigError
+    from console.engine.incidents.book import IncidentDesk
+    from console.engine.scheduler import Scheduler
+    from console.engine.storage.store import MetricStore
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY = 300.0  # metric history: a save rewrites the rollups
+SAVE_RETRY = 30.0  # after a failed save (full or read-only disk)
+NoticeLevel = str  # "information" | "warning" | "error", as Textual's notify() severities
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a reload did: the sections applied, and what only a restart can change."""
+
+    applied: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        text = "config reloaded"
+        if self.applied:
+            text += ": " + ", ".join(self.applied)
+        if self.restart:
+            text += "; restart to apply " + ", ".join(self.restart)
+        return text
+
+
+@dataclass(slots=True)
+class _Listeners:
+    notices: list[Callable[[NoticeLevel, str], None]] = field(default_factory=list)
+    reloads: list[Callable[[Applied], None]] = field(default_factory=list)
+    config_errors: list[Callable[[str], None]] = field(default_factory=list)
+
+
+def _restart_only(old: Settings, new: Settings) -> list[str]:
+    """`[console]` settings read once at start."""
+    out = []
+    for key in ("data_dir", "history"):
+        if getattr(old.console, key) != getattr(new.console, key):
+            out.append(f"[console] {key}")
+    return out
+
+
+class Runtime:
+    """The console's running parts, from `start()` to `stop()`; `apply()` for a new config."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: DataPaths,
+        *,
+        config_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        history: bool = True,
+        poll: bool = True,
+        role: str = "tui",
+        notifications: bool = True,
+        incidents: bool = True,
+        lease: bool = True,
+        save_every: float = SAVE_EVERY,
+    ) -> None:
+        from console.engine.scheduler import Scheduler
+        from console.engine.storage.store import MetricStore
+
+        self.settings = settings
+        self.paths = paths
+        self.config_path = config_path
+        self.clock = clock
+        self.history = history and settings.console.history
+        self.role = role
+        self._poll = poll
+        self._notifications = notifications
+        self._incidents = incidents
+        self._lease = lease
+        self.save_every = save_every
+        self.store: MetricStore = MetricStore(
+            path=paths.metric_history if self.history else None)
+        self.scheduler: Scheduler = Scheduler(
+            settings, store=self.store, clock=clock,
+            state_dir=paths.error_kinds if self.history else None)
+        self.alerting: AlertService | None = None
+        self.notifier: Notifier | None = None
+        self.desk: IncidentDesk | None = None
+        self.watcher: ConfigWatcher | None = None
+        self.problems: dict[str, str] = {}
+        self.version = 0  # bumped when problems change: the UI repaints then
+        self._changed: asyncio.Event | None = None  # set (and replaced) on each change
+        self._listeners = _Listeners()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._started = False
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def on_notice(self, callback: Callable[[NoticeLevel, str], None]) -> None:
+        """Messages for the operator (a toast in the TUI, a line on stderr headless)."""
+        self._listeners.notices.append(callback)
+
+    def on_reload(self, callback: Callable[[Applied], None]) -> None:
+        self._listeners.reloads.append(callback)
+
+    def on_config_error(self, callback: Callable[[str], None]) -> None:
+        self._listeners.config_errors.append(callback)
+
+    def notice(self, level: NoticeLevel, text: str) -> None:
+        for cb in list(self._listeners.notices):
+            try:
+                cb(level, text)
+            except Exception:
+                log.exception("notice listener failed")
+        if not self._listeners.notices:
+            log.log(logging.ERROR if level == "error" else logging.WARNING, "%s", text)
+
+    def set_problem(self, key: str, text: str | None) -> None:
+        """Record (or, with None, clear) a standing problem the UI keeps on screen."""
+        old = self.problems.get(key)
+        if text is None:
+            if old is None:
+                return
+            del self.problems[key]
+        else:
+            if old == text:
+                return
+            self.problems[key] = text
+        self.version += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, woken by each change of the problems (for tools and
+        tests that must wait for a save to fail or recover, without polling); bound it with
+        `asyncio.timeout`."""
+        while not predicate():
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load history, start polling, alerting, the incident desk and the config watcher."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            await asyncio.to_thread(self.paths.ensure)
+        except OSError as exc:
+            self._report_io("data-dir", f"data directory {self.paths.root} unusable", exc)
+        if self.history:
+            await self._load_history()
+        await self.scheduler.start(poll=self._poll)
+        await self._start_alerting()
+        if self._incidents:
+            await self.open_desk()
+        if self.config_path is not None:
+            await self._start_watcher(self.config_path)
+        if self.history:
+            self._spawn(self._save_loop(), "history-save")
+
+    async def stop(self) -> None:
+        """Stop everything, saving what is worth keeping; never raises."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.watcher is not None:
+            with contextlib.suppress(Exception):
+                await self.watcher.stop()
+        if self.desk is not None:
+            with contextlib.suppress(Exception):
+                await self.desk.journal.close()
+        if self.alerting is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.alerting.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(3):
+                await self.scheduler.stop()
+        if self.history:
+            await self.save_history()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))  # type: ignore[arg-type]
+
+    def _report_io(self, key: str, what: str, exc: BaseException) -> None:
+        from console.engine.text.redact import describe_exception
+
+        text = f"{what}: {describe_exception(exc)}"
+        self.set_problem(key, text)
+        self.notice("error", text)
+
+    # -- metric history ----------------------------------------------------------------------
+
+    async def _load_history(self) -> None:
+        try:
+            await asyncio.to_thread(self.store.load)
+        except Exception as exc:  # a bad file must not keep the console from starting
+            self._report_io("history-load", f"metric history {self.paths.metric_history} "
+                            "not loaded", exc)
+
+    async def save_history(self) -> bool:
+        """Save the metric history now; on failure keep it in memory, say so, return False."""
+        if not self.history:
+            return True
+        try:
+            await asyncio.to_thread(self.store.save)
+        except Exception as exc:  # full or read-only disk: shown and retried, never fatal
+            from console.engine.text.redact import describe_exception
+
+            self.set_problem("history", f"metric history not saved "
+                             f"({describe_exception(exc)}); retrying every "
+                             f"{min(SAVE_RETRY, self.save_every):g}s")
+            log.warning("metric history not saved: %s", exc)
+            return False
+        self.set_problem("history", None)
+        return True
+
+    async def _save_loop(self) -> None:
+        delay = self.save_every
+        while True:
+            await asyncio.sleep(delay)
+            saved = await self.save_history()
+            delay = self.save_every if saved else min(SAVE_RETRY, self.save_every)
+
+    # -- alerting ----------------------------------------------------------------------------
+
+    async def _start_alerting(self) -> None:
+        from console.engine.alerting.service import AlertService
+
+        receivers = self.settings.alerting.receivers
+        if receivers and self._notifications:
+            self.notifier = self._make_notifier()
+        self.alerting = AlertService(
+            self.scheduler, notifier=self.notifier,
+            paths=self.paths if self.history else None,
+            role=self.role, lease=self._lease)
+        await self.alerting.start()
+
+    def _make_notifier(self) -> Notifier | None:
+        from console.engine.alerting.notify import Notifier
+
+        try:
+            return Notifier(self.paths.outbox, self.settings.alerting.receivers)
+        except Exception as exc:
+            self._report_io("outbox", f"notification outbox {self.paths.outbox} unusable",
+                            exc)
+            return None
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    async def open_desk(self) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+        if self.desk is not None:
+            return self.desk
+        from console.engine.errors import ConfigError
+        from console.engine.incidents.book import IncidentBook, IncidentDesk
+        from console.engine.incidents.playbooks import load_playbooks
+        from console.engine.storage.journal import Journal
+
+        try:
+            playbooks = await asyncio.to_thread(load_playbooks)
+        except ConfigError as exc:
+            self.notice("error", f"playbooks: {exc.issues[0].format()} (using the shipped "
+                        "ones only)")
+            playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+        journal = Journal(self.paths.journal, clock=self.clock)
+        try:
+            report = await asyncio.to_thread(journal.open)
+        except OSError as exc:  # an unwritable data dir: say so, never crash the console
+            journal.close_sync()
+            self._report_io("journal", f"incident journal unavailable ({journal.path})", exc)
+            return None
+        if not report.clean:
+            self.notice("warning", f"journal: {report.describe()}")
+        self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        self._spawn(journal.follow(), "journal-follow")
+        return self.desk
+
+    # -- configuration -----------------------------------------------------------------------
+
+    async def _start_watcher(self, path: Path) -> None:
+        from console.engine.config.watcher import ConfigWatcher
+
+        self.watcher = ConfigWatcher(path, self._config_changed, self._config_broken)
+        await self.watcher.start()
+
+    def _config_changed(self, settings: Settings) -> None:
+        self._spawn(self._reload(settings), "reload")
+
+    async def _reload(self, settings: Settings) -> None:
+        try:
+            applied = await self.apply(settings)
+        except Exception as exc:
+            log.exception("config reload failed")
+            self.notice("error", f"config reload failed: {exc}")
+            return
+        self.set_problem("config", None)
+        for cb in list(self._listeners.reloads):
+            cb(applied)
+
+    def _config_broken(self, error: ConfigError) -> None:
+        issues = getattr(error, "issues", [])
+        first = issues[0].format() if issues else str(error)
+        more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""
+        text = f"config edit rejected, last good config kept: {first}{more}"
+        self.set_problem("config", text)
+        for cb in list(self._listeners.config_errors):
+            cb(text)
+
+    async def apply(self, settings: Settings) -> Applied:
+        """Apply a new config: targets, panels and dashboards, rules, the alerting section
+        (maintenance windows, acknowledgement and lifecycle settings) and receivers; say what
+        only a restart can change."""
+        async with self._reload_lock:
+            old = self.settings
+            self.settings = settings
+            applied: list[str] = []
+            if (old.targets, old.panels, old.dashboards, old.console.playbook_dashboards) != (
+                    settings.targets, settings.panels, settings.dashboards,
+                    settings.console.playbook_dashboards):
+                applied.append("targets and panels")
+            await self.scheduler.apply(settings)
+            if self.alerting is not None:
+                if (old.rules, old.alerting.default_rules) != (
+                        settings.rules, settings.alerting.default_rules):
+                    applied.append("rules")
+                if old.alerting.model_copy(update={"receivers": []}) != \
+                        settings.alerting.model_copy(update={"receivers": []}):
+                    applied.append("alerting")
+                self.alerting.apply(settings)
+            if old.alerting.receivers != settings.alerting.receivers and self._notifications:
+                await self._apply_receivers(settings)
+                applied.append("receivers")
+            if (old.console.theme, old.console.refresh, old.console.bell) != (
+                    settings.console.theme, settings.console.refresh, settings.console.bell):
+                applied.append("console")
+            return Applied(tuple(applied), tuple(_restart_only(old, settings)))
+
+    async def _apply_receivers(self, settings: Settings) -> None:
+        receivers = settings.alerting.receivers
+        if self.notifier is not None:
+            await self.notifier.reconfigure(receivers)
+        elif receivers:
+            self.notifier = self._make_notifier()
+            if self.notifier is not None and self.alerting is not None:
+                await self.alerting.attach_notifier(self.notifier)
