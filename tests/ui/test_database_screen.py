@@ -16,8 +16,10 @@ import asyncpg
 
 from console.app import OpsConsoleApp
 from console.engine.config.schema import HttpTarget, PostgresTarget, Settings
+from console.engine.text.sanitize import one_line
 from console.screens.database import DatabaseScreen
 from console.screens.detail import DetailScreen
+from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
 from tests.ui.apptools import screen_text, wait_for
 
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -62,9 +64,11 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
                            "database screen")
             screen: Any = app.screen
             await wait_for(pilot, lambda: "ui-marker" in screen_text(app), 5, "the session")
+            # the header grows from one line to its full height on the next layout
+            await wait_for(pilot, lambda: "ACTIVITY" in screen_text(app), 5, "the header")
             text = screen_text(app)
             assert "[b]ui-marker[/b]" in text  # remote text is never markup
-            assert "ACTIVITY" in text
+            assert "ACTIVITY" in text, text
             assert "sorted by secs ↓" in text
 
             index = next(i for i, r in enumerate(screen._rows)
@@ -159,4 +163,113 @@ async def test_redis_drill_down_shows_keyspace_slowlog_and_state(ui_env: None) -
                            "server state")
             assert any(r["key"] == "role" and r["value"] == "master" for r in screen._rows)
             assert any(r["key"] == "rdb_last_bgsave_status" for r in screen._rows)
+        data.close()
+
+
+async def test_dba_tabs_and_every_note_at_80x24(ui_env: None, pg_server: Any,
+                                               monkeypatch: Any) -> None:
+    """The new tabs and the notes, keyboard only on an 80x24 terminal (issue 11): every
+    note is there (more than the 3 the header used to show), scrollable with `n`."""
+    from tests.engine.test_postgres_deep import fresh_db
+    from tests.pgserver import PASSWORD
+
+    monkeypatch.setenv("OPSCONSOLE_T_PG_PW", PASSWORD)
+    fresh_db(pg_server, "opsc_ui")
+    pg_server.admin("SELECT pg_create_physical_replication_slot('opsc_ui_slot', true)")
+    try:
+        settings = Settings(targets=[PostgresTarget(
+            name="db", interval=5.0, dsn=pg_server.dsn(password="${OPSCONSOLE_T_PG_PW}",
+                                                       db="opsc_ui"),
+            queries={"broken": "select count(*) frm t", "later": "select count(*) from t",
+                     "nothing": "select null::int"})])
+        app = OpsConsoleApp(settings=settings, history=False, poll=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
+                           15, "engine started")
+            state = app.scheduler._states["db"]
+            result = await state.probe.check()
+            assert result.error is None
+            notes = result.details["notes"]
+            assert len(notes) >= 5, notes  # superuser, pgss, broken, later, slot
+            app.scheduler.record(state, result)
+            app.push_screen(DetailScreen("db"))
+            await pilot.pause()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5, "drill-down")
+            screen: Any = app.screen
+            await wait_for(pilot, lambda: "ACTIVITY" in screen_text(app), 5, "activity")
+            assert f"{len(notes)} notes (n)" in screen_text(app)
+            assert "primary, 0 replicas" in screen_text(app)
+            box = screen.query_one("#db-notes")
+            text = str(screen.query_one("#db-notes-text").render())
+            assert all(one_line(n, 500) in text for n in notes)
+            assert box.max_scroll_y > 0  # more notes than lines: it scrolls
+            await pilot.press("n")
+            assert box.has_focus
+            await pilot.press("end")
+            await pilot.pause()
+            assert box.scroll_y == box.max_scroll_y
+            assert one_line(notes[-1], 60)[:40] in screen_text(app)
+            await pilot.press("escape")  # back to the table, not out of the screen
+            assert isinstance(app.screen, DatabaseScreen)
+            assert screen.query_one("#db-table").has_focus
+
+            await pilot.press("6")
+            await wait_for(pilot, lambda: "CONNECTIONS" in screen_text(app), 5, "connections")
+            assert {(r["group"], r["name"]) for r in screen._rows} >= {("role", "postgres"),
+                                                                      ("database", "opsc_ui")}
+            await pilot.press("7")
+            await wait_for(pilot, lambda: "REPLICATION" in screen_text(app), 5, "replication")
+            slot = next(r for r in screen._rows if r["name"] == "opsc_ui_slot")
+            assert slot["state"] == "INACTIVE"
+            assert "INACTIVE" in screen_text(app)
+            await pilot.press("8")
+            await wait_for(pilot, lambda: "VACUUM" in screen_text(app), 5, "vacuum")
+            await pilot.press("5")
+            await wait_for(pilot, lambda: "INDEXES" in screen_text(app), 5, "indexes")
+            await pilot.press("escape")
+            assert isinstance(app.screen, DetailScreen)
+    finally:
+        pg_server.admin("SELECT pg_drop_replication_slot('opsc_ui_slot')")
+
+
+async def test_redis_commands_clients_and_big_keys_at_80x24(ui_env: None) -> None:
+    from console.engine.config.schema import RedisTarget
+    from tests.redisserver import RedisServer
+
+    with RedisServer("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru") as server:
+        data = server.admin()
+        data.client_setname("ui-idle-client")
+        data.set("big:[b]key[/b]", "x" * 50_000)
+        settings = Settings(targets=[RedisTarget(name="cache", url=server.url,
+                                                 bigkeys_sample=50)])
+        app = OpsConsoleApp(settings=settings, history=False, poll=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
+                           15, "engine started")
+            state = app.scheduler._states["cache"]
+            app.scheduler.record(state, await state.probe.check())
+            for _ in range(3):
+                data.get("big:[b]key[/b]")
+            app.scheduler.record(state, await state.probe.check())
+            app.push_screen(DetailScreen("cache"))
+            await pilot.pause()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5, "drill-down")
+            screen: Any = app.screen
+            await wait_for(pilot, lambda: "KEYSPACE" in screen_text(app), 5, "keyspace")
+            assert "allkeys-lru (evicting)" in screen_text(app)
+            await pilot.press("4")
+            await wait_for(pilot, lambda: "COMMANDS" in screen_text(app), 5, "commands")
+            get = next(r for r in screen._rows if r["command"] == "get")
+            assert get["d_calls"] == 3
+            await pilot.press("5")
+            await wait_for(pilot, lambda: "CLIENTS" in screen_text(app), 5, "clients")
+            assert "ui-idle-client" in {r["name"] for r in screen._rows}
+            await pilot.press("6")
+            await wait_for(pilot, lambda: "BIG KEYS" in screen_text(app), 5, "big keys")
+            assert screen._rows[0]["key"] == "big:[b]key[/b]"
+            assert "big:[b]key[/b]" in screen_text(app)  # plain text, never markup
+            await pilot.press("escape")
+            assert isinstance(app.screen, DetailScreen)
         data.close()
