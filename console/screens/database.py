@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
 from console.engine.text.fmt import format_age, format_bytes
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleScreen
+from console.screens.base import ConsoleModal, ConsoleScreen
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime
@@ -336,8 +336,41 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, str(value).lower())
 
 
+class ConfirmAction(ConsoleModal[bool]):
+    """Asks before an action on a live session, naming it; y confirms, n or Esc does not."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm_yes"),
+        Binding("n", "answer(False)", "No", id="confirm_no"),
+        Binding("escape", "answer(False)", "No", show=False, id="confirm_escape"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmAction { align: center middle; }
+    ConfirmAction > #confirm-body { width: 76; height: auto; border: round $error;
+                                    background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-body"):
+            yield Static(Content(self.text), id="confirm-text")
+            yield Static(Content("y: do it    n / Esc: leave it"))
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class DatabaseScreen(ConsoleScreen[None]):
     """1-8 switch section; o/O sort; / filter; y copy query (or command); n notes; Esc back.
+
+    Guarded incident actions (pg_activity's c / k): on the Activity tab `c` cancels the
+    selected session's query and `k` terminates its backend; on a Redis target's Clients tab
+    `k` kills the selected client. Only when the target sets `allow_actions` (with a separate
+    `actions_dsn` / `actions_url`), never in a read-only console, after a confirmation naming
+    the session; each outcome is journaled into the open incident.
 
     PostgreSQL targets get sessions, locks, statements, tables, indexes, connections,
     replication and running vacuums; Redis targets their keyspace, slowlog, server state,
@@ -354,6 +387,8 @@ class DatabaseScreen(ConsoleScreen[None]):
         Binding("slash", "filter", "Filter", key_display="/", id="db_filter"),
         Binding("y", "copy", "Copy query", id="db_copy"),
         Binding("n", "notes", "Notes", show=False, id="db_notes"),  # the header says "(n)"
+        Binding("c", "signal(False)", "Cancel query", id="db_cancel"),
+        Binding("k", "signal(True)", "Kill", id="db_kill"),
     ]
 
     DEFAULT_CSS = """
@@ -584,6 +619,77 @@ class DatabaseScreen(ConsoleScreen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(DataTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "signal":
+            wanted = "clients" if self.kind == "redis" else "activity"
+            if self.section != wanted or (self.kind == "redis" and not parameters[0]):
+                return False
+        return True
+
+    def _session_words(self, row: dict[str, Any]) -> str:
+        if self.kind == "redis":
+            return (f"client id {row.get('id')} {row.get('name') or '(no name)'} from "
+                    f"{row.get('addr') or '?'}, idle {_age(row.get('idle_s'))}, last "
+                    f"command {row.get('cmd') or '?'}")
+        return (f"pid {row.get('pid')} ({row.get('user') or '?'}, "
+                f"{row.get('application') or 'no application'}, {row.get('state') or '?'} "
+                f"{_age(row.get('duration_s'))}): {one_line(row.get('query') or '', 160)}")
+
+    def action_signal(self, kill: bool) -> None:
+        """Cancel (c) or terminate/kill (k) the selected session, after asking."""
+        from console.engine.probes.dbactions import refusal
+
+        runtime = self.console.runtime
+        settings = self.console.settings
+        target = settings.target(self.target) if settings is not None else None
+        # Runtime.read_only (the console's --read-only) is the lead's; absent means not set.
+        read_only = bool(getattr(runtime, "read_only", False))
+        why = refusal(target, read_only=read_only)
+        table = self.query_one(DataTable)
+        row = self._rows[table.cursor_row] if 0 <= table.cursor_row < len(self._rows) else None
+        if why is None and row is None:
+            why = "no session selected"
+        if why is not None or target is None or row is None:
+            self.notify(why or "no such target", severity="warning")
+            return
+        if self.kind == "redis":
+            what = "Kill (CLIENT KILL)"
+        else:
+            what = "Terminate the backend of" if kill else "Cancel the query of"
+        question = f"{what} {self._session_words(row)} on {self.target}?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._act(target, row, kill), group="db-action")
+
+        self.app.push_screen(ConfirmAction(question), answered)
+
+    async def _act(self, target: Any, row: dict[str, Any], kill: bool) -> None:
+        from console.engine.probes.dbactions import pg_signal, redis_client_kill
+
+        if self.kind == "redis":
+            outcome = await redis_client_kill(target, str(row.get("id")))
+        else:
+            outcome = await pg_signal(target, int(row.get("pid") or 0), terminate=kill)
+        text = f"{self.target}: {outcome.text} — {self._session_words(row)}"
+        journaled = await self._journal(text)
+        self.notify(outcome.text + ("" if journaled else " (no open incident: not journaled)"),
+                    severity="information" if outcome.ok else "error")
+
+    async def _journal(self, text: str) -> bool:
+        """Into the open incident about this target, else the latest open one."""
+        runtime = self.console.runtime
+        desk = None if runtime is None else (runtime.desk or await runtime.open_desk())
+        if desk is None:
+            return False
+        incidents = desk.book.open_incidents()
+        if not incidents:
+            return False
+        mine = [i for i in incidents if self.target in i.targets] or incidents
+        incident = max(mine, key=lambda i: i.started)
+        await desk.note(incident.id, text)
+        return True
 
     def action_notes(self) -> None:
         notes = self.query_one("#db-notes", VerticalScroll)

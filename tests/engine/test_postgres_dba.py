@@ -19,6 +19,7 @@ import pytest
 
 from console.engine.alerting.rules import RuleSet, TargetInfo
 from console.engine.config.rules import default_rules
+from console.engine.config.schema import PostgresTarget
 from console.engine.model import CheckResult, Status
 from console.engine.probes.postgres import PostgresProbe
 from console.engine.storage.store import MetricStore
@@ -384,3 +385,21 @@ async def test_running_vacuum_progress(pg_server: PgServer,
         with pytest.raises(asyncpg.exceptions.QueryCanceledError):
             await asyncio.wait_for(running, 5)
         await vac.close()
+
+
+def test_actions_need_a_separate_connection() -> None:
+    from console.engine.config.schema import RedisTarget
+
+    with pytest.raises(ValueError, match="allow_actions needs actions_dsn"):
+        PostgresTarget(name="p", dsn="postgresql://h/db", allow_actions=True)
+    with pytest.raises(ValueError, match="actions_dsn must not be the monitoring connection"):
+        PostgresTarget(name="p", dsn="postgresql://h/db", allow_actions=True,
+                       actions_dsn="postgresql://h/db")
+    with pytest.raises(ValueError, match="allow_actions needs actions_url"):
+        RedisTarget(name="r", url="redis://h", allow_actions=True)
+    with pytest.raises(ValueError, match="query_timeouts.q = 5s: it must be between"):
+        PostgresTarget(name="p", dsn="postgresql://h/db", timeout=5, queries={"q": "select 1"},
+                       query_timeouts={"q": "5s"})
+    ok = PostgresTarget(name="p", dsn="postgresql://h/db", allow_actions=True,
+                        actions_dsn="postgresql://killer@h/db")
+    assert ok.allow_actions

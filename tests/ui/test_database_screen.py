@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from console.app import OpsConsoleApp
 from console.engine.config.schema import HttpTarget, PostgresTarget, Settings
 from console.engine.text.sanitize import one_line
-from console.screens.database import DatabaseScreen
+from console.screens.database import ConfirmAction, DatabaseScreen
 from console.screens.detail import DetailScreen
 from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
 from tests.ui.apptools import screen_text, wait_for
@@ -273,3 +274,156 @@ async def test_redis_commands_clients_and_big_keys_at_80x24(ui_env: None) -> Non
             await pilot.press("escape")
             assert isinstance(app.screen, DetailScreen)
         data.close()
+
+
+async def test_guarded_cancel_and_terminate_journaled_into_the_incident(
+        ui_env: None, pg_server: Any, monkeypatch: Any) -> None:
+    """pg_activity's c / k, through a separate role, confirmed by naming the session, and
+    written into the open incident; refused without allow_actions or in a read-only
+    console (issue 11, item 8). The server is the witness: the queries really end."""
+    from tests.engine.test_postgres_deep import MON_PW, fresh_db, make_role
+    from tests.pgserver import PASSWORD
+
+    monkeypatch.setenv("OPSCONSOLE_T_PG_PW", PASSWORD)
+    monkeypatch.setenv("OPSCONSOLE_T_KILL_PW", MON_PW)
+    fresh_db(pg_server, "opsc_act")
+    make_role(pg_server, "opsc_killer", monitor=False)
+    pg_server.admin("GRANT pg_signal_backend TO opsc_killer")
+    dsn = pg_server.dsn(password="${OPSCONSOLE_T_PG_PW}", db="opsc_act")
+    actions = pg_server.dsn(user="opsc_killer", password="${OPSCONSOLE_T_KILL_PW}",
+                            db="opsc_act")
+    settings = Settings(targets=[
+        PostgresTarget(name="db", dsn=dsn, slow_query=0.2, interval=5.0, allow_actions=True,
+                       actions_dsn=actions),
+        PostgresTarget(name="plain", dsn=dsn, slow_query=0.2, interval=5.0)])
+    # sessions of an ordinary role: pg_signal_backend may not signal a superuser's
+    make_role(pg_server, "opsc_worker", monitor=False)
+    workers = [await asyncpg.connect(host="127.0.0.1", port=pg_server.port, user="opsc_worker",
+                                     password=MON_PW, database="opsc_act", timeout=5,
+                                     server_settings={"application_name": f"opsc-w{i}"})
+               for i in range(2)]
+    sleeping = [asyncio.create_task(w.execute("SELECT pg_sleep(60)")) for w in workers]
+    app = OpsConsoleApp(settings=settings, history=False, poll=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
+                           15, "engine started")
+            desk = await app.runtime.open_desk()
+            incident = await desk.open("db sessions piling up", "P1", targets=["db"])
+            await asyncio.sleep(0.3)  # past slow_query: the sleepers are listed
+            for name in ("db", "plain"):
+                state = app.scheduler._states[name]
+                app.scheduler.record(state, await state.probe.check())
+
+            async def open_drill_down(name: str, app_name: str) -> Any:
+                app.push_screen(DetailScreen(name))
+                await pilot.pause()
+                await pilot.press("d")
+                await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5,
+                               "drill-down")
+                screen: Any = app.screen
+                await wait_for(pilot, lambda: any(r["application"] == app_name
+                                                  for r in screen._rows), 5, "the session")
+                index = next(i for i, r in enumerate(screen._rows)
+                             if r["application"] == app_name)
+                screen.query_one("#db-table").move_cursor(row=index)
+                return screen
+
+            # a target without allow_actions: refused, nothing asked
+            await open_drill_down("plain", "opsc-w0")
+            await pilot.press("c")
+            await pilot.pause()
+            assert isinstance(app.screen, DatabaseScreen)
+            await pilot.press("escape", "escape")
+
+            screen = await open_drill_down("db", "opsc-w0")
+            pid0, pid1 = (w.get_server_pid() for w in workers)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), 5, "confirm")
+            question = str(app.screen.query_one("#confirm-text").render())
+            assert question.startswith(f"Cancel the query of pid {pid0} (opsc_worker, "
+                                       "opsc-w0, active ")
+            assert "SELECT pg_sleep(60)" in question
+            await pilot.press("y")
+            with pytest.raises(asyncpg.exceptions.QueryCanceledError):
+                await asyncio.wait_for(sleeping[0], 10)
+            await wait_for(pilot, lambda: any(
+                f"pg_cancel_backend({pid0}) sent" in n.text
+                for n in desk.book.get(incident.id).notes), 10, "journaled")
+
+            index = next(i for i, r in enumerate(screen._rows) if r["pid"] == pid1)
+            screen.query_one("#db-table").move_cursor(row=index)
+            await pilot.press("k")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), 5, "confirm")
+            await pilot.press("n")  # not this time: nothing happens
+            await pilot.pause()
+            assert not sleeping[1].done()
+            app.runtime.read_only = True  # the console's read-only mode (Runtime.read_only)
+            await pilot.press("k")
+            await pilot.pause()
+            assert isinstance(app.screen, DatabaseScreen)  # refused before asking
+            app.runtime.read_only = False
+            await pilot.press("k")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), 5, "confirm")
+            assert str(app.screen.query_one("#confirm-text").render()).startswith(
+                f"Terminate the backend of pid {pid1} ")
+            await pilot.press("y")
+            with pytest.raises((asyncpg.exceptions.AdminShutdownError,
+                                asyncpg.exceptions.ConnectionDoesNotExistError)):
+                await asyncio.wait_for(sleeping[1], 10)
+            await wait_for(pilot, lambda: any(
+                f"pg_terminate_backend({pid1}) sent" in n.text
+                for n in desk.book.get(incident.id).notes), 10, "journaled")
+            notes = [n.text for n in desk.book.get(incident.id).notes]
+            assert len(notes) == 2  # the refused and declined ones left no trace
+            assert pg_server.admin(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid1}") \
+                == "0"
+    finally:
+        for task in sleeping:
+            task.cancel()
+        for w in workers:
+            w.terminate()
+
+
+async def test_redis_client_kill_confirmed_and_journaled(ui_env: None) -> None:
+    from console.engine.config.schema import RedisTarget
+    from tests.redisserver import RedisServer
+
+    with RedisServer() as server:
+        victim = server.admin()
+        victim.client_setname("opsc-victim")
+        victim_id = victim.client_id()
+        settings = Settings(targets=[RedisTarget(
+            name="cache", url=server.url, allow_actions=True,
+            actions_url=server.url + "/0?client_name=actions")])
+        app = OpsConsoleApp(settings=settings, history=False, poll=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
+                           15, "engine started")
+            desk = await app.runtime.open_desk()
+            incident = await desk.open("cache clients stuck", "P2")
+            state = app.scheduler._states["cache"]
+            app.scheduler.record(state, await state.probe.check())
+            app.push_screen(DetailScreen("cache"))
+            await pilot.pause()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DatabaseScreen), 5, "drill")
+            screen: Any = app.screen
+            await pilot.press("c")  # no "cancel" for Redis
+            await pilot.pause()
+            assert isinstance(app.screen, DatabaseScreen)
+            await pilot.press("5")
+            await wait_for(pilot, lambda: "CLIENTS" in screen_text(app), 5, "clients")
+            index = next(i for i, r in enumerate(screen._rows) if r["name"] == "opsc-victim")
+            screen.query_one("#db-table").move_cursor(row=index)
+            await pilot.press("k")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), 5, "confirm")
+            assert str(app.screen.query_one("#confirm-text").render()).startswith(
+                f"Kill (CLIENT KILL) client id {victim_id} opsc-victim from 127.0.0.1:")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any(
+                f"CLIENT KILL ID {victim_id} done" in n.text
+                for n in desk.book.get(incident.id).notes), 10, "journaled")
+            with server.admin() as admin:
+                assert "opsc-victim" not in {c["name"] for c in admin.client_list()}
+        victim.close()

@@ -163,6 +163,15 @@ def readonly_select(sql: str) -> str:
     return sql.strip().rstrip(";").rstrip()
 
 
+def _check_actions(allow: bool, separate: str | None, monitoring: str, key: str) -> None:
+    """Actions need a connection of their own, never the monitoring one (why: the
+    monitoring role stays read-only and harmless; the power to kill sits elsewhere)."""
+    if allow and not separate:
+        raise ValueError(f"allow_actions needs {key}: a separate role or user for actions")
+    if separate and separate == monitoring:
+        raise ValueError(f"{key} must not be the monitoring connection itself")
+
+
 class PostgresTarget(TargetBase):
     """A PostgreSQL server, reached with a DSN (normally `${ENV}`).
 
@@ -187,11 +196,16 @@ class PostgresTarget(TargetBase):
     # ONLY + SET LOCAL) when a pooler rejects or drops them; "transaction": always per
     # transaction (PgBouncer/Supavisor in transaction mode); "none": session settings only.
     pooler: Literal["auto", "transaction", "none"] = "auto"
+    # Cancel a query / terminate a backend from the drill-down (pg_activity's c / k): off
+    # unless set, and only through `actions_dsn`, a separate role (one with
+    # pg_signal_backend, say) so the monitoring role itself never gets that power.
+    allow_actions: bool = False
+    actions_dsn: str | None = None
 
-    @field_validator("dsn")
+    @field_validator("dsn", "actions_dsn")
     @classmethod
-    def _dsn(cls, v: str) -> str:
-        return _no_literal_password(v)
+    def _dsn(cls, v: str | None) -> str | None:
+        return None if v is None else _no_literal_password(v)
 
     @field_validator("queries")
     @classmethod
@@ -206,6 +220,11 @@ class PostgresTarget(TargetBase):
             except ValueError as exc:
                 raise ValueError(f"query {name!r}: {exc}") from None
         return out
+
+    @model_validator(mode="after")
+    def _actions(self) -> PostgresTarget:
+        _check_actions(self.allow_actions, self.actions_dsn, self.dsn, "actions_dsn")
+        return self
 
     @model_validator(mode="after")
     def _query_timeouts(self) -> PostgresTarget:
@@ -237,13 +256,24 @@ class RedisTarget(TargetBase):
     bigkeys_sample: int = Field(0, ge=0, le=1000)
     bigkeys_interval: Duration = Field(300.0, ge=10, le=86400)
     latency_samples: int = Field(8, ge=1, le=100, description="PINGs timed per check")
+    # CLIENT KILL from the drill-down: off unless set, only through `actions_url` (an ACL
+    # user of its own that may run CLIENT KILL).
+    allow_actions: bool = False
+    actions_url: str | None = None
 
-    @field_validator("url")
+    @field_validator("url", "actions_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not ENV_REF.fullmatch(v) and not re.match(r"^rediss?://", v, re.IGNORECASE):
             raise ValueError("a redis target needs a redis:// or rediss:// URL")
         return _no_literal_password(v)
+
+    @model_validator(mode="after")
+    def _actions(self) -> RedisTarget:
+        _check_actions(self.allow_actions, self.actions_url, self.url, "actions_url")
+        return self
 
 
 _BREAKDOWN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
