@@ -334,7 +334,10 @@ async def test_guarded_cancel_and_terminate_journaled_into_the_incident(
             await pilot.press("c")
             await pilot.pause()
             assert isinstance(app.screen, DatabaseScreen)
-            await pilot.press("escape", "escape")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "detail")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, DetailScreen), 5, "board")
 
             screen = await open_drill_down("db", "opsc-w0")
             pid0, pid1 = (w.get_server_pid() for w in workers)
@@ -414,7 +417,9 @@ async def test_redis_client_kill_confirmed_and_journaled(ui_env: None) -> None:
             assert isinstance(app.screen, DatabaseScreen)
             await pilot.press("5")
             await wait_for(pilot, lambda: "CLIENTS" in screen_text(app), 5, "clients")
-            index = next(i for i, r in enumerate(screen._rows) if r["name"] == "opsc-victim")
+            await wait_for(pilot, lambda: any(r["name"] == "opsc-victim" for r in screen._rows),
+                           5, "the client listed")
+            index = [r["name"] for r in screen._rows].index("opsc-victim")
             screen.query_one("#db-table").move_cursor(row=index)
             await pilot.press("k")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), 5, "confirm")

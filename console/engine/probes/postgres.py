@@ -894,7 +894,8 @@ class PostgresProbe:
         metrics.update({k: v for k, v in self._slow_metrics.items() if k not in metrics})
         self._slow_metrics = {}  # recorded once, at the slow cadence
         details = self._details(row)
-        status, reasons = Status.UP, ()
+        status = Status.UP
+        reasons: tuple[str, ...] = ()
         usage = metrics.get("pool_usage_pct")
         if usage is not None and usage > POOL_DEGRADED_PCT:
             status = Status.DEGRADED
@@ -1326,17 +1327,17 @@ class PostgresProbe:
         rep: dict[str, Any] = {"role": "replica" if row["in_recovery"] else "primary",
                                "replicas": listed}
         self._slow_metrics["replicas"] = float(len(listed))
-        lags = [r["replay_lag_s"] for r in listed if r["replay_lag_s"] is not None]
+        lags = [float(r["replay_lag_s"]) for r in listed if r["replay_lag_s"] is not None]
         delay = _age(row["replay_delay_s"])
         if row["in_recovery"] and delay is not None:
             rep["replay_delay_s"] = delay
             lags.append(delay)
         if lags:
             self._slow_metrics["replication_lag_s"] = max(lags)
-        lag_bytes = [r["lag_bytes"] for r in listed if r["lag_bytes"] is not None]
+        lag_bytes = [float(r["lag_bytes"]) for r in listed if r["lag_bytes"] is not None]
         if lag_bytes:
             self._slow_metrics["replication_lag_bytes"] = max(lag_bytes)
-        slots = []
+        slots: list[dict[str, Any]] = []
         for s in _json(row["slots"]) or []:
             if not isinstance(s, dict):
                 continue
