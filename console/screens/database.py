@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
+from console.engine.text.fmt import fmt_count, format_bytes, is_number
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 
@@ -28,22 +29,11 @@ if TYPE_CHECKING:
 
 
 def _num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, int | float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+    """A number with separators; text (a pid's state, a name) as it is."""
+    return fmt_count(value, digits) if value is None or is_number(value) else str(value)
 
 
-def _bytes(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "—"
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
+_bytes = format_bytes  # one unit system: SI, as the panels and the CLI
 
 
 @dataclass(frozen=True)
