@@ -80,7 +80,8 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
         parts.append(f"acknowledged by {one_line(str(ep.get('acknowledged_by') or '?'), 30)}"
                      f" after {format_duration(acked - fired, spaced=True)}")
     if ep.get("ongoing"):
-        parts.append(f"ongoing for {format_duration(float(ep.get('duration_s') or 0.0), spaced=True)}")
+        span = format_duration(float(ep.get("duration_s") or 0.0), spaced=True)
+        parts.append(f"ongoing for {span}")
     else:
         parts.append(f"resolved {_clock_time(float(ep.get('resolved_at') or fired), now)}"
                      f" after {format_duration(float(ep.get('duration_s') or 0.0), spaced=True)}")
