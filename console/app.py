@@ -282,13 +282,13 @@ class OpsConsoleApp(App[None]):
         n = len(open_)
         if short:
             return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
-        from console.engine.incidents.postmortem import elapsed
+        from console.engine.text.fmt import INCIDENT_GLYPH, format_age
         from console.engine.text.sanitize import one_line
 
         inc = open_[0]
         now = self.clock()
-        text = (f"⚑ {inc.severity} {one_line(inc.title, max_len=40)} · "
-                f"{elapsed(max(0.0, now - inc.started))}")
+        text = (f"{INCIDENT_GLYPH} {inc.severity} {one_line(inc.title, max_len=40)} · "
+                f"{format_age(now - inc.started)}")
         step = inc.next_step()
         if step is not None:
             late = " OVERDUE" if inc.step_status(step, now) == "overdue" else ""

@@ -24,7 +24,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
-from console.engine.text.fmt import format_age, format_bytes
+from console.engine.text.fmt import NO_VALUE, fmt_count, format_bytes, format_duration, is_number
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 
@@ -33,20 +33,22 @@ if TYPE_CHECKING:
 
 
 def _num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, int | float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+    """A number with separators; text (a pid's state, a name) as it is."""
+    return fmt_count(value, digits) if value is None or is_number(value) else str(value)
 
 
-def _bytes(value: Any) -> str:
-    return format_bytes(value if isinstance(value, int | float) else None)
+_bytes = format_bytes  # one unit system: SI, as the panels and the CLI
+
+
+def _signed_bytes(value: float) -> str:
+    """Growth: + or − in front of the size."""
+    return ("+" if value >= 0 else "−") + format_bytes(abs(value))
 
 
 def _age(value: Any) -> str:
-    """Durations and ages in the console's one vocabulary (450ms, 12s, 3m05s); NULL is —."""
-    return format_age(value if isinstance(value, int | float) else None)
+    """Durations and ages in the console's one vocabulary (450ms, 1.5s, 3m05s), never
+    negative (clock skew shows as 0); NULL ("never") is —."""
+    return format_duration(max(0.0, value)) if is_number(value) else NO_VALUE
 
 
 def _plural(n: float, word: str) -> str:
@@ -476,9 +478,9 @@ class DatabaseScreen(ConsoleScreen[None]):
             per_day, growth = db.get("growth_bytes_per_day"), db.get("growth_bytes")
             window = _age(db.get("growth_over_s"))
             if isinstance(per_day, int | float):
-                text += f" ({format_bytes(per_day, signed=True)}/day over {window})"
+                text += f" ({_signed_bytes(per_day)}/day over {window})"
             elif isinstance(growth, int | float):
-                text += f" ({format_bytes(growth, signed=True)} over {window})"
+                text += f" ({_signed_bytes(growth)} over {window})"
             parts.append(text)
         conns = d.get("connections") or {}
         if conns.get("usable"):
