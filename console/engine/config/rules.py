@@ -257,6 +257,9 @@ class Receiver(_Strict):
             secret("token", "SLACK_BOT_TOKEN")
             if self.token:
                 need("channel")
+            elif self.url and not ENV_REF.search(self.url):
+                raise ValueError("a Slack webhook URL is a secret; put it in an environment "
+                                 'variable and write url = "${SLACK_WEBHOOK_URL}"')
             elif not self.url:
                 raise ValueError('a slack receiver needs an incoming webhook url = '
                                  '"${SLACK_WEBHOOK_URL}", or a bot token = '
@@ -334,6 +337,16 @@ class AlertingSection(_Strict):
     group_by: list[str] = Field(default_factory=lambda: ["service"])
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     receivers: list[Receiver] = Field(default_factory=list)
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique_receivers(cls, v: list[Receiver]) -> list[Receiver]:
+        names = [r.name for r in v]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"receiver names must be unique (the outbox keys by them); "
+                             f"{dup!r} is repeated")
+        return v
 
     @field_validator("flap_low")
     @classmethod
