@@ -295,9 +295,8 @@ class Runtime:
         from console.engine.incidents.summary import build_summary
 
         episodes: list[dict[str, Any]] = []
-        if self.alerting is not None:
-            episodes = await asyncio.to_thread(self.alerting.recent, end, since=start,
-                                               limit=100_000)
+        if self.alerting is not None:  # on the loop: the lifecycle is not thread-safe
+            episodes = self.alerting.recent(end, since=start, limit=100_000)
         return build_summary(self.desk.book if self.desk is not None else None, start=start,
                              end=end, store=self.store, episodes=episodes,
                              targets=[t.name for t in self.settings.targets])
