@@ -103,7 +103,8 @@ def run_headless() -> Iterator[list[Headless]]:
 
 
 def _in(seconds: float) -> str:
-    """The UTC time of day `seconds` from now, as summary_at takes it."""
+    """The UTC time of day `seconds` from now, as summary_at takes it (far enough ahead
+    that the console has started, on a loaded machine, before the moment comes)."""
     return time.strftime("%H:%M:%S", time.gmtime(time.time() + seconds))
 
 
@@ -124,7 +125,7 @@ smtp_user = "ops"
 smtp_password = "${{SMTP_PASSWORD}}"
 ca_file = "{smtp.ca_file}"
 severities = ["P0", "P1"]
-summary_at = "{_in(8)}"
+summary_at = "{_in(15)}"
 rate = 20
 
 [[alerting.receivers]]
@@ -160,7 +161,7 @@ severities = ["P0"]
 name = "hook"
 kind = "webhook"
 url = "{hook.base}/ok"
-summary_at = "{_in(8)}"
+summary_at = "{_in(15)}"
 rate = 20
 ''')
         env = {"SMTP_URL": smtp.url, "ONCALL_MAIL": "oncall@example.com",
