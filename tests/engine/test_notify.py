@@ -163,7 +163,8 @@ async def test_restart_resends_pending_and_never_resends_sent(
     await b.start()
     try:
         await until(lambda: len(hits.keys("ok2")) == 2)
-        await asyncio.sleep(0.2)
+        await until(lambda: {r["status"] for r in b.outbox.rows()} == {"sent"})
+        assert b._next_due("hook") is None  # nothing left to send: nothing comes again
         assert hits.keys("ok2") == [x.key for x in notes]
         assert hits.keys("ok") == [x.key for x in notes]  # nothing sent twice
         statuses = {(r["receiver"], r["key"]): r["status"] for r in b.outbox.rows()}
@@ -264,7 +265,8 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
     await n.start()
     try:
         await until(lambda: len(hits.keys("ok2")) == 2)
-        await asyncio.sleep(0.2)
+        await until(lambda: {r["status"] for r in n.outbox.rows()} == {"sent"})
+        assert n._next_due("hook") is None  # nothing left to send: nothing comes again
         assert hits.keys("ok2") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing lost
         assert hits.keys("ok") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing twice
     finally:
@@ -285,7 +287,6 @@ async def test_group_wait_sends_a_group_as_one_message(tmp_path: Path,
         t0 = time.monotonic()
         other = replace(note(9), group="service=billing")
         n.enqueue([note(1), note(2, severity="P0"), other])
-        await asyncio.sleep(0.1)
         n.enqueue([note(3)])  # joins its group while the group waits
         await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("slack")) == 2)
         first_t, first_key, first = hits.got["ok"][0]
@@ -433,9 +434,11 @@ async def test_digest_survives_restarts_mid_period_and_mid_send(
     d = notifier(f"{base}/ok2")
     await d.start()
     try:
-        d.wake()
-        await asyncio.sleep(0.3)
-        assert len(hits.keys("ok2")) == 1  # a sent digest is never sent again
+        # a sent digest is never due again: what waits is the next period's, in an hour
+        head = d.outbox.digest_head("hook")
+        assert head is not None
+        assert head[0] == HOUR0 + 3600
+        assert len(hits.keys("ok2")) == 1
     finally:
         await d.stop()
 
