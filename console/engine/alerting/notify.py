@@ -505,7 +505,8 @@ class Notifier:
             return None
         r = self.receivers[name]
         rows = [head]
-        if r.group_wait > 0 and not head.grp.startswith("!"):
+        # PagerDuty takes one event per request: grouping would burst past `rate`
+        if r.group_wait > 0 and not head.grp.startswith("!") and r.kind != "pagerduty":
             rows = await asyncio.to_thread(self.outbox.batch, name, head, r.group_max)
         return await self._deliver(r, [row.id for row in rows], self._batch(rows),
                                    head.attempts, "pending")
