@@ -18,7 +18,7 @@ from console.engine.config.schema import HttpTarget, PrometheusTarget, Settings
 from console.screens.breakdown import BreakdownScreen, error_level, fmt_error_pct
 from console.screens.detail import DetailScreen
 from tests.promtools import Exporter, serve_exporter
-from tests.ui.apptools import screen_text, wait_for, wait_screen
+from tests.ui.apptools import screen_text, wait_for, wait_screen, wait_started
 
 
 @pytest.fixture
@@ -57,8 +57,7 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     exporter.hit("/api/users", 200, 1, 0.01)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
-                       "engine started")
+        await wait_started(pilot)
         state = app.scheduler._states["api"]
         app.scheduler.record(state, await state.probe.check())
         # Between the two scrapes: users busiest and clean; orders failing 20 %; search 2 %.

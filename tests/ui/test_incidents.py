@@ -16,7 +16,7 @@ from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
 from console.engine.storage.journal import Journal
 from console.screens.incidents import IncidentListScreen, IncidentScreen
-from tests.ui.apptools import http_config, screen_text, wait_for
+from tests.ui.apptools import http_config, screen_text, wait_for, wait_started
 
 
 class Clock:
@@ -191,7 +191,7 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine started")
+        await wait_started(pilot)
         app.scheduler.store.record("api:error_pct", clock(), 62.5)
         app.scheduler.store.record("api:latency_ms", clock(), 12.5)
         await _open_list(pilot)
