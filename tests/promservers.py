@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,29 @@ class _Server:
         self.close()
 
 
-class Prometheus(_Server):
+class _QueryAPI(_Server):
+    """A server with the Prometheus query API; promtool asks it for its own answers."""
+
+    url = ""
+
+    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        """`promtool query instant` at `at`: the server's own answer, as its JSON."""
+        out = subprocess.run(
+            [PROMTOOL, "query", "instant", "-o", "json", f"--time={_rfc3339(at)}",
+             self.url, expr], capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(out.stdout)
+
+    def query_range(self, expr: str, start: float, end: float, step: float
+                    ) -> list[dict[str, Any]]:
+        """`promtool query range`: the server's own matrix for the same window and step."""
+        out = subprocess.run(
+            [PROMTOOL, "query", "range", "-o", "json", f"--start={_rfc3339(start)}",
+             f"--end={_rfc3339(end)}", f"--step={step:g}s", self.url, expr],
+            capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(out.stdout)
+
+
+class Prometheus(_QueryAPI):
     """Prometheus 2.42 scraping `targets` every `scrape` (a duration string) with
     `rules` (a rule file's YAML text) evaluated every `evaluate`."""
 
@@ -155,24 +177,7 @@ class Prometheus(_Server):
                     r"Server is ready to receive web requests")
         return self
 
-    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        """`promtool query instant` at `at`: the server's own answer, as its JSON."""
-        out = subprocess.run(
-            [PROMTOOL, "query", "instant", "-o", "json", f"--time={_rfc3339(at)}",
-             self.url, expr], capture_output=True, text=True, timeout=30, check=True)
-        return json.loads(out.stdout)
-
-    def query_range(self, expr: str, start: float, end: float, step: float
-                    ) -> list[dict[str, Any]]:
-        """`promtool query range`: the server's own matrix for the same window and step."""
-        out = subprocess.run(
-            [PROMTOOL, "query", "range", "-o", "json", f"--start={_rfc3339(start)}",
-             f"--end={_rfc3339(end)}", f"--step={step:g}s", self.url, expr],
-            capture_output=True, text=True, timeout=30, check=True)
-        return json.loads(out.stdout)
-
-
-class VictoriaMetrics(_Server):
+class VictoriaMetrics(_QueryAPI):
     """VictoriaMetrics 1.79 scraping `targets` every `scrape` (its default latency offset of
     30 s kept unless `latency_offset` is given)."""
 
@@ -198,14 +203,6 @@ class VictoriaMetrics(_Server):
             argv.append(f"-search.latencyOffset={self.latency_offset}")
         self._spawn(argv, r"started VictoriaMetrics in")
         return self
-
-    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        """promtool against VictoriaMetrics' Prometheus API: its own answer at `at`."""
-        out = subprocess.run(
-            [PROMTOOL, "query", "instant", "-o", "json", f"--time={_rfc3339(at)}",
-             self.url, expr], capture_output=True, text=True, timeout=30, check=True)
-        return json.loads(out.stdout)
-
 
 class Alertmanager(_Server):
     """Alertmanager 0.25 with a receiver that sends nothing; `peers` makes it one replica of
@@ -349,12 +346,34 @@ class Gauges:
             self._server.server_close()
 
 
-def running(servers: Sequence[_Server]) -> Iterator[None]:
-    """Start every server; stop every one afterwards (for fixtures)."""
-    try:
-        for s in servers:
-            s.start()  # type: ignore[attr-defined]
-        yield
-    finally:
-        for s in servers:
-            s.close()
+class RemoteStores:
+    """An exporter (`gauges`) scraped every second by a Prometheus (`prom`) and a
+    VictoriaMetrics (`vm`, latency offset 1 s so values show up quickly), shared by the
+    tests of a session: each test uses gauge names of its own."""
+
+    HOSTS = {"web-1": 41.5, "web-2": 12.0, "db-1": 73.25}
+
+    def __init__(self) -> None:
+        self.gauges = Gauges()
+        self.prom = Prometheus([], rules=None)
+        self.vm = VictoriaMetrics([], latency_offset="1s")
+
+    def __enter__(self) -> RemoteStores:
+        self.gauges.__enter__()
+        for host, value in self.HOSTS.items():
+            self.gauges.set("demo_cpu", value, host=host)
+        for i in range(40):
+            self.gauges.set("demo_many", float(i), n=str(i))
+        try:
+            self.prom = Prometheus([self.gauges.address]).start()
+            self.vm = VictoriaMetrics([self.gauges.address], latency_offset="1s").start()
+            self.gauges.scraped(2, by=("Prometheus", "vm_promscrape"))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.prom.close()
+        self.vm.close()
+        self.gauges.__exit__()

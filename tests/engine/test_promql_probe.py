@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +18,17 @@ import pytest
 from aiohttp import web
 
 from console.engine.config.schema import PromqlTarget, Settings
-from console.engine.model import Status
+from console.engine.model import CheckResult, Status
 from console.engine.probes.http_client import HttpClients
 from console.engine.probes.promapi import MAX_POINTS, chart_step, series_key
 from console.engine.probes.promql import PromqlProbe
 from console.engine.scheduler import Scheduler
 from console.engine.text.sanitize import one_line
-from tests.promservers import Gauges, Prometheus, VictoriaMetrics
+from tests.promservers import RemoteStores, VictoriaMetrics
 from tests.promtools import serve
 from tests.redisserver import free_port
 
 RECORDED = Path(__file__).parent / "recorded"
-HOSTS = {"web-1": 41.5, "web-2": 12.0, "db-1": 73.25}
-
-
-class Stores:
-    def __init__(self, gauges: Gauges, prom: Prometheus, vm: VictoriaMetrics) -> None:
-        self.gauges, self.prom, self.vm = gauges, prom, vm
-
-
-@pytest.fixture(scope="module")
-def stores() -> Iterator[Stores]:
-    """One exporter scraped every second by a Prometheus and a VictoriaMetrics (latency
-    offset 1 s, so values show up quickly; the default offset has its own test)."""
-    with Gauges() as gauges:
-        for host, value in HOSTS.items():
-            gauges.set("demo_cpu", value, host=host)
-        for i in range(40):
-            gauges.set("demo_many", float(i), n=str(i))
-        prom = Prometheus([gauges.address])
-        vm = VictoriaMetrics([gauges.address], latency_offset="1s")
-        try:
-            prom.start()
-            vm.start()
-            gauges.scraped(2, by=("Prometheus", "vm_promscrape"))
-            yield Stores(gauges, prom, vm)
-        finally:
-            prom.close()
-            vm.close()
 
 
 def target(url: str, **kw: Any) -> PromqlTarget:
@@ -76,7 +48,7 @@ def server_values(answer: list[dict[str, Any]], name: str) -> dict[str, float]:
     return out
 
 
-async def until_values(probe: PromqlProbe, metric: str):  # type: ignore[no-untyped-def]
+async def until_values(probe: PromqlProbe, metric: str) -> CheckResult:
     """Checks until `metric` has a value (VictoriaMetrics shows samples after its offset)."""
     async with asyncio.timeout(30):
         while True:
@@ -89,30 +61,30 @@ async def until_values(probe: PromqlProbe, metric: str):  # type: ignore[no-unty
 # -- values ------------------------------------------------------------------------------------
 
 
-async def test_instant_values_are_the_servers_own(stores: Stores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url), clients)
+async def test_instant_values_are_the_servers_own(remote_stores: RemoteStores, clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url), clients)
     r = await probe.check()
     assert r.status == Status.UP, r.error or r.reasons
     at = float(r.details["eval_time"])
     for name, expr in probe.target.metrics.items():
-        expected = server_values(stores.prom.query(expr, at), name)
+        expected = server_values(remote_stores.prom.query(expr, at), name)
         got = {k: v for k, v in r.metrics.items() if k == name or k.startswith(name + "{")}
         assert got == expected, name
     # labelled vectors: one series per label set; unlabelled ones: the metric itself
     assert "total" in r.metrics
     assert len([k for k in r.metrics if k.startswith("per_host{")]) == len(
-        stores.prom.query("sum by (host) (demo_cpu)", at))
+        remote_stores.prom.query("sum by (host) (demo_cpu)", at))
     assert r.details["engine"].startswith("Prometheus 2.42")
     assert r.details["queries"]["per_host"]["labels"] == ["host"]
 
 
-async def test_victoriametrics_values_and_its_latency_offset(stores: Stores,
+async def test_victoriametrics_values_and_its_latency_offset(remote_stores: RemoteStores,
                                                             clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.vm.url), clients)
+    probe = PromqlProbe(target(remote_stores.vm.url), clients)
     r = await until_values(probe, "per_host")
     at = float(r.details["eval_time"])
     for name, expr in probe.target.metrics.items():
-        expected = server_values(stores.vm.query(expr, at), name)
+        expected = server_values(remote_stores.vm.query(expr, at), name)
         got = {k: v for k, v in r.metrics.items() if k == name or k.startswith(name + "{")}
         assert got == expected, name
     assert r.details["engine"] == "VictoriaMetrics"
@@ -130,8 +102,8 @@ async def test_default_victoriametrics_offset_is_said_to_be_30s(clients: HttpCli
     assert r.details["notes"][0].startswith("VictoriaMetrics hides samples newer than 30s")
 
 
-async def test_per_label_series_reach_the_store_and_a_breakdown(stores: Stores) -> None:
-    settings = Settings(targets=[target(stores.prom.url)])
+async def test_per_label_series_reach_the_store_and_a_breakdown(remote_stores: RemoteStores) -> None:
+    settings = Settings(targets=[target(remote_stores.prom.url)])
     engine = Scheduler(settings)
     await engine.start(poll=False)
     try:
@@ -139,7 +111,7 @@ async def test_per_label_series_reach_the_store_and_a_breakdown(stores: Stores) 
     finally:
         await engine.stop()
     at = float(r.details["eval_time"])
-    expected = server_values(stores.prom.query("sum by (host) (demo_cpu)", at), "per_host")
+    expected = server_values(remote_stores.prom.query("sum by (host) (demo_cpu)", at), "per_host")
     for key, value in expected.items():
         assert engine.store.latest(f"remote:{key}")[1] == value
     table = r.details["breakdowns"]["by host"]
@@ -155,8 +127,8 @@ async def test_per_label_series_reach_the_store_and_a_breakdown(stores: Stores) 
 
 
 async def test_a_query_the_server_refuses_is_that_metrics_clear_error(
-        stores: Stores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url, metrics={
+        remote_stores: RemoteStores, clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url, metrics={
         "total": "sum(demo_cpu)", "broken": "sum(demo_cpu"}), clients)
     r = await probe.check()
     assert r.status == Status.DEGRADED
@@ -167,8 +139,8 @@ async def test_a_query_the_server_refuses_is_that_metrics_clear_error(
     assert r.metrics["queries_failed"] == 1
 
 
-async def test_every_query_failing_is_down(stores: Stores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url, metrics={"a": "sum(", "b": "rate(demo_cpu)"}),
+async def test_every_query_failing_is_down(remote_stores: RemoteStores, clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url, metrics={"a": "sum(", "b": "rate(demo_cpu)"}),
                         clients)
     r = await probe.check()
     assert r.status == Status.DOWN
@@ -178,21 +150,21 @@ async def test_every_query_failing_is_down(stores: Stores, clients: HttpClients)
     assert "expected type range vector" in r.details["queries"]["b"]["error"]
 
 
-async def test_a_range_vector_is_explained(stores: Stores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url, metrics={"raw": "demo_cpu[1m]"}), clients)
+async def test_a_range_vector_is_explained(remote_stores: RemoteStores, clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url, metrics={"raw": "demo_cpu[1m]"}), clients)
     r = await probe.check()
     assert r.status == Status.DOWN
     assert "range vector" in (r.error or "")
     assert "rate(" in (r.error or "")
 
 
-async def test_a_huge_result_is_capped_and_the_drop_counted(stores: Stores,
+async def test_a_huge_result_is_capped_and_the_drop_counted(remote_stores: RemoteStores,
                                                             clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url, metrics={"many": "demo_many"}, max_series=5),
+    probe = PromqlProbe(target(remote_stores.prom.url, metrics={"many": "demo_many"}, max_series=5),
                         clients)
     r = await probe.check()
     at = float(r.details["eval_time"])
-    answer = server_values(stores.prom.query("demo_many", at), "many")
+    answer = server_values(remote_stores.prom.query("demo_many", at), "many")
     kept = {k: v for k, v in r.metrics.items() if k.startswith("many{")}
     assert len(kept) == 5
     assert sorted(kept.values()) == sorted(answer.values())[-5:]  # the largest five
@@ -210,7 +182,7 @@ async def test_an_unreachable_store_is_down_with_the_reason(clients: HttpClients
 
 
 async def test_a_hanging_store_times_out_and_other_targets_keep_polling(
-        stores: Stores) -> None:
+        remote_stores: RemoteStores) -> None:
     hang = asyncio.Event()
 
     async def never(_: web.Request) -> web.Response:
@@ -219,7 +191,7 @@ async def test_a_hanging_store_times_out_and_other_targets_keep_polling(
 
     async with serve({"/{tail:.*}": never}) as port:
         slow = target(f"http://127.0.0.1:{port}", name="slow", timeout="1s", interval="30s")
-        fast = target(stores.prom.url, name="fast", interval="200ms")
+        fast = target(remote_stores.prom.url, name="fast", interval="200ms")
         engine = Scheduler(Settings(targets=[slow, fast]))
         slow_done = asyncio.Event()
         engine.subscribe(lambda r: slow_done.set() if r.target == "slow" else None)
@@ -340,12 +312,12 @@ async def test_a_missing_env_reference_is_a_clear_error(clients: HttpClients) ->
 # -- charts --------------------------------------------------------------------------------------
 
 
-async def test_a_chart_is_the_servers_range_query(stores: Stores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(stores.prom.url), clients)
+async def test_a_chart_is_the_servers_range_query(remote_stores: RemoteStores, clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url), clients)
     chart = await probe.history("per_host", 120.0, 60)
     assert "error" not in chart, chart.get("error")
     assert chart["step"] == chart_step(120.0, 60) == 2.0
-    answer = stores.prom.query_range("sum by (host) (demo_cpu)", chart["start"], chart["end"],
+    answer = remote_stores.prom.query_range("sum by (host) (demo_cpu)", chart["start"], chart["end"],
                                      chart["step"])
     expected = {f"per_host{series_key(a['metric'])}": [(float(t), float(v))
                                                         for t, v in a["values"]]

@@ -56,6 +56,7 @@ __all__ = [
     "RangeSeries",
     "Sample",
     "chart_step",
+    "parse_series_key",
     "series_key",
 ]
 
@@ -136,6 +137,28 @@ def series_key(labels: Mapping[str, str]) -> str:
         return ""
     inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
+
+
+def parse_series_key(key: str) -> dict[str, str]:
+    """The labels of a `{a="x",b="y"}` key as `series_key` writes it ({} for "")."""
+    out: dict[str, str] = {}
+    if not key.startswith("{"):
+        return out
+    i, n = 1, len(key) - 1
+    while i < n:
+        eq = key.index("=", i)
+        j = eq + 2  # past ="
+        buf = []
+        while key[j] != '"':
+            if key[j] == "\\":
+                j += 1
+                buf.append("\n" if key[j] == "n" else key[j])
+            else:
+                buf.append(key[j])
+            j += 1
+        out[key[i:eq]] = "".join(buf)
+        i = j + 2  # past the closing quote and the comma
+    return out
 
 
 def _escape(value: str) -> str:
