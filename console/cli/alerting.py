@@ -29,6 +29,9 @@ def add_parsers(sub: Any) -> None:
     rtest.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
                        help="also use this config's rules when FILE has no [[rules]]")
     rtest.add_argument("--json", action="store_true", help="machine-readable output")
+    from console.cli.promrules import add_parsers as add_promrules
+
+    add_promrules(rules_sub)  # rules import / rules export: Prometheus rule files
 
     alerts = sub.add_parser(
         "alerts", help="check every target once and list the alerts the rules give "
@@ -61,9 +64,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
     from console.engine.alerting.ruletest import format_report, load_rule_test, run_rule_test
 
-    if getattr(args, "rules_command", None) != "test":
-        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE",
-              file=sys.stderr)
+    command = getattr(args, "rules_command", None)
+    if command in ("import", "export"):
+        from console.cli import promrules
+
+        return promrules.cmd_import(args) if command == "import" else promrules.cmd_export(args)
+    if command != "test":
+        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE "
+              "(or import FILE, export)", file=sys.stderr)
         return EXIT_CONFIG
     extra = []
     if getattr(args, "config", None):

@@ -61,7 +61,8 @@ async def until_values(probe: PromqlProbe, metric: str) -> CheckResult:
 # -- values ------------------------------------------------------------------------------------
 
 
-async def test_instant_values_are_the_servers_own(remote_stores: RemoteStores, clients: HttpClients) -> None:
+async def test_instant_values_are_the_servers_own(remote_stores: RemoteStores,
+                                                  clients: HttpClients) -> None:
     probe = PromqlProbe(target(remote_stores.prom.url), clients)
     r = await probe.check()
     assert r.status == Status.UP, r.error or r.reasons
@@ -102,7 +103,8 @@ async def test_default_victoriametrics_offset_is_said_to_be_30s(clients: HttpCli
     assert r.details["notes"][0].startswith("VictoriaMetrics hides samples newer than 30s")
 
 
-async def test_per_label_series_reach_the_store_and_a_breakdown(remote_stores: RemoteStores) -> None:
+async def test_per_label_series_reach_the_store_and_a_breakdown(
+        remote_stores: RemoteStores) -> None:
     settings = Settings(targets=[target(remote_stores.prom.url)])
     engine = Scheduler(settings)
     await engine.start(poll=False)
@@ -139,9 +141,10 @@ async def test_a_query_the_server_refuses_is_that_metrics_clear_error(
     assert r.metrics["queries_failed"] == 1
 
 
-async def test_every_query_failing_is_down(remote_stores: RemoteStores, clients: HttpClients) -> None:
-    probe = PromqlProbe(target(remote_stores.prom.url, metrics={"a": "sum(", "b": "rate(demo_cpu)"}),
-                        clients)
+async def test_every_query_failing_is_down(remote_stores: RemoteStores,
+                                           clients: HttpClients) -> None:
+    probe = PromqlProbe(target(remote_stores.prom.url,
+                               metrics={"a": "sum(", "b": "rate(demo_cpu)"}), clients)
     r = await probe.check()
     assert r.status == Status.DOWN
     assert r.error is not None
@@ -150,7 +153,8 @@ async def test_every_query_failing_is_down(remote_stores: RemoteStores, clients:
     assert "expected type range vector" in r.details["queries"]["b"]["error"]
 
 
-async def test_a_range_vector_is_explained(remote_stores: RemoteStores, clients: HttpClients) -> None:
+async def test_a_range_vector_is_explained(remote_stores: RemoteStores,
+                                           clients: HttpClients) -> None:
     probe = PromqlProbe(target(remote_stores.prom.url, metrics={"raw": "demo_cpu[1m]"}), clients)
     r = await probe.check()
     assert r.status == Status.DOWN
@@ -312,13 +316,14 @@ async def test_a_missing_env_reference_is_a_clear_error(clients: HttpClients) ->
 # -- charts --------------------------------------------------------------------------------------
 
 
-async def test_a_chart_is_the_servers_range_query(remote_stores: RemoteStores, clients: HttpClients) -> None:
+async def test_a_chart_is_the_servers_range_query(remote_stores: RemoteStores,
+                                                  clients: HttpClients) -> None:
     probe = PromqlProbe(target(remote_stores.prom.url), clients)
     chart = await probe.history("per_host", 120.0, 60)
     assert "error" not in chart, chart.get("error")
     assert chart["step"] == chart_step(120.0, 60) == 2.0
-    answer = remote_stores.prom.query_range("sum by (host) (demo_cpu)", chart["start"], chart["end"],
-                                     chart["step"])
+    answer = remote_stores.prom.query_range("sum by (host) (demo_cpu)", chart["start"],
+                                            chart["end"], chart["step"])
     expected = {f"per_host{series_key(a['metric'])}": [(float(t), float(v))
                                                         for t, v in a["values"]]
                 for a in answer}
