@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.screen import Screen
 from textual.timer import Timer
@@ -211,7 +212,10 @@ class OpsConsoleApp(App[None]):
         if refresh is None or not self.screen.is_mounted:
             return  # a screen just pushed has not composed its widgets yet: next tick
         with self.batch_update():
-            refresh(runtime, self.clock())
+            try:
+                refresh(runtime, self.clock())
+            except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
+                return
             self._update_alert_banner()
 
     def _update_alert_banner(self) -> None:

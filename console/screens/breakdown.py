@@ -229,7 +229,8 @@ class BreakdownScreen(DatabaseScreen):
     # -- actions -------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return action != "copy"  # rows hold no query to copy
+        # rows hold no query to copy, and no session to cancel or kill
+        return action not in ("copy", "signal")
 
     def action_step(self, step: int) -> None:
         names = list(self.sections)

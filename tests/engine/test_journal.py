@@ -253,6 +253,7 @@ def _read_all(fd: int) -> bytes:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow  # kill -9 rounds: make test-slow (and CI)
 def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
     rng = random.Random(6)
     expected_text = sanitize(HOSTILE)
