@@ -173,7 +173,10 @@ class Prometheus(_QueryAPI):
         self._spawn([PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}",
                      f"--storage.tsdb.path={self.dir / 'data'}",
                      f"--web.listen-address=127.0.0.1:{self.port}",
-                     "--web.enable-lifecycle", "--log.level=info"],
+                     "--web.enable-lifecycle", "--log.level=info",
+                     # re-send firing alerts every second (not every minute): the first send
+                     # happens before the Alertmanagers are discovered and is dropped
+                     "--rules.alert.resend-delay=1s"],
                     r"Server is ready to receive web requests")
         return self
 
@@ -229,7 +232,7 @@ class Alertmanager(_Server):
     def start(self) -> Alertmanager:
         argv = [ALERTMANAGER, f"--config.file={self.dir / 'alertmanager.yml'}",
                 f"--storage.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}"]
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=debug"]
         if self.peers:
             argv += [f"--cluster.listen-address={self.cluster_address}",
                      f"--cluster.advertise-address={self.cluster_address}",

@@ -104,6 +104,11 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    async def http_clients(self) -> Any:
+        """The one pool of HTTP connections (created on first use, closed by `stop()`); the
+        runtime's remote alert readers share it with the probes."""
+        return await self._http_clients()
+
     async def _http_clients(self) -> Any:
         if self._clients is None:
             from console.engine.probes.http_client import HttpClients

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from console.engine.config.envref import ENV_REF
+from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
 
@@ -19,8 +19,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token",
-                   "proxy-authorization"}
+_SECRET_HEADERS = SECRET_HEADERS
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
 _DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
 
@@ -110,12 +109,7 @@ class HttpTarget(TargetBase):
     @field_validator("headers")
     @classmethod
     def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for k, val in v.items():
-            if k.lower() in _SECRET_HEADERS and not ENV_REF.search(val):
-                raise ValueError(
-                    f"header {k!r} carries a secret; write it as an environment reference, "
-                    f"e.g. {k} = \"Bearer ${{API_TOKEN}}\""
-                )
+        check_secret_headers(v)
         return v
 
     @field_validator("down_unless", "degraded_unless")
