@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.promservers import RemoteStores
+from tests.promservers import RemoteStores, Team
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -61,6 +61,13 @@ def remote_stores() -> Iterator[RemoteStores]:
     (started on first use, stopped at the end)."""
     with RemoteStores() as stores:
         yield stores
+
+
+@pytest.fixture(scope="session")
+def team() -> Iterator[Team]:
+    """A real 2-replica Alertmanager cluster fed by a real Prometheus, for the session."""
+    with Team() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

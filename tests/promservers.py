@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -380,3 +381,59 @@ class RemoteStores:
         self.prom.close()
         self.vm.close()
         self.gauges.__exit__()
+
+
+# -- the team's alerting stack -------------------------------------------------------------------
+
+TEAM_RULES = """\
+groups:
+  - name: team
+    rules:
+      - alert: PaymentsDown
+        expr: vector(1) > 0
+        labels: {severity: critical, runbook: payment-processing-failure, service: payments}
+        annotations: {summary: "Payments API down"}
+      - alert: SlowCheckout
+        expr: vector(2) > 1
+        for: 1h
+        labels: {severity: warning}
+"""
+
+
+class Team:
+    """Two gossiping Alertmanager replicas (`ams`) and a Prometheus (`prom`) evaluating
+    TEAM_RULES (one firing P0 with a runbook, one pending for an hour) and sending to both;
+    started once the firing alert reached both replicas."""
+
+    def __init__(self) -> None:
+        self.ams = alertmanager_cluster(2)
+        self.prom = Prometheus([], rules=TEAM_RULES, alertmanagers=[a.url for a in self.ams])
+
+    def __enter__(self) -> Team:
+        try:
+            for a in self.ams:
+                a.start()
+            self.prom.start()
+            for a in self.ams:  # Prometheus delivered its firing alert to both replicas
+                a.wait_log(r'msg="Received alert".*PaymentsDown', 30)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.prom.close()
+        for a in self.ams:
+            a.close()
+
+    def config(self) -> dict[str, Any]:
+        """A config (as data) reading both: a promql target and the cluster."""
+        return {"targets": [{"name": "prom", "kind": "promql", "url": self.prom.url,
+                             "metrics": {"up": "vector(1)"}}],
+                "alerting": {"alertmanagers": [{"name": "team",
+                                                "urls": [a.url for a in self.ams]}]}}
+
+    def prom_api(self, path: str) -> Any:
+        """Prometheus's own answer (its HTTP API's `data`)."""
+        with urllib.request.urlopen(self.prom.url + path, timeout=10) as r:
+            return json.loads(r.read())["data"]

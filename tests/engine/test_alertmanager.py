@@ -10,9 +10,7 @@ back with amtool. Tests that stop a replica start a cluster of their own.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -28,54 +26,7 @@ from console.engine.config.schema import Settings
 from console.engine.probes.http_client import HttpClients
 from console.engine.storage.store import MetricStore
 from tests.promservers import Alertmanager as AMServer
-from tests.promservers import Prometheus, alertmanager_cluster
-
-RULES = """\
-groups:
-  - name: team
-    rules:
-      - alert: PaymentsDown
-        expr: vector(1) > 0
-        labels: {severity: critical, runbook: payment-processing-failure, service: payments}
-        annotations: {summary: "Payments API down"}
-      - alert: SlowCheckout
-        expr: vector(2) > 1
-        for: 1h
-        labels: {severity: warning}
-"""
-
-
-class Team:
-    def __init__(self, ams: list[AMServer], prom: Prometheus) -> None:
-        self.ams, self.prom = ams, prom
-
-    def settings(self, **am: Any) -> Settings:
-        return Settings.model_validate({
-            "targets": [{"name": "prom", "kind": "promql", "url": self.prom.url,
-                         "metrics": {"up": "vector(1)"}}],
-            "alerting": {"alertmanagers": [{"name": "team",
-                                            "urls": [a.url for a in self.ams], **am}]}})
-
-    def prom_api(self, path: str) -> Any:
-        with urllib.request.urlopen(self.prom.url + path, timeout=10) as r:
-            return json.loads(r.read())["data"]
-
-
-@pytest.fixture(scope="module")
-def team() -> Iterator[Team]:
-    ams = alertmanager_cluster(2)
-    prom = Prometheus([], rules=RULES, alertmanagers=[a.url for a in ams])
-    try:
-        for a in ams:
-            a.start()
-        prom.start()
-        for a in ams:  # Prometheus delivered its firing alert to both replicas
-            a.wait_log(r'msg="Received alert".*PaymentsDown', 30)
-        yield Team(ams, prom)
-    finally:
-        prom.close()
-        for a in ams:
-            a.close()
+from tests.promservers import Team, alertmanager_cluster
 
 
 @pytest.fixture
@@ -85,7 +36,7 @@ async def remote(team: Team) -> AsyncIterator[tuple[RemoteAlerts, list[tuple[str
         async def factory() -> HttpClients:
             return clients
 
-        r = RemoteAlerts(team.settings(), factory,
+        r = RemoteAlerts(Settings.model_validate(team.config()), factory,
                          notice=lambda level, text: notices.append((level, text)))
         await r.start(poll=False)
         await r.refresh()
