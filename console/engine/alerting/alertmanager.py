@@ -242,8 +242,10 @@ class Alertmanager:
                               f"{format_duration(self.timeout)}") from None
             raise AMError(f"{self.where(i)}: timed out") from None
         except (httpx.HTTPError, OSError) as exc:
-            raise AMError(f"{self.where(i)}: {_describe_http_error(exc, had_headers)}"
-                          ) from None
+            text = _describe_http_error(exc, had_headers)
+            host = httpx.URL(self.urls[i])
+            text = text.removesuffix(f" ({host.host}:{host.port})")  # said once, in where()
+            raise AMError(f"{self.where(i)}: {text}") from None
         if truncated:
             raise AMError(f"{self.where(i)}: answer larger than {format_bytes(MAX_BODY)}")
         code = response.status_code
