@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
-    from console.engine.alerting.amreceiver import AlertmanagerPush
     from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
     from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
@@ -70,7 +70,7 @@ class _Listeners:
 def _outbox_receivers(settings: Settings) -> list[Any]:
     """The receivers the notification outbox sends to: all but those of kind
     "alertmanager", which keep a cluster in step with the alert state instead
-    (`alerting/amreceiver.py`)."""
+    (`alerting/receivers/alertmanager.py`)."""
     return [r for r in settings.alerting.receivers if r.kind != "alertmanager"]
 
 
@@ -288,15 +288,66 @@ class Runtime:
             role=self.role, lease=self._lease)
         await self.alerting.start()
 
-    def _make_notifier(self) -> Notifier | None:
+    def _make_notifier(self) -> Notifier:
+        """The notifier; it never fails to start: an outbox the disk refuses is kept in
+        memory (sent from there, saved when the disk takes it), shown as a problem."""
         from console.engine.alerting.notify import Notifier
 
-        try:
-            return Notifier(self.paths.outbox, _outbox_receivers(self.settings))
-        except Exception as exc:
-            self._report_io("outbox", f"notification outbox {self.paths.outbox} unusable",
-                            exc)
-            return None
+        return Notifier(self.paths.outbox, _outbox_receivers(self.settings), clock=self.clock,
+                        summary_source=self.daily_summary, on_problem=self._outbox_problem,
+                        on_delivered=self._delivered)
+
+    def _outbox_problem(self, text: str | None) -> None:
+        was = self.problems.get("outbox")
+        self.set_problem("outbox", text)
+        if text is not None and was is None:
+            self.notice("error", text)
+        elif text is None and was is not None:
+            self.notice("information", f"notification outbox {self.paths.outbox} saved again")
+
+    async def daily_summary(self, start: float, end: float) -> dict[str, Any]:
+        """The daily summary's data for `[start, end]`: uptime, alerts, incidents, KPIs (the
+        notifier adds the P3s it batched) — what `opsconsole report` prints too."""
+        from console.engine.incidents.summary import build_summary
+
+        episodes: list[dict[str, Any]] = []
+        if self.alerting is not None:  # on the loop: the lifecycle is not thread-safe
+            episodes = self.alerting.recent(end, since=start, limit=100_000)
+        return build_summary(self.desk.book if self.desk is not None else None, start=start,
+                             end=end, store=self.store, episodes=episodes,
+                             targets=[t.name for t in self.settings.targets])
+
+    def _delivered(self, batch: Any, outcome: Any) -> None:
+        """An incident channel exists: say so on the incident's timeline."""
+        if batch.kind == "incident_channel" and self.desk is not None:
+            data = dict(batch.data)
+            self._spawn(self.desk.channel(str(data["incident"]), str(data["name"]),
+                                          str(outcome.result.get("channel_id") or "")),
+                        "incident-channel")
+
+    def _on_journal(self, entries: list[dict[str, Any]]) -> None:
+        """Incidents opened and status updates written (here or by another console on the
+        same journal) become Slack messages, from the process that notifies."""
+        from console.engine.incidents.book import OPEN, STATUS
+
+        if self.notifier is None or self.alerting is None or not self.alerting.evaluating:
+            return
+        for e in entries:
+            kind = e.get("type")
+            if kind not in (OPEN, STATUS) or self.desk is None:
+                continue
+            inc = self.desk.book.incidents.get(str(e.get("incident")))
+            if inc is None:
+                continue
+            base = {"incident": inc.id, "title": inc.title, "severity": inc.severity,
+                    "started": inc.started, "alerts": list(inc.alerts)}
+            if kind == OPEN:
+                self.notifier.incident_opened(base)
+            else:
+                self.notifier.status_update({
+                    **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
+                    "at": e.get("ts"), "entry": e.get("id"),
+                    "user_facing": e.get("user_facing")})
 
     # -- the team's Alertmanagers and Prometheus servers -------------------------------------
 
@@ -314,7 +365,7 @@ class Runtime:
 
     async def _start_pushers(self) -> None:
         from console.engine.alerting.alertmanager import Alertmanager
-        from console.engine.alerting.amreceiver import AlertmanagerPush
+        from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
         from console.engine.config.envref import MissingEnv, expand, expand_url
 
         clusters = {a.name: a for a in self.settings.alerting.alertmanagers}
@@ -387,6 +438,8 @@ class Runtime:
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
         self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        journal.subscribe(self._on_journal)
+        self.desk.listen(self._on_journal)
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
 
@@ -484,5 +537,5 @@ class Runtime:
             await self.notifier.reconfigure(receivers)
         elif receivers:
             self.notifier = self._make_notifier()
-            if self.notifier is not None and self.alerting is not None:
+            if self.alerting is not None:
                 await self.alerting.attach_notifier(self.notifier)

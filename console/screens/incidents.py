@@ -259,6 +259,7 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("R", "resolve", "Resolve", id="incident_resolve"),
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("u", "status_update", "Status update", id="incident_status"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
         Binding("P", "postmortem", "Post-mortem", show=False, id="incident_postmortem"),
         Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
@@ -424,6 +425,22 @@ class IncidentScreen(ConsoleScreen[None]):
                 self.redraw()
 
         self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
+
+    def action_status_update(self) -> None:
+        """The playbook's Step 3: journaled, then posted by the notifier (the incident
+        channel; for a user-facing incident the general one too)."""
+        inc = self.incident
+        if inc is None:
+            return
+
+        async def post(text: str | None) -> None:
+            if text:
+                await self.desk.status_update(inc.id, text)
+                self.notify("status update journaled; posted by the Slack routes", timeout=3)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt("Status update (incident channel; general channel "
+                                        "too when user-facing):"), post)
 
     async def action_false_positive(self) -> None:
         inc = self.incident

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from console.engine.alerting.alertmanager import Alertmanager, parse_time
-from console.engine.alerting.amreceiver import AlertmanagerPush
 from console.engine.alerting.lifecycle import AlertEngine
+from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
 from console.engine.alerting.remote import RemoteAlerts, RemoteError
 from console.engine.alerting.rules import RuleSet, TargetInfo
 from console.engine.config.rules import Receiver, Rule

@@ -2,8 +2,9 @@
 
 A receiver of kind "alertmanager" hands the console's firing alerts to the team's
 Alertmanager, whose routing, inhibition and PagerDuty/e-mail receivers then take over. It
-is not a message sent once per transition (the outbox's job) but a state kept in sync, as
-Prometheus keeps it:
+is not a message sent once per transition (the outbox's job, and the other receivers'
+`send(ctx, receiver, batch)`) but a state kept in sync, as Prometheus keeps it, so the
+Runtime runs it beside the notifier rather than through the outbox:
 
 * every firing (or acknowledged) alert the receiver's severities take is posted to
   **every** replica (an Alertmanager cluster does not gossip alerts) at once, each replica
