@@ -231,6 +231,8 @@ class PromAPI:
         except (httpx.InvalidURL, ValueError, TypeError) as exc:
             raise PromAPIError("format", f"invalid URL {self.base}: {exc}") from None
         self.where = one_line(redact(self.base), 200)
+        self.bytes_read = 0  # answer bytes as they came over the wire (before inflating)
+        self.requests = 0
 
     # -- the calls -------------------------------------------------------------------------
 
@@ -420,6 +422,8 @@ class PromAPI:
                                ) from None
         except OSError as exc:
             raise PromAPIError("unreachable", str(exc)) from None
+        self.requests += 1
+        self.bytes_read += len(body)
         if truncated:
             raise PromAPIError("too_large", f"answer larger than {format_bytes(self.max_body)}"
                                ": narrow the query (sum by ...) or raise max_body")

@@ -109,6 +109,11 @@ class PromqlProbe:
         except PromAPIError as exc:
             self._setup_error = str(exc)
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of every answer the store sent this probe (queries and charts)."""
+        return sum(api.bytes_read for api in (self._api, self._chart_api) if api is not None)
+
     async def aclose(self) -> None:
         """Nothing to close: connections belong to the shared HttpClients."""
 
