@@ -67,3 +67,14 @@ def test_alerts_text_and_a_replica_down(team: Team, tmp_path: Path) -> None:
     assert "no replica answered" in gone[0]
     assert gone[1].endswith(f"replica 1 (127.0.0.1:{dead.rsplit(':', 1)[1]}): "
                             "connection refused")
+
+
+def test_the_readme_example_config_is_valid(tmp_path: Path) -> None:
+    """README's "Running with Prometheus and Alertmanager" config, as a user would copy it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Running with Prometheus and Alertmanager", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "config.toml"
+    path.write_text(example)
+    out = run("validate", "--config", str(path), env={"MIMIR_TOKEN": "t0ken"})
+    assert out.returncode == 0, out.stdout + out.stderr
