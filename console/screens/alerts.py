@@ -335,6 +335,11 @@ class AlertsScreen(ConsoleScreen[None]):
     def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
         self._explain(self._now())
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "team_alerts":  # only with an Alertmanager or Prometheus to read
+            return self._remote() is not None
+        return True
+
     def _remote(self) -> Any:
         """The runtime's reader of the team's Alertmanagers and Prometheus servers."""
         runtime = getattr(self.app, "runtime", None)
