@@ -330,3 +330,47 @@ async def test_reading_with_a_replica_down_says_so_and_shows_the_rest(
     assert "connection refused" in line
     assert [a.name for a in r.alerts()] == ["Only1"]
     assert r.alerts()[0].replicas == (0,)
+
+
+async def test_a_hanging_replica_and_a_dead_prometheus_while_reading(
+        cluster: list[AMServer]) -> None:
+    """Reading goes on with what answers: a hanging replica times out on its own deadline,
+    an unreachable Prometheus is one line, and the other replica's alerts are shown."""
+    from aiohttp import web
+
+    from tests.promtools import serve
+    from tests.redisserver import free_port
+
+    hang = asyncio.Event()
+
+    async def never(_: web.Request) -> web.Response:
+        await hang.wait()
+        return web.Response()
+
+    try:
+        async with serve({"/{tail:.*}": never}, "*") as port, HttpClients() as clients:
+            api = Alertmanager("team", [cluster[0].url], clients)
+            body = {"labels": {"alertname": "Seen", "severity": "P1"},
+                    "startsAt": _iso(time.time()), "endsAt": _iso(time.time() + 300)}
+            assert await api.post_alerts([body]) == [None]
+
+            async def factory() -> HttpClients:
+                return clients
+
+            settings = Settings.model_validate({
+                "targets": [{"name": "gone", "kind": "promql", "timeout": "1s",
+                             "url": f"http://127.0.0.1:{free_port()}",
+                             "metrics": {"x": "vector(1)"}}],
+                "alerting": {"alertmanagers": [{
+                    "name": "team", "timeout": "1s",
+                    "urls": [cluster[0].url, f"http://127.0.0.1:{port}"]}]}})
+            r = RemoteAlerts(settings, factory)
+            await r.start(poll=False)
+            async with asyncio.timeout(10):  # bounded by the 1 s deadlines, not the hang
+                await r.refresh()
+    finally:
+        hang.set()
+    assert [a.name for a in r.alerts()] == ["Seen"]
+    assert any("replica 2" in e and "no answer within 1s" in e
+               for e in r.errors["Alertmanager team"])
+    assert any("connection refused" in e for e in r.errors["Prometheus gone"])
