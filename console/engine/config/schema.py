@@ -389,7 +389,9 @@ class PromqlTarget(TargetBase):
     insecure: bool = False
     ca_file: str | None = None
     max_body: Size = Field(20_000_000, ge=1024, le=500_000_000)
-    max_series: int = Field(500, ge=1, le=20_000)
+    # Each series kept is a series of the console's own store (~0.2 MB of history: see
+    # bench/bench_promql.py), so the default keeps a labelled metric to ~20 MB.
+    max_series: int = Field(100, ge=1, le=20_000)
     alerts: bool = True
     metrics: dict[str, str] = Field(min_length=1)
 
