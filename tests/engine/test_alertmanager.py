@@ -122,6 +122,10 @@ async def test_ack_is_an_ack_silence_extended_while_firing(team: Team, remote: A
     assert acked is not None
     assert acked.acked_by == "ana"
     assert acked.display_state() == "acked"
+    # the same alert as Prometheus reports it shows the acknowledgement too
+    prom_row = next(a for a in r.alerts() if a.kind == "prometheus" and a.name == "PaymentsDown")
+    assert prom_row.acked_by == "ana"
+    assert prom_row.display_state() == "acked"
     with pytest.raises(RemoteError, match="already acknowledged by ana"):
         await r.ack(alert.id, "bob")
     # Later, with less than half of ack_extend left: extended, not recreated

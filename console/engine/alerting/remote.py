@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from console.engine.alerting.alertmanager import (
@@ -108,11 +108,14 @@ class RemoteAlert:
         return self.state in ("firing", "active", "suppressed")
 
     def display_state(self) -> str:
-        """active / silenced / inhibited / acked (Alertmanager), firing / pending."""
+        """active / silenced / inhibited / acked (Alertmanager); firing / pending, or acked /
+        silenced by a silence in its Alertmanager (Prometheus)."""
         if self.kind == "alertmanager" and self.state == "suppressed":
             if self.acked_by:
                 return "acked"
             return "silenced" if self.silenced_by else "inhibited"
+        if self.kind == "prometheus" and self.state == "firing" and self.silenced_by:
+            return "acked" if self.acked_by else "silenced"
         return self.state
 
     def incident_fields(self) -> dict[str, Any]:
@@ -406,8 +409,17 @@ class RemoteAlerts:
                     state=state, since=a.starts_at, ends_at=a.ends_at,
                     silenced_by=silenced, inhibited_by=a.inhibited_by, acked_by=acked,
                     replicas=a.replicas))
+        # A Prometheus alert is silenced (or acknowledged) in the Alertmanager it goes to:
+        # say so on its row too, from the silences that match its labels.
+        silences = [x for c in self._clusters.values() for x in c.silences
+                    if x.state == "active"]
         for p in self._proms.values():
-            out += p.alerts
+            for pa in p.alerts:
+                hits = [x for x in silences if x.matches(pa.labels)]
+                if hits:
+                    pa = replace(pa, silenced_by=tuple(x.id for x in hits),
+                                 acked_by=next((x.created_by for x in hits if x.ack), None))
+                out.append(pa)
         out.sort(key=lambda a: (a.severity or "P9", _STATE_ORDER.get(a.state, 5),
                                 a.since or math.inf, a.id))
         return out
