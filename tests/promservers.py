@@ -51,10 +51,34 @@ class _Server:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"opsconsole-{self.name}-"))
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
+
+    READY = ""  # the log line saying the server is ready
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        """Start and wait until ready; a port another process took since it was picked
+        (free_port() can only pick, not hold) is picked again, up to three times."""
+        for attempt in range(3):
+            try:
+                self._spawn(self._argv(), self.READY)
+                return self
+            except RuntimeError as exc:
+                self.stop()
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
 
     def _spawn(self, argv: Sequence[str], ready: str) -> None:
         self.lines = []
@@ -124,8 +148,6 @@ class _Server:
 class _QueryAPI(_Server):
     """A server with the Prometheus query API; promtool asks it for its own answers."""
 
-    url = ""
-
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         """`promtool query instant` at `at`: the server's own answer, as its JSON."""
         out = subprocess.run(
@@ -154,8 +176,6 @@ class Prometheus(_QueryAPI):
                  alertmanagers: Sequence[str] = ()) -> None:
         _require(PROMETHEUS, "prometheus")
         super().__init__()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         config: dict[str, Any] = {
             "global": {"scrape_interval": scrape, "evaluation_interval": evaluate},
             "scrape_configs": [{"job_name": "test",
@@ -170,16 +190,17 @@ class Prometheus(_QueryAPI):
         # JSON is YAML: no YAML writer needed for the test's own config.
         (self.dir / "prometheus.yml").write_text(json.dumps(config))
 
-    def start(self) -> Prometheus:
-        self._spawn([PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}",
-                     f"--storage.tsdb.path={self.dir / 'data'}",
-                     f"--web.listen-address=127.0.0.1:{self.port}",
-                     "--web.enable-lifecycle", "--log.level=info",
-                     # re-send firing alerts every second (not every minute): the first send
-                     # happens before the Alertmanagers are discovered and is dropped
-                     "--rules.alert.resend-delay=1s"],
-                    r"Server is ready to receive web requests")
-        return self
+    READY = r"Server is ready to receive web requests"
+
+    def _argv(self) -> list[str]:
+        return [PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle", "--log.level=info",
+                # re-send firing alerts every second (not every minute): the first send
+                # happens before the Alertmanagers are discovered and is dropped
+                "--rules.alert.resend-delay=1s"]
+
 
 class VictoriaMetrics(_QueryAPI):
     """VictoriaMetrics 1.79 scraping `targets` every `scrape` (its default latency offset of
@@ -191,22 +212,22 @@ class VictoriaMetrics(_QueryAPI):
                  latency_offset: str | None = None) -> None:
         _require(VICTORIA, "victoria-metrics")
         super().__init__()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.latency_offset = latency_offset
         config = {"global": {"scrape_interval": scrape},
                   "scrape_configs": [{"job_name": "test",
                                       "static_configs": [{"targets": list(targets)}]}]}
         (self.dir / "scrape.yml").write_text(json.dumps(config))
 
-    def start(self) -> VictoriaMetrics:
+    READY = r"started VictoriaMetrics in"
+
+    def _argv(self) -> list[str]:
         argv = [VICTORIA, f"-httpListenAddr=127.0.0.1:{self.port}",
                 f"-storageDataPath={self.dir / 'data'}",
                 f"-promscrape.config={self.dir / 'scrape.yml'}"]
         if self.latency_offset is not None:
             argv.append(f"-search.latencyOffset={self.latency_offset}")
-        self._spawn(argv, r"started VictoriaMetrics in")
-        return self
+        return argv
+
 
 class Alertmanager(_Server):
     """Alertmanager 0.25 with a receiver that sends nothing; `peers` makes it one replica of
@@ -217,9 +238,7 @@ class Alertmanager(_Server):
     def __init__(self, *, resolve_timeout: str = "5m") -> None:
         _require(ALERTMANAGER, "prometheus-alertmanager")
         super().__init__()
-        self.port = free_port()
         self.cluster_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         config = {"global": {"resolve_timeout": resolve_timeout},
                   "route": {"receiver": "null", "group_wait": "0s"},
                   "receivers": [{"name": "null"}]}
@@ -230,7 +249,9 @@ class Alertmanager(_Server):
     def cluster_address(self) -> str:
         return f"127.0.0.1:{self.cluster_port}"
 
-    def start(self) -> Alertmanager:
+    READY = r'msg="Listening on"'
+
+    def _argv(self) -> list[str]:
         argv = [ALERTMANAGER, f"--config.file={self.dir / 'alertmanager.yml'}",
                 f"--storage.path={self.dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=debug"]
@@ -242,8 +263,7 @@ class Alertmanager(_Server):
                      *(f"--cluster.peer={p}" for p in self.peers)]
         else:
             argv.append("--cluster.listen-address=")
-        self._spawn(argv, r'msg="Listening on"')
-        return self
+        return argv
 
     def amtool(self, *args: str) -> Any:
         """amtool against this replica, JSON output parsed."""
@@ -359,8 +379,7 @@ class RemoteStores:
 
     def __init__(self) -> None:
         self.gauges = Gauges()
-        self.prom = Prometheus([], rules=None)
-        self.vm = VictoriaMetrics([], latency_offset="1s")
+        self._started: list[_Server] = []
 
     def __enter__(self) -> RemoteStores:
         self.gauges.__enter__()
@@ -368,9 +387,12 @@ class RemoteStores:
             self.gauges.set("demo_cpu", value, host=host)
         for i in range(40):
             self.gauges.set("demo_many", float(i), n=str(i))
+        self.prom = Prometheus([self.gauges.address])
+        self.vm = VictoriaMetrics([self.gauges.address], latency_offset="1s")
+        self._started = [self.prom, self.vm]
         try:
-            self.prom = Prometheus([self.gauges.address]).start()
-            self.vm = VictoriaMetrics([self.gauges.address], latency_offset="1s").start()
+            self.prom.start()
+            self.vm.start()
             self.gauges.scraped(2, by=("Prometheus", "vm_promscrape"))
         except BaseException:
             self.__exit__()
@@ -378,8 +400,8 @@ class RemoteStores:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.prom.close()
-        self.vm.close()
+        for server in self._started:
+            server.close()
         self.gauges.__exit__()
 
 
