@@ -150,7 +150,10 @@ class DetailScreen(ConsoleScreen[None]):
         if not names:
             return
         metric = names[self.metric_index % len(names)]
-        chart = self.query_one(SeriesChart)
+        charts = self.query(SeriesChart)
+        if not charts:  # the target became a promql one after this screen opened
+            return
+        chart = charts.first()
         points = max(2, min(REMOTE_POINTS_MAX, 2 * max(chart.size.width - 8, 20)))
 
         async def fetch() -> None:
@@ -159,7 +162,8 @@ class DetailScreen(ConsoleScreen[None]):
             if data is None or not self.is_mounted:
                 return
             self.remote = {"metric": metric, **data}
-            self.query_one(SeriesChart).show_series(*remote_chart(metric, label, data))
+            for chart in self.query(SeriesChart):
+                chart.show_series(*remote_chart(metric, label, data))
 
         self.run_worker(fetch(), group="remote-chart", exclusive=True, exit_on_error=False)
 
