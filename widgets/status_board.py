@@ -43,7 +43,7 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
 )
 COLUMN_KEYS = tuple(key for key, *_ in COLUMNS)
 DETAIL_MIN = 12
-_KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom"}
+_KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom", "promql": "pql"}
 _BADGE = " ⚠insecure"
 _LEVELS = ("ok", "warn", "crit", "unknown", "insecure", "muted")
 _STYLE_NAMES = ("base", "header", "cursor", *_LEVELS)

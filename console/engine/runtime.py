@@ -27,6 +27,8 @@ from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
     from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+    from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
     from console.engine.config.watcher import ConfigWatcher
@@ -63,6 +65,13 @@ class _Listeners:
     notices: list[Callable[[NoticeLevel, str], None]] = field(default_factory=list)
     reloads: list[Callable[[Applied], None]] = field(default_factory=list)
     config_errors: list[Callable[[str], None]] = field(default_factory=list)
+
+
+def _outbox_receivers(settings: Settings) -> list[Any]:
+    """The receivers the notification outbox sends to: all but those of kind
+    "alertmanager", which keep a cluster in step with the alert state instead
+    (`alerting/receivers/alertmanager.py`)."""
+    return [r for r in settings.alerting.receivers if r.kind != "alertmanager"]
 
 
 def _restart_only(old: Settings, new: Settings) -> list[str]:
@@ -113,6 +122,11 @@ class Runtime:
             state_dir=paths.error_kinds if self.history else None)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
+        # The team's Alertmanagers and Prometheus servers: their alerts read, and the
+        # console's own pushed to them by receivers of kind "alertmanager".
+        self.remote: RemoteAlerts | None = None
+        self.pushers: list[AlertmanagerPush] = []
+        self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
@@ -184,6 +198,7 @@ class Runtime:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
         await self._start_alerting()
+        await self._start_remote()
         if self._incidents:
             await self.open_desk()
         if self.config_path is not None:
@@ -205,6 +220,7 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(3):
@@ -263,7 +279,7 @@ class Runtime:
     async def _start_alerting(self) -> None:
         from console.engine.alerting.service import AlertService
 
-        receivers = self.settings.alerting.receivers
+        receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
         self.alerting = AlertService(
@@ -277,7 +293,7 @@ class Runtime:
         memory (sent from there, saved when the disk takes it), shown as a problem."""
         from console.engine.alerting.notify import Notifier
 
-        return Notifier(self.paths.outbox, self.settings.alerting.receivers, clock=self.clock,
+        return Notifier(self.paths.outbox, _outbox_receivers(self.settings), clock=self.clock,
                         summary_source=self.daily_summary, on_problem=self._outbox_problem,
                         on_delivered=self._delivered)
 
@@ -332,6 +348,68 @@ class Runtime:
                     **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
                     "at": e.get("ts"), "entry": e.get("id"),
                     "user_facing": e.get("user_facing")})
+
+    # -- the team's Alertmanagers and Prometheus servers -------------------------------------
+
+    async def _start_remote(self) -> None:
+        """Read remote alerts (if the config names any source) and start the Alertmanager
+        receivers; a source that fails is shown on the Alerts screen, never fatal."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        if RemoteAlerts.wanted(self.settings):
+            self.remote = RemoteAlerts(self.settings, self.scheduler.http_clients,
+                                       clock=self.clock, notice=self.notice)
+            await self.remote.start(poll=self._poll)
+        if self._notifications:
+            await self._start_pushers()
+
+    async def _start_pushers(self) -> None:
+        from console.engine.alerting.alertmanager import Alertmanager
+        from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+        from console.engine.config.envref import MissingEnv, expand, expand_url
+
+        clusters = {a.name: a for a in self.settings.alerting.alertmanagers}
+        for r in self.settings.alerting.receivers:
+            if r.kind != "alertmanager" or r.alertmanager not in clusters:
+                continue
+            cfg = clusters[r.alertmanager]
+            try:
+                api = Alertmanager(cfg.name, [expand_url(u) for u in cfg.urls],
+                                   await self.scheduler.http_clients(),
+                                   headers={k: expand(v) for k, v in cfg.headers.items()},
+                                   timeout=cfg.timeout, insecure=cfg.insecure,
+                                   ca_file=cfg.ca_file)
+            except (MissingEnv, ValueError, OSError) as exc:
+                self._report_io(f"receiver:{r.name}", f"receiver {r.name} not started", exc)
+                continue
+            pusher = AlertmanagerPush(r, api, self._evaluated_alerts, clock=self.clock)
+            if self.alerting is not None:  # a transition is pushed at once
+                self._push_unsubscribe.append(self.alerting.subscribe(pusher.wake))
+            await pusher.start()
+            self.pushers.append(pusher)
+
+    def _evaluated_alerts(self) -> object:
+        """The alert state to push: this process's, and only while it evaluates."""
+        service = self.alerting
+        return service.alerts if service is not None and service.evaluating else None
+
+    async def _stop_pushers(self) -> None:
+        for unsubscribe in self._push_unsubscribe:
+            with contextlib.suppress(ValueError):
+                unsubscribe()
+        self._push_unsubscribe.clear()
+        for pusher in self.pushers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await pusher.stop()
+        self.pushers.clear()
+
+    async def _stop_remote(self) -> None:
+        await self._stop_pushers()
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.remote.stop()
 
     # -- incidents ---------------------------------------------------------------------------
 
@@ -417,16 +495,44 @@ class Runtime:
                         settings.alerting.model_copy(update={"receivers": []}):
                     applied.append("alerting")
                 self.alerting.apply(settings)
-            if old.alerting.receivers != settings.alerting.receivers and self._notifications:
+            if _outbox_receivers(old) != _outbox_receivers(settings) and self._notifications:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
+            await self._apply_remote(old, settings)
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")
             return Applied(tuple(applied), tuple(_restart_only(old, settings)))
 
+    async def _apply_remote(self, old: Settings, settings: Settings) -> None:
+        """Changed Alertmanagers or promql targets: the readers rebuilt; changed
+        Alertmanagers or alertmanager receivers: the pushers (whose next push re-sends
+        every firing alert)."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        def sources(s: Settings) -> object:
+            return (s.alerting.alertmanagers, [t for t in s.targets if t.kind == "promql"])
+
+        def pushes(s: Settings) -> object:
+            return (s.alerting.alertmanagers,
+                    [r for r in s.alerting.receivers if r.kind == "alertmanager"])
+
+        if sources(old) != sources(settings):
+            if self.remote is not None and RemoteAlerts.wanted(settings):
+                await self.remote.apply(settings)
+            elif self.remote is not None:
+                await self.remote.stop()
+                self.remote = None
+            elif RemoteAlerts.wanted(settings):
+                self.remote = RemoteAlerts(settings, self.scheduler.http_clients,
+                                           clock=self.clock, notice=self.notice)
+                await self.remote.start(poll=self._poll)
+        if pushes(old) != pushes(settings) and self._notifications:
+            await self._stop_pushers()
+            await self._start_pushers()
+
     async def _apply_receivers(self, settings: Settings) -> None:
-        receivers = settings.alerting.receivers
+        receivers = _outbox_receivers(settings)
         if self.notifier is not None:
             await self.notifier.reconfigure(receivers)
         elif receivers:

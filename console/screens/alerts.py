@@ -165,6 +165,7 @@ class AlertsScreen(ConsoleScreen[None]):
         Binding("s", "silence", "Silence", id="alerts_silence"),
         Binding("o", "open_incident", "Open incident", id="alerts_incident"),
         Binding("r", "toggle_recent", "Recent", id="alerts_recent"),
+        Binding("m", "team_alerts", "Team alerts", id="alerts_team"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -256,6 +257,10 @@ class AlertsScreen(ConsoleScreen[None]):
         owner = self.read_only()
         if owner is not None:
             title += f"\n⚑ {one_line(owner, 64)} · a/s sent there"
+        remote = self._remote()
+        team = remote.summary() if remote is not None else None
+        if team:  # the team's Alertmanager / Prometheus alerts: their own screen (m)
+            title += f"\n⇄ {one_line(team, 100)} · m team alerts"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
             health = notifier.health()
@@ -329,6 +334,26 @@ class AlertsScreen(ConsoleScreen[None]):
 
     def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
         self._explain(self._now())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "team_alerts":  # only with an Alertmanager or Prometheus to read
+            return self._remote() is not None
+        return True
+
+    def _remote(self) -> Any:
+        """The runtime's reader of the team's Alertmanagers and Prometheus servers."""
+        runtime = getattr(self.app, "runtime", None)
+        return getattr(runtime, "remote", None)
+
+    def action_team_alerts(self) -> None:
+        remote = self._remote()
+        if remote is None:
+            self.notify("no team alerts: add [[alerting.alertmanagers]] or a promql target "
+                        "(alerts = true) to the config", severity="warning", markup=False)
+            return
+        from console.screens.remote_alerts import RemoteAlertsScreen
+
+        self.app.push_screen(RemoteAlertsScreen(remote, user=self.user))
 
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()

@@ -127,6 +127,9 @@ class BreakdownScreen(DatabaseScreen):
                 header, width, fmt = NUMBER_COLUMNS[key]
                 style = self._error_style if key == "error_pct" else None
                 out.append(Column(key, header, width, fmt, True, style))
+            else:  # a promql target's metric, named by the config
+                header = one_line(key, 12)
+                out.append(Column(key, header, max(7, len(header)), _number, True))
         return out
 
     def _columns(self, table: dict[str, Any]) -> tuple[Column, ...]:
@@ -173,7 +176,9 @@ class BreakdownScreen(DatabaseScreen):
                 sections[name] = (one_line(name, 40), _extractor(name), cols)
                 if name not in self.sort_index or self.sort_index[name] >= len(cols):
                     keys = [c.key for c in cols]
-                    self.sort_index[name] = keys.index("rate_per_s") if "rate_per_s" in keys else 0
+                    numbers = [i for i, c in enumerate(cols) if c.right]
+                    self.sort_index[name] = (keys.index("rate_per_s") if "rate_per_s" in keys
+                                             else numbers[0] if numbers else 0)
                     self.sort_reverse[name] = True
             old = self.sections.get(self.section)
             self.sections = sections

@@ -170,6 +170,9 @@ class Alert:
     oks: int = 0
     first_fail_at: float | None = None
     last_fail_at: float | None = None
+    # While firing: the first evaluation that found the condition false (keep_firing_for
+    # counts from here, as Prometheus's keepFiringSince does); None while it fails.
+    first_ok_at: float | None = None
     last_sample_t: float | None = None
     since: float | None = None  # when the current state began
     fired_at: float | None = None
@@ -229,8 +232,8 @@ class Alert:
         elif self.state in _FIRING:
             if self.fails == 0:
                 parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")
-                if rule.keep_firing_for and self.last_fail_at is not None:
-                    left = rule.keep_firing_for - (now - self.last_fail_at)
+                if rule.keep_firing_for and self.first_ok_at is not None:
+                    left = rule.keep_firing_for - (now - self.first_ok_at)
                     if left > 0:
                         parts.append(f"kept firing {format_duration(left)} more")
             if self.state == AlertState.ACKNOWLEDGED and self.ack_until is not None:
@@ -509,11 +512,14 @@ class Alerts:
             if a.first_fail_at is None:
                 a.first_fail_at = t
             a.last_fail_at = t
+            a.first_ok_at = None
         else:
             a.oks += 1
             a.fails = 0
             if a.state not in _FIRING:
                 a.first_fail_at = None
+            elif a.first_ok_at is None:
+                a.first_ok_at = now
         a.history.append(failing)
         a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
         if not a.flapping and a.flap_pct >= self.cfg.flap_high:
@@ -621,10 +627,12 @@ class Alerts:
             elif a.state == AlertState.PENDING:
                 a.state, a.since = AlertState.INACTIVE, now
         elif a.state in _FIRING:
-            held = a.last_fail_at is not None and now - a.last_fail_at < rule.keep_firing_for
+            # Prometheus: keep_firing_for counts from the first evaluation that found the
+            # condition false (keepFiringSince), not from the last failing sample.
+            held = a.first_ok_at is not None and now - a.first_ok_at < rule.keep_firing_for
             if a.fails == 0 and a.oks >= rule.success_threshold and not held:
                 a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
-                a.first_fail_at = None
+                a.first_fail_at = a.first_ok_at = None
                 a.acked_by, a.ack_until = None, None
                 ep = a.episode(now)
                 if ep is not None:
@@ -656,6 +664,7 @@ class Alerts:
 
     def _fire(self, a: Alert, now: float) -> None:
         a.state, a.since, a.fired_at, a.escalate_from = AlertState.FIRING, now, now, now
+        a.first_ok_at = None
         a.incident += 1
         a.escalated, a.reminders, a.nodata_notified = False, 0, False
         a.resolved_at = None
