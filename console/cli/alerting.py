@@ -177,8 +177,9 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
     try:
         await engine.check_once()
         now = engine.clock()
-        ruleset = RuleSet.from_settings(settings)
-        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock)
+        ruleset = RuleSet.from_settings(settings, _advice())
+        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock,
+                               results=engine.last_result)
         alerting.run(now)
         current = alerting.alerts.current()
         no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
@@ -196,12 +197,26 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
         for a in current:
             state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
             print(f"{glyph.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
-                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.text(), 300)}")
+            print(f"  {'':<12} why: {one_line(a.why(now), 160)}")
         if no_data:
             names = ", ".join(f"{n} ({m})" for n, m in no_data)
             print(f"no data (no target reports the metric): {names}")
     sys.stdout.flush()
     return EXIT_PROBLEM if firing else EXIT_OK
+
+
+def _advice() -> Any:
+    """The playbooks' "what to do" lookup for rules (None when they cannot be read: the
+    alerts still say what is wrong and why)."""
+    from console.engine.errors import ConfigError
+    from console.engine.incidents.playbooks import load_playbooks
+
+    try:
+        return load_playbooks().advice
+    except ConfigError as exc:
+        print(f"opsconsole: playbooks: {exc.issues[0].format()}", file=sys.stderr)
+        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -54,7 +54,8 @@ FAULT_LABELS = {
 }
 FAULT_DESCRIPTIONS = {
     "error_spike": "about 30 % of API requests fail with 5xx (error rate panel goes critical)",
-    "latency_spike": "slow database: API latency ×10, /health answers in 0.4–0.8 s (slow)",
+    "latency_spike": "slow database: API latency ×20 (p95 ≈ 2.6 s: the P1 line is 2 s for "
+                     "5 min), /health answers in 0.4–0.8 s (slow)",
     "dependency_down": "Redis unreachable: /health 503 (degraded), webhooks fail, sockets drop",
     "endpoint_hang": "/health accepts connections and never answers (the check times out)",
 }
@@ -103,6 +104,7 @@ ROUTES = (
     _Route("GET", "/api/users/me", 0.14, 0.018, 1, True, 401, 0.01),
     _Route("POST", "/api/auth/refresh", 0.06, 0.022, 1, True, 401, 0.03),
 )
+LATENCY_SPIKE = 20.0  # p95 ≈ 2.6 s: well past the playbook's P1 line (p95 > 2 s)
 _SIGMA = 0.72  # log-normal spread: with the medians above, p50 ≈ 40 ms and p95 ≈ 150 ms
 _BASE_RPS = 180.0
 _WEBHOOKS_PER_S = 2.0
@@ -514,7 +516,7 @@ class DemoStack:
     def _latency(self, route: _Route) -> float:
         factor = 1.0
         if "latency_spike" in self._active:
-            factor *= 10.0
+            factor *= LATENCY_SPIKE
         if "dependency_down" in self._active:
             factor *= 1.5  # cache misses fall through to the database
         return self._rng.lognormvariate(math.log(route.median_s * factor), _SIGMA)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from console.engine.config.watcher import ConfigWatcher
     from console.engine.errors import ConfigError
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
     from console.engine.storage.store import MetricStore
 
@@ -114,6 +115,7 @@ class Runtime:
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
         self.desk: IncidentDesk | None = None
+        self.playbooks: Playbooks | None = None
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -183,6 +185,7 @@ class Runtime:
         if self.history:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
+        await self.load_playbooks()
         await self._start_alerting()
         if self._incidents:
             await self.open_desk()
@@ -266,10 +269,12 @@ class Runtime:
         receivers = self.settings.alerting.receivers
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
+        playbooks = self.playbooks
         self.alerting = AlertService(
             self.scheduler, notifier=self.notifier,
             paths=self.paths if self.history else None,
-            role=self.role, lease=self._lease)
+            role=self.role, lease=self._lease,
+            advice=playbooks.advice if playbooks is not None else None)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier | None:
@@ -284,14 +289,14 @@ class Runtime:
 
     # -- incidents ---------------------------------------------------------------------------
 
-    async def open_desk(self) -> IncidentDesk | None:
-        """Open the incident journal and playbooks (once); None if the journal is unusable."""
-        if self.desk is not None:
-            return self.desk
+    async def load_playbooks(self) -> Playbooks:
+        """The playbooks (ours, then the user's), once: the incident desk's checklists and
+        the "what to do" line of every alert. A broken user playbook is reported and ours
+        are used."""
+        if self.playbooks is not None:
+            return self.playbooks
         from console.engine.errors import ConfigError
-        from console.engine.incidents.book import IncidentBook, IncidentDesk
         from console.engine.incidents.playbooks import load_playbooks
-        from console.engine.storage.journal import Journal
 
         try:
             playbooks = await asyncio.to_thread(load_playbooks)
@@ -299,6 +304,17 @@ class Runtime:
             self.notice("error", f"playbooks: {exc.issues[0].format()} (using the shipped "
                         "ones only)")
             playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+        self.playbooks = playbooks
+        return playbooks
+
+    async def open_desk(self) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+        if self.desk is not None:
+            return self.desk
+        from console.engine.incidents.book import IncidentBook, IncidentDesk
+        from console.engine.storage.journal import Journal
+
+        playbooks = await self.load_playbooks()
         journal = Journal(self.paths.journal, clock=self.clock)
         try:
             report = await asyncio.to_thread(journal.open)

@@ -284,6 +284,11 @@ class Scheduler:
         state = self._states.get(name)
         return state.probe if state else None
 
+    def last_result(self, name: str) -> CheckResult | None:
+        """A target's latest check result (what an alert's cause is read from)."""
+        state = self._states.get(name)
+        return state.last if state else None
+
     def results(self, name: str) -> list[CheckResult]:
         state = self._states.get(name)
         return list(state.results) if state else []

@@ -118,9 +118,11 @@ def slack_payload(n: Notification, *, logs_url: str | None = None,
         label = word.upper()
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.at))
     value = "no data" if n.value is None or math.isnan(n.value) else f"{n.value:.4g}"
-    message = f"{_mrkdwn(n.detail)} — target `{_mrkdwn(n.target, 64)}`"
+    message = f"{_mrkdwn(n.why)} — target `{_mrkdwn(n.target, 64)}`"
     if n.runbook:
         message += f", runbook *{_mrkdwn(n.runbook, 64)}*"
+    if n.action and n.transition != "resolved":
+        message += f"\n*What to do:* {_mrkdwn(n.action, 300)}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {title}"}},
         {"type": "section", "fields": [
@@ -149,7 +151,7 @@ def slack_group_payload(notes: Sequence[Notification], *, logs_url: str | None =
         state = "RESOLVED" if n.transition == "resolved" else n.transition.upper()
         lines.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f"*{state}* {n.severity} {_mrkdwn(n.summary, 140)} — `{_mrkdwn(n.target, 64)}`: "
-            f"{_mrkdwn(n.detail, 300)}")}})
+            f"{_mrkdwn(n.why, 300)}")}})
     single = slack_payload(worst, logs_url=logs_url, metrics_url=metrics_url)
     actions = [b for b in single["blocks"] if b["type"] == "actions"]
     return {"text": f"{emoji} {word.upper()}: {title}",
@@ -164,7 +166,7 @@ def sms_text(notes: Sequence[Notification], limit: int = 320) -> str:
     word, _ = _SEVERITY.get(worst.severity, ("info", ""))
     label = "RESOLVED" if worst.transition == "resolved" else word.upper()
     text = f"{label} {worst.severity}: {one_line(worst.summary, 100)} ({worst.target}) " \
-           f"{one_line(worst.detail, 120)}"
+           f"{one_line(worst.why, 120)}"
     if len(notes) > 1:
         text += f" +{len(notes) - 1} more"
     return one_line(text, limit)
@@ -195,7 +197,8 @@ def email_message(r: Receiver, notes: Sequence[Notification], key: str) -> Email
             f"{n.transition.upper()}: {one_line(n.summary, 200)}",
             f"Severity: {n.severity}", f"Time: {when}", f"Target: {one_line(n.target, 64)}",
             f"Metric: {one_line(n.expr, 200)}", f"Threshold: {one_line(n.threshold, 100)}",
-            f"Current value: {value}", f"Why: {one_line(n.detail, 300)}",
+            f"Current value: {value}", f"Why: {one_line(n.why, 300)}",
+            *( [f"What to do: {one_line(n.action, 300)}"] if n.action else []),
             *( [f"Runbook: {one_line(n.runbook, 100)}"] if n.runbook else []),
         ]))
     msg = EmailMessage()
@@ -304,7 +307,7 @@ def slack_digest_payload(notes: Sequence[Notification], start: float, end: float
     for e in entries[:DIGEST_BLOCKS]:
         n = e.last
         text = (f"*{e.state.upper()}* {e.severity} {_mrkdwn(e.summary, 140)} — "
-                f"`{_mrkdwn(e.target, 64)}`: {_mrkdwn(n.detail, 300)}")
+                f"`{_mrkdwn(e.target, 64)}`: {_mrkdwn(n.why, 300)}")
         if e.history():
             text += f"\n_{_mrkdwn(e.history(), 300)}_"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
@@ -328,7 +331,7 @@ def webhook_digest_payload(receiver: str, notes: Sequence[Notification], start: 
             "rule": e.rule, "target": e.target, "severity": e.severity,
             "summary": one_line(e.summary, 300), "state": e.state,
             "transitions": [{"transition": n.transition, "at": _iso(n.at), "value": n.value,
-                             "detail": one_line(n.detail, 300), "key": n.key}
+                             "detail": one_line(n.why, 300), "key": n.key}
                             for n in e.notes],
         } for e in entries],
         "notifications": [n.to_json() for n in notes],
@@ -347,7 +350,7 @@ def digest_email(r: Receiver, notes: Sequence[Notification], start: float, end: 
         n = e.last
         lines = [f"{e.state.upper()}: {one_line(e.summary, 200)}",
                  f"Severity: {e.severity}", f"Target: {one_line(e.target, 64)}",
-                 f"Rule: {one_line(e.rule, 64)}", f"Why: {one_line(n.detail, 300)}"]
+                 f"Rule: {one_line(e.rule, 64)}", f"Why: {one_line(n.why, 300)}"]
         lines += [f"  {_iso(x.at)} {x.transition}" for x in e.notes]
         blocks.append("\n".join(lines))
     msg = EmailMessage()

@@ -95,6 +95,9 @@ class Playbook(BaseModel):
     title: str = Field(min_length=1)
     kind: Literal["response", "runbook", "review"]
     description: str = ""
+    # A runbook's first move in one line: shown with every alert that links to it, on
+    # screen and in every notification ("what's wrong + how to fix").
+    action: str = Field("", max_length=300)
     severities: tuple[Severity, ...] = ()
     alerts: tuple[str, ...] = ()
     schedule: str | None = None
@@ -152,6 +155,13 @@ class Playbooks:
             if ref in p.alerts or key in p.alerts:
                 return p
         return None
+
+    def advice(self, rule: Any) -> str:
+        """The "what to do" line for an alert rule: its runbook's `action` (by the rule's
+        `runbook`, else by the runbook's `alerts` list naming the rule)."""
+        pb = self.runbook(getattr(rule, "runbook", None)) or self.runbook(
+            getattr(rule, "name", None))
+        return pb.action if pb is not None else ""
 
     def select(self, *, severity: str | None = None, runbook: str | None = None,
                alerts: Iterable[str] = ()) -> list[Playbook]:

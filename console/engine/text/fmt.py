@@ -25,3 +25,63 @@ def format_duration(seconds: float, *, spaced: bool = False) -> str:
         return f"{s // 3600}h{sep}{(s % 3600) // 60:02d}m"
     hours = (s % 86400) // 3600
     return f"{s // 86400}d {hours:02d}h" if spaced else f"{s // 86400}d{hours}h"
+
+
+def format_ms(ms: float) -> str:
+    """A latency with its unit, to a useful precision: 0.8 ms, 182 ms, 1.57 s, 12.3 s."""
+    if ms != ms:  # NaN
+        return "no data"
+    if abs(ms) < 10:
+        return f"{ms:.1f} ms"
+    if abs(ms) < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    return f"{s:.2f} s" if abs(s) < 10 else f"{s:.1f} s"
+
+
+def format_size(n: float) -> str:
+    """Bytes in binary units: 512 B, 1.5 KiB, 3.2 GiB."""
+    if n != n:
+        return "no data"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover - the loop always returns
+
+
+def format_number(v: float) -> str:
+    """A plain number to four significant digits (33.58, 0.25, 1200)."""
+    if v != v:
+        return "no data"
+    return f"{v:.4g}"
+
+
+# A metric's unit follows from its name (the conventions the probes and configs use).
+_RATE_SUFFIXES = (("_per_s", "/s"), ("_per_min", "/min"), ("_per_h", "/h"),
+                  ("_per_day", "/day"))
+
+
+def format_metric(metric: str, value: float) -> str:
+    """A metric's value with the unit its name implies: ``p95_ms`` 1570 → ``1.57 s``,
+    ``error_pct`` 33.58 → ``33.6 %``, ``used_memory_bytes`` → ``1.2 GiB``,
+    ``webhook_failures_per_s`` → ``0.5/s``; other names get a plain number."""
+    if value != value:
+        return "no data"
+    name = metric.lower()
+    if name.endswith("_ms") or name == "latency":
+        return format_ms(value)
+    if name.endswith("_pct") or name.endswith("_percent"):
+        return f"{value:.1f} %" if abs(value) >= 0.1 or value == 0 else f"{value:.2g} %"
+    for suffix, unit in _RATE_SUFFIXES:
+        if name.endswith(suffix):
+            base = name.removesuffix(suffix)
+            if base.endswith("_bytes"):
+                return format_size(value) + unit
+            return format_number(value) + unit
+    if name.endswith("_bytes"):
+        return format_size(value)
+    if name.endswith("_s") or name.endswith("_seconds"):
+        return format_duration(value) if value >= 1 else format_ms(value * 1000)
+    return format_number(value)
