@@ -14,7 +14,9 @@ def test_terminus_failing_indicator_comes_from_details_and_error_with_its_messag
     body = terminus(messages={"redis": "connect ECONNREFUSED 10.0.3.7:6379"},
                     database="up", redis="down", stripe="up")
     h = parse_health(body)
-    assert h is not None and h.format == "terminus" and h.failing_status
+    assert h is not None
+    assert h.format == "terminus"
+    assert h.failing_status
     assert [c.name for c in h.components] == ["database", "redis", "stripe"]
     assert h.reasons() == ["redis: down — connect ECONNREFUSED 10.0.3.7:6379"]
 
@@ -29,7 +31,9 @@ def test_terminus_without_details_still_reads_error_and_info() -> None:
 
 def test_terminus_all_up_has_no_reasons() -> None:
     h = parse_health(terminus(database="up", redis="up"))
-    assert h is not None and not h.failing_status and h.reasons() == []
+    assert h is not None
+    assert not h.failing_status
+    assert h.reasons() == []
 
 
 def test_spring_boot_actuator_nested_components() -> None:
@@ -41,7 +45,8 @@ def test_spring_boot_actuator_nested_components() -> None:
             "primary": {"status": "UP"}, "replica": {"status": "OUT_OF_SERVICE"}}},
     }}
     h = parse_health(body)
-    assert h is not None and h.format == "spring"
+    assert h is not None
+    assert h.format == "spring"
     assert h.reasons() == [
         "db: down — org.springframework.jdbc.CannotGetJdbcConnectionException: Failed",
         "redis/replica: out_of_service"]
@@ -53,13 +58,15 @@ def test_ietf_health_json_checks() -> None:
         "redis:connections": [{"status": "fail", "output": "connection refused"}],
     }}
     h = parse_health(body)
-    assert h is not None and h.format == "ietf"
+    assert h is not None
+    assert h.format == "ietf"
     assert h.reasons() == ["redis:connections: fail — connection refused"]
 
 
 def test_plain_error_body_gives_its_message() -> None:
     h = parse_health({"status": "error", "error": "idempotency store (redis) unreachable"})
-    assert h is not None and h.format == "plain"
+    assert h is not None
+    assert h.format == "plain"
     assert h.reasons() == ["health error: idempotency store (redis) unreachable"]
 
 
@@ -75,4 +82,6 @@ def test_hostile_component_text_is_one_safe_line() -> None:
     h = parse_health(body)
     assert h is not None
     (reason,) = h.reasons()
-    assert "\x1b" not in reason and "\n" not in reason and len(reason) < 300
+    assert "\x1b" not in reason
+    assert "\n" not in reason
+    assert len(reason) < 300

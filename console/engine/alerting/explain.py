@@ -13,11 +13,10 @@ notification show the same text. Everything it reads is already sanitised and re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from console.engine.lang.ruleexpr import Expr
 from console.engine.model import CheckResult
-from console.engine.text.fmt import format_duration, format_metric
+from console.engine.text.fmt import format_metric, format_window
 from console.engine.text.sanitize import one_line
 
 __all__ = ["COMPONENT_METRICS", "cause_of", "describe_value"]
@@ -34,25 +33,31 @@ _OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below
 
 
 def describe_value(expr: Expr, value: float | None) -> str:
-    """``p95_ms 2.41 s, above 2 s (for 5m)``: the rule's quantity against its threshold,
-    with units."""
-    what = expr.metric
-    if expr.fn == "absent":
-        return f"no {expr.metric} sample for {expr.intervals} intervals"
-    if expr.fn in ("rate", "increase", "mean", "max", "min", "sum", "quantile"):
-        span = format_duration(expr.window or 0)
-        what = (f"p{(expr.q or 0) * 100:g} of {expr.metric} over {span}" if expr.fn == "quantile"
-                else f"{expr.fn} of {expr.metric} over {span}")
-    elif expr.fn == "count":
-        what = f"samples of {expr.metric} {expr.match_op} {expr.match_value:g} over " \
-               f"{format_duration(expr.window or 0)}"
-    elif expr.fn == "ratio":
-        what = f"{expr.metric}/{expr.metric2}"
-    unit_of = expr.metric if expr.fn not in ("rate", "count", "ratio") else ""
-    shown = "no data" if value is None else (
-        format_metric(unit_of, value) if unit_of else f"{value:.4g}")
-    limit = format_metric(unit_of, expr.threshold) if unit_of else f"{expr.threshold:g}"
-    return f"{what} {shown}, {_OP_WORDS.get(expr.op, expr.op)} {limit}"
+    """``p95_ms 2.41 s, above 2.00 s``, ``errors_total +426 in 1 min, above 10``: the rule's
+    quantity, with units, against its threshold."""
+    m, fn = expr.metric, expr.fn
+    if fn == "absent":
+        return f"no {m} sample for {expr.intervals} intervals"
+    span = format_window(expr.window or 0)
+    unitless = fn in ("rate", "increase", "count", "ratio")
+
+    def show(v: float) -> str:
+        return f"{v:.4g}" if unitless else format_metric(m, v)
+
+    v = "no data" if value is None else show(value)
+    what = {
+        "latest": f"{m} {v}",
+        "mean": f"{m} averaging {v} over {span}",
+        "max": f"{m} peaking at {v} over {span}",
+        "min": f"{m} as low as {v} over {span}",
+        "sum": f"{m} summing to {v} over {span}",
+        "rate": f"{m} rising {v}/s over {span}",
+        "increase": f"{m} +{v} in {span}",
+        "quantile": f"p{(expr.q or 0) * 100:g} of {m} {v} over {span}",
+        "count": f"{v} samples of {m} {expr.match_op} {expr.match_value or 0:g} in {span}",
+        "ratio": f"{m}/{expr.metric2} {v}",
+    }.get(fn, f"{m} {v}")
+    return f"{what}, {_OP_WORDS.get(expr.op, expr.op)} {show(expr.threshold)}"
 
 
 def _probe_said(result: CheckResult) -> str:
@@ -149,11 +154,3 @@ def cause_of(expr: Expr, value: float | None, result: CheckResult | None,
             if extra:
                 parts.append(extra)
     return one_line("; ".join(p for p in parts if p), MAX_CAUSE)
-
-
-def cause_json(result: CheckResult | None) -> dict[str, Any]:
-    """What a cause was read from, for `alerts --json` (the target's latest check)."""
-    if result is None:
-        return {}
-    return {"status": result.status.value, "error": result.error,
-            "reasons": list(result.reasons), "checked_at": result.started_at}

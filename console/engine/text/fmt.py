@@ -85,3 +85,12 @@ def format_metric(metric: str, value: float) -> str:
     if name.endswith("_s") or name.endswith("_seconds"):
         return format_duration(value) if value >= 1 else format_ms(value * 1000)
     return format_number(value)
+
+
+def format_window(seconds: float) -> str:
+    """A rule's window as people say it: 90 s, 1 min, 5 min, 2 h, 1 d."""
+    s = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size} {unit}"
+    return f"{s} s"
