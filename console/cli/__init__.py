@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", help="opsconsole-dark, opsconsole-light, or an ANSI theme")
     parser.add_argument("--no-history", action="store_true",
                         help="do not load or save metric history")
+    parser.add_argument("--read-only", action="store_true",
+                        help="look, never act: no acknowledge, silence, incident action or "
+                        "fault (for a viewer, as k9s --readonly)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
@@ -35,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the demo's config (a starting point) and exit")
     demo.add_argument("--no-local", action="store_true",
                       help="do not add the machine's PostgreSQL and Redis")
-    demo.add_argument("--port", type=int, default=None, help="first port of the demo stack")
+    demo.add_argument("--port", type=int, default=None,
+                      help="first port of the demo stack (API; frontend +1, payments +2); "
+                      "default 18780, or free ones when that is taken")
     demo.add_argument("--theme", default=argparse.SUPPRESS)
+    demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
     val = sub.add_parser("validate", help="check a config file and report every error")
     val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="open the console on TARGETs given on the command line")
     add_target_flags(watch)
     watch.add_argument("--theme", default=argparse.SUPPRESS)
+    watch.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
     from console.cli.alerting import add_parsers
 

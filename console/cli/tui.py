@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, data_paths, load_or_report
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, load_or_report
 
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
@@ -25,20 +26,54 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.print_config:
         return asyncio.run(_print_demo_config(args))
+    if args.port is not None:
+        taken = _taken_ports(args.port)
+        if taken:
+            from console.demo.stack import free_port_block
+
+            print(f"opsconsole demo: port {taken[0]} is taken (the demo needs {args.port}, "
+                  f"{args.port + 1} and {args.port + 2}); try --port {free_port_block()}",
+                  file=sys.stderr)
+            return EXIT_CONFIG
     return run_tui(None, None, args, demo=True)
+
+
+def _taken_ports(first: int) -> list[int]:
+    from console.demo.stack import SERVICES, port_taken
+
+    return [first + i for i in range(len(SERVICES)) if port_taken("127.0.0.1", first + i)]
 
 
 async def _print_demo_config(args: argparse.Namespace) -> int:
     from console.demo.stack import DemoStack, probe_local_services
 
     pg, redis = (None, None) if args.no_local else await probe_local_services()
-    stack = DemoStack(port=args.port)
+    stack = DemoStack(port=args.port, log_path=str(data_paths(args).demo().demo_log))
     sys.stdout.write(stack.config_toml(postgres_dsn=pg, redis_url=redis))
     return EXIT_OK
 
 
+def terminal_problem() -> str | None:
+    """Why the console cannot draw here (stdin or stdout not a terminal), or None."""
+    for name, stream in (("input", sys.stdin), ("output", sys.stdout)):
+        try:
+            ok = stream is not None and os.isatty(stream.fileno())
+        except (OSError, ValueError, AttributeError):  # closed, or no file descriptor
+            ok = False
+        if not ok:
+            return (f"the console needs a terminal, and its {name} is not one (closed, or "
+                    "redirected). Run it in a terminal or over `ssh -t`; for checks without "
+                    "a screen use `opsconsole check --once`, `opsconsole alerts` or "
+                    "`opsconsole run --headless`.")
+    return None
+
+
 def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespace,
             *, demo: bool = False) -> int:
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"opsconsole: {problem}", file=sys.stderr)
+        return EXIT_PROBLEM
     from console.app import OpsConsoleApp
 
     app = OpsConsoleApp(
@@ -50,8 +85,12 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
         demo_local=not getattr(args, "no_local", False),
         theme_name=getattr(args, "theme", None),
         history=not getattr(args, "no_history", False),
+        read_only=getattr(args, "read_only", False),
     )
     app.run()
+    if app.boot_error is not None:
+        print(f"opsconsole: {app.boot_error}", file=sys.stderr)
+        return EXIT_PROBLEM
     if app.return_code:
         return app.return_code
     return EXIT_OK

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.engine.paths import DataPaths
 
@@ -92,6 +92,7 @@ class Runtime:
         incidents: bool = True,
         lease: bool = True,
         save_every: float = SAVE_EVERY,
+        read_only: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
         from console.engine.storage.store import MetricStore
@@ -107,6 +108,9 @@ class Runtime:
         self._incidents = incidents
         self._lease = lease
         self.save_every = save_every
+        # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
+        # says so instead of acting (incidents, alerts, faults, database actions).
+        self.read_only = read_only
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
@@ -327,6 +331,21 @@ class Runtime:
         self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
+
+    def episodes(self, now: float) -> list[dict[str, Any]]:
+        """Alert episodes, open and recent: what an incident's timeline and KPIs are read
+        from (on the loop: the lifecycle is not thread-safe; the history read is cached)."""
+        return self.alerting.recent(now, limit=5000) if self.alerting is not None else []
+
+    async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+        """(alert episodes, notifications sent): for a post-mortem; the outbox is read in a
+        thread, read-only."""
+        from console.engine.incidents.context import read_notifications
+
+        episodes = self.episodes(now)
+        notes = await asyncio.to_thread(read_notifications, self.paths.outbox)
+        return episodes, notes
 
     # -- configuration -----------------------------------------------------------------------
 

@@ -101,7 +101,8 @@ def assert_every_channel_says(n: Notification, *words: str) -> None:
         assert w in slack, (w, slack)
         assert w in mail, (w, mail)
         assert w in sms, (w, sms)
-    assert n.action and n.action in mail
+    assert n.action
+    assert n.action in mail
     assert n.action in slack.replace("\\n", "\n")
 
 
@@ -153,7 +154,8 @@ async def test_latency_spike_crosses_the_p1_line_after_five_minutes(rig: Rig) ->
     assert a.state == AlertState.PENDING
     first = a.first_fail_at
     await until(rig, "latency-p95-slow", "api-metrics", rounds=25, step=15.0)
-    assert a.fired_at is not None and first is not None
+    assert a.fired_at is not None
+    assert first is not None
     assert a.fired_at - first >= 300  # `for = "5m"`: the playbook's "> 2 s for 5 minutes"
     assert a.cause.startswith("p95_ms ")
     assert ", above 2.00 s; worst: /api/" in a.cause
@@ -185,7 +187,8 @@ async def test_a_database_alert_carries_the_drivers_error() -> None:
         assert a is not None
         assert a.state == AlertState.FIRING
         last = scheduler.last_result("db")
-        assert last is not None and last.error
+        assert last is not None
+        assert last.error
         assert a.cause == last.error
         assert str(port) in a.cause
     finally:

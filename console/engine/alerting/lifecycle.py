@@ -66,6 +66,14 @@ def _expr_op(text: str) -> str:
     except ValueError:
         return ">"
 
+@functools.lru_cache(maxsize=1024)
+def _expr_metric(text: str) -> str:
+    try:
+        return parse_expr(text).metric
+    except ValueError:
+        return ""
+
+
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
 
 
@@ -305,6 +313,7 @@ class Alert:
             "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
             "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
             "labels": dict(self.labels), "cause": self.cause,
+            "metric": _expr_metric(self.rule.expr),
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
         }
 

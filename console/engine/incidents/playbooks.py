@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
@@ -53,6 +61,15 @@ class Item(BaseModel):
     text: str = Field(min_length=1)
     severities: tuple[Severity, ...] = ()
     link: str | None = None
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        if v is not None:
+            from console.engine.incidents.links import parse_link
+
+            parse_link(v)  # ValueError: reported with the file, line and key
+        return v
 
     def applies(self, severity: str | None) -> bool:
         return not self.severities or severity is None or severity in self.severities

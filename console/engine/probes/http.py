@@ -33,6 +33,9 @@ __all__ = ["HttpProbe"]
 
 EXCERPT_CHARS = 2048
 MAX_HEADERS_SHOWN = 64
+# What a check reports (the component counts only for a recognised health body).
+METRICS = frozenset({"latency_ms", "status_code", "body_bytes", "ttfb_ms", "components_down",
+                     "core_components_down", "other_components_down"})
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # aiohttp retries a request once on a stale pooled connection only for idempotent methods;
 # these get a fresh connection per check instead (HttpClients.transport(fresh=True)).
