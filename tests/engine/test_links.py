@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,8 @@ def test_the_incidents_own_target_comes_first() -> None:
     ("https://exa mple.com", "a URL has no spaces"),
 ])
 def test_bad_links_say_what_is_wrong(link: str, why: str) -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=re.escape(why)):
         parse_link(link)
-    assert why in str(err.value)
 
 
 @pytest.mark.parametrize(("link", "why"), [
@@ -84,15 +84,14 @@ def test_bad_links_say_what_is_wrong(link: str, why: str) -> None:
     ("health?target=api-logs", "target 'api-logs' (log) is an HTTP health check"),
 ])
 def test_links_that_lead_nowhere_say_why(link: str, why: str) -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match=re.escape(why)):
         resolve(parse_link(link), TARGETS, reports)
-    assert why in str(err.value)
 
 
 def test_db_tabs_are_the_drill_down_screens_sections() -> None:
     from console.screens.database import REDIS_SECTIONS, SECTIONS
 
-    assert DB_TABS == {"postgres": tuple(SECTIONS), "redis": tuple(REDIS_SECTIONS)}
+    assert {"postgres": tuple(SECTIONS), "redis": tuple(REDIS_SECTIONS)} == DB_TABS
 
 
 def test_a_playbook_with_a_broken_link_is_a_located_error(tmp_path: Path) -> None:
