@@ -285,10 +285,13 @@ class OpsConsoleApp(App[None]):
         self._rung = set(loud)
         if not new:
             return
+        from console.engine.text.sanitize import one_line
+
         for a in new[:3]:
-            self.notify(f"{a.rule.severity} {a.target}: {a.text()}\na: alerts (acknowledge, "
-                        "open an incident)", title=f"{a.rule.severity} FIRING",
-                        severity="error", markup=False, timeout=15)
+            cause = f": {one_line(a.cause, 90)}" if a.cause else ""
+            self.notify(f"{one_line(a.summary, 80)}{cause}\na: alerts", markup=False,
+                        title=f"{a.rule.severity} FIRING · {one_line(a.target, 40)}",
+                        severity="error", timeout=15)
         if self.settings is not None and self.settings.console.bell:
             self.bell()
 
@@ -310,13 +313,13 @@ class OpsConsoleApp(App[None]):
         n = len(open_)
         if short:
             return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
-        from console.engine.incidents.postmortem import elapsed
+        from console.engine.text.fmt import INCIDENT_GLYPH, format_age
         from console.engine.text.sanitize import one_line
 
         inc = open_[0]
         now = self.clock()
-        text = (f"⚑ {inc.severity} {one_line(inc.title, max_len=40)} · "
-                f"{elapsed(max(0.0, now - inc.started))}")
+        text = (f"{INCIDENT_GLYPH} {inc.severity} {one_line(inc.title, max_len=40)} · "
+                f"{format_age(now - inc.started)}")
         step = inc.next_step()
         if step is not None:
             late = " OVERDUE" if inc.step_status(step, now) == "overdue" else ""

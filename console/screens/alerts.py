@@ -23,19 +23,18 @@ from textual.content import Content
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.alerting.history import describe_duration, format_span, ongoing
+from console.engine.alerting.history import describe_duration, ongoing
 from console.engine.alerting.lifecycle import Alert, AlertState, Silence
 from console.engine.lang.durations import parse_duration
-from console.engine.text.fmt import format_duration
+from console.engine.text.fmt import ALERT_GLYPH, EPISODE_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 from console.screens.prompt import LinePrompt
 
-GLYPH = {
-    AlertState.FIRING: "✖ FIRING ",
-    AlertState.ACKNOWLEDGED: "✔ acked  ",
-    AlertState.PENDING: "◌ pending",
-    AlertState.NODATA: "? nodata ",
+GLYPH = {  # glyph and word, padded to one width
+    state: f"{ALERT_GLYPH[state.value]} {word:<7}" for state, word in (
+        (AlertState.FIRING, "FIRING"), (AlertState.ACKNOWLEDGED, "acked"),
+        (AlertState.PENDING, "pending"), (AlertState.NODATA, "nodata"))
 }
 
 
@@ -62,7 +61,7 @@ def _clock_time(t: float, now: float) -> str:
 def episode_line(ep: dict[str, Any], now: float) -> str:
     """One Recent row within 78 cells: open or resolved, duration, severity, rule, target,
     when it fired, and ≈ if it flapped."""
-    glyph = "●" if ep.get("ongoing") else "✔"
+    glyph = EPISODE_GLYPH[bool(ep.get("ongoing"))]
     flags = " ≈" if ep.get("flapping") else ""
     fired = float(ep.get("fired_at") or 0.0)
     return (f"{glyph} {describe_duration(ep):<16} {one_line(str(ep.get('severity', '')), 2):<2} "
@@ -79,12 +78,13 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
     acked = ep.get("acknowledged_at")
     if isinstance(acked, int | float):
         parts.append(f"acknowledged by {one_line(str(ep.get('acknowledged_by') or '?'), 30)}"
-                     f" after {format_span(acked - fired)}")
+                     f" after {format_duration(acked - fired, spaced=True)}")
     if ep.get("ongoing"):
-        parts.append(f"ongoing for {format_span(float(ep.get('duration_s') or 0.0))}")
+        span = format_duration(float(ep.get("duration_s") or 0.0), spaced=True)
+        parts.append(f"ongoing for {span}")
     else:
         parts.append(f"resolved {_clock_time(float(ep.get('resolved_at') or fired), now)}"
-                     f" after {format_span(float(ep.get('duration_s') or 0.0))}")
+                     f" after {format_duration(float(ep.get('duration_s') or 0.0), spaced=True)}")
     lines.append(" · ".join(parts))
     marks = []
     peak = ep.get("peak")
@@ -96,9 +96,11 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
         marks.append(f"silenced ({one_line(str(ep['silenced_by']), 20)})")
     detect = ep.get("detect_s")
     if isinstance(detect, int | float):
-        marks.append(f"detected in {format_span(detect)}")
+        marks.append(f"detected in {format_duration(detect, spaced=True)}")
     if marks:
         lines.append(" · ".join(marks))
+    if ep.get("cause"):
+        lines.append(f"cause: {one_line(str(ep['cause']), 200)}")
     lines.append(f"target {one_line(str(ep.get('target', '')), 40)} · "
                  f"episode {ep.get('incident', '?')}")
     return lines
@@ -108,7 +110,7 @@ def silence_line(s: Silence, now: float) -> str:
     """One row for an active silence: what it matches, who set it, time left, why."""
     what = " ".join(f"{m.name}{m.op}{m.value}" for m in s.matchers)
     text = (f"🔕 {one_line(what, 26):<26} {one_line(s.by, 10):<10} "
-            f"{format_span(max(0.0, s.ends_at - now)):>7} left · {s.reason}")
+            f"{format_duration(max(0.0, s.ends_at - now), spaced=True):>7} left · {s.reason}")
     return one_line(text, 76)
 
 
@@ -140,7 +142,7 @@ class AlertsScreen(ConsoleScreen[None]):
     DEFAULT_CSS = """
     AlertsScreen #alerts-title { height: auto; padding: 0 1; text-style: bold; }
     AlertsScreen #alerts-list { height: 1fr; }
-    AlertsScreen #alerts-why { height: auto; max-height: 8; padding: 0 1;
+    AlertsScreen #alerts-why { height: auto; max-height: 9; padding: 0 1;
                                border-top: solid $primary; }
     """
 
@@ -301,13 +303,20 @@ class AlertsScreen(ConsoleScreen[None]):
         if a is None:
             why.update(Content(""))
             return
-        lines = [f"{a.rule.severity} {one_line(a.rule.summary or a.rule.name, 70)}",
-                 f"rule: {one_line(a.rule.expr, 70)}",
-                 f"why: {one_line(a.why(now), 160)}"]
+        # What is wrong, why (as the probe saw it), what to do: the words of every channel.
+        lines = [f"{a.rule.severity} {one_line(a.summary, 60)} · {one_line(a.target, 30)}"]
+        if a.cause:
+            lines.append(f"cause: {one_line(a.cause, 220)}")
+        if a.action:
+            lines.append(f"do: {one_line(a.action, 220)}")
+        lines.append(f"rule: {one_line(a.rule.expr, 50)} · {one_line(a.why(now), 150)}")
+        tail = []
         if a.rule.runbook:
-            lines.append(f"runbook: {one_line(a.rule.runbook, 60)}")
+            tail.append(f"runbook {one_line(a.rule.runbook, 40)} (o: incident)")
         if a.detect_s is not None:
-            lines.append(f"detected in {format_duration(a.detect_s)}")
+            tail.append(f"detected in {format_duration(a.detect_s)}")
+        if tail:
+            lines.append(" · ".join(tail))
         why.update(Content("\n".join(lines)))
 
     def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
@@ -323,7 +332,7 @@ class AlertsScreen(ConsoleScreen[None]):
         """One key from a firing alert to an incident: its severity, summary, runbook and
         target; the incident's timers start when the alert fired."""
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("open an incident"):
             return
         if a.fired_at is None:
             self.notify(f"{a.id} is {a.state.value}: only a firing alert opens an incident",
@@ -361,7 +370,7 @@ class AlertsScreen(ConsoleScreen[None]):
 
     def action_ack(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("acknowledge"):
             return
         if self.read_only() is not None and a.state == AlertState.FIRING:
             self._forward("acknowledge", "ack", rule=a.rule.name, target=a.target,
@@ -377,7 +386,7 @@ class AlertsScreen(ConsoleScreen[None]):
 
     def action_silence(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("silence"):
             return
 
         def done(text: str | None) -> None:

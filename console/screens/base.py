@@ -32,11 +32,19 @@ class ConsoleScreen(Screen[ResultT]):
     def console(self) -> OpsConsoleApp:
         return console_app(self)
 
+    def refuse_if_read_only(self, what: str) -> bool:
+        """True, after saying so, when the console is `--read-only` (every action key asks
+        this before acting)."""
+        refuse = getattr(self.app, "refuse_if_read_only", None)  # a test may host us alone
+        return bool(refuse(what)) if refuse is not None else False
+
     def _on_mount(self) -> None:
         # Runs besides a subclass's own on_mount (Textual calls each class's handler).
         if not self.query(f"#{BANNER_ID}"):
             self.mount(Static("", id=BANNER_ID), before=0 if self.children else None)
-        self.call_after_refresh(self.console.refresh_banner)
+        refresh = getattr(self.app, "refresh_banner", None)  # a test may host a screen alone
+        if refresh is not None:
+            self.call_after_refresh(refresh)
 
 
 class ConsoleModal(ModalScreen[ResultT]):

@@ -22,8 +22,8 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents.book import Incident, StepState
-from console.engine.incidents.postmortem import elapsed
 from console.engine.model import SEVERITIES
+from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 from console.screens.prompt import Choose, Confirm, TextPrompt
@@ -116,9 +116,9 @@ def kpi_line(inc: Incident, episodes: list[dict[str, Any]], now: float) -> str:
     for m in incident_kpis(inc, episodes):
         s = m.seconds
         if s is None and m.start is not None and m.name != "detect":
-            s_text, mark = f"{elapsed(now - m.start)}…", ""
+            s_text, mark = f"{format_age(now - m.start)}…", ""
         else:
-            s_text = elapsed(s)
+            s_text = format_age(s)
             mark = {True: " ✔", False: " ✖", None: ""}[m.met]
         parts.append(f"{short.get(m.name, m.name)} {s_text}{mark}")
     return " · ".join(parts)
@@ -132,14 +132,14 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     target = step.section.describe_target(inc.severity)
     head = f"{mark} {step.section.title}" + (f" ({target})" if target else "")
     if status == "overdue":
-        tail = f"⚠ OVERDUE by {elapsed(now - (inc.due(step) or now))}"
+        tail = f"⚠ OVERDUE by {format_age(now - (inc.due(step) or now))}"
     elif status == "late":
-        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)} (late)"
+        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)} (late)"
     elif status == "done":
-        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)}"
+        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}"
     else:
         left = inc.remaining(step, now)
-        tail = f"due in {elapsed(left)}" if left is not None else ""
+        tail = f"due in {format_age(left)}" if left is not None else ""
     count = f"{done}/{total}" if total else ""
     return f"{head}  {count}  {tail}".rstrip()
 
@@ -150,7 +150,7 @@ def incident_line(inc: Incident, now: float) -> str:
     over = len(inc.overdue(now))
     flag = f" ⚠ {over} overdue" if over else ""
     title = one_line(inc.title, 28)
-    return (f"{inc.severity} {title:<28} age {elapsed(inc.age(now)):>6} "
+    return (f"{inc.severity} {title:<28} age {format_age(inc.age(now)):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 
@@ -271,7 +271,7 @@ class IncidentListScreen(ConsoleScreen[None]):
         self.redraw()
 
     def action_new(self) -> None:
-        if self.desk is None or self.console.refuse_if_read_only("open an incident"):
+        if self.desk is None or self.refuse_if_read_only("open an incident"):
             return
         async def opened(title: str | None) -> None:
             if not title:
@@ -373,7 +373,7 @@ class IncidentScreen(ConsoleScreen[None]):
         episodes = runtime.episodes(now) if runtime is not None else []
         lines = [
             f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
-            f"age {elapsed(inc.age(now))} · owner {one_line(inc.owner, 30)}",
+            f"age {format_age(inc.age(now))} · owner {one_line(inc.owner, 30)}",
             f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 50)}"
             + f" · runbook {one_line(inc.runbook or 'none (b)', 30)}"
             + (f" · ⚠ {len(over)} step(s) overdue" if over else ""),
@@ -410,7 +410,7 @@ class IncidentScreen(ConsoleScreen[None]):
         return str(ol.get_option_at_index(ol.highlighted).id or "").split("|")
 
     def _refused(self, what: str) -> bool:
-        return self.incident is None or self.console.refuse_if_read_only(what)
+        return self.incident is None or self.refuse_if_read_only(what)
 
     async def action_check_item(self) -> None:
         inc, cur = self.incident, self._cursor()
@@ -771,7 +771,7 @@ class TimelineScreen(ConsoleScreen[None]):
             rel = ev.ts - origin
             sign = "−" if rel < 0 else "+"
             rows.append(Option(Content(one_line(
-                f"{sign}{elapsed(abs(rel)):>6} {one_line(ev.actor, 18):<18} {ev.text}", 300))))
+                f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 18):<18} {ev.text}", 300))))
         ol.add_options(rows or [Option(Content("no events yet"), disabled=True)])
 
     def action_cursor_down(self) -> None:

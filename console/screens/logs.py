@@ -22,7 +22,7 @@ from textual.widgets.option_list import Option
 
 from console.engine.logs.query import LogQuery, parse_query, search_lines
 from console.engine.logs.tail import LogLine
-from console.engine.text.fmt import format_window
+from console.engine.text.fmt import format_target
 from console.engine.text.sanitize import clean, one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 
@@ -144,7 +144,7 @@ class LogsScreen(ConsoleScreen[None]):
         q = self.log_query
         label = f"query: {one_line(q.text, 40)}" if q else "all lines"
         if q is not None and q.since is not None:
-            label += f" (last {format_window(q.since)})"
+            label += f" (last {format_target(q.since)})"
         if probe is None:
             self._title(f"Logs · {one_line(self.target, 30)} · no lines yet (is it a log "
                         "target, and has it been checked?)")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from console.engine.lang.ruleexpr import Expr
 from console.engine.model import CheckResult
-from console.engine.text.fmt import format_metric, format_window
+from console.engine.text.fmt import format_metric, format_target
 from console.engine.text.sanitize import one_line
 
 __all__ = ["COMPONENT_METRICS", "cause_of", "describe_value"]
@@ -38,7 +38,7 @@ def describe_value(expr: Expr, value: float | None) -> str:
     m, fn = expr.metric, expr.fn
     if fn == "absent":
         return f"no {m} sample for {expr.intervals} intervals"
-    span = format_window(expr.window or 0)
+    span = format_target(expr.window or 0)
     unitless = fn in ("rate", "increase", "count", "ratio")
 
     def show(v: float) -> str:

@@ -14,7 +14,8 @@ purpose (a link is read in a TOML file, aloud, at 3 a.m.)::
                           (errors, errors-by-message, slow, stripe-failed) or a filter
                           (`level=error responseTime>1000`); `window=1h` sets its time window
     db:TAB                a database drill-down on TAB: activity, locks, statements,
-                          tables, indexes (PostgreSQL); keyspace, slowlog, server (Redis)
+                          tables, indexes, connections, replication, vacuum (PostgreSQL);
+                          keyspace, slowlog, server, commands, clients, bigkeys (Redis)
     endpoints[:COLUMN]    the per-endpoint breakdown of a Prometheus target, sorted by
                           COLUMN (error_pct, p95_ms, rate_per_s…)
     health                the health components of an HTTP target (terminus/Spring/IETF)
@@ -39,8 +40,9 @@ __all__ = ["DB_TABS", "Destination", "Link", "LinkTarget", "parse_link", "resolv
 
 VIEWS = ("target", "chart", "logs", "db", "endpoints", "health", "kind", "metric")
 DB_TABS: dict[str, tuple[str, ...]] = {
-    "postgres": ("activity", "locks", "statements", "tables", "indexes"),
-    "redis": ("keyspace", "slowlog", "server"),
+    "postgres": ("activity", "locks", "statements", "tables", "indexes", "connections",
+                 "replication", "vacuum"),
+    "redis": ("keyspace", "slowlog", "server", "commands", "clients", "bigkeys"),
 }
 ENDPOINT_COLUMNS = ("rate_per_s", "share_pct", "error_pct", "p50_ms", "p95_ms", "p99_ms",
                     "requests")

@@ -17,9 +17,8 @@ from typing import Any
 
 from console.engine.incidents.book import Incident
 from console.engine.incidents.kpis import Measure, incident_kpis
-from console.engine.incidents.playbooks import human_duration
 from console.engine.incidents.timeline import incident_episodes, timeline
-from console.engine.text.fmt import format_metric
+from console.engine.text.fmt import format_age, format_metric, format_target
 from console.engine.text.sanitize import one_line
 
 
@@ -39,15 +38,8 @@ def _hms(ts: float) -> str:
 
 
 def elapsed(seconds: float | None) -> str:
-    """``4m10s``, ``1h02m``: time from the incident's start."""
-    if seconds is None:
-        return "-"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    """``4m10s``, ``1h02m``: a time in a table cell (``-`` when there is none)."""
+    return "-" if seconds is None else format_age(round(seconds))
 
 
 def _signed(seconds: float) -> str:
@@ -196,7 +188,7 @@ def render(inc: Incident, *, now: float | None = None,
         out.append(f"- Alerts: {_md(', '.join(inc.alerts), 300)}")
     if det.seconds is not None:
         out.append(f"- Detected {elapsed(det.seconds)} after the first failing sample "
-                   f"(target < {human_duration(det.target or 0)}: {_result(det)})")
+                   f"(target < {format_target(det.target or 0)}: {_result(det)})")
     sent = [ev for ev in events if ev.kind == "notification"]
     if sent:
         out.append("- Notified: " + "; ".join(
@@ -213,14 +205,14 @@ def render(inc: Incident, *, now: float | None = None,
     for m in kpis.values():
         frm = f"{m.start_what} {_hms(m.start)}" if m.start is not None else "-"
         to = f"{_md(m.end_what, 80)} {_hms(m.end)}" if m.end is not None else "-"
-        goal = f"< {human_duration(m.target)}" if m.target is not None else "-"
+        goal = f"< {format_target(m.target)}" if m.target is not None else "-"
         out.append(f"| {m.label} | {frm} | {to} | {elapsed(m.seconds)} | {goal} | "
                    f"{_result(m)} |")
     out += ["", "| Step | Target | Done at | From start | Result |",
             "| --- | --- | --- | --- | --- |"]
     for step in inc.response_steps():
         target = step.section.target_for(inc.severity)
-        tgt = f"< {human_duration(target)}" if target is not None else "-"
+        tgt = f"< {format_target(target)}" if target is not None else "-"
         status_ = inc.step_status(step, now)
         if step.done_at is not None:
             took = step.done_at - inc.started
