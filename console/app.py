@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first fra
     from console.engine.runtime import Applied, Runtime
     from console.engine.scheduler import Scheduler
 
+ANNOUNCE_AGAIN = 300.0  # seconds before an alert that fires again is toasted again
 ENGINE_MODULES = ("console.engine.runtime", "console.engine.scheduler",
                   "console.engine.storage.store", "console.engine.config.loader")
 
@@ -103,6 +104,8 @@ class OpsConsoleApp(App[None]):
         self._repaint: Timer | None = None
         self._banner_shown: dict[int, str] = {}  # banner widget id -> text it shows
         self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
+        self._alert_toast: Any = None  # the one "P0/P1 FIRING" toast shown
+        self._announced: dict[tuple[str, str], float] = {}  # alert -> when (monotonic)
         themes.register_themes(self)
         themes.activate_theme(self, theme)
 
@@ -281,17 +284,34 @@ class OpsConsoleApp(App[None]):
         if self.alerting is None:
             return
         loud = {a.key: a for a in self.alerting.alerts.loud()}
-        new = [a for k, a in loud.items() if k not in self._rung]
+        now = time.monotonic()
+        # An alert that fires again soon after (flapping) is not announced again: the banner
+        # still shows it, the toast and the bell would only be noise.
+        new = [a for k, a in loud.items() if k not in self._rung
+               and now - self._announced.get(k, -ANNOUNCE_AGAIN) >= ANNOUNCE_AGAIN]
         self._rung = set(loud)
+        for a in new:
+            self._announced[a.key] = now
         if not new:
             return
         from console.engine.text.sanitize import one_line
 
-        for a in new[:3]:
-            cause = f": {one_line(a.cause, 90)}" if a.cause else ""
-            self.notify(f"{one_line(a.summary, 80)}{cause}\na: alerts", markup=False,
-                        title=f"{a.rule.severity} FIRING · {one_line(a.target, 40)}",
-                        severity="error", timeout=15)
+        from textual.notifications import Notification, Notify
+
+        # One alert toast at a time, the worst of the new ones (it replaces the previous
+        # one): stacked toasts would cover an 80x24 screen. The banner keeps them all.
+        worst = min(new, key=lambda a: a.rule.severity)
+        more = f" (+{len(new) - 1} more)" if len(new) > 1 else ""
+        cause = f"\n{worst.short_cause(70)}" if worst.cause else ""
+        if self._alert_toast is not None:
+            with contextlib.suppress(KeyError):
+                self._unnotify(self._alert_toast)
+        toast = Notification(
+            f"{one_line(worst.summary, 70)}{cause}\na: alerts",
+            f"{worst.rule.severity} FIRING · {one_line(worst.target, 30)}{more}",
+            "error", 15, markup=False)
+        self._alert_toast = toast
+        self.post_message(Notify(toast))
         if self.settings is not None and self.settings.console.bell:
             self.bell()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -690,7 +691,7 @@ def snapshot_values(engine: Any, targets: list[str], metrics: Sequence[str] = ()
         if series in out:
             continue
         latest = store.latest(series)
-        if latest is not None:
+        if latest is not None and math.isfinite(latest[1]):  # NaN: no value (e.g. down)
             out[series] = latest[1]
         if len(out) >= limit:
             break
@@ -700,17 +701,27 @@ def snapshot_values(engine: Any, targets: list[str], metrics: Sequence[str] = ()
 def destination_of(engine: Any, link: str, prefer: list[str]) -> Any:
     """Where a runbook link leads in the running console (a `Destination`), or why it
     leads nowhere (a string)."""
-    from console.engine.incidents.links import LinkTarget, parse_link, resolve
+    from console.engine.incidents.links import LinkTarget, config_metrics, parse_link, resolve
 
     if engine is None:
         return "the console is starting"
     try:
         parsed = parse_link(link)
-        targets = [LinkTarget(v.name, v.kind) for v in engine.snapshot()]
-        series = set(engine.store.series())
-        return resolve(parsed, targets, lambda t, m: f"{t}:{m}" in series, prefer)
     except ValueError as exc:
         return str(exc)
+    targets = [LinkTarget(v.name, v.kind) for v in engine.snapshot()]
+    series = set(engine.store.series())
+    try:  # a target that has reported the metric first...
+        return resolve(parsed, targets, lambda t, m: f"{t}:{m}" in series, prefer)
+    except ValueError as exc:
+        first = str(exc)
+    # ...else one that can (Redis reports its hit rate only once it has had lookups):
+    # the chart opens and says "no data yet" rather than the link saying nothing.
+    known = {t.name: config_metrics(t) for t in engine.settings.targets}
+    try:
+        return resolve(parsed, targets, lambda t, m: m in known.get(t, ()), prefer)
+    except ValueError:
+        return first
 
 
 class TimelineScreen(ConsoleScreen[None]):

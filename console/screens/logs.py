@@ -37,6 +37,9 @@ def line_row(line: LogLine, width: int = 76) -> str:
     t = time.strftime("%H:%M:%S", time.gmtime(line.ts)) if line.ts is not None else " " * 8
     level = (line.level or "-")[:5]
     text = line.message or line.raw
+    err = line.record.get("error") if isinstance(line.record, dict) else None
+    if isinstance(err, str) and err and err != text:  # winston's { error: error.message }
+        text += f" — {err}"
     if line.response_time is not None:
         text += f" ({line.response_time:g} ms)"
     return one_line(f"{t} {level:<5} {text}", width)
@@ -231,8 +234,11 @@ class LogsScreen(ConsoleScreen[None]):
         if box.has_class("-open"):
             self._close_filter()
             return
-        if self.log_query is not None:
-            self.set_query("")
+        initial = self._initial[0]
+        opened_with = self.log_query is not None and initial is not None and (
+            self.log_query.text == initial or self.log_query.name == initial)
+        if self.log_query is not None and not opened_with:
+            self.set_query("")  # back to all lines; a runbook link's own query goes back
             return
         self.app.pop_screen()
 

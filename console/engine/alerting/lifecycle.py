@@ -148,6 +148,10 @@ class Notification:
         }
 
 
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def alert_text(summary: str, cause: str, action: str = "") -> str:
     """``Core dependency down: redis: down — connect ECONNREFUSED … · do: check …``: what is
     wrong, why, and what to do, in the same words on every screen and channel."""
@@ -245,6 +249,11 @@ class Alert:
     def text(self) -> str:
         """Summary, cause and what to do in one line (`alert_text`)."""
         return alert_text(self.summary, self.cause or self.detail, self.action)
+
+    def short_cause(self, n: int = 60) -> str:
+        """The cause's first clause, cut to `n` characters: for a banner or a toast."""
+        first = (self.cause or "").split("; ", 1)[0]
+        return first if len(first) <= n else first[: n - 1] + "…"
 
     def why(self, now: float) -> str:
         """Why the alert is (or is not) firing, in one line: what an operator asks first."""
@@ -411,9 +420,9 @@ class Alerts:
         age = format_duration(max(0.0, now - (a.fired_at or now)))
         n = len(loud)
         text = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
-            f"{a.rule.severity} {a.summary} · {a.target}"
+            f"{a.rule.severity} {_cut(a.summary, 48)} · {a.target}"
         if a.cause:
-            text += f" · {a.cause}"
+            text += f" · {a.short_cause(48)}"
         return text + f" · {age} · a: alerts"
 
     def mttd(self) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from console.engine.incidents.book import Incident
 from console.engine.incidents.kpis import Measure, incident_kpis
-from console.engine.incidents.timeline import incident_episodes, timeline
+from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.text.fmt import format_age, format_metric, format_target
 from console.engine.text.sanitize import one_line
 
@@ -252,7 +252,7 @@ def render(inc: Incident, *, now: float | None = None,
                 "| Metric | Value |", "| --- | --- |"]
         for k, v in snap["values"].items():
             metric = str(k).rsplit(":", 1)[-1]
-            shown = format_metric(metric, float(v)) if isinstance(v, int | float) else v
+            shown = format_metric(metric, number(v))
             out.append(f"| {_md(k, 120)} | {_md(shown, 60)} |")
         out.append("")
     out += ["", "## Notes", ""]

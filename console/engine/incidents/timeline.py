@@ -76,7 +76,7 @@ def describe_snapshot(values: Mapping[str, Any], limit: int = 8) -> str:
     parts = []
     for series, v in list(values.items())[:limit]:
         metric = str(series).rsplit(":", 1)[-1]
-        shown = format_metric(metric, float(v)) if isinstance(v, int | float) else str(v)
+        shown = format_metric(metric, number(v))
         parts.append(f"{one_line(str(series), 60)} {shown}")
     more = len(values) - limit
     return ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")
@@ -131,6 +131,20 @@ def describe_entry(inc: Incident, e: Mapping[str, Any]) -> tuple[str, str]:
     if t == POSTMORTEM:
         return "action", "post-mortem draft written"
     return "action", one_line(str(t), 60)
+
+
+def number(v: Any) -> float | None:
+    """A snapshot value as a number: the journal writes NaN/±Inf as text."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
 
 
 def _strs(v: Any) -> list[str]:
