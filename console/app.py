@@ -294,9 +294,9 @@ class OpsConsoleApp(App[None]):
             self._announced[a.key] = now
         if not new:
             return
-        from console.engine.text.sanitize import one_line
-
         from textual.notifications import Notification, Notify
+
+        from console.engine.text.sanitize import one_line
 
         # One alert toast at a time, the worst of the new ones (it replaces the previous
         # one): stacked toasts would cover an 80x24 screen. The banner keeps them all.

@@ -136,7 +136,6 @@ async def alert_on_every_screen(j: Journey, summary: str, severity: str) -> None
 async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float) -> Any:
     """a: the alerts screen; the alert's panel says why and what to do; a acknowledges it
     (at `ack_at`); o opens its incident."""
-    app = j.app
     await j.press("a")
     screen = await j.screen(AlertsScreen, "alerts")
     alert = j.alert(rule, target)
