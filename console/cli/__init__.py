@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not add the machine's PostgreSQL and Redis")
     demo.add_argument("--port", type=int, default=None,
                       help="first port of the demo stack (API; frontend +1, payments +2); "
-                      "default 18780, or free ones when that is taken")
+                      "default $OPSCONSOLE_DEMO_PORT, else 18780 or free ones when taken")
     demo.add_argument("--theme", default=argparse.SUPPRESS)
     demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(sub)  # logs QUERY
 
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
-    pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
+    pm.add_argument("incident", metavar="INCIDENT",
+                    help="incident id (a unique prefix will do), or `latest`")
     pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "data (journal, alert state, outbox, history)")
     paths.add_argument("--json", action="store_true", help="machine-readable output")
 
+    for name in ("incidents", "postmortem", "report", "paths", "alerts"):
+        sub.choices[name].add_argument(
+            "--demo", dest="demo_world", action="store_true",
+            help="the demo's world: what `opsconsole demo` recorded (its own data dir)")
     for p in sub.choices.values():  # --config and --data-dir after the sub-command too
         add_common_flags(p)
         for action in p._subparsers._group_actions if p._subparsers else ():

@@ -89,6 +89,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
 
+    if getattr(args, "history", False) and not getattr(args, "config", None):
+        return _history_without_config(args)
     loaded = load_or_report(args)
     if loaded is None:
         return EXIT_CONFIG
@@ -97,6 +99,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return _history(settings, data_paths(args, settings), since=args.since,
                         as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+def _history_without_config(args: argparse.Namespace) -> int:
+    """`alerts --history` reads the data directory: a config is used when there is one
+    (its rules name the open alerts; its `data_dir`), the shipped rules otherwise."""
+    from console.cli.common import load_or_report
+    from console.engine.config.locate import default_config_path
+    from console.engine.config.schema import Settings
+
+    if default_config_path().is_file():
+        loaded = load_or_report(args)
+        if loaded is None:
+            return EXIT_CONFIG
+        settings = loaded[0]
+    else:
+        settings = Settings.model_validate({})
+    return _history(settings, data_paths(args, settings), since=args.since,
+                    as_json=args.json)
 
 
 def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool) -> int:

@@ -58,7 +58,10 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     book = _book(args)
     if book is None:
         return EXIT_PROBLEM
-    inc = book.get(args.incident)
+    if args.incident == "latest":
+        inc = max(book.incidents.values(), key=lambda i: i.started, default=None)
+    else:
+        inc = book.get(args.incident)
     if inc is None:
         known = ", ".join(sorted(book.incidents)[-5:]) or "none"
         print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",

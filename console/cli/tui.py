@@ -14,6 +14,8 @@ from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, l
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
 
+ENV_DEMO_PORT = "OPSCONSOLE_DEMO_PORT"  # the demo's first port, as --port
+
 
 def cmd_tui(args: argparse.Namespace) -> int:
     loaded = load_or_report(args)
@@ -24,6 +26,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.port is None and os.environ.get(ENV_DEMO_PORT, "").strip():
+        try:
+            args.port = int(os.environ[ENV_DEMO_PORT])
+        except ValueError:
+            print(f"opsconsole demo: ${ENV_DEMO_PORT} is not a port number", file=sys.stderr)
+            return EXIT_CONFIG
     if args.print_config:
         return asyncio.run(_print_demo_config(args))
     if args.port is not None:
@@ -54,18 +62,28 @@ async def _print_demo_config(args: argparse.Namespace) -> int:
 
 
 def terminal_problem() -> str | None:
-    """Why the console cannot draw here (stdin or stdout not a terminal), or None."""
-    for name, stream in (("input", sys.stdin), ("output", sys.stdout)):
-        try:
-            ok = stream is not None and os.isatty(stream.fileno())
-        except (OSError, ValueError, AttributeError):  # closed, or no file descriptor
-            ok = False
-        if not ok:
-            return (f"the console needs a terminal, and its {name} is not one (closed, or "
-                    "redirected). Run it in a terminal or over `ssh -t`; for checks without "
-                    "a screen use `opsconsole check --once`, `opsconsole alerts` or "
-                    "`opsconsole run --headless`.")
-    return None
+    """Why the console cannot run here, or None: its output must be a terminal, and its
+    input a terminal or a pipe (the end of a pipe ends the console, as a hang-up does);
+    closed input, /dev/null or a file would end it before its first frame."""
+    import stat
+
+    hint = ("Run it in a terminal (over SSH: `ssh -t`); for checks without a screen use "
+            "`opsconsole check --once`, `opsconsole alerts` or `opsconsole run --headless`.")
+    try:
+        out_ok = sys.stdout is not None and os.isatty(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        out_ok = False
+    if not out_ok:
+        return f"the console draws on a terminal, and its output is not one. {hint}"
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else 0
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError):
+        return f"the console reads keys from its input, and it is closed. {hint}"
+    if os.isatty(fd) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return None
+    what = "/dev/null" if stat.S_ISCHR(mode) else "a file"
+    return f"the console reads keys from its input, and it is {what}, not a terminal. {hint}"
 
 
 def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespace,
@@ -73,7 +91,7 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
     problem = terminal_problem()
     if problem is not None:
         print(f"opsconsole: {problem}", file=sys.stderr)
-        return EXIT_PROBLEM
+        return EXIT_CONFIG
     from console.app import OpsConsoleApp
 
     app = OpsConsoleApp(

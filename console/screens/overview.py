@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from console.engine.model import Status
@@ -83,9 +84,12 @@ class OverviewScreen(ConsoleScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
-        self.query_one("#banner", Static).display = False
-        self.query_one(StatusBoard).focus()
+        try:
+            self.query_one("#filter", Input).display = False
+            self.query_one("#banner", Static).display = False
+            self.query_one(StatusBoard).focus()
+        except NoMatches:  # the terminal went away while the first screen was composed
+            return
         # After this screen's first paint, not before: the first frame must not wait on boot.
         self.call_after_refresh(self.set_timer, 0.02, self.console.start_boot)
 

@@ -82,7 +82,7 @@ def summary_sentence(inc: Incident, eps: list[Mapping[str, Any]],
     if eps:
         ep = eps[0]
         what = f"{_md(ep.get('summary') or ep.get('rule'), 160)} on {_md(ep.get('target'), 60)}"
-        cause = str(ep.get("cause") or "")
+        cause = str(ep.get("cause") or "").split("; ", 1)[0]  # its first clause
         text = f"On {day} {what}"
         if cause:
             text += f" ({_md(cause, 200)})"
