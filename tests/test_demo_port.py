@@ -54,6 +54,11 @@ def test_port_from_the_environment(held_port: int, tmp_path: Path) -> None:
     assert out.returncode == 0
     assert 'url = "http://127.0.0.1:18950/health"' in out.stdout
     assert 'url = "http://127.0.0.1:18952/webhooks/stripe"' in out.stdout
+    # the bell is offered, and says what it does
+    assert "bell = true               # ring the terminal bell once when a P0/P1" in out.stdout
+    # terminus's real shape: failing indicators are in details/error, never in info
+    assert "down_unless = ['body.details.database.status == \"up\"']" in out.stdout
+    assert "body.info." not in out.stdout
     env["OPSCONSOLE_DEMO_PORT"] = "soon"
     out = subprocess.run(
         [sys.executable, "-m", "console", "demo", "--print-config", "--no-local"],
