@@ -38,11 +38,11 @@ def info_text(view: Any, now: float, span_label: str,
         f"state {view.status.value.upper()}{since} · latency {lat} · p95 (5 min) {p95} · "
         f"uptime (1 h) {up} · every {format_duration(view.interval)} · range {span_label}",
     ]
+    last = view.last
+    if last is not None and (last.error or last.reasons):
+        lines.append("last problem: " + one_line(last.error or "; ".join(last.reasons), 300))
     for line in alerts or []:
         lines.append(one_line(line, 400))
-    last = view.last
-    if not alerts and last is not None and (last.error or last.reasons):
-        lines.append("last problem: " + one_line(last.error or "; ".join(last.reasons), 300))
     health = last.details.get("health") if last is not None else None
     if isinstance(health, dict) and health.get("components"):
         parts = [f"{one_line(str(c.get('name')), 30)} "

@@ -90,7 +90,7 @@ class Journey:
         await self.pilot.pause()
 
     async def screen(self, kind: type, what: str) -> Any:
-        await wait_for(self.pilot, lambda: isinstance(self.app.screen, kind), 5, what)
+        await wait_for(self.pilot, lambda: isinstance(self.app.screen, kind), 15, what)
         return self.app.screen
 
     async def back_to(self, kind: type) -> Any:
@@ -170,7 +170,7 @@ async def follow(j: Journey, inc: Any, playbook: str, section: str, item: int) -
     ol.highlighted = ids.index(oid)
     await j.press("enter")
     await wait_for(j.pilot, lambda: j.app.screen is not screen
-                   or j.app.clipboard.startswith("http"), 5, f"{oid} opens something")
+                   or j.app.clipboard.startswith("http"), 15, f"{oid} opens something")
     return j.app.screen
 
 

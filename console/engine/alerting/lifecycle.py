@@ -420,9 +420,9 @@ class Alerts:
         age = format_duration(max(0.0, now - (a.fired_at or now)))
         n = len(loud)
         text = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
-            f"{a.rule.severity} {_cut(a.summary, 48)} · {a.target}"
+            f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
         if a.cause:
-            text += f" · {a.short_cause(48)}"
+            text += f" · {a.short_cause(60)}"
         return text + f" · {age} · a: alerts"
 
     def mttd(self) -> float | None:
