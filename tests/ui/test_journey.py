@@ -179,10 +179,21 @@ async def check_links(j: Journey, inc: Any, playbook: str,
     for section, item, check in expected:
         j.app.copy_to_clipboard("")
         opened = await follow(j, inc, playbook, section, item)
+        # a screen fills in (a drill-down switches to its tab) after its first refresh
+        await wait_for(j.pilot, lambda: _passes(check, j.app, opened), 10,
+                       f"{playbook}/{section}[{item}] opens the right screen")
         check(j.app, opened)
         if opened is not j.app.screen_stack[-1] or isinstance(opened, IncidentScreen):
             continue  # an external page: shown and copied, no screen
         await j.back_to(IncidentScreen)
+
+
+def _passes(check: Any, app: Any, screen: Any) -> bool:
+    try:
+        check(app, screen)
+    except (AssertionError, pytest.fail.Exception):
+        return False
+    return True
 
 
 def detail_of(target: str, metric: str) -> Any:
