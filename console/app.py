@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.screen import Screen
 from textual.timer import Timer
@@ -229,7 +230,10 @@ class OpsConsoleApp(App[None]):
         refresh = getattr(screen, "refresh_data", None)
         with self.batch_update():
             if refresh is not None:
-                refresh(runtime, self.clock())
+                try:
+                    refresh(runtime, self.clock())
+                except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
+                    return
             self._update_alert_banner()
 
     def refresh_banner(self) -> None:

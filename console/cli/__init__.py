@@ -86,9 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("--json", action="store_true", help="machine-readable output")
     inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
 
-    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history")
+    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history; "
+                         "with --format, the daily summary the notifier sends")
     rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
-    rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.add_argument("--json", action="store_true", help="the KPIs, machine-readable")
+    rep.add_argument("--format", choices=["text", "json", "markdown", "email"], default="text",
+                     help="text: the KPIs; json, markdown, email: the daily summary (uptime, "
+                     "alerts, incidents and KPIs, batched P3s), as `summary_at` sends it")
     rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     rep.add_argument("--history", metavar="FILE",
                      help="metric history for uptime (default: the console's own)")

@@ -281,15 +281,66 @@ class Runtime:
             advice=playbooks.advice if playbooks is not None else None)
         await self.alerting.start()
 
-    def _make_notifier(self) -> Notifier | None:
+    def _make_notifier(self) -> Notifier:
+        """The notifier; it never fails to start: an outbox the disk refuses is kept in
+        memory (sent from there, saved when the disk takes it), shown as a problem."""
         from console.engine.alerting.notify import Notifier
 
-        try:
-            return Notifier(self.paths.outbox, self.settings.alerting.receivers)
-        except Exception as exc:
-            self._report_io("outbox", f"notification outbox {self.paths.outbox} unusable",
-                            exc)
-            return None
+        return Notifier(self.paths.outbox, self.settings.alerting.receivers, clock=self.clock,
+                        summary_source=self.daily_summary, on_problem=self._outbox_problem,
+                        on_delivered=self._delivered)
+
+    def _outbox_problem(self, text: str | None) -> None:
+        was = self.problems.get("outbox")
+        self.set_problem("outbox", text)
+        if text is not None and was is None:
+            self.notice("error", text)
+        elif text is None and was is not None:
+            self.notice("information", f"notification outbox {self.paths.outbox} saved again")
+
+    async def daily_summary(self, start: float, end: float) -> dict[str, Any]:
+        """The daily summary's data for `[start, end]`: uptime, alerts, incidents, KPIs (the
+        notifier adds the P3s it batched) — what `opsconsole report` prints too."""
+        from console.engine.incidents.summary import build_summary
+
+        episodes: list[dict[str, Any]] = []
+        if self.alerting is not None:  # on the loop: the lifecycle is not thread-safe
+            episodes = self.alerting.recent(end, since=start, limit=100_000)
+        return build_summary(self.desk.book if self.desk is not None else None, start=start,
+                             end=end, store=self.store, episodes=episodes,
+                             targets=[t.name for t in self.settings.targets])
+
+    def _delivered(self, batch: Any, outcome: Any) -> None:
+        """An incident channel exists: say so on the incident's timeline."""
+        if batch.kind == "incident_channel" and self.desk is not None:
+            data = dict(batch.data)
+            self._spawn(self.desk.channel(str(data["incident"]), str(data["name"]),
+                                          str(outcome.result.get("channel_id") or "")),
+                        "incident-channel")
+
+    def _on_journal(self, entries: list[dict[str, Any]]) -> None:
+        """Incidents opened and status updates written (here or by another console on the
+        same journal) become Slack messages, from the process that notifies."""
+        from console.engine.incidents.book import OPEN, STATUS
+
+        if self.notifier is None or self.alerting is None or not self.alerting.evaluating:
+            return
+        for e in entries:
+            kind = e.get("type")
+            if kind not in (OPEN, STATUS) or self.desk is None:
+                continue
+            inc = self.desk.book.incidents.get(str(e.get("incident")))
+            if inc is None:
+                continue
+            base = {"incident": inc.id, "title": inc.title, "severity": inc.severity,
+                    "started": inc.started, "alerts": list(inc.alerts)}
+            if kind == OPEN:
+                self.notifier.incident_opened(base)
+            else:
+                self.notifier.status_update({
+                    **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
+                    "at": e.get("ts"), "entry": e.get("id"),
+                    "user_facing": e.get("user_facing")})
 
     # -- incidents ---------------------------------------------------------------------------
 
@@ -329,6 +380,8 @@ class Runtime:
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
         self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        journal.subscribe(self._on_journal)
+        self.desk.listen(self._on_journal)
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
 
@@ -413,5 +466,5 @@ class Runtime:
             await self.notifier.reconfigure(receivers)
         elif receivers:
             self.notifier = self._make_notifier()
-            if self.notifier is not None and self.alerting is not None:
+            if self.alerting is not None:
                 await self.alerting.attach_notifier(self.notifier)

@@ -38,6 +38,21 @@ GLYPH = {  # glyph and word, padded to one width
 }
 
 
+def unsaved_lines(unsaved: list[dict[str, str]], limit: int = 3) -> str:
+    """Notifications only memory holds (the disk refused the outbox), with why: pending
+    until sent, and until saved."""
+    if not unsaved:
+        return ""
+    out = (f"\n⚠ {len(unsaved)} notification(s) kept in memory, not saved: "
+           f"{one_line(unsaved[0]['reason'], 90)}")
+    for u in unsaved[:limit]:
+        state = "sent, not saved" if u["status"] == "sent" else "pending"
+        out += f"\n  ✉ {one_line(u['receiver'], 16)}: {one_line(u['what'], 48)} · {state}"
+    if len(unsaved) > limit:
+        out += f"\n  … and {len(unsaved) - limit} more"
+    return out
+
+
 def alert_line(a: Alert, now: float) -> str:
     """One row within 78 cells: state, severity, rule, target, age, silenced/held marks."""
     mark = ""
@@ -247,10 +262,12 @@ class AlertsScreen(ConsoleScreen[None]):
         if notifier is not None:
             health = notifier.health()
             for h in health:
-                if h.failing or h.dropped:
+                if h.failing or h.dropped or h.failed:
                     title += (f"\n⚠ channel {h.name}: "
                               f"{one_line(h.last_error or 'dropped', 60)}"
-                              f" · {h.pending} waiting · {h.dropped} dropped")
+                              f" · {h.pending} waiting · {h.dropped} dropped"
+                              + (f" · {h.failed} refused" if h.failed else ""))
+            title += unsaved_lines(notifier.unsaved())
             digests = [f"{one_line(h.name, 20)} {h.collected}" for h in health if h.collected]
             if digests:  # batched (P3) notifications waiting for their period's digest
                 title += "\n✉ in the next digest: " + " · ".join(digests)

@@ -226,7 +226,7 @@ class IncidentListScreen(ConsoleScreen[None]):
         if self.show_resolved:
             incs = sorted((i for i in desk.book.incidents.values() if not i.is_open),
                           key=lambda i: i.resolved_at or 0.0, reverse=True)
-            title = f"Incidents · {len(incs)} resolved · Enter open (u reopens) · r open ones"
+            title = f"Incidents · {len(incs)} resolved · Enter open (O reopens) · r open ones"
         else:
             incs = desk.book.open_incidents()
             title = f"Incidents · {len(incs)} open · o new · Enter open · r resolved"
@@ -307,11 +307,12 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("a", "acknowledge", "Ack", id="incident_ack"),
         Binding("m", "mitigate", "Mitigated", id="incident_mitigate"),
         Binding("R", "resolve", "Resolve", id="incident_resolve"),
-        Binding("u", "reopen", "Reopen", show=False, id="incident_reopen"),
+        Binding("O", "reopen", "Reopen", show=False, id="incident_reopen"),
         Binding("t", "timeline", "Timeline", id="incident_timeline"),
         Binding("b", "runbook", "Runbook", show=False, id="incident_runbook"),
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("u", "status_update", "Status update", id="incident_status"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
         Binding("P", "postmortem", "Post-mortem", id="incident_postmortem"),
         Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
@@ -508,7 +509,7 @@ class IncidentScreen(ConsoleScreen[None]):
         if inc is None or self._refused("resolve"):
             return
         if not inc.is_open:
-            self.notify(f"{inc.id} is already resolved (u reopens it)", timeout=3)
+            self.notify(f"{inc.id} is already resolved (O reopens it)", timeout=3)
             return
 
         async def go(yes: bool | None = True) -> None:
@@ -581,6 +582,22 @@ class IncidentScreen(ConsoleScreen[None]):
                 self.redraw()
 
         self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
+
+    def action_status_update(self) -> None:
+        """The playbook's Step 3: journaled, then posted by the notifier (the incident
+        channel; for a user-facing incident the general one too)."""
+        inc = self.incident
+        if inc is None or self._refused("post a status update"):
+            return
+
+        async def post(text: str | None) -> None:
+            if text:
+                await self.desk.status_update(inc.id, text)
+                self.notify("status update journaled; posted by the Slack routes", timeout=3)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt("Status update (incident channel; general channel "
+                                        "too when user-facing):"), post)
 
     async def action_false_positive(self) -> None:
         inc = self.incident

@@ -15,7 +15,7 @@ import pytest
 
 from console.demo.stack import DemoStack
 from console.engine.alerting.lifecycle import AlertEngine, AlertState, Notification
-from console.engine.alerting.notify import email_message, slack_payload, sms_text
+from console.engine.alerting.receivers import email, pagerduty, slack, sms
 from console.engine.alerting.rules import RuleSet
 from console.engine.config.loader import load_config_text
 from console.engine.config.rules import Receiver
@@ -91,19 +91,25 @@ def fired(rig: Rig, rule: str, target: str) -> Notification:
 
 
 def assert_every_channel_says(n: Notification, *words: str) -> None:
-    """Slack, SMS and email all carry the cause (and the what-to-do where there is room)."""
-    slack = str(slack_payload(n))
-    receiver = Receiver(name="mail", kind="email", url="smtp://127.0.0.1:25",
-                        mail_from="a@example.com", mail_to=["b@example.com"])
-    mail = email_message(receiver, [n], n.key).get_content()
-    sms = sms_text([n])
+    """Slack, SMS, email and PagerDuty all carry the cause (and the what-to-do where there
+    is room), as the receivers render them for the wire."""
+    mail_r = Receiver(name="mail", kind="email", url="smtp://127.0.0.1:25",
+                      mail_from="a@example.com", mail_to=["b@example.com"])
+    slack_r = Receiver(name="chat", kind="slack", url="${SLACK_WEBHOOK_URL}")
+    chat = str(slack.payload(n, slack_r))
+    mail = email.notes_message(mail_r, [n], n.key, mail_from="a@example.com",
+                               mail_to=["b@example.com"]).get_body(("plain",)).get_content()
+    text = sms.sms_text([n])
+    page = str(pagerduty.event(n, "k" * 32, slack_r))
     for w in words:
-        assert w in slack, (w, slack)
+        assert w in chat, (w, chat)
         assert w in mail, (w, mail)
-        assert w in sms, (w, sms)
+        assert w in text, (w, text)
+        assert w in page, (w, page)
     assert n.action
-    assert n.action in mail
-    assert n.action in slack.replace("\\n", "\n")
+    assert f"What to do: {n.action}" in mail
+    assert f"*What to do:* {n.action}" in chat.replace("\\n", "\n")
+    assert n.action in page
 
 
 async def test_dependency_down_names_redis_and_its_message(rig: Rig) -> None:

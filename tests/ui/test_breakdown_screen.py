@@ -81,7 +81,10 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
                        "breakdown screen")
         screen: Any = app.screen
         routes = ["/api/users", "/api/search", "/api/orders"]
-        text = await wait_screen(pilot, lambda t: "/api/orders" in t, "the endpoints table")
+        # the table and its tab line are separate widgets, painted in the same tick or, on a
+        # loaded machine, one apart (seen once): wait for the whole screen
+        text = await wait_screen(pilot, lambda t: "/api/orders" in t and "[1] ENDPOINTS" in t,
+                                 "the endpoints table and its tabs")
         assert "[1] ENDPOINTS" in text
         assert "[2] status" in text
         assert "sorted by req/s ↓" in text

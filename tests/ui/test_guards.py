@@ -73,9 +73,9 @@ async def test_resolved_incidents_are_listed_and_reopened(tmp_path: Path) -> Non
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "back")
         assert inc.acknowledged_at is None
-        # u reopens it, saying why; the journal keeps both
+        # O reopens it, saying why; the journal keeps both
         clock.t += 60
-        await pilot.press("u")
+        await pilot.press("O")
         await _type(pilot, "errors are back after the deploy")
         await wait_for(pilot, lambda: inc.is_open, 5, "reopened")
         assert inc.reopened[0]["reason"] == "errors are back after the deploy"
@@ -154,7 +154,7 @@ async def test_read_only_console_looks_but_never_acts(tmp_path: Path) -> None:
         ol = app.screen.query_one(OptionList)
         ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
         ol.highlighted = ids.index("item|incident-response|acknowledge|0")
-        for key in ("space", "n", "s", "a", "m", "R", "v", "h", "F", "P", "b"):
+        for key in ("space", "n", "s", "a", "m", "R", "v", "h", "F", "P", "b", "u", "O"):
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, IncidentScreen), key  # no prompt, no question

@@ -180,7 +180,7 @@ async def check_links(j: Journey, inc: Any, playbook: str,
         j.app.copy_to_clipboard("")
         opened = await follow(j, inc, playbook, section, item)
         # a screen fills in (a drill-down switches to its tab) after its first refresh
-        await wait_for(j.pilot, lambda: _passes(check, j.app, opened), 10,
+        await wait_for(j.pilot, lambda c=check, o=opened: _passes(c, j.app, o), 10,
                        f"{playbook}/{section}[{item}] opens the right screen")
         check(j.app, opened)
         if opened is not j.app.screen_stack[-1] or isinstance(opened, IncidentScreen):

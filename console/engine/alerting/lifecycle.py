@@ -16,9 +16,16 @@ idempotency key `rule/target/transition/sequence`; the outbox that sends them li
 * **silences** (label matchers, start/end, who, why) and config maintenance windows;
 * **inhibition**: while an alert fires, the rules it lists in `inhibits` are held back for
   alerts whose labels are equal on `inhibit_equal` (default: same service);
-* **flapping** (Naemon's weighted percent state change over the last 21 samples, start at
-  `flap_high`, stop below `flap_low`): one "flapping" notice, then quiet until it settles,
-  when the settled state is notified if it differs from the last one sent.
+* **flapping**, per target: an alert flaps when its weighted percent state change over the
+  last 21 samples (Naemon's) reaches `flap_high`, or when it (or an alert of its target
+  as severe) fires again within those 21 samples (and the hour) of being resolved — so
+  people get at most two messages per alert (firing, resolved) before the "flapping"
+  notice, whatever the thresholds. A flapping alert makes its target flap:
+  one notice for the target, then every notification of its alerts is held (but the first
+  firing of a rule more severe than the flapping ones) until every alert of the target is
+  below `flap_low` and steady for half the window; then exactly one message tells the
+  settled state (the worst alert whose state differs from what people were last told, or
+  a "settled" notice when nothing differs).
 
 A resolved notice is sent only after a firing one was. An acknowledgement lasts `ack_for`;
 when it expires and the alert still fires, it is notified again ("ack_expired"). Unacknowledged
@@ -75,6 +82,9 @@ def _expr_metric(text: str) -> str:
 
 
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
+# A re-fire later than this after the resolved message is news, not a flap, however few
+# samples a slowly polled target took in between.
+REFIRE_MAX = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +115,8 @@ class Notification:
     """Something to tell people; `key` makes sending it idempotent across retries/restarts."""
 
     key: str
-    transition: str  # firing, resolved, flapping, escalated, ack_expired, nodata
+    # firing resolved flapping settled escalated reminder ack_expired nodata acknowledged
+    transition: str
     rule: str
     target: str
     severity: str
@@ -215,6 +226,8 @@ class Alert:
     flapping: bool = False
     flap_pct: float = 0.0
     flap_episodes: int = 0
+    samples: int = 0  # new samples seen (the flap window is counted in samples)
+    told_resolved_sample: int | None = None  # `samples` when "resolved" was last sent
     silenced_by: str | None = None
     inhibited_by: str | None = None
     detect_s: float | None = None
@@ -356,6 +369,11 @@ class Alerts:
         # episodes that resolved but are not yet durably in the history (the service drains
         # them; they are saved with the state so a crash in between replays them)
         self.closed: list[dict[str, Any]] = []
+        # Targets flapping now: {target: {"since", "severity" (worst flapping rule), "by"
+        # (the alert whose notice was sent), "notified"}}
+        self.target_flaps: dict[str, dict[str, Any]] = {}
+        # Notifications made outside an evaluation (an acknowledgement), sent with the next
+        self.outbound: list[Notification] = []
         self._add_maintenance()
 
     def _add_maintenance(self) -> None:
@@ -443,6 +461,10 @@ class Alerts:
         if a.ep_acked_at is None:
             a.ep_acked_at, a.ep_acked_by = now, by
         a.ack_until = now + (duration if duration is not None else self.cfg.ack_for)
+        if a.notified == "firing":  # PagerDuty (and webhooks) learn it: no paging on
+            detail = f"acknowledged by {by}" + (f": {comment}" if comment else "")
+            self.outbound.append(self._note(a, "acknowledged", f"{a.incident}.{a.reminders}",
+                                            now, detail=detail))
         return True
 
     def silence(self, matchers: Iterable[str], *, duration: float, by: str, reason: str,
@@ -501,7 +523,7 @@ class Alerts:
         target), so evaluating on every result stays cheap with hundreds of alerts; the
         periodic tick steps them all.
         """
-        out: list[Notification] = []
+        out, self.outbound = self.outbound, []
         # Only the alerts stepped here can start or stop firing, so only they can change
         # the set of inhibiting alerts (this runs on every check result: no full scans).
         inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
@@ -512,6 +534,8 @@ class Alerts:
         self._inhibit(alerts)
         for a in alerts:
             self._reconcile(a, now, out)
+        for target in {a.target for a in alerts} & self.target_flaps.keys():
+            self._maybe_settle(target, now, out)
         return out
 
     def _sources(self) -> list[Alert]:
@@ -536,6 +560,7 @@ class Alerts:
         if ev.sample_t is not None and ev.sample_t == a.last_sample_t:
             return  # same sample as last time: timers only
         a.last_sample_t = ev.sample_t
+        a.samples += 1
         t = ev.sample_t if ev.sample_t is not None else now
         failing = ev.state == "fail"
         if failing:
@@ -553,16 +578,97 @@ class Alerts:
         a.history.append(failing)
         a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
         if not a.flapping and a.flap_pct >= self.cfg.flap_high:
-            a.flapping = True
-            a.flap_episodes += 1
-            if not self._silenced(a, now):
-                out.append(self._note(a, "flapping", str(a.flap_episodes), now))
-        elif a.flapping and a.flap_pct < self.cfg.flap_low:
+            self._start_flapping(a, now, out, f"{a.flap_pct:.0f}% state change")
+        elif a.flapping and a.flap_pct < self.cfg.flap_low and self._steady(a):
             a.flapping = False
         if a.state in _FIRING:
             if failing:
                 a._note_peak()
             a.ep_flapping = a.ep_flapping or a.flapping
+
+    def _steady(self, a: Alert) -> bool:
+        """No state change over the last half of the flap window (at least 3 samples)."""
+        k = max(3, self.cfg.flap_window // 2)
+        recent = list(a.history)[-k:]
+        return len(recent) == k and len(set(recent)) == 1
+
+    def _start_flapping(self, a: Alert, now: float, out: list[Notification], why: str) -> None:
+        """The alert flaps, and so does its target: one notice per target flapping."""
+        a.flapping = True
+        a.flap_episodes += 1
+        if a.state in _FIRING:
+            a.ep_flapping = True
+        tf = self.target_flaps.get(a.target)
+        if tf is not None:
+            tf["severity"] = min(str(tf["severity"]), a.rule.severity)
+            return
+        tf = {"since": now, "severity": a.rule.severity, "by": a.id, "notified": False}
+        self.target_flaps[a.target] = tf
+        if not self._silenced(a, now):
+            tf["notified"] = True
+            out.append(self._note(a, "flapping", str(a.flap_episodes), now,
+                                  detail=f"{a.target} is flapping ({why}): notifications of "
+                                  f"its alerts are held until it settles; {a.detail}"))
+
+    def _target_holds(self, a: Alert) -> bool:
+        """Whether the target's flapping holds this alert's notifications: all of them, but
+        the firing of a rule more severe than every flapping one (a worse problem is news)."""
+        tf = self.target_flaps.get(a.target)
+        if tf is None:
+            return False
+        worse = a.rule.severity < str(tf["severity"]) and not a.flapping
+        return not (worse and a.state == AlertState.FIRING and a.notified != "firing")
+
+    def _refire(self, a: Alert, now: float) -> bool:
+        """Whether `a` fires within the flap window of people being told that it, or
+        another alert of its target, resolved (counted in that alert's samples)."""
+        w = self.cfg.flap_window
+
+        def recent(y: Alert) -> bool:
+            return y.notified == "resolved" and y.told_resolved_sample is not None and \
+                y.samples - y.told_resolved_sample < w and \
+                now - (y.notified_at or now) <= REFIRE_MAX
+
+        return recent(a) or any(recent(y) for y in self._alerts.values()  # as severe or more
+                                if y.target == a.target and y is not a
+                                and y.rule.severity <= a.rule.severity)
+
+    @staticmethod
+    def _told_differs(a: Alert) -> bool:
+        return (a.state in _FIRING and a.notified != "firing") or (
+            a.state in _QUIET and a.notified == "firing")
+
+    def _maybe_settle(self, target: str, now: float, out: list[Notification]) -> None:
+        """A flapping target whose alerts all settled: one message with the settled state."""
+        mine = [x for x in self._alerts.values() if x.target == target]
+        if any(x.flapping for x in mine):
+            return
+        tf = self.target_flaps.pop(target)
+        differ = [x for x in mine if self._told_differs(x) and not self._silenced(x, now)
+                  and x.inhibited_by is None]
+        if differ:
+            differ.sort(key=lambda x: (x.rule.severity, x.id))
+            x = differ[0]
+            transition = "firing" if x.state in _FIRING else "resolved"
+            others = ", ".join(f"{y.rule.name} {'firing' if y.state in _FIRING else 'resolved'}"
+                               for y in differ[1:])
+            detail = f"{target} settled after flapping: {x.detail}" + (
+                f"; also {others}" if others else "")
+            for y in differ:
+                self._told(y, "firing" if y.state in _FIRING else "resolved", now)
+            out.append(self._note(x, transition, str(x.incident), now, detail=detail))
+        elif tf.get("notified"):
+            by = next((x for x in mine if x.id == tf.get("by")), mine[0] if mine else None)
+            if by is not None:
+                state = "firing" if by.state in _FIRING else "fine"
+                out.append(self._note(by, "settled", str(by.flap_episodes), now,
+                                      detail=f"{target} settled after flapping: {state}; "
+                                      f"{by.detail}"))
+
+    def _told(self, a: Alert, what: str, now: float) -> None:
+        a.notified, a.notified_at = what, now
+        if what == "resolved":
+            a.told_resolved_sample = a.samples
 
     def _advance(self, a: Alert, now: float, out: list[Notification]) -> None:
         rule = a.rule
@@ -641,17 +747,23 @@ class Alerts:
         return a.silenced_by is not None
 
     def _suppressed(self, a: Alert, now: float) -> bool:
-        return self._silenced(a, now) or a.inhibited_by is not None or a.flapping
+        return self._silenced(a, now) or a.inhibited_by is not None or a.flapping or \
+            self._target_holds(a)
 
     def _reconcile(self, a: Alert, now: float, out: list[Notification]) -> None:
         """Tell people the alert's state if it differs from what they were last told."""
         if self._suppressed(a, now):
             return
         if a.state == AlertState.FIRING and a.notified != "firing":
-            a.notified, a.notified_at = "firing", now
+            if self._refire(a, now):
+                # fired again right after people were told it resolved: a third message
+                # would be the start of a storm; it is the flapping notice instead
+                self._start_flapping(a, now, out, "fired again right after resolving")
+                return
+            self._told(a, "firing", now)
             out.append(self._note(a, "firing", str(a.incident), now))
         elif a.state in _QUIET and a.notified == "firing":
-            a.notified, a.notified_at = "resolved", now
+            self._told(a, "resolved", now)
             out.append(self._note(a, "resolved", str(a.incident), now))
 
     # -- persistence (shared by the TUI and a headless runner; keeps idempotency keys) -------
@@ -674,7 +786,8 @@ class Alerts:
         silences = [s.to_json() for s in self._silences.values()
                     if not s.id.startswith("maintenance-")]
         return {"version": 1, "alerts": alerts, "silences": silences,
-                "detections": self.detections[-1000:], "unrecorded": list(self.closed)}
+                "detections": self.detections[-1000:], "unrecorded": list(self.closed),
+                "target_flaps": dict(self.target_flaps)}
 
     def restore(self, data: dict[str, Any], rules: Iterable[Rule]) -> int:
         """Load a `snapshot()`; alerts of rules that no longer exist are dropped. Returns how
@@ -709,17 +822,24 @@ class Alerts:
         self._ids = itertools.count(top + 1)
         self.detections = [float(x) for x in data.get("detections", [])]
         self.closed = [dict(e) for e in data.get("unrecorded", []) if isinstance(e, dict)]
+        flaps = data.get("target_flaps", {})
+        self.target_flaps = {str(k): dict(v) for k, v in flaps.items()
+                             if isinstance(v, dict)} if isinstance(flaps, dict) else {}
         return n
 
-    def _note(self, a: Alert, transition: str, seq: str, now: float) -> Notification:
+    def _note(self, a: Alert, transition: str, seq: str, now: float, *,
+              detail: str | None = None) -> Notification:
         expr = parse_expr(a.rule.expr)
         return Notification(
             key=f"{a.rule.name}/{a.target}/{transition}/{seq}", transition=transition,
             rule=a.rule.name, target=a.target, severity=a.rule.severity,
             labels=tuple(sorted(a.labels.items())), summary=a.rule.summary or a.rule.name,
             runbook=a.rule.runbook, expr=a.rule.expr, threshold=expr.describe_threshold(),
-            value=a.value, detail=a.detail, at=now, group=self.group_of(a),
-            incident=a.incident, cause=a.cause, action=a.rule.action,
+            value=a.value, detail=a.detail if detail is None else detail, at=now,
+            group=self.group_of(a),
+            # a flapping/settled/acknowledged notice says its own detail, not the cause
+            incident=a.incident, cause=a.cause if detail is None else "",
+            action=a.rule.action,
         )
 
 

@@ -71,6 +71,7 @@ class AlertService:
         self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
         self._saver: asyncio.Task[None] | None = None  # see _save_soon
         self._save_wanted = False
+        self.save_error: str | None = None  # why the last state save failed, if it did
         self._applied: list[str] = []  # their ids, saved with the state
         self.notifier = notifier
         self.tick_s = tick
@@ -185,8 +186,15 @@ class AlertService:
             data = self.snapshot_bytes()  # on the loop: the lifecycle is not thread-safe
             try:
                 await asyncio.to_thread(self.write_state, data)
-            except OSError as exc:
-                log.warning("cannot save the alert state %s: %s", self.state_path, exc)
+            except OSError as exc:  # said once, not every tick; kept in memory meanwhile
+                if self.save_error is None:
+                    log.warning("cannot save the alert state %s (%s); kept in memory, "
+                                "retried every tick", self.state_path, exc)
+                self.save_error = str(exc)
+            else:
+                if self.save_error is not None:
+                    log.warning("alert state %s saved again", self.state_path)
+                self.save_error = None
 
     def save(self) -> None:
         """Write the alert state atomically now (owner only; a follower never writes)."""

@@ -35,8 +35,10 @@ FALSE_POSITIVE = "incident.false_positive"
 POSTMORTEM = "incident.postmortem"
 RUNBOOK = "incident.runbook"
 REOPEN = "incident.reopen"
+STATUS = "incident.status"  # a status update for the people affected (playbook Step 3)
+CHANNEL = "incident.channel"  # the incident's chat channel exists (playbook Step 1)
 TYPES = (OPEN, CHECK, UNCHECK, NOTE, SEVERITY, SNAPSHOT, HANDOVER, ACKNOWLEDGE, MITIGATE,
-         RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN)
+         RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL)
 
 # An action that completes a response step by itself, whatever its items say.
 _STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", MITIGATE: "mitigate", RESOLVE: "resolve",
@@ -114,6 +116,8 @@ class Incident:
     handovers: list[dict[str, Any]] = field(default_factory=list)
     severity_changes: list[dict[str, Any]] = field(default_factory=list)
     reopened: list[dict[str, Any]] = field(default_factory=list)
+    status_updates: list[dict[str, Any]] = field(default_factory=list)
+    channel: str = ""  # the incident channel's name, once created
     timeline: list[dict[str, Any]] = field(default_factory=list)  # every entry, in order
 
     # -- derived -----------------------------------------------------------------------------
@@ -405,6 +409,14 @@ class IncidentBook:
             if not (total and done == total):
                 step.done_at = step.done_by = None
 
+    def _on_status(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        uf = e.get("user_facing")
+        inc.status_updates.append({"ts": ts, "actor": actor, "text": str(e.get("text") or ""),
+                                   "user_facing": uf if isinstance(uf, bool) else None})
+
+    def _on_channel(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        inc.channel = str(e.get("name") or inc.channel)
+
 
 def _steps_of(pb: Playbook) -> list[StepState]:
     return [StepState(pb.name, s, timed=pb.kind == "response") for s in pb.sections]
@@ -441,13 +453,22 @@ class IncidentDesk:
     def __init__(self, journal: Any, book: IncidentBook) -> None:
         self.journal = journal
         self.book = book
+        self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         book.apply_all(journal.entries)
         journal.subscribe(book.apply_all)
+
+    def listen(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """`callback([entry])` after each action taken here, durable or only in memory (a
+        full disk): what must reach people, such as a status update, does not wait for
+        the disk. Entries from other consoles arrive through the journal's subscription."""
+        self._listeners.append(callback)
 
     async def _do(self, etype: str, incident: str, **data: Any) -> Any:
         rec = await self.journal.append({"type": etype, "incident": incident, **data})
         self.book.apply_all(self.journal.poll())
         self.book.apply(rec.entry)  # a no-op when the poll already took it
+        for cb in list(self._listeners):
+            cb([rec.entry])
         return rec
 
     async def open(self, title: str, severity: str = "P1", *, alerts: Sequence[str] = (),
@@ -531,3 +552,20 @@ class IncidentDesk:
 
     async def postmortem_done(self, incident: str) -> None:
         await self._do(POSTMORTEM, incident)
+
+    async def status_update(self, incident: str, text: str, *,
+                            user_facing: bool | None = None) -> None:
+        """A status update (playbook Step 3), journaled; the notifier posts it to the
+        incident channel and, for a user-facing incident, the general one (`user_facing`
+        None: decided by the incident's severity, per Slack route)."""
+        data: dict[str, Any] = {"text": text}
+        if user_facing is not None:
+            data["user_facing"] = user_facing
+        await self._do(STATUS, incident, **data)
+
+    async def channel(self, incident: str, name: str, channel_id: str = "") -> None:
+        """The incident channel was created (recorded once, by the notifying console)."""
+        inc = self.book.incidents.get(incident)
+        if inc is not None and inc.channel == name:
+            return
+        await self._do(CHANNEL, incident, name=name, channel_id=channel_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from console.engine.incidents.book import (
     ACKNOWLEDGE,
+    CHANNEL,
     CHECK,
     FALSE_POSITIVE,
     HANDOVER,
@@ -27,6 +28,7 @@ from console.engine.incidents.book import (
     RUNBOOK,
     SEVERITY,
     SNAPSHOT,
+    STATUS,
     UNCHECK,
     Incident,
 )
@@ -130,6 +132,11 @@ def describe_entry(inc: Incident, e: Mapping[str, Any]) -> tuple[str, str]:
                           else "unmarked false positive")
     if t == POSTMORTEM:
         return "action", "post-mortem draft written"
+    if t == STATUS:
+        who = " (user-facing)" if e.get("user_facing") else ""
+        return "action", f"status update{who}: {text}"
+    if t == CHANNEL:
+        return "action", f"incident channel {one_line(str(e.get('name') or ''), 80)} created"
     return "action", one_line(str(t), 60)
 
 

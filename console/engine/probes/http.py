@@ -66,6 +66,22 @@ class _Progress:
         self.reason = ""
 
 
+def _register_userinfo(url: str) -> None:
+    """A password in the URL goes out as HTTP Basic, base64 of ``user:password``: a server
+    that echoes request headers in its body must not show it either."""
+    from urllib.parse import unquote, urlsplit
+
+    from console.engine.text.redact import register_secret
+
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return
+    if password:
+        register_secret(unquote(password), user=unquote(user or ""))
+
+
 class HttpProbe:
     """Checks one HttpTarget; `check()` never raises (except CancelledError)."""
 
@@ -117,6 +133,7 @@ class HttpProbe:
             return
         try:
             url = expand(target.url)
+            _register_userinfo(url)
             headers = {k: expand(v) for k, v in target.headers.items()}
             body = None if target.body is None else expand(target.body)
         except MissingEnv as exc:

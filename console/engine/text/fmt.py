@@ -260,3 +260,22 @@ def format_metric(metric: str, value: float | None) -> str:
     if name.endswith(("_s", "_seconds")):
         return format_duration(value) if value >= 1 else format_ms(value * 1000)
     return fmt_number(value)
+
+
+# -- messages to people ------------------------------------------------------------------------
+
+
+def format_percent(value: float | None, decimals: int = 1) -> str:
+    """`99.950 %` with the decimals asked for (an uptime against 99.9 % needs three), or
+    `NO_VALUE` where there was nothing to measure."""
+    if not is_number(value):
+        return NO_VALUE
+    return f"{value:.{decimals}f} %"
+
+
+def format_utc(t: float, *, seconds: bool = False) -> str:
+    """`2026-11-27 10:00 UTC`: a moment in messages read by people in several time zones."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC",
+                         time.gmtime(t))
