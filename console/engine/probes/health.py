@@ -102,6 +102,12 @@ def is_core(name: str, core: set[str]) -> bool:
 
 
 def _text(v: Any, n: int) -> str:
+    """A name or status word: one safe line (secrets are looked for in messages)."""
+    return one_line(str(v), n) if v is not None else ""
+
+
+def _said(v: Any, n: int) -> str:
+    """A message: it may quote a connection string, so it is redacted too."""
     return one_line(redact(str(v)), n) if v is not None else ""
 
 
@@ -110,7 +116,7 @@ def _message(d: Mapping[str, Any]) -> str:
     for key in _MESSAGE_KEYS:
         v = d.get(key)
         if isinstance(v, str) and v.strip():
-            return _text(v, _MESSAGE_LEN)
+            return _said(v, _MESSAGE_LEN)
         if isinstance(v, Mapping):  # {"error": {"message": …}}
             inner = _message(v)
             if inner:
@@ -137,7 +143,7 @@ def _terminus(doc: Mapping[str, Any]) -> HealthBody:
                 seen[name] = Component(_text(name, _NAME_LEN), status, _message(v))
             elif isinstance(v, str):  # {"error": {"api": "shutting down"}}
                 seen[name] = Component(_text(name, _NAME_LEN),
-                                       "down" if part == "error" else "up", _text(v, 200))
+                                       "down" if part == "error" else "up", _said(v, 200))
     return HealthBody("terminus", _text(doc.get("status"), 30), tuple(seen.values()),
                       _message({k: v for k, v in doc.items() if k in ("message",)}))
 
@@ -179,7 +185,7 @@ def _ietf(doc: Mapping[str, Any]) -> HealthBody:
                 out.append(Component(_text(label, _NAME_LEN), _text(e.get("status", ""), 30),
                                      _message(e)))
     return HealthBody("ietf", _text(doc.get("status"), 30), tuple(out),
-                      _text(doc.get("output"), _MESSAGE_LEN) if doc.get("output") else "")
+                      _said(doc.get("output"), _MESSAGE_LEN) if doc.get("output") else "")
 
 
 def parse_health(doc: Any) -> HealthBody | None:

@@ -107,6 +107,8 @@ class HttpProbe:
         self._keyword = target.keyword.encode() if target.keyword else None
         self._keyword_absent = target.keyword_absent.encode() if target.keyword_absent else None
         self._core = set(target.core_components)
+        self._health_cache: tuple[bytes, list[str], dict[str, float],
+                                  dict[str, object] | None] | None = None
         self._down: tuple[Condition, ...] = ()
         self._degraded: tuple[Condition, ...] = ()
         try:  # validated with the config already; this guards hand-built targets
@@ -327,21 +329,11 @@ class HttpProbe:
             for cond in self._degraded:
                 if not cond.holds(ctx):
                     degraded.append(cond.evaluate(ctx)[1])
-        health = _health_of(ctx)
         metrics = {"latency_ms": latency_ms, "status_code": float(code),
                    "body_bytes": float(wire_bytes), "ttfb_ms": ttfb_ms}
-        details: dict[str, object] = {}
-        causes: list[str] = []
-        if health is not None:
-            # The service's own words first: they name the dependency that failed.
-            causes = health.reasons()
-            if health.components:
-                failing = health.failing()
-                core = sum(1 for c in failing if is_core(c.name, self._core))
-                metrics["components_down"] = float(len(failing))
-                metrics["core_components_down"] = float(core)
-                metrics["other_components_down"] = float(len(failing) - core)
-            details["health"] = health.to_json(self._core)
+        causes, counts, health_json = self._health(ctx)
+        metrics.update(counts)
+        details: dict[str, object] = {"health": health_json} if health_json else {}
         if self._slow_ms is not None and latency_ms > self._slow_ms:
             degraded.append(
                 f"latency {latency_ms:.0f}ms above the slow threshold {self._slow_ms:.0f}ms"
@@ -368,6 +360,33 @@ class HttpProbe:
             latency_ms=latency_ms, reasons=reasons, metrics=metrics, response=info,
             details=details,
         )
+
+    def _health(self, ctx: CheckContext | None) -> tuple[list[str], dict[str, float],
+                                                           dict[str, object] | None]:
+        """(causes, component counts, details["health"]) of a health body; the answer for
+        the same bytes as the last check is reused (a healthy service answers the same
+        body every time, and this runs on every check)."""
+        if ctx is None or not _looks_like_json(ctx.body):
+            return [], {}, None
+        cached = self._health_cache
+        if cached is not None and cached[0] == ctx.body:
+            return cached[1], cached[2], cached[3]
+        health = _health_of(ctx)
+        causes: list[str] = []
+        counts: dict[str, float] = {}
+        health_json: dict[str, object] | None = None
+        if health is not None:
+            # The service's own words first: they name the dependency that failed.
+            causes = health.reasons()
+            if health.components:
+                failing = health.failing()
+                core = sum(1 for c in failing if is_core(c.name, self._core))
+                counts = {"components_down": float(len(failing)),
+                          "core_components_down": float(core),
+                          "other_components_down": float(len(failing) - core)}
+            health_json = health.to_json(self._core)
+        self._health_cache = (bytes(ctx.body), causes, counts, health_json)
+        return causes, counts, health_json
 
     @staticmethod
     def _show_kw(kw: bytes) -> str:
