@@ -150,6 +150,11 @@ async def test_error_spike_names_the_error_rate_with_units_and_the_worst_endpoin
     assert " in 1 min, above 10; errors: " in burst.cause
     assert '"Unhandled exception" ×' in burst.cause
     assert_every_channel_says(fired(rig, "errors-burst", "api-logs"), "Unhandled exception")
+    # a first-seen error says which message it is
+    await until(rig, "new-error-kind", "api-logs", rounds=3)
+    first_seen = rig.core.alerts.get("new-error-kind", "api-logs")
+    assert first_seen is not None
+    assert 'first seen: "' in first_seen.cause
 
 
 async def test_latency_spike_crosses_the_p1_line_after_five_minutes(rig: Rig) -> None:

@@ -389,7 +389,8 @@ async def test_slow_performance_from_fault_to_postmortem(tmp_path: Path) -> None
 # -- incident 3: payment processing failure -----------------------------------------------
 
 
-async def test_payment_processing_failure_from_fault_to_postmortem(tmp_path: Path) -> None:
+async def test_payment_processing_failure_from_fault_to_postmortem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clock = Clock(time.time())
     app, stack = demo_app(tmp_path, clock)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
@@ -432,3 +433,17 @@ async def test_payment_processing_failure_from_fault_to_postmortem(tmp_path: Pat
                     mitigated=fired + 600, recovered=recovered, resolved=recovered + 300)
         assert "idempotency store (redis) unreachable" in md
         assert "| _Add idempotency checks? (the runbook's permanent fix)_ |" in md
+    # The demo is a world of its own: its incident is in <data>/demo, never in the real
+    # journal, so `opsconsole incidents` is clean and `--demo` shows it.
+    import os
+
+    from console.cli import main
+
+    data = Path(os.environ["OPSCONSOLE_DATA_DIR"])
+    assert app.paths.journal == data / "demo" / "journal.jsonl"
+    assert not (data / "journal.jsonl").exists()
+    capsys.readouterr()
+    assert main(["incidents", "--all"]) == 0
+    assert capsys.readouterr().out == "no incidents\n"
+    assert main(["incidents", "--all", "--demo", "--json"]) == 0  # resolved: nothing open
+    assert inc.id in capsys.readouterr().out
