@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/opsconsole demo $(if $(PORT),--port $(PORT))
 
 test: install-test
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # The slow tests (other PostgreSQL/Redis versions, kill -9 rounds); CI runs them after `test`.
 test-slow: install-test
