@@ -80,7 +80,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], int]]:
     port = DEFAULT_PORT
     if any(port_taken("127.0.0.1", DEFAULT_PORT + i) for i in range(3)):
         port = free_port_block()
-        env["OPSCONSOLE_DEMO_PORT"] = str(port)
+    # Named explicitly, so a demo that loses a race for the port says so instead of
+    # quietly taking others (the README's lines would then reach someone else's demo).
+    env["OPSCONSOLE_DEMO_PORT"] = str(port)
     with PtyProcess(opsconsole_command("demo"), env=env, cwd=work, columns=80,
                     lines=24) as demo:
         up = demo.wait_for(lambda p: "payments-webhook" in p.text()
