@@ -97,6 +97,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
 
+    if getattr(args, "history", False) and not getattr(args, "config", None):
+        return _history_without_config(args)
     loaded = load_or_report(args)
     if loaded is None:
         return EXIT_CONFIG
@@ -105,6 +107,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return _history(settings, data_paths(args, settings), since=args.since,
                         as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+def _history_without_config(args: argparse.Namespace) -> int:
+    """`alerts --history` reads the data directory: a config is used when there is one
+    (its rules name the open alerts; its `data_dir`), the shipped rules otherwise."""
+    from console.cli.common import load_or_report
+    from console.engine.config.locate import default_config_path
+    from console.engine.config.schema import Settings
+
+    if default_config_path().is_file():
+        loaded = load_or_report(args)
+        if loaded is None:
+            return EXIT_CONFIG
+        settings = loaded[0]
+    else:
+        settings = Settings.model_validate({})
+    return _history(settings, data_paths(args, settings), since=args.since,
+                    as_json=args.json)
 
 
 def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool) -> int:
@@ -194,8 +214,9 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
         else:
             await engine.check_once()
         now = engine.clock()
-        ruleset = RuleSet.from_settings(settings)
-        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock)
+        ruleset = RuleSet.from_settings(settings, _advice())
+        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock,
+                               results=engine.last_result)
         alerting.run(now)
         current = alerting.alerts.current()
         no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
@@ -216,7 +237,8 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
         for a in current:
             state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
             print(f"{ALERT_GLYPH.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
-                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.text(), 300)}")
+            print(f"  {'':<12} why: {one_line(a.why(now), 160)}")
         if no_data:
             names = ", ".join(f"{n} ({m})" for n, m in no_data)
             print(f"no data (no target reports the metric): {names}")
@@ -241,6 +263,19 @@ def _print_remote(remote: Any, now: float) -> None:
     for source, errors in sorted(remote.errors.items()):
         for e in errors:
             print(f"  ⚠ {source}: {one_line(e, 200)}")
+
+
+def _advice() -> Any:
+    """The playbooks' "what to do" lookup for rules (None when they cannot be read: the
+    alerts still say what is wrong and why)."""
+    from console.engine.errors import ConfigError
+    from console.engine.incidents.playbooks import load_playbooks
+
+    try:
+        return load_playbooks().advice
+    except ConfigError as exc:
+        print(f"opsconsole: playbooks: {exc.issues[0].format()}", file=sys.stderr)
+        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

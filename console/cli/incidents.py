@@ -42,19 +42,35 @@ def _book(args: argparse.Namespace) -> Any:
         journal.close_sync()
 
 
+def _sources(args: argparse.Namespace, now: float) -> tuple[list[Any], list[Any]]:
+    """Alert episodes and notifications of the data directory (beside --journal's file)."""
+    from console.engine.incidents.context import read_sources
+    from console.engine.paths import DataPaths
+
+    paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
+             else data_paths(args))
+    return read_sources(paths, now=now)
+
+
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from console.engine.incidents.postmortem import render
+    from console.engine.incidents.postmortem import permanent_fixes, render
 
     book = _book(args)
     if book is None:
         return EXIT_PROBLEM
-    inc = book.get(args.incident)
+    if args.incident == "latest":
+        inc = max(book.incidents.values(), key=lambda i: i.started, default=None)
+    else:
+        inc = book.get(args.incident)
     if inc is None:
         known = ", ".join(sorted(book.incidents)[-5:]) or "none"
         print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
               file=sys.stderr)
         return EXIT_PROBLEM
-    text = render(inc, now=time.time())
+    now = time.time()
+    episodes, notifications = _sources(args, now)
+    text = render(inc, now=now, episodes=episodes, notifications=notifications,
+                  permanent_fixes=permanent_fixes(inc))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.output}: post-mortem draft of {inc.id}")
@@ -144,23 +160,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     store = _store(args)
     now = time.time()
-    k = compute(book, since=since, now=now, store=store, episodes=_episodes(args, now - since))
+    k = compute(book, since=since, now=now, store=store, episodes=_sources(args, now)[0])
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.write(format_text(k))
     sys.stdout.flush()
     return EXIT_OK
-
-
-def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
-    """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent)."""
-    from console.engine.alerting.history import read_episodes
-
-    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
-            else data_paths(args).alert_history)
-    return read_episodes(path, since=since, limit=100_000,
-                         max_bytes=64 * 1024 * 1024)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -207,6 +213,15 @@ def _summary(args: argparse.Namespace, since: float) -> int:
         sys.stdout.buffer.write(_summary_email(settings, summary, now))
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+    """Resolved alert episodes from the alert history beside the journal (none if absent)."""
+    from console.engine.alerting.history import read_episodes
+
+    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
+            else data_paths(args).alert_history)
+    return read_episodes(path, since=since, limit=100_000, max_bytes=64 * 1024 * 1024)
 
 
 def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from console.engine.config.watcher import ConfigWatcher
     from console.engine.errors import ConfigError
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
     from console.engine.storage.store import MetricStore
 
@@ -100,6 +101,7 @@ class Runtime:
         incidents: bool = True,
         lease: bool = True,
         save_every: float = SAVE_EVERY,
+        read_only: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
         from console.engine.storage.store import MetricStore
@@ -115,6 +117,9 @@ class Runtime:
         self._incidents = incidents
         self._lease = lease
         self.save_every = save_every
+        # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
+        # says so instead of acting (incidents, alerts, faults, database actions).
+        self.read_only = read_only
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
@@ -128,6 +133,7 @@ class Runtime:
         self.pushers: list[AlertmanagerPush] = []
         self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
+        self.playbooks: Playbooks | None = None
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -197,6 +203,7 @@ class Runtime:
         if self.history:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
+        await self.load_playbooks()
         await self._start_alerting()
         await self._start_remote()
         if self._incidents:
@@ -282,10 +289,12 @@ class Runtime:
         receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
+        playbooks = self.playbooks
         self.alerting = AlertService(
             self.scheduler, notifier=self.notifier,
             paths=self.paths if self.history else None,
-            role=self.role, lease=self._lease)
+            role=self.role, lease=self._lease,
+            advice=playbooks.advice if playbooks is not None else None)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:
@@ -413,14 +422,14 @@ class Runtime:
 
     # -- incidents ---------------------------------------------------------------------------
 
-    async def open_desk(self) -> IncidentDesk | None:
-        """Open the incident journal and playbooks (once); None if the journal is unusable."""
-        if self.desk is not None:
-            return self.desk
+    async def load_playbooks(self) -> Playbooks:
+        """The playbooks (ours, then the user's), once: the incident desk's checklists and
+        the "what to do" line of every alert. A broken user playbook is reported and ours
+        are used."""
+        if self.playbooks is not None:
+            return self.playbooks
         from console.engine.errors import ConfigError
-        from console.engine.incidents.book import IncidentBook, IncidentDesk
         from console.engine.incidents.playbooks import load_playbooks
-        from console.engine.storage.journal import Journal
 
         try:
             playbooks = await asyncio.to_thread(load_playbooks)
@@ -428,6 +437,17 @@ class Runtime:
             self.notice("error", f"playbooks: {exc.issues[0].format()} (using the shipped "
                         "ones only)")
             playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+        self.playbooks = playbooks
+        return playbooks
+
+    async def open_desk(self) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+        if self.desk is not None:
+            return self.desk
+        from console.engine.incidents.book import IncidentBook, IncidentDesk
+        from console.engine.storage.journal import Journal
+
+        playbooks = await self.load_playbooks()
         journal = Journal(self.paths.journal, clock=self.clock)
         try:
             report = await asyncio.to_thread(journal.open)
@@ -442,6 +462,21 @@ class Runtime:
         self.desk.listen(self._on_journal)
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
+
+    def episodes(self, now: float) -> list[dict[str, Any]]:
+        """Alert episodes, open and recent: what an incident's timeline and KPIs are read
+        from (on the loop: the lifecycle is not thread-safe; the history read is cached)."""
+        return self.alerting.recent(now, limit=5000) if self.alerting is not None else []
+
+    async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+        """(alert episodes, notifications sent): for a post-mortem; the outbox is read in a
+        thread, read-only."""
+        from console.engine.incidents.context import read_notifications
+
+        episodes = self.episodes(now)
+        notes = await asyncio.to_thread(read_notifications, self.paths.outbox)
+        return episodes, notes
 
     # -- configuration -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import re
 import time
@@ -245,6 +246,9 @@ class Scheduler:
                 target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=f"internal error: {describe_exception(exc)}",
             )
+        if self.clock is not time.time and result.started_at != started:
+            # An injected clock (tests, replays) times every sample; probes read the wall.
+            result = dataclasses.replace(result, started_at=started)
         self.record(state, result)
         return result
 
@@ -304,6 +308,11 @@ class Scheduler:
             return None
         result: dict[str, Any] = await history(metric, span, points, now)
         return result
+
+    def last_result(self, name: str) -> CheckResult | None:
+        """A target's latest check result (what an alert's cause is read from)."""
+        state = self._states.get(name)
+        return state.last if state else None
 
     def results(self, name: str) -> list[CheckResult]:
         state = self._states.get(name)

@@ -82,8 +82,11 @@ class BreakdownScreen(DatabaseScreen):
         Binding("shift+tab", "step(-1)", "Previous table", show=False, id="bd_previous"),
     ]
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, sort: str | None = None) -> None:
+        """`sort` is the column each table is first sorted by (a runbook link's
+        ``endpoints:p95_ms``), highest first; request rate by default."""
         super().__init__(target, "prometheus")
+        self.initial_sort = sort
         self.sections = {_WAITING: ("waiting", lambda _d: [], (
             Column("route", "route", None, _label, False),
             *self._number_columns(["requests", "rate_per_s", "share_pct"])))}
@@ -177,7 +180,8 @@ class BreakdownScreen(DatabaseScreen):
                 if name not in self.sort_index or self.sort_index[name] >= len(cols):
                     keys = [c.key for c in cols]
                     numbers = [i for i, c in enumerate(cols) if c.right]
-                    self.sort_index[name] = (keys.index("rate_per_s") if "rate_per_s" in keys
+                    first = self.initial_sort if self.initial_sort in keys else "rate_per_s"
+                    self.sort_index[name] = (keys.index(first) if first in keys
                                              else numbers[0] if numbers else 0)
                     self.sort_reverse[name] = True
             old = self.sections.get(self.section)

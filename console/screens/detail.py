@@ -43,8 +43,10 @@ def remote_chart(metric: str, span_label: str, data: dict[str, Any]
     return lines, title
 
 
-def info_text(view: Any, now: float, span_label: str) -> Content:
-    """The header lines of the detail view, as plain content (never markup)."""
+def info_text(view: Any, now: float, span_label: str,
+              alerts: list[str] | None = None) -> Content:
+    """The header lines of the detail view, as plain content (never markup); `alerts` are
+    the lines of this target's firing alerts (cause and what to do)."""
     since = f" for {format_duration(now - view.since)}" if view.since else ""
     lat = "-" if view.latency_ms is None else f"{view.latency_ms:.1f} ms"
     p95 = "-" if view.p95_ms is None else f"{view.p95_ms:.1f} ms"
@@ -64,7 +66,30 @@ def info_text(view: Any, now: float, span_label: str) -> Content:
             lines.append(f"answered by {one_line(engine, 60)}")
         for note in last.details.get("notes") or []:
             lines.append("note: " + one_line(note, 300))
+    for line in alerts or []:
+        lines.append(one_line(line, 400))
+    health = last.details.get("health") if last is not None else None
+    if isinstance(health, dict) and health.get("components"):
+        parts = [f"{one_line(str(c.get('name')), 30)} "
+                 f"{str(c.get('status', '')).upper() if c.get('failing') else c.get('status')}"
+                 for c in health["components"] if isinstance(c, dict)]
+        lines.append("health: " + one_line(" · ".join(parts), 300) + " (c: components)")
     return Content("\n".join(lines))
+
+
+def alert_lines(alerting: Any, target: str) -> list[str]:
+    """This target's firing (or acknowledged) alerts, worst first: severity, summary, cause
+    and what to do, as every other view says them."""
+    if alerting is None:
+        return []
+    from console.engine.alerting.lifecycle import AlertState
+
+    out = []
+    for a in alerting.alerts.current():
+        if a.target == target and a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
+            mark = "✖" if a.state == AlertState.FIRING else "✔ acked"
+            out.append(f"{mark} {a.rule.severity} {a.text()}")
+    return out
 
 
 class DetailScreen(ConsoleScreen[None]):
@@ -80,11 +105,13 @@ class DetailScreen(ConsoleScreen[None]):
         Binding("d", "database", "Database", id="database"),
         Binding("b", "breakdown", "Breakdown", id="breakdown"),
         Binding("m", "next_metric", "Metric", id="next_metric"),
+        Binding("c", "components", "Components", id="components"),
     ]
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, metric: str | None = None) -> None:
         super().__init__()
         self.target = target
+        self.metric = metric or "latency_ms"  # what the chart shows (a runbook's chart:)
         self.range_index = 0
         self._chart_at = 0.0
         self._results_seen = -1
@@ -116,7 +143,8 @@ class DetailScreen(ConsoleScreen[None]):
             return
         view = views[0]
         label, span = RANGES[self.range_index]
-        self.query_one("#detail-info", Static).update(info_text(view, now, label))
+        self.query_one("#detail-info", Static).update(
+            info_text(view, now, label, alert_lines(runtime.alerting, self.target)))
         mono = time.monotonic()
         if view.kind == "promql":
             span = RANGES[self.range_index][1]
@@ -129,8 +157,9 @@ class DetailScreen(ConsoleScreen[None]):
             # Buckets at least 1.5 intervals wide, so each holds a check: narrower ones
             # alternate with empty ones and the lines fall apart into single dots.
             points = max(2, min(CHART_POINTS, int(span / (1.5 * view.interval))))
-            hist = engine.store.history(f"{self.target}:latency_ms", span, points, now=now)
-            self.query_one(LatencyChart).show_history(hist, label)
+            hist = engine.store.history(f"{self.target}:{self.metric}", span, points, now=now)
+            title = "latency ms" if self.metric == "latency_ms" else self.metric
+            self.query_one(LatencyChart).show_history(hist, label, title)
         if view.checks != self._results_seen:
             self._results_seen = view.checks
             self.query_one(ResponseLog).show_results(engine.results(self.target))
@@ -191,7 +220,16 @@ class DetailScreen(ConsoleScreen[None]):
             return self._kind() in ("prometheus", "promql")
         if action == "next_metric":  # a remote store's chart: one metric at a time
             return self._kind() == "promql"
+        if action == "components":  # a health body's components
+            return self._kind() == "http"
         return True
+
+    def action_components(self) -> None:
+        """The health body's components (terminus, Spring, IETF): status and message."""
+        from console.screens.health import HealthScreen
+
+        if self._kind() == "http":
+            self.app.push_screen(HealthScreen(self.target))
 
     def action_database(self) -> None:
         """A PostgreSQL target's sessions, locks, statements, tables and indexes; a Redis

@@ -497,9 +497,11 @@ def test_banner_only_for_loud_p0_p1() -> None:
                rule(name="p1", severity="P1"))
     assert run.alerts.banner(T0) is None
     run.feed([1, 1, 1, 1, 1, 1, 1])
-    assert run.alerts.banner(T0 + 80) == "✖ P0 API down · api · 1m00s · +1 more firing"
+    # how many loud alerts, the worst, its cause with units, its age, the key that helps
+    assert run.alerts.banner(T0 + 80) == \
+        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · a: alerts"
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
-    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · 1m00s"
+    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None

@@ -256,6 +256,9 @@ def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
         if shows is not None:  # a screen pushed by `keys` fills in at its first refresh
             app.refresh_screen()
             await wait_for(pilot, lambda: shows in screen_text(app), 5, repr(shows))
+        # The "P0 FIRING" toast of the fed alert would cover half of every screen; it is
+        # tested on its own (tests/ui/test_journey.py), the screens are what is shown here.
+        app.clear_notifications()
         await pilot.pause()
 
     return run_before

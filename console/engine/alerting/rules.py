@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -77,6 +77,7 @@ class Evaluation:
     at: float
     detail: str
     labels: tuple[tuple[str, str], ...] = ()
+    cause: str = ""  # what the probe saw, when failing (see `explain.cause_of`)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -215,13 +216,21 @@ class RuleSet:
                     self._selected[t.name].append((rule, t, expr))
 
     @classmethod
-    def from_settings(cls, settings: object) -> RuleSet:
-        """Rules of a Settings: the config's own, plus the shipped defaults unless disabled."""
+    def from_settings(cls, settings: object,
+                      advice: Callable[[Rule], str] | None = None) -> RuleSet:
+        """Rules of a Settings: the config's own, plus the shipped defaults unless disabled.
+
+        `advice` gives a rule without its own `action` the one line of "what to do" of its
+        runbook (the runtime passes the playbooks' lookup; the engine cannot import them).
+        """
         rules: list[Rule] = list(getattr(settings, "rules", []))
         alerting = getattr(settings, "alerting", None)
         if alerting is None or alerting.default_rules:
             own = {r.name for r in rules}
             rules = [r for r in default_rules() if r.name not in own] + rules
+        if advice is not None:
+            rules = [r if r.action else r.model_copy(update={"action": advice(r)})
+                     for r in rules]
         targets = [TargetInfo(t.name, t.kind, t.interval, t.group)
                    for t in getattr(settings, "targets", [])]
         return cls(rules, targets)

@@ -51,6 +51,8 @@ class Rule(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str = ""
     runbook: str = ""
+    # One line of "what to do" shown with every alert of this rule; empty: the runbook's.
+    action: str = Field("", max_length=300)
     inhibits: list[str] = Field(default_factory=list)
     inhibit_equal: list[str] = Field(default_factory=lambda: ["service"])
     enabled: bool = True

@@ -88,6 +88,9 @@ class HttpTarget(TargetBase):
     insecure: bool = False
     ca_file: str | None = None
     max_body: Size = Field(1_000_000, ge=1, le=100_000_000)
+    # Components of a health body (terminus/Spring/IETF) whose failure is a P1 (the shipped
+    # `dependency-down` rule); the others' is a P2 (`dependency-degraded`). Empty: all core.
+    core_components: list[str] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
