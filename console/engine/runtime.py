@@ -124,7 +124,8 @@ class Runtime:
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
             settings, store=self.store, clock=clock,
-            state_dir=paths.error_kinds if self.history else None)
+            state_dir=paths.error_kinds if self.history else None,
+            pings=paths.pings, scratch=paths.lighthouse)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
         # The team's Alertmanagers and Prometheus servers: their alerts read, and the

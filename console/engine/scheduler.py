@@ -27,8 +27,10 @@ import numpy as np
 from console.engine.config.dashboards import with_playbook_dashboards
 from console.engine.config.schema import (
     AnyTarget,
+    HeartbeatTarget,
     HostTarget,
     HttpTarget,
+    LighthouseTarget,
     LogTarget,
     Panel,
     PostgresTarget,
@@ -85,6 +87,8 @@ class Scheduler:
         store: MetricStore | None = None,
         clock: Callable[[], float] = time.time,
         state_dir: Path | None = None,
+        pings: Path | None = None,
+        scratch: Path | None = None,
     ) -> None:
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
@@ -95,6 +99,9 @@ class Scheduler:
         self.store = store if store is not None else MetricStore()
         self.clock = clock
         self.state_dir = state_dir  # where probes keep state across restarts (error kinds)
+        self.pings_path = pings  # heartbeat check-ins (the spool `opsconsole ping` writes)
+        self.scratch = scratch  # per-run scratch space (Lighthouse's Chromium profiles)
+        self._ping_book: Any = None
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
@@ -138,6 +145,14 @@ class Scheduler:
             from console.engine.probes.host import HostProbe
 
             return HostProbe(target, await self._http_clients() if target.url else None)
+        if isinstance(target, HeartbeatTarget):
+            from console.engine.probes.heartbeat import HeartbeatProbe
+
+            return HeartbeatProbe(target, self.ping_book(), clock=self.clock)
+        if isinstance(target, LighthouseTarget):
+            from console.engine.probes.lighthouse import LighthouseProbe
+
+            return LighthouseProbe(target, scratch=self.scratch)
         if isinstance(target, PostgresTarget):
             from console.engine.probes.postgres import PostgresProbe
 
@@ -145,6 +160,15 @@ class Scheduler:
         from console.engine.probes.redis import RedisProbe
 
         return RedisProbe(target)
+
+    def ping_book(self) -> Any:
+        """The heartbeat pings of this data directory (shared by every heartbeat probe and
+        the listener); None without a data directory."""
+        if self._ping_book is None and self.pings_path is not None:
+            from console.engine.probes.heartbeat import PingBook
+
+            self._ping_book = PingBook(self.pings_path, clock=self.clock)
+        return self._ping_book
 
     async def start(self, *, poll: bool = True) -> None:
         """Create probes (on the running loop) and, with `poll`, one polling task per target."""
@@ -189,6 +213,10 @@ class Scheduler:
                 async with asyncio.timeout(2.0):
                     await self._clients.aclose()
             self._clients = None
+        if self._ping_book is not None:
+            with contextlib.suppress(Exception):
+                await self._ping_book.aclose()
+            self._ping_book = None
 
     async def apply(self, settings: Settings) -> None:
         """Hot reload: restart only targets whose definition changed; keep their history."""

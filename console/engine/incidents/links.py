@@ -253,6 +253,14 @@ def config_metrics(target: object) -> frozenset[str]:
         return ALWAYS | LOG
     if kind == "host":
         return ALWAYS | HOST_METRICS
+    if kind == "lighthouse":
+        from console.engine.config.dashboards import LIGHTHOUSE_METRICS
+
+        return ALWAYS | frozenset(LIGHTHOUSE_METRICS)
+    if kind == "heartbeat":
+        from console.engine.probes.heartbeat import METRICS as HEARTBEAT
+
+        return ALWAYS | HEARTBEAT
     if isinstance(target, PostgresTarget):
         from console.engine.probes.postgres import METRICS as PG
         from console.engine.probes.postgres import SLOW_METRICS
