@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)  # rules test, alerts
 
+    from console.cli.signals import add_parsers as add_signal_parsers
+
+    add_signal_parsers(sub)  # event, events, ping
+
     from console.cli.logs import add_parser as add_logs_parser
 
     add_logs_parser(sub)  # logs QUERY
@@ -100,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "data (journal, alert state, outbox, history)")
     paths.add_argument("--json", action="store_true", help="machine-readable output")
 
-    for name in ("incidents", "postmortem", "report", "paths", "alerts"):
+    for name in ("incidents", "postmortem", "report", "paths", "alerts", "events"):
         sub.choices[name].add_argument(
             "--demo", dest="demo_world", action="store_true",
             help="the demo's world: what `opsconsole demo` recorded (its own data dir)")
@@ -127,6 +131,9 @@ COMMANDS = {
     "incidents": ("console.cli.incidents", "cmd_incidents"),
     "report": ("console.cli.incidents", "cmd_report"),
     "paths": ("console.cli.paths", "cmd_paths"),
+    "event": ("console.cli.signals", "cmd_event"),
+    "events": ("console.cli.signals", "cmd_events"),
+    "ping": ("console.cli.signals", "cmd_ping"),
     None: ("console.cli.tui", "cmd_tui"),
 }
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from console.engine.incidents.book import IncidentDesk
     from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
+    from console.engine.signals.events import EventLog
+    from console.engine.signals.inbound import InboundAlerts, Listener
     from console.engine.storage.store import MetricStore
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,11 @@ class Runtime:
         self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
         self.playbooks: Playbooks | None = None
+        # Events (deploys...), the alerts webhooks raise, and the listener they arrive on.
+        self.events: EventLog | None = None
+        self.inbound_alerts: InboundAlerts | None = None
+        self.listener: Listener | None = None
+        self._event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -205,7 +212,9 @@ class Runtime:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
         await self.load_playbooks()
+        await self._open_events()
         await self._start_alerting()
+        await self._start_listener()
         await self._start_remote()
         if self._incidents:
             await self.open_desk()
@@ -228,6 +237,11 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        if self.listener is not None:
+            await self.listener.stop()
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await self.events.close()
         await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
@@ -296,6 +310,8 @@ class Runtime:
             paths=self.paths if self.history else None,
             role=self.role, lease=self._lease,
             advice=playbooks.advice if playbooks is not None else None)
+        if self.inbound_alerts is not None:
+            self.alerting.add_external(self.inbound_alerts)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:
@@ -358,6 +374,97 @@ class Runtime:
                     **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
                     "at": e.get("ts"), "entry": e.get("id"),
                     "user_facing": e.get("user_facing")})
+
+    # -- events, webhooks, the inbound listener ----------------------------------------------
+
+    def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """New events (deploys, webhooks...), as recorded: the UI's markers, the recorder."""
+        self._event_listeners.append(callback)
+
+    async def _open_events(self) -> None:
+        """The events journal (followed: the CLI and other consoles write it too) and the
+        webhook alerts still open from before a restart. An unusable file is a problem shown,
+        never fatal: the console runs without events."""
+        from console.engine.signals.events import EventLog
+        from console.engine.signals.inbound import InboundAlerts
+
+        playbooks = self.playbooks
+        self.inbound_alerts = InboundAlerts(
+            clock=self.clock, advice=playbooks.advice if playbooks is not None else None)
+        self.inbound_alerts.configure(self.settings.inbound)
+        events = EventLog(self.paths.events, clock=self.clock)
+        try:
+            await events.open()
+        except OSError as exc:
+            events.journal.close_sync()
+            self._report_io("events", f"events journal unavailable ({self.paths.events})", exc)
+            return
+        self.events = events
+        events.on_event(self._on_events)
+        horizon = max((s.resolve_after for s in self.settings.inbound.sources), default=0.0)
+        if horizon:
+            self.inbound_alerts.rebuild(events.recent(self.clock() - horizon))
+
+    def _on_events(self, events: list[dict[str, Any]]) -> None:
+        from console.engine.signals.events import DEPLOY_KINDS, deploy_notification, describe
+
+        deploys = [e for e in events if e.get("kind") in DEPLOY_KINDS]
+        if deploys and self.notifier is not None and self.alerting is not None \
+                and self.alerting.evaluating:
+            self.notifier.enqueue([deploy_notification(e) for e in deploys])
+        for e in deploys:
+            self.notice("information", describe(e))
+        for cb in list(self._event_listeners):
+            try:
+                cb(events)
+            except Exception:
+                log.exception("event listener failed")
+
+    def deploys(self, since: float, until: float | None = None,
+                services: list[str] | None = None) -> list[dict[str, Any]]:
+        """Deploys and rollbacks in a window (of `services`; None: all): chart markers, the
+        runbook's "recent deploy?", the incident timeline."""
+        return self.events.deploys(since, until, services) if self.events is not None else []
+
+    async def _start_listener(self) -> None:
+        """The inbound listener, when `[inbound] enabled`; a port it cannot bind is a
+        problem shown (another console may hold it), never fatal."""
+        from console.engine.signals.inbound import Listener
+
+        if not self.settings.inbound.enabled or self.read_only or self.inbound_alerts is None:
+            return
+        listener = Listener(self.settings, events=self.events,
+                            pings=self.scheduler.ping_book(), alerts=self.inbound_alerts,
+                            on_alert=self._inbound_alert, clock=self.clock)
+        try:
+            await listener.start()
+        except OSError as exc:
+            section = self.settings.inbound
+            self._report_io("inbound", f"inbound listener not started on {section.host}:"
+                            f"{section.port}", exc)
+            return
+        self.set_problem("inbound", None)
+        self.listener = listener
+
+    def _inbound_alert(self) -> None:
+        if self.alerting is not None:
+            self.alerting.observe_now()
+
+    async def _apply_inbound(self, old: Settings, settings: Settings) -> bool:
+        """New sources apply at once; a new address, size or rate restarts the listener."""
+        if old.inbound == settings.inbound and old.targets == settings.targets:
+            return False
+        if self.inbound_alerts is not None:
+            self.inbound_alerts.configure(settings.inbound)
+        listen = ("enabled", "host", "port", "max_body", "rate", "burst")
+        if any(getattr(old.inbound, k) != getattr(settings.inbound, k) for k in listen):
+            if self.listener is not None:
+                await self.listener.stop()
+                self.listener = None
+            await self._start_listener()
+        elif self.listener is not None:
+            self.listener.apply(settings)
+        return old.inbound != settings.inbound
 
     # -- the team's Alertmanagers and Prometheus servers -------------------------------------
 
@@ -535,6 +642,8 @@ class Runtime:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
             await self._apply_remote(old, settings)
+            if await self._apply_inbound(old, settings):
+                applied.append("inbound")
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")
