@@ -73,6 +73,7 @@ class JobState:
     fail_note: str = ""
     run_time_s: float | None = None
     pings: int = 0
+    last: str = ""  # the latest signal, in the order the spool holds them
 
 
 class PingBook:
@@ -114,6 +115,7 @@ class PingBook:
             job = self.jobs.setdefault(str(e.get("name")), JobState())
             ts, signal = float(e["ts"]), e.get("signal")
             job.pings += 1
+            job.last = str(signal)
             if signal == "start":
                 job.start = ts
             elif signal == "fail":
@@ -160,14 +162,11 @@ def judge(target: HeartbeatTarget, job: JobState | None, watched_since: float, n
     last = ("never checked in" if job.success is None
             else f"last success {format_utc(job.success)} "
                  f"({format_duration(now - job.success)} ago)")
-    if job.fail is not None and (job.success is None or job.fail > job.success) and (
-            job.start is None or job.fail >= job.start):
+    if job.last == "fail" and job.fail is not None:
         note = f": {job.fail_note}" if job.fail_note else ""
         return Status.DOWN, f"the job reported a failure at {format_utc(job.fail)}{note}", \
             metrics, details
-    running = job.start is not None and (job.success is None or job.start > job.success) \
-        and (job.fail is None or job.start > job.fail)
-    if running and job.start is not None:
+    if job.last == "start" and job.start is not None:
         details["running_s"] = now - job.start
         if target.max_runtime is not None and now - job.start > target.max_runtime:
             return Status.DOWN, (f"running for {format_duration(now - job.start)}, longer "
