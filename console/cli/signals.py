@@ -9,6 +9,7 @@ config when there is one, so a typo is an error rather than a ping nobody watche
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -109,10 +110,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
     from console.engine.text.redact import describe_exception
 
     settings = None
-    try:
+    with contextlib.suppress(ConfigError):  # no (valid) config: the ping is recorded anyway
         settings, _ = load_settings(args)
-    except ConfigError:
-        pass  # no (valid) config: the ping is recorded all the same
     if settings is not None and not any(
             t.name == args.name and t.kind == "heartbeat" for t in settings.targets):
         names = [t.name for t in settings.targets if t.kind == "heartbeat"]

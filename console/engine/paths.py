@@ -85,11 +85,6 @@ class DataPaths:
         follows (append-only JSONL)."""
         return self.root / "pings.jsonl"
 
-    @property
-    def lighthouse(self) -> Path:
-        """Scratch space of Lighthouse runs (Chromium's profile, one per run; a directory)."""
-        return self.root / "lighthouse"
-
     def demo(self) -> DataPaths:
         """The demo's own world, inside this one."""
         return DataPaths(self.root / "demo", source=f"{self.source}, demo")
@@ -107,7 +102,6 @@ class DataPaths:
             ("log error kinds", self.error_kinds),
             ("events", self.events),
             ("heartbeat pings", self.pings),
-            ("lighthouse scratch", self.lighthouse),
         ]
 
     def ensure(self) -> None:

@@ -127,7 +127,7 @@ class Runtime:
         self.scheduler: Scheduler = Scheduler(
             settings, store=self.store, clock=clock,
             state_dir=paths.error_kinds if self.history else None,
-            pings=paths.pings, scratch=paths.lighthouse)
+            pings=paths.pings)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
         # The team's Alertmanagers and Prometheus servers: their alerts read, and the

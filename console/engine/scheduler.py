@@ -88,7 +88,6 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         state_dir: Path | None = None,
         pings: Path | None = None,
-        scratch: Path | None = None,
     ) -> None:
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
@@ -100,7 +99,6 @@ class Scheduler:
         self.clock = clock
         self.state_dir = state_dir  # where probes keep state across restarts (error kinds)
         self.pings_path = pings  # heartbeat check-ins (the spool `opsconsole ping` writes)
-        self.scratch = scratch  # per-run scratch space (Lighthouse's Chromium profiles)
         self._ping_book: Any = None
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
@@ -152,7 +150,7 @@ class Scheduler:
         if isinstance(target, LighthouseTarget):
             from console.engine.probes.lighthouse import LighthouseProbe
 
-            return LighthouseProbe(target, scratch=self.scratch)
+            return LighthouseProbe(target)
         if isinstance(target, PostgresTarget):
             from console.engine.probes.postgres import PostgresProbe
 

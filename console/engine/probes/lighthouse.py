@@ -5,9 +5,10 @@ A run starts a headless Chromium through the Lighthouse CLI (npm `lighthouse`) a
 tens of seconds of wall time and several seconds of CPU (measured in the README), so: the
 default interval is 15 min; one run at a time in the whole process (a module-wide lock:
 a second target waits for the next slot instead of doubling the load); a hard deadline kills
-the CLI's whole process group (Chromium included) and its scratch profile is wiped before
-the next run. A missing CLI or Chromium, a page that fails to load, or a report that cannot
-be read is a clear target error, never a crash.
+the CLI's whole process group (Chromium included), and the run's scratch directory (the
+CLI's TMPDIR, where Chromium's profile lives) is removed after every run, killed or not.
+A missing CLI or Chromium, a page that fails to load, or a report that cannot be read is a
+clear target error, never a crash.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import resource
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -113,10 +115,10 @@ def _judge(metrics: dict[str, float]) -> tuple[str, ...]:
 class LighthouseProbe:
     """One Lighthouse run (or report read) per check."""
 
-    def __init__(self, target: LighthouseTarget, *, scratch: Path | None = None) -> None:
+    def __init__(self, target: LighthouseTarget) -> None:
         self.target = target
-        self.scratch = scratch
         self.last: CheckResult | None = None
+        self.scratch: Path | None = None  # the current run's TMPDIR
 
     def command(self, url: str) -> list[str]:
         t = self.target
@@ -169,11 +171,18 @@ class LighthouseProbe:
         if not os.access(t.chromium, os.X_OK):
             return self._fail(started, f"Chromium not found at {t.chromium} (apt-get install "
                               "chromium; or set `chromium`)")
-        env = {**os.environ, "CHROME_PATH": t.chromium}
-        if self.scratch is not None:
-            tmp = await asyncio.to_thread(self._fresh_scratch)
-            if tmp is not None:
-                env["TMPDIR"] = str(tmp)
+        # A short TMPDIR of its own (Chromium's singleton socket path must stay under 108
+        # bytes), removed after the run whatever happens to it.
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="opsconsole-lh-"))
+        self.scratch = scratch
+        try:
+            return await self._run_in(started, cli, url, scratch)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    async def _run_in(self, started: float, cli: str, url: str, scratch: Path) -> CheckResult:
+        t = self.target
+        env = {**os.environ, "CHROME_PATH": t.chromium, "TMPDIR": str(scratch)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         try:
@@ -216,19 +225,6 @@ class LighthouseProbe:
         return CheckResult(t.name, t.kind, Status.DEGRADED if reasons else Status.UP, started,
                            metrics.get("fcp_ms"), reasons=reasons, metrics=metrics,
                            details=details)
-
-    def _fresh_scratch(self) -> Path | None:
-        """An empty scratch directory for this run: a killed run's Chromium profile is
-        removed here rather than left in /tmp for ever."""
-        assert self.scratch is not None
-        path = self.scratch / self.target.name
-        with contextlib.suppress(OSError):
-            shutil.rmtree(path)
-        try:
-            path.mkdir(parents=True, mode=0o700)
-        except OSError:
-            return None
-        return path
 
     @staticmethod
     async def _kill(proc: asyncio.subprocess.Process) -> None:
