@@ -516,6 +516,11 @@ class OpsConsoleApp(App[None]):
             from console.screens.health import HealthScreen
 
             self.push_screen(HealthScreen(target))
+        elif dest.view == "deploys":
+            from console.screens.deploys import DeploysScreen
+
+            self.push_screen(DeploysScreen(target, dest.metric or "error_pct",
+                                           dest.window or 3600.0))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
