@@ -104,6 +104,7 @@ class Runtime:
         lease: bool = True,
         save_every: float = SAVE_EVERY,
         read_only: bool = False,
+        record: Path | None = None,
     ) -> None:
         from console.engine.scheduler import Scheduler
         from console.engine.storage.store import MetricStore
@@ -141,6 +142,9 @@ class Runtime:
         self.events: EventLog | None = None
         self.inbound_alerts: InboundAlerts | None = None
         self.listener: Listener | None = None
+        # `--record FILE`: what this console receives, written for `opsconsole replay`
+        self.record_path = record
+        self.recorder: Any = None
         self._event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
@@ -214,6 +218,7 @@ class Runtime:
         await self.load_playbooks()
         await self._open_events()
         await self._start_alerting()
+        await self._start_recording()
         await self._start_listener()
         await self._start_remote()
         if self._incidents:
@@ -239,6 +244,7 @@ class Runtime:
                 await self.desk.journal.close()
         if self.listener is not None:
             await self.listener.stop()
+        await self._stop_recording()
         if self.events is not None:
             with contextlib.suppress(Exception):
                 await self.events.close()
@@ -404,6 +410,49 @@ class Runtime:
         horizon = max((s.resolve_after for s in self.settings.inbound.sources), default=0.0)
         if horizon:
             self.inbound_alerts.rebuild(events.recent(self.clock() - horizon))
+
+    async def _start_recording(self) -> None:
+        """`--record FILE`: results, alert notifications and events from now on, and a
+        "recording" event so a post-mortem can point at the file. A file that cannot be
+        created is a problem shown; the console runs unrecorded."""
+        from console.engine.signals.recording import Recorder
+
+        if self.record_path is None:
+            return
+        path = self.record_path.expanduser().absolute()
+        recorder = Recorder(path, clock=self.clock,
+                            on_problem=lambda text: self.set_problem("recording", text))
+        try:
+            await recorder.start(self.settings.model_dump(mode="json"))
+        except (OSError, ImportError) as exc:
+            self._report_io("recording", f"not recording to {path}", exc)
+            return
+        self.recorder = recorder
+        self.scheduler.subscribe(recorder.result)
+        if self.alerting is not None:
+            self.alerting.subscribe(recorder.notifications)
+        self.on_events(recorder.events)
+        await self._recording_event(path, "started")
+
+    async def _recording_event(self, path: Path, what: str) -> None:
+        from console.engine.signals.events import make_event
+
+        if self.events is None or self.read_only:
+            return
+        extra: dict[str, Any] = {"path": str(path)}
+        if what == "stopped":
+            extra["ended"] = self.clock()
+        with contextlib.suppress(Exception):
+            await self.events.append(make_event(f"recording {what}: {path}",
+                                                kind="recording", source="console",
+                                                extra=extra))
+
+    async def _stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        await self._recording_event(recorder.path, "stopped")
+        await recorder.close()
 
     def _on_events(self, events: list[dict[str, Any]]) -> None:
         from console.engine.signals.events import DEPLOY_KINDS, deploy_notification, describe

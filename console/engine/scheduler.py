@@ -305,6 +305,15 @@ class Scheduler:
         for cb in list(self._subscribers):
             cb(result)
 
+    def replay_result(self, result: CheckResult) -> bool:
+        """Record a result that was recorded earlier (`opsconsole replay`) as if its target
+        had just been checked; False for a target not in the config."""
+        state = self._states.get(result.target)
+        if state is None:
+            return False
+        self.record(state, result)
+        return True
+
     async def check_once(self) -> list[CheckResult]:
         """Check every target once, concurrently (for `check --once`)."""
         states = list(self._states.values())

@@ -281,18 +281,23 @@ def recordings_of(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[s
     incident's start: what the console showed then, replayed on the same screens."""
     import shlex
 
-    out = []
+    spans: dict[str, list[float | None]] = {}
     for e in changes:
         if e.get("kind") != "recording" or not e.get("path"):
             continue
-        start = e.get("ts")
-        end = e.get("ended")
-        if not isinstance(start, int | float) or start > inc.started:
+        ts = e.get("ts")
+        span = spans.setdefault(str(e["path"]), [None, None])
+        ended = e.get("ended")
+        if isinstance(ended, int | float):
+            span[1] = float(ended)
+        elif isinstance(ts, int | float):
+            span[0] = float(ts)
+    out = []
+    at = time.strftime("%H:%M:%S", time.gmtime(inc.started))
+    for path, (start, end) in spans.items():
+        if start is None or start > inc.started or (end is not None and end < inc.started):
             continue
-        if isinstance(end, int | float) and end < inc.started:
-            continue
-        at = time.strftime("%H:%M:%S", time.gmtime(inc.started))
-        out.append(f"opsconsole replay {shlex.quote(str(e['path']))} --at {at}")
+        out.append(f"opsconsole replay {shlex.quote(path)} --at {at}")
     return out
 
 
