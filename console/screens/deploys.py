@@ -37,9 +37,9 @@ def deploy_rows(deploys: list[dict[str, Any]], mean: Any, metric: str, now: floa
         what = " ".join(one_line(str(x), 40) for x in (e.get("kind"), e.get("service"),
                                                         e.get("version")) if x)
         rows.append(one_line(
-            f"{format_utc(ts)} ({format_duration(now - ts)} ago)  {what}: "
-            f"{e.get('text', '')}  · {metric} {format_metric(metric, before)} → "
-            f"{format_metric(metric, after)}  · by {e.get('actor', '?')}", 400))
+            f"{format_utc(ts)} ({format_duration(now - ts)} ago) · {metric} "
+            f"{format_metric(metric, before)} → {format_metric(metric, after)} · {what}: "
+            f"{e.get('text', '')} · by {e.get('actor', '?')}", 400))
     return rows
 
 
