@@ -319,6 +319,7 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
         print(f"opsconsole: {applied.describe()}", file=sys.stderr, flush=True)
 
     runtime.on_notice(say)
+    runtime.on_notifications(show)  # before start: an alert can fire while it starts
     runtime.on_reload(reloaded)
     runtime.on_config_error(lambda text: say("error", text))
     stop = asyncio.Event()
@@ -329,7 +330,6 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
         await runtime.start()
         service = runtime.alerting
         assert service is not None
-        service.subscribe(show)
         print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
               f"{len(settings.targets)} targets, data in {paths.root}", file=sys.stderr,
               flush=True)

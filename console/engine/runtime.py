@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
+    from console.engine.alerting.lifecycle import Notification
     from console.engine.alerting.notify import Notifier
     from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
     from console.engine.alerting.remote import RemoteAlerts
@@ -68,6 +69,7 @@ class _Listeners:
     notices: list[Callable[[NoticeLevel, str], None]] = field(default_factory=list)
     reloads: list[Callable[[Applied], None]] = field(default_factory=list)
     config_errors: list[Callable[[str], None]] = field(default_factory=list)
+    notifications: list[Callable[[list[Notification]], None]] = field(default_factory=list)
 
 
 def _outbox_receivers(settings: Settings) -> list[Any]:
@@ -166,6 +168,13 @@ class Runtime:
 
     def on_config_error(self, callback: Callable[[str], None]) -> None:
         self._listeners.config_errors.append(callback)
+
+    def on_notifications(self, callback: Callable[[list[Notification]], None]) -> None:
+        """Every notification the alerting produces, from the very first (register before
+        `start()`: an alert can fire while the runtime is still starting)."""
+        self._listeners.notifications.append(callback)
+        if self.alerting is not None:
+            self.alerting.subscribe(callback)
 
     def notice(self, level: NoticeLevel, text: str) -> None:
         for cb in list(self._listeners.notices):
@@ -318,6 +327,8 @@ class Runtime:
             advice=playbooks.advice if playbooks is not None else None)
         if self.inbound_alerts is not None:
             self.alerting.add_external(self.inbound_alerts)
+        for callback in self._listeners.notifications:  # before the first evaluation
+            self.alerting.subscribe(callback)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:
