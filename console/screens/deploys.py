@@ -28,12 +28,14 @@ AROUND = 300.0  # the metric's mean this long before and after a deploy
 
 
 def deploy_rows(deploys: list[dict[str, Any]], mean: Any, metric: str, now: float) -> list[str]:
-    """One line per deploy, newest first: when, what, by whom, the metric before → after."""
+    """One line per deploy, newest first: when, the metric before → after (`mean(at, span)`:
+    its mean over (at - span, at]), what, by whom."""
     rows = []
     for e in sorted(deploys, key=lambda e: float(e["ts"]), reverse=True):
         ts = float(e["ts"])
-        before = mean(ts, -AROUND)
-        after = mean(min(ts + AROUND, now), -min(AROUND, max(now - ts, 1.0)))
+        before = mean(ts, AROUND)  # (ts - 5 min, ts]
+        end = min(ts + AROUND, now)
+        after = mean(end, max(end - ts, 1.0))  # (ts, ts + 5 min]: from just after it
         what = " ".join(one_line(str(x), 40) for x in (e.get("kind"), e.get("service"),
                                                         e.get("version")) if x)
         rows.append(one_line(
@@ -87,7 +89,8 @@ class DeploysScreen(ConsoleScreen[None]):
         self._key = key
 
         def mean(at: float, span: float) -> float | None:
-            return store.mean(series, abs(span), now=at) if span < 0 else None
+            """The metric's mean over (at - span, at]."""
+            return store.mean(series, span, now=at)
 
         span = format_duration(self.window)
         current = format_metric(self.metric, latest[1]) if latest else "no data"

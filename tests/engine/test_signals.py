@@ -214,7 +214,7 @@ async def test_opsconsole_ping_reaches_a_running_console(
 [[targets]]
 name = "nightly-backup"
 kind = "heartbeat"
-period = "1s"
+period = "2s"
 grace = "0s"
 interval = "0.2s"
 

@@ -91,7 +91,7 @@ async def test_a_replay_shows_its_time_cursor_and_acts_on_nothing(tmp_path: Path
         r = CheckResult("api-metrics", "prometheus", Status.UP if i < 20 else Status.DOWN,
                         start + i * 10, 10.0, error=None if i < 20 else "connection refused")
         rec.items.append((r.started_at, "r", result_json(r)))
-    driver = ReplayDriver(rec, None, at=start + 250, speed=1.0)
+    driver = ReplayDriver(rec, None, at=start + 250, speed=0.001)  # the cursor holds still
     app = OpsConsoleApp(settings=settings, paths=DataPaths(tmp_path / "scratch"),
                         history=False, replay=driver)
     async with app.run_test(size=(110, 34)) as pilot:
