@@ -110,3 +110,44 @@ async def test_a_replay_shows_its_time_cursor_and_acts_on_nothing(tmp_path: Path
         await pilot.press("right_square_bracket")
         await wait_for(pilot, lambda: driver.t >= before + 60, 5, "a minute on")
         assert driver.finished
+
+
+async def test_a_webhook_alert_shows_on_the_alerts_screen_and_every_banner(
+        tmp_path: Path, ui_env: None, monkeypatch: Any) -> None:
+    from console.engine.signals.mapping import map_body
+    from console.screens.alerts import AlertsScreen
+
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    settings = load_config_text(CONFIG + '''
+[inbound]
+port = 0
+
+[[inbound.sources]]
+name = "stripe"
+kind = "stripe"
+secret = "${HOOK_SECRET}"
+service = "payments"
+''')
+    app = OpsConsoleApp(settings=settings, paths=DataPaths(tmp_path), history=False,
+                        poll=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait_started(pilot)
+        runtime = app.runtime
+        assert runtime is not None
+        assert runtime.inbound_alerts is not None
+        assert runtime.alerting is not None
+        source = runtime.inbound_alerts.sources["stripe"]
+        body = {"type": "invoice.payment_failed",
+                "data": {"object": {"failure_message": "[red]card declined\x1b[2J"}}}
+        runtime.inbound_alerts.apply(source, map_body(source, body), time.time())
+        runtime.alerting.observe_now()
+        await wait_screen(pilot, lambda t: "Stripe invoice.payment_failed" in t,
+                          "the P1 on the banner", within=10)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), 5, "alerts")
+        text = await wait_screen(pilot, lambda t: "invoice.payment_failed" in t,
+                                 "the webhook alert listed", within=10)
+        assert "\x1b" not in text
+        await pilot.press("enter")  # its target is a sender, not a checked target
+        assert app.is_running
+        assert app.return_code is None
