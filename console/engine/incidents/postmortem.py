@@ -293,7 +293,7 @@ def recordings_of(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[s
         elif isinstance(ts, int | float):
             span[0] = float(ts)
     out = []
-    at = time.strftime("%H:%M:%S", time.gmtime(inc.started))
+    at = _fmt("%H:%M:%S", inc.started)
     for path, (start, end) in spans.items():
         if start is None or start > inc.started or (end is not None and end < inc.started):
             continue
