@@ -223,7 +223,9 @@ class Runtime:
             self._report_io("data-dir", f"data directory {self.paths.root} unusable", exc)
         if self.history:
             await self._load_history()
-        await self.scheduler.start(poll=self._poll)
+        # Probes now, polling last: alerting and a recording subscribe first, so the very
+        # first results are evaluated and recorded too (a recording missed them under load).
+        await self.scheduler.start(poll=False)
         await self.load_playbooks()
         await self._open_events()
         await self._start_alerting()
@@ -236,6 +238,8 @@ class Runtime:
             await self._start_watcher(self.config_path)
         if self.history:
             self._spawn(self._save_loop(), "history-save")
+        if self._poll:
+            self.scheduler.begin_polling()
 
     async def stop(self) -> None:
         """Stop everything, saving what is worth keeping; never raises."""

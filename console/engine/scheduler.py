@@ -107,6 +107,7 @@ class Scheduler:
         self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
         self._clients: Any = None
         self._running = False
+        self._polling = False  # polling tasks run (start(poll=True) or begin_polling())
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -171,8 +172,18 @@ class Scheduler:
     async def start(self, *, poll: bool = True) -> None:
         """Create probes (on the running loop) and, with `poll`, one polling task per target."""
         self._running = True
+        self._polling = poll
         for target in self.settings.targets:
             await self._add(target, poll=poll)
+
+    def begin_polling(self) -> None:
+        """Start the polling tasks of the targets `start(poll=False)` created: the runtime
+        first attaches every listener (alerting, a recording), so no result goes unseen."""
+        self._polling = True
+        for state in self._states.values():
+            if state.task is None:
+                state.task = asyncio.create_task(self._poll(state),
+                                                 name=f"poll:{state.target.name}")
 
     async def _add(self, target: AnyTarget, *, poll: bool) -> None:
         state = TargetState(target=target)
@@ -233,7 +244,7 @@ class Scheduler:
                 continue
             if old is not None:
                 await self._close_state(old)
-            await self._add(target, poll=self._running)
+            await self._add(target, poll=self._polling)
         self.version += 1
 
     # -- polling ---------------------------------------------------------------------------
