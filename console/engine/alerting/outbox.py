@@ -16,6 +16,7 @@ and returns to it once the disk takes writes again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -435,6 +436,84 @@ class Outbox:
                 self._summaries_dirty.add(receiver)
 
         self._run(op)
+
+
+    # -- a spool for the shared state (the postgres backend) ----------------------------------
+
+    def unshipped(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Rows not yet handed to the shared state, oldest first: with the postgres backend
+        this outbox is the console's durable local queue (notifications, and incident and
+        alert-request events under the receiver ``@events``) until the database takes them."""
+        def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = db.execute(
+                "SELECT id, key, receiver, grp, payload, created, status, digest_start, "
+                "digest_end FROM outbox WHERE status IN ('pending', 'digest') ORDER BY id "
+                "LIMIT ?", (limit,))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+        return self._run(op)
+
+    def mark_shipped(self, ids: Sequence[int]) -> None:
+        """The shared state has these rows now (committed): they are never shipped again."""
+        def op(db: sqlite3.Connection) -> None:
+            mapped = [self._idmap.get(i, i) for i in ids]
+            db.executemany("UPDATE outbox SET status='shipped' WHERE id=?",
+                           [(i,) for i in mapped])
+            self._touch(mapped)
+
+        self._run(op)
+
+
+class LocalQueue:
+    """The notifier's sending side over this outbox (the files backend): the same awaitable
+    methods as the shared state's queue (`console.engine.state.outbox.SharedQueue`), each run
+    in a thread (a SQLite write can wait on a slow disk)."""
+
+    shared = False
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def head(self, receiver: str) -> Row | None:
+        return await asyncio.to_thread(self.outbox.head, receiver)
+
+    async def batch(self, receiver: str, head: Row, limit: int) -> list[Row]:
+        return await asyncio.to_thread(self.outbox.batch, receiver, head, limit)
+
+    async def digest_head(self, receiver: str) -> tuple[float, float, float, int] | None:
+        return await asyncio.to_thread(self.outbox.digest_head, receiver)
+
+    async def digest_rows(self, receiver: str, end: float) -> list[Row]:
+        return await asyncio.to_thread(self.outbox.digest_rows, receiver, end)
+
+    async def claim(self, ids: Sequence[int], now: float) -> list[int]:
+        """Mark rows 'sending' (a crash leaves them to be sent again); all of them: one
+        process sends from a local outbox."""
+        await asyncio.to_thread(self.outbox.mark, ids, "sending", now=now)
+        return list(ids)
+
+    async def release(self, ids: Sequence[int], status: str) -> None:
+        await asyncio.to_thread(self.outbox.mark, ids, status, now=0.0)
+
+    async def mark(self, ids: Sequence[int], status: str, *, now: float, next_at: float = 0.0,
+                   error: str | None = None) -> None:
+        await asyncio.to_thread(self.outbox.mark, ids, status, now=now, next_at=next_at,
+                                error=error)
+
+    async def summary_last(self, receiver: str) -> float | None:
+        return await asyncio.to_thread(self.outbox.summary_last, receiver)
+
+    async def set_summary_last(self, receiver: str, last: float) -> None:
+        await asyncio.to_thread(self.outbox.set_summary_last, receiver, last)
+
+    async def add_summary(self, receiver: str, key: str, payload: bytes, now: float,
+                          due: float, included: Sequence[int]) -> None:
+        await asyncio.to_thread(self.outbox.add_summary, receiver, key, payload, now, due,
+                                included)
+
+    def counts(self, receiver: str) -> dict[str, int]:
+        return self.outbox.counts(receiver)
 
 
 def read_batched(path: Path, since: float, until: float) -> list[bytes]:
