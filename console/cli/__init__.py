@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_logs_parser(sub)  # logs QUERY
 
+    from console.cli.state import add_parser as add_state_parser
+
+    add_state_parser(sub)  # state init|import|status
+
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
     pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
     pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
@@ -115,6 +119,7 @@ COMMANDS = {
     "incidents": ("console.cli.incidents", "cmd_incidents"),
     "report": ("console.cli.incidents", "cmd_report"),
     "paths": ("console.cli.paths", "cmd_paths"),
+    "state": ("console.cli.state", "cmd_state"),
     None: ("console.cli.tui", "cmd_tui"),
 }
 

@@ -224,6 +224,14 @@ class IncidentBook:
         for e in entries:
             self.apply(e)
 
+    def replay(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Fold `entries` again from nothing: a shared journal whose order changed (actions
+        taken while its database was away, ordered once it is back)."""
+        self.incidents.clear()
+        self.problems.clear()
+        self._seen.clear()
+        self.apply_all(entries)
+
     def apply(self, entry: Mapping[str, Any]) -> Incident | None:
         """Fold one entry in; entries of other types or unknown incidents are ignored.
 

@@ -30,12 +30,22 @@ import asyncpg
 
 from console.engine.config.envref import expand_url
 from console.engine.errors import ConsoleError
-from console.engine.probes.postgres import _parse_endpoint, _set_keepalive, _ssl_choice, \
-    describe_error
+from console.engine.probes.postgres import (
+    _parse_endpoint,
+    _set_keepalive,
+    _ssl_choice,
+    describe_error,
+)
 from console.engine.text.redact import register_secret
 
 CONNECT_TIMEOUT = 5.0
 APPLICATION_NAME = "opsconsole-state"
+# Errors that mean "this connection is gone or in doubt": drop it and connect again. Operator
+# intervention (57xxx) covers a server shutting down, pg_terminate_backend() and
+# idle_session_timeout.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError, OSError, TimeoutError, ConnectionError)
 
 
 class StateError(ConsoleError):
@@ -65,9 +75,9 @@ def describe(exc: BaseException, dsn: str) -> str:
     return describe_error(exc, _parse_endpoint(dsn), 0)
 
 
-async def connect(dsn: str, *, purpose: str, timeout: float = CONNECT_TIMEOUT,
+async def connect(dsn: str, *, purpose: str, within: float = CONNECT_TIMEOUT,
                   settings: dict[str, str] | None = None) -> asyncpg.Connection:
-    """One connection, within `timeout` (connect, TLS and authentication), keep-alive on.
+    """One connection, in `within` seconds (connect, TLS and authentication), keep-alive on.
 
     `dsn` is already expanded (`expand_dsn`). `purpose` names it in ``pg_stat_activity``
     (``opsconsole-state lease host:pid``), so a DBA sees who holds what.
@@ -76,8 +86,8 @@ async def connect(dsn: str, *, purpose: str, timeout: float = CONNECT_TIMEOUT,
     server = {"application_name": f"{APPLICATION_NAME} {purpose} {socket.gethostname()}"
                                   f":{os.getpid()}"[:63]}
     server.update(settings or {})
-    async with asyncio.timeout(timeout):
-        conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=None,
+    async with asyncio.timeout(within):
+        conn = await asyncpg.connect(dsn, timeout=within, command_timeout=None,
                                      ssl=_ssl_choice(ep), statement_cache_size=32,
                                      server_settings=server)
     _set_keepalive(conn)
@@ -91,18 +101,18 @@ def drop(conn: asyncpg.Connection | None) -> None:
             conn.terminate()
 
 
-async def check_pooler(conn: asyncpg.Connection, dsn: str, *, timeout: float = CONNECT_TIMEOUT
+async def check_pooler(conn: asyncpg.Connection, dsn: str, *, within: float = CONNECT_TIMEOUT
                        ) -> str | None:
     """None on a direct connection; a note on a session-mode pooler; raises PoolerRefused
     on a transaction-mode one (see the module docstring)."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         backend = await conn.fetchval("SELECT pg_backend_pid()")
     if backend == conn.get_server_pid():
         return None
     marker = os.urandom(8).hex()
-    other = await connect(dsn, purpose="pooler-check", timeout=timeout)
+    other = await connect(dsn, purpose="pooler-check", within=within)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await conn.execute(f"SET opsconsole.pooler_check = '{marker}'")
             seen = await other.fetchval(
                 "SELECT current_setting('opsconsole.pooler_check', true)")

@@ -24,7 +24,7 @@ Tables:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -116,7 +116,7 @@ CREATE TABLE {s}.summary_state (receiver text PRIMARY KEY, last double precision
 
 
 # (version, SQL for a schema name): applied in order, each in the init transaction.
-MIGRATIONS: Sequence[tuple[int, object]] = ((1, _v1),)
+MIGRATIONS: Sequence[tuple[int, Callable[[str], str]]] = ((1, _v1),)
 
 
 async def _version(conn: asyncpg.Connection, schema: str) -> int | None:
@@ -139,7 +139,7 @@ async def init(conn: asyncpg.Connection, schema: str) -> tuple[int | None, int]:
                              f"this opsconsole knows ({SCHEMA_VERSION}): upgrade opsconsole")
         for version, sql in MIGRATIONS:
             if found is None or version > found:
-                await conn.execute(sql(schema))  # type: ignore[operator]
+                await conn.execute(sql(schema))
         await conn.execute(f"INSERT INTO {schema}.meta VALUES ('schema_version', $1) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                            str(SCHEMA_VERSION))
