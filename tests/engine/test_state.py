@@ -141,3 +141,150 @@ async def test_incidents_notes_acks_and_silences_reach_every_console(
     deltas = await state_db.afetch("SELECT DISTINCT token FROM {s}.events WHERE kind IN "
                                    "('alert.delta', 'alert.checkpoint')")
     assert len(deltas) == 1 and deltas[0]["token"] is not None  # one evaluator, fenced
+
+
+async def _backend_pids(sdb: StateDb, purpose: str, console_pid: int) -> list[int]:
+    rows = await sdb.afetch("SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1",
+                            f"opsconsole-state {purpose} %:{console_pid}")
+    assert rows, f"no {purpose} connection"
+    return [int(r["pid"]) for r in rows]
+
+
+async def _insert_note(sdb: StateDb, incident: str, text: str, *, notify: bool) -> None:
+    """An incident note written by "another console" straight into the events table; with
+    notify=False, as if its notification were lost."""
+    import orjson
+
+    body = orjson.dumps({"id": f"ext-{text}", "type": "incident.note", "incident": incident,
+                         "ts": 1.0, "actor": "someone@elsewhere", "text": text}).decode()
+    sql = ("INSERT INTO {s}.events (uid, stream, kind, ts, actor, body) VALUES ($1, "
+           "'incident', 'incident.note', 1.0, 'someone@elsewhere', $2::jsonb)")
+    if notify:
+        sql = (f"WITH e AS ({sql} RETURNING id) SELECT pg_notify('{sdb.schema}_events', "
+               "'e' || id) FROM e")
+    await sdb.afetch(sql, f"ext-{text}", body)
+
+
+def _notes(rt: Runtime, incident: str) -> list[str]:
+    assert rt.desk is not None
+    inc = rt.desk.book.incidents.get(incident)
+    return [] if inc is None else [n.text for n in inc.notes]
+
+
+async def test_a_notification_wakes_the_reader_and_a_lost_one_is_read_by_the_poll(
+        state_db: StateDb, http_url: str, tmp_path: Path) -> None:
+    import os
+
+    # `poll` an hour: only the notification can bring the first note in time
+    async with runtimes(state_db, http_url, tmp_path / "a", 1) as (a,):
+        inc = await a.desk.open("disk full", "P2")  # type: ignore[union-attr]
+    settings = load_config_text(_config(state_db, http_url, poll="1h"))
+    slow = Runtime(settings, DataPaths(tmp_path / "slow"), history=False, operator="x@y")
+    settings = load_config_text(_config(state_db, http_url, poll="0.2s"))
+    fast = Runtime(settings, DataPaths(tmp_path / "fast"), history=False, operator="x@z")
+    await slow.start()
+    await fast.start()
+    try:
+        await _insert_note(state_db, inc.id, "notified", notify=True)
+        await until(lambda: _notes(slow, inc.id) == ["notified"])
+        await _insert_note(state_db, inc.id, "notification lost", notify=False)
+        await until(lambda: _notes(fast, inc.id) == ["notified", "notification lost"])
+        # the listening connection dies (a server restart, a proxy): events written
+        # meanwhile (their notifications went nowhere) come with the resync
+        for pid in await _backend_pids(state_db, "listen", os.getpid()):
+            await state_db.afetch("SELECT pg_terminate_backend($1)", pid)
+        await _insert_note(state_db, inc.id, "while reconnecting", notify=True)
+        await until(lambda: _notes(slow, inc.id) == ["notified", "notification lost",
+                                                     "while reconnecting"])
+    finally:
+        await slow.stop()
+        await fast.stop()
+
+
+async def test_a_replaced_evaluator_is_fenced_out_of_every_write(
+        state_db: StateDb, tmp_path: Path) -> None:
+    """The lease's token: once another console holds the lease, the old token writes no
+    alert state, claims no notification and marks none sent."""
+    from console.engine.state.lease import PgLease
+    from console.engine.state.outbox import SharedQueue
+    from console.engine.state.shared import EvaluatorWrite, SharedState
+
+    cfg = load_config_text(state_db.config(takeover="5s")).state
+    one = SharedState(cfg, DataPaths(tmp_path / "one"), actor="one")
+    two = SharedState(cfg, DataPaths(tmp_path / "two"), actor="two")
+    await one.start()
+    await two.start()
+    lease1, lease2 = PgLease(one, takeover=5.0), PgLease(two, takeover=5.0)
+    try:
+        assert await lease1.try_acquire()
+        assert not await lease2.try_acquire()  # held
+        one.token = lease1.token
+        delta = {"uid": "d1", "kind": "alert.delta", "ts": 1.0, "body": {"alerts": []}}
+        assert not (await one.flush(EvaluatorWrite(lease1.token, [delta]))).fenced  # type: ignore[arg-type]
+        one.spool.add("api-down/api/firing/1", "hook", b'{"x": 1}', 1.0, 100)
+        await one.flush()
+        (row,) = await state_db.afetch("SELECT id, token FROM {s}.outbox")
+        assert row["token"] == lease1.token
+        # the owner's session ends (what idle_session_timeout does to a paused owner)
+        await state_db.afetch("SELECT pg_terminate_backend($1)", lease1.pid)
+        async with asyncio.timeout(DEADLINE):
+            while not await lease2.try_acquire():
+                await asyncio.sleep(0.05)
+        assert lease2.token is not None and lease1.token is not None
+        assert lease2.token > lease1.token and lease2.previous == lease1.token
+        # the old owner, resumed, still believes: every write it tries is refused
+        q1 = SharedQueue(one, lease1)
+        lease1.valid_until = float("inf")  # as if its confirmation had not run out
+        result = await one.flush(EvaluatorWrite(lease1.token, [{**delta, "uid": "d2"}]))
+        assert result.fenced
+        assert await q1.claim([int(row["id"])], 2.0) == []
+        q2 = SharedQueue(two, lease2)
+        assert await q2.claim([int(row["id"])], 2.0) == [int(row["id"])]
+        await q1.mark([int(row["id"])], "sent", now=3.0)  # not its claim: nothing happens
+        (r,) = await state_db.afetch("SELECT status, claimed_by FROM {s}.outbox")
+        assert (r["status"], r["claimed_by"]) == ("sending", lease2.token)
+        await q2.mark([int(row["id"])], "sent", now=3.0)
+        (r,) = await state_db.afetch("SELECT status FROM {s}.outbox")
+        assert r["status"] == "sent"
+        kinds = await state_db.afetch("SELECT uid, token FROM {s}.events ORDER BY id")
+        assert [(k["uid"], k["token"]) for k in kinds] == [("d1", lease1.token)]
+        attempts = await state_db.afetch("SELECT token, outcome FROM {s}.deliveries")
+        assert [(a["token"], a["outcome"]) for a in attempts] == [(lease2.token, "sent")]
+    finally:
+        await lease1.release()
+        await lease2.release()
+        await one.stop()
+        await two.stop()
+
+
+async def test_a_read_only_console_sees_everything_and_changes_nothing(
+        state_db: StateDb, http_url: str, tmp_path: Path) -> None:
+    from console.engine.state.journal import ReadOnlyError
+
+    settings = load_config_text(_config(state_db, http_url + "/broken"))
+    viewer = Runtime(settings, DataPaths(tmp_path / "viewer"), history=False,
+                     operator="viewer@x", read_only=True)
+    await viewer.start()
+    try:
+        async with runtimes(state_db, http_url + "/broken", tmp_path, 1) as (a,):
+            await until(lambda: a.alerting.role == "owner")
+            inc = await a.desk.open("API down", "P1")  # type: ignore[union-attr]
+            await until(lambda: viewer.desk is not None and
+                        inc.id in viewer.desk.book.incidents)
+            await until(lambda: (x := viewer.alerting.alerts.get("api-down", "api"))
+                        is not None and x.state.value == "firing")
+            with pytest.raises(ReadOnlyError):
+                await viewer.desk.note(inc.id, "no")  # type: ignore[union-attr]
+            with pytest.raises(PermissionError):
+                await viewer.alerting.submit("ack", rule="api-down", target="api",
+                                             incident=1, by="viewer@x")
+        # the evaluator went away: a read-only console never takes its place, another does
+        assert not viewer.alerting._eligible()
+        async with runtimes(state_db, http_url + "/broken", tmp_path / "next", 1) as (b,):
+            await until(lambda: b.alerting.role == "owner")
+            assert viewer.alerting.role == "follower"
+    finally:
+        await viewer.stop()
+    rows = await state_db.afetch("SELECT count(*) AS n FROM {s}.events WHERE actor = "
+                                 "'viewer@x'")
+    assert rows[0]["n"] == 0

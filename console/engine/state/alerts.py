@@ -210,8 +210,10 @@ class SharedAlertService(AlertService):
     def _eligible(self) -> bool:
         if self.read_only or not self.state.connected:
             return False
-        if self._my_token is not None:
-            return True  # the former owner comes back first
+        if self._my_token is not None or self.state.connects <= 1:
+            return True  # a console just started, or the former owner coming back
+        # Back after the database was away: leave the lease a moment to the console that
+        # evaluated before (it queued what happened meanwhile and carries on from there).
         return time.monotonic() - self.state.connected_at >= min(RECONNECT_GRACE,
                                                                   self.plock.takeover / 2)
 

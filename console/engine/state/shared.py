@@ -147,6 +147,7 @@ class SharedState:
         self.problem: str | None = None
         self.down_since: float | None = None  # wall clock, for the message
         self.connected_at = 0.0  # monotonic, of the last successful (re)connect
+        self.connects = 0  # successful connects so far (more than one: reconnected)
         self.pooler_note: str | None = None
         self.last_id = 0
         self.token: int | None = None  # the evaluator's token while this console holds it
@@ -274,10 +275,14 @@ class SharedState:
             raise
         self._conn, self._listen = conn, listen
         self._broken.clear()
-        listen.add_termination_listener(lambda _c: self._broken.set())
-        conn.add_termination_listener(lambda _c: self._broken.set())
+        listen.add_termination_listener(self._terminated)
+        conn.add_termination_listener(self._terminated)
         async with asyncio.timeout(OP_TIMEOUT):
             await listen.add_listener(self._channel, self._notified)
+
+    def _terminated(self, _conn: Any) -> None:
+        self._broken.set()
+        self._wake.set()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload.startswith("o"):
@@ -304,6 +309,7 @@ class SharedState:
     def _set_connected(self) -> None:
         self.connected = True
         self.connected_at = time.monotonic()
+        self.connects += 1
         if self.down_since is not None:
             log.warning("shared state reachable again")
         self.down_since = None
