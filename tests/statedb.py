@@ -82,8 +82,8 @@ def drop_schema(dsn: str, schema: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture
-def state_db() -> Iterator[StateDb]:
+@pytest.fixture(name="state_db")
+def state_db_fixture() -> Iterator[StateDb]:
     """A fresh opsconsole schema in the machine's PostgreSQL (fails if it is not running)."""
     schema = f"opst_{os.getpid()}_{os.urandom(3).hex()}"
     make_schema(MACHINE_DSN, schema)
@@ -93,8 +93,8 @@ def state_db() -> Iterator[StateDb]:
         drop_schema(MACHINE_DSN, schema)
 
 
-@pytest.fixture
-def private_state_db(pg_server: PgServer) -> Iterator[tuple[StateDb, PgServer]]:
+@pytest.fixture(name="private_state_db")
+def private_state_db_fixture(pg_server: PgServer) -> Iterator[tuple[StateDb, PgServer]]:
     """A fresh opsconsole schema in a private server the test may stop and start."""
     from tests.pgserver import PASSWORD
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from console.engine.config.loader import load_config_text
 from console.engine.paths import DataPaths
 from console.engine.runtime import Runtime
 from console.engine.state import schema as db
-from tests.statedb import StateDb, state_db  # noqa: F401
+from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
+from tests.statedb import StateDb, private_state_db_fixture, state_db_fixture  # noqa: F401
 
 DEADLINE = 20.0  # generous: a loaded machine; the latency itself is measured in bench/
 
@@ -46,9 +48,18 @@ default_rules = false
 
 async def until(predicate: Callable[[], bool], within: float = DEADLINE) -> None:
     """Poll a condition (a last resort: the runtimes change from their own tasks)."""
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.02)
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def until_sql(sdb: StateDb, sql: str, within: float = DEADLINE) -> None:
+    """Until `sql` (one row, column ``ok``) says true: the consoles write from their tasks."""
+    deadline = time.monotonic() + within
+    while not (await sdb.afetch(sql))[0]["ok"]:
+        assert time.monotonic() < deadline, f"never true: {sql}"
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +151,8 @@ async def test_incidents_notes_acks_and_silences_reach_every_console(
     assert all(r["console"] for r in rows)
     deltas = await state_db.afetch("SELECT DISTINCT token FROM {s}.events WHERE kind IN "
                                    "('alert.delta', 'alert.checkpoint')")
-    assert len(deltas) == 1 and deltas[0]["token"] is not None  # one evaluator, fenced
+    assert len(deltas) == 1  # one evaluator, fenced
+    assert deltas[0]["token"] is not None
 
 
 async def _backend_pids(sdb: StateDb, purpose: str, console_pid: int) -> list[int]:
@@ -227,11 +239,14 @@ async def test_a_replaced_evaluator_is_fenced_out_of_every_write(
         assert row["token"] == lease1.token
         # the owner's session ends (what idle_session_timeout does to a paused owner)
         await state_db.afetch("SELECT pg_terminate_backend($1)", lease1.pid)
-        async with asyncio.timeout(DEADLINE):
-            while not await lease2.try_acquire():
-                await asyncio.sleep(0.05)
-        assert lease2.token is not None and lease1.token is not None
-        assert lease2.token > lease1.token and lease2.previous == lease1.token
+        deadline = time.monotonic() + DEADLINE
+        while not await lease2.try_acquire():
+            assert time.monotonic() < deadline, "the lease was never free"
+            await asyncio.sleep(0.05)
+        assert lease2.token is not None
+        assert lease1.token is not None
+        assert lease2.token > lease1.token
+        assert lease2.previous == lease1.token
         # the old owner, resumed, still believes: every write it tries is refused
         q1 = SharedQueue(one, lease1)
         lease1.valid_until = float("inf")  # as if its confirmation had not run out
@@ -288,3 +303,119 @@ async def test_a_read_only_console_sees_everything_and_changes_nothing(
     rows = await state_db.afetch("SELECT count(*) AS n FROM {s}.events WHERE actor = "
                                  "'viewer@x'")
     assert rows[0]["n"] == 0
+
+
+async def test_one_sender_per_notification_and_the_next_evaluator_carries_on(
+        state_db: StateDb, tmp_path: Path) -> None:
+    """Firing sent once, by the evaluator, with its fencing token; the evaluator stops, the
+    follower takes over (a higher token) and sends the resolved notice; every attempt is on
+    record in `deliveries`."""
+    from tests.peers import WebhookPeer
+    from tests.stateharness import Switch, console_config
+
+    with Switch() as target, WebhookPeer() as hook:
+        receivers = f'''
+[[alerting.receivers]]
+name = "hook"
+kind = "webhook"
+url = "{hook.base}/ok"
+'''
+        rts = []
+        for i in range(2):
+            text = console_config(target.url, state_db.config(), tmp_path / f"c{i}", receivers)
+            rt = Runtime(load_config_text(text), DataPaths(tmp_path / f"c{i}"), history=False,
+                         operator=f"op{i}")
+            await rt.start()
+            rts.append(rt)
+        try:
+            await until(lambda: any(rt.alerting.role == "owner" for rt in rts))
+            first = next(rt for rt in rts if rt.alerting.role == "owner")
+            other = next(rt for rt in rts if rt is not first)
+            target.up = False
+            (fired,) = await hook.requests.until(lambda r: len(r) == 1)
+            assert fired.headers["Idempotency-Key"] == "api-down/api/firing/1"
+            token1 = int(fired.headers["Opsconsole-Fence"])
+            assert token1 == first.state.lease.token  # type: ignore[union-attr]
+            await first.stop()
+            await until(lambda: other.alerting.role == "owner")
+            target.up = True
+            resolved = (await hook.requests.until(lambda r: len(r) == 2))[1]
+            assert resolved.headers["Idempotency-Key"] == "api-down/api/resolved/1"
+            assert int(resolved.headers["Opsconsole-Fence"]) > token1
+        finally:
+            for rt in rts:
+                await rt.stop()
+    rows = await state_db.afetch("SELECT o.key, o.status, d.token, d.outcome FROM {s}.outbox o "
+                                 "JOIN {s}.deliveries d ON d.outbox_id = o.id ORDER BY d.id")
+    assert [(r["key"], r["status"], r["outcome"]) for r in rows] == [
+        ("api-down/api/firing/1", "sent", "sent"), ("api-down/api/resolved/1", "sent", "sent")]
+    assert rows[0]["token"] == token1 < rows[1]["token"]
+    assert len(hook.requests) == 2
+
+
+async def test_database_away_keeps_evaluating_queues_here_and_reconciles_once(
+        private_state_db: tuple[StateDb, object], tmp_path: Path) -> None:
+    from tests.peers import WebhookPeer
+    from tests.pgserver import PgServer
+    from tests.stateharness import Switch, console_config
+
+    sdb, server = private_state_db
+    assert isinstance(server, PgServer)
+    with Switch() as target, WebhookPeer() as hook:
+        receivers = f'''
+[[alerting.receivers]]
+name = "hook"
+kind = "webhook"
+url = "{hook.base}/ok"
+'''
+        rts = []
+        for i in range(2):
+            text = console_config(target.url, sdb.config(), tmp_path / f"c{i}", receivers)
+            rt = Runtime(load_config_text(text), DataPaths(tmp_path / f"c{i}"), history=False,
+                         operator=f"op{i}")
+            await rt.start()
+            rts.append(rt)
+        try:
+            await until(lambda: any(rt.alerting.role == "owner" for rt in rts))
+            owner = next(rt for rt in rts if rt.alerting.role == "owner")
+            other = next(rt for rt in rts if rt is not owner)
+            token = owner.state.lease.token  # type: ignore[union-attr]
+            inc = await other.desk.open("API flaky", "P2")  # type: ignore[union-attr]
+            await until(lambda: inc.id in owner.desk.book.incidents)  # type: ignore[union-attr]
+            await asyncio.to_thread(server.stop)
+            await until(lambda: all("shared state unreachable since" in
+                                    rt.problems.get("state", "") for rt in rts))
+            # the evaluator keeps evaluating: the firing waits in its spool, unsent
+            target.up = False
+            await until(lambda: any(r["key"] == "api-down/api/firing/1" and r["receiver"] ==
+                                    "hook" for r in owner.state.state.spool.unshipped()))
+            assert owner.alerting.alerts.get("api-down", "api").state.value == "firing"  # type: ignore[union-attr]
+            # an operator's note on the follower is kept too, and shown there at once
+            await other.desk.note(inc.id, "written while the database was away")  # type: ignore[union-attr]
+            assert _notes(other, inc.id) == ["written while the database was away"]
+            assert len(hook.requests) == 0
+            await asyncio.to_thread(server.start)
+            (fired,) = await hook.requests.until(lambda r: len(r) == 1)
+            assert fired.headers["Idempotency-Key"] == "api-down/api/firing/1"
+            await until(lambda: _notes(owner, inc.id) == ["written while the database was "
+                                                          "away"])
+            await until(lambda: all("state" not in rt.problems for rt in rts))
+            # the evaluator carried on (nobody took over meanwhile), with a new token
+            await until(lambda: (owner.state.lease.token or 0) > token)  # type: ignore[union-attr]
+            assert owner.alerting.role == "owner"
+            assert other.alerting.role == "follower"
+            target.up = True
+            await hook.requests.until(lambda r: len(r) == 2)
+            await until_sql(sdb, "SELECT count(*) = 2 AS ok FROM {s}.outbox WHERE status = "
+                            "'sent'")
+        finally:
+            for rt in rts:
+                await rt.stop()
+    keys = [r.headers["Idempotency-Key"] for r in hook.requests]
+    assert keys == ["api-down/api/firing/1", "api-down/api/resolved/1"]
+    rows = await sdb.afetch("SELECT key, status FROM {s}.outbox ORDER BY id")
+    assert [(r["key"], r["status"]) for r in rows] == [("api-down/api/firing/1", "sent"),
+                                                       ("api-down/api/resolved/1", "sent")]
+    notes = await sdb.afetch("SELECT count(*) AS n FROM {s}.events WHERE kind = "
+                             "'incident.note'")
+    assert notes[0]["n"] == 1

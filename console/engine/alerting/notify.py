@@ -76,6 +76,7 @@ BACKOFF_MAX = 300.0
 RECHECK = 60.0  # a worker re-reads its due times at least this often (wall-clock jumps)
 STORE_RETRY = 5.0  # an outbox in memory tries the disk again this often
 PERMANENT_TRIES = 5  # a message a service refuses as such is tried this often, then failed
+STOP_GRACE = 3.0  # a clean stop waits this long at most for deliveries under way
 SENDERS: dict[str, Callable[[SendContext, Receiver, Batch], Awaitable[Outcome]]] = {
     "slack": slack.send, "webhook": webhook.send, "twilio": sms.send, "email": email.send,
     "pagerduty": pagerduty.send,
@@ -193,6 +194,8 @@ class Notifier:
         self._paused: dict[str, float] = {}  # a Retry-After pause's end, monotonic
         self._health: dict[str, ReceiverHealth] = {}
         self._attempted = asyncio.Event()  # set (and replaced) after each delivery attempt
+        self._sending = 0  # deliveries answered whose outcome is being written
+        self._stopping = False
         self._set_receivers(receivers)
 
     @property
@@ -369,6 +372,13 @@ class Notifier:
         self._tasks.clear()
 
     async def stop(self) -> None:
+        # A delivery the receiver answered gets its outcome written: cut between the
+        # answer and the write, it would be sent again on the next start.
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE):
+                while self._sending:
+                    await self._attempted.wait()
         await self._stop_workers()
         if self._store_task is not None:
             self._store_task.cancel()
@@ -600,6 +610,8 @@ class Notifier:
         """Send one message for `ids`; on failure they go back to `retry_status` with a
         backoff (or the receiver's Retry-After), or to 'failed' once the service refused
         the message itself PERMANENT_TRIES times."""
+        if self._stopping:
+            return False
         try:
             return await self._attempt(r, ids, batch, attempts, retry_status)
         finally:
@@ -608,7 +620,6 @@ class Notifier:
     async def _attempt(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
                        retry_status: str) -> bool:
         name = r.name
-        h = self._health[name]
         assert self._client is not None, "start() the notifier first"
         if not self.may_send():
             return False
@@ -635,6 +646,16 @@ class Notifier:
         except (httpx.HTTPError, smtplib.SMTPException, OSError, ssl.SSLError,
                 email.SmtpError) as exc:
             outcome = Outcome.failed(describe_exception(exc))
+        self._sending += 1
+        try:
+            return await self._record_outcome(r, ids, batch, attempts, retry_status, outcome)
+        finally:
+            self._sending -= 1
+
+    async def _record_outcome(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
+                              retry_status: str, outcome: Outcome) -> bool:
+        name = r.name
+        h = self._health[name]
         now = self.clock()
         if outcome.ok:
             await self.queue.mark(ids, "sent", now=now)

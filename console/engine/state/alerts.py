@@ -123,6 +123,7 @@ class SharedAlertService(AlertService):
         self._flusher: asyncio.Task[None] | None = None
         self._flush_wanted = False
         self._lease_task: asyncio.Task[None] | None = None
+        self._lease_lock = asyncio.Lock()  # one lease step at a time (loop, reconnect)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._offline = False  # owner cut off from the database: evaluate, queue, never send
         self._my_token: int | None = None  # the last token this console held
@@ -198,8 +199,12 @@ class SharedAlertService(AlertService):
         await self.plock.release()
 
     async def _connected(self) -> None:
-        """After a (re)connect: finish what the outbox could not write, take the lease back
-        at once if this console had it (no grace)."""
+        """After a (re)connect: the owner confirms its lease at once (a restarted server
+        forgot every lock: it takes it again, or learns it is a follower), then finishes
+        what the outbox could not write."""
+        if self.role == "owner":
+            async with self._lease_lock:
+                await self._keep_lease()
         if self.queue is not None and self.role == "owner" and self.plock.token is not None:
             await self.queue.settle(self.plock.token)
         if self.notifier is not None:
@@ -222,12 +227,15 @@ class SharedAlertService(AlertService):
         while True:
             try:
                 if self.role == "owner":
-                    await self._keep_lease()
+                    async with self._lease_lock:
+                        await self._keep_lease()
                     await asyncio.sleep(self.plock.beat_every)
                     continue
-                if self._eligible() and await self.plock.try_acquire():
-                    await self._take_over()
-                    continue
+                async with self._lease_lock:
+                    if self.role != "owner" and self._eligible() and \
+                            await self.plock.try_acquire():
+                        await self._take_over()
+                        continue
                 with contextlib.suppress(Unavailable):
                     info = await self.state.lease_row()
                     if info != self.owner_info:
@@ -248,7 +256,7 @@ class SharedAlertService(AlertService):
             if await self.plock.beat():
                 self._offline = False
                 return
-            await self._step_down("another console holds the evaluator's lease now")
+            self._demote("another console holds the evaluator's lease now")
             return
         except CONNECTION_ERRORS:
             pass
@@ -263,8 +271,7 @@ class SharedAlertService(AlertService):
             self._offline = True
             return
         if not got:
-            await self._step_down("another console took over evaluation while this one "
-                                  "was cut off")
+            self._demote("another console took over evaluation while this one was cut off")
             return
         await self._take_over(continuity=self.plock.previous == mine)
 
@@ -303,6 +310,11 @@ class SharedAlertService(AlertService):
         self._save_soon()
 
     async def _step_down(self, why: str) -> None:
+        """Another console evaluates now (from a write that was refused, or its events)."""
+        async with self._lease_lock:
+            self._demote(why)
+
+    def _demote(self, why: str) -> None:
         if self.role != "owner":
             return
         log.warning("alert evaluation handed over: %s; this console follows", why)

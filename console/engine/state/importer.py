@@ -58,15 +58,50 @@ def _outbox_rows(path: Any) -> list[tuple[Any, ...]]:
         con.close()
 
 
+@dataclass(slots=True)
+class _Files:
+    entries: list[dict[str, Any]]
+    episodes: list[dict[str, Any]]
+    state: dict[str, Any] | None
+    state_digest: str
+    state_mtime: float
+    outbox: list[tuple[Any, ...]]
+    notes: list[str]
+
+
+def _read(paths: DataPaths) -> _Files:
+    """Everything to import, read from the files (blocking)."""
+    notes: list[str] = []
+    state: dict[str, Any] | None = None
+    digest, mtime = "", 0.0
+    if paths.alert_state.exists():
+        raw = paths.alert_state.read_bytes()
+        try:
+            loaded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            notes.append(f"{paths.alert_state} unreadable: alert state not imported")
+            loaded = None
+        if isinstance(loaded, dict):
+            state = loaded
+            digest = hashlib.sha256(raw).hexdigest()[:16]
+            mtime = paths.alert_state.stat().st_mtime
+    return _Files(_lines(paths.journal),
+                  read_episodes(paths.alert_history, since=0.0, limit=10**9, max_bytes=1 << 40),
+                  state, digest, mtime, _outbox_rows(paths.outbox), notes)
+
+
 async def import_files(conn: asyncpg.Connection, schema: str, paths: DataPaths
                        ) -> ImportReport:
     """Import `paths`' journal, alert history, alert state and outbox (see the module)."""
+    import asyncio
+
     await db.check(conn, schema)
     s = schema
-    report = ImportReport()
+    files = await asyncio.to_thread(_read, paths)
+    report = ImportReport(notes=list(files.notes))
     console = f"{socket.gethostname()}:{os.getpid()} (import)"
     events: list[tuple[Any, ...]] = []
-    entries = _lines(paths.journal)
+    entries = files.entries
     report.read["incident entries"] = len(entries)
     for e in entries:
         if not isinstance(e.get("id"), str) or not str(e.get("type", "")).startswith(
@@ -74,25 +109,16 @@ async def import_files(conn: asyncpg.Connection, schema: str, paths: DataPaths
             continue
         events.append((e["id"], "incident", str(e["type"]), float(e.get("ts") or 0.0), None,
                        str(e.get("actor") or ""), console, None, body_json(e)))
-    episodes = read_episodes(paths.alert_history, since=0.0, limit=10**9,
-                             max_bytes=1 << 40)
+    episodes = files.episodes
     report.read["alert episodes"] = len(episodes)
     for ep in episodes:
         events.append((f"episode:{ep.get('key')}", "alert", "alert.episode",
                        float(ep.get("resolved_at") or 0.0), float(ep.get("resolved_at") or 0.0),
                        "", console, None, body_json(ep)))
-    state: dict[str, Any] | None = None
-    if paths.alert_state.exists():
-        raw = paths.alert_state.read_bytes()
-        try:
-            loaded = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            report.notes.append(f"{paths.alert_state} unreadable: alert state not imported")
-            loaded = None
-        if isinstance(loaded, dict):
-            state = loaded
-            report.read["alert state"] = 1
-    outbox = _outbox_rows(paths.outbox)
+    state = files.state
+    if state is not None:
+        report.read["alert state"] = 1
+    outbox = files.outbox
     report.read["notifications"] = len(outbox)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", db.lock_key(s, "events"))
@@ -106,10 +132,9 @@ async def import_files(conn: asyncpg.Connection, schema: str, paths: DataPaths
                         if k in state}
                 body = {"alerts": state.get("alerts", []), "meta": meta,
                         "applied": state.get("applied_requests", []), "imported": True}
-                digest = hashlib.sha256(paths.alert_state.read_bytes()).hexdigest()[:16]
-                events.append((f"import-state-{digest}", "alert", "alert.checkpoint",
-                               float(os.path.getmtime(paths.alert_state)), None, "", console,
-                               None, body_json(body)))
+                events.append((f"import-state-{files.state_digest}", "alert",
+                               "alert.checkpoint", files.state_mtime, None, "", console, None,
+                               body_json(body)))
                 for ep in state.get("unrecorded", []):  # resolved, not yet in the history
                     if isinstance(ep, dict):
                         events.append((f"episode:{ep.get('key')}", "alert", "alert.episode",

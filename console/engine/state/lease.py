@@ -156,8 +156,10 @@ class PgLease:
         """Confirm the lease: still our token, still this session's lock. False when it is
         lost (someone else's now); raises the database's connection errors (then whether
         it is lost is not known: `valid()` runs out)."""
-        if self.token is None or self._conn is None:
+        if self.token is None:
             return False
+        if self._conn is None:  # dropped after an error: whether we still hold it is unknown
+            raise asyncpg.InterfaceError("the lease's connection was lost")
         s = self.state.schema
         t0 = time.monotonic()
         try:
