@@ -155,7 +155,8 @@ class Proc:
         os.kill(self.proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
 
 def headless(config: Path, env: dict[str, str] | None = None) -> Proc:

@@ -231,9 +231,12 @@ async def test_a_replaced_evaluator_is_fenced_out_of_every_write(
         assert await lease1.try_acquire()
         assert not await lease2.try_acquire()  # held
         one.token = lease1.token
+        assert lease1.token is not None
+        one.chain = [lease1.token]
         delta = {"uid": "d1", "kind": "alert.delta", "ts": 1.0, "body": {"alerts": []}}
-        assert not (await one.flush(EvaluatorWrite(lease1.token, [delta]))).fenced  # type: ignore[arg-type]
-        one.spool.add("api-down/api/firing/1", "hook", b'{"x": 1}', 1.0, 100)
+        assert not (await one.flush(EvaluatorWrite(lease1.token, [delta]))).fenced
+        one.spool.add("api-down/api/firing/1", "hook", b'{"x": 1}', 1.0, 100,
+                      token=lease1.token)
         await one.flush()
         (row,) = await state_db.afetch("SELECT id, token FROM {s}.outbox")
         assert row["token"] == lease1.token
@@ -250,8 +253,12 @@ async def test_a_replaced_evaluator_is_fenced_out_of_every_write(
         # the old owner, resumed, still believes: every write it tries is refused
         q1 = SharedQueue(one, lease1)
         lease1.valid_until = float("inf")  # as if its confirmation had not run out
+        one.spool.add("api-down/api/resolved/1", "hook", b'{"x": 2}', 2.0, 100,
+                      token=lease1.token)
         result = await one.flush(EvaluatorWrite(lease1.token, [{**delta, "uid": "d2"}]))
         assert result.fenced
+        # what it spooled meanwhile never reaches the shared outbox
+        assert [r["status"] for r in one.spool.rows()] == ["shipped", "abandoned"]
         assert await q1.claim([int(row["id"])], 2.0) == []
         q2 = SharedQueue(two, lease2)
         assert await q2.claim([int(row["id"])], 2.0) == [int(row["id"])]

@@ -169,17 +169,20 @@ class Notifier:
         queue: Any = None,
         guard: Callable[[], bool] | None = None,
         fence: Callable[[], int | None] | None = None,
+        producer: Callable[[], int | None] | None = None,
     ) -> None:
         # Where notifications are written first (durably, synchronously) and, unless a
         # `queue` is given, sent from. With the postgres state backend the outbox is the
         # console's local spool, `queue` the shared outbox, `guard` says whether this
-        # process may send now (it holds the evaluator's lease) and `fence` is the lease's
-        # fencing token, sent with each webhook (`console.engine.state`).
+        # process may send now (it holds the evaluator's lease), `fence` is the lease's
+        # fencing token, sent with each webhook, and `producer` the token of the evaluation
+        # that made a notification, kept with it (`console.engine.state`).
         self._owns_outbox = outbox is None
         self.outbox = Outbox(path) if outbox is None else outbox
         self.queue: Any = LocalQueue(self.outbox) if queue is None else queue
         self.guard = guard
         self.fence = fence
+        self.producer = producer
         self.backoff_first = backoff_first
         self.clock = clock
         self._env = env
@@ -285,7 +288,7 @@ class Notifier:
     def _add(self, r: Receiver, key: str, payload: bytes, now: float, group: str,
              period: tuple[float, float] | None = None) -> int:
         inserted, dropped = self.outbox.add(key, r.name, payload, now, r.max_queue, group,
-                                            period)
+                                            period, self.producer() if self.producer else None)
         if dropped:
             log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
         if inserted:

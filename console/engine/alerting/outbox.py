@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _COLUMNS = ("id", "key", "receiver", "grp", "payload", "created", "status", "attempts",
-            "next_at", "last_error", "sent_at", "digest_start", "digest_end")
+            "next_at", "last_error", "sent_at", "digest_start", "digest_end", "token")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL,
     digest_start REAL,
     digest_end REAL,
+    token INTEGER,
     UNIQUE (key, receiver)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, status, id);
@@ -104,9 +105,10 @@ def _open_file(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
         columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
-        for col in ("digest_start", "digest_end"):  # an outbox written before digests
+        for col, kind in (("digest_start", "REAL"), ("digest_end", "REAL"),  # an outbox
+                          ("token", "INTEGER")):  # written before digests, or shared state
             if col not in columns:
-                db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
+                db.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
         # A row left 'sending' by a crash was maybe delivered, maybe not: send it again
         # (a digest's rows go back to waiting for their digest, not to the plain queue).
         db.execute("UPDATE outbox SET status=CASE WHEN digest_end IS NULL THEN 'pending' "
@@ -274,12 +276,14 @@ class Outbox:
     # -- rows --------------------------------------------------------------------------------
 
     def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int,
-            group: str = "", digest: tuple[float, float] | None = None) -> tuple[bool, int]:
+            group: str = "", digest: tuple[float, float] | None = None,
+            token: int | None = None) -> tuple[bool, int]:
         """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room).
 
         With `digest` = (period start, period end) the row waits for that period's digest
         (status 'digest', due at the period's end) instead of the plain queue; the bound
-        applies to each of the two separately.
+        applies to each of the two separately. `token` is the shared evaluator's fencing
+        token the row was produced under (the postgres state backend ships by it).
         """
         status = "pending" if digest is None else "digest"
         start, end = digest if digest is not None else (None, None)
@@ -289,9 +293,9 @@ class Outbox:
             try:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, "
-                    "next_at, status, digest_start, digest_end) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?)", (key, receiver, group, payload, now, end or 0.0, status, start,
-                              end))
+                    "next_at, status, digest_start, digest_end, token) VALUES (?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?)", (key, receiver, group, payload, now, end or 0.0, status,
+                                       start, end, token))
                 if cur.rowcount == 0:
                     db.execute("COMMIT")
                     return False, 0
@@ -447,19 +451,21 @@ class Outbox:
         def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
             cur = db.execute(
                 "SELECT id, key, receiver, grp, payload, created, status, digest_start, "
-                "digest_end FROM outbox WHERE status IN ('pending', 'digest') ORDER BY id "
-                "LIMIT ?", (limit,))
+                "digest_end, token FROM outbox WHERE status IN ('pending', 'digest') ORDER BY "
+                "id LIMIT ?", (limit,))
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
         return self._run(op)
 
-    def mark_shipped(self, ids: Sequence[int]) -> None:
-        """The shared state has these rows now (committed): they are never shipped again."""
+    def mark_shipped(self, ids: Sequence[int], status: str = "shipped",
+                     why: str | None = None) -> None:
+        """The shared state has these rows now (committed): they are never shipped again;
+        or, with status 'abandoned', they will never be (and `why`)."""
         def op(db: sqlite3.Connection) -> None:
             mapped = [self._idmap.get(i, i) for i in ids]
-            db.executemany("UPDATE outbox SET status='shipped' WHERE id=?",
-                           [(i,) for i in mapped])
+            db.executemany("UPDATE outbox SET status=?, last_error=coalesce(?, last_error) "
+                           "WHERE id=?", [(status, why, i) for i in mapped])
             self._touch(mapped)
 
         self._run(op)

@@ -495,6 +495,11 @@ class IncidentDesk:
     async def handover(self, incident: str, to: str, text: str = "") -> None:
         await self._do(HANDOVER, incident, to=to, text=text)
 
+    async def claim(self, incident: str) -> None:
+        """Take the incident: its owner becomes whoever acts here (the journal's actor), on
+        every console sharing the journal."""
+        await self._do(HANDOVER, incident, to=str(self.journal.actor), text="claimed")
+
     async def acknowledge(self, incident: str) -> None:
         await self._do(ACKNOWLEDGE, incident)
 

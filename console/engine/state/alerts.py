@@ -252,14 +252,15 @@ class SharedAlertService(AlertService):
     async def _keep_lease(self) -> None:
         """Owner: confirm the lease; on a lost connection take it back or step down; cut
         off from the database, carry on evaluating ("offline")."""
-        try:
-            if await self.plock.beat():
-                self._offline = False
+        if self.plock.token is not None:  # (None: lost with its connection, offline)
+            try:
+                if await self.plock.beat():
+                    self._offline = False
+                    return
+                self._demote("another console holds the evaluator's lease now")
                 return
-            self._demote("another console holds the evaluator's lease now")
-            return
-        except CONNECTION_ERRORS:
-            pass
+            except CONNECTION_ERRORS:
+                pass
         mine = self._my_token
         self.plock.lose()
         try:
@@ -285,6 +286,7 @@ class SharedAlertService(AlertService):
         self._offline = False
         self._my_token = token
         self.state.token = self.state.last_token = token
+        self.state.chain = [*self.state.chain, token] if continuity else [token]
         if not continuity:
             self._rebuild()
             self._applied = list(self.view.applied)
@@ -320,6 +322,8 @@ class SharedAlertService(AlertService):
         log.warning("alert evaluation handed over: %s; this console follows", why)
         self.plock.lose()
         self.state.token = None
+        self.state.chain = []
+        self._my_token = None
         self.role = "follower"
         self._offline = False
         if self._unsubscribe is not None:

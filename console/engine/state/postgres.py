@@ -64,9 +64,13 @@ class PostgresBackend:
     def make_notifier(self, receivers: Sequence[Receiver], **kw: Any) -> Notifier:
         notifier = Notifier(self.paths.outbox, receivers, clock=self.clock,
                             outbox=self.state.spool, queue=self.queue, guard=self.lease.valid,
-                            fence=lambda: self.lease.token, **kw)
+                            fence=lambda: self.lease.token, producer=self._producing, **kw)
         self.state.on_outbox(notifier.wake)
         return notifier
+
+    def _producing(self) -> int | None:
+        """The token of the evaluation producing notifications now (offline included)."""
+        return self.state.chain[-1] if self.state.chain else None
 
     def make_alerting(self, scheduler: Any, notifier: Notifier | None, *, role: str,
                       lease: bool, history: bool) -> SharedAlertService:

@@ -152,6 +152,11 @@ class SharedState:
         self.last_id = 0
         self.token: int | None = None  # the evaluator's token while this console holds it
         self.last_token: int | None = None  # the last one it held (rows it spooled then)
+        # The tokens of this process's evaluation without a break (each taken back while
+        # nobody else held the lease): its notifications are shipped while the last one is
+        # the lease's; any other spooled notification came from an alert state that never
+        # reached the database (a killed or replaced evaluator) and is not sent.
+        self.chain: list[int] = []
         self.dsn: str | None = None
         self._order_key = db.lock_key(self.schema, "events")
         self._channel = db.channel(self.schema)
@@ -467,41 +472,53 @@ class SharedState:
 
         The evaluator's part is written only while its token is the lease's (checked under a
         share lock on the lease row, so a takeover waits for this transaction or this one
-        sees the new token). Raises Unavailable when the database cannot be used."""
+        sees the new token), and so are notifications (see `chain`). Raises Unavailable when
+        the database cannot be used."""
         async with self._flush_lock:
             rows = self.spool.unshipped(2000)  # at once: nothing spooled so far is left out
             if not rows and evaluator is None:
                 return FlushResult(True)
-            result = await self.op(lambda c: self._flush_tx(c, rows, evaluator),
+            dropped: list[int] = []
+            result = await self.op(lambda c: self._flush_tx(c, rows, evaluator, dropped),
                                    within=OP_TIMEOUT * 2)
             if rows:
-                self.spool.mark_shipped([int(r["id"]) for r in rows])
+                self.spool.mark_shipped([int(r["id"]) for r in rows
+                                         if int(r["id"]) not in dropped])
+            if dropped:
+                log.warning("%d notification(s) spooled by an evaluation whose alert state "
+                            "never reached the shared state (this console was stopped or "
+                            "replaced first) are not sent; the evaluator derives them again "
+                            "from the targets' current state", len(dropped))
+                self.spool.mark_shipped(dropped, "abandoned",
+                                        "its evaluation ended before it was shared")
             return result
 
     async def _flush_tx(self, conn: asyncpg.Connection, rows: list[dict[str, Any]],
-                        evaluator: EvaluatorWrite | None) -> FlushResult:
+                        evaluator: EvaluatorWrite | None, dropped: list[int]) -> FlushResult:
         s = self.schema
         events: list[tuple[Any, ...]] = []
         notes: list[tuple[Any, ...]] = []
-        token = self.token if self.token is not None else self.last_token
-        for r in rows:
-            if r["receiver"] == EVENTS:
-                item = orjson.loads(r["payload"])
-                body = item["body"]
-                events.append((r["key"], item["stream"], item["kind"], float(body["ts"]),
-                               item.get("at"), str(body.get("actor") or ""), self.console,
-                               None, body_json(body)))
-            else:
-                notes.append((r["key"], r["receiver"], r["grp"], bytes(r["payload"]),
-                              float(r["created"]), r["status"],
-                              float(r["digest_end"] or 0.0), r["digest_start"],
-                              r["digest_end"], token, self.console))
         fenced = False
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._order_key)
+            current = await conn.fetchval(
+                f"SELECT token FROM {s}.lease WHERE name = 'evaluator' FOR SHARE")
+            live = bool(self.chain) and self.chain[-1] == current
+            for r in rows:
+                if r["receiver"] == EVENTS:
+                    item = orjson.loads(r["payload"])
+                    body = item["body"]
+                    events.append((r["key"], item["stream"], item["kind"], float(body["ts"]),
+                                   item.get("at"), str(body.get("actor") or ""),
+                                   self.console, None, body_json(body)))
+                elif r["token"] is not None and not (live and r["token"] in self.chain):
+                    dropped.append(int(r["id"]))
+                else:
+                    notes.append((r["key"], r["receiver"], r["grp"], bytes(r["payload"]),
+                                  float(r["created"]), r["status"],
+                                  float(r["digest_end"] or 0.0), r["digest_start"],
+                                  r["digest_end"], r["token"], self.console))
             if evaluator is not None:
-                current = await conn.fetchval(
-                    f"SELECT token FROM {s}.lease WHERE name = 'evaluator' FOR SHARE")
                 fenced = current != evaluator.token
                 if not fenced:
                     events += [(e["uid"], "alert", e["kind"], float(e["ts"]), e.get("at"),
