@@ -421,7 +421,8 @@ class SharedAlertService(AlertService):
             sig = _dumps({k: v for k, v in row.items() if k not in VOLATILE})
             full = _dumps(row)
             old = self._written.get(aid)
-            if old is None or old[0] != sig or (old[1] != full and mono - old[2] >= REFRESH):
+            if old is None or old[0] != sig or (old[1] != full and (
+                    mono - old[2] >= REFRESH or self._hot(row))):
                 changed.append(row)
                 written[aid] = (sig, full, mono)
                 before = orjson.loads(old[0]).get("state") if old is not None else None
@@ -452,6 +453,15 @@ class SharedAlertService(AlertService):
             events.append({"uid": f"episode:{key}", "kind": "alert.episode", "ts": now,
                            "at": float(ep.get("resolved_at") or now), "body": dict(ep)})
         return events, written, meta_bytes, checkpoint, recorded
+
+    def _hot(self, row: dict[str, Any]) -> bool:
+        """Whether an alert's sample counts matter now: within the flap window of people
+        being told it resolved, or flapping. Then every sample is written, so an evaluator
+        taking over judges a re-fire with the true count (a stale one would call it a flap)."""
+        told = row.get("told_resolved_sample")
+        window = self.engine.settings.alerting.flap_window
+        return bool(row.get("flapping")) or (
+            told is not None and int(row.get("samples") or 0) - int(told) <= window + 1)
 
     def _apply_requests(self) -> None:
         todo = [str(e.get("id")) for e in self._requests if str(e.get("id")) not in
