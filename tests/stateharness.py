@@ -61,11 +61,11 @@ class Switch:
 
 
 def console_config(url: str, state: str, data_dir: Path, receivers: str = "",
-                   interval: str = "0.5s", extra: str = "") -> str:
+                   interval: str = "0.5s", extra: str = "", history: bool = False) -> str:
     """A console on one target `api` with one P1 rule, the shared state, its data dir."""
     return f'''[console]
 data_dir = "{data_dir}"
-history = false
+history = {str(history).lower()}
 
 [[targets]]
 name = "api"

@@ -70,6 +70,9 @@ def describe(exc: BaseException, dsn: str) -> str:
     """One redacted line for the operator: what failed, and where."""
     if isinstance(exc, StateError):
         return str(exc)
+    if "${" in dsn:  # a config's DSN: where it leads, if its variables are set
+        with contextlib.suppress(KeyError):
+            dsn = expand_url(dsn)
     if isinstance(exc, TimeoutError):
         return f"no answer from {_parse_endpoint(dsn).where} in time"
     return describe_error(exc, _parse_endpoint(dsn), 0)

@@ -137,7 +137,7 @@ class PostgresReader:
             for r in rows:
                 body = orjson.loads(r["body"])
                 if isinstance(body, dict):
-                    body["id"] = r["uid"]
+                    body.setdefault("id", r["uid"])
                     out.append(body)
             return out
 
