@@ -27,15 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Switch:
-    """An HTTP target: 200 while `up`, 503 while not (a health endpoint the test flips)."""
+    """An HTTP target: 200 while `up`, 503 while not (a health endpoint the test flips);
+    ``/ping/…`` always 200 (a dead-man's switch)."""
 
     def __init__(self) -> None:
         self.up = True
+        self.hits = Log()  # the path of every request (a self-watch's pings among them)
         switch = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                code = 200 if switch.up else 503
+                switch.hits.add(self.path)
+                code = 200 if switch.up or self.path.startswith("/ping") else 503
                 body = b'{"status":"ok"}' if code == 200 else b'{"status":"down"}'
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")

@@ -426,3 +426,70 @@ url = "{hook.base}/ok"
     notes = await sdb.afetch("SELECT count(*) AS n FROM {s}.events WHERE kind = "
                              "'incident.note'")
     assert notes[0]["n"] == 1
+
+
+async def test_a_transaction_mode_pooler_is_refused_a_session_mode_one_works(
+        private_state_db: tuple[StateDb, object], tmp_path: Path, http_url: str) -> None:
+    """The lease is a session advisory lock: through PgBouncer in transaction mode the
+    console says why it cannot share its state (and keeps monitoring); in session mode it
+    works."""
+    from tests.pgbouncer import PgBouncer
+    from tests.pgserver import PgServer
+
+    sdb, server = private_state_db
+    assert isinstance(server, PgServer)
+    for mode in ("transaction", "session"):
+        # (a session-mode pool holds a server connection per client: a console takes four)
+        with PgBouncer(server, ["postgres"], pool_mode=mode, pool_size=8) as bouncer:
+            through = StateDb(bouncer.dsn("postgres"), sdb.schema)
+            settings = load_config_text(_config(through, http_url))
+            rt = Runtime(settings, DataPaths(tmp_path / mode), history=False, operator="p@q")
+            await rt.start()
+            try:
+                if mode == "transaction":
+                    await until(lambda rt=rt: "transaction-mode pooler" in
+                                rt.problems.get("state", ""))
+                    assert "needs a direct connection" in rt.problems["state"]
+                    await until(lambda rt=rt: rt.scheduler.snapshot()[0].status.value == "up")
+                    assert rt.alerting.role == "follower"  # nobody evaluates through it
+                else:
+                    await until(lambda rt=rt: rt.alerting.role == "owner")
+                    inc = await rt.desk.open("through a pool", "P3")  # type: ignore[union-attr]
+                    rows = await sdb.afetch("SELECT count(*) AS n FROM {s}.events WHERE "
+                                            "kind = 'incident.open'")
+                    assert rows[0]["n"] == 1
+                    assert inc.id in rt.desk.book.incidents  # type: ignore[union-attr]
+            finally:
+                await rt.stop()
+
+
+async def test_the_self_watch_pings_only_from_the_evaluator_and_follows_a_failover(
+        state_db: StateDb, tmp_path: Path) -> None:
+    from tests.stateharness import Switch, console_config
+
+    with Switch() as watch:
+        rts = []
+        for i in range(2):
+            cfg = state_db.config(heartbeat_url=f"{watch.url.rsplit('/', 1)[0]}/ping/c{i}",
+                                  heartbeat_every="1s")
+            text = console_config(watch.url, cfg, tmp_path / f"c{i}")
+            rt = Runtime(load_config_text(text), DataPaths(tmp_path / f"c{i}"), history=False,
+                         operator=f"op{i}")
+            await rt.start()
+            rts.append(rt)
+        try:
+            await until(lambda: any(rt.alerting.role == "owner" for rt in rts))
+            owner = next(i for i, rt in enumerate(rts) if rt.alerting.role == "owner")
+            other = 1 - owner
+            await watch.hits.until(lambda h: h.count(f"/ping/c{owner}") >= 2)
+            assert f"/ping/c{other}" not in list(watch.hits)  # a follower never pings
+            await rts[owner].stop()
+            await watch.hits.until(lambda h: f"/ping/c{other}" in h)
+        finally:
+            for rt in rts:
+                await rt.stop()
+    hits = [h for h in watch.hits if h.startswith("/ping")]
+    # one evaluator at a time: the follower's pings all come after the owner's last one
+    last_owner = max(i for i, h in enumerate(hits) if h == f"/ping/c{owner}")
+    first_other = min(i for i, h in enumerate(hits) if h == f"/ping/c{other}")
+    assert last_owner < first_other

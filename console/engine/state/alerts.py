@@ -244,7 +244,7 @@ class SharedAlertService(AlertService):
             except asyncio.CancelledError:
                 raise
             except _LEASE_ERRORS as exc:
-                log.debug("lease: %s", exc)
+                log.debug("lease: %r", exc)
             except Exception:
                 log.exception("alerting: lease step failed")
             await asyncio.sleep(try_every)

@@ -86,13 +86,29 @@ async def connect(dsn: str, *, purpose: str, within: float = CONNECT_TIMEOUT,
     (``opsconsole-state lease host:pid``), so a DBA sees who holds what.
     """
     ep = _parse_endpoint(dsn)
-    server = {"application_name": f"{APPLICATION_NAME} {purpose} {socket.gethostname()}"
-                                  f":{os.getpid()}"[:63]}
-    server.update(settings or {})
+    name = {"application_name": f"{APPLICATION_NAME} {purpose} {socket.gethostname()}"
+                                f":{os.getpid()}"[:63]}
+    extra = dict(settings or {})
     async with asyncio.timeout(within):
-        conn = await asyncpg.connect(dsn, timeout=within, command_timeout=None,
-                                     ssl=_ssl_choice(ep), statement_cache_size=32,
-                                     server_settings=server)
+        try:
+            conn = await asyncpg.connect(dsn, timeout=within, command_timeout=None,
+                                         ssl=_ssl_choice(ep), statement_cache_size=32,
+                                         server_settings={**name, **extra})
+        except asyncpg.PostgresError as exc:
+            # A pooler (PgBouncer) refuses start-up parameters it does not track: connect
+            # with the name alone, then SET the rest (they hold in a session-mode pool; a
+            # transaction-mode one is refused by `check_pooler`).
+            if not extra or "unsupported startup parameter" not in str(exc).lower():
+                raise
+            conn = await asyncpg.connect(dsn, timeout=within, command_timeout=None,
+                                         ssl=_ssl_choice(ep), statement_cache_size=0,
+                                         server_settings=name)
+            try:
+                for key, value in extra.items():
+                    await conn.execute(f"SET {key} = '{value}'")
+            except BaseException:
+                drop(conn)
+                raise
     _set_keepalive(conn)
     return conn
 
