@@ -39,20 +39,6 @@ def _from_shared(reader: Any, fn: Any, default: Any) -> Any:
         reader.close()
 
 
-def _shared_book(reader: Any) -> Any:
-    from console.engine.incidents.book import IncidentBook
-    from console.engine.incidents.playbooks import load_playbooks
-    from console.engine.state.pgconn import describe
-
-    try:
-        entries = reader.incident_entries()
-    except Exception as exc:
-        print(f"opsconsole: cannot read the incidents from {reader.where}: "
-              f"{describe(exc, reader.cfg.dsn or '')}", file=sys.stderr)
-        return None
-    return IncidentBook.from_entries(load_playbooks(), entries)
-
-
 def _book(args: argparse.Namespace) -> Any:
     """The incidents of the journal (`--journal` or the default, or the shared state's),
     or None after a message."""
@@ -63,10 +49,9 @@ def _book(args: argparse.Namespace) -> Any:
 
     shared = _shared(args)
     if shared is not None:
-        try:
-            return _shared_book(shared)
-        finally:
-            shared.close()
+        entries = _from_shared(shared, lambda r: r.incident_entries(), None)
+        return None if entries is None else IncidentBook.from_entries(load_playbooks(),
+                                                                       entries)
     path = _journal_path(args)
     if not path.exists():
         print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
@@ -91,19 +76,40 @@ def _book(args: argparse.Namespace) -> Any:
         journal.close_sync()
 
 
+def _sources(args: argparse.Namespace, now: float) -> tuple[list[Any], list[Any]]:
+    """Alert episodes and notifications of the data directory (beside --journal's file), or
+    of the shared state."""
+    from console.engine.incidents.context import read_sources
+    from console.engine.paths import DataPaths
+
+    shared = _shared(args)
+    if shared is not None:
+        return _from_shared(shared, lambda r: r.sources(now), ([], []))
+
+    paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
+             else data_paths(args))
+    return read_sources(paths, now=now)
+
+
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from console.engine.incidents.postmortem import render
+    from console.engine.incidents.postmortem import permanent_fixes, render
 
     book = _book(args)
     if book is None:
         return EXIT_PROBLEM
-    inc = book.get(args.incident)
+    if args.incident == "latest":
+        inc = max(book.incidents.values(), key=lambda i: i.started, default=None)
+    else:
+        inc = book.get(args.incident)
     if inc is None:
         known = ", ".join(sorted(book.incidents)[-5:]) or "none"
         print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
               file=sys.stderr)
         return EXIT_PROBLEM
-    text = render(inc, now=time.time())
+    now = time.time()
+    episodes, notifications = _sources(args, now)
+    text = render(inc, now=now, episodes=episodes, notifications=notifications,
+                  permanent_fixes=permanent_fixes(inc))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.output}: post-mortem draft of {inc.id}")
@@ -194,28 +200,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     store = _store(args)
     now = time.time()
-    k = compute(book, since=since, now=now, store=store, episodes=_episodes(args, now - since))
+    k = compute(book, since=since, now=now, store=store, episodes=_sources(args, now)[0])
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.write(format_text(k))
     sys.stdout.flush()
     return EXIT_OK
-
-
-def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
-    """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent), or
-    from the shared state."""
-    from console.engine.alerting.history import read_episodes
-
-    shared = _shared(args)
-    if shared is not None:
-        return list(_from_shared(shared, lambda r: r.episodes(since), []))
-
-    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
-            else data_paths(args).alert_history)
-    return read_episodes(path, since=since, limit=100_000,
-                         max_bytes=64 * 1024 * 1024)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -267,6 +258,18 @@ def _summary(args: argparse.Namespace, since: float) -> int:
     return EXIT_OK
 
 
+def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+    """Resolved alert episodes from the alert history beside the journal (none if absent)."""
+    from console.engine.alerting.history import read_episodes
+
+    shared = _shared(args)
+    if shared is not None:
+        return list(_from_shared(shared, lambda r: r.episodes(since), []))
+    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
+            else data_paths(args).alert_history)
+    return read_episodes(path, since=since, limit=100_000, max_bytes=64 * 1024 * 1024)
+
+
 def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:
     """Alert episodes still open, from the evaluator's saved state (they reach the alert
     history only once resolved); none without a config to read the rules from."""
@@ -285,12 +288,10 @@ def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:
         return []
     alerts = Alerts(settings.alerting)
     try:
-        if shared is not None:
-            snapshot = _from_shared(shared, lambda r: r.alert_snapshot(), None)
-            if snapshot is None:
-                return []
-        else:
-            snapshot = orjson.loads(paths.alert_state.read_bytes())
+        snapshot = _from_shared(shared, lambda r: r.alert_snapshot(), None) \
+            if shared is not None else orjson.loads(paths.alert_state.read_bytes())
+        if snapshot is None:
+            return []
         alerts.restore(snapshot, RuleSet.from_settings(settings).rules)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"opsconsole report: {paths.alert_state} unreadable ({exc})", file=sys.stderr)

@@ -31,12 +31,16 @@ from typing import TYPE_CHECKING, Any
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
+    from console.engine.alerting.lifecycle import Notification
     from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+    from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
     from console.engine.config.watcher import ConfigWatcher
     from console.engine.errors import ConfigError
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
     from console.engine.state.files import FilesBackend
     from console.engine.state.postgres import PostgresBackend
@@ -70,6 +74,14 @@ class _Listeners:
     notices: list[Callable[[NoticeLevel, str], None]] = field(default_factory=list)
     reloads: list[Callable[[Applied], None]] = field(default_factory=list)
     config_errors: list[Callable[[str], None]] = field(default_factory=list)
+    notifications: list[Callable[[list[Notification]], None]] = field(default_factory=list)
+
+
+def _outbox_receivers(settings: Settings) -> list[Any]:
+    """The receivers the notification outbox sends to: all but those of kind
+    "alertmanager", which keep a cluster in step with the alert state instead
+    (`alerting/receivers/alertmanager.py`)."""
+    return [r for r in settings.alerting.receivers if r.kind != "alertmanager"]
 
 
 def _restart_only(old: Settings, new: Settings) -> list[str]:
@@ -118,8 +130,9 @@ class Runtime:
         self._incidents = incidents
         self._lease = lease
         self.save_every = save_every
-        # A viewer who must not act (`--read-only`): the screens refuse actions, and the
-        # state refuses writes (it never evaluates either: that would change state).
+        # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
+        # says so instead of acting (incidents, alerts, faults, database actions); the shared
+        # state refuses its writes too, and it never becomes the shared evaluator.
         self.read_only = read_only
         # Who acts, on every incident entry, acknowledgement and silence.
         self.operator = operator or operator_identity(settings)
@@ -133,7 +146,13 @@ class Runtime:
             state_dir=paths.error_kinds if self.history else None)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
+        # The team's Alertmanagers and Prometheus servers: their alerts read, and the
+        # console's own pushed to them by receivers of kind "alertmanager".
+        self.remote: RemoteAlerts | None = None
+        self.pushers: list[AlertmanagerPush] = []
+        self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
+        self.playbooks: Playbooks | None = None
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -154,6 +173,13 @@ class Runtime:
 
     def on_config_error(self, callback: Callable[[str], None]) -> None:
         self._listeners.config_errors.append(callback)
+
+    def on_notifications(self, callback: Callable[[list[Notification]], None]) -> None:
+        """Every notification the alerting produces, from the very first (register before
+        `start()`: an alert can fire while the runtime is still starting)."""
+        self._listeners.notifications.append(callback)
+        if self.alerting is not None:
+            self.alerting.subscribe(callback)
 
     def notice(self, level: NoticeLevel, text: str) -> None:
         for cb in list(self._listeners.notices):
@@ -203,7 +229,9 @@ class Runtime:
         if self.history:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
+        await self.load_playbooks()
         await self._start_alerting()
+        await self._start_remote()
         if self._incidents:
             await self.open_desk()
         # After the views exist (they get the shared history on connecting); polling has
@@ -230,6 +258,7 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -289,19 +318,22 @@ class Runtime:
     # -- alerting ----------------------------------------------------------------------------
 
     async def _start_alerting(self) -> None:
-        receivers = self.settings.alerting.receivers
+        receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
+        playbooks = self.playbooks
         self.alerting = self.state.make_alerting(
-            self.scheduler, self.notifier, role=self.role,
-            lease=self._lease and not self.read_only, history=self.history)
+            self.scheduler, self.notifier, role=self.role, lease=self._lease,
+            history=self.history, advice=playbooks.advice if playbooks is not None else None)
+        for callback in self._listeners.notifications:  # before the first evaluation
+            self.alerting.subscribe(callback)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:
         """The notifier; it never fails to start: an outbox the disk refuses is kept in
         memory (sent from there, saved when the disk takes it), shown as a problem."""
         return self.state.make_notifier(
-            self.settings.alerting.receivers, summary_source=self.daily_summary,
+            _outbox_receivers(self.settings), summary_source=self.daily_summary,
             on_problem=self._outbox_problem, on_delivered=self._delivered)
 
     def _state_problem(self, text: str | None) -> None:
@@ -385,14 +417,77 @@ class Runtime:
                     "at": e.get("ts"), "entry": e.get("id"),
                     "user_facing": e.get("user_facing")})
 
+    # -- the team's Alertmanagers and Prometheus servers -------------------------------------
+
+    async def _start_remote(self) -> None:
+        """Read remote alerts (if the config names any source) and start the Alertmanager
+        receivers; a source that fails is shown on the Alerts screen, never fatal."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        if RemoteAlerts.wanted(self.settings):
+            self.remote = RemoteAlerts(self.settings, self.scheduler.http_clients,
+                                       clock=self.clock, notice=self.notice)
+            await self.remote.start(poll=self._poll)
+        if self._notifications:
+            await self._start_pushers()
+
+    async def _start_pushers(self) -> None:
+        from console.engine.alerting.alertmanager import Alertmanager
+        from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+        from console.engine.config.envref import MissingEnv, expand, expand_url
+
+        clusters = {a.name: a for a in self.settings.alerting.alertmanagers}
+        for r in self.settings.alerting.receivers:
+            if r.kind != "alertmanager" or r.alertmanager not in clusters:
+                continue
+            cfg = clusters[r.alertmanager]
+            try:
+                api = Alertmanager(cfg.name, [expand_url(u) for u in cfg.urls],
+                                   await self.scheduler.http_clients(),
+                                   headers={k: expand(v) for k, v in cfg.headers.items()},
+                                   timeout=cfg.timeout, insecure=cfg.insecure,
+                                   ca_file=cfg.ca_file)
+            except (MissingEnv, ValueError, OSError) as exc:
+                self._report_io(f"receiver:{r.name}", f"receiver {r.name} not started", exc)
+                continue
+            pusher = AlertmanagerPush(r, api, self._evaluated_alerts, clock=self.clock)
+            if self.alerting is not None:  # a transition is pushed at once
+                self._push_unsubscribe.append(self.alerting.subscribe(pusher.wake))
+            await pusher.start()
+            self.pushers.append(pusher)
+
+    def _evaluated_alerts(self) -> object:
+        """The alert state to push: this process's, and only while it evaluates."""
+        service = self.alerting
+        return service.alerts if service is not None and service.evaluating else None
+
+    async def _stop_pushers(self) -> None:
+        for unsubscribe in self._push_unsubscribe:
+            with contextlib.suppress(ValueError):
+                unsubscribe()
+        self._push_unsubscribe.clear()
+        for pusher in self.pushers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await pusher.stop()
+        self.pushers.clear()
+
+    async def _stop_remote(self) -> None:
+        await self._stop_pushers()
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.remote.stop()
+
     # -- incidents ---------------------------------------------------------------------------
 
-    async def open_desk(self) -> IncidentDesk | None:
-        """Open the incident journal and playbooks (once); None if the journal is unusable."""
-        if self.desk is not None:
-            return self.desk
+    async def load_playbooks(self) -> Playbooks:
+        """The playbooks (ours, then the user's), once: the incident desk's checklists and
+        the "what to do" line of every alert. A broken user playbook is reported and ours
+        are used."""
+        if self.playbooks is not None:
+            return self.playbooks
         from console.engine.errors import ConfigError
-        from console.engine.incidents.book import IncidentBook, IncidentDesk
         from console.engine.incidents.playbooks import load_playbooks
 
         try:
@@ -401,6 +496,16 @@ class Runtime:
             self.notice("error", f"playbooks: {exc.issues[0].format()} (using the shipped "
                         "ones only)")
             playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+        self.playbooks = playbooks
+        return playbooks
+
+    async def open_desk(self) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+        if self.desk is not None:
+            return self.desk
+        from console.engine.incidents.book import IncidentBook, IncidentDesk
+
+        playbooks = await self.load_playbooks()
         try:
             journal, report = await self.state.open_journal()
         except OSError as exc:  # an unwritable data dir: say so, never crash the console
@@ -417,6 +522,18 @@ class Runtime:
             on_reset(lambda: desk.book.replay(journal.entries))
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
+
+    def episodes(self, now: float) -> list[dict[str, Any]]:
+        """Alert episodes, open and recent: what an incident's timeline and KPIs are read
+        from (on the loop: the lifecycle is not thread-safe; the history read is cached)."""
+        return self.alerting.recent(now, limit=5000) if self.alerting is not None else []
+
+    async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+        """(alert episodes, notifications sent): for a post-mortem; the outbox (the local
+        one in a thread, read-only, or the shared one) is read by the state backend."""
+        episodes = self.episodes(now)
+        return episodes, await self.state.notifications()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -470,16 +587,44 @@ class Runtime:
                         settings.alerting.model_copy(update={"receivers": []}):
                     applied.append("alerting")
                 self.alerting.apply(settings)
-            if old.alerting.receivers != settings.alerting.receivers and self._notifications:
+            if _outbox_receivers(old) != _outbox_receivers(settings) and self._notifications:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
+            await self._apply_remote(old, settings)
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")
             return Applied(tuple(applied), tuple(_restart_only(old, settings)))
 
+    async def _apply_remote(self, old: Settings, settings: Settings) -> None:
+        """Changed Alertmanagers or promql targets: the readers rebuilt; changed
+        Alertmanagers or alertmanager receivers: the pushers (whose next push re-sends
+        every firing alert)."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        def sources(s: Settings) -> object:
+            return (s.alerting.alertmanagers, [t for t in s.targets if t.kind == "promql"])
+
+        def pushes(s: Settings) -> object:
+            return (s.alerting.alertmanagers,
+                    [r for r in s.alerting.receivers if r.kind == "alertmanager"])
+
+        if sources(old) != sources(settings):
+            if self.remote is not None and RemoteAlerts.wanted(settings):
+                await self.remote.apply(settings)
+            elif self.remote is not None:
+                await self.remote.stop()
+                self.remote = None
+            elif RemoteAlerts.wanted(settings):
+                self.remote = RemoteAlerts(settings, self.scheduler.http_clients,
+                                           clock=self.clock, notice=self.notice)
+                await self.remote.start(poll=self._poll)
+        if pushes(old) != pushes(settings) and self._notifications:
+            await self._stop_pushers()
+            await self._start_pushers()
+
     async def _apply_receivers(self, settings: Settings) -> None:
-        receivers = settings.alerting.receivers
+        receivers = _outbox_receivers(settings)
         if self.notifier is not None:
             await self.notifier.reconfigure(receivers)
         elif receivers:

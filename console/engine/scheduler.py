@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import re
 import time
@@ -32,6 +33,7 @@ from console.engine.config.schema import (
     Panel,
     PostgresTarget,
     PrometheusTarget,
+    PromqlTarget,
     Settings,
 )
 from console.engine.model import CheckResult, Status
@@ -103,6 +105,11 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    async def http_clients(self) -> Any:
+        """The one pool of HTTP connections (created on first use, closed by `stop()`); the
+        runtime's remote alert readers share it with the probes."""
+        return await self._http_clients()
+
     async def _http_clients(self) -> Any:
         if self._clients is None:
             from console.engine.probes.http_client import HttpClients
@@ -119,6 +126,10 @@ class Scheduler:
             from console.engine.probes.prometheus import PrometheusProbe
 
             return PrometheusProbe(target, await self._http_clients())
+        if isinstance(target, PromqlTarget):
+            from console.engine.probes.promql import PromqlProbe
+
+            return PromqlProbe(target, await self._http_clients(), clock=self.clock)
         if isinstance(target, LogTarget):
             from console.engine.probes.log import LogProbe
 
@@ -235,6 +246,9 @@ class Scheduler:
                 target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=f"internal error: {describe_exception(exc)}",
             )
+        if self.clock is not time.time and result.started_at != started:
+            # An injected clock (tests, replays) times every sample; probes read the wall.
+            result = dataclasses.replace(result, started_at=started)
         self.record(state, result)
         return result
 
@@ -283,6 +297,22 @@ class Scheduler:
         """A target's live probe (the Logs screen reads a log probe's recent lines)."""
         state = self._states.get(name)
         return state.probe if state else None
+
+    async def remote_history(self, name: str, metric: str, span: float, points: int,
+                             now: float | None = None) -> dict[str, Any] | None:
+        """A chart of a `promql` target's metric straight from its store (query_range, the
+        step fitted to `points`); None for a target whose history is the console's own."""
+        probe = self.probe(name)
+        history = getattr(probe, "history", None)
+        if history is None:
+            return None
+        result: dict[str, Any] = await history(metric, span, points, now)
+        return result
+
+    def last_result(self, name: str) -> CheckResult | None:
+        """A target's latest check result (what an alert's cause is read from)."""
+        state = self._states.get(name)
+        return state.last if state else None
 
     def results(self, name: str) -> list[CheckResult]:
         state = self._states.get(name)

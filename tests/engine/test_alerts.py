@@ -86,7 +86,7 @@ LIFECYCLE = [
     ("keep_firing_for holds the alert", {"keep_firing_for": "60s"}, [1, 1, 1, 0, 0, 0, 0],
      ["firing"], AlertState.FIRING),
     ("keep_firing_for then resolves", {"keep_firing_for": "60s"},
-     [1, 1, 1, 0, 0, 0, 0, 0, 0], ["firing", "resolved"], AlertState.RESOLVED),
+     [1, 1, 1, 0, 0, 0, 0, 0, 0, 0], ["firing", "resolved"], AlertState.RESOLVED),
     ("missing values while firing: nodata, never resolved", {}, [1, 1, 1, NaN, NaN, NaN],
      ["firing", "nodata"], AlertState.NODATA),
     ("no samples at all while firing: nodata after 3 intervals", {},
@@ -121,9 +121,11 @@ def test_lifecycle(label: str, kw: dict[str, object], values: list[float | None]
 
 def test_keep_firing_for_resolves_exactly_when_it_ends() -> None:
     run = make(rule(keep_firing_for="60s"))
-    run.feed([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    run.feed([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     resolved = [n for n in run.notes if n.transition == "resolved"]
-    assert [n.at - T0 for n in resolved] == [80.0]  # last failure at 20 s + 60 s
+    # As Prometheus: from the first evaluation finding the condition false (30 s) + 60 s,
+    # not from the last failing sample (20 s), which resolved one interval early.
+    assert [n.at - T0 for n in resolved] == [90.0]
 
 
 def test_keys_and_payload() -> None:
@@ -479,8 +481,9 @@ def test_why_explains_pending_firing_and_holds() -> None:
     assert a.why(T0 + 10) == "x = 1 (> 0.5); 2/3 failing samples; `for` met in 50s"
     run.feed([1] * 5, start=2)  # fires at 60 s
     run.feed([0], start=7)
+    # keep_firing_for counts from this first good evaluation (70 s), as Prometheus does
     assert a.why(T0 + 70) == ("x = 0 (not > 0.5); 1/2 good samples to resolve; "
-                              "kept firing 20s more")
+                              "kept firing 30s more")
     run.alerts.silence(["target=api"], duration=600, by="ana", reason="x", now=T0 + 70)
     assert run.alerts.ack("r", "api", "ana", duration=300, now=T0 + 70)
     run.feed([1], start=8)
@@ -494,9 +497,11 @@ def test_banner_only_for_loud_p0_p1() -> None:
                rule(name="p1", severity="P1"))
     assert run.alerts.banner(T0) is None
     run.feed([1, 1, 1, 1, 1, 1, 1])
-    assert run.alerts.banner(T0 + 80) == "✖ P0 API down · api · 1m00s · +1 more firing"
+    # how many loud alerts, the worst, its cause with units, its age, the key that helps
+    assert run.alerts.banner(T0 + 80) == \
+        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · a: alerts"
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
-    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · 1m00s"
+    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None

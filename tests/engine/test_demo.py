@@ -272,8 +272,9 @@ async def test_latency_spike(stack: DemoStack, http: aiohttp.ClientSession) -> N
     normal_p50 = value(P50, after, before)
     stack.inject("latency_spike")
     before, after = await window(http, stack)
-    assert value(P50, after, before) > 6 * normal_p50  # ×10
-    assert value(P95, after, before) > 500
+    assert value(P50, after, before) > 12 * normal_p50  # ×20
+    # past the playbook's P1 line (p95 > 2 s), so the Slow-performance runbook is reachable
+    assert value(P95, after, before) > 2200
     assert value(DB, after, before) > 30
     status, body, took = await health(http, stack)
     assert status == 200
@@ -446,7 +447,7 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     assert health_t.timeout == 1.0
     assert health_t.expect_status == [200, 503]
     assert health_t.slow == pytest.approx(0.3)
-    assert health_t.down_unless == ['body.info.database.status == "up"']
+    assert health_t.down_unless == ['body.details.database.status == "up"']
     assert health_t.degraded_unless == ['body.status == "ok"']
     prom = settings.target("api-metrics")
     assert isinstance(prom, PrometheusTarget)

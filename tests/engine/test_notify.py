@@ -141,7 +141,11 @@ async def test_pacing_per_receiver(tmp_path: Path, receiver: tuple[str, Hits]) -
         await until(lambda: len(hits.keys("ok")) == 5)
         times = [t for t, _, _ in hits.got["ok"]]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert min(gaps) >= 0.2 - 0.03, gaps
+        # Paced at the sender: five sends span four intervals. Arrivals jitter on a loaded
+        # machine (one late arrival makes the next gap short), so each single gap is only
+        # checked against no pacing at all (back-to-back sends are about a millisecond apart).
+        assert times[-1] - times[0] >= 4 * 0.2 - 0.03, gaps
+        assert min(gaps) >= 0.1, gaps
     finally:
         await n.stop()
 
@@ -155,7 +159,11 @@ async def test_restart_resends_pending_and_never_resends_sent(
     await a.start()
     notes = [note(1), note(2)]
     a.enqueue(notes)
-    await until(lambda: len(hits.keys("ok")) == 2 and len(hits.keys("hang")) == 1)
+    # The receiver counts a hit before the sender has read the answer and marked the row
+    # sent: stop only once "ok" is marked, or a stop in between would (rightly) send it again
+    # after the restart (at least once) and the test would see a duplicate it did not cause.
+    await until(lambda: len(hits.keys("hang")) == 1 and [
+        r["status"] for r in a.outbox.rows("ok")] == ["sent", "sent"])
     await a.stop()  # killed mid-send to the hanging receiver
     # the receiver is back (at another address); the console restarts on the same outbox
     b = Notifier(db, receivers, env={"HOOK": f"{base}/ok2"})

@@ -42,13 +42,15 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from console.engine.alerting.explain import cause_of
 from console.engine.alerting.rules import Evaluation
 from console.engine.config.rules import AlertingSection, Rule
 from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.model import CheckResult
 from console.engine.text.fmt import format_duration
 
 
@@ -70,6 +72,14 @@ def _expr_op(text: str) -> str:
         return parse_expr(text).op
     except ValueError:
         return ">"
+
+@functools.lru_cache(maxsize=1024)
+def _expr_metric(text: str) -> str:
+    try:
+        return parse_expr(text).metric
+    except ValueError:
+        return ""
+
 
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
 # A re-fire later than this after the resolved message is news, not a flap, however few
@@ -120,12 +130,23 @@ class Notification:
     at: float
     group: str
     incident: int
+    cause: str = ""  # what the probe saw (explain.cause_of): names the failing part
+    action: str = ""  # one line of what to do, from the rule or its runbook
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Notification:
-        kw = {k: d[k] for k in cls.__dataclass_fields__}
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         kw["labels"] = tuple(sorted(dict(d["labels"]).items()))
         return cls(**kw)
+
+    @property
+    def why(self) -> str:
+        """The cause if the probe gave one, else the rule's own detail."""
+        return self.cause or self.detail
+
+    def text(self) -> str:
+        """The one line every channel shows: summary, cause, what to do."""
+        return alert_text(self.summary, self.why, self.action)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,7 +155,23 @@ class Notification:
             "summary": self.summary, "runbook": self.runbook, "expr": self.expr,
             "threshold": self.threshold, "value": self.value, "detail": self.detail,
             "at": self.at, "group": self.group, "incident": self.incident,
+            "cause": self.cause, "action": self.action,
         }
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def alert_text(summary: str, cause: str, action: str = "") -> str:
+    """``Core dependency down: redis: down — connect ECONNREFUSED … · do: check …``: what is
+    wrong, why, and what to do, in the same words on every screen and channel."""
+    text = summary
+    if cause:
+        text += f": {cause}"
+    if action:
+        text += f" · do: {action}"
+    return text
 
 
 def flap_percent(history: Sequence[bool], window: int) -> float:
@@ -170,6 +207,9 @@ class Alert:
     oks: int = 0
     first_fail_at: float | None = None
     last_fail_at: float | None = None
+    # While firing: the first evaluation that found the condition false (keep_firing_for
+    # counts from here, as Prometheus's keepFiringSince does); None while it fails.
+    first_ok_at: float | None = None
     last_sample_t: float | None = None
     since: float | None = None  # when the current state began
     fired_at: float | None = None
@@ -194,6 +234,7 @@ class Alert:
     silenced_by: str | None = None
     inhibited_by: str | None = None
     detect_s: float | None = None
+    cause: str = ""  # what the probe saw on the latest failing sample
     # the current (or last) episode, firing to resolved, for the alert history
     ep_acked_at: float | None = None
     ep_acked_by: str | None = None
@@ -213,6 +254,23 @@ class Alert:
     def active(self) -> bool:
         return self.state not in _QUIET
 
+    @property
+    def summary(self) -> str:
+        return self.rule.summary or self.rule.name
+
+    @property
+    def action(self) -> str:
+        return self.rule.action
+
+    def text(self) -> str:
+        """Summary, cause and what to do in one line (`alert_text`)."""
+        return alert_text(self.summary, self.cause or self.detail, self.action)
+
+    def short_cause(self, n: int = 60) -> str:
+        """The cause's first clause, cut to `n` characters: for a banner or a toast."""
+        first = (self.cause or "").split("; ", 1)[0]
+        return first if len(first) <= n else first[: n - 1] + "…"
+
     def why(self, now: float) -> str:
         """Why the alert is (or is not) firing, in one line: what an operator asks first."""
         rule = self.rule
@@ -229,8 +287,8 @@ class Alert:
         elif self.state in _FIRING:
             if self.fails == 0:
                 parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")
-                if rule.keep_firing_for and self.last_fail_at is not None:
-                    left = rule.keep_firing_for - (now - self.last_fail_at)
+                if rule.keep_firing_for and self.first_ok_at is not None:
+                    left = rule.keep_firing_for - (now - self.first_ok_at)
                     if left > 0:
                         parts.append(f"kept firing {format_duration(left)} more")
             if self.state == AlertState.ACKNOWLEDGED and self.ack_until is not None:
@@ -251,6 +309,7 @@ class Alert:
             "since": self.since, "for_s": None if self.since is None else now - self.since,
             "value": self.value, "detail": self.detail, "expr": self.rule.expr,
             "summary": self.rule.summary, "runbook": self.rule.runbook,
+            "cause": self.cause, "action": self.rule.action, "text": self.text(),
             "labels": self.labels, "fails": self.fails, "oks": self.oks,
             "failure_threshold": self.rule.failure_threshold,
             "success_threshold": self.rule.success_threshold,
@@ -278,7 +337,9 @@ class Alert:
             "duration_s": max(0.0, end - self.fired_at), "ongoing": ongoing,
             "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
             "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
-            "labels": dict(self.labels),
+            "labels": dict(self.labels), "cause": self.cause,
+            "metric": _expr_metric(self.rule.expr),
+            "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
         }
 
     def _note_peak(self) -> None:
@@ -378,10 +439,12 @@ class Alerts:
             return None
         a = loud[0]
         age = format_duration(max(0.0, now - (a.fired_at or now)))
-        text = f"✖ {a.rule.severity} {a.rule.summary or a.rule.name} · {a.target} · {age}"
-        if len(loud) > 1:
-            text += f" · +{len(loud) - 1} more firing"
-        return text
+        n = len(loud)
+        text = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
+            f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
+        if a.cause:
+            text += f" · {a.short_cause(60)}"
+        return text + f" · {age} · a: alerts"
 
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
@@ -504,16 +567,20 @@ class Alerts:
         t = ev.sample_t if ev.sample_t is not None else now
         failing = ev.state == "fail"
         if failing:
+            a.cause = ev.cause or ev.detail
             a.fails += 1
             a.oks = 0
             if a.first_fail_at is None:
                 a.first_fail_at = t
             a.last_fail_at = t
+            a.first_ok_at = None
         else:
             a.oks += 1
             a.fails = 0
             if a.state not in _FIRING:
                 a.first_fail_at = None
+            elif a.first_ok_at is None:
+                a.first_ok_at = now
         a.history.append(failing)
         a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
         if not a.flapping and a.flap_pct >= self.cfg.flap_high:
@@ -621,10 +688,12 @@ class Alerts:
             elif a.state == AlertState.PENDING:
                 a.state, a.since = AlertState.INACTIVE, now
         elif a.state in _FIRING:
-            held = a.last_fail_at is not None and now - a.last_fail_at < rule.keep_firing_for
+            # Prometheus: keep_firing_for counts from the first evaluation that found the
+            # condition false (keepFiringSince), not from the last failing sample.
+            held = a.first_ok_at is not None and now - a.first_ok_at < rule.keep_firing_for
             if a.fails == 0 and a.oks >= rule.success_threshold and not held:
                 a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
-                a.first_fail_at = None
+                a.first_fail_at = a.first_ok_at = None
                 a.acked_by, a.ack_until = None, None
                 ep = a.episode(now)
                 if ep is not None:
@@ -656,6 +725,7 @@ class Alerts:
 
     def _fire(self, a: Alert, now: float) -> None:
         a.state, a.since, a.fired_at, a.escalate_from = AlertState.FIRING, now, now, now
+        a.first_ok_at = None
         a.incident += 1
         a.escalated, a.reminders, a.nodata_notified = False, 0, False
         a.resolved_at = None
@@ -776,7 +846,9 @@ class Alerts:
             runbook=a.rule.runbook, expr=a.rule.expr, threshold=expr.describe_threshold(),
             value=a.value, detail=a.detail if detail is None else detail, at=now,
             group=self.group_of(a),
-            incident=a.incident,
+            # a flapping/settled/acknowledged notice says its own detail, not the cause
+            incident=a.incident, cause=a.cause if detail is None else "",
+            action=a.rule.action,
         )
 
 
@@ -790,16 +862,26 @@ class AlertEngine:
         alerting: AlertingSection | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        results: Callable[[str], CheckResult | None] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.store = store
         self.alerts = Alerts(alerting, clock=clock)
         self.clock = clock
+        self.results = results  # a target's latest check result: what a cause is read from
 
     def run(self, now: float | None = None, *, target: str | None = None,
             skip: Container[str] = ()) -> list[Notification]:
         """Evaluate every rule (or one target's; none of `skip`'s) at `now` and advance the
         lifecycle."""
         now = self.clock() if now is None else now
-        return self.alerts.observe(
-            self.ruleset.evaluate(self.store, now, target=target, skip=skip), now)
+        evals = self.ruleset.evaluate(self.store, now, target=target, skip=skip)
+        return self.alerts.observe([self._explained(ev) for ev in evals], now)
+
+    def _explained(self, ev: Evaluation) -> Evaluation:
+        """A failing evaluation with its cause, from the target's latest result."""
+        if ev.state != "fail":
+            return ev
+        result = self.results(ev.target) if self.results is not None else None
+        cause = cause_of(self.ruleset.expr(ev.rule), ev.value, result, ev.detail)
+        return replace(ev, cause=cause)

@@ -36,6 +36,7 @@ from console.engine.alerting.history import (
 )
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
+from console.engine.config.rules import Rule
 from console.engine.model import CheckResult
 from console.engine.paths import DataPaths
 from console.engine.storage.fileio import atomic_write
@@ -49,7 +50,7 @@ class AlertService:
 
     def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
                  paths: DataPaths | None = None, role: str = "tui",
-                 lease: bool = True) -> None:
+                 lease: bool = True, advice: Callable[[Rule], str] | None = None) -> None:
         self.engine = engine
         # Without a data directory there is nothing to share: evaluate alone ("solo").
         self.state_path = paths.alert_state if paths is not None else None
@@ -74,9 +75,11 @@ class AlertService:
         self._applied: list[str] = []  # their ids, saved with the state
         self.notifier = notifier
         self.tick_s = tick
-        self.ruleset = RuleSet.from_settings(engine.settings)
+        self.advice = advice  # a rule's "what to do" from its runbook (the runtime's lookup)
+        self.ruleset = RuleSet.from_settings(engine.settings, advice)
         self.core = AlertEngine(self.ruleset, engine.store, engine.settings.alerting,
-                                clock=engine.clock)
+                                clock=engine.clock,
+                                results=getattr(engine, "last_result", None))
         self.version = 0  # bumped whenever a notification is produced: the UI repaints then
         self.sent: list[Notification] = []  # the most recent notifications, newest last
         self._listeners: list[Callable[[list[Notification]], None]] = []
@@ -275,7 +278,7 @@ class AlertService:
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and the whole `[alerting]` section (maintenance windows,
         acknowledgement, flapping and escalation settings); alert state kept."""
-        self.ruleset = RuleSet.from_settings(settings)
+        self.ruleset = RuleSet.from_settings(settings, self.advice)
         self.core.ruleset = self.ruleset
         self.alerts.reconfigure(settings.alerting)
         self.version += 1

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from console.engine.config.envref import ENV_REF
+from console.engine.config.envref import ENV_REF, check_secret_headers
 from console.engine.lang.durations import parse_duration
 from console.engine.lang.ruleexpr import Expr, parse_expr, parse_matcher
 from console.engine.model import Severity, TargetKind
@@ -51,6 +51,8 @@ class Rule(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str = ""
     runbook: str = ""
+    # One line of "what to do" shown with every alert of this rule; empty: the runbook's.
+    action: str = Field("", max_length=300)
     inhibits: list[str] = Field(default_factory=list)
     inhibit_equal: list[str] = Field(default_factory=lambda: ["service"])
     enabled: bool = True
@@ -103,6 +105,49 @@ class MaintenanceWindow(_Strict):
         return v
 
 
+class AlertmanagerConfig(_Strict):
+    """`[[alerting.alertmanagers]]`: one Alertmanager cluster, every replica's base URL.
+
+    Its alerts are read from every replica (merged and deduplicated) and shown beside the
+    console's own; silences (and acknowledgements, which are silences with an `ACK!`
+    comment) are made in it; a receiver of kind "alertmanager" naming it pushes the
+    console's alerts to every replica. `url` may carry a path prefix (Mimir:
+    `https://mimir.example.com/alertmanager`); `headers` go with every request (Mimir's
+    `X-Scope-OrgID`; secrets as `${ENV}`). An acknowledgement's silence lasts `ack_extend`
+    and is extended while the alert fires, expired when it resolves.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    urls: list[str] = Field(min_length=1, max_length=16)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+    interval: Duration = Field(15.0, ge=1, le=3600, description="how often alerts are read")
+    insecure: bool = False
+    ca_file: str | None = None
+    ack_extend: Duration = Field(900.0, ge=60, le=7 * 86400)
+    show: bool = True
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not ENV_REF.fullmatch(url) and not re.match(r"^https?://[^\s/]+", url,
+                                                           re.IGNORECASE):
+                raise ValueError(f"{url!r}: give each replica's http:// or https:// base URL")
+            if re.search(r"/api/v[12](/|$)", url):
+                raise ValueError(f"{url!r}: give the base URL, without /api/v2 (the console "
+                                 "adds it)")
+        if len(set(v)) != len(v):
+            raise ValueError("each replica once")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        check_secret_headers(v)
+        return v
+
+
 def _all_severities() -> list[Severity]:
     return ["P0", "P1", "P2", "P3"]
 
@@ -144,8 +189,11 @@ class Receiver(_Strict):
     """
 
     name: str = Field(min_length=1, max_length=64)
-    kind: Literal["slack", "webhook", "twilio", "email", "pagerduty"]
+    kind: Literal["slack", "webhook", "twilio", "email", "pagerduty", "alertmanager"]
     url: str | None = None
+    alertmanager: str | None = None  # kind "alertmanager": the [[alerting.alertmanagers]]
+    resend: Duration = Field(60.0, ge=5, le=60, description=(
+        "alertmanager: re-send firing alerts this often (endsAt is 4 times it ahead)"))
     severities: list[Severity] = Field(default_factory=lambda: _all_severities())
     rate: float = Field(1.0, gt=0, le=50, description="messages per second at most")
     timeout: Duration = Field(5.0, gt=0, le=60)
@@ -269,6 +317,18 @@ class Receiver(_Strict):
                                  "(conversations.create and chat.postMessage)")
         elif self.kind == "webhook":
             need("url")
+        elif self.kind == "alertmanager":
+            if not self.alertmanager:
+                raise ValueError('an alertmanager receiver names its cluster: alertmanager = '
+                                 '"team" (an [[alerting.alertmanagers]] entry)')
+            if self.url:
+                raise ValueError("an alertmanager receiver takes the urls of its "
+                                 "[[alerting.alertmanagers]] entry, not url")
+            if self.summary_at is not None or self.digest:
+                raise ValueError("an alertmanager receiver keeps Alertmanager in step with "
+                                 "the alerts: no digest or daily summary")
+        if self.alertmanager and self.kind != "alertmanager":
+            raise ValueError('alertmanager is only for a receiver of kind "alertmanager"')
         if self.summary_at is not None:
             if self.kind in ("twilio", "pagerduty"):
                 raise ValueError("the daily summary goes by email, Slack or webhook, not by "
@@ -337,6 +397,18 @@ class AlertingSection(_Strict):
     group_by: list[str] = Field(default_factory=lambda: ["service"])
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     receivers: list[Receiver] = Field(default_factory=list)
+    alertmanagers: list[AlertmanagerConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _alertmanager_names(self) -> AlertingSection:
+        names = [a.name for a in self.alertmanagers]
+        if len(set(names)) != len(names):
+            raise ValueError("alertmanager names must be unique")
+        for r in self.receivers:
+            if r.alertmanager is not None and r.alertmanager not in names:
+                raise ValueError(f"receiver {r.name!r} names alertmanager {r.alertmanager!r}, "
+                                 "which no [[alerting.alertmanagers]] entry defines")
+        return self
 
     @field_validator("receivers")
     @classmethod

@@ -106,9 +106,9 @@ class SharedAlertService(AlertService):
 
     def __init__(self, engine: Any, *, state: SharedState, lease: PgLease,
                  notifier: Any = None, tick: float = 2.0, role: str = "tui",
-                 read_only: bool = False, queue: Any = None) -> None:
+                 read_only: bool = False, queue: Any = None, advice: Any = None) -> None:
         super().__init__(engine, notifier=notifier, tick=tick, paths=None, role=role,
-                         lease=False)
+                         lease=False, advice=advice)
         self.state = state
         self.plock = lease
         self.queue = queue  # the shared outbox (claims to settle on takeover)

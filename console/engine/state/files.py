@@ -49,9 +49,16 @@ class FilesBackend:
         return Notifier(self.paths.outbox, receivers, clock=self.clock, **kw)
 
     def make_alerting(self, scheduler: Any, notifier: Notifier | None, *, role: str,
-                      lease: bool, history: bool) -> AlertService:
+                      lease: bool, history: bool, advice: Any = None) -> AlertService:
         return AlertService(scheduler, notifier=notifier,
-                            paths=self.paths if history else None, role=role, lease=lease)
+                            paths=self.paths if history else None, role=role, lease=lease,
+                            advice=advice)
+
+    async def notifications(self) -> list[dict[str, Any]]:
+        """The outbox's rows, newest first (for a post-mortem), read-only in a thread."""
+        from console.engine.incidents.context import read_notifications
+
+        return await asyncio.to_thread(read_notifications, self.paths.outbox)
 
     async def open_journal(self) -> tuple[Journal, RecoveryReport]:
         """Open (and repair) the journal file; raises OSError when it cannot be."""

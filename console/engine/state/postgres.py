@@ -73,12 +73,27 @@ class PostgresBackend:
         return self.state.chain[-1] if self.state.chain else None
 
     def make_alerting(self, scheduler: Any, notifier: Notifier | None, *, role: str,
-                      lease: bool, history: bool) -> SharedAlertService:
+                      lease: bool, history: bool, advice: Any = None) -> SharedAlertService:
         self.lease.role = role
         self.alerting = SharedAlertService(
             scheduler, state=self.state, lease=self.lease, notifier=notifier, role=role,
-            read_only=self.read_only or not lease, queue=self.queue)
+            read_only=self.read_only or not lease, queue=self.queue, advice=advice)
         return self.alerting
+
+    async def notifications(self) -> list[dict[str, Any]]:
+        """The shared outbox's rows, newest first (for a post-mortem); [] while it cannot be
+        read."""
+        from console.engine.incidents.context import MAX_ROWS
+        from console.engine.state.shared import Unavailable
+
+        s = self.cfg.db_schema
+        try:
+            rows = await self.state.op(lambda c: c.fetch(
+                f"SELECT key, receiver, status, created, sent_at FROM {s}.outbox ORDER BY id "
+                "DESC LIMIT $1", MAX_ROWS))
+        except Unavailable:
+            return []
+        return [dict(r) for r in rows]
 
     async def open_journal(self) -> tuple[SharedJournal, RecoveryReport]:
         journal = SharedJournal(self.state, clock=self.clock, actor=self.actor,

@@ -201,6 +201,27 @@ class PostgresReader:
         return {**(holder if isinstance(holder, dict) else {}), "token": int(row["token"]),
                 "beat_age": None if row["age"] is None else float(row["age"])}
 
+    def notifications(self) -> list[dict[str, Any]]:
+        """The shared outbox's rows (key, receiver, status, created, sent_at), newest
+        first, as `incidents.context.read_notifications` reads a console's."""
+        from console.engine.incidents.context import MAX_ROWS
+
+        async def q(c: Any) -> list[dict[str, Any]]:
+            rows = await c.fetch(f"SELECT key, receiver, status, created, sent_at FROM "
+                                 f"{self.s}.outbox ORDER BY id DESC LIMIT $1", MAX_ROWS)
+            return [dict(r) for r in rows]
+
+        return self._run(q)
+
+    def sources(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(episodes, notifications) as `incidents.context.read_sources` gives a data
+        directory's: the open ones from the alert state, then the resolved ones."""
+        from console.engine.incidents.context import open_episodes_of
+
+        snapshot = self.alert_snapshot()
+        opened = open_episodes_of(snapshot, now) if snapshot is not None else []
+        return opened + self.episodes(now - 30 * 86400.0), self.notifications()
+
     def batched(self, since: float, until: float) -> list[bytes]:
         async def q(c: Any) -> list[bytes]:
             rows = await c.fetch(

@@ -128,12 +128,12 @@ def digest_message(r: Receiver, notes: Sequence[Notification], start: float, end
     for e in entries:
         lines = [f"{e.state.upper()}: {one_line(e.summary, 200)}", f"Severity: {e.severity}",
                  f"Target: {one_line(e.target, 64)}", f"Rule: {one_line(e.rule, 64)}",
-                 f"Why: {one_line(e.last.detail, 300)}"]
+                 f"Why: {one_line(e.last.why, 300)}"]
         lines += [f"  {iso(x.at)} {x.transition}" for x in e.notes]
         text.append("\n".join(lines))
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
             e.state.upper(), e.severity, one_line(e.summary, 200), one_line(e.target, 64),
-            one_line(e.last.detail, 300), e.history())) + "</tr>")
+            one_line(e.last.why, 300), e.history())) + "</tr>")
     table = ("<table>\n<tr><th>State</th><th>Severity</th><th>Alert</th><th>Target</th>"
              "<th>Why</th><th>History</th></tr>\n" + "\n".join(rows) + "\n</table>")
     page = _html_page(subject, [f"<h1>{html.escape(subject)}</h1>", table])

@@ -56,7 +56,7 @@ def event(n: Notification, routing_key: str, r: Receiver) -> dict[str, Any] | No
         return body
     labels = dict(n.labels)
     body["payload"] = {
-        "summary": one_line(f"{n.severity} {n.summary} ({n.target}): {n.detail}", 1024),
+        "summary": one_line(f"{n.severity} {n.summary} ({n.target}): {n.why}", 1024),
         "source": one_line(n.target, 255),
         "severity": SEVERITY.get(n.severity, "warning"),
         "timestamp": iso(n.at),
@@ -66,6 +66,7 @@ def event(n: Notification, routing_key: str, r: Receiver) -> dict[str, Any] | No
         "custom_details": {"rule": n.rule, "transition": n.transition, "expr": n.expr,
                            "threshold": n.threshold, "value": value_text(n),
                            "detail": one_line(n.detail, 1000), "runbook": n.runbook,
+                           "cause": one_line(n.cause, 1000), "action": n.action,
                            "labels": labels},
     }
     body["client"] = "opsconsole"

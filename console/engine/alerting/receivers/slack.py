@@ -106,9 +106,11 @@ def payload(n: Notification, r: Receiver) -> dict[str, Any]:
     """The playbook's Block Kit layout: header, severity/time, message, metric fields, buttons."""
     title = plain(n.summary, 140)
     word = label(n)
-    message = f"{escape(n.detail)} — target `{escape(n.target, 64)}`"
+    message = f"{escape(n.why)} — target `{escape(n.target, 64)}`"
     if n.runbook:
         message += f", runbook *{escape(n.runbook, 64)}*"
+    if n.action and n.transition != "resolved":
+        message += f"\n*What to do:* {escape(n.action, 300)}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text",
                                     "text": f"{emoji(n)} {title}"[:HEADER_MAX]}},
@@ -135,7 +137,7 @@ def group_payload(notes: Sequence[Notification], r: Receiver) -> dict[str, Any]:
     title = f"{len(notes)} alerts: {one_line(worst.group, 100) or 'ungrouped'}"
     lines = [{"type": "section", "text": _mrkdwn(
         f"*{label(n)}* {n.severity} {escape(n.summary, 140)} — `{escape(n.target, 64)}`: "
-        f"{escape(n.detail, 300)}")} for n in notes[:40]]
+        f"{escape(n.why, 300)}")} for n in notes[:40]]
     body = {"text": f"{icon} {word.upper()}: {escape(title, 200)}",
             "blocks": [{"type": "header", "text": {"type": "plain_text",
                                                    "text": plain(f"{icon} {title}", 150)}},
@@ -158,7 +160,7 @@ def digest_payload(notes: Sequence[Notification], start: float, end: float,
     ]
     for e in entries[:DIGEST_BLOCKS]:
         text = (f"*{e.state.upper()}* {e.severity} {escape(e.summary, 140)} — "
-                f"`{escape(e.target, 64)}`: {escape(e.last.detail, 300)}")
+                f"`{escape(e.target, 64)}`: {escape(e.last.why, 300)}")
         if e.history():
             text += f"\n_{escape(e.history(), 300)}_"
         blocks.append({"type": "section", "text": _mrkdwn(text)})

@@ -60,7 +60,7 @@ def digest(receiver: str, notes: Sequence[Notification], start: float,
             "rule": e.rule, "target": e.target, "severity": e.severity,
             "summary": one_line(e.summary, 300), "state": e.state,
             "transitions": [{"transition": n.transition, "at": iso(n.at), "value": n.value,
-                             "detail": one_line(n.detail, 300), "key": n.key}
+                             "detail": one_line(n.why, 300), "key": n.key}
                             for n in e.notes],
         } for e in entries],
         "notifications": [n.to_json() for n in notes],
