@@ -233,6 +233,7 @@ async def test_a_replaced_evaluator_is_fenced_out_of_every_write(
         one.token = lease1.token
         assert lease1.token is not None
         one.chain = [lease1.token]
+        one.lease_valid = lease1.valid
         delta = {"uid": "d1", "kind": "alert.delta", "ts": 1.0, "body": {"alerts": []}}
         assert not (await one.flush(EvaluatorWrite(lease1.token, [delta]))).fenced
         one.spool.add("api-down/api/firing/1", "hook", b'{"x": 1}', 1.0, 100,

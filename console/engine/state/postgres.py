@@ -42,6 +42,7 @@ class PostgresBackend:
         self.state = SharedState(cfg, paths, clock=clock, actor=actor, on_problem=on_problem,
                                  read_only=read_only)
         self.lease = PgLease(self.state, takeover=cfg.takeover)
+        self.state.lease_valid = self.lease.valid
         self.queue = SharedQueue(self.state, self.lease)
         self.alerting: SharedAlertService | None = None
 

@@ -157,6 +157,9 @@ class SharedState:
         # the lease's; any other spooled notification came from an alert state that never
         # reached the database (a killed or replaced evaluator) and is not sent.
         self.chain: list[int] = []
+        # Whether the evaluator's lease is confirmed now (set by the backend): its
+        # notifications go out with its alert state, or alone only while it is.
+        self.lease_valid: Callable[[], bool] = lambda: False
         self.dsn: str | None = None
         self._order_key = db.lock_key(self.schema, "events")
         self._channel = db.channel(self.schema)
@@ -479,11 +482,13 @@ class SharedState:
             if not rows and evaluator is None:
                 return FlushResult(True)
             dropped: list[int] = []
-            result = await self.op(lambda c: self._flush_tx(c, rows, evaluator, dropped),
+            kept: list[int] = []
+            result = await self.op(lambda c: self._flush_tx(c, rows, evaluator, dropped, kept),
                                    within=OP_TIMEOUT * 2)
             if rows:
                 self.spool.mark_shipped([int(r["id"]) for r in rows
-                                         if int(r["id"]) not in dropped])
+                                         if int(r["id"]) not in dropped and
+                                         int(r["id"]) not in kept])
             if dropped:
                 log.warning("%d notification(s) spooled by an evaluation whose alert state "
                             "never reached the shared state (this console was stopped or "
@@ -494,7 +499,8 @@ class SharedState:
             return result
 
     async def _flush_tx(self, conn: asyncpg.Connection, rows: list[dict[str, Any]],
-                        evaluator: EvaluatorWrite | None, dropped: list[int]) -> FlushResult:
+                        evaluator: EvaluatorWrite | None, dropped: list[int],
+                        kept: list[int]) -> FlushResult:
         s = self.schema
         events: list[tuple[Any, ...]] = []
         notes: list[tuple[Any, ...]] = []
@@ -513,6 +519,8 @@ class SharedState:
                                    self.console, None, body_json(body)))
                 elif r["token"] is not None and not (live and r["token"] in self.chain):
                     dropped.append(int(r["id"]))
+                elif r["token"] is not None and evaluator is None and not self.lease_valid():
+                    kept.append(int(r["id"]))  # for the evaluator's next write, with its state
                 else:
                     notes.append((r["key"], r["receiver"], r["grp"], bytes(r["payload"]),
                                   float(r["created"]), r["status"],
