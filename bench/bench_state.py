@@ -21,7 +21,8 @@ Run: ``python bench/bench_state.py`` (about a minute; the machine's PostgreSQL o
 startup: N events applied in X s: E events/s (files baseline: B entries/s, ratio E/B)
 live: L events/s applied while written by another console
 ack seen by another console: median M ms, p99 P ms (raw NOTIFY round trip: median m ms, p99 p ms)
-RESULT state events_per_s=… live_events_per_s=… files_per_s=… ratio=… ack_median_ms=… ack_p99_ms=… notify_median_ms=… notify_p99_ms=… target_ms<=1000 PASS|MISS
+RESULT state events_per_s=… live_events_per_s=… files_per_s=… ratio=… ack_median_ms=…
+  ack_p99_ms=… notify_median_ms=… notify_p99_ms=… target_ms<=1000 PASS|MISS   (one line)
 ```
 """
 
