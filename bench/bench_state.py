@@ -111,7 +111,7 @@ async def events_per_second(schema: str, tmp: Path) -> tuple[float, float, float
                            f'schema = "{schema}"\n').state
     t0 = time.perf_counter()
     state = SharedState(cfg, DataPaths(tmp / "console"), actor="bench")
-    shared = SharedJournal(state, actor="bench")
+    shared = SharedJournal(state, root=tmp / "console", actor="bench")
     await state.start()
     assert state.connected, state.problem
     book = IncidentBook.from_entries(playbooks, shared.entries)

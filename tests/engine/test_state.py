@@ -494,3 +494,36 @@ async def test_the_self_watch_pings_only_from_the_evaluator_and_follows_a_failov
     last_owner = max(i for i, h in enumerate(hits) if h == f"/ping/c{owner}")
     first_other = min(i for i, h in enumerate(hits) if h == f"/ping/c{other}")
     assert last_owner < first_other
+
+
+async def test_history_is_folded_not_announced_and_entries_missed_while_away_are(
+        state_db: StateDb, tmp_path: Path) -> None:
+    """A console starting folds every incident entry (the book has them) but tells its
+    listeners (the notifier's incident channel, status updates) only of entries arriving
+    afterwards, as the file journal does; entries written while it was cut off are news."""
+    import os
+
+    from console.engine.state.journal import SharedJournal
+    from console.engine.state.shared import SharedState
+
+    await _insert_note(state_db, "INC-1", "history", notify=False)
+    cfg = load_config_text(state_db.config(poll="1h")).state
+    state = SharedState(cfg, DataPaths(tmp_path / "c"), actor="me")
+    journal = SharedJournal(state, root=tmp_path / "c", actor="me")
+    heard: list[str] = []
+    resets: list[int] = []
+    journal.subscribe(lambda es: heard.extend(str(e.get("text")) for e in es))
+    journal.on_reset(lambda: resets.append(len(journal.entries)))
+    await state.start()
+    try:
+        assert [e.get("text") for e in journal.entries] == ["history"]
+        assert resets == [1]  # the views fold the history
+        assert heard == []  # nobody is told of it as news
+        await _insert_note(state_db, "INC-1", "live", notify=True)
+        await until(lambda: heard == ["live"])
+        for pid in await _backend_pids(state_db, "listen", os.getpid()):
+            await state_db.afetch("SELECT pg_terminate_backend($1)", pid)
+        await _insert_note(state_db, "INC-1", "while away", notify=False)
+        await until(lambda: heard == ["live", "while away"])
+    finally:
+        await state.stop()

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from console.engine.state.shared import Event, SharedState
@@ -35,15 +36,15 @@ class ReadOnlyError(PermissionError):
 class SharedJournal:
     """Incident entries as events (see the module docstring); a `Journal` look-alike."""
 
-    def __init__(self, state: SharedState, *, clock: Callable[[], float] = time.time,
+    def __init__(self, state: SharedState, *, root: Path, clock: Callable[[], float] = time.time,
                  actor: str = "", read_only: bool = False) -> None:
-        from pathlib import Path
-
         self.state = state
         self.clock = clock
         self.actor = actor
         self.read_only = read_only
-        self.path = Path(f"postgres:{state.schema}.events")  # for messages
+        # A name for messages, in the data directory (what sits beside the journal, such as
+        # post-mortem drafts, is written there); no such file is written.
+        self.path = root / f"postgres-{state.schema}.events"
         self.report = RecoveryReport(self.path)
         self._confirmed: list[dict[str, Any]] = []  # in the database's order
         self._uids: set[str] = set()
@@ -52,6 +53,7 @@ class SharedJournal:
         self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self._reset_listeners: list[Callable[[], None]] = []
         self._applied_locally = False  # entries shown before the database ordered them
+        self._synced = False  # the first resync is the history, not news
         self._boot = os.urandom(6).hex()
         self._n = 0
         state.add_consumer(self)
@@ -64,7 +66,10 @@ class SharedJournal:
 
     @property
     def degraded(self) -> str | None:
-        return self.state.problem
+        """Why actions are only in memory (the local spool's disk refused them); an
+        unreachable database is the state's own problem (the banner), and actions wait for
+        it durably in the spool."""
+        return self.state.spool.problem
 
     @property
     def pending(self) -> int:
@@ -138,7 +143,12 @@ class SharedJournal:
     # -- the views' side: events from the shared state ----------------------------------------
 
     def resync(self, events: Sequence[Event]) -> None:
-        """Everything again, in the database's order (after a (re)connect)."""
+        """Everything again, in the database's order (after a (re)connect). The first time,
+        the history is only folded (as the file journal reads its file at open: listeners
+        hear of entries that arrive afterwards); later, entries that came while this
+        console was cut off are heard of as new."""
+        first = not self._synced
+        self._synced = True
         before = [e.get("id") for e in self.entries]
         self._confirmed, self._uids = [], set()
         for ev in events:
@@ -148,15 +158,16 @@ class SharedJournal:
             if uid in self._uids:
                 del self._local[uid]
         after = [e.get("id") for e in self.entries]
-        if after != before[:len(after)] or self._applied_locally:
+        if first or after != before[:len(after)] or self._applied_locally:
             self._applied_locally = False
             for cb in list(self._reset_listeners):
                 try:
                     cb()
                 except Exception:
                     log.exception("journal reset listener failed")
-        new = [e for e in self._confirmed if e.get("id") not in set(before)]
-        self._deliver(new)
+        if not first:
+            seen = set(before)
+            self._deliver([e for e in self._confirmed if e.get("id") not in seen])
 
     def apply(self, events: Sequence[Event]) -> None:
         new = []

@@ -97,8 +97,8 @@ class PostgresBackend:
         return [dict(r) for r in rows]
 
     async def open_journal(self) -> tuple[SharedJournal, RecoveryReport]:
-        journal = SharedJournal(self.state, clock=self.clock, actor=self.actor,
-                                read_only=self.read_only)
+        journal = SharedJournal(self.state, root=self.paths.root, clock=self.clock,
+                                actor=self.actor, read_only=self.read_only)
         if self.state.connected:  # the first resync ran before the journal existed
             await self.state.resync_one(journal)
         return journal, journal.report
