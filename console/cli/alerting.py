@@ -320,13 +320,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings, config_path = loaded
     try:
-        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path))
+        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path,
+                                         getattr(args, "record", None)))
     except MissingEnv as exc:
         print(f"opsconsole run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 
-async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path) -> int:
+async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
+                        record: str | None = None) -> int:
     """Until SIGINT/SIGTERM/SIGHUP: the same runtime as the TUI (history kept, config
     watched, rules, lifecycle, outbox), one JSON line per notification on stdout."""
     import signal
@@ -335,7 +337,8 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path)
 
     from console.engine.runtime import Applied, Runtime
 
-    runtime = Runtime(settings, paths, config_path=config_path, role="headless")
+    runtime = Runtime(settings, paths, config_path=config_path, role="headless",
+                      record=Path(record) if record else None)
 
     def show(notes: list[Any]) -> None:
         for n in notes:

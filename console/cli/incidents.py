@@ -91,6 +91,19 @@ def _sources(args: argparse.Namespace, now: float) -> tuple[list[Any], list[Any]
     return read_sources(paths, now=now)
 
 
+def _changes(args: argparse.Namespace) -> list[Any]:
+    """Recorded events (deploys, recordings) of the data directory, for the timeline."""
+    from console.engine.paths import DataPaths
+    from console.engine.signals.events import read_events
+
+    paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
+             else data_paths(args))
+    try:
+        return read_events(paths.events)
+    except OSError:
+        return []  # no events readable: the draft is written without them
+
+
 def cmd_postmortem(args: argparse.Namespace) -> int:
     from console.engine.incidents.postmortem import permanent_fixes, render
 
@@ -109,7 +122,7 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     now = time.time()
     episodes, notifications = _sources(args, now)
     text = render(inc, now=now, episodes=episodes, notifications=notifications,
-                  permanent_fixes=permanent_fixes(inc))
+                  permanent_fixes=permanent_fixes(inc), changes=_changes(args))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.output}: post-mortem draft of {inc.id}")

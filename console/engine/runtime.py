@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from console.engine.scheduler import Scheduler
     from console.engine.state.files import FilesBackend
     from console.engine.state.postgres import PostgresBackend
+    from console.engine.signals.events import EventLog
+    from console.engine.signals.inbound import InboundAlerts, Listener
     from console.engine.storage.store import MetricStore
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class Runtime:
         lease: bool = True,
         save_every: float = SAVE_EVERY,
         read_only: bool = False,
+        record: Path | None = None,
         operator: str | None = None,
     ) -> None:
         from console.engine.scheduler import Scheduler
@@ -143,7 +146,8 @@ class Runtime:
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
             settings, store=self.store, clock=clock,
-            state_dir=paths.error_kinds if self.history else None)
+            state_dir=paths.error_kinds if self.history else None,
+            pings=paths.pings)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
         # The team's Alertmanagers and Prometheus servers: their alerts read, and the
@@ -153,6 +157,14 @@ class Runtime:
         self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
         self.playbooks: Playbooks | None = None
+        # Events (deploys...), the alerts webhooks raise, and the listener they arrive on.
+        self.events: EventLog | None = None
+        self.inbound_alerts: InboundAlerts | None = None
+        self.listener: Listener | None = None
+        # `--record FILE`: what this console receives, written for `opsconsole replay`
+        self.record_path = record
+        self.recorder: Any = None
+        self._event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -230,7 +242,10 @@ class Runtime:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
         await self.load_playbooks()
+        await self._open_events()
         await self._start_alerting()
+        await self._start_recording()
+        await self._start_listener()
         await self._start_remote()
         if self._incidents:
             await self.open_desk()
@@ -258,6 +273,12 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        if self.listener is not None:
+            await self.listener.stop()
+        await self._stop_recording()
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await self.events.close()
         await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
@@ -325,6 +346,8 @@ class Runtime:
         self.alerting = self.state.make_alerting(
             self.scheduler, self.notifier, role=self.role, lease=self._lease,
             history=self.history, advice=playbooks.advice if playbooks is not None else None)
+        if self.inbound_alerts is not None:
+            self.alerting.add_external(self.inbound_alerts)
         for callback in self._listeners.notifications:  # before the first evaluation
             self.alerting.subscribe(callback)
         await self.alerting.start()
@@ -416,6 +439,140 @@ class Runtime:
                     **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
                     "at": e.get("ts"), "entry": e.get("id"),
                     "user_facing": e.get("user_facing")})
+
+    # -- events, webhooks, the inbound listener ----------------------------------------------
+
+    def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """New events (deploys, webhooks...), as recorded: the UI's markers, the recorder."""
+        self._event_listeners.append(callback)
+
+    async def _open_events(self) -> None:
+        """The events journal (followed: the CLI and other consoles write it too) and the
+        webhook alerts still open from before a restart. An unusable file is a problem shown,
+        never fatal: the console runs without events."""
+        from console.engine.signals.events import EventLog
+        from console.engine.signals.inbound import InboundAlerts
+
+        playbooks = self.playbooks
+        self.inbound_alerts = InboundAlerts(
+            clock=self.clock, advice=playbooks.advice if playbooks is not None else None)
+        self.inbound_alerts.configure(self.settings.inbound)
+        events = EventLog(self.paths.events, clock=self.clock)
+        try:
+            await events.open()
+        except OSError as exc:
+            events.journal.close_sync()
+            self._report_io("events", f"events journal unavailable ({self.paths.events})", exc)
+            return
+        self.events = events
+        events.on_event(self._on_events)
+        horizon = max((s.resolve_after for s in self.settings.inbound.sources), default=0.0)
+        if horizon:
+            self.inbound_alerts.rebuild(events.recent(self.clock() - horizon))
+
+    async def _start_recording(self) -> None:
+        """`--record FILE`: results, alert notifications and events from now on, and a
+        "recording" event so a post-mortem can point at the file. A file that cannot be
+        created is a problem shown; the console runs unrecorded."""
+        from console.engine.signals.recording import Recorder
+
+        if self.record_path is None:
+            return
+        path = self.record_path.expanduser().absolute()
+        recorder = Recorder(path, clock=self.clock,
+                            on_problem=lambda text: self.set_problem("recording", text))
+        try:
+            await recorder.start(self.settings.model_dump(mode="json"))
+        except (OSError, ImportError) as exc:
+            self._report_io("recording", f"not recording to {path}", exc)
+            return
+        self.recorder = recorder
+        self.scheduler.subscribe(recorder.result)
+        if self.alerting is not None:
+            self.alerting.subscribe(recorder.notifications)
+        self.on_events(recorder.events)
+        await self._recording_event(path, "started")
+
+    async def _recording_event(self, path: Path, what: str) -> None:
+        from console.engine.signals.events import make_event
+
+        if self.events is None or self.read_only:
+            return
+        extra: dict[str, Any] = {"path": str(path)}
+        if what == "stopped":
+            extra["ended"] = self.clock()
+        with contextlib.suppress(Exception):
+            await self.events.append(make_event(f"recording {what}: {path}",
+                                                kind="recording", source="console",
+                                                extra=extra))
+
+    async def _stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        await self._recording_event(recorder.path, "stopped")
+        await recorder.close()
+
+    def _on_events(self, events: list[dict[str, Any]]) -> None:
+        from console.engine.signals.events import DEPLOY_KINDS, deploy_notification, describe
+
+        deploys = [e for e in events if e.get("kind") in DEPLOY_KINDS]
+        if deploys and self.notifier is not None and self.alerting is not None \
+                and self.alerting.evaluating:
+            self.notifier.enqueue([deploy_notification(e) for e in deploys])
+        for e in deploys:
+            self.notice("information", describe(e))
+        for cb in list(self._event_listeners):
+            try:
+                cb(events)
+            except Exception:
+                log.exception("event listener failed")
+
+    def deploys(self, since: float, until: float | None = None,
+                services: list[str] | None = None) -> list[dict[str, Any]]:
+        """Deploys and rollbacks in a window (of `services`; None: all): chart markers, the
+        runbook's "recent deploy?", the incident timeline."""
+        return self.events.deploys(since, until, services) if self.events is not None else []
+
+    async def _start_listener(self) -> None:
+        """The inbound listener, when `[inbound] enabled`; a port it cannot bind is a
+        problem shown (another console may hold it), never fatal."""
+        from console.engine.signals.inbound import Listener
+
+        if not self.settings.inbound.enabled or self.read_only or self.inbound_alerts is None:
+            return
+        listener = Listener(self.settings, events=self.events,
+                            pings=self.scheduler.ping_book(), alerts=self.inbound_alerts,
+                            on_alert=self._inbound_alert, clock=self.clock)
+        try:
+            await listener.start()
+        except OSError as exc:
+            section = self.settings.inbound
+            self._report_io("inbound", f"inbound listener not started on {section.host}:"
+                            f"{section.port}", exc)
+            return
+        self.set_problem("inbound", None)
+        self.listener = listener
+
+    def _inbound_alert(self) -> None:
+        if self.alerting is not None:
+            self.alerting.observe_now()
+
+    async def _apply_inbound(self, old: Settings, settings: Settings) -> bool:
+        """New sources apply at once; a new address, size or rate restarts the listener."""
+        if old.inbound == settings.inbound and old.targets == settings.targets:
+            return False
+        if self.inbound_alerts is not None:
+            self.inbound_alerts.configure(settings.inbound)
+        listen = ("enabled", "host", "port", "max_body", "rate", "burst")
+        if any(getattr(old.inbound, k) != getattr(settings.inbound, k) for k in listen):
+            if self.listener is not None:
+                await self.listener.stop()
+                self.listener = None
+            await self._start_listener()
+        elif self.listener is not None:
+            self.listener.apply(settings)
+        return old.inbound != settings.inbound
 
     # -- the team's Alertmanagers and Prometheus servers -------------------------------------
 
@@ -591,6 +748,8 @@ class Runtime:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
             await self._apply_remote(old, settings)
+            if await self._apply_inbound(old, settings):
+                applied.append("inbound")
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")

@@ -628,8 +628,9 @@ class IncidentScreen(ConsoleScreen[None]):
         runtime = self.console.runtime
         episodes, sent = await runtime.incident_sources(now) if runtime else ([], [])
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
+        changes = runtime.events.recent(0) if runtime and runtime.events else []
         text = render(inc, now=now, episodes=episodes, notifications=sent,
-                      permanent_fixes=permanent_fixes(inc))
+                      permanent_fixes=permanent_fixes(inc), changes=changes)
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -783,7 +784,8 @@ class TimelineScreen(ConsoleScreen[None]):
         inc = desk.book.get(self.incident_id) if desk is not None else None
         if runtime is None or inc is None:
             return []
-        return timeline(inc, runtime.episodes(now))
+        changes = runtime.events.recent(inc.started - 3600) if runtime.events else []
+        return timeline(inc, runtime.episodes(now), changes=changes)
 
     def refresh_data(self, runtime: Any, now: float) -> None:
         desk = runtime.desk

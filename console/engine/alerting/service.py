@@ -85,6 +85,37 @@ class AlertService:
         self._listeners: list[Callable[[list[Notification]], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # Alerts that come from outside the rules (inbound webhooks): each source gives its
+        # synthetic rules (to restore saved state) and its evaluations (every tick).
+        self.external: list[Any] = []
+
+    def add_external(self, source: Any) -> None:
+        """A source of evaluations that are not rules on the store (`signals.inbound`):
+        `rules()` and `evaluations(now)`; stepped every tick, and at once by `observe_now`."""
+        self.external.append(source)
+
+    def _rules(self) -> list[Rule]:
+        return [*self.ruleset.rules, *(r for src in self.external for r in src.rules())]
+
+    def _external_evaluations(self, now: float) -> list[Any]:
+        out: list[Any] = []
+        for src in self.external:
+            try:
+                out += src.evaluations(now)
+            except Exception:
+                log.exception("external alert source failed")
+        return out
+
+    def observe_now(self) -> list[Notification]:
+        """An inbound alert arrived: step the external alerts now rather than on the next
+        tick (a webhook is news at once). Nothing on a follower: the owner evaluates."""
+        if not self.evaluating:
+            return []
+        now = self.engine.clock()
+        notes = self.alerts.observe(self._external_evaluations(now), now)
+        if notes:
+            self._emit(notes)
+        return notes
 
     @property
     def alerts(self) -> Alerts:
@@ -113,7 +144,7 @@ class AlertService:
             return 0
         try:
             data = orjson.loads(self.state_path.read_bytes())
-            n = self.alerts.restore(data, self.ruleset.rules)
+            n = self.alerts.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
             return 0
@@ -139,7 +170,7 @@ class AlertService:
         fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
         try:
             data = orjson.loads(self.state_path.read_bytes())  # type: ignore[union-attr]
-            fresh.restore(data, self.ruleset.rules)
+            fresh.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("owner's alert state not readable yet (%s)", exc)
             return False
@@ -294,7 +325,9 @@ class AlertService:
             skip: Container[str] = ()) -> list[Notification]:
         if self.role in ("follower", "stopped"):
             return []  # the owner evaluates; we only show what it saved
-        notes = self.core.run(now, target=target, skip=skip)
+        extra = self._external_evaluations(self.engine.clock() if now is None else now) \
+            if target is None and self.external else ()
+        notes = self.core.run(now, target=target, skip=skip, extra=extra)
         if notes:
             self._emit(notes)
         self._record_closed()

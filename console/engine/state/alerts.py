@@ -346,6 +346,11 @@ class SharedAlertService(AlertService):
             return []  # a follower, or an owner whose lease is in doubt (paused?)
         return super().run(now, target=target, skip=skip)
 
+    def observe_now(self) -> list[Notification]:
+        if not self._may_evaluate():
+            return []
+        return super().observe_now()
+
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
@@ -516,7 +521,7 @@ class SharedAlertService(AlertService):
         """Show exactly what the evaluator last wrote (a fresh lifecycle, never merged)."""
         fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
         try:
-            fresh.restore(self.view.snapshot(), self.ruleset.rules)
+            fresh.restore(self.view.snapshot(), self._rules())
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("the shared alert state could not be read (%s); showing none", exc)
         self.core.alerts = fresh
