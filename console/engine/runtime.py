@@ -42,10 +42,10 @@ if TYPE_CHECKING:
     from console.engine.incidents.book import IncidentDesk
     from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
-    from console.engine.state.files import FilesBackend
-    from console.engine.state.postgres import PostgresBackend
     from console.engine.signals.events import EventLog
     from console.engine.signals.inbound import InboundAlerts, Listener
+    from console.engine.state.files import FilesBackend
+    from console.engine.state.postgres import PostgresBackend
     from console.engine.storage.store import MetricStore
 
 log = logging.getLogger(__name__)
