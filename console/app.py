@@ -414,7 +414,8 @@ class OpsConsoleApp(App[None]):
         from console.screens.alerts import AlertsScreen
 
         if not isinstance(self.screen, AlertsScreen):
-            self.push_screen(AlertsScreen(self.alerting))
+            self.push_screen(AlertsScreen(  # who acts: [state] operator, else user@host
+                self.alerting, user=self.runtime.operator if self.runtime else None))
 
     def hangup(self) -> None:
         """The terminal went away (SIGHUP/EOF) or we were told to stop: exit cleanly, now."""

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_logs_parser(sub)  # logs QUERY
 
+    from console.cli.state import add_parser as add_state_parser
+
+    add_state_parser(sub)  # state init|import|status
+
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
     pm.add_argument("incident", metavar="INCIDENT",
                     help="incident id (a unique prefix will do), or `latest`")
@@ -142,6 +146,7 @@ COMMANDS = {
     "events": ("console.cli.signals", "cmd_events"),
     "ping": ("console.cli.signals", "cmd_ping"),
     "replay": ("console.cli.replay", "cmd_replay"),
+    "state": ("console.cli.state", "cmd_state"),
     None: ("console.cli.tui", "cmd_tui"),
 }
 

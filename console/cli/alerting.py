@@ -154,20 +154,31 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     now = time.time()
     state_path = paths.alert_state
     alerts = Alerts(settings.alerting)
-    if state_path.exists():
+    lo = now - window
+    shared = _shared_history(settings, lo, now)
+    if shared is not None:
+        snapshot, done, owner = shared
+        if snapshot is not None:
+            try:
+                alerts.restore(snapshot, RuleSet.from_settings(settings).rules)
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"opsconsole alerts: the shared alert state is unreadable ({exc})",
+                      file=sys.stderr)
+    elif state_path.exists():
         try:
             alerts.restore(orjson.loads(state_path.read_bytes()),
                            RuleSet.from_settings(settings).rules)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
-    lo = now - window
     open_eps = ongoing(alerts.alerts(), now)
-    done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)
+    if shared is None:
+        done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)
     keys = {e.get("key") for e in done}
     done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
              if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
     done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
-    owner = Lease(paths.lease).holder()
+    if shared is None:
+        owner = Lease(paths.lease).holder()
     if as_json:
         doc = {"now": now, "since": lo, "evaluator": owner, "episodes": open_eps + done}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -191,6 +202,28 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
               f"{one_line(str(ep.get('target', '')), 20):<20}{extra}")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _shared_history(settings: Settings, since: float, now: float
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                               dict[str, Any] | None] | None:
+    """(alert state, resolved episodes, evaluator) from the shared state, when `[state]`
+    says postgres; None for the files. An unreachable database is said, and reads as
+    empty."""
+    if settings.state.backend != "postgres":
+        return None
+    from console.engine.state.pgconn import describe
+    from console.engine.state.reader import PostgresReader
+
+    reader = PostgresReader(settings.state)
+    try:
+        return (reader.alert_snapshot(), reader.episodes(since, 10_000), reader.evaluator())
+    except Exception as exc:
+        print(f"opsconsole alerts: cannot read {reader.where}: "
+              f"{describe(exc, settings.state.dsn or '')}", file=sys.stderr)
+        return None, [], None
+    finally:
+        reader.close()
 
 
 async def _alerts(settings: Settings, *, as_json: bool) -> int:

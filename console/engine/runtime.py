@@ -6,6 +6,11 @@ the config watcher — under one data directory (`console.engine.paths`). The TU
 (`console.app`), `opsconsole run --headless` and the headless commands build the same
 runtime, so they cannot drift apart; screens read it, typed, and never hang state on the App.
 
+Where incidents, alert state and notifications live is the state backend (`console.engine.
+state`, `[state] backend`): files in the data directory, or a PostgreSQL database shared by
+the team; the runtime builds it once and asks it for the journal, the alerting service and
+the notifier, and keeps ``shared state unreachable since …`` on screen while it is away.
+
 Nothing here raises into its caller once started: a background step that fails (a save on a
 full disk, a journal that cannot be opened) becomes a `problem` the UI shows and the runtime
 retries, and a reload either applies every section of the config or names what needs a
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
     from console.engine.scheduler import Scheduler
     from console.engine.signals.events import EventLog
     from console.engine.signals.inbound import InboundAlerts, Listener
+    from console.engine.state.files import FilesBackend
+    from console.engine.state.postgres import PostgresBackend
     from console.engine.storage.store import MetricStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,8 @@ def _restart_only(old: Settings, new: Settings) -> list[str]:
     for key in ("data_dir", "history"):
         if getattr(old.console, key) != getattr(new.console, key):
             out.append(f"[console] {key}")
+    if old.state != new.state:
+        out.append("[state]")
     return out
 
 
@@ -107,8 +116,10 @@ class Runtime:
         save_every: float = SAVE_EVERY,
         read_only: bool = False,
         record: Path | None = None,
+        operator: str | None = None,
     ) -> None:
         from console.engine.scheduler import Scheduler
+        from console.engine.state import open_backend, operator_identity
         from console.engine.storage.store import MetricStore
 
         self.settings = settings
@@ -123,8 +134,14 @@ class Runtime:
         self._lease = lease
         self.save_every = save_every
         # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
-        # says so instead of acting (incidents, alerts, faults, database actions).
+        # says so instead of acting (incidents, alerts, faults, database actions); the shared
+        # state refuses its writes too, and it never becomes the shared evaluator.
         self.read_only = read_only
+        # Who acts, on every incident entry, acknowledgement and silence.
+        self.operator = operator or operator_identity(settings)
+        self.state: FilesBackend | PostgresBackend = open_backend(
+            settings, paths, clock=clock, actor=self.operator, read_only=read_only,
+            on_problem=self._state_problem)
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
@@ -234,6 +251,11 @@ class Runtime:
         await self._start_remote()
         if self._incidents:
             await self.open_desk()
+        # After the views exist (they get the shared history on connecting); polling has
+        # started already, whether or not the state can be reached.
+        await self.state.start()
+        if self.settings.state.heartbeat_url:
+            self._spawn(self._heartbeat(), "self-watch")
         if self.config_path is not None:
             await self._start_watcher(self.config_path)
         if self.history:
@@ -264,8 +286,11 @@ class Runtime:
         await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(3):
+                async with asyncio.timeout(5):
                     await self.alerting.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.state.stop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(3):
                 await self.scheduler.stop()
@@ -318,17 +343,13 @@ class Runtime:
     # -- alerting ----------------------------------------------------------------------------
 
     async def _start_alerting(self) -> None:
-        from console.engine.alerting.service import AlertService
-
         receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
         playbooks = self.playbooks
-        self.alerting = AlertService(
-            self.scheduler, notifier=self.notifier,
-            paths=self.paths if self.history else None,
-            role=self.role, lease=self._lease,
-            advice=playbooks.advice if playbooks is not None else None)
+        self.alerting = self.state.make_alerting(
+            self.scheduler, self.notifier, role=self.role, lease=self._lease,
+            history=self.history, advice=playbooks.advice if playbooks is not None else None)
         if self.inbound_alerts is not None:
             self.alerting.add_external(self.inbound_alerts)
         for callback in self._listeners.notifications:  # before the first evaluation
@@ -338,11 +359,38 @@ class Runtime:
     def _make_notifier(self) -> Notifier:
         """The notifier; it never fails to start: an outbox the disk refuses is kept in
         memory (sent from there, saved when the disk takes it), shown as a problem."""
-        from console.engine.alerting.notify import Notifier
+        return self.state.make_notifier(
+            _outbox_receivers(self.settings), summary_source=self.daily_summary,
+            on_problem=self._outbox_problem, on_delivered=self._delivered)
 
-        return Notifier(self.paths.outbox, _outbox_receivers(self.settings), clock=self.clock,
-                        summary_source=self.daily_summary, on_problem=self._outbox_problem,
-                        on_delivered=self._delivered)
+    def _state_problem(self, text: str | None) -> None:
+        """The shared state went away (or came back): on screen while it lasts."""
+        was = self.problems.get("state")
+        self.set_problem("state", text)
+        if text is not None and was is None:
+            self.notice("error", text)
+        elif text is None and was is not None:
+            self.notice("information", "shared state reachable again")
+
+    async def _heartbeat(self) -> None:
+        """The self-watch: ping `[state] heartbeat_url` every `heartbeat_every` while this
+        console evaluates alerts and can send notifications. When the bastion, the
+        evaluator or its database dies, the pings stop and the dead-man's switch
+        (healthchecks.io and the like) pages: the answer to "who pages us when the
+        console itself is down"."""
+        from console.engine.state.heartbeat import Heartbeat
+
+        cfg = self.settings.state
+        assert cfg.heartbeat_url is not None
+        beat = Heartbeat(cfg.heartbeat_url, clock=self.clock)
+        try:
+            while True:
+                alerting = self.alerting
+                if alerting is not None and alerting.evaluating and self.state.sending():
+                    self.set_problem("self-watch", await beat.ping())
+                await asyncio.sleep(self.settings.state.heartbeat_every)
+        finally:
+            await beat.close()
 
     def _outbox_problem(self, text: str | None) -> None:
         was = self.problems.get("outbox")
@@ -617,21 +665,22 @@ class Runtime:
         if self.desk is not None:
             return self.desk
         from console.engine.incidents.book import IncidentBook, IncidentDesk
-        from console.engine.storage.journal import Journal
 
         playbooks = await self.load_playbooks()
-        journal = Journal(self.paths.journal, clock=self.clock)
         try:
-            report = await asyncio.to_thread(journal.open)
+            journal, report = await self.state.open_journal()
         except OSError as exc:  # an unwritable data dir: say so, never crash the console
-            journal.close_sync()
-            self._report_io("journal", f"incident journal unavailable ({journal.path})", exc)
+            self._report_io("journal", f"incident journal unavailable ({self.paths.journal})",
+                            exc)
             return None
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
-        self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        desk = self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
         journal.subscribe(self._on_journal)
-        self.desk.listen(self._on_journal)
+        desk.listen(self._on_journal)
+        on_reset = getattr(journal, "on_reset", None)
+        if on_reset is not None:  # the shared journal's order changed: fold it again
+            on_reset(lambda: desk.book.replay(journal.entries))
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
 
@@ -642,13 +691,10 @@ class Runtime:
 
     async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
                                                            list[dict[str, Any]]]:
-        """(alert episodes, notifications sent): for a post-mortem; the outbox is read in a
-        thread, read-only."""
-        from console.engine.incidents.context import read_notifications
-
+        """(alert episodes, notifications sent): for a post-mortem; the outbox (the local
+        one in a thread, read-only, or the shared one) is read by the state backend."""
         episodes = self.episodes(now)
-        notes = await asyncio.to_thread(read_notifications, self.paths.outbox)
-        return episodes, notes
+        return episodes, await self.state.notifications()
 
     # -- configuration -----------------------------------------------------------------------
 

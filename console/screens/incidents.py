@@ -312,6 +312,7 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("b", "runbook", "Runbook", show=False, id="incident_runbook"),
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("c", "claim", "Claim", show=False, id="incident_claim"),
         Binding("u", "status_update", "Status update", id="incident_status"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
         Binding("P", "postmortem", "Post-mortem", id="incident_postmortem"),
@@ -582,6 +583,15 @@ class IncidentScreen(ConsoleScreen[None]):
                 self.redraw()
 
         self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
+
+    async def action_claim(self) -> None:
+        """c: this operator owns the incident now (on every console sharing the state)."""
+        inc = self.incident
+        if inc is None or self._refused("claim"):
+            return
+        await self.desk.claim(inc.id)
+        self.notify(f"{inc.id} is yours ({self.desk.journal.actor})", markup=False, timeout=3)
+        self.redraw()
 
     def action_status_update(self) -> None:
         """The playbook's Step 3: journaled, then posted by the notifier (the incident

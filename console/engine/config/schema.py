@@ -614,6 +614,56 @@ class Dashboard(_Strict):
     panels: list[str] = Field(default_factory=list)
 
 
+class StateSection(_Strict):
+    """`[state]`: where incidents, acknowledgements, silences, alert state and the outbox live.
+
+    ``files`` (the default) keeps them in the data directory, for one bastion. ``postgres``
+    shares them through a PostgreSQL database the team chooses (``opsconsole state init``
+    creates its schema), so several consoles show one world and one of them evaluates.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              populate_by_name=True)
+
+    backend: Literal["files", "postgres"] = "files"
+    # A direct connection (not through a transaction-mode pooler: the evaluator's lease is a
+    # session advisory lock), normally "${OPS_STATE_DSN}".
+    dsn: str | None = None
+    db_schema: str = Field("opsconsole", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,47}$")
+    # Who acts, on every incident action, acknowledgement and silence: this name, else
+    # $OPSCONSOLE_OPERATOR, else user@host.
+    operator: str | None = Field(None, min_length=1, max_length=80)
+    # How long the evaluator may be silent (dead, paused, cut off) before a follower takes
+    # over; the evaluator stops sending well before that.
+    takeover: Duration = Field(15.0, ge=3, le=600)
+    # Another console's change arrives by LISTEN/NOTIFY at once; this is how often the events
+    # are read anyway, so a lost notification delays nothing longer than this.
+    poll: Duration = Field(5.0, ge=0.05, le=3600)
+    # The self-watch: the evaluator pings this URL (a dead-man's switch such as
+    # healthchecks.io) every `heartbeat_every` while it evaluates and can notify.
+    heartbeat_url: str | None = None
+    heartbeat_every: Duration = Field(60.0, ge=1, le=86400)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_secret(cls, v: str | None) -> str | None:
+        return None if v is None else _no_literal_password(v)
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _ping_url(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_REF.fullmatch(v) and \
+                not re.match(r"^https?://", v, re.IGNORECASE):
+            raise ValueError("an http(s):// URL, or one ${VAR} holding it")
+        return v
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StateSection:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError('backend = "postgres" needs a dsn, e.g. dsn = "${OPS_STATE_DSN}"')
+        return self
+
+
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _MATCH = re.compile(r"^[A-Za-z0-9_.]+(=|~)[^=~]*$")
 
@@ -713,6 +763,7 @@ class Settings(_Strict):
     dashboards: list[Dashboard] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     alerting: AlertingSection = Field(default_factory=AlertingSection)
+    state: StateSection = Field(default_factory=StateSection)
     inbound: InboundSection = Field(default_factory=InboundSection)
 
     @field_validator("rules")
