@@ -113,6 +113,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     )
     from console.engine.alerting.lifecycle import Alerts
     from console.engine.alerting.rules import RuleSet
+    from console.engine.alerting.statefile import read_state
     from console.engine.lang.durations import parse_duration
     from console.engine.storage.lease import Lease, describe_owner
     from console.engine.text.sanitize import one_line
@@ -125,12 +126,12 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     now = time.time()
     state_path = paths.alert_state
     alerts = Alerts(settings.alerting)
-    if state_path.exists():
-        try:
-            alerts.restore(orjson.loads(state_path.read_bytes()),
-                           RuleSet.from_settings(settings).rules)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
+    try:
+        saved = read_state(state_path)
+        if saved is not None:
+            alerts.restore(saved, RuleSet.from_settings(settings).rules)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
     lo = now - window
     open_eps = ongoing(alerts.alerts(), now)
     done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)

@@ -36,9 +36,9 @@ from console.engine.alerting.history import (
 )
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
+from console.engine.alerting.statefile import StateWriter, read_state, signature
 from console.engine.model import CheckResult
 from console.engine.paths import DataPaths
-from console.engine.storage.fileio import atomic_write
 from console.engine.storage.lease import Lease, describe_owner
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class AlertService:
         self.role = "solo" if self.lease is None else "starting"
         self.owner_info: dict[str, Any] | None = None
         self.history: AlertHistory | None = None
-        self._state_sig: tuple[int, int] | None = None
+        self._state_sig: tuple[int, int, int, int] | None = None
+        self.writer = StateWriter(self.state_path) if self.state_path is not None else None
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._save_lock = threading.Lock()
         self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
@@ -105,10 +106,14 @@ class AlertService:
 
     def load(self) -> int:
         """Restore alert state saved by an earlier run (TUI or headless); 0 if none or bad."""
-        if self.state_path is None or not self.state_path.exists():
+        if self.state_path is None:
             return 0
         try:
-            data = orjson.loads(self.state_path.read_bytes())
+            data = read_state(self.state_path)
+            if data is None:
+                return 0
+            if self.writer is not None:  # our changes number on from what is there
+                self.writer.start_from(data)
             n = self.alerts.restore(data, self.ruleset.rules)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
@@ -116,12 +121,11 @@ class AlertService:
         self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
         return n
 
-    def _state_signature(self) -> tuple[int, int] | None:
+    def _state_signature(self) -> tuple[int, int, int, int] | None:
         try:
-            st = self.state_path.stat() if self.state_path is not None else None
+            return signature(self.state_path) if self.state_path is not None else None
         except OSError:
             return None
-        return None if st is None else (st.st_mtime_ns, st.st_size)
 
     def reload(self, *, force: bool = False) -> bool:
         """Follower: take the owner's latest ``alerts.json`` if it changed; True if it did.
@@ -134,7 +138,9 @@ class AlertService:
             return False
         fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
         try:
-            data = orjson.loads(self.state_path.read_bytes())  # type: ignore[union-attr]
+            data = read_state(self.state_path)  # type: ignore[arg-type]
+            if data is None:
+                return False
             fresh.restore(data, self.ruleset.rules)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("owner's alert state not readable yet (%s)", exc)
@@ -150,15 +156,16 @@ class AlertService:
         snap["applied_requests"] = self._applied[-500:]
         return orjson.dumps(snap)
 
-    def write_state(self, data: bytes) -> None:
-        """Write `data` atomically: a temp file unique to this writer, fsync, rename, and an
-        fsync of the directory so the new name survives a power cut. Owner only."""
-        if self.state_path is None:
+    def write_state(self, change: tuple[str, bytes]) -> None:
+        """Write a change `StateWriter.prepare` made: a line appended to the change log
+        (fsynced), or a whole snapshot written atomically (temp file, fsync, rename,
+        directory fsync). Owner only."""
+        if self.writer is None:
             return
         with self._save_lock:
             if self.role in ("follower", "stopped"):  # checked under the lock: see stop()
                 return
-            atomic_write(self.state_path, data)
+            self.writer.write(*change)
 
     def _save_soon(self) -> None:
         """Write the state off the event loop (an fsync can take a slow disk milliseconds, a
@@ -166,9 +173,9 @@ class AlertService:
         overlap, and one asked for while another runs follows it with the newest state."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): write now
+        except RuntimeError:  # no loop (a synchronous caller): write the change now
             with contextlib.suppress(OSError):
-                self.save()
+                self.save(full=False)
             return
         self._save_wanted = True
         if self._saver is None or self._saver.done():
@@ -179,17 +186,24 @@ class AlertService:
             self._save_wanted = False
             if self.state_path is None or self.role in ("follower", "stopped"):
                 return
-            data = self.snapshot_bytes()  # on the loop: the lifecycle is not thread-safe
+            assert self.writer is not None
+            # on the loop: the lifecycle is not thread-safe; usually a few rows or nothing
+            change = self.writer.prepare(self.alerts, self._applied)
+            if change is None:
+                continue
             try:
-                await asyncio.to_thread(self.write_state, data)
+                await asyncio.to_thread(self.write_state, change)
             except OSError as exc:
                 log.warning("cannot save the alert state %s: %s", self.state_path, exc)
 
-    def save(self) -> None:
-        """Write the alert state atomically now (owner only; a follower never writes)."""
-        if self.state_path is None or self.role in ("follower", "stopped"):
+    def save(self, *, full: bool = True) -> None:
+        """Write the alert state now (owner only; a follower never writes): by default the
+        whole state as a new snapshot, which empties the change log (a clean stop)."""
+        if self.writer is None or self.role in ("follower", "stopped"):
             return
-        self.write_state(self.snapshot_bytes())
+        change = self.writer.prepare(self.alerts, self._applied, full=full)
+        if change is not None:
+            self.write_state(change)
 
     async def start(self) -> None:
         if self.lease is not None and not self.lease.try_acquire():
