@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAVE_EVERY = 300.0  # metric history: a save rewrites the rollups
+SAVE_EVERY = 60.0  # metric history: a periodic save appends the rows closed since the last
 SAVE_RETRY = 30.0  # after a failed save (full or read-only disk)
 NoticeLevel = str  # "information" | "warning" | "error", as Textual's notify() severities
 
@@ -234,12 +234,14 @@ class Runtime:
             self._report_io("history-load", f"metric history {self.paths.metric_history} "
                             "not loaded", exc)
 
-    async def save_history(self) -> bool:
-        """Save the metric history now; on failure keep it in memory, say so, return False."""
+    async def save_history(self, *, snapshot: bool = True) -> bool:
+        """Save the metric history now — a whole snapshot, or with `snapshot=False` only
+        what changed since the last save (the periodic save); on failure keep it in memory,
+        say so, return False."""
         if not self.history:
             return True
         try:
-            await asyncio.to_thread(self.store.save)
+            await asyncio.to_thread(self.store.save if snapshot else self.store.save_changes)
         except Exception as exc:  # full or read-only disk: shown and retried, never fatal
             from console.engine.text.redact import describe_exception
 
@@ -255,7 +257,7 @@ class Runtime:
         delay = self.save_every
         while True:
             await asyncio.sleep(delay)
-            saved = await self.save_history()
+            saved = await self.save_history(snapshot=False)
             delay = self.save_every if saved else min(SAVE_RETRY, self.save_every)
 
     # -- alerting ----------------------------------------------------------------------------
