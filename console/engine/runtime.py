@@ -183,6 +183,7 @@ class Runtime:
         if self.history:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
+        self.scheduler.health.subscribe(self._overload_changed)
         await self._start_alerting()
         if self._incidents:
             await self.open_desk()
@@ -214,6 +215,13 @@ class Runtime:
                 await self.scheduler.stop()
         if self.history:
             await self.save_history()
+
+    def _overload_changed(self, on: bool) -> None:
+        """Keep "behind schedule" on screen while it lasts (the alerting service notifies)."""
+        health = self.scheduler.health
+        self.set_problem("overload", health.describe() if on else None)
+        if on:
+            self.notice("warning", health.describe())
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from console.engine.config.schema import (
     PrometheusTarget,
     Settings,
 )
+from console.engine.health import LoopHealth
 from console.engine.model import CheckResult, Status
 from console.engine.storage.store import MetricStore
 from console.engine.text.redact import describe_exception, redact
@@ -100,6 +101,8 @@ class Scheduler:
         self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
         self._clients: Any = None
         self._running = False
+        self.health = LoopHealth()
+        """Whether the console keeps its own schedule (see console.engine.health)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -140,6 +143,14 @@ class Scheduler:
         self._running = True
         for target in self.settings.targets:
             await self._add(target, poll=poll)
+        self._note_load()
+        if poll:
+            self.health.start()
+
+    def _note_load(self) -> None:
+        targets = self.settings.targets
+        self.health.targets = len(targets)
+        self.health.checks_per_s = sum(1.0 / t.interval for t in targets if t.interval > 0)
 
     async def _add(self, target: AnyTarget, *, poll: bool) -> None:
         state = TargetState(target=target)
@@ -171,6 +182,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._running = False
+        await self.health.stop()
         states = list(self._states.values())
         await asyncio.gather(*(self._close_state(s) for s in states), return_exceptions=True)
         if self._clients is not None:
@@ -197,6 +209,7 @@ class Scheduler:
             if old is not None:
                 await self._close_state(old)
             await self._add(target, poll=self._running)
+        self._note_load()
         self.version += 1
 
     # -- polling ---------------------------------------------------------------------------
@@ -212,6 +225,8 @@ class Scheduler:
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.monotonic() - next_at > max(0.5 * interval, 0.5):
+                self.health.note_late_start()
             await self.check_target(state)
             k = max(k + 1, math.ceil((time.monotonic() - start) / interval))
 
@@ -235,8 +250,26 @@ class Scheduler:
                 target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=f"internal error: {describe_exception(exc)}",
             )
+        if result.status == Status.DOWN and self._starved(target.timeout, t0):
+            # Its deadline ran out while the loop was busy elsewhere: the target was never
+            # given its time, so this says nothing about it. Not recorded (neither down nor
+            # no-data); the loop-health notice tells the operator instead.
+            self.health.late_checks += 1
+            return CheckResult(
+                target=target.name, kind=target.kind, status=Status.UNKNOWN,
+                started_at=started, latency_ms=None,
+                error=f"not checked on time: the console's event loop lagged "
+                      f"{self.health.lagged_since(t0):.1f}s during this check",
+            )
         self.record(state, result)
         return result
+
+    def _starved(self, timeout: float, t0: float) -> bool:
+        """A failure that took about the whole timeout while the loop lagged a quarter of
+        it or more: the console's own delay, not the target's."""
+        elapsed = time.monotonic() - t0
+        lag = self.health.lagged_since(t0)
+        return elapsed >= 0.9 * timeout and lag >= max(0.25 * timeout, 0.25)
 
     def record(self, state: TargetState, result: CheckResult) -> None:
         name = state.target.name

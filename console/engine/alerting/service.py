@@ -43,6 +43,9 @@ from console.engine.storage.lease import Lease, describe_owner
 
 log = logging.getLogger(__name__)
 
+SELF_HEALTH_RULE = "opsconsole-overloaded"
+"""The rule name of the console's own "behind schedule" notice (see console.engine.health)."""
+
 
 class AlertService:
     """Alerting attached to a running Scheduler; `alerts` is the live state screens read."""
@@ -72,6 +75,7 @@ class AlertService:
         self._saver: asyncio.Task[None] | None = None  # see _save_soon
         self._save_wanted = False
         self._applied: list[str] = []  # their ids, saved with the state
+        self._health_watched = False
         self.notifier = notifier
         self.tick_s = tick
         self.ruleset = RuleSet.from_settings(engine.settings)
@@ -226,6 +230,10 @@ class AlertService:
         self.load()
         self._state_sig = None
         self._unsubscribe = self.engine.subscribe(self._on_result)
+        health = getattr(self.engine, "health", None)
+        if health is not None and not self._health_watched:
+            health.subscribe(self._on_overload)
+            self._health_watched = True
         if self.notifier is not None and not self._notifier_started:
             await self.notifier.start()
             self._notifier_started = True
@@ -421,6 +429,16 @@ class AlertService:
                     self.history.journal.entries.clear()
                     self._apply_requests()
                 now = self.engine.clock()
+                health = getattr(self.engine, "health", None)
+                if health is not None and health.overloaded:
+                    # Behind our own schedule: silent targets are late, not gone. Results
+                    # still evaluate their own targets; here only timers move (no no-data).
+                    if self.evaluating:
+                        notes = self.alerts.tick(now)
+                        if notes:
+                            self._emit(notes)
+                    self._save_soon()
+                    continue
                 # Targets a result evaluated within the last tick are as fresh as this tick
                 # would make them (a 1 s target: every time); the rest, silent ones included
                 # (no data, timers), are evaluated here.
@@ -441,6 +459,29 @@ class AlertService:
             self.owner_info = info
             self.version += 1
         self.reload()
+
+    def _on_overload(self, on: bool) -> None:
+        """The console fell behind its schedule (or caught up): say so once, as a
+        self-health notice (P3: it informs, it never pages)."""
+        if not self.evaluating:
+            return
+        import socket
+
+        health = self.engine.health
+        now = self.engine.clock()
+        host = socket.gethostname()
+        transition = "firing" if on else "resolved"
+        detail = health.describe() if on else (
+            f"the console keeps its schedule again (worst lag {health.worst_lag:.1f}s; "
+            f"{health.late_checks} checks were not run on time)")
+        self._emit([Notification(
+            key=f"{SELF_HEALTH_RULE}/{host}/{transition}/{health.episodes}",
+            transition=transition, rule=SELF_HEALTH_RULE, target="opsconsole",
+            severity="P3",
+            labels=(("rule", SELF_HEALTH_RULE), ("severity", "P3"), ("target", "opsconsole")),
+            summary="opsconsole is behind its own schedule", runbook="",
+            expr="loop lag > 0.5s", threshold="0.5s", value=round(health.worst_lag, 3),
+            detail=detail, at=now, group="", incident=health.episodes)])
 
     def _emit(self, notes: list[Notification]) -> None:
         self.version += 1
