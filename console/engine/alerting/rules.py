@@ -197,6 +197,11 @@ class RuleSet:
             t.name: [] for t in self.targets}
         self._has: dict[str, bool] = {}  # store.has() answers, valid for one generation
         self._generation = -1
+        # Per target, the pairs that apply (valid for one store generation) and each pair's
+        # labels: both were rebuilt on every check result (f-strings, dicts, sorts).
+        self._pairs: dict[str | None, list[tuple[Rule, TargetInfo]]] = {}
+        self._store: MetricStore | None = None
+        self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         for rule in self.rules:
             expr = self._exprs[rule.name]
             for t in self.targets:
@@ -236,9 +241,14 @@ class RuleSet:
             chosen = self._selected.get(target, [])
         # Which series exist changes only when the store's generation does, so the answer
         # is kept until then instead of asked of the store (under its lock) every time.
-        if store.generation != self._generation:
+        if store.generation != self._generation or store is not self._store:
             self._generation = store.generation
+            self._store = store
             self._has.clear()
+            self._pairs.clear()
+        cached = self._pairs.get(target)
+        if cached is not None:
+            return cached
         has = self._has
         out = []
         for rule, t, expr in chosen:
@@ -250,7 +260,16 @@ class RuleSet:
                 if not there:
                     continue
             out.append((rule, t))
+        self._pairs[target] = out
         return out
+
+    def labels(self, rule: Rule, target: TargetInfo) -> tuple[tuple[str, str], ...]:
+        """`labels_for` as a sorted tuple, worked out once per (rule, target)."""
+        key = (rule.name, target.name)
+        got = self._labels.get(key)
+        if got is None:
+            got = self._labels[key] = tuple(sorted(labels_for(rule, target).items()))
+        return got
 
     def unmatched(self, store: MetricStore) -> list[Rule]:
         """Rules that apply to no target yet (their metric does not exist anywhere)."""
@@ -270,5 +289,5 @@ class RuleSet:
             state, value, sample_t, detail = evaluate_expr(
                 self._exprs[rule.name], store, t, now, rule.nodata_intervals)
             out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,
-                                  tuple(sorted(labels_for(rule, t).items()))))
+                                  self.labels(rule, t)))
         return out
