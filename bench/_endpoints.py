@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 BODY = (
     b'{"status":"ok","info":{"database":{"status":"up"},"redis":{"status":"up"}},'
@@ -30,6 +31,13 @@ RESPONSE = (
 
 
 ANSWERED = 0  # requests answered by this process (all ports)
+_RESPONSE = [RESPONSE]  # what every request gets (a body file may replace it: see server())
+
+
+def _response(body: bytes, content_type: str) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type.encode() +
+            b"\r\nContent-Length: " + str(len(body)).encode() +
+            b"\r\nConnection: keep-alive\r\n\r\n" + body)
 
 
 class _Responder(asyncio.Protocol):
@@ -48,7 +56,7 @@ class _Responder(asyncio.Protocol):
         while (i := self.buf.find(b"\r\n\r\n")) >= 0:
             self.buf = self.buf[i + 4 :]
             assert self.transport is not None
-            self.transport.write(RESPONSE)
+            self.transport.write(_RESPONSE[0])
             ANSWERED += 1
 
 
@@ -94,10 +102,14 @@ def endpoints(n: int) -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def server(n: int) -> Iterator[Server]:
-    """Start the server process; yield it (ports, request count); stop it."""
+def server(n: int, body: Path | None = None,
+           content_type: str = "text/plain; version=0.0.4") -> Iterator[Server]:
+    """Start the server process; yield it (ports, request count); stop it. With `body`, a
+    file whose bytes every request gets (with `content_type`) instead of the JSON health."""
+    extra = [str(body), content_type] if body is not None else []
     proc = subprocess.Popen(
-        [sys.executable, __file__, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [sys.executable, __file__, str(n), *extra], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -114,4 +126,6 @@ def server(n: int) -> Iterator[Server]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        _RESPONSE[0] = _response(Path(sys.argv[2]).read_bytes(), sys.argv[3])
     asyncio.run(_serve(int(sys.argv[1])))
