@@ -8,7 +8,7 @@ $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-.PHONY: install install-test demo test bench lint
+.PHONY: install install-test demo test test-slow bench lint
 install: $(BIN)/activate
 	$(BIN)/pip install -q -e .
 
@@ -19,7 +19,11 @@ demo: install
 	$(BIN)/opsconsole demo
 
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The slow tests (other PostgreSQL/Redis versions, kill -9 rounds); CI runs them after `test`.
+test-slow: install-test
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(BIN)/activate
 	$(BIN)/pip install -q -e '.[test,bench]'

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.screen import Screen
 from textual.timer import Timer
@@ -211,7 +212,10 @@ class OpsConsoleApp(App[None]):
         if refresh is None or not self.screen.is_mounted:
             return  # a screen just pushed has not composed its widgets yet: next tick
         with self.batch_update():
-            refresh(runtime, self.clock())
+            try:
+                refresh(runtime, self.clock())
+            except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
+                return
             self._update_alert_banner()
 
     def _update_alert_banner(self) -> None:
@@ -282,13 +286,13 @@ class OpsConsoleApp(App[None]):
         n = len(open_)
         if short:
             return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
-        from console.engine.incidents.postmortem import elapsed
+        from console.engine.text.fmt import INCIDENT_GLYPH, format_age
         from console.engine.text.sanitize import one_line
 
         inc = open_[0]
         now = self.clock()
-        text = (f"⚑ {inc.severity} {one_line(inc.title, max_len=40)} · "
-                f"{elapsed(max(0.0, now - inc.started))}")
+        text = (f"{INCIDENT_GLYPH} {inc.severity} {one_line(inc.title, max_len=40)} · "
+                f"{format_age(now - inc.started)}")
         step = inc.next_step()
         if step is not None:
             late = " OVERDUE" if inc.step_status(step, now) == "overdue" else ""

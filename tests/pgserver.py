@@ -159,17 +159,20 @@ class PgServer:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w",
                   "-t", "30", "stop")
 
-    def start_replica(self) -> int:
-        """A streaming replica of this server (pg_basebackup -R), on a port of its own.
+    def start_replica(self, slot: str | None = None) -> int:
+        """A streaming replica of this server (pg_basebackup -R), on a port of its own;
+        with `slot`, it streams through a physical replication slot of that name (created).
 
         Returns the port. Stop it with `stop_replica()` before anything else expects the
-        primary to have no replicas.
+        primary to have no replicas (it drops the slot too).
         """
         self.replica_dir = self.root / "replica"
         self.replica_port = free_port()
+        self.replica_slot = slot
         self._run(str(self.bindir / "pg_basebackup"), "-D", str(self.replica_dir), "-R",
                   "-X", "stream", "-h", str(self.sockdir), "-p", str(self.port), "-U",
-                  "postgres", "--no-sync", "--checkpoint=fast")
+                  "postgres", "--no-sync", "--checkpoint=fast",
+                  *(("-C", "-S", slot) if slot else ()))
         opts = (f"-p {self.replica_port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c max_connections=20 -c hot_standby=on -c ssl=on "
                 "-c ssl_cert_file=server.crt -c ssl_key_file=server.key "
@@ -186,6 +189,15 @@ class PgServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(replica), "-m", "immediate",
                       "-w", "-t", "30", "stop")
         shutil.rmtree(replica, ignore_errors=True)
+        slot, self.replica_slot = getattr(self, "replica_slot", None), None
+        if slot and self.is_running():
+            with contextlib.suppress(RuntimeError):  # the walsender may take a moment to go
+                for _ in range(100):
+                    if self.admin("SELECT count(*) FROM pg_replication_slots WHERE "
+                                  f"slot_name = '{slot}' AND NOT active") == "1":
+                        break
+                    time.sleep(0.02)
+                self.admin(f"SELECT pg_drop_replication_slot('{slot}')")
 
     def is_running(self) -> bool:
         cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]

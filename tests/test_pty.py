@@ -14,7 +14,6 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pty_harness import PtyProcess, opsconsole_command, terminal_env  # noqa: E402
 
 FIRST_FRAME_S = 30.0  # generous: a loaded 2-core machine, cold bytecode caches
+# How long an exit may take on a loaded machine. The promise tested is that the console ends
+# through its own handlers (an exit code, its children gone), not a speed: under CI load an
+# exit measured 3 s once; a hang would still fail here.
+EXIT_S = 20.0
 
 
 @pytest.fixture
@@ -124,36 +127,40 @@ def _assert_tree_gone(tree: list[psutil.Process], within: float) -> None:
     assert not alive, f"left running after the app exited: {alive}"
 
 
+def _wait_polling(p: PtyProcess, env: dict[str, str]) -> None:
+    """Until the engine and the demo stack are up and polling: every target has a state."""
+    names = demo_target_names(env)
+    settled = p.wait_for(lambda q: all(_row_state(q, n) for n in names), FIRST_FRAME_S)
+    assert settled is not None, f"the demo never got polling:\n{_screen(p)}"
+
+
 def test_hangup_ends_the_app_promptly(env: dict[str, str], tmp_path: Path) -> None:
     with _spawn(opsconsole_command("demo", "--no-local"), env, tmp_path,
                 columns=80, lines=24) as p:
         _wait_first_frame(p)
-        time.sleep(1.5)  # the engine and the demo stack are up and polling
+        _wait_polling(p, env)
         assert p.returncode is None, f"exited by itself: {p.returncode}"
         tree = psutil.Process(p.pid).children(recursive=True)
-        t0 = time.monotonic()
         p.hangup()  # what an SSH disconnect does: SIGHUP, then EIO on the terminal
-        code = p.wait(3)
-        took = time.monotonic() - t0
-        assert code is not None, "still running 3 s after the terminal hung up"
+        code = p.wait(EXIT_S)
+        assert code is not None, f"still running {EXIT_S:g} s after the terminal hung up"
         # Ended through its own handler (exit code), not killed by SIGHUP's default action,
         # which would skip every exit handler.
         assert code >= 0, f"killed by signal {-code} instead of exiting cleanly"
-        assert took < 3
-        _assert_tree_gone(tree, 2)
+        _assert_tree_gone(tree, 5)
 
 
 def test_end_of_input_ends_the_app_promptly(env: dict[str, str], tmp_path: Path) -> None:
     with _spawn(opsconsole_command("demo", "--no-local"), env, tmp_path,
                 columns=80, lines=24, stdin="pipe") as p:
         _wait_first_frame(p)
-        time.sleep(1.0)
+        _wait_polling(p, env)
         assert p.returncode is None, f"exited by itself: {p.returncode}"
         cpu0 = p.cpu.sample() if p.cpu else 0.0
         p.close_stdin()
-        code = p.wait(3)
+        code = p.wait(EXIT_S)
         assert code is not None, (
-            f"still running 3 s after end of input (CPU used meanwhile: "
+            f"still running {EXIT_S:g} s after end of input (CPU used meanwhile: "
             f"{(p.cpu.sample() if p.cpu else 0.0) - cpu0:.2f} s)"
         )
         assert code >= 0, f"killed by signal {-code}"
@@ -242,6 +249,17 @@ def test_scanner_flags_each_injected_sequence_but_not_textual_output() -> None:
     assert _injected(textual_like) == []
 
 
+def _repaints_with_fresh_responses(p: PtyProcess) -> None:
+    """Until the server has answered two more checks and the screen has been written after
+    them: the detail view repainted with fresh hostile responses."""
+    hits = _HostileHandler.hits
+    seen = p.wait_for(lambda q: _HostileHandler.hits >= hits + 2, 10)
+    assert seen is not None, f"no fresh checks of the hostile server:\n{_screen(p)}"
+    size = len(p.snapshot())
+    wrote = p.wait_for(lambda q: len(q.snapshot()) > size, 10)
+    assert wrote is not None, "the screen was not repainted after the fresh responses"
+
+
 def test_hostile_response_text_never_reaches_the_terminal(
     env: dict[str, str], tmp_path: Path, hostile_server: int
 ) -> None:
@@ -264,16 +282,17 @@ def test_hostile_response_text_never_reaches_the_terminal(
         p.send(b"\r")  # the first target is selected on the board: open its detail
         opened = p.wait_for(lambda q: "hostile · http" in q.text() and "503" in q.text(), 10)
         assert opened is not None, f"detail view of 'hostile' not shown:\n{_screen(p)}"
-        time.sleep(1.0)  # a few repaints (refresh 0.5 s) with fresh hostile responses
-        p.send(b"\x1b")
-        time.sleep(0.6)  # past the Escape-key delay
-        p.send(b"\x1b[B")  # down: the second target
-        time.sleep(0.3)
+        _repaints_with_fresh_responses(p)
+        p.send(b"\x1b")  # back to the board...
+        back = p.wait_for(lambda q: "hostile · http" not in q.text()
+                          and "targets" in q.text(), 10)
+        assert back is not None, f"Escape did not go back to the board:\n{_screen(p)}"
+        p.send(b"j")  # ...down to the second target (vim key: no escape-sequence timing)
         p.send(b"\r")
         opened = p.wait_for(lambda q: "hostile-header · http" in q.text()
                             and "503" in q.text(), 10)
         assert opened is not None, f"detail view of 'hostile-header' not shown:\n{_screen(p)}"
-        time.sleep(1.0)
+        _repaints_with_fresh_responses(p)
         p.send(b"q")
         assert p.wait(5) == 0
         out = p.snapshot()

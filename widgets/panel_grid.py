@@ -30,17 +30,17 @@ from textual.geometry import Region, Size
 from textual.reactive import reactive
 from textual.strip import Strip
 
+from console.engine.text.fmt import (
+    PANEL_STATE_LABELS,
+    PANEL_STATE_LEVEL,
+    format_value,
+    is_number,
+    threshold_text,
+)
 from console.engine.text.sanitize import one_line
 from console.engine.views import PanelView
 
-from ._format import (
-    NO_VALUE,
-    PANEL_STATE_LABELS,
-    PANEL_STATE_LEVEL,
-    fmt_number,
-    is_number,
-    sparkline,
-)
+from ._format import sparkline
 from ._lines import LineWidget, OwnedMessage
 
 PANEL_WIDTH = 38
@@ -63,15 +63,10 @@ _LineSig = tuple[int, bool, str, str]
 
 
 def _threshold(view: PanelView) -> str:
-    """`(< 200)` for lower-is-better, `(> 99.9)` when crit sits below warn (higher is better)."""
-    warn, crit = view.warn, view.crit
-    if is_number(warn) and is_number(crit):
-        return f"(> {fmt_number(warn)})" if crit < warn else f"(< {fmt_number(warn)})"
-    if is_number(warn):
-        return f"(< {fmt_number(warn)})"
-    if is_number(crit):
-        return f"(< {fmt_number(crit)})"
-    return ""
+    """`(< 200)`, or `(> 99.9)` when higher is better: the target alone, as the panel is
+    narrow (`opsconsole panels` adds the critical level from the same function)."""
+    text = threshold_text(view.warn, view.crit, view.lower_is_better, with_crit=False)
+    return f"({text})" if text else ""
 
 
 def _changed_extent(old_sig: _LineSig, new_sig: _LineSig, old: Strip, new: Strip) -> int:
@@ -323,9 +318,7 @@ class PanelGrid(LineWidget, can_focus=True):
         width = self._column_widths[index % self._columns]
         cursor = index == self._cursor
         level = PANEL_STATE_LEVEL.get(view.state, "unknown")
-        value = fmt_number(view.value)
-        unit = one_line(view.unit, max_len=16)
-        value_text = f"{value}{unit}" if unit in ("%", "") else f"{value} {unit}"
+        value_text = format_value(view.value, one_line(view.unit, max_len=16))
         metric = one_line(view.metric, max_len=40)
         threshold = _threshold(view)
         text = " ".join(part for part in (metric, value_text) if part)
@@ -333,7 +326,7 @@ class PanelGrid(LineWidget, can_focus=True):
             text = f"{text}  {threshold}"
         return [
             (width, cursor, one_line(view.title, max_len=80), view.state),
-            (width, cursor, text, level if value != NO_VALUE else "unknown"),
+            (width, cursor, text, level if is_number(view.value) else "unknown"),
             # One style for every sparkline: state is told by the label and the value, so a
             # state flip does not force a repaint, and neighbouring sparklines merge into one
             # segment (one escape sequence per written line).

@@ -14,9 +14,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from console.engine.model import CheckResult, ResponseInfo
+from console.engine.text.fmt import STATUS_LABELS, STATUS_LEVEL, fmt_ms, fmt_number
 from console.engine.text.sanitize import clean, one_line
 
-from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_ms, fmt_number
 from ._table import FillTable
 
 _LEVELS = ("ok", "warn", "crit", "unknown", "muted")

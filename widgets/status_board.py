@@ -23,10 +23,10 @@ from textual.reactive import reactive
 from textual.strip import Strip
 
 from console.engine.model import Status
+from console.engine.text.fmt import STATUS_LABELS, STATUS_LEVEL, fmt_ms, fmt_pct, format_age
 from console.engine.text.sanitize import one_line
 from console.engine.views import TargetView
 
-from ._format import STATUS_LABELS, STATUS_LEVEL, fmt_age, fmt_ms, fmt_pct
 from ._lines import LineWidget, OwnedMessage
 
 # (key, header, width, right-aligned). Each column is drawn one cell wider, starting with a
@@ -243,7 +243,7 @@ class StatusBoard(LineWidget, can_focus=True):
             (fmt_ms(view.latency_ms), ""),
             (fmt_ms(view.p95_ms), ""),
             (fmt_pct(view.uptime_pct), ""),
-            (fmt_age(since), ""),
+            (format_age(since), ""),
             (detail, detail_level),
         )
 

@@ -116,6 +116,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     from console.engine.alerting.statefile import read_state
     from console.engine.lang.durations import parse_duration
     from console.engine.storage.lease import Lease, describe_owner
+    from console.engine.text.fmt import EPISODE_GLYPH
     from console.engine.text.sanitize import one_line
 
     try:
@@ -157,7 +158,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
         extra = (f" peak {peak:g}" if isinstance(peak, int | float) else "") + \
             (" flapping" if ep.get("flapping") else "") + ack
         fired = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ep["fired_at"])))
-        mark = "●" if ep.get("ongoing") else "✔"
+        mark = EPISODE_GLYPH[bool(ep.get("ongoing"))]
         print(f"{mark} {fired} {describe_duration(ep):<16} {ep.get('severity', '')} "
               f"{one_line(str(ep.get('rule', '')), 26):<26} "
               f"{one_line(str(ep.get('target', '')), 20):<20}{extra}")
@@ -171,6 +172,7 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
     from console.engine.alerting.lifecycle import AlertEngine, AlertState
     from console.engine.alerting.rules import RuleSet
     from console.engine.scheduler import Scheduler
+    from console.engine.text.fmt import ALERT_GLYPH
     from console.engine.text.sanitize import one_line
 
     engine = Scheduler(settings)
@@ -191,12 +193,11 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
                "no_data_rules": [{"rule": n, "metric": m} for n, m in no_data]}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        glyph = {"firing": "✖", "acknowledged": "✔", "pending": "◌", "nodata": "?"}
         if not current:
             print("no alerts")
         for a in current:
             state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
-            print(f"{glyph.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
+            print(f"{ALERT_GLYPH.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
                   f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
         if no_data:
             names = ", ".join(f"{n} ({m})" for n, m in no_data)

@@ -78,11 +78,8 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
 
 
 
-def _status_glyph(status: str) -> str:
-    return {"up": "✔", "degraded": "▲", "down": "✖"}.get(status, "?")
-
-
 def _format_line(view: Any) -> str:
+    from console.engine.text.fmt import status_glyph
     from console.engine.text.sanitize import one_line
 
     lat = "-" if view.latency_ms is None else f"{view.latency_ms:.1f} ms"
@@ -90,7 +87,7 @@ def _format_line(view: Any) -> str:
     note = ""
     if last is not None and (last.error or last.reasons):
         note = "  " + one_line(last.error or "; ".join(last.reasons), 160)
-    return f"{_status_glyph(view.status.value)} {view.status.value:<8} {view.name:<28} " \
+    return f"{status_glyph(view.status.value)} {view.status.value:<8} {view.name:<28} " \
            f"{view.kind:<10} {lat:>10}{note}"
 
 

@@ -83,8 +83,8 @@ def incident_json(inc: Any, now: float) -> dict[str, Any]:
 def cmd_incidents(args: argparse.Namespace) -> int:
     import orjson
 
-    from console.engine.incidents.postmortem import elapsed
     from console.engine.lang.durations import parse_duration
+    from console.engine.text.fmt import format_age
     from console.engine.text.sanitize import one_line
 
     now = time.time()
@@ -113,7 +113,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
             nxt = r["next_step"]
             step = "" if nxt is None else f" · next: {one_line(nxt['title'], max_len=40)}" + (
                 " OVERDUE" if nxt["status"] == "overdue" else "")
-            print(f"{r['id']}  {r['severity']} {r['state']:<12} {elapsed(r['age_s']):>8}  "
+            print(f"{r['id']}  {r['severity']} {r['state']:<12} {format_age(r['age_s']):>8}  "
                   f"{r['steps_done']}/{r['steps_total']}  "
                   f"{one_line(r['title'], max_len=60)}{step}")
     sys.stdout.flush()

@@ -53,34 +53,17 @@ def pick_dashboard(settings: Settings, wanted: str | None) -> tuple[str | None, 
     return board.name, [by_key[k] for k in board.panels if k in by_key]
 
 
-_PANEL_GLYPH = {"ok": "✓", "warn": "!", "crit": "✖", "nodata": "·"}
-
-
-def _limits(panel: Any) -> str:
-    """`< 200 (crit ≥ 2000)`, or `> 80 (crit ≤ 70)` when higher is better."""
-    from widgets._format import fmt_number
-
-    good, bad = ("<", "≥") if panel.lower_is_better else (">", "≤")
-    parts = []
-    if panel.warn is not None:
-        parts.append(f"{good} {fmt_number(panel.warn)}")
-    if panel.crit is not None:
-        crit = f"crit {bad} {fmt_number(panel.crit)}"
-        parts.append(f"({crit})" if parts else crit)
-    return " ".join(parts)
-
-
 def _panel_lines(views: Sequence[Any], panels: Sequence[Any]) -> list[str]:
     """One line per panel, columns as wide as this board needs (so a board fits 80 columns)."""
+    from console.engine.text.fmt import PANEL_GLYPH, format_value, threshold_text
     from console.engine.text.sanitize import one_line
-    from widgets._format import fmt_number
 
     rows = []
     for view, panel in zip(views, panels, strict=True):
-        value = fmt_number(view.value) + (
-            f" {view.unit}" if view.unit and view.value is not None else "")
-        rows.append((f"{_PANEL_GLYPH.get(view.state, '?')} {view.state:<6}",
-                     one_line(view.title, 30), value, _limits(panel), view.target))
+        rows.append((f"{PANEL_GLYPH.get(view.state, '?')} {view.state:<6}",
+                     one_line(view.title, 30), format_value(view.value, view.unit),
+                     threshold_text(panel.warn, panel.crit, panel.lower_is_better),
+                     view.target))
     tw = max((len(r[1]) for r in rows), default=0)
     vw = max((len(r[2]) for r in rows), default=0)
     lw = max((len(r[3]) for r in rows), default=0)

@@ -93,8 +93,15 @@ class DataPaths:
         ]
 
     def ensure(self) -> None:
-        """Create the directory (0700: it holds incident notes and notification payloads)."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the directory, and any parent it needs, 0700: they hold incident notes and
+        notification payloads (`mkdir(parents=True)` would make the parents 0755)."""
+        missing = []
+        path = self.root
+        while not path.exists() and path != path.parent:
+            missing.append(path)
+            path = path.parent
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o700, exist_ok=True)
 
 
 def resolve_data_dir(

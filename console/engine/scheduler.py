@@ -440,6 +440,7 @@ class Scheduler:
             key=p.key, title=p.title, target=p.target, metric=p.metric, unit=p.unit,
             value=value, spark=tuple(spark.tolist()),
             state=panel_state(value, p), warn=p.warn, crit=p.crit,
+            lower_is_better=p.lower_is_better,
         )
 
 

@@ -58,3 +58,4 @@ class PanelView:
     state: str  # "ok" | "warn" | "crit" | "nodata"
     warn: float | None
     crit: float | None
+    lower_is_better: bool = True

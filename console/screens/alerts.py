@@ -23,19 +23,18 @@ from textual.content import Content
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.alerting.history import describe_duration, format_span, ongoing
+from console.engine.alerting.history import describe_duration, ongoing
 from console.engine.alerting.lifecycle import Alert, AlertState, Silence
 from console.engine.lang.durations import parse_duration
-from console.engine.text.fmt import format_duration
+from console.engine.text.fmt import ALERT_GLYPH, EPISODE_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 from console.screens.prompt import LinePrompt
 
-GLYPH = {
-    AlertState.FIRING: "✖ FIRING ",
-    AlertState.ACKNOWLEDGED: "✔ acked  ",
-    AlertState.PENDING: "◌ pending",
-    AlertState.NODATA: "? nodata ",
+GLYPH = {  # glyph and word, padded to one width
+    state: f"{ALERT_GLYPH[state.value]} {word:<7}" for state, word in (
+        (AlertState.FIRING, "FIRING"), (AlertState.ACKNOWLEDGED, "acked"),
+        (AlertState.PENDING, "pending"), (AlertState.NODATA, "nodata"))
 }
 
 
@@ -62,7 +61,7 @@ def _clock_time(t: float, now: float) -> str:
 def episode_line(ep: dict[str, Any], now: float) -> str:
     """One Recent row within 78 cells: open or resolved, duration, severity, rule, target,
     when it fired, and ≈ if it flapped."""
-    glyph = "●" if ep.get("ongoing") else "✔"
+    glyph = EPISODE_GLYPH[bool(ep.get("ongoing"))]
     flags = " ≈" if ep.get("flapping") else ""
     fired = float(ep.get("fired_at") or 0.0)
     return (f"{glyph} {describe_duration(ep):<16} {one_line(str(ep.get('severity', '')), 2):<2} "
@@ -79,12 +78,13 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
     acked = ep.get("acknowledged_at")
     if isinstance(acked, int | float):
         parts.append(f"acknowledged by {one_line(str(ep.get('acknowledged_by') or '?'), 30)}"
-                     f" after {format_span(acked - fired)}")
+                     f" after {format_duration(acked - fired, spaced=True)}")
     if ep.get("ongoing"):
-        parts.append(f"ongoing for {format_span(float(ep.get('duration_s') or 0.0))}")
+        span = format_duration(float(ep.get("duration_s") or 0.0), spaced=True)
+        parts.append(f"ongoing for {span}")
     else:
         parts.append(f"resolved {_clock_time(float(ep.get('resolved_at') or fired), now)}"
-                     f" after {format_span(float(ep.get('duration_s') or 0.0))}")
+                     f" after {format_duration(float(ep.get('duration_s') or 0.0), spaced=True)}")
     lines.append(" · ".join(parts))
     marks = []
     peak = ep.get("peak")
@@ -96,7 +96,7 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
         marks.append(f"silenced ({one_line(str(ep['silenced_by']), 20)})")
     detect = ep.get("detect_s")
     if isinstance(detect, int | float):
-        marks.append(f"detected in {format_span(detect)}")
+        marks.append(f"detected in {format_duration(detect, spaced=True)}")
     if marks:
         lines.append(" · ".join(marks))
     lines.append(f"target {one_line(str(ep.get('target', '')), 40)} · "
@@ -108,7 +108,7 @@ def silence_line(s: Silence, now: float) -> str:
     """One row for an active silence: what it matches, who set it, time left, why."""
     what = " ".join(f"{m.name}{m.op}{m.value}" for m in s.matchers)
     text = (f"🔕 {one_line(what, 26):<26} {one_line(s.by, 10):<10} "
-            f"{format_span(max(0.0, s.ends_at - now)):>7} left · {s.reason}")
+            f"{format_duration(max(0.0, s.ends_at - now), spaced=True):>7} left · {s.reason}")
     return one_line(text, 76)
 
 

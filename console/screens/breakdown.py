@@ -19,9 +19,9 @@ from textual.color import Color, ColorParseError
 from textual.content import Content
 from textual.widgets import Static
 
+from console.engine.text.fmt import NO_VALUE, PANEL_GLYPH, fmt_number
 from console.engine.text.sanitize import one_line
 from console.screens.database import Column, DatabaseScreen
-from widgets._format import NO_VALUE, fmt_number
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime
@@ -40,15 +40,12 @@ def error_level(pct: float | None) -> str:
     return "crit" if pct > ERROR_CRIT_PCT else "warn"
 
 
-_GLYPH = {"ok": "✓", "warn": "!", "crit": "✖"}  # as the metric panels mark their states
-
-
 def fmt_error_pct(value: Any) -> str:
     """`✓ 0.12`, `! 1.50`, `✖ 12.0`: the level's glyph, then the percentage."""
     if not isinstance(value, int | float):
         return NO_VALUE
     digits = 2 if value < 10 else 1 if value < 100 else 0
-    return f"{_GLYPH[error_level(value)]} {value:.{digits}f}"
+    return f"{PANEL_GLYPH[error_level(value)]} {value:.{digits}f}"  # as the panels mark it
 
 
 def _pct(value: Any) -> str:
@@ -227,7 +224,8 @@ class BreakdownScreen(DatabaseScreen):
     # -- actions -------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return action != "copy"  # rows hold no query to copy
+        # rows hold no query to copy, and no session to cancel or kill
+        return action not in ("copy", "signal")
 
     def action_step(self, step: int) -> None:
         names = list(self.sections)

@@ -1,4 +1,7 @@
-"""A PostgreSQL target's drill-down: sessions, the lock tree, top statements, tables, indexes.
+"""A database target's drill-down: what a DBA reads for PostgreSQL and Redis, as tables.
+
+PostgreSQL: sessions, locks, statements, tables, indexes, connections, replication, vacuums;
+Redis: keyspace, slowlog, server state, commands, clients and big keys.
 
 Everything shown comes from the last check's `details` (console/engine/probes/postgres.py):
 the sessions every check, the rest from the slow collectors. Tables are sortable (`o` next
@@ -11,39 +14,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
+from console.engine.text.fmt import NO_VALUE, fmt_count, format_bytes, format_duration, is_number
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleScreen
+from console.screens.base import ConsoleModal, ConsoleScreen
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime
 
 
 def _num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, int | float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+    """A number with separators; text (a pid's state, a name) as it is."""
+    return fmt_count(value, digits) if value is None or is_number(value) else str(value)
 
 
-def _bytes(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "—"
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
+_bytes = format_bytes  # one unit system: SI, as the panels and the CLI
+
+
+def _signed_bytes(value: float) -> str:
+    """Growth: + or − in front of the size."""
+    return ("+" if value >= 0 else "−") + format_bytes(abs(value))
+
+
+def _age(value: Any) -> str:
+    """Durations and ages in the console's one vocabulary (450ms, 1.5s, 3m05s), never
+    negative (clock skew shows as 0); NULL ("never") is —."""
+    return format_duration(max(0.0, value)) if is_number(value) else NO_VALUE
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ def _statements(details: dict[str, Any]) -> list[dict[str, Any]]:
 def _tables(details: dict[str, Any]) -> list[dict[str, Any]]:
     t = details.get("tables") or {}
     rows: dict[str, dict[str, Any]] = {}
-    for key in ("by_size", "by_seq_read"):
+    for key in ("by_size", "by_seq_read", "by_dead"):
         for e in t.get(key) or []:
             name = f"{e.get('schema', '')}.{e.get('name', '')}"
             rows.setdefault(name, {**e, "table": name})
@@ -97,18 +106,66 @@ def _tables(details: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _indexes(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every listed index with its scans and size, the unused and duplicate ones flagged."""
     ix = details.get("indexes") or {}
-    rows = [{"problem": "unused", "table": f"{e.get('schema')}.{e.get('table')}",
-             "index": e.get("index", ""), "bytes": e.get("bytes")}
-            for e in ix.get("unused") or []]
+    rows, seen = [], set()
+    for e in ix.get("by_size") or []:
+        problem = "unused" if e.get("unused") else "duplicate" if e.get("duplicate") else ""
+        rows.append({"problem": problem, "table": f"{e.get('schema')}.{e.get('table')}",
+                     "index": e.get("index", ""), "idx_scan": e.get("idx_scan"),
+                     "bytes": e.get("bytes")})
+        seen.add(e.get("index"))
+    rows += [{"problem": "unused", "table": f"{e.get('schema')}.{e.get('table')}",
+              "index": e.get("index", ""), "idx_scan": 0.0, "bytes": e.get("bytes")}
+             for e in ix.get("unused") or [] if e.get("index") not in seen]
     rows += [{"problem": "duplicate", "table": f"{e.get('schema')}.{e.get('table')}",
-              "index": ", ".join(e.get("indexes") or []), "bytes": e.get("bytes")}
+              "index": ", ".join(e.get("indexes") or []), "idx_scan": None,
+              "bytes": e.get("bytes")}
              for e in ix.get("duplicate") or []]
     return rows
 
 
+def _connections(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Connections per role, database, application and state, as shares of what
+    applications may use (max_connections minus the reserved slots)."""
+    c = details.get("connections") or {}
+    usable = c.get("usable") or 0
+    rows = []
+    for dim, label in (("by_role", "role"), ("by_database", "database"),
+                       ("by_application", "application"), ("by_state", "state")):
+        for g in c.get(dim) or []:
+            n = g.get("connections")
+            rows.append({"group": label, "name": g.get("name") or "(none)", "connections": n,
+                         "pct": n / usable * 100 if usable and n is not None else None})
+    return rows
+
+
+def _replication(details: dict[str, Any]) -> list[dict[str, Any]]:
+    rep = details.get("replication") or {}
+    rows = [{"what": "replica", "name": r.get("name") or r.get("client") or "",
+             "state": f"{r.get('state', '')} {r.get('sync_state', '')}".strip(),
+             "lag_s": r.get("replay_lag_s"), "bytes": r.get("lag_bytes"),
+             "detail": r.get("client") or ""} for r in rep.get("replicas") or []]
+    rows += [{"what": "slot", "name": s.get("name", ""),
+              "state": "active" if s.get("active") else "INACTIVE", "lag_s": None,
+              "bytes": s.get("retained_bytes"),
+              "detail": " ".join(filter(None, (s.get("type"), s.get("wal_status"),
+                                               s.get("database"))))}
+             for s in rep.get("slots") or []]
+    return rows
+
+
+def _vacuum(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**v, "auto": "auto" if v.get("auto") else "manual"}
+            for v in (details.get("vacuum") or {}).get("running") or []]
+
+
 def _text(v: Any) -> str:
     return "" if v is None else str(v)
+
+
+def _pct(v: Any) -> str:
+    return _num(v, 1)
 
 
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
@@ -118,9 +175,10 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
         Column("user", "user", 8, _text, False),
         Column("application", "app", 8, _text, False),
         Column("state", "state", 8, _text, False),
-        Column("duration_s", "secs", 6, lambda v: _num(v, 1)),
+        Column("duration_s", "secs", 6, _age),
         Column("blocked_by", "blocked by", 10,
                lambda v: ",".join(map(str, v or [])) or "", False),
+        Column("xact_s", "tx", 6, _age),
         Column("query", "query", None, _text, False),
     )),
     "locks": ("Locks", _locks, (
@@ -128,32 +186,58 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
         Column("tree", "pid (blocker › blocked)", 24, _text, False),
         Column("user", "user", 8, _text, False),
         Column("state", "state", 8, _text, False),
-        Column("duration_s", "secs", 6, lambda v: _num(v, 1)),
+        Column("duration_s", "secs", 6, _age),
         Column("query", "query", None, _text, False),
     )),
-    "statements": ("Top statements", _statements, (
+    "statements": ("Statements", _statements, (
         Column("calls", "calls", 8),
         Column("total_ms", "total ms", 9, lambda v: _num(v, 0)),
         Column("mean_ms", "mean ms", 8, lambda v: _num(v, 2)),
-        Column("rows", "rows", 7),
         Column("d_calls", "Δcalls", 6),
-        Column("d_total_ms", "Δms", 7, lambda v: _num(v, 0)),
+        Column("d_mean_ms", "Δmean ms", 8, lambda v: _num(v, 2)),
+        Column("d_io_ms", "Δio ms", 7, lambda v: _num(v, 1)),
         Column("query", "query", None, _text, False),
     )),
     "tables": ("Tables", _tables, (
         Column("table", "table", None, _text, False),
-        Column("total_bytes", "total", 9, _bytes),
+        Column("total_bytes", "total", 10, _bytes),
         Column("live_rows", "live rows", 9),
-        Column("dead_rows", "dead", 7),
-        Column("seq_scan", "seq scan", 8),
-        Column("idx_scan", "idx scan", 8),
-        Column("seq_scan_pct", "seq %", 5, lambda v: _num(v, 1)),
+        Column("dead_pct", "dead %", 6, _pct),
+        Column("last_autovacuum_s", "autovac", 7, _age),
+        Column("last_autoanalyze_s", "analyze", 7, _age),
+        Column("ins_per_s", "ins/s", 6, lambda v: _num(v, 1)),
+        Column("upd_per_s", "upd/s", 6, lambda v: _num(v, 1)),
+        Column("del_per_s", "del/s", 6, lambda v: _num(v, 1)),
+        Column("seq_scan_pct", "seq %", 5, _pct),
     )),
     "indexes": ("Indexes", _indexes, (
         Column("problem", "problem", 9, _text, False),
         Column("table", "table", 18, _text, False),
-        Column("bytes", "size", 9, _bytes),
+        Column("idx_scan", "scans", 8),
+        Column("bytes", "size", 10, _bytes),
         Column("index", "index(es)", None, _text, False),
+    )),
+    "connections": ("Connections", _connections, (
+        Column("group", "by", 11, _text, False),
+        Column("name", "name", None, _text, False),
+        Column("connections", "conns", 6),
+        Column("pct", "% usable", 8, _pct),
+    )),
+    "replication": ("Replication", _replication, (
+        Column("what", "what", 7, _text, False),
+        Column("name", "name", 16, _text, False),
+        Column("state", "state", 16, _text, False),
+        Column("lag_s", "lag", 7, _age),
+        Column("bytes", "WAL behind", 10, _bytes),
+        Column("detail", "detail", None, _text, False),
+    )),
+    "vacuum": ("Vacuum", _vacuum, (
+        Column("pid", "pid", 7, lambda v: f"{v}" if v is not None else "—"),
+        Column("table", "table", None, _text, False),
+        Column("phase", "phase", 20, _text, False),
+        Column("scanned_pct", "scanned %", 9, _pct),
+        Column("running_s", "running", 8, _age),
+        Column("auto", "by", 6, _text, False),
     )),
 }
 
@@ -168,15 +252,28 @@ def _slowlog(details: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _server(details: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for section in ("replication", "persistence"):
+    for section in ("memory", "replication", "persistence"):
         for key, value in (details.get(section) or {}).items():
             if key == "replicas":
                 for i, rep in enumerate(value or []):
                     rows.append({"section": section, "key": f"replica {i}",
                                  "value": " ".join(f"{k}={v}" for k, v in rep.items())})
             else:
-                rows.append({"section": section, "key": key, "value": value})
+                rows.append({"section": section, "key": key,
+                             "value": "—" if value is None else value})
     return rows
+
+
+def _commands(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(details.get("commands") or [])
+
+
+def _clients(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((details.get("clients") or {}).get("by_idle") or [])
+
+
+def _bigkeys(details: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((details.get("bigkeys") or {}).get("keys") or [])
 
 
 REDIS_SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
@@ -199,11 +296,34 @@ REDIS_SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, A
         Column("key", "key", 28, _text, False),
         Column("value", "value", None, _text, False),
     )),
+    "commands": ("Commands", _commands, (
+        Column("command", "command", None, _text, False),
+        Column("calls", "calls", 10),
+        Column("calls_per_s", "calls/s", 8, lambda v: _num(v, 1)),
+        Column("d_usec_per_call", "µs/call", 8, lambda v: _num(v, 1)),
+        Column("usec_per_call", "µs/call all", 11, lambda v: _num(v, 1)),
+        Column("failed_calls", "failed", 7),
+    )),
+    "clients": ("Clients", _clients, (
+        Column("id", "id", 6, _text),
+        Column("name", "name", 14, _text, False),
+        Column("addr", "addr", 21, _text, False),
+        Column("age_s", "age", 7, _age),
+        Column("idle_s", "idle", 7, _age),
+        Column("cmd", "last cmd", None, _text, False),
+    )),
+    "bigkeys": ("Big keys", _bigkeys, (
+        Column("key", "key (sampled)", None, _text, False),
+        Column("type", "type", 8, _text, False),
+        Column("bytes", "memory", 10, _bytes),
+    )),
 }
 # (column index, descending) each section starts sorted by.
 DEFAULT_SORT: dict[str, tuple[int, bool]] = {
     "activity": (4, True), "locks": (0, False), "statements": (1, True), "tables": (1, True),
-    "indexes": (2, True), "keyspace": (0, False), "slowlog": (0, True), "server": (0, False),
+    "indexes": (3, True), "connections": (2, True), "replication": (0, False),
+    "vacuum": (4, True), "keyspace": (0, False), "slowlog": (0, True), "server": (0, False),
+    "commands": (2, True), "clients": (4, True), "bigkeys": (2, True),
 }
 
 
@@ -218,28 +338,66 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, str(value).lower())
 
 
-class DatabaseScreen(ConsoleScreen[None]):
-    """1-5 switch section; o/O sort; / filter; y copy query (or command); Esc back.
+class ConfirmAction(ConsoleModal[bool]):
+    """Asks before an action on a live session, naming it; y confirms, n or Esc does not."""
 
-    PostgreSQL targets get sessions, locks, statements, tables and indexes; Redis targets
-    their keyspace, slowlog, and replication and persistence state.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm_yes"),
+        Binding("n", "answer(False)", "No", id="confirm_no"),
+        Binding("escape", "answer(False)", "No", show=False, id="confirm_escape"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmAction { align: center middle; }
+    ConfirmAction > #confirm-body { width: 76; height: auto; border: round $error;
+                                    background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-body"):
+            yield Static(Content(self.text), id="confirm-text")
+            yield Static(Content("y: do it    n / Esc: leave it"))
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class DatabaseScreen(ConsoleScreen[None]):
+    """1-8 switch section; o/O sort; / filter; y copy query (or command); n notes; Esc back.
+
+    Guarded incident actions (pg_activity's c / k): on the Activity tab `c` cancels the
+    selected session's query and `k` terminates its backend; on a Redis target's Clients tab
+    `k` kills the selected client. Only when the target sets `allow_actions` (with a separate
+    `actions_dsn` / `actions_url`), never in a read-only console, after a confirmation naming
+    the session; each outcome is journaled into the open incident.
+
+    PostgreSQL targets get sessions, locks, statements, tables, indexes, connections,
+    replication and running vacuums; Redis targets their keyspace, slowlog, server state,
+    commands, clients and big keys. Every note is listed under the header, scrollable (`n`
+    puts the focus there, arrows scroll, Esc returns to the table).
     """
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="db_back"),
-        Binding("1", "section(0)", "Section 1", show=False, id="db_s1"),
-        Binding("2", "section(1)", "Section 2", show=False, id="db_s2"),
-        Binding("3", "section(2)", "Section 3", show=False, id="db_s3"),
-        Binding("4", "section(3)", "Section 4", show=False, id="db_s4"),
-        Binding("5", "section(4)", "Section 5", show=False, id="db_s5"),
+        *(Binding(str(i), f"section({i - 1})", f"Section {i}", show=False, id=f"db_s{i}")
+          for i in range(1, 10)),
         Binding("o", "sort(1)", "Sort", id="db_sort"),
         Binding("O", "reverse", "Reverse", id="db_reverse"),
         Binding("slash", "filter", "Filter", key_display="/", id="db_filter"),
         Binding("y", "copy", "Copy query", id="db_copy"),
+        Binding("n", "notes", "Notes", show=False, id="db_notes"),  # the header says "(n)"
+        Binding("c", "signal(False)", "Cancel query", id="db_cancel"),
+        Binding("k", "signal(True)", "Kill", id="db_kill"),
     ]
 
     DEFAULT_CSS = """
-    DatabaseScreen > #db-info { height: auto; max-height: 6; padding: 0 1; }
+    DatabaseScreen > #db-info { height: auto; max-height: 5; padding: 0 1; }
+    DatabaseScreen > #db-notes { height: auto; max-height: 4; padding: 0 1; }
+    DatabaseScreen > #db-notes:focus { background: $boost; }
+    DatabaseScreen > #db-notes.empty { display: none; }
     DatabaseScreen > #db-filter { display: none; height: 3; }
     DatabaseScreen > #db-filter.visible { display: block; }
     DatabaseScreen > DataTable { height: 1fr; }
@@ -262,6 +420,8 @@ class DatabaseScreen(ConsoleScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.target), id="db-info")
+        with VerticalScroll(id="db-notes", can_focus=True, classes="empty"):
+            yield Static("", id="db-notes-text")
         yield Input(placeholder="filter rows (Esc clears)", id="db-filter")
         yield DataTable(cursor_type="row", zebra_stripes=False, id="db-table")
         yield Static("", id="db-preview")
@@ -298,33 +458,76 @@ class DatabaseScreen(ConsoleScreen[None]):
         self._details = details
         self._fill()
 
+    def _summary(self) -> str:
+        """The header's first line: what a DBA looks at before any table."""
+        d = self._details
+        parts = [f"{self.target} · {'cache' if self.kind == 'redis' else 'database'}"]
+        if self.kind == "redis":
+            mem = d.get("memory") or {}
+            if mem.get("used_bytes") is not None:
+                limit = (f" of {_bytes(mem['maxmemory_bytes'])} ({mem.get('pct') or 0:.0f}%)"
+                         if mem.get("maxmemory_bytes") else " (no maxmemory)")
+                policy = mem.get("policy") or "?"
+                how = "evicting" if mem.get("evicting") else "cannot evict"
+                frag = mem.get("fragmentation_ratio")
+                parts.append(f"memory {_bytes(mem['used_bytes'])}{limit}, {policy} ({how})"
+                             + (f", frag {frag:.2f}" if isinstance(frag, int | float) else ""))
+        db = d.get("database") or {}
+        if db.get("size_bytes") is not None:
+            text = f"size {_bytes(db['size_bytes'])}"
+            per_day, growth = db.get("growth_bytes_per_day"), db.get("growth_bytes")
+            window = _age(db.get("growth_over_s"))
+            if isinstance(per_day, int | float):
+                text += f" ({_signed_bytes(per_day)}/day over {window})"
+            elif isinstance(growth, int | float):
+                text += f" ({_signed_bytes(growth)} over {window})"
+            parts.append(text)
+        conns = d.get("connections") or {}
+        if conns.get("usable"):
+            parts.append(f"connections {conns.get('total', 0):g}/{conns['usable']:g} usable")
+        oldest = (d.get("transactions") or {}).get("oldest")
+        if oldest:
+            parts.append(f"oldest tx {_age(oldest.get('xact_s'))} (pid {oldest.get('pid')})")
+        rep = d.get("replication") or {}
+        if rep:
+            text = f"{rep.get('role') or '?'}, {_plural(len(rep.get('replicas') or []), 'replica')}"
+            if rep.get("link_status"):
+                text += f", link {rep['link_status']}"
+            if rep.get("replay_delay_s") is not None:
+                text += f", replay lag {_age(rep['replay_delay_s'])}"
+            if rep.get("wal_bytes_per_s") is not None:
+                text += f", WAL {_bytes(rep['wal_bytes_per_s'])}/s"
+            parts.append(text)
+        ck = d.get("checkpoints") or {}
+        if ck.get("window_s"):
+            n = (ck.get("d_timed") or 0) + (ck.get("d_requested") or 0)
+            parts.append(f"{_plural(n, 'checkpoint')} in {_age(ck['window_s'])} "
+                         f"({_num(ck.get('d_requested'))} requested)")
+        return " · ".join(parts)
+
     def _info(self) -> Content:
         d = self._details
-        title, _, cols = self.sections[self.section]
+        _, _, cols = self.sections[self.section]
         col = cols[self.sort_index[self.section]]
         tabs = "  ".join(
             (f"[{i}] {v[0].upper()}" if k == self.section else f"[{i}] {v[0]}")
             for i, (k, v) in enumerate(self.sections.items(), 1))
-        db = d.get("database") or {}
-        parts = [f"{self.target} · {'cache' if self.kind == 'redis' else 'database'}"]
-        if db.get("size_bytes") is not None:
-            growth = db.get("growth_bytes_per_day")
-            parts.append(f"size {_bytes(db['size_bytes'])}"
-                         + (f" ({'+' if growth >= 0 else '−'}{_bytes(abs(growth))}/day)"
-                            if isinstance(growth, int | float) else ""))
-        rep = d.get("replication") or {}
-        if rep:
-            parts.append(f"{rep.get('role', '?')}, {len(rep.get('replicas') or [])} replicas"
-                         + (f", link {rep['link_status']}" if rep.get("link_status") else ""))
-        lines = [" · ".join(parts), tabs,
+        lines = [self._summary(), tabs,
                  f"sorted by {col.label} {'↓' if self.sort_reverse[self.section] else '↑'}"
                  + (f" · filter: {one_line(self.filter_text, 40)}" if self.filter_text else "")
-                 + f" · {len(self._rows)} rows"]
+                 + f" · {len(self._rows)} rows"
+                 + (f" · {len(d.get('notes') or [])} notes (n)" if d.get("notes") else "")]
         if self.section == "statements" and (d.get("statements") or {}).get("available") is False:
             lines.append("pg_stat_statements is not available (see notes)")
-        for note in (d.get("notes") or [])[:3]:
-            lines.append("note: " + one_line(note, 200))
         return Content("\n".join(lines))
+
+    def _notes(self) -> None:
+        """Every note, one per line (scrollable): collectors off or retrying, roles, slots."""
+        notes = [one_line(n, 500) for n in self._details.get("notes") or []]
+        box = self.query_one("#db-notes", VerticalScroll)
+        box.set_class(not notes, "empty")
+        self.query_one("#db-notes-text", Static).update(
+            Content("\n".join(f"note: {n}" for n in notes)))
 
     def _rebuild_columns(self) -> None:
         table = self.query_one(DataTable)
@@ -362,6 +565,7 @@ class DatabaseScreen(ConsoleScreen[None]):
         if rows:
             table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
         self.query_one("#db-info", Static).update(self._info())
+        self._notes()
         self._preview()
 
     def on_resize(self) -> None:
@@ -418,7 +622,88 @@ class DatabaseScreen(ConsoleScreen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(DataTable).focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "signal":
+            wanted = "clients" if self.kind == "redis" else "activity"
+            if self.section != wanted or (self.kind == "redis" and not parameters[0]):
+                return False
+        return True
+
+    def _session_words(self, row: dict[str, Any]) -> str:
+        if self.kind == "redis":
+            return (f"client id {row.get('id')} {row.get('name') or '(no name)'} from "
+                    f"{row.get('addr') or '?'}, idle {_age(row.get('idle_s'))}, last "
+                    f"command {row.get('cmd') or '?'}")
+        return (f"pid {row.get('pid')} ({row.get('user') or '?'}, "
+                f"{row.get('application') or 'no application'}, {row.get('state') or '?'} "
+                f"{_age(row.get('duration_s'))}): {one_line(row.get('query') or '', 160)}")
+
+    def action_signal(self, kill: bool) -> None:
+        """Cancel (c) or terminate/kill (k) the selected session, after asking."""
+        from console.engine.probes.dbactions import refusal
+
+        runtime = self.console.runtime
+        settings = self.console.settings
+        target = settings.target(self.target) if settings is not None else None
+        # Runtime.read_only (the console's --read-only) is the lead's; absent means not set.
+        read_only = bool(getattr(runtime, "read_only", False))
+        why = refusal(target, read_only=read_only)
+        table = self.query_one(DataTable)
+        row = self._rows[table.cursor_row] if 0 <= table.cursor_row < len(self._rows) else None
+        if why is None and row is None:
+            why = "no session selected"
+        if why is not None or target is None or row is None:
+            self.notify(why or "no such target", severity="warning")
+            return
+        if self.kind == "redis":
+            what = "Kill (CLIENT KILL)"
+        else:
+            what = "Terminate the backend of" if kill else "Cancel the query of"
+        question = f"{what} {self._session_words(row)} on {self.target}?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._act(target, row, kill), group="db-action")
+
+        self.app.push_screen(ConfirmAction(question), answered)
+
+    async def _act(self, target: Any, row: dict[str, Any], kill: bool) -> None:
+        from console.engine.probes.dbactions import pg_signal, redis_client_kill
+
+        if self.kind == "redis":
+            outcome = await redis_client_kill(target, str(row.get("id")))
+        else:
+            outcome = await pg_signal(target, int(row.get("pid") or 0), terminate=kill)
+        text = f"{self.target}: {outcome.text} — {self._session_words(row)}"
+        journaled = await self._journal(text)
+        self.notify(outcome.text + ("" if journaled else " (no open incident: not journaled)"),
+                    severity="information" if outcome.ok else "error")
+
+    async def _journal(self, text: str) -> bool:
+        """Into the open incident about this target, else the latest open one."""
+        runtime = self.console.runtime
+        desk = None if runtime is None else (runtime.desk or await runtime.open_desk())
+        if desk is None:
+            return False
+        incidents = desk.book.open_incidents()
+        if not incidents:
+            return False
+        mine = [i for i in incidents if self.target in i.targets] or incidents
+        incident = max(mine, key=lambda i: i.started)
+        await desk.note(incident.id, text)
+        return True
+
+    def action_notes(self) -> None:
+        notes = self.query_one("#db-notes", VerticalScroll)
+        if notes.has_focus or notes.has_class("empty"):
+            self.query_one(DataTable).focus()
+        else:
+            notes.focus()
+
     def action_back(self) -> None:
+        if self.query_one("#db-notes", VerticalScroll).has_focus:
+            self.query_one(DataTable).focus()
+            return
         box = self.query_one("#db-filter", Input)
         if self.filter_text or box.has_focus:
             box.value = ""

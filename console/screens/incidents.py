@@ -18,8 +18,8 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents.book import Incident, StepState
-from console.engine.incidents.postmortem import elapsed
 from console.engine.model import SEVERITIES
+from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 from console.screens.prompt import TextPrompt
@@ -99,14 +99,14 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     target = step.section.describe_target(inc.severity)
     head = f"{mark} {step.section.title}" + (f" ({target})" if target else "")
     if status == "overdue":
-        tail = f"⚠ OVERDUE by {elapsed(now - (inc.due(step) or now))}"
+        tail = f"⚠ OVERDUE by {format_age(now - (inc.due(step) or now))}"
     elif status == "late":
-        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)} (late)"
+        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)} (late)"
     elif status == "done":
-        tail = f"✔ done +{elapsed((step.done_at or 0) - inc.started)}"
+        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}"
     else:
         left = inc.remaining(step, now)
-        tail = f"due in {elapsed(left)}" if left is not None else ""
+        tail = f"due in {format_age(left)}" if left is not None else ""
     count = f"{done}/{total}" if total else ""
     return f"{head}  {count}  {tail}".rstrip()
 
@@ -117,7 +117,7 @@ def incident_line(inc: Incident, now: float) -> str:
     over = len(inc.overdue(now))
     flag = f" ⚠ {over} overdue" if over else ""
     title = one_line(inc.title, 28)
-    return (f"{inc.severity} {title:<28} age {elapsed(inc.age(now)):>6} "
+    return (f"{inc.severity} {title:<28} age {format_age(inc.age(now)):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 
@@ -319,7 +319,7 @@ class IncidentScreen(ConsoleScreen[None]):
         over = inc.overdue(now)
         lines = [
             f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
-            f"age {elapsed(inc.age(now))} · owner {one_line(inc.owner, 30)}",
+            f"age {format_age(inc.age(now))} · owner {one_line(inc.owner, 30)}",
             f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 60)}"
             + (f" · ⚠ {len(over)} step(s) overdue" if over else ""),
         ]

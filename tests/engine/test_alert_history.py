@@ -13,7 +13,6 @@ import orjson
 from console.engine.alerting.history import (
     AlertHistory,
     describe_duration,
-    format_span,
     ongoing,
     read_episodes,
     rotated,
@@ -26,7 +25,6 @@ from console.engine.config.rules import Rule
 from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
 from console.engine.storage.store import MetricStore
-from console.engine.text.fmt import format_duration
 from tests.alerttools import T0, Clock, dead_api_config
 
 
@@ -46,18 +44,9 @@ def feed(core: AlertEngine, store: MetricStore, clock: Clock, metric: str,
         core.run()
 
 
-def test_format_span() -> None:
-    assert [format_span(s) for s in (0, 45.4, 60, 723, 3599, 3600, 7500, 93600)] == [
-        "0s", "45s", "1m 00s", "12m 03s", "59m 59s", "1h 00m", "2h 05m", "1d 02h"]
-    # format_span is format_duration's spaced style; the compact default stays as it was
-    assert [format_duration(s) for s in (0.45, 723, 7500, 93600)] == [
-        "450ms", "12m03s", "2h05m", "1d2h"]
+def test_describe_duration() -> None:
     assert describe_duration({"duration_s": 250, "ongoing": True}) == "ongoing 4m 10s"
     assert describe_duration({"duration_s": 723}) == "12m 03s"
-    paths = DataPaths(Path("/d"))  # the history sits beside the state it completes
-    assert (paths.alert_state, paths.alert_history) == (
-        Path("/d/alerts.json"), Path("/d/alerts-history.jsonl"))
-    assert paths.demo().alert_history == Path("/d/demo/alerts-history.jsonl")
 
 
 def test_episode_from_fire_ack_resolve_with_peak() -> None:

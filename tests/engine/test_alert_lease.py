@@ -117,6 +117,7 @@ def site() -> Iterator[HookSite]:
         yield s
 
 
+@pytest.mark.slow  # kill -9 rounds: make test-slow (and CI)
 def test_two_headless_runners_one_owner_follower_sees_state_takeover_after_kill_9(
         tmp_path: Path, site: HookSite) -> None:
     cfg = tmp_path / "c.toml"

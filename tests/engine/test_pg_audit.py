@@ -105,8 +105,32 @@ def statement_kind(sql: str) -> str:
     return (body.split(None, 1) or [""])[0].upper()
 
 
+GUARD = re.compile(r"^\s*set\s+local\s+(statement_timeout|lock_timeout|"
+                   r"idle_in_transaction_session_timeout)\s*(?:=|to)\s*(\d+)\s*$", re.I)
+
+
+def guards_of(sql: str) -> dict[str, int] | None:
+    """The limits a `BEGIN READ ONLY; SET LOCAL …` line sets for its transaction, or None
+    when the line is not such an opening (the probe's per-transaction guards)."""
+    parts = [p.strip() for p in LITERALS.sub(" ", sql).split(";") if p.strip()]
+    if not parts or not re.fullmatch(r"(begin|start\s+transaction)\s+read\s+only", parts[0],
+                                     re.I):
+        return None
+    out: dict[str, int] = {}
+    for part in parts[1:]:
+        m = GUARD.match(part)
+        if m is None:
+            return None
+        out[m.group(1).lower()] = int(m.group(2))
+    return out
+
+
 def read_only_problem(sql: str) -> str | None:
-    """Why this statement is not a read-only one, or None."""
+    """Why this statement is not a read-only one, or None. A `BEGIN READ ONLY` followed
+    by `SET LOCAL` limits (positive, for that transaction only) is the probe's guard."""
+    guards = guards_of(sql)
+    if guards is not None:
+        return None if all(v > 0 for v in guards.values()) else f"a limit off: {guards}"
     kind = statement_kind(sql)
     if kind not in ALLOWED_KINDS:
         return f"kind {kind}"
@@ -192,8 +216,11 @@ async def helpers(pg_server: PgServer) -> AsyncIterator[dict[str, asyncpg.Connec
 
 async def test_console_sends_only_reads_over_one_bounded_read_only_session(
         pg_server: PgServer, audit_log: int, helpers: dict[str, asyncpg.Connection]) -> None:
+    # `session_long` has a statement_timeout of its own: it runs in a READ ONLY
+    # transaction with SET LOCAL limits (issue 11), which the server's log must show.
     target = pg_target(pg_server, DB, slow_interval=1.0, slow_query=0.2, top=5,
-                       queries={"session": SESSION_SQL})
+                       queries={"session": SESSION_SQL, "session_long": SESSION_SQL},
+                       query_timeouts={"session_long": 1.5})
     probe = PostgresProbe(target)
     holder, waiter, sleeper, work = (helpers[k] for k in ("holder", "waiter", "sleeper", "work"))
     sampler, stop = Sampler(), asyncio.Event()
@@ -268,6 +295,12 @@ async def test_console_sends_only_reads_over_one_bounded_read_only_session(
         assert v["session.lock_ms"] == 100
         assert v["session.idle_tx_ms"] > 0
         assert (v["session.default_ro"], v["session.tx_ro"], v["session.app_ok"]) == (1, 1, 1)
+    longs = [{k: v for k, v in r.metrics.items() if k.startswith("session_long.")}
+             for r in results if "session_long.pid" in r.metrics]
+    assert longs
+    for v in longs:
+        assert (v["session_long.st_ms"], v["session_long.lock_ms"]) == (1500, 100)
+        assert v["session_long.tx_ro"] == 1
 
     # -- what the server saw --------------------------------------------------------------
     records: list[Record] = []
@@ -295,6 +328,10 @@ async def test_console_sends_only_reads_over_one_bounded_read_only_session(
                 for why in [read_only_problem(sql)] if why]
     assert statements
     assert not problems, problems
+    openings = [guards_of(sql) for _, sql in statements if guards_of(sql) is not None]
+    assert openings
+    assert all(g == {"statement_timeout": 1500, "lock_timeout": 100,
+                     "idle_in_transaction_session_timeout": 3000} for g in openings), openings
     # Only built-in result and parameter types: asyncpg never had to introspect one (its
     # recursive catalog query, with set_config('jit') around it, on the monitored server).
     assert not [sql for _, sql in statements if "typeinfo_tree" in sql]

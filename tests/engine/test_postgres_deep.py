@@ -339,7 +339,7 @@ async def test_pg_monitor_role_custom_queries_and_notes(pg_server: PgServer,
         unused = {i["index"] for i in r.details["indexes"]["unused"]}
         assert {"big_t_a", "big_t_b", "signals_created"} <= unused
         assert r.metrics["replicas"] == 0
-        assert r.details["replication"] == {"role": "primary", "replicas": []}
+        assert r.details["replication"] == {"role": "primary", "replicas": [], "slots": []}
     finally:
         pg_server.admin(f"SELECT pg_cancel_backend({sleeper.get_server_pid()})")
         with pytest.raises(asyncpg.exceptions.QueryCanceledError):
@@ -380,24 +380,46 @@ async def test_role_without_pg_monitor_gets_a_note(pg_server: PgServer,
     assert r.details["role"]["pg_monitor"] is False
 
 
-async def test_a_costly_collector_turns_itself_off_after_statement_timeout(
+async def test_a_costly_collector_backs_off_after_statement_timeout(
         pg_server: PgServer, probes: list[PostgresProbe]) -> None:
+    """A query slower than its statement_timeout is retried with a growing delay, not
+    every check and not never; a per-query timeout lets it finish (issue 11, items 1, 9)."""
     fresh_db(pg_server, "opsc_costly")
     # A custom query slower than the session's statement_timeout (min(1 s, interval/2)).
-    probe = PostgresProbe(pg_target(
-        pg_server, "opsc_costly", slow_interval=1.0,
-        queries={"slow": "select count(*) from generate_series(1, 200000000)"}))
+    spin = "select count(*) from generate_series(1, 200000000)"
+    probe = PostgresProbe(pg_target(pg_server, "opsc_costly", slow_interval=1.0,
+                                    queries={"slow": spin}))
     probes.append(probe)
     r = await probe.check()
     assert r.status is Status.UP, r.error
-    assert "query:slow: turned off for this session after exceeding the 1000 ms " \
-           "statement_timeout (a costly collector on this server)" in r.details["notes"]
+    assert "query:slow: exceeded the 1000 ms statement_timeout; no values yet; retrying " \
+           "in 4s" in r.details["notes"]  # one check interval (5 s) from the failure
+    state = r.details["collectors"]["query:slow"]
+    assert (state["state"], state["failures"], state["ok_at"]) == ("retrying", 1, None)
     await asyncio.sleep(1.0)
     t0 = time.monotonic()
     r2 = await probe.check()
-    assert time.monotonic() - t0 < 0.5  # not tried again
+    assert time.monotonic() - t0 < 0.5  # not tried again before its backoff ends
     assert r2.status is Status.UP
-    assert any(n.startswith("query:slow: turned off") for n in r2.details["notes"])
+    assert any(n.startswith("query:slow: exceeded the 1000 ms statement_timeout")
+               for n in r2.details["notes"])
+    probe._coll["query:slow"].due = 0.0  # the backoff has passed
+    r3 = await probe.check()
+    state = r3.details["collectors"]["query:slow"]
+    assert (state["state"], state["failures"]) == ("retrying", 2)
+    assert state["retry_at"] - time.time() > 8  # two intervals now: 10 s
+    assert probe._backoff(3) == 20
+    assert probe._backoff(20) == 600
+
+    # The same query with room for it: its own timeout, inside the check's.
+    count = "select count(*) from generate_series(1, 3000000)"  # ~0.3-1.5 s here
+    probe = PostgresProbe(pg_target(pg_server, "opsc_costly", slow_interval=1.0,
+                                    queries={"big": count}, query_timeouts={"big": 2.4}))
+    probes.append(probe)
+    r = await probe.check()
+    assert r.status is Status.UP, r.error
+    assert r.metrics["big"] == 3_000_000, r.details["notes"]
+    assert r.details["collectors"]["query:big"]["state"] == "ok"
 
 
 def test_custom_queries_must_be_read_only() -> None:
@@ -498,10 +520,14 @@ async def test_connection_cut_mid_query_keeps_the_result_and_reconnects(
         await admin.close()
 
 
-async def test_replication_lag_on_primary_and_replica(pg_server: PgServer,
-                                                      probes: list[PostgresProbe]) -> None:
+async def test_replication_lag_slots_wal_and_checkpoints(pg_server: PgServer,
+                                                         probes: list[PostgresProbe]) -> None:
+    """Lag, slots, WAL rate and checkpoints against pg_stat_replication,
+    pg_replication_slots, pg_current_wal_lsn() and pg_stat_bgwriter (issue 11, item 5)."""
     fresh_db(pg_server, "opsc_repl")
-    port = pg_server.start_replica()
+    port = pg_server.start_replica(slot="opsc_replica")
+    pg_server.admin("SELECT pg_create_physical_replication_slot('opsc_idle', true)")
+    replica_conn = None
     try:
         primary = PostgresProbe(pg_target(pg_server, "opsc_repl"))
         replica = PostgresProbe(PostgresTarget(
@@ -509,19 +535,24 @@ async def test_replication_lag_on_primary_and_replica(pg_server: PgServer,
             dsn=f"postgresql://postgres:${{OPSCONSOLE_T_PG_PW}}@127.0.0.1:{port}/opsc_repl"))
         probes += [primary, replica]
         pg_server.admin("CREATE TABLE t (i int); INSERT INTO t VALUES (1)", db="opsc_repl")
+        replica_conn = await asyncpg.connect(host=str(pg_server.sockdir), port=port,
+                                             user="postgres", database="opsc_repl", timeout=5)
         for _ in range(100):  # bounded: streaming starts and replays within a second or two
             rp = await primary.check()
             rr = await replica.check()
             # the walsender lists a new replica before its first feedback (replay_lsn
-            # NULL, lag unknown): wait for the replica to report a position
+            # NULL, lag unknown): wait for the replica to report a position, and for it
+            # to have replayed the insert
             listed = rp.details.get("replication", {}).get("replicas") or [{}]
             if (rp.metrics.get("replicas") == 1 and rr.details["replication"].get("role")
                     == "replica" and "replication_lag_s" in rr.metrics
-                    and listed[0].get("lag_bytes") is not None):
+                    and listed[0].get("lag_bytes") is not None
+                    # (one transaction with the CREATE: the table shows once replayed)
+                    and await replica_conn.fetchval("SELECT to_regclass('t') IS NOT NULL")):
                 break
             await asyncio.sleep(0.05)
-            primary._slow_ran.clear()  # run the slow collectors again on the next check
-            replica._slow_ran.clear()
+            primary._coll.clear()  # run the slow collectors again on the next check
+            replica._coll.clear()
         assert rp.status is Status.UP, rp.error
         assert rp.metrics["replicas"] == 1
         listed = rp.details["replication"]["replicas"]
@@ -530,18 +561,90 @@ async def test_replication_lag_on_primary_and_replica(pg_server: PgServer,
         assert rp.metrics["replication_lag_bytes"] >= 0
         assert rr.status is Status.UP, rr.error
         assert rr.details["replication"]["role"] == "replica"
-        # Ground truth, read on the replica just after the check: the same delay, later.
-        conn = await asyncpg.connect(host=str(pg_server.sockdir), port=port, user="postgres",
-                                     database="opsc_repl", timeout=5)
-        try:
-            truth = await conn.fetchval(
-                "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
-        finally:
-            await conn.close()
-        assert 0 <= rr.metrics["replication_lag_s"] <= truth
+
+        # Caught up on a quiet primary: no lag, however old the last replayed commit is
+        # (the reference, now() - pg_last_xact_replay_timestamp(), keeps growing).
+        caught_up = ("SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), "
+                     "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
+        same, before = await replica_conn.fetchrow(caught_up)
+        await asyncio.sleep(0.3)
+        replica._coll.clear()
+        rr = await replica.check()
+        same_after, after = await replica_conn.fetchrow(caught_up)
+        assert same
+        assert same_after
+        assert after > before >= 0  # the naive figure grows on a quiet primary
+        assert rr.metrics["replication_lag_s"] == 0
+        assert rr.details["replication"]["replay_delay_s"] == 0
+
+        # Replay paused with WAL received: lag is the reference delay, read just after.
+        await replica_conn.execute("SELECT pg_wal_replay_pause()")
+        pg_server.admin("INSERT INTO t VALUES (2)", db="opsc_repl")
+        for _ in range(100):  # bounded: the insert reaches the replica in milliseconds
+            if not await replica_conn.fetchval("SELECT pg_last_wal_receive_lsn() = "
+                                               "pg_last_wal_replay_lsn()"):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        replica._coll.clear()
+        rr = await replica.check()
+        truth = await replica_conn.fetchval(
+            "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
+        assert 0.2 <= rr.metrics["replication_lag_s"] <= truth
         assert rr.details["replication"]["replay_delay_s"] == pytest.approx(
             rr.metrics["replication_lag_s"], abs=1e-3)
+        await replica_conn.execute("SELECT pg_wal_replay_resume()")
+
+        # Slots: the replica's (active) and an idle one (inactive, flagged): WAL retained as
+        # pg_replication_slots says, read around the check.
+        retained_sql = ("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) "
+                        "FROM pg_replication_slots WHERE slot_name = 'opsc_idle'")
+        low = float(pg_server.admin(retained_sql))
+        primary._coll.clear()
+        rp = await primary.check()
+        high = float(pg_server.admin(retained_sql))
+        slots = {s["name"]: s for s in rp.details["replication"]["slots"]}
+        assert set(slots) == {"opsc_replica", "opsc_idle"}
+        assert slots["opsc_replica"]["active"] is True
+        assert slots["opsc_idle"]["active"] is False
+        assert slots["opsc_idle"]["type"] == "physical"
+        assert low <= slots["opsc_idle"]["retained_bytes"] <= high
+        assert (rp.metrics["replication_slots"], rp.metrics["replication_slots_inactive"]) \
+            == (2, 1)
+        assert rp.metrics["replication_slot_retained_bytes"] >= low
+        assert any(n.startswith("replication slot opsc_idle is inactive and keeps ")
+                   for n in rp.details["notes"]), rp.details["notes"]
+
+        # WAL generation rate and checkpoints, between two runs of the collectors, bounded
+        # by the reference read just outside and just inside the probe's two runs.
+        lsn = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+        ckpt = "SELECT checkpoints_timed || ' ' || checkpoints_req FROM pg_stat_bgwriter"
+        primary._coll.clear()
+        w1a, c1a, t1a = float(pg_server.admin(lsn)), pg_server.admin(ckpt), time.monotonic()
+        await primary.check()
+        w1b, c1b, t1b = float(pg_server.admin(lsn)), pg_server.admin(ckpt), time.monotonic()
+        pg_server.admin("INSERT INTO t SELECT g FROM generate_series(1, 20000) g",
+                        db="opsc_repl")
+        pg_server.admin("CHECKPOINT")
+        pg_server.admin("CHECKPOINT")
+        primary._coll.clear()
+        w2a, c2a, t2a = float(pg_server.admin(lsn)), pg_server.admin(ckpt), time.monotonic()
+        rp = await primary.check()
+        w2b, c2b, t2b = float(pg_server.admin(lsn)), pg_server.admin(ckpt), time.monotonic()
+        rate = rp.metrics["wal_bytes_per_s"]
+        assert (w2a - w1b) / (t2b - t1a) <= rate <= (w2b - w1a) / (t2a - t1b)
+        assert w2a - w1b > 500_000  # the insert wrote WAL
+        req = [float(c.split()[1]) for c in (c1a, c1b, c2a, c2b)]
+        d_req = rp.details["checkpoints"]["d_requested"]
+        assert req[2] - req[1] <= d_req <= req[3] - req[0]
+        assert d_req >= 2
+        assert rp.details["checkpoints"]["requested"] == pytest.approx(req[2], abs=req[3] - req[2])
+        assert rp.metrics["checkpoints_req_pct"] > 0
+        assert rp.metrics["checkpoints_per_h"] > 0
     finally:
+        if replica_conn is not None:
+            await replica_conn.close()
         pg_server.stop_replica()
+        pg_server.admin("SELECT pg_drop_replication_slot('opsc_idle')")
     r = await primary.check()  # fast part only: the primary keeps answering
     assert r.status is Status.UP

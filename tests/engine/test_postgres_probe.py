@@ -100,6 +100,7 @@ async def test_up_with_sane_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
         admin = await asyncpg.connect(MACHINE_DSN, timeout=5)
         try:
             max_conn = float(await admin.fetchval("SHOW max_connections"))
+            reserved = float(await admin.fetchval("SHOW superuser_reserved_connections"))
             for _ in range(5):  # committed transactions the probe should count
                 await admin.execute("SELECT count(*) FROM pg_class")
             await admin.execute("SELECT pg_stat_force_next_flush()")
@@ -108,7 +109,12 @@ async def test_up_with_sane_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
             await admin.close()
         assert m["max_connections"] == max_conn
         assert 1 <= m["connections_total"] <= max_conn
-        assert m["pool_usage_pct"] == pytest.approx(m["connections_total"] / max_conn * 100)
+        # Measured against what an application may use, as the server counts it (15 has
+        # no reserved_connections).
+        assert m["connections_reserved"] == reserved
+        assert m["connections_usable"] == max_conn - reserved
+        assert m["pool_usage_pct"] == pytest.approx(
+            m["connections_total"] / (max_conn - reserved) * 100)
         for key in ("connections_active", "connections_idle_in_tx", "connections_waiting"):
             assert 0 <= m[key] <= m["connections_total"]
         assert m["xact_total"] >= m["rollbacks_total"] >= 0
@@ -390,15 +396,20 @@ async def test_degraded_when_connections_near_max(pg_server: PgServer,
     hogs: list[asyncpg.Connection] = []
     try:
         assert (await probe.check()).status is Status.UP
-        # max_connections=20 on the private server: probe + 16 = 17 -> 85 %.
-        for _ in range(16):
+        # max_connections=20 on the private server, 3 of them reserved for superusers
+        # (superuser_reserved_connections' default): probe + 13 = 14 of 17 -> 82 %.
+        assert pg_server.admin("SHOW superuser_reserved_connections") == "3"
+        for _ in range(13):
             hogs.append(await asyncpg.connect(host=str(pg_server.sockdir), port=pg_server.port,
                                               user="postgres", database="postgres", timeout=5))
         r = await probe.check()
         assert r.status is Status.DEGRADED
-        assert r.metrics["connections_total"] == 17
-        assert r.metrics["pool_usage_pct"] == pytest.approx(85)
-        assert r.reasons == ("connections at 85% of max_connections (17/20)",)
+        assert r.metrics["connections_total"] == 14
+        assert r.metrics["connections_usable"] == 17
+        assert r.metrics["pool_usage_pct"] == pytest.approx(14 / 17 * 100)
+        assert r.reasons[0].startswith(
+            "connections at 82% of the 17 applications may use (14 of max_connections 20, "
+            "3 reserved for superusers); roles: postgres 14; applications: ")
     finally:
         await asyncio.gather(*(h.close() for h in hogs))
         hogs.clear()

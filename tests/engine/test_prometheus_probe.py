@@ -253,7 +253,7 @@ async def test_body_larger_than_max_body(app: App, clients: HttpClients) -> None
     app.routes["/big"] = text_route("".join(f"g{{i=\"{i}\"}} {i}\n" for i in range(2000)))
     r = await PrometheusProbe(target(app.url("/big"), max_body="10KB"), clients).check()
     assert r.status is Status.DOWN
-    assert r.error == "response larger than 10 KB"
+    assert r.error == "response larger than 10 kB"  # SI, as everywhere
     assert r.response is not None
     assert r.response.truncated
 

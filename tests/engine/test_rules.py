@@ -154,12 +154,20 @@ def test_default_rules_reproduce_the_playbook() -> None:
         "failed-payment-rate": ("P1", "payment_failed_pct > 2"),
         "target-down": ("P1", "down"),
         "no-data": ("P2", "absent(up, 3)"),
+        "database-pool-exhausted": ("P0", "pool_usage_pct >= 100"),
+        "database-wraparound-risk": ("P0", "wraparound_pct > 50"),
+        "database-pool-high": ("P1", "pool_usage_pct > 80"),
+        "database-long-transaction": ("P1", "long_transactions > 0"),
+        "redis-memory-full": ("P1", "memory_noeviction_pct > 90"),
     }
     for name, (sev, expr) in want.items():
         assert (rules[name].severity, rules[name].expr) == (sev, expr), name
     assert rules["latency-p95-slow"].for_ == 300.0
     assert rules["cpu-high"].for_ == 300.0
     assert "error-rate-high" in rules["api-down"].inhibits
+    # Redis memory is judged by eviction policy (redis-memory-full), not by memory-high.
+    assert rules["memory-high"].kinds == ["host"]
+    assert rules["redis-memory-full"].kinds == []  # only where memory_noeviction_pct exists
 
 
 def test_config_rules_replace_defaults_and_validate_with_lines() -> None:

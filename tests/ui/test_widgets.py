@@ -151,10 +151,12 @@ def panel(
     unit: str = "ms",
     warn: float | None = 200.0,
     crit: float | None = 500.0,
+    lower_is_better: bool = True,
 ) -> PanelView:
     return PanelView(key=key, title=title if title is not None else f"{key} latency",
                      target=f"target-{key}", metric=metric, unit=unit, value=value,
-                     spark=tuple(spark), state=state, warn=warn, crit=crit)
+                     spark=tuple(spark), state=state, warn=warn, crit=crit,
+                     lower_is_better=lower_is_better)
 
 
 def result(
@@ -532,7 +534,8 @@ async def test_grid_panel_shows_title_state_value_threshold_and_sparkline() -> N
             panel("b", 312.5, state="warn"),
             panel("c", 999.0, state="crit"),
             panel("d", None, state="nodata"),
-            panel("e", 99.95, metric="uptime", unit="%", warn=99.9, crit=99.0),
+            panel("e", 99.95, metric="uptime", unit="%", warn=99.9, crit=99.0,
+                  lower_is_better=False),
         ])
         await pilot.pause()
         shown = lines(grid)

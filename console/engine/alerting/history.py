@@ -43,19 +43,9 @@ def rotated(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
-def format_span(seconds: float) -> str:
-    """A duration operators read at a glance: ``45s``, ``12m 03s``, ``2h 05m``, ``3d 04h``.
-
-    `format_duration`'s spaced style on whole seconds (rounded, never negative), so a
-    just-opened episode reads ``0s`` rather than ``0ms``.
-    """
-    s = max(0, round(seconds))
-    return format_duration(s, spaced=True) if s else "0s"
-
-
 def describe_duration(ep: dict[str, Any]) -> str:
     """``12m 03s`` for a resolved episode, ``ongoing 4m 10s`` for an open one."""
-    span = format_span(float(ep.get("duration_s") or 0.0))
+    span = format_duration(float(ep.get("duration_s") or 0.0), spaced=True)
     return f"ongoing {span}" if ep.get("ongoing") else span
 
 

@@ -39,12 +39,17 @@ from console.engine.lang.ruleexpr import (
     compare,
     parse_expr,
 )
-from console.engine.text.fmt import format_duration
+from console.engine.text.fmt import fmt_number, format_duration, is_number
 
 if TYPE_CHECKING:
     from console.engine.storage.store import MetricStore
 
 EvalState = Literal["fail", "ok", "nodata"]
+
+
+def fmt_value(v: float | None) -> str:
+    """A rule's value in its detail text: `no data` rather than a dash (it says why)."""
+    return fmt_number(v) if is_number(v) else "no data"
 
 # -- evaluation ---------------------------------------------------------------------------------
 
@@ -91,12 +96,6 @@ def labels_for(rule: Rule, target: TargetInfo) -> dict[str, str]:
     labels.update(rule.labels)
     labels.update({"rule": rule.name, "target": target.name, "severity": rule.severity})
     return labels
-
-
-def _fmt(v: float | None) -> str:
-    if v is None or math.isnan(v):
-        return "no data"
-    return f"{v:.4g}"
 
 
 def evaluate_expr(
@@ -180,7 +179,7 @@ def evaluate_expr(
     ok = not compare(value, expr.op, expr.threshold)
     sign = "not " if ok else ""
     return ("ok" if ok else "fail"), value, sample_t, (
-        f"{what} = {_fmt(value)} ({sign}{expr.op} {expr.threshold:g})")
+        f"{what} = {fmt_value(value)} ({sign}{expr.op} {expr.threshold:g})")
 
 
 class RuleSet:

@@ -500,7 +500,9 @@ def _model_at(path: Path_, data: Any) -> type[BaseModel] | None:
         ann = _unwrap(info.annotation)
         if typing.get_origin(ann) is list and i + 1 < len(path) and isinstance(path[i + 1], int):
             i += 1
-            node = node[path[i]] if isinstance(node, list) and path[i] < len(node) else None
+            index = path[i]
+            node = (node[index] if isinstance(node, list) and isinstance(index, int)
+                    and index < len(node) else None)
             ann = typing.get_args(ann)[0]
         members = [m for m in _union_members(ann) if _is_model(m)]
         model = None
@@ -735,20 +737,20 @@ def _reference_issues(ctx: _Ctx) -> list[ConfigIssue]:
             issues.append(ctx.issue(("panels", i, "target"), f"unknown target {_quote(target)}",
                                     hint))
 
-    keys = [k for _, p in _items(ctx.data, "panels") if (k := _panel_key(p))]
+    keys = [key for _, p in _items(ctx.data, "panels") if (key := _panel_key(p))]
     for i, d in _items(ctx.data, "dashboards"):
         refs = d.get("panels")
         if not isinstance(refs, list):
             continue
         for k, ref in enumerate(refs):
-            r = _text(ref)
-            if r is not None and r not in keys:
-                mean = _did_you_mean(r, keys)
+            r_text = _text(ref)
+            if r_text is not None and r_text not in keys:
+                mean = _did_you_mean(r_text, keys)
                 hint = (mean + " " if mean else "") + (
                     "a panel is named by its id, or by its title in lower case with dashes "
                     '("API latency" → "api-latency")')
                 issues.append(ctx.issue(("dashboards", i, "panels", k),
-                                        f"unknown panel {_quote(r)}", hint))
+                                        f"unknown panel {_quote(r_text)}", hint))
     return issues
 
 
@@ -788,7 +790,7 @@ def _rule_issues(ctx: _Ctx) -> list[ConfigIssue]:
     for i, r in rules:
         if r.get("enabled") is False:
             continue
-        raw_kinds = r.get("kinds") if isinstance(r.get("kinds"), list) else []
+        raw_kinds: list[Any] = r["kinds"] if isinstance(r.get("kinds"), list) else []
         kinds = [k for k in raw_kinds if isinstance(k, str) and k in valid_kinds]
         present = sorted({str(k) for _, k in targets})
         for k, kind in enumerate(raw_kinds):
@@ -798,7 +800,7 @@ def _rule_issues(ctx: _Ctx) -> list[ConfigIssue]:
                 issues.append(ctx.issue(("rules", i, "kinds", k),
                                         f"no {kind} target is configured", hint))
         pool = [n for n, tk in targets if not kinds or tk in kinds]
-        globs = r.get("targets") if isinstance(r.get("targets"), list) else []
+        globs: list[Any] = r["targets"] if isinstance(r.get("targets"), list) else []
         for k, glob in enumerate(globs):
             if not isinstance(glob, str) or any(fnmatch.fnmatchcase(n, glob) for n in pool):
                 continue
@@ -817,7 +819,7 @@ def _rule_issues(ctx: _Ctx) -> list[ConfigIssue]:
                     mean += '; patterns may use * and ? (e.g. "api*")'
             issues.append(ctx.issue(("rules", i, "targets", k),
                                     f"targets pattern {_quote(glob)} matches no target", mean))
-        inhibits = r.get("inhibits") if isinstance(r.get("inhibits"), list) else []
+        inhibits: list[Any] = r["inhibits"] if isinstance(r.get("inhibits"), list) else []
         for k, other in enumerate(inhibits):
             # entries are patterns, as the lifecycle matches them ("latency-*")
             if not isinstance(other, str) or any(fnmatch.fnmatchcase(n, other) for n in known):

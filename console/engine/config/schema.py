@@ -163,6 +163,15 @@ def readonly_select(sql: str) -> str:
     return sql.strip().rstrip(";").rstrip()
 
 
+def _check_actions(allow: bool, separate: str | None, monitoring: str, key: str) -> None:
+    """Actions need a connection of their own, never the monitoring one (why: the
+    monitoring role stays read-only and harmless; the power to kill sits elsewhere)."""
+    if allow and not separate:
+        raise ValueError(f"allow_actions needs {key}: a separate role or user for actions")
+    if separate and separate == monitoring:
+        raise ValueError(f"{key} must not be the monitoring connection itself")
+
+
 class PostgresTarget(TargetBase):
     """A PostgreSQL server, reached with a DSN (normally `${ENV}`).
 
@@ -176,13 +185,27 @@ class PostgresTarget(TargetBase):
     dsn: str
     slow_interval: Duration = Field(60.0, ge=1, le=86400)
     slow_query: Duration = Field(1.0, gt=0, le=86400)
+    # A transaction open longer than this counts in `long_transactions` (the shipped P1).
+    long_transaction: Duration = Field(300.0, gt=0, le=30 * 86400)
     top: int = Field(10, ge=1, le=100, description="rows kept per detail table")
     queries: dict[str, str] = Field(default_factory=dict)
+    # Per custom query: its statement_timeout (default: the session's, ≤ 1 s); it must leave
+    # room inside the check's `timeout`.
+    query_timeouts: dict[str, Duration] = Field(default_factory=dict)
+    # "auto": session settings at connect, switched to per-transaction guards (BEGIN READ
+    # ONLY + SET LOCAL) when a pooler rejects or drops them; "transaction": always per
+    # transaction (PgBouncer/Supavisor in transaction mode); "none": session settings only.
+    pooler: Literal["auto", "transaction", "none"] = "auto"
+    # Cancel a query / terminate a backend from the drill-down (pg_activity's c / k): off
+    # unless set, and only through `actions_dsn`, a separate role (one with
+    # pg_signal_backend, say) so the monitoring role itself never gets that power.
+    allow_actions: bool = False
+    actions_dsn: str | None = None
 
-    @field_validator("dsn")
+    @field_validator("dsn", "actions_dsn")
     @classmethod
-    def _dsn(cls, v: str) -> str:
-        return _no_literal_password(v)
+    def _dsn(cls, v: str | None) -> str | None:
+        return None if v is None else _no_literal_password(v)
 
     @field_validator("queries")
     @classmethod
@@ -198,19 +221,59 @@ class PostgresTarget(TargetBase):
                 raise ValueError(f"query {name!r}: {exc}") from None
         return out
 
+    @model_validator(mode="after")
+    def _actions(self) -> PostgresTarget:
+        _check_actions(self.allow_actions, self.actions_dsn, self.dsn, "actions_dsn")
+        return self
+
+    @model_validator(mode="after")
+    def _query_timeouts(self) -> PostgresTarget:
+        """A timeout for a query that does not exist, or one the check's deadline cannot
+        hold, is a mistake worth reporting rather than a query that never runs."""
+        for name, seconds in self.query_timeouts.items():
+            if name not in self.queries:
+                raise ValueError(f"query_timeouts names {name!r}, which is not in queries")
+            if not 0.05 <= seconds <= self.timeout * 0.8:
+                raise ValueError(
+                    f"query_timeouts.{name} = {seconds:g}s: it must be between 50ms and 80% "
+                    f"of the target's timeout ({self.timeout * 0.8:g}s); raise `timeout` "
+                    "for a slower query")
+        return self
+
 
 class RedisTarget(TargetBase):
     """A Redis server, reached with a redis:// or rediss:// URL (normally `${ENV}`)."""
 
     kind: Literal["redis"] = "redis"
     url: str
+    # CLIENT LIST on every check (idle and oldest clients); skipped above `client_list_max`
+    # connected clients, where its reply would be large.
+    client_list: bool = True
+    client_list_max: int = Field(2000, ge=1, le=100_000)
+    # Big keys: a bounded SCAN sample (`bigkeys_sample` keys, one MEMORY USAGE and one TYPE
+    # each, in the check's deadline) every `bigkeys_interval`; 0 = off (the default: it
+    # costs the server work).
+    bigkeys_sample: int = Field(0, ge=0, le=1000)
+    bigkeys_interval: Duration = Field(300.0, ge=10, le=86400)
+    latency_samples: int = Field(8, ge=1, le=100, description="PINGs timed per check")
+    # CLIENT KILL from the drill-down: off unless set, only through `actions_url` (an ACL
+    # user of its own that may run CLIENT KILL).
+    allow_actions: bool = False
+    actions_url: str | None = None
 
-    @field_validator("url")
+    @field_validator("url", "actions_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not ENV_REF.fullmatch(v) and not re.match(r"^rediss?://", v, re.IGNORECASE):
             raise ValueError("a redis target needs a redis:// or rediss:// URL")
         return _no_literal_password(v)
+
+    @model_validator(mode="after")
+    def _actions(self) -> RedisTarget:
+        _check_actions(self.allow_actions, self.actions_url, self.url, "actions_url")
+        return self
 
 
 _BREAKDOWN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")

@@ -199,7 +199,7 @@ class IncidentBook:
 
     def open_incidents(self) -> list[Incident]:
         """Open incidents, most severe first, then oldest first."""
-        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        rank: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
         return sorted((i for i in self.incidents.values() if i.is_open),
                       key=lambda i: (rank.get(i.severity, 9), i.started))
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from console.engine.incidents.book import Incident, IncidentBook
+from console.engine.text.fmt import CHECK_GLYPH, format_age
 
 # The playbook's targets ("Platform Health KPIs", "Monitoring Effectiveness").
 TARGETS: dict[str, float] = {
@@ -153,17 +154,6 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
     return k
 
 
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
 def _p(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f} %"
 
@@ -171,7 +161,7 @@ def _p(v: float | None) -> str:
 def format_text(k: Kpis) -> str:
     """The report as the weekly review reads it: value, target, and whether it is met."""
     met = k.met()
-    mark: Mapping[bool | None, str] = {True: "✔", False: "✖", None: "·"}
+    mark: Mapping[bool | None, str] = CHECK_GLYPH
     sev = ", ".join(f"{s} {n}" for s, n in sorted(k.by_severity.items())) or "none"
     days = (k.until - k.since) / 86400
     lines = [
@@ -185,9 +175,9 @@ def format_text(k: Kpis) -> str:
     ]
     t = k.targets
     rows = [
-        ("MTTD (detect)", _dur(k.mttd_s), f"< {_dur(t['mttd_s'])}", "mttd_s"),
-        ("MTTA (acknowledge)", _dur(k.mtta_s), f"< {_dur(t['mtta_s'])}", "mtta_s"),
-        ("MTTR (resolve)", _dur(k.mttr_s), f"< {_dur(t['mttr_s'])}", "mttr_s"),
+        ("MTTD (detect)", format_age(k.mttd_s), f"< {format_age(t['mttd_s'])}", "mttd_s"),
+        ("MTTA (acknowledge)", format_age(k.mtta_s), f"< {format_age(t['mtta_s'])}", "mtta_s"),
+        ("MTTR (resolve)", format_age(k.mttr_s), f"< {format_age(t['mttr_s'])}", "mttr_s"),
         ("acknowledged < 5 min", _p(k.ack_within_5m_pct),
          f"> {t['ack_within_5m_pct']:g} %", "ack_within_5m_pct"),
         ("P0/P1 resolved < 2 h", _p(k.p0p1_resolved_within_2h_pct),
@@ -204,7 +194,7 @@ def format_text(k: Kpis) -> str:
                               ("MTTA (firing → acknowledged)", k.alert_mtta_s, "mtta_s"),
                               ("MTTR (firing → resolved)", k.alert_mttr_s, "mttr_s")):
             m = mark[None if v is None else v < t[key]]
-            lines.append(f"{m} {label:<30} {_dur(v):>10} {'< ' + _dur(t[key]):>10}")
+            lines.append(f"{m} {label:<30} {format_age(v):>10} {'< ' + format_age(t[key]):>10}")
     if k.uptime_pct:
         lines.append("")
         lines.append("uptime per target")

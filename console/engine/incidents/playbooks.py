@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
 from console.engine.model import Severity
+from console.engine.text.fmt import format_target
 
 RESPONSE_PLAYBOOK = "incident-response"
 _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -27,16 +28,6 @@ _NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 
 def _duration(v: Any) -> Any:
     return None if v is None else parse_duration(v)
-
-
-def human_duration(seconds: float) -> str:
-    """"5 min", "2 h", "24 h", "90 s": how the playbook itself writes its targets."""
-    s = round(seconds)
-    if s % 3600 == 0 and s >= 3600:
-        return f"{s // 3600} h"
-    if s % 60 == 0 and s >= 60:
-        return f"{s // 60} min"
-    return f"{s} s"
 
 
 def _item(v: Any) -> Any:
@@ -81,9 +72,9 @@ class Section(BaseModel):
     def describe_target(self, severity: str | None = None) -> str:
         t = self.target_for(severity)
         if t is not None:
-            return f"< {human_duration(t)}"
+            return f"< {format_target(t)}"
         if self.targets:
-            return ", ".join(f"< {human_duration(v)} for {k}" for k, v in self.targets.items())
+            return ", ".join(f"< {format_target(v)} for {k}" for k, v in self.targets.items())
         return ""
 
 

@@ -25,7 +25,7 @@ from console.engine.incidents.book import (
     UNCHECK,
     Incident,
 )
-from console.engine.incidents.playbooks import human_duration
+from console.engine.text.fmt import format_age, format_target
 from console.engine.text.sanitize import one_line
 
 
@@ -42,18 +42,6 @@ def _at(ts: float | None) -> str:
 
 def _hms(ts: float) -> str:
     return _fmt("%H:%M:%S", ts)
-
-
-def elapsed(seconds: float | None) -> str:
-    """``4m10s``, ``1h02m``: time from the incident's start."""
-    if seconds is None:
-        return "-"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def _md(text: Any, n: int = 500) -> str:
@@ -110,8 +98,8 @@ def render(inc: Incident, *, now: float | None = None) -> str:
     """The draft, as Markdown."""
     now = time.time() if now is None else now
     out: list[str] = [f"# Post-mortem: {_md(inc.title, 200)}", ""]
-    status = (f"resolved {_at(inc.resolved_at)} after {elapsed(inc.age(now))}"
-              if inc.resolved_at is not None else f"open for {elapsed(inc.age(now))}")
+    status = (f"resolved {_at(inc.resolved_at)} after {format_age(inc.age(now))}"
+              if inc.resolved_at is not None else f"open for {format_age(inc.age(now))}")
     sev = inc.severity
     if inc.severity_changes:
         path = " → ".join([inc.severity_changes[0]["from"]]
@@ -124,7 +112,7 @@ def render(inc: Incident, *, now: float | None = None) -> str:
     ]
     if inc.detected is not None:
         out.append(f"- **First failing sample:** {_at(inc.detected)} "
-                   f"({elapsed(inc.started - inc.detected)} before the incident started)")
+                   f"({format_age(inc.started - inc.detected)} before the incident started)")
     out += [
         f"- **Status:** {status}",
         f"- **Targets:** {_md(', '.join(inc.targets) or '-')}",
@@ -140,14 +128,14 @@ def render(inc: Incident, *, now: float | None = None) -> str:
             "| --- | --- | --- | --- | --- |"]
     for step in inc.response_steps():
         target = step.section.target_for(inc.severity)
-        tgt = f"< {human_duration(target)}" if target is not None else "-"
+        tgt = f"< {format_target(target)}" if target is not None else "-"
         status_ = inc.step_status(step, now)
         if step.done_at is not None:
             took = step.done_at - inc.started
             result = "on time" if status_ == "done" and target is not None else (
-                f"late by {elapsed(took - target)}" if target is not None else "done")
+                f"late by {format_age(took - target)}" if target is not None else "done")
             done = f"{_hms(step.done_at)} by {_md(step.done_by or '?', 60)}"
-            frm = elapsed(took)
+            frm = format_age(took)
         else:
             result = "OVERDUE" if status_ == "overdue" else "not done"
             done, frm = "-", "-"
@@ -156,14 +144,14 @@ def render(inc: Incident, *, now: float | None = None) -> str:
     for e in inc.timeline:
         ts = e.get("ts")
         ts_f = float(ts) if isinstance(ts, int | float) else inc.started
-        out.append(f"- `{_hms(ts_f)}` (+{elapsed(ts_f - inc.started)}) "
+        out.append(f"- `{_hms(ts_f)}` (+{format_age(ts_f - inc.started)}) "
                    f"{_md(e.get('actor', '?'), 80)}: {describe_entry(inc, e)}")
     out += ["", "## Metric snapshots", ""]
     if not inc.snapshots:
         out.append("(none taken)")
     for snap in inc.snapshots:
         label = f" {_md(snap['label'])}" if snap.get("label") else ""
-        out += [f"### {_hms(snap['ts'])} (+{elapsed(snap['ts'] - inc.started)}){label}", "",
+        out += [f"### {_hms(snap['ts'])} (+{format_age(snap['ts'] - inc.started)}){label}", "",
                 "| Metric | Value |", "| --- | --- |"]
         out += [f"| {_md(k, 120)} | {_md(v, 60)} |" for k, v in snap["values"].items()]
         out.append("")

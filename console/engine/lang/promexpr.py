@@ -532,6 +532,7 @@ class _Parser:
         after = m.end() if m else self.pos
         is_call = m is not None and self.text[after:].lstrip().startswith("(")
         q: float | None = None
+        sels: tuple[Selector, ...]
         if is_call:
             self.pos = after
             self.expect("(")

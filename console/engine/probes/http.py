@@ -25,6 +25,7 @@ from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
 from console.engine.lang.conditions import CheckContext, Condition, parse_condition
 from console.engine.model import CheckResult, ResponseInfo, Status
 from console.engine.probes.http_client import USER_AGENT, HttpClients, TlsConfigError, read_capped
+from console.engine.text.fmt import format_duration
 from console.engine.text.redact import MASK, describe_exception, redact
 from console.engine.text.sanitize import clean, one_line
 
@@ -50,10 +51,6 @@ class _CheckFailedError(Exception):
     """A failure this module detected itself (redirects, decoding); message is final."""
 
 
-def _fmt_seconds(t: float) -> str:
-    return f"{t * 1000:.0f}ms" if t < 1 else f"{t:.1f}s"
-
-
 class _Progress:
     """How far a check got, so a deadline can say where it stopped."""
 
@@ -76,7 +73,7 @@ class HttpProbe:
         self.target = target
         self._clock = clock
         self._timeout = float(target.timeout)
-        self._timeout_text = _fmt_seconds(self._timeout)
+        self._timeout_text = format_duration(self._timeout)
         self._setup_error: str | None = None
         self._closed = False
         self._request: httpx.Request | None = None

@@ -14,6 +14,14 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   `opsconsole`, `default_transaction_read_only` on, and `statement_timeout` ≤ min(1 s,
   interval/2, 80 % of the timeout). They also set `lock_timeout` 100 ms and
   `idle_in_transaction_session_timeout`, so a query we gave up on does not keep running.
+* **Poolers.** PgBouncer and Supavisor in transaction mode refuse those startup parameters
+  (`unsupported startup parameter`), or are told to ignore them, and then hand each
+  transaction to any server connection, so session settings cannot hold. With `pooler =
+  "transaction"`, or automatically (`"auto"`) when a pooler rejects the parameters or the
+  first query finds the guards missing, every collection round runs inside `BEGIN READ ONLY;
+  SET LOCAL statement_timeout …; SET LOCAL lock_timeout …` and `COMMIT`, with no named
+  prepared statements (`statement_cache_size=0`). A custom query with its own
+  `query_timeouts` entry runs the same way on a direct connection.
 * **TLS is never chosen silently.** An `sslmode` in the DSN (or `PGSSLMODE`) is used as written.
   Without either, a loopback or Unix-socket server gets plaintext, and any other host gets
   `verify-full` against the system trust store (chain and hostname checked). asyncpg's
@@ -33,18 +41,31 @@ server started, so they reflect current behaviour. A role without `pg_monitor` (
 `pg_read_all_stats`) cannot see other roles' session states, so the active,
 idle-in-transaction and waiting counts would be too low; grant it to the monitoring role.
 
+**Connections as the server counts them.** An ordinary role is refused once
+`max_connections - superuser_reserved_connections - reserved_connections` (the last on 16+)
+client backends exist, so `pool_usage_pct` is measured against that number, and the details
+break the connections down per role, database, application and state (the top holders).
+
 **Two loops on one connection.** The fast loop is one prepared query per check: session
-counts, `pg_stat_database` counters, and the few sessions worth a look (running longer than
-`slow_query`, idle in a transaction that long, waiting on a lock, or blocking one;
-`pg_blocking_pids()` is called only for lock waiters). Everything costly runs on
+counts, `pg_stat_database` counters, the oldest transaction, transaction-ID and multixact
+age (`pg_database`), and the few sessions worth a look (running longer than `slow_query`, in
+a transaction that long, idle in a transaction that long, waiting on a lock, or blocking
+one; `pg_blocking_pids()` is called only for lock waiters). Everything costly runs on
 `slow_interval` (default 60 s), after the fast query of a check that finds it due:
-`pg_database_size`, table and index sizes, unused and duplicate indexes, replication,
+`pg_database_size`, table and index sizes with vacuum state, running vacuums, unused and
+duplicate indexes, replication and its slots, WAL and checkpoints,
 `pg_stat_statements(false)` (texts fetched afterwards only for the rows shown, by queryid,
-and cached) and the target's custom `queries`. Each slow collector runs under the session's
-short `statement_timeout` and only while the check's deadline leaves room for it; one that is
-cancelled by the server or refused for privileges turns itself off for the session with a
-note, as pg_activity does. Results go into `CheckResult.details` (see `details_of`); the slow
-parts are carried into every result until the next slow run, stamped with `slow_at`.
+and cached) and the target's custom `queries`.
+
+**Collectors that recover.** Each slow collector runs under a statement_timeout and only
+while the check's deadline leaves room for it. One that fails for a reason that can pass (a
+lock held by ALTER TABLE or VACUUM FULL, a statement timeout, a table that does not exist
+yet, a lost connection) is retried with an exponential backoff (from one check interval up
+to `max(slow_interval, 10 min)`), and its last values stay in the details with their age
+and the reason. Only an error no retry can fix (a syntax error, a missing privilege) turns
+it off, with a note saying so. `details["collectors"]` records each collector's state.
+Results go into `CheckResult.details` (see `_details`); the slow parts are carried into
+every result until the next slow run.
 """
 
 from __future__ import annotations
@@ -71,6 +92,7 @@ import asyncpg
 from console.engine.config.envref import MissingEnv, expand_url
 from console.engine.config.schema import PostgresTarget
 from console.engine.model import CheckResult, Status
+from console.engine.text.fmt import format_age, format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
 from console.engine.text.sanitize import one_line
 
@@ -80,9 +102,13 @@ METRICS: dict[str, str] = {
     "connections_total": "client backends on the server (all databases)",
     "connections_active": "client backends running a query (this probe excluded)",
     "connections_idle_in_tx": "client backends idle inside a transaction",
+    "connections_idle_in_tx_aborted": "client backends idle inside a failed transaction",
     "connections_waiting": "client backends waiting on a lock",
     "max_connections": "the server's max_connections setting",
-    "pool_usage_pct": "connections_total / max_connections * 100; above 80 means DEGRADED",
+    "connections_reserved": "superuser_reserved_connections + reserved_connections (16+)",
+    "connections_usable": "max_connections - connections_reserved: what applications get",
+    "pool_usage_pct": "connections_total / connections_usable * 100 (100: applications are "
+                      "refused); above 80 means DEGRADED",
     "xact_total": "commits + rollbacks in this database (counter)",
     "rollbacks_total": "rollbacks in this database (counter)",
     "deadlocks_total": "deadlocks detected in this database (counter)",
@@ -92,44 +118,76 @@ METRICS: dict[str, str] = {
     "deadlocks_per_s": "deadlocks per second since the previous check",
     "temp_files_per_s": "temporary files created per second since the previous check",
     "temp_bytes_per_s": "bytes written to temporary files per second since the previous check",
+    "rows_inserted_per_s": "rows inserted per second in this database since the previous check",
+    "rows_updated_per_s": "rows updated per second in this database since the previous check",
+    "rows_deleted_per_s": "rows deleted per second in this database since the previous check",
     "slow_queries": "queries running longer than the target's slow_query threshold",
     "longest_query_s": "age of the longest-running active query (0 if none)",
     "idle_in_tx_max_s": "longest time a session has sat idle inside a transaction (0 if none)",
     "blocked_sessions": "sessions waiting on a lock held by another session",
+    "oldest_xact_s": "age of the oldest open transaction of a client backend (0 if none)",
+    "long_transactions": "transactions open longer than the target's long_transaction",
+    "xid_age": "oldest datfrozenxid age of the server's databases (transaction IDs)",
+    "mxid_age": "oldest datminmxid age of the server's databases (multixact IDs)",
+    "wraparound_pct": "the larger of xid_age and mxid_age as % of the 2^31 IDs before "
+                      "wraparound (the server stops writing near 100)",
 }
-# Measured by the slow collectors, every `slow_interval`; absent when a collector is off.
+# Measured by the slow collectors, every `slow_interval`; absent when a collector is off or
+# has nothing to measure yet (a rate needs two runs, a replica or a slot must exist).
 SLOW_METRICS: dict[str, str] = {
     "db_size_bytes": "pg_database_size of the target's database",
-    "db_growth_bytes_per_day": "size change per day over the samples of the last 24 h",
+    "db_growth_bytes": "size change over the samples of the last 24 h (see db_growth_window_s)",
+    "db_growth_window_s": "the time db_growth_bytes is measured over",
+    "db_growth_bytes_per_day": "db_growth_bytes per day, once the window is at least 1 h",
     "unused_indexes": "non-unique indexes never scanned since the stats reset",
     "duplicate_indexes": "sets of indexes with the same table, columns, opclass and predicate",
+    "dead_tuples_max_pct": "largest dead-tuple share of a table (of the tables listed)",
+    "vacuums_running": "VACUUM / autovacuum workers running (pg_stat_progress_vacuum)",
     "replicas": "streaming replicas connected to this server (pg_stat_replication)",
-    "replication_lag_s": "worst replay lag of the replicas, or this replica's replay delay",
+    "replication_lag_s": "worst replay lag of the replicas, or this replica's replay delay "
+                         "(0 when it has replayed everything it received)",
     "replication_lag_bytes": "worst WAL distance (bytes) between this server and a replica",
+    "replication_slots": "replication slots on this server (pg_replication_slots)",
+    "replication_slots_inactive": "slots with no consumer connected (they keep WAL)",
+    "replication_slot_retained_bytes": "most WAL a slot keeps from being removed",
+    "wal_bytes_per_s": "WAL written (primary) or received (replica) per second",
+    "checkpoints_per_h": "checkpoints per hour between the last two runs",
+    "checkpoints_req_pct": "share of those checkpoints that were requested, not timed",
     "statements_calls_per_s": "pg_stat_statements calls per second in this database",
     "statements_time_ms_per_s": "pg_stat_statements execution ms per second in this database",
+    "statements_mean_ms": "average statement execution time between the last two runs",
+    "statements_io_ms_per_s": "block read + write time per second (needs track_io_timing)",
 }
 # Custom queries add `<name>` (one number) or `<name>.<column>` (one row of numbers).
 APPLICATION_NAME = "opsconsole"
 POOL_DEGRADED_PCT = 80.0
+WRAPAROUND_IDS = 2.0**31  # XIDs and multixacts wrap after 2^31 (PostgreSQL docs §25.1.5)
+LOCK_TIMEOUT_MS = 100
+BACKOFF_CAP_S = 600.0  # a failing collector is retried at least this often (or slow_interval)
+GROWTH_PER_DAY_AFTER_S = 3600.0  # no per-day figure extrapolated from less than an hour
 # The scheduler's backstop is timeout + 0.25 s; the probe itself must finish well inside it.
 _KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 
 # One round trip: everything a fast-loop check needs, all plain built-in types (no type
 # introspection query), cheap catalog views only (no pg_database_size, no pg_stat_statements).
-# $1 = slow_query threshold in seconds, $2 = most sessions listed. pg_stat_activity is read
-# once (the CTE is materialised); pg_blocking_pids() runs only for sessions waiting on a lock.
+# $1 = slow_query threshold in seconds, $2 = most sessions listed, $3 = long_transaction in
+# seconds. pg_stat_activity is read once (the CTE is materialised); pg_blocking_pids() runs
+# only for sessions waiting on a lock. Ages can come out negative (now() is this
+# transaction's start, and another session's query may have started after it): aggregates
+# are clamped here, per-row ages in Python (`_age`), because greatest() would turn a NULL
+# ("never") into 0.
 STATS_SQL = """
 WITH a AS MATERIALIZED (
-    SELECT pid, usename, application_name, client_addr, state, wait_event_type, wait_event,
-           query_start, xact_start, state_change, query
+    SELECT pid, usename, datname, application_name, client_addr, state, wait_event_type,
+           wait_event, query_start, xact_start, state_change, query,
+           pid = pg_catalog.pg_backend_pid() AS me
     FROM pg_catalog.pg_stat_activity
     WHERE backend_type = 'client backend'
 ), w AS MATERIALIZED (
     SELECT pid, pg_catalog.pg_blocking_pids(pid) AS blockers
     FROM a WHERE wait_event_type = 'Lock'
 ), s AS (
-    SELECT a.pid, a.usename AS "user", a.application_name AS application,
+    SELECT a.pid, a.usename AS "user", a.datname AS db, a.application_name AS application,
            host(a.client_addr) AS client, a.state,
            a.wait_event_type || ':' || a.wait_event AS wait,
            extract(epoch FROM now() - a.query_start)::float8 AS query_s,
@@ -137,38 +195,71 @@ WITH a AS MATERIALIZED (
            extract(epoch FROM now() - a.state_change)::float8 AS state_s,
            w.blockers AS blocked_by, left(a.query, 2000) AS query
     FROM a LEFT JOIN w USING (pid)
-    WHERE a.pid <> pg_backend_pid() AND (
+    WHERE NOT a.me AND (
         (a.state = 'active' AND a.query_start < now() - make_interval(secs => $1))
+        OR a.xact_start < now() - make_interval(secs => $1)
         OR (a.state LIKE 'idle in transaction%'
             AND a.state_change < now() - make_interval(secs => $1))
         OR w.pid IS NOT NULL
         OR a.pid IN (SELECT unnest(blockers) FROM w))
     ORDER BY w.pid IS NULL, coalesce(a.xact_start, a.query_start) NULLS LAST
     LIMIT $2
+), g AS (
+    SELECT usename AS "user", datname AS db, application_name AS app, state,
+           count(*)::int AS n
+    FROM a GROUP BY 1, 2, 3, 4 ORDER BY n DESC LIMIT 200
+), o AS (
+    SELECT pid, usename AS "user", datname AS db, application_name AS application, state,
+           extract(epoch FROM now() - xact_start)::float8 AS xact_s,
+           left(query, 2000) AS query
+    FROM a WHERE xact_start IS NOT NULL AND NOT me
+    ORDER BY xact_start LIMIT 1
+), x AS (
+    SELECT max(pg_catalog.age(datfrozenxid))::float8 AS xid_age,
+           max(pg_catalog.mxid_age(datminmxid))::float8 AS mxid_age,
+           (array_agg(datname ORDER BY pg_catalog.age(datfrozenxid) DESC))[1] AS xid_db
+    FROM pg_catalog.pg_database
 )
-SELECT c.total, c.active, c.idle_in_tx, c.waiting, c.slow, c.longest_s, c.idle_in_tx_max_s,
+SELECT c.total, c.active, c.idle_in_tx, c.idle_in_tx_aborted, c.waiting, c.slow, c.longest_s,
+       c.idle_in_tx_max_s, c.oldest_xact_s, c.long_xacts,
        (SELECT count(*) FROM w WHERE cardinality(blockers) > 0)::float8 AS blocked,
        (SELECT json_agg(s) FROM s) AS sessions,
+       (SELECT json_agg(g) FROM g) AS groups,
+       (SELECT row_to_json(o) FROM o) AS oldest,
+       x.xid_age, x.mxid_age, x.xid_db,
        current_setting('max_connections')::float8 AS max_connections,
+       current_setting('superuser_reserved_connections')::float8 AS su_reserved,
+       coalesce(current_setting('reserved_connections', true), '0')::float8 AS reserved,
+       (current_setting('transaction_read_only') = 'on'
+        AND current_setting('statement_timeout') NOT IN ('0', '0ms')
+        AND current_setting('lock_timeout') NOT IN ('0', '0ms')) AS guarded,
        d.xact_commit::float8 AS xact_commit, d.xact_rollback::float8 AS xact_rollback,
        d.blks_hit::float8 AS blks_hit, d.blks_read::float8 AS blks_read,
        d.deadlocks::float8 AS deadlocks, d.temp_files::float8 AS temp_files,
-       d.temp_bytes::float8 AS temp_bytes
+       d.temp_bytes::float8 AS temp_bytes, d.tup_inserted::float8 AS tup_inserted,
+       d.tup_updated::float8 AS tup_updated, d.tup_deleted::float8 AS tup_deleted
 FROM (
     SELECT count(*)::float8 AS total,
-           count(*) FILTER (WHERE state = 'active' AND pid <> pg_backend_pid())::float8 AS active,
-           count(*) FILTER (WHERE state LIKE 'idle in transaction%')::float8 AS idle_in_tx,
+           count(*) FILTER (WHERE state = 'active' AND NOT me)::float8 AS active,
+           count(*) FILTER (WHERE state = 'idle in transaction')::float8 AS idle_in_tx,
+           count(*) FILTER (WHERE state = 'idle in transaction (aborted)')::float8
+               AS idle_in_tx_aborted,
            count(*) FILTER (WHERE wait_event_type = 'Lock')::float8 AS waiting,
-           count(*) FILTER (WHERE state = 'active' AND pid <> pg_backend_pid()
+           count(*) FILTER (WHERE state = 'active' AND NOT me
                             AND query_start < now() - make_interval(secs => $1))::float8 AS slow,
-           coalesce(max(extract(epoch FROM now() - query_start))
-                    FILTER (WHERE state = 'active' AND pid <> pg_backend_pid()), 0)::float8
-               AS longest_s,
-           coalesce(max(extract(epoch FROM now() - state_change))
-                    FILTER (WHERE state LIKE 'idle in transaction%'), 0)::float8
-               AS idle_in_tx_max_s
+           greatest(0, coalesce(max(extract(epoch FROM now() - query_start))
+                    FILTER (WHERE state = 'active' AND NOT me), 0))::float8 AS longest_s,
+           greatest(0, coalesce(max(extract(epoch FROM now() - state_change))
+                    FILTER (WHERE state LIKE 'idle in transaction%'), 0))::float8
+               AS idle_in_tx_max_s,
+           greatest(0, coalesce(max(extract(epoch FROM now() - xact_start))
+                    FILTER (WHERE NOT me), 0))::float8 AS oldest_xact_s,
+           count(*) FILTER (WHERE NOT me
+                            AND xact_start < now() - make_interval(secs => $3))::float8
+               AS long_xacts
     FROM a
 ) AS c
+CROSS JOIN x
 LEFT JOIN pg_catalog.pg_stat_database AS d ON d.datname = current_database()
 """
 
@@ -178,32 +269,56 @@ ROLE_SQL = """
 SELECT current_user AS role, r.rolsuper AS superuser,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
        pg_has_role(current_user, 'pg_monitor', 'USAGE') AS monitor,
-       current_setting('server_version_num')::int AS version
+       current_setting('server_version_num')::int AS version,
+       current_setting('track_io_timing')::bool AS io_timing
 FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user
 """
 DB_SIZE_SQL = "SELECT pg_catalog.pg_database_size(current_database())::float8"
+# Tables by size, by sequential reads and by dead tuples (vacuum health), in one list: the
+# union of the three top-N sets. Ages of the last (auto)vacuum/analyze in seconds, ≥ 0.
 TABLES_SQL = """
-SELECT n.nspname AS schema, c.relname AS name,
-       pg_catalog.pg_total_relation_size(c.oid)::float8 AS total_bytes,
-       pg_catalog.pg_relation_size(c.oid)::float8 AS table_bytes,
-       s.n_live_tup::float8 AS live_rows, s.n_dead_tup::float8 AS dead_rows,
-       s.seq_scan::float8 AS seq_scan, s.seq_tup_read::float8 AS seq_tup_read,
-       s.idx_scan::float8 AS idx_scan
-FROM pg_catalog.pg_class AS c
-JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_stat_all_tables AS s ON s.relid = c.oid
-WHERE c.relkind IN ('r', 'm', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
-ORDER BY total_bytes DESC
-LIMIT $1
+WITH t AS (
+    SELECT s.relid, s.schemaname AS schema, s.relname AS name,
+           s.n_live_tup::float8 AS live_rows, s.n_dead_tup::float8 AS dead_rows,
+           s.seq_scan::float8 AS seq_scan, s.seq_tup_read::float8 AS seq_tup_read,
+           s.idx_scan::float8 AS idx_scan, s.n_tup_ins::float8 AS n_tup_ins,
+           s.n_tup_upd::float8 AS n_tup_upd, s.n_tup_del::float8 AS n_tup_del,
+           s.vacuum_count::float8 AS vacuum_count, s.autovacuum_count::float8 AS autovacuum_count,
+           extract(epoch FROM now() - s.last_autovacuum)::float8
+               AS last_autovacuum_s,
+           extract(epoch FROM now() - s.last_vacuum)::float8 AS last_vacuum_s,
+           extract(epoch FROM now() - s.last_autoanalyze)::float8
+               AS last_autoanalyze_s,
+           extract(epoch FROM now() - s.last_analyze)::float8 AS last_analyze_s
+    FROM pg_catalog.pg_stat_user_tables AS s
+), pick AS (
+    (SELECT relid FROM t ORDER BY pg_catalog.pg_total_relation_size(relid) DESC LIMIT $1)
+    UNION (SELECT relid FROM t WHERE seq_scan > 0 ORDER BY seq_tup_read DESC LIMIT $1)
+    UNION (SELECT relid FROM t WHERE dead_rows > 0 ORDER BY dead_rows DESC LIMIT $1)
+)
+SELECT t.*, pg_catalog.pg_total_relation_size(t.relid)::float8 AS total_bytes,
+       pg_catalog.pg_relation_size(t.relid)::float8 AS table_bytes
+FROM t JOIN pick USING (relid)
 """
-SEQ_SCANS_SQL = """
-SELECT schemaname AS schema, relname AS name, seq_scan::float8 AS seq_scan,
-       seq_tup_read::float8 AS seq_tup_read, idx_scan::float8 AS idx_scan,
-       n_live_tup::float8 AS live_rows
-FROM pg_catalog.pg_stat_user_tables
-WHERE seq_scan > 0
-ORDER BY seq_tup_read DESC
+VACUUM_SQL = """
+SELECT p.pid, p.datname AS db, p.relid::regclass::text AS "table", p.phase,
+       p.heap_blks_total::float8 AS heap_blks_total,
+       p.heap_blks_scanned::float8 AS heap_blks_scanned,
+       p.heap_blks_vacuumed::float8 AS heap_blks_vacuumed,
+       p.index_vacuum_count::float8 AS index_vacuum_count,
+       extract(epoch FROM now() - a.xact_start)::float8 AS running_s,
+       a.query LIKE 'autovacuum:%' AS auto
+FROM pg_catalog.pg_stat_progress_vacuum AS p
+LEFT JOIN pg_catalog.pg_stat_activity AS a USING (pid)
+"""
+INDEXES_SQL = """
+SELECT s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
+       s.idx_scan::float8 AS idx_scan, s.idx_tup_read::float8 AS idx_tup_read,
+       pg_catalog.pg_relation_size(s.indexrelid)::float8 AS bytes,
+       (i.indisunique OR i.indisprimary OR i.indisexclusion) AS "unique"
+FROM pg_catalog.pg_stat_user_indexes AS s
+JOIN pg_catalog.pg_index AS i ON i.indexrelid = s.indexrelid
+ORDER BY bytes DESC
 LIMIT $1
 """
 UNUSED_INDEXES_SQL = """
@@ -232,11 +347,20 @@ HAVING count(*) > 1
 ORDER BY bytes DESC
 LIMIT $1
 """
+# A replica that has replayed everything it received has no lag, however old its last
+# replayed transaction is (a quiet primary sends nothing to replay).
 REPLICATION_SQL = """
 SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN
-           extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL
+            WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn()
+                THEN 0::float8
+            ELSE extract(epoch FROM now()
+                         - pg_catalog.pg_last_xact_replay_timestamp())::float8
        END AS replay_delay_s,
+       pg_catalog.pg_wal_lsn_diff(
+           CASE WHEN pg_catalog.pg_is_in_recovery()
+                THEN pg_catalog.pg_last_wal_receive_lsn()
+                ELSE pg_catalog.pg_current_wal_lsn() END, '0/0')::float8 AS wal_lsn,
        (SELECT json_agg(r) FROM (
            SELECT application_name AS name, host(client_addr) AS client, state, sync_state,
                   extract(epoch FROM write_lag)::float8 AS write_lag_s,
@@ -247,22 +371,40 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
                            THEN pg_catalog.pg_last_wal_receive_lsn()
                            ELSE pg_catalog.pg_current_wal_lsn() END, replay_lsn)::float8
                       AS lag_bytes
-           FROM pg_catalog.pg_stat_replication) AS r) AS replicas
+           FROM pg_catalog.pg_stat_replication) AS r) AS replicas,
+       (SELECT json_agg(row_to_json(s)::jsonb || jsonb_build_object('retained_bytes',
+                  pg_catalog.pg_wal_lsn_diff(
+                      CASE WHEN pg_catalog.pg_is_in_recovery()
+                           THEN pg_catalog.pg_last_wal_receive_lsn()
+                           ELSE pg_catalog.pg_current_wal_lsn() END, s.restart_lsn)::float8))
+        FROM pg_catalog.pg_replication_slots AS s) AS slots
 """
+# pg_stat_checkpointer replaced the checkpoint columns of pg_stat_bgwriter in 17.
+CHECKPOINTS_SQL = {
+    False: "SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS req "
+           "FROM pg_catalog.pg_stat_bgwriter",
+    True: "SELECT num_timed::float8 AS timed, num_requested::float8 AS req "
+          "FROM pg_catalog.pg_stat_checkpointer",
+}
 PGSS_SCHEMA_SQL = """
 SELECT n.nspname FROM pg_catalog.pg_extension AS e
 JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
 WHERE e.extname = 'pg_stat_statements'
 """
-# showtext=false: the external query-text file is not read (RELIABILITY-NOTES §2).
+# showtext=false: the external query-text file is not read (RELIABILITY-NOTES §2). Block
+# I/O time columns were renamed in 17 (shared_/local_ prefixes).
 PGSS_SQL = """
 SELECT queryid::text AS queryid, sum(calls)::float8 AS calls,
-       sum(total_exec_time)::float8 AS total_ms, sum(rows)::float8 AS rows
+       sum(total_exec_time)::float8 AS total_ms, sum(rows)::float8 AS rows,
+       sum({io})::float8 AS io_ms
 FROM {schema}.pg_stat_statements(false)
 WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
   AND queryid IS NOT NULL
 GROUP BY queryid
 """
+PGSS_IO = {False: "blk_read_time + blk_write_time",
+           True: "shared_blk_read_time + shared_blk_write_time + local_blk_read_time "
+                 "+ local_blk_write_time"}
 # Texts for the rows shown only, once per queryid (cached): this read loads the text file.
 # The ids go as text[] (a core asyncpg codec): a bigint[] parameter made asyncpg run its type
 # introspection (a recursive catalog query, and set_config('jit') around it) on the server.
@@ -458,23 +600,89 @@ def _rounded(value: Any, digits: int = 3) -> float | None:
     return None if f is None else round(f, digits)
 
 
+
 def _session(raw: dict[str, Any]) -> dict[str, Any]:
-    """One listed session, with remote text made safe; duration is that of its current state."""
+    """One listed session, with remote text made safe; duration is that of its current state
+    (query age when active, time in the state otherwise), xact_s the transaction's age."""
     state = raw.get("state") or ""
     duration = raw.get("query_s") if state == "active" else raw.get("state_s")
     return {
         "pid": int(raw.get("pid") or 0),
         "user": one_line(raw.get("user") or "", 64),
+        "db": one_line(raw.get("db") or "", 64),
         "application": one_line(raw.get("application") or "", 64),
         "client": one_line(raw.get("client") or "", 64),
         "state": one_line(state, 40),
         "wait": one_line(raw.get("wait") or "", 64),
-        "duration_s": _rounded(duration),
-        "xact_s": _rounded(raw.get("xact_s")),
+        "duration_s": _age(duration),
+        "xact_s": _age(raw.get("xact_s")),
         "blocked_by": [int(p) for p in raw.get("blocked_by") or []],
         "query": sql_text(raw.get("query")),
     }
 
+
+def _age(value: Any) -> float | None:
+    """An age in seconds: None stays "no value", a negative one (clock skew) becomes 0."""
+    f = _float(value)
+    return None if f is None else round(max(0.0, f), 3)
+
+
+def _json(raw: Any) -> Any:
+    """A json column as asyncpg hands it over (text); None or garbage gives None."""
+    if raw is None or not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def connection_groups(groups: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Connections per role, database, application and state, largest first, from the
+    (user, db, app, state) counts of the stats query (NULL, e.g. a hidden state, is "")."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for dim, key in (("by_role", "user"), ("by_database", "db"),
+                     ("by_application", "app"), ("by_state", "state")):
+        counts: collections.Counter[str] = collections.Counter()
+        for g in groups:
+            counts[one_line(g.get(key) or "", 64)] += int(g.get("n") or 0)
+        out[dim] = [{"name": name, "connections": n} for name, n in counts.most_common()]
+    return out
+
+
+def top_holders(by: dict[str, list[dict[str, Any]]], n: int = 3) -> str:
+    """'role app 12, role web 3' style: who holds the connections, for a reason line."""
+    parts = [f"{g['name'] or '(none)'} {g['connections']}" for g in by.get("by_role", [])[:n]]
+    apps = [f"{g['name'] or '(none)'} {g['connections']}"
+            for g in by.get("by_application", [])[:n]]
+    return f"roles: {', '.join(parts) or '-'}; applications: {', '.join(apps) or '-'}"
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
+
+
+@dataclass(slots=True)
+class _Collector:
+    """One slow collector's schedule and health (see "Collectors that recover")."""
+
+    due: float = 0.0  # monotonic time it may run next
+    failures: int = 0  # consecutive failures
+    ok_at: float | None = None  # wall-clock time of its last success
+    reason: str | None = None  # why the last run failed (None after a success)
+    retry_at: float | None = None  # wall-clock time of the next try after a failure
+    off: str | None = None  # set for an error no retry can fix: never run again
+
+    def state(self) -> str:
+        return "off" if self.off else ("retrying" if self.reason else "ok")
+
+
+# Errors that cannot go away without a change of the config (or the role's grants):
+# retrying them only repeats the same answer.
+_CONFIG_ERRORS = (
+    asyncpg.exceptions.InsufficientPrivilegeError,  # 42501
+    asyncpg.exceptions.PostgresSyntaxError,  # 42601
+)
 
 def blocking_tree(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Blockers at the roots, the sessions they block beneath (a session waiting on several
@@ -513,16 +721,23 @@ class PostgresProbe:
         self._blocks: tuple[float, float] | None = None  # (blks_hit, blks_read) last check
         self._counters: tuple[float, dict[str, float]] | None = None  # (monotonic, values)
         self._phase = "starting"
-        # Slow collectors: when each last ran (monotonic), which are off (name -> note), and
-        # what they found, carried into every result until they run again.
-        self._slow_ran: dict[str, float] = {}
-        self._disabled: dict[str, str] = {}
+        # Per transaction guards (BEGIN READ ONLY + SET LOCAL) instead of session settings:
+        # asked for, or found necessary (a pooler); `_pooler_note` says which.
+        self._per_tx = target.pooler == "transaction"
+        self._pooler_note: str | None = None
+        # Slow collectors: schedule and health per collector, and what they found, carried
+        # into every result until they run again (or, failing, with their age).
+        self._coll: dict[str, _Collector] = {}
         self._slow_details: dict[str, Any] = {}
         self._slow_metrics: dict[str, float] = {}
-        self._slow_notes: dict[str, str] = {}  # name -> note for this round (not disabling)
+        self._slow_notes: dict[str, str] = {}  # name -> note for this round (not failures)
         self._sizes: collections.deque[tuple[float, float]] = collections.deque(maxlen=1500)
-        self._pgss_prev: tuple[float, dict[str, tuple[float, float, float]]] | None = None
+        self._pgss_prev: tuple[float, dict[str, tuple[float, float, float, float]]] | None = None
         self._texts: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._wal_prev: tuple[float, float] | None = None  # (monotonic, lsn bytes)
+        self._ckpt_prev: tuple[float, float, float] | None = None  # (monotonic, timed, req)
+        self._tup_prev: tuple[float, dict[str, tuple[float, float, float]]] | None = None
+        self._version = 0  # server_version_num, from the role collector
 
     def __repr__(self) -> str:
         return f"PostgresProbe({self.target.name!r}, {redact(self.target.dsn)!r})"
@@ -535,6 +750,24 @@ class PostgresProbe:
         if conn is not None:
             conn.terminate()
 
+    def _session_settings(self) -> dict[str, str]:
+        settings = {"application_name": APPLICATION_NAME}
+        if not self._per_tx:
+            settings.update({
+                "default_transaction_read_only": "on",
+                "statement_timeout": str(self._stmt_ms),
+                "lock_timeout": f"{LOCK_TIMEOUT_MS}ms",
+                "idle_in_transaction_session_timeout": str(max(1000, 2 * self._stmt_ms)),
+            })
+        return settings
+
+    def _use_per_tx(self, why: str) -> None:
+        self._per_tx = True
+        self._pooler_note = one_line(redact(
+            f"{why}: the read-only, statement_timeout and lock_timeout guards are set in "
+            "every transaction instead (BEGIN READ ONLY + SET LOCAL); set pooler = "
+            "\"transaction\" to skip this detection"), 400)
+
     async def _connect(self, deadline: float) -> asyncpg.Connection:
         dsn = expand_url(self.target.dsn)  # percent-encodes a ${PW} inside the userinfo
         self._endpoint = ep = _parse_endpoint(dsn)
@@ -544,29 +777,61 @@ class PostgresProbe:
         self._phase = f"connecting to {ep.where}"
         loop = asyncio.get_running_loop()
         remaining = max(0.001, deadline - loop.time())
-        conn = await asyncpg.connect(
-            dsn,
-            timeout=remaining,
-            command_timeout=None,  # our deadline, not asyncpg's cancel path, bounds queries
-            ssl=_ssl_choice(ep),
-            statement_cache_size=16,
-            server_settings={
-                "application_name": APPLICATION_NAME,
-                "default_transaction_read_only": "on",
-                "statement_timeout": str(self._stmt_ms),
-                "lock_timeout": "100ms",
-                "idle_in_transaction_session_timeout": str(max(1000, 2 * self._stmt_ms)),
-            },
-        )
+        try:
+            conn = await asyncpg.connect(
+                dsn,
+                timeout=remaining,
+                command_timeout=None,  # our deadline, not asyncpg's cancel path, bounds queries
+                ssl=_ssl_choice(ep),
+                # A pooler in transaction mode hands each transaction to any server
+                # connection: named prepared statements would not be there next time.
+                statement_cache_size=0 if self._per_tx else 16,
+                server_settings=self._session_settings(),
+            )
+        except asyncpg.exceptions.PostgresError as exc:
+            if (self.target.pooler == "auto" and not self._per_tx
+                    and "unsupported startup parameter" in str(exc).lower()):
+                self._use_per_tx(f"the server (a pooler) refused a session setting "
+                                 f"({one_line(str(exc), 120)})")
+                return await self._connect(deadline)
+            raise
         _set_keepalive(conn)
         return conn
 
+    async def _guarded(self, conn: asyncpg.Connection, timeout_ms: int,
+                       work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """Run `work` under the guards: the session's own when they hold and the timeout is
+        the session's, else inside BEGIN READ ONLY with SET LOCAL limits (one round trip to
+        open it), committed after, rolled back after an error the server reported."""
+        if not self._per_tx and timeout_ms == self._stmt_ms:
+            return await work(conn)
+        await conn.execute(
+            f"BEGIN READ ONLY; SET LOCAL statement_timeout = {int(timeout_ms)}; "
+            f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {max(1000, 2 * int(timeout_ms))}")
+        try:
+            out = await work(conn)
+        except asyncpg.exceptions.PostgresError:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        return out
+
     async def _query(self, conn: asyncpg.Connection) -> tuple[asyncpg.Record, float]:
         self._phase = "waiting for the stats query"
-        t0 = time.perf_counter()
-        row = await conn.fetchrow(STATS_SQL, float(self.target.slow_query),
-                                  max(20, 2 * self.target.top))
-        return row, (time.perf_counter() - t0) * 1000
+        timing: list[float] = []
+
+        async def stats(c: asyncpg.Connection) -> asyncpg.Record:
+            t0 = time.perf_counter()
+            row = await c.fetchrow(STATS_SQL, float(self.target.slow_query),
+                                   max(20, 2 * self.target.top),
+                                   float(self.target.long_transaction))
+            timing.append((time.perf_counter() - t0) * 1000)
+            return row
+
+        row = await self._guarded(conn, self._stmt_ms, stats)
+        return row, timing[0]
 
     async def _run(self, deadline: float) -> tuple[asyncpg.Record, float]:
         if self._conn is not None and self._conn.is_closed():
@@ -599,7 +864,15 @@ class PostgresProbe:
             async with cm, self._lock:
                 row, latency_ms = await self._run(deadline)
                 answered = time.monotonic()
-                await self._slow(deadline)
+                if (row["guarded"] is False and not self._per_tx
+                        and target.pooler == "auto"):
+                    # The session settings did not hold (a pooler dropped them): this round
+                    # stops here; the next one reconnects with per-transaction guards.
+                    self._use_per_tx("the session settings were not in effect on the "
+                                     "server (a pooler that ignores startup parameters?)")
+                    self._drop()
+                else:
+                    await self._slow(deadline)
         except asyncio.CancelledError:
             self._drop()  # mid-query state is unknown; never reuse it
             raise
@@ -620,53 +893,90 @@ class PostgresProbe:
         metrics = self._metrics(row, latency_ms, answered)
         metrics.update({k: v for k, v in self._slow_metrics.items() if k not in metrics})
         self._slow_metrics = {}  # recorded once, at the slow cadence
-        status, reasons = Status.UP, ()
+        details = self._details(row)
+        status = Status.UP
+        reasons: tuple[str, ...] = ()
         usage = metrics.get("pool_usage_pct")
         if usage is not None and usage > POOL_DEGRADED_PCT:
             status = Status.DEGRADED
             reasons = (
-                f"connections at {usage:.0f}% of max_connections "
-                f"({metrics['connections_total']:.0f}/{metrics['max_connections']:.0f})",
+                f"connections at {usage:.0f}% of the {metrics['connections_usable']:.0f} "
+                f"applications may use ({metrics['connections_total']:.0f} of "
+                f"max_connections {metrics['max_connections']:.0f}, "
+                f"{metrics['connections_reserved']:.0f} reserved for superusers); "
+                + top_holders(details["connections"]),
             )
         return CheckResult(
             target=target.name, kind=self.kind, status=status, started_at=started,
-            latency_ms=latency_ms, reasons=reasons, metrics=metrics,
-            details=self._details(row),
+            latency_ms=latency_ms, reasons=reasons, metrics=metrics, details=details,
         )
 
     def _details(self, row: Any) -> dict[str, Any]:
-        raw = row.get("sessions") if hasattr(row, "get") else None
-        try:
-            listed = json.loads(raw) if isinstance(raw, str) else (raw or [])
-        except ValueError:
-            listed = []
+        listed = _json(row.get("sessions") if hasattr(row, "get") else None) or []
         sessions = [_session(r) for r in listed if isinstance(r, dict)]
-        notes = [*self._disabled.values(), *self._slow_notes.values()]
+        groups = _json(row.get("groups") if hasattr(row, "get") else None) or []
+        oldest = _json(row.get("oldest") if hasattr(row, "get") else None)
+        max_conn = float(row["max_connections"])
+        reserved = float(row["su_reserved"] or 0) + float(row["reserved"] or 0)
+        connections = {
+            "total": float(row["total"]), "max_connections": max_conn,
+            "superuser_reserved": float(row["su_reserved"] or 0),
+            "reserved": float(row["reserved"] or 0), "usable": max(0.0, max_conn - reserved),
+            **connection_groups([g for g in groups if isinstance(g, dict)]),
+        }
+        xid, mxid = _float(row["xid_age"]), _float(row["mxid_age"])
+        transactions = {
+            "oldest": _session(oldest) if isinstance(oldest, dict) else None,
+            "long_transaction_s": self.target.long_transaction,
+            "xid_age": xid, "mxid_age": mxid, "oldest_xid_db": one_line(row["xid_db"] or "", 64),
+            "xid_wraparound_pct": None if xid is None else round(xid / WRAPAROUND_IDS * 100, 3),
+            "mxid_wraparound_pct": (None if mxid is None
+                                    else round(mxid / WRAPAROUND_IDS * 100, 3)),
+        }
+        notes = [self._pooler_note] if self._pooler_note else []
+        notes += [n for n in (self._collector_note(name, c) for name, c in self._coll.items())
+                  if n]
+        notes += list(self._slow_notes.values())
         return {
             "slow_query_s": self.target.slow_query,
             "sessions": sessions,
             "blocking": blocking_tree(sessions),
+            "connections": connections,
+            "transactions": transactions,
+            "guards": "per transaction" if self._per_tx else "session",
             **self._slow_details,
+            "collectors": {name: self._collector_state(c) for name, c in self._coll.items()},
             "notes": notes,
         }
 
     def _metrics(self, row: Any, latency_ms: float, now: float | None = None) -> dict[str, float]:
         now = time.monotonic() if now is None else now
+        get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
         m: dict[str, float] = {"latency_ms": latency_ms}
         total, max_conn = float(row["total"]), float(row["max_connections"])
+        reserved = (_float(get("su_reserved")) or 0.0) + (_float(get("reserved")) or 0.0)
         m["connections_total"] = total
         m["connections_active"] = float(row["active"])
         m["connections_idle_in_tx"] = float(row["idle_in_tx"])
         m["connections_waiting"] = float(row["waiting"])
         m["max_connections"] = max_conn
-        if max_conn > 0:
-            m["pool_usage_pct"] = total / max_conn * 100
+        m["connections_reserved"] = reserved
+        m["connections_usable"] = max(0.0, max_conn - reserved)
+        if m["connections_usable"] > 0:
+            m["pool_usage_pct"] = total / m["connections_usable"] * 100
         for name, key in (("slow_queries", "slow"), ("longest_query_s", "longest_s"),
                           ("idle_in_tx_max_s", "idle_in_tx_max_s"),
-                          ("blocked_sessions", "blocked")):
-            value = _float(row.get(key)) if hasattr(row, "get") else None
+                          ("blocked_sessions", "blocked"),
+                          ("connections_idle_in_tx_aborted", "idle_in_tx_aborted"),
+                          ("oldest_xact_s", "oldest_xact_s"),
+                          ("long_transactions", "long_xacts"),
+                          ("xid_age", "xid_age"), ("mxid_age", "mxid_age")):
+            value = _float(get(key))
             if value is not None:
                 m[name] = value
+        ages = [m[k] for k in ("xid_age", "mxid_age") if k in m]
+        if ages:
+            m["wraparound_pct"] = max(ages) / WRAPAROUND_IDS * 100
         if row["xact_commit"] is not None:  # no pg_stat_database row: leave counters out
             m["xact_total"] = float(row["xact_commit"]) + float(row["xact_rollback"])
             m["rollbacks_total"] = float(row["xact_rollback"])
@@ -681,8 +991,11 @@ class PostgresProbe:
             counters = {"xact_per_s": m["xact_total"], "rollbacks_per_s": m["rollbacks_total"],
                         "deadlocks_per_s": m["deadlocks_total"]}
             for name, key in (("temp_files_per_s", "temp_files"),
-                              ("temp_bytes_per_s", "temp_bytes")):
-                value = _float(row.get(key)) if hasattr(row, "get") else None
+                              ("temp_bytes_per_s", "temp_bytes"),
+                              ("rows_inserted_per_s", "tup_inserted"),
+                              ("rows_updated_per_s", "tup_updated"),
+                              ("rows_deleted_per_s", "tup_deleted")):
+                value = _float(get(key))
                 if value is not None:
                     counters[name] = value
             before, self._counters = self._counters, (now, counters)
@@ -696,15 +1009,48 @@ class PostgresProbe:
 
     # -- slow collectors -------------------------------------------------------------------
 
-    def _collectors(self) -> list[tuple[str, Callable[[asyncpg.Connection], Awaitable[None]]]]:
-        out: list[tuple[str, Callable[[asyncpg.Connection], Awaitable[None]]]] = [
-            ("role", self._c_role), ("db_size", self._c_db_size),
-            ("statements", self._c_statements), ("tables", self._c_tables),
-            ("indexes", self._c_indexes), ("replication", self._c_replication),
+    def _collectors(self) -> list[tuple[str, int, Callable[[asyncpg.Connection],
+                                                           Awaitable[None]]]]:
+        """(name, statement_timeout ms, collect) of every slow collector, in run order."""
+        ms = self._stmt_ms
+        out: list[tuple[str, int, Callable[[asyncpg.Connection], Awaitable[None]]]] = [
+            ("role", ms, self._c_role), ("db_size", ms, self._c_db_size),
+            ("statements", ms, self._c_statements), ("tables", ms, self._c_tables),
+            ("vacuum", ms, self._c_vacuum), ("indexes", ms, self._c_indexes),
+            ("replication", ms, self._c_replication), ("checkpoints", ms, self._c_checkpoints),
         ]
         for name, sql in self.target.queries.items():
-            out.append((f"query:{name}", self._custom(name, sql)))
+            timeout = self.target.query_timeouts.get(name)
+            out.append((f"query:{name}", ms if timeout is None else int(timeout * 1000),
+                        self._custom(name, sql)))
         return out
+
+    def _backoff(self, failures: int) -> float:
+        """1, 2, 4 … check intervals, capped at max(slow_interval, BACKOFF_CAP_S)."""
+        cap = max(self.target.slow_interval, BACKOFF_CAP_S)
+        return min(cap, max(0.2, self.target.interval) * 2 ** min(failures - 1, 30))
+
+    def _failed(self, c: _Collector, now: float, reason: str) -> None:
+        c.failures += 1
+        delay = self._backoff(c.failures)
+        c.due = now + delay
+        c.reason = one_line(redact(reason), 300)
+        c.retry_at = time.time() + delay
+
+    def _collector_note(self, name: str, c: _Collector) -> str | None:
+        if c.off:
+            return c.off
+        if not c.reason:
+            return None
+        shown = ("no values yet" if c.ok_at is None
+                 else f"values shown are from {format_age(time.time() - c.ok_at)} ago")
+        retry = format_age((c.retry_at or time.time()) - time.time())
+        return f"{name}: {c.reason}; {shown}; retrying in {retry}"
+
+    @staticmethod
+    def _collector_state(c: _Collector) -> dict[str, Any]:
+        return {"state": c.state(), "ok_at": c.ok_at, "reason": c.off or c.reason,
+                "failures": c.failures, "retry_at": c.retry_at}
 
     async def _slow(self, deadline: float) -> None:
         """Run the slow collectors that are due, while the deadline leaves room for them.
@@ -714,55 +1060,58 @@ class PostgresProbe:
         again next time.
         """
         loop = asyncio.get_running_loop()
-        need = self._stmt_ms / 1000 + 0.05
         now = time.monotonic()
-        for name, collect in self._collectors():
-            if name in self._disabled:
-                continue
-            last = self._slow_ran.get(name)
-            if last is not None and now - last < self.target.slow_interval - 0.05:
+        self._slow_notes = {}
+        for name, timeout_ms, collect in self._collectors():
+            c = self._coll.setdefault(name, _Collector())
+            if c.off or now < c.due:
                 continue
             conn = self._conn
-            if conn is None or deadline - loop.time() < need:
+            if conn is None or deadline - loop.time() < timeout_ms / 1000 + 0.05:
                 return  # the rest run at the next check
             self._phase = f"running the slow collector {name}"
-            self._slow_ran[name] = now
-            self._slow_notes.pop(name, None)
             try:
                 async with asyncio.timeout_at(deadline - 0.02):
-                    await collect(conn)
+                    await self._guarded(conn, timeout_ms, collect)
             except asyncpg.exceptions.QueryCanceledError:
-                self._disabled[name] = (
-                    f"{name}: turned off for this session after exceeding the "
-                    f"{self._stmt_ms} ms statement_timeout (a costly collector on this server)")
+                self._failed(c, now, f"exceeded the {timeout_ms} ms statement_timeout")
+            except asyncpg.exceptions.LockNotAvailableError as exc:
+                self._failed(c, now, f"waited more than {LOCK_TIMEOUT_MS} ms for a lock "
+                                     f"(an ALTER TABLE, VACUUM FULL or LOCK TABLE?): "
+                                     f"{exc.message}")
             except asyncpg.exceptions.InsufficientPrivilegeError as exc:
-                self._disabled[name] = one_line(redact(
-                    f"{name}: turned off, insufficient privilege: {exc.message}"), 300)
+                c.off = one_line(redact(
+                    f"{name}: turned off, insufficient privilege: {exc.message} (grant it, "
+                    "then reload the config or restart the console)"), 300)
+            except asyncpg.exceptions.PostgresSyntaxError as exc:
+                c.off = one_line(redact(
+                    f"{name}: turned off, syntax error: {exc.message} (fix the query in the "
+                    "config)"), 300)
             except _CONNECTION_LOST:
                 self._drop()  # the fast result stands; the next check reconnects
-                self._slow_notes[name] = (
-                    f"{name}: the connection was lost while it ran; it runs again in "
-                    f"{self.target.slow_interval:g}s")
+                self._failed(c, now, "the connection was lost while it ran")
                 return
             except TimeoutError:
                 self._drop()  # cut off mid-query by our own deadline
-                self._slow_ran.pop(name, None)
                 self._slow_notes[name] = f"{name}: postponed, the check's deadline was near"
                 return
             except asyncpg.exceptions.PostgresError as exc:
-                self._disabled[name] = one_line(redact(
-                    f"{name}: turned off after an error: {exc.message} (SQLSTATE {exc.sqlstate})"),
-                    300)
+                self._failed(c, now, f"{exc.message} (SQLSTATE {exc.sqlstate})")
+            else:
+                c.failures, c.reason, c.retry_at = 0, None, None
+                c.ok_at = time.time()
+                c.due = now + self.target.slow_interval - 0.05
 
     async def _c_role(self, conn: asyncpg.Connection) -> None:
         row = await conn.fetchrow(ROLE_SQL)
         if row is None:
             return
         role = one_line(row["role"], 64)
+        self._version = int(row["version"])
         info = {"role": role, "superuser": bool(row["superuser"]),
                 "pg_monitor": bool(row["monitor"]),
                 "pg_read_all_stats": bool(row["read_all_stats"]),
-                "server_version_num": int(row["version"])}
+                "server_version_num": self._version, "track_io_timing": bool(row["io_timing"])}
         self._slow_details["role"] = info
         if row["superuser"]:
             self._slow_notes["role"] = (
@@ -773,20 +1122,31 @@ class PostgresProbe:
                 f"role {role} lacks pg_read_all_stats (GRANT pg_monitor TO {role}): other "
                 "roles' sessions, queries and statements are hidden and counts are too low")
 
+    def _server_version(self, conn: asyncpg.Connection) -> int:
+        if self._version:
+            return self._version
+        v = conn.get_server_version()
+        return v.major * 10000 + v.minor
+
     async def _c_db_size(self, conn: asyncpg.Connection) -> None:
         size = float(await conn.fetchval(DB_SIZE_SQL))
         now = time.time()
         self._sizes.append((now, size))
         while self._sizes and now - self._sizes[0][0] > 86400:
             self._sizes.popleft()
-        db: dict[str, Any] = {"size_bytes": size, "growth_bytes_per_day": None}
+        db: dict[str, Any] = {"size_bytes": size, "growth_bytes": None, "growth_over_s": None,
+                              "growth_bytes_per_day": None}
         self._slow_metrics["db_size_bytes"] = size
         t0, s0 = self._sizes[0]
-        if now - t0 > 0.5:
-            growth = (size - s0) / (now - t0) * 86400
-            db["growth_bytes_per_day"] = growth
-            db["growth_over_s"] = round(now - t0, 1)
-            self._slow_metrics["db_growth_bytes_per_day"] = growth
+        window = now - t0
+        if window > 0:
+            db.update(growth_bytes=size - s0, growth_over_s=round(window, 3))
+            self._slow_metrics["db_growth_bytes"] = size - s0
+            self._slow_metrics["db_growth_window_s"] = window
+            if window >= GROWTH_PER_DAY_AFTER_S:
+                per_day = (size - s0) / window * 86400
+                db["growth_bytes_per_day"] = per_day
+                self._slow_metrics["db_growth_bytes_per_day"] = per_day
         self._slow_details["database"] = db
 
     async def _c_statements(self, conn: asyncpg.Connection) -> None:
@@ -798,8 +1158,9 @@ class PostgresProbe:
                 "(add it to shared_preload_libraries, then CREATE EXTENSION pg_stat_statements)")
             return
         ident = '"' + str(schema).replace('"', '""') + '"'
+        io = PGSS_IO[self._server_version(conn) >= 170000]
         try:
-            rows = await conn.fetch(PGSS_SQL.format(schema=ident))
+            rows = await conn.fetch(PGSS_SQL.format(schema=ident, io=io))
         except asyncpg.exceptions.ObjectNotInPrerequisiteStateError:
             self._slow_details["statements"] = {"available": False}
             self._slow_notes["statements"] = (
@@ -807,24 +1168,28 @@ class PostgresProbe:
                 "shared_preload_libraries; a server restart is needed)")
             return
         now = time.monotonic()
-        current = {r["queryid"]: (float(r["calls"]), float(r["total_ms"]), float(r["rows"]))
-                   for r in rows}
+        current = {r["queryid"]: (float(r["calls"]), float(r["total_ms"]), float(r["rows"]),
+                                  _float(r["io_ms"]) or 0.0) for r in rows}
         prev, self._pgss_prev = self._pgss_prev, (now, current)
         dt = now - prev[0] if prev is not None else None
         top = self.target.top
 
         def entry(qid: str) -> dict[str, Any]:
-            calls, total, nrows = current[qid]
+            calls, total, nrows, io_ms = current[qid]
             e: dict[str, Any] = {"queryid": qid, "calls": calls, "total_ms": round(total, 3),
                                  "mean_ms": round(total / calls, 3) if calls else None,
-                                 "rows": nrows, "d_calls": None, "d_total_ms": None,
-                                 "d_rows": None}
+                                 "rows": nrows, "io_ms": round(io_ms, 3), "d_calls": None,
+                                 "d_total_ms": None, "d_rows": None, "d_io_ms": None,
+                                 "d_mean_ms": None}
             old = prev[1].get(qid) if prev is not None else None
             if prev is not None:
-                o_calls, o_total, o_rows = old if old is not None else (0.0, 0.0, 0.0)
+                o_calls, o_total, o_rows, o_io = old if old is not None else (0.0,) * 4
                 if calls >= o_calls:  # otherwise the entry was evicted or reset
-                    e.update(d_calls=calls - o_calls, d_total_ms=round(total - o_total, 3),
-                             d_rows=nrows - o_rows)
+                    d_calls = calls - o_calls
+                    e.update(d_calls=d_calls, d_total_ms=round(total - o_total, 3),
+                             d_rows=nrows - o_rows, d_io_ms=round(io_ms - o_io, 3),
+                             d_mean_ms=(round((total - o_total) / d_calls, 3) if d_calls
+                                        else None))
             return e
 
         ids = list(current)
@@ -833,17 +1198,25 @@ class PostgresProbe:
                          else 0.0, reverse=True)[:top]
         out: dict[str, Any] = {"available": True, "count": len(ids),
                                "interval_s": None if dt is None else round(dt, 3),
+                               "track_io_timing": (self._slow_details.get("role") or {})
+                               .get("track_io_timing"),
                                "by_total": [entry(q) for q in by_total],
                                "by_mean": [entry(q) for q in by_mean]}
         if prev is not None and dt:
             recent = [entry(q) for q in ids]
-            recent = [e for e in recent if e["d_total_ms"]]
+            recent = [e for e in recent if e["d_calls"]]
             recent.sort(key=lambda e: e["d_total_ms"], reverse=True)
             out["by_recent"] = recent[:top]
-            d_calls = sum(e["d_calls"] for e in recent if e["d_calls"] is not None)
+            d_calls = sum(e["d_calls"] for e in recent)
             d_ms = sum(e["d_total_ms"] for e in recent)
+            d_io = sum(e["d_io_ms"] for e in recent)
+            out.update(d_calls=d_calls, d_total_ms=round(d_ms, 3), d_io_ms=round(d_io, 3),
+                       mean_ms=round(d_ms / d_calls, 3) if d_calls else None)
             self._slow_metrics["statements_calls_per_s"] = d_calls / dt
             self._slow_metrics["statements_time_ms_per_s"] = d_ms / dt
+            self._slow_metrics["statements_io_ms_per_s"] = d_io / dt
+            if d_calls:
+                self._slow_metrics["statements_mean_ms"] = d_ms / d_calls
         shown = {e["queryid"] for key in ("by_total", "by_mean", "by_recent")
                  for e in out.get(key, [])}
         missing = [q for q in shown if q not in self._texts]
@@ -860,27 +1233,78 @@ class PostgresProbe:
 
     async def _c_tables(self, conn: asyncpg.Connection) -> None:
         top = self.target.top
-        sized = await conn.fetch(TABLES_SQL, top)
-        seq = await conn.fetch(SEQ_SCANS_SQL, top)
+        rows = await conn.fetch(TABLES_SQL, top)
+        now = time.monotonic()
+        prev, counts = self._tup_prev, {}
+        dt = now - prev[0] if prev is not None else None
 
         def table(r: asyncpg.Record) -> dict[str, Any]:
-            d = {k: (one_line(v, 128) if isinstance(v, str) else _float(v))
-                 for k, v in dict(r).items()}
+            d: dict[str, Any] = {
+                k: (one_line(v, 128) if isinstance(v, str)
+                    else _age(v) if k.endswith("_s") else _float(v))
+                for k, v in dict(r).items() if k != "relid"}
             seq_scan, idx_scan = d.get("seq_scan") or 0.0, d.get("idx_scan") or 0.0
             d["seq_scan_pct"] = (round(seq_scan / (seq_scan + idx_scan) * 100, 1)
                                  if seq_scan + idx_scan else None)
+            live, dead = d.get("live_rows") or 0.0, d.get("dead_rows") or 0.0
+            d["dead_pct"] = round(dead / (live + dead) * 100, 2) if live + dead else None
+            key = str(r["relid"])
+            tup = (d.get("n_tup_ins") or 0.0, d.get("n_tup_upd") or 0.0,
+                   d.get("n_tup_del") or 0.0)
+            counts[key] = tup
+            old = prev[1].get(key) if prev is not None else None
+            for i, name in enumerate(("ins_per_s", "upd_per_s", "del_per_s")):
+                d[name] = (round((tup[i] - old[i]) / dt, 3)
+                           if old is not None and dt and tup[i] >= old[i] else None)
             return d
 
-        self._slow_details["tables"] = {"by_size": [table(r) for r in sized],
-                                        "by_seq_read": [table(r) for r in seq]}
+        tables = [table(r) for r in rows]
+        self._tup_prev = (now, counts)
+        by_size = sorted(tables, key=lambda t: t["total_bytes"] or 0.0, reverse=True)[:top]
+        by_seq = sorted((t for t in tables if t["seq_scan"]),
+                        key=lambda t: t["seq_tup_read"] or 0.0, reverse=True)[:top]
+        by_dead = sorted((t for t in tables if t["dead_rows"]),
+                         key=lambda t: t["dead_rows"] or 0.0, reverse=True)[:top]
+        self._slow_details["tables"] = {"by_size": by_size, "by_seq_read": by_seq,
+                                        "by_dead": by_dead}
+        dead = [t["dead_pct"] for t in tables if t["dead_pct"] is not None]
+        if dead:
+            self._slow_metrics["dead_tuples_max_pct"] = max(dead)
+
+    async def _c_vacuum(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(VACUUM_SQL)
+        running = []
+        for r in rows:
+            total, scanned = _float(r["heap_blks_total"]), _float(r["heap_blks_scanned"])
+            running.append({
+                "pid": int(r["pid"]), "db": one_line(r["db"] or "", 64),
+                "table": one_line(r["table"] or "", 128), "phase": one_line(r["phase"], 64),
+                "heap_blks_total": total, "heap_blks_scanned": scanned,
+                "heap_blks_vacuumed": _float(r["heap_blks_vacuumed"]),
+                "index_vacuum_count": _float(r["index_vacuum_count"]),
+                "scanned_pct": (round(scanned / total * 100, 1)
+                                if total and scanned is not None else None),
+                "running_s": _age(r["running_s"]), "auto": bool(r["auto"]),
+            })
+        self._slow_details["vacuum"] = {"running": running}
+        self._slow_metrics["vacuums_running"] = float(len(running))
 
     async def _c_indexes(self, conn: asyncpg.Connection) -> None:
         top = self.target.top
+        listed = await conn.fetch(INDEXES_SQL, top)
         unused = await conn.fetch(UNUSED_INDEXES_SQL, top)
         dupes = await conn.fetch(DUPLICATE_INDEXES_SQL, top)
         self._slow_metrics["unused_indexes"] = float(unused[0]["total"]) if unused else 0.0
         self._slow_metrics["duplicate_indexes"] = float(len(dupes))
+        dup_names = {(r["schema"], i) for r in dupes for i in r["indexes"]}
         self._slow_details["indexes"] = {
+            "by_size": [{"schema": one_line(r["schema"], 128),
+                         "table": one_line(r["table"], 128),
+                         "index": one_line(r["index"], 128), "idx_scan": _float(r["idx_scan"]),
+                         "idx_tup_read": _float(r["idx_tup_read"]), "bytes": float(r["bytes"]),
+                         "unused": bool(r["idx_scan"] == 0 and not r["unique"]),
+                         "duplicate": (r["schema"], r["index"]) in dup_names}
+                        for r in listed],
             "unused": [{"schema": one_line(r["schema"], 128), "table": one_line(r["table"], 128),
                         "index": one_line(r["index"], 128), "bytes": float(r["bytes"])}
                        for r in unused],
@@ -892,7 +1316,7 @@ class PostgresProbe:
 
     async def _c_replication(self, conn: asyncpg.Connection) -> None:
         row = await conn.fetchrow(REPLICATION_SQL)
-        replicas = json.loads(row["replicas"]) if row["replicas"] else []
+        replicas = _json(row["replicas"]) or []
         listed = [{"name": one_line(r.get("name") or "", 64),
                    "client": one_line(r.get("client") or "", 64),
                    "state": one_line(r.get("state") or "", 32),
@@ -903,21 +1327,68 @@ class PostgresProbe:
         rep: dict[str, Any] = {"role": "replica" if row["in_recovery"] else "primary",
                                "replicas": listed}
         self._slow_metrics["replicas"] = float(len(listed))
-        lags = [r["replay_lag_s"] for r in listed if r["replay_lag_s"] is not None]
-        if row["in_recovery"] and row["replay_delay_s"] is not None:
-            rep["replay_delay_s"] = _rounded(row["replay_delay_s"])
-            lags.append(float(row["replay_delay_s"]))
+        lags = [float(r["replay_lag_s"]) for r in listed if r["replay_lag_s"] is not None]
+        delay = _age(row["replay_delay_s"])
+        if row["in_recovery"] and delay is not None:
+            rep["replay_delay_s"] = delay
+            lags.append(delay)
         if lags:
             self._slow_metrics["replication_lag_s"] = max(lags)
-        lag_bytes = [r["lag_bytes"] for r in listed if r["lag_bytes"] is not None]
+        lag_bytes = [float(r["lag_bytes"]) for r in listed if r["lag_bytes"] is not None]
         if lag_bytes:
             self._slow_metrics["replication_lag_bytes"] = max(lag_bytes)
+        slots: list[dict[str, Any]] = []
+        for s in _json(row["slots"]) or []:
+            if not isinstance(s, dict):
+                continue
+            slots.append({
+                "name": one_line(s.get("slot_name") or "", 64),
+                "type": one_line(s.get("slot_type") or "", 16),
+                "database": one_line(s.get("database") or "", 64),
+                "active": bool(s.get("active")),
+                "wal_status": one_line(s.get("wal_status") or "", 16) or None,
+                "retained_bytes": _rounded(s.get("retained_bytes")),
+                "safe_wal_size": _rounded(s.get("safe_wal_size")),
+            })
+        rep["slots"] = slots
+        self._slow_metrics["replication_slots"] = float(len(slots))
+        inactive = [s for s in slots if not s["active"]]
+        self._slow_metrics["replication_slots_inactive"] = float(len(inactive))
+        retained = [s["retained_bytes"] for s in slots if s["retained_bytes"] is not None]
+        if retained:
+            self._slow_metrics["replication_slot_retained_bytes"] = max(retained)
+        for s in inactive:
+            self._slow_notes[f"slot:{s['name']}"] = (
+                f"replication slot {s['name']} is inactive and keeps "
+                f"{format_bytes(s['retained_bytes'])} of WAL (it grows until the slot is "
+                "used or dropped, and can fill the disk)")
+        lsn, now = _float(row["wal_lsn"]), time.monotonic()
+        if lsn is not None:
+            prev, self._wal_prev = self._wal_prev, (now, lsn)
+            if prev is not None and now > prev[0] and lsn >= prev[1]:
+                rate = (lsn - prev[1]) / (now - prev[0])
+                rep["wal_bytes_per_s"] = round(rate, 1)
+                self._slow_metrics["wal_bytes_per_s"] = rate
         self._slow_details["replication"] = rep
+
+    async def _c_checkpoints(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(CHECKPOINTS_SQL[self._server_version(conn) >= 170000])
+        timed, req, now = float(row["timed"]), float(row["req"]), time.monotonic()
+        out: dict[str, Any] = {"timed": timed, "requested": req, "window_s": None,
+                               "d_timed": None, "d_requested": None}
+        prev, self._ckpt_prev = self._ckpt_prev, (now, timed, req)
+        if prev is not None and timed >= prev[1] and req >= prev[2] and now > prev[0]:
+            dt, d_timed, d_req = now - prev[0], timed - prev[1], req - prev[2]
+            out.update(window_s=round(dt, 3), d_timed=d_timed, d_requested=d_req)
+            self._slow_metrics["checkpoints_per_h"] = (d_timed + d_req) / dt * 3600
+            if d_timed + d_req:
+                self._slow_metrics["checkpoints_req_pct"] = d_req / (d_timed + d_req) * 100
+        self._slow_details["checkpoints"] = out
 
     def _custom(self, name: str, sql: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
         async def collect(conn: asyncpg.Connection) -> None:
             rows = await conn.fetch(CUSTOM_SQL.format(sql=sql))
-            result: dict[str, Any] = {"values": {}, "rows": len(rows)}
+            result: dict[str, Any] = {"values": {}, "rows": len(rows), "at": time.time()}
             # a new dict each time: results already handed out keep the values they had
             queries = {**self._slow_details.get("queries", {}), name: result}
             self._slow_details["queries"] = queries
@@ -931,11 +1402,14 @@ class PostgresProbe:
             items = list(record.items())
             skipped = []
             for col, value in items:
+                metric = name if len(items) == 1 else f"{name}.{col}"
+                if value is None:  # SQL NULL: no value this time, not a wrong type
+                    result["values"][metric] = None
+                    continue
                 f = _float(value)
                 if f is None:
-                    skipped.append(str(col))
+                    skipped.append(f"{col} ({type(value).__name__})")
                     continue
-                metric = name if len(items) == 1 else f"{name}.{col}"
                 result["values"][metric] = f
                 if metric not in METRICS and metric not in SLOW_METRICS:
                     self._slow_metrics[metric] = f

@@ -45,6 +45,7 @@ from console.engine.probes.breakdown import (
 from console.engine.probes.breakdown import sample_names as breakdown_names
 from console.engine.probes.http import _describe as _describe_http_error
 from console.engine.probes.http_client import USER_AGENT, HttpClients, read_capped
+from console.engine.text.fmt import format_bytes, format_duration
 from console.engine.text.redact import describe_exception, redact
 from console.engine.text.sanitize import clean, one_line
 
@@ -80,17 +81,6 @@ class _ScrapeFailedError(Exception):
         self.response = response
 
 
-def _fmt_size(n: int) -> str:
-    for unit, factor in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= factor:
-            return f"{n / factor:.3g} {unit}"
-    return f"{n} bytes"
-
-
-def _fmt_seconds(t: float) -> str:
-    return f"{t * 1000:.0f}ms" if t < 1 else f"{t:g}s"
-
-
 def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     """The body with gzip/deflate undone, never more than `limit` bytes (no zip bombs)."""
     if not raw or encoding in ("", "identity"):
@@ -103,7 +93,7 @@ def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error:
         raise _ScrapeFailedError(f"response body is not valid {encoding}") from None
     if d.unconsumed_tail:
-        raise _ScrapeFailedError(f"response larger than {_fmt_size(limit)} once decompressed")
+        raise _ScrapeFailedError(f"response larger than {format_bytes(limit)} once decompressed")
     return out
 
 
@@ -161,7 +151,7 @@ class PrometheusProbe:
         self.target = target
         self._clock = clock
         self._timeout = float(target.timeout)
-        self._timeout_text = _fmt_seconds(self._timeout)
+        self._timeout_text = format_duration(self._timeout)
         self._max_body = int(target.max_body)
         self._exprs: dict[str, Expr] = {n: parse_expr(t) for n, t in target.metrics.items()}
         self._breakdowns = compile_breakdowns(getattr(target, "breakdowns", {}))
@@ -254,7 +244,7 @@ class PrometheusProbe:
             return _ScrapeFailedError(message, self._info(response, raw, truncated))
 
         if truncated:
-            raise failed(f"response larger than {_fmt_size(self._max_body)}")
+            raise failed(f"response larger than {format_bytes(self._max_body)}")
         if not 200 <= code < 300:
             reason = f" {one_line(response.reason_phrase, 60)}" if response.reason_phrase else ""
             where = response.headers.get("location")

@@ -26,16 +26,33 @@ Why it is built this way (see RELIABILITY-NOTES §2, §5.4–5.7):
   already good, so a restart between checks does not show a false DOWN.
 * **TLS** (`rediss://`) keeps redis-py's defaults: certificate required, hostname checked.
 
-Metrics are listed in `METRICS`. Counters (`*_total`) are reported raw for the store, and
-`hit_rate_pct`, `evicted_per_s` and `expired_per_s` come from deltas since the previous check
-(never since start); the hit rate is omitted when there were no lookups. `OTHER_METRICS`
-appear only where they apply (per-database key counts, replication). Each check also reads
-`SLOWLOG GET` (entries newer than the last one seen are reported; an ACL user without
-SLOWLOG gets a note and the collector turns off). `CheckResult.details` carries the role and
-link status, persistence state, keys per database, the recent slowlog and notes.
+**Figures as `redis-cli --stat` shows them, over the check interval.** Counters (`*_total`)
+are reported raw for the store; `ops_per_sec`, `hits_per_s`, `misses_per_s`,
+`connections_per_s`, `rejected_connections_per_s`, `evicted_per_s` and `expired_per_s` are
+deltas since the previous check divided by the time between them (never Redis's own ~1.6 s
+`instantaneous_ops_per_sec` sample), and `hit_rate_pct` is hits / lookups over the same
+span (omitted when there were none). `ops_per_sec` leaves out the probe's own commands.
+Each check also times `latency_samples` PINGs (p50/p99 of them), reads `INFO commandstats`
+(calls and µs per call per command over the interval), `SLOWLOG GET` (entries newer than the
+last one seen are reported), `CLIENT LIST` (idle time and age; skipped above
+`client_list_max` clients), and, when `bigkeys_sample` is set, every `bigkeys_interval` a
+bounded `SCAN` sample with one `MEMORY USAGE … SAMPLES 5` and one `TYPE` per key sampled (the
+cursor goes on where it stopped, so repeated samples cover the keyspace; cost per run: about
+sample/100 SCAN calls and 2 × `bigkeys_sample` round trips, inside the check's deadline,
+which is why the sample is capped at 1000). A command an ACL user may not run gets a note
+and that collector turns off; everything else keeps working. `OTHER_METRICS` appear only
+where they apply (per-database key counts, replication). `CheckResult.details` carries the
+memory policy, role and link status, persistence state, keys per database, commands,
+clients, big keys, the recent slowlog and notes.
 
-DEGRADED: memory above 90 % of `maxmemory`, a replica whose link to its master is down, or a
-failed last RDB save / AOF write (the server may then refuse writes).
+**Memory is judged by the eviction policy.** A cache with an `allkeys-*` policy (or a
+`volatile-*` one with keys that have a TTL) at its `maxmemory` evicts: that is its job, and
+`evicted_per_s` shows it. Only a server that cannot evict (`noeviction`, or `volatile-*`
+with no key to evict) refuses writes when full, so `memory_noeviction_pct` is reported, and
+DEGRADED set, for that case alone.
+
+DEGRADED: memory above 90 % of `maxmemory` with nothing to evict, a replica whose link to
+its master is down, or a failed last RDB save / AOF write (the server may then refuse writes).
 """
 
 from __future__ import annotations
@@ -48,6 +65,7 @@ import re
 import socket
 import ssl
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +92,7 @@ from redis.exceptions import (
 from console.engine.config.envref import MissingEnv, expand_url
 from console.engine.config.schema import RedisTarget
 from console.engine.model import CheckResult, Status
+from console.engine.text.fmt import format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
 from console.engine.text.sanitize import one_line
 
@@ -91,11 +110,22 @@ METRICS: dict[str, str] = {
     "hit_rate_pct": "hits / lookups since the previous check (absent if no lookups)",
     "evicted_keys_total": "keys evicted by the maxmemory policy (counter)",
     "expired_keys_total": "keys removed on expiry (counter)",
-    "ops_per_sec": "commands per second, as Redis samples it (instantaneous_ops_per_sec)",
+    "ops_per_sec": "commands per second since the previous check (this probe's excluded)",
+    "hits_per_s": "successful key lookups per second since the previous check",
+    "misses_per_s": "failed key lookups per second since the previous check",
+    "connections_per_s": "new client connections per second since the previous check",
+    "rejected_connections_total": "connections refused at maxclients (counter)",
+    "rejected_connections_per_s": "connections refused per second since the previous check",
     "keys_total": "keys in all databases",
     "evicted_per_s": "keys evicted per second since the previous check",
     "expired_per_s": "keys expired per second since the previous check",
     "slowlog_new": "slowlog entries added since the previous check",
+    "latency_p50_ms": "median of the PING round trips timed in this check",
+    "latency_p99_ms": "99th percentile (nearest rank) of those PING round trips",
+    "clients_idle_max_s": "longest time a client connection has been idle (CLIENT LIST)",
+    "clients_oldest_s": "age of the oldest client connection (CLIENT LIST)",
+    "memory_noeviction_pct": "memory_pct when Redis cannot evict (noeviction, or volatile-* "
+                             "with no key that has a TTL): writes fail at 100",
     "replicas_connected": "replicas connected to this server (INFO connected_slaves)",
     "rdb_changes_since_save": "writes since the last RDB save",
     "rdb_last_save_age_s": "seconds since the last successful RDB save",
@@ -109,9 +139,13 @@ OTHER_METRICS: dict[str, str] = {
     "replica_lag_bytes": "worst replication offset distance of the replicas (master only)",
 }
 CLIENT_NAME = "opsconsole"
-INFO_SECTIONS = ("memory", "clients", "stats", "keyspace", "replication", "persistence")
+INFO_SECTIONS = ("memory", "clients", "stats", "keyspace", "replication", "persistence",
+                 "commandstats")
 MEMORY_DEGRADED_PCT = 90.0
 SLOWLOG_FETCH = 16
+TOP_ROWS = 20  # commands, clients and big keys kept in details
+# Policies that evict any key; volatile-* ones evict only keys with a TTL.
+_ALLKEYS = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 # Commands whose arguments are secrets: only the command name is shown (others: name + key).
 _SECRET_COMMANDS = {"auth", "hello", "migrate", "acl", "config"}
 _KEEPALIVE_NAMES = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
@@ -226,6 +260,42 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile: a value that was measured, never an interpolation."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def memory_policy(info: dict[str, Any]) -> dict[str, Any]:
+    """What `maxmemory` means for this server: whether it can evict at its limit."""
+    policy = str(info.get("maxmemory_policy") or "")
+    expires = sum(_num(v.get("expires")) or 0.0 for k, v in info.items()
+                  if str(k).startswith("db") and str(k)[2:].isdigit() and isinstance(v, dict))
+    if policy in _ALLKEYS:
+        evicting = True
+    elif policy.startswith("volatile-"):
+        evicting = expires > 0  # only keys with a TTL may go
+    else:
+        evicting = False  # noeviction (or unknown): writes fail when full
+    return {"policy": one_line(policy, 32) or None, "evicting": evicting,
+            "keys_with_ttl": expires}
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one check read from the server."""
+
+    pings_ms: list[float]
+    info: dict[str, Any]
+    own_before_info: int  # commands this probe had sent when INFO ran (cumulative)
+    fresh: bool  # the connection was opened during this check
+    slowlog: list[Any] | None = None
+    clients: list[dict[str, Any]] | None = None
+    bigkeys: list[dict[str, Any]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 class RedisProbe:
     """Checks one Redis target over a single persistent connection."""
 
@@ -239,11 +309,20 @@ class RedisProbe:
         self._good = False  # the current connection has answered a full check
         self._sections: tuple[str, ...] = INFO_SECTIONS  # () once a server rejects several
         self._lookups: tuple[float, float] | None = None  # (hits, misses) at the last check
-        self._counts: tuple[float, dict[str, float]] | None = None  # (monotonic, counters)
+        # (monotonic, counters, own commands sent) at the previous check
+        self._counts: tuple[float, dict[str, float], int] | None = None
+        self._cmd_prev: dict[str, tuple[float, float]] = {}  # command -> (calls, usec)
+        self._own = 0  # commands this probe has sent and the server counted
         self._slowlog_on = True
         self._slowlog_note: str | None = None
         self._slowlog_last: int | None = None  # highest slowlog id seen
         self._slowlog_recent: list[dict[str, Any]] = []
+        self._clients_note: str | None = None
+        self._bigkeys_note: str | None = None
+        self._bigkeys_due = 0.0
+        self._bigkeys_cursor = 0
+        self._bigkeys: dict[str, Any] | None = None  # the last sample's findings
+        self._last_dt: float | None = None  # seconds between the last two checks
         self._phase = "starting"
 
     def __repr__(self) -> str:
@@ -288,31 +367,49 @@ class RedisProbe:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
 
-    async def _once(self, client: Redis) -> tuple[float, dict[str, Any], list[Any] | None]:
+    async def _cmd(self, client: Redis, *args: Any, **options: Any) -> Any:
+        """One command, counted as ours once the server has answered it."""
+        reply = await client.execute_command(*args, **options)
+        self._own += 1
+        return reply
+
+    async def _once(self, client: Redis) -> _Round:
         self._phase = f"connecting to {self._where}"
         await client.initialize()
         conn = client.connection
+        fresh = conn is None or not conn.is_connected
         if conn is not None and not conn.is_connected:
             await conn.connect()
         self._phase = "waiting for PING"
-        t0 = time.perf_counter()
-        await client.execute_command("PING")
-        latency_ms = (time.perf_counter() - t0) * 1000
+        pings = []
+        for _ in range(self.target.latency_samples):
+            t0 = time.perf_counter()
+            await self._cmd(client, "PING")
+            pings.append((time.perf_counter() - t0) * 1000)
         self._phase = "waiting for INFO"
+        own = self._own
         try:
-            info = await client.execute_command("INFO", *self._sections)
+            info = await self._cmd(client, "INFO", *self._sections)
         except NoPermissionError:
             raise
         except ResponseError:
             if not self._sections:
                 raise
             self._sections = ()  # Redis < 7 takes one section; the default set has ours
-            info = await client.execute_command("INFO")
-        slowlog = None
+            own = self._own
+            info = await self._cmd(client, "INFO")
+        info = info if isinstance(info, dict) else {}
+        out = _Round(pings, info, own, fresh)
+        if not self._sections:
+            with contextlib.suppress(ResponseError):  # INFO's default set lacks it
+                extra = await self._cmd(client, "INFO", "commandstats")
+                if isinstance(extra, dict):
+                    info.update(extra)
         if self._slowlog_on:
             self._phase = "waiting for SLOWLOG GET"
             try:
-                slowlog = await client.slowlog_get(SLOWLOG_FETCH)
+                out.slowlog = await client.slowlog_get(SLOWLOG_FETCH)
+                self._own += 1
             except NoPermissionError as exc:
                 self._slowlog_on = False
                 self._slowlog_note = one_line(redact(
@@ -325,9 +422,70 @@ class RedisProbe:
                 self._slowlog_on = False
                 self._slowlog_note = one_line(redact(
                     f"slowlog: turned off, unexpected SLOWLOG GET reply ({exc})"), 300)
-        return latency_ms, info if isinstance(info, dict) else {}, slowlog
+        out.clients = await self._client_list(client, info)
+        out.bigkeys = await self._big_keys(client)
+        return out
 
-    async def _run(self) -> tuple[float, dict[str, Any], list[Any] | None]:
+    async def _client_list(self, client: Redis,
+                           info: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if not self.target.client_list or "turned off" in (self._clients_note or ""):
+            return None
+        connected = _num(info.get("connected_clients")) or 0.0
+        if connected > self.target.client_list_max:
+            self._clients_note = (f"clients: {connected:.0f} connected, more than client_list_max "
+                                  f"({self.target.client_list_max}): CLIENT LIST skipped")
+            return None
+        self._phase = "waiting for CLIENT LIST"
+        try:
+            listed = await client.client_list()
+            self._own += 1
+        except (NoPermissionError, ResponseError) as exc:
+            self._clients_note = one_line(redact(
+                f"clients: turned off, the server refused CLIENT LIST ({exc})"), 300)
+            return None
+        self._clients_note = None
+        return [c for c in listed if isinstance(c, dict)]
+
+    async def _big_keys(self, client: Redis) -> list[dict[str, Any]] | None:
+        """A bounded SCAN sample with MEMORY USAGE per key, every bigkeys_interval."""
+        sample = self.target.bigkeys_sample
+        now = time.monotonic()
+        if not sample or now < self._bigkeys_due or (
+                self._bigkeys_note and "turned off" in self._bigkeys_note):
+            return None
+        self._phase = "sampling keys (SCAN, MEMORY USAGE)"
+        found: list[dict[str, Any]] = []
+        try:
+            cursor, keys = self._bigkeys_cursor, []
+            for _ in range(max(1, sample // 100) * 4):  # SCAN may return fewer than COUNT
+                cursor, batch = await client.scan(cursor=cursor, count=100)
+                self._own += 1
+                keys += batch
+                if len(keys) >= sample or cursor == 0:
+                    break
+            self._bigkeys_cursor = int(cursor)
+            keys = keys[:sample]
+            # One by one: the probe's single connection cannot lend itself to a pipeline,
+            # and sequential round trips keep the server's work per call small.
+            replies = []
+            for key in keys:
+                replies.append(await self._cmd(client, "MEMORY", "USAGE", key, "SAMPLES", 5))
+                replies.append(await self._cmd(client, "TYPE", key))
+        except (NoPermissionError, ResponseError) as exc:
+            self._bigkeys_note = one_line(redact(
+                f"big keys: turned off, the server refused SCAN or MEMORY USAGE ({exc})"), 300)
+            return None
+        for i, key in enumerate(keys):
+            size = _num(replies[2 * i])
+            if size is not None:  # None: the key went away between SCAN and MEMORY USAGE
+                found.append({"key": one_line(redact(_text(key)), 200), "bytes": size,
+                              "type": one_line(_text(replies[2 * i + 1]), 16)})
+        self._bigkeys_due = now + self.target.bigkeys_interval
+        found.sort(key=lambda k: k["bytes"], reverse=True)
+        self._bigkeys = {"sampled": len(keys), "at": time.time(), "keys": found[:TOP_ROWS]}
+        return found
+
+    async def _run(self) -> _Round:
         if self._client is None:
             self._client = self._build_client()
         reused = self._good
@@ -353,7 +511,7 @@ class RedisProbe:
         cm = asyncio.timeout_at(loop.time() + target.timeout)
         try:
             async with cm, self._lock:
-                latency_ms, info, slowlog = await self._run()
+                rnd = await self._run()
         except asyncio.CancelledError:
             await self._drop_socket()  # a cancelled command leaves an unread reply behind
             raise
@@ -368,9 +526,10 @@ class RedisProbe:
                 latency_ms=None, error=error,
             )
         self._good = True
-        metrics = self._metrics(info, latency_ms)
-        details = self._details(info, slowlog, metrics)
-        reasons = self._problems(info, metrics)
+        latency_ms = rnd.pings_ms[0]
+        metrics = self._metrics(rnd, latency_ms)
+        details = self._details(rnd, metrics)
+        reasons = self._problems(rnd.info, metrics)
         return CheckResult(
             target=target.name, kind=self.kind,
             status=Status.DEGRADED if reasons else Status.UP, started_at=started,
@@ -380,10 +539,13 @@ class RedisProbe:
     @staticmethod
     def _problems(info: dict[str, Any], m: dict[str, float]) -> tuple[str, ...]:
         out: list[str] = []
-        pct = m.get("memory_pct")
+        pct = m.get("memory_noeviction_pct")
         if pct is not None and pct > MEMORY_DEGRADED_PCT:
+            policy = memory_policy(info)["policy"] or "noeviction"
             out.append(f"memory at {pct:.0f}% of maxmemory "
-                       f"({m['used_memory_bytes']:.0f}/{m['maxmemory_bytes']:.0f} bytes)")
+                       f"({format_bytes(m['used_memory_bytes'])} of "
+                       f"{format_bytes(m['maxmemory_bytes'])}) with maxmemory-policy {policy} "
+                       "and nothing it may evict: writes fail (OOM) when full")
         if m.get("master_link_up") == 0.0:
             out.append("replica: link to master is down")
         if str(info.get("rdb_last_bgsave_status", "ok")) == "err":
@@ -425,8 +587,34 @@ class RedisProbe:
         self._slowlog_recent = recent
         return recent
 
-    def _details(self, info: dict[str, Any], slowlog: list[Any] | None,
-                 m: dict[str, float]) -> dict[str, Any]:
+    def _commands(self, info: dict[str, Any], dt: float | None) -> list[dict[str, Any]]:
+        """Per-command calls and µs per call, over the interval where there is one."""
+        rows, current = [], {}
+        for key, v in info.items():
+            if not (str(key).startswith("cmdstat_") and isinstance(v, dict)):
+                continue
+            name = one_line(str(key)[len("cmdstat_"):], 64)
+            calls, usec = _num(v.get("calls")) or 0.0, _num(v.get("usec")) or 0.0
+            current[name] = (calls, usec)
+            old = self._cmd_prev.get(name) if dt else None
+            d_calls = d_usec = None
+            if dt and calls >= (old or (0.0, 0.0))[0]:
+                o_calls, o_usec = old or (0.0, 0.0)
+                d_calls, d_usec = calls - o_calls, usec - o_usec
+            rows.append({
+                "command": name, "calls": calls, "usec_per_call": _num(v.get("usec_per_call")),
+                "rejected_calls": _num(v.get("rejected_calls")),
+                "failed_calls": _num(v.get("failed_calls")), "d_calls": d_calls,
+                "calls_per_s": None if d_calls is None or not dt else round(d_calls / dt, 3),
+                "d_usec_per_call": (round(d_usec / d_calls, 3) if d_calls and d_usec is not None
+                                    else None),
+            })
+        self._cmd_prev = current
+        rows.sort(key=lambda r: (r["d_calls"] or 0.0, r["calls"]), reverse=True)
+        return rows[:TOP_ROWS * 2]
+
+    def _details(self, rnd: _Round, m: dict[str, float]) -> dict[str, Any]:
+        info = rnd.info
         role = str(info.get("role", ""))
         replication: dict[str, Any] = {"role": role or None}
         if role == "slave":
@@ -455,12 +643,39 @@ class RedisProbe:
             for k, v in info.items()
             if str(k).startswith("db") and str(k)[2:].isdigit() and isinstance(v, dict)
         }
-        notes = [self._slowlog_note] if self._slowlog_note else []
-        return {"replication": replication, "persistence": persistence,
-                "keyspace": keyspace, "slowlog": self._slowlog(slowlog, m), "notes": notes}
+        policy = memory_policy(info)
+        memory = {**policy, "used_bytes": m.get("used_memory_bytes"),
+                  "maxmemory_bytes": m.get("maxmemory_bytes"), "pct": m.get("memory_pct"),
+                  "fragmentation_ratio": m.get("fragmentation_ratio"),
+                  "evicted_per_s": m.get("evicted_per_s")}
+        clients = None
+        if rnd.clients is not None:
+            rows = [{"id": one_line(str(c.get("id", "")), 20),
+                     "name": one_line(_text(c.get("name", "")), 64),
+                     "addr": one_line(_text(c.get("addr", "")), 64),
+                     "age_s": _num(c.get("age")), "idle_s": _num(c.get("idle")),
+                     "db": _num(c.get("db")), "cmd": one_line(_text(c.get("cmd", "")), 32),
+                     "flags": one_line(_text(c.get("flags", "")), 16),
+                     "user": one_line(_text(c.get("user", "")), 64)} for c in rnd.clients]
+            by_idle = sorted(rows, key=lambda c: c["idle_s"] or 0.0, reverse=True)
+            clients = {"count": len(rows), "by_idle": by_idle[:TOP_ROWS],
+                       "oldest": max(rows, key=lambda c: c["age_s"] or 0.0, default=None)}
+        notes = [n for n in (self._slowlog_note, self._clients_note, self._bigkeys_note) if n]
+        if policy["evicting"] and (m.get("memory_pct") or 0.0) > MEMORY_DEGRADED_PCT:
+            notes.append(f"memory at {m['memory_pct']:.0f}% of maxmemory: evicting "
+                         f"({policy['policy']}), as a cache at its limit does")
+        return {"memory": memory, "replication": replication, "persistence": persistence,
+                "keyspace": keyspace, "commands": self._commands(info, self._last_dt),
+                "clients": clients, "latency": {"samples_ms": [round(x, 3) for x in
+                                                               rnd.pings_ms]},
+                "bigkeys": self._bigkeys, "slowlog": self._slowlog(rnd.slowlog, m),
+                "notes": notes}
 
-    def _metrics(self, info: dict[str, Any], latency_ms: float) -> dict[str, float]:
-        m: dict[str, float] = {"latency_ms": latency_ms}
+    def _metrics(self, rnd: _Round, latency_ms: float) -> dict[str, float]:
+        info = rnd.info
+        m: dict[str, float] = {"latency_ms": latency_ms,
+                               "latency_p50_ms": _percentile(rnd.pings_ms, 50),
+                               "latency_p99_ms": _percentile(rnd.pings_ms, 99)}
         for name, key in (
             ("used_memory_bytes", "used_memory"),
             ("maxmemory_bytes", "maxmemory"),
@@ -471,7 +686,7 @@ class RedisProbe:
             ("keyspace_misses_total", "keyspace_misses"),
             ("evicted_keys_total", "evicted_keys"),
             ("expired_keys_total", "expired_keys"),
-            ("ops_per_sec", "instantaneous_ops_per_sec"),
+            ("rejected_connections_total", "rejected_connections"),
         ):
             value = _num(info.get(key))
             if value is not None:
@@ -479,6 +694,8 @@ class RedisProbe:
         used, maxmem = m.get("used_memory_bytes"), m.get("maxmemory_bytes")
         if used is not None and maxmem:
             m["memory_pct"] = used / maxmem * 100
+            if not memory_policy(info)["evicting"]:
+                m["memory_noeviction_pct"] = m["memory_pct"]
         m["keys_total"] = sum(
             _num(v.get("keys")) or 0.0 for k, v in info.items()
             if k.startswith("db") and k[2:].isdigit() and isinstance(v, dict)
@@ -508,16 +725,32 @@ class RedisProbe:
                 and offset is not None and (o := _num(v.get("offset"))) is not None]
         if lags:
             m["replica_lag_bytes"] = max(0.0, max(lags))
+        if rnd.clients:
+            m["clients_idle_max_s"] = max(_num(c.get("idle")) or 0.0 for c in rnd.clients)
+            m["clients_oldest_s"] = max(_num(c.get("age")) or 0.0 for c in rnd.clients)
+        # Rates over the check interval, from counters (the redis-cli --stat columns).
         now = time.monotonic()
-        counts = {name: m[key] for name, key in (("evicted_per_s", "evicted_keys_total"),
-                                                 ("expired_per_s", "expired_keys_total"))
-                  if key in m}
-        before, self._counts = self._counts, (now, counts)
+        counts = {name: value for name, key in (
+            ("evicted_per_s", "evicted_keys"), ("expired_per_s", "expired_keys"),
+            ("hits_per_s", "keyspace_hits"), ("misses_per_s", "keyspace_misses"),
+            ("connections_per_s", "total_connections_received"),
+            ("rejected_connections_per_s", "rejected_connections"),
+            ("ops_per_sec", "total_commands_processed"),
+        ) if (value := _num(info.get(key))) is not None}
+        before, self._counts = self._counts, (now, counts, rnd.own_before_info)
+        self._last_dt = None
         if before is not None and now - before[0] > 1e-3:
+            dt = self._last_dt = now - before[0]
             for name, value in counts.items():
                 old = before[1].get(name)
-                if old is not None and value >= old:  # a drop is a restart or RESETSTAT
-                    m[name] = (value - old) / (now - before[0])
+                if old is None or value < old:  # a drop is a restart or RESETSTAT
+                    continue
+                delta = value - old
+                if name == "ops_per_sec":
+                    if rnd.fresh:  # the handshake's commands were not counted as ours
+                        continue
+                    delta = max(0.0, delta - (rnd.own_before_info - before[2]))
+                m[name] = delta / dt
         hits, misses = m.get("keyspace_hits_total"), m.get("keyspace_misses_total")
         if hits is not None and misses is not None:
             prev, self._lookups = self._lookups, (hits, misses)
