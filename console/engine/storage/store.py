@@ -79,6 +79,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -932,8 +933,8 @@ class MetricStore:
         ids_parts: list[np.ndarray] = []
         row_parts: list[np.ndarray] = []
         if b > a:
-            ids = np.arange(max(a, s.roll_lo[k] if s.roll_lo[k] is not None else b), b,
-                            dtype=np.int64)
+            first = s.roll_lo[k]
+            ids = np.arange(max(a, first if first is not None else b), b, dtype=np.int64)
             rows = s.rollups[k][self._row_slots(s, k, ids)]
             keep = rows[:, COUNT] > 0
             ids_parts.append(ids[keep])
@@ -1901,7 +1902,7 @@ def _frame(header: dict[str, object], arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def _unframe(data: bytes, pos: int
-             ) -> tuple[dict[str, object], dict[str, np.ndarray], int] | None:
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray], int] | None:
     """The record at `pos` and the position after it; None if it is cut short or damaged."""
     import zlib
 
