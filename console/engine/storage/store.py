@@ -79,8 +79,8 @@ import threading
 import time
 import zipfile
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
