@@ -8,8 +8,9 @@ screen) and then Escape (back to the board), ``--presses`` times each, with ``tm
 send-keys``, and measures the time until ``tmux capture-pane`` first shows the change
 (the "Keys" title appearing, then gone): what the person waits for.
 
-Baseline: the same console with 20 targets in the same run (the latency a person gets when
-the console is small). Targets (issue 15): at 1,000 targets median <= 100 ms and p99 <= 250
+Baselines, in the same run: a bare Textual app driven the same way (`baseline_keys.py`: what
+tmux, the terminal and Textual take) and the console with 20 targets (what a person gets
+when the console is small). Targets (issue 15): at 1,000 targets median <= 100 ms and p99 <= 250
 ms. The last line starts with `RESULT tui_keys`.
 """
 
@@ -72,15 +73,19 @@ class Tmux:
 
 
 @contextlib.contextmanager
-def console(ports: list[int], tmp: Path) -> Iterator[Tmux]:
-    cfg = tmp / "c.toml"
-    cfg.write_text(_config(ports))
-    sock = f"opsbench-{os.getpid()}-{len(ports)}"
+def console(ports: list[int] | None, tmp: Path) -> Iterator[Tmux]:
+    """The console on `ports` (None: the bare Textual baseline app) in a tmux session."""
+    sock = f"opsbench-{os.getpid()}-{len(ports or ())}"
     t = Tmux(sock)
     env = (f"env -u TMUX TERM=xterm-256color COLORTERM=truecolor OPSCONSOLE_DATA_DIR={tmp}/d "
            f"XDG_CONFIG_HOME={tmp}/x XDG_DATA_HOME={tmp}/x")
-    t.run("new-session", "-d", "-x", "160", "-y", "40", "-s", "bench",
-          f"{env} {OPSCONSOLE} --config {cfg} --no-history")
+    if ports is None:
+        cmd = f"{env} {sys.executable} {ROOT / 'bench' / 'baseline_keys.py'}"
+    else:
+        cfg = tmp / "c.toml"
+        cfg.write_text(_config(ports))
+        cmd = f"{env} {OPSCONSOLE} --config {cfg} --no-history"
+    t.run("new-session", "-d", "-x", "160", "-y", "40", "-s", "bench", cmd)
     try:
         yield t
     finally:
@@ -89,7 +94,7 @@ def console(ports: list[int], tmp: Path) -> Iterator[Tmux]:
         t.run("kill-server")
 
 
-def measure(ports: list[int], presses: int, warmup: float) -> list[float]:
+def measure(ports: list[int] | None, presses: int, warmup: float) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="opsconsole-keys-") as d, console(ports,
                                                                                Path(d)) as t:
         if t.wait(lambda s: "svc-0000" in s and "? Keys" in s, 120.0) is None:
@@ -128,17 +133,23 @@ def main() -> int:
     if shutil.which("tmux") is None:
         print("tmux is not installed (apt-get install tmux)")
         return 1
+    bare = measure(None, a.presses, 1.0)
     with server(a.targets) as srv:
-        base = measure(srv.ports[:20], a.presses, a.warmup)
+        small = measure(srv.ports[:20], a.presses, a.warmup)
         big = measure(srv.ports[: a.targets], a.presses, a.warmup)
-    bm, bp = statistics.median(base) * 1000, pct(base, 0.99) * 1000
+    fm = statistics.median(bare) * 1000
+    sm, sp = statistics.median(small) * 1000, pct(small, 0.99) * 1000
     m, p = statistics.median(big) * 1000, pct(big, 0.99) * 1000
-    print(f"20 targets: key → screen change median {bm:.0f} ms, p99 {bp:.0f} ms")
+    print(f"bare Textual app (tmux, terminal, Textual): median {fm:.0f} ms, "
+          f"p99 {pct(bare, 0.99) * 1000:.0f} ms")
+    print(f"20 targets: key → screen change median {sm:.0f} ms, p99 {sp:.0f} ms")
     print(f"{a.targets} targets: median {m:.0f} ms, p99 {p:.0f} ms "
-          f"(targets <= {MEDIAN_MS:.0f} / {P99_MS:.0f} ms); ratio x{m / bm:.2f}")
+          f"(targets <= {MEDIAN_MS:.0f} / {P99_MS:.0f} ms); x{m / fm:.2f} the bare app, "
+          f"x{m / sm:.2f} the 20-target console")
     ok = m <= MEDIAN_MS and p <= P99_MS
     print(f"RESULT tui_keys targets={a.targets} median_ms={m:.0f} p99_ms={p:.0f} "
-          f"baseline20_median_ms={bm:.0f} baseline20_p99_ms={bp:.0f} ratio={m / bm:.2f} "
+          f"bare_median_ms={fm:.0f} small20_median_ms={sm:.0f} small20_p99_ms={sp:.0f} "
+          f"ratio_bare={m / fm:.2f} ratio_small={m / sm:.2f} "
           f"target_median_ms<={MEDIAN_MS:.0f} target_p99_ms<={P99_MS:.0f} "
           f"{'PASS' if ok else 'MISS'}")
     return 0

@@ -69,6 +69,7 @@ class OpsConsoleApp(App[None]):
         demo_local: bool = True,
         theme_name: str | None = None,
         history: bool = True,
+        tune_gc: bool = False,
         clock: Any = time.time,
         poll: bool = True,
     ) -> None:
@@ -89,6 +90,7 @@ class OpsConsoleApp(App[None]):
         self._demo_port = demo_port
         self._demo_local = demo_local
         self._history = history
+        self._tune_gc = tune_gc  # a real console process, not a test (engine.gctune)
         self.clock = clock
         self._poll = poll  # False in tests that feed results themselves
         self.runtime: Runtime | None = None
@@ -166,7 +168,7 @@ class OpsConsoleApp(App[None]):
             runtime = Runtime(
                 self._settings, self.paths, config_path=self.config_path, clock=self.clock,
                 history=self._history, poll=self._poll, role="tui",
-                notifications=not self.demo_mode)
+                notifications=not self.demo_mode, tune_gc=self._tune_gc)
             runtime.on_notice(self._notice)
             runtime.on_reload(self._reloaded)
             runtime.on_config_error(self._config_rejected)

@@ -230,7 +230,8 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path)
 
     from console.engine.runtime import Applied, Runtime
 
-    runtime = Runtime(settings, paths, config_path=config_path, role="headless")
+    runtime = Runtime(settings, paths, config_path=config_path, role="headless",
+                      tune_gc=True)
 
     def show(notes: list[Any]) -> None:
         for n in notes:

@@ -50,6 +50,7 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
         demo_local=not getattr(args, "no_local", False),
         theme_name=getattr(args, "theme", None),
         history=not getattr(args, "no_history", False),
+        tune_gc=True,
     )
     app.run()
     if app.return_code:

@@ -91,6 +91,7 @@ class Runtime:
         incidents: bool = True,
         lease: bool = True,
         save_every: float = SAVE_EVERY,
+        tune_gc: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
         from console.engine.storage.store import MetricStore
@@ -106,6 +107,7 @@ class Runtime:
         self._incidents = incidents
         self._lease = lease
         self.save_every = save_every
+        self._tune_gc = tune_gc  # the console's own process only (see engine.gctune)
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
@@ -191,6 +193,10 @@ class Runtime:
             await self._start_watcher(self.config_path)
         if self.history:
             self._spawn(self._save_loop(), "history-save")
+        if self._tune_gc:
+            from console.engine.gctune import tune_for_long_run
+
+            tune_for_long_run()
 
     async def stop(self) -> None:
         """Stop everything, saving what is worth keeping; never raises."""

@@ -143,3 +143,16 @@ async def test_overload_is_said_once_as_a_p3_self_health_notice() -> None:
     finally:
         await service.stop()
         await sched.stop()
+
+
+def test_gc_tuning_freezes_start_up_and_raises_the_young_threshold() -> None:
+    """In its own process: the settings are process-wide (the console's, never a test run's)."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from console.engine.gctune import THRESHOLDS, tune_for_long_run; "
+            "before = gc.get_freeze_count(); tune_for_long_run(); "
+            "print(before, gc.get_freeze_count() > 10_000, gc.get_threshold() == THRESHOLDS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["0", "True", "True"]
