@@ -1865,7 +1865,7 @@ class MetricStore:
 
 # --------------------------------------------------------------------------- file helpers
 
-_MAGIC = b"OCH1"
+_MAGIC = b"OCH2"
 
 
 def _shuffle(a: np.ndarray) -> np.ndarray:
@@ -1895,7 +1895,8 @@ def _frame(header: dict[str, object], arrays: dict[str, np.ndarray]) -> bytes:
         raw = zlib.compress(_shuffle(arr).tobytes(), 6)
         specs.append([name, arr.dtype.str, list(arr.shape), len(raw)])
         blobs.append(raw)
-    head = json.dumps({**header, "arrays": specs}).encode("utf-8")
+    # the header names every series with new rows: compressed, it costs bytes, not kilobytes
+    head = zlib.compress(json.dumps({**header, "arrays": specs}).encode("utf-8"), 6)
     body = head + b"".join(blobs)
     return _MAGIC + len(head).to_bytes(4, "little") + len(body).to_bytes(4, "little") + \
         zlib.crc32(body).to_bytes(4, "little") + body
@@ -1915,7 +1916,7 @@ def _unframe(data: bytes, pos: int
     if len(body) != blen or zlib.crc32(body) != crc or hlen > blen:
         return None
     try:
-        header = json.loads(body[:hlen])
+        header = json.loads(zlib.decompress(body[:hlen]))
         arrays: dict[str, np.ndarray] = {}
         at = hlen
         for name, dtype, shape, size in header.get("arrays", []):
