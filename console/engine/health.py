@@ -14,9 +14,10 @@ overshoot) and the checks that started behind their slot; while the console is
 * one self-health notice says so, with the lag and the cause (`describe`), and another
   when the console has caught up.
 
-Overload starts when the loop's lag over the last `WINDOW` seconds exceeds `LAG_ON` and
-ends once it has stayed under `LAG_OFF` for `CALM` seconds (hysteresis: one notice per
-episode, not one per wobble).
+Overload starts when, after a start-up grace period, at least `SUSTAINED` probes within
+`WINDOW` seconds found the loop more than `LAG_ON` late (one slow synchronous step, such as
+a screen being built, is a stall, not an overload), and ends once the lag has stayed under
+`LAG_OFF` for `CALM` seconds (hysteresis: one notice per episode, not one per wobble).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ WINDOW = 5.0  # seconds of lag history considered
 LAG_ON = 0.5  # seconds of loop lag that mean the schedule is not kept
 LAG_OFF = 0.2
 CALM = 10.0  # seconds under LAG_OFF before the episode ends
+SUSTAINED = 3  # lagged probes within WINDOW that make an overload (one stall does not)
+GRACE = 10.0  # seconds after start when lag is not judged (start-up's own work)
 
 
 class LoopHealth:
@@ -55,6 +58,7 @@ class LoopHealth:
         self.worst_lag = 0.0  # in the current (or last) episode
         self._listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._started = clock()
 
     def subscribe(self, callback: Callable[[bool], None]) -> None:
         """`callback(True)` when an overload episode starts, `callback(False)` when it ends."""
@@ -63,6 +67,7 @@ class LoopHealth:
     # -- measuring ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = self._clock()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._probe(),
                                                                  name="loop-health")
@@ -109,7 +114,8 @@ class LoopHealth:
     def _update(self, now: float) -> None:
         lag = self.lag()
         if not self.overloaded:
-            if lag > LAG_ON:
+            if lag > LAG_ON and now - self._started >= GRACE and \
+                    sum(x > LAG_ON for _, x in self._lags) >= SUSTAINED:
                 self.overloaded = True
                 self.since = now
                 self.episodes += 1
