@@ -768,3 +768,27 @@ def test_a_cut_short_log_record_is_ignored_and_a_drop_is_kept(tmp_path: Path) ->
     assert back.series() == ["a"]
     h = back.history("a", 3600, points=60)
     assert np.nansum(h["count"]) == pytest.approx(1200, abs=10)  # up to the cut record
+
+
+def test_a_periodic_snapshot_leaves_the_raw_hour_out_and_a_crash_load_reads_rollups(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.engine.storage import store as store_mod
+
+    monkeypatch.setattr(store_mod, "LOG_MIN", 1)  # fold the log at every chance
+    path = tmp_path / "history.npz"
+    live = MetricStore(path=path)
+    rng = np.random.default_rng(5)
+    feed(live, "lat", one_hz(T0, 600), rng.normal(5, 1, 600))
+    live.save_changes()  # the first snapshot
+    for part in range(1, 7):
+        feed(live, "lat", one_hz(T0 + part * 600, 600), rng.normal(5, 1, 600))
+        live.save_changes()  # appends, or folds the log into a new snapshot
+    with np.load(path) as z:
+        assert len(z["v"]) == 0  # the periodic snapshot carries no raw samples
+    back = MetricStore(path=path)
+    back.load()
+    _hist_equal(live, back, "lat", (6 * 3600,))
+    assert len(back.values("lat", 600)[0]) == 0  # the raw hour: gone, as after a crash
+    assert back.mean("lat", 3600) == pytest.approx(live.mean("lat", 3600), rel=1e-3)
+    feed(back, "lat", one_hz(T0 + 4200, 60), np.full(60, 5.0))  # and it records on
+    assert back.latest("lat") == (T0 + 4259, 5.0)
