@@ -1357,8 +1357,9 @@ class MetricStore:
         """Append the rollup rows closed since the last save to the change log (one record,
         fsynced): the periodic save. Writes a snapshot instead when there is none yet or the
         log has grown past ``max(snapshot size / 2, 4 MB)`` (a snapshot without the raw hour),
-        so the files stay at most about 1.5 times the history's compressed size. Raises ConsoleError on a write error; the next
-        call then writes a snapshot (nothing appended is ever relied on half-written)."""
+        so the files stay at most about 1.5 times the history's compressed size. Raises
+        ConsoleError on a write error; the next call then writes a snapshot (nothing
+        appended is ever relied on half-written)."""
         path = self._path
         if path is None:
             return
@@ -1539,8 +1540,8 @@ class MetricStore:
                                      compresslevel=6, allowZip64=True) as zf:
                     for name_, arr in arrays.items():
                         self._write_npy(zf, name_, arr)
-                    raw = json.dumps(index).encode("utf-8")
-                    self._write_npy(zf, "index", np.frombuffer(raw, dtype=np.uint8))
+                    blob = json.dumps(index).encode("utf-8")
+                    self._write_npy(zf, "index", np.frombuffer(blob, dtype=np.uint8))
                 fh.flush()
                 os.fsync(fh.fileno())
                 size = fh.tell()
