@@ -15,11 +15,12 @@ install: $(BIN)/activate
 install-test: $(BIN)/activate
 	$(BIN)/pip install -q -e '.[test]'
 
+# `make demo PORT=18800` runs the demo stack on 18800-18802 (default: 18780, or free ports).
 demo: install
-	$(BIN)/opsconsole demo
+	$(BIN)/opsconsole demo $(if $(PORT),--port $(PORT))
 
 test: install-test
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # The slow tests (other PostgreSQL/Redis versions, kill -9 rounds); CI runs them after `test`.
 test-slow: install-test

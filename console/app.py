@@ -27,9 +27,11 @@ if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first fra
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.incidents.links import Destination
     from console.engine.runtime import Applied, Runtime
     from console.engine.scheduler import Scheduler
 
+ANNOUNCE_AGAIN = 300.0  # seconds before an alert that fires again is toasted again
 ENGINE_MODULES = ("console.engine.runtime", "console.engine.scheduler",
                   "console.engine.storage.store", "console.engine.config.loader")
 
@@ -72,6 +74,8 @@ class OpsConsoleApp(App[None]):
         tune_gc: bool = False,
         clock: Any = time.time,
         poll: bool = True,
+        read_only: bool = False,
+        demo_stack: DemoStack | None = None,
     ) -> None:
         requested = theme_name or (settings.console.theme if settings else None)
         theme = themes.pick_theme(requested, os.environ)
@@ -84,9 +88,11 @@ class OpsConsoleApp(App[None]):
 
             paths = resolve_data_dir(None, settings)
         # The demo is a world of its own: its incidents never reach the real journal.
-        self.paths = paths.demo() if demo else paths
-        self.demo_mode = demo
+        self.paths = paths.demo() if demo or demo_stack is not None else paths
+        self.demo_mode = demo or demo_stack is not None
         self.demo: DemoStack | None = None
+        self._demo_stack = demo_stack  # a stack made by the caller (tests: seeded, no traffic)
+        self.read_only = read_only
         self._demo_port = demo_port
         self._demo_local = demo_local
         self._history = history
@@ -94,12 +100,15 @@ class OpsConsoleApp(App[None]):
         self.clock = clock
         self._poll = poll  # False in tests that feed results themselves
         self.runtime: Runtime | None = None
+        self.boot_error: str | None = None  # why the runtime (or the demo) did not start
         self.runtime_ready = asyncio.Event()  # set once boot ends, whether or not it worked
         self._booted = False
         self._closing = False
         self._repaint: Timer | None = None
         self._banner_shown: dict[int, str] = {}  # banner widget id -> text it shows
         self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
+        self._alert_toast: Any = None  # the one "P0/P1 FIRING" toast shown
+        self._announced: dict[tuple[str, str], float] = {}  # alert -> when (monotonic)
         themes.register_themes(self)
         themes.activate_theme(self, theme)
 
@@ -168,16 +177,23 @@ class OpsConsoleApp(App[None]):
             runtime = Runtime(
                 self._settings, self.paths, config_path=self.config_path, clock=self.clock,
                 history=self._history, poll=self._poll, role="tui",
-                notifications=not self.demo_mode, tune_gc=self._tune_gc)
+                notifications=not self.demo_mode, read_only=self.read_only,
+                tune_gc=self._tune_gc)
             runtime.on_notice(self._notice)
             runtime.on_reload(self._reloaded)
             runtime.on_config_error(self._config_rejected)
             await runtime.start()
-        except Exception as exc:  # pragma: no cover - shown to the operator, not raised
+        except Exception as exc:  # shown to the operator, not raised; `q` exits non-zero
+            from textual.content import Content
+            from textual.widgets import Static
+
             from console.engine.text.redact import describe_exception
 
-            self.notify(describe_exception(exc), title="start-up failed", severity="error",
+            self.boot_error = f"start-up failed: {describe_exception(exc)}"
+            self.notify(self.boot_error, title="start-up failed", severity="error",
                         markup=False, timeout=30)
+            for title in self.screen.query("#title").results(Static):
+                title.update(Content(f"opsconsole · {self.boot_error} · q quits"))
             self.runtime_ready.set()
             return
         if self._closing:  # the operator quit while we started
@@ -193,7 +209,8 @@ class OpsConsoleApp(App[None]):
         from console.demo.stack import DemoStack, probe_local_services
         from console.engine.config.loader import load_config_text
 
-        self.demo = DemoStack(port=self._demo_port)
+        self.demo = self._demo_stack or DemoStack(
+            port=self._demo_port, log_path=str(self.paths.demo_log))
         await self.demo.start()
         pg, redis = await probe_local_services() if self._demo_local else (None, None)
         self._settings = load_config_text(
@@ -209,15 +226,22 @@ class OpsConsoleApp(App[None]):
         runtime = self.runtime
         if runtime is None or self._closing:
             return
-        self._ring_for_new_alerts()  # on every screen, this one's data or not
-        refresh = getattr(self.screen, "refresh_data", None)
-        if refresh is None or not self.screen.is_mounted:
+        self._announce_new_alerts()  # on every screen, this one's data or not
+        screen = self.screen
+        if not screen.is_mounted:
             return  # a screen just pushed has not composed its widgets yet: next tick
+        refresh = getattr(screen, "refresh_data", None)
         with self.batch_update():
-            try:
-                refresh(runtime, self.clock())
-            except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
-                return
+            if refresh is not None:
+                try:
+                    refresh(runtime, self.clock())
+                except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
+                    return
+            self._update_alert_banner()
+
+    def refresh_banner(self) -> None:
+        """The banner of a screen just shown, without waiting for the next repaint tick."""
+        if self.runtime is not None and not self._closing and self.screen.is_mounted:
             self._update_alert_banner()
 
     def _update_alert_banner(self) -> None:
@@ -259,15 +283,43 @@ class OpsConsoleApp(App[None]):
         self.notify(text, severity="error", markup=False, timeout=10)
         self.refresh_screen()
 
-    def _ring_for_new_alerts(self) -> None:
-        """The optional bell: once per P0/P1 alert that starts to fire (loud), whether this
-        console evaluates alerts or follows the one that does; never on a resolve."""
+    def _announce_new_alerts(self) -> None:
+        """Once per P0/P1 alert that starts to fire (loud), whether this console evaluates
+        alerts or follows the one that does: a toast naming it and its cause, and the bell
+        if `[console] bell` is on; never on a resolve. The banner stays until it is
+        acknowledged."""
         if self.alerting is None:
             return
-        loud = {a.key for a in self.alerting.alerts.loud()}
-        new = loud - self._rung
-        self._rung = loud
-        if new and self.settings is not None and self.settings.console.bell:
+        loud = {a.key: a for a in self.alerting.alerts.loud()}
+        now = time.monotonic()
+        # An alert that fires again soon after (flapping) is not announced again: the banner
+        # still shows it, the toast and the bell would only be noise.
+        new = [a for k, a in loud.items() if k not in self._rung
+               and now - self._announced.get(k, -ANNOUNCE_AGAIN) >= ANNOUNCE_AGAIN]
+        self._rung = set(loud)
+        for a in new:
+            self._announced[a.key] = now
+        if not new:
+            return
+        from textual.notifications import Notification, Notify
+
+        from console.engine.text.sanitize import one_line
+
+        # One alert toast at a time, the worst of the new ones (it replaces the previous
+        # one): stacked toasts would cover an 80x24 screen. The banner keeps them all.
+        worst = min(new, key=lambda a: a.rule.severity)
+        more = f" (+{len(new) - 1} more)" if len(new) > 1 else ""
+        cause = f"\n{worst.short_cause(70)}" if worst.cause else ""
+        if self._alert_toast is not None:
+            with contextlib.suppress(KeyError):
+                self._unnotify(self._alert_toast)
+        toast = Notification(
+            f"{one_line(worst.summary, 70)}{cause}\na: alerts",
+            f"{worst.rule.severity} FIRING · {one_line(worst.target, 30)}{more}",
+            "error", 15, markup=False)
+        self._alert_toast = toast
+        self.post_message(Notify(toast))
+        if self.settings is not None and self.settings.console.bell:
             self.bell()
 
     def alert_banner(self) -> str | None:
@@ -302,6 +354,40 @@ class OpsConsoleApp(App[None]):
         if n > 1:
             text += f" · +{n - 1} more"
         return text + " (i)"
+
+    def refuse_if_read_only(self, what: str) -> bool:
+        """True (and a message saying so) when this console may not act: `--read-only`."""
+        if self.read_only:
+            self.notify(f"read-only console (--read-only): cannot {what}", severity="warning",
+                        markup=False, timeout=4)
+        return self.read_only
+
+    async def action_quit(self) -> None:
+        """q: quit, asking first while a P0 is open or firing (nobody may be watching once
+        this console is gone)."""
+        reason = self._p0_open()
+        if reason is None:
+            self.exit()
+            return
+        from console.screens.prompt import Confirm
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(Confirm(f"{reason}. Quit anyway?"), answered)
+
+    def _p0_open(self) -> str | None:
+        desk = self.desk
+        incs = [i for i in desk.book.open_incidents() if i.severity == "P0"] if desk else []
+        if incs:
+            n = len(incs)
+            return f"{n} P0 incident{'s' if n > 1 else ''} open ({incs[0].id})"
+        if self.alerting is not None:
+            p0 = [a for a in self.alerting.alerts.loud() if a.rule.severity == "P0"]
+            if p0:
+                return f"P0 alert {p0[0].id} is firing, unacknowledged"
+        return None
 
     def action_alerts(self) -> None:
         if self.alerting is None:
@@ -355,6 +441,8 @@ class OpsConsoleApp(App[None]):
         self.push_screen(LogsScreen(scheduler, names))
 
     def action_faults(self) -> None:
+        if self.refuse_if_read_only("inject faults"):
+            return
         if self.demo is None:
             self.notify("faults can be injected only into the demo (opsconsole demo)", timeout=4)
             return
@@ -383,11 +471,54 @@ class OpsConsoleApp(App[None]):
             self.notify("all faults cleared", timeout=3)
             self.refresh_screen()
 
-    def open_target(self, name: str) -> None:
+    def open_target(self, name: str, metric: str | None = None) -> None:
         from console.screens.detail import DetailScreen
 
         if self.scheduler is not None and name in self.scheduler.names():
-            self.push_screen(DetailScreen(name))
+            self.push_screen(DetailScreen(name, metric=metric))
+
+    def open_destination(self, dest: Destination) -> None:
+        """Go where a runbook link leads: a detail view and chart, the logs with a query,
+        a drill-down tab, the endpoint breakdown, the health components, or an external
+        page (shown, and copied to the clipboard with OSC 52: it works over SSH)."""
+        scheduler = self.scheduler
+        if dest.view == "url":
+            url = dest.url or ""
+            self.copy_to_clipboard(url)
+            self.notify(f"{url}\ncopied to the clipboard: paste it into a browser",
+                        title="external page", markup=False, timeout=15)
+            return
+        if scheduler is None or dest.target not in scheduler.names():
+            self.notify(f"nothing to open: no target {dest.target!r}", markup=False)
+            return
+        target = dest.target
+        assert target is not None
+        if dest.view == "detail":
+            self.open_target(target, dest.metric)
+        elif dest.view == "logs":
+            from console.screens.logs import LogsScreen
+
+            names = [v.name for v in scheduler.snapshot() if v.kind == "log"]
+            self.push_screen(LogsScreen(scheduler, names, target=target, query=dest.query,
+                                        window=dest.window))
+        elif dest.view == "database":
+            from console.screens.database import DatabaseScreen
+
+            kind = scheduler.settings.target(target).kind
+            screen = DatabaseScreen(target, kind)
+            self.push_screen(screen)
+            tabs = list(screen.sections)
+            if dest.tab in tabs:
+                index = tabs.index(dest.tab)
+                self.call_after_refresh(screen.action_section, index)
+        elif dest.view == "endpoints":
+            from console.screens.breakdown import BreakdownScreen
+
+            self.push_screen(BreakdownScreen(target, sort=dest.sort))
+        elif dest.view == "health":
+            from console.screens.health import HealthScreen
+
+            self.push_screen(HealthScreen(target))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

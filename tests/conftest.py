@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.promservers import RemoteStores, Team
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -51,6 +53,21 @@ class _Health(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+@pytest.fixture(scope="session")
+def remote_stores() -> Iterator[RemoteStores]:
+    """A real Prometheus and VictoriaMetrics scraping one exporter, for the whole session
+    (started on first use, stopped at the end)."""
+    with RemoteStores() as stores:
+        yield stores
+
+
+@pytest.fixture(scope="session")
+def team() -> Iterator[Team]:
+    """A real 2-replica Alertmanager cluster fed by a real Prometheus, for the session."""
+    with Team() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -67,20 +67,26 @@ __all__ = [
 HOST = "127.0.0.1"
 
 
-def terminus(**deps: str) -> dict[str, Any]:
+def terminus(messages: dict[str, str] | None = None, **deps: str) -> dict[str, Any]:
     """A NestJS terminus health body; `terminus(database="up", redis="down")`.
 
     Dependencies that are "up" go to `info`, the others to `error`; `details` has all, and
     the top-level status is "ok" only when every dependency is up (as terminus does).
+    `messages` adds a down indicator's `message` (TypeOrmHealthIndicator's, for example).
     """
     deps = deps or {"database": "up", "redis": "up"}
-    info = {k: {"status": v} for k, v in deps.items() if v == "up"}
-    error = {k: {"status": v} for k, v in deps.items() if v != "up"}
+    messages = messages or {}
+
+    def indicator(k: str, v: str) -> dict[str, Any]:
+        return {"status": v, **({"message": messages[k]} if k in messages else {})}
+
+    info = {k: indicator(k, v) for k, v in deps.items() if v == "up"}
+    error = {k: indicator(k, v) for k, v in deps.items() if v != "up"}
     return {
         "status": "ok" if not error else "error",
         "info": info,
         "error": error,
-        "details": {k: {"status": v} for k, v in deps.items()},
+        "details": {k: indicator(k, v) for k, v in deps.items()},
     }
 
 

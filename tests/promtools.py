@@ -19,13 +19,13 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 @contextlib.asynccontextmanager
-async def serve(routes: Mapping[str, Handler]) -> AsyncIterator[int]:
-    """Serve GET `routes` (aiohttp path patterns, matched in order) until the block ends;
-    yields the port. A handler whose client hung up (a probe past its deadline) is cancelled,
-    so a slow route never outlives its test."""
+async def serve(routes: Mapping[str, Handler], method: str = "GET") -> AsyncIterator[int]:
+    """Serve `routes` (aiohttp path patterns, matched in order) for `method` ("*": any)
+    until the block ends; yields the port. A handler whose client hung up (a probe past its
+    deadline) is cancelled, so a slow route never outlives its test."""
     app = web.Application()
     for path, handler in routes.items():
-        app.router.add_get(path, handler)
+        app.router.add_route(method, path, handler)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                            shutdown_timeout=0.5)
     await runner.setup()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .latency_chart import LatencyChart
     from .panel_grid import PanelGrid
     from .response_log import ResponseLog
+    from .series_chart import SeriesChart
     from .status_board import StatusBoard
 
 _WHERE = {
@@ -22,6 +23,7 @@ _WHERE = {
     "LatencyChart": "latency_chart",
     "PanelGrid": "panel_grid",
     "ResponseLog": "response_log",
+    "SeriesChart": "series_chart",
     "StatusBoard": "status_board",
 }
 
@@ -30,6 +32,7 @@ __all__ = [
     "LatencyChart",
     "PanelGrid",
     "ResponseLog",
+    "SeriesChart",
     "StatusBoard",
     "rows_from_bindings",
 ]

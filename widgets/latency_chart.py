@@ -94,20 +94,26 @@ class LatencyChart(PlotextPlot):
         self.set_reactive(PlotextPlot.theme, "clear")
         self._hist: dict[str, np.ndarray] = {}
         self._span_label = ""
+        self._title = "latency ms"
         self._has_data = False
         self._colours: list[Any] = ["default"] * len(_SERIES)
 
     # -- public API --------------------------------------------------------------------
 
-    def show_history(self, hist: Mapping[str, Any], span_label: str) -> None:
+    def show_history(self, hist: Mapping[str, Any], span_label: str,
+                     title: str = "latency ms") -> None:
         """Draw `hist` ('t' epoch seconds and 'p50'/'p95'/'p99' in ms, NaN for gaps).
 
         Missing keys, ragged lengths and all-NaN data are fine: with nothing finite the
-        chart says "no data yet". Redraws only when the data or the label changed.
+        chart says "no data yet". Redraws only when the data or the label changed. `title`
+        names what is charted (another metric than latency: its p50/p95/p99 per bucket).
         """
         arrays = {key: np.asarray(hist.get(key, ()), dtype=float).ravel()
                   for key in ("t", *(series for series, _, _ in _SERIES))}
         label = one_line(span_label, max_len=40)
+        title = one_line(title, max_len=40)
+        if title != self._title:
+            self._title, self._hist = title, {}
         if label == self._span_label and self._hist and all(
             np.array_equal(arrays[key], self._hist[key], equal_nan=True) for key in arrays
         ):
@@ -155,7 +161,7 @@ class LatencyChart(PlotextPlot):
         ticks, labels = _tick_labels(start, end, max(self.size.width // 10, 2))
         plt.xticks(ticks, labels)
         plt.ylim(0, None)
-        plt.title(f"latency ms  {self._span_label}".strip())
+        plt.title(f"{self._title}  {self._span_label}".strip())
 
     def on_resize(self) -> None:
         # plotext sizes the plot at render time, but the time ticks were chosen for the old
@@ -166,7 +172,8 @@ class LatencyChart(PlotextPlot):
 
     def render(self) -> RenderResult:
         if not self._has_data:
-            message = Text(f"no data yet  {self._span_label}".strip(), style="italic")
+            what = "" if self._title == "latency ms" else f"{self._title}: "
+            message = Text(f"{what}no data yet  {self._span_label}".strip(), style="italic")
             return Align.center(message, vertical="middle", height=max(self.size.height, 1))
         return super().render()
 

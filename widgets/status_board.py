@@ -10,7 +10,7 @@ the left edge to its last changed cell (where Textual starts writing a line anyw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -43,7 +43,7 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
 )
 COLUMN_KEYS = tuple(key for key, *_ in COLUMNS)
 DETAIL_MIN = 12
-_KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom"}
+_KIND_SHORT = {"postgres": "pg", "postgresql": "pg", "prometheus": "prom", "promql": "pql"}
 _BADGE = " ⚠insecure"
 _LEVELS = ("ok", "warn", "crit", "unknown", "insecure", "muted")
 _STYLE_NAMES = ("base", "header", "cursor", *_LEVELS)
@@ -163,6 +163,7 @@ class StatusBoard(LineWidget, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._views: dict[str, TargetView] = {}
+        self._alerts: dict[str, tuple[str, str]] = {}  # target -> (alert line, level)
         self._order: list[str] = []
         self._rows: dict[str, _Row] = {}  # what each shown row currently says
         self._strips: dict[tuple[str, bool], Strip] = {}  # (name, cursor) -> drawn row
@@ -204,12 +205,16 @@ class StatusBoard(LineWidget, can_focus=True):
         text, level = row[COLUMN_KEYS.index(column)]
         return text + (_BADGE if column == "name" and level == "insecure" else "")
 
-    def update_rows(self, views: Sequence[TargetView], now: float) -> None:
+    def update_rows(self, views: Sequence[TargetView], now: float,
+                    alerts: Mapping[str, tuple[str, str]] | None = None) -> None:
         """Show `views` in this order; `now` (epoch seconds) drives the "since" column.
 
-        Cheap to call every second: only rows whose text changed are rebuilt, and each is
-        repainted up to its last changed cell.
+        `alerts` maps a target to the line of its worst firing alert and a level ("crit",
+        "warn"): the detail column then says that (the alert's cause, as everywhere else)
+        instead of the last check's reasons. Cheap to call every second: only rows whose
+        text changed are rebuilt, and each is repainted up to its last changed cell.
         """
+        self._alerts = dict(alerts or {})
         self._views = {view.name: view for view in views}
         self._order = list(self._views)
         self._now = now
@@ -224,13 +229,16 @@ class StatusBoard(LineWidget, can_focus=True):
     def _signature(self, view: TargetView) -> _Row:
         level = STATUS_LEVEL.get(view.status, "unknown")
         last = view.last
-        if last is not None and last.error:
+        alert = self._alerts.get(view.name)
+        if alert is not None:
+            detail, detail_level = one_line(alert[0]), alert[1]
+        elif last is not None and last.error:
             detail, detail_level = one_line(last.error), level
         elif last is not None and last.reasons:
             detail, detail_level = one_line("; ".join(last.reasons)), level
         else:
             detail, detail_level = one_line(view.address), "muted"
-        if view.status is Status.UP and detail_level != "muted":
+        if view.status is Status.UP and detail_level != "muted" and alert is None:
             detail_level = ""  # an up target's note is informational, not alarming
         kind = one_line(view.kind, max_len=20)
         since = self._now - view.since if view.since is not None else None

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", help="opsconsole-dark, opsconsole-light, or an ANSI theme")
     parser.add_argument("--no-history", action="store_true",
                         help="do not load or save metric history")
+    parser.add_argument("--read-only", action="store_true",
+                        help="look, never act: no acknowledge, silence, incident action or "
+                        "fault (for a viewer, as k9s --readonly)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
@@ -35,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the demo's config (a starting point) and exit")
     demo.add_argument("--no-local", action="store_true",
                       help="do not add the machine's PostgreSQL and Redis")
-    demo.add_argument("--port", type=int, default=None, help="first port of the demo stack")
+    demo.add_argument("--port", type=int, default=None,
+                      help="first port of the demo stack (API; frontend +1, payments +2); "
+                      "default $OPSCONSOLE_DEMO_PORT, else 18780 or free ones when taken")
     demo.add_argument("--theme", default=argparse.SUPPRESS)
+    demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
     val = sub.add_parser("validate", help="check a config file and report every error")
     val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="open the console on TARGETs given on the command line")
     add_target_flags(watch)
     watch.add_argument("--theme", default=argparse.SUPPRESS)
+    watch.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
     from console.cli.alerting import add_parsers
 
@@ -67,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(sub)  # logs QUERY
 
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
-    pm.add_argument("incident", metavar="INCIDENT", help="incident id (a unique prefix will do)")
+    pm.add_argument("incident", metavar="INCIDENT",
+                    help="incident id (a unique prefix will do), or `latest`")
     pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
@@ -78,9 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("--json", action="store_true", help="machine-readable output")
     inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
 
-    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history")
+    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history; "
+                         "with --format, the daily summary the notifier sends")
     rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
-    rep.add_argument("--json", action="store_true", help="machine-readable output")
+    rep.add_argument("--json", action="store_true", help="the KPIs, machine-readable")
+    rep.add_argument("--format", choices=["text", "json", "markdown", "email"], default="text",
+                     help="text: the KPIs; json, markdown, email: the daily summary (uptime, "
+                     "alerts, incidents and KPIs, batched P3s), as `summary_at` sends it")
     rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
     rep.add_argument("--history", metavar="FILE",
                      help="metric history for uptime (default: the console's own)")
@@ -88,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "data (journal, alert state, outbox, history)")
     paths.add_argument("--json", action="store_true", help="machine-readable output")
 
+    for name in ("incidents", "postmortem", "report", "paths", "alerts"):
+        sub.choices[name].add_argument(
+            "--demo", dest="demo_world", action="store_true",
+            help="the demo's world: what `opsconsole demo` recorded (its own data dir)")
     for p in sub.choices.values():  # --config and --data-dir after the sub-command too
         add_common_flags(p)
         for action in p._subparsers._group_actions if p._subparsers else ():

@@ -29,6 +29,9 @@ def add_parsers(sub: Any) -> None:
     rtest.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
                        help="also use this config's rules when FILE has no [[rules]]")
     rtest.add_argument("--json", action="store_true", help="machine-readable output")
+    from console.cli.promrules import add_parsers as add_promrules
+
+    add_promrules(rules_sub)  # rules import / rules export: Prometheus rule files
 
     alerts = sub.add_parser(
         "alerts", help="check every target once and list the alerts the rules give "
@@ -61,9 +64,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
     from console.engine.alerting.ruletest import format_report, load_rule_test, run_rule_test
 
-    if getattr(args, "rules_command", None) != "test":
-        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE",
-              file=sys.stderr)
+    command = getattr(args, "rules_command", None)
+    if command in ("import", "export"):
+        from console.cli import promrules
+
+        return promrules.cmd_import(args) if command == "import" else promrules.cmd_export(args)
+    if command != "test":
+        print("opsconsole rules: say what to do, e.g. opsconsole rules test FILE "
+              "(or import FILE, export)", file=sys.stderr)
         return EXIT_CONFIG
     extra = []
     if getattr(args, "config", None):
@@ -89,6 +97,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
 
+    if getattr(args, "history", False) and not getattr(args, "config", None):
+        return _history_without_config(args)
     loaded = load_or_report(args)
     if loaded is None:
         return EXIT_CONFIG
@@ -97,6 +107,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return _history(settings, data_paths(args, settings), since=args.since,
                         as_json=args.json)
     return asyncio.run(_alerts(settings, as_json=args.json))
+
+
+def _history_without_config(args: argparse.Namespace) -> int:
+    """`alerts --history` reads the data directory: a config is used when there is one
+    (its rules name the open alerts; its `data_dir`), the shipped rules otherwise."""
+    from console.cli.common import load_or_report
+    from console.engine.config.locate import default_config_path
+    from console.engine.config.schema import Settings
+
+    if default_config_path().is_file():
+        loaded = load_or_report(args)
+        if loaded is None:
+            return EXIT_CONFIG
+        settings = loaded[0]
+    else:
+        settings = Settings.model_validate({})
+    return _history(settings, data_paths(args, settings), since=args.since,
+                    as_json=args.json)
 
 
 def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool) -> int:
@@ -170,6 +198,7 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
     import orjson
 
     from console.engine.alerting.lifecycle import AlertEngine, AlertState
+    from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.rules import RuleSet
     from console.engine.scheduler import Scheduler
     from console.engine.text.fmt import ALERT_GLYPH
@@ -177,20 +206,31 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
 
     engine = Scheduler(settings)
     await engine.start(poll=False)
+    remote: RemoteAlerts | None = None
     try:
-        await engine.check_once()
+        if RemoteAlerts.wanted(settings):  # the team's Alertmanagers and Prometheus servers
+            remote = RemoteAlerts(settings, engine.http_clients, clock=engine.clock)
+            await remote.start(poll=False)
+            await asyncio.gather(engine.check_once(), remote.refresh())
+        else:
+            await engine.check_once()
         now = engine.clock()
-        ruleset = RuleSet.from_settings(settings)
-        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock)
+        ruleset = RuleSet.from_settings(settings, _advice())
+        alerting = AlertEngine(ruleset, engine.store, settings.alerting, clock=engine.clock,
+                               results=engine.last_result)
         alerting.run(now)
         current = alerting.alerts.current()
         no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
     finally:
         await engine.stop()
     firing = any(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in current)
+    remote_alerts = remote.alerts() if remote is not None else []
+    firing = firing or any(a.firing and not a.silenced for a in remote_alerts)
     if as_json:
         doc = {"checked_at": now, "alerts": [a.to_json(now) for a in current],
                "no_data_rules": [{"rule": n, "metric": m} for n, m in no_data]}
+        if remote is not None:
+            doc["remote"] = remote.to_json(now)
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         if not current:
@@ -198,12 +238,45 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
         for a in current:
             state = a.state.value.upper() if a.state == AlertState.FIRING else a.state.value
             print(f"{ALERT_GLYPH.get(a.state.value, ' ')} {state:<12} {a.rule.severity} "
-                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.why(now), 160)}")
+                  f"{a.rule.name:<26} {a.target:<20} {one_line(a.text(), 300)}")
+            print(f"  {'':<12} why: {one_line(a.why(now), 160)}")
         if no_data:
             names = ", ".join(f"{n} ({m})" for n, m in no_data)
             print(f"no data (no target reports the metric): {names}")
+        if remote is not None:
+            _print_remote(remote, now)
     sys.stdout.flush()
     return EXIT_PROBLEM if firing else EXIT_OK
+
+
+def _print_remote(remote: Any, now: float) -> None:
+    """The team's alerts after the console's: source, state, severity, name, labels."""
+    from console.engine.text.fmt import format_duration
+    from console.engine.text.sanitize import one_line
+
+    alerts = remote.alerts()
+    print(f"team alerts: {len(alerts)}" if alerts else "team alerts: none")
+    for a in alerts:
+        age = format_duration(max(0.0, now - a.since)) if a.since is not None else "-"
+        labels = " ".join(f"{k}={v}" for k, v in sorted(a.labels.items()) if k != "alertname")
+        print(f"  {one_line(a.source, 24):<24} {a.display_state():<10} {a.severity or '--':<2} "
+              f"{one_line(a.name, 26):<26} {age:>7}  {one_line(labels, 80)}")
+    for source, errors in sorted(remote.errors.items()):
+        for e in errors:
+            print(f"  ⚠ {source}: {one_line(e, 200)}")
+
+
+def _advice() -> Any:
+    """The playbooks' "what to do" lookup for rules (None when they cannot be read: the
+    alerts still say what is wrong and why)."""
+    from console.engine.errors import ConfigError
+    from console.engine.incidents.playbooks import load_playbooks
+
+    try:
+        return load_playbooks().advice
+    except ConfigError as exc:
+        print(f"opsconsole: playbooks: {exc.issues[0].format()}", file=sys.stderr)
+        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -52,6 +52,12 @@ def data_paths(args: argparse.Namespace, settings: Settings | None = None) -> Da
     `$OPSCONSOLE_DATA_DIR`, the platform default. Without `settings`, the config file's
     `data_dir` is read on its own (no validation: a command that only reads the journal
     should not need the whole config to be valid, nor pay for validating it)."""
+    paths = _data_paths(args, settings)
+    # `--demo`: the demo's own world inside it (where `opsconsole demo` keeps its incidents)
+    return paths.demo() if getattr(args, "demo_world", False) else paths
+
+
+def _data_paths(args: argparse.Namespace, settings: Settings | None) -> DataPaths:
     from console.engine.paths import DataPaths, resolve_data_dir
 
     flag = getattr(args, "data_dir", None)

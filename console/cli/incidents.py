@@ -42,19 +42,35 @@ def _book(args: argparse.Namespace) -> Any:
         journal.close_sync()
 
 
+def _sources(args: argparse.Namespace, now: float) -> tuple[list[Any], list[Any]]:
+    """Alert episodes and notifications of the data directory (beside --journal's file)."""
+    from console.engine.incidents.context import read_sources
+    from console.engine.paths import DataPaths
+
+    paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
+             else data_paths(args))
+    return read_sources(paths, now=now)
+
+
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from console.engine.incidents.postmortem import render
+    from console.engine.incidents.postmortem import permanent_fixes, render
 
     book = _book(args)
     if book is None:
         return EXIT_PROBLEM
-    inc = book.get(args.incident)
+    if args.incident == "latest":
+        inc = max(book.incidents.values(), key=lambda i: i.started, default=None)
+    else:
+        inc = book.get(args.incident)
     if inc is None:
         known = ", ".join(sorted(book.incidents)[-5:]) or "none"
         print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
               file=sys.stderr)
         return EXIT_PROBLEM
-    text = render(inc, now=time.time())
+    now = time.time()
+    episodes, notifications = _sources(args, now)
+    text = render(inc, now=now, episodes=episodes, notifications=notifications,
+                  permanent_fixes=permanent_fixes(inc))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.output}: post-mortem draft of {inc.id}")
@@ -137,28 +153,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"opsconsole report: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "format", "text") != "text":
+        return _summary(args, since)
     book = _book(args)
     if book is None:
         return EXIT_PROBLEM
     store = _store(args)
     now = time.time()
-    k = compute(book, since=since, now=now, store=store, episodes=_episodes(args, now - since))
+    k = compute(book, since=since, now=now, store=store, episodes=_sources(args, now)[0])
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(k.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.write(format_text(k))
     sys.stdout.flush()
     return EXIT_OK
-
-
-def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
-    """Alert episodes from ``alerts-history.jsonl`` beside the journal (none if absent)."""
-    from console.engine.alerting.history import read_episodes
-
-    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
-            else data_paths(args).alert_history)
-    return read_episodes(path, since=since, limit=100_000,
-                         max_bytes=64 * 1024 * 1024)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -170,3 +178,100 @@ def _store(args: argparse.Namespace) -> Any:
     store = MetricStore(path=path)
     store.load()
     return store
+
+
+def _summary(args: argparse.Namespace, since: float) -> int:
+    """The daily summary the notifier sends at `summary_at`, for the last `since` seconds:
+    JSON (the document), Markdown (its text), or the email itself (CRLF, MIME)."""
+    import orjson
+
+    from console.engine.alerting.lifecycle import Notification
+    from console.engine.alerting.outbox import read_batched
+    from console.engine.alerting.summary import batched_section, summary_markdown
+    from console.engine.incidents.summary import build_summary
+
+    now = time.time()
+    settings = _settings_if_any(args)
+    paths = data_paths(args, settings)
+    book = _book(args) if _journal_path(args).exists() else None
+    notes = []
+    for payload in read_batched(paths.outbox, now - since, now):
+        try:
+            notes.append(Notification.from_json(orjson.loads(payload)))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # a summary or incident message, not a notification
+    episodes = _episodes(args, now - since) + _ongoing(paths, settings, now)
+    summary = build_summary(
+        book, start=now - since, end=now, store=_store(args),
+        episodes=episodes, batched=batched_section(notes),
+        targets=[t.name for t in settings.targets] if settings is not None else [])
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    elif args.format == "markdown":
+        sys.stdout.write(summary_markdown(summary))
+    else:
+        sys.stdout.buffer.write(_summary_email(settings, summary, now))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+    """Resolved alert episodes from the alert history beside the journal (none if absent)."""
+    from console.engine.alerting.history import read_episodes
+
+    path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
+            else data_paths(args).alert_history)
+    return read_episodes(path, since=since, limit=100_000, max_bytes=64 * 1024 * 1024)
+
+
+def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:
+    """Alert episodes still open, from the evaluator's saved state (they reach the alert
+    history only once resolved); none without a config to read the rules from."""
+    import orjson
+
+    from console.engine.alerting.history import ongoing
+    from console.engine.alerting.lifecycle import Alerts
+    from console.engine.alerting.rules import RuleSet
+
+    if settings is None or not paths.alert_state.exists():
+        return []
+    alerts = Alerts(settings.alerting)
+    try:
+        alerts.restore(orjson.loads(paths.alert_state.read_bytes()),
+                       RuleSet.from_settings(settings).rules)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"opsconsole report: {paths.alert_state} unreadable ({exc})", file=sys.stderr)
+        return []
+    return ongoing(alerts.alerts(), now)
+
+
+def _settings_if_any(args: argparse.Namespace) -> Any:
+    """The config when there is a valid one (its targets and email receiver); the summary
+    is still printed without one."""
+    from console.cli.common import load_settings
+    from console.engine.errors import ConfigError
+
+    try:
+        return load_settings(args)[0]
+    except ConfigError:
+        return None
+
+
+def _summary_email(settings: Any, summary: dict[str, Any], now: float) -> bytes:
+    from console.engine.alerting.receivers.base import iso
+    from console.engine.alerting.receivers.email import summary_message
+    from console.engine.config.envref import MissingEnv, expand
+
+    receivers = [r for r in (settings.alerting.receivers if settings is not None else [])
+                 if r.kind == "email"]
+    r = next((x for x in receivers if x.summary_at), receivers[0] if receivers else None)
+    mail_from, mail_to = "opsconsole@localhost", ["operators@localhost"]
+    if r is not None:
+        try:
+            mail_from = expand(r.mail_from or mail_from, secret=False)
+            mail_to = [expand(a, secret=False) for a in r.mail_to]
+        except MissingEnv:
+            pass
+    msg = summary_message(summary, f"summary:report:{iso(now)}", mail_from=mail_from,
+                          mail_to=mail_to, now=now)
+    return msg.as_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from console.cli.common import EXIT_OK, EXIT_PROBLEM, print_config_error
 
@@ -20,6 +21,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from console.engine.incidents.playbooks import user_dir, validate_playbooks
 
     issues = validate_file(path) + validate_playbooks()  # playbooks: ours and the user's
+    notes: list[str] = []
+    if not issues:
+        link_issues, notes = _links(path)
+        issues += link_issues
     if issues:
         print_config_error(ConfigError(issues))
         return EXIT_PROBLEM
@@ -27,6 +32,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pb_dir = user_dir()
     if pb_dir.is_dir():
         print(f"{pb_dir}: playbooks valid")
+    for note in notes:
+        print(f"note: runbook link with nothing to open in this config: {note}")
     return EXIT_OK
 
 
+def _links(path: Any) -> tuple[list[Any], list[str]]:
+    """Runbook links against this config's targets: (issues, notes)."""
+    from console.engine.config.loader import load_config
+    from console.engine.incidents.links import check_links
+    from console.engine.incidents.playbooks import builtin_dir, load_playbooks
+
+    settings = load_config(path)
+    playbooks = load_playbooks()
+    return check_links(playbooks.by_name.values(), settings, builtin_dir=str(builtin_dir()))

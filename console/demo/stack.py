@@ -54,7 +54,8 @@ FAULT_LABELS = {
 }
 FAULT_DESCRIPTIONS = {
     "error_spike": "about 30 % of API requests fail with 5xx (error rate panel goes critical)",
-    "latency_spike": "slow database: API latency ×10, /health answers in 0.4–0.8 s (slow)",
+    "latency_spike": "slow database: API latency ×20 (p95 ≈ 2.6 s: the P1 line is 2 s for "
+                     "5 min), /health answers in 0.4–0.8 s (slow)",
     "dependency_down": "Redis unreachable: /health 503 (degraded), webhooks fail, sockets drop",
     "endpoint_hang": "/health accepts connections and never answers (the check times out)",
 }
@@ -68,6 +69,27 @@ DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())  # never let aiohttp's lastResort output reach the TUI
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether `port` on `host` cannot be bound now (something listens, or it is reserved)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port_block(host: str = "127.0.0.1", n: int = len(SERVICES),
+                    start: int = DEFAULT_PORT + 10, stop: int = DEFAULT_PORT + 400) -> int:
+    """A first port from which `n` consecutive ports are free (for `--port`)."""
+    for first in range(start, stop, n):
+        if not any(port_taken(host, first + i) for i in range(n)):
+            return first
+    return 0  # none near the default: --port 0 picks free ones
 
 
 def describe_fault(name: str) -> str:
@@ -103,6 +125,7 @@ ROUTES = (
     _Route("GET", "/api/users/me", 0.14, 0.018, 1, True, 401, 0.01),
     _Route("POST", "/api/auth/refresh", 0.06, 0.022, 1, True, 401, 0.03),
 )
+LATENCY_SPIKE = 20.0  # p95 ≈ 2.6 s: well past the playbook's P1 line (p95 > 2 s)
 _SIGMA = 0.72  # log-normal spread: with the medians above, p50 ≈ 40 ms and p95 ≈ 150 ms
 _BASE_RPS = 180.0
 _WEBHOOKS_PER_S = 2.0
@@ -201,7 +224,8 @@ class DemoStack:
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
-                 seed: int | None = None, traffic: bool = True) -> None:
+                 seed: int | None = None, traffic: bool = True,
+                 log_path: str | None = None) -> None:
         self.host = host
         self._traffic_enabled = traffic
         self._requested_port = port
@@ -221,7 +245,10 @@ class DemoStack:
         self._webhook_failed = 0
         self._webhook_ok = 0
         self.tick_errors = 0
-        self.log_path: str | None = None  # the API's winston-format log, once started
+        # The API's winston-format log: the given path (kept, rotated past LOG_ROTATE_BYTES),
+        # else a private temporary one removed at stop.
+        self.log_path: str | None = log_path
+        self._own_log_dir = log_path is None
         self._log_file: IO[bytes] | None = None
         self._log_seq = 0
         cum = 0.0
@@ -297,10 +324,22 @@ class DemoStack:
     # -- the API's log (winston JSON lines) -------------------------------------------------
 
     def _open_log(self) -> None:
-        """A combined.log in a private temp dir, written as the simulated traffic flows."""
+        """The combined.log, written as the simulated traffic flows (a private temp dir
+        unless a path was given)."""
         if self.log_path is None:
             self.log_path = os.path.join(tempfile.mkdtemp(prefix="opsconsole-demo-"),
                                          "combined.log")
+        else:
+            try:
+                os.makedirs(os.path.dirname(self.log_path) or ".", mode=0o700, exist_ok=True)
+                self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - open while running
+                return
+            except OSError as exc:  # a full or read-only data dir: a private log instead
+                _log.warning("demo log %s unusable (%s); using a temporary one",
+                             self.log_path, exc)
+                self.log_path = os.path.join(tempfile.mkdtemp(prefix="opsconsole-demo-"),
+                                             "combined.log")
+                self._own_log_dir = True
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - open while running
 
     def _close_log(self, *, remove: bool = False) -> None:
@@ -308,7 +347,7 @@ class DemoStack:
         if f is not None:
             with contextlib.suppress(OSError):
                 f.close()
-        if remove and self.log_path is not None:
+        if remove and self.log_path is not None and self._own_log_dir:
             shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
             self.log_path = None
 
@@ -514,7 +553,7 @@ class DemoStack:
     def _latency(self, route: _Route) -> float:
         factor = 1.0
         if "latency_spike" in self._active:
-            factor *= 10.0
+            factor *= LATENCY_SPIKE
         if "dependency_down" in self._active:
             factor *= 1.5  # cache misses fall through to the database
         return self._rng.lognormvariate(math.log(route.median_s * factor), _SIGMA)

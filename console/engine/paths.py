@@ -74,6 +74,11 @@ class DataPaths:
         """First-seen error kinds per log target (a directory)."""
         return self.root / "log-errors"
 
+    @property
+    def demo_log(self) -> Path:
+        """The demo API's winston-style log (written by the running demo, in its world)."""
+        return self.root / "api-combined.log"
+
     def demo(self) -> DataPaths:
         """The demo's own world, inside this one."""
         return DataPaths(self.root / "demo", source=f"{self.source}, demo")

@@ -21,17 +21,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
     from console.engine.alerting.notify import Notifier
+    from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+    from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
     from console.engine.config.watcher import ConfigWatcher
     from console.engine.errors import ConfigError
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
     from console.engine.storage.store import MetricStore
 
@@ -65,6 +68,13 @@ class _Listeners:
     config_errors: list[Callable[[str], None]] = field(default_factory=list)
 
 
+def _outbox_receivers(settings: Settings) -> list[Any]:
+    """The receivers the notification outbox sends to: all but those of kind
+    "alertmanager", which keep a cluster in step with the alert state instead
+    (`alerting/receivers/alertmanager.py`)."""
+    return [r for r in settings.alerting.receivers if r.kind != "alertmanager"]
+
+
 def _restart_only(old: Settings, new: Settings) -> list[str]:
     """`[console]` settings read once at start."""
     out = []
@@ -91,6 +101,7 @@ class Runtime:
         incidents: bool = True,
         lease: bool = True,
         save_every: float = SAVE_EVERY,
+        read_only: bool = False,
         tune_gc: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
@@ -107,6 +118,9 @@ class Runtime:
         self._incidents = incidents
         self._lease = lease
         self.save_every = save_every
+        # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
+        # says so instead of acting (incidents, alerts, faults, database actions).
+        self.read_only = read_only
         self._tune_gc = tune_gc  # the console's own process only (see engine.gctune)
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
@@ -115,7 +129,13 @@ class Runtime:
             state_dir=paths.error_kinds if self.history else None)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
+        # The team's Alertmanagers and Prometheus servers: their alerts read, and the
+        # console's own pushed to them by receivers of kind "alertmanager".
+        self.remote: RemoteAlerts | None = None
+        self.pushers: list[AlertmanagerPush] = []
+        self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
+        self.playbooks: Playbooks | None = None
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -185,8 +205,10 @@ class Runtime:
         if self.history:
             await self._load_history()
         await self.scheduler.start(poll=self._poll)
+        await self.load_playbooks()
         self.scheduler.health.subscribe(self._overload_changed)
         await self._start_alerting()
+        await self._start_remote()
         if self._incidents:
             await self.open_desk()
         if self.config_path is not None:
@@ -212,6 +234,7 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(3):
@@ -279,35 +302,150 @@ class Runtime:
     async def _start_alerting(self) -> None:
         from console.engine.alerting.service import AlertService
 
-        receivers = self.settings.alerting.receivers
+        receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
+        playbooks = self.playbooks
         self.alerting = AlertService(
             self.scheduler, notifier=self.notifier,
             paths=self.paths if self.history else None,
-            role=self.role, lease=self._lease)
+            role=self.role, lease=self._lease,
+            advice=playbooks.advice if playbooks is not None else None)
         await self.alerting.start()
 
-    def _make_notifier(self) -> Notifier | None:
+    def _make_notifier(self) -> Notifier:
+        """The notifier; it never fails to start: an outbox the disk refuses is kept in
+        memory (sent from there, saved when the disk takes it), shown as a problem."""
         from console.engine.alerting.notify import Notifier
 
-        try:
-            return Notifier(self.paths.outbox, self.settings.alerting.receivers)
-        except Exception as exc:
-            self._report_io("outbox", f"notification outbox {self.paths.outbox} unusable",
-                            exc)
-            return None
+        return Notifier(self.paths.outbox, _outbox_receivers(self.settings), clock=self.clock,
+                        summary_source=self.daily_summary, on_problem=self._outbox_problem,
+                        on_delivered=self._delivered)
+
+    def _outbox_problem(self, text: str | None) -> None:
+        was = self.problems.get("outbox")
+        self.set_problem("outbox", text)
+        if text is not None and was is None:
+            self.notice("error", text)
+        elif text is None and was is not None:
+            self.notice("information", f"notification outbox {self.paths.outbox} saved again")
+
+    async def daily_summary(self, start: float, end: float) -> dict[str, Any]:
+        """The daily summary's data for `[start, end]`: uptime, alerts, incidents, KPIs (the
+        notifier adds the P3s it batched) — what `opsconsole report` prints too."""
+        from console.engine.incidents.summary import build_summary
+
+        episodes: list[dict[str, Any]] = []
+        if self.alerting is not None:  # on the loop: the lifecycle is not thread-safe
+            episodes = self.alerting.recent(end, since=start, limit=100_000)
+        return build_summary(self.desk.book if self.desk is not None else None, start=start,
+                             end=end, store=self.store, episodes=episodes,
+                             targets=[t.name for t in self.settings.targets])
+
+    def _delivered(self, batch: Any, outcome: Any) -> None:
+        """An incident channel exists: say so on the incident's timeline."""
+        if batch.kind == "incident_channel" and self.desk is not None:
+            data = dict(batch.data)
+            self._spawn(self.desk.channel(str(data["incident"]), str(data["name"]),
+                                          str(outcome.result.get("channel_id") or "")),
+                        "incident-channel")
+
+    def _on_journal(self, entries: list[dict[str, Any]]) -> None:
+        """Incidents opened and status updates written (here or by another console on the
+        same journal) become Slack messages, from the process that notifies."""
+        from console.engine.incidents.book import OPEN, STATUS
+
+        if self.notifier is None or self.alerting is None or not self.alerting.evaluating:
+            return
+        for e in entries:
+            kind = e.get("type")
+            if kind not in (OPEN, STATUS) or self.desk is None:
+                continue
+            inc = self.desk.book.incidents.get(str(e.get("incident")))
+            if inc is None:
+                continue
+            base = {"incident": inc.id, "title": inc.title, "severity": inc.severity,
+                    "started": inc.started, "alerts": list(inc.alerts)}
+            if kind == OPEN:
+                self.notifier.incident_opened(base)
+            else:
+                self.notifier.status_update({
+                    **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
+                    "at": e.get("ts"), "entry": e.get("id"),
+                    "user_facing": e.get("user_facing")})
+
+    # -- the team's Alertmanagers and Prometheus servers -------------------------------------
+
+    async def _start_remote(self) -> None:
+        """Read remote alerts (if the config names any source) and start the Alertmanager
+        receivers; a source that fails is shown on the Alerts screen, never fatal."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        if RemoteAlerts.wanted(self.settings):
+            self.remote = RemoteAlerts(self.settings, self.scheduler.http_clients,
+                                       clock=self.clock, notice=self.notice)
+            await self.remote.start(poll=self._poll)
+        if self._notifications:
+            await self._start_pushers()
+
+    async def _start_pushers(self) -> None:
+        from console.engine.alerting.alertmanager import Alertmanager
+        from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
+        from console.engine.config.envref import MissingEnv, expand, expand_url
+
+        clusters = {a.name: a for a in self.settings.alerting.alertmanagers}
+        for r in self.settings.alerting.receivers:
+            if r.kind != "alertmanager" or r.alertmanager not in clusters:
+                continue
+            cfg = clusters[r.alertmanager]
+            try:
+                api = Alertmanager(cfg.name, [expand_url(u) for u in cfg.urls],
+                                   await self.scheduler.http_clients(),
+                                   headers={k: expand(v) for k, v in cfg.headers.items()},
+                                   timeout=cfg.timeout, insecure=cfg.insecure,
+                                   ca_file=cfg.ca_file)
+            except (MissingEnv, ValueError, OSError) as exc:
+                self._report_io(f"receiver:{r.name}", f"receiver {r.name} not started", exc)
+                continue
+            pusher = AlertmanagerPush(r, api, self._evaluated_alerts, clock=self.clock)
+            if self.alerting is not None:  # a transition is pushed at once
+                self._push_unsubscribe.append(self.alerting.subscribe(pusher.wake))
+            await pusher.start()
+            self.pushers.append(pusher)
+
+    def _evaluated_alerts(self) -> object:
+        """The alert state to push: this process's, and only while it evaluates."""
+        service = self.alerting
+        return service.alerts if service is not None and service.evaluating else None
+
+    async def _stop_pushers(self) -> None:
+        for unsubscribe in self._push_unsubscribe:
+            with contextlib.suppress(ValueError):
+                unsubscribe()
+        self._push_unsubscribe.clear()
+        for pusher in self.pushers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await pusher.stop()
+        self.pushers.clear()
+
+    async def _stop_remote(self) -> None:
+        await self._stop_pushers()
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    await self.remote.stop()
 
     # -- incidents ---------------------------------------------------------------------------
 
-    async def open_desk(self) -> IncidentDesk | None:
-        """Open the incident journal and playbooks (once); None if the journal is unusable."""
-        if self.desk is not None:
-            return self.desk
+    async def load_playbooks(self) -> Playbooks:
+        """The playbooks (ours, then the user's), once: the incident desk's checklists and
+        the "what to do" line of every alert. A broken user playbook is reported and ours
+        are used."""
+        if self.playbooks is not None:
+            return self.playbooks
         from console.engine.errors import ConfigError
-        from console.engine.incidents.book import IncidentBook, IncidentDesk
         from console.engine.incidents.playbooks import load_playbooks
-        from console.engine.storage.journal import Journal
 
         try:
             playbooks = await asyncio.to_thread(load_playbooks)
@@ -315,6 +453,17 @@ class Runtime:
             self.notice("error", f"playbooks: {exc.issues[0].format()} (using the shipped "
                         "ones only)")
             playbooks = await asyncio.to_thread(load_playbooks, Path("/nonexistent"))
+        self.playbooks = playbooks
+        return playbooks
+
+    async def open_desk(self) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+        if self.desk is not None:
+            return self.desk
+        from console.engine.incidents.book import IncidentBook, IncidentDesk
+        from console.engine.storage.journal import Journal
+
+        playbooks = await self.load_playbooks()
         journal = Journal(self.paths.journal, clock=self.clock)
         try:
             report = await asyncio.to_thread(journal.open)
@@ -325,8 +474,25 @@ class Runtime:
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
         self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        journal.subscribe(self._on_journal)
+        self.desk.listen(self._on_journal)
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
+
+    def episodes(self, now: float) -> list[dict[str, Any]]:
+        """Alert episodes, open and recent: what an incident's timeline and KPIs are read
+        from (on the loop: the lifecycle is not thread-safe; the history read is cached)."""
+        return self.alerting.recent(now, limit=5000) if self.alerting is not None else []
+
+    async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+        """(alert episodes, notifications sent): for a post-mortem; the outbox is read in a
+        thread, read-only."""
+        from console.engine.incidents.context import read_notifications
+
+        episodes = self.episodes(now)
+        notes = await asyncio.to_thread(read_notifications, self.paths.outbox)
+        return episodes, notes
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -380,19 +546,47 @@ class Runtime:
                         settings.alerting.model_copy(update={"receivers": []}):
                     applied.append("alerting")
                 self.alerting.apply(settings)
-            if old.alerting.receivers != settings.alerting.receivers and self._notifications:
+            if _outbox_receivers(old) != _outbox_receivers(settings) and self._notifications:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
+            await self._apply_remote(old, settings)
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")
             return Applied(tuple(applied), tuple(_restart_only(old, settings)))
 
+    async def _apply_remote(self, old: Settings, settings: Settings) -> None:
+        """Changed Alertmanagers or promql targets: the readers rebuilt; changed
+        Alertmanagers or alertmanager receivers: the pushers (whose next push re-sends
+        every firing alert)."""
+        from console.engine.alerting.remote import RemoteAlerts
+
+        def sources(s: Settings) -> object:
+            return (s.alerting.alertmanagers, [t for t in s.targets if t.kind == "promql"])
+
+        def pushes(s: Settings) -> object:
+            return (s.alerting.alertmanagers,
+                    [r for r in s.alerting.receivers if r.kind == "alertmanager"])
+
+        if sources(old) != sources(settings):
+            if self.remote is not None and RemoteAlerts.wanted(settings):
+                await self.remote.apply(settings)
+            elif self.remote is not None:
+                await self.remote.stop()
+                self.remote = None
+            elif RemoteAlerts.wanted(settings):
+                self.remote = RemoteAlerts(settings, self.scheduler.http_clients,
+                                           clock=self.clock, notice=self.notice)
+                await self.remote.start(poll=self._poll)
+        if pushes(old) != pushes(settings) and self._notifications:
+            await self._stop_pushers()
+            await self._start_pushers()
+
     async def _apply_receivers(self, settings: Settings) -> None:
-        receivers = settings.alerting.receivers
+        receivers = _outbox_receivers(settings)
         if self.notifier is not None:
             await self.notifier.reconfigure(receivers)
         elif receivers:
             self.notifier = self._make_notifier()
-            if self.notifier is not None and self.alerting is not None:
+            if self.alerting is not None:
                 await self.alerting.attach_notifier(self.notifier)

@@ -33,6 +33,7 @@ from console.engine.config.schema import (
     Panel,
     PostgresTarget,
     PrometheusTarget,
+    PromqlTarget,
     Settings,
 )
 from console.engine.health import LoopHealth
@@ -115,6 +116,11 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    async def http_clients(self) -> Any:
+        """The one pool of HTTP connections (created on first use, closed by `stop()`); the
+        runtime's remote alert readers share it with the probes."""
+        return await self._http_clients()
+
     async def _http_clients(self) -> Any:
         if self._clients is None:
             from console.engine.probes.http_client import HttpClients
@@ -131,6 +137,10 @@ class Scheduler:
             from console.engine.probes.prometheus import PrometheusProbe
 
             return PrometheusProbe(target, await self._http_clients())
+        if isinstance(target, PromqlTarget):
+            from console.engine.probes.promql import PromqlProbe
+
+            return PromqlProbe(target, await self._http_clients(), clock=self.clock)
         if isinstance(target, LogTarget):
             from console.engine.probes.log import LogProbe
 
@@ -259,6 +269,9 @@ class Scheduler:
                 target=target.name, kind=target.kind, status=Status.DOWN, started_at=started,
                 latency_ms=None, error=f"internal error: {describe_exception(exc)}",
             )
+        if self.clock is not time.time and result.started_at != started:
+            # An injected clock (tests, replays) times every sample; probes read the wall.
+            result = dataclasses.replace(result, started_at=started)
         if result.status == Status.DOWN and self._starved(target.timeout, t0):
             # Its deadline ran out while the loop was busy elsewhere: the target was never
             # given its time, so this says nothing about it. Not recorded (neither down nor
@@ -325,6 +338,22 @@ class Scheduler:
         """A target's live probe (the Logs screen reads a log probe's recent lines)."""
         state = self._states.get(name)
         return state.probe if state else None
+
+    async def remote_history(self, name: str, metric: str, span: float, points: int,
+                             now: float | None = None) -> dict[str, Any] | None:
+        """A chart of a `promql` target's metric straight from its store (query_range, the
+        step fitted to `points`); None for a target whose history is the console's own."""
+        probe = self.probe(name)
+        history = getattr(probe, "history", None)
+        if history is None:
+            return None
+        result: dict[str, Any] = await history(metric, span, points, now)
+        return result
+
+    def last_result(self, name: str) -> CheckResult | None:
+        """A target's latest check result (what an alert's cause is read from)."""
+        state = self._states.get(name)
+        return state.last if state else None
 
     def results(self, name: str) -> list[CheckResult]:
         state = self._states.get(name)

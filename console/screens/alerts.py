@@ -38,6 +38,21 @@ GLYPH = {  # glyph and word, padded to one width
 }
 
 
+def unsaved_lines(unsaved: list[dict[str, str]], limit: int = 3) -> str:
+    """Notifications only memory holds (the disk refused the outbox), with why: pending
+    until sent, and until saved."""
+    if not unsaved:
+        return ""
+    out = (f"\n⚠ {len(unsaved)} notification(s) kept in memory, not saved: "
+           f"{one_line(unsaved[0]['reason'], 90)}")
+    for u in unsaved[:limit]:
+        state = "sent, not saved" if u["status"] == "sent" else "pending"
+        out += f"\n  ✉ {one_line(u['receiver'], 16)}: {one_line(u['what'], 48)} · {state}"
+    if len(unsaved) > limit:
+        out += f"\n  … and {len(unsaved) - limit} more"
+    return out
+
+
 def alert_line(a: Alert, now: float) -> str:
     """One row within 78 cells: state, severity, rule, target, age, silenced/held marks."""
     mark = ""
@@ -99,6 +114,8 @@ def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
         marks.append(f"detected in {format_duration(detect, spaced=True)}")
     if marks:
         lines.append(" · ".join(marks))
+    if ep.get("cause"):
+        lines.append(f"cause: {one_line(str(ep['cause']), 200)}")
     lines.append(f"target {one_line(str(ep.get('target', '')), 40)} · "
                  f"episode {ep.get('incident', '?')}")
     return lines
@@ -140,7 +157,7 @@ class AlertsScreen(ConsoleScreen[None]):
     DEFAULT_CSS = """
     AlertsScreen #alerts-title { height: auto; padding: 0 1; text-style: bold; }
     AlertsScreen #alerts-list { height: 1fr; }
-    AlertsScreen #alerts-why { height: auto; max-height: 8; padding: 0 1;
+    AlertsScreen #alerts-why { height: auto; max-height: 9; padding: 0 1;
                                border-top: solid $primary; }
     """
 
@@ -150,6 +167,7 @@ class AlertsScreen(ConsoleScreen[None]):
         Binding("s", "silence", "Silence", id="alerts_silence"),
         Binding("o", "open_incident", "Open incident", id="alerts_incident"),
         Binding("r", "toggle_recent", "Recent", id="alerts_recent"),
+        Binding("m", "team_alerts", "Team alerts", id="alerts_team"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -241,14 +259,20 @@ class AlertsScreen(ConsoleScreen[None]):
         owner = self.read_only()
         if owner is not None:
             title += f"\n⚑ {one_line(owner, 64)} · a/s sent there"
+        remote = self._remote()
+        team = remote.summary() if remote is not None else None
+        if team:  # the team's Alertmanager / Prometheus alerts: their own screen (m)
+            title += f"\n⇄ {one_line(team, 100)} · m team alerts"
         notifier = getattr(self.service, "notifier", None)
         if notifier is not None:
             health = notifier.health()
             for h in health:
-                if h.failing or h.dropped:
+                if h.failing or h.dropped or h.failed:
                     title += (f"\n⚠ channel {h.name}: "
                               f"{one_line(h.last_error or 'dropped', 60)}"
-                              f" · {h.pending} waiting · {h.dropped} dropped")
+                              f" · {h.pending} waiting · {h.dropped} dropped"
+                              + (f" · {h.failed} refused" if h.failed else ""))
+            title += unsaved_lines(notifier.unsaved())
             digests = [f"{one_line(h.name, 20)} {h.collected}" for h in health if h.collected]
             if digests:  # batched (P3) notifications waiting for their period's digest
                 title += "\n✉ in the next digest: " + " · ".join(digests)
@@ -301,17 +325,44 @@ class AlertsScreen(ConsoleScreen[None]):
         if a is None:
             why.update(Content(""))
             return
-        lines = [f"{a.rule.severity} {one_line(a.rule.summary or a.rule.name, 70)}",
-                 f"rule: {one_line(a.rule.expr, 70)}",
-                 f"why: {one_line(a.why(now), 160)}"]
+        # What is wrong, why (as the probe saw it), what to do: the words of every channel.
+        lines = [f"{a.rule.severity} {one_line(a.summary, 60)} · {one_line(a.target, 30)}"]
+        if a.cause:
+            lines.append(f"cause: {one_line(a.cause, 220)}")
+        if a.action:
+            lines.append(f"do: {one_line(a.action, 220)}")
+        lines.append(f"rule: {one_line(a.rule.expr, 50)} · {one_line(a.why(now), 150)}")
+        tail = []
         if a.rule.runbook:
-            lines.append(f"runbook: {one_line(a.rule.runbook, 60)}")
+            tail.append(f"runbook {one_line(a.rule.runbook, 40)} (o: incident)")
         if a.detect_s is not None:
-            lines.append(f"detected in {format_duration(a.detect_s)}")
+            tail.append(f"detected in {format_duration(a.detect_s)}")
+        if tail:
+            lines.append(" · ".join(tail))
         why.update(Content("\n".join(lines)))
 
     def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
         self._explain(self._now())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "team_alerts":  # only with an Alertmanager or Prometheus to read
+            return self._remote() is not None
+        return True
+
+    def _remote(self) -> Any:
+        """The runtime's reader of the team's Alertmanagers and Prometheus servers."""
+        runtime = getattr(self.app, "runtime", None)
+        return getattr(runtime, "remote", None)
+
+    def action_team_alerts(self) -> None:
+        remote = self._remote()
+        if remote is None:
+            self.notify("no team alerts: add [[alerting.alertmanagers]] or a promql target "
+                        "(alerts = true) to the config", severity="warning", markup=False)
+            return
+        from console.screens.remote_alerts import RemoteAlertsScreen
+
+        self.app.push_screen(RemoteAlertsScreen(remote, user=self.user))
 
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()
@@ -323,7 +374,7 @@ class AlertsScreen(ConsoleScreen[None]):
         """One key from a firing alert to an incident: its severity, summary, runbook and
         target; the incident's timers start when the alert fired."""
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("open an incident"):
             return
         if a.fired_at is None:
             self.notify(f"{a.id} is {a.state.value}: only a firing alert opens an incident",
@@ -361,7 +412,7 @@ class AlertsScreen(ConsoleScreen[None]):
 
     def action_ack(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("acknowledge"):
             return
         if self.read_only() is not None and a.state == AlertState.FIRING:
             self._forward("acknowledge", "ack", rule=a.rule.name, target=a.target,
@@ -377,7 +428,7 @@ class AlertsScreen(ConsoleScreen[None]):
 
     def action_silence(self) -> None:
         a = self.selected()
-        if a is None:
+        if a is None or self.refuse_if_read_only("silence"):
             return
 
         def done(text: str | None) -> None:

@@ -82,8 +82,11 @@ class BreakdownScreen(DatabaseScreen):
         Binding("shift+tab", "step(-1)", "Previous table", show=False, id="bd_previous"),
     ]
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, sort: str | None = None) -> None:
+        """`sort` is the column each table is first sorted by (a runbook link's
+        ``endpoints:p95_ms``), highest first; request rate by default."""
         super().__init__(target, "prometheus")
+        self.initial_sort = sort
         self.sections = {_WAITING: ("waiting", lambda _d: [], (
             Column("route", "route", None, _label, False),
             *self._number_columns(["requests", "rate_per_s", "share_pct"])))}
@@ -127,6 +130,9 @@ class BreakdownScreen(DatabaseScreen):
                 header, width, fmt = NUMBER_COLUMNS[key]
                 style = self._error_style if key == "error_pct" else None
                 out.append(Column(key, header, width, fmt, True, style))
+            else:  # a promql target's metric, named by the config
+                header = one_line(key, 12)
+                out.append(Column(key, header, max(7, len(header)), _number, True))
         return out
 
     def _columns(self, table: dict[str, Any]) -> tuple[Column, ...]:
@@ -173,7 +179,10 @@ class BreakdownScreen(DatabaseScreen):
                 sections[name] = (one_line(name, 40), _extractor(name), cols)
                 if name not in self.sort_index or self.sort_index[name] >= len(cols):
                     keys = [c.key for c in cols]
-                    self.sort_index[name] = keys.index("rate_per_s") if "rate_per_s" in keys else 0
+                    numbers = [i for i, c in enumerate(cols) if c.right]
+                    first = self.initial_sort if self.initial_sort in keys else "rate_per_s"
+                    self.sort_index[name] = (keys.index(first) if first in keys
+                                             else numbers[0] if numbers else 0)
                     self.sort_reverse[name] = True
             old = self.sections.get(self.section)
             self.sections = sections

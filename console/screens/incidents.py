@@ -1,13 +1,18 @@
-"""Incidents: the list of open incidents and one incident's checklist with step countdowns.
+"""Incidents: the list (open, or resolved to reopen), and one incident's checklist with step
+countdowns, its KPIs from events, its timeline, and links that open the answer.
 
 Every action goes through the journal (``IncidentDesk``) and the screen redraws from the
-incident book once the entry is durable, so what the operator sees as done is on disk. The
-desk is created on first use (``i``) and lives on the app.
+incident book once the entry is durable, so what the operator sees as done is on disk.
+Actions that are hard to take back ask first (resolving a P0/P1, acknowledging a resolved
+incident, reopening one); under ``--read-only`` none is taken, and the screen says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -22,7 +27,7 @@ from console.engine.model import SEVERITIES
 from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
-from console.screens.prompt import TextPrompt
+from console.screens.prompt import Choose, Confirm, TextPrompt
 
 if TYPE_CHECKING:
     from console.app import OpsConsoleApp
@@ -91,6 +96,35 @@ def _now(screen: ConsoleScreen[None] | ConsoleModal[None]) -> float:
     return float(screen.console.clock())
 
 
+# The playbook's severity table, for the severity chooser.
+SEVERITY_HELP = {
+    "P0": "Critical: production down, payments broken, database lost, data loss, breach "
+          "(respond < 15 min)",
+    "P1": "High: core feature broken, p95 > 2 s, errors > 5 %, CPU/memory > 80 % "
+          "(respond < 30 min)",
+    "P2": "Medium: non-critical feature degraded, performance below target (< 4 h)",
+    "P3": "Low: informational, capacity planning (review daily)",
+}
+
+
+def kpi_line(inc: Incident, episodes: list[dict[str, Any]], now: float) -> str:
+    """``detect 5m02s ✖ · ack 2m45s ✔ · mitigate - · impact 5m10s ✔ · resolve -``: the
+    incident's times from events, each marked against its target."""
+    from console.engine.incidents.kpis import incident_kpis
+
+    parts = []
+    short = {"acknowledge": "ack"}
+    for m in incident_kpis(inc, episodes):
+        s = m.seconds
+        if s is None and m.start is not None and m.name != "detect":
+            s_text, mark = f"{format_age(now - m.start)}…", ""
+        else:
+            s_text = format_age(s)
+            mark = {True: " ✔", False: " ✖", None: ""}[m.met]
+        parts.append(f"{short.get(m.name, m.name)} {s_text}{mark}")
+    return " · ".join(parts)
+
+
 def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     """A step's header: title, target, and its countdown or outcome."""
     status = inc.step_status(step, now)
@@ -148,7 +182,8 @@ class KpiScreen(ConsoleModal[None]):
 
 
 class IncidentListScreen(ConsoleScreen[None]):
-    """Open incidents, most severe first; Enter opens one, o opens a new one by hand."""
+    """Open incidents, most severe first (r: resolved ones, newest first, to look back or
+    reopen); Enter opens one, o opens a new one by hand."""
 
     DEFAULT_CSS = """
     IncidentListScreen #incidents-title { height: auto; padding: 0 1; text-style: bold; }
@@ -159,6 +194,7 @@ class IncidentListScreen(ConsoleScreen[None]):
         Binding("escape", "app.pop_screen", "Back", id="incidents_back"),
         Binding("enter", "open_selected", "Open", id="incidents_open", show=False),
         Binding("o", "new", "New incident", id="incidents_new"),
+        Binding("r", "toggle_resolved", "Resolved", id="incidents_resolved"),
         Binding("K", "kpis", "KPIs", id="incidents_kpis"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
@@ -170,6 +206,7 @@ class IncidentListScreen(ConsoleScreen[None]):
         yield Footer()
 
     desk: Any = None
+    show_resolved = False
     _shown: list[tuple[str, str]] = []  # replaced on each redraw, never mutated
 
     async def on_mount(self) -> None:
@@ -186,16 +223,24 @@ class IncidentListScreen(ConsoleScreen[None]):
         if desk is None:
             return
         now = _now(self)
-        incs = desk.book.open_incidents()
+        if self.show_resolved:
+            incs = sorted((i for i in desk.book.incidents.values() if not i.is_open),
+                          key=lambda i: i.resolved_at or 0.0, reverse=True)
+            title = f"Incidents · {len(incs)} resolved · Enter open (O reopens) · r open ones"
+        else:
+            incs = desk.book.open_incidents()
+            title = f"Incidents · {len(incs)} open · o new · Enter open · r resolved"
+        if self.console.read_only:
+            title += " · READ-ONLY"
         degraded = desk.journal.degraded
-        title = f"Incidents · {len(incs)} open · o new · Enter open"
         if degraded:
             title += f"\n⚠ JOURNAL DEGRADED: {desk.journal.pending} action(s) only in memory · " \
                      f"{degraded}"
         self.query_one("#incidents-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
-        rows = ([(i.id, incident_line(i, now)) for i in incs] if incs
-                else [("-none-", "no open incident (o: open one by hand)")])
+        empty = ("no resolved incident" if self.show_resolved
+                 else "no open incident (o: open one by hand)")
+        rows = [(i.id, incident_line(i, now)) for i in incs] if incs else [("-none-", empty)]
         sync_options(ol, rows, self._shown)
         self._shown = rows
         if ol.highlighted is None and ol.option_count:
@@ -221,8 +266,13 @@ class IncidentListScreen(ConsoleScreen[None]):
         if self.desk is not None:
             self.app.push_screen(KpiScreen(self.desk))
 
+    def action_toggle_resolved(self) -> None:
+        self.show_resolved = not self.show_resolved
+        self.query_one(OptionList).highlighted = None
+        self.redraw()
+
     def action_new(self) -> None:
-        if self.desk is None:
+        if self.desk is None or self.refuse_if_read_only("open an incident"):
             return
         async def opened(title: str | None) -> None:
             if not title:
@@ -257,10 +307,14 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("a", "acknowledge", "Ack", id="incident_ack"),
         Binding("m", "mitigate", "Mitigated", id="incident_mitigate"),
         Binding("R", "resolve", "Resolve", id="incident_resolve"),
+        Binding("O", "reopen", "Reopen", show=False, id="incident_reopen"),
+        Binding("t", "timeline", "Timeline", id="incident_timeline"),
+        Binding("b", "runbook", "Runbook", show=False, id="incident_runbook"),
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("u", "status_update", "Status update", id="incident_status"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
-        Binding("P", "postmortem", "Post-mortem", show=False, id="incident_postmortem"),
+        Binding("P", "postmortem", "Post-mortem", id="incident_postmortem"),
         Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
@@ -303,7 +357,7 @@ class IncidentScreen(ConsoleScreen[None]):
                         else f"  {step.section.title}"))
             for i, item in step.items(inc.severity):
                 box = "[x]" if i in step.checked else "[ ]"
-                link = f"  → {item.link}" if item.link else ""
+                link = f"  ⏎ {item.link}" if item.link else ""
                 out.append((f"item|{step.playbook}|{step.id}|{i}",
                             f"    {box} {one_line(item.text, 200)}{link}"))
             for note in step.notes[-3:]:
@@ -317,12 +371,18 @@ class IncidentScreen(ConsoleScreen[None]):
     def head_text(self, inc: Incident, now: float) -> str:
         state = inc.state.upper() if inc.state in ("open", "resolved") else inc.state
         over = inc.overdue(now)
+        runtime = self.console.runtime
+        episodes = runtime.episodes(now) if runtime is not None else []
         lines = [
             f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
             f"age {format_age(inc.age(now))} · owner {one_line(inc.owner, 30)}",
-            f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 60)}"
+            f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 50)}"
+            + f" · runbook {one_line(inc.runbook or 'none (b)', 30)}"
             + (f" · ⚠ {len(over)} step(s) overdue" if over else ""),
+            kpi_line(inc, episodes, now),
         ]
+        if self.console.read_only:
+            lines.append("READ-ONLY: actions are off (--read-only)")
         degraded = self.desk.journal.degraded
         if degraded:
             lines.append(f"⚠ JOURNAL DEGRADED: {self.desk.journal.pending} action(s) only "
@@ -351,9 +411,14 @@ class IncidentScreen(ConsoleScreen[None]):
             return []
         return str(ol.get_option_at_index(ol.highlighted).id or "").split("|")
 
+    def _refused(self, what: str) -> bool:
+        return self.incident is None or self.refuse_if_read_only(what)
+
     async def action_check_item(self) -> None:
         inc, cur = self.incident, self._cursor()
         if inc is None or len(cur) != 4 or cur[0] != "item":
+            return
+        if self._refused("check an item"):
             return
         _, pb, section, idx = cur
         step = inc.step(section, pb)
@@ -363,7 +428,7 @@ class IncidentScreen(ConsoleScreen[None]):
 
     def action_note(self) -> None:
         inc, cur = self.incident, self._cursor()
-        if inc is None:
+        if inc is None or self._refused("add a note"):
             return
         section = cur[2] if len(cur) >= 3 and cur[0] in ("item", "step", "note") else None
         pb = cur[1] if section else None
@@ -376,46 +441,139 @@ class IncidentScreen(ConsoleScreen[None]):
 
         self.app.push_screen(TextPrompt(f"Note {where}:"), add)
 
-    async def action_severity(self) -> None:
+    def action_severity(self) -> None:
+        """Choose the severity from the playbook's table, then say why (both journaled)."""
         inc = self.incident
-        if inc is None:
+        if inc is None or self._refused("change the severity"):
             return
-        nxt = SEVERITIES[(SEVERITIES.index(inc.severity) + 1) % len(SEVERITIES)]
-        await self.desk.severity(inc.id, nxt)
-        self.notify(f"severity {nxt}", timeout=2)
-        self.redraw()
+        choices = [(s, f"{s} {SEVERITY_HELP[s]}") for s in SEVERITIES]
 
-    async def action_acknowledge(self) -> None:
-        if self.incident is not None:
-            await self.desk.acknowledge(self.incident_id)
-            self.redraw()
+        async def chosen(sev: str | None) -> None:
+            if sev is None or sev == inc.severity:
+                return
+
+            async def why(reason: str | None) -> None:
+                if reason is None:
+                    self.notify("severity unchanged: say why it changes", timeout=4)
+                    return
+                await self.desk.severity(inc.id, sev, reason)
+                self.notify(f"severity {sev}", timeout=2)
+                self.redraw()
+
+            self.app.push_screen(TextPrompt(f"Why {inc.severity} → {sev}? (for the "
+                                            "post-mortem)"), why)
+
+        self.app.push_screen(Choose(f"Severity of {inc.id} (now {inc.severity}):", choices,
+                                    current=inc.severity), chosen)
+
+    def action_runbook(self) -> None:
+        """Attach a runbook to the incident, or change it (a manual incident has none)."""
+        inc = self.incident
+        if inc is None or self._refused("change the runbook"):
+            return
+        books = self.desk.book.playbooks.of_kind("runbook")
+        choices = [(p.name, f"{p.title} — {p.description}") for p in books]
+
+        async def chosen(name: str | None) -> None:
+            if name and name != inc.runbook:
+                await self.desk.attach_runbook(inc.id, name)
+                self.notify(f"runbook {name}", timeout=3)
+                self.redraw()
+
+        self.app.push_screen(Choose(f"Runbook for {inc.id} (now {inc.runbook or 'none'}):",
+                                    choices, current=inc.runbook), chosen)
+
+    def action_acknowledge(self) -> None:
+        inc = self.incident
+        if inc is None or self._refused("acknowledge"):
+            return
+
+        async def go(yes: bool | None = True) -> None:
+            if yes:
+                await self.desk.acknowledge(self.incident_id)
+                self.redraw()
+
+        if not inc.is_open:  # a late ack would land after "resolved" on the timeline
+            self.app.push_screen(Confirm(f"{inc.id} is resolved. Acknowledge it anyway?"),
+                                 go)
+            return
+        self.run_worker(go(), group="incident-action", exit_on_error=False)
 
     async def action_mitigate(self) -> None:
-        if self.incident is not None:
+        if not self._refused("mark mitigated"):
             await self.desk.mitigate(self.incident_id)
             self.redraw()
 
-    async def action_resolve(self) -> None:
-        if self.incident is not None:
-            await self.desk.resolve(self.incident_id)
-            self.redraw()
+    def action_resolve(self) -> None:
+        inc = self.incident
+        if inc is None or self._refused("resolve"):
+            return
+        if not inc.is_open:
+            self.notify(f"{inc.id} is already resolved (O reopens it)", timeout=3)
+            return
+
+        async def go(yes: bool | None = True) -> None:
+            if yes:
+                await self.desk.resolve(self.incident_id)
+                self.redraw()
+
+        if inc.severity in ("P0", "P1"):
+            firing = self._alerts_still_firing(inc)
+            more = (f"\nIts alert is still firing: {firing}." if firing else "")
+            self.app.push_screen(Confirm(f"Resolve {inc.severity} incident {inc.id} "
+                                         f"\"{one_line(inc.title, 50)}\"?{more}"), go)
+            return
+        self.run_worker(go(), group="incident-action", exit_on_error=False)
+
+    def _alerts_still_firing(self, inc: Incident) -> str:
+        alerting = self.console.alerting
+        if alerting is None:
+            return ""
+        live = [a.id for a in alerting.alerts.current()
+                if a.id in inc.alerts and a.state.value in ("firing", "acknowledged")]
+        return ", ".join(live)
+
+    def action_reopen(self) -> None:
+        inc = self.incident
+        if inc is None or self._refused("reopen"):
+            return
+        if inc.is_open:
+            self.notify(f"{inc.id} is open", timeout=2)
+            return
+
+        async def why(reason: str | None) -> None:
+            if reason is not None:
+                await self.desk.reopen(inc.id, reason)
+                self.notify(f"{inc.id} reopened", timeout=3)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt(f"Reopen {inc.id}: why? (Esc: keep it resolved)"),
+                             why)
+
+    def action_timeline(self) -> None:
+        """The incident's story, from events: alerts, actions, notes, notifications."""
+        inc = self.incident
+        if inc is not None:
+            self.app.push_screen(TimelineScreen(inc.id))
 
     async def action_snapshot(self) -> None:
-        """Attach the current values of the incident's targets' metrics (all targets' when
-        the incident names none) to the timeline."""
+        """Attach the current values of the metrics its alerts and runbook name (its
+        targets' other metrics after them, all bounded) to the timeline."""
         inc = self.incident
         engine = self.console.scheduler
         if inc is None or engine is None:
             self.notify("no metrics yet", timeout=3)
             return
-        values = snapshot_values(engine, inc.targets)
+        if self._refused("take a snapshot"):
+            return
+        values = snapshot_values(engine, inc.targets, named_metrics(self.console, inc))
         await self.desk.snapshot(inc.id, values, label=f"{len(values)} series")
         self.notify(f"snapshot of {len(values)} series attached", timeout=3)
         self.redraw()
 
     def action_handover(self) -> None:
         inc = self.incident
-        if inc is None:
+        if inc is None or self._refused("hand over"):
             return
 
         async def hand(to: str | None) -> None:
@@ -425,9 +583,25 @@ class IncidentScreen(ConsoleScreen[None]):
 
         self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
 
+    def action_status_update(self) -> None:
+        """The playbook's Step 3: journaled, then posted by the notifier (the incident
+        channel; for a user-facing incident the general one too)."""
+        inc = self.incident
+        if inc is None or self._refused("post a status update"):
+            return
+
+        async def post(text: str | None) -> None:
+            if text:
+                await self.desk.status_update(inc.id, text)
+                self.notify("status update journaled; posted by the Slack routes", timeout=3)
+                self.redraw()
+
+        self.app.push_screen(TextPrompt("Status update (incident channel; general channel "
+                                        "too when user-facing):"), post)
+
     async def action_false_positive(self) -> None:
         inc = self.incident
-        if inc is not None:
+        if inc is not None and not self._refused("mark a false positive"):
             await self.desk.mark_false_positive(inc.id, not inc.false_positive)
             self.notify("marked false positive" if inc.false_positive
                         else "no longer a false positive", timeout=3)
@@ -436,12 +610,16 @@ class IncidentScreen(ConsoleScreen[None]):
     async def action_postmortem(self) -> None:
         """Write the post-mortem draft next to the journal and tick the post-mortem step."""
         inc = self.incident
-        if inc is None:
+        if inc is None or self._refused("write the post-mortem"):
             return
-        from console.engine.incidents.postmortem import render
+        from console.engine.incidents.postmortem import permanent_fixes, render
 
+        now = _now(self)
+        runtime = self.console.runtime
+        episodes, sent = await runtime.incident_sources(now) if runtime else ([], [])
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
-        text = render(inc, now=_now(self))
+        text = render(inc, now=now, episodes=episodes, notifications=sent,
+                      permanent_fixes=permanent_fixes(inc))
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -462,7 +640,8 @@ class IncidentScreen(ConsoleScreen[None]):
         self.action_follow_link()
 
     def action_follow_link(self) -> None:
-        """Enter on an item with a link opens the view that answers it (a target's detail)."""
+        """Enter on an item with a link opens the screen that answers it, with its context
+        (a chart, the logs with a query, a drill-down tab, the endpoints, an external page)."""
         inc, cur = self.incident, self._cursor()
         if inc is None or len(cur) != 4 or cur[0] != "item":
             return
@@ -470,13 +649,13 @@ class IncidentScreen(ConsoleScreen[None]):
         if step is None:
             return
         link = step.section.items[int(cur[3])].link
-        engine = self.console.scheduler
-        target = resolve_link(link, engine, inc.targets) if link else None
-        if target is None:
-            if link:
-                self.notify(f"nothing to open for {link}", timeout=3)
+        if not link:
             return
-        self.console.open_target(target)
+        dest = destination_of(self.console.scheduler, link, inc.targets)
+        if isinstance(dest, str):
+            self.notify(f"nothing to open for {link}: {dest}", markup=False, timeout=5)
+            return
+        self.console.open_destination(dest)
 
     def action_cursor_down(self) -> None:
         self.query_one(OptionList).action_cursor_down()
@@ -485,41 +664,148 @@ class IncidentScreen(ConsoleScreen[None]):
         self.query_one(OptionList).action_cursor_up()
 
 
-def snapshot_values(engine: Any, targets: list[str], limit: int = 60) -> dict[str, float]:
-    """Latest value of every series of `targets` (or of every target), bounded in count."""
-    names = set(targets) if targets else set(engine.names())
-    out: dict[str, float] = {}
-    store = engine.store
-    for series in sorted(store.series()):
-        if series.split(":", 1)[0] in names and not series.endswith(":status"):
-            latest = store.latest(series)
-            if latest is not None:
-                out[series] = latest[1]
-            if len(out) >= limit:
-                break
+def named_metrics(app: Any, inc: Incident) -> list[str]:
+    """The metrics the incident's alerts watch and its runbook charts: a snapshot's first
+    values (what the post-mortem will be asked about)."""
+    from console.engine.incidents.links import parse_link
+    from console.engine.lang.ruleexpr import parse_expr
+
+    out: list[str] = []
+    alerting = app.alerting
+    rules = {r.name: r for r in alerting.ruleset.rules} if alerting is not None else {}
+    for alert_id in inc.alerts:
+        rule = rules.get(alert_id.split("/", 1)[0])
+        if rule is not None:
+            with contextlib.suppress(ValueError):
+                expr = parse_expr(rule.expr)
+                out += [m for m in expr.series if m not in out]
+    for step in inc.steps:
+        for item in step.section.items:
+            if item.link:
+                with contextlib.suppress(ValueError):
+                    link = parse_link(item.link)
+                    if link.view in ("chart", "metric") and link.arg not in out:
+                        out.append(link.arg)
     return out
 
 
-def resolve_link(link: str, engine: Any, prefer: list[str]) -> str | None:
-    """The target a playbook link points at: ``target:NAME``, ``kind:KIND`` (the incident's
-    own target of that kind first) or ``metric:NAME`` (a target reporting it)."""
-    if engine is None or ":" not in link:
-        return None
-    kind, _, value = link.partition(":")
-    views = engine.snapshot()
-    names = [v.name for v in views]
-    if kind == "target":
-        return value if value in names else None
-    if kind == "kind":
-        hits = [v.name for v in views if v.kind == value]
-    elif kind == "metric":
-        series = set(engine.store.series())
-        hits = [n for n in names if f"{n}:{value}" in series]
-    else:
-        return None
-    for name in prefer:
-        if name in hits:
-            return name
-    return hits[0] if hits else None
+def snapshot_values(engine: Any, targets: list[str], metrics: Sequence[str] = (),
+                    limit: int = 40) -> dict[str, float]:
+    """Latest values: first the named `metrics` (on the incident's targets, else on any
+    target reporting them), then the rest of `targets`' series; bounded in count."""
+    store = engine.store
+    all_series = sorted(store.series())
+    names = set(targets) if targets else set(engine.names())
+    chosen: list[str] = []
+    for metric in metrics:
+        mine = [s for s in all_series if s.endswith(f":{metric}")
+                and s.split(":", 1)[0] in names]
+        chosen += mine or [s for s in all_series if s.endswith(f":{metric}")]
+    chosen += [s for s in all_series if s.split(":", 1)[0] in names
+               and not s.endswith(":status")]
+    out: dict[str, float] = {}
+    for series in chosen:
+        if series in out:
+            continue
+        latest = store.latest(series)
+        if latest is not None and math.isfinite(latest[1]):  # NaN: no value (e.g. down)
+            out[series] = latest[1]
+        if len(out) >= limit:
+            break
+    return out
+
+
+def destination_of(engine: Any, link: str, prefer: list[str]) -> Any:
+    """Where a runbook link leads in the running console (a `Destination`), or why it
+    leads nowhere (a string)."""
+    from console.engine.incidents.links import LinkTarget, config_metrics, parse_link, resolve
+
+    if engine is None:
+        return "the console is starting"
+    try:
+        parsed = parse_link(link)
+    except ValueError as exc:
+        return str(exc)
+    targets = [LinkTarget(v.name, v.kind) for v in engine.snapshot()]
+    series = set(engine.store.series())
+    try:  # a target that has reported the metric first...
+        return resolve(parsed, targets, lambda t, m: f"{t}:{m}" in series, prefer)
+    except ValueError as exc:
+        first = str(exc)
+    # ...else one that can (Redis reports its hit rate only once it has had lookups):
+    # the chart opens and says "no data yet" rather than the link saying nothing.
+    known = {t.name: config_metrics(t) for t in engine.settings.targets}
+    try:
+        return resolve(parsed, targets, lambda t, m: m in known.get(t, ()), prefer)
+    except ValueError:
+        return first
+
+
+class TimelineScreen(ConsoleScreen[None]):
+    """An incident's timeline from events, oldest first; times relative to its alert firing."""
+
+    DEFAULT_CSS = """
+    TimelineScreen #timeline-head { height: auto; padding: 0 1; }
+    TimelineScreen #timeline-list { height: 1fr; }
+    """
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="timeline_back"),
+                Binding("j", "cursor_down", show=False),
+                Binding("k", "cursor_up", show=False)]
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__()
+        self.incident_id = incident_id
+        self._key: object = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.incident_id), id="timeline-head")
+        yield OptionList(id="timeline-list")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.console.refresh_screen()
+
+    def events(self, now: float) -> list[Any]:
+        from console.engine.incidents.timeline import timeline
+
+        runtime = self.console.runtime
+        desk = self.console.desk
+        inc = desk.book.get(self.incident_id) if desk is not None else None
+        if runtime is None or inc is None:
+            return []
+        return timeline(inc, runtime.episodes(now))
+
+    def refresh_data(self, runtime: Any, now: float) -> None:
+        desk = runtime.desk
+        inc = desk.book.get(self.incident_id) if desk is not None else None
+        if inc is None:
+            return
+        events = self.events(now)
+        key = (len(inc.timeline), tuple((e.ts, e.text) for e in events))
+        if key == self._key:
+            return
+        self._key = key
+        from console.engine.incidents.kpis import incident_kpis
+
+        origin = next((m.start for m in incident_kpis(inc, runtime.episodes(now))
+                       if m.name == "acknowledge"), inc.started) or inc.started
+        self.query_one("#timeline-head", Static).update(Content(
+            f"{inc.severity} · {one_line(inc.title, 50)} · timeline ({len(events)} events) · "
+            f"times from the alert firing"))
+        ol = self.query_one(OptionList)
+        ol.clear_options()
+        rows = []
+        for ev in events:
+            rel = ev.ts - origin
+            sign = "−" if rel < 0 else "+"
+            rows.append(Option(Content(one_line(
+                f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 18):<18} {ev.text}", 300))))
+        ol.add_options(rows or [Option(Content("no events yet"), disabled=True)])
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()
 
 

@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 
 from console.engine.logs.query import LogQuery, parse_query, search_lines
 from console.engine.logs.tail import LogLine
+from console.engine.text.fmt import format_target
 from console.engine.text.sanitize import clean, one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 
@@ -36,6 +37,9 @@ def line_row(line: LogLine, width: int = 76) -> str:
     t = time.strftime("%H:%M:%S", time.gmtime(line.ts)) if line.ts is not None else " " * 8
     level = (line.level or "-")[:5]
     text = line.message or line.raw
+    err = line.record.get("error") if isinstance(line.record, dict) else None
+    if isinstance(err, str) and err and err != text:  # winston's { error: error.message }
+        text += f" — {err}"
     if line.response_time is not None:
         text += f" ({line.response_time:g} ms)"
     return one_line(f"{t} {level:<5} {text}", width)
@@ -95,12 +99,16 @@ class LogsScreen(ConsoleScreen[None]):
         Binding("k", "cursor_up", show=False),
     ]
 
-    def __init__(self, engine: Any, names: list[str]) -> None:
+    def __init__(self, engine: Any, names: list[str], *, target: str | None = None,
+                 query: str | None = None, window: float | None = None) -> None:
+        """`target`, `query` and `window` (seconds) open it ready: a runbook link's
+        ``logs:stripe-failed?window=1h``."""
         super().__init__()
         self.engine = engine
         self.names = names
-        self.target = names[0] if names else ""
+        self.target = target if target in names else (names[0] if names else "")
         self.log_query: LogQuery | None = None
+        self._initial = (query, window)
         self._drawn: tuple[Any, ...] | None = None
         self._rows: list[LogLine] = []
 
@@ -114,6 +122,9 @@ class LogsScreen(ConsoleScreen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw, name="logs-tick")
+        query, window = self._initial
+        if query:
+            self.set_query(query, since=window)
         self.redraw()
 
     # -- data -------------------------------------------------------------------------------
@@ -135,6 +146,8 @@ class LogsScreen(ConsoleScreen[None]):
         ol = self.query_one("#logs-list", OptionList)
         q = self.log_query
         label = f"query: {one_line(q.text, 40)}" if q else "all lines"
+        if q is not None and q.since is not None:
+            label += f" (last {format_target(q.since)})"
         if probe is None:
             self._title(f"Logs · {one_line(self.target, 30)} · no lines yet (is it a log "
                         "target, and has it been checked?)")
@@ -177,8 +190,9 @@ class LogsScreen(ConsoleScreen[None]):
             Content(text + "\ne errors · m by message · s slow · w stripe · c all · / filter"
                     " · t target · Enter JSON"))
 
-    def set_query(self, text: str) -> bool:
-        """Apply a query (or clear it with ""); a bad one is reported, the old one kept."""
+    def set_query(self, text: str, *, since: float | None = None) -> bool:
+        """Apply a query (or clear it with ""), over the last `since` seconds if given (else
+        a ready query's own window); a bad one is reported, the old one kept."""
         if not text.strip():
             self.log_query = None
         else:
@@ -187,7 +201,7 @@ class LogsScreen(ConsoleScreen[None]):
             if probe is not None:
                 slow_ms = getattr(probe.target, "slow_ms", None)
             try:
-                self.log_query = parse_query(text, slow_ms=slow_ms)
+                self.log_query = parse_query(text, slow_ms=slow_ms, since=since)
             except ValueError as exc:
                 self.notify(one_line(str(exc), 200), severity="error", markup=False)
                 return False
@@ -220,8 +234,11 @@ class LogsScreen(ConsoleScreen[None]):
         if box.has_class("-open"):
             self._close_filter()
             return
-        if self.log_query is not None:
-            self.set_query("")
+        initial = self._initial[0]
+        opened_with = self.log_query is not None and initial is not None and (
+            self.log_query.text == initial or self.log_query.name == initial)
+        if self.log_query is not None and not opened_with:
+            self.set_query("")  # back to all lines; a runbook link's own query goes back
             return
         self.app.pop_screen()
 

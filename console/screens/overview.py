@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from console.engine.model import Status
@@ -37,6 +38,24 @@ def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
     return Content(text)
 
 
+def board_alerts(alerting: Any) -> dict[str, tuple[str, str]]:
+    """Per target, its worst firing alert as the board's detail column says it: glyph,
+    severity and the cause (the same words as the alert everywhere else)."""
+    if alerting is None:
+        return {}
+    from console.engine.alerting.lifecycle import AlertState
+
+    out: dict[str, tuple[str, str]] = {}
+    for a in alerting.alerts.current():  # worst first
+        if a.target in out or a.state not in (AlertState.FIRING, AlertState.ACKNOWLEDGED):
+            continue
+        acked = a.state == AlertState.ACKNOWLEDGED
+        level = "warn" if acked or a.rule.severity in ("P2", "P3") else "crit"
+        mark = "✔" if acked else "✖"
+        out[a.target] = (f"{mark} {a.rule.severity} {a.cause or a.summary}", level)
+    return out
+
+
 class OverviewScreen(ConsoleScreen[None]):
     """Status board on top, metric panels below; `/` filters both."""
 
@@ -65,16 +84,19 @@ class OverviewScreen(ConsoleScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
-        self.query_one("#banner", Static).display = False
-        self.query_one(StatusBoard).focus()
+        try:
+            self.query_one("#filter", Input).display = False
+            self.query_one("#banner", Static).display = False
+            self.query_one(StatusBoard).focus()
+        except NoMatches:  # the terminal went away while the first screen was composed
+            return
         # After this screen's first paint, not before: the first frame must not wait on boot.
         self.call_after_refresh(self.set_timer, 0.02, self.console.start_boot)
 
     def refresh_data(self, runtime: Runtime, now: float) -> None:
         engine = runtime.scheduler
         views = engine.snapshot(now)
-        self.query_one(StatusBoard).update_rows(views, now)
+        self.query_one(StatusBoard).update_rows(views, now, board_alerts(runtime.alerting))
         board_name, panels = self._dashboard_panels(engine)
         grid = self.query_one(PanelGrid)
         grid.update_panels(engine.panel_views(panels, now=now, seen=grid.seen_keys()))

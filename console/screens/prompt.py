@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -52,3 +52,83 @@ class TextPrompt(LinePrompt):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="prompt_cancel"),
     ]
+
+
+class Confirm(ConsoleModal[bool]):
+    """A yes/no question before an action that is hard to take back: y (or Enter) does it,
+    n (or Esc) does not."""
+
+    DEFAULT_CSS = """
+    Confirm { align: center middle; }
+    Confirm > #confirm-body { width: 70; height: auto; border: round $warning;
+                              background: $surface; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm_yes"),
+        Binding("enter", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No", id="confirm_no"),
+        Binding("escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-body"):
+            yield Static(Content(self.question + "\n\ny: yes   n / Esc: no"), id="confirm-text")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class Choose(ConsoleModal[str | None]):
+    """Pick one of a few choices (a severity, a runbook): Enter or its number picks it, Esc
+    cancels. `choices` are (value, label) pairs; `current` starts highlighted."""
+
+    DEFAULT_CSS = """
+    Choose { align: center middle; }
+    Choose > #choose-body { width: 76; height: auto; max-height: 90%; border: round $accent;
+                            background: $surface; padding: 0 1; }
+    Choose #choose-list { height: auto; max-height: 16; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="choose_cancel"),
+        *[Binding(str(i), f"pick({i - 1})", show=False) for i in range(1, 10)],
+    ]
+
+    def __init__(self, label: str, choices: list[tuple[str, str]],
+                 current: str | None = None) -> None:
+        super().__init__()
+        self.label = label
+        self.choices = choices
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        with Vertical(id="choose-body"):
+            yield Static(Content(self.label))
+            yield OptionList(*[Option(Content(f"{i}. {text}"), id=value)
+                               for i, (value, text) in enumerate(self.choices, 1)],
+                             id="choose-list")
+
+    def on_mount(self) -> None:
+        from textual.widgets import OptionList
+
+        ol = self.query_one(OptionList)
+        values = [v for v, _ in self.choices]
+        ol.highlighted = values.index(self.current) if self.current in values else 0
+        ol.focus()
+
+    def on_option_list_option_selected(self, event: Any) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_pick(self, index: int) -> None:
+        if 0 <= index < len(self.choices):
+            self.dismiss(self.choices[index][0])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -86,7 +86,7 @@ LIFECYCLE = [
     ("keep_firing_for holds the alert", {"keep_firing_for": "60s"}, [1, 1, 1, 0, 0, 0, 0],
      ["firing"], AlertState.FIRING),
     ("keep_firing_for then resolves", {"keep_firing_for": "60s"},
-     [1, 1, 1, 0, 0, 0, 0, 0, 0], ["firing", "resolved"], AlertState.RESOLVED),
+     [1, 1, 1, 0, 0, 0, 0, 0, 0, 0], ["firing", "resolved"], AlertState.RESOLVED),
     ("missing values while firing: nodata, never resolved", {}, [1, 1, 1, NaN, NaN, NaN],
      ["firing", "nodata"], AlertState.NODATA),
     ("no samples at all while firing: nodata after 3 intervals", {},
@@ -96,8 +96,12 @@ LIFECYCLE = [
     ("data back fine after nodata: resolves", {}, [1, 1, 1, NaN, 0, 0],
      ["firing", "nodata", "resolved"], AlertState.RESOLVED),
     ("nodata while pending tells nobody", {}, [1, 1, NaN, NaN], [], AlertState.NODATA),
-    ("re-fire is a new incident", {"failure_threshold": 1, "success_threshold": 1},
-     [1, 0, 0, 0, 0, 1], ["firing", "resolved", "firing"], AlertState.FIRING),
+    ("re-fire after the flap window is a new incident",
+     {"failure_threshold": 1, "success_threshold": 1},
+     [1] + [0] * 21 + [1], ["firing", "resolved", "firing"], AlertState.FIRING),
+    ("re-fire within the flap window is the flapping notice, not a third message",
+     {"failure_threshold": 1, "success_threshold": 1},
+     [1, 0, 0, 0, 0, 1], ["firing", "resolved", "flapping"], AlertState.FIRING),
 ]
 
 
@@ -117,14 +121,16 @@ def test_lifecycle(label: str, kw: dict[str, object], values: list[float | None]
 
 def test_keep_firing_for_resolves_exactly_when_it_ends() -> None:
     run = make(rule(keep_firing_for="60s"))
-    run.feed([1, 1, 1, 0, 0, 0, 0, 0, 0])
+    run.feed([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     resolved = [n for n in run.notes if n.transition == "resolved"]
-    assert [n.at - T0 for n in resolved] == [80.0]  # last failure at 20 s + 60 s
+    # As Prometheus: from the first evaluation finding the condition false (30 s) + 60 s,
+    # not from the last failing sample (20 s), which resolved one interval early.
+    assert [n.at - T0 for n in resolved] == [90.0]
 
 
 def test_keys_and_payload() -> None:
     run = make(rule(failure_threshold=1, success_threshold=1, summary="X high", runbook="rb"))
-    run.feed([1, 0, 1])
+    run.feed([1] + [0] * 21 + [1])  # fires again after the flap window: a new episode
     assert [n.key for n in run.notes] == ["r/api/firing/1", "r/api/resolved/1",
                                           "r/api/firing/2"]
     n = run.notes[0]
@@ -172,6 +178,48 @@ def test_gate_one_off_failure_sends_nothing() -> None:
     assert run.notes == []
 
 
+def test_flapping_target_two_messages_each_then_one_notice_then_one_when_settled() -> None:
+    """Simulated time: two rules of one target flip with it every 10 s for 5 minutes, then
+    it stays down. Each alert sends at most firing and resolved, the target one flapping
+    notice, nothing while it flaps, and exactly one message when it has settled."""
+    quick = {"failure_threshold": 1, "success_threshold": 1}
+    run = make(rule(**quick), rule(name="s", expr="x > 0.7", severity="P3", **quick))
+    run.feed([float(i % 2 == 0) for i in range(30)])
+    notice = run.transitions.index("flapping")
+    before = run.notes[:notice]
+    for name in ("r", "s"):
+        assert [n.transition for n in before if n.rule == name] == ["firing", "resolved"]
+    assert run.transitions.count("flapping") == 1
+    assert run.notes[notice].detail.startswith("api is flapping")
+    assert len(run.notes) == notice + 1  # held while it flaps
+    assert run.alerts.target_flaps["api"]["by"] == "r/api"
+    run.feed([1.0] * 40, start=30)  # stays down: settles
+    after = run.notes[notice + 1:]
+    assert [(n.rule, n.transition) for n in after] == [("r", "firing")]
+    assert after[0].detail.startswith("api settled after flapping")
+    assert "also s firing" in after[0].detail
+    assert run.alerts.target_flaps == {}
+    run.feed([0.0] * 3, start=70)  # and from then on, as usual
+    assert [(n.rule, n.transition) for n in run.notes[notice + 2:]] == [
+        ("r", "resolved"), ("s", "resolved")]
+
+
+def test_a_more_severe_rule_firing_on_a_flapping_target_is_sent() -> None:
+    quick = {"failure_threshold": 1, "success_threshold": 1}
+    run = make(rule(**quick), rule(name="worse", expr="x > 5", severity="P0", **quick))
+    run.feed([float(i % 2 == 0) for i in range(8)])
+    assert run.alerts.target_flaps
+    run.feed([9.0], start=8)
+    assert [(n.rule, n.transition) for n in run.notes][-1] == ("worse", "firing")
+
+
+def test_flapping_that_settles_where_people_were_told_still_says_so_once() -> None:
+    run = make(rule(failure_threshold=1, success_threshold=1))
+    run.feed([1, 0, 1, 0, 1, 0] + [0] * 30)
+    assert run.transitions == ["firing", "resolved", "flapping", "settled"]
+    assert run.notes[-1].key == "r/api/settled/1"
+
+
 def test_flap_percent_and_hysteresis() -> None:
     assert flap_percent([True] * 21, 21) == 0.0
     assert flap_percent([i % 2 == 0 for i in range(21)], 21) == pytest.approx(100.0)
@@ -193,8 +241,9 @@ def test_flap_percent_and_hysteresis() -> None:
     stop = next(k for k, (_, flapping) in enumerate(trace) if not flapping)
     assert trace[stop][0] < 25 <= trace[stop - 1][0]
     assert a.state == AlertState.FIRING
-    # once settled, the state is told if it differs from the last one sent
-    assert [n.transition for n in run.notes[before:]] in ([], ["firing"])
+    # once settled, one message: the state if it differs from the last one sent, else that
+    # it settled
+    assert [n.transition for n in run.notes[before:]] in (["settled"], ["firing"])
     assert run.transitions.count("flapping") == 1
 
 
@@ -300,10 +349,13 @@ def test_ack_stops_escalation_and_expiry_renotifies() -> None:
     assert a is not None
     assert a.state == AlertState.ACKNOWLEDGED
     run.feed([1] * 60, start=3)  # 10 more minutes failing: acked, so no escalation
-    assert run.transitions == ["firing"]
+    # the acknowledgement itself is news for PagerDuty and webhooks (the notifier routes it)
+    assert run.transitions == ["firing", "acknowledged"]
+    assert run.notes[1].key == "r/api/acknowledged/1.0"
+    assert run.notes[1].detail == "acknowledged by ana: looking"
     assert a.state == AlertState.ACKNOWLEDGED
     run.feed([1] * 2, start=63)  # ack ran out at 625 s: told again
-    assert run.transitions == ["firing", "ack_expired"]
+    assert run.transitions == ["firing", "acknowledged", "ack_expired"]
     assert run.notes[-1].key == "r/api/ack_expired/1.1"
     assert a.state == AlertState.FIRING
 
@@ -314,7 +366,7 @@ def test_ack_then_resolve_sends_resolved() -> None:
     assert run.alerts.ack("r", "api", "ana", now=T0 + 20)
     assert not run.alerts.ack("r", "api", "ana", now=T0 + 20)  # already acknowledged
     run.feed([0, 0], start=3)
-    assert run.transitions == ["firing", "resolved"]
+    assert run.transitions == ["firing", "acknowledged", "resolved"]
 
 
 @pytest.mark.parametrize(("severity", "after"), [("P0", 900.0), ("P1", 1800.0), ("P2", None)])
@@ -401,7 +453,7 @@ def test_snapshot_restore_carries_on_the_same_incident() -> None:
     assert [x.id for x in again.alerts.silences(now=T0 + 40)] == [s.id]
     assert again.alerts.silence(["a=b"], duration=1, by="b", reason="r", now=T0).id != s.id
     again.feed([0, 0], start=4)
-    again.feed([1, 1, 1], start=6)
+    again.feed([0] * 21 + [1, 1, 1], start=6)  # after the flap window: a new episode
     assert [n.key for n in again.notes] == ["r/api/resolved/1", "r/api/firing/2"]
     assert again.alerts.restore({"version": 1, "alerts": [{"rule": "gone"}]}, [r]) == 0
     with pytest.raises(ValueError, match="version"):
@@ -416,7 +468,7 @@ def test_reminders_every_repeat_interval_until_acknowledged() -> None:
     assert run.notes[1].key == "r/api/reminder/1.1"
     assert run.alerts.ack("r", "api", "ana", duration=3600, now=T0 + 1290)
     run.feed([1] * 70, start=130)
-    assert len(run.notes) == 3  # acknowledged: no more reminders
+    assert run.transitions == ["firing", "reminder", "reminder", "acknowledged"]  # no more
     with pytest.raises(ValueError, match="at least 5m"):
         AlertingSection(repeat_interval="1m")
 
@@ -429,8 +481,9 @@ def test_why_explains_pending_firing_and_holds() -> None:
     assert a.why(T0 + 10) == "x = 1 (> 0.5); 2/3 failing samples; `for` met in 50s"
     run.feed([1] * 5, start=2)  # fires at 60 s
     run.feed([0], start=7)
+    # keep_firing_for counts from this first good evaluation (70 s), as Prometheus does
     assert a.why(T0 + 70) == ("x = 0 (not > 0.5); 1/2 good samples to resolve; "
-                              "kept firing 20s more")
+                              "kept firing 30s more")
     run.alerts.silence(["target=api"], duration=600, by="ana", reason="x", now=T0 + 70)
     assert run.alerts.ack("r", "api", "ana", duration=300, now=T0 + 70)
     run.feed([1], start=8)
@@ -444,9 +497,11 @@ def test_banner_only_for_loud_p0_p1() -> None:
                rule(name="p1", severity="P1"))
     assert run.alerts.banner(T0) is None
     run.feed([1, 1, 1, 1, 1, 1, 1])
-    assert run.alerts.banner(T0 + 80) == "✖ P0 API down · api · 1m00s · +1 more firing"
+    # how many loud alerts, the worst, its cause with units, its age, the key that helps
+    assert run.alerts.banner(T0 + 80) == \
+        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · a: alerts"
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
-    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · 1m00s"
+    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None

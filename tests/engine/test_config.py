@@ -72,7 +72,7 @@ def test_full_config_loads_with_every_field() -> None:
     assert api.group == "api"
     assert api.tags == ["prod"]
     assert api.expect_status == [200]
-    assert api.down_unless == ['body.info.database.status == "up"']
+    assert api.down_unless == ['body.details.database.status == "up"']
     # references are checked, never resolved into the settings (probes expand them later)
     assert api.headers == {"Authorization": "Bearer ${API_TOKEN}"}
     db = s.target("db")

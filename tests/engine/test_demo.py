@@ -29,7 +29,7 @@ from console.demo.stack import (
 from console.engine.config.dashboards import HOST_METRICS, READY_MADE, with_playbook_dashboards
 from console.engine.config.loader import load_config_text
 from console.engine.config.schema import PrometheusTarget, Settings
-from console.engine.errors import ConsoleError
+from console.engine.errors import ConfigError, ConsoleError
 from console.engine.lang.promexpr import Scrape, parse_expr, parse_scrape
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
@@ -272,8 +272,9 @@ async def test_latency_spike(stack: DemoStack, http: aiohttp.ClientSession) -> N
     normal_p50 = value(P50, after, before)
     stack.inject("latency_spike")
     before, after = await window(http, stack)
-    assert value(P50, after, before) > 6 * normal_p50  # ×10
-    assert value(P95, after, before) > 500
+    assert value(P50, after, before) > 12 * normal_p50  # ×20
+    # past the playbook's P1 line (p95 > 2 s), so the Slow-performance runbook is reachable
+    assert value(P95, after, before) > 2200
     assert value(DB, after, before) > 30
     status, body, took = await health(http, stack)
     assert status == 200
@@ -446,7 +447,7 @@ async def test_config_toml_validates_and_points_at_the_stack(stack: DemoStack,
     assert health_t.timeout == 1.0
     assert health_t.expect_status == [200, 503]
     assert health_t.slow == pytest.approx(0.3)
-    assert health_t.down_unless == ['body.info.database.status == "up"']
+    assert health_t.down_unless == ['body.details.database.status == "up"']
     assert health_t.degraded_unless == ['body.status == "ok"']
     prom = settings.target("api-metrics")
     assert isinstance(prom, PrometheusTarget)
@@ -558,10 +559,19 @@ def test_demo_config_notification_example_validates_when_uncommented(stack: Demo
     start = text.index("# [[alerting.receivers]]")
     body = "\n".join(line[2:] if line.startswith("# ") else ("" if line == "#" else line)
                      for line in text[start:].splitlines())
-    settings = load_config_text(text[:start] + body, "<demo, receivers uncommented>")
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "ONCALL_SLACK_USER": "U0AAA",
+           "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM": "+14155550100",
+           "ONCALL_PHONE": "+14155550101", "SMTP_PASSWORD": "pw",
+           "PAGERDUTY_ROUTING_KEY": "k"}
+    settings = load_config_text(text[:start] + body, "<demo, receivers uncommented>", env=env)
     by_name = {r.name: r for r in settings.alerting.receivers}
-    assert set(by_name) == {"slack", "sms", "email"}
+    assert set(by_name) == {"slack", "sms", "email", "pagerduty"}
     assert by_name["sms"].severities == ["P0"]
     assert by_name["email"].severities == ["P0", "P1"]
+    assert by_name["email"].summary_at == "08:00"
     assert by_name["slack"].digest == 3600.0
     assert by_name["slack"].digest_severities == ["P3"]
+    assert by_name["slack"].slack_bot
+    without = {k: v for k, v in env.items() if k != "TWILIO_FROM"}
+    with pytest.raises(ConfigError, match="TWILIO_FROM is not set"):  # validate says so
+        load_config_text(text[:start] + body, "<demo>", env=without)

@@ -111,7 +111,11 @@ async def test_healthy_terminus_endpoint_is_up_with_metrics_and_response(
         assert r.error is None
         assert r.reasons == ()
         assert r.kind == "http"
-        assert set(r.metrics) == {"latency_ms", "status_code", "body_bytes", "ttfb_ms"}
+        assert set(r.metrics) == {"latency_ms", "status_code", "body_bytes", "ttfb_ms",
+                                  "components_down", "core_components_down",
+                                  "other_components_down"}
+        assert r.metrics["components_down"] == r.metrics["core_components_down"] == 0
+        assert r.details["health"]["format"] == "terminus"
         assert r.metrics["status_code"] == 200
         assert 0 < r.metrics["ttfb_ms"] <= r.metrics["latency_ms"] == r.latency_ms
         assert r.response is not None
@@ -268,7 +272,7 @@ async def test_gzip_body_is_decoded_and_a_gzip_bomb_is_capped(clients: HttpClien
         r, _ = await timed_check(ok)
         assert srv.requests[0].headers["accept-encoding"] == "gzip, deflate"
         assert r.status is Status.DEGRADED
-        assert r.reasons == ("body.info.redis is missing, expected to exist",)
+        assert r.reasons == ("redis: down", "body.info.redis is missing, expected to exist")
         rb, _ = await timed_check(HttpProbe(target(srv.url("/bomb"), max_body="1MB"), clients))
         assert rb.status is Status.UP
         assert rb.response is not None
@@ -397,14 +401,16 @@ async def test_status_expectations(clients: HttpClients) -> None:
 
 
 async def test_keyword_present_and_absent(clients: HttpClients) -> None:
+    # The body's failing component degrades the target and is named first in any case.
     async with json_server(terminus(database="up", redis="down")) as srv:
         cases = {
-            "present": ({"keyword": '"database": {"status": "up"}'}, Status.UP, ()),
+            "present": ({"keyword": '"database": {"status": "up"}'}, Status.DEGRADED,
+                        ("redis: down",)),
             "missing": ({"keyword": "kafka"}, Status.DOWN,
-                        ('keyword "kafka" not found in the body',)),
-            "absent-ok": ({"keyword_absent": "maintenance"}, Status.UP, ()),
+                        ("redis: down", 'keyword "kafka" not found in the body')),
+            "absent-ok": ({"keyword_absent": "maintenance"}, Status.DEGRADED, ("redis: down",)),
             "absent-found": ({"keyword_absent": '"status": "down"'}, Status.DOWN,
-                             ('keyword ""status": "down"" found in the body',)),
+                             ("redis: down", 'keyword ""status": "down"" found in the body')),
         }
         for name, (kw, status, reasons) in cases.items():
             r, _ = await timed_check(HttpProbe(target(srv.url(), **kw), clients))
@@ -412,18 +418,49 @@ async def test_keyword_present_and_absent(clients: HttpClients) -> None:
 
 
 async def test_one_dependency_down_in_terminus_body_is_degraded(clients: HttpClients) -> None:
-    async with json_server(terminus(database="up", redis="down")) as srv:
+    body = terminus(messages={"redis": "connect ECONNREFUSED 10.0.3.7:6379"}, database="up",
+                    redis="down", gemini="up")
+    async with json_server(body) as srv:
         probe = HttpProbe(target(
             srv.url("/health"),
             down_unless=['body.details.database.status == "up"'],
             degraded_unless=['body.details.redis.status == "up"', 'body.status == "ok"'],
+            core_components=["database", "redis"],
         ), clients)
         r, _ = await timed_check(probe)
     assert r.status is Status.DEGRADED
     assert r.error is None
+    # The service's own words first: which dependency, and its message.
     assert r.reasons == (
+        "redis: down — connect ECONNREFUSED 10.0.3.7:6379",
         'body.details.redis.status is "down", expected == "up"',
         'body.status is "error", expected == "ok"',
+    )
+    assert (r.metrics["components_down"], r.metrics["core_components_down"],
+            r.metrics["other_components_down"]) == (1, 1, 0)
+    comps = {c["name"]: c for c in r.details["health"]["components"]}
+    assert comps["redis"] == {"name": "redis", "status": "down", "failing": True,
+                              "message": "connect ECONNREFUSED 10.0.3.7:6379", "core": True}
+    assert comps["gemini"]["core"] is False
+    assert not comps["gemini"]["failing"]
+
+
+async def test_terminus_database_down_is_named_from_details_not_info(
+        clients: HttpClients) -> None:
+    """Terminus moves a failing indicator out of `info` into `error` (and keeps it in
+    `details`): the down condition on `details` reads "down", and the reason names it."""
+    body = terminus(messages={"database": "Connection terminated due to connection timeout"},
+                    database="down", redis="up")
+    assert "database" not in body["info"]
+    async with json_server(body, status=503) as srv:
+        probe = HttpProbe(target(srv.url("/health"), expect_status=[200, 503],
+                                 down_unless=['body.details.database.status == "up"']),
+                          clients)
+        r, _ = await timed_check(probe)
+    assert r.status is Status.DOWN
+    assert r.reasons == (
+        "database: down — Connection terminated due to connection timeout",
+        'body.details.database.status is "down", expected == "up"',
     )
 
 

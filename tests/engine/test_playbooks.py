@@ -39,8 +39,11 @@ def test_shipped_playbooks_follow_the_monitoring_playbook(tmp_path: Path) -> Non
     slow = pbs.get("slow-performance")
     assert slow is not None
     links = [it.link for it in slow.section("investigation").items]  # type: ignore[union-attr]
-    assert "kind:redis" in links
-    assert "kind:postgres" in links
+    # each investigation step opens the screen that answers it
+    assert links == ["https://pagespeed.web.dev/", "db:statements", "chart:hit_rate_pct",
+                     "endpoints:p95_ms"]
+    for name in ("high-error-rate", "slow-performance", "payment-processing-failure"):
+        assert pbs.get(name).action  # type: ignore[union-attr]  # every alert's what-to-do
     weekly = pbs.get("weekly-health-check")
     assert weekly is not None
     assert weekly.kind == "review"

@@ -151,7 +151,12 @@ def test_default_rules_reproduce_the_playbook() -> None:
         "memory-high": ("P1", "memory_pct > 80"),
         "errors-burst": ("P1", "increase(errors_total, 1m) > 10"),
         "redis-hit-rate-low": ("P2", "mean(hit_rate_pct, 5m) < 70"),
-        "failed-payment-rate": ("P1", "payment_failed_pct > 2"),
+        "failed-payment-rate": ("P1", "mean(payment_failed_pct, 5m) > 2"),
+        # the severity table's rest (issue 10): degraded dependencies, performance below
+        # its target
+        "dependency-down": ("P1", "core_components_down > 0"),
+        "dependency-degraded": ("P2", "other_components_down > 0"),
+        "latency-p95-above-target": ("P2", "p95_ms > 200"),
         "target-down": ("P1", "down"),
         "no-data": ("P2", "absent(up, 3)"),
         "database-pool-exhausted": ("P0", "pool_usage_pct >= 100"),
@@ -163,6 +168,9 @@ def test_default_rules_reproduce_the_playbook() -> None:
     for name, (sev, expr) in want.items():
         assert (rules[name].severity, rules[name].expr) == (sev, expr), name
     assert rules["latency-p95-slow"].for_ == 300.0
+    assert rules["latency-p95-above-target"].for_ == 600.0
+    assert "latency-p95-above-target" in rules["latency-p95-slow"].inhibits
+    assert {"dependency-down", "dependency-degraded"} <= set(rules["api-down"].inhibits)
     assert rules["cpu-high"].for_ == 300.0
     assert "error-rate-high" in rules["api-down"].inhibits
     # Redis memory is judged by eviction policy (redis-memory-full), not by memory-high.

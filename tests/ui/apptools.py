@@ -16,7 +16,9 @@ from console.engine.model import Status
 # Every wait below is a loop of short pauses, bounded in time (and so in count): a test
 # waits only as long as the app needs, and a broken app fails instead of hanging.
 STEP = 0.1
-ENGINE_READY_S = 15.0  # generous: a loaded 2-core machine, the demo stack starting cold
+# A bound on a hang, not a speed: on a 2-core machine running two test workers beside other
+# work, boot (imports on a thread, probes, the journal) measured over 15 s once.
+ENGINE_READY_S = 60.0
 
 
 async def wait_for(
@@ -38,6 +40,13 @@ async def wait_for(
     raise AssertionError(
         f"not within {within:g} s: {what}\nscreen:\n{screen_text(pilot.app)}"
     )
+
+
+async def wait_started(pilot: Pilot[Any]) -> float:
+    """Until the app's runtime has started (its scheduler knows the targets)."""
+    app: Any = pilot.app
+    return await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
+                          ENGINE_READY_S, "engine started")
 
 
 def screen_text(app: App[Any]) -> str:

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config_text
 from console.engine.model import CheckResult, ResponseInfo, Status
-from tests.ui.apptools import screen_text, wait_for
+from tests.ui.apptools import ENGINE_READY_S, screen_text, wait_for
 
 FIXED = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC (the ui_env fixture pins TZ=UTC)
 SIZE = (80, 24)
@@ -231,7 +231,7 @@ def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
     async def run_before(pilot: Pilot[Any]) -> None:
         app: Any = pilot.app
         await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler._running
-                       and len(app.scheduler.names()) == 6, 10, "engine started")
+                       and len(app.scheduler.names()) == 6, ENGINE_READY_S, "engine started")
         feed(app.scheduler)
         app.refresh_screen()
         # The panel grid paces sparkline-only repaints (2 s), so sparklines fed after the
@@ -256,6 +256,9 @@ def prepare(*keys: str, detail: bool | str = False, shows: str | None = None
         if shows is not None:  # a screen pushed by `keys` fills in at its first refresh
             app.refresh_screen()
             await wait_for(pilot, lambda: shows in screen_text(app), 5, repr(shows))
+        # The "P0 FIRING" toast of the fed alert would cover half of every screen; it is
+        # tested on its own (tests/ui/test_journey.py), the screens are what is shown here.
+        app.clear_notifications()
         await pilot.pause()
 
     return run_before

@@ -80,8 +80,10 @@ async def test_rows_why_ack_silence_and_back() -> None:
         assert got[1].startswith("◌ pending P1 slow")
         assert all(len(r) <= 78 for r in got)
         why = str(app.screen.query_one("#alerts-why", Static).render())
-        assert "why: up = 0 (== 0)" in why
-        assert "runbook: high-error-rate" in why
+        # what is wrong, why (the cause), then the rule and its state
+        assert "P0 API down · api\ncause: up = 0 (== 0)\n" in why
+        assert "rule: down · up = 0 (== 0)" in why
+        assert "runbook high-error-rate (o: incident)" in why
         assert "detected in 20s" in why
         await pilot.press("j")  # the pending one explains how long until `for` is met
         why = str(app.screen.query_one("#alerts-why", Static).render())

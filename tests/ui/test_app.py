@@ -34,6 +34,7 @@ from tests.ui.apptools import (
     wait_for,
     wait_ready,
     wait_screen,
+    wait_started,
 )
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
@@ -373,7 +374,7 @@ async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
         path = http_config(tmp_path / "config.toml", {"api": srv.url("/health")})
         app = OpsConsoleApp(settings=load_config(path), history=False)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine")
+            await wait_started(pilot)
             await pilot.press("f")
             assert isinstance(app.screen, OverviewScreen)
             messages = [n.message for n in app._notifications]

@@ -18,7 +18,7 @@ from console.engine.config.schema import HttpTarget, PrometheusTarget, Settings
 from console.screens.breakdown import BreakdownScreen, error_level, fmt_error_pct
 from console.screens.detail import DetailScreen
 from tests.promtools import Exporter, serve_exporter
-from tests.ui.apptools import screen_text, wait_for, wait_screen
+from tests.ui.apptools import screen_text, wait_for, wait_screen, wait_started
 
 
 @pytest.fixture
@@ -57,8 +57,7 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     exporter.hit("/api/users", 200, 1, 0.01)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
-                       "engine started")
+        await wait_started(pilot)
         state = app.scheduler._states["api"]
         app.scheduler.record(state, await state.probe.check())
         # Between the two scrapes: users busiest and clean; orders failing 20 %; search 2 %.
@@ -81,7 +80,10 @@ async def test_breakdown_screen_sorts_filters_switches_and_follows(
                        "breakdown screen")
         screen: Any = app.screen
         routes = ["/api/users", "/api/search", "/api/orders"]
-        text = await wait_screen(pilot, lambda t: "/api/orders" in t, "the endpoints table")
+        # the table and its tab line are separate widgets, painted in the same tick or, on a
+        # loaded machine, one apart (seen once): wait for the whole screen
+        text = await wait_screen(pilot, lambda t: "/api/orders" in t and "[1] ENDPOINTS" in t,
+                                 "the endpoints table and its tabs")
         assert "[1] ENDPOINTS" in text
         assert "[2] status" in text
         assert "sorted by req/s ↓" in text

@@ -10,7 +10,7 @@ import pytest
 from console.app import OpsConsoleApp
 from console.engine.config.dashboards import READY_MADE
 from console.engine.config.loader import load_config_text
-from tests.ui.apptools import demo_app, screen_text, wait_for, wait_ready
+from tests.ui.apptools import demo_app, screen_text, wait_for, wait_ready, wait_started
 from tests.ui.snapshot_apps import CONFIG
 from widgets.panel_grid import PanelGrid
 
@@ -67,7 +67,7 @@ async def test_a_config_without_dashboards_gets_the_ready_made_ones_on_number_ke
     assert settings.dashboards == []
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None, 15.0, "engine started")
+        await wait_started(pilot)
         engine: Any = app.scheduler
         boards = engine.settings.dashboards
         # postgres, redis and three HTTP targets, no host and no business metric.
@@ -117,7 +117,7 @@ async def test_panels_off_screen_are_not_recomputed_until_they_scroll_in() -> No
         "<many panels>")
     app = OpsConsoleApp(settings=settings, history=False, poll=False, clock=lambda: t[0])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None, 15.0, "engine started")
+        await wait_started(pilot)
         engine: Any = app.scheduler
         grid = app.screen.query_one(PanelGrid)
         await wait_for(pilot, lambda: len(grid.shown_keys) == 30, 5.0, "every panel")

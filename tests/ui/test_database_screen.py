@@ -21,7 +21,7 @@ from console.engine.text.sanitize import one_line
 from console.screens.database import ConfirmAction, DatabaseScreen
 from console.screens.detail import DetailScreen
 from tests.pgserver import pg_server_fixture, pg_server_session_fixture  # noqa: F401
-from tests.ui.apptools import screen_text, wait_for
+from tests.ui.apptools import screen_text, wait_for, wait_started
 
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 # Long enough to outlast a slow engine start in a loaded CI run; cancelled at the end.
@@ -46,8 +46,7 @@ async def test_database_screen_lists_sorts_filters_and_copies(tmp_path: Path,
     waiting = asyncio.create_task(waiter.execute("SELECT pg_advisory_lock($1)", key))
     try:
         async with app.run_test(size=(120, 32)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
-                           "engine started")
+            await wait_started(pilot)
             await asyncio.sleep(0.4)  # past slow_query
             state = app.scheduler._states["db"]
             result = await state.probe.check()
@@ -135,8 +134,7 @@ async def test_redis_drill_down_shows_keyspace_slowlog_and_state(ui_env: None) -
         settings = Settings(targets=[RedisTarget(name="cache", url=server.url)])
         app = OpsConsoleApp(settings=settings, history=False, poll=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(), 15,
-                           "engine started")
+            await wait_started(pilot)
             state = app.scheduler._states["cache"]
             app.scheduler.record(state, await state.probe.check())
             data.set("[b]marker[/b]", "secret-value")
@@ -185,8 +183,7 @@ async def test_dba_tabs_and_every_note_at_80x24(ui_env: None, pg_server: Any,
                      "nothing": "select null::int"})])
         app = OpsConsoleApp(settings=settings, history=False, poll=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
-                           15, "engine started")
+            await wait_started(pilot)
             state = app.scheduler._states["db"]
             result = await state.probe.check()
             assert result.error is None
@@ -246,8 +243,7 @@ async def test_redis_commands_clients_and_big_keys_at_80x24(ui_env: None) -> Non
                                                  bigkeys_sample=50)])
         app = OpsConsoleApp(settings=settings, history=False, poll=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
-                           15, "engine started")
+            await wait_started(pilot)
             state = app.scheduler._states["cache"]
             app.scheduler.record(state, await state.probe.check())
             for _ in range(3):
@@ -306,8 +302,7 @@ async def test_guarded_cancel_and_terminate_journaled_into_the_incident(
     app = OpsConsoleApp(settings=settings, history=False, poll=False)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
-                           15, "engine started")
+            await wait_started(pilot)
             desk = await app.runtime.open_desk()
             incident = await desk.open("db sessions piling up", "P1", targets=["db"])
             await asyncio.sleep(0.3)  # past slow_query: the sleepers are listed
@@ -401,8 +396,7 @@ async def test_redis_client_kill_confirmed_and_journaled(ui_env: None) -> None:
             actions_url=server.url + "/0?client_name=actions")])
         app = OpsConsoleApp(settings=settings, history=False, poll=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.scheduler is not None and app.scheduler.names(),
-                           15, "engine started")
+            await wait_started(pilot)
             desk = await app.runtime.open_desk()
             incident = await desk.open("cache clients stuck", "P2")
             state = app.scheduler._states["cache"]

@@ -16,7 +16,7 @@ from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
 from console.engine.storage.journal import Journal
 from console.screens.incidents import IncidentListScreen, IncidentScreen
-from tests.ui.apptools import http_config, screen_text, wait_for
+from tests.ui.apptools import http_config, screen_text, wait_for, wait_started
 
 
 class Clock:
@@ -110,14 +110,22 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         await pilot.pause()
         assert "✎ error rate 62 %" in screen_text(app)
         assert "\x1b" not in screen_text(app)
-        # severity cycles P1 -> P2; mitigate; resolve
+        # severity is chosen from the playbook's table (3: P2), then why; both journaled
         await pilot.press("s")
+        await wait_for(pilot, lambda: "P2 Medium: non-critical feature degraded"
+                       in screen_text(app), 5, "the severity chooser")
+        await pilot.press("3")
+        await _type(pilot, "only the admin page is slow")
         await wait_for(pilot, lambda: inc.severity == "P2", 5, "severity P2")
+        change = inc.severity_changes[-1]
+        assert (change["from"], change["to"], change["reason"]) == (
+            "P1", "P2", "only the admin page is slow")
+        assert change["actor"]  # who
         clock.t = t0 + 1200
         await pilot.press("m")
         await wait_for(pilot, lambda: inc.mitigated_at == t0 + 1200, 5, "mitigated")
         clock.t = t0 + 1500
-        await pilot.press("R")
+        await pilot.press("R")  # a P2: no question asked
         await wait_for(pilot, lambda: inc.resolved_at == t0 + 1500, 5, "resolved")
         await pilot.pause()
         assert "RESOLVED" in screen_text(app)
@@ -130,6 +138,11 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert md.startswith("# Post-mortem: API [b]5xx[/b] storm")
         assert "| Acknowledge | < 5 min | " in md
         assert "| 5m01s | late by 1s |" in md
+        # the response against targets, from events: acknowledged 5m01s after it opened
+        assert ("| Acknowledge | incident opened 15:06:40 | incident acknowledged 15:11:41 "
+                "| 5m01s | < 5 min | missed by 1s |") in md
+        assert "P2 by " in md
+        assert "(only the admin page is slow)" in md
         assert "error rate 62 %" in md
         assert "## Root cause" in md
         assert inc.step_status(inc.step("postmortem"), clock()) == "done"
@@ -191,7 +204,7 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
     clock = Clock()
     app = _app(tmp_path, clock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine started")
+        await wait_started(pilot)
         app.scheduler.store.record("api:error_pct", clock(), 62.5)
         app.scheduler.store.record("api:latency_ms", clock(), 12.5)
         await _open_list(pilot)
@@ -209,11 +222,32 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
         assert "owner bob@bastion" in screen_text(app)
         await pilot.press("F")
         await wait_for(pilot, lambda: inc.false_positive, 5, "false positive")
-        # "Check Sentry for error details" links to the error rate: Enter opens api's detail
-        await _move_to(pilot, "item|incident-response|assess|0")
+        # a manual incident has no runbook: b attaches one (journaled, changeable)
+        assert inc.runbook is None
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "High error rate" in screen_text(app), 5, "runbooks")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: inc.runbook == "high-error-rate", 5, "runbook attached")
+        assert any(s.playbook == "high-error-rate" for s in inc.steps)
+        # its "error rate > 5 %" links to the chart of error_pct: Enter opens api charting it
+        await _move_to(pilot, "item|high-error-rate|symptoms|0")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "detail")
         assert app.screen.target == "api"  # type: ignore[attr-defined]
+        assert app.screen.metric == "error_pct"  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        # a link with nothing to open in this config says why
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "back")
+        await _move_to(pilot, "item|incident-response|assess|0")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, IncidentScreen)
+        # changing the runbook replaces its steps
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "Slow performance" in screen_text(app), 5, "runbooks")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: inc.runbook == "slow-performance", 5, "runbook changed")
+        assert not any(s.playbook == "high-error-rate" for s in inc.steps)
 
 
 async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:

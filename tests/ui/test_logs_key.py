@@ -11,7 +11,7 @@ from tests.ui.test_logs_screen import rec, rows
 
 async def test_app_opens_logs_with_capital_l(tmp_path: Path) -> None:
     from console.app import OpsConsoleApp
-    from tests.ui.apptools import wait_for
+    from tests.ui.apptools import wait_for, wait_started
 
     p = tmp_path / "combined.log"
     p.write_text("")
@@ -20,7 +20,7 @@ async def test_app_opens_logs_with_capital_l(tmp_path: Path) -> None:
         {"name": "this-host", "kind": "host", "interval": "2s"}]})
     app = OpsConsoleApp(settings=settings, history=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.scheduler is not None, 10, "engine")
+        await wait_started(pilot)
         with p.open("a") as f:
             f.write(rec("error", "Gemini API failed"))
         await pilot.press("L")

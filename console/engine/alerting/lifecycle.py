@@ -16,9 +16,16 @@ idempotency key `rule/target/transition/sequence`; the outbox that sends them li
 * **silences** (label matchers, start/end, who, why) and config maintenance windows;
 * **inhibition**: while an alert fires, the rules it lists in `inhibits` are held back for
   alerts whose labels are equal on `inhibit_equal` (default: same service);
-* **flapping** (Naemon's weighted percent state change over the last 21 samples, start at
-  `flap_high`, stop below `flap_low`): one "flapping" notice, then quiet until it settles,
-  when the settled state is notified if it differs from the last one sent.
+* **flapping**, per target: an alert flaps when its weighted percent state change over the
+  last 21 samples (Naemon's) reaches `flap_high`, or when it (or an alert of its target
+  as severe) fires again within those 21 samples (and the hour) of being resolved — so
+  people get at most two messages per alert (firing, resolved) before the "flapping"
+  notice, whatever the thresholds. A flapping alert makes its target flap:
+  one notice for the target, then every notification of its alerts is held (but the first
+  firing of a rule more severe than the flapping ones) until every alert of the target is
+  below `flap_low` and steady for half the window; then exactly one message tells the
+  settled state (the worst alert whose state differs from what people were last told, or
+  a "settled" notice when nothing differs).
 
 A resolved notice is sent only after a firing one was. An acknowledgement lasts `ack_for`;
 when it expires and the alert still fires, it is notified again ("ack_expired"). Unacknowledged
@@ -35,13 +42,15 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from console.engine.alerting.explain import cause_of
 from console.engine.alerting.rules import Evaluation
 from console.engine.config.rules import AlertingSection, Rule
 from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.model import CheckResult
 from console.engine.text.fmt import format_duration
 
 
@@ -64,7 +73,18 @@ def _expr_op(text: str) -> str:
     except ValueError:
         return ">"
 
+@functools.lru_cache(maxsize=1024)
+def _expr_metric(text: str) -> str:
+    try:
+        return parse_expr(text).metric
+    except ValueError:
+        return ""
+
+
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
+# A re-fire later than this after the resolved message is news, not a flap, however few
+# samples a slowly polled target took in between.
+REFIRE_MAX = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +115,8 @@ class Notification:
     """Something to tell people; `key` makes sending it idempotent across retries/restarts."""
 
     key: str
-    transition: str  # firing, resolved, flapping, escalated, ack_expired, nodata
+    # firing resolved flapping settled escalated reminder ack_expired nodata acknowledged
+    transition: str
     rule: str
     target: str
     severity: str
@@ -109,12 +130,23 @@ class Notification:
     at: float
     group: str
     incident: int
+    cause: str = ""  # what the probe saw (explain.cause_of): names the failing part
+    action: str = ""  # one line of what to do, from the rule or its runbook
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Notification:
-        kw = {k: d[k] for k in cls.__dataclass_fields__}
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         kw["labels"] = tuple(sorted(dict(d["labels"]).items()))
         return cls(**kw)
+
+    @property
+    def why(self) -> str:
+        """The cause if the probe gave one, else the rule's own detail."""
+        return self.cause or self.detail
+
+    def text(self) -> str:
+        """The one line every channel shows: summary, cause, what to do."""
+        return alert_text(self.summary, self.why, self.action)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,7 +155,23 @@ class Notification:
             "summary": self.summary, "runbook": self.runbook, "expr": self.expr,
             "threshold": self.threshold, "value": self.value, "detail": self.detail,
             "at": self.at, "group": self.group, "incident": self.incident,
+            "cause": self.cause, "action": self.action,
         }
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def alert_text(summary: str, cause: str, action: str = "") -> str:
+    """``Core dependency down: redis: down — connect ECONNREFUSED … · do: check …``: what is
+    wrong, why, and what to do, in the same words on every screen and channel."""
+    text = summary
+    if cause:
+        text += f": {cause}"
+    if action:
+        text += f" · do: {action}"
+    return text
 
 
 def flap_percent(history: Sequence[bool], window: int) -> float:
@@ -159,6 +207,9 @@ class Alert:
     oks: int = 0
     first_fail_at: float | None = None
     last_fail_at: float | None = None
+    # While firing: the first evaluation that found the condition false (keep_firing_for
+    # counts from here, as Prometheus's keepFiringSince does); None while it fails.
+    first_ok_at: float | None = None
     last_sample_t: float | None = None
     since: float | None = None  # when the current state began
     fired_at: float | None = None
@@ -178,9 +229,12 @@ class Alert:
     flapping: bool = False
     flap_pct: float = 0.0
     flap_episodes: int = 0
+    samples: int = 0  # new samples seen (the flap window is counted in samples)
+    told_resolved_sample: int | None = None  # `samples` when "resolved" was last sent
     silenced_by: str | None = None
     inhibited_by: str | None = None
     detect_s: float | None = None
+    cause: str = ""  # what the probe saw on the latest failing sample
     # the current (or last) episode, firing to resolved, for the alert history
     ep_acked_at: float | None = None
     ep_acked_by: str | None = None
@@ -200,6 +254,23 @@ class Alert:
     def active(self) -> bool:
         return self.state not in _QUIET
 
+    @property
+    def summary(self) -> str:
+        return self.rule.summary or self.rule.name
+
+    @property
+    def action(self) -> str:
+        return self.rule.action
+
+    def text(self) -> str:
+        """Summary, cause and what to do in one line (`alert_text`)."""
+        return alert_text(self.summary, self.cause or self.detail, self.action)
+
+    def short_cause(self, n: int = 60) -> str:
+        """The cause's first clause, cut to `n` characters: for a banner or a toast."""
+        first = (self.cause or "").split("; ", 1)[0]
+        return first if len(first) <= n else first[: n - 1] + "…"
+
     def why(self, now: float) -> str:
         """Why the alert is (or is not) firing, in one line: what an operator asks first."""
         rule = self.rule
@@ -216,8 +287,8 @@ class Alert:
         elif self.state in _FIRING:
             if self.fails == 0:
                 parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")
-                if rule.keep_firing_for and self.last_fail_at is not None:
-                    left = rule.keep_firing_for - (now - self.last_fail_at)
+                if rule.keep_firing_for and self.first_ok_at is not None:
+                    left = rule.keep_firing_for - (now - self.first_ok_at)
                     if left > 0:
                         parts.append(f"kept firing {format_duration(left)} more")
             if self.state == AlertState.ACKNOWLEDGED and self.ack_until is not None:
@@ -238,6 +309,7 @@ class Alert:
             "since": self.since, "for_s": None if self.since is None else now - self.since,
             "value": self.value, "detail": self.detail, "expr": self.rule.expr,
             "summary": self.rule.summary, "runbook": self.rule.runbook,
+            "cause": self.cause, "action": self.rule.action, "text": self.text(),
             "labels": self.labels, "fails": self.fails, "oks": self.oks,
             "failure_threshold": self.rule.failure_threshold,
             "success_threshold": self.rule.success_threshold,
@@ -265,7 +337,9 @@ class Alert:
             "duration_s": max(0.0, end - self.fired_at), "ongoing": ongoing,
             "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
             "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
-            "labels": dict(self.labels),
+            "labels": dict(self.labels), "cause": self.cause,
+            "metric": _expr_metric(self.rule.expr),
+            "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
         }
 
     def _note_peak(self) -> None:
@@ -310,6 +384,11 @@ class Alerts:
         # Alerts stepped (or acknowledged) since the saver last asked: only these can have
         # changed, so saving the state costs what moved, not every alert (see statefile).
         self._changed: dict[tuple[str, str], Alert] = {}
+        # Targets flapping now: {target: {"since", "severity" (worst flapping rule), "by"
+        # (the alert whose notice was sent), "notified"}}
+        self.target_flaps: dict[str, dict[str, Any]] = {}
+        # Notifications made outside an evaluation (an acknowledgement), sent with the next
+        self.outbound: list[Notification] = []
         self._add_maintenance()
 
     def _add_maintenance(self) -> None:
@@ -372,10 +451,12 @@ class Alerts:
             return None
         a = loud[0]
         age = format_duration(max(0.0, now - (a.fired_at or now)))
-        text = f"✖ {a.rule.severity} {a.rule.summary or a.rule.name} · {a.target} · {age}"
-        if len(loud) > 1:
-            text += f" · +{len(loud) - 1} more firing"
-        return text
+        n = len(loud)
+        text = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
+            f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
+        if a.cause:
+            text += f" · {a.short_cause(60)}"
+        return text + f" · {age} · a: alerts"
 
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
@@ -396,6 +477,10 @@ class Alerts:
         if a.ep_acked_at is None:
             a.ep_acked_at, a.ep_acked_by = now, by
         a.ack_until = now + (duration if duration is not None else self.cfg.ack_for)
+        if a.notified == "firing":  # PagerDuty (and webhooks) learn it: no paging on
+            detail = f"acknowledged by {by}" + (f": {comment}" if comment else "")
+            self.outbound.append(self._note(a, "acknowledged", f"{a.incident}.{a.reminders}",
+                                            now, detail=detail))
         return True
 
     def silence(self, matchers: Iterable[str], *, duration: float, by: str, reason: str,
@@ -455,7 +540,7 @@ class Alerts:
         target), so evaluating on every result stays cheap with hundreds of alerts; the
         periodic tick steps them all.
         """
-        out: list[Notification] = []
+        out, self.outbound = self.outbound, []
         # Only the alerts stepped here can start or stop firing, so only they can change
         # the set of inhibiting alerts (this runs on every check result: no full scans).
         inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
@@ -469,6 +554,8 @@ class Alerts:
         for a in alerts:
             self._reconcile(a, now, out)
             changed[a.key] = a
+        for target in {a.target for a in alerts} & self.target_flaps.keys():
+            self._maybe_settle(target, now, out)
         return out
 
     def take_changed(self) -> list[Alert]:
@@ -513,32 +600,118 @@ class Alerts:
         if ev.sample_t is not None and ev.sample_t == a.last_sample_t:
             return  # same sample as last time: timers only
         a.last_sample_t = ev.sample_t
+        a.samples += 1
         t = ev.sample_t if ev.sample_t is not None else now
         failing = ev.state == "fail"
         if failing:
+            a.cause = ev.cause or ev.detail
             a.fails += 1
             a.oks = 0
             if a.first_fail_at is None:
                 a.first_fail_at = t
             a.last_fail_at = t
+            a.first_ok_at = None
         else:
             a.oks += 1
             a.fails = 0
             if a.state not in _FIRING:
                 a.first_fail_at = None
+            elif a.first_ok_at is None:
+                a.first_ok_at = now
         a.history.append(failing)
         a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
         if not a.flapping and a.flap_pct >= self.cfg.flap_high:
-            a.flapping = True
-            a.flap_episodes += 1
-            if not self._silenced(a, now):
-                out.append(self._note(a, "flapping", str(a.flap_episodes), now))
-        elif a.flapping and a.flap_pct < self.cfg.flap_low:
+            self._start_flapping(a, now, out, f"{a.flap_pct:.0f}% state change")
+        elif a.flapping and a.flap_pct < self.cfg.flap_low and self._steady(a):
             a.flapping = False
         if a.state in _FIRING:
             if failing:
                 a._note_peak()
             a.ep_flapping = a.ep_flapping or a.flapping
+
+    def _steady(self, a: Alert) -> bool:
+        """No state change over the last half of the flap window (at least 3 samples)."""
+        k = max(3, self.cfg.flap_window // 2)
+        recent = list(a.history)[-k:]
+        return len(recent) == k and len(set(recent)) == 1
+
+    def _start_flapping(self, a: Alert, now: float, out: list[Notification], why: str) -> None:
+        """The alert flaps, and so does its target: one notice per target flapping."""
+        a.flapping = True
+        a.flap_episodes += 1
+        if a.state in _FIRING:
+            a.ep_flapping = True
+        tf = self.target_flaps.get(a.target)
+        if tf is not None:
+            tf["severity"] = min(str(tf["severity"]), a.rule.severity)
+            return
+        tf = {"since": now, "severity": a.rule.severity, "by": a.id, "notified": False}
+        self.target_flaps[a.target] = tf
+        if not self._silenced(a, now):
+            tf["notified"] = True
+            out.append(self._note(a, "flapping", str(a.flap_episodes), now,
+                                  detail=f"{a.target} is flapping ({why}): notifications of "
+                                  f"its alerts are held until it settles; {a.detail}"))
+
+    def _target_holds(self, a: Alert) -> bool:
+        """Whether the target's flapping holds this alert's notifications: all of them, but
+        the firing of a rule more severe than every flapping one (a worse problem is news)."""
+        tf = self.target_flaps.get(a.target)
+        if tf is None:
+            return False
+        worse = a.rule.severity < str(tf["severity"]) and not a.flapping
+        return not (worse and a.state == AlertState.FIRING and a.notified != "firing")
+
+    def _refire(self, a: Alert, now: float) -> bool:
+        """Whether `a` fires within the flap window of people being told that it, or
+        another alert of its target, resolved (counted in that alert's samples)."""
+        w = self.cfg.flap_window
+
+        def recent(y: Alert) -> bool:
+            return y.notified == "resolved" and y.told_resolved_sample is not None and \
+                y.samples - y.told_resolved_sample < w and \
+                now - (y.notified_at or now) <= REFIRE_MAX
+
+        return recent(a) or any(recent(y) for y in self._alerts.values()  # as severe or more
+                                if y.target == a.target and y is not a
+                                and y.rule.severity <= a.rule.severity)
+
+    @staticmethod
+    def _told_differs(a: Alert) -> bool:
+        return (a.state in _FIRING and a.notified != "firing") or (
+            a.state in _QUIET and a.notified == "firing")
+
+    def _maybe_settle(self, target: str, now: float, out: list[Notification]) -> None:
+        """A flapping target whose alerts all settled: one message with the settled state."""
+        mine = [x for x in self._alerts.values() if x.target == target]
+        if any(x.flapping for x in mine):
+            return
+        tf = self.target_flaps.pop(target)
+        differ = [x for x in mine if self._told_differs(x) and not self._silenced(x, now)
+                  and x.inhibited_by is None]
+        if differ:
+            differ.sort(key=lambda x: (x.rule.severity, x.id))
+            x = differ[0]
+            transition = "firing" if x.state in _FIRING else "resolved"
+            others = ", ".join(f"{y.rule.name} {'firing' if y.state in _FIRING else 'resolved'}"
+                               for y in differ[1:])
+            detail = f"{target} settled after flapping: {x.detail}" + (
+                f"; also {others}" if others else "")
+            for y in differ:
+                self._told(y, "firing" if y.state in _FIRING else "resolved", now)
+            out.append(self._note(x, transition, str(x.incident), now, detail=detail))
+        elif tf.get("notified"):
+            by = next((x for x in mine if x.id == tf.get("by")), mine[0] if mine else None)
+            if by is not None:
+                state = "firing" if by.state in _FIRING else "fine"
+                out.append(self._note(by, "settled", str(by.flap_episodes), now,
+                                      detail=f"{target} settled after flapping: {state}; "
+                                      f"{by.detail}"))
+
+    def _told(self, a: Alert, what: str, now: float) -> None:
+        a.notified, a.notified_at = what, now
+        if what == "resolved":
+            a.told_resolved_sample = a.samples
 
     def _advance(self, a: Alert, now: float, out: list[Notification]) -> None:
         rule = a.rule
@@ -552,10 +725,12 @@ class Alerts:
             elif a.state == AlertState.PENDING:
                 a.state, a.since = AlertState.INACTIVE, now
         elif a.state in _FIRING:
-            held = a.last_fail_at is not None and now - a.last_fail_at < rule.keep_firing_for
+            # Prometheus: keep_firing_for counts from the first evaluation that found the
+            # condition false (keepFiringSince), not from the last failing sample.
+            held = a.first_ok_at is not None and now - a.first_ok_at < rule.keep_firing_for
             if a.fails == 0 and a.oks >= rule.success_threshold and not held:
                 a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
-                a.first_fail_at = None
+                a.first_fail_at = a.first_ok_at = None
                 a.acked_by, a.ack_until = None, None
                 ep = a.episode(now)
                 if ep is not None:
@@ -587,6 +762,7 @@ class Alerts:
 
     def _fire(self, a: Alert, now: float) -> None:
         a.state, a.since, a.fired_at, a.escalate_from = AlertState.FIRING, now, now, now
+        a.first_ok_at = None
         a.incident += 1
         a.escalated, a.reminders, a.nodata_notified = False, 0, False
         a.resolved_at = None
@@ -617,17 +793,23 @@ class Alerts:
         return a.silenced_by is not None
 
     def _suppressed(self, a: Alert, now: float) -> bool:
-        return self._silenced(a, now) or a.inhibited_by is not None or a.flapping
+        return self._silenced(a, now) or a.inhibited_by is not None or a.flapping or \
+            self._target_holds(a)
 
     def _reconcile(self, a: Alert, now: float, out: list[Notification]) -> None:
         """Tell people the alert's state if it differs from what they were last told."""
         if self._suppressed(a, now):
             return
         if a.state == AlertState.FIRING and a.notified != "firing":
-            a.notified, a.notified_at = "firing", now
+            if self._refire(a, now):
+                # fired again right after people were told it resolved: a third message
+                # would be the start of a storm; it is the flapping notice instead
+                self._start_flapping(a, now, out, "fired again right after resolving")
+                return
+            self._told(a, "firing", now)
             out.append(self._note(a, "firing", str(a.incident), now))
         elif a.state in _QUIET and a.notified == "firing":
-            a.notified, a.notified_at = "resolved", now
+            self._told(a, "resolved", now)
             out.append(self._note(a, "resolved", str(a.incident), now))
 
     # -- persistence (shared by the TUI and a headless runner; keeps idempotency keys) -------
@@ -656,7 +838,7 @@ class Alerts:
         silences = [s.to_json() for s in self._silences.values()
                     if not s.id.startswith("maintenance-")]
         return {"silences": silences, "detections": self.detections[-1000:],
-                "unrecorded": list(self.closed)}
+                "unrecorded": list(self.closed), "target_flaps": dict(self.target_flaps)}
 
     def restore(self, data: dict[str, Any], rules: Iterable[Rule]) -> int:
         """Load a `snapshot()`; alerts of rules that no longer exist are dropped. Returns how
@@ -692,17 +874,24 @@ class Alerts:
         self._ids = itertools.count(top + 1)
         self.detections = [float(x) for x in data.get("detections", [])]
         self.closed = [dict(e) for e in data.get("unrecorded", []) if isinstance(e, dict)]
+        flaps = data.get("target_flaps", {})
+        self.target_flaps = {str(k): dict(v) for k, v in flaps.items()
+                             if isinstance(v, dict)} if isinstance(flaps, dict) else {}
         return n
 
-    def _note(self, a: Alert, transition: str, seq: str, now: float) -> Notification:
+    def _note(self, a: Alert, transition: str, seq: str, now: float, *,
+              detail: str | None = None) -> Notification:
         expr = parse_expr(a.rule.expr)
         return Notification(
             key=f"{a.rule.name}/{a.target}/{transition}/{seq}", transition=transition,
             rule=a.rule.name, target=a.target, severity=a.rule.severity,
             labels=tuple(sorted(a.labels.items())), summary=a.rule.summary or a.rule.name,
             runbook=a.rule.runbook, expr=a.rule.expr, threshold=expr.describe_threshold(),
-            value=a.value, detail=a.detail, at=now, group=self.group_of(a),
-            incident=a.incident,
+            value=a.value, detail=a.detail if detail is None else detail, at=now,
+            group=self.group_of(a),
+            # a flapping/settled/acknowledged notice says its own detail, not the cause
+            incident=a.incident, cause=a.cause if detail is None else "",
+            action=a.rule.action,
         )
 
 
@@ -716,16 +905,26 @@ class AlertEngine:
         alerting: AlertingSection | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        results: Callable[[str], CheckResult | None] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.store = store
         self.alerts = Alerts(alerting, clock=clock)
         self.clock = clock
+        self.results = results  # a target's latest check result: what a cause is read from
 
     def run(self, now: float | None = None, *, target: str | None = None,
             skip: Container[str] = ()) -> list[Notification]:
         """Evaluate every rule (or one target's; none of `skip`'s) at `now` and advance the
         lifecycle."""
         now = self.clock() if now is None else now
-        return self.alerts.observe(
-            self.ruleset.evaluate(self.store, now, target=target, skip=skip), now)
+        evals = self.ruleset.evaluate(self.store, now, target=target, skip=skip)
+        return self.alerts.observe([self._explained(ev) for ev in evals], now)
+
+    def _explained(self, ev: Evaluation) -> Evaluation:
+        """A failing evaluation with its cause, from the target's latest result."""
+        if ev.state != "fail":
+            return ev
+        result = self.results(ev.target) if self.results is not None else None
+        cause = cause_of(self.ruleset.expr(ev.rule), ev.value, result, ev.detail)
+        return replace(ev, cause=cause)

@@ -1,387 +1,93 @@
-"""A persisted outbox for notifications: never lost, never sent twice for one transition.
+"""The notifier: routes notifications to receivers and delivers them from the outbox, never
+lost, never sent twice for one transition.
 
-Why an outbox: a webhook can fail, rate-limit or hang, and the console can be killed in the
-middle of a send. Every notification is first written to SQLite (one row per idempotency key
-and receiver, `INSERT OR IGNORE`: enqueuing the same transition twice is a no-op, which is the
-"at most once per transition"), and a row is marked sent only after the receiver answered 2xx
-(the "at least once": a crash before that leaves it pending and it is sent again on restart,
-carrying the same `Idempotency-Key` header so a receiver can drop the duplicate).
+Why an outbox (`outbox.py`): a receiver can fail, rate-limit or hang, and the console can be
+killed in the middle of a send. Every notification is first written down (one row per
+idempotency key and receiver: enqueuing the same transition twice is a no-op, the "at most
+once per transition"), and a row is marked sent only after the receiver accepted it (the
+"at least once": a crash before that leaves it pending and it is sent again on restart,
+under the same idempotency key — which each service honours or not, see the receiver
+modules and the README). On a full or read-only disk the outbox carries on in memory, and
+sending goes on from there.
 
 Each receiver has its own worker task, so a hanging receiver never delays another. A worker
-sends its rows strictly in order (a resolved notice never overtakes its firing notice),
-at most `rate` per second, retries with exponential backoff (1 s doubling to 5 min), and
-honours `Retry-After` on 429/503 by pausing the whole receiver. A receiver's queue is bounded:
-beyond `max_queue` pending rows the oldest are marked dropped and counted, visibly. Failures
-are kept per receiver (`health()`) for the UI; nothing is dropped silently.
+sends its rows strictly in order (a resolved notice never overtakes its firing notice), at
+most `rate` per second, retries with exponential backoff (1 s doubling to 5 min), and honours
+`Retry-After` on 429/503 by pausing the whole receiver. A message the service refuses as
+such (a 4xx) is retried a few times, then marked failed and counted, so one bad message
+cannot hold up the ones behind it. A receiver's queue is bounded: beyond `max_queue` pending
+rows the oldest are marked dropped and counted, visibly (`health()`).
 
-A receiver with `digest = "1h"` collects the notifications of its `digest_severities` (P3
-by default, the playbook's "batched") into one message per period instead: such rows wait in
-the outbox with status 'digest' and their period (aligned to UTC: an hourly digest covers
-10:00-11:00, a daily one a UTC day), so a restart mid-period loses nothing, and the digest
-goes out once the period has ended, under the idempotency key `digest:<receiver>:<start>`,
-rows marked sent only on a 2xx as for any other message. A period in which nothing
-happened sends nothing.
+A receiver with `digest = "1h"` collects the notifications of its `digest_severities` into
+one message per period (aligned to UTC), sent once the period has ended under the key
+`digest:<receiver>:<start>`. With `summary_at`, they go into the daily summary instead,
+which is sent at that time every day, quiet or not, under `summary:<receiver>:<due>`: the
+summary and the rows it includes are written in one transaction, so a crash sends it again
+rather than losing or splitting it.
+
+The sending itself is each service's module (`receivers/`): Slack, webhook, Twilio SMS,
+email and PagerDuty. The incident channel and status updates (Slack) travel the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
 import logging
 import math
 import smtplib
-import sqlite3
 import ssl
-import threading
 import time
-import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 
 from console.engine.alerting.lifecycle import Notification
-from console.engine.config.envref import expand, expand_url
+from console.engine.alerting.outbox import Outbox, Row
+from console.engine.alerting.receivers import email, pagerduty, slack, sms, webhook
+from console.engine.alerting.receivers.base import (
+    Batch,
+    Outcome,
+    ReceiverConfigError,
+    SendContext,
+    is_secret,
+    iso,
+    retry_after,
+)
+from console.engine.alerting.summary import bare_summary, batched_section, is_quiet
+from console.engine.config.envref import MissingEnv, expand
 from console.engine.config.rules import Receiver
-from console.engine.text.redact import describe_exception
+from console.engine.text.redact import describe_exception, redact, register_secret
 from console.engine.text.sanitize import one_line
+
+__all__ = ["BACKOFF_FIRST", "Notifier", "ReceiverHealth", "retry_after"]
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    receiver TEXT NOT NULL,
-    grp TEXT NOT NULL DEFAULT '',
-    payload BLOB NOT NULL,
-    created REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    sent_at REAL,
-    digest_start REAL,
-    digest_end REAL,
-    UNIQUE (key, receiver)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, status, id);
-"""
-DIGEST_BLOCKS = 45  # alerts shown one section each in a Slack digest (Slack caps at 50 blocks)
 RECHECK = 60.0  # a worker re-reads its due times at least this often (wall-clock jumps)
-
-_SEVERITY = {"P0": ("critical", "🔴"), "P1": ("high", "🟡"), "P2": ("medium", "🟢"),
-             "P3": ("low", "ℹ️")}
-
-
-def _mrkdwn(text: object, max_len: int = 2000) -> str:
-    """Remote or config text made inert for Slack: one line, `&`, `<`, `>` escaped."""
-    t = one_line(text, max_len)
-    return t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _slack_actions(logs_url: str | None, metrics_url: str | None) -> list[dict[str, Any]]:
-    """The "View Logs"/"View Metrics" buttons as an actions block, or no block at all when
-    neither link is configured (Slack rejects an actions block without elements)."""
-    buttons = []
-    if logs_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "View Logs"},
-                        "url": logs_url, "style": "primary"})
-    if metrics_url:
-        buttons.append({"type": "button", "text": {"type": "plain_text",
-                                                   "text": "View Metrics"}, "url": metrics_url})
-    return [{"type": "actions", "elements": buttons}] if buttons else []
-
-
-def slack_payload(n: Notification, *, logs_url: str | None = None,
-                  metrics_url: str | None = None) -> dict[str, Any]:
-    """The playbook's Block Kit layout: header, severity/time, message, metric fields, buttons."""
-    word, emoji = _SEVERITY.get(n.severity, ("info", "ℹ️"))
-    title = one_line(n.summary, 140)
-    if n.transition == "resolved":
-        emoji, label = "✅", "RESOLVED"
-    elif n.transition == "flapping":
-        label = "FLAPPING"
-    elif n.transition == "nodata":
-        label = "NO DATA"
-    elif n.transition == "escalated":
-        label = f"ESCALATED {word.upper()}"
-    else:
-        label = word.upper()
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.at))
-    value = "no data" if n.value is None or math.isnan(n.value) else f"{n.value:.4g}"
-    message = f"{_mrkdwn(n.detail)} — target `{_mrkdwn(n.target, 64)}`"
-    if n.runbook:
-        message += f", runbook *{_mrkdwn(n.runbook, 64)}*"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {title}"}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Severity:*\n{label} ({n.severity})"},
-            {"type": "mrkdwn", "text": f"*Time:*\n{when}"},
-        ]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": message}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Metric:*\n{_mrkdwn(n.expr, 200)}"},
-            {"type": "mrkdwn", "text": f"*Threshold:*\n{_mrkdwn(n.threshold, 100)}"},
-            {"type": "mrkdwn", "text": f"*Current Value:*\n{value}"},
-        ]},
-    ]
-    blocks.extend(_slack_actions(logs_url, metrics_url))
-    return {"text": f"{emoji} {label}: {title}", "blocks": blocks}
-
-
-def slack_group_payload(notes: Sequence[Notification], *, logs_url: str | None = None,
-                        metrics_url: str | None = None) -> dict[str, Any]:
-    """Several notifications of one group in one message: worst severity in the header."""
-    worst = min(notes, key=lambda n: n.severity)
-    word, emoji = _SEVERITY.get(worst.severity, ("info", "ℹ️"))
-    title = f"{len(notes)} alerts: {one_line(worst.group, 100) or 'ungrouped'}"
-    lines = []
-    for n in notes[:40]:  # Slack caps a message at 50 blocks
-        state = "RESOLVED" if n.transition == "resolved" else n.transition.upper()
-        lines.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"*{state}* {n.severity} {_mrkdwn(n.summary, 140)} — `{_mrkdwn(n.target, 64)}`: "
-            f"{_mrkdwn(n.detail, 300)}")}})
-    single = slack_payload(worst, logs_url=logs_url, metrics_url=metrics_url)
-    actions = [b for b in single["blocks"] if b["type"] == "actions"]
-    return {"text": f"{emoji} {word.upper()}: {title}",
-            "blocks": [{"type": "header", "text": {"type": "plain_text",
-                                                   "text": f"{emoji} {title}"}},
-                       *lines, *actions]}
-
-
-def sms_text(notes: Sequence[Notification], limit: int = 320) -> str:
-    """A text message: the worst notification first, plain text, at most two SMS segments."""
-    worst = min(notes, key=lambda n: n.severity)
-    word, _ = _SEVERITY.get(worst.severity, ("info", ""))
-    label = "RESOLVED" if worst.transition == "resolved" else word.upper()
-    text = f"{label} {worst.severity}: {one_line(worst.summary, 100)} ({worst.target}) " \
-           f"{one_line(worst.detail, 120)}"
-    if len(notes) > 1:
-        text += f" +{len(notes) - 1} more"
-    return one_line(text, limit)
-
-
-class SmtpError(Exception):
-    """The SMTP server cannot be used safely (no STARTTLS)."""
-
-
-class _Sent:
-    status_code = 250
-    headers: dict[str, str] = {}
-
-
-def email_message(r: Receiver, notes: Sequence[Notification], key: str) -> EmailMessage:
-    """A plain-text email: the playbook's fields, one block per notification."""
-    worst = min(notes, key=lambda n: n.severity)
-    word, emoji = _SEVERITY.get(worst.severity, ("info", ""))
-    label = "RESOLVED" if worst.transition == "resolved" else word.upper()
-    subject = f"{label} {worst.severity}: {one_line(worst.summary, 120)}"
-    if len(notes) > 1:
-        subject += f" (+{len(notes) - 1} more)"
-    blocks = []
-    for n in notes:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(n.at))
-        value = "no data" if n.value is None or math.isnan(n.value) else f"{n.value:.4g}"
-        blocks.append("\n".join([
-            f"{n.transition.upper()}: {one_line(n.summary, 200)}",
-            f"Severity: {n.severity}", f"Time: {when}", f"Target: {one_line(n.target, 64)}",
-            f"Metric: {one_line(n.expr, 200)}", f"Threshold: {one_line(n.threshold, 100)}",
-            f"Current value: {value}", f"Why: {one_line(n.detail, 300)}",
-            *( [f"Runbook: {one_line(n.runbook, 100)}"] if n.runbook else []),
-        ]))
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = r.mail_from or ""
-    msg["To"] = ", ".join(r.mail_to)
-    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@opsconsole>"
-    msg.set_content("\n\n".join(blocks) + "\n")
-    return msg
-
-
-def webhook_payload(n: Notification) -> dict[str, Any]:
-    return {"version": 1, **n.to_json()}
-
-
-# -- digests ------------------------------------------------------------------------------------
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def _hhmm(t: float) -> str:
-    return time.strftime("%H:%M", time.gmtime(t))
-
-
-def _span(start: float, end: float) -> str:
-    """`2026-11-27 10:00–11:00 UTC` (the end's date too when the period crosses midnight)."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(start))
-    end_day = time.strftime("%Y-%m-%d", time.gmtime(end - 1))
-    tail = _hhmm(end) if end_day == day and end - start < 86400 else \
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime(end))
-    return f"{day} {_hhmm(start)}–{tail} UTC"
-
-
-@dataclass(slots=True)
-class DigestEntry:
-    """One alert (rule on target) in a digest: every transition it made in the period."""
-
-    rule: str
-    target: str
-    severity: str
-    summary: str
-    notes: list[Notification]
-
-    @property
-    def last(self) -> Notification:
-        return self.notes[-1]
-
-    @property
-    def state(self) -> str:
-        """The alert's state at the end of the period: its last transition."""
-        return self.last.transition
-
-    def history(self) -> str:
-        """`fired 10:02, resolved 10:40`: how it got there, when it moved more than once."""
-        if len(self.notes) < 2:
-            return ""
-        words = {"firing": "fired", "resolved": "resolved", "nodata": "no data",
-                 "flapping": "flapping", "escalated": "escalated"}
-        return ", ".join(f"{words.get(n.transition, n.transition)} {_hhmm(n.at)}"
-                         for n in self.notes[-6:])
-
-
-def digest_entries(notes: Sequence[Notification]) -> list[DigestEntry]:
-    """Notifications folded per alert, worst severity first, then in order of appearance."""
-    by_alert: dict[tuple[str, str], DigestEntry] = {}
-    for n in sorted(notes, key=lambda x: x.at):
-        e = by_alert.get((n.rule, n.target))
-        if e is None:
-            by_alert[(n.rule, n.target)] = DigestEntry(n.rule, n.target, n.severity,
-                                                       n.summary, [n])
-        else:
-            e.notes.append(n)
-            e.severity = min(e.severity, n.severity)
-    return sorted(by_alert.values(), key=lambda e: e.severity)
-
-
-def digest_counts(entries: Sequence[DigestEntry]) -> dict[str, int]:
-    """How many alerts ended the period in each state, e.g. {"firing": 2, "resolved": 1}."""
-    out: dict[str, int] = {}
-    for e in entries:
-        out[e.state] = out.get(e.state, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in counts.items())
-
-
-def slack_digest_payload(notes: Sequence[Notification], start: float, end: float, *,
-                         logs_url: str | None = None,
-                         metrics_url: str | None = None) -> dict[str, Any]:
-    """A period's notifications as one Block Kit message: counts by state, then one
-    section per alert (what it is now, and how it got there)."""
-    entries = digest_entries(notes)
-    counts = digest_counts(entries)
-    _, emoji = _SEVERITY.get(entries[0].severity if entries else "P3", ("info", "ℹ️"))
-    title = f"Digest: {len(entries)} alert{'s' if len(entries) != 1 else ''}, {_span(start, end)}"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {title}"}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*{k.capitalize()}:*\n{v}"} for k, v in counts.items()
-        ][:10]},
-    ]
-    for e in entries[:DIGEST_BLOCKS]:
-        n = e.last
-        text = (f"*{e.state.upper()}* {e.severity} {_mrkdwn(e.summary, 140)} — "
-                f"`{_mrkdwn(e.target, 64)}`: {_mrkdwn(n.detail, 300)}")
-        if e.history():
-            text += f"\n_{_mrkdwn(e.history(), 300)}_"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    if len(entries) > DIGEST_BLOCKS:
-        blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": f"…and {len(entries) - DIGEST_BLOCKS} more"}})
-    blocks.extend(_slack_actions(logs_url, metrics_url))
-    return {"text": f"{emoji} DIGEST: {title} ({_counts_text(counts)})", "blocks": blocks}
-
-
-def webhook_digest_payload(receiver: str, notes: Sequence[Notification], start: float,
-                           end: float) -> dict[str, Any]:
-    """A period's digest as JSON: counts by state and a list of alerts, each with its
-    transitions in the period (the raw notifications, for a receiver that wants them)."""
-    entries = digest_entries(notes)
-    return {
-        "version": 1, "kind": "digest", "receiver": receiver,
-        "period": {"start": _iso(start), "end": _iso(end)},
-        "counts": digest_counts(entries),
-        "alerts": [{
-            "rule": e.rule, "target": e.target, "severity": e.severity,
-            "summary": one_line(e.summary, 300), "state": e.state,
-            "transitions": [{"transition": n.transition, "at": _iso(n.at), "value": n.value,
-                             "detail": one_line(n.detail, 300), "key": n.key}
-                            for n in e.notes],
-        } for e in entries],
-        "notifications": [n.to_json() for n in notes],
-    }
-
-
-def digest_email(r: Receiver, notes: Sequence[Notification], start: float, end: float,
-                 key: str) -> EmailMessage:
-    """A period's digest as a plain-text email: counts, then one block per alert."""
-    entries = digest_entries(notes)
-    counts = digest_counts(entries)
-    subject = (f"DIGEST: {len(entries)} alert{'s' if len(entries) != 1 else ''} "
-               f"({_counts_text(counts)}), {_span(start, end)}")
-    blocks = [f"opsconsole digest for {_span(start, end)}: {_counts_text(counts)}"]
-    for e in entries:
-        n = e.last
-        lines = [f"{e.state.upper()}: {one_line(e.summary, 200)}",
-                 f"Severity: {e.severity}", f"Target: {one_line(e.target, 64)}",
-                 f"Rule: {one_line(e.rule, 64)}", f"Why: {one_line(n.detail, 300)}"]
-        lines += [f"  {_iso(x.at)} {x.transition}" for x in e.notes]
-        blocks.append("\n".join(lines))
-    msg = EmailMessage()
-    msg["Subject"] = one_line(subject, 200)
-    msg["From"] = r.mail_from or ""
-    msg["To"] = ", ".join(r.mail_to)
-    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@opsconsole>"
-    msg.set_content("\n\n".join(blocks) + "\n")
-    return msg
-
-
-def digest_sms_text(notes: Sequence[Notification], start: float, end: float,
-                    limit: int = 320) -> str:
-    """A digest by SMS: the counts and the first alerts' summaries, two segments at most."""
-    entries = digest_entries(notes)
-    text = f"DIGEST {_span(start, end)}: {_counts_text(digest_counts(entries))}: " + "; ".join(
-        f"{e.state} {one_line(e.summary, 60)}" for e in entries[:5])
-    return one_line(text, limit)
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
+STORE_RETRY = 5.0  # an outbox in memory tries the disk again this often
+PERMANENT_TRIES = 5  # a message a service refuses as such is tried this often, then failed
+SENDERS: dict[str, Callable[[SendContext, Receiver, Batch], Awaitable[Outcome]]] = {
+    "slack": slack.send, "webhook": webhook.send, "twilio": sms.send, "email": email.send,
+    "pagerduty": pagerduty.send,
+}
+_SPECIAL = ("summary", "incident_channel", "status")
+# Transitions a kind has no use for: an acknowledgement is news to PagerDuty (and to a
+# webhook, which gets everything), not to the people it would wake.
+_SKIP: dict[str, frozenset[str]] = {
+    "slack": frozenset({"acknowledged"}), "twilio": frozenset({"acknowledged"}),
+    "email": frozenset({"acknowledged"}),
+}
+SummarySource = Callable[[float, float], Awaitable[dict[str, Any]]]
 
 
 @dataclass(slots=True)
@@ -392,158 +98,56 @@ class ReceiverHealth:
     sent: int = 0
     pending: int = 0
     dropped: int = 0
+    failed: int = 0  # refused by the service as such, after PERMANENT_TRIES
     consecutive_failures: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     paused_until: float = 0.0
-    collected: int = 0  # rows waiting for their digest period to end
+    collected: int = 0  # rows waiting for their digest period (or summary) to end
 
     @property
     def failing(self) -> bool:
         return self.consecutive_failures > 0
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    id: int
-    key: str
-    grp: str
-    payload: bytes
-    attempts: int
-    next_at: float
-    created: float
+# -- the daily summary's clock ------------------------------------------------------------------
 
 
-class Outbox:
-    """The SQLite store behind the notifier; every method is short and thread-safe."""
+def _time_of_day(r: Receiver) -> tuple[int, int, int]:
+    parts = [int(x) for x in (r.summary_at or "00:00").split(":")]
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else 0
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
-        for col in ("digest_start", "digest_end"):  # an outbox written before digests
-            if col not in columns:
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
-        # A row left 'sending' by a crash was maybe delivered, maybe not: send it again
-        # (a digest's rows go back to waiting for their digest, not to the plain queue).
-        self._db.execute("UPDATE outbox SET status=CASE WHEN digest_end IS NULL THEN "
-                         "'pending' ELSE 'digest' END WHERE status='sending'")
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+def previous_summary(r: Receiver, now: float) -> float:
+    """The latest `summary_at` moment at or before `now` (in `summary_tz`)."""
+    tz = ZoneInfo(r.summary_tz)
+    h, m, s = _time_of_day(r)
+    day = datetime.fromtimestamp(now, tz).date()
+    for back in range(0, 3):
+        d = day - timedelta(days=back)
+        t = datetime(d.year, d.month, d.day, h, m, s, tzinfo=tz).timestamp()
+        if t <= now:
+            return t
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int,
-            group: str = "", digest: tuple[float, float] | None = None) -> tuple[bool, int]:
-        """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room).
 
-        With `digest` = (period start, period end) the row waits for that period's digest
-        (status 'digest', due at the period's end) instead of the plain queue; the bound
-        applies to each of the two separately.
-        """
-        status = "pending" if digest is None else "digest"
-        start, end = digest if digest is not None else (None, None)
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, next_at, "
-                "status, digest_start, digest_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, receiver, group, payload, now, end or 0.0, status, start, end))
-            if cur.rowcount == 0:
-                return False, 0
-            (pending,) = self._db.execute(
-                "SELECT count(*) FROM outbox WHERE receiver=? AND status=?",
-                (receiver, status)).fetchone()
-            excess = pending - max_queue
-            if excess > 0:
-                self._db.execute(
-                    "UPDATE outbox SET status='dropped', last_error='queue full' WHERE id IN "
-                    "(SELECT id FROM outbox WHERE receiver=? AND status=? "
-                    "ORDER BY id LIMIT ?)", (receiver, status, excess))
-            return True, max(excess, 0)
+def next_summary(r: Receiver, after: float) -> float:
+    """The first `summary_at` moment strictly after `after`."""
+    tz = ZoneInfo(r.summary_tz)
+    h, m, s = _time_of_day(r)
+    day = datetime.fromtimestamp(after, tz).date()
+    for ahead in range(0, 3):
+        d = day + timedelta(days=ahead)
+        t = datetime(d.year, d.month, d.day, h, m, s, tzinfo=tz).timestamp()
+        if t > after:
+            return t
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    def digest_head(self, receiver: str) -> tuple[float, float, float, int] | None:
-        """The earliest-due waiting digest: (period start, period end, due at, attempts)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT digest_start, digest_end, max(next_at), max(attempts) FROM outbox "
-                "WHERE receiver=? AND status='digest' GROUP BY digest_end "
-                "ORDER BY max(next_at), digest_end LIMIT 1", (receiver,)).fetchone()
-        return None if row is None else (float(row[0]), float(row[1]), float(row[2]),
-                                         int(row[3]))
 
-    def digest_rows(self, receiver: str, end: float) -> list[Row]:
-        """Every row waiting for the digest of the period ending at `end`, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
-                "WHERE receiver=? AND status='digest' AND digest_end=? ORDER BY id",
-                (receiver, end)).fetchall()
-        return [Row(*r) for r in rows]
-
-    def head(self, receiver: str) -> Row | None:
-        """The oldest pending row."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
-                "WHERE receiver=? AND status='pending' ORDER BY id LIMIT 1",
-                (receiver,)).fetchone()
-        return None if row is None else Row(*row)
-
-    def batch(self, receiver: str, head: Row, limit: int) -> list[Row]:
-        """The head row and the later pending rows of its group, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, key, grp, payload, attempts, next_at, created FROM outbox "
-                "WHERE receiver=? AND status='pending' AND grp=? AND id>=? ORDER BY id LIMIT ?",
-                (receiver, head.grp, head.id, limit)).fetchall()
-        return [Row(*r) for r in rows]
-
-    def mark(self, ids: Sequence[int], status: str, *, now: float, next_at: float = 0.0,
-             error: str | None = None) -> None:
-        """Move rows to 'sending', 'sent' or back to 'pending' or 'digest' (with the next
-        attempt time), all in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._mark(ids, status, now, next_at, error)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _mark(self, ids: Sequence[int], status: str, now: float, next_at: float,
-              error: str | None) -> None:
-        for row_id in ids:
-            if status == "sent":
-                self._db.execute("UPDATE outbox SET status='sent', sent_at=?, "
-                                 "attempts=attempts+1 WHERE id=?", (now, row_id))
-            elif status == "sending":
-                self._db.execute("UPDATE outbox SET status='sending' WHERE id=?",
-                                 (row_id,))
-            else:
-                self._db.execute(
-                    "UPDATE outbox SET status=?, attempts=attempts+1, next_at=?, "
-                    "last_error=? WHERE id=?",
-                    ("digest" if status == "digest" else "pending", next_at, error, row_id))
-
-    def rows(self, receiver: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            q = ("SELECT id, key, receiver, status, attempts, last_error, sent_at FROM outbox"
-                 + (" WHERE receiver=?" if receiver else "") + " ORDER BY id")
-            cur = self._db.execute(q, (receiver,) if receiver else ())
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-    def counts(self, receiver: str) -> dict[str, int]:
-        with self._lock:
-            return dict(self._db.execute(
-                "SELECT status, count(*) FROM outbox WHERE receiver=? GROUP BY status",
-                (receiver,)).fetchall())
+def _group_key(rows: Sequence[Row]) -> str:
+    if len(rows) == 1:
+        return rows[0].key
+    return "group:" + hashlib.sha256("\n".join(x.key for x in rows).encode()).hexdigest()[:32]
 
 
 class Notifier:
@@ -551,33 +155,62 @@ class Notifier:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         receivers: Sequence[Receiver],
         *,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         backoff_first: float = BACKOFF_FIRST,
+        summary_source: SummarySource | None = None,
+        on_problem: Callable[[str | None], None] | None = None,
+        on_delivered: Callable[[Batch, Outcome], None] | None = None,
     ) -> None:
         self.outbox = Outbox(path)
         self.backoff_first = backoff_first
         self.clock = clock
         self._env = env
+        self.summary_source = summary_source
+        self.on_problem = on_problem
+        self.on_delivered = on_delivered
+        self._reported: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._store_task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
-        self._last_send: dict[str, float] = {}
+        self._last_send: dict[str, float] = {}  # time.monotonic() of each receiver's last
+        self._paused: dict[str, float] = {}  # a Retry-After pause's end, monotonic
         self._health: dict[str, ReceiverHealth] = {}
+        self._attempted = asyncio.Event()  # set (and replaced) after each delivery attempt
         self._set_receivers(receivers)
 
+    @property
+    def problem(self) -> str | None:
+        """Why notifications are only in memory (a full or read-only disk), or None."""
+        return self.outbox.problem
+
     def _set_receivers(self, receivers: Sequence[Receiver]) -> None:
-        env = self._env
         self.receivers = {r.name: r for r in receivers}
-        self._urls = {r.name: expand_url(r.url, env) for r in receivers}
-        self._sids = {r.name: expand(r.account_sid or "", env) for r in receivers}
-        self._tokens = {r.name: expand(r.auth_token or "", env) for r in receivers}
-        self._smtp_pw = {r.name: expand(r.smtp_password or "", env) for r in receivers}
         self._health = {r.name: self._health.get(r.name) or ReceiverHealth(r.name)
                         for r in receivers}
         self._wake = {r.name: asyncio.Event() for r in receivers}
+        for r in receivers:
+            self._register_secrets(r)
+
+    def _register_secrets(self, r: Receiver) -> None:
+        """Mask a receiver's `${ENV}` values from the start, not from its first send: a
+        peer's answer or a probe's may echo them before that (with the user name for the
+        pairs a service encodes together: SMTP AUTH, HTTP Basic)."""
+        def value(raw: str | None, secret: bool) -> str | None:
+            try:
+                return expand(raw, self._env, secret=secret) if raw else None
+            except MissingEnv:
+                return None
+
+        value(r.url, is_secret(r, "url"))
+        for secret, user in (("smtp_password", "smtp_user"), ("auth_token", "account_sid"),
+                             ("token", None), ("routing_key", None)):
+            password = value(getattr(r, secret), False)
+            if password:
+                register_secret(password, user=value(getattr(r, user), False) if user else None)
 
     async def reconfigure(self, receivers: Sequence[Receiver]) -> None:
         """A reloaded config's receivers: workers restart on the new list; what waits in
@@ -588,37 +221,113 @@ class Notifier:
         if running:
             self._start_workers()
 
+    def _report(self) -> None:
+        """Tell the runtime when the outbox went to memory or came back (on the loop)."""
+        problem = self.outbox.problem
+        if problem != self._reported:
+            self._reported = problem
+            if self.on_problem is not None:
+                self.on_problem(problem)
+
     # -- producing ------------------------------------------------------------------------
 
+    def routes(self, n: Notification) -> list[Receiver]:
+        """The receivers a notification goes to: its severity, and a transition the kind
+        has a use for."""
+        out = []
+        for r in self.receivers.values():
+            if n.severity not in r.severities or n.transition in _SKIP.get(r.kind, ()):
+                continue
+            if r.kind == "pagerduty" and pagerduty.action(n) is None:
+                continue
+            out.append(r)
+        return out
+
+    def _period(self, r: Receiver, n: Notification, now: float) -> tuple[float, float] | None:
+        if n.severity not in r.digest_severities:
+            return None
+        if r.summary_at:
+            return (now, next_summary(r, now))
+        if r.digest > 0:
+            start = math.floor(now / r.digest) * r.digest
+            return (start, start + r.digest)
+        return None
+
     def enqueue(self, notes: Iterable[Notification]) -> int:
-        """Persist each notification for every receiver its severity routes to; returns rows
-        added (a notification already in the outbox for a receiver is not added again)."""
+        """Persist each notification for every receiver it routes to; returns rows added (a
+        notification already in the outbox for a receiver is not added again). Never
+        raises for the disk: the outbox keeps what it cannot write in memory."""
         added = 0
         now = self.clock()
         for n in notes:
-            for r in self.receivers.values():
-                if n.severity not in r.severities:
-                    continue
-                period = None
-                if r.digest > 0 and n.severity in r.digest_severities:
-                    start = math.floor(now / r.digest) * r.digest
-                    period = (start, start + r.digest)
-                inserted, dropped = self.outbox.add(n.key, r.name, orjson.dumps(n.to_json()),
-                                                    now, r.max_queue, n.group, period)
-                if dropped:
-                    self._health[r.name].dropped += dropped
-                    log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
-                if inserted:
-                    added += 1
-                    self._wake[r.name].set()
+            for r in self.routes(n):
+                added += self._add(r, n.key, orjson.dumps(n.to_json()), now, n.group,
+                                   self._period(r, n, now))
+        self._report()
+        return added
+
+    def _add(self, r: Receiver, key: str, payload: bytes, now: float, group: str,
+             period: tuple[float, float] | None = None) -> int:
+        inserted, dropped = self.outbox.add(key, r.name, payload, now, r.max_queue, group,
+                                            period)
+        if dropped:
+            log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
+        if inserted:
+            self._wake[r.name].set()
+        return int(inserted)
+
+    def _special(self, r: Receiver, key: str, kind: str, data: Mapping[str, Any]) -> int:
+        payload = orjson.dumps({"kind": kind, "data": dict(data)})
+        return self._add(r, key, payload, self.clock(), f"!{key}")
+
+    def incident_opened(self, incident: Mapping[str, Any]) -> int:
+        """The playbook's Step 1: an incident channel (created, responders invited, the
+        incident posted) on each Slack route that keeps them and takes its severity."""
+        added = 0
+        iid = str(incident["incident"])
+        name = slack.incident_channel_name(iid, str(incident.get("title") or iid),
+                                           float(incident.get("started") or self.clock()))
+        for r in self.receivers.values():
+            if r.slack_bot and r.incident_channels and \
+                    incident.get("severity", "P2") in r.severities:
+                added += self._special(r, f"channel:{iid}", "incident_channel",
+                                       {**incident, "name": name})
+        self._report()
+        return added
+
+    def status_update(self, update: Mapping[str, Any]) -> int:
+        """The playbook's Step 3: a status update to the incident channel and, when the
+        incident is user-facing (`user_facing`, else its severity in `status_severities`),
+        to the route's `status_channel`."""
+        added = 0
+        iid = str(update["incident"])
+        name = slack.incident_channel_name(iid, str(update.get("title") or iid),
+                                           float(update.get("started") or self.clock()))
+        entry = str(update.get("entry") or hashlib.sha256(
+            f"{iid}{update.get('at')}{update.get('text')}".encode()).hexdigest()[:16])
+        for r in self.receivers.values():
+            if not r.slack_bot:
+                continue
+            if r.incident_channels:
+                added += self._special(r, f"status:{entry}:incident", "status",
+                                       {**update, "channel": f"#{name}"})
+            user_facing = update.get("user_facing")
+            if user_facing is None:
+                user_facing = update.get("severity") in r.status_severities
+            if r.status_channel and user_facing:
+                added += self._special(r, f"status:{entry}:general", "status",
+                                       {**update, "channel": r.status_channel})
+        self._report()
         return added
 
     # -- delivering -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """One worker per receiver, on the running loop."""
+        """One worker per receiver, on the running loop, and the outbox's disk retry."""
         self._client = httpx.AsyncClient(follow_redirects=False)
         self._start_workers()
+        self._store_task = asyncio.create_task(self._store_loop(), name="notify:store")
+        self._report()
 
     def _start_workers(self) -> None:
         for name in self.receivers:
@@ -634,11 +343,28 @@ class Notifier:
 
     async def stop(self) -> None:
         await self._stop_workers()
+        if self._store_task is not None:
+            self._store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._store_task
+            self._store_task = None
+        if self.outbox.in_memory:  # a last try: what is written now survives the exit
+            await asyncio.to_thread(self.outbox.flush)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
             self._client = None
         self.outbox.close()
+
+    async def _store_loop(self) -> None:
+        """While the outbox is in memory, try the disk every few seconds."""
+        while True:
+            await asyncio.sleep(STORE_RETRY)
+            if self.outbox.in_memory and self.outbox.path is not None:
+                if await asyncio.to_thread(self.outbox.flush):
+                    self.wake()
+                self._report()
+                self._attempt_done()
 
     def health(self) -> list[ReceiverHealth]:
         out = []
@@ -647,9 +373,40 @@ class Notifier:
             h.pending = c.get("pending", 0) + c.get("sending", 0)
             h.sent = c.get("sent", 0)
             h.dropped = c.get("dropped", 0)
+            h.failed = c.get("failed", 0)
             h.collected = c.get("digest", 0)
             out.append(h)
+        self._report()
         return out
+
+    def unsaved(self) -> list[dict[str, Any]]:
+        """What only memory holds while the disk refuses: per row, the receiver, what it
+        is (an alert's summary and target, or the message kind), its delivery state, and
+        why it is not saved."""
+        out = []
+        for row in self.outbox.unsaved():
+            try:
+                p = orjson.loads(row["payload"])
+            except orjson.JSONDecodeError:
+                p = {}
+            what = (f"{p.get('kind')} {p.get('data', {}).get('incident', '')}".strip()
+                    if p.get("kind") in _SPECIAL else
+                    f"{p.get('severity', '')} {p.get('summary', row['key'])} "
+                    f"({p.get('target', '')}) {p.get('transition', '')}")
+            out.append({"receiver": row["receiver"], "key": row["key"],
+                        "status": row["status"], "what": one_line(what, 120),
+                        "reason": self.outbox.problem or ""})
+        return out
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, re-checked after each delivery attempt and each
+        outbox write-back (for tools and tests; bound it with `asyncio.timeout`)."""
+        while not predicate():
+            await self._attempted.wait()
+
+    def _attempt_done(self) -> None:
+        event, self._attempted = self._attempted, asyncio.Event()
+        event.set()
 
     def wake(self) -> None:
         """Make every worker re-read its due times now (after the clock moved, in tests)."""
@@ -658,113 +415,88 @@ class Notifier:
 
     async def _worker(self, name: str) -> None:
         wake = self._wake[name]
+        failures = 0
         while True:
-            due = await asyncio.to_thread(self._next_due, name)
-            if due is None:
-                wake.clear()
-                await wake.wait()
-                continue
-            delay, digest = due
-            if delay > 0:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(delay, RECHECK)):
-                        await wake.wait()
-                continue
-            if digest:
-                await self.send_digest(name)
-            else:
-                await self.send_next(name)
+            try:
+                wake.clear()  # before reading due times: a wake-up meanwhile is not lost
+                due = await asyncio.to_thread(self._next_due, name)
+                self._report()
+                if due is None:
+                    await wake.wait()
+                    continue
+                delay, what = due
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(delay, RECHECK)):
+                            await wake.wait()
+                    continue
+                if what == "summary":
+                    await self.prepare_summary(name)
+                elif what == "digest":
+                    await self.send_digest(name)
+                else:
+                    await self.send_next(name)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silence a receiver for good: log, back off
+                failures += 1
+                log.exception("receiver %s: delivery step failed", name)
+                await asyncio.sleep(min(BACKOFF_MAX, self.backoff_first * 2 ** min(failures,
+                                                                                   10)))
 
-    def _next_due(self, name: str) -> tuple[float, bool] | None:
-        """(seconds until it may be sent, whether it is a digest) of this receiver's next
-        message: its oldest pending row or its earliest digest; None if neither."""
-        plain = self._due_in(name)
-        digest = self._digest_due_in(name)
-        if digest is not None and (plain is None or digest < plain):
-            return digest, True
-        return None if plain is None else (plain, False)
+    def _next_due(self, name: str) -> tuple[float, str] | None:
+        """(seconds until it may go, what) of this receiver's next message: its oldest
+        pending row, its earliest digest, or its daily summary; None if none."""
+        r = self.receivers[name]
+        options = [(d, w) for d, w in ((self._due_in(name), "plain"),
+                                       (self._summary_due_in(name), "summary") if r.summary_at
+                                       else (self._digest_due_in(name), "digest"))
+                   if d is not None]
+        return min(options, key=lambda x: x[0]) if options else None
 
-    def _held(self, name: str, now: float) -> float:
-        """Seconds this receiver must wait whatever it sends: pacing, a Retry-After pause."""
+    def _held(self, name: str) -> float:
+        """Seconds this receiver must wait whatever it sends: pacing, a Retry-After pause
+        (on the monotonic clock: they are about real time, whatever the wall clock does)."""
+        mono = time.monotonic()
         paced = self._last_send.get(name, -math.inf) + 1.0 / self.receivers[name].rate
-        return max(0.0, paced - now, self._health[name].paused_until - now)
+        return max(0.0, paced - mono, self._paused.get(name, 0.0) - mono)
 
     def _due_in(self, name: str) -> float | None:
-        """Seconds until this receiver may send its oldest pending row; None if none."""
         head = self.outbox.head(name)
         if head is None:
             return None
         r = self.receivers[name]
         now = self.clock()
         gathered = head.created + r.group_wait if head.attempts == 0 else 0.0
-        return max(self._held(name, now), head.next_at - now, gathered - now)
+        return max(self._held(name), head.next_at - now, gathered - now)
 
     def _digest_due_in(self, name: str) -> float | None:
-        """Seconds until this receiver's earliest digest is due (its period over); None if
-        no notification waits for a digest."""
         head = self.outbox.digest_head(name)
         if head is None:
             return None
         now = self.clock()
-        return max(self._held(name, now), head[2] - now)
+        return max(self._held(name), head[2] - now)
 
-    def render(self, r: Receiver, rows: Sequence[Row]) -> tuple[bytes, str]:
-        """(body, idempotency key) for one row or a group of rows."""
-        notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
-        if r.kind == "email":
-            key = rows[0].key if len(rows) == 1 else "group:" + hashlib.sha256(
-                "\n".join(x.key for x in rows).encode()).hexdigest()[:32]
-            return email_message(r, notes, key).as_bytes(), key
-        if r.kind == "twilio":
-            key = rows[0].key if len(rows) == 1 else "group:" + hashlib.sha256(
-                "\n".join(x.key for x in rows).encode()).hexdigest()[:32]
-            form = {"From": r.sms_from or "", "To": r.sms_to or "",
-                    "Body": sms_text(notes)}
-            return urllib.parse.urlencode(form).encode(), key
-        if len(notes) == 1:
-            body = slack_payload(notes[0], logs_url=r.logs_url, metrics_url=r.metrics_url) \
-                if r.kind == "slack" else webhook_payload(notes[0])
-            return orjson.dumps(body), rows[0].key
-        key = "group:" + hashlib.sha256("\n".join(x.key for x in rows).encode()).hexdigest()[:32]
-        if r.kind == "slack":
-            body = slack_group_payload(notes, logs_url=r.logs_url, metrics_url=r.metrics_url)
-        else:
-            body = {"version": 1, "group": rows[0].grp,
-                    "notifications": [n.to_json() for n in notes]}
-        return orjson.dumps(body), key
+    def _summary_due_in(self, name: str) -> float:
+        """Seconds until the next daily summary must be prepared (it is then a pending row
+        and goes out as any other)."""
+        r = self.receivers[name]
+        now = self.clock()
+        last = self.outbox.summary_last(name)
+        if last is None:  # first start: the first summary is the next one, not a past one
+            last = previous_summary(r, now)
+            self.outbox.set_summary_last(name, last)
+        return max(0.0, next_summary(r, last) - now)
 
-    async def _post(self, r: Receiver, payload: bytes, key: str) -> Any:
-        assert self._client is not None
-        if r.kind == "email":
-            await asyncio.to_thread(self._smtp_send, r, payload)
-            return _Sent()
-        if r.kind == "twilio":
-            sid = self._sids[r.name]
-            url = f"{self._urls[r.name].rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
-            return await self._client.post(
-                url, content=payload, timeout=r.timeout, auth=(sid, self._tokens[r.name]),
-                headers={"Content-Type": "application/x-www-form-urlencoded",
-                         "I-Twilio-Idempotency-Token": key[:64]})
-        return await self._client.post(
-            self._urls[r.name], content=payload, timeout=r.timeout,
-            headers={"Content-Type": "application/json", "Idempotency-Key": key})
-
-    def _smtp_send(self, r: Receiver, message: bytes) -> None:
-        """Send over SMTP in a worker thread; STARTTLS (verified) before any credential."""
-        url = urllib.parse.urlsplit(self._urls[r.name])
-        host, port = url.hostname or "localhost", url.port or 587
-        with smtplib.SMTP(host, port, timeout=r.timeout) as smtp:
-            smtp.ehlo()
-            if r.starttls:
-                if not smtp.has_extn("starttls"):
-                    raise SmtpError("the SMTP server does not offer STARTTLS")
-                ctx = ssl.create_default_context(cafile=r.ca_file)
-                smtp.starttls(context=ctx)
-                smtp.ehlo()
-            if r.smtp_user:
-                smtp.login(r.smtp_user, self._smtp_pw[r.name])
-            smtp.sendmail(r.mail_from or "", list(r.mail_to), message)
+    def _batch(self, rows: Sequence[Row]) -> Batch:
+        first = orjson.loads(rows[0].payload)
+        if isinstance(first, dict) and first.get("kind") in _SPECIAL:
+            return Batch(rows[0].key, str(first["kind"]), data=first.get("data") or {},
+                         start=float(first.get("start") or 0), end=float(first.get("end")
+                                                                          or 0))
+        notes = tuple(Notification.from_json(orjson.loads(row.payload)) for row in rows)
+        return Batch(_group_key(rows), "notes", notes)
 
     async def send_next(self, name: str) -> bool | None:
         """Send the receiver's oldest pending row once; True sent, False failed, None none."""
@@ -773,11 +505,11 @@ class Notifier:
             return None
         r = self.receivers[name]
         rows = [head]
-        if r.group_wait > 0:
+        # PagerDuty takes one event per request: grouping would burst past `rate`
+        if r.group_wait > 0 and not head.grp.startswith("!") and r.kind != "pagerduty":
             rows = await asyncio.to_thread(self.outbox.batch, name, head, r.group_max)
-        payload, key = self.render(r, rows)
-        return await self._deliver(r, [row.id for row in rows], payload, key, head.attempts,
-                                   "pending")
+        return await self._deliver(r, [row.id for row in rows], self._batch(rows),
+                                   head.attempts, "pending")
 
     async def send_digest(self, name: str) -> bool | None:
         """Send the receiver's earliest waiting digest once, whether or not its period is
@@ -789,63 +521,105 @@ class Notifier:
         rows = await asyncio.to_thread(self.outbox.digest_rows, name, end)
         if not rows:
             return None
+        notes = tuple(Notification.from_json(orjson.loads(row.payload)) for row in rows)
+        batch = Batch(f"digest:{name}:{iso(start)}", "digest", notes, start, end)
+        return await self._deliver(self.receivers[name], [row.id for row in rows], batch,
+                                   attempts, "digest")
+
+    async def prepare_summary(self, name: str, now: float | None = None) -> str | None:
+        """Build the daily summary that is due and put it in the outbox with the rows it
+        includes (one transaction); returns its key, None when none is due."""
         r = self.receivers[name]
-        payload, key = self.render_digest(r, rows, start, end)
-        return await self._deliver(r, [row.id for row in rows], payload, key, attempts,
-                                   "digest")
-
-    def render_digest(self, r: Receiver, rows: Sequence[Row], start: float,
-                      end: float) -> tuple[bytes, str]:
-        """(body, idempotency key) of one period's digest: the key names the receiver and
-        the period, so a resend after a crash carries the same one."""
+        now = self.clock() if now is None else now
+        last = await asyncio.to_thread(self.outbox.summary_last, name)
+        due = previous_summary(r, now)
+        if last is None:
+            last = due - 86400.0
+        if due <= last:
+            return None
+        rows = await asyncio.to_thread(self.outbox.digest_rows, name, due)
         notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
-        key = f"digest:{r.name}:{_iso(start)}"
-        if r.kind == "email":
-            return digest_email(r, notes, start, end, key).as_bytes(), key
-        if r.kind == "twilio":
-            form = {"From": r.sms_from or "", "To": r.sms_to or "",
-                    "Body": digest_sms_text(notes, start, end)}
-            return urllib.parse.urlencode(form).encode(), key
-        if r.kind == "slack":
-            body = slack_digest_payload(notes, start, end, logs_url=r.logs_url,
-                                        metrics_url=r.metrics_url)
-        else:
-            body = webhook_digest_payload(r.name, notes, start, end)
-        return orjson.dumps(body), key
+        data: dict[str, Any] = bare_summary(last, due)
+        if self.summary_source is not None:
+            try:
+                data = await self.summary_source(last, due)
+            except Exception:  # the summary still goes, with what is known
+                log.exception("daily summary for %s: incidents and metrics unavailable", name)
+        data["batched"] = batched_section(notes)
+        data["quiet"] = is_quiet(data)
+        key = f"summary:{name}:{iso(due)}"
+        payload = orjson.dumps({"kind": "summary", "data": data, "start": last, "end": due})
+        await asyncio.to_thread(self.outbox.add_summary, name, key, payload, now, due,
+                                [row.id for row in rows])
+        self._report()
+        self._wake[name].set()
+        return key
 
-    async def _deliver(self, r: Receiver, ids: list[int], payload: bytes, key: str,
-                       attempts: int, retry_status: str) -> bool:
-        """Post one message for `ids`; on failure they go back to `retry_status` with a
-        backoff (or the receiver's Retry-After)."""
+    def _budget(self, r: Receiver, batch: Batch) -> float:
+        """How long one delivery may take: one request per timeout, more for those that
+        make several (a PagerDuty group, an incident channel, an SMTP conversation)."""
+        calls = {"pagerduty": max(1, len(batch.notes)), "email": 3}.get(r.kind, 1)
+        if batch.kind == "incident_channel":
+            calls = 4
+        return r.timeout * calls + 0.5
+
+    async def _deliver(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
+                       retry_status: str) -> bool:
+        """Send one message for `ids`; on failure they go back to `retry_status` with a
+        backoff (or the receiver's Retry-After), or to 'failed' once the service refused
+        the message itself PERMANENT_TRIES times."""
+        try:
+            return await self._attempt(r, ids, batch, attempts, retry_status)
+        finally:
+            self._attempt_done()
+
+    async def _attempt(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
+                       retry_status: str) -> bool:
         name = r.name
         h = self._health[name]
         assert self._client is not None, "start() the notifier first"
         await asyncio.to_thread(self.outbox.mark, ids, "sending", now=self.clock())
-        self._last_send[name] = self.clock()
-        error: str | None = None
-        wait: float | None = None
+        self._last_send[name] = time.monotonic()
+        ctx = SendContext(self._client, self._env, self.clock)
+        limit = self._budget(r, batch)
         try:
-            async with asyncio.timeout(r.timeout + 0.5):
-                resp = await self._post(r, payload, key)
-            if 200 <= resp.status_code < 300:
-                await asyncio.to_thread(self.outbox.mark, ids, "sent", now=self.clock())
-                h.consecutive_failures, h.last_error = 0, None
-                return True
-            error = f"HTTP {resp.status_code}"
-            if resp.status_code in (429, 503):
-                wait = retry_after(resp.headers.get("Retry-After"), self.clock())
+            async with asyncio.timeout(limit):
+                outcome = await SENDERS[r.kind](ctx, r, batch)
         except (TimeoutError, httpx.TimeoutException):
-            error = f"no answer within {r.timeout:g}s"
-        except (httpx.HTTPError, smtplib.SMTPException, OSError, SmtpError) as exc:
-            error = describe_exception(exc)
+            outcome = Outcome.failed(f"no answer within {r.timeout:g}s")
+        except ReceiverConfigError as exc:
+            outcome = Outcome.failed(str(exc))
+        except (httpx.HTTPError, smtplib.SMTPException, OSError, ssl.SSLError,
+                email.SmtpError) as exc:
+            outcome = Outcome.failed(describe_exception(exc))
         now = self.clock()
+        if outcome.ok:
+            await asyncio.to_thread(self.outbox.mark, ids, "sent", now=now)
+            h.consecutive_failures, h.last_error = 0, None
+            self._report()
+            if self.on_delivered is not None and batch.kind in _SPECIAL:
+                try:
+                    self.on_delivered(batch, outcome)
+                except Exception:
+                    log.exception("delivery listener failed")
+            return True
+        error = one_line(redact(outcome.error or "failed"), 200)
         backoff = min(BACKOFF_MAX, self.backoff_first * 2 ** min(attempts, 20))
-        if wait is not None:
-            backoff = max(wait, 1.0 / r.rate)
-            h.paused_until = now + wait  # the limit is the receiver's, not the message's
+        if outcome.retry_after is not None:
+            backoff = max(outcome.retry_after, 1.0 / r.rate)
+            # the receiver's limit, not the message's
+            h.paused_until = now + outcome.retry_after
+            self._paused[name] = time.monotonic() + outcome.retry_after
         h.consecutive_failures += 1
-        h.last_error, h.last_error_at = one_line(error, 200), now
-        await asyncio.to_thread(self.outbox.mark, ids, retry_status, now=now,
-                                next_at=now + backoff, error=h.last_error)
-        log.warning("receiver %s: %s (retry in %.1fs)", name, h.last_error, backoff)
+        h.last_error, h.last_error_at = error, now
+        status = retry_status
+        if outcome.permanent and attempts + 1 >= PERMANENT_TRIES:
+            status = "failed"
+            log.error("receiver %s: %s refused %d times: given up (%s)", name, batch.key,
+                      attempts + 1, error)
+        await asyncio.to_thread(self.outbox.mark, ids, status, now=now, next_at=now + backoff,
+                                error=error)
+        self._report()
+        if status != "failed":
+            log.warning("receiver %s: %s (retry in %.1fs)", name, error, backoff)
         return False

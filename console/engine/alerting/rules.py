@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -39,6 +39,7 @@ from console.engine.lang.ruleexpr import (
     compare,
     parse_expr,
 )
+from console.engine.probes.promapi import parse_series_key
 from console.engine.text.fmt import fmt_number, format_duration, is_number
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Evaluation:
     at: float
     detail: str
     labels: tuple[tuple[str, str], ...] = ()
+    cause: str = ""  # what the probe saw, when failing (see `explain.cause_of`)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,18 +93,25 @@ def selects(rule: Rule, target: TargetInfo) -> bool:
     return not rule.targets or any(fnmatch.fnmatchcase(target.name, p) for p in rule.targets)
 
 
-def labels_for(rule: Rule, target: TargetInfo) -> dict[str, str]:
+def labels_for(rule: Rule, target: TargetInfo, suffix: str = "") -> dict[str, str]:
+    """The alert's labels; `suffix` (`{instance="web-1"}`) names one series of a `promql`
+    target's labelled metric, whose labels join (never overriding rule, target, severity)."""
     labels = {"service": target.group or target.name}
+    if suffix:
+        labels.update(parse_series_key(suffix))
     labels.update(rule.labels)
-    labels.update({"rule": rule.name, "target": target.name, "severity": rule.severity})
+    labels.update({"rule": rule.name, "target": target.name + suffix,
+                   "severity": rule.severity})
     return labels
 
 
 def evaluate_expr(
-    expr: Expr, store: MetricStore, target: TargetInfo, now: float, nodata_intervals: int = 3
+    expr: Expr, store: MetricStore, target: TargetInfo, now: float, nodata_intervals: int = 3,
+    suffix: str = "",
 ) -> tuple[EvalState, float | None, float | None, str]:
-    """(state, value, newest sample time, human detail) of one condition on one target."""
-    series = f"{target.name}:{expr.metric}"
+    """(state, value, newest sample time, human detail) of one condition on one target (on
+    one labelled series of it with `suffix`: `cpu_pct{instance="web-1"}`)."""
+    series = f"{target.name}:{expr.metric}{suffix}"
     latest = store.latest(series)
     sample_t = latest[0] if latest is not None else None
     if expr.fn == "absent":
@@ -162,7 +171,7 @@ def evaluate_expr(
         what = (f"count({expr.metric} {expr.match_op} {expr.match_value:g}, "
                 f"{format_duration(expr.window or 0)})")
     else:  # ratio
-        series2 = f"{target.name}:{expr.metric2}"
+        series2 = f"{target.name}:{expr.metric2}{suffix}"
         if expr.window is None:
             l2 = store.latest(series2)
             if l2 is None or now - l2[0] > stale_after:
@@ -200,7 +209,11 @@ class RuleSet:
         # labels: both were rebuilt on every check result (f-strings, dicts, sorts).
         self._pairs: dict[str | None, list[tuple[Rule, TargetInfo]]] = {}
         self._store: MetricStore | None = None
-        self._labels: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._labels: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        # "target:metric" -> the label suffixes of its series (promql targets' labelled
+        # metrics), rebuilt when the store's generation changes
+        self._labelled: dict[str, list[str]] | None = None
+        self._any_labelled = any(t.kind == "promql" for t in self.targets)
         for rule in self.rules:
             expr = self._exprs[rule.name]
             for t in self.targets:
@@ -208,13 +221,21 @@ class RuleSet:
                     self._selected[t.name].append((rule, t, expr))
 
     @classmethod
-    def from_settings(cls, settings: object) -> RuleSet:
-        """Rules of a Settings: the config's own, plus the shipped defaults unless disabled."""
+    def from_settings(cls, settings: object,
+                      advice: Callable[[Rule], str] | None = None) -> RuleSet:
+        """Rules of a Settings: the config's own, plus the shipped defaults unless disabled.
+
+        `advice` gives a rule without its own `action` the one line of "what to do" of its
+        runbook (the runtime passes the playbooks' lookup; the engine cannot import them).
+        """
         rules: list[Rule] = list(getattr(settings, "rules", []))
         alerting = getattr(settings, "alerting", None)
         if alerting is None or alerting.default_rules:
             own = {r.name for r in rules}
             rules = [r for r in default_rules() if r.name not in own] + rules
+        if advice is not None:
+            rules = [r if r.action else r.model_copy(update={"action": advice(r)})
+                     for r in rules]
         targets = [TargetInfo(t.name, t.kind, t.interval, t.group)
                    for t in getattr(settings, "targets", [])]
         return cls(rules, targets)
@@ -240,35 +261,65 @@ class RuleSet:
             chosen = self._selected.get(target, [])
         # Which series exist changes only when the store's generation does, so the answer
         # is kept until then instead of asked of the store (under its lock) every time.
-        if store.generation != self._generation or store is not self._store:
-            self._generation = store.generation
-            self._store = store
-            self._has.clear()
-            self._pairs.clear()
+        self._sync(store)
         cached = self._pairs.get(target)
         if cached is not None:
             return cached
         has = self._has
+        labelled = self._labelled or {}
         out = []
         for rule, t, expr in chosen:
             if not (rule.explicit or expr.fn == "absent"):
                 series = f"{t.name}:{expr.metric}"
                 there = has.get(series)
                 if there is None:
-                    there = has[series] = store.has(series)
+                    there = has[series] = store.has(series) or series in labelled
                 if not there:
                     continue
             out.append((rule, t))
         self._pairs[target] = out
         return out
 
-    def labels(self, rule: Rule, target: TargetInfo) -> tuple[tuple[str, str], ...]:
-        """`labels_for` as a sorted tuple, worked out once per (rule, target)."""
-        key = (rule.name, target.name)
+    def labels(self, rule: Rule, target: TargetInfo, suffix: str = ""
+               ) -> tuple[tuple[str, str], ...]:
+        """`labels_for` as a sorted tuple, worked out once per (rule, target, series)."""
+        key = (rule.name, target.name, suffix)
         got = self._labels.get(key)
         if got is None:
-            got = self._labels[key] = tuple(sorted(labels_for(rule, target).items()))
+            if len(self._labels) > 100_000:  # labelled promql series come and go
+                self._labels.clear()
+            got = self._labels[key] = tuple(sorted(labels_for(rule, target, suffix).items()))
         return got
+
+    def _sync(self, store: MetricStore) -> None:
+        """Forget what the store had when its set of series changed."""
+        if store.generation == self._generation and store is self._store:
+            return
+        self._generation = store.generation
+        self._store = store
+        self._has.clear()
+        self._pairs.clear()
+        self._labelled = None
+        if self._any_labelled:
+            prefixes = tuple(f"{t.name}:" for t in self.targets if t.kind == "promql")
+            index: dict[str, list[str]] = {}
+            for name in store.series():
+                head, brace, _ = name.partition("{")
+                if brace and head.startswith(prefixes):
+                    index.setdefault(head, []).append(name[len(head):])
+            self._labelled = index
+
+    def suffixes(self, store: MetricStore, target: TargetInfo, metric: str) -> list[str]:
+        """The series a rule on `metric` of `target` is evaluated on: "" (the metric
+        itself) and/or one label suffix per labelled series of a promql target."""
+        if target.kind != "promql":
+            return [""]
+        self._sync(store)
+        key = f"{target.name}:{metric}"
+        found = (self._labelled or {}).get(key)
+        if not found:
+            return [""]
+        return ([""] if store.has(key) else []) + sorted(found)
 
     def unmatched(self, store: MetricStore) -> list[Rule]:
         """Rules that apply to no target yet (their metric does not exist anywhere)."""
@@ -285,8 +336,10 @@ class RuleSet:
         for rule, t in self.pairs(store, target):
             if t.name in skip:
                 continue
-            state, value, sample_t, detail = evaluate_expr(
-                self._exprs[rule.name], store, t, now, rule.nodata_intervals)
-            out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,
-                                  self.labels(rule, t)))
+            expr = self._exprs[rule.name]
+            for suffix in self.suffixes(store, t, expr.metric):
+                state, value, sample_t, detail = evaluate_expr(
+                    expr, store, t, now, rule.nodata_intervals, suffix)
+                out.append(Evaluation(rule, t.name + suffix, state, value, sample_t, now,
+                                      detail, self.labels(rule, t, suffix)))
         return out

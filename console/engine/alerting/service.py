@@ -37,6 +37,7 @@ from console.engine.alerting.history import (
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
 from console.engine.alerting.statefile import StateWriter, read_state, signature
+from console.engine.config.rules import Rule
 from console.engine.model import CheckResult
 from console.engine.paths import DataPaths
 from console.engine.storage.lease import Lease, describe_owner
@@ -52,7 +53,7 @@ class AlertService:
 
     def __init__(self, engine: Any, *, notifier: Any = None, tick: float = 2.0,
                  paths: DataPaths | None = None, role: str = "tui",
-                 lease: bool = True) -> None:
+                 lease: bool = True, advice: Callable[[Rule], str] | None = None) -> None:
         self.engine = engine
         # Without a data directory there is nothing to share: evaluate alone ("solo").
         self.state_path = paths.alert_state if paths is not None else None
@@ -74,13 +75,16 @@ class AlertService:
         self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
         self._saver: asyncio.Task[None] | None = None  # see _save_soon
         self._save_wanted = False
+        self.save_error: str | None = None  # why the last state save failed, if it did
         self._applied: list[str] = []  # their ids, saved with the state
         self._health_watched = False
         self.notifier = notifier
         self.tick_s = tick
-        self.ruleset = RuleSet.from_settings(engine.settings)
+        self.advice = advice  # a rule's "what to do" from its runbook (the runtime's lookup)
+        self.ruleset = RuleSet.from_settings(engine.settings, advice)
         self.core = AlertEngine(self.ruleset, engine.store, engine.settings.alerting,
-                                clock=engine.clock)
+                                clock=engine.clock,
+                                results=getattr(engine, "last_result", None))
         self.version = 0  # bumped whenever a notification is produced: the UI repaints then
         self.sent: list[Notification] = []  # the most recent notifications, newest last
         self._listeners: list[Callable[[list[Notification]], None]] = []
@@ -197,8 +201,15 @@ class AlertService:
                 continue
             try:
                 await asyncio.to_thread(self.write_state, change)
-            except OSError as exc:
-                log.warning("cannot save the alert state %s: %s", self.state_path, exc)
+            except OSError as exc:  # said once, not every tick; kept in memory meanwhile
+                if self.save_error is None:
+                    log.warning("cannot save the alert state %s (%s); kept in memory, "
+                                "retried every tick", self.state_path, exc)
+                self.save_error = str(exc)
+            else:
+                if self.save_error is not None:
+                    log.warning("alert state %s saved again", self.state_path)
+                self.save_error = None
 
     def save(self, *, full: bool = True) -> None:
         """Write the alert state now (owner only; a follower never writes): by default the
@@ -289,7 +300,7 @@ class AlertService:
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and the whole `[alerting]` section (maintenance windows,
         acknowledgement, flapping and escalation settings); alert state kept."""
-        self.ruleset = RuleSet.from_settings(settings)
+        self.ruleset = RuleSet.from_settings(settings, self.advice)
         self.core.ruleset = self.ruleset
         self.alerts.reconfigure(settings.alerting)
         self.version += 1

@@ -26,7 +26,9 @@ the first evaluation after a restart.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from collections import deque
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ COMPACT_MIN = 256 * 1024
 """The change log is folded into a new snapshot once it is larger than this and than the
 last snapshot: the disk then holds at most about twice the state."""
 
-TOP_LEVEL = ("silences", "detections", "unrecorded", "applied_requests")
+TOP_LEVEL = ("silences", "detections", "unrecorded", "applied_requests", "target_flaps")
 """Parts of the state besides the alerts; each is logged whole when it changes (small)."""
 
 
@@ -48,23 +50,36 @@ def _alert_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(Alert))
 
 
+_VOLATILE = frozenset({"value", "detail", "last_sample_t", "flap_pct", "rule", "fails",
+                       "oks", "history", "labels"})
+
+
+@functools.cache
+def _durable_fields() -> tuple[str, ...]:
+    return tuple(n for n in _alert_fields() if n not in _VOLATILE)
+
+
 def durable_key(a: Alert) -> tuple[Any, ...]:
-    """What of an alert must survive a restart, as a cheap comparable value.
+    """What of an alert must survive a restart, as a cheap comparable value: every field
+    but the latest sample's value and detail (recomputed on the first evaluation after a
+    restart), whatever fields the lifecycle grows.
 
     Counts of consecutive samples are capped at the rule's thresholds: past them a growing
     count changes no decision, so a long-firing or long-healthy alert is not rewritten on
     every sample.
     """
     rule = a.rule
-    return (
-        rule.name, a.state, a.since, min(a.fails, rule.failure_threshold),
-        min(a.oks, rule.success_threshold), a.first_fail_at, a.last_fail_at, a.fired_at,
-        a.resolved_at, a.escalate_from, a.escalated, a.acked_by, a.ack_comment, a.ack_until,
-        a.incident, a.reminders, a.notified, a.notified_at, a.nodata_from, a.nodata_notified,
-        tuple(a.history), a.flapping, a.flap_episodes, a.silenced_by, a.inhibited_by,
-        a.detect_s, a.ep_acked_at, a.ep_acked_by, a.ep_peak, a.ep_flapping, a.ep_silenced,
-        tuple(a.labels.items()),
-    )
+    return (rule.name, min(a.fails, rule.failure_threshold),
+            min(a.oks, rule.success_threshold), tuple(a.history), tuple(a.labels.items()),
+            *[_freeze(getattr(a, n)) for n in _durable_fields()])
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple((k, _freeze(x)) for k, x in v.items())
+    if isinstance(v, list | set | deque):
+        return tuple(_freeze(x) for x in v)
+    return v
 
 
 def alert_row(a: Alert, names: tuple[str, ...]) -> dict[str, Any]:

@@ -13,6 +13,21 @@ from console.engine.text.redact import register_secret
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# Headers that carry credentials: a config must give them as `${ENV}` references.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "api-key", "x-auth-token",
+                            "proxy-authorization"})
+
+
+def check_secret_headers(headers: Mapping[str, str]) -> None:
+    """Raise ValueError for a credential header written literally in the config."""
+    for k, val in headers.items():
+        if k.lower() in SECRET_HEADERS and not ENV_REF.search(val):
+            raise ValueError(
+                f"header {k!r} carries a secret; write it as an environment reference, "
+                f"e.g. {k} = \"Bearer ${{API_TOKEN}}\""
+            )
+
+
 class MissingEnv(KeyError):  # noqa: N818 - reads as the condition, like KeyError
     """A `${VAR}` reference whose variable is not set."""
 

@@ -846,13 +846,29 @@ def _strings(node: Any, path: Path_) -> list[tuple[Path_, str]]:
 
 
 def _env_issues(ctx: _Ctx, env: Mapping[str, str]) -> list[ConfigIssue]:
-    """Every `${VAR}` in a target must name a set variable; values are not resolved here."""
+    """Every `${VAR}` in a target or a receiver must name a set variable; a receiver's
+    phone numbers must be E.164 once expanded. Secrets are not shown."""
+    from console.engine.config.envref import expand
+    from console.engine.config.rules import E164
+
+    alerting = ctx.data.get("alerting")
+    receivers = _items(alerting, "receivers") if isinstance(alerting, dict) else []
     issues = []
-    for i, t in _items(ctx.data, "targets"):
-        for path, text in _strings(t, ("targets", i)):
-            if not ENV_REF.search(text):
-                continue
-            for var in dict.fromkeys(missing_refs(text, env)):
-                issues.append(ctx.issue(path, f"environment variable {var} is not set",
-                                        f"export {var}=… before starting opsconsole"))
+    for prefix, items in ((("targets",), _items(ctx.data, "targets")),
+                          (("alerting", "receivers"), receivers)):
+        for i, t in items:
+            for path, text in _strings(t, (*prefix, i)):
+                if not ENV_REF.search(text):
+                    continue
+                unset = list(dict.fromkeys(missing_refs(text, env)))
+                for var in unset:
+                    issues.append(ctx.issue(path, f"environment variable {var} is not set",
+                                            f"export {var}=… before starting opsconsole"))
+                if unset or prefix[0] != "alerting" or path[-1] not in ("sms_from", "sms_to"):
+                    continue
+                value = expand(text, env, secret=False)
+                if not E164.fullmatch(value):
+                    issues.append(ctx.issue(path, f"{text} is {value!r}, not an E.164 number",
+                                            "+ then the country code and number, no spaces "
+                                            "(e.g. +14155550100)"))
     return issues

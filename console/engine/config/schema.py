@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from console.engine.config.envref import ENV_REF
+from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
 
@@ -19,8 +19,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-_SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "api-key", "x-auth-token",
-                   "proxy-authorization"}
+_SECRET_HEADERS = SECRET_HEADERS
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
 _DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
 
@@ -89,6 +88,9 @@ class HttpTarget(TargetBase):
     insecure: bool = False
     ca_file: str | None = None
     max_body: Size = Field(1_000_000, ge=1, le=100_000_000)
+    # Components of a health body (terminus/Spring/IETF) whose failure is a P1 (the shipped
+    # `dependency-down` rule); the others' is a P2 (`dependency-degraded`). Empty: all core.
+    core_components: list[str] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
@@ -110,12 +112,7 @@ class HttpTarget(TargetBase):
     @field_validator("headers")
     @classmethod
     def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for k, val in v.items():
-            if k.lower() in _SECRET_HEADERS and not ENV_REF.search(val):
-                raise ValueError(
-                    f"header {k!r} carries a secret; write it as an environment reference, "
-                    f"e.g. {k} = \"Bearer ${{API_TOKEN}}\""
-                )
+        check_secret_headers(v)
         return v
 
     @field_validator("down_unless", "degraded_unless")
@@ -372,6 +369,72 @@ class PrometheusTarget(TargetBase):
         return v
 
 
+class PromqlTarget(TargetBase):
+    """A Prometheus-compatible query API (Prometheus, VictoriaMetrics, Thanos, Mimir) whose
+    named metrics are PromQL expressions, evaluated there at every check.
+
+    `url` is the base the API paths are appended to: `http://prometheus:9090`, or with a
+    path prefix, `https://mimir.example.com/prometheus`. `headers` go with every request
+    (Mimir's tenant: `X-Scope-OrgID`; secrets as `${ENV}`), `params` with every query
+    (Thanos: `dedup`; `partial_response` has its own key). An expression giving several
+    series becomes one series per label set (`cpu_pct{instance="web-1"}`), at most
+    `max_series` per metric (the largest values; the rest counted as dropped). `alerts`
+    reads the server's own alerts and rules (/api/v1/alerts, /api/v1/rules) for the Alerts
+    screen. `partial_response = false` (the default) asks Thanos to fail rather than answer
+    from some stores only, since these values feed rules.
+    """
+
+    kind: Literal["promql"] = "promql"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    partial_response: bool = False
+    insecure: bool = False
+    ca_file: str | None = None
+    max_body: Size = Field(20_000_000, ge=1024, le=500_000_000)
+    # Each series kept is a series of the console's own store (~0.2 MB of history: see
+    # bench/bench_promql.py), so the default keeps a labelled metric to ~20 MB.
+    max_series: int = Field(100, ge=1, le=20_000)
+    alerts: bool = True
+    metrics: dict[str, str] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a promql target needs the http:// or https:// base URL of a "
+                             "query API, e.g. http://prometheus:9090")
+        if re.search(r"/api/v1(/|$)", v):
+            raise ValueError("give the base URL, without /api/v1/... (the console adds it)")
+        return _no_literal_password(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return HttpTarget._secret_headers(v)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(v) & {"query", "time", "start", "end", "step", "timeout",
+                                    "partial_response"})
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: set by the console (partial_response "
+                             "has its own key)")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _exprs(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, expr in v.items():
+            if not _QUERY_NAME.match(name):
+                raise ValueError(f"metric name {name!r}: use letters, digits and _ "
+                                 "(it names a series)")
+            if not expr.strip():
+                raise ValueError(f"metric {name!r}: the PromQL expression is empty")
+        return v
+
+
 class LogTarget(TargetBase):
     """A local JSON-lines log file (winston's format), followed from its end.
 
@@ -449,12 +512,14 @@ class HostTarget(TargetBase):
         return self
 
 
-AnyTarget = HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | LogTarget | HostTarget
+AnyTarget = (HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | PromqlTarget
+             | LogTarget | HostTarget)
 Target = Annotated[AnyTarget, Field(discriminator="kind")]
 # The registry of target kinds: every place that lists kinds reads it (or `TargetKind`).
 TARGET_KINDS: dict[str, type[TargetBase]] = {
     cls.model_fields["kind"].default: cls
-    for cls in (HttpTarget, PostgresTarget, RedisTarget, PrometheusTarget, LogTarget, HostTarget)
+    for cls in (HttpTarget, PostgresTarget, RedisTarget, PrometheusTarget, PromqlTarget,
+                LogTarget, HostTarget)
 }
 
 

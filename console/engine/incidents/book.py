@@ -33,8 +33,12 @@ MITIGATE = "incident.mitigate"
 RESOLVE = "incident.resolve"
 FALSE_POSITIVE = "incident.false_positive"
 POSTMORTEM = "incident.postmortem"
+RUNBOOK = "incident.runbook"
+REOPEN = "incident.reopen"
+STATUS = "incident.status"  # a status update for the people affected (playbook Step 3)
+CHANNEL = "incident.channel"  # the incident's chat channel exists (playbook Step 1)
 TYPES = (OPEN, CHECK, UNCHECK, NOTE, SEVERITY, SNAPSHOT, HANDOVER, ACKNOWLEDGE, MITIGATE,
-         RESOLVE, FALSE_POSITIVE, POSTMORTEM)
+         RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL)
 
 # An action that completes a response step by itself, whatever its items say.
 _STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", MITIGATE: "mitigate", RESOLVE: "resolve",
@@ -95,6 +99,8 @@ class Incident:
     started: float
     opened_by: str
     alerts: list[str] = field(default_factory=list)
+    episodes: list[str] = field(default_factory=list)  # alert history keys rule/target/n
+    runbook: str | None = None  # the runbook it works through (attachable, changeable)
     targets: list[str] = field(default_factory=list)  # whose metrics a snapshot takes
     detected: float | None = None  # first failing sample of the alert, if known
     owner: str = ""
@@ -109,6 +115,9 @@ class Incident:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     handovers: list[dict[str, Any]] = field(default_factory=list)
     severity_changes: list[dict[str, Any]] = field(default_factory=list)
+    reopened: list[dict[str, Any]] = field(default_factory=list)
+    status_updates: list[dict[str, Any]] = field(default_factory=list)
+    channel: str = ""  # the incident channel's name, once created
     timeline: list[dict[str, Any]] = field(default_factory=list)  # every entry, in order
 
     # -- derived -----------------------------------------------------------------------------
@@ -272,9 +281,11 @@ class IncidentBook:
         else:
             pbs = self.playbooks.select(severity=severity, runbook=_str(e.get("runbook")),
                                         alerts=alerts)
+        runbook = next((p.name for p in pbs if p.kind == "runbook"), None)
         inc = Incident(
             id=iid, title=str(e.get("title") or iid), severity=severity,
             started=_num(e.get("started"), ts), opened_by=actor, alerts=alerts,
+            episodes=_strs(e.get("episodes")), runbook=runbook,
             detected=_num(e.get("detected"), None), owner=actor,
             playbooks=[p.name for p in pbs],
             targets=_strs(e.get("targets")),
@@ -324,7 +335,7 @@ class IncidentBook:
         sev = _str(e.get("severity"))
         if sev in SEVERITIES and sev != inc.severity:
             inc.severity_changes.append({"ts": ts, "actor": actor, "from": inc.severity,
-                                         "to": sev})
+                                         "to": sev, "reason": str(e.get("reason") or "")})
             inc.severity = sev
             for step in inc.steps:  # items limited to a severity may complete a step now
                 done, total = step.progress(sev)
@@ -370,6 +381,42 @@ class IncidentBook:
                        actor: str) -> None:
         self._action(inc, "postmortem_at", POSTMORTEM, ts, actor)
 
+    def _on_runbook(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        """Attach a runbook, or change it: its steps replace the previous runbook's (the
+        response steps stay); the previous runbook's checks stay in the timeline."""
+        pb = self.playbooks.get(str(e.get("runbook") or ""))
+        if pb is None or pb.kind != "runbook":
+            self.problems.append(f"{inc.id}: runbook {e.get('runbook')!r} unknown; kept "
+                                 f"{inc.runbook or 'none'}")
+            return
+        old = {p for p in inc.playbooks if (q := self.playbooks.get(p)) is None
+               or q.kind == "runbook"}
+        inc.steps = [s for s in inc.steps if s.playbook not in old] + _steps_of(pb)
+        inc.playbooks = [p for p in inc.playbooks if p not in old] + [pb.name]
+        inc.runbook = pb.name
+
+    def _on_reopen(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        """A resolved incident is open again (the problem came back, or it was resolved by
+        mistake); the resolve step is due again."""
+        if inc.resolved_at is None:
+            return
+        inc.reopened.append({"ts": ts, "actor": actor, "resolved_at": inc.resolved_at,
+                             "reason": str(e.get("reason") or "")})
+        inc.resolved_at = None
+        step = inc.step("resolve")
+        if step is not None and step.timed:
+            done, total = step.progress(inc.severity)
+            if not (total and done == total):
+                step.done_at = step.done_by = None
+
+    def _on_status(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        uf = e.get("user_facing")
+        inc.status_updates.append({"ts": ts, "actor": actor, "text": str(e.get("text") or ""),
+                                   "user_facing": uf if isinstance(uf, bool) else None})
+
+    def _on_channel(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+        inc.channel = str(e.get("name") or inc.channel)
+
 
 def _steps_of(pb: Playbook) -> list[StepState]:
     return [StepState(pb.name, s, timed=pb.kind == "response") for s in pb.sections]
@@ -406,18 +453,28 @@ class IncidentDesk:
     def __init__(self, journal: Any, book: IncidentBook) -> None:
         self.journal = journal
         self.book = book
+        self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         book.apply_all(journal.entries)
         journal.subscribe(book.apply_all)
+
+    def listen(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """`callback([entry])` after each action taken here, durable or only in memory (a
+        full disk): what must reach people, such as a status update, does not wait for
+        the disk. Entries from other consoles arrive through the journal's subscription."""
+        self._listeners.append(callback)
 
     async def _do(self, etype: str, incident: str, **data: Any) -> Any:
         rec = await self.journal.append({"type": etype, "incident": incident, **data})
         self.book.apply_all(self.journal.poll())
         self.book.apply(rec.entry)  # a no-op when the poll already took it
+        for cb in list(self._listeners):
+            cb([rec.entry])
         return rec
 
     async def open(self, title: str, severity: str = "P1", *, alerts: Sequence[str] = (),
                    runbook: str | None = None, detected: float | None = None,
-                   started: float | None = None, targets: Sequence[str] = ()) -> Incident:
+                   started: float | None = None, targets: Sequence[str] = (),
+                   episodes: Sequence[str] = ()) -> Incident:
         """Open an incident by hand (or from an alert: see :meth:`open_from_alert`)."""
         now = self.book.clock()
         start = now if started is None else min(started, now)
@@ -431,6 +488,8 @@ class IncidentDesk:
             data["detected"] = detected
         if targets:
             data["targets"] = list(targets)
+        if episodes:
+            data["episodes"] = list(episodes)
         await self._do(OPEN, iid, **data)
         return self.book.incidents[iid]
 
@@ -443,10 +502,14 @@ class IncidentDesk:
         """
         rule = alert.rule
         summary = rule.summary or rule.name
+        detected = alert.first_fail_at
+        if detected is None and alert.detect_s is not None and alert.fired_at is not None:
+            detected = alert.fired_at - alert.detect_s
         return await self.open(
             title or f"{summary} ({alert.target})", rule.severity,
             alerts=[alert.id], runbook=rule.runbook or rule.name,
-            detected=alert.first_fail_at, started=alert.fired_at, targets=[alert.target])
+            detected=detected, started=alert.fired_at, targets=[alert.target],
+            episodes=[f"{alert.id}/{alert.incident}"])
 
     async def check(self, incident: str, section: str, item: int, *, checked: bool = True,
                     playbook: str | None = None) -> None:
@@ -457,8 +520,16 @@ class IncidentDesk:
                    playbook: str | None = None) -> None:
         await self._do(NOTE, incident, text=text, section=section, playbook=playbook)
 
-    async def severity(self, incident: str, severity: str) -> None:
-        await self._do(SEVERITY, incident, severity=severity)
+    async def severity(self, incident: str, severity: str, reason: str = "") -> None:
+        """Set the severity (chosen, with why: the post-mortem shows each change)."""
+        await self._do(SEVERITY, incident, severity=severity, reason=reason)
+
+    async def attach_runbook(self, incident: str, runbook: str) -> None:
+        """Attach (or change) the runbook an incident works through."""
+        await self._do(RUNBOOK, incident, runbook=runbook)
+
+    async def reopen(self, incident: str, reason: str = "") -> None:
+        await self._do(REOPEN, incident, reason=reason)
 
     async def snapshot(self, incident: str, values: Mapping[str, Any], label: str = "") -> None:
         await self._do(SNAPSHOT, incident, values=dict(values), label=label)
@@ -481,3 +552,20 @@ class IncidentDesk:
 
     async def postmortem_done(self, incident: str) -> None:
         await self._do(POSTMORTEM, incident)
+
+    async def status_update(self, incident: str, text: str, *,
+                            user_facing: bool | None = None) -> None:
+        """A status update (playbook Step 3), journaled; the notifier posts it to the
+        incident channel and, for a user-facing incident, the general one (`user_facing`
+        None: decided by the incident's severity, per Slack route)."""
+        data: dict[str, Any] = {"text": text}
+        if user_facing is not None:
+            data["user_facing"] = user_facing
+        await self._do(STATUS, incident, **data)
+
+    async def channel(self, incident: str, name: str, channel_id: str = "") -> None:
+        """The incident channel was created (recorded once, by the notifying console)."""
+        inc = self.book.incidents.get(incident)
+        if inc is not None and inc.channel == name:
+            return
+        await self._do(CHANNEL, incident, name=name, channel_id=channel_id)

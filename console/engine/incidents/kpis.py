@@ -1,11 +1,20 @@
-"""The playbook's KPIs from the journal and the metric history: the weekly review in one call.
+"""The playbook's KPIs from events: per incident, and over a review period (the weekly review).
 
-Definitions (each documented in the output so the numbers can be checked by hand):
+Per incident (`incident_kpis`), each from the events that happened, never from key presses,
+and each against the playbook's target:
 
-- MTTD: mean of (incident start − first alert firing), over incidents that recorded it;
-- MTTA: mean of (acknowledged − start); "acknowledged" is the acknowledge action, or the
-  acknowledge step completed by checking its items;
-- MTTR: mean of (resolved − start) over resolved incidents;
+- detect: first failing sample of its alert → the alert firing (MTTD < 5 min);
+- acknowledge: firing → the first acknowledgement, of the alert *or* of the incident,
+  whichever came first (acknowledge step < 5 min);
+- mitigate: firing → mitigated (mitigate step < 30 min);
+- impact: firing → the alert resolved, i.e. the service recovered (MTTR < 30 min);
+- resolve: firing → the incident resolved (P0/P1 < 2 h).
+
+"Firing" is the earliest episode of the incident's alerts (an incident opened by hand counts
+from its opening). Over a period (`compute`):
+
+- MTTD, MTTA, MTTR: means of detect, acknowledge and resolve over the incidents that have
+  them (MTTR over resolved incidents); mean impact beside them;
 - acknowledged < 5 min: share of incidents that were acknowledged within 5 min, among those
   acknowledged or older than 5 min (a 1-minute-old incident is not yet a miss);
 - P0/P1 resolved < 2 h: likewise among P0/P1 incidents resolved or older than 2 h;
@@ -24,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from console.engine.incidents.book import Incident, IncidentBook
+from console.engine.incidents.timeline import incident_episodes
 from console.engine.text.fmt import CHECK_GLYPH, format_age
 
 # The playbook's targets ("Platform Health KPIs", "Monitoring Effectiveness").
@@ -45,6 +55,97 @@ def acknowledged_at(inc: Incident) -> float | None:
         return inc.acknowledged_at
     step = inc.step("acknowledge")
     return step.done_at if step is not None and step.timed else None
+
+
+def _step_done(inc: Incident, step_id: str, action_at: float | None) -> float | None:
+    if action_at is not None:
+        return action_at
+    step = inc.step(step_id)
+    return step.done_at if step is not None and step.timed else None
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One of an incident's times: from an event to another, against its target."""
+
+    name: str  # detect | acknowledge | mitigate | impact | resolve
+    label: str
+    start: float | None
+    end: float | None
+    start_what: str
+    end_what: str
+    target: float | None  # seconds; None: the playbook sets none (for this severity)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return max(0.0, self.end - self.start)
+
+    @property
+    def met(self) -> bool | None:
+        s = self.seconds
+        return None if s is None or self.target is None else s <= self.target
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "from": self.start, "to": self.end,
+                "from_event": self.start_what, "to_event": self.end_what,
+                "seconds": self.seconds, "target_s": self.target, "met": self.met}
+
+
+def _target(inc: Incident, step_id: str, fallback: float | None) -> float | None:
+    step = inc.step(step_id)
+    if step is not None and step.timed:
+        t = step.section.target_for(inc.severity)
+        if t is not None:
+            return t
+    return fallback
+
+
+def incident_kpis(inc: Incident, episodes: Iterable[Mapping[str, Any]] = ()) -> list[Measure]:
+    """Detect, acknowledge, mitigate, impact and resolve of one incident, from events."""
+    eps = incident_episodes(inc, episodes)
+    fired = [f for f in (_num(e.get("fired_at")) for e in eps) if f is not None]
+    origin = min(fired) if fired else inc.started
+    origin_what = "alert firing" if fired else "incident opened"
+    firsts = []
+    for e in eps:
+        first = _num(e.get("first_fail_at"))
+        if first is None and _num(e.get("detect_s")) is not None and _num(e.get("fired_at")):
+            first = float(e["fired_at"]) - float(e["detect_s"])
+        if first is not None:
+            firsts.append(first)
+    if inc.detected is not None:
+        firsts.append(inc.detected)
+    first_fail = min(firsts) if firsts else None
+    acks = [(a, f"alert acknowledged by {e.get('acknowledged_by') or '?'}")
+            for e in eps if (a := _num(e.get("acknowledged_at"))) is not None]
+    inc_ack = acknowledged_at(inc)
+    if inc_ack is not None:
+        acks.append((inc_ack, "incident acknowledged"))
+    ack = min(acks) if acks else (None, "not acknowledged")
+    resolved = [_num(e.get("resolved_at")) for e in eps]
+    impact_end = (max(r for r in resolved if r is not None)
+                  if eps and all(r is not None and not e.get("ongoing")
+                                 for r, e in zip(resolved, eps, strict=True)) else None)
+    urgent = 2 * 3600.0 if inc.severity in ("P0", "P1") else None
+    return [
+        Measure("detect", "Detect", first_fail, origin if first_fail is not None else None,
+                "first failing sample", origin_what, TARGETS["mttd_s"]),
+        Measure("acknowledge", "Acknowledge", origin, ack[0], origin_what, ack[1],
+                _target(inc, "acknowledge", TARGETS["mtta_s"])),
+        Measure("mitigate", "Mitigate", origin,
+                _step_done(inc, "mitigate", inc.mitigated_at), origin_what, "mitigated",
+                _target(inc, "mitigate", None)),
+        Measure("impact", "Impact", origin if eps else None, impact_end, origin_what,
+                "alert resolved (service recovered)", TARGETS["mttr_s"]),
+        Measure("resolve", "Resolve", origin, inc.resolved_at, origin_what,
+                "incident resolved", _target(inc, "resolve", urgent)),
+    ]
 
 
 @dataclass(slots=True)
@@ -69,6 +170,7 @@ class Kpis:
     alert_mttd_s: float | None = None
     alert_mtta_s: float | None = None
     alert_mttr_s: float | None = None
+    impact_s: float | None = None  # mean time from firing to the alert resolved
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
     def met(self) -> dict[str, bool | None]:
@@ -84,6 +186,7 @@ class Kpis:
             "mttd_s": below(self.mttd_s, t["mttd_s"]),
             "mtta_s": below(self.mtta_s, t["mtta_s"]),
             "mttr_s": below(self.mttr_s, t["mttr_s"]),
+            "impact_s": below(self.impact_s, t["mttr_s"]),
             "ack_within_5m_pct": above(self.ack_within_5m_pct, t["ack_within_5m_pct"]),
             "p0p1_resolved_within_2h_pct": above(self.p0p1_resolved_within_2h_pct,
                                                  t["p0p1_resolved_within_2h_pct"]),
@@ -120,22 +223,30 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
     for i in incs:
         k.by_severity[i.severity] = k.by_severity.get(i.severity, 0) + 1
     k.alerts = sum(len(i.alerts) for i in incs)
-    k.mttd_s = _mean([i.started - i.detected for i in incs if i.detected is not None])
-    acks = [(i, acknowledged_at(i)) for i in incs]
-    k.mtta_s = _mean([a - i.started for i, a in acks if a is not None])
-    k.mttr_s = _mean([i.resolved_at - i.started for i in incs if i.resolved_at is not None])
-    judged = [(i, a) for i, a in acks if a is not None or now - i.started > ACK_WINDOW]
+    all_eps = list(episodes) if episodes is not None else []
+    per = {i.id: {m.name: m for m in incident_kpis(i, all_eps)} for i in incs}
+
+    def secs(name: str) -> list[float]:
+        return [s for m in per.values() if (s := m[name].seconds) is not None]
+
+    k.mttd_s = _mean(secs("detect"))
+    k.mtta_s = _mean(secs("acknowledge"))
+    k.mttr_s = _mean(secs("resolve"))
+    k.impact_s = _mean(secs("impact"))
+    judged = [per[i.id]["acknowledge"] for i in incs
+              if per[i.id]["acknowledge"].seconds is not None
+              or now - (per[i.id]["acknowledge"].start or i.started) > ACK_WINDOW]
     k.ack_within_5m_pct = _pct(
-        sum(1 for i, a in judged if a is not None and a - i.started <= ACK_WINDOW), len(judged))
-    urgent = [i for i in incs if i.severity in ("P0", "P1")
+        sum(1 for m in judged if m.seconds is not None and m.seconds <= ACK_WINDOW),
+        len(judged))
+    urgent = [per[i.id]["resolve"] for i in incs if i.severity in ("P0", "P1")
               and (i.resolved_at is not None or now - i.started > RESOLVE_WINDOW)]
     k.p0p1_resolved_within_2h_pct = _pct(
-        sum(1 for i in urgent
-            if i.resolved_at is not None and i.resolved_at - i.started <= RESOLVE_WINDOW),
+        sum(1 for m in urgent if m.seconds is not None and m.seconds <= RESOLVE_WINDOW),
         len(urgent))
     k.false_positive_pct = _pct(sum(1 for i in incs if i.false_positive), len(incs))
     if episodes is not None:
-        eps = [e for e in episodes if isinstance(e.get("fired_at"), int | float)
+        eps = [e for e in all_eps if isinstance(e.get("fired_at"), int | float)
                and lo <= e["fired_at"] <= now]
         k.alert_episodes = len(eps)
 
@@ -178,6 +289,8 @@ def format_text(k: Kpis) -> str:
         ("MTTD (detect)", format_age(k.mttd_s), f"< {format_age(t['mttd_s'])}", "mttd_s"),
         ("MTTA (acknowledge)", format_age(k.mtta_s), f"< {format_age(t['mtta_s'])}", "mtta_s"),
         ("MTTR (resolve)", format_age(k.mttr_s), f"< {format_age(t['mttr_s'])}", "mttr_s"),
+        ("mean impact (alert resolved)", format_age(k.impact_s),
+         f"< {format_age(t['mttr_s'])}", "impact_s"),
         ("acknowledged < 5 min", _p(k.ack_within_5m_pct),
          f"> {t['ack_within_5m_pct']:g} %", "ack_within_5m_pct"),
         ("P0/P1 resolved < 2 h", _p(k.p0p1_resolved_within_2h_pct),

@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
@@ -44,6 +52,15 @@ class Item(BaseModel):
     text: str = Field(min_length=1)
     severities: tuple[Severity, ...] = ()
     link: str | None = None
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        if v is not None:
+            from console.engine.incidents.links import parse_link
+
+            parse_link(v)  # ValueError: reported with the file, line and key
+        return v
 
     def applies(self, severity: str | None) -> bool:
         return not self.severities or severity is None or severity in self.severities
@@ -86,6 +103,9 @@ class Playbook(BaseModel):
     title: str = Field(min_length=1)
     kind: Literal["response", "runbook", "review"]
     description: str = ""
+    # A runbook's first move in one line: shown with every alert that links to it, on
+    # screen and in every notification ("what's wrong + how to fix").
+    action: str = Field("", max_length=300)
     severities: tuple[Severity, ...] = ()
     alerts: tuple[str, ...] = ()
     schedule: str | None = None
@@ -143,6 +163,13 @@ class Playbooks:
             if ref in p.alerts or key in p.alerts:
                 return p
         return None
+
+    def advice(self, rule: Any) -> str:
+        """The "what to do" line for an alert rule: its runbook's `action` (by the rule's
+        `runbook`, else by the runbook's `alerts` list naming the rule)."""
+        pb = self.runbook(getattr(rule, "runbook", None)) or self.runbook(
+            getattr(rule, "name", None))
+        return pb.action if pb is not None else ""
 
     def select(self, *, severity: str | None = None, runbook: str | None = None,
                alerts: Iterable[str] = ()) -> list[Playbook]:

@@ -1,31 +1,24 @@
-"""A Markdown post-mortem draft written from an incident's journal entries.
+"""A post-mortem draft a person would send: written from events, with prompts where only people
+know the answer.
 
-Everything measurable is filled in (timeline, time to each step against its target, alerts,
-metric snapshots, notes); what only people know (root cause, impact, action items) is left
-as sections to fill, so the draft is ready within the playbook's 24 hours.
+Everything measurable is filled in from what happened — the alert history (first failing
+sample, firing, acknowledged, resolved, the cause the alert gave), the incident journal
+(actions, notes, severity changes with who and why, snapshots) and the notifications sent —
+so the draft is ready within the playbook's 24 hours: a summary sentence, the impact window,
+how it was detected, the response against the playbook's targets, the timeline, and root
+cause and action items as prompts (the runbook's permanent fixes offered as candidates).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from console.engine.incidents.book import (
-    ACKNOWLEDGE,
-    CHECK,
-    FALSE_POSITIVE,
-    HANDOVER,
-    MITIGATE,
-    NOTE,
-    OPEN,
-    POSTMORTEM,
-    RESOLVE,
-    SEVERITY,
-    SNAPSHOT,
-    UNCHECK,
-    Incident,
-)
-from console.engine.text.fmt import format_age, format_target
+from console.engine.incidents.book import Incident
+from console.engine.incidents.kpis import Measure, incident_kpis
+from console.engine.incidents.timeline import incident_episodes, number, timeline
+from console.engine.text.fmt import format_age, format_metric, format_target
 from console.engine.text.sanitize import one_line
 
 
@@ -44,87 +37,178 @@ def _hms(ts: float) -> str:
     return _fmt("%H:%M:%S", ts)
 
 
+def elapsed(seconds: float | None) -> str:
+    """``4m10s``, ``1h02m``: a time in a table cell (``-`` when there is none)."""
+    return "-" if seconds is None else format_age(round(seconds))
+
+
+def _signed(seconds: float) -> str:
+    return ("−" if seconds < 0 else "+") + elapsed(abs(seconds))
+
+
 def _md(text: Any, n: int = 500) -> str:
     """One line of operator text, safe inside a Markdown table or list item."""
     return one_line(str(text), n).replace("|", "\\|")
 
 
-def _item_text(inc: Incident, e: dict[str, Any]) -> str:
-    step = inc.step(str(e.get("section")), e.get("playbook"))
-    item = e.get("item")
-    if step is None or not isinstance(item, int) or not 0 <= item < len(step.section.items):
-        return f"{e.get('section')}#{item}"
-    return f"{step.section.title}: {step.section.items[item].text}"
+def _result(m: Measure) -> str:
+    if m.seconds is None:
+        return "not yet" if m.start is not None else "-"
+    if m.target is None:
+        return "done"
+    if m.met:
+        return "met"
+    return f"missed by {elapsed(m.seconds - m.target)}"
 
 
-def describe_entry(inc: Incident, e: dict[str, Any]) -> str:
-    """A timeline line for one entry."""
-    t = e.get("type")
-    if t == OPEN:
-        raw = e.get("alerts")
-        alerts = ", ".join(str(a) for a in raw if a is not None) if isinstance(
-            raw, list) else ""
-        alerts = alerts or "none"
-        return f"opened ({e.get('severity')}) \"{_md(e.get('title'))}\"; alerts: {_md(alerts)}"
-    if t == CHECK:
-        return f"checked: {_md(_item_text(inc, e))}"
-    if t == UNCHECK:
-        return f"unchecked: {_md(_item_text(inc, e))}"
-    if t == NOTE:
-        where = f" (on {e['section']})" if e.get("section") else ""
-        return f"note{where}: {_md(e.get('text'))}"
-    if t == SEVERITY:
-        return f"severity changed to {e.get('severity')}"
-    if t == SNAPSHOT:
-        return f"metric snapshot{(' ' + _md(e['label'])) if e.get('label') else ''}"
-    if t == HANDOVER:
-        return f"handed over to {_md(e.get('to'))}" + (
-            f": {_md(e['text'])}" if e.get("text") else "")
-    if t == ACKNOWLEDGE:
-        return "acknowledged"
-    if t == MITIGATE:
-        return "mitigated" + (f": {_md(e['text'])}" if e.get("text") else "")
-    if t == RESOLVE:
-        fp = " (false positive)" if e.get("false_positive") else ""
-        return "resolved" + fp + (f": {_md(e['text'])}" if e.get("text") else "")
-    if t == FALSE_POSITIVE:
-        return "marked false positive" if e.get("value", True) else "unmarked false positive"
-    if t == POSTMORTEM:
-        return "post-mortem written"
-    return _md(str(t))
-
-
-def render(inc: Incident, *, now: float | None = None) -> str:
-    """The draft, as Markdown."""
-    now = time.time() if now is None else now
-    out: list[str] = [f"# Post-mortem: {_md(inc.title, 200)}", ""]
-    status = (f"resolved {_at(inc.resolved_at)} after {format_age(inc.age(now))}"
-              if inc.resolved_at is not None else f"open for {format_age(inc.age(now))}")
+def _severity_line(inc: Incident) -> str:
     sev = inc.severity
     if inc.severity_changes:
         path = " → ".join([inc.severity_changes[0]["from"]]
                           + [c["to"] for c in inc.severity_changes])
-        sev += f" (changed: {path})"
-    out += [
-        f"- **Incident:** {inc.id}",
-        f"- **Severity:** {sev}",
-        f"- **Started:** {_at(inc.started)}",
+        whys = "; ".join(
+            f"{c['to']} by {_md(c.get('actor', '?'), 40)}"
+            + (f" ({_md(c['reason'], 200)})" if c.get("reason") else "")
+            for c in inc.severity_changes)
+        sev += f" (changed: {path}: {whys})"
+    return sev
+
+
+def summary_sentence(inc: Incident, eps: list[Mapping[str, Any]],
+                     kpis: dict[str, Measure], now: float) -> str:
+    """One paragraph a reader gets the incident from."""
+    day = _fmt("%Y-%m-%d", inc.started)
+    impact = kpis["impact"]
+    if eps:
+        ep = eps[0]
+        what = f"{_md(ep.get('summary') or ep.get('rule'), 160)} on {_md(ep.get('target'), 60)}"
+        cause = str(ep.get("cause") or "").split("; ", 1)[0]  # its first clause
+        text = f"On {day} {what}"
+        if cause:
+            text += f" ({_md(cause, 200)})"
+        if impact.seconds is not None and impact.end is not None:
+            text += (f", from {_hms(impact.start or inc.started)} to {_hms(impact.end)} UTC "
+                     f"({elapsed(impact.seconds)})")
+        else:
+            text += f", from {_hms(impact.start or inc.started)} UTC, still ongoing"
+    else:
+        how = (f"from the alert {_md(', '.join(inc.alerts), 120)}" if inc.alerts
+               else "by hand")
+        text = f"On {day} at {_hms(inc.started)} UTC an incident was opened {how}: " \
+               f"{_md(inc.title, 160)}"
+    text += "."
+    det = kpis["detect"]
+    if det.seconds is not None:
+        text += f" The alert fired {elapsed(det.seconds)} after the first failing sample."
+    ack = kpis["acknowledge"]
+    if ack.seconds is not None:
+        text += f" It was acknowledged after {elapsed(ack.seconds)} ({ack.end_what})"
+        mit = kpis["mitigate"]
+        if mit.seconds is not None:
+            text += f", mitigated after {elapsed(mit.seconds)}"
+        res = kpis["resolve"]
+        text += f" and resolved after {elapsed(res.seconds)}." if res.seconds is not None \
+            else "; it is not resolved yet."
+    return text
+
+
+def render(inc: Incident, *, now: float | None = None,
+           episodes: Iterable[Mapping[str, Any]] = (),
+           notifications: Iterable[Mapping[str, Any]] = (),
+           permanent_fixes: Iterable[str] = ()) -> str:
+    """The draft, as Markdown. `episodes` from the alert history (and the evaluator's open
+    ones), `notifications` from the outbox; `permanent_fixes` are the runbook's candidates
+    for action items (its permanent-fix items not checked)."""
+    now = time.time() if now is None else now
+    episodes = list(episodes)
+    notifications = list(notifications)
+    eps = list(incident_episodes(inc, episodes))
+    kpis = {m.name: m for m in incident_kpis(inc, episodes)}
+    events = timeline(inc, episodes, notifications)
+    origin = kpis["acknowledge"].start or inc.started
+    out: list[str] = [
+        f"# Post-mortem: {_md(inc.title, 200)}", "",
+        f"_Draft by opsconsole from the incident journal and the alert history, "
+        f"{_at(now)}. The facts below are filled in; replace every italic prompt before "
+        "sending._", "",
+        "## Summary", "", summary_sentence(inc, eps, kpis, now), "",
+        "_In two or three sentences, for people who were not there: what users saw, why, "
+        "and how it was fixed._", "",
     ]
-    if inc.detected is not None:
-        out.append(f"- **First failing sample:** {_at(inc.detected)} "
-                   f"({format_age(inc.started - inc.detected)} before the incident started)")
+    status = (f"resolved {_at(inc.resolved_at)}" if inc.resolved_at is not None
+              else f"open ({inc.state}) for {elapsed(inc.age(now))}")
+    if inc.reopened:
+        status += f"; reopened {len(inc.reopened)}×"
+    alerts = "; ".join(
+        f"{_md(e.get('rule'), 60)} on {_md(e.get('target'), 60)} ({e.get('severity')})"
+        for e in eps) or (", ".join(_md(a, 80) for a in inc.alerts) or "none (opened by hand)")
     out += [
-        f"- **Status:** {status}",
-        f"- **Targets:** {_md(', '.join(inc.targets) or '-')}",
-        f"- **Opened by:** {_md(inc.opened_by)}; **owner:** {_md(inc.owner)}",
-        f"- **False positive:** {'yes' if inc.false_positive else 'no'}",
-        "",
-        "## Alerts",
+        "| | |", "| --- | --- |",
+        f"| Incident | {inc.id} |",
+        f"| Severity | {_md(_severity_line(inc), 600)} |",
+        f"| Started | {_at(inc.started)} |",
+        f"| Status | {status} |",
+        f"| Alerts | {alerts} |",
+        f"| Targets | {_md(', '.join(inc.targets) or '-')} |",
+        f"| Runbook | {_md(inc.runbook or '-', 80)} |",
+        f"| Opened by / owner | {_md(inc.opened_by, 60)} / {_md(inc.owner, 60)} |",
+        f"| False positive | {'yes' if inc.false_positive else 'no'} |",
         "",
     ]
-    out += [f"- {_md(a)}" for a in inc.alerts] or ["- (opened by hand)"]
-    out += ["", "## Response against targets", "",
-            "| Step | Target | Done at | From start | Result |",
+    # -- impact -------------------------------------------------------------------------
+    impact = kpis["impact"]
+    out += ["## Impact", ""]
+    if eps:
+        start = kpis["detect"].start or impact.start or inc.started
+        end = impact.end
+        span = f"{elapsed(end - start)}" if end is not None else "still ongoing"
+        out.append(f"- **Window:** {_at(start)} → {_at(end) if end else 'now'} ({span}), "
+                   "from the first failing sample to the alert resolved")
+        for e in eps:
+            peak = e.get("peak")
+            metric = _metric_of(e)
+            if isinstance(peak, int | float) and metric:
+                out.append(f"- **Worst value:** {metric} {format_metric(metric, peak)} "
+                           f"({_md(e.get('rule'), 60)} on {_md(e.get('target'), 60)})")
+    else:
+        why = ("no alert history of its alerts to measure it" if inc.alerts
+               else "opened by hand; no alert measured it")
+        out.append(f"- **Window:** from {_at(inc.started)} ({why})")
+    out += [f"- **Affected:** {_md(', '.join(inc.targets) or 'see the alerts', 200)}", "",
+            "_Who was affected, for how long, how badly (users, payments, data)?_", ""]
+    # -- detection ----------------------------------------------------------------------
+    out += ["## Detection", ""]
+    det = kpis["detect"]
+    for e in eps:
+        cause = str(e.get("cause") or "")
+        line = (f"- **{_md(e.get('rule'), 60)}** ({e.get('severity')}) fired at "
+                f"{_hms(float(e['fired_at']))} UTC on {_md(e.get('target'), 60)}")
+        out.append(line + (f": {_md(cause, 300)}" if cause else ""))
+    if not eps and inc.alerts:
+        out.append(f"- Alerts: {_md(', '.join(inc.alerts), 300)}")
+    if det.seconds is not None:
+        out.append(f"- Detected {elapsed(det.seconds)} after the first failing sample "
+                   f"(target < {format_target(det.target or 0)}: {_result(det)})")
+    sent = [ev for ev in events if ev.kind == "notification"]
+    if sent:
+        out.append("- Notified: " + "; ".join(
+            f"{_md(ev.text, 120)} at {_hms(ev.ts)}" for ev in sent[:10]))
+    elif eps:
+        out.append("- Notified: no notification recorded (no receiver configured, or sent "
+                   "by another console)")
+    out += ["", "_Did the alert find it before users did? If not, what alert is missing?_",
+            ""]
+    # -- response -----------------------------------------------------------------------
+    out += ["## Response against the playbook's targets", "",
+            "| Measure | From | To | Took | Target | Result |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for m in kpis.values():
+        frm = f"{m.start_what} {_hms(m.start)}" if m.start is not None else "-"
+        to = f"{_md(m.end_what, 80)} {_hms(m.end)}" if m.end is not None else "-"
+        goal = f"< {format_target(m.target)}" if m.target is not None else "-"
+        out.append(f"| {m.label} | {frm} | {to} | {elapsed(m.seconds)} | {goal} | "
+                   f"{_result(m)} |")
+    out += ["", "| Step | Target | Done at | From start | Result |",
             "| --- | --- | --- | --- | --- |"]
     for step in inc.response_steps():
         target = step.section.target_for(inc.severity)
@@ -133,27 +217,43 @@ def render(inc: Incident, *, now: float | None = None) -> str:
         if step.done_at is not None:
             took = step.done_at - inc.started
             result = "on time" if status_ == "done" and target is not None else (
-                f"late by {format_age(took - target)}" if target is not None else "done")
+                f"late by {elapsed(took - target)}" if target is not None else "done")
             done = f"{_hms(step.done_at)} by {_md(step.done_by or '?', 60)}"
-            frm = format_age(took)
+            frm = elapsed(took)
         else:
             result = "OVERDUE" if status_ == "overdue" else "not done"
             done, frm = "-", "-"
         out.append(f"| {step.section.title} | {tgt} | {done} | {frm} | {result} |")
-    out += ["", "## Timeline", ""]
-    for e in inc.timeline:
-        ts = e.get("ts")
-        ts_f = float(ts) if isinstance(ts, int | float) else inc.started
-        out.append(f"- `{_hms(ts_f)}` (+{format_age(ts_f - inc.started)}) "
-                   f"{_md(e.get('actor', '?'), 80)}: {describe_entry(inc, e)}")
-    out += ["", "## Metric snapshots", ""]
+    # -- timeline -----------------------------------------------------------------------
+    out += ["", "## Timeline (UTC)", ""]
+    for ev in events:
+        out.append(f"- `{_hms(ev.ts)}` ({_signed(ev.ts - origin)}) {_md(ev.actor, 80)}: "
+                   f"{_md(ev.text, 600)}")
+    # -- root cause and actions ---------------------------------------------------------
+    out += ["", "## Root cause", ""]
+    causes = [str(e.get("cause")) for e in eps if e.get("cause")]
+    if causes:
+        out.append("The alert said: " + "; ".join(f"\"{_md(c, 300)}\"" for c in causes))
+        out.append("")
+    out += ["_What failed, and why? Ask why until the answer is something you can change. "
+            "Why was it not caught earlier?_", "",
+            "## Action items", "", "| Action | Owner | Due |", "| --- | --- | --- |"]
+    fixes = list(permanent_fixes)
+    for fix in fixes[:6]:
+        out.append(f"| _{_md(fix, 200)}? (the runbook's permanent fix)_ | _who_ | _when_ |")
+    out += ["| _action_ | _who_ | _when_ |", ""]
+    # -- snapshots and notes ------------------------------------------------------------
+    out += ["## Metric snapshots", ""]
     if not inc.snapshots:
         out.append("(none taken)")
     for snap in inc.snapshots:
         label = f" {_md(snap['label'])}" if snap.get("label") else ""
-        out += [f"### {_hms(snap['ts'])} (+{format_age(snap['ts'] - inc.started)}){label}", "",
+        out += [f"### {_hms(snap['ts'])} ({_signed(snap['ts'] - origin)}){label}", "",
                 "| Metric | Value |", "| --- | --- |"]
-        out += [f"| {_md(k, 120)} | {_md(v, 60)} |" for k, v in snap["values"].items()]
+        for k, v in snap["values"].items():
+            metric = str(k).rsplit(":", 1)[-1]
+            shown = format_metric(metric, number(v))
+            out.append(f"| {_md(k, 120)} | {_md(shown, 60)} |")
         out.append("")
     out += ["", "## Notes", ""]
     notes = [(n, None) for n in inc.notes] + [
@@ -167,11 +267,21 @@ def render(inc: Incident, *, now: float | None = None) -> str:
         for s in runbook_steps:
             for i in sorted(s.checked):
                 out.append(f"- {s.playbook} / {s.section.title}: {_md(s.section.items[i].text)}")
-    out += [
-        "", "## Root cause", "", "_To fill in: what failed, and why._",
-        "", "## Impact", "", "_To fill in: who was affected, for how long, how badly._",
-        "", "## What went well / what went badly", "", "_To fill in._",
-        "", "## Action items", "", "- [ ] _owner — action — due date_",
-        "", "## Follow-up", "", "_To fill in: when the action items are reviewed._", "",
-    ]
+    out += ["", "## Follow-up", "",
+            "_When are the action items reviewed, and by whom?_", ""]
     return "\n".join(out)
+
+
+def _metric_of(ep: Mapping[str, Any]) -> str:
+    """The metric an episode's rule watched, as far as its summary-free record tells."""
+    metric = ep.get("metric")
+    return str(metric) if isinstance(metric, str) else ""
+
+
+def permanent_fixes(inc: Incident) -> list[str]:
+    """The runbook's permanent-fix items not yet checked: candidates for action items."""
+    out = []
+    for s in inc.steps:
+        if not s.timed and s.id in ("permanent_fix", "permanent-fix"):
+            out += [it.text for i, it in s.items(inc.severity) if i not in s.checked]
+    return out

@@ -4,7 +4,7 @@ A condition is parsed once, when the config is loaded (so a typo is a config err
 readable message, never a check-time surprise), and evaluated on every check against a
 `CheckContext`. Evaluation never raises: a missing JSON path, a body that is not JSON or a
 value of the wrong type makes the condition *fail* with a description the operator can act on,
-e.g. `body.info.redis.status is "down", expected == "up"`. Descriptions quote remote values
+e.g. `body.details.redis.status is "down", expected == "up"`. Descriptions quote remote values
 through `sanitize.one_line`, so they are safe to show and to journal.
 
 Grammar (one condition per string)::
@@ -150,7 +150,7 @@ class Condition:
 
     text: str
     subject: str  # "latency" | "status" | "size" | "body" | "header"
-    label: str  # how the subject is named in descriptions, e.g. body.info.redis.status
+    label: str  # how the subject is named in descriptions, e.g. body.details.redis.status
     path: tuple[str | int, ...]  # JSON path below `body`, or (header-name,)
     op: str
     value: Any  # parsed right-hand side (ms for latency, bytes for size)

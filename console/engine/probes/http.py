@@ -24,6 +24,7 @@ from console.engine.config.envref import ENV_REF, MissingEnv, expand
 from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
 from console.engine.lang.conditions import CheckContext, Condition, parse_condition
 from console.engine.model import CheckResult, ResponseInfo, Status
+from console.engine.probes.health import HealthBody, is_core, parse_health
 from console.engine.probes.http_client import USER_AGENT, HttpClients, TlsConfigError, read_capped
 from console.engine.text.fmt import format_duration
 from console.engine.text.redact import MASK, describe_exception, redact
@@ -33,6 +34,9 @@ __all__ = ["HttpProbe"]
 
 EXCERPT_CHARS = 2048
 MAX_HEADERS_SHOWN = 64
+# What a check reports (the component counts only for a recognised health body).
+METRICS = frozenset({"latency_ms", "status_code", "body_bytes", "ttfb_ms", "components_down",
+                     "core_components_down", "other_components_down"})
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # aiohttp retries a request once on a stale pooled connection only for idempotent methods;
 # these get a fresh connection per check instead (HttpClients.transport(fresh=True)).
@@ -62,6 +66,22 @@ class _Progress:
         self.reason = ""
 
 
+def _register_userinfo(url: str) -> None:
+    """A password in the URL goes out as HTTP Basic, base64 of ``user:password``: a server
+    that echoes request headers in its body must not show it either."""
+    from urllib.parse import unquote, urlsplit
+
+    from console.engine.text.redact import register_secret
+
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return
+    if password:
+        register_secret(unquote(password), user=unquote(user or ""))
+
+
 class HttpProbe:
     """Checks one HttpTarget; `check()` never raises (except CancelledError)."""
 
@@ -86,6 +106,9 @@ class HttpProbe:
         self._slow_ms = None if target.slow is None else target.slow * 1000.0
         self._keyword = target.keyword.encode() if target.keyword else None
         self._keyword_absent = target.keyword_absent.encode() if target.keyword_absent else None
+        self._core = set(target.core_components)
+        self._health_cache: tuple[bytes, list[str], dict[str, float],
+                                  dict[str, object] | None] | None = None
         self._down: tuple[Condition, ...] = ()
         self._degraded: tuple[Condition, ...] = ()
         try:  # validated with the config already; this guards hand-built targets
@@ -112,6 +135,7 @@ class HttpProbe:
             return
         try:
             url = expand(target.url)
+            _register_userinfo(url)
             headers = {k: expand(v) for k, v in target.headers.items()}
             body = None if target.body is None else expand(target.body)
         except MissingEnv as exc:
@@ -288,7 +312,8 @@ class HttpProbe:
             down.append(f"keyword {self._show_kw(self._keyword)} not found in the body{cut}")
         if self._keyword_absent is not None and self._keyword_absent in body:
             down.append(f"keyword {self._show_kw(self._keyword_absent)} found in the body")
-        if self._down or self._degraded:
+        ctx: CheckContext | None = None
+        if self._down or self._degraded or _looks_like_json(body):
             size = wire_bytes
             if truncated:
                 declared = response.headers.get("content-length", "")
@@ -304,12 +329,18 @@ class HttpProbe:
             for cond in self._degraded:
                 if not cond.holds(ctx):
                     degraded.append(cond.evaluate(ctx)[1])
+        metrics = {"latency_ms": latency_ms, "status_code": float(code),
+                   "body_bytes": float(wire_bytes), "ttfb_ms": ttfb_ms}
+        causes, counts, health_json = self._health(ctx)
+        metrics.update(counts)
+        details: dict[str, object] = {"health": health_json} if health_json else {}
         if self._slow_ms is not None and latency_ms > self._slow_ms:
             degraded.append(
                 f"latency {latency_ms:.0f}ms above the slow threshold {self._slow_ms:.0f}ms"
             )
-        status = Status.DOWN if down else Status.DEGRADED if degraded else Status.UP
-        reasons = tuple(one_line(redact(r), 300) for r in (*down, *degraded))
+        # A failing component degrades the target even without a condition saying so.
+        status = Status.DOWN if down else Status.DEGRADED if degraded or causes else Status.UP
+        reasons = tuple(one_line(redact(r), 300) for r in (*causes, *down, *degraded))
         reason, headers, excerpt = _safe_response_text(
             response.reason_phrase, response.headers, body
         )
@@ -326,11 +357,36 @@ class HttpProbe:
         )
         return CheckResult(
             target=self.target.name, kind=self.kind, status=status, started_at=started,
-            latency_ms=latency_ms, reasons=reasons,
-            metrics={"latency_ms": latency_ms, "status_code": float(code),
-                     "body_bytes": float(wire_bytes), "ttfb_ms": ttfb_ms},
-            response=info,
+            latency_ms=latency_ms, reasons=reasons, metrics=metrics, response=info,
+            details=details,
         )
+
+    def _health(self, ctx: CheckContext | None) -> tuple[list[str], dict[str, float],
+                                                           dict[str, object] | None]:
+        """(causes, component counts, details["health"]) of a health body; the answer for
+        the same bytes as the last check is reused (a healthy service answers the same
+        body every time, and this runs on every check)."""
+        if ctx is None or not _looks_like_json(ctx.body):
+            return [], {}, None
+        cached = self._health_cache
+        if cached is not None and cached[0] == ctx.body:
+            return cached[1], cached[2], cached[3]
+        health = _health_of(ctx)
+        causes: list[str] = []
+        counts: dict[str, float] = {}
+        health_json: dict[str, object] | None = None
+        if health is not None:
+            # The service's own words first: they name the dependency that failed.
+            causes = health.reasons()
+            if health.components:
+                failing = health.failing()
+                core = sum(1 for c in failing if is_core(c.name, self._core))
+                counts = {"components_down": float(len(failing)),
+                          "core_components_down": float(core),
+                          "other_components_down": float(len(failing) - core)}
+            health_json = health.to_json(self._core)
+        self._health_cache = (bytes(ctx.body), causes, counts, health_json)
+        return causes, counts, health_json
 
     @staticmethod
     def _show_kw(kw: bytes) -> str:
@@ -424,6 +480,23 @@ def _parser_message(message: object) -> str:
     gist = lines[0].rstrip(":")
     data = next((ln for ln in lines[1:] if ln[:2] in ("b'", 'b"')), None)
     return f"{gist} ({data[:80]})" if data else gist
+
+
+def _looks_like_json(body: bytes) -> bool:
+    """A body worth reading as a health document: a JSON object, not too big to parse on
+    every check."""
+    head = body[:64].lstrip()
+    return head.startswith(b"{") and len(body) <= _HEALTH_MAX
+
+
+def _health_of(ctx: CheckContext | None) -> HealthBody | None:
+    if ctx is None or not _looks_like_json(ctx.body):
+        return None
+    ok, doc = ctx.json()
+    return parse_health(doc) if ok else None
+
+
+_HEALTH_MAX = 256 * 1024
 
 
 def _url_text(url: httpx.URL) -> str:

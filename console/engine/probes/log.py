@@ -50,6 +50,14 @@ NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
 OTHER_LEVELS = ("info", "http", "verbose", "debug")
 SEED_BYTES = 1_000_000  # first run: error kinds learnt from this much of the file's tail
 SAVE_EVERY = 60.0  # seconds between saves when only "last seen" order changed
+# Every metric a check reports (a link or rule naming another is a typo `validate` reports).
+METRICS = frozenset({
+    "lines_per_s", "errors_per_s", "warn_per_s", "error_pct", "slow_requests_per_s",
+    *(f"{lv}_per_s" for lv in OTHER_LEVELS), "non_json_lines_total", "lines_total",
+    "errors_total", "new_error_kinds_total",
+})
+ERROR_WINDOW = 60.0  # recent error messages (an alert's cause) are counted over this long
+ERRORS_KEPT = 500
 
 
 @dataclass(slots=True)
@@ -71,6 +79,7 @@ class _Batch:
     new_kinds: int = 0
     new_kinds_total: int = 0
     new_errors: list[str] = field(default_factory=list)
+    error_messages: deque[str] = field(default_factory=lambda: deque(maxlen=ERRORS_KEPT))
     non_json_seen: deque[str] = field(default_factory=lambda: deque(maxlen=NON_JSON_SHOWN))
 
 
@@ -96,6 +105,7 @@ class LogProbe:
         self.lines_total = 0
         self.errors_total = 0
         self._non_json_seen: deque[str] = deque(maxlen=NON_JSON_SHOWN)
+        self._errors_seen: deque[tuple[float, str]] = deque(maxlen=ERRORS_KEPT)
         self._last_t = monotonic()
         # Without a state directory (a one-shot command) the kinds seen live in memory only.
         self.kinds = ErrorKinds(None if state_dir is None else
@@ -166,6 +176,7 @@ class LogProbe:
                     b.by_level[line.level] = b.by_level.get(line.level, 0) + 1
                 if line.level in ERROR_LEVELS:
                     b.errors += 1
+                    b.error_messages.append(one_line(line.message or line.raw, 120))
                     if kinds.observe(line.message or line.raw):
                         b.new_kinds += 1
                 elif line.level in WARN_LEVELS:
@@ -198,6 +209,7 @@ class LogProbe:
         self.errors_total += batch.errors
         self.non_json_total += batch.non_json
         self._non_json_seen.extend(batch.non_json_seen)
+        self._errors_seen.extend((now, m) for m in batch.error_messages)
         self.recent.extend(batch.lines)
         self.appended += n
         metrics = {
@@ -222,6 +234,9 @@ class LogProbe:
         }
         if batch.new_errors:
             details["new_errors"] = batch.new_errors  # newest first, one line each
+        recent = self._recent_errors(now)
+        if recent:
+            details["recent_errors"] = recent
         if self._non_json_seen:
             details["recent_non_json"] = list(self._non_json_seen)
         reasons: tuple[str, ...] = ()
@@ -233,6 +248,18 @@ class LogProbe:
             latency_ms=(time.perf_counter() - t0) * 1000.0, reasons=reasons,
             metrics=metrics, details=details,
         )
+
+    def _recent_errors(self, now: float, top: int = 5) -> list[dict[str, object]]:
+        """The commonest error messages of the last minute, with their counts: what an
+        errors alert names as its cause."""
+        seen = self._errors_seen
+        while seen and now - seen[0][0] > ERROR_WINDOW:
+            seen.popleft()
+        counts: dict[str, int] = {}
+        for _, message in seen:
+            counts[message] = counts.get(message, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return [{"message": m, "count": n} for m, n in ranked]
 
     def _down(self, started: float, error: str) -> CheckResult:
         self._last_t = self._monotonic()

@@ -771,9 +771,9 @@ class PostgresProbe:
     async def _connect(self, deadline: float) -> asyncpg.Connection:
         dsn = expand_url(self.target.dsn)  # percent-encodes a ${PW} inside the userinfo
         self._endpoint = ep = _parse_endpoint(dsn)
-        password = urlsplit(dsn).password
-        if password:
-            register_secret(unquote(password))  # the DSN may be one ${VAR}: mask its parts too
+        parts = urlsplit(dsn)
+        if parts.password:  # the DSN may be one ${VAR}: mask its parts too
+            register_secret(unquote(parts.password), user=unquote(parts.username or ""))
         self._phase = f"connecting to {ep.where}"
         loop = asyncio.get_running_loop()
         remaining = max(0.001, deadline - loop.time())

@@ -334,8 +334,8 @@ class RedisProbe:
         url = expand_url(self.target.url)  # percent-encodes a ${PW} inside the userinfo
         self._where = _where_of(url)
         kwargs: dict[str, Any] = dict(parse_url(url))
-        if kwargs.get("password"):
-            register_secret(kwargs["password"])  # the URL may be one ${VAR}: mask its parts
+        if kwargs.get("password"):  # the URL may be one ${VAR}: mask its parts
+            register_secret(kwargs["password"], user=kwargs.get("username"))
         connection_class = kwargs.pop("connection_class", Connection)
         timeout = self.target.timeout
         # Ours win over the URL's query string (redis-py would let the URL win).

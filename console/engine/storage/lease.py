@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from console.engine.text.redact import describe_exception
+
 
 def _host() -> str:
     try:
@@ -37,17 +39,29 @@ class Lease:
         self.path = Path(path)
         self.role = role
         self._fd = -1
+        self.unlocked: str | None = None  # why we evaluate without a lock file, if we do
 
     @property
     def held(self) -> bool:
-        return self._fd >= 0
+        return self._fd >= 0 or self.unlocked is not None
 
     def try_acquire(self) -> bool:
-        """Take the lease if nobody holds it; True if we hold it now. Never blocks."""
-        if self._fd >= 0:
+        """Take the lease if nobody holds it; True if we hold it now. Never blocks, never
+        raises for the disk: where no lock file can be made (a read-only data disk
+        without one), we evaluate, and `unlocked` says why."""
+        if self.held:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # A read-only (or full) data disk: the lock still works on a file opened for
+            # reading, and with no file at all there is nobody to share the directory with.
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self.unlocked = describe_exception(exc)
+                return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -66,6 +80,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up (the kernel does it too if we die); the file stays for reuse."""
+        self.unlocked = None
         if self._fd < 0:
             return
         fd, self._fd = self._fd, -1

@@ -216,3 +216,66 @@ def threshold_text(warn: float | None, crit: float | None, lower_is_better: bool
         text = f"crit {bad} {fmt_number(crit)}" if with_crit else f"{good} {fmt_number(crit)}"
         parts.append(f"({text})" if parts else text)
     return " ".join(parts)
+
+
+# -- a metric's value, by its name ---------------------------------------------------------
+
+
+def format_ms(ms: float | None) -> str:
+    """A latency with its unit, to a useful precision: `0.8 ms`, `182 ms`, `1.57 s`."""
+    if not is_number(ms):
+        return NO_VALUE
+    if abs(ms) < 10:
+        return f"{ms:.1f} ms"
+    if abs(ms) < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    return f"{s:.2f} s" if abs(s) < 10 else f"{s:.1f} s"
+
+
+# A metric's unit follows from its name (the conventions the probes and configs use).
+_RATE_SUFFIXES = (("_per_s", "/s"), ("_per_min", "/min"), ("_per_h", "/h"),
+                  ("_per_day", "/day"))
+
+
+def format_metric(metric: str, value: float | None) -> str:
+    """A metric's value with the unit its name implies, for alert causes, snapshots and the
+    post-mortem: ``p95_ms`` 1570 → `1.57 s`, ``error_pct`` 33.58 → `33.6 %`,
+    ``used_memory_bytes`` → `1.2 GB`, ``webhook_failures_per_s`` 0.5 → `0.5/s`; other
+    names get a plain number."""
+    if not is_number(value):
+        return NO_VALUE
+    name = metric.lower()
+    if name.endswith("_ms"):
+        return format_ms(value)
+    if name.endswith(("_pct", "_percent")):
+        return f"{value:.1f} %" if abs(value) >= 0.1 or value == 0 else f"{value:.2g} %"
+    for suffix, unit in _RATE_SUFFIXES:
+        if name.endswith(suffix):
+            if name.removesuffix(suffix).endswith("_bytes"):
+                return format_bytes(value) + unit
+            return fmt_number(value) + unit
+    if name.endswith("_bytes"):
+        return format_bytes(value)
+    if name.endswith(("_s", "_seconds")):
+        return format_duration(value) if value >= 1 else format_ms(value * 1000)
+    return fmt_number(value)
+
+
+# -- messages to people ------------------------------------------------------------------------
+
+
+def format_percent(value: float | None, decimals: int = 1) -> str:
+    """`99.950 %` with the decimals asked for (an uptime against 99.9 % needs three), or
+    `NO_VALUE` where there was nothing to measure."""
+    if not is_number(value):
+        return NO_VALUE
+    return f"{value:.{decimals}f} %"
+
+
+def format_utc(t: float, *, seconds: bool = False) -> str:
+    """`2026-11-27 10:00 UTC`: a moment in messages read by people in several time zones."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC",
+                         time.gmtime(t))

@@ -1,18 +1,23 @@
 """One redaction function for every sink: screen, logs, journal, JSON output, exception text.
 
 Secrets are known two ways: values resolved from `${ENV}` references at config load are
-registered here and masked wherever they appear; and URL userinfo passwords, `password=`
-keywords and token-like query parameters are masked by pattern, whatever their origin.
+registered here and masked wherever they appear, in every form a peer may echo them (plain,
+URL-encoded, base64, HTTP Basic and SMTP AUTH PLAIN with their user); and URL userinfo
+passwords, `password=` keywords and token-like query parameters are masked by pattern,
+whatever their origin.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_registered: set[tuple[str, str]] = set()
 _secret_re: re.Pattern[str] | None = None
 
 _USERINFO = re.compile(
@@ -28,20 +33,55 @@ _AUTH_HEADER = re.compile(
 _SLACK = re.compile(r"(hooks\.slack\.com/services/)[A-Za-z0-9/]+")
 
 
-def register_secret(value: str) -> None:
-    """Remember a resolved secret so that it is masked wherever it later appears."""
+def _b64_forms(raw: bytes) -> set[str]:
+    """Every text form base64 gives `raw`: the whole encoding (with and without padding), and
+    the run of characters that encodes only `raw` whatever precedes it in a longer base64
+    text (three alignments), in the standard and URL-safe alphabets.
+
+    A server that echoes `AUTH LOGIN`'s base64 password, or a header carrying base64 of
+    ``user:password``, must not show the secret: matching the plain form alone misses it.
+    """
+    out: set[str] = set()
+    whole = base64.b64encode(raw).decode()
+    out.update((whole, whole.rstrip("=")))
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + raw).decode()
+        start = -(-8 * k // 6)  # ceil: the first character made of `raw` bits only
+        end = 8 * (k + len(raw)) // 6  # floor: the last full character before the end
+        inner = enc[start:end]
+        if len(inner) >= 6:  # shorter runs would mask ordinary words
+            out.add(inner)
+    out |= {f.replace("+", "-").replace("/", "_") for f in out}
+    return {f for f in out if len(f) >= 6}
+
+
+def secret_forms(value: str, user: str | None = None) -> set[str]:
+    """The forms in which `value` (a password, token or URL) can come back in a peer's text:
+    plain, URL-encoded, base64 (alone or inside a longer base64 text), and with `user`, the
+    HTTP Basic ``user:password`` and SMTP AUTH PLAIN ``\\0user\\0password`` encodings."""
+    forms = {value, quote(value, safe=""), quote_plus(value, safe="")}
+    raw = value.encode()
+    forms |= _b64_forms(raw)
+    if user:
+        u = user.encode()
+        for pair in (u + b":" + raw, b"\0" + u + b"\0" + raw, u + b"\0" + u + b"\0" + raw):
+            whole = base64.b64encode(pair).decode()
+            forms.update((whole, whole.rstrip("=")))
+    return {f for f in forms if len(f) >= 3}
+
+
+def register_secret(value: str, *, user: str | None = None) -> None:
+    """Remember a resolved secret so that it is masked wherever it later appears, in any of
+    `secret_forms()` (give `user` for a password sent with a user name)."""
     global _secret_re
     if not value or len(value) < 3:
         return
+    key = (value, user or "")
     with _lock:
-        if value in _secrets:
+        if key in _registered:
             return
-        _secrets.add(value)
-        # Also mask the URL-encoded form, which drivers sometimes echo.
-        from urllib.parse import quote
-
-        forms = {value, quote(value, safe="")}
-        _secrets.update(forms)
+        _registered.add(key)
+        _secrets.update(secret_forms(value, user))
         alts = sorted(_secrets, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(a) for a in alts))
 

@@ -1,0 +1,84 @@
+"""What an incident's story is read from besides the journal: alert episodes and notifications.
+
+The running console asks its alerting service (`Runtime.incident_sources`); the headless
+commands (`postmortem`, `report`) read the same files under the data directory, read-only,
+so they are safe beside a running console: the alert history, the evaluator's saved state
+(episodes still open) and the notification outbox (what was sent to whom, and when).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from console.engine.alerting.history import read_episodes
+from console.engine.paths import DataPaths
+
+__all__ = ["open_episodes", "read_notifications", "read_sources"]
+
+MAX_ROWS = 20_000
+
+
+def open_episodes(state_path: Path, now: float) -> list[dict[str, Any]]:
+    """Episodes still firing, from the evaluator's ``alerts.json`` (no rules needed)."""
+    try:
+        data = orjson.loads(state_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return []
+    out = []
+    for row in data.get("alerts", []) if isinstance(data, dict) else []:
+        if not isinstance(row, dict):
+            continue
+        state = row.get("state")
+        if state == "nodata":
+            state = row.get("nodata_from")
+        fired = row.get("fired_at")
+        if state not in ("firing", "acknowledged") or not isinstance(fired, int | float):
+            continue
+        detect = row.get("detect_s")
+        out.append({
+            "type": "episode", "key": f"{row.get('rule')}/{row.get('target')}/"
+                                      f"{row.get('incident')}",
+            "rule": row.get("rule"), "target": row.get("target"),
+            "incident": row.get("incident"), "fired_at": fired,
+            "acknowledged_at": row.get("ep_acked_at"),
+            "acknowledged_by": row.get("ep_acked_by"), "resolved_at": None,
+            "duration_s": max(0.0, now - fired), "ongoing": True, "peak": row.get("ep_peak"),
+            "detect_s": detect, "cause": row.get("cause", ""),
+            "first_fail_at": None if not isinstance(detect, int | float) else fired - detect,
+            "severity": (row.get("labels") or {}).get("severity"),
+            "summary": row.get("rule"),
+        })
+    return out
+
+
+def read_notifications(path: Path) -> list[dict[str, Any]]:
+    """The outbox's rows (key, receiver, status, created, sent_at), read-only; [] if none."""
+    if not path.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return []
+    try:
+        cur = con.execute("SELECT key, receiver, status, created, sent_at FROM outbox "
+                          "ORDER BY id DESC LIMIT ?", (MAX_ROWS,))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
+
+
+def read_sources(paths: DataPaths, *, now: float | None = None, since: float | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(episodes, notifications) from the files of a data directory."""
+    now = time.time() if now is None else now
+    episodes = open_episodes(paths.alert_state, now) + read_episodes(
+        paths.alert_history, since=since, now=now, limit=100_000, max_bytes=64 * 1024 * 1024)
+    return episodes, read_notifications(paths.outbox)

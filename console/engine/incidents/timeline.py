@@ -1,0 +1,228 @@
+"""An incident's story from what happened: alert events, operator actions, notes, notifications.
+
+The journal holds what people did; the alert history holds what the alerts did (first
+failing sample, firing, acknowledged, resolved: one episode record each); the outbox holds
+what was sent to whom. `timeline` merges the three by time, so the incident screen, the
+post-mortem and the KPIs tell the same story, in the order it happened and not in the order
+keys were pressed. Snapshots are shown with units (`format_metric`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from console.engine.incidents.book import (
+    ACKNOWLEDGE,
+    CHANNEL,
+    CHECK,
+    FALSE_POSITIVE,
+    HANDOVER,
+    MITIGATE,
+    NOTE,
+    OPEN,
+    POSTMORTEM,
+    REOPEN,
+    RESOLVE,
+    RUNBOOK,
+    SEVERITY,
+    SNAPSHOT,
+    STATUS,
+    UNCHECK,
+    Incident,
+)
+from console.engine.text.fmt import format_duration, format_metric
+from console.engine.text.sanitize import one_line
+
+__all__ = ["Event", "describe_snapshot", "incident_episodes", "timeline"]
+
+SLACK = 120.0  # an episode of the incident's alerts firing this long before it still counts
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the story: when, what kind, who (or which system), what."""
+
+    ts: float
+    kind: str  # alert | action | note | notification | snapshot | checklist
+    actor: str
+    text: str
+
+
+def _f(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def incident_episodes(inc: Incident, episodes: Iterable[Mapping[str, Any]]
+                      ) -> list[Mapping[str, Any]]:
+    """The alert episodes of this incident: those it recorded (opened from an alert), and
+    episodes of its alerts that fired while it was open; oldest first."""
+    keys = set(inc.episodes)
+    ids = set(inc.alerts)
+    end = inc.resolved_at if inc.resolved_at is not None else float("inf")
+    out: dict[str, Mapping[str, Any]] = {}
+    for ep in episodes:
+        key = str(ep.get("key", ""))
+        fired = _f(ep.get("fired_at"))
+        mine = key in keys or (
+            f"{ep.get('rule')}/{ep.get('target')}" in ids and fired is not None
+            and inc.started - SLACK <= fired <= end)
+        if mine and (key not in out or ep.get("ongoing") is False):
+            out[key] = ep
+    return sorted(out.values(), key=lambda e: _f(e.get("fired_at")) or 0.0)
+
+
+def describe_snapshot(values: Mapping[str, Any], limit: int = 8) -> str:
+    """``api-metrics error_pct 33.6 %, p95_ms 182 ms``: values with their units."""
+    parts = []
+    for series, v in list(values.items())[:limit]:
+        metric = str(series).rsplit(":", 1)[-1]
+        shown = format_metric(metric, number(v))
+        parts.append(f"{one_line(str(series), 60)} {shown}")
+    more = len(values) - limit
+    return ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _step_item(inc: Incident, e: Mapping[str, Any]) -> str:
+    step = inc.step(str(e.get("section")), e.get("playbook"))
+    item = e.get("item")
+    if step is None or not isinstance(item, int) or not 0 <= item < len(step.section.items):
+        return f"{e.get('section')}#{item}"
+    return f"{step.section.title}: {step.section.items[item].text}"
+
+
+def describe_entry(inc: Incident, e: Mapping[str, Any]) -> tuple[str, str]:
+    """(kind, text) of one journal entry on the timeline."""
+    t = e.get("type")
+    text = one_line(str(e.get("text") or ""), 300)
+    if t == OPEN:
+        how = "from alert " + ", ".join(_strs(e.get("alerts"))) if e.get("alerts") else "by hand"
+        return "action", (f"incident opened {how} ({e.get('severity')}): "
+                          f"{one_line(str(e.get('title')), 120)}")
+    if t in (CHECK, UNCHECK):
+        return "checklist", ("checked: " if t == CHECK else "unchecked: ") + \
+            one_line(_step_item(inc, e), 200)
+    if t == NOTE:
+        where = f" (on {e['section']})" if e.get("section") else ""
+        return "note", f"note{where}: {text}"
+    if t == SEVERITY:
+        why = one_line(str(e.get("reason") or ""), 200)
+        return "action", f"severity set to {e.get('severity')}" + (f": {why}" if why else "")
+    if t == SNAPSHOT:
+        values = e.get("values") if isinstance(e.get("values"), Mapping) else {}
+        return "snapshot", "snapshot: " + describe_snapshot(values)  # type: ignore[arg-type]
+    if t == HANDOVER:
+        return "action", f"handed over to {one_line(str(e.get('to')), 60)}" + (
+            f": {text}" if text else "")
+    if t == ACKNOWLEDGE:
+        return "action", "incident acknowledged"
+    if t == MITIGATE:
+        return "action", "mitigated" + (f": {text}" if text else "")
+    if t == RESOLVE:
+        fp = " (false positive)" if e.get("false_positive") else ""
+        return "action", "incident resolved" + fp + (f": {text}" if text else "")
+    if t == REOPEN:
+        why = one_line(str(e.get("reason") or ""), 200)
+        return "action", "incident reopened" + (f": {why}" if why else "")
+    if t == RUNBOOK:
+        return "action", f"runbook set to {one_line(str(e.get('runbook')), 60)}"
+    if t == FALSE_POSITIVE:
+        return "action", ("marked false positive" if e.get("value", True)
+                          else "unmarked false positive")
+    if t == POSTMORTEM:
+        return "action", "post-mortem draft written"
+    if t == STATUS:
+        who = " (user-facing)" if e.get("user_facing") else ""
+        return "action", f"status update{who}: {text}"
+    if t == CHANNEL:
+        return "action", f"incident channel {one_line(str(e.get('name') or ''), 80)} created"
+    return "action", one_line(str(t), 60)
+
+
+def number(v: Any) -> float | None:
+    """A snapshot value as a number: the journal writes NaN/±Inf as text."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _strs(v: Any) -> list[str]:
+    return [str(x) for x in v if x is not None] if isinstance(v, list) else []
+
+
+def _episode_events(ep: Mapping[str, Any]) -> list[Event]:
+    rule, target = str(ep.get("rule")), str(ep.get("target"))
+    who = f"alert {rule}"
+    out: list[Event] = []
+    fired = _f(ep.get("fired_at"))
+    first = _f(ep.get("first_fail_at"))
+    if first is None and fired is not None and _f(ep.get("detect_s")) is not None:
+        first = fired - float(ep["detect_s"])
+    cause = one_line(str(ep.get("cause") or ""), 200)
+    if first is not None:
+        out.append(Event(first, "alert", who, f"first failing sample on {target} (pending)"
+                         + (f": {cause}" if cause else "")))
+    if fired is not None:
+        detect = "" if first is None else f" after {format_duration(max(0.0, fired - first))}"
+        out.append(Event(fired, "alert", who, f"{ep.get('severity')} firing on {target}"
+                         f"{detect}: {one_line(str(ep.get('summary') or rule), 120)}"))
+    acked = _f(ep.get("acknowledged_at"))
+    if acked is not None:
+        out.append(Event(acked, "alert", str(ep.get("acknowledged_by") or "?"),
+                         f"alert {rule} acknowledged"))
+    resolved = _f(ep.get("resolved_at"))
+    if resolved is not None and not ep.get("ongoing"):
+        span = "" if fired is None else f" after {format_duration(max(0.0, resolved - fired))}"
+        out.append(Event(resolved, "alert", who, f"resolved on {target}{span}"))
+    return out
+
+
+def _notification_events(episodes: Sequence[Mapping[str, Any]],
+                         notifications: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Outbox rows (key ``rule/target/transition/seq``) of these episodes that were sent."""
+    wanted = {}
+    for ep in episodes:
+        wanted[(str(ep.get("rule")), str(ep.get("target")))] = str(ep.get("incident"))
+    out = []
+    for row in notifications:
+        parts = str(row.get("key", "")).split("/")
+        if len(parts) < 4:
+            continue
+        rule, target, transition, seq = "/".join(parts[:-3]), parts[-3], parts[-2], parts[-1]
+        if wanted.get((rule, target)) != seq.split(".")[0]:
+            continue
+        sent = _f(row.get("sent_at"))
+        status = str(row.get("status", ""))
+        when = sent if sent is not None else _f(row.get("created"))
+        if when is None:
+            continue
+        what = "sent" if status == "sent" else status or "queued"
+        out.append(Event(when, "notification", str(row.get("receiver", "?")),
+                         f"{transition} notification {what} to {row.get('receiver')}"
+                         f" ({rule})"))
+    return out
+
+
+def timeline(inc: Incident, episodes: Iterable[Mapping[str, Any]] = (),
+             notifications: Iterable[Mapping[str, Any]] = ()) -> list[Event]:
+    """The incident's events in time order (ties keep the order they were recorded)."""
+    eps = incident_episodes(inc, episodes)
+    events: list[Event] = []
+    for ep in eps:
+        events += _episode_events(ep)
+    for e in inc.timeline:
+        ts = _f(e.get("ts"))
+        if ts is None:
+            continue
+        kind, text = describe_entry(inc, e)
+        events.append(Event(ts, kind, str(e.get("actor") or "?"), text))
+    events += _notification_events(eps, notifications)
+    return sorted(events, key=lambda ev: ev.ts)

@@ -1,0 +1,182 @@
+"""An incident's timeline and KPIs from events: alert episodes, journal actions, and the
+notifications a real outbox sent — in the order they happened, not the order of key presses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.engine.alerting.lifecycle import Notification
+from console.engine.alerting.notify import Notifier
+from console.engine.config.rules import Receiver
+from console.engine.incidents.book import IncidentBook, IncidentDesk
+from console.engine.incidents.context import read_notifications, read_sources
+from console.engine.incidents.kpis import compute, incident_kpis
+from console.engine.incidents.playbooks import load_playbooks
+from console.engine.incidents.postmortem import render
+from console.engine.incidents.timeline import timeline
+from console.engine.paths import DataPaths
+from console.engine.storage.journal import Journal
+from tests.engine.test_notify import Hits, receiver, until  # noqa: F401 - the fixture
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def episode(base: float = T0, **kw: Any) -> dict[str, Any]:
+    """An alert-history record as the lifecycle writes it (`Alert.episode`)."""
+    T0 = base  # noqa: N806 - the times below read as offsets from the firing
+    ep = {"type": "episode", "key": "error-rate-high/api/4", "rule": "error-rate-high",
+          "target": "api", "severity": "P1", "summary": "Elevated API error rate",
+          "incident": 4, "fired_at": T0, "acknowledged_at": T0 + 165,
+          "acknowledged_by": "ana", "resolved_at": T0 + 310, "duration_s": 310.0,
+          "ongoing": False, "peak": 33.6, "detect_s": 20.0, "first_fail_at": T0 - 20,
+          "cause": "error_pct 33.6 %, above 5.0 %; worst: /api/feed 41.0 %",
+          "metric": "error_pct"}
+    ep.update(kw)
+    return ep
+
+
+async def _incident(tmp_path: Path, clock: Clock, T0: float = T0  # noqa: N803
+                    ) -> tuple[IncidentDesk, Any]:
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    clock.t = T0 + 240  # the incident is opened after the alert was acked on its screen
+    inc = await desk.open("API errors", "P1", alerts=["error-rate-high/api"],
+                          runbook="high-error-rate", started=T0, detected=T0 - 20,
+                          targets=["api"], episodes=["error-rate-high/api/4"])
+    clock.t = T0 + 300
+    await desk.acknowledge(inc.id)
+    clock.t = T0 + 420
+    await desk.mitigate(inc.id, "rolled back v1.5.2")
+    clock.t = T0 + 1500
+    await desk.resolve(inc.id)
+    clock.t = T0 + 1560  # a late ack (a stale key press) lands after, in its own place
+    await desk.acknowledge(inc.id)
+    return desk, inc
+
+
+async def test_kpis_follow_events_not_key_presses(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    desk, inc = await _incident(tmp_path, clock)
+    m = {x.name: x for x in incident_kpis(inc, [episode()])}
+    assert m["detect"].seconds == 20  # first failing sample → firing
+    assert m["acknowledge"].seconds == 165  # the alert's ack, before the incident's
+    assert m["acknowledge"].end_what == "alert acknowledged by ana"
+    assert m["mitigate"].seconds == 420
+    assert m["impact"].seconds == 310  # firing → the alert resolved
+    assert m["resolve"].seconds == 1500
+    assert (m["detect"].met, m["acknowledge"].met, m["mitigate"].met, m["impact"].met,
+            m["resolve"].met) == (True, True, True, True, True)
+    # without the alert history, the incident's own events are used
+    m2 = {x.name: x for x in incident_kpis(inc, [])}
+    assert m2["acknowledge"].seconds == 300
+    assert m2["impact"].seconds is None
+    # the report's means are these
+    k = compute(desk.book, since=86400, now=T0 + 3600, episodes=[episode()])
+    assert (k.mttd_s, k.mtta_s, k.mttr_s, k.impact_s) == (20, 165, 1500, 310)
+    await desk.journal.close()
+
+
+async def test_timeline_merges_alerts_actions_and_sent_notifications(
+        tmp_path: Path, receiver: tuple[str, Hits]) -> None:  # noqa: F811
+    url, hits = receiver
+    paths = DataPaths(tmp_path)
+    # The outbox paces and stamps on the wall clock: the alert fired 100 s ago.
+    T0 = time.time() - 100  # noqa: N806
+    clock = Clock(T0)
+    notifier = Notifier(paths.outbox, [Receiver.model_validate(
+        {"name": "hook", "kind": "webhook", "url": f"{url}/ok"})])
+    await notifier.start()
+    try:
+        firing = Notification(
+            key="error-rate-high/api/firing/4", transition="firing", rule="error-rate-high",
+            target="api", severity="P1", labels=(("service", "api"),),
+            summary="Elevated API error rate", runbook="high-error-rate",
+            expr="error_pct > 5", threshold="> 5", value=33.6, detail="error_pct = 33.6",
+            at=T0, group="service=api", incident=4, cause=episode(T0)["cause"],
+            action="find the failing part")
+        other = Notification(**{**firing.to_json(), "labels": firing.labels,
+                                "key": "error-rate-high/api/firing/3", "incident": 3})
+        clock.t = T0 + 2
+        notifier.enqueue([firing, other])
+        await until(lambda: len(hits.got.get("ok", [])) == 2)
+        await until(lambda: all(r["status"] == "sent"
+                                for r in read_notifications(paths.outbox)))
+    finally:
+        await notifier.stop()
+    # what the receiver got carries the cause and what to do
+    body = next(b for _, k, b in hits.got["ok"] if k == firing.key)
+    assert body["cause"] == firing.cause
+    assert body["action"] == "find the failing part"
+    desk, inc = await _incident(tmp_path, clock, T0)
+    events = timeline(inc, [episode(T0), episode(T0, key="error-rate-high/api/3",
+                                                 incident=3, fired_at=T0 - 86400,
+                                                 resolved_at=T0 - 86000)],
+                      read_notifications(paths.outbox))
+    texts = [(e.ts - T0, e.actor, e.text) for e in events]
+    assert [t for t, _, _ in texts] == sorted(t for t, _, _ in texts)
+    assert texts[0] == (pytest.approx(-20), "alert error-rate-high",
+                        "first failing sample on api (pending): " + episode(T0)["cause"])
+    assert texts[1][0] == 0
+    assert "P1 firing on api after 20s" in texts[1][2]
+    sent = [t for t in texts if t[2].startswith("firing notification sent to hook")]
+    assert len(sent) == 1  # episode 4's, not episode 3's
+    assert 0 < sent[0][0] < 300
+    assert sent[0][1] == "hook"
+    order = [t[2].split(":")[0] for t in texts]
+    assert order.index("alert error-rate-high acknowledged") < order.index(
+        "incident opened from alert error-rate-high/api (P1)")
+    assert [t[2] for t in texts[-2:]] == ["incident resolved", "incident acknowledged"]
+    # the post-mortem tells the same story
+    _, sent_rows = read_sources(paths, now=T0 + 3600)
+    md = render(inc, now=T0 + 3600, episodes=[episode(T0)], notifications=sent_rows)
+    assert "- Notified: firing notification sent to hook (error-rate-high) at " in md
+    assert "| Acknowledge | alert firing " in md
+    assert "| alert acknowledged by ana " in md
+    assert "| 2m45s | < 5 min | met |" in md
+    assert "| Impact | alert firing " in md
+    assert "| 5m10s | < 30 min | met |" in md
+    assert "The alert said: \"error_pct 33.6 %, above 5.0 %; worst: /api/feed 41.0 %\"" in md
+    assert "- **Worst value:** error_pct 33.6 % (error-rate-high on api)" in md
+    await desk.journal.close()
+
+
+def test_snapshot_values_with_units_and_no_nan() -> None:
+    from console.engine.incidents.timeline import describe_snapshot
+
+    assert describe_snapshot({"api:error_pct": 33.582089552238806, "api:p95_ms": 1570.0,
+                              "db:db_size_bytes": 1.5e9, "api:latency_ms": "NaN",
+                              "hooks:webhook_failures_per_s": 0.5}) == (
+        "api:error_pct 33.6 %, api:p95_ms 1.57 s, db:db_size_bytes 1.5 GB, "
+        "api:latency_ms —, hooks:webhook_failures_per_s 0.5/s")
+
+
+@pytest.mark.parametrize(("reason", "ok"), [("payments affected", True)])
+async def test_severity_changes_keep_who_and_why(tmp_path: Path, reason: str, ok: bool
+                                                 ) -> None:
+    clock = Clock(T0)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="ana@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    inc = await desk.open("checkout slow", "P2")
+    clock.t += 60
+    await desk.severity(inc.id, "P0", reason)
+    assert inc.severity_changes == [{"ts": T0 + 60, "actor": "ana@bastion", "from": "P2",
+                                     "to": "P0", "reason": reason}]
+    md = render(inc, now=T0 + 120)
+    assert "P0 (changed: P2 → P0: P0 by ana@bastion (payments affected))" in md
+    assert ok
+    await journal.close()
