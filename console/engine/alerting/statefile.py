@@ -51,7 +51,7 @@ def _alert_fields() -> tuple[str, ...]:
 
 
 _VOLATILE = frozenset({"value", "detail", "last_sample_t", "flap_pct", "rule", "fails",
-                       "oks", "history", "labels"})
+                       "oks", "history", "labels", "samples"})
 
 
 @functools.cache
@@ -64,14 +64,17 @@ def durable_key(a: Alert) -> tuple[Any, ...]:
     but the latest sample's value and detail (recomputed on the first evaluation after a
     restart), whatever fields the lifecycle grows.
 
-    Counts of consecutive samples are capped at the rule's thresholds: past them a growing
-    count changes no decision, so a long-firing or long-healthy alert is not rewritten on
-    every sample.
+    Counts are capped where they stop mattering: consecutive samples at the rule's
+    thresholds, samples since a resolved notice at the flap window (what the lifecycle
+    compares them with), so a long-firing or long-healthy alert is not rewritten on every
+    sample.
     """
     rule = a.rule
+    told = getattr(a, "told_resolved_sample", None)
+    since_told = None if told is None else min(getattr(a, "samples", 0) - told, a.flap_window)
     return (rule.name, min(a.fails, rule.failure_threshold),
             min(a.oks, rule.success_threshold), tuple(a.history), tuple(a.labels.items()),
-            *[_freeze(getattr(a, n)) for n in _durable_fields()])
+            since_told, *[_freeze(getattr(a, n)) for n in _durable_fields()])
 
 
 def _freeze(v: Any) -> Any:
