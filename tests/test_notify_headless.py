@@ -24,6 +24,15 @@ import pytest
 from console.engine.storage.journal import Journal
 from tests.peers import PagerDutyPeer, SlackPeer, SmtpPeer, TwilioPeer, WebhookPeer
 
+
+def until(predicate: object, *, what: str, within: float = 30.0) -> None:
+    """Until `predicate()` holds. Another process's SQLite file gives no event to wait on,
+    so this polls it, in 50 ms steps, as a last resort; the bound is on a hang."""
+    deadline = time.monotonic() + within
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
+        time.sleep(0.05)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TARGET = """
@@ -182,7 +191,8 @@ rate = 20
         assert mail.tls
         (sms,) = twilio.requests.wait(lambda r: len(r) == 1)
         assert sms.form["To"] == ["+14155550101"]
-        assert sms.form["Body"][0].startswith("CRITICAL P0 api: up = 0")
+        # severity, target and the cause (what the probe saw) lead the text
+        assert sms.form["Body"][0].startswith("CRITICAL P0 api: connection refused")
         (_, alert), = slack.posts.wait(lambda p: len(p) == 1)
         assert alert["text"].startswith("<!here> 🔴 CRITICAL: API down")
         (trigger,) = pd.accepted.wait(lambda e: len(e) == 1)
@@ -273,6 +283,14 @@ timeout = "30s"
         assert resent.path == "/ok"
         assert resent.headers["Idempotency-Key"] == held.headers["Idempotency-Key"] == \
             "api-down/api/firing/1"
+        # The peer counts the request before the sender reads the answer and marks the row:
+        # stop once the row says sent (a stop in between would leave it to send again).
+        outbox = sqlite3.connect(data / "outbox.sqlite", timeout=5)
+        try:
+            until(lambda: outbox.execute("SELECT status FROM outbox").fetchall() == [("sent",)],
+                  what="the resent notification marked sent")
+        finally:
+            outbox.close()
         assert again.stop() == 0
         hook.release.set()
     rows = sqlite3.connect(data / "outbox.sqlite").execute(

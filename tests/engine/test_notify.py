@@ -141,7 +141,11 @@ async def test_pacing_per_receiver(tmp_path: Path, receiver: tuple[str, Hits]) -
         await until(lambda: len(hits.keys("ok")) == 5)
         times = [t for t, _, _ in hits.got["ok"]]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert min(gaps) >= 0.2 - 0.03, gaps
+        # Paced at the sender: five sends span four intervals. Arrivals jitter on a loaded
+        # machine (one late arrival makes the next gap short), so each single gap is only
+        # checked against no pacing at all (back-to-back sends are about a millisecond apart).
+        assert times[-1] - times[0] >= 4 * 0.2 - 0.03, gaps
+        assert min(gaps) >= 0.1, gaps
     finally:
         await n.stop()
 
