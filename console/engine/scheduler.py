@@ -44,6 +44,9 @@ from console.engine.views import PanelView, TargetView
 
 RESULTS_KEPT = 50
 SPARK_POINTS = 40
+LATE_HOLD = 3
+"""Intervals a late-started target's data counts as late (the shipped no-data rule's
+`absent(up, 3)`)."""
 SNAPSHOT_BUDGET = 150
 """Board rows whose window figures (p95, uptime, sparkline) one `snapshot()` recomputes at
 most. Each costs ~80 µs of numpy; at 1,000 targets polled every second, recomputing all of
@@ -80,6 +83,8 @@ class TargetState:
     results: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
     checks: int = 0
     failures: int = 0
+    due_at: float = math.inf  # monotonic time the next check is due (polling only)
+    late_until: float = -math.inf  # until then its data counts as late by our doing
 
 
 class Scheduler:
@@ -241,13 +246,32 @@ class Scheduler:
         k = 0
         while True:
             next_at = start + k * interval
+            state.due_at = next_at
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if time.monotonic() - next_at > max(0.5 * interval, 0.5):
+            now = time.monotonic()
+            if now - next_at > max(0.5 * interval, 0.5):
+                # Started late (slots may have been skipped): its samples are late by our
+                # doing until this check's result is as old as a no-data rule allows.
                 self.health.note_late_start()
+                state.late_until = now + LATE_HOLD * interval + 1.0
+            state.due_at = math.inf
             await self.check_target(state)
             k = max(k + 1, math.ceil((time.monotonic() - start) / interval))
+
+    def behind(self, now: float | None = None) -> set[str]:
+        """Targets whose data is late because the console is: a check due more than half
+        an interval ago and not started, or one started late recently. Their silence says
+        nothing about them, so the alert tick leaves them out (neither down nor no-data);
+        a check in flight (a hanging target) is never counted here."""
+        now = time.monotonic() if now is None else now
+        out = set()
+        for name, s in self._states.items():
+            slack = max(0.5 * s.target.interval, 0.5)
+            if now - s.due_at > slack or s.late_until > now:
+                out.add(name)
+        return out
 
     async def check_target(self, state: TargetState) -> CheckResult:
         """Run one check with a backstop deadline and record it; never raises (but cancels)."""

@@ -164,3 +164,51 @@ def test_gc_tuning_freezes_start_up_and_raises_the_young_threshold() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert out == ["0", "True", "True"]
+
+
+async def test_the_tick_leaves_out_targets_the_console_checks_late() -> None:
+    """No-data (`absent`) on the tick: not for a target whose check the console is late
+    with; it fires as soon as the console is on time and the target is still silent."""
+    import math
+
+    from console.engine.alerting.lifecycle import AlertState
+
+    settings = load_config_text('''
+[alerting]
+default_rules = false
+
+[[targets]]
+name = "quiet"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+
+[[rules]]
+name = "gone"
+severity = "P2"
+expr = "absent(up, 3)"
+failure_threshold = 1
+''')
+    sched = Scheduler(settings)
+    service = AlertService(sched, tick=0.05)
+    await sched.start(poll=False)
+    await service.start()
+    try:
+        state = sched._states["quiet"]
+        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
+        state.late_until = time.monotonic() + 3600  # ... because we are late with it
+        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
+        assert service.alerts.get("gone", "quiet") is None
+        state.late_until = -math.inf  # on time again, still silent: no-data fires
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            a = service.alerts.get("gone", "quiet")
+            if a is not None and a.state == AlertState.FIRING:
+                break
+            await asyncio.sleep(0.02)
+        a = service.alerts.get("gone", "quiet")
+        assert a is not None
+        assert a.state == AlertState.FIRING
+    finally:
+        await service.stop()
+        await sched.stop()

@@ -68,3 +68,24 @@ async def test_few_targets_are_always_exact() -> None:
         assert all(v.p95_ms is not None and v.p95_ms > 10.0 for v in s.snapshot(T0 + 3.5))
     finally:
         await s.stop()
+
+
+async def test_a_target_the_console_checks_late_is_behind_not_silent() -> None:
+    """A check due and not started (the loop behind), or one started late, marks its
+    target as behind for a no-data rule's span; a check in flight does not."""
+    import math
+    import time
+
+    s = Scheduler(load_config_text(_config(3)), clock=lambda: T0)
+    await s.start(poll=False)
+    try:
+        now = time.monotonic()
+        a, b, c = (s._states[f"t{i}"] for i in range(3))
+        a.due_at = now - 5.0  # due five intervals ago, never started
+        b.due_at = math.inf  # in flight (started on time, waiting on its target)
+        b.late_until = now - 1  # a late start long ago
+        c.due_at = now + 0.5
+        c.late_until = now + 2  # started late a moment ago
+        assert s.behind(now) == {"t0", "t2"}
+    finally:
+        await s.stop()

@@ -454,6 +454,9 @@ class AlertService:
                 # would make them (a 1 s target: every time); the rest, silent ones included
                 # (no data, timers), are evaluated here.
                 fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
+                behind = getattr(self.engine, "behind", None)
+                if behind is not None:  # late by the console's doing: not no-data
+                    fresh |= behind()
                 self.run(now, skip=fresh)
                 self._save_soon()  # timers move every tick
             except Exception:
