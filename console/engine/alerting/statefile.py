@@ -183,7 +183,9 @@ class StateWriter:
         self.state = state
         self.log = changes_path(state)
         self._names = _alert_fields()
-        self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # per alert, the hash of its durable key as last written (a hash, not the tuple:
+        # ~30 bytes instead of ~500 per alert; a collision would only skip one rewrite)
+        self._keys: dict[tuple[str, str], int] = {}
         self._top: dict[str, bytes] = {}
         self._seq = 0
         self._log_size = 0
@@ -209,13 +211,13 @@ class StateWriter:
             self._seq += 1
             snapshot = {**alerts.snapshot(), "applied_requests": applied[-500:],
                         "seq": self._seq}
-            self._keys = {a.key: durable_key(a) for a in alerts.alerts()}
+            self._keys = {a.key: hash(durable_key(a)) for a in alerts.alerts()}
             self._top = {p: orjson.dumps(top.get(p)) for p in TOP_LEVEL}
             return ("snapshot", orjson.dumps(snapshot))
         entry: dict[str, Any] = {}
         rows = []
         for a in changed:
-            dk = durable_key(a)
+            dk = hash(durable_key(a))
             if self._keys.get(a.key) != dk:
                 self._keys[a.key] = dk
                 rows.append(alert_row(a, self._names))
