@@ -171,3 +171,18 @@ def test_the_change_log_is_where_data_paths_says() -> None:
     paths = DataPaths(Path("/d"))
     assert changes_path(paths.alert_state) == paths.alert_changes
     assert ("alert state changes", paths.alert_changes) in paths.listing()
+
+
+def test_the_saver_is_offered_only_alerts_that_moved(tmp_path: Path) -> None:
+    """A 1 s target's result steps its alerts every second; only those whose saved state
+    moved reach the saver, so a save's cost follows what changed, not the alert count."""
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    for _ in range(5):
+        sample(svc, clock, 1.0)
+    svc.alerts.take_changed()
+    for _ in range(5):  # healthy and settled: nothing moves
+        sample(svc, clock, 1.0)
+    assert svc.alerts.take_changed() == []
+    sample(svc, clock, 0.0)  # api fails
+    assert [a.id for a in svc.alerts.take_changed()] == ["api-down/api"]

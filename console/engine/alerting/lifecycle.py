@@ -354,6 +354,19 @@ class Alert:
             self.ep_peak = self.value
 
 
+def _moved(a: Alert) -> tuple[Any, ...]:
+    """What of an alert a step can change that the saved state must follow (counts capped
+    where they stop mattering): compared before and after each step, so only alerts that
+    moved reach the state saver, not every alert a 1 s target's result steps."""
+    rule = a.rule
+    return (a.state, min(a.fails, rule.failure_threshold), min(a.oks, rule.success_threshold),
+            a.first_fail_at, a.last_fail_at, a.since, a.fired_at, a.resolved_at, a.notified,
+            a.notified_at, a.incident, a.reminders, a.escalated, a.escalate_from, a.acked_by,
+            a.ack_until, a.nodata_from, a.nodata_notified, a.flapping, a.flap_episodes,
+            round(a.flap_pct, 1), a.silenced_by, a.inhibited_by, a.detect_s, a.ep_peak,
+            a.ep_flapping, a.ep_silenced, a.ep_acked_at, a.told_resolved_sample)
+
+
 @functools.cache
 def _alert_field_names() -> tuple[str, ...]:
     """`Alert`'s field names, looked up once (`dataclasses.fields` is slow per call)."""
@@ -512,20 +525,24 @@ class Alerts:
         now = self.clock() if now is None else now
         out: list[Notification] = []
         touched: dict[tuple[str, str], Alert] = {}
+        before: dict[tuple[str, str], tuple[Any, ...]] = {}
         for ev in evaluations:
             a = self._alerts.get(ev.key)
             if a is None:
                 a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
                           history=deque(maxlen=self.cfg.flap_window))
                 self._alerts[ev.key] = a
+                self._changed[a.key] = a
             elif a.rule is not ev.rule and a.rule != ev.rule:  # edited rule: keep the state,
                 # take the new definition
                 a.rule = ev.rule
                 a.labels = ev.label_dict()
                 self._sources_cache = None
+                self._changed[a.key] = a
+            before[a.key] = _moved(a)
             self._sample(a, ev, now, out)
             touched[a.key] = a
-        out += self._step(list(touched.values()), now)
+        out += self._step(list(touched.values()), now, before)
         return out
 
     def tick(self, now: float | None = None) -> list[Notification]:
@@ -533,7 +550,9 @@ class Alerts:
         now = self.clock() if now is None else now
         return self._step(list(self._alerts.values()), now)
 
-    def _step(self, alerts: list[Alert], now: float) -> list[Notification]:
+    def _step(self, alerts: list[Alert], now: float,
+              before: dict[tuple[str, str], tuple[Any, ...]] | None = None
+              ) -> list[Notification]:
         """Advance and notify `alerts`; every alert when the set of inhibiting alerts changed.
 
         Only the alerts a check result touched are stepped on that result (a few rules of one
@@ -541,6 +560,8 @@ class Alerts:
         periodic tick steps them all.
         """
         out, self.outbound = self.outbound, []
+        if before is None:
+            before = {a.key: _moved(a) for a in alerts}
         # Only the alerts stepped here can start or stop firing, so only they can change
         # the set of inhibiting alerts (this runs on every check result: no full scans).
         inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
@@ -553,7 +574,9 @@ class Alerts:
         changed = self._changed
         for a in alerts:
             self._reconcile(a, now, out)
-            changed[a.key] = a
+            was = before.get(a.key)
+            if was is None or _moved(a) != was:
+                changed[a.key] = a
         for target in {a.target for a in alerts} & self.target_flaps.keys():
             self._maybe_settle(target, now, out)
         return out

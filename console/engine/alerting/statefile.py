@@ -67,14 +67,16 @@ def durable_key(a: Alert) -> tuple[Any, ...]:
     Counts are capped where they stop mattering: consecutive samples at the rule's
     thresholds, samples since a resolved notice at the flap window (what the lifecycle
     compares them with), so a long-firing or long-healthy alert is not rewritten on every
-    sample.
+    sample. The flap history counts through the flap percentage it gives (the row written
+    carries the history itself): a history filling with the same state is no change.
     """
     rule = a.rule
     told = getattr(a, "told_resolved_sample", None)
     since_told = None if told is None else min(getattr(a, "samples", 0) - told, a.flap_window)
     return (rule.name, min(a.fails, rule.failure_threshold),
-            min(a.oks, rule.success_threshold), tuple(a.history), tuple(a.labels.items()),
-            since_told, *[_freeze(getattr(a, n)) for n in _durable_fields()])
+            min(a.oks, rule.success_threshold), round(a.flap_pct, 1),
+            tuple(a.labels.items()), since_told,
+            *[_freeze(getattr(a, n)) for n in _durable_fields()])
 
 
 def _freeze(v: Any) -> Any:
