@@ -178,11 +178,18 @@ def test_the_saver_is_offered_only_alerts_that_moved(tmp_path: Path) -> None:
     moved reach the saver, so a save's cost follows what changed, not the alert count."""
     clock = Clock()
     svc = owner(tmp_path, clock)
+
+    def step(api: float) -> None:  # the lifecycle alone (the service would save at once)
+        clock.t += 10
+        svc.engine.store.record("api:up", clock.t, api)
+        svc.engine.store.record("web:up", clock.t, 1.0)
+        svc.core.run(clock.t)
+
     for _ in range(5):
-        sample(svc, clock, 1.0)
+        step(1.0)
     svc.alerts.take_changed()
     for _ in range(5):  # healthy and settled: nothing moves
-        sample(svc, clock, 1.0)
+        step(1.0)
     assert svc.alerts.take_changed() == []
-    sample(svc, clock, 0.0)  # api fails
+    step(0.0)  # api fails
     assert [a.id for a in svc.alerts.take_changed()] == ["api-down/api"]
