@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first fra
     from console.engine.incidents.links import Destination
     from console.engine.runtime import Applied, Runtime
     from console.engine.scheduler import Scheduler
+    from console.engine.signals.recording import ReplayDriver
 
 ANNOUNCE_AGAIN = 300.0  # seconds before an alert that fires again is toasted again
 ENGINE_MODULES = ("console.engine.runtime", "console.engine.scheduler",
@@ -58,6 +59,10 @@ class OpsConsoleApp(App[None]):
         Binding("a", "alerts", "Alerts", id="alerts"),
         Binding("L", "logs", "Logs", show=False, id="logs"),
         Binding("T", "cycle_theme", "Theme", show=False, id="theme"),
+        # a replay's time cursor (shown only in `opsconsole replay`)
+        Binding("space", "replay_pause", "Pause", id="replay_pause"),
+        Binding("right_square_bracket", "replay_jump(60)", "+1 min", key_display="]",
+                id="replay_jump"),
     ]
 
     def __init__(
@@ -76,6 +81,8 @@ class OpsConsoleApp(App[None]):
         poll: bool = True,
         read_only: bool = False,
         demo_stack: DemoStack | None = None,
+        record: Path | None = None,
+        replay: ReplayDriver | None = None,
     ) -> None:
         requested = theme_name or (settings.console.theme if settings else None)
         theme = themes.pick_theme(requested, os.environ)
@@ -109,6 +116,12 @@ class OpsConsoleApp(App[None]):
         self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
         self._alert_toast: Any = None  # the one "P0/P1 FIRING" toast shown
         self._announced: dict[tuple[str, str], float] = {}  # alert -> when (monotonic)
+        self.record = record  # `--record FILE`
+        # `opsconsole replay`: recorded data on the same screens, read-only, its own clock
+        self.replay = replay
+        if replay is not None:
+            self.clock = replay.clock
+            self.read_only = True
         themes.register_themes(self)
         themes.activate_theme(self, theme)
 
@@ -174,15 +187,21 @@ class OpsConsoleApp(App[None]):
             if self.demo_mode:
                 await self._start_demo()
             assert self._settings is not None
+            replaying = self.replay is not None
             runtime = Runtime(
                 self._settings, self.paths, config_path=self.config_path, clock=self.clock,
-                history=self._history, poll=self._poll, role="tui",
-                notifications=not self.demo_mode, read_only=self.read_only,
-                tune_gc=self._tune_gc)
+                history=self._history and not replaying, poll=self._poll and not replaying,
+                role="tui", notifications=not self.demo_mode and not replaying,
+                incidents=not replaying, lease=not replaying, read_only=self.read_only,
+                record=None if replaying else self.record, tune_gc=self._tune_gc and not replaying)
             runtime.on_notice(self._notice)
             runtime.on_reload(self._reloaded)
             runtime.on_config_error(self._config_rejected)
             await runtime.start()
+            if self.replay is not None:
+                self.replay.runtime = runtime
+                await self.replay.seek(self.replay.t)
+                self.replay.start()
         except Exception as exc:  # shown to the operator, not raised; `q` exits non-zero
             from textual.content import Content
             from textual.widgets import Static
@@ -250,7 +269,8 @@ class OpsConsoleApp(App[None]):
 
         alert = self.alert_banner()
         incidents = self.incident_banner(short=alert is not None)
-        text = " · ".join(x for x in (alert, incidents) if x)
+        replay = self.replay.status() if self.replay is not None else None
+        text = " · ".join(x for x in (replay, alert, incidents) if x)
         for banner in self.screen.query("#alert-banner").results(Static):
             if banner.display != bool(text):
                 banner.display = bool(text)
@@ -396,15 +416,34 @@ class OpsConsoleApp(App[None]):
         from console.screens.alerts import AlertsScreen
 
         if not isinstance(self.screen, AlertsScreen):
-            self.push_screen(AlertsScreen(self.alerting))
+            self.push_screen(AlertsScreen(  # who acts: [state] operator, else user@host
+                self.alerting, user=self.runtime.operator if self.runtime else None))
 
     def hangup(self) -> None:
         """The terminal went away (SIGHUP/EOF) or we were told to stop: exit cleanly, now."""
         if not self._closing:
             self.exit()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("replay_pause", "replay_jump"):  # the time cursor of a replay only
+            return self.replay is not None
+        return True
+
+    def action_replay_pause(self) -> None:
+        if self.replay is not None:
+            self.replay.paused = not self.replay.paused
+            self.refresh_screen()
+
+    async def action_replay_jump(self, seconds: float) -> None:
+        """Move the replay's cursor forward (what happened meanwhile is fed at once)."""
+        if self.replay is not None and self.runtime is not None:
+            await self.replay.seek(self.replay.t + seconds)
+            self.refresh_screen()
+
     async def on_unmount(self) -> None:
         self._closing = True
+        if self.replay is not None:
+            await self.replay.stop()
         if self.runtime is not None:
             await self.runtime.stop()
         if self.demo is not None:
@@ -519,6 +558,11 @@ class OpsConsoleApp(App[None]):
             from console.screens.health import HealthScreen
 
             self.push_screen(HealthScreen(target))
+        elif dest.view == "deploys":
+            from console.screens.deploys import DeploysScreen
+
+            self.push_screen(DeploysScreen(target, dest.metric or "error_pct",
+                                           dest.window or 3600.0))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -246,7 +246,8 @@ class HttpPeer:
 
 class WebhookPeer(HttpPeer):
     """POST /{route}: 'fail' answers 500 the first `fail_first` times, 'hang' never answers,
-    'limited' answers 429 Retry-After: 1 first; anything else 200."""
+    'limited' answers 429 Retry-After: 1 first, 'slow' answers 200 after 0.3 s; anything else
+    200."""
 
     def __init__(self, fail_first: int = 2) -> None:
         super().__init__()
@@ -266,6 +267,8 @@ class WebhookPeer(HttpPeer):
             return web.Response(status=429, headers={"Retry-After": "1"})
         if route == "hang":
             await asyncio.to_thread(self.release.wait, 60)
+        if route == "slow":  # a receiver that takes its time: sends are often under way
+            await asyncio.sleep(0.3)
         return web.Response(text="ok")
 
     def got(self, route: str) -> list[Request]:

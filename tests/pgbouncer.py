@@ -29,8 +29,8 @@ class PgBouncer:
     """`start()`, `stop()`, `dsn(db)`; as a context manager it starts and cleans up."""
 
     def __init__(self, server: PgServer, databases: list[str], *, pool_mode: str = "transaction",
-                 ignore_startup_parameters: str = "", users: tuple[str, ...] = ("postgres",)
-                 ) -> None:
+                 ignore_startup_parameters: str = "", users: tuple[str, ...] = ("postgres",),
+                 pool_size: int = 3) -> None:
         if not Path(BINARY).exists():
             raise RuntimeError(f"{BINARY} not found: install Debian's pgbouncer package "
                                "(apt-get install pgbouncer; .ci/run does)")
@@ -48,7 +48,8 @@ class PgBouncer:
             f"[databases]\n{dbs}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\nunix_socket_dir =\nauth_type = trust\n"
             f"auth_file = {self.root / 'users.txt'}\npool_mode = {pool_mode}\n"
-            f"default_pool_size = 3\nlogfile = {self.log}\npidfile = {self.root / 'pid'}\n"
+            f"default_pool_size = {pool_size}\nlogfile = {self.log}\n"
+            f"pidfile = {self.root / 'pid'}\n"
             f"{ignore}")
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,8 @@ class LatencyChart(PlotextPlot):
         self._title = "latency ms"
         self._has_data = False
         self._colours: list[Any] = ["default"] * len(_SERIES)
+        # (epoch seconds, label): deploys of this service, drawn as vertical lines
+        self._markers: tuple[tuple[float, str], ...] = ()
 
     # -- public API --------------------------------------------------------------------
 
@@ -122,6 +124,21 @@ class LatencyChart(PlotextPlot):
         self._span_label = label
         self._draw()
         self.refresh()
+
+    def show_markers(self, markers: Sequence[tuple[float, str]]) -> None:
+        """Mark moments on the time axis (a deploy: a vertical line labelled with its
+        version); those outside the drawn span are left out. Labels are plain text."""
+        clean = tuple((float(t), one_line(label, 16)) for t, label in markers)
+        if clean == self._markers:
+            return
+        self._markers = clean
+        if self._hist:
+            self._draw()
+            self.refresh()
+
+    @property
+    def markers(self) -> tuple[tuple[float, str], ...]:
+        return self._markers
 
     @property
     def has_data(self) -> bool:
@@ -162,6 +179,26 @@ class LatencyChart(PlotextPlot):
         plt.xticks(ticks, labels)
         plt.ylim(0, None)
         plt.title(f"{self._title}  {self._span_label}".strip())
+        self._draw_markers(start, end, float(np.nanmax(self._finite_values()) or 0.0))
+
+    def _finite_values(self) -> np.ndarray:
+        values = [self._hist.get(key, np.empty(0)) for key, _, _ in _SERIES]
+        joined = np.concatenate(values) if values else np.empty(0)
+        finite = joined[np.isfinite(joined)]
+        return finite if len(finite) else np.zeros(1)
+
+    def _draw_markers(self, start: float, end: float, top: float) -> None:
+        """Deploys inside [start, end]: a vertical line each, its label at the top."""
+        plt = self.plt
+        for t, label in self._markers:
+            if start <= t <= end:
+                plt.vertical_line(t, color=self._marker_colour)
+                if label:
+                    plt.text(f"▼{label}", t, top, color=self._marker_colour)
+
+    @property
+    def _marker_colour(self) -> Any:
+        return self._colours[1] if len(self._colours) > 1 else "default"
 
     def on_resize(self) -> None:
         # plotext sizes the plot at render time, but the time ticks were chosen for the old

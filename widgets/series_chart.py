@@ -86,6 +86,9 @@ class SeriesChart(LatencyChart):
         if self._y_from_zero:
             plt.ylim(0, None)
         plt.title(self._title)
+        ys = [y[np.isfinite(y)] for _, _, y in self._lines]
+        finite = np.concatenate(ys) if ys else np.empty(0)
+        self._draw_markers(start, end, float(finite.max()) if len(finite) else 0.0)
 
 
 def _last(v: np.ndarray) -> float:

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-only", action="store_true",
                         help="look, never act: no acknowledge, silence, incident action or "
                         "fault (for a viewer, as k9s --readonly)")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write what the console receives (results, alerts, events) to "
+                        "FILE (.gz, .zst: compressed) for `opsconsole replay`")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
@@ -69,9 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)  # rules test, alerts
 
+    from console.cli.signals import add_parsers as add_signal_parsers
+
+    add_signal_parsers(sub)  # event, events, ping
+
+    from console.cli.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub)  # replay FILE
+
     from console.cli.logs import add_parser as add_logs_parser
 
     add_logs_parser(sub)  # logs QUERY
+
+    from console.cli.state import add_parser as add_state_parser
+
+    add_state_parser(sub)  # state init|import|status
 
     pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
     pm.add_argument("incident", metavar="INCIDENT",
@@ -100,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "data (journal, alert state, outbox, history)")
     paths.add_argument("--json", action="store_true", help="machine-readable output")
 
-    for name in ("incidents", "postmortem", "report", "paths", "alerts"):
+    for name in ("incidents", "postmortem", "report", "paths", "alerts", "events"):
         sub.choices[name].add_argument(
             "--demo", dest="demo_world", action="store_true",
             help="the demo's world: what `opsconsole demo` recorded (its own data dir)")
@@ -127,6 +142,11 @@ COMMANDS = {
     "incidents": ("console.cli.incidents", "cmd_incidents"),
     "report": ("console.cli.incidents", "cmd_report"),
     "paths": ("console.cli.paths", "cmd_paths"),
+    "event": ("console.cli.signals", "cmd_event"),
+    "events": ("console.cli.signals", "cmd_events"),
+    "ping": ("console.cli.signals", "cmd_ping"),
+    "replay": ("console.cli.replay", "cmd_replay"),
+    "state": ("console.cli.state", "cmd_state"),
     None: ("console.cli.tui", "cmd_tui"),
 }
 

@@ -155,20 +155,32 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     now = time.time()
     state_path = paths.alert_state
     alerts = Alerts(settings.alerting)
-    try:
-        saved = read_state(state_path)
-        if saved is not None:
-            alerts.restore(saved, RuleSet.from_settings(settings).rules)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
     lo = now - window
+    shared = _shared_history(settings, lo, now)
+    if shared is not None:
+        snapshot, done, owner = shared
+        if snapshot is not None:
+            try:
+                alerts.restore(snapshot, RuleSet.from_settings(settings).rules)
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"opsconsole alerts: the shared alert state is unreadable ({exc})",
+                      file=sys.stderr)
+    else:
+        try:
+            saved = read_state(state_path)  # the snapshot and the changes since
+            if saved is not None:
+                alerts.restore(saved, RuleSet.from_settings(settings).rules)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
     open_eps = ongoing(alerts.alerts(), now)
-    done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)
+    if shared is None:
+        done = read_episodes(paths.alert_history, since=lo, now=now, limit=10_000)
     keys = {e.get("key") for e in done}
     done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
              if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
     done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
-    owner = Lease(paths.lease).holder()
+    if shared is None:
+        owner = Lease(paths.lease).holder()
     if as_json:
         doc = {"now": now, "since": lo, "evaluator": owner, "episodes": open_eps + done}
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -192,6 +204,28 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
               f"{one_line(str(ep.get('target', '')), 20):<20}{extra}")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _shared_history(settings: Settings, since: float, now: float
+                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                               dict[str, Any] | None] | None:
+    """(alert state, resolved episodes, evaluator) from the shared state, when `[state]`
+    says postgres; None for the files. An unreachable database is said, and reads as
+    empty."""
+    if settings.state.backend != "postgres":
+        return None
+    from console.engine.state.pgconn import describe
+    from console.engine.state.reader import PostgresReader
+
+    reader = PostgresReader(settings.state)
+    try:
+        return (reader.alert_snapshot(), reader.episodes(since, 10_000), reader.evaluator())
+    except Exception as exc:
+        print(f"opsconsole alerts: cannot read {reader.where}: "
+              f"{describe(exc, settings.state.dsn or '')}", file=sys.stderr)
+        return None, [], None
+    finally:
+        reader.close()
 
 
 async def _alerts(settings: Settings, *, as_json: bool) -> int:
@@ -288,13 +322,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings, config_path = loaded
     try:
-        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path))
+        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path,
+                                         getattr(args, "record", None)))
     except MissingEnv as exc:
         print(f"opsconsole run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 
-async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path) -> int:
+async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
+                        record: str | None = None) -> int:
     """Until SIGINT/SIGTERM/SIGHUP: the same runtime as the TUI (history kept, config
     watched, rules, lifecycle, outbox), one JSON line per notification on stdout."""
     import signal
@@ -304,7 +340,7 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path)
     from console.engine.runtime import Applied, Runtime
 
     runtime = Runtime(settings, paths, config_path=config_path, role="headless",
-                      tune_gc=True)
+                      record=Path(record) if record else None, tune_gc=True)
 
     def show(notes: list[Any]) -> None:
         for n in notes:
@@ -318,6 +354,7 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path)
         print(f"opsconsole: {applied.describe()}", file=sys.stderr, flush=True)
 
     runtime.on_notice(say)
+    runtime.on_notifications(show)  # before start: an alert can fire while it starts
     runtime.on_reload(reloaded)
     runtime.on_config_error(lambda text: say("error", text))
     stop = asyncio.Event()
@@ -328,7 +365,6 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path)
         await runtime.start()
         service = runtime.alerting
         assert service is not None
-        service.subscribe(show)
         print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
               f"{len(settings.targets)} targets, data in {paths.root}", file=sys.stderr,
               flush=True)

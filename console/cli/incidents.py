@@ -11,13 +11,47 @@ from typing import Any
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
 
 
+def _shared(args: argparse.Namespace) -> Any:
+    """The shared state's reader when the config's `[state] backend` is postgres (and no
+    `--journal` file is named), else None: the files are read as before."""
+    if getattr(args, "journal", None):
+        return None
+    settings = _settings_if_any(args)
+    if settings is None or settings.state.backend != "postgres":
+        return None
+    from console.engine.state.reader import PostgresReader
+
+    return PostgresReader(settings.state)
+
+
+def _from_shared(reader: Any, fn: Any, default: Any) -> Any:
+    """`fn(reader)`, closing the reader; `default` after a message if the shared state
+    cannot be read."""
+    from console.engine.state.pgconn import describe
+
+    try:
+        return fn(reader)
+    except Exception as exc:
+        print(f"opsconsole: cannot read {reader.where}: {describe(exc, reader.cfg.dsn or '')}",
+              file=sys.stderr)
+        return default
+    finally:
+        reader.close()
+
+
 def _book(args: argparse.Namespace) -> Any:
-    """The incidents of the journal (`--journal` or the default), or None after a message."""
+    """The incidents of the journal (`--journal` or the default, or the shared state's),
+    or None after a message."""
     from console.engine.errors import ConfigError
     from console.engine.incidents.book import IncidentBook
     from console.engine.incidents.playbooks import load_playbooks
     from console.engine.storage.journal import Journal
 
+    shared = _shared(args)
+    if shared is not None:
+        entries = _from_shared(shared, lambda r: r.incident_entries(), None)
+        return None if entries is None else IncidentBook.from_entries(load_playbooks(),
+                                                                       entries)
     path = _journal_path(args)
     if not path.exists():
         print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
@@ -43,13 +77,31 @@ def _book(args: argparse.Namespace) -> Any:
 
 
 def _sources(args: argparse.Namespace, now: float) -> tuple[list[Any], list[Any]]:
-    """Alert episodes and notifications of the data directory (beside --journal's file)."""
+    """Alert episodes and notifications of the data directory (beside --journal's file), or
+    of the shared state."""
     from console.engine.incidents.context import read_sources
     from console.engine.paths import DataPaths
+
+    shared = _shared(args)
+    if shared is not None:
+        return _from_shared(shared, lambda r: r.sources(now), ([], []))
 
     paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
              else data_paths(args))
     return read_sources(paths, now=now)
+
+
+def _changes(args: argparse.Namespace) -> list[Any]:
+    """Recorded events (deploys, recordings) of the data directory, for the timeline."""
+    from console.engine.paths import DataPaths
+    from console.engine.signals.events import read_events
+
+    paths = (DataPaths(Path(args.journal).parent, "--journal") if args.journal
+             else data_paths(args))
+    try:
+        return read_events(paths.events)
+    except OSError:
+        return []  # no events readable: the draft is written without them
 
 
 def cmd_postmortem(args: argparse.Namespace) -> int:
@@ -70,7 +122,7 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     now = time.time()
     episodes, notifications = _sources(args, now)
     text = render(inc, now=now, episodes=episodes, notifications=notifications,
-                  permanent_fixes=permanent_fixes(inc))
+                  permanent_fixes=permanent_fixes(inc), changes=_changes(args))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.output}: post-mortem draft of {inc.id}")
@@ -110,7 +162,8 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         print(f"opsconsole incidents: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     book = None
-    if _journal_path(args).exists():  # no journal yet: no incidents, not an error
+    if _shared(args) is not None or _journal_path(args).exists():  # no journal yet: no
+        # incidents, not an error
         book = _book(args)
         if book is None:
             return EXIT_PROBLEM  # it could not be read: _book said why
@@ -193,9 +246,12 @@ def _summary(args: argparse.Namespace, since: float) -> int:
     now = time.time()
     settings = _settings_if_any(args)
     paths = data_paths(args, settings)
-    book = _book(args) if _journal_path(args).exists() else None
+    shared = _shared(args)
+    book = _book(args) if shared is not None or _journal_path(args).exists() else None
     notes = []
-    for payload in read_batched(paths.outbox, now - since, now):
+    batched = _from_shared(shared, lambda r: r.batched(now - since, now), []) \
+        if shared is not None else read_batched(paths.outbox, now - since, now)
+    for payload in batched:
         try:
             notes.append(Notification.from_json(orjson.loads(payload)))
         except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -219,6 +275,9 @@ def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
     """Resolved alert episodes from the alert history beside the journal (none if absent)."""
     from console.engine.alerting.history import read_episodes
 
+    shared = _shared(args)
+    if shared is not None:
+        return list(_from_shared(shared, lambda r: r.episodes(since), []))
     path = (Path(args.journal).parent / "alerts-history.jsonl" if args.journal
             else data_paths(args).alert_history)
     return read_episodes(path, since=since, limit=100_000, max_bytes=64 * 1024 * 1024)
@@ -233,12 +292,20 @@ def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:
     from console.engine.alerting.lifecycle import Alerts
     from console.engine.alerting.rules import RuleSet
 
-    if settings is None or not paths.alert_state.exists():
+    if settings is None:
+        return []
+    from console.engine.state.reader import PostgresReader
+
+    shared = PostgresReader(settings.state) if settings.state.backend == "postgres" else None
+    if shared is None and not paths.alert_state.exists():
         return []
     alerts = Alerts(settings.alerting)
     try:
-        alerts.restore(orjson.loads(paths.alert_state.read_bytes()),
-                       RuleSet.from_settings(settings).rules)
+        snapshot = _from_shared(shared, lambda r: r.alert_snapshot(), None) \
+            if shared is not None else orjson.loads(paths.alert_state.read_bytes())
+        if snapshot is None:
+            return []
+        alerts.restore(snapshot, RuleSet.from_settings(settings).rules)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"opsconsole report: {paths.alert_state} unreadable ({exc})", file=sys.stderr)
         return []

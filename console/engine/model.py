@@ -10,7 +10,8 @@ from typing import Literal
 Severity = Literal["P0", "P1", "P2", "P3"]
 SEVERITIES: tuple[Severity, ...] = ("P0", "P1", "P2", "P3")
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
-TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host"]
+TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host",
+                     "heartbeat", "lighthouse"]
 
 
 class Status(StrEnum):

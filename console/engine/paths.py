@@ -79,6 +79,17 @@ class DataPaths:
         """The demo API's winston-style log (written by the running demo, in its world)."""
         return self.root / "api-combined.log"
 
+    @property
+    def events(self) -> Path:
+        """Events: deployments and other changes, inbound alerts (append-only JSONL)."""
+        return self.root / "events.jsonl"
+
+    @property
+    def pings(self) -> Path:
+        """Heartbeat check-ins (`opsconsole ping`, the listener): the spool a running console
+        follows (append-only JSONL)."""
+        return self.root / "pings.jsonl"
+
     def demo(self) -> DataPaths:
         """The demo's own world, inside this one."""
         return DataPaths(self.root / "demo", source=f"{self.source}, demo")
@@ -95,6 +106,8 @@ class DataPaths:
             ("notification outbox", self.outbox),
             ("metric history", self.metric_history),
             ("log error kinds", self.error_kinds),
+            ("events", self.events),
+            ("heartbeat pings", self.pings),
         ]
 
     def ensure(self) -> None:

@@ -6,6 +6,11 @@ the config watcher — under one data directory (`console.engine.paths`). The TU
 (`console.app`), `opsconsole run --headless` and the headless commands build the same
 runtime, so they cannot drift apart; screens read it, typed, and never hang state on the App.
 
+Where incidents, alert state and notifications live is the state backend (`console.engine.
+state`, `[state] backend`): files in the data directory, or a PostgreSQL database shared by
+the team; the runtime builds it once and asks it for the journal, the alerting service and
+the notifier, and keeps ``shared state unreachable since …`` on screen while it is away.
+
 Nothing here raises into its caller once started: a background step that fails (a save on a
 full disk, a journal that cannot be opened) becomes a `problem` the UI shows and the runtime
 retries, and a reload either applies every section of the config or names what needs a
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
+    from console.engine.alerting.lifecycle import Notification
     from console.engine.alerting.notify import Notifier
     from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
     from console.engine.alerting.remote import RemoteAlerts
@@ -36,6 +42,10 @@ if TYPE_CHECKING:
     from console.engine.incidents.book import IncidentDesk
     from console.engine.incidents.playbooks import Playbooks
     from console.engine.scheduler import Scheduler
+    from console.engine.signals.events import EventLog
+    from console.engine.signals.inbound import InboundAlerts, Listener
+    from console.engine.state.files import FilesBackend
+    from console.engine.state.postgres import PostgresBackend
     from console.engine.storage.store import MetricStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +76,7 @@ class _Listeners:
     notices: list[Callable[[NoticeLevel, str], None]] = field(default_factory=list)
     reloads: list[Callable[[Applied], None]] = field(default_factory=list)
     config_errors: list[Callable[[str], None]] = field(default_factory=list)
+    notifications: list[Callable[[list[Notification]], None]] = field(default_factory=list)
 
 
 def _outbox_receivers(settings: Settings) -> list[Any]:
@@ -81,6 +92,8 @@ def _restart_only(old: Settings, new: Settings) -> list[str]:
     for key in ("data_dir", "history"):
         if getattr(old.console, key) != getattr(new.console, key):
             out.append(f"[console] {key}")
+    if old.state != new.state:
+        out.append("[state]")
     return out
 
 
@@ -102,9 +115,12 @@ class Runtime:
         lease: bool = True,
         save_every: float = SAVE_EVERY,
         read_only: bool = False,
+        record: Path | None = None,
+        operator: str | None = None,
         tune_gc: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
+        from console.engine.state import open_backend, operator_identity
         from console.engine.storage.store import MetricStore
 
         self.settings = settings
@@ -119,14 +135,21 @@ class Runtime:
         self._lease = lease
         self.save_every = save_every
         # A viewer who must not act (`--read-only`, as k9s): every action key checks it and
-        # says so instead of acting (incidents, alerts, faults, database actions).
+        # says so instead of acting (incidents, alerts, faults, database actions); the shared
+        # state refuses its writes too, and it never becomes the shared evaluator.
         self.read_only = read_only
+        # Who acts, on every incident entry, acknowledgement and silence.
+        self.operator = operator or operator_identity(settings)
+        self.state: FilesBackend | PostgresBackend = open_backend(
+            settings, paths, clock=clock, actor=self.operator, read_only=read_only,
+            on_problem=self._state_problem)
         self._tune_gc = tune_gc  # the console's own process only (see engine.gctune)
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
             settings, store=self.store, clock=clock,
-            state_dir=paths.error_kinds if self.history else None)
+            state_dir=paths.error_kinds if self.history else None,
+            pings=paths.pings)
         self.alerting: AlertService | None = None
         self.notifier: Notifier | None = None
         # The team's Alertmanagers and Prometheus servers: their alerts read, and the
@@ -136,6 +159,14 @@ class Runtime:
         self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
         self.playbooks: Playbooks | None = None
+        # Events (deploys...), the alerts webhooks raise, and the listener they arrive on.
+        self.events: EventLog | None = None
+        self.inbound_alerts: InboundAlerts | None = None
+        self.listener: Listener | None = None
+        # `--record FILE`: what this console receives, written for `opsconsole replay`
+        self.record_path = record
+        self.recorder: Any = None
+        self._event_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.watcher: ConfigWatcher | None = None
         self.problems: dict[str, str] = {}
         self.version = 0  # bumped when problems change: the UI repaints then
@@ -156,6 +187,13 @@ class Runtime:
 
     def on_config_error(self, callback: Callable[[str], None]) -> None:
         self._listeners.config_errors.append(callback)
+
+    def on_notifications(self, callback: Callable[[list[Notification]], None]) -> None:
+        """Every notification the alerting produces, from the very first (register before
+        `start()`: an alert can fire while the runtime is still starting)."""
+        self._listeners.notifications.append(callback)
+        if self.alerting is not None:
+            self.alerting.subscribe(callback)
 
     def notice(self, level: NoticeLevel, text: str) -> None:
         for cb in list(self._listeners.notices):
@@ -204,17 +242,29 @@ class Runtime:
             self._report_io("data-dir", f"data directory {self.paths.root} unusable", exc)
         if self.history:
             await self._load_history()
-        await self.scheduler.start(poll=self._poll)
+        # Probes now, polling last: alerting and a recording subscribe first, so the very
+        # first results are evaluated and recorded too (a recording missed them under load).
+        await self.scheduler.start(poll=False)
         await self.load_playbooks()
         self.scheduler.health.subscribe(self._overload_changed)
+        await self._open_events()
         await self._start_alerting()
+        await self._start_recording()
+        await self._start_listener()
         await self._start_remote()
         if self._incidents:
             await self.open_desk()
+        # After the views exist (they get the shared history on connecting); polling has
+        # started already, whether or not the state can be reached.
+        await self.state.start()
+        if self.settings.state.heartbeat_url:
+            self._spawn(self._heartbeat(), "self-watch")
         if self.config_path is not None:
             await self._start_watcher(self.config_path)
         if self.history:
             self._spawn(self._save_loop(), "history-save")
+        if self._poll:
+            self.scheduler.begin_polling()
         if self._tune_gc:
             from console.engine.gctune import tune_for_long_run
 
@@ -234,11 +284,20 @@ class Runtime:
         if self.desk is not None:
             with contextlib.suppress(Exception):
                 await self.desk.journal.close()
+        if self.listener is not None:
+            await self.listener.stop()
+        await self._stop_recording()
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await self.events.close()
         await self._stop_remote()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(3):
+                async with asyncio.timeout(5):
                     await self.alerting.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.state.stop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(3):
                 await self.scheduler.stop()
@@ -300,27 +359,54 @@ class Runtime:
     # -- alerting ----------------------------------------------------------------------------
 
     async def _start_alerting(self) -> None:
-        from console.engine.alerting.service import AlertService
-
         receivers = _outbox_receivers(self.settings)
         if receivers and self._notifications:
             self.notifier = self._make_notifier()
         playbooks = self.playbooks
-        self.alerting = AlertService(
-            self.scheduler, notifier=self.notifier,
-            paths=self.paths if self.history else None,
-            role=self.role, lease=self._lease,
-            advice=playbooks.advice if playbooks is not None else None)
+        self.alerting = self.state.make_alerting(
+            self.scheduler, self.notifier, role=self.role, lease=self._lease,
+            history=self.history, advice=playbooks.advice if playbooks is not None else None)
+        if self.inbound_alerts is not None:
+            self.alerting.add_external(self.inbound_alerts)
+        for callback in self._listeners.notifications:  # before the first evaluation
+            self.alerting.subscribe(callback)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:
         """The notifier; it never fails to start: an outbox the disk refuses is kept in
         memory (sent from there, saved when the disk takes it), shown as a problem."""
-        from console.engine.alerting.notify import Notifier
+        return self.state.make_notifier(
+            _outbox_receivers(self.settings), summary_source=self.daily_summary,
+            on_problem=self._outbox_problem, on_delivered=self._delivered)
 
-        return Notifier(self.paths.outbox, _outbox_receivers(self.settings), clock=self.clock,
-                        summary_source=self.daily_summary, on_problem=self._outbox_problem,
-                        on_delivered=self._delivered)
+    def _state_problem(self, text: str | None) -> None:
+        """The shared state went away (or came back): on screen while it lasts."""
+        was = self.problems.get("state")
+        self.set_problem("state", text)
+        if text is not None and was is None:
+            self.notice("error", text)
+        elif text is None and was is not None:
+            self.notice("information", "shared state reachable again")
+
+    async def _heartbeat(self) -> None:
+        """The self-watch: ping `[state] heartbeat_url` every `heartbeat_every` while this
+        console evaluates alerts and can send notifications. When the bastion, the
+        evaluator or its database dies, the pings stop and the dead-man's switch
+        (healthchecks.io and the like) pages: the answer to "who pages us when the
+        console itself is down"."""
+        from console.engine.state.heartbeat import Heartbeat
+
+        cfg = self.settings.state
+        assert cfg.heartbeat_url is not None
+        beat = Heartbeat(cfg.heartbeat_url, clock=self.clock)
+        try:
+            while True:
+                alerting = self.alerting
+                if alerting is not None and alerting.evaluating and self.state.sending():
+                    self.set_problem("self-watch", await beat.ping())
+                await asyncio.sleep(self.settings.state.heartbeat_every)
+        finally:
+            await beat.close()
 
     def _outbox_problem(self, text: str | None) -> None:
         was = self.problems.get("outbox")
@@ -373,6 +459,140 @@ class Runtime:
                     **base, "text": str(e.get("text") or ""), "actor": e.get("actor"),
                     "at": e.get("ts"), "entry": e.get("id"),
                     "user_facing": e.get("user_facing")})
+
+    # -- events, webhooks, the inbound listener ----------------------------------------------
+
+    def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """New events (deploys, webhooks...), as recorded: the UI's markers, the recorder."""
+        self._event_listeners.append(callback)
+
+    async def _open_events(self) -> None:
+        """The events journal (followed: the CLI and other consoles write it too) and the
+        webhook alerts still open from before a restart. An unusable file is a problem shown,
+        never fatal: the console runs without events."""
+        from console.engine.signals.events import EventLog
+        from console.engine.signals.inbound import InboundAlerts
+
+        playbooks = self.playbooks
+        self.inbound_alerts = InboundAlerts(
+            clock=self.clock, advice=playbooks.advice if playbooks is not None else None)
+        self.inbound_alerts.configure(self.settings.inbound)
+        events = EventLog(self.paths.events, clock=self.clock)
+        try:
+            await events.open()
+        except OSError as exc:
+            events.journal.close_sync()
+            self._report_io("events", f"events journal unavailable ({self.paths.events})", exc)
+            return
+        self.events = events
+        events.on_event(self._on_events)
+        horizon = max((s.resolve_after for s in self.settings.inbound.sources), default=0.0)
+        if horizon:
+            self.inbound_alerts.rebuild(events.recent(self.clock() - horizon))
+
+    async def _start_recording(self) -> None:
+        """`--record FILE`: results, alert notifications and events from now on, and a
+        "recording" event so a post-mortem can point at the file. A file that cannot be
+        created is a problem shown; the console runs unrecorded."""
+        from console.engine.signals.recording import Recorder
+
+        if self.record_path is None:
+            return
+        path = self.record_path.expanduser().absolute()
+        recorder = Recorder(path, clock=self.clock,
+                            on_problem=lambda text: self.set_problem("recording", text))
+        try:
+            await recorder.start(self.settings.model_dump(mode="json"))
+        except (OSError, ImportError) as exc:
+            self._report_io("recording", f"not recording to {path}", exc)
+            return
+        self.recorder = recorder
+        self.scheduler.subscribe(recorder.result)
+        if self.alerting is not None:
+            self.alerting.subscribe(recorder.notifications)
+        self.on_events(recorder.events)
+        await self._recording_event(path, "started")
+
+    async def _recording_event(self, path: Path, what: str) -> None:
+        from console.engine.signals.events import make_event
+
+        if self.events is None or self.read_only:
+            return
+        extra: dict[str, Any] = {"path": str(path)}
+        if what == "stopped":
+            extra["ended"] = self.clock()
+        with contextlib.suppress(Exception):
+            await self.events.append(make_event(f"recording {what}: {path}",
+                                                kind="recording", source="console",
+                                                extra=extra))
+
+    async def _stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        await self._recording_event(recorder.path, "stopped")
+        await recorder.close()
+
+    def _on_events(self, events: list[dict[str, Any]]) -> None:
+        from console.engine.signals.events import DEPLOY_KINDS, deploy_notification, describe
+
+        deploys = [e for e in events if e.get("kind") in DEPLOY_KINDS]
+        if deploys and self.notifier is not None and self.alerting is not None \
+                and self.alerting.evaluating:
+            self.notifier.enqueue([deploy_notification(e) for e in deploys])
+        for e in deploys:
+            self.notice("information", describe(e))
+        for cb in list(self._event_listeners):
+            try:
+                cb(events)
+            except Exception:
+                log.exception("event listener failed")
+
+    def deploys(self, since: float, until: float | None = None,
+                services: list[str] | None = None) -> list[dict[str, Any]]:
+        """Deploys and rollbacks in a window (of `services`; None: all): chart markers, the
+        runbook's "recent deploy?", the incident timeline."""
+        return self.events.deploys(since, until, services) if self.events is not None else []
+
+    async def _start_listener(self) -> None:
+        """The inbound listener, when `[inbound] enabled`; a port it cannot bind is a
+        problem shown (another console may hold it), never fatal."""
+        from console.engine.signals.inbound import Listener
+
+        if not self.settings.inbound.enabled or self.read_only or self.inbound_alerts is None:
+            return
+        listener = Listener(self.settings, events=self.events,
+                            pings=self.scheduler.ping_book(), alerts=self.inbound_alerts,
+                            on_alert=self._inbound_alert, clock=self.clock)
+        try:
+            await listener.start()
+        except OSError as exc:
+            section = self.settings.inbound
+            self._report_io("inbound", f"inbound listener not started on {section.host}:"
+                            f"{section.port}", exc)
+            return
+        self.set_problem("inbound", None)
+        self.listener = listener
+
+    def _inbound_alert(self) -> None:
+        if self.alerting is not None:
+            self.alerting.observe_now()
+
+    async def _apply_inbound(self, old: Settings, settings: Settings) -> bool:
+        """New sources apply at once; a new address, size or rate restarts the listener."""
+        if old.inbound == settings.inbound and old.targets == settings.targets:
+            return False
+        if self.inbound_alerts is not None:
+            self.inbound_alerts.configure(settings.inbound)
+        listen = ("enabled", "host", "port", "max_body", "rate", "burst")
+        if any(getattr(old.inbound, k) != getattr(settings.inbound, k) for k in listen):
+            if self.listener is not None:
+                await self.listener.stop()
+                self.listener = None
+            await self._start_listener()
+        elif self.listener is not None:
+            self.listener.apply(settings)
+        return old.inbound != settings.inbound
 
     # -- the team's Alertmanagers and Prometheus servers -------------------------------------
 
@@ -461,21 +681,22 @@ class Runtime:
         if self.desk is not None:
             return self.desk
         from console.engine.incidents.book import IncidentBook, IncidentDesk
-        from console.engine.storage.journal import Journal
 
         playbooks = await self.load_playbooks()
-        journal = Journal(self.paths.journal, clock=self.clock)
         try:
-            report = await asyncio.to_thread(journal.open)
+            journal, report = await self.state.open_journal()
         except OSError as exc:  # an unwritable data dir: say so, never crash the console
-            journal.close_sync()
-            self._report_io("journal", f"incident journal unavailable ({journal.path})", exc)
+            self._report_io("journal", f"incident journal unavailable ({self.paths.journal})",
+                            exc)
             return None
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
-        self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
+        desk = self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
         journal.subscribe(self._on_journal)
-        self.desk.listen(self._on_journal)
+        desk.listen(self._on_journal)
+        on_reset = getattr(journal, "on_reset", None)
+        if on_reset is not None:  # the shared journal's order changed: fold it again
+            on_reset(lambda: desk.book.replay(journal.entries))
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
 
@@ -486,13 +707,10 @@ class Runtime:
 
     async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
                                                            list[dict[str, Any]]]:
-        """(alert episodes, notifications sent): for a post-mortem; the outbox is read in a
-        thread, read-only."""
-        from console.engine.incidents.context import read_notifications
-
+        """(alert episodes, notifications sent): for a post-mortem; the outbox (the local
+        one in a thread, read-only, or the shared one) is read by the state backend."""
         episodes = self.episodes(now)
-        notes = await asyncio.to_thread(read_notifications, self.paths.outbox)
-        return episodes, notes
+        return episodes, await self.state.notifications()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -550,6 +768,8 @@ class Runtime:
                 await self._apply_receivers(settings)
                 applied.append("receivers")
             await self._apply_remote(old, settings)
+            if await self._apply_inbound(old, settings):
+                applied.append("inbound")
             if (old.console.theme, old.console.refresh, old.console.bell) != (
                     settings.console.theme, settings.console.refresh, settings.console.bell):
                 applied.append("console")

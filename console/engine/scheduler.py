@@ -27,8 +27,10 @@ import numpy as np
 from console.engine.config.dashboards import with_playbook_dashboards
 from console.engine.config.schema import (
     AnyTarget,
+    HeartbeatTarget,
     HostTarget,
     HttpTarget,
+    LighthouseTarget,
     LogTarget,
     Panel,
     PostgresTarget,
@@ -97,6 +99,7 @@ class Scheduler:
         store: MetricStore | None = None,
         clock: Callable[[], float] = time.time,
         state_dir: Path | None = None,
+        pings: Path | None = None,
     ) -> None:
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
@@ -107,6 +110,8 @@ class Scheduler:
         self.store = store if store is not None else MetricStore()
         self.clock = clock
         self.state_dir = state_dir  # where probes keep state across restarts (error kinds)
+        self.pings_path = pings  # heartbeat check-ins (the spool `opsconsole ping` writes)
+        self._ping_book: Any = None
         self.version = 0  # bumped on every recorded result: the UI repaints only on change
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
@@ -118,6 +123,7 @@ class Scheduler:
         self._running = False
         self.health = LoopHealth()
         """Whether the console keeps its own schedule (see console.engine.health)."""
+        self._polling = False  # polling tasks run (start(poll=True) or begin_polling())
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -154,6 +160,14 @@ class Scheduler:
             from console.engine.probes.host import HostProbe
 
             return HostProbe(target, await self._http_clients() if target.url else None)
+        if isinstance(target, HeartbeatTarget):
+            from console.engine.probes.heartbeat import HeartbeatProbe
+
+            return HeartbeatProbe(target, self.ping_book(), clock=self.clock)
+        if isinstance(target, LighthouseTarget):
+            from console.engine.probes.lighthouse import LighthouseProbe
+
+            return LighthouseProbe(target)
         if isinstance(target, PostgresTarget):
             from console.engine.probes.postgres import PostgresProbe
 
@@ -162,9 +176,19 @@ class Scheduler:
 
         return RedisProbe(target)
 
+    def ping_book(self) -> Any:
+        """The heartbeat pings of this data directory (shared by every heartbeat probe and
+        the listener); None without a data directory."""
+        if self._ping_book is None and self.pings_path is not None:
+            from console.engine.probes.heartbeat import PingBook
+
+            self._ping_book = PingBook(self.pings_path, clock=self.clock)
+        return self._ping_book
+
     async def start(self, *, poll: bool = True) -> None:
         """Create probes (on the running loop) and, with `poll`, one polling task per target."""
         self._running = True
+        self._polling = poll
         for target in self.settings.targets:
             await self._add(target, poll=poll)
         self._note_load()
@@ -175,6 +199,16 @@ class Scheduler:
         targets = self.settings.targets
         self.health.targets = len(targets)
         self.health.checks_per_s = sum(1.0 / t.interval for t in targets if t.interval > 0)
+
+    def begin_polling(self) -> None:
+        """Start the polling tasks of the targets `start(poll=False)` created: the runtime
+        first attaches every listener (alerting, a recording), so no result goes unseen."""
+        self._polling = True
+        for state in self._states.values():
+            if state.task is None:
+                state.task = asyncio.create_task(self._poll(state),
+                                                 name=f"poll:{state.target.name}")
+        self.health.start()
 
     async def _add(self, target: AnyTarget, *, poll: bool) -> None:
         state = TargetState(target=target)
@@ -214,6 +248,10 @@ class Scheduler:
                 async with asyncio.timeout(2.0):
                     await self._clients.aclose()
             self._clients = None
+        if self._ping_book is not None:
+            with contextlib.suppress(Exception):
+                await self._ping_book.aclose()
+            self._ping_book = None
 
     async def apply(self, settings: Settings) -> None:
         """Hot reload: restart only targets whose definition changed; keep their history."""
@@ -232,7 +270,7 @@ class Scheduler:
                 continue
             if old is not None:
                 await self._close_state(old)
-            await self._add(target, poll=self._running)
+            await self._add(target, poll=self._polling)
         self._note_load()
         self.version += 1
 
@@ -343,6 +381,15 @@ class Scheduler:
         self.version += 1
         for cb in list(self._subscribers):
             cb(result)
+
+    def replay_result(self, result: CheckResult) -> bool:
+        """Record a result that was recorded earlier (`opsconsole replay`) as if its target
+        had just been checked; False for a target not in the config."""
+        state = self._states.get(result.target)
+        if state is None:
+            return False
+        self.record(state, result)
+        return True
 
     async def check_once(self) -> list[CheckResult]:
         """Check every target once, concurrently (for `check --once`)."""

@@ -164,6 +164,7 @@ class AlertsScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="alerts_back"),
         Binding("a", "ack", "Acknowledge", id="alerts_ack"),
+        Binding("A", "ack_comment", "Ack with comment", show=False, id="alerts_ack_comment"),
         Binding("s", "silence", "Silence", id="alerts_silence"),
         Binding("o", "open_incident", "Open incident", id="alerts_incident"),
         Binding("r", "toggle_recent", "Recent", id="alerts_recent"),
@@ -339,6 +340,9 @@ class AlertsScreen(ConsoleScreen[None]):
             tail.append(f"detected in {format_duration(a.detect_s)}")
         if tail:
             lines.append(" · ".join(tail))
+        if a.acked_by:  # who took it, and what they are doing (every console sees it)
+            note = f": {one_line(a.ack_comment, 120)}" if a.ack_comment else ""
+            lines.append(f"acknowledged by {one_line(a.acked_by, 40)}{note}")
         why.update(Content("\n".join(lines)))
 
     def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
@@ -410,21 +414,36 @@ class AlertsScreen(ConsoleScreen[None]):
 
         self.run_worker(send(), group="alerts-forward", exit_on_error=False)
 
-    def action_ack(self) -> None:
+    def _shared(self) -> bool:
+        """Whether acknowledgements and silences go through the shared state (postgres
+        backend): then they are requests to the evaluator, this console's own included, so
+        every console sees who did what, and why."""
+        return bool(getattr(self.service, "shared", False))
+
+    def action_ack(self, comment: str = "") -> None:
         a = self.selected()
         if a is None or self.refuse_if_read_only("acknowledge"):
             return
-        if self.read_only() is not None and a.state == AlertState.FIRING:
+        if (self.read_only() is not None or self._shared()) and a.state == AlertState.FIRING:
             self._forward("acknowledge", "ack", rule=a.rule.name, target=a.target,
-                          incident=a.incident, by=self.user)
+                          incident=a.incident, by=self.user, comment=comment)
             return
-        ok = self.service.alerts.ack(a.rule.name, a.target, self.user, now=self._now())
+        ok = self.service.alerts.ack(a.rule.name, a.target, self.user, comment=comment,
+                                     now=self._now())
         if ok:
             self.notify(f"acknowledged {a.id}", markup=False)
         else:
             self.notify(f"{a.id} is {a.state.value}: only a firing alert can be acknowledged",
                         severity="warning", markup=False)
         self.redraw()
+
+    def action_ack_comment(self) -> None:
+        """A: acknowledge with a comment (what is being done), shown to every console."""
+        a = self.selected()
+        if a is None or self.refuse_if_read_only("acknowledge"):
+            return
+        self.app.push_screen(SilencePrompt(f"Acknowledge {a.id}: what are you doing about it?"),
+                             lambda text: self.action_ack(text or ""))
 
     def action_silence(self) -> None:
         a = self.selected()
@@ -435,7 +454,7 @@ class AlertsScreen(ConsoleScreen[None]):
             if not text:
                 return
             matchers = [f'rule="{a.rule.name}"', f'target="{a.target}"']
-            if self.read_only() is not None:
+            if self.read_only() is not None or self._shared():
                 try:
                     seconds, reason = parse_silence(text)
                 except ValueError as exc:

@@ -21,7 +21,8 @@ from textual.widgets import Static
 
 from console.engine.text.fmt import NO_VALUE, PANEL_GLYPH, fmt_number
 from console.engine.text.sanitize import one_line
-from console.screens.database import Column, DatabaseScreen
+from console.screens.database import DatabaseScreen
+from widgets.record_table import Column
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime

@@ -13,28 +13,24 @@ Text, never markup.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.style import Style
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
-from console.engine.text.fmt import NO_VALUE, fmt_count, format_bytes, format_duration, is_number
+from console.engine.text.fmt import NO_VALUE, format_bytes, format_duration, is_number
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
+from widgets.record_table import Column, RecordTable, fmt_plain
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime
 
 
-def _num(value: Any, digits: int = 0) -> str:
-    """A number with separators; text (a pid's state, a name) as it is."""
-    return fmt_count(value, digits) if value is None or is_number(value) else str(value)
+_num = fmt_plain
 
 
 _bytes = format_bytes  # one unit system: SI, as the panels and the CLI
@@ -53,16 +49,6 @@ def _age(value: Any) -> str:
 
 def _plural(n: float, word: str) -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int | None  # None: the query column, whatever is left
-    fmt: Callable[[Any], str] = _num
-    right: bool = True
-    style: Callable[[Any], Style | str] | None = None  # e.g. a threshold colour per value
 
 
 def _sessions(details: dict[str, Any]) -> list[dict[str, Any]]:
@@ -327,17 +313,6 @@ DEFAULT_SORT: dict[str, tuple[int, bool]] = {
 }
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
-    """Missing values last; numbers by value, the rest as text."""
-    if value is None:
-        return (2, 0)
-    if isinstance(value, int | float):
-        return (0, value)
-    if isinstance(value, list):
-        return (1, ",".join(map(str, value)))
-    return (1, str(value).lower())
-
-
 class ConfirmAction(ConsoleModal[bool]):
     """Asks before an action on a live session, naming it; y confirms, n or Esc does not."""
 
@@ -412,25 +387,35 @@ class DatabaseScreen(ConsoleScreen[None]):
         self.section = next(iter(self.sections))
         self.sort_index = {k: DEFAULT_SORT[k][0] for k in self.sections}
         self.sort_reverse = {k: DEFAULT_SORT[k][1] for k in self.sections}
-        self.filter_text = ""
         self._details: dict[str, Any] = {}
         self._seen: object = None
-        self._rows: list[dict[str, Any]] = []  # shown, in order
-        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.target), id="db-info")
         with VerticalScroll(id="db-notes", can_focus=True, classes="empty"):
             yield Static("", id="db-notes-text")
         yield Input(placeholder="filter rows (Esc clears)", id="db-filter")
-        yield DataTable(cursor_type="row", zebra_stripes=False, id="db-table")
+        yield RecordTable(id="db-table")
         yield Static("", id="db-preview")
         yield Footer()
 
     def on_mount(self) -> None:
         self._rebuild_columns()
         self.console.refresh_screen()
-        self.query_one(DataTable).focus()
+        self.table.focus()
+
+    @property
+    def table(self) -> RecordTable:
+        return self.query_one(RecordTable)
+
+    @property
+    def _rows(self) -> list[dict[str, Any]]:
+        """The records shown, in their order."""
+        return self.table.records
+
+    @property
+    def filter_text(self) -> str:
+        return self.table.filter_text
 
     # -- data ------------------------------------------------------------------------------
 
@@ -530,48 +515,23 @@ class DatabaseScreen(ConsoleScreen[None]):
             Content("\n".join(f"note: {n}" for n in notes)))
 
     def _rebuild_columns(self) -> None:
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
+        """The current section's columns, in the order it was last sorted by."""
         _, _, cols = self.sections[self.section]
-        # DataTable pads each cell by one on both sides; 2 more for the vertical scrollbar.
-        width = self.size.width or self.app.size.width or 80
-        fixed = sum((c.width or 0) + 2 for c in cols) + 2
-        fill = max(12, width - fixed - 2)
-        self._width = width
-        for c in cols:
-            table.add_column(Text(c.label, justify="right" if c.right else "left"),
-                             key=c.key, width=c.width or fill)
+        self.table.configure(cols, self.sort_index[self.section],
+                             self.sort_reverse[self.section])
 
     def _fill(self) -> None:
-        _, extract, cols = self.sections[self.section]
-        rows = extract(self._details)
-        if self.filter_text:
-            needle = self.filter_text.lower()
-            rows = [r for r in rows
-                    if any(needle in c.fmt(r.get(c.key)).lower() for c in cols)]
-        col = cols[self.sort_index[self.section]]
-        rows.sort(key=lambda r: _sort_key(r.get(col.key)), reverse=self.sort_reverse[self.section])
-        if self.sort_reverse[self.section]:  # keep missing values last either way
-            rows.sort(key=lambda r: r.get(col.key) is None)
-        table = self.query_one(DataTable)
-        keep = table.cursor_row
-        table.clear()
-        for i, r in enumerate(rows):
-            table.add_row(*(Text(one_line(c.fmt(r.get(c.key)), 1000), no_wrap=True,
-                                 overflow="ellipsis", justify="right" if c.right else "left",
-                                 style=c.style(r.get(c.key)) if c.style else "")
-                            for c in cols), key=str(i))
-        self._rows = rows
-        if rows:
-            table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+        _, extract, _ = self.sections[self.section]
+        self.table.show(extract(self._details))
+        self._table_changed()
+
+    def _table_changed(self) -> None:
+        """After new rows, a sort or a filter: the header, the notes and the preview."""
+        self.sort_index[self.section] = self.table.sort_index
+        self.sort_reverse[self.section] = self.table.sort_reverse
         self.query_one("#db-info", Static).update(self._info())
         self._notes()
         self._preview()
-
-    def on_resize(self) -> None:
-        if self.size.width != self._width:
-            self._rebuild_columns()
-            self._fill()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._preview()
@@ -592,23 +552,15 @@ class DatabaseScreen(ConsoleScreen[None]):
             self._fill()
 
     def action_sort(self, step: int = 1) -> None:
-        cols = self.sections[self.section][2]
-        self.sort_index[self.section] = (self.sort_index[self.section] + step) % len(cols)
-        self._fill()
+        self.table.sort_next(step)
+        self._table_changed()
 
     def action_reverse(self) -> None:
-        self.sort_reverse[self.section] = not self.sort_reverse[self.section]
-        self._fill()
+        self.table.reverse()
+        self._table_changed()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        cols = self.sections[self.section][2]
-        keys = [c.key for c in cols]
-        index = keys.index(str(event.column_key.value))
-        if index == self.sort_index[self.section]:
-            self.sort_reverse[self.section] = not self.sort_reverse[self.section]
-        else:
-            self.sort_index[self.section] = index
-        self._fill()
+    def on_record_table_sort_changed(self, event: RecordTable.SortChanged) -> None:
+        self._table_changed()  # a header was clicked
 
     def action_filter(self) -> None:
         box = self.query_one("#db-filter", Input)
@@ -616,11 +568,11 @@ class DatabaseScreen(ConsoleScreen[None]):
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value.strip()
-        self._fill()
+        self.table.set_filter(event.value)
+        self._table_changed()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "signal":
@@ -648,8 +600,7 @@ class DatabaseScreen(ConsoleScreen[None]):
         # Runtime.read_only (the console's --read-only) is the lead's; absent means not set.
         read_only = bool(getattr(runtime, "read_only", False))
         why = refusal(target, read_only=read_only)
-        table = self.query_one(DataTable)
-        row = self._rows[table.cursor_row] if 0 <= table.cursor_row < len(self._rows) else None
+        row = self.table.current
         if why is None and row is None:
             why = "no session selected"
         if why is not None or target is None or row is None:
@@ -696,30 +647,29 @@ class DatabaseScreen(ConsoleScreen[None]):
     def action_notes(self) -> None:
         notes = self.query_one("#db-notes", VerticalScroll)
         if notes.has_focus or notes.has_class("empty"):
-            self.query_one(DataTable).focus()
+            self.table.focus()
         else:
             notes.focus()
 
     def action_back(self) -> None:
         if self.query_one("#db-notes", VerticalScroll).has_focus:
-            self.query_one(DataTable).focus()
+            self.table.focus()
             return
         box = self.query_one("#db-filter", Input)
         if self.filter_text or box.has_focus:
             box.value = ""
-            self.filter_text = ""
             box.remove_class("visible")
-            self.query_one(DataTable).focus()
-            self._fill()
+            self.table.focus()
+            self.table.set_filter("")
+            self._table_changed()
             return
         self.app.pop_screen()
 
     def selected_query(self) -> str | None:
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        if not 0 <= row < len(self._rows):
+        row = self.table.current
+        if row is None:
             return None
-        query = self._rows[row].get("query") or self._rows[row].get("command")
+        query = row.get("query") or row.get("command")
         return str(query) if query else None
 
     def action_copy(self) -> None:

@@ -161,9 +161,19 @@ class DetailScreen(ConsoleScreen[None]):
             hist = engine.store.history(f"{self.target}:{self.metric}", span, points, now=now)
             title = "latency ms" if self.metric == "latency_ms" else self.metric
             self.query_one(LatencyChart).show_history(hist, label, title)
+        self._show_deploys(runtime, view, span, now)
         if view.checks != self._results_seen:
             self._results_seen = view.checks
             self.query_one(ResponseLog).show_results(engine.results(self.target))
+
+    def _show_deploys(self, runtime: Runtime, view: Any, span: float, now: float) -> None:
+        """This service's deploys in the chart's span, as markers (labelled by version)."""
+        services = [self.target] + ([view.group] if view.group else [])
+        deploys = runtime.deploys(now - span, now, services)
+        markers = [(float(e["ts"]), str(e.get("version") or e.get("kind") or "deploy"))
+                   for e in deploys]
+        for chart in self.query(LatencyChart):  # SeriesChart is one too
+            chart.show_markers(markers)
 
     def metrics(self) -> list[str]:
         engine = self.console.scheduler

@@ -312,6 +312,7 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("b", "runbook", "Runbook", show=False, id="incident_runbook"),
         Binding("v", "snapshot", "Snapshot", id="incident_snapshot"),
         Binding("h", "handover", "Hand over", id="incident_handover"),
+        Binding("c", "claim", "Claim", show=False, id="incident_claim"),
         Binding("u", "status_update", "Status update", id="incident_status"),
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
         Binding("P", "postmortem", "Post-mortem", id="incident_postmortem"),
@@ -583,6 +584,15 @@ class IncidentScreen(ConsoleScreen[None]):
 
         self.app.push_screen(TextPrompt("Hand over to (user@host or name):"), hand)
 
+    async def action_claim(self) -> None:
+        """c: this operator owns the incident now (on every console sharing the state)."""
+        inc = self.incident
+        if inc is None or self._refused("claim"):
+            return
+        await self.desk.claim(inc.id)
+        self.notify(f"{inc.id} is yours ({self.desk.journal.actor})", markup=False, timeout=3)
+        self.redraw()
+
     def action_status_update(self) -> None:
         """The playbook's Step 3: journaled, then posted by the notifier (the incident
         channel; for a user-facing incident the general one too)."""
@@ -618,8 +628,9 @@ class IncidentScreen(ConsoleScreen[None]):
         runtime = self.console.runtime
         episodes, sent = await runtime.incident_sources(now) if runtime else ([], [])
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
+        changes = runtime.events.recent(0) if runtime and runtime.events else []
         text = render(inc, now=now, episodes=episodes, notifications=sent,
-                      permanent_fixes=permanent_fixes(inc))
+                      permanent_fixes=permanent_fixes(inc), changes=changes)
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -773,7 +784,8 @@ class TimelineScreen(ConsoleScreen[None]):
         inc = desk.book.get(self.incident_id) if desk is not None else None
         if runtime is None or inc is None:
             return []
-        return timeline(inc, runtime.episodes(now))
+        changes = runtime.events.recent(inc.started - 3600) if runtime.events else []
+        return timeline(inc, runtime.episodes(now), changes=changes)
 
     def refresh_data(self, runtime: Any, now: float) -> None:
         desk = runtime.desk

@@ -11,6 +11,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from console.engine.model import Status
+from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
@@ -54,6 +55,19 @@ def board_alerts(alerting: Any) -> dict[str, tuple[str, str]]:
         mark = "✔" if acked else "✖"
         out[a.target] = (f"{mark} {a.rule.severity} {a.cause or a.summary}", level)
     return out
+
+
+def problem_lines(problems: list[str], width: int, most: int = 3) -> str | None:
+    """The standing problems, one line each (a full disk fails several saves at once, and
+    one long message must not push the others off the banner), at most `most` of them."""
+    if not problems:
+        return None
+    if len(problems) == 1:
+        return problems[0]  # alone, it may wrap onto the banner's three lines
+    lines = [one_line(p, max_len=max(20, width - 2)) for p in problems[:most]]
+    if len(problems) > most:
+        lines.append(f"+{len(problems) - most} more")
+    return "\n".join(lines)
 
 
 class OverviewScreen(ConsoleScreen[None]):
@@ -106,7 +120,7 @@ class OverviewScreen(ConsoleScreen[None]):
             self._title = title
             self.query_one("#title", Static).update(title, layout=False)
         # standing problems: a rejected config edit, a save failing on a full disk…
-        problem = " · ".join(runtime.problems.values()) or None
+        problem = problem_lines(list(runtime.problems.values()), self.size.width or 80)
         banner = self.query_one("#banner", Static)
         if banner.display != bool(problem):
             banner.display = bool(problem)

@@ -172,7 +172,7 @@ async def test_restart_resends_pending_and_never_resends_sent(
     try:
         await until(lambda: len(hits.keys("ok2")) == 2)
         await until(lambda: {r["status"] for r in b.outbox.rows()} == {"sent"})
-        assert b._next_due("hook") is None  # nothing left to send: nothing comes again
+        assert await b._next_due("hook") is None  # nothing left to send: nothing comes again
         assert hits.keys("ok2") == [x.key for x in notes]
         assert hits.keys("ok") == [x.key for x in notes]  # nothing sent twice
         statuses = {(r["receiver"], r["key"]): r["status"] for r in b.outbox.rows()}
@@ -274,7 +274,7 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
     try:
         await until(lambda: len(hits.keys("ok2")) == 2)
         await until(lambda: {r["status"] for r in n.outbox.rows()} == {"sent"})
-        assert n._next_due("hook") is None  # nothing left to send: nothing comes again
+        assert await n._next_due("hook") is None  # nothing left to send: nothing comes again
         assert hits.keys("ok2") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing lost
         assert hits.keys("ok") == ["r1/api/firing/1", "r2/api/firing/1"]  # nothing twice
     finally:

@@ -50,7 +50,7 @@ import httpx
 import orjson
 
 from console.engine.alerting.lifecycle import Notification
-from console.engine.alerting.outbox import Outbox, Row
+from console.engine.alerting.outbox import LocalQueue, Outbox, Row
 from console.engine.alerting.receivers import email, pagerduty, slack, sms, webhook
 from console.engine.alerting.receivers.base import (
     Batch,
@@ -76,6 +76,7 @@ BACKOFF_MAX = 300.0
 RECHECK = 60.0  # a worker re-reads its due times at least this often (wall-clock jumps)
 STORE_RETRY = 5.0  # an outbox in memory tries the disk again this often
 PERMANENT_TRIES = 5  # a message a service refuses as such is tried this often, then failed
+STOP_GRACE = 3.0  # a clean stop waits this long at most for deliveries under way
 SENDERS: dict[str, Callable[[SendContext, Receiver, Batch], Awaitable[Outcome]]] = {
     "slack": slack.send, "webhook": webhook.send, "twilio": sms.send, "email": email.send,
     "pagerduty": pagerduty.send,
@@ -164,8 +165,24 @@ class Notifier:
         summary_source: SummarySource | None = None,
         on_problem: Callable[[str | None], None] | None = None,
         on_delivered: Callable[[Batch, Outcome], None] | None = None,
+        outbox: Outbox | None = None,
+        queue: Any = None,
+        guard: Callable[[], bool] | None = None,
+        fence: Callable[[], int | None] | None = None,
+        producer: Callable[[], int | None] | None = None,
     ) -> None:
-        self.outbox = Outbox(path)
+        # Where notifications are written first (durably, synchronously) and, unless a
+        # `queue` is given, sent from. With the postgres state backend the outbox is the
+        # console's local spool, `queue` the shared outbox, `guard` says whether this
+        # process may send now (it holds the evaluator's lease), `fence` is the lease's
+        # fencing token, sent with each webhook, and `producer` the token of the evaluation
+        # that made a notification, kept with it (`console.engine.state`).
+        self._owns_outbox = outbox is None
+        self.outbox = Outbox(path) if outbox is None else outbox
+        self.queue: Any = LocalQueue(self.outbox) if queue is None else queue
+        self.guard = guard
+        self.fence = fence
+        self.producer = producer
         self.backoff_first = backoff_first
         self.clock = clock
         self._env = env
@@ -180,6 +197,8 @@ class Notifier:
         self._paused: dict[str, float] = {}  # a Retry-After pause's end, monotonic
         self._health: dict[str, ReceiverHealth] = {}
         self._attempted = asyncio.Event()  # set (and replaced) after each delivery attempt
+        self._sending = 0  # deliveries answered whose outcome is being written
+        self._stopping = False
         self._set_receivers(receivers)
 
     @property
@@ -269,7 +288,7 @@ class Notifier:
     def _add(self, r: Receiver, key: str, payload: bytes, now: float, group: str,
              period: tuple[float, float] | None = None) -> int:
         inserted, dropped = self.outbox.add(key, r.name, payload, now, r.max_queue, group,
-                                            period)
+                                            period, self.producer() if self.producer else None)
         if dropped:
             log.warning("receiver %s: queue full, dropped %d oldest", r.name, dropped)
         if inserted:
@@ -322,9 +341,23 @@ class Notifier:
 
     # -- delivering -----------------------------------------------------------------------
 
+    def may_send(self) -> bool:
+        """Whether this process may send now (always, but for a shared evaluator whose
+        lease is not confirmed: then it must not, whatever it has claimed)."""
+        return self.guard is None or self.guard()
+
+    async def _check_guard(self, request: httpx.Request) -> None:
+        """The last look before a request leaves (an httpx request hook): an evaluator
+        paused (SIGSTOP, a frozen VM) between its claim and its send must not send after
+        its successor took over."""
+        if not self.may_send():
+            raise httpx.TransportError("not sent: this console no longer holds the "
+                                       "evaluator's lease")
+
     async def start(self) -> None:
         """One worker per receiver, on the running loop, and the outbox's disk retry."""
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        hooks = {"request": [self._check_guard]} if self.guard is not None else {}
+        self._client = httpx.AsyncClient(follow_redirects=False, event_hooks=hooks)
         self._start_workers()
         self._store_task = asyncio.create_task(self._store_loop(), name="notify:store")
         self._report()
@@ -342,25 +375,33 @@ class Notifier:
         self._tasks.clear()
 
     async def stop(self) -> None:
+        # A delivery the receiver answered gets its outcome written: cut between the
+        # answer and the write, it would be sent again on the next start.
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE):
+                while self._sending:
+                    await self._attempted.wait()
         await self._stop_workers()
         if self._store_task is not None:
             self._store_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._store_task
             self._store_task = None
-        if self.outbox.in_memory:  # a last try: what is written now survives the exit
-            await asyncio.to_thread(self.outbox.flush)
+        if self._owns_outbox and self.outbox.in_memory:  # a last try: what is written
+            await asyncio.to_thread(self.outbox.flush)  # now survives the exit
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
             self._client = None
-        self.outbox.close()
+        if self._owns_outbox:
+            self.outbox.close()
 
     async def _store_loop(self) -> None:
         """While the outbox is in memory, try the disk every few seconds."""
         while True:
             await asyncio.sleep(STORE_RETRY)
-            if self.outbox.in_memory and self.outbox.path is not None:
+            if self._owns_outbox and self.outbox.in_memory and self.outbox.path is not None:
                 if await asyncio.to_thread(self.outbox.flush):
                     self.wake()
                 self._report()
@@ -369,7 +410,7 @@ class Notifier:
     def health(self) -> list[ReceiverHealth]:
         out = []
         for name, h in self._health.items():
-            c = self.outbox.counts(name)
+            c = self.queue.counts(name)
             h.pending = c.get("pending", 0) + c.get("sending", 0)
             h.sent = c.get("sent", 0)
             h.dropped = c.get("dropped", 0)
@@ -419,7 +460,12 @@ class Notifier:
         while True:
             try:
                 wake.clear()  # before reading due times: a wake-up meanwhile is not lost
-                due = await asyncio.to_thread(self._next_due, name)
+                if not self.may_send():  # a shared evaluator that lost (or not yet
+                    with contextlib.suppress(TimeoutError):  # confirmed) its lease
+                        async with asyncio.timeout(RECHECK):
+                            await wake.wait()
+                    continue
+                due = await self._next_due(name)
                 self._report()
                 if due is None:
                     await wake.wait()
@@ -445,13 +491,13 @@ class Notifier:
                 await asyncio.sleep(min(BACKOFF_MAX, self.backoff_first * 2 ** min(failures,
                                                                                    10)))
 
-    def _next_due(self, name: str) -> tuple[float, str] | None:
+    async def _next_due(self, name: str) -> tuple[float, str] | None:
         """(seconds until it may go, what) of this receiver's next message: its oldest
         pending row, its earliest digest, or its daily summary; None if none."""
         r = self.receivers[name]
-        options = [(d, w) for d, w in ((self._due_in(name), "plain"),
-                                       (self._summary_due_in(name), "summary") if r.summary_at
-                                       else (self._digest_due_in(name), "digest"))
+        other = (await self._summary_due_in(name), "summary") if r.summary_at else \
+            (await self._digest_due_in(name), "digest")
+        options = [(d, w) for d, w in ((await self._due_in(name), "plain"), other)
                    if d is not None]
         return min(options, key=lambda x: x[0]) if options else None
 
@@ -462,8 +508,8 @@ class Notifier:
         paced = self._last_send.get(name, -math.inf) + 1.0 / self.receivers[name].rate
         return max(0.0, paced - mono, self._paused.get(name, 0.0) - mono)
 
-    def _due_in(self, name: str) -> float | None:
-        head = self.outbox.head(name)
+    async def _due_in(self, name: str) -> float | None:
+        head = await self.queue.head(name)
         if head is None:
             return None
         r = self.receivers[name]
@@ -471,22 +517,22 @@ class Notifier:
         gathered = head.created + r.group_wait if head.attempts == 0 else 0.0
         return max(self._held(name), head.next_at - now, gathered - now)
 
-    def _digest_due_in(self, name: str) -> float | None:
-        head = self.outbox.digest_head(name)
+    async def _digest_due_in(self, name: str) -> float | None:
+        head = await self.queue.digest_head(name)
         if head is None:
             return None
         now = self.clock()
         return max(self._held(name), head[2] - now)
 
-    def _summary_due_in(self, name: str) -> float:
+    async def _summary_due_in(self, name: str) -> float:
         """Seconds until the next daily summary must be prepared (it is then a pending row
         and goes out as any other)."""
         r = self.receivers[name]
         now = self.clock()
-        last = self.outbox.summary_last(name)
+        last = await self.queue.summary_last(name)
         if last is None:  # first start: the first summary is the next one, not a past one
             last = previous_summary(r, now)
-            self.outbox.set_summary_last(name, last)
+            await self.queue.set_summary_last(name, last)
         return max(0.0, next_summary(r, last) - now)
 
     def _batch(self, rows: Sequence[Row]) -> Batch:
@@ -500,25 +546,25 @@ class Notifier:
 
     async def send_next(self, name: str) -> bool | None:
         """Send the receiver's oldest pending row once; True sent, False failed, None none."""
-        head = await asyncio.to_thread(self.outbox.head, name)
+        head = await self.queue.head(name)
         if head is None:
             return None
         r = self.receivers[name]
         rows = [head]
         # PagerDuty takes one event per request: grouping would burst past `rate`
         if r.group_wait > 0 and not head.grp.startswith("!") and r.kind != "pagerduty":
-            rows = await asyncio.to_thread(self.outbox.batch, name, head, r.group_max)
+            rows = await self.queue.batch(name, head, r.group_max)
         return await self._deliver(r, [row.id for row in rows], self._batch(rows),
                                    head.attempts, "pending")
 
     async def send_digest(self, name: str) -> bool | None:
         """Send the receiver's earliest waiting digest once, whether or not its period is
         over (the worker waits for that); True sent, False failed, None none waiting."""
-        head = await asyncio.to_thread(self.outbox.digest_head, name)
+        head = await self.queue.digest_head(name)
         if head is None:
             return None
         start, end, _, attempts = head
-        rows = await asyncio.to_thread(self.outbox.digest_rows, name, end)
+        rows = await self.queue.digest_rows(name, end)
         if not rows:
             return None
         notes = tuple(Notification.from_json(orjson.loads(row.payload)) for row in rows)
@@ -531,13 +577,13 @@ class Notifier:
         includes (one transaction); returns its key, None when none is due."""
         r = self.receivers[name]
         now = self.clock() if now is None else now
-        last = await asyncio.to_thread(self.outbox.summary_last, name)
+        last = await self.queue.summary_last(name)
         due = previous_summary(r, now)
         if last is None:
             last = due - 86400.0
         if due <= last:
             return None
-        rows = await asyncio.to_thread(self.outbox.digest_rows, name, due)
+        rows = await self.queue.digest_rows(name, due)
         notes = [Notification.from_json(orjson.loads(row.payload)) for row in rows]
         data: dict[str, Any] = bare_summary(last, due)
         if self.summary_source is not None:
@@ -549,8 +595,7 @@ class Notifier:
         data["quiet"] = is_quiet(data)
         key = f"summary:{name}:{iso(due)}"
         payload = orjson.dumps({"kind": "summary", "data": data, "start": last, "end": due})
-        await asyncio.to_thread(self.outbox.add_summary, name, key, payload, now, due,
-                                [row.id for row in rows])
+        await self.queue.add_summary(name, key, payload, now, due, [row.id for row in rows])
         self._report()
         self._wake[name].set()
         return key
@@ -568,6 +613,8 @@ class Notifier:
         """Send one message for `ids`; on failure they go back to `retry_status` with a
         backoff (or the receiver's Retry-After), or to 'failed' once the service refused
         the message itself PERMANENT_TRIES times."""
+        if self._stopping:
+            return False
         try:
             return await self._attempt(r, ids, batch, attempts, retry_status)
         finally:
@@ -576,11 +623,21 @@ class Notifier:
     async def _attempt(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
                        retry_status: str) -> bool:
         name = r.name
-        h = self._health[name]
         assert self._client is not None, "start() the notifier first"
-        await asyncio.to_thread(self.outbox.mark, ids, "sending", now=self.clock())
+        if not self.may_send():
+            return False
+        claimed = await self.queue.claim(ids, self.clock())
+        if not claimed:  # another process has them, or we are not the evaluator any more
+            return False
+        if len(claimed) < len(ids) or not self.may_send():
+            # part of a group is held elsewhere (a former evaluator's claim not yet
+            # cleared), or the claim took so long that the lease is in doubt: give back
+            # and let the next round read them again
+            await self.queue.release(claimed, retry_status)
+            return False
         self._last_send[name] = time.monotonic()
-        ctx = SendContext(self._client, self._env, self.clock)
+        ctx = SendContext(self._client, self._env, self.clock,
+                          fence=self.fence() if self.fence is not None else None)
         limit = self._budget(r, batch)
         try:
             async with asyncio.timeout(limit):
@@ -592,9 +649,19 @@ class Notifier:
         except (httpx.HTTPError, smtplib.SMTPException, OSError, ssl.SSLError,
                 email.SmtpError) as exc:
             outcome = Outcome.failed(describe_exception(exc))
+        self._sending += 1
+        try:
+            return await self._record_outcome(r, ids, batch, attempts, retry_status, outcome)
+        finally:
+            self._sending -= 1
+
+    async def _record_outcome(self, r: Receiver, ids: list[int], batch: Batch, attempts: int,
+                              retry_status: str, outcome: Outcome) -> bool:
+        name = r.name
+        h = self._health[name]
         now = self.clock()
         if outcome.ok:
-            await asyncio.to_thread(self.outbox.mark, ids, "sent", now=now)
+            await self.queue.mark(ids, "sent", now=now)
             h.consecutive_failures, h.last_error = 0, None
             self._report()
             if self.on_delivered is not None and batch.kind in _SPECIAL:
@@ -617,8 +684,7 @@ class Notifier:
             status = "failed"
             log.error("receiver %s: %s refused %d times: given up (%s)", name, batch.key,
                       attempts + 1, error)
-        await asyncio.to_thread(self.outbox.mark, ids, status, now=now, next_at=now + backoff,
-                                error=error)
+        await self.queue.mark(ids, status, now=now, next_at=now + backoff, error=error)
         self._report()
         if status != "failed":
             log.warning("receiver %s: %s (retry in %.1fs)", name, error, backoff)

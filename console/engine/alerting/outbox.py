@@ -16,6 +16,7 @@ and returns to it once the disk takes writes again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _COLUMNS = ("id", "key", "receiver", "grp", "payload", "created", "status", "attempts",
-            "next_at", "last_error", "sent_at", "digest_start", "digest_end")
+            "next_at", "last_error", "sent_at", "digest_start", "digest_end", "token")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL,
     digest_start REAL,
     digest_end REAL,
+    token INTEGER,
     UNIQUE (key, receiver)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, status, id);
@@ -103,9 +105,10 @@ def _open_file(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
         columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
-        for col in ("digest_start", "digest_end"):  # an outbox written before digests
+        for col, kind in (("digest_start", "REAL"), ("digest_end", "REAL"),  # an outbox
+                          ("token", "INTEGER")):  # written before digests, or shared state
             if col not in columns:
-                db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
+                db.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
         # A row left 'sending' by a crash was maybe delivered, maybe not: send it again
         # (a digest's rows go back to waiting for their digest, not to the plain queue).
         db.execute("UPDATE outbox SET status=CASE WHEN digest_end IS NULL THEN 'pending' "
@@ -273,12 +276,14 @@ class Outbox:
     # -- rows --------------------------------------------------------------------------------
 
     def add(self, key: str, receiver: str, payload: bytes, now: float, max_queue: int,
-            group: str = "", digest: tuple[float, float] | None = None) -> tuple[bool, int]:
+            group: str = "", digest: tuple[float, float] | None = None,
+            token: int | None = None) -> tuple[bool, int]:
         """Insert unless (key, receiver) exists; returns (inserted, rows dropped to make room).
 
         With `digest` = (period start, period end) the row waits for that period's digest
         (status 'digest', due at the period's end) instead of the plain queue; the bound
-        applies to each of the two separately.
+        applies to each of the two separately. `token` is the shared evaluator's fencing
+        token the row was produced under (the postgres state backend ships by it).
         """
         status = "pending" if digest is None else "digest"
         start, end = digest if digest is not None else (None, None)
@@ -288,9 +293,9 @@ class Outbox:
             try:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO outbox (key, receiver, grp, payload, created, "
-                    "next_at, status, digest_start, digest_end) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?)", (key, receiver, group, payload, now, end or 0.0, status, start,
-                              end))
+                    "next_at, status, digest_start, digest_end, token) VALUES (?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?)", (key, receiver, group, payload, now, end or 0.0, status,
+                                       start, end, token))
                 if cur.rowcount == 0:
                     db.execute("COMMIT")
                     return False, 0
@@ -435,6 +440,86 @@ class Outbox:
                 self._summaries_dirty.add(receiver)
 
         self._run(op)
+
+
+    # -- a spool for the shared state (the postgres backend) ----------------------------------
+
+    def unshipped(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Rows not yet handed to the shared state, oldest first: with the postgres backend
+        this outbox is the console's durable local queue (notifications, and incident and
+        alert-request events under the receiver ``@events``) until the database takes them."""
+        def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = db.execute(
+                "SELECT id, key, receiver, grp, payload, created, status, digest_start, "
+                "digest_end, token FROM outbox WHERE status IN ('pending', 'digest') ORDER BY "
+                "id LIMIT ?", (limit,))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+        return self._run(op)
+
+    def mark_shipped(self, ids: Sequence[int], status: str = "shipped",
+                     why: str | None = None) -> None:
+        """The shared state has these rows now (committed): they are never shipped again;
+        or, with status 'abandoned', they will never be (and `why`)."""
+        def op(db: sqlite3.Connection) -> None:
+            mapped = [self._idmap.get(i, i) for i in ids]
+            db.executemany("UPDATE outbox SET status=?, last_error=coalesce(?, last_error) "
+                           "WHERE id=?", [(status, why, i) for i in mapped])
+            self._touch(mapped)
+
+        self._run(op)
+
+
+class LocalQueue:
+    """The notifier's sending side over this outbox (the files backend): the same awaitable
+    methods as the shared state's queue (`console.engine.state.outbox.SharedQueue`), each run
+    in a thread (a SQLite write can wait on a slow disk)."""
+
+    shared = False
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def head(self, receiver: str) -> Row | None:
+        return await asyncio.to_thread(self.outbox.head, receiver)
+
+    async def batch(self, receiver: str, head: Row, limit: int) -> list[Row]:
+        return await asyncio.to_thread(self.outbox.batch, receiver, head, limit)
+
+    async def digest_head(self, receiver: str) -> tuple[float, float, float, int] | None:
+        return await asyncio.to_thread(self.outbox.digest_head, receiver)
+
+    async def digest_rows(self, receiver: str, end: float) -> list[Row]:
+        return await asyncio.to_thread(self.outbox.digest_rows, receiver, end)
+
+    async def claim(self, ids: Sequence[int], now: float) -> list[int]:
+        """Mark rows 'sending' (a crash leaves them to be sent again); all of them: one
+        process sends from a local outbox."""
+        await asyncio.to_thread(self.outbox.mark, ids, "sending", now=now)
+        return list(ids)
+
+    async def release(self, ids: Sequence[int], status: str) -> None:
+        await asyncio.to_thread(self.outbox.mark, ids, status, now=0.0)
+
+    async def mark(self, ids: Sequence[int], status: str, *, now: float, next_at: float = 0.0,
+                   error: str | None = None) -> None:
+        await asyncio.to_thread(self.outbox.mark, ids, status, now=now, next_at=next_at,
+                                error=error)
+
+    async def summary_last(self, receiver: str) -> float | None:
+        return await asyncio.to_thread(self.outbox.summary_last, receiver)
+
+    async def set_summary_last(self, receiver: str, last: float) -> None:
+        await asyncio.to_thread(self.outbox.set_summary_last, receiver, last)
+
+    async def add_summary(self, receiver: str, key: str, payload: bytes, now: float,
+                          due: float, included: Sequence[int]) -> None:
+        await asyncio.to_thread(self.outbox.add_summary, receiver, key, payload, now, due,
+                                included)
+
+    def counts(self, receiver: str) -> dict[str, int]:
+        return self.outbox.counts(receiver)
 
 
 def read_batched(path: Path, since: float, until: float) -> list[bytes]:

@@ -90,6 +90,37 @@ class AlertService:
         self._listeners: list[Callable[[list[Notification]], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # Alerts that come from outside the rules (inbound webhooks): each source gives its
+        # synthetic rules (to restore saved state) and its evaluations (every tick).
+        self.external: list[Any] = []
+
+    def add_external(self, source: Any) -> None:
+        """A source of evaluations that are not rules on the store (`signals.inbound`):
+        `rules()` and `evaluations(now)`; stepped every tick, and at once by `observe_now`."""
+        self.external.append(source)
+
+    def _rules(self) -> list[Rule]:
+        return [*self.ruleset.rules, *(r for src in self.external for r in src.rules())]
+
+    def _external_evaluations(self, now: float) -> list[Any]:
+        out: list[Any] = []
+        for src in self.external:
+            try:
+                out += src.evaluations(now)
+            except Exception:
+                log.exception("external alert source failed")
+        return out
+
+    def observe_now(self) -> list[Notification]:
+        """An inbound alert arrived: step the external alerts now rather than on the next
+        tick (a webhook is news at once). Nothing on a follower: the owner evaluates."""
+        if not self.evaluating:
+            return []
+        now = self.engine.clock()
+        notes = self.alerts.observe(self._external_evaluations(now), now)
+        if notes:
+            self._emit(notes)
+        return notes
 
     @property
     def alerts(self) -> Alerts:
@@ -122,7 +153,7 @@ class AlertService:
                 return 0
             if self.writer is not None:  # our changes number on from what is there
                 self.writer.start_from(data)
-            n = self.alerts.restore(data, self.ruleset.rules)
+            n = self.alerts.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
             return 0
@@ -149,7 +180,7 @@ class AlertService:
             data = read_state(self.state_path)  # type: ignore[arg-type]
             if data is None:
                 return False
-            fresh.restore(data, self.ruleset.rules)
+            fresh.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("owner's alert state not readable yet (%s)", exc)
             return False
@@ -316,7 +347,9 @@ class AlertService:
             skip: Container[str] = ()) -> list[Notification]:
         if self.role in ("follower", "stopped"):
             return []  # the owner evaluates; we only show what it saved
-        notes = self.core.run(now, target=target, skip=skip)
+        extra = self._external_evaluations(self.engine.clock() if now is None else now) \
+            if target is None and self.external else ()
+        notes = self.core.run(now, target=target, skip=skip, extra=extra)
         if notes:
             self._emit(notes)
         self._record_closed()

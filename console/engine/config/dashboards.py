@@ -42,6 +42,7 @@ __all__ = [
     "INFRASTRUCTURE",
     "READY_MADE",
     "HOST_METRICS",
+    "LIGHTHOUSE_METRICS",
     "is_business_metric",
     "playbook_dashboards",
     "query_metrics",
@@ -93,6 +94,19 @@ _APP_PROM = (
     _Spec(r"(latency_)?p99(_latency)?_ms", "Latency p99", "ms", 500.0, 2000.0),
     _Spec(r"active_users|users_active|online_users", "Active users"),
     _Spec(r"websockets?|websocket_connections|ws_connections", "WebSocket connections"),
+)
+# Application overview, frontend (playbook "Frontend Metrics": Lighthouse score > 90, FCP <
+# 1.5 s, TTI < 3 s, CLS < 0.1) from a lighthouse target; LCP and TBT at Lighthouse's own
+# "good" limits (2.5 s, 200 ms). warn is the target, crit Lighthouse's "poor" line.
+LIGHTHOUSE_METRICS = ("performance_score", "fcp_ms", "lcp_ms", "tti_ms", "tbt_ms", "cls")
+_APP_LIGHTHOUSE = (
+    _Spec("performance_score", "Lighthouse performance", "", 90.0, 50.0,
+          lower_is_better=False),
+    _Spec("fcp_ms", "First Contentful Paint", "ms", 1500.0, 3000.0),
+    _Spec("lcp_ms", "Largest Contentful Paint", "ms", 2500.0, 4000.0),
+    _Spec("tti_ms", "Time to Interactive", "ms", 3000.0, 7300.0),
+    _Spec("tbt_ms", "Total Blocking Time", "ms", 200.0, 600.0),
+    _Spec("cls", "Cumulative Layout Shift", "", 0.1, 0.25),
 )
 _DB_PROM = (
     _Spec(r"db_query(_time|_avg)?_ms|query_time_ms", "DB query time (avg)", "ms", 50.0, 500.0),
@@ -225,6 +239,8 @@ def _reportable(target: object) -> list[str]:
         return sorted(HOST_METRICS)
     if isinstance(target, HttpTarget):
         return ["latency_ms"]
+    if getattr(target, "kind", None) == "lighthouse":
+        return list(LIGHTHOUSE_METRICS)
     return []
 
 
@@ -301,6 +317,8 @@ def playbook_dashboards(settings: Settings) -> tuple[list[Panel], list[Dashboard
 
     app = _board(build, prom, lambda t: _APP_PROM, _qualified)
     app += _board(build, http, http_spec, lambda t, s, m: f"{t.name} {s.title}")  # type: ignore[attr-defined]
+    app += _board(build, [t for t in targets if getattr(t, "kind", None) == "lighthouse"],
+                  lambda t: _APP_LIGHTHOUSE, _qualified)
 
     db = _board(build, [t for t in targets if isinstance(t, PostgresTarget)],
                 lambda t: _DB_POSTGRES, _qualified)

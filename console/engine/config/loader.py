@@ -853,9 +853,14 @@ def _env_issues(ctx: _Ctx, env: Mapping[str, str]) -> list[ConfigIssue]:
 
     alerting = ctx.data.get("alerting")
     receivers = _items(alerting, "receivers") if isinstance(alerting, dict) else []
+    state = ctx.data.get("state")  # [state] dsn, heartbeat_url
+    shared: list[tuple[int | str, dict[str, Any]]] = \
+        [("state", state)] if isinstance(state, dict) else []
     issues = []
-    for prefix, items in ((("targets",), _items(ctx.data, "targets")),
-                          (("alerting", "receivers"), receivers)):
+    sections: list[tuple[tuple[str, ...], list[Any]]] = [
+        (("targets",), _items(ctx.data, "targets")), (("alerting", "receivers"), receivers),
+        ((), shared)]
+    for prefix, items in sections:
         for i, t in items:
             for path, text in _strings(t, (*prefix, i)):
                 if not ENV_REF.search(text):
@@ -864,7 +869,8 @@ def _env_issues(ctx: _Ctx, env: Mapping[str, str]) -> list[ConfigIssue]:
                 for var in unset:
                     issues.append(ctx.issue(path, f"environment variable {var} is not set",
                                             f"export {var}=… before starting opsconsole"))
-                if unset or prefix[0] != "alerting" or path[-1] not in ("sms_from", "sms_to"):
+                if unset or prefix[:1] != ("alerting",) or path[-1] not in ("sms_from",
+                                                                            "sms_to"):
                     continue
                 value = expand(text, env, secret=False)
                 if not E164.fullmatch(value):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
+from console.engine.model import Severity
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -512,15 +513,83 @@ class HostTarget(TargetBase):
         return self
 
 
+def _env_secret(v: str | None, what: str) -> str | None:
+    """A secret is written as `${ENV}`, never literally in the config file."""
+    if v is not None and not ENV_REF.search(v):
+        raise ValueError(f"{what}: reference the secret as ${{ENV_VAR}}, not literally")
+    return v
+
+
+class HeartbeatTarget(TargetBase):
+    """A job that must check in (a dead-man's switch, as healthchecks.io): `opsconsole ping
+    NAME` or the listener's `/ping/NAME` (`/start`, `/fail`) at least every `period`.
+
+    Late (no success for `period` + `grace`) is DOWN, never "no data"; a `fail` signal is
+    DOWN at once; `/start` then success measures the run time (`run_time_s`); a run longer
+    than `max_runtime` (if set) is DOWN. `token` (`${ENV}`) authenticates this job's HTTP
+    pings instead of the listener's token. The probe only reads what the pings recorded, so
+    `interval` (how often it looks) can stay short.
+    """
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    period: Duration = Field(ge=1, le=90 * 86400)
+    grace: Duration = Field(60.0, ge=0, le=30 * 86400)
+    max_runtime: Duration | None = Field(None, gt=0, le=30 * 86400)
+    token: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        return _env_secret(v, "token")
+
+
+class LighthouseTarget(TargetBase):
+    """A page's Lighthouse performance: the Lighthouse CLI run against `url` with the
+    machine's Chromium, or the newest JSON report Lighthouse CI wrote matching `reports`
+    (a glob). Reports the performance score (0-100) and FCP, LCP, TTI, TBT (ms) and CLS.
+
+    A run costs a headless Chromium for tens of seconds (see the README), so the default
+    interval is 15 min, one run at a time, each bounded by `timeout`.
+    """
+
+    kind: Literal["lighthouse"] = "lighthouse"
+    interval: Duration = Field(900.0, ge=10, le=86400)
+    timeout: Duration = Field(120.0, gt=0, le=300)
+    url: str | None = None
+    reports: str | None = None
+    lighthouse: str = Field("lighthouse", min_length=1, description="the CLI (PATH or a path)")
+    chromium: str = Field("/usr/bin/chromium", min_length=1)
+    form_factor: Literal["mobile", "desktop"] = "mobile"
+    throttling: Literal["simulate", "devtools", "provided"] = "simulate"
+    chrome_flags: list[str] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
+            raise ValueError("a lighthouse target needs the http:// or https:// URL of a page")
+        return _no_literal_password(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LighthouseTarget:
+        if (self.url is None) == (self.reports is None):
+            raise ValueError("give url (run the Lighthouse CLI) or reports (read Lighthouse "
+                             "CI's JSON reports), one of them")
+        return self
+
+
 AnyTarget = (HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | PromqlTarget
-             | LogTarget | HostTarget)
+             | LogTarget | HostTarget | HeartbeatTarget | LighthouseTarget)
 Target = Annotated[AnyTarget, Field(discriminator="kind")]
 # The registry of target kinds: every place that lists kinds reads it (or `TargetKind`).
 TARGET_KINDS: dict[str, type[TargetBase]] = {
     cls.model_fields["kind"].default: cls
     for cls in (HttpTarget, PostgresTarget, RedisTarget, PrometheusTarget, PromqlTarget,
-                LogTarget, HostTarget)
+                LogTarget, HostTarget, HeartbeatTarget, LighthouseTarget)
 }
+
 
 
 class Panel(_Strict):
@@ -545,6 +614,146 @@ class Dashboard(_Strict):
     panels: list[str] = Field(default_factory=list)
 
 
+class StateSection(_Strict):
+    """`[state]`: where incidents, acknowledgements, silences, alert state and the outbox live.
+
+    ``files`` (the default) keeps them in the data directory, for one bastion. ``postgres``
+    shares them through a PostgreSQL database the team chooses (``opsconsole state init``
+    creates its schema), so several consoles show one world and one of them evaluates.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              populate_by_name=True)
+
+    backend: Literal["files", "postgres"] = "files"
+    # A direct connection (not through a transaction-mode pooler: the evaluator's lease is a
+    # session advisory lock), normally "${OPS_STATE_DSN}".
+    dsn: str | None = None
+    db_schema: str = Field("opsconsole", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,47}$")
+    # Who acts, on every incident action, acknowledgement and silence: this name, else
+    # $OPSCONSOLE_OPERATOR, else user@host.
+    operator: str | None = Field(None, min_length=1, max_length=80)
+    # How long the evaluator may be silent (dead, paused, cut off) before a follower takes
+    # over; the evaluator stops sending well before that.
+    takeover: Duration = Field(15.0, ge=3, le=600)
+    # Another console's change arrives by LISTEN/NOTIFY at once; this is how often the events
+    # are read anyway, so a lost notification delays nothing longer than this.
+    poll: Duration = Field(5.0, ge=0.05, le=3600)
+    # The self-watch: the evaluator pings this URL (a dead-man's switch such as
+    # healthchecks.io) every `heartbeat_every` while it evaluates and can notify.
+    heartbeat_url: str | None = None
+    heartbeat_every: Duration = Field(60.0, ge=1, le=86400)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_secret(cls, v: str | None) -> str | None:
+        return None if v is None else _no_literal_password(v)
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _ping_url(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_REF.fullmatch(v) and \
+                not re.match(r"^https?://", v, re.IGNORECASE):
+            raise ValueError("an http(s):// URL, or one ${VAR} holding it")
+        return v
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StateSection:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError('backend = "postgres" needs a dsn, e.g. dsn = "${OPS_STATE_DSN}"')
+        return self
+
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_MATCH = re.compile(r"^[A-Za-z0-9_.]+(=|~)[^=~]*$")
+
+
+class InboundSource(_Strict):
+    """`[[inbound.sources]]`: one sender of webhooks, at `POST /hooks/<name>`.
+
+    `kind` picks how requests are authenticated and the mapping's defaults: `sentry`
+    (`Sentry-Hook-Signature`: HMAC-SHA256 of the body with the integration's client secret),
+    `stripe` (`Stripe-Signature`: Stripe's signed timestamp and body, with the endpoint's
+    `whsec_` secret, at most `tolerance` old), `json` (any tool: `Authorization: Bearer`
+    with the secret). The mapping turns the JSON body into an alert: `summary` and `dedup`
+    are templates of dotted paths (`{data.issue.title}`; `a|b` takes the first present),
+    `severity` the default, `severity_from` a path whose value `severity_map` maps (or a
+    P0-P3 value itself), `match` conditions (`path=value`, `path~substring`) a request must
+    meet to raise anything, `resolve_when` one that resolves the alert of its dedup key
+    instead; an alert no request resolves ends `resolve_after` after the last one.
+    """
+
+    name: str
+    kind: Literal["sentry", "stripe", "json"] = "json"
+    secret: str
+    severity: Severity | None = None
+    severity_from: str | None = None
+    severity_map: dict[str, Severity] = Field(default_factory=dict)
+    summary: str | None = None
+    dedup: str | None = None
+    match: list[str] | None = None
+    resolve_when: str | None = None
+    resolve_after: Duration = Field(3600.0, ge=60, le=30 * 86400)
+    tolerance: Duration = Field(300.0, ge=1, le=86400)
+    service: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _SOURCE_NAME.match(v):
+            raise ValueError("use letters, digits, _ and - (it is the URL path /hooks/NAME)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        return _env_secret(v, "secret") or v
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, v: list[str] | None) -> list[str] | None:
+        for m in v or []:
+            if not _MATCH.match(m):
+                raise ValueError(f"{m!r}: write path=value or path~substring")
+        return v
+
+    @field_validator("resolve_when")
+    @classmethod
+    def _resolve_when(cls, v: str | None) -> str | None:
+        if v is not None and not _MATCH.match(v):
+            raise ValueError(f"{v!r}: write path=value or path~substring")
+        return v
+
+
+class InboundSection(_Strict):
+    """`[inbound]`: the small HTTP listener for events, heartbeat pings and webhooks; off
+    unless `enabled`. It binds `host` (127.0.0.1 unless set otherwise) on `port`; every
+    request is authenticated (`token`, `${ENV}`, as `Authorization: Bearer` for `/events`
+    and `/ping`; a source's own scheme for `/hooks/NAME`), bodies over `max_body` get 413,
+    and each client address may make `rate` requests a second (bursts of `burst`)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(18790, ge=0, le=65535)
+    token: str | None = None
+    max_body: Size = Field(256 * 1024, ge=1024, le=10_000_000)
+    rate: float = Field(10.0, gt=0, le=10_000)
+    burst: int = Field(20, ge=1, le=100_000)
+    sources: list[InboundSource] = Field(default_factory=list)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        return _env_secret(v, "token")
+
+    @model_validator(mode="after")
+    def _unique(self) -> InboundSection:
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError("inbound source names must be unique")
+        return self
+
+
 class Settings(_Strict):
     """A whole config file."""
 
@@ -554,6 +763,8 @@ class Settings(_Strict):
     dashboards: list[Dashboard] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     alerting: AlertingSection = Field(default_factory=AlertingSection)
+    state: StateSection = Field(default_factory=StateSection)
+    inbound: InboundSection = Field(default_factory=InboundSection)
 
     @field_validator("rules")
     @classmethod

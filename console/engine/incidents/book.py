@@ -229,6 +229,14 @@ class IncidentBook:
         for e in entries:
             self.apply(e)
 
+    def replay(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Fold `entries` again from nothing: a shared journal whose order changed (actions
+        taken while its database was away, ordered once it is back)."""
+        self.incidents.clear()
+        self.problems.clear()
+        self._seen.clear()
+        self.apply_all(entries)
+
     def apply(self, entry: Mapping[str, Any]) -> Incident | None:
         """Fold one entry in; entries of other types or unknown incidents are ignored.
 
@@ -536,6 +544,11 @@ class IncidentDesk:
 
     async def handover(self, incident: str, to: str, text: str = "") -> None:
         await self._do(HANDOVER, incident, to=to, text=text)
+
+    async def claim(self, incident: str) -> None:
+        """Take the incident: its owner becomes whoever acts here (the journal's actor), on
+        every console sharing the journal."""
+        await self._do(HANDOVER, incident, to=str(self.journal.actor), text="claimed")
 
     async def acknowledge(self, incident: str) -> None:
         await self._do(ACKNOWLEDGE, incident)

@@ -18,7 +18,7 @@ import orjson
 from console.engine.alerting.history import read_episodes
 from console.engine.paths import DataPaths
 
-__all__ = ["open_episodes", "read_notifications", "read_sources"]
+__all__ = ["open_episodes", "open_episodes_of", "read_notifications", "read_sources"]
 
 MAX_ROWS = 20_000
 
@@ -29,6 +29,12 @@ def open_episodes(state_path: Path, now: float) -> list[dict[str, Any]]:
         data = orjson.loads(state_path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return []
+    return open_episodes_of(data, now)
+
+
+def open_episodes_of(data: Any, now: float) -> list[dict[str, Any]]:
+    """Episodes still firing, from an alert state snapshot (a file's, or the shared
+    state's)."""
     out = []
     for row in data.get("alerts", []) if isinstance(data, dict) else []:
         if not isinstance(row, dict):

@@ -19,6 +19,8 @@ purpose (a link is read in a TOML file, aloud, at 3 a.m.)::
     endpoints[:COLUMN]    the per-endpoint breakdown of a Prometheus target, sorted by
                           COLUMN (error_pct, p95_ms, rate_per_s…)
     health                the health components of an HTTP target (terminus/Spring/IETF)
+    deploys[:METRIC]      the deploys of the last `window` (default 1 h) next to METRIC
+                          (default error_pct) of the target reporting it: "recent deploy?"
     kind:KIND, metric:M   older forms: a target of that kind; = chart:M
 
 Without ``target=`` a link goes to the incident's own target when it fits, else to the
@@ -38,7 +40,8 @@ from console.engine.lang.durations import parse_duration
 
 __all__ = ["DB_TABS", "Destination", "Link", "LinkTarget", "parse_link", "resolve"]
 
-VIEWS = ("target", "chart", "logs", "db", "endpoints", "health", "kind", "metric")
+VIEWS = ("target", "chart", "logs", "db", "endpoints", "health", "kind", "metric", "deploys")
+DEPLOYS_WINDOW = 3600.0  # "recent": the deploys of the last hour, unless window= says
 DB_TABS: dict[str, tuple[str, ...]] = {
     "postgres": ("activity", "locks", "statements", "tables", "indexes", "connections",
                  "replication", "vacuum"),
@@ -76,7 +79,7 @@ class LinkTarget:
 class Destination:
     """Where a link leads in the running console (the UI maps it to a screen)."""
 
-    view: str  # detail | logs | database | endpoints | health | url
+    view: str  # detail | logs | database | endpoints | health | deploys | url
     target: str | None = None
     metric: str | None = None
     query: str | None = None
@@ -99,6 +102,9 @@ class Destination:
             return f"{where} drill-down: {self.tab}"
         if self.view == "endpoints":
             return f"{where} endpoints" + (f" by {self.sort}" if self.sort else "")
+        if self.view == "deploys":
+            span = _span(self.window or DEPLOYS_WINDOW)
+            return f"deploys of the last {span} next to {where} {self.metric}"
         return f"{where} health components"
 
 
@@ -159,8 +165,10 @@ def parse_link(text: str) -> Link:
             parse_query(arg)
         except ValueError as exc:
             raise ValueError(f"{raw!r}: {exc}") from None
-    if window is not None and view != "logs":
-        raise ValueError(f"{raw!r}: window= applies to logs: links only")
+    if window is not None and view not in ("logs", "deploys"):
+        raise ValueError(f"{raw!r}: window= applies to logs: links only (and deploys:)")
+    if view == "deploys" and not arg:
+        arg = "error_pct"
     return Link(raw, view, arg, target, window)
 
 
@@ -187,7 +195,7 @@ def resolve(link: Link, targets: Sequence[LinkTarget], reports: Callable[[str, s
     view, arg = link.view, link.arg
 
     def fits(t: LinkTarget) -> bool:
-        if view in ("chart", "metric"):
+        if view in ("chart", "metric", "deploys"):
             return reports(t.name, arg)
         if view == "kind":
             return t.kind == arg
@@ -218,12 +226,15 @@ def resolve(link: Link, targets: Sequence[LinkTarget], reports: Callable[[str, s
         return Destination("database", name, tab=arg)
     if view == "endpoints":
         return Destination("endpoints", name, sort=arg or None)
+    if view == "deploys":
+        return Destination("deploys", name, metric=arg, window=link.window or DEPLOYS_WINDOW)
     return Destination("health", name)
 
 
 def _cannot(view: str, arg: str) -> str:
     return {
         "chart": f"reports the metric {arg!r}", "metric": f"reports the metric {arg!r}",
+        "deploys": f"reports the metric {arg!r}",
         "kind": f"is of kind {arg!r}", "db": f"has a drill-down tab {arg!r}",
         "logs": "is a log target", "endpoints": "is a Prometheus target with endpoints",
         "health": "is an HTTP health check", "target": f"is named {arg!r}",
@@ -253,6 +264,14 @@ def config_metrics(target: object) -> frozenset[str]:
         return ALWAYS | LOG
     if kind == "host":
         return ALWAYS | HOST_METRICS
+    if kind == "lighthouse":
+        from console.engine.config.dashboards import LIGHTHOUSE_METRICS
+
+        return ALWAYS | frozenset(LIGHTHOUSE_METRICS)
+    if kind == "heartbeat":
+        from console.engine.probes.heartbeat import METRICS as HEARTBEAT
+
+        return ALWAYS | HEARTBEAT
     if isinstance(target, PostgresTarget):
         from console.engine.probes.postgres import METRICS as PG
         from console.engine.probes.postgres import SLOW_METRICS

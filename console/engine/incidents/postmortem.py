@@ -115,16 +115,19 @@ def summary_sentence(inc: Incident, eps: list[Mapping[str, Any]],
 def render(inc: Incident, *, now: float | None = None,
            episodes: Iterable[Mapping[str, Any]] = (),
            notifications: Iterable[Mapping[str, Any]] = (),
-           permanent_fixes: Iterable[str] = ()) -> str:
+           permanent_fixes: Iterable[str] = (),
+           changes: Iterable[Mapping[str, Any]] = ()) -> str:
     """The draft, as Markdown. `episodes` from the alert history (and the evaluator's open
     ones), `notifications` from the outbox; `permanent_fixes` are the runbook's candidates
-    for action items (its permanent-fix items not checked)."""
+    for action items (its permanent-fix items not checked); `changes` the events journal
+    (deploys on the timeline; recordings of the console that cover the incident)."""
     now = time.time() if now is None else now
     episodes = list(episodes)
     notifications = list(notifications)
     eps = list(incident_episodes(inc, episodes))
     kpis = {m.name: m for m in incident_kpis(inc, episodes)}
-    events = timeline(inc, episodes, notifications)
+    changes = list(changes)
+    events = timeline(inc, episodes, notifications, changes)
     origin = kpis["acknowledge"].start or inc.started
     out: list[str] = [
         f"# Post-mortem: {_md(inc.title, 200)}", "",
@@ -153,6 +156,7 @@ def render(inc: Incident, *, now: float | None = None,
         f"| Runbook | {_md(inc.runbook or '-', 80)} |",
         f"| Opened by / owner | {_md(inc.opened_by, 60)} / {_md(inc.owner, 60)} |",
         f"| False positive | {'yes' if inc.false_positive else 'no'} |",
+        *(f"| Recording | `{_md(cmd, 400)}` |" for cmd in recordings_of(inc, changes)),
         "",
     ]
     # -- impact -------------------------------------------------------------------------
@@ -270,6 +274,31 @@ def render(inc: Incident, *, now: float | None = None,
     out += ["", "## Follow-up", "",
             "_When are the action items reviewed, and by whom?_", ""]
     return "\n".join(out)
+
+
+def recordings_of(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`opsconsole replay FILE --at HH:MM:SS` for each recording (`--record`) that covers the
+    incident's start: what the console showed then, replayed on the same screens."""
+    import shlex
+
+    spans: dict[str, list[float | None]] = {}
+    for e in changes:
+        if e.get("kind") != "recording" or not e.get("path"):
+            continue
+        ts = e.get("ts")
+        span = spans.setdefault(str(e["path"]), [None, None])
+        ended = e.get("ended")
+        if isinstance(ended, int | float):
+            span[1] = float(ended)
+        elif isinstance(ts, int | float):
+            span[0] = float(ts)
+    out = []
+    at = _fmt("%H:%M:%S", inc.started)
+    for path, (start, end) in spans.items():
+        if start is None or start > inc.started or (end is not None and end < inc.started):
+            continue
+        out.append(f"opsconsole replay {shlex.quote(path)} --at {at}")
+    return out
 
 
 def _metric_of(ep: Mapping[str, Any]) -> str:

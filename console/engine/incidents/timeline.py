@@ -35,9 +35,10 @@ from console.engine.incidents.book import (
 from console.engine.text.fmt import format_duration, format_metric
 from console.engine.text.sanitize import one_line
 
-__all__ = ["Event", "describe_snapshot", "incident_episodes", "timeline"]
+__all__ = ["Event", "change_events", "describe_snapshot", "incident_episodes", "timeline"]
 
 SLACK = 120.0  # an episode of the incident's alerts firing this long before it still counts
+CHANGES_BEFORE = 3600.0  # deploys and other changes this long before the incident are shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class Event:
     """One line of the story: when, what kind, who (or which system), what."""
 
     ts: float
-    kind: str  # alert | action | note | notification | snapshot | checklist
+    kind: str  # alert | action | note | notification | snapshot | checklist | change
     actor: str
     text: str
 
@@ -211,9 +212,29 @@ def _notification_events(episodes: Sequence[Mapping[str, Any]],
     return out
 
 
+def change_events(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Deploys, rollbacks and other recorded changes (the events journal, not webhook alerts
+    nor recordings) from an hour before the incident to its end: the runbook's first
+    question is "recent deploy?"."""
+    end = inc.resolved_at if inc.resolved_at is not None else float("inf")
+    out = []
+    for e in changes:
+        ts = _f(e.get("ts"))
+        if ts is None or e.get("kind") in ("alert", "recording"):
+            continue
+        if inc.started - CHANGES_BEFORE <= ts <= end:
+            head = " ".join(one_line(str(x), 64) for x in (e.get("kind"), e.get("service"),
+                                                            e.get("version")) if x)
+            out.append(Event(ts, "change", one_line(str(e.get("actor") or "?"), 60),
+                             f"{head}: {one_line(str(e.get('text') or ''), 300)}"))
+    return out
+
+
 def timeline(inc: Incident, episodes: Iterable[Mapping[str, Any]] = (),
-             notifications: Iterable[Mapping[str, Any]] = ()) -> list[Event]:
-    """The incident's events in time order (ties keep the order they were recorded)."""
+             notifications: Iterable[Mapping[str, Any]] = (),
+             changes: Iterable[Mapping[str, Any]] = ()) -> list[Event]:
+    """The incident's events in time order (ties keep the order they were recorded);
+    `changes` are recorded events (deploys...), shown from an hour before it."""
     eps = incident_episodes(inc, episodes)
     events: list[Event] = []
     for ep in eps:
@@ -225,4 +246,5 @@ def timeline(inc: Incident, episodes: Iterable[Mapping[str, Any]] = (),
         kind, text = describe_entry(inc, e)
         events.append(Event(ts, kind, str(e.get("actor") or "?"), text))
     events += _notification_events(eps, notifications)
+    events += change_events(inc, changes)
     return sorted(events, key=lambda ev: ev.ts)

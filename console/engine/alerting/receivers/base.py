@@ -85,6 +85,9 @@ class SendContext:
     client: httpx.AsyncClient
     env: Mapping[str, str] | None = None
     clock: Callable[[], float] = time.time
+    # The sending evaluator's fencing token (shared state): a receiver that keeps the
+    # highest one it has seen can refuse a request from an evaluator that was replaced.
+    fence: int | None = None
 
     def value(self, r: Receiver, name: str, *, url: bool = False, user: str | None = None
               ) -> str:

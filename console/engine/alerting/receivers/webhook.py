@@ -9,7 +9,11 @@ a version; a change that removes or retypes one bumps the version.
 
 Idempotency: every request carries an ``Idempotency-Key`` header, the same on every resend
 of one message (a notification's key is ``rule/target/transition/episode``); a receiver
-that keeps the keys it has seen drops duplicates.
+that keeps the keys it has seen drops duplicates. With the postgres state backend each request
+also carries ``Opsconsole-Fence``, the sending evaluator's fencing token (it grows with every
+change of evaluator): a receiver that remembers the highest one it has seen can refuse a
+request from an evaluator that was replaced (paused, then resumed) — the one guarantee an
+evaluator cannot give alone.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ def render(r: Receiver, batch: Batch) -> dict[str, Any]:
 
 async def send(ctx: SendContext, r: Receiver, batch: Batch) -> Outcome:
     url = ctx.value(r, "url", url=True)
+    headers = {"Idempotency-Key": batch.key}
+    if ctx.fence is not None:  # the evaluator's fencing token: see the module docstring
+        headers["Opsconsole-Fence"] = str(ctx.fence)
     resp = await ctx.client.post(url, json=render(r, batch), timeout=r.timeout,
-                                 headers={"Idempotency-Key": batch.key})
+                                 headers=headers)
     return http_outcome(resp, ctx.clock(), detail=body_excerpt(resp, 100))

@@ -1,0 +1,1 @@
+"""Signals the console is told rather than polls: events, inbound webhooks, recordings."""

@@ -1,0 +1,259 @@
+"""Events and heartbeats: a deploy recorded by the CLI reaches a running console (a P3
+notice through the notifier, batched by a digest), `events --json`; jobs that check in by
+`opsconsole ping`, late is down, run time from start to success."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from console.engine.config.loader import load_config_text
+from console.engine.model import Status
+from console.engine.paths import DataPaths
+from console.engine.probes.heartbeat import make_ping, record_ping
+from console.engine.runtime import Runtime
+from console.engine.scheduler import Scheduler
+from console.engine.signals.events import make_event, read_events, record_event
+from tests.alerttools import Clock, HookSite
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, data_dir: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`opsconsole ARGS` as a separate process, as a deploy pipeline or a cron job runs it."""
+    cmd = [sys.executable, "-m", "console", *args, "--data-dir", str(data_dir)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Runtime]]:
+    made: list[Runtime] = []
+    yield made
+    for rt in made:
+        await rt.stop()
+
+
+async def _next_events(rt: Runtime) -> asyncio.Future[list[dict[str, Any]]]:
+    fut: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+
+    def got(events: list[dict[str, Any]]) -> None:
+        if not fut.done():
+            fut.set_result(events)
+
+    rt.on_events(got)
+    return fut
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+async def test_a_deploy_from_the_cli_is_a_p3_notice_sent_by_the_running_console(
+        tmp_path: Path, started: list[Runtime]) -> None:
+    with HookSite(up=True) as site:
+        settings = load_config_text(f'''
+[[targets]]
+name = "api"
+kind = "http"
+url = "{site.base}/health"
+interval = "1s"
+
+[[alerting.receivers]]
+name = "hook"
+kind = "webhook"
+url = "{site.base}/hook"
+''')
+        rt = Runtime(settings, DataPaths(tmp_path), incidents=False)
+        started.append(rt)
+        await rt.start()
+        arrived = await _next_events(rt)
+        done = await asyncio.to_thread(
+            cli, "event", "Deployed v1.5.2 to production", "--kind", "deploy", "--service",
+            "api", "--version", "v1.5.2", "--json", data_dir=tmp_path)
+        assert done.returncode == 0, done.stderr
+        recorded = orjson.loads(done.stdout)
+        async with asyncio.timeout(20):
+            events = await arrived
+            assert events[0]["id"] == recorded["id"]
+            assert rt.notifier is not None
+            await rt.notifier.wait_for(lambda: any(
+                h["key"] == f"event/{recorded['id']}" for h in site.hooks))
+        hook = next(h for h in site.hooks if h["key"] == f"event/{recorded['id']}")
+        assert hook["severity"] == "P3"
+        assert "Deployed v1.5.2 to production" in orjson.dumps(hook).decode()
+        assert [e["id"] for e in rt.deploys(recorded["ts"] - 1)] == [recorded["id"]]
+        assert rt.deploys(recorded["ts"] - 1, services=["payments"]) == []
+
+
+async def test_deploy_notices_wait_in_a_digest_like_other_p3s(
+        tmp_path: Path, started: list[Runtime]) -> None:
+    with HookSite(up=True) as site:
+        settings = load_config_text(f'''
+[[alerting.receivers]]
+name = "hook"
+kind = "webhook"
+url = "{site.base}/hook"
+digest = "1h"
+''')
+        rt = Runtime(settings, DataPaths(tmp_path), incidents=False)
+        started.append(rt)
+        await rt.start()
+        arrived = await _next_events(rt)
+        await asyncio.to_thread(record_event, tmp_path / "events.jsonl",
+                                make_event("Deployed v2", kind="deploy", service="api"))
+        async with asyncio.timeout(20):
+            await arrived
+        assert rt.notifier is not None
+        health = {h.name: h for h in rt.notifier.health()}
+        assert health["hook"].collected == 1  # batched for the hour, not sent at once
+        assert site.hooks == []
+
+
+def test_events_since_json_lists_what_was_recorded(tmp_path: Path) -> None:
+    for text, kind in (("Deployed v1", "deploy"), ("Feature flag checkout-v2 on", "config")):
+        done = cli("event", text, "--kind", kind, "--service", "api", data_dir=tmp_path)
+        assert done.returncode == 0, done.stderr
+    out = cli("events", "--since", "24h", "--json", data_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = orjson.loads(out.stdout)
+    assert [(r["kind"], r["text"]) for r in rows] == [
+        ("deploy", "Deployed v1"), ("config", "Feature flag checkout-v2 on")]
+    only = orjson.loads(cli("events", "--kind", "deploy", "--json", data_dir=tmp_path).stdout)
+    assert [r["text"] for r in only] == ["Deployed v1"]
+    text = cli("events", data_dir=tmp_path).stdout
+    assert "deploy" in text
+    assert "Deployed v1" in text
+
+
+def test_bad_event_input_is_refused_with_a_message(tmp_path: Path) -> None:
+    done = cli("event", "x", "--kind", "Not a kind!", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "kind" in done.stderr
+    done = cli("event", "\x1b[2J", data_dir=tmp_path)  # nothing left once made plain
+    assert done.returncode == 2
+    done = cli("event", "deploy", "--link", "javascript:alert(1)", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "link" in done.stderr
+    assert read_events(tmp_path / "events.jsonl") == []
+
+
+def test_an_event_text_is_kept_plain(tmp_path: Path) -> None:
+    rec = record_event(tmp_path / "events.jsonl",
+                       make_event("[bold red]Deployed[/] \x1b]52;c;aGk=\x07v3", kind="deploy"))
+    assert "\x1b" not in rec["text"]
+    assert "\x07" not in rec["text"]
+    assert rec["text"].startswith("[bold red]Deployed[/]")  # shown as plain content, as is
+
+
+# -- heartbeats ---------------------------------------------------------------------------------
+
+
+async def test_heartbeat_late_is_down_never_no_data_and_a_run_is_timed(tmp_path: Path) -> None:
+    clock = Clock()
+    settings = load_config_text('''
+[[targets]]
+name = "backup"
+kind = "heartbeat"
+period = "1h"
+grace = "5m"
+max_runtime = "30m"
+''')
+    spool = tmp_path / "pings.jsonl"
+    sch = Scheduler(settings, clock=clock, pings=spool)
+    await sch.start(poll=False)
+    try:
+        state = sch._states["backup"]
+        assert (await sch.check_target(state)).status == Status.UP  # not due yet
+        clock.t += (3600 + 60)
+        r = await sch.check_target(state)
+        assert r.status == Status.DEGRADED
+        assert "within grace" in (r.error or "")
+        clock.t += (300)
+        r = await sch.check_target(state)
+        assert r.status == Status.DOWN
+        assert "never checked in" in (r.error or "")
+        assert "expected every 1h" in (r.error or "")
+        assert sch.store.latest("backup:up") == (clock(), 0.0)  # down, a value: not "no data"
+
+        record_ping(spool, make_ping("backup", "start", at=clock()))
+        clock.t += (125)
+        record_ping(spool, make_ping("backup", at=clock()))
+        r = await sch.check_target(state)
+        assert r.status == Status.UP
+        assert r.metrics["run_time_s"] == pytest.approx(125)
+
+        record_ping(spool, make_ping("backup", "fail", note="exit 3", at=clock()))
+        r = await sch.check_target(state)
+        assert r.status == Status.DOWN
+        assert "failure" in (r.error or "")
+        assert "exit 3" in r.error
+
+        record_ping(spool, make_ping("backup", "start", at=clock()))
+        clock.t += (31 * 60)
+        r = await sch.check_target(state)
+        assert r.status == Status.DOWN
+        assert "max_runtime" in (r.error or "")
+    finally:
+        await sch.stop()
+
+
+async def test_opsconsole_ping_reaches_a_running_console(
+        tmp_path: Path, started: list[Runtime]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('''
+[[targets]]
+name = "nightly-backup"
+kind = "heartbeat"
+period = "2s"
+grace = "0s"
+interval = "0.2s"
+
+[alerting]
+default_rules = true
+''')
+    settings = load_config_text(config.read_text())
+    rt = Runtime(settings, DataPaths(tmp_path), incidents=False)
+    started.append(rt)
+    await rt.start()
+    async with asyncio.timeout(20):
+        while rt.scheduler.last_result("nightly-backup") is None or \
+                rt.scheduler.last_result("nightly-backup").status != Status.DOWN:
+            await _next_result(rt)
+    assert rt.alerting is not None
+    alert = rt.alerting.alerts.get("heartbeat-late", "nightly-backup")
+    assert alert is not None
+    assert alert.state.value == "firing"
+    done = await asyncio.to_thread(cli, "ping", "nightly-backup", data_dir=tmp_path,
+                                   config=config)
+    assert done.returncode == 0, done.stderr
+    async with asyncio.timeout(20):
+        while rt.scheduler.last_result("nightly-backup").status == Status.DOWN:
+            await _next_result(rt)
+    typo = await asyncio.to_thread(cli, "ping", "nightly-bakup", data_dir=tmp_path,
+                                   config=config)
+    assert typo.returncode == 2
+    assert "nightly-backup" in typo.stderr
+
+
+async def _next_result(rt: Runtime) -> None:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def got(_: object) -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    unsubscribe = rt.scheduler.subscribe(got)
+    try:
+        await fut
+    finally:
+        unsubscribe()
