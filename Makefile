@@ -30,6 +30,11 @@ bench: $(BIN)/activate
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run_all.py
 
+# ~33 minutes: RSS of a 200-target console over 30 minutes (not part of `make bench`)
+bench-soak: $(BIN)/activate
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/soak_rss.py
+
 lint: install-test
 	$(BIN)/pip install -q ruff mypy import-linter
 	$(BIN)/ruff check console widgets themes tests bench

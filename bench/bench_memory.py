@@ -7,7 +7,9 @@ What it does, all in one process and one run:
 1. feeds a ``MetricStore`` 200 series x 86,400 one-second samples (``record_many`` in
    one-hour chunks, hour by hour across all series as a live console would), then measures
    ``memory_bytes()`` and the growth of the process RSS (psutil);
-2. feeds a second day and checks that both stay flat;
+2. feeds a second day and checks that both stay bounded: the store's rings grow as data
+   arrives, so on day 2 only the 1 h x 7 d tier still grows (a few hundred KB), never past
+   each series' full size (``bounded``), and the RSS stays flat (``flat``);
 3. times ``record()`` one sample at a time (200 series x 300 s) and, for scale, the naive
    baseline's own per-sample cost (a list append);
 4. measures the baseline: the same kind of samples kept naively as a Python list of
@@ -156,7 +158,9 @@ def main() -> None:
     rss_growth1 = (rss1 - rss0) / MB
     rss_growth2 = (rss2 - rss1) / MB
     rss_growth3 = (rss3 - rss2) / MB
-    flat = mem2 == mem1 == mem3 and abs(rss_growth2) < 0.05 * rss_growth1 + 1.0
+    full_mb = SERIES * _full_series_bytes() / MB
+    bounded = mem1 <= mem2 <= full_mb and mem3 <= full_mb
+    flat = abs(rss_growth2) < 0.05 * rss_growth1 + 1.0
     ratio = mem1 / baseline
     print(
         f"process RSS: +{rss_growth1:.1f} MB after day 1, {rss_growth2:+.1f} MB during day 2, "
@@ -164,17 +168,27 @@ def main() -> None:
     )
     print(
         f"store: {mem1:.2f} MB (target <= {TARGET_MB:g} MB); naive baseline: {baseline:.0f} MB; "
-        f"ratio store/baseline = {ratio:.4f}; after day 2: {mem2:.2f} MB "
-        f"(flat: {'yes' if flat else 'no'})"
+        f"ratio store/baseline = {ratio:.4f}; after day 2: {mem2:.2f} MB, full size "
+        f"{full_mb:.2f} MB (bounded: {'yes' if bounded else 'no'}; RSS flat: "
+        f"{'yes' if flat else 'no'})"
     )
     print(
         f"RESULT memory store_mb={mem1:.2f} target_mb={TARGET_MB:g} "
         f"within_target={'yes' if mem1 <= TARGET_MB else 'no'} baseline_mb={baseline:.0f} "
         f"baseline_scaled_from={BASELINE_SERIES}_series ratio={ratio:.4f} day2_mb={mem2:.2f} "
+        f"bounded={'yes' if bounded else 'no'} full_mb={full_mb:.2f} "
         f"flat={'yes' if flat else 'no'} rss_day1_mb={rss_growth1:.1f} "
         f"rss_day2_growth_mb={rss_growth2:+.1f} record_us={rec_us:.2f} "
         f"append_us={append_us:.2f} feed_day_s={feed1:.1f}"
     )
+
+
+def _full_series_bytes() -> int:
+    """One series' buffers once every ring has reached its capacity."""
+    from console.engine.storage.store import DEFAULT_TIERS, NFIELDS
+
+    rows = sum(int(round(retention / width)) + 1 for width, retention in DEFAULT_TIERS)
+    return 3600 * 16 + rows * NFIELDS * 4
 
 
 if __name__ == "__main__":

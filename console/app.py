@@ -76,6 +76,7 @@ class OpsConsoleApp(App[None]):
         demo_local: bool = True,
         theme_name: str | None = None,
         history: bool = True,
+        tune_gc: bool = False,
         clock: Any = time.time,
         poll: bool = True,
         read_only: bool = False,
@@ -102,6 +103,7 @@ class OpsConsoleApp(App[None]):
         self._demo_port = demo_port
         self._demo_local = demo_local
         self._history = history
+        self._tune_gc = tune_gc  # a real console process, not a test (engine.gctune)
         self.clock = clock
         self._poll = poll  # False in tests that feed results themselves
         self.runtime: Runtime | None = None
@@ -191,7 +193,7 @@ class OpsConsoleApp(App[None]):
                 history=self._history and not replaying, poll=self._poll and not replaying,
                 role="tui", notifications=not self.demo_mode and not replaying,
                 incidents=not replaying, lease=not replaying, read_only=self.read_only,
-                record=None if replaying else self.record)
+                record=None if replaying else self.record, tune_gc=self._tune_gc and not replaying)
             runtime.on_notice(self._notice)
             runtime.on_reload(self._reloaded)
             runtime.on_config_error(self._config_rejected)

@@ -141,6 +141,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     )
     from console.engine.alerting.lifecycle import Alerts
     from console.engine.alerting.rules import RuleSet
+    from console.engine.alerting.statefile import read_state
     from console.engine.lang.durations import parse_duration
     from console.engine.storage.lease import Lease, describe_owner
     from console.engine.text.fmt import EPISODE_GLYPH
@@ -164,10 +165,11 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"opsconsole alerts: the shared alert state is unreadable ({exc})",
                       file=sys.stderr)
-    elif state_path.exists():
+    else:
         try:
-            alerts.restore(orjson.loads(state_path.read_bytes()),
-                           RuleSet.from_settings(settings).rules)
+            saved = read_state(state_path)  # the snapshot and the changes since
+            if saved is not None:
+                alerts.restore(saved, RuleSet.from_settings(settings).rules)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"opsconsole alerts: {state_path} unreadable ({exc})", file=sys.stderr)
     open_eps = ongoing(alerts.alerts(), now)
@@ -338,7 +340,7 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
     from console.engine.runtime import Applied, Runtime
 
     runtime = Runtime(settings, paths, config_path=config_path, role="headless",
-                      record=Path(record) if record else None)
+                      record=Path(record) if record else None, tune_gc=True)
 
     def show(notes: list[Any]) -> None:
         for n in notes:

@@ -105,6 +105,7 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
         history=not getattr(args, "no_history", False),
         read_only=getattr(args, "read_only", False),
         record=Path(args.record) if getattr(args, "record", None) else None,
+        tune_gc=True,
     )
     app.run()
     if app.boot_error is not None:

@@ -45,6 +45,11 @@ class DataPaths:
         return self.root / "alerts.json"
 
     @property
+    def alert_changes(self) -> Path:
+        """Changes to the alert state since its last snapshot (append-only JSONL)."""
+        return self.root / "alerts-changes.jsonl"
+
+    @property
     def alert_history(self) -> Path:
         """Resolved alert episodes and followers' requests (append-only JSONL)."""
         return self.root / "alerts-history.jsonl"
@@ -95,6 +100,7 @@ class DataPaths:
             ("data directory", self.root),
             ("incident journal", self.journal),
             ("alert state", self.alert_state),
+            ("alert state changes", self.alert_changes),
             ("alert history", self.alert_history),
             ("evaluator lease", self.lease),
             ("notification outbox", self.outbox),

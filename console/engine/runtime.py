@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAVE_EVERY = 300.0  # metric history: a save rewrites the rollups
+SAVE_EVERY = 60.0  # metric history: a periodic save appends the rows closed since the last
 SAVE_RETRY = 30.0  # after a failed save (full or read-only disk)
 NoticeLevel = str  # "information" | "warning" | "error", as Textual's notify() severities
 
@@ -117,6 +117,7 @@ class Runtime:
         read_only: bool = False,
         record: Path | None = None,
         operator: str | None = None,
+        tune_gc: bool = False,
     ) -> None:
         from console.engine.scheduler import Scheduler
         from console.engine.state import open_backend, operator_identity
@@ -142,6 +143,7 @@ class Runtime:
         self.state: FilesBackend | PostgresBackend = open_backend(
             settings, paths, clock=clock, actor=self.operator, read_only=read_only,
             on_problem=self._state_problem)
+        self._tune_gc = tune_gc  # the console's own process only (see engine.gctune)
         self.store: MetricStore = MetricStore(
             path=paths.metric_history if self.history else None)
         self.scheduler: Scheduler = Scheduler(
@@ -244,6 +246,7 @@ class Runtime:
         # first results are evaluated and recorded too (a recording missed them under load).
         await self.scheduler.start(poll=False)
         await self.load_playbooks()
+        self.scheduler.health.subscribe(self._overload_changed)
         await self._open_events()
         await self._start_alerting()
         await self._start_recording()
@@ -262,6 +265,10 @@ class Runtime:
             self._spawn(self._save_loop(), "history-save")
         if self._poll:
             self.scheduler.begin_polling()
+        if self._tune_gc:
+            from console.engine.gctune import tune_for_long_run
+
+            tune_for_long_run()
 
     async def stop(self) -> None:
         """Stop everything, saving what is worth keeping; never raises."""
@@ -297,6 +304,13 @@ class Runtime:
         if self.history:
             await self.save_history()
 
+    def _overload_changed(self, on: bool) -> None:
+        """Keep "behind schedule" on screen while it lasts (the alerting service notifies)."""
+        health = self.scheduler.health
+        self.set_problem("overload", health.describe() if on else None)
+        if on:
+            self.notice("warning", health.describe())
+
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))  # type: ignore[arg-type]
 
@@ -316,12 +330,14 @@ class Runtime:
             self._report_io("history-load", f"metric history {self.paths.metric_history} "
                             "not loaded", exc)
 
-    async def save_history(self) -> bool:
-        """Save the metric history now; on failure keep it in memory, say so, return False."""
+    async def save_history(self, *, snapshot: bool = True) -> bool:
+        """Save the metric history now — a whole snapshot, or with `snapshot=False` only
+        what changed since the last save (the periodic save); on failure keep it in memory,
+        say so, return False."""
         if not self.history:
             return True
         try:
-            await asyncio.to_thread(self.store.save)
+            await asyncio.to_thread(self.store.save if snapshot else self.store.save_changes)
         except Exception as exc:  # full or read-only disk: shown and retried, never fatal
             from console.engine.text.redact import describe_exception
 
@@ -337,7 +353,7 @@ class Runtime:
         delay = self.save_every
         while True:
             await asyncio.sleep(delay)
-            saved = await self.save_history()
+            saved = await self.save_history(snapshot=False)
             delay = self.save_every if saved else min(SAVE_RETRY, self.save_every)
 
     # -- alerting ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from console.engine.config.schema import (
     PromqlTarget,
     Settings,
 )
+from console.engine.health import LoopHealth
 from console.engine.model import CheckResult, Status
 from console.engine.storage.store import MetricStore
 from console.engine.text.redact import describe_exception, redact
@@ -45,6 +46,15 @@ from console.engine.views import PanelView, TargetView
 
 RESULTS_KEPT = 50
 SPARK_POINTS = 40
+LATE_HOLD = 3
+"""Intervals a late-started target's data counts as late (the shipped no-data rule's
+`absent(up, 3)`)."""
+SNAPSHOT_BUDGET = 150
+"""Board rows whose window figures (p95, uptime, sparkline) one `snapshot()` recomputes at
+most. Each costs ~80 µs of numpy; at 1,000 targets polled every second, recomputing all of
+them on every repaint held the UI's event loop ~100 ms a second (keys waited behind it).
+Past the budget a row keeps its last window figures (refreshed round-robin, so each within
+targets / budget repaints) with its status, latest result and latency current."""
 _RATE = re.compile(r"^rate\((?P<m>[A-Za-z0-9_:.]+)\)$")
 
 
@@ -75,6 +85,8 @@ class TargetState:
     results: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
     checks: int = 0
     failures: int = 0
+    due_at: float = math.inf  # monotonic time the next check is due (polling only)
+    late_until: float = -math.inf  # until then its data counts as late by our doing
 
 
 class Scheduler:
@@ -104,9 +116,13 @@ class Scheduler:
         self._states: dict[str, TargetState] = {}
         self._subscribers: list[Callable[[CheckResult], None]] = []
         self._view_cache: dict[str, tuple[object, TargetView]] = {}
+        self._view_turn = 0  # where the next snapshot starts spending its budget
+        self._addresses: dict[int, tuple[AnyTarget, str]] = {}  # id -> (target, address)
         self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
         self._clients: Any = None
         self._running = False
+        self.health = LoopHealth()
+        """Whether the console keeps its own schedule (see console.engine.health)."""
         self._polling = False  # polling tasks run (start(poll=True) or begin_polling())
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -175,6 +191,14 @@ class Scheduler:
         self._polling = poll
         for target in self.settings.targets:
             await self._add(target, poll=poll)
+        self._note_load()
+        if poll:
+            self.health.start()
+
+    def _note_load(self) -> None:
+        targets = self.settings.targets
+        self.health.targets = len(targets)
+        self.health.checks_per_s = sum(1.0 / t.interval for t in targets if t.interval > 0)
 
     def begin_polling(self) -> None:
         """Start the polling tasks of the targets `start(poll=False)` created: the runtime
@@ -184,6 +208,7 @@ class Scheduler:
             if state.task is None:
                 state.task = asyncio.create_task(self._poll(state),
                                                  name=f"poll:{state.target.name}")
+        self.health.start()
 
     async def _add(self, target: AnyTarget, *, poll: bool) -> None:
         state = TargetState(target=target)
@@ -215,6 +240,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._running = False
+        await self.health.stop()
         states = list(self._states.values())
         await asyncio.gather(*(self._close_state(s) for s in states), return_exceptions=True)
         if self._clients is not None:
@@ -245,6 +271,7 @@ class Scheduler:
             if old is not None:
                 await self._close_state(old)
             await self._add(target, poll=self._polling)
+        self._note_load()
         self.version += 1
 
     # -- polling ---------------------------------------------------------------------------
@@ -257,11 +284,32 @@ class Scheduler:
         k = 0
         while True:
             next_at = start + k * interval
+            state.due_at = next_at
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            now = time.monotonic()
+            if now - next_at > max(0.5 * interval, 0.5):
+                # Started late (slots may have been skipped): its samples are late by our
+                # doing until this check's result is as old as a no-data rule allows.
+                self.health.note_late_start()
+                state.late_until = now + LATE_HOLD * interval + 1.0
+            state.due_at = math.inf
             await self.check_target(state)
             k = max(k + 1, math.ceil((time.monotonic() - start) / interval))
+
+    def behind(self, now: float | None = None) -> set[str]:
+        """Targets whose data is late because the console is: a check due more than half
+        an interval ago and not started, or one started late recently. Their silence says
+        nothing about them, so the alert tick leaves them out (neither down nor no-data);
+        a check in flight (a hanging target) is never counted here."""
+        now = time.monotonic() if now is None else now
+        out = set()
+        for name, s in self._states.items():
+            slack = max(0.5 * s.target.interval, 0.5)
+            if now - s.due_at > slack or s.late_until > now:
+                out.add(name)
+        return out
 
     async def check_target(self, state: TargetState) -> CheckResult:
         """Run one check with a backstop deadline and record it; never raises (but cancels)."""
@@ -286,8 +334,26 @@ class Scheduler:
         if self.clock is not time.time and result.started_at != started:
             # An injected clock (tests, replays) times every sample; probes read the wall.
             result = dataclasses.replace(result, started_at=started)
+        if result.status == Status.DOWN and self._starved(target.timeout, t0):
+            # Its deadline ran out while the loop was busy elsewhere: the target was never
+            # given its time, so this says nothing about it. Not recorded (neither down nor
+            # no-data); the loop-health notice tells the operator instead.
+            self.health.late_checks += 1
+            return CheckResult(
+                target=target.name, kind=target.kind, status=Status.UNKNOWN,
+                started_at=started, latency_ms=None,
+                error=f"not checked on time: the console's event loop lagged "
+                      f"{self.health.lagged_since(t0):.1f}s during this check",
+            )
         self.record(state, result)
         return result
+
+    def _starved(self, timeout: float, t0: float) -> bool:
+        """A failure that took about the whole timeout while the loop lagged a quarter of
+        it or more: the console's own delay, not the target's."""
+        elapsed = time.monotonic() - t0
+        lag = self.health.lagged_since(t0)
+        return elapsed >= 0.9 * timeout and lag >= max(0.25 * timeout, 0.25)
 
     def record(self, state: TargetState, result: CheckResult) -> None:
         name = state.target.name
@@ -367,14 +433,18 @@ class Scheduler:
     def target_view(self, state: TargetState, now: float) -> TargetView:
         """The board row for a target, recomputed only after a new result or a completed
         sparkline bucket: the UI asks every repaint tick, the data moves every interval."""
-        bucket = max(state.target.interval, 1.0)
-        key = (state.checks, state.status, id(state.target), int(now // bucket))
+        key = self._view_key(state, now)
         cached = self._view_cache.get(state.target.name)
         if cached is not None and cached[0] == key:
             return cached[1]
         view = self._target_view(state, now)
         self._view_cache[state.target.name] = (key, view)
         return view
+
+    @staticmethod
+    def _view_key(state: TargetState, now: float) -> tuple[object, ...]:
+        bucket = max(state.target.interval, 1.0)
+        return (state.checks, state.status, id(state.target), int(now // bucket))
 
     def _target_view(self, state: TargetState, now: float) -> TargetView:
         t = state.target
@@ -387,7 +457,8 @@ class Scheduler:
         )
         last = state.last
         return TargetView(
-            name=name, kind=t.kind, group=t.group, tags=tuple(t.tags), address=address_of(t),
+            name=name, kind=t.kind, group=t.group, tags=tuple(t.tags),
+            address=self._address(t),
             insecure=bool(getattr(t, "insecure", False)), interval=t.interval,
             status=state.status, since=state.since, last=last,
             latency_ms=last.latency_ms if last else None,
@@ -397,9 +468,62 @@ class Scheduler:
             checks=state.checks, failures=state.failures,
         )
 
+    def _address(self, target: AnyTarget) -> str:
+        """The redacted address, worked out once per target definition."""
+        got = self._addresses.get(id(target))
+        if got is not None and got[0] is target:  # (an id can be reused after a reload)
+            return got[1]
+        if len(self._addresses) > 4 * len(self._states) + 64:
+            self._addresses.clear()  # definitions replaced by reloads
+        address = address_of(target)
+        self._addresses[id(target)] = (target, address)
+        return address
+
     def snapshot(self, now: float | None = None) -> list[TargetView]:
+        """Every target's board row; at most `SNAPSHOT_BUDGET` rows get their window
+        figures recomputed per call (all of them whenever there are no more targets than
+        that), the others their current status and latest result."""
         now = self.clock() if now is None else now
-        return [self.target_view(s, now) for s in self._states.values()]
+        states = list(self._states.values())
+        n = len(states)
+        if n <= SNAPSHOT_BUDGET:
+            return [self.target_view(s, now) for s in states]
+        out: list[TargetView | None] = [None] * n
+        budget = SNAPSHOT_BUDGET
+        start = self._view_turn % n
+        for j in range(n):
+            i = (start + j) % n
+            state = states[i]
+            cached = self._view_cache.get(state.target.name)
+            if cached is not None and cached[0] == self._view_key(state, now):
+                out[i] = cached[1]
+            elif cached is None or budget > 0:
+                out[i] = self.target_view(state, now)
+                budget -= 1
+                if budget == 0:
+                    self._view_turn = i + 1
+            else:
+                out[i] = self._current(cached[1], state)
+        return out  # type: ignore[return-value]
+
+    def view(self, name: str, now: float | None = None) -> TargetView | None:
+        """One target's row, always exact (a detail screen's), without the others'."""
+        state = self._states.get(name)
+        if state is None:
+            return None
+        return self.target_view(state, self.clock() if now is None else now)
+
+    @staticmethod
+    def _current(view: TargetView, state: TargetState) -> TargetView:
+        """`view` with the state's current status and latest result (its window figures
+        as last computed)."""
+        last = state.last
+        if view.last is last and view.status == state.status:
+            return view
+        return dataclasses.replace(
+            view, status=state.status, since=state.since, last=last,
+            latency_ms=last.latency_ms if last else None, checks=state.checks,
+            failures=state.failures)
 
     def panel_value(self, panel: Panel, now: float) -> tuple[float | None, str]:
         """Current value of a panel's metric and the series its sparkline reads."""

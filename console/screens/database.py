@@ -422,8 +422,8 @@ class DatabaseScreen(ConsoleScreen[None]):
     def _new_result(self, engine: Any, now: float) -> tuple[bool, Any]:
         """``(changed, last)``: this target's latest CheckResult (or None) and whether it is
         new since the previous call, so a refresh redraws only when a check has run."""
-        views = [v for v in engine.snapshot(now) if v.name == self.target]
-        last = views[0].last if views else None
+        found = engine.view(self.target, now)  # this target's row alone
+        last = found.last if found is not None else None
         if last is self._seen:
             return False, last
         self._seen = last

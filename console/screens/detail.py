@@ -135,7 +135,8 @@ class DetailScreen(ConsoleScreen[None]):
 
     def refresh_data(self, runtime: Runtime, now: float) -> None:
         engine = runtime.scheduler
-        views = [v for v in engine.snapshot(now) if v.name == self.target]
+        found = engine.view(self.target, now)  # this target's row alone, exact
+        views = [found] if found is not None else []
         if not views:
             self.query_one("#detail-info", Static).update(
                 Content(f"{self.target}: no longer in the config")

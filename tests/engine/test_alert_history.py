@@ -234,7 +234,10 @@ def test_state_writes_are_atomic_under_concurrent_saves(tmp_path: Path) -> None:
     clock.t += 10
     svc.engine.store.record("api:up", clock.t, 0.0)
     svc.run()
-    data = svc.snapshot_bytes()
+    assert svc.writer is not None
+    data = svc.writer.prepare(svc.alerts, [], full=True)
+    assert data is not None
+    assert data[0] == "snapshot"
     state = tmp_path / "alerts.json"
     svc.write_state(data)
     bad: list[bytes] = []

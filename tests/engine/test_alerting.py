@@ -14,6 +14,7 @@ from aiohttp import web
 
 from console.engine.alerting.notify import Notifier
 from console.engine.alerting.service import AlertService
+from console.engine.alerting.statefile import read_state
 from console.engine.config.loader import load_config_text
 from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
@@ -190,9 +191,9 @@ async def test_a_transition_is_saved_off_the_event_loop(
     writers: list[str] = []
     real = service.write_state
 
-    def spy(data: bytes) -> None:
+    def spy(change: tuple[str, bytes]) -> None:
         writers.append(threading.current_thread().name)
-        real(data)
+        real(change)
 
     service.write_state = spy  # type: ignore[method-assign]
     await engine.start()
@@ -203,10 +204,12 @@ async def test_a_transition_is_saved_off_the_event_loop(
                     and a.state.value == "firing")
 
         def saved_firing() -> bool:
-            try:
-                return "firing" in path.read_text()
-            except OSError:
+            try:  # the snapshot plus the change log: what a restart would load
+                saved = read_state(path)
+            except (OSError, ValueError):
                 return False
+            return saved is not None and any(
+                r["rule"] == "api-down" and r["state"] == "firing" for r in saved["alerts"])
 
         await until(saved_firing, 3.0)
         assert writers

@@ -842,3 +842,19 @@ def test_a_hung_dns_lookup_never_delays_process_exit() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "timed out after 200ms (no response headers)"
     assert elapsed < 5.0, f"exit waited for the hung lookup ({elapsed:.1f}s)"
+
+
+async def test_the_ca_bundle_is_loaded_only_for_the_first_https_request(
+        clients: HttpClients) -> None:
+    """A plain-http target never builds a TLS context (loading the CA bundle costs tens of
+    milliseconds of `check --once URL`); the first https one builds it, once."""
+    async with json_server({"status": "ok"}) as plain, tls_server("self_signed") as tls:
+        r, _ = await timed_check(HttpProbe(target(plain.url()), clients))
+        assert r.status is Status.UP
+        assert clients._contexts == {}
+        for _ in range(2):
+            r, _ = await timed_check(HttpProbe(target(tls.url()), clients))
+            assert r.status is Status.DOWN  # verified against the system CAs: refused
+            assert r.error is not None
+            assert "self-signed" in r.error
+        assert list(clients._contexts) == [(False, None)]

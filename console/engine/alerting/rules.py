@@ -205,6 +205,11 @@ class RuleSet:
             t.name: [] for t in self.targets}
         self._has: dict[str, bool] = {}  # store.has() answers, valid for one generation
         self._generation = -1
+        # Per target, the pairs that apply (valid for one store generation) and each pair's
+        # labels: both were rebuilt on every check result (f-strings, dicts, sorts).
+        self._pairs: dict[str | None, list[tuple[Rule, TargetInfo]]] = {}
+        self._store: MetricStore | None = None
+        self._labels: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
         # "target:metric" -> the label suffixes of its series (promql targets' labelled
         # metrics), rebuilt when the store's generation changes
         self._labelled: dict[str, list[str]] | None = None
@@ -257,6 +262,9 @@ class RuleSet:
         # Which series exist changes only when the store's generation does, so the answer
         # is kept until then instead of asked of the store (under its lock) every time.
         self._sync(store)
+        cached = self._pairs.get(target)
+        if cached is not None:
+            return cached
         has = self._has
         labelled = self._labelled or {}
         out = []
@@ -269,14 +277,28 @@ class RuleSet:
                 if not there:
                     continue
             out.append((rule, t))
+        self._pairs[target] = out
         return out
+
+    def labels(self, rule: Rule, target: TargetInfo, suffix: str = ""
+               ) -> tuple[tuple[str, str], ...]:
+        """`labels_for` as a sorted tuple, worked out once per (rule, target, series)."""
+        key = (rule.name, target.name, suffix)
+        got = self._labels.get(key)
+        if got is None:
+            if len(self._labels) > 100_000:  # labelled promql series come and go
+                self._labels.clear()
+            got = self._labels[key] = tuple(sorted(labels_for(rule, target, suffix).items()))
+        return got
 
     def _sync(self, store: MetricStore) -> None:
         """Forget what the store had when its set of series changed."""
-        if store.generation == self._generation:
+        if store.generation == self._generation and store is self._store:
             return
         self._generation = store.generation
+        self._store = store
         self._has.clear()
+        self._pairs.clear()
         self._labelled = None
         if self._any_labelled:
             prefixes = tuple(f"{t.name}:" for t in self.targets if t.kind == "promql")
@@ -319,6 +341,5 @@ class RuleSet:
                 state, value, sample_t, detail = evaluate_expr(
                     expr, store, t, now, rule.nodata_intervals, suffix)
                 out.append(Evaluation(rule, t.name + suffix, state, value, sample_t, now,
-                                      detail, tuple(sorted(labels_for(rule, t,
-                                                                      suffix).items()))))
+                                      detail, self.labels(rule, t, suffix)))
         return out

@@ -36,13 +36,16 @@ from console.engine.alerting.history import (
 )
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
+from console.engine.alerting.statefile import StateWriter, read_state, signature
 from console.engine.config.rules import Rule
 from console.engine.model import CheckResult
 from console.engine.paths import DataPaths
-from console.engine.storage.fileio import atomic_write
 from console.engine.storage.lease import Lease, describe_owner
 
 log = logging.getLogger(__name__)
+
+SELF_HEALTH_RULE = "opsconsole-overloaded"
+"""The rule name of the console's own "behind schedule" notice (see console.engine.health)."""
 
 
 class AlertService:
@@ -62,7 +65,8 @@ class AlertService:
         self.role = "solo" if self.lease is None else "starting"
         self.owner_info: dict[str, Any] | None = None
         self.history: AlertHistory | None = None
-        self._state_sig: tuple[int, int] | None = None
+        self._state_sig: tuple[int, int, int, int] | None = None
+        self.writer = StateWriter(self.state_path) if self.state_path is not None else None
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._save_lock = threading.Lock()
         self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
@@ -73,6 +77,7 @@ class AlertService:
         self._save_wanted = False
         self.save_error: str | None = None  # why the last state save failed, if it did
         self._applied: list[str] = []  # their ids, saved with the state
+        self._health_watched = False
         self.notifier = notifier
         self.tick_s = tick
         self.advice = advice  # a rule's "what to do" from its runbook (the runtime's lookup)
@@ -140,10 +145,14 @@ class AlertService:
 
     def load(self) -> int:
         """Restore alert state saved by an earlier run (TUI or headless); 0 if none or bad."""
-        if self.state_path is None or not self.state_path.exists():
+        if self.state_path is None:
             return 0
         try:
-            data = orjson.loads(self.state_path.read_bytes())
+            data = read_state(self.state_path)
+            if data is None:
+                return 0
+            if self.writer is not None:  # our changes number on from what is there
+                self.writer.start_from(data)
             n = self.alerts.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
@@ -151,12 +160,11 @@ class AlertService:
         self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
         return n
 
-    def _state_signature(self) -> tuple[int, int] | None:
+    def _state_signature(self) -> tuple[int, int, int, int] | None:
         try:
-            st = self.state_path.stat() if self.state_path is not None else None
+            return signature(self.state_path) if self.state_path is not None else None
         except OSError:
             return None
-        return None if st is None else (st.st_mtime_ns, st.st_size)
 
     def reload(self, *, force: bool = False) -> bool:
         """Follower: take the owner's latest ``alerts.json`` if it changed; True if it did.
@@ -169,7 +177,9 @@ class AlertService:
             return False
         fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
         try:
-            data = orjson.loads(self.state_path.read_bytes())  # type: ignore[union-attr]
+            data = read_state(self.state_path)  # type: ignore[arg-type]
+            if data is None:
+                return False
             fresh.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("owner's alert state not readable yet (%s)", exc)
@@ -185,15 +195,16 @@ class AlertService:
         snap["applied_requests"] = self._applied[-500:]
         return orjson.dumps(snap)
 
-    def write_state(self, data: bytes) -> None:
-        """Write `data` atomically: a temp file unique to this writer, fsync, rename, and an
-        fsync of the directory so the new name survives a power cut. Owner only."""
-        if self.state_path is None:
+    def write_state(self, change: tuple[str, bytes]) -> None:
+        """Write a change `StateWriter.prepare` made: a line appended to the change log
+        (fsynced), or a whole snapshot written atomically (temp file, fsync, rename,
+        directory fsync). Owner only."""
+        if self.writer is None:
             return
         with self._save_lock:
             if self.role in ("follower", "stopped"):  # checked under the lock: see stop()
                 return
-            atomic_write(self.state_path, data)
+            self.writer.write(*change)
 
     def _save_soon(self) -> None:
         """Write the state off the event loop (an fsync can take a slow disk milliseconds, a
@@ -201,9 +212,9 @@ class AlertService:
         overlap, and one asked for while another runs follows it with the newest state."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): write now
+        except RuntimeError:  # no loop (a synchronous caller): write the change now
             with contextlib.suppress(OSError):
-                self.save()
+                self.save(full=False)
             return
         self._save_wanted = True
         if self._saver is None or self._saver.done():
@@ -214,9 +225,13 @@ class AlertService:
             self._save_wanted = False
             if self.state_path is None or self.role in ("follower", "stopped"):
                 return
-            data = self.snapshot_bytes()  # on the loop: the lifecycle is not thread-safe
+            assert self.writer is not None
+            # on the loop: the lifecycle is not thread-safe; usually a few rows or nothing
+            change = self.writer.prepare(self.alerts, self._applied)
+            if change is None:
+                continue
             try:
-                await asyncio.to_thread(self.write_state, data)
+                await asyncio.to_thread(self.write_state, change)
             except OSError as exc:  # said once, not every tick; kept in memory meanwhile
                 if self.save_error is None:
                     log.warning("cannot save the alert state %s (%s); kept in memory, "
@@ -227,11 +242,14 @@ class AlertService:
                     log.warning("alert state %s saved again", self.state_path)
                 self.save_error = None
 
-    def save(self) -> None:
-        """Write the alert state atomically now (owner only; a follower never writes)."""
-        if self.state_path is None or self.role in ("follower", "stopped"):
+    def save(self, *, full: bool = True) -> None:
+        """Write the alert state now (owner only; a follower never writes): by default the
+        whole state as a new snapshot, which empties the change log (a clean stop)."""
+        if self.writer is None or self.role in ("follower", "stopped"):
             return
-        self.write_state(self.snapshot_bytes())
+        change = self.writer.prepare(self.alerts, self._applied, full=full)
+        if change is not None:
+            self.write_state(change)
 
     async def start(self) -> None:
         if self.lease is not None and not self.lease.try_acquire():
@@ -254,6 +272,10 @@ class AlertService:
         self.load()
         self._state_sig = None
         self._unsubscribe = self.engine.subscribe(self._on_result)
+        health = getattr(self.engine, "health", None)
+        if health is not None and not self._health_watched:
+            health.subscribe(self._on_overload)
+            self._health_watched = True
         if self.notifier is not None and not self._notifier_started:
             await self.notifier.start()
             self._notifier_started = True
@@ -451,10 +473,23 @@ class AlertService:
                     self.history.journal.entries.clear()
                     self._apply_requests()
                 now = self.engine.clock()
+                health = getattr(self.engine, "health", None)
+                if health is not None and health.overloaded:
+                    # Behind our own schedule: silent targets are late, not gone. Results
+                    # still evaluate their own targets; here only timers move (no no-data).
+                    if self.evaluating:
+                        notes = self.alerts.tick(now)
+                        if notes:
+                            self._emit(notes)
+                    self._save_soon()
+                    continue
                 # Targets a result evaluated within the last tick are as fresh as this tick
                 # would make them (a 1 s target: every time); the rest, silent ones included
                 # (no data, timers), are evaluated here.
                 fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
+                behind = getattr(self.engine, "behind", None)
+                if behind is not None:  # late by the console's doing: not no-data
+                    fresh |= behind()
                 self.run(now, skip=fresh)
                 self._save_soon()  # timers move every tick
             except Exception:
@@ -471,6 +506,29 @@ class AlertService:
             self.owner_info = info
             self.version += 1
         self.reload()
+
+    def _on_overload(self, on: bool) -> None:
+        """The console fell behind its schedule (or caught up): say so once, as a
+        self-health notice (P3: it informs, it never pages)."""
+        if not self.evaluating:
+            return
+        import socket
+
+        health = self.engine.health
+        now = self.engine.clock()
+        host = socket.gethostname()
+        transition = "firing" if on else "resolved"
+        detail = health.describe() if on else (
+            f"the console keeps its schedule again (worst lag {health.worst_lag:.1f}s; "
+            f"{health.late_checks} checks were not run on time)")
+        self._emit([Notification(
+            key=f"{SELF_HEALTH_RULE}/{host}/{transition}/{health.episodes}",
+            transition=transition, rule=SELF_HEALTH_RULE, target="opsconsole",
+            severity="P3",
+            labels=(("rule", SELF_HEALTH_RULE), ("severity", "P3"), ("target", "opsconsole")),
+            summary="opsconsole is behind its own schedule", runbook="",
+            expr="loop lag > 0.5s", threshold="0.5s", value=round(health.worst_lag, 3),
+            detail=detail, at=now, group="", incident=health.episodes)])
 
     def _emit(self, notes: list[Notification]) -> None:
         self.version += 1

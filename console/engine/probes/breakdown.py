@@ -181,6 +181,31 @@ def _group_of(labels: dict[str, str], by: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=65536)
+def _labels_of(key: LabelKey) -> dict[str, str]:
+    """A series' labels as a dict (shared: read it, never change it). Scrapes repeat their
+    label sets, so each is built once, not once per scrape and table."""
+    return dict(key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _group_for(key: LabelKey, by: tuple[str, ...]) -> tuple[str, ...]:
+    return _group_of(_labels_of(key), by)
+
+
+@functools.lru_cache(maxsize=65536)
+def _bucket_of(key: LabelKey, by: tuple[str, ...]) -> tuple[tuple[str, ...], float] | None:
+    """(group, upper bound) of a histogram bucket series; None without a numeric `le`."""
+    le = _labels_of(key).get("le")
+    if le is None:
+        return None
+    try:
+        bound = float(le)
+    except ValueError:
+        return None
+    return _group_of(_labels_of(key), by), bound
+
+
 def _tick(i: int, cancel: StopFlag | None) -> None:
     if cancel is not None and not i % _CHECK_EVERY and cancel.is_set():
         raise ScrapeCancelledError
@@ -237,7 +262,7 @@ class _Pass:
                 found = []
                 for i, (key, inc) in enumerate(incs.items()):
                     _tick(i, self.cancel)
-                    labels = dict(key)
+                    labels = _labels_of(key)
                     for m, memo in pairs:
                         value = labels.get(m.label, "")
                         hit = memo.get(value)
@@ -263,32 +288,21 @@ class _Pass:
                 raise ScrapeCancelledError
             g = known(key)
             if g is None:
-                g = groups[key] = _group_of(dict(key), by)
+                g = groups[key] = _group_for(key, by)
             out[g] = total(g, 0.0) + inc
         return out
 
     def buckets(self, sel: Selector, by: tuple[str, ...]) -> dict[tuple[str, ...],
                                                                  dict[float, float]]:
         """Per group, per upper bound, the summed increase of a histogram's buckets."""
-        bounds: dict[str, float | None] = {}
         out: dict[tuple[str, ...], dict[float, float]] = {}
         for i, (key, inc) in enumerate(self.select(sel, _bucket_name(sel.name))):
             _tick(i, self.cancel)
-            labels = dict(key)
-            le = labels.get("le")
-            if le is None:
+            found = _bucket_of(key, by)
+            if found is None:
                 continue
-            if le in bounds:
-                bound = bounds[le]
-            else:
-                try:
-                    bound = float(le)
-                except ValueError:
-                    bound = None
-                bounds[le] = bound
-            if bound is None:
-                continue
-            per_le = out.setdefault(_group_of(labels, by), {})
+            group, bound = found
+            per_le = out.setdefault(group, {})
             per_le[bound] = per_le.get(bound, 0.0) + inc
         return out
 

@@ -259,12 +259,19 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext],
         *,
         owns_session: bool = False,
     ) -> None:
         self._session = session
-        self._ssl = ssl_context
+        # A factory is called on the first https:// request only: loading the CA bundle
+        # costs tens of milliseconds, wasted on a plain-http target (`check --once URL`).
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_factory: Callable[[], ssl.SSLContext] | None = None
+        if isinstance(ssl_context, ssl.SSLContext):
+            self._ssl = ssl_context
+        else:
+            self._ssl_factory = ssl_context
         self._owns = owns_session
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
@@ -291,6 +298,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
             form = (URL(str(request.url), encoded=True), headers)
             request.extensions[_AIOHTTP_FORM] = form
         url, headers = form
+        tls: ssl.SSLContext | bool | None = self._ssl
+        if tls is None:
+            if url.scheme == "https":
+                assert self._ssl_factory is not None
+                tls = self._ssl = self._ssl_factory()
+            else:
+                tls = True  # aiohttp's default; a plain-http request never uses it
         data: Any
         try:
             data = request.content or None
@@ -299,7 +313,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._session.request(
                 request.method, url, headers=headers, data=data, allow_redirects=False,
-                auto_decompress=False, ssl=self._ssl, timeout=self._timeout(request),
+                auto_decompress=False, ssl=tls, timeout=self._timeout(request),
                 server_hostname=request.extensions.get("sni_hostname"),
             )
         except (aiohttp.ClientError, OSError) as exc:
@@ -461,7 +475,11 @@ class HttpClients:
         key = (bool(insecure), None if insecure else ca_file, fresh)
         t = self._transports.get(key)
         if t is None:
-            ctx = self.ssl_context(insecure=insecure, ca_file=ca_file)
+            ctx: ssl.SSLContext | Callable[[], ssl.SSLContext]
+            if insecure or ca_file:  # built now: a bad ca_file is a setup error, said early
+                ctx = self.ssl_context(insecure=insecure, ca_file=ca_file)
+            else:
+                ctx = self.ssl_context  # the CA bundle: loaded on the first https request
             t = LeanTransport(self._fresh() if fresh else self._session, ctx)
             self._transports[key] = t
         return t

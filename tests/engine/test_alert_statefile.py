@@ -1,0 +1,195 @@
+"""The alert state on disk: a steady console writes nothing, a transition appends only the
+alerts it changed, and a restart or a follower reads snapshot plus changes as one state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from console.engine.alerting import statefile
+from console.engine.alerting.service import AlertService
+from console.engine.alerting.statefile import changes_path, merge, read_state
+from console.engine.config.loader import load_config_text
+from console.engine.paths import DataPaths
+from console.engine.scheduler import Scheduler
+from tests.alerttools import Clock, dead_api_config
+
+CONFIG = dead_api_config(success_threshold=1) + '''
+[[targets]]
+name = "web"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "10s"
+'''
+
+
+def owner(tmp_path: Path, clock: Clock) -> AlertService:
+    svc = AlertService(Scheduler(load_config_text(CONFIG), clock=clock),
+                       paths=DataPaths(tmp_path))
+    svc.role = "owner"
+    return svc
+
+
+def sample(svc: AlertService, clock: Clock, api: float, web: float = 1.0) -> None:
+    clock.t += 10
+    svc.engine.store.record("api:up", clock.t, api)
+    svc.engine.store.record("web:up", clock.t, web)
+    svc.run()
+
+
+def test_a_steady_console_writes_nothing_and_a_transition_appends_only_its_alert(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 1.0)
+    svc.save(full=False)  # the first save is a whole snapshot
+    snap = tmp_path / "alerts.json"
+    log = changes_path(snap)
+    assert snap.exists()
+    assert not log.exists()
+    for _ in range(21):  # until the flapping window (21 samples) is full
+        sample(svc, clock, 1.0)
+    svc.save()
+    before = snap.stat()
+    written = svc.writer.bytes_written  # type: ignore[union-attr]
+    for _ in range(30):  # every target keeps answering: nothing durable changes
+        sample(svc, clock, 1.0)
+        svc.save(full=False)
+    assert not log.exists()
+    assert (snap.stat().st_mtime_ns, snap.stat().st_size) == (before.st_mtime_ns,
+                                                                before.st_size)
+    assert svc.writer.bytes_written == written  # type: ignore[union-attr]
+
+    sample(svc, clock, 0.0)  # api goes down: api-down fires
+    svc.save(full=False)
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 1
+    entry = orjson.loads(lines[0])
+    assert {(r["rule"], r["target"]) for r in entry["alerts"]} == {("api-down", "api")}
+    assert entry["alerts"][0]["state"] == "firing"
+    assert snap.stat().st_size == before.st_size  # the snapshot was not rewritten
+    merged = read_state(snap)
+    assert merged is not None
+    states = {(r["rule"], r["target"]): r["state"] for r in merged["alerts"]}
+    assert states[("api-down", "api")] == "firing"
+    assert ("api-down", "web") in states
+    assert states[("api-down", "web")] != "firing"
+
+
+def test_a_restart_and_a_follower_read_snapshot_plus_changes(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 1.0)
+    svc.save(full=False)
+    sample(svc, clock, 0.0)
+    svc.save(full=False)
+    assert changes_path(tmp_path / "alerts.json").exists()
+
+    follower = AlertService(Scheduler(load_config_text(CONFIG), clock=clock),
+                            paths=DataPaths(tmp_path))
+    follower.role = "follower"
+    assert follower.reload(force=True)
+    a = follower.alerts.get("api-down", "api")
+    assert a is not None
+    assert a.state.value == "firing"
+    assert a.incident == 1
+
+    sample(svc, clock, 1.0)  # resolves: one more line, and the follower sees it
+    svc.save(full=False)
+    assert follower.reload()
+    a = follower.alerts.get("api-down", "api")
+    assert a is not None
+    assert a.state.value == "resolved"
+
+    again = owner(tmp_path, clock)  # a restart continues the same incident numbering
+    assert again.load() >= 1
+    a = again.alerts.get("api-down", "api")
+    assert a is not None
+    assert a.state.value == "resolved"
+    assert a.incident == 1
+    sample(again, clock, 0.0)
+    again.save(full=False)
+    # its first save is a snapshot newer than every old line: the log is emptied
+    assert not changes_path(tmp_path / "alerts.json").exists()
+    merged = read_state(tmp_path / "alerts.json")
+    assert merged is not None
+    row = next(r for r in merged["alerts"] if r["rule"] == "api-down" and r["target"] == "api")
+    assert (row["state"], row["incident"]) == ("firing", 2)
+
+
+def test_merge_skips_lines_older_than_the_snapshot_and_stops_at_a_torn_line() -> None:
+    row = {"rule": "r", "target": "t", "state": "inactive"}
+    snap = {"version": 1, "seq": 5, "alerts": [row], "silences": []}
+    old = orjson.dumps({"seq": 4, "alerts": [{**row, "state": "firing"}]})
+    new = orjson.dumps({"seq": 6, "alerts": [{**row, "state": "pending"}],
+                        "silences": [{"id": "s1"}]})
+    torn = orjson.dumps({"seq": 7, "alerts": [{**row, "state": "firing"}]})[:-9]
+    out = merge(snap, [old, new, torn, b""])
+    assert out["alerts"] == [{**row, "state": "pending"}]
+    assert out["silences"] == [{"id": "s1"}]
+    assert out["seq"] == 6
+
+
+def test_the_log_is_folded_into_a_snapshot_once_it_outgrows_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statefile, "COMPACT_MIN", 1)
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 1.0)
+    svc.save(full=False)
+    snap = tmp_path / "alerts.json"
+    log = changes_path(snap)
+    sizes = []
+    for i in range(12):  # flapping api: every save has a change to append
+        sample(svc, clock, float(i % 2))
+        svc.save(full=False)
+        sizes.append(log.stat().st_size if log.exists() else 0)
+    assert max(sizes) <= 2 * snap.stat().st_size + 4096
+    assert 0 in sizes[1:]  # folded at least once after it had grown
+    merged = read_state(snap)
+    assert merged is not None
+    live = {a.id: a.state.value for a in svc.alerts.alerts()}
+    assert {f"{r['rule']}/{r['target']}": r["state"] for r in merged["alerts"]} == live
+
+
+def test_a_clean_stop_leaves_everything_in_alerts_json(tmp_path: Path) -> None:
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 1.0)
+    svc.save(full=False)
+    sample(svc, clock, 0.0)
+    svc.save(full=False)
+    svc.save()  # what stop() does last
+    assert not changes_path(tmp_path / "alerts.json").exists()
+    data = orjson.loads((tmp_path / "alerts.json").read_bytes())
+    assert any(r["rule"] == "api-down" and r["state"] == "firing" for r in data["alerts"])
+
+
+def test_the_change_log_is_where_data_paths_says() -> None:
+    paths = DataPaths(Path("/d"))
+    assert changes_path(paths.alert_state) == paths.alert_changes
+    assert ("alert state changes", paths.alert_changes) in paths.listing()
+
+
+def test_the_saver_is_offered_only_alerts_that_moved(tmp_path: Path) -> None:
+    """A 1 s target's result steps its alerts every second; only those whose saved state
+    moved reach the saver, so a save's cost follows what changed, not the alert count."""
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+
+    def step(api: float) -> None:  # the lifecycle alone (the service would save at once)
+        clock.t += 10
+        svc.engine.store.record("api:up", clock.t, api)
+        svc.engine.store.record("web:up", clock.t, 1.0)
+        svc.core.run(clock.t)
+
+    for _ in range(5):
+        step(1.0)
+    svc.alerts.take_changed()
+    for _ in range(5):  # healthy and settled: nothing moves
+        step(1.0)
+    assert svc.alerts.take_changed() == []
+    step(0.0)  # api fails
+    assert [a.id for a in svc.alerts.take_changed()] == ["api-down/api"]

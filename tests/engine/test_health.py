@@ -1,0 +1,214 @@
+"""The console's own schedule: overload is detected with hysteresis, said once with the lag
+and the cause, and a check starved by the console's own lag is neither down nor no-data."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from console.engine.alerting.service import SELF_HEALTH_RULE, AlertService
+from console.engine.config.loader import load_config_text
+from console.engine.health import CALM, LoopHealth
+from console.engine.model import Status
+from console.engine.scheduler import Scheduler
+from tests.alerttools import dead_api_config
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_overload_starts_once_and_ends_after_a_calm_spell() -> None:
+    clock = Clock()
+    cpu = [0.0]
+    h = LoopHealth(clock=clock, cpu=lambda: cpu[0])
+    seen: list[bool] = []
+    h.subscribe(seen.append)
+    for _ in range(20):  # a steady loop: 10 ms lags
+        clock.t += 0.1
+        cpu[0] += 0.02
+        h.note_lag(0.01)
+    assert not h.overloaded
+    assert seen == []
+    clock.t += 20
+    h.note_lag(2.0)  # one stall (a screen being built), past the start-up grace: no overload
+    assert not h.overloaded
+    assert seen == []
+    for _ in range(60):  # calm again, the stall out of the window
+        clock.t += 0.1
+        h.note_lag(0.01)
+    for _ in range(30):  # CPU-bound: 0.8 s lags, a whole core used
+        clock.t += 0.9
+        cpu[0] += 0.9
+        h.note_lag(0.8)
+    assert h.overloaded
+    assert seen == [True]
+    assert h.episodes == 1
+    h.targets, h.checks_per_s = 2000, 2000.0
+    text = h.describe()
+    assert "0.8s" in text
+    assert "CPU-bound" in text
+    assert "2000 targets" in text
+    for _ in range(int(CALM / 0.1) - 5):  # calm, but not for long enough yet
+        clock.t += 0.1
+        cpu[0] += 0.01
+        h.note_lag(0.01)
+    clock.t += 1.0
+    h.note_lag(0.3)  # a wobble above LAG_OFF restarts the calm spell
+    assert h.overloaded
+    assert seen == [True]
+    for _ in range(int(CALM / 0.1) + 60):
+        clock.t += 0.1
+        cpu[0] += 0.01
+        h.note_lag(0.01)
+    assert not h.overloaded
+    assert seen == [True, False]
+
+
+@pytest.fixture
+async def slow_site() -> AsyncIterator[str]:
+    """Answers after 2 s: longer than the test target's 0.5 s timeout."""
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(2.0)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+def _config(url: str) -> str:
+    return f'''
+[[targets]]
+name = "slow"
+kind = "http"
+url = "{url}"
+interval = "10s"
+timeout = "500ms"
+'''
+
+
+async def test_a_check_starved_by_the_consoles_own_lag_is_not_down(slow_site: str) -> None:
+    sched = Scheduler(load_config_text(_config(slow_site)))
+    await sched.start(poll=False)
+    sched.health.start()
+    try:
+        state = sched._states["slow"]
+        # a genuine timeout, the loop free: down, recorded
+        genuine = await sched.check_target(state)
+        assert genuine.status == Status.DOWN
+        assert sched.store.latest("slow:up") is not None
+        before = sched.store.latest("slow:up")
+        # the loop stalls for 1.2 s right after the check starts (a blocking step)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, time.sleep, 1.2)
+        starved = await sched.check_target(state)
+        assert starved.status == Status.UNKNOWN
+        assert starved.error is not None
+        assert "not checked on time" in starved.error
+        assert sched.store.latest("slow:up") == before  # nothing recorded for it
+        assert sched.health.late_checks == 1
+        assert state.status == Status.DOWN  # the board keeps what it last knew
+    finally:
+        await sched.stop()
+
+
+async def test_overload_is_said_once_as_a_p3_self_health_notice() -> None:
+    sched = Scheduler(load_config_text(dead_api_config()))
+    service = AlertService(sched)
+    got: list[list[object]] = []
+    service.subscribe(lambda notes: got.append(list(notes)))
+    await service.start()
+    try:
+        h = sched.health
+        h._started -= 60  # past the start-up grace period
+        for _ in range(10):
+            h.note_lag(0.9)
+        assert h.overloaded
+        for _ in range(10):  # still overloaded: nothing more
+            h.note_lag(0.9)
+        notes = [n for batch in got for n in batch]
+        assert len(notes) == 1
+        n = notes[0]
+        assert (n.rule, n.transition, n.severity) == (SELF_HEALTH_RULE, "firing", "P3")  # type: ignore[attr-defined]
+        assert "behind its own schedule by up to 0.9s" in n.detail  # type: ignore[attr-defined]
+    finally:
+        await service.stop()
+        await sched.stop()
+
+
+def test_gc_tuning_freezes_start_up_and_raises_the_young_threshold() -> None:
+    """In its own process: the settings are process-wide (the console's, never a test run's)."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from console.engine.gctune import THRESHOLDS, tune_for_long_run; "
+            "before = gc.get_freeze_count(); tune_for_long_run(); "
+            "print(before, gc.get_freeze_count() > 1_000, gc.get_threshold() == THRESHOLDS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["0", "True", "True"]
+
+
+async def test_the_tick_leaves_out_targets_the_console_checks_late() -> None:
+    """No-data (`absent`) on the tick: not for a target whose check the console is late
+    with; it fires as soon as the console is on time and the target is still silent."""
+    import math
+
+    from console.engine.alerting.lifecycle import AlertState
+
+    settings = load_config_text('''
+[alerting]
+default_rules = false
+
+[[targets]]
+name = "quiet"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+
+[[rules]]
+name = "gone"
+severity = "P2"
+expr = "absent(up, 3)"
+failure_threshold = 1
+''')
+    sched = Scheduler(settings)
+    service = AlertService(sched, tick=0.05)
+    await sched.start(poll=False)
+    await service.start()
+    try:
+        state = sched._states["quiet"]
+        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
+        state.late_until = time.monotonic() + 3600  # ... because we are late with it
+        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
+        assert service.alerts.get("gone", "quiet") is None
+        state.late_until = -math.inf  # on time again, still silent: no-data fires
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            a = service.alerts.get("gone", "quiet")
+            if a is not None and a.state == AlertState.FIRING:
+                break
+            await asyncio.sleep(0.02)
+        a = service.alerts.get("gone", "quiet")
+        assert a is not None
+        assert a.state == AlertState.FIRING
+    finally:
+        await service.stop()
+        await sched.stop()
