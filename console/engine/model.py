@@ -4,11 +4,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypedDict
 
 # The playbook's severities, most urgent first.
 Severity = Literal["P0", "P1", "P2", "P3"]
 SEVERITIES: tuple[Severity, ...] = ("P0", "P1", "P2", "P3")
+
+
+class AlertEpisode(TypedDict, total=False):
+    """One firing episode of one alert, as the alert history keeps it and every reader gets
+    it: the Alerts screen, `alerts --history`, the incident timeline, KPIs, post-mortems,
+    the daily summary and the shared state. Written as JSON, so every field is optional to
+    a reader of an older file."""
+
+    type: Literal["episode"]
+    key: str  # "<rule>/<target>/<incident number>"
+    rule: str
+    target: str
+    severity: Severity
+    summary: str
+    incident: int
+    fired_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    duration_s: float
+    ongoing: bool
+    peak: float | None
+    flapping: bool
+    silenced_by: str | None
+    detect_s: float | None
+    first_fail_at: float | None
+    labels: dict[str, str]
+    cause: str
+    metric: str
+
+
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
 TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host",
                      "heartbeat", "lighthouse"]

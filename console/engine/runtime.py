@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
@@ -421,7 +422,7 @@ class Runtime:
         notifier adds the P3s it batched) — what `opsconsole report` prints too."""
         from console.engine.incidents.summary import build_summary
 
-        episodes: list[dict[str, Any]] = []
+        episodes: list[AlertEpisode] = []
         if self.alerting is not None:  # on the loop: the lifecycle is not thread-safe
             episodes = self.alerting.recent(end, since=start, limit=100_000)
         return build_summary(self.desk.book if self.desk is not None else None, start=start,
@@ -700,12 +701,12 @@ class Runtime:
         self._spawn(journal.follow(), "journal-follow")
         return self.desk
 
-    def episodes(self, now: float) -> list[dict[str, Any]]:
+    def episodes(self, now: float) -> list[AlertEpisode]:
         """Alert episodes, open and recent: what an incident's timeline and KPIs are read
         from (on the loop: the lifecycle is not thread-safe; the history read is cached)."""
         return self.alerting.recent(now, limit=5000) if self.alerting is not None else []
 
-    async def incident_sources(self, now: float) -> tuple[list[dict[str, Any]],
+    async def incident_sources(self, now: float) -> tuple[list[AlertEpisode],
                                                            list[dict[str, Any]]]:
         """(alert episodes, notifications sent): for a post-mortem; the outbox (the local
         one in a thread, read-only, or the shared one) is read by the state backend."""

@@ -26,6 +26,7 @@ from textual.widgets.option_list import Option
 from console.engine.alerting.history import describe_duration, ongoing
 from console.engine.alerting.lifecycle import Alert, AlertState, Silence
 from console.engine.lang.durations import parse_duration
+from console.engine.model import AlertEpisode
 from console.engine.text.fmt import ALERT_GLYPH, EPISODE_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
@@ -73,7 +74,7 @@ def _clock_time(t: float, now: float) -> str:
     return time.strftime(fmt, time.localtime(t))
 
 
-def episode_line(ep: dict[str, Any], now: float) -> str:
+def episode_line(ep: AlertEpisode, now: float) -> str:
     """One Recent row within 78 cells: open or resolved, duration, severity, rule, target,
     when it fired, and ≈ if it flapped."""
     glyph = EPISODE_GLYPH[bool(ep.get("ongoing"))]
@@ -84,7 +85,7 @@ def episode_line(ep: dict[str, Any], now: float) -> str:
             f"{one_line(str(ep.get('target', '')), 16):<16} {_clock_time(fired, now):>11}{flags}")
 
 
-def episode_detail(ep: dict[str, Any], now: float) -> list[str]:
+def episode_detail(ep: AlertEpisode, now: float) -> list[str]:
     """The why-panel of a Recent row: the episode's timeline, peak and marks."""
     fired = float(ep.get("fired_at") or 0.0)
     lines = [f"{one_line(str(ep.get('severity', '')), 3)} "

@@ -25,10 +25,11 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from console.engine.model import AlertEpisode
 from console.engine.storage.fileio import fsync_dir
 from console.engine.storage.journal import Journal, current_actor, encode
 from console.engine.text.fmt import format_duration
@@ -43,7 +44,7 @@ def rotated(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
-def describe_duration(ep: dict[str, Any]) -> str:
+def describe_duration(ep: AlertEpisode) -> str:
     """``12m 03s`` for a resolved episode, ``ongoing 4m 10s`` for an open one."""
     span = format_duration(float(ep.get("duration_s") or 0.0), spaced=True)
     return f"ongoing {span}" if ep.get("ongoing") else span
@@ -71,7 +72,7 @@ def _tail_lines(path: Path, max_bytes: int) -> list[bytes]:
 
 
 def read_episodes(path: Path, *, since: float | None = None, now: float | None = None,
-                  limit: int = 500, max_bytes: int = READ_BYTES) -> list[dict[str, Any]]:
+                  limit: int = 500, max_bytes: int = READ_BYTES) -> list[AlertEpisode]:
     """Resolved episodes that ended after `since` (default: 30 days), newest first.
 
     Reads at most `max_bytes` of the file, and of its rotated predecessor only what the
@@ -98,10 +99,10 @@ def read_episodes(path: Path, *, since: float | None = None, now: float | None =
         by_key.pop(key, None)  # the last copy wins, in file order
         by_key[key] = obj
     out = sorted(by_key.values(), key=lambda e: float(e["resolved_at"]), reverse=True)
-    return out[:limit]
+    return cast("list[AlertEpisode]", out[:limit])  # JSON written by Alert.episode()
 
 
-def ongoing(alerts: Iterable[Any], now: float) -> list[dict[str, Any]]:
+def ongoing(alerts: Iterable[Any], now: float) -> list[AlertEpisode]:
     """The open episodes of `alerts` (firing, acknowledged, or nodata after firing)."""
     firing = ("firing", "acknowledged")
     out = []
@@ -173,7 +174,7 @@ class AlertHistory:
         journal.entries.clear()  # nobody reads them from here; readers use read_episodes
         self.journal = journal
 
-    async def record(self, episode: dict[str, Any]) -> bool:
+    async def record(self, episode: AlertEpisode) -> bool:
         """Append one episode; True once it is on disk (False: kept in memory, degraded)."""
         if self.journal is None:
             return False

@@ -44,13 +44,13 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from console.engine.alerting.explain import cause_of
 from console.engine.alerting.rules import Evaluation
 from console.engine.config.rules import AlertingSection, Rule
 from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
-from console.engine.model import CheckResult
+from console.engine.model import AlertEpisode, CheckResult
 from console.engine.text.fmt import format_duration
 
 
@@ -320,7 +320,7 @@ class Alert:
             "incident": self.incident, "detect_s": self.detect_s,
         }
 
-    def episode(self, now: float) -> dict[str, Any] | None:
+    def episode(self, now: float) -> AlertEpisode | None:
         """This alert's latest firing episode as a history record (None if it never fired);
         an unresolved one is `ongoing`, its duration counted up to `now`."""
         if self.fired_at is None:
@@ -390,7 +390,7 @@ class Alerts:
         self.detections: list[float] = []
         # episodes that resolved but are not yet durably in the history (the service drains
         # them; they are saved with the state so a crash in between replays them)
-        self.closed: list[dict[str, Any]] = []
+        self.closed: list[AlertEpisode] = []
         # Firing alerts of rules that inhibit others, kept between results: recomputed only
         # after a change that can alter it (see `_sources`), never scanned per result.
         self._sources_cache: list[Alert] | None = None
@@ -896,7 +896,8 @@ class Alerts:
                 top = max(top, int(sil.id[1:]))
         self._ids = itertools.count(top + 1)
         self.detections = [float(x) for x in data.get("detections", [])]
-        self.closed = [dict(e) for e in data.get("unrecorded", []) if isinstance(e, dict)]
+        self.closed = [cast(AlertEpisode, dict(e)) for e in data.get("unrecorded", [])
+                       if isinstance(e, dict)]
         flaps = data.get("target_flaps", {})
         self.target_flaps = {str(k): dict(v) for k, v in flaps.items()
                              if isinstance(v, dict)} if isinstance(flaps, dict) else {}

@@ -38,7 +38,7 @@ from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
 from console.engine.alerting.statefile import StateWriter, read_state, signature
 from console.engine.config.rules import Rule
-from console.engine.model import CheckResult
+from console.engine.model import AlertEpisode, CheckResult
 from console.engine.paths import DataPaths
 from console.engine.storage.lease import Lease, describe_owner
 
@@ -69,7 +69,7 @@ class AlertService:
         self.writer = StateWriter(self.state_path) if self.state_path is not None else None
         self._recording: dict[str, asyncio.Task[None]] = {}
         self._save_lock = threading.Lock()
-        self._recent_cache: tuple[Any, list[dict[str, Any]]] | None = None
+        self._recent_cache: tuple[Any, list[AlertEpisode]] | None = None
         self._notifier_started = False
         self._requests: list[dict[str, Any]] = []  # followers' requests, to apply
         self._evaluated: dict[str, float] = {}  # target -> when a result last evaluated it
@@ -356,10 +356,10 @@ class AlertService:
         return notes
 
     def recent(self, now: float, *, since: float | None = None, limit: int = 200
-               ) -> list[dict[str, Any]]:
+               ) -> list[AlertEpisode]:
         """Open episodes (ongoing) first, then resolved ones newest first: the history file
         (bounded read, cached until it changes) plus any not yet durably in it."""
-        resolved: list[dict[str, Any]] = []
+        resolved: list[AlertEpisode] = []
         if self.history_path is not None:
             try:
                 st = self.history_path.stat()
@@ -376,7 +376,7 @@ class AlertService:
         extra = [e for e in self.alerts.closed
                  if e.get("key") not in seen and float(e.get("resolved_at") or 0) >= lo]
         if extra:
-            resolved = sorted(resolved + extra, key=lambda e: float(e["resolved_at"]),
+            resolved = sorted(resolved + extra, key=lambda e: float(e.get("resolved_at") or 0),
                               reverse=True)[:limit]
         return ongoing(self.alerts.alerts(), now) + resolved
 
@@ -443,7 +443,7 @@ class AlertService:
                 self._recording[key] = asyncio.create_task(self._record(key, ep),
                                                            name=f"alert-history:{key}")
 
-    async def _record(self, key: str, ep: dict[str, Any]) -> None:
+    async def _record(self, key: str, ep: AlertEpisode) -> None:
         try:
             hist = self.history
             if hist is not None and await hist.record(ep):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from console.engine.alerting.history import read_episodes
+from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 
 __all__ = ["open_episodes", "open_episodes_of", "read_notifications", "read_sources"]
@@ -23,7 +24,7 @@ __all__ = ["open_episodes", "open_episodes_of", "read_notifications", "read_sour
 MAX_ROWS = 20_000
 
 
-def open_episodes(state_path: Path, now: float) -> list[dict[str, Any]]:
+def open_episodes(state_path: Path, now: float) -> list[AlertEpisode]:
     """Episodes still firing, from the evaluator's ``alerts.json`` (no rules needed)."""
     try:
         data = orjson.loads(state_path.read_bytes())
@@ -32,7 +33,7 @@ def open_episodes(state_path: Path, now: float) -> list[dict[str, Any]]:
     return open_episodes_of(data, now)
 
 
-def open_episodes_of(data: Any, now: float) -> list[dict[str, Any]]:
+def open_episodes_of(data: Any, now: float) -> list[AlertEpisode]:
     """Episodes still firing, from an alert state snapshot (a file's, or the shared
     state's)."""
     out = []
@@ -59,7 +60,7 @@ def open_episodes_of(data: Any, now: float) -> list[dict[str, Any]]:
             "severity": (row.get("labels") or {}).get("severity"),
             "summary": row.get("rule"),
         })
-    return out
+    return cast("list[AlertEpisode]", out)  # the same fields as Alert.episode()
 
 
 def read_notifications(path: Path) -> list[dict[str, Any]]:
@@ -82,7 +83,7 @@ def read_notifications(path: Path) -> list[dict[str, Any]]:
 
 
 def read_sources(paths: DataPaths, *, now: float | None = None, since: float | None = None
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                 ) -> tuple[list[AlertEpisode], list[dict[str, Any]]]:
     """(episodes, notifications) from the files of a data directory."""
     now = time.time() if now is None else now
     episodes = open_episodes(paths.alert_state, now) + read_episodes(

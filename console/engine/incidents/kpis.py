@@ -30,10 +30,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from console.engine.incidents.book import Incident, IncidentBook
 from console.engine.incidents.timeline import incident_episodes
+from console.engine.model import AlertEpisode
 from console.engine.text.fmt import CHECK_GLYPH, format_age
 
 # The playbook's targets ("Platform Health KPIs", "Monitoring Effectiveness").
@@ -106,7 +107,7 @@ def _target(inc: Incident, step_id: str, fallback: float | None) -> float | None
     return fallback
 
 
-def incident_kpis(inc: Incident, episodes: Iterable[Mapping[str, Any]] = ()) -> list[Measure]:
+def incident_kpis(inc: Incident, episodes: Iterable[AlertEpisode] = ()) -> list[Measure]:
     """Detect, acknowledge, mitigate, impact and resolve of one incident, from events."""
     eps = incident_episodes(inc, episodes)
     fired = [f for f in (_num(e.get("fired_at")) for e in eps) if f is not None]
@@ -116,7 +117,7 @@ def incident_kpis(inc: Incident, episodes: Iterable[Mapping[str, Any]] = ()) -> 
     for e in eps:
         first = _num(e.get("first_fail_at"))
         if first is None and _num(e.get("detect_s")) is not None and _num(e.get("fired_at")):
-            first = float(e["fired_at"]) - float(e["detect_s"])
+            first = float(e.get("fired_at") or 0.0) - float(e.get("detect_s") or 0.0)
         if first is not None:
             firsts.append(first)
     if inc.detected is not None:
@@ -211,7 +212,7 @@ def _pct(hits: int, n: int) -> float | None:
 
 
 def compute(book: IncidentBook, *, since: float, now: float | None = None,
-            store: Any = None, episodes: Iterable[Mapping[str, Any]] | None = None) -> Kpis:
+            store: Any = None, episodes: Iterable[AlertEpisode] | None = None) -> Kpis:
     """KPIs over incidents started in ``[now − since, now]``; uptime from `store` if given;
     alert MTTD/MTTA/MTTR from alert-history `episodes` (``alert_history.read_episodes``)."""
     now = time.time() if now is None else now
@@ -251,11 +252,12 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
         k.alert_episodes = len(eps)
 
         def since_fired(field_name: str) -> float | None:
-            return _mean([e[field_name] - e["fired_at"] for e in eps
-                          if isinstance(e.get(field_name), int | float)])
+            return _mean([float(value) - e["fired_at"] for e in eps
+                          if isinstance(value := cast("Mapping[str, Any]", e).get(field_name),
+                                        int | float)])
 
-        k.alert_mttd_s = _mean([e["detect_s"] for e in eps
-                                if isinstance(e.get("detect_s"), int | float)])
+        k.alert_mttd_s = _mean([detect for e in eps
+                                if isinstance(detect := e.get("detect_s"), int | float)])
         k.alert_mtta_s = since_fired("acknowledged_at")
         k.alert_mttr_s = since_fired("resolved_at")
     if store is not None:

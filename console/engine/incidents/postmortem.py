@@ -18,6 +18,7 @@ from typing import Any
 from console.engine.incidents.book import Incident
 from console.engine.incidents.kpis import Measure, incident_kpis
 from console.engine.incidents.timeline import incident_episodes, number, timeline
+from console.engine.model import AlertEpisode
 from console.engine.text.fmt import format_age, format_metric, format_target
 from console.engine.text.sanitize import one_line
 
@@ -74,7 +75,7 @@ def _severity_line(inc: Incident) -> str:
     return sev
 
 
-def summary_sentence(inc: Incident, eps: list[Mapping[str, Any]],
+def summary_sentence(inc: Incident, eps: list[AlertEpisode],
                      kpis: dict[str, Measure], now: float) -> str:
     """One paragraph a reader gets the incident from."""
     day = _fmt("%Y-%m-%d", inc.started)
@@ -113,7 +114,7 @@ def summary_sentence(inc: Incident, eps: list[Mapping[str, Any]],
 
 
 def render(inc: Incident, *, now: float | None = None,
-           episodes: Iterable[Mapping[str, Any]] = (),
+           episodes: Iterable[AlertEpisode] = (),
            notifications: Iterable[Mapping[str, Any]] = (),
            permanent_fixes: Iterable[str] = (),
            changes: Iterable[Mapping[str, Any]] = ()) -> str:
@@ -301,7 +302,7 @@ def recordings_of(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[s
     return out
 
 
-def _metric_of(ep: Mapping[str, Any]) -> str:
+def _metric_of(ep: AlertEpisode) -> str:
     """The metric an episode's rule watched, as far as its summary-free record tells."""
     metric = ep.get("metric")
     return str(metric) if isinstance(metric, str) else ""

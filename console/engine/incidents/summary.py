@@ -15,7 +15,7 @@ from typing import Any
 from console.engine.alerting.summary import bare_summary, is_quiet
 from console.engine.incidents.book import IncidentBook
 from console.engine.incidents.kpis import TARGETS, acknowledged_at, compute
-from console.engine.model import SEVERITIES
+from console.engine.model import SEVERITIES, AlertEpisode
 
 _KPIS = (  # (name, Kpis attribute, unit, better when the value is "<" or ">" the target)
     ("MTTD (detect)", "mttd_s", "s", "<"),
@@ -27,7 +27,7 @@ _KPIS = (  # (name, Kpis attribute, unit, better when the value is "<" or ">" th
 )
 
 
-def _alerts(episodes: Iterable[Mapping[str, Any]], start: float, end: float
+def _alerts(episodes: Iterable[AlertEpisode], start: float, end: float
             ) -> dict[str, Any]:
     """Alert episodes that fired in the period, by severity, with time to acknowledge."""
     rows = []
@@ -37,8 +37,8 @@ def _alerts(episodes: Iterable[Mapping[str, Any]], start: float, end: float
     for sev in SEVERITIES:
         mine = [e for e in eps if e.get("severity") == sev]
         total += len(mine)
-        ttas = [float(e["acknowledged_at"]) - float(e["fired_at"]) for e in mine
-                if isinstance(e.get("acknowledged_at"), int | float)]
+        ttas = [float(acked) - float(e["fired_at"]) for e in mine
+                if isinstance(acked := e.get("acknowledged_at"), int | float)]
         rows.append({"severity": sev, "episodes": len(mine), "acknowledged": len(ttas),
                      "unacknowledged": len(mine) - len(ttas),
                      "ongoing": sum(1 for e in mine if e.get("ongoing")),
@@ -57,7 +57,7 @@ def _incident_row(inc: Any, now: float) -> dict[str, Any]:
 
 
 def build_summary(book: IncidentBook | None, *, start: float, end: float, store: Any = None,
-                  episodes: Sequence[Mapping[str, Any]] = (), targets: Sequence[str] = (),
+                  episodes: Sequence[AlertEpisode] = (), targets: Sequence[str] = (),
                   batched: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The summary of `[start, end]` as plain data (the JSON `report --format json` prints).
 

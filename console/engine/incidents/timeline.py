@@ -32,6 +32,7 @@ from console.engine.incidents.book import (
     UNCHECK,
     Incident,
 )
+from console.engine.model import AlertEpisode
 from console.engine.text.fmt import format_duration, format_metric
 from console.engine.text.sanitize import one_line
 
@@ -55,14 +56,14 @@ def _f(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def incident_episodes(inc: Incident, episodes: Iterable[Mapping[str, Any]]
-                      ) -> list[Mapping[str, Any]]:
+def incident_episodes(inc: Incident, episodes: Iterable[AlertEpisode]
+                      ) -> list[AlertEpisode]:
     """The alert episodes of this incident: those it recorded (opened from an alert), and
     episodes of its alerts that fired while it was open; oldest first."""
     keys = set(inc.episodes)
     ids = set(inc.alerts)
     end = inc.resolved_at if inc.resolved_at is not None else float("inf")
-    out: dict[str, Mapping[str, Any]] = {}
+    out: dict[str, AlertEpisode] = {}
     for ep in episodes:
         key = str(ep.get("key", ""))
         fired = _f(ep.get("fired_at"))
@@ -159,14 +160,14 @@ def _strs(v: Any) -> list[str]:
     return [str(x) for x in v if x is not None] if isinstance(v, list) else []
 
 
-def _episode_events(ep: Mapping[str, Any]) -> list[Event]:
+def _episode_events(ep: AlertEpisode) -> list[Event]:
     rule, target = str(ep.get("rule")), str(ep.get("target"))
     who = f"alert {rule}"
     out: list[Event] = []
     fired = _f(ep.get("fired_at"))
     first = _f(ep.get("first_fail_at"))
     if first is None and fired is not None and _f(ep.get("detect_s")) is not None:
-        first = fired - float(ep["detect_s"])
+        first = fired - float(ep.get("detect_s") or 0.0)
     cause = one_line(str(ep.get("cause") or ""), 200)
     if first is not None:
         out.append(Event(first, "alert", who, f"first failing sample on {target} (pending)"
@@ -186,7 +187,7 @@ def _episode_events(ep: Mapping[str, Any]) -> list[Event]:
     return out
 
 
-def _notification_events(episodes: Sequence[Mapping[str, Any]],
+def _notification_events(episodes: Sequence[AlertEpisode],
                          notifications: Iterable[Mapping[str, Any]]) -> list[Event]:
     """Outbox rows (key ``rule/target/transition/seq``) of these episodes that were sent."""
     wanted = {}
@@ -230,7 +231,7 @@ def change_events(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[E
     return out
 
 
-def timeline(inc: Incident, episodes: Iterable[Mapping[str, Any]] = (),
+def timeline(inc: Incident, episodes: Iterable[AlertEpisode] = (),
              notifications: Iterable[Mapping[str, Any]] = (),
              changes: Iterable[Mapping[str, Any]] = ()) -> list[Event]:
     """The incident's events in time order (ties keep the order they were recorded);

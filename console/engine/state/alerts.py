@@ -38,13 +38,14 @@ import logging
 import os
 import time
 from collections.abc import Container, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from console.engine.alerting.history import ongoing
 from console.engine.alerting.lifecycle import Alerts, Notification
 from console.engine.alerting.service import AlertService
+from console.engine.model import AlertEpisode
 from console.engine.state.lease import PgLease
 from console.engine.state.pgconn import CONNECTION_ERRORS, StateError
 from console.engine.state.shared import REQUEST_TTL, EvaluatorWrite, Event, SharedState, Unavailable
@@ -115,7 +116,7 @@ class SharedAlertService(AlertService):
         self.read_only = read_only
         self.role = "starting"
         self.view = AlertView()
-        self.episodes: dict[str, dict[str, Any]] = {}
+        self.episodes: dict[str, AlertEpisode] = {}
         self._recent_requests: dict[str, dict[str, Any]] = {}
         self._written: dict[str, tuple[bytes, bytes, float]] = {}
         self._meta_written = b""
@@ -147,14 +148,14 @@ class SharedAlertService(AlertService):
         return f"alerts evaluated by pid {info.get('pid', '?')} on {info.get('host', '?')}{role}"
 
     def recent(self, now: float, *, since: float | None = None, limit: int = 200
-               ) -> list[dict[str, Any]]:
+               ) -> list[AlertEpisode]:
         """Open episodes, then resolved ones newest first (the shared alert history)."""
         lo = since if since is not None else now - EPISODE_DAYS * 86400.0
-        resolved = {k: e for k, e in self.episodes.items()
+        resolved: dict[str, AlertEpisode] = {k: e for k, e in self.episodes.items()
                     if float(e.get("resolved_at") or 0) >= lo}
         for e in self.alerts.closed:  # resolved, not yet written
             resolved.setdefault(str(e.get("key")), e)
-        done = sorted(resolved.values(), key=lambda e: float(e["resolved_at"]),
+        done = sorted(resolved.values(), key=lambda e: float(e.get("resolved_at") or 0),
                       reverse=True)[:limit]
         return ongoing(self.alerts.alerts(), now) + done
 
@@ -507,7 +508,7 @@ class SharedAlertService(AlertService):
                 if self.role == "owner" and ev.uid not in self._applied:
                     self._requests.append(req)
             elif ev.kind == "alert.episode":
-                self.episodes[str(ev.body.get("key") or ev.uid)] = ev.body
+                self.episodes[str(ev.body.get("key") or ev.uid)] = cast(AlertEpisode, ev.body)
         if newer_owner and self.role == "owner":
             asyncio.get_running_loop().create_task(
                 self._step_down("a newer evaluator writes the alert state"))

@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from console.engine.alerting.history import read_episodes
+from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 from console.engine.state import schema as db
 from console.engine.state.reader import _lines
@@ -61,7 +62,7 @@ def _outbox_rows(path: Any) -> list[tuple[Any, ...]]:
 @dataclass(slots=True)
 class _Files:
     entries: list[dict[str, Any]]
-    episodes: list[dict[str, Any]]
+    episodes: list[AlertEpisode]
     state: dict[str, Any] | None
     state_digest: str
     state_mtime: float

@@ -13,13 +13,14 @@ import asyncio
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 
 from console.engine.alerting.history import read_episodes
 from console.engine.alerting.outbox import read_batched
 from console.engine.config.schema import StateSection
+from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ class StateReader(Protocol):
 
     def incident_entries(self) -> list[dict[str, Any]]: ...
 
-    def episodes(self, since: float, limit: int = 100_000) -> list[dict[str, Any]]: ...
+    def episodes(self, since: float, limit: int = 100_000) -> list[AlertEpisode]: ...
 
     def alert_snapshot(self) -> dict[str, Any] | None: ...
 
@@ -80,7 +81,7 @@ class FilesReader:
             raise FileNotFoundError(self.journal)
         return _lines(self.journal)
 
-    def episodes(self, since: float, limit: int = 100_000) -> list[dict[str, Any]]:
+    def episodes(self, since: float, limit: int = 100_000) -> list[AlertEpisode]:
         path = self.journal.parent / "alerts-history.jsonl" \
             if self.journal != self.paths.journal else self.paths.alert_history
         return read_episodes(path, since=since, limit=limit, max_bytes=64 * 1024 * 1024)
@@ -146,12 +147,12 @@ class PostgresReader:
     def incident_entries(self) -> list[dict[str, Any]]:
         return self._events("stream = 'incident'")
 
-    def episodes(self, since: float, limit: int = 100_000) -> list[dict[str, Any]]:
-        by_key: dict[str, dict[str, Any]] = {}
+    def episodes(self, since: float, limit: int = 100_000) -> list[AlertEpisode]:
+        by_key: dict[str, AlertEpisode] = {}
         for e in self._events("kind = 'alert.episode' AND at >= $1", since):
             key = str(e.get("key") or e.get("id"))
             by_key.pop(key, None)
-            by_key[key] = e
+            by_key[key] = cast(AlertEpisode, e)  # the body Alert.episode() wrote
         out = sorted(by_key.values(), key=lambda e: float(e.get("resolved_at") or 0),
                      reverse=True)
         return out[:limit]
@@ -213,7 +214,7 @@ class PostgresReader:
 
         return self._run(q)
 
-    def sources(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def sources(self, now: float) -> tuple[list[AlertEpisode], list[dict[str, Any]]]:
         """(episodes, notifications) as `incidents.context.read_sources` gives a data
         directory's: the open ones from the alert state, then the resolved ones."""
         from console.engine.incidents.context import open_episodes_of
