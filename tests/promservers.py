@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -219,6 +220,21 @@ class VictoriaMetrics(_QueryAPI):
         (self.dir / "scrape.yml").write_text(json.dumps(config))
 
     READY = r"started VictoriaMetrics in"
+
+    def start(self) -> Any:
+        """VictoriaMetrics logs that it started before its HTTP server listens (the log
+        says "starting http server", then it binds): wait for the port to accept too."""
+        super().start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                    raise RuntimeError(f"victoria-metrics never listened on {self.port}: "
+                                       + "\n".join(self.lines[-20:])) from None
+                time.sleep(0.02)  # no log line follows the bind: a connect is the signal
 
     def _argv(self) -> list[str]:
         argv = [VICTORIA, f"-httpListenAddr=127.0.0.1:{self.port}",
