@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from console.engine.alerting.lifecycle import Alert, Alerts, AlertState
-from console.engine.storage.fileio import atomic_write, fsync_dir
+from console.engine.storage.fileio import append_durably, atomic_write, fsync_dir
 
 COMPACT_MIN = 256 * 1024
 """The change log is folded into a new snapshot once it is larger than this and than the
@@ -251,15 +251,7 @@ class StateWriter:
                 self._log_size = 0
                 self._full = False
             else:
-                fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                             0o600)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                append_durably(self.log, data)
                 if self._log_size == 0:
                     fsync_dir(self.log.parent)  # a new file: its name must survive too
                 self._log_size += len(data)

@@ -1,5 +1,5 @@
-"""Durable file writes the engine shares: a whole file replaced atomically, a rename made
-to survive a power cut."""
+"""Durable file writes the engine shares: a whole file replaced atomically, bytes appended
+and synced, a rename made to survive a power cut."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["append_durably", "atomic_write", "fsync_dir"]
 
 _seq = itertools.count()  # next() on a count is atomic under the GIL: safe from threads
 
@@ -31,9 +31,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -43,3 +41,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def append_durably(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Append `data` to `path` (created `mode`) and fsync it before returning; the caller
+    fsyncs the directory when the file is new. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a write may take only part of a large buffer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -85,7 +85,7 @@ from typing import Any
 import numpy as np
 
 from console.engine.errors import ConsoleError
-from console.engine.storage.fileio import fsync_dir
+from console.engine.storage.fileio import append_durably, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -1376,15 +1376,7 @@ class MetricStore:
             log_path = self.log_path
             assert log_path is not None
             try:
-                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                             0o600)
-                try:
-                    view = memoryview(record)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                append_durably(log_path, record)
                 if self._log_bytes == 0:
                     with contextlib.suppress(OSError):
                         fsync_dir(log_path.parent)
