@@ -7,7 +7,7 @@ describes shapes and per-field rules so every error in a file is reported at onc
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -35,6 +35,16 @@ def _no_literal_password(url: str) -> str:
     if _DSN_PASSWORD.search(url) and not ENV_REF.search(url):
         raise ValueError("a literal password is not allowed; reference it as ${ENV_VAR}")
     return url
+
+
+def _url_field(v: str | None, pattern: str, message: str) -> Any:
+    """A target's URL field: an `${ENV}` reference, or a URL matching `pattern` (ValueError
+    with `message` otherwise) that carries no literal password."""
+    if v is None:
+        return v
+    if not ENV_REF.fullmatch(v) and not re.match(pattern, v, re.IGNORECASE):
+        raise ValueError(message)
+    return _no_literal_password(v)
 
 
 class _Strict(BaseModel):
@@ -96,9 +106,8 @@ class HttpTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
-            raise ValueError("an http target needs an http:// or https:// URL")
-        return _no_literal_password(v)
+        return _url_field(v, r"^https?://[^\s/]+",
+                          "an http target needs an http:// or https:// URL")
 
     @field_validator("expect_status")
     @classmethod
@@ -262,11 +271,7 @@ class RedisTarget(TargetBase):
     @field_validator("url", "actions_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not ENV_REF.fullmatch(v) and not re.match(r"^rediss?://", v, re.IGNORECASE):
-            raise ValueError("a redis target needs a redis:// or rediss:// URL")
-        return _no_literal_password(v)
+        return _url_field(v, r"^rediss?://", "a redis target needs a redis:// or rediss:// URL")
 
     @model_validator(mode="after")
     def _actions(self) -> RedisTarget:
@@ -356,9 +361,8 @@ class PrometheusTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
-            raise ValueError("a prometheus target needs an http:// or https:// URL")
-        return _no_literal_password(v)
+        return _url_field(v, r"^https?://[^\s/]+",
+                          "a prometheus target needs an http:// or https:// URL")
 
     @field_validator("metrics")
     @classmethod
@@ -476,11 +480,8 @@ class HostTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
-            raise ValueError("a remote host needs the http:// or https:// URL of its /metrics")
-        return _no_literal_password(v)
+        return _url_field(v, r"^https?://[^\s/]+",
+                          "a remote host needs the http:// or https:// URL of its /metrics")
 
     @field_validator("headers")
     @classmethod
@@ -566,11 +567,8 @@ class LighthouseTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not ENV_REF.fullmatch(v) and not re.match(r"^https?://[^\s/]+", v, re.IGNORECASE):
-            raise ValueError("a lighthouse target needs the http:// or https:// URL of a page")
-        return _no_literal_password(v)
+        return _url_field(v, r"^https?://[^\s/]+",
+                          "a lighthouse target needs the http:// or https:// URL of a page")
 
     @model_validator(mode="after")
     def _one_source(self) -> LighthouseTarget:
