@@ -56,6 +56,7 @@ them on every repaint held the UI's event loop ~100 ms a second (keys waited beh
 Past the budget a row keeps its last window figures (refreshed round-robin, so each within
 targets / budget repaints) with its status, latest result and latency current."""
 _RATE = re.compile(r"^rate\((?P<m>[A-Za-z0-9_:.]+)\)$")
+_LABEL_MATCH = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 
 
 class Probe(Protocol):
@@ -119,6 +120,8 @@ class Scheduler:
         self._view_turn = 0  # where the next snapshot starts spending its budget
         self._addresses: dict[int, tuple[AnyTarget, str]] = {}  # id -> (target, address)
         self._panel_cache: dict[str, tuple[tuple[Any, ...], PanelView]] = {}
+        # a panel's `metric{label="…"}` -> (store generation, the series it selects)
+        self._selector_cache: dict[str, tuple[int, str]] = {}
         self._clients: Any = None
         self._running = False
         self.health = LoopHealth()
@@ -535,11 +538,40 @@ class Scheduler:
             return store.rate(series, 60.0, now=now), series
         if panel.metric == "uptime":
             return store.uptime(f"{name}:up", 3600.0, now=now), f"{name}:up"
-        series = f"{name}:{panel.metric}"
+        series = self._selected_series(name, panel.metric)
         latest = store.latest(series)
         if latest is None or now - latest[0] > 3 * self._cadence_of(name, panel.metric) + 5:
             return None, series
         return latest[1], series
+
+    def _selected_series(self, name: str, metric: str) -> str:
+        """The store's series for a panel's `metric`: itself, or for a selector of some of a
+        labelled series' labels (`scrape_ms{job="node"}` of a series that also has
+        `instance`), the one series that has them all, as a PromQL selector would pick it.
+        None or several matching: the selector itself, which has no data (the panel says
+        n/a). Looked up again only when the store's set of series changes."""
+        series = f"{name}:{metric}"
+        if "{" not in metric:
+            return series
+        key = (series, self.store.generation)
+        hit = self._selector_cache.get(series)
+        if hit is not None and hit[0] == key[1]:
+            return hit[1]
+        found = series
+        if not self.store.has(series):
+            from console.engine.probes.promapi import parse_series_key
+
+            base, _, sel = metric.partition("{")
+            want = dict(_LABEL_MATCH.findall(sel))
+            prefix = f"{name}:{base}{{"
+            matches = [s for s in self.store.series() if s.startswith(prefix)
+                       and want.items() <= parse_series_key(s[len(prefix) - 1:]).items()]
+            if len(matches) == 1:
+                found = matches[0]
+        if len(self._selector_cache) > 10_000:
+            self._selector_cache.clear()
+        self._selector_cache[series] = (key[1], found)
+        return found
 
     def _cadence_of(self, name: str, metric: str) -> float:
         """How often `metric` is measured: a PostgreSQL target's slow collectors (sizes,
@@ -579,7 +611,8 @@ class Scheduler:
     def _panel_view_cached(self, p: Panel, now: float) -> PanelView:
         """As `target_view`: recomputed on a new sample, a completed bucket or staleness."""
         series = f"{p.target}:{m['m']}" if (m := _RATE.match(p.metric)) else (
-            f"{p.target}:up" if p.metric == "uptime" else f"{p.target}:{p.metric}")
+            f"{p.target}:up" if p.metric == "uptime"
+            else self._selected_series(p.target, p.metric))
         latest = self.store.latest(series)
         bucket = max(self._cadence_of(p.target, p.metric), 1.0)
         stale = latest is None or now - latest[0] > 3 * self._interval_of(p.target) + 5

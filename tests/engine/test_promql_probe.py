@@ -125,6 +125,32 @@ async def test_per_label_series_reach_the_store_and_a_breakdown(
     assert values == sorted(values, reverse=True)
 
 
+async def test_a_panel_may_name_some_of_a_series_labels_as_a_selector_would(
+        remote_stores: RemoteStores) -> None:
+    """`cpu{host="…"}` picks the one series with that host whatever other labels
+    (instance, job) it carries; a selector that several series or none match is n/a."""
+    from console.engine.config.schema import Panel
+
+    panels = [Panel(title="one", target="remote", metric='cpu{host = "web-2"}'),
+              Panel(title="several", target="remote", metric='cpu{job="test"}'),
+              Panel(title="none", target="remote", metric='cpu{host="nowhere"}')]
+    settings = Settings(targets=[target(remote_stores.prom.url)], panels=panels)
+    engine = Scheduler(settings)
+    await engine.start(poll=False)
+    try:
+        [r] = await engine.check_once()
+        at = float(r.details["eval_time"])
+        [answer] = remote_stores.prom.query('demo_cpu{host="web-2"}', at)
+        assert len(answer["metric"]) > 2  # host plus the scrape's own labels
+        one, several, none = engine.panel_views(now=at)
+    finally:
+        await engine.stop()
+    assert one.value == float(answer["value"][1])
+    hosts = remote_stores.prom.query('demo_cpu{job="test"}', at)
+    assert len(hosts) > 1 and several.value is None
+    assert none.value is None and none.state == "nodata"
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
