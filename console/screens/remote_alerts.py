@@ -180,6 +180,7 @@ class RemoteAlertsScreen(ConsoleScreen[None]):
         self.query_one("#remote-title", Static).update(Content(title))
         ol = self.query_one(OptionList)
         keep = self._highlighted()
+        was_at = ol.highlighted or 0
         ol.clear_options()
         self._rows = {}
         options: list[Option] = []
@@ -206,10 +207,13 @@ class RemoteAlertsScreen(ConsoleScreen[None]):
                     options.append(Option(Content(silence_row(cluster, s, now)), id=oid))
                     self._rows[oid] = (cluster, s)
         ol.add_options(options)
-        ids = [o.id for o in options if o.id is not None and not o.disabled]
-        if ids:
-            ol.highlighted = next(i for i, o in enumerate(options)
-                                  if o.id == (keep if keep in ids else ids[0]))
+        rows = [i for i, o in enumerate(options) if o.id is not None and not o.disabled]
+        if rows:
+            # the same row; if it went (a silence expired, an alert resolved), the row now
+            # in its place, not the top of the list
+            ol.highlighted = next(
+                (i for i in rows if options[i].id == keep),
+                next((i for i in rows if i >= was_at), rows[-1]))
         self._explain(now)
 
     def _explain(self, now: float) -> None:

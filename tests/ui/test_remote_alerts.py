@@ -62,6 +62,9 @@ async def test_team_alerts_ack_silence_expire_and_incident(team: Team, ui_env: N
         await wait_for(pilot, lambda: ack["id"] not in [s["id"] for s in
                                                         team.ams[0].silences()], 10,
                        "expired in Alertmanager")
+        # the cursor stays where the silence was (the last row left), not back at the top
+        await wait_for(pilot, lambda: row not in screen._rows, 10, "the silence row gone")
+        assert screen._highlighted() == list(screen._rows)[-1] != first.id
 
         await pilot.press("r")
         rules = {r["name"]: r for g in team.prom_api("/api/v1/rules")["groups"]
