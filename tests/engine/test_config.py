@@ -197,6 +197,17 @@ def test_missing_env_var_is_reported_at_its_line() -> None:
     assert check_text(text, env={"API_TOKEN": "x", "PG_DSN": "postgresql://a@h/d"})[1] == []
 
 
+def test_a_whole_value_reference_to_an_empty_variable_is_reported() -> None:
+    """`dsn = "${OPS_STATE_DSN}"` with the variable set to "" would reach a driver as no
+    DSN at all (its defaults: another database); a reference inside a value may be empty."""
+    text = HTTP + 'headers = { Authorization = "Bearer ${API_TOKEN}" }\n' + (
+        '\n[state]\nbackend = "postgres"\ndsn = "${OPS_STATE_DSN}"\n')
+    issue = only(issues_of(text, env={"API_TOKEN": "", "OPS_STATE_DSN": " "}))
+    assert (issue.line, issue.key) == (line_of(text, "OPS_STATE_DSN"), "state.dsn")
+    assert issue.message == "environment variable OPS_STATE_DSN is empty"
+    assert issues_of(text, env={"API_TOKEN": "", "OPS_STATE_DSN": "postgresql://h/d"}) == []
+
+
 def test_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     text = '[[targets]]\nname = "db"\nkind = "postgres"\ndsn = "${OPSC_TEST_DSN}"\n'
     monkeypatch.delenv("OPSC_TEST_DSN", raising=False)

@@ -869,6 +869,15 @@ def _env_issues(ctx: _Ctx, env: Mapping[str, str]) -> list[ConfigIssue]:
                 for var in unset:
                     issues.append(ctx.issue(path, f"environment variable {var} is not set",
                                             f"export {var}=… before starting opsconsole"))
+                whole = ENV_REF.fullmatch(text.strip())
+                if whole and not unset and not env[whole.group(1)].strip():
+                    # `dsn = "${OPS_STATE_DSN}"` with OPS_STATE_DSN="": a driver would take
+                    # its defaults (another database) instead of saying anything
+                    var = whole.group(1)
+                    issues.append(ctx.issue(path, f"environment variable {var} is empty",
+                                            f"export {var}=… (the whole value) before "
+                                            "starting opsconsole"))
+                    continue
                 if unset or prefix[:1] != ("alerting",) or path[-1] not in ("sms_from",
                                                                             "sms_to"):
                     continue
