@@ -179,8 +179,10 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
         cfg.write_text(webhook_config(site.base, hook_url="${HOOK_URL}"))
         env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data"),
                "HOOK_URL": f"{site.base}/hook"}
+        # --record after the sub-command, as the README writes it ("on run --headless")
         proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless",
-                                 "--config", str(cfg)], cwd=ROOT, env=env,
+                                 "--config", str(cfg), "--record", str(tmp_path / "r.gz")],
+                                cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 15
@@ -196,6 +198,10 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
     assert "running headless" in err
     saved = json.loads((tmp_path / "data" / "alerts.json").read_text())
     assert saved["alerts"][0]["state"] == "firing"
+    from console.engine.signals.recording import open_recording
+
+    kinds = {kind for _, kind, _ in open_recording(tmp_path / "r.gz").items}
+    assert "r" in kinds, kinds  # check results ("n": notifications, "e": events)
 
 
 def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None:

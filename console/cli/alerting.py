@@ -50,6 +50,8 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--headless", action="store_true", required=True,
                      help="no UI (the console itself is `opsconsole` without a command)")
     run.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    run.add_argument("--record", metavar="FILE", default=argparse.SUPPRESS,
+                     help="write what it receives to FILE (.gz, .zst) for `opsconsole replay`")
 
 
 def cmd_alerting(args: argparse.Namespace) -> int:
