@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from console.engine.config.schema import Settings
     from console.engine.paths import DataPaths
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, heartbeat_pings
 
 
 def add_parsers(sub: Any) -> None:
@@ -108,7 +108,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if getattr(args, "history", False):
         return _history(settings, data_paths(args, settings), since=args.since,
                         as_json=args.json)
-    return asyncio.run(_alerts(settings, as_json=args.json))
+    return asyncio.run(_alerts(settings, as_json=args.json,
+                               pings=heartbeat_pings(args, settings)))
 
 
 def _history_without_config(args: argparse.Namespace) -> int:
@@ -230,7 +231,7 @@ def _shared_history(settings: Settings, since: float, now: float
         reader.close()
 
 
-async def _alerts(settings: Settings, *, as_json: bool) -> int:
+async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = None) -> int:
     import orjson
 
     from console.engine.alerting.lifecycle import AlertEngine, AlertState
@@ -240,7 +241,7 @@ async def _alerts(settings: Settings, *, as_json: bool) -> int:
     from console.engine.text.fmt import ALERT_GLYPH
     from console.engine.text.sanitize import one_line
 
-    engine = Scheduler(settings)
+    engine = Scheduler(settings, pings=pings)
     await engine.start(poll=False)
     remote: RemoteAlerts | None = None
     try:

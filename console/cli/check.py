@@ -9,9 +9,18 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, load_settings, print_config_error
+from console.cli.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    heartbeat_pings,
+    load_settings,
+    print_config_error,
+)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from console.engine.config.schema import Settings
 
 
@@ -98,6 +107,7 @@ def _exit_for(views: Sequence[Any]) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from console.engine.errors import ConfigError
 
+    pings = None
     try:
         if args.targets:
             if getattr(args, "config", None):
@@ -106,21 +116,23 @@ def cmd_check(args: argparse.Namespace) -> int:
             settings = settings_from_targets(args)
         else:
             settings, _ = load_settings(args)
+        pings = heartbeat_pings(args, settings)
     except ConfigError as exc:
         print_config_error(exc)
         return EXIT_CONFIG
     except Exception as exc:  # pydantic errors from CLI flags
         print(f"opsconsole check: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(_check(settings, once=args.once, as_json=args.json))
+    return asyncio.run(_check(settings, once=args.once, as_json=args.json, pings=pings))
 
 
-async def _check(settings: Settings, *, once: bool, as_json: bool) -> int:
+async def _check(settings: Settings, *, once: bool, as_json: bool,
+                 pings: Path | None = None) -> int:
     import orjson
 
     from console.engine.scheduler import Scheduler
 
-    engine = Scheduler(settings)
+    engine = Scheduler(settings, pings=pings)
     await engine.start(poll=not once)
     try:
         if once:

@@ -57,6 +57,14 @@ def data_paths(args: argparse.Namespace, settings: Settings | None = None) -> Da
     return paths.demo() if getattr(args, "demo_world", False) else paths
 
 
+def heartbeat_pings(args: argparse.Namespace, settings: Settings) -> Path | None:
+    """Where `opsconsole ping` and the listener leave check-ins, for a one-shot command's
+    heartbeat targets (None when it has none): without it they read as never checked in."""
+    if not any(t.kind == "heartbeat" for t in settings.targets):
+        return None
+    return data_paths(args, settings).pings
+
+
 def _data_paths(args: argparse.Namespace, settings: Settings | None) -> DataPaths:
     from console.engine.paths import DataPaths, resolve_data_dir
 

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, load_or_report
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, heartbeat_pings, load_or_report
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from console.engine.config.schema import Settings
 
 
@@ -23,7 +25,8 @@ def cmd_panels(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     settings, _ = loaded
-    return asyncio.run(_panels(settings, args.dashboard, as_json=args.json))
+    return asyncio.run(_panels(settings, args.dashboard, as_json=args.json,
+                               pings=heartbeat_pings(args, settings)))
 
 
 def pick_dashboard(settings: Settings, wanted: str | None) -> tuple[str | None, list[Any]]:
@@ -71,12 +74,13 @@ def _panel_lines(views: Sequence[Any], panels: Sequence[Any]) -> list[str]:
             for a, t, v, lim, target in rows]
 
 
-async def _panels(settings: Settings, wanted: str | None, *, as_json: bool) -> int:
+async def _panels(settings: Settings, wanted: str | None, *, as_json: bool,
+                  pings: Path | None = None) -> int:
     import orjson
 
     from console.engine.scheduler import Scheduler
 
-    engine = Scheduler(settings)  # merges the ready-made dashboards, as in the console
+    engine = Scheduler(settings, pings=pings)  # merges the ready-made dashboards, as in the console
     try:
         name, panels = pick_dashboard(engine.settings, wanted)
     except LookupError as exc:

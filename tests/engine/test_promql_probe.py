@@ -147,8 +147,10 @@ async def test_a_panel_may_name_some_of_a_series_labels_as_a_selector_would(
         await engine.stop()
     assert one.value == float(answer["value"][1])
     hosts = remote_stores.prom.query('demo_cpu{job="test"}', at)
-    assert len(hosts) > 1 and several.value is None
-    assert none.value is None and none.state == "nodata"
+    assert len(hosts) > 1
+    assert several.value is None
+    assert none.value is None
+    assert none.state == "nodata"
 
 
 # -- bad input ---------------------------------------------------------------------------------

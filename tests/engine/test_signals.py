@@ -207,6 +207,36 @@ max_runtime = "30m"
         await sch.stop()
 
 
+def test_one_shot_commands_read_the_pings_of_the_data_directory(tmp_path: Path) -> None:
+    """`check --once`, `alerts` and `panels` see a job's check-ins as the console does;
+    they said "no data directory: pings have nowhere to arrive" and fired heartbeat-late."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'''
+[console]
+data_dir = "{tmp_path / "data"}"
+
+[[targets]]
+name = "nightly-backup"
+kind = "heartbeat"
+period = "1h"
+grace = "5m"
+''')
+    # the data directory from the config (no --data-dir), as a cron job's `ping` finds it
+    cmd = [sys.executable, "-m", "console"]
+    run = lambda *a: subprocess.run([*cmd, *a, "--config", str(config)],  # noqa: E731
+                                    capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run("ping", "nightly-backup").returncode == 0
+    checked = run("check", "--once", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    [result] = orjson.loads(checked.stdout)
+    assert result["status"] == "up", result
+    assert result["metrics"]["since_success_s"] < 60
+    alerts = run("alerts", "--json")
+    assert "heartbeat-late" not in alerts.stdout, alerts.stdout
+    panels = run("panels", "--json")
+    assert "nowhere to arrive" not in panels.stdout + panels.stderr
+
+
 async def test_opsconsole_ping_reaches_a_running_console(
         tmp_path: Path, started: list[Runtime]) -> None:
     config = tmp_path / "config.toml"
