@@ -221,6 +221,17 @@ def test_sms_text_stays_in_gsm7_within_two_segments_cause_first() -> None:
     assert sms.cut("€" * 200, 1) == "€" * 78 + "..."  # 156 + 3 septets
 
 
+def test_a_resolved_message_says_what_the_cause_was_not_that_it_is() -> None:
+    from console.engine.alerting.receivers.base import notification_lines
+
+    fired = replace(note(1, severity="P0"), cause="connection refused (10.0.0.5:443)")
+    resolved = replace(fired, transition="resolved")
+    assert sms.sms_text([fired]).startswith("CRITICAL P0 api: connection refused")
+    assert sms.sms_text([resolved]).startswith("RESOLVED P0 api: was connection refused")
+    assert "Why: connection refused (10.0.0.5:443)" in notification_lines(fired)
+    assert "Was: connection refused (10.0.0.5:443)" in notification_lines(resolved)
+
+
 class _LocalTwilio:
     """Twilio's own HTTP client, pointed at the local peer instead of api.twilio.com."""
 

@@ -256,7 +256,9 @@ def notification_lines(n: Notification, detail_max: int = 300) -> list[str]:
         f"{label(n)}: {one_line(n.summary, 200)}",
         f"Severity: {n.severity}", f"Time: {iso(n.at)}", f"Target: {one_line(n.target, 64)}",
         f"Metric: {one_line(n.expr, 200)}", f"Threshold: {one_line(n.threshold, 100)}",
-        f"Current value: {value_text(n)}", f"Why: {one_line(n.why, detail_max)}",
+        f"Current value: {value_text(n)}",
+        # a resolved alert's cause is what it was, not what is wrong now
+        f"{'Was' if n.transition == 'resolved' else 'Why'}: {one_line(n.why, detail_max)}",
         *([f"What to do: {one_line(n.action, 300)}"]
           if n.action and n.transition != "resolved" else []),
         *([f"Runbook: {one_line(n.runbook, 100)}"] if n.runbook else []),

@@ -172,7 +172,7 @@ def sms_text(notes: Sequence[Notification], parts: int = 2) -> str:
     """
     worst = min(notes, key=lambda n: n.severity)
     head = to_gsm(f"{label(worst)} {worst.severity} {one_line(worst.target, 40)}: ")
-    cause = to_gsm(one_line(worst.why, 300))
+    cause = to_gsm(("was " if worst.transition == "resolved" else "") + one_line(worst.why, 300))
     first = head + _fit(cause, GSM_PART - sum(gsm_septets(c) or 1 for c in head))
     tail = ""
     summary = to_gsm(one_line(worst.summary, 200))
