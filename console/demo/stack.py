@@ -369,7 +369,10 @@ class DemoStack:
         ms = round(seconds * 1000, 1)
         user = str(self._log_seq * 7919 % 500 + 1)  # not from _rng: seeded runs stay the same
         if status >= 500:
-            self._write_log("error", _ERROR_MESSAGES.get(status, "Request failed"), requestId=rid,
+            message = _ERROR_MESSAGES.get(status, "Request failed")
+            if status == 503 and "dependency_down" in self._active:  # the fault is Redis's
+                message = "Redis connection lost (session store unreachable)"
+            self._write_log("error", message, requestId=rid,
                       userId=user, route=route.path, status=status, responseTime=ms)
             if status == 500:  # an uncaught stack trace printed raw: not JSON
                 self._log_file.write(b"    at processTicksAndRejections "

@@ -13,6 +13,7 @@ import socket
 import time
 import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -305,6 +306,14 @@ async def test_dependency_down(stack: DemoStack, http: aiohttp.ClientSession) ->
     assert value(HOOK_FAIL, after, before) > 0
     assert 0.5 < value(ERR, after, before) < 5  # session routes fail: warning level
     assert value("websocket_connections", after, None) < 40
+    # the API's log names the dependency that is down (it said "Database connection lost")
+    assert stack._log_file is not None
+    stack._log_file.flush()
+    text = await asyncio.to_thread(Path(stack.log_path or "").read_text, encoding="utf-8")
+    lines = text.splitlines()
+    lost = {json.loads(line)["message"] for line in lines
+            if line.startswith("{") and '"status":503' in line}
+    assert lost == {"Redis connection lost (session store unreachable)"}
     stack.clear("dependency_down")
     status, body, _ = await health(http, stack)
     assert (status, body["status"]) == (200, "ok")
