@@ -505,3 +505,25 @@ def test_banner_only_for_loud_p0_p1() -> None:
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None
+
+
+def test_a_summary_fills_in_its_prometheus_label_and_value_references() -> None:
+    """An imported rule keeps `{{ $labels.instance }}` in its summary: the alert of each
+    labelled series says its own instance and value, in notifications, the episode and
+    the incident it opens; other template text stays as written."""
+    run = make(rule(failure_threshold=1, summary="Instance {{ $labels.instance }} down: "
+                    "{{ $value | humanizePercentage }} ({{ $labels.service }}) {{ if x }}"),
+               targets=(TargetInfo("api", "promql", STEP, "app"),))
+    for i in range(2):
+        t = T0 + i * STEP
+        run.store.record('api:x{instance="web-1:9100"}', t, 0.75)
+        run.store.record('api:x{instance="web-2:9100"}', t, 0.25)
+        run.notes += run.engine.run(t)
+    [n] = [n for n in run.notes if n.transition == "firing"]
+    assert n.summary == "Instance web-1:9100 down: 75% (app) {{ if x }}"
+    [a] = [a for a in run.alerts.alerts() if a.fired_at is not None]
+    episode = a.episode(T0 + STEP)
+    assert episode is not None
+    assert episode["summary"] == n.summary
+    assert a.to_json(T0)["summary"] == n.summary
+    assert rule(summary="plain").summary == "plain"  # the rule keeps what was written

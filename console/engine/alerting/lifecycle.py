@@ -50,6 +50,7 @@ from console.engine.alerting.explain import cause_of
 from console.engine.alerting.rules import Evaluation
 from console.engine.config.rules import AlertingSection, Rule
 from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.lang.summary import expand_summary
 from console.engine.model import AlertEpisode, CheckResult
 from console.engine.text.fmt import format_duration
 
@@ -256,7 +257,10 @@ class Alert:
 
     @property
     def summary(self) -> str:
-        return self.rule.summary or self.rule.name
+        """The rule's summary with its `{{ $labels.X }}`/`{{ $value }}` filled in."""
+        if not self.rule.summary:
+            return self.rule.name
+        return expand_summary(self.rule.summary, self.labels, self.value, target=self.target)
 
     @property
     def action(self) -> str:
@@ -308,7 +312,7 @@ class Alert:
             "severity": self.rule.severity, "state": self.state.value,
             "since": self.since, "for_s": None if self.since is None else now - self.since,
             "value": self.value, "detail": self.detail, "expr": self.rule.expr,
-            "summary": self.rule.summary, "runbook": self.rule.runbook,
+            "summary": self.rule.summary and self.summary, "runbook": self.rule.runbook,
             "cause": self.cause, "action": self.rule.action, "text": self.text(),
             "labels": self.labels, "fails": self.fails, "oks": self.oks,
             "failure_threshold": self.rule.failure_threshold,
@@ -330,7 +334,7 @@ class Alert:
         return {
             "type": "episode", "key": f"{self.id}/{self.incident}", "rule": self.rule.name,
             "target": self.target, "severity": self.rule.severity,
-            "summary": self.rule.summary or self.rule.name, "incident": self.incident,
+            "summary": self.summary, "incident": self.incident,
             "fired_at": self.fired_at, "acknowledged_at": self.ep_acked_at,
             "acknowledged_by": self.ep_acked_by,
             "resolved_at": None if ongoing else self.resolved_at,
@@ -909,7 +913,7 @@ class Alerts:
         return Notification(
             key=f"{a.rule.name}/{a.target}/{transition}/{seq}", transition=transition,
             rule=a.rule.name, target=a.target, severity=a.rule.severity,
-            labels=tuple(sorted(a.labels.items())), summary=a.rule.summary or a.rule.name,
+            labels=tuple(sorted(a.labels.items())), summary=a.summary,
             runbook=a.rule.runbook, expr=a.rule.expr, threshold=expr.describe_threshold(),
             value=a.value, detail=a.detail if detail is None else detail, at=now,
             group=self.group_of(a),

@@ -509,7 +509,7 @@ class IncidentDesk:
         so MTTD is the alert's own time to detect.
         """
         rule = alert.rule
-        summary = rule.summary or rule.name
+        summary = alert.summary
         detected = alert.first_fail_at
         if detected is None and alert.detect_s is not None and alert.fired_at is not None:
             detected = alert.fired_at - alert.detect_s

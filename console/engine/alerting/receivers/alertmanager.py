@@ -132,7 +132,7 @@ class AlertmanagerPush:
                 continue  # held back by the console: not for the team's pager either
             labels = {k: one_line(v, 200) for k, v in a.labels.items()}
             labels["alertname"] = a.rule.name
-            annotations = {"summary": one_line(a.rule.summary or a.rule.name, 300),
+            annotations = {"summary": one_line(a.summary, 300),
                            "description": one_line(a.why(now), 500)}
             if a.rule.runbook:
                 annotations["runbook"] = one_line(a.rule.runbook, 300)
