@@ -74,7 +74,8 @@ async def test_deploys_are_markers_and_the_runbook_answers_recent_deploy(
         app.open_destination(dest)
         await wait_for(pilot, lambda: isinstance(app.screen, DeploysScreen)
                        and app.screen.query(LatencyChart), 5, "deploys")
-        text = await wait_screen(pilot, lambda t: "v1.5.2" in t and "1 deploy" in t,
+        # the chart's marker says v1.5.2 before the list has its row: wait for the row
+        text = await wait_screen(pilot, lambda t: "1 deploy" in t and " ago) · " in t,
                                  "the deploy listed", within=10)
         assert "error_pct 0.2 % → 12.0 %" in text  # the error rate before and after it
         assert "billing" not in text
