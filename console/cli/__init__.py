@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a config file and report every error")
     val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+    val.add_argument("--links", action="store_true",
+                     help="list each shipped runbook link that has nothing to open here")
 
     check = sub.add_parser("check", help="check targets without the UI")
     check.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from console.cli.common import EXIT_OK, EXIT_PROBLEM, print_config_error
@@ -32,9 +33,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pb_dir = user_dir()
     if pb_dir.is_dir():
         print(f"{pb_dir}: playbooks valid")
-    for note in notes:
-        print(f"note: runbook link with nothing to open in this config: {note}")
+    if getattr(args, "links", False):
+        for note in notes:
+            print(f"note: runbook link with nothing to open in this config: {note}")
+    elif notes:
+        print(f"note: {_links_summary(notes)}")
     return EXIT_OK
+
+
+_METRIC = re.compile(r"no target reports the metric '([^']*)'$")
+_TAB = re.compile(r"no target has a drill-down tab '([^']*)'$")
+
+
+def _links_summary(notes: list[str]) -> str:
+    """The shipped runbooks' links that find nothing in this config, in one line: what is
+    missing (each link says so when followed; `--links` lists them one by one)."""
+    metrics: dict[str, None] = {}
+    tabs: dict[str, None] = {}
+    other: dict[str, None] = {}
+    for note in notes:
+        reason = note.rsplit("': ", 1)[-1]
+        if m := _METRIC.search(reason):
+            metrics[m.group(1)] = None
+        elif m := _TAB.search(reason):
+            tabs[m.group(1)] = None
+        else:
+            other[reason] = None
+    missing = list(other)
+    if metrics:
+        missing.append("no target reports " + ", ".join(metrics))
+    if tabs:
+        missing.append("no drill-down tab " + ", ".join(tabs))
+    return (f"{len(notes)} links in the shipped runbooks have nothing to open in this config "
+            f"({'; '.join(missing)}); each says so when followed, `validate --links` lists "
+            "them")
 
 
 def _links(path: Any) -> tuple[list[Any], list[str]]:

@@ -149,6 +149,13 @@ def test_validate_reports_a_link_naming_a_missing_target(tmp_path: Path,
     assert main(["validate", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert f"{cfg}: valid" in out
+    assert "note: runbook link with nothing to open in this config: " not in out
+    # one line says what the config lacks; --links lists each link
+    [summary] = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert "links in the shipped runbooks have nothing to open in this config" in summary
+    assert "`validate --links` lists them" in summary
+    assert main(["validate", "--config", str(cfg), "--links"]) == 0
+    out = capsys.readouterr().out
     assert "note: runbook link with nothing to open in this config: " in out
     (books / "pay.toml").write_text(
         'name = "pay"\ntitle = "Pay"\nkind = "runbook"\n[[sections]]\nid = "s"\n'
