@@ -152,6 +152,14 @@ class SilencePrompt(LinePrompt):
     PLACEHOLDER = "2h deploy in progress"
 
 
+class AckPrompt(SilencePrompt):
+    """What is being done, for an acknowledgement: Enter acknowledges (with or without a
+    comment), Esc does not acknowledge at all."""
+
+    PLACEHOLDER = "e.g. rolling back v1.5.2 (Enter alone: no comment)"
+    EMPTY = ""  # Enter on an empty line acknowledges without a comment
+
+
 class AlertsScreen(ConsoleScreen[None]):
     """Current alerts, worst first, with the highlighted one explained below the list."""
 
@@ -443,8 +451,12 @@ class AlertsScreen(ConsoleScreen[None]):
         a = self.selected()
         if a is None or self.refuse_if_read_only("acknowledge"):
             return
-        self.app.push_screen(SilencePrompt(f"Acknowledge {a.id}: what are you doing about it?"),
-                             lambda text: self.action_ack(text or ""))
+        def done(text: str | None) -> None:
+            if text is not None:  # None: Esc, not acknowledged
+                self.action_ack(text)
+
+        self.app.push_screen(AckPrompt(f"Acknowledge {a.id}: what are you doing about it?"),
+                             done)
 
     def action_silence(self) -> None:
         a = self.selected()

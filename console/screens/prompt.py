@@ -29,6 +29,7 @@ class LinePrompt(ConsoleModal[str | None]):
     BODY_ID: ClassVar[str] = "prompt-body"
     INPUT_ID: ClassVar[str] = "prompt-input"
     PLACEHOLDER: ClassVar[str] = ""
+    EMPTY: ClassVar[str | None] = None  # what Enter on an empty line answers (Esc: None)
 
     def __init__(self, label: str) -> None:
         super().__init__()
@@ -40,7 +41,7 @@ class LinePrompt(ConsoleModal[str | None]):
             yield Input(placeholder=self.PLACEHOLDER, id=self.INPUT_ID)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.dismiss(event.value.strip() or self.EMPTY)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -293,3 +293,27 @@ async def test_title_counts_what_waits_for_the_next_digest(tmp_path: Path) -> No
         await pilot.pause()
         title = str(app.screen.query_one("#alerts-title", Static).render())
         assert "✉ in the next digest: slack-digest 2" in title
+
+
+async def test_ack_with_comment_esc_does_not_acknowledge() -> None:
+    """A asks what is being done: Esc leaves the alert firing, Enter on an empty line
+    acknowledges without a comment; the hint is an example of a comment, not a silence."""
+    svc = service()
+    app = Host(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("A")
+        await pilot.pause()
+        field = app.screen.query_one(Input)
+        assert "rolling back" in field.placeholder
+        await pilot.press("escape")
+        await pilot.pause()
+        a = svc.alerts.get("api-down", "api")
+        assert a is not None
+        assert a.state == AlertState.FIRING
+        await pilot.press("A")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert a.state == AlertState.ACKNOWLEDGED
+        assert (a.acked_by, a.ack_comment) == ("ana", "")
