@@ -61,18 +61,18 @@ def info_text(view: Any, now: float, span_label: str,
     if last is not None and (last.error or last.reasons):
         lines.append("last problem: " + one_line(last.error or "; ".join(last.reasons), 300))
     if last is not None:  # a remote store: which engine, and what it says about its answers
-        engine = last.details.get("engine")
+        engine = last.details_of("promql").get("engine")
         if engine:
             lines.append(f"answered by {one_line(engine, 60)}")
-        for note in last.details.get("notes") or []:
+        for note in last.notes:
             lines.append("note: " + one_line(note, 300))
     for line in alerts or []:
         lines.append(one_line(line, 400))
-    health = last.details.get("health") if last is not None else None
-    if isinstance(health, dict) and health.get("components"):
+    health = last.details_of("http").get("health") if last is not None else None
+    if health is not None and health.get("components"):
         parts = [f"{one_line(str(c.get('name')), 30)} "
-                 f"{str(c.get('status', '')).upper() if c.get('failing') else c.get('status')}"
-                 for c in health["components"] if isinstance(c, dict)]
+                 f"{c.get('status', '').upper() if c.get('failing') else c.get('status')}"
+                 for c in health.get("components") or [] if isinstance(c, dict)]
         lines.append("health: " + one_line(" · ".join(parts), 300) + " (c: components)")
     return Content("\n".join(lines))
 
