@@ -6,9 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
+
+if TYPE_CHECKING:
+    from console.engine.incidents.book import Incident
 
 
 def _shared(args: argparse.Namespace) -> Any:
@@ -131,7 +134,7 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def incident_json(inc: Any, now: float) -> dict[str, Any]:
+def incident_json(inc: Incident, now: float) -> dict[str, Any]:
     """One incident as the Incidents screen shows it: state, age, progress, next step."""
     done, total = inc.progress()
     step = inc.next_step()

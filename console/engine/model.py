@@ -54,6 +54,46 @@ class AlertEpisode(TypedDict, total=False):
     metric: str
 
 
+class IncidentEntry(TypedDict, total=False):
+    """One entry of the incident journal (`incidents/book.py` writes and folds them): the
+    incident opened, a step checked, a note, a severity change, a snapshot, a handover, an
+    action (acknowledge, mitigate, resolve, reopen…), a status update, the incident channel.
+    Read back by the book, the timeline, KPIs, post-mortems, the runtime (Slack) and the
+    screens; written as JSON by this and other consoles (and older versions), so every
+    field is optional to a reader, which checks what it uses."""
+
+    id: str  # unique: the book takes an entry once
+    ts: float
+    actor: str
+    type: str  # "incident.open", "incident.note"… (book.OPEN, book.NOTE…)
+    incident: str  # the incident's id
+    # incident.open
+    title: str
+    severity: str
+    alerts: list[str]
+    started: float
+    playbooks: list[str]
+    runbook: str  # also incident.runbook: the runbook attached
+    detected: float
+    targets: list[str]
+    episodes: list[str]  # alert history keys rule/target/n
+    # incident.check, incident.uncheck, incident.note (a note may be on a step)
+    section: str | None
+    playbook: str | None
+    item: int
+    # a note's, a handover's, an action's or a status update's words
+    text: str
+    reason: str  # incident.severity, incident.reopen
+    values: dict[str, float | None]  # incident.snapshot: series -> value
+    label: str
+    to: str  # incident.handover: the new owner
+    false_positive: bool  # incident.resolve
+    value: bool  # incident.false_positive
+    user_facing: bool  # incident.status
+    name: str  # incident.channel
+    channel_id: str
+
+
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
 TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host",
                      "heartbeat", "lighthouse"]

@@ -23,7 +23,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents.book import Incident, StepState
-from console.engine.model import SEVERITIES
+from console.engine.model import SEVERITIES, AlertEpisode
 from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
@@ -107,7 +107,7 @@ SEVERITY_HELP = {
 }
 
 
-def kpi_line(inc: Incident, episodes: list[dict[str, Any]], now: float) -> str:
+def kpi_line(inc: Incident, episodes: list[AlertEpisode], now: float) -> str:
     """``detect 5m02s ✖ · ack 2m45s ✔ · mitigate - · impact 5m10s ✔ · resolve -``: the
     incident's times from events, each marked against its target."""
     from console.engine.incidents.kpis import incident_kpis
