@@ -97,6 +97,10 @@ class IncidentEntry(TypedDict, total=False):
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
 TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host",
                      "heartbeat", "lighthouse"]
+# The kinds whose results carry per-label tables (`CheckResult.breakdowns`, the breakdown
+# screen) and the kinds with a database drill-down (`incidents.links.DB_TABS`, its tabs).
+BREAKDOWN_KINDS: tuple[TargetKind, ...] = ("prometheus", "promql")
+DATABASE_KINDS: tuple[TargetKind, ...] = ("postgres", "redis")
 
 
 class Status(StrEnum):

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import Footer, Static
 
+from console.engine.model import BREAKDOWN_KINDS, DATABASE_KINDS
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
@@ -226,9 +227,9 @@ class DetailScreen(ConsoleScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "database":  # only PostgreSQL and Redis targets have a drill-down
-            return self._kind() in ("postgres", "redis")
+            return self._kind() in DATABASE_KINDS
         if action == "breakdown":  # per-endpoint / per-status tables of a metrics endpoint
-            return self._kind() in ("prometheus", "promql")
+            return self._kind() in BREAKDOWN_KINDS
         if action == "next_metric":  # a remote store's chart: one metric at a time
             return self._kind() == "promql"
         if action == "components":  # a health body's components
@@ -248,14 +249,14 @@ class DetailScreen(ConsoleScreen[None]):
         from console.screens.database import DatabaseScreen
 
         kind = self._kind()
-        if kind in ("postgres", "redis"):
+        if kind in DATABASE_KINDS:
             self.app.push_screen(DatabaseScreen(self.target, kind))
 
     def action_breakdown(self) -> None:
         """A Prometheus target's per-endpoint and per-status-class tables."""
         from console.screens.breakdown import BreakdownScreen
 
-        if self._kind() in ("prometheus", "promql"):
+        if self._kind() in BREAKDOWN_KINDS:
             self.app.push_screen(BreakdownScreen(self.target))
 
     def action_next_range(self) -> None:

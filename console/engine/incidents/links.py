@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from console.engine.lang.durations import parse_duration
+from console.engine.model import TargetKind
 
 __all__ = ["DB_TABS", "Destination", "Link", "LinkTarget", "parse_link", "resolve"]
 
 VIEWS = ("target", "chart", "logs", "db", "endpoints", "health", "kind", "metric", "deploys")
 DEPLOYS_WINDOW = 3600.0  # "recent": the deploys of the last hour, unless window= says
-DB_TABS: dict[str, tuple[str, ...]] = {
+DB_TABS: dict[str, tuple[str, ...]] = {  # by kind: every one of DATABASE_KINDS
     "postgres": ("activity", "locks", "statements", "tables", "indexes", "connections",
                  "replication", "vacuum"),
     "redis": ("keyspace", "slowlog", "server", "commands", "clients", "bigkeys"),
@@ -175,7 +176,7 @@ def parse_link(text: str) -> Link:
 _EXAMPLES = {"target": "target:api-health", "chart": "chart:p95_ms", "logs": "logs:errors",
              "db": "db:statements", "kind": "kind:postgres", "metric": "metric:error_pct"}
 # Which kinds of target each view can open.
-_KINDS: dict[str, tuple[str, ...]] = {
+_KINDS: dict[str, tuple[TargetKind, ...]] = {
     "logs": ("log",), "endpoints": ("prometheus",), "health": ("http",),
 }
 
