@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from plotext._dict import themes as _plotext_themes  # type: ignore[import-untyped]
+from plotext._dict import themes as _plotext_themes
 from rich.align import Align
 from rich.text import Text
 from textual.app import RenderResult

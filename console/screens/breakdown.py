@@ -229,7 +229,7 @@ class BreakdownScreen(DatabaseScreen):
 
     def _preview(self) -> None:
         """The cursor row's group in full (a long route is cut in its column)."""
-        row = self.query_one("#db-table").cursor_row
+        row = self.table.cursor_row
         text = ""
         if 0 <= row < len(self._rows):
             by = [c for c in self.sections[self.section][2] if not c.right]
