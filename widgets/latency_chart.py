@@ -243,6 +243,8 @@ class LatencyChart(PlotextPlot):
             name = f"opsconsole-chart-{theme.name}"
             _plotext_themes[name] = [surface, surface, muted, "default",
                                      [*self._colours, *(["default"] * 14)]]
+            # the ignore below: textual-plotext types `theme` as its built-in names; plotext also
+            # takes a registered one
             self.theme = name  # type: ignore[assignment]
         if self._hist:
             self._draw()
