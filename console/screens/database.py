@@ -28,7 +28,9 @@ from console.screens.base import ConsoleModal, ConsoleScreen
 from widgets.record_table import Column, RecordTable, fmt_plain
 
 if TYPE_CHECKING:
+    from console.engine.model import CheckResult
     from console.engine.runtime import Runtime
+    from console.engine.scheduler import Scheduler
 
 
 _num = fmt_plain
@@ -440,7 +442,7 @@ class DatabaseScreen(ConsoleScreen[None]):
 
     # -- data ------------------------------------------------------------------------------
 
-    def _new_result(self, engine: Any, now: float) -> tuple[bool, Any]:
+    def _new_result(self, engine: Scheduler, now: float) -> tuple[bool, CheckResult | None]:
         """``(changed, last)``: this target's latest CheckResult (or None) and whether it is
         new since the previous call, so a refresh redraws only when a check has run."""
         found = engine.view(self.target, now)  # this target's row alone

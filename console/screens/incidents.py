@@ -32,6 +32,7 @@ from console.screens.prompt import Choose, Confirm, TextPrompt
 if TYPE_CHECKING:
     from console.app import OpsConsoleApp
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.runtime import Runtime
 
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
@@ -166,7 +167,7 @@ class KpiScreen(ConsoleModal[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
                 Binding("K", "dismiss", "Close", show=False)]
 
-    def __init__(self, desk: Any, since: float = 7 * 86400) -> None:
+    def __init__(self, desk: IncidentDesk, since: float = 7 * 86400) -> None:
         super().__init__()
         self.desk = desk
         self.since = since
@@ -787,7 +788,7 @@ class TimelineScreen(ConsoleScreen[None]):
         changes = runtime.events.recent(inc.started - 3600) if runtime.events else []
         return timeline(inc, runtime.episodes(now), changes=changes)
 
-    def refresh_data(self, runtime: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
         desk = runtime.desk
         inc = desk.book.get(self.incident_id) if desk is not None else None
         if inc is None:
