@@ -9,8 +9,8 @@ import signal
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -23,6 +23,8 @@ import themes
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:  # pydantic costs ~150 ms to import: keep it off the first frame's path
+    from textual.notifications import SeverityLevel
+
     from console.demo.stack import DemoStack
     from console.engine.alerting.service import AlertService
     from console.engine.config.schema import Settings
@@ -49,7 +51,7 @@ class OpsConsoleApp(App[None]):
     """opsconsole: live status board, metric panels, detail views and (in the demo) faults."""
 
     TITLE = "opsconsole"
-    CSS_PATH = themes.CSS_PATHS
+    CSS_PATH: ClassVar[list[str | PurePath]] = [*themes.CSS_PATHS]
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
@@ -237,8 +239,10 @@ class OpsConsoleApp(App[None]):
         )
 
     def _notice(self, level: str, text: str) -> None:
-        self.notify(text, severity=level if level in ("information", "warning", "error")
-                    else "information", markup=False, timeout=10 if level == "error" else 5)
+        severity: SeverityLevel = (
+            "error" if level == "error" else "warning" if level == "warning" else "information")
+        self.notify(text, severity=severity, markup=False,
+                    timeout=10 if level == "error" else 5)
 
     def refresh_screen(self) -> None:
         """Push fresh snapshots into the visible screen, at most once per repaint tick."""

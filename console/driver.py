@@ -46,6 +46,8 @@ class SafeWriterThread(WriterThread):
 
 
 # The driver builds its writer by module-level name; point it at the safe one.
+# the ignore below: a module attribute rebound: Textual's driver builds its writer by this name, and
+# mypy forbids assigning to a class
 linux_driver.WriterThread = SafeWriterThread  # type: ignore[misc]
 
 

@@ -165,6 +165,7 @@ class FillTable(DataTable[Text]):
 
     def fit_fill_column(self) -> None:
         """Give the fill column the width left over (call after a resize)."""
+        # the ignore below: DataTable.columns is keyed by ColumnKey, which compares equal to its str
         column = self.columns.get(self.FILL_COLUMN)  # type: ignore[call-overload]
         if column is None:
             return
@@ -186,6 +187,7 @@ class FillTable(DataTable[Text]):
     @property
     def fill_width(self) -> int:
         """Current width of the fill column's text (without its separator space)."""
+        # the ignore below: as in fit_fill_column
         column = self.columns.get(self.FILL_COLUMN)  # type: ignore[call-overload]
         return column.width - 1 if column is not None else self.FILL_MIN
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from plotext._dict import themes as _plotext_themes  # type: ignore[import-untyped]
+from plotext._dict import themes as _plotext_themes
 from rich.align import Align
 from rich.text import Text
 from textual.app import RenderResult
@@ -243,6 +243,8 @@ class LatencyChart(PlotextPlot):
             name = f"opsconsole-chart-{theme.name}"
             _plotext_themes[name] = [surface, surface, muted, "default",
                                      [*self._colours, *(["default"] * 14)]]
+            # the ignore below: textual-plotext types `theme` as its built-in names; plotext also
+            # takes a registered one
             self.theme = name  # type: ignore[assignment]
         if self._hist:
             self._draw()

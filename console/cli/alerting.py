@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from console.engine.config.schema import Settings
+    from console.engine.model import AlertEpisode
     from console.engine.paths import DataPaths
 
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, heartbeat_pings
@@ -181,7 +182,8 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
     keys = {e.get("key") for e in done}
     done += [e for e in alerts.closed  # resolved but not yet in the file (owner crashed)
              if e.get("key") not in keys and float(e.get("resolved_at") or 0) >= lo]
-    done.sort(key=lambda e: float(e["resolved_at"]), reverse=True)
+    # a history line without resolved_at (hand-edited, truncated) sorts last, not a crash
+    done.sort(key=lambda e: float(e.get("resolved_at") or 0.0), reverse=True)
     if shared is None:
         owner = Lease(paths.lease).holder()
     if as_json:
@@ -210,7 +212,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
 
 
 def _shared_history(settings: Settings, since: float, now: float
-                    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                    ) -> tuple[dict[str, Any] | None, list[AlertEpisode],
                                dict[str, Any] | None] | None:
     """(alert state, resolved episodes, evaluator) from the shared state, when `[state]`
     says postgres; None for the files. An unreachable database is said, and reads as

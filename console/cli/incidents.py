@@ -6,9 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
+
+if TYPE_CHECKING:
+    from console.engine.incidents.book import Incident
+    from console.engine.model import AlertEpisode
 
 
 def _shared(args: argparse.Namespace) -> Any:
@@ -131,7 +135,7 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def incident_json(inc: Any, now: float) -> dict[str, Any]:
+def incident_json(inc: Incident, now: float) -> dict[str, Any]:
     """One incident as the Incidents screen shows it: state, age, progress, next step."""
     done, total = inc.progress()
     step = inc.next_step()
@@ -271,7 +275,7 @@ def _summary(args: argparse.Namespace, since: float) -> int:
     return EXIT_OK
 
 
-def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
+def _episodes(args: argparse.Namespace, since: float) -> list[AlertEpisode]:
     """Resolved alert episodes from the alert history beside the journal (none if absent)."""
     from console.engine.alerting.history import read_episodes
 
@@ -283,7 +287,7 @@ def _episodes(args: argparse.Namespace, since: float) -> list[dict[str, Any]]:
     return read_episodes(path, since=since, limit=100_000, max_bytes=64 * 1024 * 1024)
 
 
-def _ongoing(paths: Any, settings: Any, now: float) -> list[dict[str, Any]]:
+def _ongoing(paths: Any, settings: Any, now: float) -> list[AlertEpisode]:
     """Alert episodes still open, from the evaluator's saved state (they reach the alert
     history only once resolved); none without a config to read the rules from."""
     import orjson

@@ -14,7 +14,7 @@ from typing import Any
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rp = sub.add_parser("replay", help="open a recording (opsconsole --record FILE) on the "
                         "same screens, read-only, from --at, at --speed")
     rp.add_argument("file", metavar="FILE")

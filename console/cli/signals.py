@@ -16,7 +16,7 @@ import time
 from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = sub.add_parser("event", help="record an event (a deploy, a config change...): a P3 "
                         "notice for a deploy, a marker on the service's charts, a line of "
                         "the incident timeline")

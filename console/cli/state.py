@@ -153,15 +153,16 @@ async def _status(args: argparse.Namespace, cfg: StateSection) -> int:
     finally:
         conn.terminate()
     holder = orjson.loads(lease["holder"]) if lease and lease["holder"] else {}
-    doc = {"schema": s, "version": version,
-           "evaluator": {**holder, "token": int(lease["token"]),
-                         "heartbeat_age_s": None if lease["age"] is None else float(lease["age"]),
-                         "holding": bool(lease["held"])} if lease else None,
-           "events": kinds, "outbox": outbox}
+    evaluator: dict[str, Any] | None = {
+        **holder, "token": int(lease["token"]),
+        "heartbeat_age_s": None if lease["age"] is None else float(lease["age"]),
+        "holding": bool(lease["held"])} if lease else None
+    doc = {"schema": s, "version": version, "evaluator": evaluator, "events": kinds,
+           "outbox": outbox}
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         return EXIT_OK
-    ev = doc["evaluator"] or {}
+    ev = evaluator or {}
     who = (f"pid {ev.get('pid')} on {ev.get('host')} ({ev.get('role')}), fencing token "
            f"{ev.get('token')}" if ev.get("holding") else "nobody holds the lease")
     print(f"schema {s} version {version}\nevaluator: {who}")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, overload
+
+from console.engine.details import (
+    BreakdownTable,
+    HeartbeatDetails,
+    HostDetails,
+    HttpDetails,
+    LighthouseDetails,
+    LogDetails,
+    PostgresDetails,
+    PrometheusDetails,
+    PromqlDetails,
+    RedisDetails,
+)
 
 # The playbook's severities, most urgent first.
 Severity = Literal["P0", "P1", "P2", "P3"]
@@ -40,9 +54,53 @@ class AlertEpisode(TypedDict, total=False):
     metric: str
 
 
+class IncidentEntry(TypedDict, total=False):
+    """One entry of the incident journal (`incidents/book.py` writes and folds them): the
+    incident opened, a step checked, a note, a severity change, a snapshot, a handover, an
+    action (acknowledge, mitigate, resolve, reopen…), a status update, the incident channel.
+    Read back by the book, the timeline, KPIs, post-mortems, the runtime (Slack) and the
+    screens; written as JSON by this and other consoles (and older versions), so every
+    field is optional to a reader, which checks what it uses."""
+
+    id: str  # unique: the book takes an entry once
+    ts: float
+    actor: str
+    type: str  # "incident.open", "incident.note"… (book.OPEN, book.NOTE…)
+    incident: str  # the incident's id
+    # incident.open
+    title: str
+    severity: str
+    alerts: list[str]
+    started: float
+    playbooks: list[str]
+    runbook: str  # also incident.runbook: the runbook attached
+    detected: float
+    targets: list[str]
+    episodes: list[str]  # alert history keys rule/target/n
+    # incident.check, incident.uncheck, incident.note (a note may be on a step)
+    section: str | None
+    playbook: str | None
+    item: int
+    # a note's, a handover's, an action's or a status update's words
+    text: str
+    reason: str  # incident.severity, incident.reopen
+    values: dict[str, float | None]  # incident.snapshot: series -> value
+    label: str
+    to: str  # incident.handover: the new owner
+    false_positive: bool  # incident.resolve
+    value: bool  # incident.false_positive
+    user_facing: bool  # incident.status
+    name: str  # incident.channel
+    channel_id: str
+
+
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.
 TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log", "host",
                      "heartbeat", "lighthouse"]
+# The kinds whose results carry per-label tables (`CheckResult.breakdowns`, the breakdown
+# screen) and the kinds with a database drill-down (`incidents.links.DB_TABS`, its tabs).
+BREAKDOWN_KINDS: tuple[TargetKind, ...] = ("prometheus", "promql")
+DATABASE_KINDS: tuple[TargetKind, ...] = ("postgres", "redis")
 
 
 class Status(StrEnum):
@@ -101,7 +159,55 @@ class CheckResult:
     response: ResponseInfo | None = None
     # Structured drill-down data (e.g. a database's sessions, top statements, tables): plain
     # JSON types only, text already sanitised and redacted. Shown by the UI and `check --json`.
-    details: dict[str, object] = field(default_factory=dict)
+    # Its shape is the kind's TypedDict in `details.py`; read it through `details_of`.
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    @overload
+    def details_of(self, kind: Literal["http"]) -> HttpDetails: ...
+    @overload
+    def details_of(self, kind: Literal["postgres"]) -> PostgresDetails: ...
+    @overload
+    def details_of(self, kind: Literal["redis"]) -> RedisDetails: ...
+    @overload
+    def details_of(self, kind: Literal["prometheus"]) -> PrometheusDetails: ...
+    @overload
+    def details_of(self, kind: Literal["promql"]) -> PromqlDetails: ...
+    @overload
+    def details_of(self, kind: Literal["log"]) -> LogDetails: ...
+    @overload
+    def details_of(self, kind: Literal["host"]) -> HostDetails: ...
+    @overload
+    def details_of(self, kind: Literal["heartbeat"]) -> HeartbeatDetails: ...
+    @overload
+    def details_of(self, kind: Literal["lighthouse"]) -> LighthouseDetails: ...
+
+    def details_of(self, kind: TargetKind) -> Mapping[str, object]:
+        """This result's details as `kind`'s TypedDict (`details.py`), or empty ones when
+        the result is of another kind: a reader asks for the shape it knows how to read, and
+        never reads another kind's key of the same name as if it were its own."""
+        if self.kind != kind:
+            return {}
+        return self.details
+
+    @property
+    def notes(self) -> list[str]:
+        """What the probe notes about its answer (a collector off, series dropped, a
+        Lighthouse warning…): promql, postgres, redis and lighthouse details have them."""
+        if self.kind == "promql":
+            return self.details_of("promql").get("notes") or []
+        if self.kind == "postgres":
+            return self.details_of("postgres").get("notes") or []
+        if self.kind == "redis":
+            return self.details_of("redis").get("notes") or []
+        return self.details_of("lighthouse").get("notes") or []
+
+    @property
+    def breakdowns(self) -> dict[str, BreakdownTable] | None:
+        """The per-label tables of a scrape (prometheus) or of labelled PromQL results
+        (promql), by name; None for other kinds or when there are none."""
+        if self.kind == "promql":
+            return self.details_of("promql").get("breakdowns")
+        return self.details_of("prometheus").get("breakdowns")
 
     def to_json(self) -> dict[str, object]:
         return {

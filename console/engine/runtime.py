@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,8 +312,8 @@ class Runtime:
         if on:
             self.notice("warning", health.describe())
 
-    def _spawn(self, coro: object, name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))
 
     def _report_io(self, key: str, what: str, exc: BaseException) -> None:
         from console.engine.text.redact import describe_exception
@@ -437,9 +437,10 @@ class Runtime:
                                           str(outcome.result.get("channel_id") or "")),
                         "incident-channel")
 
-    def _on_journal(self, entries: list[dict[str, Any]]) -> None:
+    def _on_journal(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Incidents opened and status updates written (here or by another console on the
-        same journal) become Slack messages, from the process that notifies."""
+        same journal) become Slack messages, from the process that notifies. Fed by the desk
+        (`IncidentEntry`s) and by the journal (its raw JSON, other consoles' entries)."""
         from console.engine.incidents.book import OPEN, STATUS
 
         if self.notifier is None or self.alerting is None or not self.alerting.evaluating:

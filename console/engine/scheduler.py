@@ -507,6 +507,7 @@ class Scheduler:
                     self._view_turn = i + 1
             else:
                 out[i] = self._current(cached[1], state)
+        # the ignore below: every slot of `out` is filled by the loop above (None only until then)
         return out  # type: ignore[return-value]
 
     def view(self, name: str, now: float | None = None) -> TargetView | None:

@@ -188,7 +188,7 @@ class AlertsScreen(ConsoleScreen[None]):
         self.user = user or _user()
         self._version = -1
         self.recent_view = False
-        self._episodes: dict[str, dict[str, Any]] = {}
+        self._episodes: dict[str, AlertEpisode] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(Content("Alerts"), id="alerts-title")
@@ -206,7 +206,7 @@ class AlertsScreen(ConsoleScreen[None]):
     def current(self) -> list[Alert]:
         return list(self.service.alerts.current())
 
-    def recent(self, now: float) -> list[dict[str, Any]]:
+    def recent(self, now: float) -> list[AlertEpisode]:
         """Open episodes, then resolved ones newest first (the service's history if it has
         one, else what the lifecycle still holds in memory)."""
         fn = getattr(self.service, "recent", None)
@@ -237,7 +237,7 @@ class AlertsScreen(ConsoleScreen[None]):
                 return a
         return None
 
-    def selected_episode(self) -> dict[str, Any] | None:
+    def selected_episode(self) -> AlertEpisode | None:
         oid = self._highlighted_id()
         return self._episodes.get(oid) if oid is not None and self.recent_view else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from textual import events
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
@@ -38,7 +39,7 @@ class ConsoleScreen(Screen[ResultT]):
         refuse = getattr(self.app, "refuse_if_read_only", None)  # a test may host us alone
         return bool(refuse(what)) if refuse is not None else False
 
-    def _on_mount(self) -> None:
+    def _on_mount(self, event: events.Mount) -> None:
         # Runs besides a subclass's own on_mount (Textual calls each class's handler).
         if not self.query(f"#{BANNER_ID}"):
             self.mount(Static("", id=BANNER_ID), before=0 if self.children else None)

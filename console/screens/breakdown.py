@@ -11,7 +11,8 @@ fine, over 5 % critical (the "elevated error rate" alert), so it reads in monoch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.style import Style
 from textual.binding import Binding
@@ -19,9 +20,10 @@ from textual.color import Color, ColorParseError
 from textual.content import Content
 from textual.widgets import Static
 
+from console.engine.details import BreakdownTable, PrometheusDetails, Row
 from console.engine.text.fmt import NO_VALUE, PANEL_GLYPH, fmt_number
 from console.engine.text.sanitize import one_line
-from console.screens.database import DatabaseScreen
+from console.screens.database import DatabaseScreen, Extract
 from widgets.record_table import Column
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ class BreakdownScreen(DatabaseScreen):
         self._shapes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._styles: dict[str, Style] = {}
         self._problem = ""
+        self._tables: dict[str, BreakdownTable] = {}
 
     def on_mount(self) -> None:
         # DatabaseScreen.on_mount runs after this one (Textual calls each class's handler),
@@ -136,7 +139,7 @@ class BreakdownScreen(DatabaseScreen):
                 out.append(Column(key, header, max(7, len(header)), _number, True))
         return out
 
-    def _columns(self, table: dict[str, Any]) -> tuple[Column, ...]:
+    def _columns(self, table: BreakdownTable) -> tuple[Column, ...]:
         by = [str(b) for b in table.get("by") or []]
         cols = [Column(label, one_line(HEADERS.get(label, label), 20),
                        None if i == 0 else LABEL_WIDTH, _label, False)
@@ -157,9 +160,10 @@ class BreakdownScreen(DatabaseScreen):
             # Keep the last tables on screen: a failed scrape says nothing about endpoints.
             self._problem = "last scrape failed: " + one_line(last.error, 200)
         else:
-            self._problem = one_line(last.details.get("breakdown_error") or "", 300)
-            tables = last.details.get("breakdowns")
-            if isinstance(tables, dict):
+            self._problem = one_line(
+                last.details_of("prometheus").get("breakdown_error") or "", 300)
+            tables = last.breakdowns
+            if tables is not None:
                 self.show_tables(tables)
                 return
             if not self._problem:
@@ -167,8 +171,9 @@ class BreakdownScreen(DatabaseScreen):
                                  "http_requests_total for the default ones")
         self._fill()
 
-    def show_tables(self, tables: dict[str, Any]) -> None:
+    def show_tables(self, tables: dict[str, BreakdownTable]) -> None:
         """Show these breakdown tables (a check's details["breakdowns"])."""
+        self._tables = tables
         self._details = {"breakdowns": tables}
         shapes = {name: (tuple(t.get("by") or []), tuple(t.get("columns") or []))
                   for name, t in tables.items() if isinstance(t, dict)}
@@ -195,7 +200,7 @@ class BreakdownScreen(DatabaseScreen):
 
     def _info(self) -> Content:
         title, _, cols = self.sections[self.section]
-        table = (self._details.get("breakdowns") or {}).get(self.section) or {}
+        table = self._tables.get(self.section) or {}
         window = table.get("window_s")
         head = f"{self.target} · breakdowns"
         if isinstance(window, int | float):
@@ -224,7 +229,7 @@ class BreakdownScreen(DatabaseScreen):
 
     def _preview(self) -> None:
         """The cursor row's group in full (a long route is cut in its column)."""
-        row = self.query_one("#db-table").cursor_row
+        row = self.table.cursor_row
         text = ""
         if 0 <= row < len(self._rows):
             by = [c for c in self.sections[self.section][2] if not c.right]
@@ -243,9 +248,10 @@ class BreakdownScreen(DatabaseScreen):
             self.action_section((names.index(self.section) + step) % len(names))
 
 
-def _extractor(name: str) -> Any:
-    def rows(details: dict[str, Any]) -> list[dict[str, Any]]:
-        table = (details.get("breakdowns") or {}).get(name) or {}
+def _extractor(name: str) -> Extract:
+    def rows(details: Mapping[str, object]) -> list[Row]:
+        tables = cast(PrometheusDetails, details).get("breakdowns") or {}  # see show_tables
+        table = tables.get(name) or {}
         return [dict(r) for r in table.get("rows") or [] if isinstance(r, dict)]
 
     return rows

@@ -12,8 +12,8 @@ Text, never markup.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -21,13 +21,16 @@ from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Input, Static
 
+from console.engine.details import PostgresDetails, RedisDetails, Row
 from console.engine.text.fmt import NO_VALUE, format_bytes, format_duration, is_number
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 from widgets.record_table import Column, RecordTable, fmt_plain
 
 if TYPE_CHECKING:
+    from console.engine.model import CheckResult
     from console.engine.runtime import Runtime
+    from console.engine.scheduler import Scheduler
 
 
 _num = fmt_plain
@@ -51,15 +54,30 @@ def _plural(n: float, word: str) -> str:
     return f"{n:g} {word}" + ("" if n == 1 else "s")
 
 
-def _sessions(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(details.get("sessions") or [])
+# What a section's table is made of: the rows it shows, from the last check's details.
+Extract = Callable[[Mapping[str, object]], list[Row]]
 
 
-def _locks(details: dict[str, Any]) -> list[dict[str, Any]]:
+def _pg(details: Mapping[str, object]) -> PostgresDetails:
+    """A postgres target's details (the screen shows one target, of the kind it was opened
+    for: `CheckResult.details_of("postgres")` of its last check)."""
+    return cast(PostgresDetails, details)
+
+
+def _redis(details: Mapping[str, object]) -> RedisDetails:
+    """A redis target's details, as `_pg` is a postgres one's."""
+    return cast(RedisDetails, details)
+
+
+def _sessions(details: Mapping[str, object]) -> list[Row]:
+    return list(_pg(details).get("sessions") or [])
+
+
+def _locks(details: Mapping[str, object]) -> list[Row]:
     """The blocking tree flattened in order, indented by depth (blockers first)."""
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
 
-    def walk(node: dict[str, Any], depth: int) -> None:
+    def walk(node: Row, depth: int) -> None:
         rows.append({"order": len(rows), "tree": "  " * depth + ("└ " if depth else "")
                      + str(node.get("pid")), **{k: node.get(k) for k in
                                                 ("user", "state", "duration_s", "query")},
@@ -67,34 +85,35 @@ def _locks(details: dict[str, Any]) -> list[dict[str, Any]]:
         for child in node.get("blocked") or []:
             walk(child, depth + 1)
 
-    for root in details.get("blocking") or []:
+    for root in _pg(details).get("blocking") or []:
         walk(root, 0)
     return rows
 
 
-def _statements(details: dict[str, Any]) -> list[dict[str, Any]]:
-    st = details.get("statements") or {}
-    rows: dict[str, dict[str, Any]] = {}
-    for key in ("by_recent", "by_total", "by_mean"):
-        for e in st.get(key) or []:
-            rows.setdefault(e.get("queryid", ""), e)
+def _statements(details: Mapping[str, object]) -> list[Row]:
+    st = _pg(details).get("statements") or {}
+    rows: dict[str, Row] = {}
+    for e in [*(st.get("by_recent") or []), *(st.get("by_total") or []),
+              *(st.get("by_mean") or [])]:
+        rows.setdefault(e.get("queryid", ""), e)
     return list(rows.values())
 
 
-def _tables(details: dict[str, Any]) -> list[dict[str, Any]]:
-    t = details.get("tables") or {}
-    rows: dict[str, dict[str, Any]] = {}
-    for key in ("by_size", "by_seq_read", "by_dead"):
-        for e in t.get(key) or []:
-            name = f"{e.get('schema', '')}.{e.get('name', '')}"
-            rows.setdefault(name, {**e, "table": name})
+def _tables(details: Mapping[str, object]) -> list[Row]:
+    t = _pg(details).get("tables") or {}
+    rows: dict[str, Row] = {}
+    for e in [*(t.get("by_size") or []), *(t.get("by_seq_read") or []),
+              *(t.get("by_dead") or [])]:
+        name = f"{e.get('schema', '')}.{e.get('name', '')}"
+        rows.setdefault(name, {**e, "table": name})
     return list(rows.values())
 
 
-def _indexes(details: dict[str, Any]) -> list[dict[str, Any]]:
+def _indexes(details: Mapping[str, object]) -> list[Row]:
     """Every listed index with its scans and size, the unused and duplicate ones flagged."""
-    ix = details.get("indexes") or {}
-    rows, seen = [], set()
+    ix = _pg(details).get("indexes") or {}
+    rows: list[Row] = []
+    seen = set()
     for e in ix.get("by_size") or []:
         problem = "unused" if e.get("unused") else "duplicate" if e.get("duplicate") else ""
         rows.append({"problem": problem, "table": f"{e.get('schema')}.{e.get('table')}",
@@ -111,24 +130,25 @@ def _indexes(details: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _connections(details: dict[str, Any]) -> list[dict[str, Any]]:
+def _connections(details: Mapping[str, object]) -> list[Row]:
     """Connections per role, database, application and state, as shares of what
     applications may use (max_connections minus the reserved slots)."""
-    c = details.get("connections") or {}
+    c = _pg(details).get("connections") or {}
     usable = c.get("usable") or 0
-    rows = []
-    for dim, label in (("by_role", "role"), ("by_database", "database"),
-                       ("by_application", "application"), ("by_state", "state")):
-        for g in c.get(dim) or []:
+    rows: list[Row] = []
+    for label, groups in (("role", c.get("by_role")), ("database", c.get("by_database")),
+                          ("application", c.get("by_application")),
+                          ("state", c.get("by_state"))):
+        for g in groups or []:
             n = g.get("connections")
             rows.append({"group": label, "name": g.get("name") or "(none)", "connections": n,
                          "pct": n / usable * 100 if usable and n is not None else None})
     return rows
 
 
-def _replication(details: dict[str, Any]) -> list[dict[str, Any]]:
-    rep = details.get("replication") or {}
-    rows = [{"what": "replica", "name": r.get("name") or r.get("client") or "",
+def _replication(details: Mapping[str, object]) -> list[Row]:
+    rep = _pg(details).get("replication") or {}
+    rows: list[Row] = [{"what": "replica", "name": r.get("name") or r.get("client") or "",
              "state": f"{r.get('state', '')} {r.get('sync_state', '')}".strip(),
              "lag_s": r.get("replay_lag_s"), "bytes": r.get("lag_bytes"),
              "detail": r.get("client") or ""} for r in rep.get("replicas") or []]
@@ -141,9 +161,9 @@ def _replication(details: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _vacuum(details: dict[str, Any]) -> list[dict[str, Any]]:
+def _vacuum(details: Mapping[str, object]) -> list[Row]:
     return [{**v, "auto": "auto" if v.get("auto") else "manual"}
-            for v in (details.get("vacuum") or {}).get("running") or []]
+            for v in (_pg(details).get("vacuum") or {}).get("running") or []]
 
 
 def _text(v: Any) -> str:
@@ -154,8 +174,7 @@ def _pct(v: Any) -> str:
     return _num(v, 1)
 
 
-SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
-                          tuple[Column, ...]]] = {
+SECTIONS: dict[str, tuple[str, Extract, tuple[Column, ...]]] = {
     "activity": ("Activity", _sessions, (
         Column("pid", "pid", 7, lambda v: f"{v}" if v is not None else "—"),
         Column("user", "user", 8, _text, False),
@@ -228,20 +247,25 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
 }
 
 
-def _keyspace(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"db": db, **(v or {})} for db, v in (details.get("keyspace") or {}).items()]
+def _keyspace(details: Mapping[str, object]) -> list[Row]:
+    return [{"db": db, **(v or {})} for db, v in (_redis(details).get("keyspace") or {}).items()]
 
 
-def _slowlog(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{**e, "new": "new" if e.get("new") else ""} for e in details.get("slowlog") or []]
+def _slowlog(details: Mapping[str, object]) -> list[Row]:
+    return [{**e, "new": "new" if e.get("new") else ""}
+            for e in _redis(details).get("slowlog") or []]
 
 
-def _server(details: dict[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for section in ("memory", "replication", "persistence"):
-        for key, value in (details.get(section) or {}).items():
+def _server(details: Mapping[str, object]) -> list[Row]:
+    rows: list[Row] = []
+    d = _redis(details)
+    sections: tuple[tuple[str, Mapping[str, object]], ...] = (
+        ("memory", d.get("memory") or {}), ("replication", d.get("replication") or {}),
+        ("persistence", d.get("persistence") or {}))
+    for section, fields in sections:
+        for key, value in fields.items():
             if key == "replicas":
-                for i, rep in enumerate(value or []):
+                for i, rep in enumerate(value if isinstance(value, list) else []):
                     rows.append({"section": section, "key": f"replica {i}",
                                  "value": " ".join(f"{k}={v}" for k, v in rep.items())})
             else:
@@ -250,20 +274,19 @@ def _server(details: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _commands(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(details.get("commands") or [])
+def _commands(details: Mapping[str, object]) -> list[Row]:
+    return list(_redis(details).get("commands") or [])
 
 
-def _clients(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((details.get("clients") or {}).get("by_idle") or [])
+def _clients(details: Mapping[str, object]) -> list[Row]:
+    return list((_redis(details).get("clients") or {}).get("by_idle") or [])
 
 
-def _bigkeys(details: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((details.get("bigkeys") or {}).get("keys") or [])
+def _bigkeys(details: Mapping[str, object]) -> list[Row]:
+    return list((_redis(details).get("bigkeys") or {}).get("keys") or [])
 
 
-REDIS_SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]],
-                                tuple[Column, ...]]] = {
+REDIS_SECTIONS: dict[str, tuple[str, Extract, tuple[Column, ...]]] = {
     "keyspace": ("Keyspace", _keyspace, (
         Column("db", "db", 6, _text, False),
         Column("keys", "keys", 12),
@@ -387,7 +410,7 @@ class DatabaseScreen(ConsoleScreen[None]):
         self.section = next(iter(self.sections))
         self.sort_index = {k: DEFAULT_SORT[k][0] for k in self.sections}
         self.sort_reverse = {k: DEFAULT_SORT[k][1] for k in self.sections}
-        self._details: dict[str, Any] = {}
+        self._details: Mapping[str, object] = {}
         self._seen: object = None
 
     def compose(self) -> ComposeResult:
@@ -419,7 +442,7 @@ class DatabaseScreen(ConsoleScreen[None]):
 
     # -- data ------------------------------------------------------------------------------
 
-    def _new_result(self, engine: Any, now: float) -> tuple[bool, Any]:
+    def _new_result(self, engine: Scheduler, now: float) -> tuple[bool, CheckResult | None]:
         """``(changed, last)``: this target's latest CheckResult (or None) and whether it is
         new since the previous call, so a refresh redraws only when a check has run."""
         found = engine.view(self.target, now)  # this target's row alone
@@ -437,7 +460,7 @@ class DatabaseScreen(ConsoleScreen[None]):
         self._details = dict(last.details) if last is not None else {}
         self._fill()
 
-    def show_details(self, details: dict[str, Any]) -> None:
+    def show_details(self, details: Mapping[str, object]) -> None:
         """Show these details directly (tests, or a caller holding a CheckResult)."""
         self._seen = object()
         self._details = details
@@ -445,21 +468,23 @@ class DatabaseScreen(ConsoleScreen[None]):
 
     def _summary(self) -> str:
         """The header's first line: what a DBA looks at before any table."""
-        d = self._details
+        d, r = _pg(self._details), _redis(self._details)
         parts = [f"{self.target} · {'cache' if self.kind == 'redis' else 'database'}"]
         if self.kind == "redis":
-            mem = d.get("memory") or {}
-            if mem.get("used_bytes") is not None:
-                limit = (f" of {_bytes(mem['maxmemory_bytes'])} ({mem.get('pct') or 0:.0f}%)"
-                         if mem.get("maxmemory_bytes") else " (no maxmemory)")
+            mem = r.get("memory") or {}
+            used, maxmemory = mem.get("used_bytes"), mem.get("maxmemory_bytes")
+            if used is not None:
+                limit = (f" of {_bytes(maxmemory)} ({mem.get('pct') or 0:.0f}%)"
+                         if maxmemory else " (no maxmemory)")
                 policy = mem.get("policy") or "?"
                 how = "evicting" if mem.get("evicting") else "cannot evict"
                 frag = mem.get("fragmentation_ratio")
-                parts.append(f"memory {_bytes(mem['used_bytes'])}{limit}, {policy} ({how})"
+                parts.append(f"memory {_bytes(used)}{limit}, {policy} ({how})"
                              + (f", frag {frag:.2f}" if isinstance(frag, int | float) else ""))
         db = d.get("database") or {}
-        if db.get("size_bytes") is not None:
-            text = f"size {_bytes(db['size_bytes'])}"
+        size = db.get("size_bytes")
+        if size is not None:
+            text = f"size {_bytes(size)}"
             per_day, growth = db.get("growth_bytes_per_day"), db.get("growth_bytes")
             window = _age(db.get("growth_over_s"))
             if isinstance(per_day, int | float):
@@ -468,30 +493,39 @@ class DatabaseScreen(ConsoleScreen[None]):
                 text += f" ({_signed_bytes(growth)} over {window})"
             parts.append(text)
         conns = d.get("connections") or {}
-        if conns.get("usable"):
-            parts.append(f"connections {conns.get('total', 0):g}/{conns['usable']:g} usable")
+        usable = conns.get("usable")
+        if usable:
+            parts.append(f"connections {conns.get('total', 0):g}/{usable:g} usable")
         oldest = (d.get("transactions") or {}).get("oldest")
         if oldest:
             parts.append(f"oldest tx {_age(oldest.get('xact_s'))} (pid {oldest.get('pid')})")
-        rep = d.get("replication") or {}
-        if rep:
-            text = f"{rep.get('role') or '?'}, {_plural(len(rep.get('replicas') or []), 'replica')}"
-            if rep.get("link_status"):
-                text += f", link {rep['link_status']}"
-            if rep.get("replay_delay_s") is not None:
-                text += f", replay lag {_age(rep['replay_delay_s'])}"
-            if rep.get("wal_bytes_per_s") is not None:
-                text += f", WAL {_bytes(rep['wal_bytes_per_s'])}/s"
+        # a postgres primary/replica, or a redis master/slave
+        pg_rep, redis_rep = d.get("replication") or {}, r.get("replication") or {}
+        if pg_rep or redis_rep:
+            role = pg_rep.get("role") or redis_rep.get("role")
+            replicas = pg_rep.get("replicas") or redis_rep.get("replicas") or []
+            text = f"{role or '?'}, {_plural(len(replicas), 'replica')}"
+            link = redis_rep.get("link_status")
+            if link:
+                text += f", link {link}"
+            delay = pg_rep.get("replay_delay_s")
+            if delay is not None:
+                text += f", replay lag {_age(delay)}"
+            wal = pg_rep.get("wal_bytes_per_s")
+            if wal is not None:
+                text += f", WAL {_bytes(wal)}/s"
             parts.append(text)
         ck = d.get("checkpoints") or {}
-        if ck.get("window_s"):
+        over = ck.get("window_s")
+        if over:
             n = (ck.get("d_timed") or 0) + (ck.get("d_requested") or 0)
-            parts.append(f"{_plural(n, 'checkpoint')} in {_age(ck['window_s'])} "
+            parts.append(f"{_plural(n, 'checkpoint')} in {_age(over)} "
                          f"({_num(ck.get('d_requested'))} requested)")
         return " · ".join(parts)
 
     def _info(self) -> Content:
         d = self._details
+        st = _pg(d).get("statements") or {}
         _, _, cols = self.sections[self.section]
         col = cols[self.sort_index[self.section]]
         tabs = "  ".join(
@@ -501,18 +535,22 @@ class DatabaseScreen(ConsoleScreen[None]):
                  f"sorted by {col.label} {'↓' if self.sort_reverse[self.section] else '↑'}"
                  + (f" · filter: {one_line(self.filter_text, 40)}" if self.filter_text else "")
                  + f" · {len(self._rows)} rows"
-                 + (f" · {len(d.get('notes') or [])} notes (n)" if d.get("notes") else "")]
-        if self.section == "statements" and (d.get("statements") or {}).get("available") is False:
+                 + (f" · {len(notes)} notes (n)" if (notes := self._notes_of()) else "")]
+        if self.section == "statements" and st.get("available") is False:
             lines.append("pg_stat_statements is not available (see notes)")
         return Content("\n".join(lines))
 
     def _notes(self) -> None:
         """Every note, one per line (scrollable): collectors off or retrying, roles, slots."""
-        notes = [one_line(n, 500) for n in self._details.get("notes") or []]
+        notes = [one_line(n, 500) for n in self._notes_of()]
         box = self.query_one("#db-notes", VerticalScroll)
         box.set_class(not notes, "empty")
         self.query_one("#db-notes-text", Static).update(
             Content("\n".join(f"note: {n}" for n in notes)))
+
+    def _notes_of(self) -> list[str]:
+        """The notes of the details shown (postgres and redis details both have them)."""
+        return _pg(self._details).get("notes") or []
 
     def _rebuild_columns(self) -> None:
         """The current section's columns, in the order it was last sorted by."""

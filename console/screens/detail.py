@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import Footer, Static
 
+from console.engine.model import BREAKDOWN_KINDS, DATABASE_KINDS
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
@@ -61,18 +62,18 @@ def info_text(view: Any, now: float, span_label: str,
     if last is not None and (last.error or last.reasons):
         lines.append("last problem: " + one_line(last.error or "; ".join(last.reasons), 300))
     if last is not None:  # a remote store: which engine, and what it says about its answers
-        engine = last.details.get("engine")
+        engine = last.details_of("promql").get("engine")
         if engine:
             lines.append(f"answered by {one_line(engine, 60)}")
-        for note in last.details.get("notes") or []:
+        for note in last.notes:
             lines.append("note: " + one_line(note, 300))
     for line in alerts or []:
         lines.append(one_line(line, 400))
-    health = last.details.get("health") if last is not None else None
-    if isinstance(health, dict) and health.get("components"):
+    health = last.details_of("http").get("health") if last is not None else None
+    if health is not None and health.get("components"):
         parts = [f"{one_line(str(c.get('name')), 30)} "
-                 f"{str(c.get('status', '')).upper() if c.get('failing') else c.get('status')}"
-                 for c in health["components"] if isinstance(c, dict)]
+                 f"{c.get('status', '').upper() if c.get('failing') else c.get('status')}"
+                 for c in health.get("components") or [] if isinstance(c, dict)]
         lines.append("health: " + one_line(" · ".join(parts), 300) + " (c: components)")
     return Content("\n".join(lines))
 
@@ -226,9 +227,9 @@ class DetailScreen(ConsoleScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "database":  # only PostgreSQL and Redis targets have a drill-down
-            return self._kind() in ("postgres", "redis")
+            return self._kind() in DATABASE_KINDS
         if action == "breakdown":  # per-endpoint / per-status tables of a metrics endpoint
-            return self._kind() in ("prometheus", "promql")
+            return self._kind() in BREAKDOWN_KINDS
         if action == "next_metric":  # a remote store's chart: one metric at a time
             return self._kind() == "promql"
         if action == "components":  # a health body's components
@@ -248,14 +249,14 @@ class DetailScreen(ConsoleScreen[None]):
         from console.screens.database import DatabaseScreen
 
         kind = self._kind()
-        if kind in ("postgres", "redis"):
+        if kind in DATABASE_KINDS:
             self.app.push_screen(DatabaseScreen(self.target, kind))
 
     def action_breakdown(self) -> None:
         """A Prometheus target's per-endpoint and per-status-class tables."""
         from console.screens.breakdown import BreakdownScreen
 
-        if self._kind() in ("prometheus", "promql"):
+        if self._kind() in BREAKDOWN_KINDS:
             self.app.push_screen(BreakdownScreen(self.target))
 
     def action_next_range(self) -> None:

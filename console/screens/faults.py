@@ -20,10 +20,10 @@ class FaultScreen(ConsoleModal[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close", id="faults_close"),
         Binding("c", "clear", "Clear all", id="faults_clear"),
-        Binding("1", "toggle(0)", "Toggle 1", show=False),
-        Binding("2", "toggle(1)", "Toggle 2", show=False),
-        Binding("3", "toggle(2)", "Toggle 3", show=False),
-        Binding("4", "toggle(3)", "Toggle 4", show=False),
+        Binding("1", "toggle_fault(0)", "Toggle 1", show=False),
+        Binding("2", "toggle_fault(1)", "Toggle 2", show=False),
+        Binding("3", "toggle_fault(2)", "Toggle 3", show=False),
+        Binding("4", "toggle_fault(3)", "Toggle 4", show=False),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -62,7 +62,9 @@ class FaultScreen(ConsoleModal[None]):
             self.console.toggle_fault(event.option.id)
             self._redraw()
 
-    def action_toggle(self, index: int) -> None:
+    # Not `action_toggle`: that is Textual's own (DOMNode.action_toggle(attribute_name)),
+    # which this overrode with another signature.
+    def action_toggle_fault(self, index: int) -> None:
         from console.demo.stack import FAULTS
 
         if 0 <= index < len(FAULTS):

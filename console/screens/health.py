@@ -8,7 +8,7 @@ the text comes from the service and is sanitised by the probe.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +16,7 @@ from textual.content import Content
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.engine.details import HealthJson
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from console.engine.runtime import Runtime
 
 
-def component_rows(health: dict[str, Any]) -> list[str]:
+def component_rows(health: HealthJson) -> list[str]:
     """One line per component: glyph, name, status, core or not, message (failing first)."""
     comps = [c for c in health.get("components") or [] if isinstance(c, dict)]
     comps.sort(key=lambda c: (not c.get("failing"), str(c.get("name"))))
@@ -64,7 +65,7 @@ class HealthScreen(ConsoleScreen[None]):
         if last is self._seen:
             return
         self._seen = last
-        health = last.details.get("health") if last is not None else None
+        health = last.details_of("http").get("health") if last is not None else None
         ol = self.query_one(OptionList)
         ol.clear_options()
         if not isinstance(health, dict):

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.screen import Screen
 from textual.widgets import Static
 
 from console.screens.base import ConsoleModal
@@ -31,7 +32,7 @@ def _textual_defaults(cls: type) -> frozenset[Binding]:
     return frozenset(found)
 
 
-def binding_rows(screen: Any) -> list[tuple[str, str]]:
+def binding_rows(screen: Screen[Any]) -> list[tuple[str, str]]:
     """One row per thing a key does on `screen`, its keys together ("↑ k  Up").
 
     Textual's inherited defaults (scroll left/right on a board that never scrolls

@@ -23,7 +23,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents.book import Incident, StepState
-from console.engine.model import SEVERITIES
+from console.engine.model import SEVERITIES, AlertEpisode
 from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
@@ -32,6 +32,7 @@ from console.screens.prompt import Choose, Confirm, TextPrompt
 if TYPE_CHECKING:
     from console.app import OpsConsoleApp
     from console.engine.incidents.book import IncidentDesk
+    from console.engine.runtime import Runtime
 
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
@@ -107,7 +108,7 @@ SEVERITY_HELP = {
 }
 
 
-def kpi_line(inc: Incident, episodes: list[dict[str, Any]], now: float) -> str:
+def kpi_line(inc: Incident, episodes: list[AlertEpisode], now: float) -> str:
     """``detect 5m02s ✖ · ack 2m45s ✔ · mitigate - · impact 5m10s ✔ · resolve -``: the
     incident's times from events, each marked against its target."""
     from console.engine.incidents.kpis import incident_kpis
@@ -166,7 +167,7 @@ class KpiScreen(ConsoleModal[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
                 Binding("K", "dismiss", "Close", show=False)]
 
-    def __init__(self, desk: Any, since: float = 7 * 86400) -> None:
+    def __init__(self, desk: IncidentDesk, since: float = 7 * 86400) -> None:
         super().__init__()
         self.desk = desk
         self.since = since
@@ -787,7 +788,7 @@ class TimelineScreen(ConsoleScreen[None]):
         changes = runtime.events.recent(inc.started - 3600) if runtime.events else []
         return timeline(inc, runtime.episodes(now), changes=changes)
 
-    def refresh_data(self, runtime: Any, now: float) -> None:
+    def refresh_data(self, runtime: Runtime, now: float) -> None:
         desk = runtime.desk
         inc = desk.book.get(self.incident_id) if desk is not None else None
         if inc is None:

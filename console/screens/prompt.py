@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -98,7 +99,7 @@ class Choose(ConsoleModal[str | None]):
         *[Binding(str(i), f"pick({i - 1})", show=False) for i in range(1, 10)],
     ]
 
-    def __init__(self, label: str, choices: list[tuple[str, str]],
+    def __init__(self, label: str, choices: Sequence[tuple[str, str]],
                  current: str | None = None) -> None:
         super().__init__()
         self.label = label

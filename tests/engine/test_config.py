@@ -648,3 +648,30 @@ async def test_watcher_never_applies_a_half_written_file(tmp_path: Path) -> None
         assert watcher.last_good is changes[0]
     finally:
         await watcher.stop()
+
+
+def test_the_registry_of_target_kinds_is_the_one_list_every_other_reads() -> None:
+    """TARGET_KINDS (from the Target union) names what model.TargetKind names, and the kinds
+    each view and details accessor knows are kinds of it: adding a kind in one place only
+    fails here, not at a user's config."""
+    from typing import get_args
+
+    from console.engine.config.schema import TARGET_KINDS
+    from console.engine.incidents.links import DB_TABS
+    from console.engine.model import (
+        BREAKDOWN_KINDS,
+        DATABASE_KINDS,
+        CheckResult,
+        Status,
+        TargetKind,
+    )
+
+    assert list(TARGET_KINDS) == list(get_args(TargetKind))
+    assert set(DB_TABS) == set(DATABASE_KINDS) <= set(TARGET_KINDS)
+    assert set(BREAKDOWN_KINDS) <= set(TARGET_KINDS)
+    issue = only(issues_of('[[targets]]\nname = "x"\nkind = "htp"\nurl = "http://a"\n'))
+    assert "kinds: " + ", ".join(TARGET_KINDS) in str(issue.hint)  # the loader's hint
+    r = CheckResult("db", "postgres", Status.UP, 0.0, 1.0, details={"notes": ["n"]})
+    assert r.details_of("postgres").get("notes") == ["n"] == r.notes
+    assert r.details_of("redis") == {}  # another kind's shape is never read into
+    assert r.breakdowns is None

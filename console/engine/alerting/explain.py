@@ -12,8 +12,6 @@ notification show the same text. Everything it reads is already sanitised and re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from console.engine.lang.ruleexpr import Expr
 from console.engine.model import CheckResult
 from console.engine.text.fmt import format_metric, format_target
@@ -67,16 +65,16 @@ def _probe_said(result: CheckResult) -> str:
 
 
 def _components(result: CheckResult, core: bool | None) -> str:
-    health = result.details.get("health")
-    if not isinstance(health, Mapping):
+    health = result.details_of("http").get("health")
+    if health is None:
         return ""
     parts = []
     for c in health.get("components") or []:
-        if not isinstance(c, Mapping) or not c.get("failing"):
+        if not c.get("failing"):
             continue
-        if core is not None and bool(c.get("core", True)) != core:
+        if core is not None and c.get("core", True) != core:
             continue
-        text = f"{c.get('name')}: {str(c.get('status', '')).lower()}"
+        text = f"{c.get('name')}: {c.get('status', '').lower()}"
         if c.get("message"):
             text += f" — {c.get('message')}"
         parts.append(text)
@@ -85,15 +83,14 @@ def _components(result: CheckResult, core: bool | None) -> str:
 
 def _breakdown_worst(result: CheckResult, column: str, unit: str) -> str:
     """The two worst groups of a per-endpoint table by `column` (error_pct, p95_ms)."""
-    tables = result.details.get("breakdowns")
-    if not isinstance(tables, Mapping):
+    tables = result.breakdowns
+    if not tables:
         return ""
     for table in tables.values():
-        if not isinstance(table, Mapping) or "status_class" in (table.get("by") or []):
+        if "status_class" in (table.get("by") or []):
             continue
         rows = [r for r in table.get("rows") or []
-                if isinstance(r, Mapping) and isinstance(r.get(column), int | float)
-                and (r.get("rate_per_s") or 0) > 0]
+                if isinstance(r.get(column), int | float) and (r.get("rate_per_s") or 0) > 0]
         if not rows:
             continue
         rows.sort(key=lambda r: -float(r[column]))
@@ -108,19 +105,18 @@ def _breakdown_worst(result: CheckResult, column: str, unit: str) -> str:
 
 def _log_messages(result: CheckResult, metric: str) -> str:
     if metric == "new_error_kinds_total":
-        new = result.details.get("new_errors")
-        if isinstance(new, Sequence) and not isinstance(new, str) and new:
+        new = result.details_of("log").get("new_errors")
+        if new:
             return "first seen: " + ", ".join(f'"{one_line(str(m), 80)}"' for m in new[:2])
         return ""
-    recent = result.details.get("recent_errors")
-    if not isinstance(recent, Sequence) or isinstance(recent, str) or not recent:
+    recent = result.details_of("log").get("recent_errors")
+    if not recent:
         return ""
     parts = []
     for r in recent[:3]:
-        if isinstance(r, Mapping):
-            n = r.get("count", 1)
-            parts.append(f'"{one_line(str(r.get("message", "")), 60)}"'
-                         + (f" ×{n}" if isinstance(n, int) and n > 1 else ""))
+        n = r.get("count", 1)
+        parts.append(f'"{one_line(str(r.get("message", "")), 60)}"'
+                     + (f" ×{n}" if n > 1 else ""))
     return "errors: " + ", ".join(parts) if parts else ""
 
 

@@ -172,12 +172,12 @@ class AlertService:
         A fresh lifecycle is restored each time (never merged), so what shows is exactly what
         the owner saved; a file caught mid-rename or unreadable keeps the last good view.
         """
-        sig = self._state_signature()
-        if sig is None or (sig == self._state_sig and not force):
+        sig, path = self._state_signature(), self.state_path
+        if sig is None or path is None or (sig == self._state_sig and not force):
             return False
         fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
         try:
-            data = read_state(self.state_path)  # type: ignore[arg-type]
+            data = read_state(path)
             if data is None:
                 return False
             fresh.restore(data, self._rules())

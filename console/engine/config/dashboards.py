@@ -33,6 +33,7 @@ from console.engine.config.schema import (
     PrometheusTarget,
     RedisTarget,
     Settings,
+    TargetBase,
 )
 
 __all__ = [
@@ -224,7 +225,7 @@ def query_metrics(name: str, sql: str) -> list[str]:
     return out
 
 
-def _reportable(target: object) -> list[str]:
+def _reportable(target: TargetBase) -> list[str]:
     """The metric names a target can report, as far as its config tells."""
     if isinstance(target, PrometheusTarget):
         return list(target.metrics)
@@ -274,11 +275,12 @@ class _Builder:
 
 
 def _board(
-    build: _Builder, targets: Iterable[object], specs_of: Callable[[object], Iterable[_Spec]],
-    title_of: Callable[[object, _Spec, bool], str],
+    build: _Builder, targets: Iterable[TargetBase],
+    specs_of: Callable[[TargetBase], Iterable[_Spec]],
+    title_of: Callable[[TargetBase, _Spec, bool], str],
 ) -> list[str]:
     """Panel keys for every (target, spec, metric) that applies, target by target."""
-    rows: list[tuple[object, _Spec, str]] = []
+    rows: list[tuple[TargetBase, _Spec, str]] = []
     for t in targets:
         metrics = _reportable(t)
         for spec in specs_of(t):
@@ -287,14 +289,14 @@ def _board(
     many = len(names) > 1
     keys: list[str] = []
     for t, spec, metric in rows:
-        key = build.key(t.name, metric, spec, title_of(t, spec, many))  # type: ignore[attr-defined]
+        key = build.key(t.name, metric, spec, title_of(t, spec, many))
         if key not in keys:
             keys.append(key)
     return keys
 
 
-def _qualified(t: object, spec: _Spec, many: bool) -> str:
-    return f"{spec.title} · {t.name}" if many else spec.title  # type: ignore[attr-defined]
+def _qualified(t: TargetBase, spec: _Spec, many: bool) -> str:
+    return f"{spec.title} · {t.name}" if many else spec.title
 
 
 def playbook_dashboards(settings: Settings) -> tuple[list[Panel], list[Dashboard]]:
@@ -310,13 +312,13 @@ def playbook_dashboards(settings: Settings) -> tuple[list[Panel], list[Dashboard
     prom = [t for t in targets if isinstance(t, PrometheusTarget)]
     http = [t for t in targets if isinstance(t, HttpTarget)]
 
-    def http_spec(t: object) -> list[_Spec]:
+    def http_spec(t: TargetBase) -> list[_Spec]:
         slow = getattr(t, "slow", None)
         warn = slow * 1000.0 if slow else 200.0
         return [_Spec("latency_ms", "response", "ms", warn, 2000.0 if warn < 2000 else None)]
 
     app = _board(build, prom, lambda t: _APP_PROM, _qualified)
-    app += _board(build, http, http_spec, lambda t, s, m: f"{t.name} {s.title}")  # type: ignore[attr-defined]
+    app += _board(build, http, http_spec, lambda t, s, m: f"{t.name} {s.title}")
     app += _board(build, [t for t in targets if getattr(t, "kind", None) == "lighthouse"],
                   lambda t: _APP_LIGHTHOUSE, _qualified)
 
@@ -326,7 +328,7 @@ def playbook_dashboards(settings: Settings) -> tuple[list[Panel], list[Dashboard
     db += _board(build, [t for t in targets if isinstance(t, RedisTarget)],
                  lambda t: _DB_REDIS, _qualified)
 
-    def business_specs(t: object) -> list[_Spec]:
+    def business_specs(t: TargetBase) -> list[_Spec]:
         metrics = _reportable(t)
         if isinstance(t, PostgresTarget):  # every custom query is a business number
             custom = [m for n, sql in t.queries.items() for m in query_metrics(n, sql)]

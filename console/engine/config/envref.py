@@ -44,8 +44,8 @@ def expand(text: str, env: Mapping[str, str] | None = None, *, secret: bool = Tr
     """
     env = os.environ if env is None else env
 
-    def sub(m: object) -> str:
-        name = m.group(1)  # type: ignore[attr-defined]
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
         if name not in env:
             raise MissingEnv(name)
         value = env[name]

@@ -24,9 +24,10 @@ from typing import Any, cast
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from console.engine.config.envref import ENV_REF, missing_refs
-from console.engine.config.schema import Settings
+from console.engine.config.schema import TARGET_KINDS, Settings
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
+from console.engine.model import TargetKind
 from console.engine.text.fmt import format_duration
 
 log = logging.getLogger(__name__)
@@ -480,9 +481,9 @@ def _is_model(x: Any) -> bool:
     return isinstance(x, type) and issubclass(x, BaseModel)
 
 
-def _target_models() -> dict[str, type[BaseModel]]:
-    ann = typing.get_args(Settings.model_fields["targets"].annotation)[0]
-    return {m.model_fields["kind"].default: m for m in _union_members(ann) if _is_model(m)}
+def _target_models() -> Mapping[TargetKind, type[BaseModel]]:
+    """Each kind's model: the registry of target kinds."""
+    return TARGET_KINDS
 
 
 def _model_at(path: Path_, data: Any) -> type[BaseModel] | None:
@@ -616,7 +617,7 @@ def _schema_issue(ctx: _Ctx, err: dict[str, Any]) -> ConfigIssue:
         where = f"to this {table[1]} table" if table else "at the top of the file"
         return ctx.issue(path, "missing required key", f"add {name} = … {where}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        kinds = list(_target_models())
+        kinds: list[str] = list(_target_models())
         if kind == "union_tag_not_found":
             return ctx.issue(path + ("kind",), "missing required key",
                              f'add kind = "{kinds[0]}" (kinds: {", ".join(kinds)})')

@@ -7,14 +7,14 @@ describes shapes and per-field rules so every error in a file is reported at onc
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
-from console.engine.model import Severity
+from console.engine.model import Severity, TargetKind
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -581,12 +581,14 @@ class LighthouseTarget(TargetBase):
 AnyTarget = (HttpTarget | PostgresTarget | RedisTarget | PrometheusTarget | PromqlTarget
              | LogTarget | HostTarget | HeartbeatTarget | LighthouseTarget)
 Target = Annotated[AnyTarget, Field(discriminator="kind")]
-# The registry of target kinds: every place that lists kinds reads it (or `TargetKind`).
-TARGET_KINDS: dict[str, type[TargetBase]] = {
-    cls.model_fields["kind"].default: cls
-    for cls in (HttpTarget, PostgresTarget, RedisTarget, PrometheusTarget, PromqlTarget,
-                LogTarget, HostTarget, HeartbeatTarget, LighthouseTarget)
+# The registry of target kinds, in the order of `AnyTarget` (the one list of them): every
+# place that lists kinds reads it (or `TargetKind`, its names, for mypy).
+TARGET_KINDS: dict[TargetKind, type[TargetBase]] = {
+    cls.model_fields["kind"].default: cls for cls in get_args(AnyTarget)
 }
+if set(TARGET_KINDS) != set(get_args(TargetKind)):  # a kind added to one and not the other
+    raise AssertionError(f"model.TargetKind {sorted(get_args(TargetKind))} and the targets "
+                         f"of config/schema.py {sorted(TARGET_KINDS)} differ")
 
 
 

@@ -15,10 +15,10 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from console.engine.incidents.playbooks import Playbook, Playbooks, Section
-from console.engine.model import SEVERITIES
+from console.engine.model import SEVERITIES, IncidentEntry
 
 # Entry types (the journal's ``type``); every one carries ``incident``.
 OPEN = "incident.open"
@@ -89,6 +89,34 @@ class StepState:
         return sum(1 for i in idx if i in self.checked), len(idx)
 
 
+# What the book folds out of the entries, for the post-mortem, KPIs and the screens.
+SeverityChange = TypedDict("SeverityChange", {"ts": float, "actor": str, "from": str,
+                                              "to": str, "reason": str})
+Handover = TypedDict("Handover", {"ts": float, "from": str, "to": str, "actor": str,
+                                  "text": str})
+
+
+class Snapshot(TypedDict):
+    ts: float
+    actor: str
+    values: dict[str, float | None]  # series -> value
+    label: str
+
+
+class Reopening(TypedDict):
+    ts: float
+    actor: str
+    resolved_at: float  # when it had been resolved
+    reason: str
+
+
+class StatusUpdate(TypedDict):
+    ts: float
+    actor: str
+    text: str
+    user_facing: bool | None  # None: decided by the severity
+
+
 @dataclass(slots=True)
 class Incident:
     """The current state of one incident, as its journal entries left it."""
@@ -112,13 +140,13 @@ class Incident:
     playbooks: list[str] = field(default_factory=list)
     steps: list[StepState] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)  # on the timeline, not on a step
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
-    handovers: list[dict[str, Any]] = field(default_factory=list)
-    severity_changes: list[dict[str, Any]] = field(default_factory=list)
-    reopened: list[dict[str, Any]] = field(default_factory=list)
-    status_updates: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    severity_changes: list[SeverityChange] = field(default_factory=list)
+    reopened: list[Reopening] = field(default_factory=list)
+    status_updates: list[StatusUpdate] = field(default_factory=list)
     channel: str = ""  # the incident channel's name, once created
-    timeline: list[dict[str, Any]] = field(default_factory=list)  # every entry, in order
+    timeline: list[IncidentEntry] = field(default_factory=list)  # every entry, in order
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -250,7 +278,10 @@ class IncidentBook:
                                  f"not applied: {exc!r}"[:300])
             return None
 
-    def _apply(self, entry: Mapping[str, Any]) -> Incident | None:
+    def _apply(self, raw: Mapping[str, Any]) -> Incident | None:
+        # JSON from a journal (this console's, another's, an older version's): the shape of
+        # an IncidentEntry, each field checked where it is used.
+        entry = cast(IncidentEntry, dict(raw))
         rid = entry.get("id")
         if isinstance(rid, str):
             if rid in self._seen:
@@ -272,13 +303,13 @@ class IncidentBook:
         if inc is None:
             self.problems.append(f"{iid}: {etype} for an incident never opened")
             return None
-        inc.timeline.append(dict(entry))
+        inc.timeline.append(entry)
         handler = getattr(self, "_on_" + etype.removeprefix("incident."), None)
         if handler is not None:
             handler(inc, entry, ts, actor)
         return inc
 
-    def _open(self, iid: str, e: Mapping[str, Any], ts: float, actor: str) -> Incident:
+    def _open(self, iid: str, e: IncidentEntry, ts: float, actor: str) -> Incident:
         severity = str(e.get("severity") or "P2")
         if severity not in SEVERITIES:
             severity = "P2"
@@ -300,15 +331,15 @@ class IncidentBook:
         )
         for pb in pbs:
             inc.steps.extend(_steps_of(pb))
-        inc.timeline.append(dict(e))
+        inc.timeline.append(e)
         self.incidents[iid] = inc
         return inc
 
-    def _step_for(self, inc: Incident, e: Mapping[str, Any]) -> StepState | None:
+    def _step_for(self, inc: Incident, e: IncidentEntry) -> StepState | None:
         section = _str(e.get("section"))
         return None if section is None else inc.step(section, _str(e.get("playbook")))
 
-    def _on_check(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_check(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         step, item = self._step_for(inc, e), e.get("item")
         if step is None or not isinstance(item, int) or not 0 <= item < len(step.section.items):
             self.problems.append(f"{inc.id}: check of an unknown item {e.get('section')!r}"
@@ -319,7 +350,7 @@ class IncidentBook:
         if total and done == total and step.done_at is None:
             step.done_at, step.done_by = ts, actor
 
-    def _on_uncheck(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_uncheck(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         step, item = self._step_for(inc, e), e.get("item")
         if step is None or not isinstance(item, int):
             return
@@ -333,13 +364,13 @@ class IncidentBook:
               "resolve": inc.resolved_at, "postmortem": inc.postmortem_at}
         return step.timed and at.get(step.id) is not None
 
-    def _on_note(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_note(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         note = Note(ts, actor, str(e.get("text") or ""), _str(e.get("section")),
                     _str(e.get("playbook")))
         step = self._step_for(inc, e)
         (step.notes if step is not None else inc.notes).append(note)
 
-    def _on_severity(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_severity(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         sev = _str(e.get("severity"))
         if sev in SEVERITIES and sev != inc.severity:
             inc.severity_changes.append({"ts": ts, "actor": actor, "from": inc.severity,
@@ -350,13 +381,13 @@ class IncidentBook:
                 if step.done_at is None and total and done == total:
                     step.done_at, step.done_by = ts, actor
 
-    def _on_snapshot(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_snapshot(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         values = e.get("values")
         inc.snapshots.append({"ts": ts, "actor": actor,
                               "values": dict(values) if isinstance(values, Mapping) else {},
                               "label": str(e.get("label") or "")})
 
-    def _on_handover(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_handover(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         to = str(e.get("to") or "?")
         inc.handovers.append({"ts": ts, "from": inc.owner, "to": to, "actor": actor,
                               "text": str(e.get("text") or "")})
@@ -369,27 +400,27 @@ class IncidentBook:
         if step is not None and step.timed and step.done_at is None:
             step.done_at, step.done_by = ts, actor
 
-    def _on_acknowledge(self, inc: Incident, e: Mapping[str, Any], ts: float,
+    def _on_acknowledge(self, inc: Incident, e: IncidentEntry, ts: float,
                         actor: str) -> None:
         self._action(inc, "acknowledged_at", ACKNOWLEDGE, ts, actor)
 
-    def _on_mitigate(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_mitigate(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         self._action(inc, "mitigated_at", MITIGATE, ts, actor)
 
-    def _on_resolve(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_resolve(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         self._action(inc, "resolved_at", RESOLVE, ts, actor)
         if e.get("false_positive") is True:
             inc.false_positive = True
 
-    def _on_false_positive(self, inc: Incident, e: Mapping[str, Any], ts: float,
+    def _on_false_positive(self, inc: Incident, e: IncidentEntry, ts: float,
                            actor: str) -> None:
         inc.false_positive = e.get("value", True) is not False
 
-    def _on_postmortem(self, inc: Incident, e: Mapping[str, Any], ts: float,
+    def _on_postmortem(self, inc: Incident, e: IncidentEntry, ts: float,
                        actor: str) -> None:
         self._action(inc, "postmortem_at", POSTMORTEM, ts, actor)
 
-    def _on_runbook(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_runbook(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         """Attach a runbook, or change it: its steps replace the previous runbook's (the
         response steps stay); the previous runbook's checks stay in the timeline."""
         pb = self.playbooks.get(str(e.get("runbook") or ""))
@@ -403,7 +434,7 @@ class IncidentBook:
         inc.playbooks = [p for p in inc.playbooks if p not in old] + [pb.name]
         inc.runbook = pb.name
 
-    def _on_reopen(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_reopen(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         """A resolved incident is open again (the problem came back, or it was resolved by
         mistake); the resolve step is due again."""
         if inc.resolved_at is None:
@@ -417,12 +448,12 @@ class IncidentBook:
             if not (total and done == total):
                 step.done_at = step.done_by = None
 
-    def _on_status(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_status(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         uf = e.get("user_facing")
         inc.status_updates.append({"ts": ts, "actor": actor, "text": str(e.get("text") or ""),
                                    "user_facing": uf if isinstance(uf, bool) else None})
 
-    def _on_channel(self, inc: Incident, e: Mapping[str, Any], ts: float, actor: str) -> None:
+    def _on_channel(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         inc.channel = str(e.get("name") or inc.channel)
 
 
@@ -461,18 +492,19 @@ class IncidentDesk:
     def __init__(self, journal: Any, book: IncidentBook) -> None:
         self.journal = journal
         self.book = book
-        self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+        self._listeners: list[Callable[[list[IncidentEntry]], None]] = []
         book.apply_all(journal.entries)
         journal.subscribe(book.apply_all)
 
-    def listen(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+    def listen(self, callback: Callable[[list[IncidentEntry]], None]) -> None:
         """`callback([entry])` after each action taken here, durable or only in memory (a
         full disk): what must reach people, such as a status update, does not wait for
         the disk. Entries from other consoles arrive through the journal's subscription."""
         self._listeners.append(callback)
 
-    async def _do(self, etype: str, incident: str, **data: Any) -> Any:
-        rec = await self.journal.append({"type": etype, "incident": incident, **data})
+    async def _do(self, etype: str, incident: str, data: IncidentEntry | None = None) -> Any:
+        entry: IncidentEntry = {"type": etype, "incident": incident, **(data or {})}
+        rec = await self.journal.append(entry)
         self.book.apply_all(self.journal.poll())
         self.book.apply(rec.entry)  # a no-op when the poll already took it
         for cb in list(self._listeners):
@@ -488,8 +520,8 @@ class IncidentDesk:
         start = now if started is None else min(started, now)
         iid = new_incident_id(start)
         pbs = self.book.playbooks.select(severity=severity, runbook=runbook, alerts=alerts)
-        data: dict[str, Any] = {"title": title, "severity": severity, "alerts": list(alerts),
-                                "started": start, "playbooks": [p.name for p in pbs]}
+        data: IncidentEntry = {"title": title, "severity": severity, "alerts": list(alerts),
+                               "started": start, "playbooks": [p.name for p in pbs]}
         if runbook:
             data["runbook"] = runbook
         if detected is not None:
@@ -498,7 +530,7 @@ class IncidentDesk:
             data["targets"] = list(targets)
         if episodes:
             data["episodes"] = list(episodes)
-        await self._do(OPEN, iid, **data)
+        await self._do(OPEN, iid, data)
         return self.book.incidents[iid]
 
     async def open_from_alert(self, alert: Any, *, title: str | None = None) -> Incident:
@@ -521,47 +553,48 @@ class IncidentDesk:
 
     async def check(self, incident: str, section: str, item: int, *, checked: bool = True,
                     playbook: str | None = None) -> None:
-        await self._do(CHECK if checked else UNCHECK, incident, section=section, item=item,
-                       playbook=playbook)
+        await self._do(CHECK if checked else UNCHECK, incident,
+                       {"section": section, "item": item, "playbook": playbook})
 
     async def note(self, incident: str, text: str, *, section: str | None = None,
                    playbook: str | None = None) -> None:
-        await self._do(NOTE, incident, text=text, section=section, playbook=playbook)
+        await self._do(NOTE, incident, {"text": text, "section": section, "playbook": playbook})
 
     async def severity(self, incident: str, severity: str, reason: str = "") -> None:
         """Set the severity (chosen, with why: the post-mortem shows each change)."""
-        await self._do(SEVERITY, incident, severity=severity, reason=reason)
+        await self._do(SEVERITY, incident, {"severity": severity, "reason": reason})
 
     async def attach_runbook(self, incident: str, runbook: str) -> None:
         """Attach (or change) the runbook an incident works through."""
-        await self._do(RUNBOOK, incident, runbook=runbook)
+        await self._do(RUNBOOK, incident, {"runbook": runbook})
 
     async def reopen(self, incident: str, reason: str = "") -> None:
-        await self._do(REOPEN, incident, reason=reason)
+        await self._do(REOPEN, incident, {"reason": reason})
 
-    async def snapshot(self, incident: str, values: Mapping[str, Any], label: str = "") -> None:
-        await self._do(SNAPSHOT, incident, values=dict(values), label=label)
+    async def snapshot(self, incident: str, values: Mapping[str, float | None],
+                       label: str = "") -> None:
+        await self._do(SNAPSHOT, incident, {"values": dict(values), "label": label})
 
     async def handover(self, incident: str, to: str, text: str = "") -> None:
-        await self._do(HANDOVER, incident, to=to, text=text)
+        await self._do(HANDOVER, incident, {"to": to, "text": text})
 
     async def claim(self, incident: str) -> None:
         """Take the incident: its owner becomes whoever acts here (the journal's actor), on
         every console sharing the journal."""
-        await self._do(HANDOVER, incident, to=str(self.journal.actor), text="claimed")
+        await self._do(HANDOVER, incident, {"to": str(self.journal.actor), "text": "claimed"})
 
     async def acknowledge(self, incident: str) -> None:
         await self._do(ACKNOWLEDGE, incident)
 
     async def mitigate(self, incident: str, text: str = "") -> None:
-        await self._do(MITIGATE, incident, text=text)
+        await self._do(MITIGATE, incident, {"text": text})
 
     async def resolve(self, incident: str, *, false_positive: bool = False,
                       text: str = "") -> None:
-        await self._do(RESOLVE, incident, false_positive=false_positive, text=text)
+        await self._do(RESOLVE, incident, {"false_positive": false_positive, "text": text})
 
     async def mark_false_positive(self, incident: str, value: bool = True) -> None:
-        await self._do(FALSE_POSITIVE, incident, value=value)
+        await self._do(FALSE_POSITIVE, incident, {"value": value})
 
     async def postmortem_done(self, incident: str) -> None:
         await self._do(POSTMORTEM, incident)
@@ -571,14 +604,14 @@ class IncidentDesk:
         """A status update (playbook Step 3), journaled; the notifier posts it to the
         incident channel and, for a user-facing incident, the general one (`user_facing`
         None: decided by the incident's severity, per Slack route)."""
-        data: dict[str, Any] = {"text": text}
+        data: IncidentEntry = {"text": text}
         if user_facing is not None:
             data["user_facing"] = user_facing
-        await self._do(STATUS, incident, **data)
+        await self._do(STATUS, incident, data)
 
     async def channel(self, incident: str, name: str, channel_id: str = "") -> None:
         """The incident channel was created (recorded once, by the notifying console)."""
         inc = self.book.incidents.get(incident)
         if inc is not None and inc.channel == name:
             return
-        await self._do(CHANNEL, incident, name=name, channel_id=channel_id)
+        await self._do(CHANNEL, incident, {"name": name, "channel_id": channel_id})

@@ -34,15 +34,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from console.engine.lang.durations import parse_duration
+from console.engine.model import TargetKind
+
+if TYPE_CHECKING:
+    from console.engine.incidents.playbooks import Playbook
 
 __all__ = ["DB_TABS", "Destination", "Link", "LinkTarget", "parse_link", "resolve"]
 
 VIEWS = ("target", "chart", "logs", "db", "endpoints", "health", "kind", "metric", "deploys")
 DEPLOYS_WINDOW = 3600.0  # "recent": the deploys of the last hour, unless window= says
-DB_TABS: dict[str, tuple[str, ...]] = {
+DB_TABS: dict[str, tuple[str, ...]] = {  # by kind: every one of DATABASE_KINDS
     "postgres": ("activity", "locks", "statements", "tables", "indexes", "connections",
                  "replication", "vacuum"),
     "redis": ("keyspace", "slowlog", "server", "commands", "clients", "bigkeys"),
@@ -175,7 +180,7 @@ def parse_link(text: str) -> Link:
 _EXAMPLES = {"target": "target:api-health", "chart": "chart:p95_ms", "logs": "logs:errors",
              "db": "db:statements", "kind": "kind:postgres", "metric": "metric:error_pct"}
 # Which kinds of target each view can open.
-_KINDS: dict[str, tuple[str, ...]] = {
+_KINDS: dict[str, tuple[TargetKind, ...]] = {
     "logs": ("log",), "endpoints": ("prometheus",), "health": ("http",),
 }
 
@@ -286,7 +291,7 @@ def config_metrics(target: object) -> frozenset[str]:
     return ALWAYS
 
 
-def check_links(playbooks: Iterable[object], settings: object, *,
+def check_links(playbooks: Iterable[Playbook], settings: object, *,
                 builtin_dir: str | None = None) -> tuple[list[object], list[str]]:
     """(issues, notes) for every link of `playbooks` against `settings`' targets.
 
@@ -321,7 +326,7 @@ def check_links(playbooks: Iterable[object], settings: object, *,
                     explicit = link_names_target(item.link)
                     text = f"{item.link!r}: {exc}"
                     if ours and not explicit:
-                        notes.append(f"{pb.name}/{section.id}: {text}")  # type: ignore[attr-defined]
+                        notes.append(f"{pb.name}/{section.id}: {text}")
                     else:
                         issues.append(ConfigIssue(source, None, where, text,
                                                   "name a target of this config, or leave "

@@ -32,7 +32,7 @@ from console.engine.incidents.book import (
     UNCHECK,
     Incident,
 )
-from console.engine.model import AlertEpisode
+from console.engine.model import AlertEpisode, IncidentEntry
 from console.engine.text.fmt import format_duration, format_metric
 from console.engine.text.sanitize import one_line
 
@@ -86,7 +86,7 @@ def describe_snapshot(values: Mapping[str, Any], limit: int = 8) -> str:
     return ", ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _step_item(inc: Incident, e: Mapping[str, Any]) -> str:
+def _step_item(inc: Incident, e: IncidentEntry) -> str:
     step = inc.step(str(e.get("section")), e.get("playbook"))
     item = e.get("item")
     if step is None or not isinstance(item, int) or not 0 <= item < len(step.section.items):
@@ -94,7 +94,7 @@ def _step_item(inc: Incident, e: Mapping[str, Any]) -> str:
     return f"{step.section.title}: {step.section.items[item].text}"
 
 
-def describe_entry(inc: Incident, e: Mapping[str, Any]) -> tuple[str, str]:
+def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
     """(kind, text) of one journal entry on the timeline."""
     t = e.get("type")
     text = one_line(str(e.get("text") or ""), 300)
@@ -112,8 +112,9 @@ def describe_entry(inc: Incident, e: Mapping[str, Any]) -> tuple[str, str]:
         why = one_line(str(e.get("reason") or ""), 200)
         return "action", f"severity set to {e.get('severity')}" + (f": {why}" if why else "")
     if t == SNAPSHOT:
-        values = e.get("values") if isinstance(e.get("values"), Mapping) else {}
-        return "snapshot", "snapshot: " + describe_snapshot(values)  # type: ignore[arg-type]
+        values = e.get("values")
+        return "snapshot", "snapshot: " + describe_snapshot(
+            values if isinstance(values, Mapping) else {})
     if t == HANDOVER:
         return "action", f"handed over to {one_line(str(e.get('to')), 60)}" + (
             f": {text}" if text else "")

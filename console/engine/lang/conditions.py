@@ -232,7 +232,7 @@ class Condition:
         if s == "size":
             return "found", ctx.body_bytes, None
         if s == "header":
-            v = ctx.header(self.path[0])  # type: ignore[arg-type]
+            v = ctx.header(str(self.path[0]))  # (header-name,): always a str
             return ("absent", None, None) if v is None else ("found", v, None)
         if not self.path:
             return "found", ctx.text(), None

@@ -103,12 +103,16 @@ def parse_scrape(
     else:
         from prometheus_client.parser import text_fd_to_metric_families
 
+        # the ignore below: prometheus_client's parser takes a text file; _Lines gives it the lines
+        # it reads
         families = text_fd_to_metric_families(_Lines(text, cancel))  # type: ignore[arg-type]
     scrape = Scrape(at=at)
     samples = scrape.samples
     count = 0
     try:
         for fam in families:
+            # the ignores below: `families` is typed object (either parser's); both give
+            # Metric objects with these attributes
             fam_name: str = fam.name  # type: ignore[attr-defined]
             fam_type: str = fam.type  # type: ignore[attr-defined]
             for s in fam.samples:  # type: ignore[attr-defined]

@@ -194,6 +194,8 @@ class _Parser:
         if fn == "absent":
             if self.peek() is not None:
                 raise self.fail("the end (absent() is a whole condition)")
+            # the ignore below: Expr's fields are filled by name from what the parser read; their
+            # types are checked by the parser above
             return Expr(fn=fn, text=self.text, **fields)  # type: ignore[arg-type]
         scale = 1.0
         while (t := self.peek()) is not None and t[0] == "op" and t[1] in ("*", "/"):
@@ -206,6 +208,7 @@ class _Parser:
         threshold = self.number("a threshold number")
         if self.peek() is not None:
             raise self.fail("the end of the expression")
+        # the ignore below: as for absent() above, the fields' types are the parser's
         return Expr(fn=fn, op=op, threshold=threshold, scale=scale, text=self.text,
                     **fields)  # type: ignore[arg-type]
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from console.engine.details import BreakdownTable, Row
 from console.engine.lang.promexpr import (
     LabelKey,
     Matcher,
@@ -316,7 +317,7 @@ def _round(value: float | None, digits: int) -> float | None:
 def compute_breakdown(
     spec: BreakdownSpec, cur: Scrape, prev: Scrape | None, cancel: StopFlag | None = None,
     *, shared: _Pass | None = None,
-) -> dict[str, object]:
+) -> BreakdownTable:
     """One table, plain JSON: rows sorted by rate (requests) descending, cut at `top`.
 
     Label values are remote text and come out through `one_line`. With no previous scrape
@@ -336,9 +337,9 @@ def compute_breakdown(
     def rate(n: float) -> float | None:
         return None if window is None else n / window
 
-    rows: list[dict[str, object]] = []
+    rows: list[Row] = []
     for group, n in kept:
-        row: dict[str, object] = {
+        row: Row = {
             label: one_line(v, 200) for label, v in zip(spec.by, group, strict=True)}
         row["requests"] = _round(n, 3)
         row["rate_per_s"] = _round(rate(n), 4)
@@ -353,7 +354,7 @@ def compute_breakdown(
                 row[column] = _round(value * 1000.0, 3)
         rows.append(row)
     others = sum(n for _, n in dropped)
-    table: dict[str, object] = {
+    table: BreakdownTable = {
         "by": list(spec.by),
         "columns": spec.columns,
         "rows": rows,
@@ -378,7 +379,7 @@ def compute_breakdown(
 def compute_breakdowns(
     specs: Mapping[str, BreakdownSpec], cur: Scrape, prev: Scrape | None,
     cancel: StopFlag | None = None,
-) -> dict[str, dict[str, object]]:
+) -> dict[str, BreakdownTable]:
     """Every table, by breakdown name (the value of CheckResult.details["breakdowns"])."""
     if prev is not None and cur.at - prev.at <= 0:
         prev = None

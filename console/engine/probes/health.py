@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from console.engine.details import HealthComponent, HealthJson
 from console.engine.text.redact import redact
 from console.engine.text.sanitize import one_line
 
@@ -56,8 +57,8 @@ class Component:
         text = f"{self.name}: {self.status.lower()}"
         return f"{text} — {self.message}" if self.message else text
 
-    def to_json(self, core: bool | None = None) -> dict[str, object]:
-        out: dict[str, object] = {"name": self.name, "status": self.status,
+    def to_json(self, core: bool | None = None) -> HealthComponent:
+        out: HealthComponent = {"name": self.name, "status": self.status,
                                   "failing": self.failing, "message": self.message}
         if core is not None:
             out["core"] = core
@@ -87,7 +88,7 @@ class HealthBody:
             out.append(f"health {self.status.lower()}: {self.message}")
         return out
 
-    def to_json(self, core: Iterable[str] | None = None) -> dict[str, object]:
+    def to_json(self, core: Iterable[str] | None = None) -> HealthJson:
         cores = None if core is None else set(core)
         return {
             "format": self.format, "status": self.status, "message": self.message,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from console.engine.config.schema import HeartbeatTarget
+from console.engine.details import HeartbeatDetails
 from console.engine.model import CheckResult, Status
 from console.engine.storage.journal import Journal
 from console.engine.text.fmt import format_duration, format_utc
@@ -141,7 +142,7 @@ class PingBook:
 
 
 def judge(target: HeartbeatTarget, job: JobState | None, watched_since: float, now: float
-          ) -> tuple[Status, str | None, dict[str, float], dict[str, object]]:
+          ) -> tuple[Status, str | None, dict[str, float], HeartbeatDetails]:
     """(status, error, metrics, details) of a job at `now`: late or failed is DOWN."""
     job = job or JobState()
     metrics: dict[str, float] = {}
@@ -153,7 +154,7 @@ def judge(target: HeartbeatTarget, job: JobState | None, watched_since: float, n
         metrics["since_success_s"] = now - job.success
     if job.run_time_s is not None:
         metrics["run_time_s"] = job.run_time_s
-    details: dict[str, object] = {
+    details: HeartbeatDetails = {
         "last_success": job.success, "last_start": job.start, "last_fail": job.fail,
         "due": due, "pings": job.pings}
     every = f"expected every {format_duration(target.period)}"

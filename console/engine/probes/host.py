@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from console.engine.config.schema import HostTarget
+from console.engine.details import HostDetails
 from console.engine.model import CheckResult, Status
 from console.engine.text.redact import describe_exception
 from console.engine.text.sanitize import one_line
@@ -150,9 +151,10 @@ class HostProbe:
             r = _rate(new, old, dt)
             if r is not None:
                 metrics[name] = r
+        details: HostDetails = {"cpus": os.cpu_count() or 0,
+                                "disk_path": self.target.disk_path, "interval_s": round(dt, 6)}
         return CheckResult(
             target=self.target.name, kind=self.kind, status=Status.UP, started_at=started,
             latency_ms=max(0.0, time.perf_counter() - t0 - waited) * 1000.0, metrics=metrics,
-            details={"cpus": os.cpu_count() or 0, "disk_path": self.target.disk_path,
-                     "interval_s": round(dt, 6)},
+            details=details,
         )

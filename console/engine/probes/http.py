@@ -22,6 +22,7 @@ import httpx
 
 from console.engine.config.envref import ENV_REF, MissingEnv, expand
 from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
+from console.engine.details import HealthJson, HttpDetails
 from console.engine.lang.conditions import CheckContext, Condition, parse_condition
 from console.engine.model import CheckResult, ResponseInfo, Status
 from console.engine.probes.health import HealthBody, is_core, parse_health
@@ -108,7 +109,7 @@ class HttpProbe:
         self._keyword_absent = target.keyword_absent.encode() if target.keyword_absent else None
         self._core = set(target.core_components)
         self._health_cache: tuple[bytes, list[str], dict[str, float],
-                                  dict[str, object] | None] | None = None
+                                  HealthJson | None] | None = None
         self._down: tuple[Condition, ...] = ()
         self._degraded: tuple[Condition, ...] = ()
         try:  # validated with the config already; this guards hand-built targets
@@ -333,7 +334,7 @@ class HttpProbe:
                    "body_bytes": float(wire_bytes), "ttfb_ms": ttfb_ms}
         causes, counts, health_json = self._health(ctx)
         metrics.update(counts)
-        details: dict[str, object] = {"health": health_json} if health_json else {}
+        details: HttpDetails = {"health": health_json} if health_json else {}
         if self._slow_ms is not None and latency_ms > self._slow_ms:
             degraded.append(
                 f"latency {latency_ms:.0f}ms above the slow threshold {self._slow_ms:.0f}ms"
@@ -362,7 +363,7 @@ class HttpProbe:
         )
 
     def _health(self, ctx: CheckContext | None) -> tuple[list[str], dict[str, float],
-                                                           dict[str, object] | None]:
+                                                           HealthJson | None]:
         """(causes, component counts, details["health"]) of a health body; the answer for
         the same bytes as the last check is reused (a healthy service answers the same
         body every time, and this runs on every check)."""
@@ -374,7 +375,7 @@ class HttpProbe:
         health = _health_of(ctx)
         causes: list[str] = []
         counts: dict[str, float] = {}
-        health_json: dict[str, object] | None = None
+        health_json: HealthJson | None = None
         if health is not None:
             # The service's own words first: they name the dependency that failed.
             causes = health.reasons()

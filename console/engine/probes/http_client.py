@@ -359,6 +359,8 @@ async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool
         except (aiohttp.ClientError, OSError) as exc:
             raise _to_httpx(exc, stream._request) from exc
     else:
+        # the ignore below: httpx types Response.stream as sync-or-async; a response of our async
+        # transport is always async
         async for chunk in stream:  # type: ignore[union-attr]
             parts.append(chunk)
             size += len(chunk)

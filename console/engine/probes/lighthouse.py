@@ -23,11 +23,11 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from console.engine.config.schema import LighthouseTarget
+from console.engine.details import LighthouseDetails
 from console.engine.model import CheckResult, Status
 from console.engine.text.redact import redact
 from console.engine.text.sanitize import one_line
@@ -61,7 +61,7 @@ def _run_lock() -> asyncio.Lock:
     return lock
 
 
-def parse_report(data: bytes) -> tuple[dict[str, float], dict[str, Any], str | None]:
+def parse_report(data: bytes) -> tuple[dict[str, float], LighthouseDetails, str | None]:
     """(metrics, details, error) of a Lighthouse JSON result (LHR); error names what went
     wrong when the page could not be measured."""
     try:
@@ -70,7 +70,7 @@ def parse_report(data: bytes) -> tuple[dict[str, float], dict[str, Any], str | N
         return {}, {}, f"not a Lighthouse JSON report ({exc})"
     if not isinstance(lhr, dict):
         return {}, {}, "not a Lighthouse JSON report"
-    details: dict[str, Any] = {
+    details: LighthouseDetails = {
         "lighthouse_version": one_line(lhr.get("lighthouseVersion") or "", 20),
         "final_url": one_line(redact(str(lhr.get("finalDisplayedUrl")
                                          or lhr.get("finalUrl") or "")), 200),
@@ -150,8 +150,9 @@ class LighthouseProbe:
                            error="waiting: another Lighthouse run is in progress (one at a "
                            "time); next try at the next interval")
 
-    def _fail(self, started: float, error: str, **details: Any) -> CheckResult:
+    def _fail(self, started: float, error: str, run_s: float | None = None) -> CheckResult:
         t = self.target
+        details: LighthouseDetails = {} if run_s is None else {"run_s": run_s}
         return CheckResult(t.name, t.kind, Status.DOWN, started, None,
                            error=one_line(redact(error), 400), details=details)
 
@@ -215,7 +216,7 @@ class LighthouseProbe:
         self.last = result
         return result
 
-    def _result(self, started: float, metrics: dict[str, float], details: dict[str, Any],
+    def _result(self, started: float, metrics: dict[str, float], details: LighthouseDetails,
                 error: str | None) -> CheckResult:
         t = self.target
         if error is not None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from console.engine.config.schema import LogTarget
+from console.engine.details import LogDetails, LogErrorCount
 from console.engine.logs.errorkinds import ErrorKinds, state_path
 from console.engine.logs.tail import (
     ERROR_LEVELS,
@@ -224,7 +225,7 @@ class LogProbe:
             "errors_total": float(self.errors_total),
             "new_error_kinds_total": float(batch.new_kinds_total),
         }
-        details: dict[str, object] = {
+        details: LogDetails = {
             "path": one_line(self.target.path, 300),
             "interval_s": round(elapsed, 6),
             "lines": n, "errors": batch.errors, "warnings": batch.warns, "slow": batch.slow,
@@ -249,7 +250,7 @@ class LogProbe:
             metrics=metrics, details=details,
         )
 
-    def _recent_errors(self, now: float, top: int = 5) -> list[dict[str, object]]:
+    def _recent_errors(self, now: float, top: int = 5) -> list[LogErrorCount]:
         """The commonest error messages of the last minute, with their counts: what an
         errors alert names as its cause."""
         seen = self._errors_seen

@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Callable
 
+from console.engine.details import HostDetails
 from console.engine.lang.promexpr import LabelKey, Scrape
 
 __all__ = [
@@ -125,7 +126,7 @@ def node_metrics(
     mountpoint: str = "/",
     device: str | None = None,
     interface: str | None = None,
-) -> tuple[dict[str, float], dict[str, object]]:
+) -> tuple[dict[str, float], HostDetails]:
     """The local probe's metrics from a node_exporter scrape (and the one before, for rates),
     plus details: cpus, mountpoint, devices and interfaces summed, interval_s, and `missing`,
     a note naming what the body lacked. Raises ValueError when the body has none of the
@@ -137,7 +138,7 @@ def node_metrics(
     metrics: dict[str, float] = {}
     missing: list[str] = []
     cpus = {_labels(k).get("cpu", "") for k in cur.get(CPU)}
-    details: dict[str, object] = {"cpus": len(cpus), "mountpoint": mountpoint}
+    details: HostDetails = {"cpus": len(cpus), "mountpoint": mountpoint}
 
     total = cur.get(MEM_TOTAL)
     avail = cur.get(MEM_AVAILABLE)

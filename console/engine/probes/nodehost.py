@@ -74,9 +74,14 @@ class NodeHostProbe:
         if before is None:
             details["note"] = "rates (cpu_pct, bytes/s) start with the next check"
         metrics["latency_ms"] = r.metrics.get("latency_ms", r.latency_ms or 0.0)
-        for key in ("devices", "interfaces"):  # names from the remote body: clean, bounded
-            names = details.get(key)
-            if isinstance(names, list):
-                details[key] = [one_line(str(n), 64) for n in names[:MAX_NAMES]]
+        # names from the remote body: clean, bounded
+        if "devices" in details:
+            details["devices"] = _names(details["devices"])
+        if "interfaces" in details:
+            details["interfaces"] = _names(details["interfaces"])
         details["url"] = r.response.final_url if r.response is not None else ""
         return dataclasses.replace(r, metrics=metrics, details=details)
+
+
+def _names(names: list[str]) -> list[str]:
+    return [one_line(str(n), 64) for n in names[:MAX_NAMES]]

@@ -91,6 +91,20 @@ import asyncpg
 
 from console.engine.config.envref import MissingEnv, expand_url
 from console.engine.config.schema import PostgresTarget
+from console.engine.details import (
+    PgCheckpoints,
+    PgCollector,
+    PgConnectionGroup,
+    PgConnectionGroups,
+    PgConnections,
+    PgDatabase,
+    PgQueryResult,
+    PgReplication,
+    PgRole,
+    PgStatements,
+    PgTransactions,
+    PostgresDetails,
+)
 from console.engine.model import CheckResult, Status
 from console.engine.text.fmt import format_age, format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
@@ -637,20 +651,21 @@ def _json(raw: Any) -> Any:
         return None
 
 
-def connection_groups(groups: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def connection_groups(groups: list[dict[str, Any]]) -> PgConnectionGroups:
     """Connections per role, database, application and state, largest first, from the
     (user, db, app, state) counts of the stats query (NULL, e.g. a hidden state, is "")."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for dim, key in (("by_role", "user"), ("by_database", "db"),
-                     ("by_application", "app"), ("by_state", "state")):
+
+    def by(key: str) -> list[PgConnectionGroup]:
         counts: collections.Counter[str] = collections.Counter()
         for g in groups:
             counts[one_line(g.get(key) or "", 64)] += int(g.get("n") or 0)
-        out[dim] = [{"name": name, "connections": n} for name, n in counts.most_common()]
-    return out
+        return [{"name": name, "connections": n} for name, n in counts.most_common()]
+
+    return {"by_role": by("user"), "by_database": by("db"), "by_application": by("app"),
+            "by_state": by("state")}
 
 
-def top_holders(by: dict[str, list[dict[str, Any]]], n: int = 3) -> str:
+def top_holders(by: PgConnectionGroups, n: int = 3) -> str:
     """'role app 12, role web 3' style: who holds the connections, for a reason line."""
     parts = [f"{g['name'] or '(none)'} {g['connections']}" for g in by.get("by_role", [])[:n]]
     apps = [f"{g['name'] or '(none)'} {g['connections']}"
@@ -728,7 +743,7 @@ class PostgresProbe:
         # Slow collectors: schedule and health per collector, and what they found, carried
         # into every result until they run again (or, failing, with their age).
         self._coll: dict[str, _Collector] = {}
-        self._slow_details: dict[str, Any] = {}
+        self._slow_details: PostgresDetails = {}
         self._slow_metrics: dict[str, float] = {}
         self._slow_notes: dict[str, str] = {}  # name -> note for this round (not failures)
         self._sizes: collections.deque[tuple[float, float]] = collections.deque(maxlen=1500)
@@ -911,21 +926,21 @@ class PostgresProbe:
             latency_ms=latency_ms, reasons=reasons, metrics=metrics, details=details,
         )
 
-    def _details(self, row: Any) -> dict[str, Any]:
+    def _details(self, row: Any) -> PostgresDetails:
         listed = _json(row.get("sessions") if hasattr(row, "get") else None) or []
         sessions = [_session(r) for r in listed if isinstance(r, dict)]
         groups = _json(row.get("groups") if hasattr(row, "get") else None) or []
         oldest = _json(row.get("oldest") if hasattr(row, "get") else None)
         max_conn = float(row["max_connections"])
         reserved = float(row["su_reserved"] or 0) + float(row["reserved"] or 0)
-        connections = {
+        connections: PgConnections = {
             "total": float(row["total"]), "max_connections": max_conn,
             "superuser_reserved": float(row["su_reserved"] or 0),
             "reserved": float(row["reserved"] or 0), "usable": max(0.0, max_conn - reserved),
             **connection_groups([g for g in groups if isinstance(g, dict)]),
         }
         xid, mxid = _float(row["xid_age"]), _float(row["mxid_age"])
-        transactions = {
+        transactions: PgTransactions = {
             "oldest": _session(oldest) if isinstance(oldest, dict) else None,
             "long_transaction_s": self.target.long_transaction,
             "xid_age": xid, "mxid_age": mxid, "oldest_xid_db": one_line(row["xid_db"] or "", 64),
@@ -1048,7 +1063,7 @@ class PostgresProbe:
         return f"{name}: {c.reason}; {shown}; retrying in {retry}"
 
     @staticmethod
-    def _collector_state(c: _Collector) -> dict[str, Any]:
+    def _collector_state(c: _Collector) -> PgCollector:
         return {"state": c.state(), "ok_at": c.ok_at, "reason": c.off or c.reason,
                 "failures": c.failures, "retry_at": c.retry_at}
 
@@ -1108,7 +1123,7 @@ class PostgresProbe:
             return
         role = one_line(row["role"], 64)
         self._version = int(row["version"])
-        info = {"role": role, "superuser": bool(row["superuser"]),
+        info: PgRole = {"role": role, "superuser": bool(row["superuser"]),
                 "pg_monitor": bool(row["monitor"]),
                 "pg_read_all_stats": bool(row["read_all_stats"]),
                 "server_version_num": self._version, "track_io_timing": bool(row["io_timing"])}
@@ -1134,13 +1149,13 @@ class PostgresProbe:
         self._sizes.append((now, size))
         while self._sizes and now - self._sizes[0][0] > 86400:
             self._sizes.popleft()
-        db: dict[str, Any] = {"size_bytes": size, "growth_bytes": None, "growth_over_s": None,
+        db: PgDatabase = {"size_bytes": size, "growth_bytes": None, "growth_over_s": None,
                               "growth_bytes_per_day": None}
         self._slow_metrics["db_size_bytes"] = size
         t0, s0 = self._sizes[0]
         window = now - t0
         if window > 0:
-            db.update(growth_bytes=size - s0, growth_over_s=round(window, 3))
+            db.update({"growth_bytes": size - s0, "growth_over_s": round(window, 3)})
             self._slow_metrics["db_growth_bytes"] = size - s0
             self._slow_metrics["db_growth_window_s"] = window
             if window >= GROWTH_PER_DAY_AFTER_S:
@@ -1196,7 +1211,7 @@ class PostgresProbe:
         by_total = sorted(ids, key=lambda q: current[q][1], reverse=True)[:top]
         by_mean = sorted(ids, key=lambda q: current[q][1] / current[q][0] if current[q][0]
                          else 0.0, reverse=True)[:top]
-        out: dict[str, Any] = {"available": True, "count": len(ids),
+        out: PgStatements = {"available": True, "count": len(ids),
                                "interval_s": None if dt is None else round(dt, 3),
                                "track_io_timing": (self._slow_details.get("role") or {})
                                .get("track_io_timing"),
@@ -1210,15 +1225,16 @@ class PostgresProbe:
             d_calls = sum(e["d_calls"] for e in recent)
             d_ms = sum(e["d_total_ms"] for e in recent)
             d_io = sum(e["d_io_ms"] for e in recent)
-            out.update(d_calls=d_calls, d_total_ms=round(d_ms, 3), d_io_ms=round(d_io, 3),
-                       mean_ms=round(d_ms / d_calls, 3) if d_calls else None)
+            out.update({"d_calls": d_calls, "d_total_ms": round(d_ms, 3),
+                        "d_io_ms": round(d_io, 3),
+                        "mean_ms": round(d_ms / d_calls, 3) if d_calls else None})
             self._slow_metrics["statements_calls_per_s"] = d_calls / dt
             self._slow_metrics["statements_time_ms_per_s"] = d_ms / dt
             self._slow_metrics["statements_io_ms_per_s"] = d_io / dt
             if d_calls:
                 self._slow_metrics["statements_mean_ms"] = d_ms / d_calls
-        shown = {e["queryid"] for key in ("by_total", "by_mean", "by_recent")
-                 for e in out.get(key, [])}
+        listed = [*out.get("by_total", []), *out.get("by_mean", []), *out.get("by_recent", [])]
+        shown = {e["queryid"] for e in listed}
         missing = [q for q in shown if q not in self._texts]
         if missing:
             texts = await conn.fetch(PGSS_TEXT_SQL.format(schema=ident), missing)
@@ -1226,9 +1242,8 @@ class PostgresProbe:
                 self._texts[r["queryid"]] = sql_text(r["query"])
             while len(self._texts) > _TEXT_CACHE:
                 self._texts.popitem(last=False)
-        for key in ("by_total", "by_mean", "by_recent"):
-            for e in out.get(key, []):
-                e["query"] = self._texts.get(e["queryid"], "")
+        for e in listed:
+            e["query"] = self._texts.get(e["queryid"], "")
         self._slow_details["statements"] = out
 
     async def _c_tables(self, conn: asyncpg.Connection) -> None:
@@ -1324,7 +1339,7 @@ class PostgresProbe:
                    **{k: _rounded(r.get(k)) for k in ("write_lag_s", "flush_lag_s",
                                                        "replay_lag_s", "lag_bytes")}}
                   for r in replicas if isinstance(r, dict)]
-        rep: dict[str, Any] = {"role": "replica" if row["in_recovery"] else "primary",
+        rep: PgReplication = {"role": "replica" if row["in_recovery"] else "primary",
                                "replicas": listed}
         self._slow_metrics["replicas"] = float(len(listed))
         lags = [float(r["replay_lag_s"]) for r in listed if r["replay_lag_s"] is not None]
@@ -1374,12 +1389,12 @@ class PostgresProbe:
     async def _c_checkpoints(self, conn: asyncpg.Connection) -> None:
         row = await conn.fetchrow(CHECKPOINTS_SQL[self._server_version(conn) >= 170000])
         timed, req, now = float(row["timed"]), float(row["req"]), time.monotonic()
-        out: dict[str, Any] = {"timed": timed, "requested": req, "window_s": None,
+        out: PgCheckpoints = {"timed": timed, "requested": req, "window_s": None,
                                "d_timed": None, "d_requested": None}
         prev, self._ckpt_prev = self._ckpt_prev, (now, timed, req)
         if prev is not None and timed >= prev[1] and req >= prev[2] and now > prev[0]:
             dt, d_timed, d_req = now - prev[0], timed - prev[1], req - prev[2]
-            out.update(window_s=round(dt, 3), d_timed=d_timed, d_requested=d_req)
+            out.update({"window_s": round(dt, 3), "d_timed": d_timed, "d_requested": d_req})
             self._slow_metrics["checkpoints_per_h"] = (d_timed + d_req) / dt * 3600
             if d_timed + d_req:
                 self._slow_metrics["checkpoints_req_pct"] = d_req / (d_timed + d_req) * 100
@@ -1388,7 +1403,7 @@ class PostgresProbe:
     def _custom(self, name: str, sql: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
         async def collect(conn: asyncpg.Connection) -> None:
             rows = await conn.fetch(CUSTOM_SQL.format(sql=sql))
-            result: dict[str, Any] = {"values": {}, "rows": len(rows), "at": time.time()}
+            result: PgQueryResult = {"values": {}, "rows": len(rows), "at": time.time()}
             # a new dict each time: results already handed out keep the values they had
             queries = {**self._slow_details.get("queries", {}), name: result}
             self._slow_details["queries"] = queries

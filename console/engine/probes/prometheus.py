@@ -25,6 +25,7 @@ import httpx
 
 from console.engine.config.envref import MissingEnv, expand
 from console.engine.config.schema import PrometheusTarget
+from console.engine.details import PrometheusDetails
 from console.engine.lang.promexpr import (
     Expr,
     Scrape,
@@ -113,7 +114,7 @@ def _parse(
 
 def _parse_and_break(
     parse_args: tuple[Any, ...], specs: dict[str, BreakdownSpec], previous: Scrape | None,
-) -> tuple[Scrape, str, dict[str, object]]:
+) -> tuple[Scrape, str, PrometheusDetails]:
     """Parse, then the breakdown tables against the previous scrape, on the same thread: a
     100k-series scrape's grouping costs a fair share of a second of GIL that must not land on
     the UI loop. No configured breakdowns means the conventional ones, if the scrape has
@@ -124,7 +125,7 @@ def _parse_and_break(
     if not chosen:
         return scrape, text, {}
     try:
-        details: dict[str, object] = {
+        details: PrometheusDetails = {
             "breakdowns": compute_breakdowns(chosen, scrape, previous, cancel)}
     except ScrapeCancelledError:
         raise

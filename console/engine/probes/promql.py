@@ -33,6 +33,7 @@ from typing import Any
 
 from console.engine.config.envref import MissingEnv, expand, expand_url
 from console.engine.config.schema import PromqlTarget
+from console.engine.details import BreakdownTable, PromqlDetails, PromqlQuery, Row
 from console.engine.model import CheckResult, Status
 from console.engine.probes.http_client import HttpClients
 from console.engine.probes.promapi import (
@@ -166,7 +167,7 @@ class PromqlProbe:
     def _combine(self, started: float, latency_ms: float, answers: list[_Answer]
                  ) -> CheckResult:
         metrics: dict[str, float] = {}
-        queries: dict[str, dict[str, Any]] = {}
+        queries: dict[str, PromqlQuery] = {}
         tables: dict[tuple[str, ...], list[str]] = {}
         labelled: dict[str, list[tuple[str, dict[str, str], float]]] = {}
         reasons: list[str] = []
@@ -174,7 +175,7 @@ class PromqlProbe:
         failed = 0
         kept_total = 0
         for a in answers:
-            info: dict[str, Any] = {"expr": one_line(self.target.metrics[a.name], 300)}
+            info: PromqlQuery = {"expr": one_line(self.target.metrics[a.name], 300)}
             queries[a.name] = info
             if a.error is not None:
                 failed += 1
@@ -187,7 +188,7 @@ class PromqlProbe:
             metrics.update((key, value) for key, _, value in values)
             label_names = sorted({k for _, labels, _ in values for k in labels})
             kept_total += len(values)
-            info.update(series=a.result.total, kept=len(values), labels=label_names)
+            info.update({"series": a.result.total, "kept": len(values), "labels": label_names})
             if a.result.warnings:
                 info["warnings"] = list(a.result.warnings)
                 reasons += [f"{a.name}: warning: {w}" for w in a.result.warnings]
@@ -208,7 +209,7 @@ class PromqlProbe:
         metrics["latency_ms"] = latency_ms
         metrics["series"] = float(kept_total)
         metrics["queries_failed"] = float(failed)
-        details: dict[str, Any] = {"queries": queries, "eval_time": started}
+        details: PromqlDetails = {"queries": queries, "eval_time": started}
         if engine is not None:
             details["engine"] = engine.describe()
             if engine.latency_offset:
@@ -228,7 +229,7 @@ class PromqlProbe:
             latency_ms=latency_ms, metrics=metrics, reasons=tuple(reasons), details=details)
 
     def _result(self, started: float, latency_ms: float | None, status: Status, error: str,
-                details: dict[str, Any] | None = None) -> CheckResult:
+                details: PromqlDetails | None = None) -> CheckResult:
         metrics = {} if latency_ms is None else {"latency_ms": latency_ms}
         return CheckResult(
             target=self.target.name, kind=self.kind, status=status, started_at=started,
@@ -265,13 +266,13 @@ class PromqlProbe:
 
 def _tables(groups: dict[tuple[str, ...], list[str]],
             labelled: dict[str, list[tuple[str, dict[str, str], float]]],
-            top: int) -> dict[str, dict[str, Any]]:
+            top: int) -> dict[str, BreakdownTable]:
     """One breakdown table per set of label names: a row per label set, a column per metric
     (the shape the breakdown screen shows for scrape targets); label values are remote text
     and come out through `one_line`."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, BreakdownTable] = {}
     for by, names in groups.items():
-        rows: dict[tuple[str, ...], dict[str, Any]] = {}
+        rows: dict[tuple[str, ...], Row] = {}
         for name in names:
             for _, labels, value in labelled[name]:
                 group = tuple(labels.get(b, "") for b in by)

@@ -91,6 +91,16 @@ from redis.exceptions import (
 
 from console.engine.config.envref import MissingEnv, expand_url
 from console.engine.config.schema import RedisTarget
+from console.engine.details import (
+    RedisBigkeys,
+    RedisClients,
+    RedisDetails,
+    RedisKeyspace,
+    RedisMemory,
+    RedisMemoryPolicy,
+    RedisReplication,
+    Row,
+)
 from console.engine.model import CheckResult, Status
 from console.engine.text.fmt import format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
@@ -267,7 +277,7 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def memory_policy(info: dict[str, Any]) -> dict[str, Any]:
+def memory_policy(info: dict[str, Any]) -> RedisMemoryPolicy:
     """What `maxmemory` means for this server: whether it can evict at its limit."""
     policy = str(info.get("maxmemory_policy") or "")
     expires = sum(_num(v.get("expires")) or 0.0 for k, v in info.items()
@@ -321,7 +331,7 @@ class RedisProbe:
         self._bigkeys_note: str | None = None
         self._bigkeys_due = 0.0
         self._bigkeys_cursor = 0
-        self._bigkeys: dict[str, Any] | None = None  # the last sample's findings
+        self._bigkeys: RedisBigkeys | None = None  # the last sample's findings
         self._last_dt: float | None = None  # seconds between the last two checks
         self._phase = "starting"
 
@@ -554,7 +564,7 @@ class RedisProbe:
             out.append("last AOF write failed (aof_last_write_status:err)")
         return tuple(out)
 
-    def _slowlog(self, entries: list[Any] | None, m: dict[str, float]) -> list[dict[str, Any]]:
+    def _slowlog(self, entries: list[Any] | None, m: dict[str, float]) -> list[Row]:
         """Entries newer than the last id seen; ids are sequential, so gaps count too."""
         if entries is None:
             return self._slowlog_recent
@@ -587,7 +597,7 @@ class RedisProbe:
         self._slowlog_recent = recent
         return recent
 
-    def _commands(self, info: dict[str, Any], dt: float | None) -> list[dict[str, Any]]:
+    def _commands(self, info: dict[str, Any], dt: float | None) -> list[Row]:
         """Per-command calls and µs per call, over the interval where there is one."""
         rows, current = [], {}
         for key, v in info.items():
@@ -613,19 +623,19 @@ class RedisProbe:
         rows.sort(key=lambda r: (r["d_calls"] or 0.0, r["calls"]), reverse=True)
         return rows[:TOP_ROWS * 2]
 
-    def _details(self, rnd: _Round, m: dict[str, float]) -> dict[str, Any]:
+    def _details(self, rnd: _Round, m: dict[str, float]) -> RedisDetails:
         info = rnd.info
         role = str(info.get("role", ""))
-        replication: dict[str, Any] = {"role": role or None}
+        replication: RedisReplication = {"role": role or None}
         if role == "slave":
-            replication.update(
-                master=one_line(f"{info.get('master_host', '')}:{info.get('master_port', '')}",
-                                128),
-                link_status=one_line(info.get("master_link_status", ""), 16),
-                last_io_s=_num(info.get("master_last_io_seconds_ago")),
-            )
+            replication.update({
+                "master": one_line(f"{info.get('master_host', '')}:"
+                                   f"{info.get('master_port', '')}", 128),
+                "link_status": one_line(info.get("master_link_status", ""), 16),
+                "last_io_s": _num(info.get("master_last_io_seconds_ago")),
+            })
         elif role == "master":
-            replicas = []
+            replicas: list[Row] = []
             for key, value in info.items():
                 if re.fullmatch(r"slave\d+", str(key)) and isinstance(value, dict):
                     replicas.append({k: one_line(value.get(k, ""), 64)
@@ -638,17 +648,18 @@ class RedisProbe:
                      "aof_rewrite_in_progress", "aof_last_bgrewrite_status",
                      "aof_last_write_status")
         }
-        keyspace = {
-            k: {f: _num(v.get(f)) for f in ("keys", "expires", "avg_ttl")}
+        keyspace: dict[str, RedisKeyspace] = {
+            k: {"keys": _num(v.get("keys")), "expires": _num(v.get("expires")),
+                "avg_ttl": _num(v.get("avg_ttl"))}
             for k, v in info.items()
             if str(k).startswith("db") and str(k)[2:].isdigit() and isinstance(v, dict)
         }
         policy = memory_policy(info)
-        memory = {**policy, "used_bytes": m.get("used_memory_bytes"),
+        memory: RedisMemory = {**policy, "used_bytes": m.get("used_memory_bytes"),
                   "maxmemory_bytes": m.get("maxmemory_bytes"), "pct": m.get("memory_pct"),
                   "fragmentation_ratio": m.get("fragmentation_ratio"),
                   "evicted_per_s": m.get("evicted_per_s")}
-        clients = None
+        clients: RedisClients | None = None
         if rnd.clients is not None:
             rows = [{"id": one_line(str(c.get("id", "")), 20),
                      "name": one_line(_text(c.get("name", "")), 64),

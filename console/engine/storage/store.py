@@ -734,6 +734,7 @@ class MetricStore:
             full = len(rollup) == tr.cap
             lo = 0 if full else s.roll_lo[k]
             for gap in range(old + 1, new):
+                # the ignore below: _fit_rows above set roll_lo[k] if the ring is not full
                 rollup[gap % tr.cap if full else gap - lo] = 0.0  # type: ignore[operator]
             rollup[old % tr.cap if full else old - lo] = row  # type: ignore[operator]
             s.open[k] = new
@@ -972,6 +973,7 @@ class MetricStore:
         self, s: _Series, k: int, lo: float, now: float
     ) -> tuple[np.ndarray, np.ndarray]:
         tr = self._tiers[k]
+        # the ignore below: `open` is set once the series has a sample, as it has here
         first = math.ceil(lo / tr.width) if math.isfinite(lo) else s.open[k] - tr.cap  # type: ignore[index]
         return self._read(s, k, first, self._tier_id(k, now) + 1)
 
@@ -1718,6 +1720,8 @@ class MetricStore:
         same_tiers: bool,
     ) -> _Series:
         s = _Series(self._cap, self._tiers)
+        # the ignores below (int/float of entry's fields): `entry` is JSON from the metric
+        # history file, typed object; a wrong type raises, and the load reports it
         n = int(entry["n"])  # type: ignore[call-overload]
         if n < 0:
             raise ValueError("negative sample count")
@@ -1776,6 +1780,8 @@ class MetricStore:
         ids, rows = ids[keep], rows[keep]
         if not len(ids):
             return
+        # the ignore below: mypy does not narrow a list element by the `is not None` test on the
+        # same line
         if s.roll_lo[k] is not None and int(ids[0]) < s.roll_lo[k]:  # type: ignore[operator]
             old_ids, old_rows = self._stored_rows(s, k, -(2**62), 2**62)
             merged = dict(zip(old_ids.tolist(), range(len(old_ids)), strict=True))
