@@ -250,6 +250,13 @@ async def test_pool_exhausted_exactly_when_the_server_refuses_applications(
         assert states["database-pool-high"] == "fail"
     finally:
         await asyncio.gather(*(h.close() for h in hogs))
+    # a closed connection's backend exits a moment later: wait until the server has none
+    gone = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsc-hog'")
+    for _ in range(250):  # bounded (~5 s); each round asks the server
+        if pg_server.admin(gone) == "0":
+            break
+        await asyncio.sleep(0.02)
+    assert pg_server.admin(gone) == "0"
     r = await probe.check()
     assert r.metrics["pool_usage_pct"] == pytest.approx(100 / 17)
     assert rule_states(r)["database-pool-exhausted"] == "ok"
