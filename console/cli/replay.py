@@ -4,7 +4,6 @@ with a time cursor; `--json` prints the state at `--at` without a screen."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 import tempfile
@@ -59,6 +58,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="opsconsole-replay-"))
     try:
         if args.json:
+            import asyncio
+
             return asyncio.run(_state_at(rec, settings, at, scratch))
         return _tui(rec, settings, at, args, scratch)
     finally:
