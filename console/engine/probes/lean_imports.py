@@ -25,12 +25,14 @@ import hook in front of `sys.meta_path` for each; nothing is imported until a pr
 
 from __future__ import annotations
 
-import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
 
 _TARGET = "aiohttp.connector"
 _HTTPX_CLI = "httpx._main"
@@ -80,6 +82,8 @@ def install() -> None:
 
 
 def _exec_deferred(module: ModuleType, exec_module: Callable[[ModuleType], None]) -> None:
+    import ssl  # here: aiohttp imports it anyway; `validate` imports this package, not ssl
+
     real = ssl.SSLContext.set_default_verify_paths
     had_own = "set_default_verify_paths" in ssl.SSLContext.__dict__
     me = threading.get_ident()
