@@ -7,7 +7,6 @@ first frame is not held up by modules it does not need yet.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 from collections.abc import Callable, Sequence
@@ -17,19 +16,6 @@ from console.cli.common import add_common_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # argparse passes each of its own messages ("show this help message and exit", "usage: "…)
-    # through gettext as it builds every sub-parser, and gettext looks for a catalogue on disk
-    # on every call (several stats per message under LANG=C.UTF-8): ~8 ms of this parser's
-    # ~20. The same few messages repeat, so each is translated once while the parser is built.
-    real = argparse._  # type: ignore[attr-defined]
-    argparse._ = functools.lru_cache(maxsize=None)(real)  # type: ignore[attr-defined]
-    try:
-        return _build_parser()
-    finally:
-        argparse._ = real  # type: ignore[attr-defined]
-
-
-def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsconsole",
         description="Keyboard-driven operations console. Without a command, opens the console "
