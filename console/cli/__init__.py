@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable, Sequence
 
 from console.cli.check import add_target_flags
@@ -154,6 +155,16 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # numpy's OpenBLAS starts a thread per core when numpy is imported (~40 ms of CPU on
+    # this machine, in every command that holds metrics); the console does no linear
+    # algebra (the store's sorts, cumsums and reductions are not BLAS), so one is enough.
+    # Read once, when numpy loads; a value the operator set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # pydantic looks for plugins (entry points of every installed distribution, importing
+    # importlib.metadata and the email package) the first time a model is built, ~10 ms of
+    # every command that reads a config; the console's config models have no use for
+    # one. A value the operator set (a list of plugins to skip) is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = build_parser().parse_args(argv)
     module, func = COMMANDS[args.command]
     try:

@@ -6,7 +6,6 @@ Kept out of cli.py so neither the TUI's start-up nor `--help` imports the rules 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +108,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if getattr(args, "history", False):
         return _history(settings, data_paths(args, settings), since=args.since,
                         as_json=args.json)
+    import asyncio  # here: `build_parser` imports this module for every command
+
     return asyncio.run(_alerts(settings, as_json=args.json,
                                pings=heartbeat_pings(args, settings)))
 
@@ -234,6 +235,8 @@ def _shared_history(settings: Settings, since: float, now: float
 
 
 async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = None) -> int:
+    import asyncio
+
     import orjson
 
     from console.engine.alerting.lifecycle import AlertEngine, AlertState
@@ -326,6 +329,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     settings, config_path = loaded
+    import asyncio
+
     try:
         return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path,
                                          getattr(args, "record", None)))
@@ -338,6 +343,7 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
                         record: str | None = None) -> int:
     """Until SIGINT/SIGTERM/SIGHUP: the same runtime as the TUI (history kept, config
     watched, rules, lifecycle, outbox), one JSON line per notification on stdout."""
+    import asyncio
     import signal
 
     import orjson

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -123,6 +122,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     except Exception as exc:  # pydantic errors from CLI flags
         print(f"opsconsole check: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    import asyncio  # not at the top: `build_parser` imports this module for every command
+
     return asyncio.run(_check(settings, once=args.once, as_json=args.json, pings=pings))
 
 
@@ -155,6 +156,7 @@ async def _check(settings: Settings, *, once: bool, as_json: bool,
 
 async def _follow(engine: Any, as_json: bool) -> int:
     """Keep polling; print a line (or a JSON object) whenever a target's status changes."""
+    import asyncio
     import signal
 
     import orjson

@@ -20,6 +20,14 @@ def _shared(args: argparse.Namespace) -> Any:
     `--journal` file is named), else None: the files are read as before."""
     if getattr(args, "journal", None):
         return None
+    from console.engine.config.locate import find_config, may_share_state
+    from console.engine.errors import ConfigError
+
+    try:
+        if not may_share_state(find_config(getattr(args, "config", None))):
+            return None  # files: no need to load (and validate) the whole config
+    except ConfigError:
+        return None  # no config file: the data directory's files
     settings = _settings_if_any(args)
     if settings is None or settings.state.backend != "postgres":
         return None
@@ -227,11 +235,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from console.engine.storage.store import MetricStore
-
     path = Path(args.history) if args.history else data_paths(args).metric_history
     if not path.exists():
         return None
+    from console.engine.storage.store import MetricStore  # numpy: only for a history
+
     store = MetricStore(path=path)
     store.load()
     return store

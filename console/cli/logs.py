@@ -9,18 +9,28 @@ from typing import Any
 EXIT_OK, EXIT_NONE, EXIT_CONFIG = 0, 1, 2
 
 
+class _LogsParser(argparse.ArgumentParser):
+    """The `logs` parser: its description lists the built-in queries, read from the log
+    query module only when the help is shown (building the parser runs for every command)."""
+
+    def format_help(self) -> str:
+        if self.description is None:
+            from console.engine.logs.query import BUILTIN
+
+            builtins = "; ".join(f"{k}: {b.about}" for k, b in BUILTIN.items())
+            self.description = (
+                "QUERY is terms that must all hold: field=value, field!=value, "
+                "field>n, field<n, and bare words (substring of the message or line); quote "
+                "it in the shell. Built-in queries: " + builtins + ". Exit 0 when something "
+                "matched, 1 when nothing did, 2 on a bad query, config or file.")
+        return super().format_help()
+
+
 def add_parser(sub: Any) -> None:
     """Add `logs` to the main parser's subcommands."""
-    from console.engine.logs.query import BUILTIN
-
-    builtins = "; ".join(f"{k}: {b.about}" for k, b in BUILTIN.items())
     p = sub.add_parser(
-        "logs", help="search a JSON-lines log file (filter language or a built-in query)",
-        description="QUERY is terms that must all hold: field=value, field!=value, "
-        "field>n, field<n, and bare words (substring of the message or line); quote it "
-        "in the shell. Built-in queries: " + builtins + ". Exit 0 when something "
-        "matched, 1 when nothing did, 2 on a bad query, config or file.",
-    )
+        "logs", help="search a JSON-lines log file (filter language or a built-in query)")
+    p.__class__ = _LogsParser  # the subparsers' class is the main parser's, for every command
     p.add_argument("query", nargs="+", metavar="QUERY", help="filter terms or a built-in name")
     p.add_argument("--file", "-f", metavar="PATH", help="the log file to search")
     p.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,

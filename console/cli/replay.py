@@ -4,10 +4,7 @@ with a time cursor; `--json` prints the state at `--at` without a screen."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +53,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     rec, settings, at = loaded
+    import shutil
+    import tempfile
+
     scratch = Path(tempfile.mkdtemp(prefix="opsconsole-replay-"))
     try:
         if args.json:
+            import asyncio
+
             return asyncio.run(_state_at(rec, settings, at, scratch))
         return _tui(rec, settings, at, args, scratch)
     finally:

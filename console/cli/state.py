@@ -8,7 +8,6 @@ says which backend the config chooses, the schema version, who evaluates and wha
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +75,8 @@ def cmd_state(args: argparse.Namespace) -> int:
     cfg = _section(args)
     if cfg is None:
         return EXIT_CONFIG
+    import asyncio
+
     from console.engine.config.envref import MissingEnv
     from console.engine.state.pgconn import describe
 

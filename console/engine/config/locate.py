@@ -62,3 +62,16 @@ def configured_data_dir(path: Path) -> str | None:
     console = data.get("console")
     value = console.get("data_dir") if isinstance(console, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def may_share_state(path: Path) -> bool:
+    """False when the config at `path` certainly keeps its state in files (`[state] backend`
+    unset or "files", or a file that is no readable TOML and so no valid config), read
+    without validating the rest: a command that only reads the journal loads and validates
+    the whole config (pydantic) only when it may name the shared state."""
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # as the loader reads it
+    except (OSError, ValueError):
+        return False
+    state = data.get("state", {})
+    return not isinstance(state, dict) or state.get("backend", "files") != "files"

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from console.engine.config.envref import ENV_REF, check_secret_headers
+from console.engine.config.factories import empty_dict, empty_list
 from console.engine.lang.durations import parse_duration
 from console.engine.lang.ruleexpr import Expr, parse_expr, parse_matcher
 from console.engine.model import Severity, TargetKind
@@ -40,20 +41,20 @@ class Rule(_Strict):
     name: str = Field(min_length=1, max_length=64)
     expr: str
     severity: Severity = "P2"
-    targets: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=empty_list)
     kinds: list[TargetKind] = Field(
-        default_factory=list)
+        default_factory=empty_list)
     for_: Duration = Field(0.0, alias="for", ge=0, le=7 * 86400)
     keep_firing_for: Duration = Field(0.0, ge=0, le=7 * 86400)
     failure_threshold: int = Field(3, ge=1, le=1000)
     success_threshold: int = Field(2, ge=1, le=1000)
     nodata_intervals: int = Field(3, ge=1, le=1000)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=empty_dict)
     summary: str = ""
     runbook: str = ""
     # One line of "what to do" shown with every alert of this rule; empty: the runbook's.
     action: str = Field("", max_length=300)
-    inhibits: list[str] = Field(default_factory=list)
+    inhibits: list[str] = Field(default_factory=empty_list)
     inhibit_equal: list[str] = Field(default_factory=lambda: ["service"])
     enabled: bool = True
 
@@ -85,7 +86,7 @@ class MaintenanceWindow(_Strict):
 
     start: AwareDatetime
     end: AwareDatetime
-    matchers: list[str] = Field(default_factory=list)
+    matchers: list[str] = Field(default_factory=empty_list)
     reason: str = ""
     by: str = "config"
 
@@ -119,7 +120,7 @@ class AlertmanagerConfig(_Strict):
 
     name: str = Field(min_length=1, max_length=64)
     urls: list[str] = Field(min_length=1, max_length=16)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=empty_dict)
     timeout: Duration = Field(5.0, gt=0, le=60)
     interval: Duration = Field(15.0, ge=1, le=3600, description="how often alerts are read")
     insecure: bool = False
@@ -215,7 +216,7 @@ class Receiver(_Strict):
     sms_to: str | None = None  # twilio: the number to text (E.164)
     sms_segments: int = Field(2, ge=1, le=10, description="SMS parts a message may use")
     mail_from: str | None = None  # email
-    mail_to: list[str] = Field(default_factory=list)  # email
+    mail_to: list[str] = Field(default_factory=empty_list)  # email
     smtp_user: str | None = None  # email
     smtp_password: str | None = None  # email, as ${ENV}
     starttls: bool = True  # email: refuse to send in clear text unless false
@@ -224,7 +225,7 @@ class Receiver(_Strict):
     channel: str | None = None  # slack with a token: where this route posts
     mention_p0: str | None = None  # slack: "here", "channel", a user U… or group S…, for P0
     incident_channels: bool = False  # slack with a token: #incident-… per incident
-    responders: list[str] = Field(default_factory=list)  # slack user ids to invite
+    responders: list[str] = Field(default_factory=empty_list)  # slack user ids to invite
     status_channel: str | None = None  # slack: user-facing status updates also go here
     status_severities: list[Severity] = Field(
         default_factory=lambda: list[Severity](["P0", "P1"]),
@@ -395,9 +396,9 @@ class AlertingSection(_Strict):
                              "as gatus' minimum-reminder-interval")
         return v
     group_by: list[str] = Field(default_factory=lambda: ["service"])
-    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
-    receivers: list[Receiver] = Field(default_factory=list)
-    alertmanagers: list[AlertmanagerConfig] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=empty_list)
+    receivers: list[Receiver] = Field(default_factory=empty_list)
+    alertmanagers: list[AlertmanagerConfig] = Field(default_factory=empty_list)
 
     @model_validator(mode="after")
     def _alertmanager_names(self) -> AlertingSection:

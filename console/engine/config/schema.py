@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
+from console.engine.config.factories import empty_dict, empty_list
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
 from console.engine.model import Severity, TargetKind
@@ -69,7 +70,7 @@ class TargetBase(_Strict):
     interval: Duration = Field(10.0, ge=0.2, le=86400)
     timeout: Duration = Field(5.0, gt=0, le=300)
     group: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=empty_list)
     description: str = ""
 
     @field_validator("name")
@@ -86,13 +87,13 @@ class HttpTarget(TargetBase):
     kind: Literal["http"] = "http"
     url: str
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=empty_dict)
     body: str | None = None
     expect_status: list[int | str] = Field(default_factory=lambda: list[int | str](["2xx", "3xx"]))
     keyword: str | None = None
     keyword_absent: str | None = None
-    down_unless: list[str] = Field(default_factory=list)
-    degraded_unless: list[str] = Field(default_factory=list)
+    down_unless: list[str] = Field(default_factory=empty_list)
+    degraded_unless: list[str] = Field(default_factory=empty_list)
     slow: Duration | None = None
     follow_redirects: bool = True
     max_redirects: int = Field(5, ge=0, le=30)
@@ -101,7 +102,7 @@ class HttpTarget(TargetBase):
     max_body: Size = Field(1_000_000, ge=1, le=100_000_000)
     # Components of a health body (terminus/Spring/IETF) whose failure is a P1 (the shipped
     # `dependency-down` rule); the others' is a P2 (`dependency-degraded`). Empty: all core.
-    core_components: list[str] = Field(default_factory=list)
+    core_components: list[str] = Field(default_factory=empty_list)
 
     @field_validator("url")
     @classmethod
@@ -195,10 +196,10 @@ class PostgresTarget(TargetBase):
     # A transaction open longer than this counts in `long_transactions` (the shipped P1).
     long_transaction: Duration = Field(300.0, gt=0, le=30 * 86400)
     top: int = Field(10, ge=1, le=100, description="rows kept per detail table")
-    queries: dict[str, str] = Field(default_factory=dict)
+    queries: dict[str, str] = Field(default_factory=empty_dict)
     # Per custom query: its statement_timeout (default: the session's, ≤ 1 s); it must leave
     # room inside the check's `timeout`.
-    query_timeouts: dict[str, Duration] = Field(default_factory=dict)
+    query_timeouts: dict[str, Duration] = Field(default_factory=empty_dict)
     # "auto": session settings at connect, switched to per-transaction guards (BEGIN READ
     # ONLY + SET LOCAL) when a pooler rejects or drops them; "transaction": always per
     # transaction (PgBouncer/Supavisor in transaction mode); "none": session settings only.
@@ -344,11 +345,11 @@ class PrometheusTarget(TargetBase):
 
     kind: Literal["prometheus"] = "prometheus"
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=empty_dict)
     insecure: bool = False
     max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
-    metrics: dict[str, str] = Field(default_factory=dict)
-    breakdowns: dict[str, Breakdown] = Field(default_factory=dict)
+    metrics: dict[str, str] = Field(default_factory=empty_dict)
+    breakdowns: dict[str, Breakdown] = Field(default_factory=empty_dict)
 
     @field_validator("breakdowns")
     @classmethod
@@ -391,8 +392,8 @@ class PromqlTarget(TargetBase):
 
     kind: Literal["promql"] = "promql"
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    params: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=empty_dict)
+    params: dict[str, str] = Field(default_factory=empty_dict)
     partial_response: bool = False
     insecure: bool = False
     ca_file: str | None = None
@@ -470,7 +471,7 @@ class HostTarget(TargetBase):
     kind: Literal["host"] = "host"
     disk_path: str = "/"
     url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=empty_dict)
     insecure: bool = False
     max_body: Size = Field(20_000_000, ge=1, le=200_000_000)
     mountpoint: str = Field("/", min_length=1)
@@ -562,7 +563,7 @@ class LighthouseTarget(TargetBase):
     chromium: str = Field("/usr/bin/chromium", min_length=1)
     form_factor: Literal["mobile", "desktop"] = "mobile"
     throttling: Literal["simulate", "devtools", "provided"] = "simulate"
-    chrome_flags: list[str] = Field(default_factory=list)
+    chrome_flags: list[str] = Field(default_factory=empty_list)
 
     @field_validator("url")
     @classmethod
@@ -611,7 +612,7 @@ class Panel(_Strict):
 
 class Dashboard(_Strict):
     name: str
-    panels: list[str] = Field(default_factory=list)
+    panels: list[str] = Field(default_factory=empty_list)
 
 
 class StateSection(_Strict):
@@ -688,7 +689,7 @@ class InboundSource(_Strict):
     secret: str
     severity: Severity | None = None
     severity_from: str | None = None
-    severity_map: dict[str, Severity] = Field(default_factory=dict)
+    severity_map: dict[str, Severity] = Field(default_factory=empty_dict)
     summary: str | None = None
     dedup: str | None = None
     match: list[str] | None = None
@@ -739,7 +740,7 @@ class InboundSection(_Strict):
     max_body: Size = Field(256 * 1024, ge=1024, le=10_000_000)
     rate: float = Field(10.0, gt=0, le=10_000)
     burst: int = Field(20, ge=1, le=100_000)
-    sources: list[InboundSource] = Field(default_factory=list)
+    sources: list[InboundSource] = Field(default_factory=empty_list)
 
     @field_validator("token")
     @classmethod
@@ -758,10 +759,10 @@ class Settings(_Strict):
     """A whole config file."""
 
     console: ConsoleSection = Field(default_factory=ConsoleSection)
-    targets: list[Target] = Field(default_factory=list)
-    panels: list[Panel] = Field(default_factory=list)
-    dashboards: list[Dashboard] = Field(default_factory=list)
-    rules: list[Rule] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=empty_list)
+    panels: list[Panel] = Field(default_factory=empty_list)
+    dashboards: list[Dashboard] = Field(default_factory=empty_list)
+    rules: list[Rule] = Field(default_factory=empty_list)
     alerting: AlertingSection = Field(default_factory=AlertingSection)
     state: StateSection = Field(default_factory=StateSection)
     inbound: InboundSection = Field(default_factory=InboundSection)

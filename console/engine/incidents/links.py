@@ -260,7 +260,7 @@ def config_metrics(target: object) -> frozenset[str]:
     if isinstance(target, PrometheusTarget):
         return ALWAYS | frozenset(target.metrics)
     if kind == "http":
-        from console.engine.probes.http import METRICS as HTTP
+        from console.engine.probes.catalog import HTTP_METRICS as HTTP
 
         return ALWAYS | HTTP
     if kind == "log":

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from console.engine.config.factories import empty_dict
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
 from console.engine.model import Severity
@@ -73,7 +74,7 @@ class Section(BaseModel):
     id: str = Field(pattern=_NAME)
     title: str = Field(min_length=1)
     target: Duration | None = None
-    targets: dict[Severity, Duration] = Field(default_factory=dict)
+    targets: dict[Severity, Duration] = Field(default_factory=empty_dict)
     items: tuple[Annotated[Item, BeforeValidator(_item)], ...] = ()
 
     def target_for(self, severity: str | None) -> float | None:
