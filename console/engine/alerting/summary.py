@@ -127,7 +127,8 @@ def summary_markdown(d: Mapping[str, Any]) -> str:
     rows = d["alerts"]["by_severity"]
     if any(r["episodes"] for r in rows):
         out += ["| severity | fired | acknowledged | unacknowledged | still firing | "
-                "mean time to acknowledge | longest |", "|---|---:|---:|---:|---:|---:|---:|"]
+                "mean time to acknowledge | longest to acknowledge |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             out.append(f"| {r['severity']} | {r['episodes']} | {r['acknowledged']} | "
                        f"{r['unacknowledged']} | {r['ongoing']} | {_dur(r['mean_tta_s'])} | "
@@ -187,7 +188,7 @@ def summary_html(d: Mapping[str, Any]) -> str:
     rows = d["alerts"]["by_severity"]
     parts.append(_table(
         ["severity", "fired", "acknowledged", "unacknowledged", "still firing",
-         "mean time to acknowledge", "longest"],
+         "mean time to acknowledge", "longest to acknowledge"],
         [[r["severity"], r["episodes"], r["acknowledged"], r["unacknowledged"], r["ongoing"],
           _dur(r["mean_tta_s"]), _dur(r["max_tta_s"])] for r in rows])
         if any(r["episodes"] for r in rows) else "<p>No alert fired.</p>")
