@@ -130,10 +130,10 @@ class _Tier:
         self.step = step  # width / width of the previous tier (1 for tier 0)
 
 
-RAW_START = 64
+RAW_START = 16
 """Slots a new series' raw ring starts with; it doubles as samples arrive, up to the
 store's raw capacity (reached after ``raw_capacity`` samples, never before)."""
-ROWS_START = 8
+ROWS_START = 2
 """Rows a rollup ring starts with; it grows as buckets close, up to the tier's rows."""
 
 
