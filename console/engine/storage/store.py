@@ -869,7 +869,8 @@ class MetricStore:
 
     def _grow_raw(self, s: _Series, need: int) -> None:
         """Room for `need` samples since `base` (growing by half, at most the raw capacity:
-        at most a third of a grown ring is slack, not half). Called only before anything has left the ring, so the samples sit at 0..n-base-1."""
+        at most a third of a grown ring is slack, not half). Called only before anything
+        has left the ring, so the samples sit at 0..n-base-1."""
         size = min(self._cap, max(need, len(s.t) + len(s.t) // 2))
         m = s.n - s.base
         t = np.full(size, np.nan)
