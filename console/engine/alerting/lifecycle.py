@@ -40,7 +40,6 @@ import fnmatch
 import functools
 import itertools
 import time
-from collections import deque
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
@@ -175,6 +174,25 @@ def alert_text(summary: str, cause: str, action: str = "") -> str:
     return text
 
 
+class FlapWindow(list[bool]):
+    """The flap window's last `maxlen` evaluations (True = failing): a bounded deque's
+    `append` over a list, because every rule on every target keeps one and a deque's first
+    block alone is ~620 bytes (64 slots) where 21 flags need ~250."""
+
+    __slots__ = ("maxlen",)
+
+    def __init__(self, items: Iterable[bool] = (), maxlen: int = 21) -> None:
+        super().__init__(items)
+        self.maxlen = maxlen
+        if len(self) > maxlen:
+            del self[: len(self) - maxlen]
+
+    def append(self, x: bool) -> None:
+        super().append(x)
+        if len(self) > self.maxlen:
+            del self[0]
+
+
 def flap_percent(history: Sequence[bool], window: int) -> float:
     """Naemon's weighted percent state change: recent changes weigh 1.25, the oldest 0.75.
 
@@ -226,7 +244,7 @@ class Alert:
     notified_at: float | None = None
     nodata_from: AlertState | None = None
     nodata_notified: bool = False
-    history: deque[bool] = field(default_factory=deque)
+    history: FlapWindow = field(default_factory=FlapWindow)
     flapping: bool = False
     flap_pct: float = 0.0
     flap_episodes: int = 0
@@ -534,7 +552,7 @@ class Alerts:
             a = self._alerts.get(ev.key)
             if a is None:
                 a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
-                          history=deque(maxlen=self.cfg.flap_window))
+                          history=FlapWindow(maxlen=self.cfg.flap_window))
                 self._alerts[ev.key] = a
                 self._changed[a.key] = a
             elif a.rule is not ev.rule and a.rule != ev.rule:  # edited rule: keep the state,
@@ -886,8 +904,8 @@ class Alerts:
                 kw["nodata_from"] = AlertState(kw["nodata_from"])
             a = Alert(rule=rule, **kw)
             a.flap_window = self.cfg.flap_window
-            a.history = deque((bool(x) for x in row.get("history", [])),
-                              maxlen=self.cfg.flap_window)
+            a.history = FlapWindow((bool(x) for x in row.get("history", [])),
+                                   maxlen=self.cfg.flap_window)
             self._alerts[a.key] = a
             n += 1
         top = 0

@@ -108,7 +108,12 @@ class HttpProbe:
         self._keyword_absent = target.keyword_absent.encode() if target.keyword_absent else None
         self._core = set(target.core_components)
         self._health_cache: tuple[bytes, list[str], dict[str, float],
-                                  HealthJson | None] | None = None
+                                  HttpDetails] | None = None
+        # The last check's response and metrics: a check that sees what the previous one saw
+        # keeps the previous one's objects (the scheduler holds a target's last 50 results,
+        # and a healthy service answers the same headers and body every time).
+        self._last_info: ResponseInfo | None = None
+        self._last_metrics: dict[str, float] = {}
         self._down: tuple[Condition, ...] = ()
         self._degraded: tuple[Condition, ...] = ()
         try:  # validated with the config already; this guards hand-built targets
@@ -331,9 +336,14 @@ class HttpProbe:
                     degraded.append(cond.evaluate(ctx)[1])
         metrics = {"latency_ms": latency_ms, "status_code": float(code),
                    "body_bytes": float(wire_bytes), "ttfb_ms": ttfb_ms}
-        causes, counts, health_json = self._health(ctx)
+        causes, counts, details = self._health(ctx)
         metrics.update(counts)
-        details: HttpDetails = {"health": health_json} if health_json else {}
+        last_metrics = self._last_metrics
+        for k in ("status_code", "body_bytes", *counts):  # the same floats as last time
+            same = last_metrics.get(k)
+            if same is not None and same == metrics[k]:
+                metrics[k] = same
+        self._last_metrics = metrics
         if self._slow_ms is not None and latency_ms > self._slow_ms:
             degraded.append(
                 f"latency {latency_ms:.0f}ms above the slow threshold {self._slow_ms:.0f}ms"
@@ -344,6 +354,14 @@ class HttpProbe:
         reason, headers, excerpt = _safe_response_text(
             response.reason_phrase, response.headers, body
         )
+        last = self._last_info
+        if last is not None:  # share what did not change with the previous result
+            if headers == last.headers:
+                headers = last.headers
+            if excerpt == last.body_excerpt:
+                excerpt = last.body_excerpt
+            if reason == last.reason:
+                reason = last.reason
         info = ResponseInfo(
             status_code=code,
             reason=reason,
@@ -355,6 +373,9 @@ class HttpProbe:
             final_url=self._url_text if request is self._request else _url_text(request.url),
             redirects=redirects,
         )
+        if info == last:
+            info = last
+        self._last_info = info
         return CheckResult(
             target=self.target.name, kind=self.kind, status=status, started_at=started,
             latency_ms=latency_ms, reasons=reasons, metrics=metrics, response=info,
@@ -362,12 +383,12 @@ class HttpProbe:
         )
 
     def _health(self, ctx: CheckContext | None) -> tuple[list[str], dict[str, float],
-                                                           HealthJson | None]:
-        """(causes, component counts, details["health"]) of a health body; the answer for
-        the same bytes as the last check is reused (a healthy service answers the same
-        body every time, and this runs on every check)."""
+                                                           HttpDetails]:
+        """(causes, component counts, the result's details) of a health body; the answer
+        for the same bytes as the last check is reused, details included (a healthy
+        service answers the same body every time, and this runs on every check)."""
         if ctx is None or not _looks_like_json(ctx.body):
-            return [], {}, None
+            return [], {}, {}
         cached = self._health_cache
         if cached is not None and cached[0] == ctx.body:
             return cached[1], cached[2], cached[3]
@@ -385,8 +406,9 @@ class HttpProbe:
                           "core_components_down": float(core),
                           "other_components_down": float(len(failing) - core)}
             health_json = health.to_json(self._core)
-        self._health_cache = (bytes(ctx.body), causes, counts, health_json)
-        return causes, counts, health_json
+        details: HttpDetails = {"health": health_json} if health_json else {}
+        self._health_cache = (bytes(ctx.body), causes, counts, details)
+        return causes, counts, details
 
     @staticmethod
     def _show_kw(kw: bytes) -> str:

@@ -4,7 +4,7 @@ Why this shape
 --------------
 The console polls up to a few thousand series once a second for as long as an operator
 leaves it open, so history must not grow with uptime and must not hold a Python object per
-sample. Every series owns numpy rings that grow (doubling) as its data arrives, up to fixed
+sample. Every series owns numpy rings that grow (by half) as its data arrives, up to fixed
 capacities, so a series costs what it holds — a few KB in its first minute — and never more
 than its full size, however long the console runs:
 
@@ -130,15 +130,15 @@ class _Tier:
         self.step = step  # width / width of the previous tier (1 for tier 0)
 
 
-RAW_START = 64
-"""Slots a new series' raw ring starts with; it doubles as samples arrive, up to the
+RAW_START = 16
+"""Slots a new series' raw ring starts with; it grows by half as samples arrive, up to the
 store's raw capacity (reached after ``raw_capacity`` samples, never before)."""
-ROWS_START = 8
+ROWS_START = 2
 """Rows a rollup ring starts with; it grows as buckets close, up to the tier's rows."""
 
 
 class _Series:
-    """All state of one series. Arrays grow (doubling) as data arrives, up to the store's
+    """All state of one series. Arrays grow (by half) as data arrives, up to the store's
     capacities, and never shrink: a series that has filled them stays at a constant size.
 
     Layout: while a ring is smaller than its capacity nothing has left it, so sample
@@ -869,9 +869,10 @@ class MetricStore:
     # ------------------------------------------------------------------ growing rings
 
     def _grow_raw(self, s: _Series, need: int) -> None:
-        """Room for `need` samples since `base` (doubling, at most the raw capacity). Called
-        only before anything has left the ring, so the samples sit at 0..n-base-1."""
-        size = min(self._cap, max(need, 2 * len(s.t)))
+        """Room for `need` samples since `base` (growing by half, at most the raw capacity:
+        at most a third of a grown ring is slack, not half). Called only before anything
+        has left the ring, so the samples sit at 0..n-base-1."""
+        size = min(self._cap, max(need, len(s.t) + len(s.t) // 2))
         m = s.n - s.base
         t = np.full(size, np.nan)
         v = np.full(size, np.nan)
@@ -892,7 +893,7 @@ class MetricStore:
         need = hi_id - lo + 1
         if need <= len(r):
             return
-        size = min(tr.cap, max(need, 2 * len(r)))
+        size = min(tr.cap, max(need, len(r) + len(r) // 2))
         out = np.zeros((size, NFIELDS), dtype=np.float32)
         if size == tr.cap:
             ids = np.arange(lo, lo + len(r), dtype=np.int64)
