@@ -67,3 +67,26 @@ def test_one_registry_of_target_kinds() -> None:
 
     assert set(get_args(TargetKind)) == set(TARGET_KINDS)
     assert set(get_args(AnyTarget)) == set(TARGET_KINDS.values())
+
+
+def test_validate_loads_no_client_library(tmp_path: Path) -> None:
+    """`validate` sends nothing: checking panels and runbook links against every kind of
+    target reads the metric names from probes/catalog.py, never a probe with its client."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[[targets]]\nname = "api"\nkind = "http"\nurl = "http://127.0.0.1:9/health"\n'
+        '[[targets]]\nname = "db"\nkind = "postgres"\ndsn = "postgresql://u@127.0.0.1:9/d"\n'
+        '[[targets]]\nname = "cache"\nkind = "redis"\nurl = "redis://127.0.0.1:9"\n'
+        f'[[targets]]\nname = "logs"\nkind = "log"\npath = "{tmp_path / "app.log"}"\n'
+        '[[targets]]\nname = "backup"\nkind = "heartbeat"\nperiod = "1h"\n')
+    code = (
+        "import sys\n"
+        "from console.cli import main\n"
+        f"rc = main(['validate', '--config', {str(cfg)!r}])\n"
+        "libs = ('aiohttp', 'httpx', 'asyncpg', 'redis', 'numpy', 'textual')\n"
+        "print(rc, sorted({m.split('.')[0] for m in sys.modules} & set(libs)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr

@@ -580,9 +580,9 @@ class Scheduler:
         state = self._states.get(name)
         target = state.target if state else None
         if isinstance(target, PostgresTarget):
-            from console.engine.probes.postgres import METRICS
+            from console.engine.probes.catalog import POSTGRES_METRICS
 
-            if metric not in METRICS:
+            if metric not in POSTGRES_METRICS:
                 return max(target.interval, target.slow_interval)
         return self._interval_of(name)
 

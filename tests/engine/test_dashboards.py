@@ -22,10 +22,10 @@ from console.engine.config.dashboards import (
 from console.engine.config.loader import load_config_text
 from console.engine.config.schema import HostTarget, Panel, Settings
 from console.engine.model import Status
+from console.engine.probes.catalog import REDIS_METRICS
 from console.engine.probes.host import HostProbe
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
-from console.engine.probes.redis import METRICS as REDIS_METRICS
 from console.engine.scheduler import Scheduler, panel_state
 
 # Addresses on port 9 (discard): these tests only build settings, nothing is contacted.

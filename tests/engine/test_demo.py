@@ -32,9 +32,9 @@ from console.engine.config.loader import load_config_text
 from console.engine.config.schema import PrometheusTarget, Settings
 from console.engine.errors import ConfigError, ConsoleError
 from console.engine.lang.promexpr import Scrape, parse_expr, parse_scrape
+from console.engine.probes.catalog import REDIS_METRICS
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
-from console.engine.probes.redis import METRICS as REDIS_METRICS
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 

@@ -17,7 +17,8 @@ from redis.backoff import NoBackoff
 
 from console.engine.config.schema import RedisTarget
 from console.engine.model import Status
-from console.engine.probes.redis import CLIENT_NAME, METRICS, RedisProbe
+from console.engine.probes.catalog import REDIS_METRICS as METRICS
+from console.engine.probes.redis import CLIENT_NAME, RedisProbe
 from tests.redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401
 from tests.tcpfaults import (
     FaultServer,

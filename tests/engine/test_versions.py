@@ -19,9 +19,9 @@ import pytest
 
 from console.engine.config.schema import PostgresTarget, RedisTarget
 from console.engine.model import Status
+from console.engine.probes.catalog import REDIS_METRICS
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import PostgresProbe
-from console.engine.probes.redis import METRICS as REDIS_METRICS
 from console.engine.probes.redis import RedisProbe
 from tests.engine.test_postgres_deep import check_lock_tree
 from tests.pgserver import PASSWORD, PgServer

@@ -255,18 +255,15 @@ def config_metrics(target: object) -> frozenset[str]:
     """Every metric a target of this config can report (by its kind and definition)."""
     from console.engine.config.dashboards import HOST_METRICS, query_metrics
     from console.engine.config.schema import PostgresTarget, PrometheusTarget
+    from console.engine.probes import catalog
 
     kind = getattr(target, "kind", "")
     if isinstance(target, PrometheusTarget):
         return ALWAYS | frozenset(target.metrics)
     if kind == "http":
-        from console.engine.probes.catalog import HTTP_METRICS as HTTP
-
-        return ALWAYS | HTTP
+        return ALWAYS | catalog.HTTP_METRICS
     if kind == "log":
-        from console.engine.probes.log import METRICS as LOG
-
-        return ALWAYS | LOG
+        return ALWAYS | catalog.LOG_METRICS
     if kind == "host":
         return ALWAYS | HOST_METRICS
     if kind == "lighthouse":
@@ -274,20 +271,13 @@ def config_metrics(target: object) -> frozenset[str]:
 
         return ALWAYS | frozenset(LIGHTHOUSE_METRICS)
     if kind == "heartbeat":
-        from console.engine.probes.heartbeat import METRICS as HEARTBEAT
-
-        return ALWAYS | HEARTBEAT
+        return ALWAYS | catalog.HEARTBEAT_METRICS
     if isinstance(target, PostgresTarget):
-        from console.engine.probes.postgres import METRICS as PG
-        from console.engine.probes.postgres import SLOW_METRICS
-
         extra = [m for name, sql in target.queries.items() for m in query_metrics(name, sql)]
-        return ALWAYS | frozenset(PG) | frozenset(SLOW_METRICS) | frozenset(extra)
+        return ALWAYS | frozenset(catalog.POSTGRES_METRICS) \
+            | frozenset(catalog.POSTGRES_SLOW_METRICS) | frozenset(extra)
     if kind == "redis":
-        from console.engine.probes.redis import METRICS as REDIS
-        from console.engine.probes.redis import OTHER_METRICS
-
-        return ALWAYS | frozenset(REDIS) | frozenset(OTHER_METRICS)
+        return ALWAYS | frozenset(catalog.REDIS_METRICS) | frozenset(catalog.REDIS_OTHER_METRICS)
     return ALWAYS
 
 

@@ -29,12 +29,11 @@ from console.engine.storage.journal import Journal
 from console.engine.text.fmt import format_duration, format_utc
 from console.engine.text.sanitize import one_line
 
-__all__ = ["METRICS", "PING", "SIGNALS", "HeartbeatProbe", "PingBook", "make_ping",
+__all__ = ["PING", "SIGNALS", "HeartbeatProbe", "PingBook", "make_ping",
            "record_ping"]
 
 PING = "ping"  # the journal entry type
 SIGNALS = ("success", "start", "fail")
-METRICS = frozenset({"since_success_s", "run_time_s", "late_s"})
 
 
 def make_ping(name: str, signal: str = "success", *, source: str = "cli",

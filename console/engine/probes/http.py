@@ -25,7 +25,6 @@ from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
 from console.engine.details import HealthJson, HttpDetails
 from console.engine.lang.conditions import CheckContext, Condition, parse_condition
 from console.engine.model import CheckResult, ResponseInfo, Status
-from console.engine.probes.catalog import HTTP_METRICS
 from console.engine.probes.health import HealthBody, is_core, parse_health
 from console.engine.probes.http_client import USER_AGENT, HttpClients, TlsConfigError, read_capped
 from console.engine.text.fmt import format_duration
@@ -36,7 +35,6 @@ __all__ = ["HttpProbe"]
 
 EXCERPT_CHARS = 2048
 MAX_HEADERS_SHOWN = 64
-METRICS = HTTP_METRICS  # what a check reports (probes/catalog.py, for `validate`)
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # aiohttp retries a request once on a stale pooled connection only for idempotent methods;
 # these get a fresh connection per check instead (HttpClients.transport(fresh=True)).

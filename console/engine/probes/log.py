@@ -39,6 +39,7 @@ from console.engine.logs.tail import (
     parse_line,
 )
 from console.engine.model import CheckResult, Status
+from console.engine.probes.catalog import LOG_OTHER_LEVELS as OTHER_LEVELS
 from console.engine.text.redact import describe_exception
 from console.engine.text.sanitize import one_line
 
@@ -46,17 +47,8 @@ __all__ = ["RING", "LogProbe"]
 
 RING = 2000  # parsed lines kept for the UI
 NON_JSON_SHOWN = 5  # excerpts of recent non-JSON lines in a result's details
-# winston's other levels, each reported as <level>_per_s (a fixed set: level names come
-# from the file, and each would otherwise become a new series)
-OTHER_LEVELS = ("info", "http", "verbose", "debug")
 SEED_BYTES = 1_000_000  # first run: error kinds learnt from this much of the file's tail
 SAVE_EVERY = 60.0  # seconds between saves when only "last seen" order changed
-# Every metric a check reports (a link or rule naming another is a typo `validate` reports).
-METRICS = frozenset({
-    "lines_per_s", "errors_per_s", "warn_per_s", "error_pct", "slow_requests_per_s",
-    *(f"{lv}_per_s" for lv in OTHER_LEVELS), "non_json_lines_total", "lines_total",
-    "errors_total", "new_error_kinds_total",
-})
 ERROR_WINDOW = 60.0  # recent error messages (an alert's cause) are counted over this long
 ERRORS_KEPT = 500
 

@@ -106,72 +106,12 @@ from console.engine.details import (
     PostgresDetails,
 )
 from console.engine.model import CheckResult, Status
+from console.engine.probes.catalog import POSTGRES_METRICS as METRICS
+from console.engine.probes.catalog import POSTGRES_SLOW_METRICS as SLOW_METRICS
 from console.engine.text.fmt import format_age, format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
 from console.engine.text.sanitize import one_line
 
-# What each metric means (units in the name); the UI and docs may show these.
-METRICS: dict[str, str] = {
-    "latency_ms": "round trip of the stats query on an open connection",
-    "connections_total": "client backends on the server (all databases)",
-    "connections_active": "client backends running a query (this probe excluded)",
-    "connections_idle_in_tx": "client backends idle inside a transaction",
-    "connections_idle_in_tx_aborted": "client backends idle inside a failed transaction",
-    "connections_waiting": "client backends waiting on a lock",
-    "max_connections": "the server's max_connections setting",
-    "connections_reserved": "superuser_reserved_connections + reserved_connections (16+)",
-    "connections_usable": "max_connections - connections_reserved: what applications get",
-    "pool_usage_pct": "connections_total / connections_usable * 100 (100: applications are "
-                      "refused); above 80 means DEGRADED",
-    "xact_total": "commits + rollbacks in this database (counter)",
-    "rollbacks_total": "rollbacks in this database (counter)",
-    "deadlocks_total": "deadlocks detected in this database (counter)",
-    "cache_hit_pct": "buffer hits / block lookups since the previous check (absent if none)",
-    "xact_per_s": "commits + rollbacks per second since the previous check",
-    "rollbacks_per_s": "rollbacks per second since the previous check",
-    "deadlocks_per_s": "deadlocks per second since the previous check",
-    "temp_files_per_s": "temporary files created per second since the previous check",
-    "temp_bytes_per_s": "bytes written to temporary files per second since the previous check",
-    "rows_inserted_per_s": "rows inserted per second in this database since the previous check",
-    "rows_updated_per_s": "rows updated per second in this database since the previous check",
-    "rows_deleted_per_s": "rows deleted per second in this database since the previous check",
-    "slow_queries": "queries running longer than the target's slow_query threshold",
-    "longest_query_s": "age of the longest-running active query (0 if none)",
-    "idle_in_tx_max_s": "longest time a session has sat idle inside a transaction (0 if none)",
-    "blocked_sessions": "sessions waiting on a lock held by another session",
-    "oldest_xact_s": "age of the oldest open transaction of a client backend (0 if none)",
-    "long_transactions": "transactions open longer than the target's long_transaction",
-    "xid_age": "oldest datfrozenxid age of the server's databases (transaction IDs)",
-    "mxid_age": "oldest datminmxid age of the server's databases (multixact IDs)",
-    "wraparound_pct": "the larger of xid_age and mxid_age as % of the 2^31 IDs before "
-                      "wraparound (the server stops writing near 100)",
-}
-# Measured by the slow collectors, every `slow_interval`; absent when a collector is off or
-# has nothing to measure yet (a rate needs two runs, a replica or a slot must exist).
-SLOW_METRICS: dict[str, str] = {
-    "db_size_bytes": "pg_database_size of the target's database",
-    "db_growth_bytes": "size change over the samples of the last 24 h (see db_growth_window_s)",
-    "db_growth_window_s": "the time db_growth_bytes is measured over",
-    "db_growth_bytes_per_day": "db_growth_bytes per day, once the window is at least 1 h",
-    "unused_indexes": "non-unique indexes never scanned since the stats reset",
-    "duplicate_indexes": "sets of indexes with the same table, columns, opclass and predicate",
-    "dead_tuples_max_pct": "largest dead-tuple share of a table (of the tables listed)",
-    "vacuums_running": "VACUUM / autovacuum workers running (pg_stat_progress_vacuum)",
-    "replicas": "streaming replicas connected to this server (pg_stat_replication)",
-    "replication_lag_s": "worst replay lag of the replicas, or this replica's replay delay "
-                         "(0 when it has replayed everything it received)",
-    "replication_lag_bytes": "worst WAL distance (bytes) between this server and a replica",
-    "replication_slots": "replication slots on this server (pg_replication_slots)",
-    "replication_slots_inactive": "slots with no consumer connected (they keep WAL)",
-    "replication_slot_retained_bytes": "most WAL a slot keeps from being removed",
-    "wal_bytes_per_s": "WAL written (primary) or received (replica) per second",
-    "checkpoints_per_h": "checkpoints per hour between the last two runs",
-    "checkpoints_req_pct": "share of those checkpoints that were requested, not timed",
-    "statements_calls_per_s": "pg_stat_statements calls per second in this database",
-    "statements_time_ms_per_s": "pg_stat_statements execution ms per second in this database",
-    "statements_mean_ms": "average statement execution time between the last two runs",
-    "statements_io_ms_per_s": "block read + write time per second (needs track_io_timing)",
-}
 # Custom queries add `<name>` (one number) or `<name>.<column>` (one row of numbers).
 APPLICATION_NAME = "opsconsole"
 POOL_DEGRADED_PCT = 80.0

@@ -40,10 +40,10 @@ bounded `SCAN` sample with one `MEMORY USAGE … SAMPLES 5` and one `TYPE` per k
 cursor goes on where it stopped, so repeated samples cover the keyspace; cost per run: about
 sample/100 SCAN calls and 2 × `bigkeys_sample` round trips, inside the check's deadline,
 which is why the sample is capped at 1000). A command an ACL user may not run gets a note
-and that collector turns off; everything else keeps working. `OTHER_METRICS` appear only
-where they apply (per-database key counts, replication). `CheckResult.details` carries the
-memory policy, role and link status, persistence state, keys per database, commands,
-clients, big keys, the recent slowlog and notes.
+and that collector turns off; everything else keeps working. `REDIS_OTHER_METRICS`
+(probes/catalog.py) appear only where they apply (per-database key counts, replication).
+`CheckResult.details` carries the memory policy, role and link status, persistence state,
+keys per database, commands, clients, big keys, the recent slowlog and notes.
 
 **Memory is judged by the eviction policy.** A cache with an `allkeys-*` policy (or a
 `volatile-*` one with keys that have a TTL) at its `maxmemory` evicts: that is its job, and
@@ -106,48 +106,6 @@ from console.engine.text.fmt import format_bytes
 from console.engine.text.redact import describe_exception, redact, register_secret
 from console.engine.text.sanitize import one_line
 
-# What each metric means (units in the name); the UI and docs may show these.
-METRICS: dict[str, str] = {
-    "latency_ms": "PING round trip on an open connection",
-    "used_memory_bytes": "memory used by Redis (INFO used_memory)",
-    "maxmemory_bytes": "configured maxmemory; 0 means no limit",
-    "memory_pct": "used_memory / maxmemory * 100 (only when maxmemory is set)",
-    "fragmentation_ratio": "RSS / used memory (INFO mem_fragmentation_ratio)",
-    "connected_clients": "client connections, this probe included",
-    "blocked_clients": "clients blocked in BLPOP, WAIT, etc.",
-    "keyspace_hits_total": "successful key lookups (counter)",
-    "keyspace_misses_total": "failed key lookups (counter)",
-    "hit_rate_pct": "hits / lookups since the previous check (absent if no lookups)",
-    "evicted_keys_total": "keys evicted by the maxmemory policy (counter)",
-    "expired_keys_total": "keys removed on expiry (counter)",
-    "ops_per_sec": "commands per second since the previous check (this probe's excluded)",
-    "hits_per_s": "successful key lookups per second since the previous check",
-    "misses_per_s": "failed key lookups per second since the previous check",
-    "connections_per_s": "new client connections per second since the previous check",
-    "rejected_connections_total": "connections refused at maxclients (counter)",
-    "rejected_connections_per_s": "connections refused per second since the previous check",
-    "keys_total": "keys in all databases",
-    "evicted_per_s": "keys evicted per second since the previous check",
-    "expired_per_s": "keys expired per second since the previous check",
-    "slowlog_new": "slowlog entries added since the previous check",
-    "latency_p50_ms": "median of the PING round trips timed in this check",
-    "latency_p99_ms": "99th percentile (nearest rank) of those PING round trips",
-    "clients_idle_max_s": "longest time a client connection has been idle (CLIENT LIST)",
-    "clients_oldest_s": "age of the oldest client connection (CLIENT LIST)",
-    "memory_noeviction_pct": "memory_pct when Redis cannot evict (noeviction, or volatile-* "
-                             "with no key that has a TTL): writes fail at 100",
-    "replicas_connected": "replicas connected to this server (INFO connected_slaves)",
-    "rdb_changes_since_save": "writes since the last RDB save",
-    "rdb_last_save_age_s": "seconds since the last successful RDB save",
-    "aof_enabled": "1 when the append-only file is on",
-}
-# Present only where they apply.
-OTHER_METRICS: dict[str, str] = {
-    "keys_db<N>": "keys in database N (one metric per non-empty database)",
-    "master_link_up": "1 when this replica's link to its master is up, else 0",
-    "master_last_io_s": "seconds since this replica last heard from its master",
-    "replica_lag_bytes": "worst replication offset distance of the replicas (master only)",
-}
 CLIENT_NAME = "opsconsole"
 INFO_SECTIONS = ("memory", "clients", "stats", "keyspace", "replication", "persistence",
                  "commandstats")
