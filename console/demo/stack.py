@@ -139,6 +139,7 @@ _NEW_SUBSCRIPTION_P = 0.02  # most payments are renewals
 _USERS_PER_RPS = 7.0
 _PAYMENT_FAIL_P = 0.25  # with dependency_down; none otherwise (the P1 rule fires above 2 %)
 LOG_ROTATE_BYTES = 5_000_000  # the demo's log is rotated (renamed to .1) past this size
+BACKLOG_SECONDS = 600  # what a new demo log holds from before the console started
 _ERROR_MESSAGES = {500: "Unhandled exception", 502: "Gemini API failed",
                    503: "Database connection lost"}
 
@@ -288,6 +289,7 @@ class DemoStack:
             raise
         self._t0 = time.monotonic()
         self._open_log()
+        self._write_backlog()
         if self._traffic_enabled:
             self._traffic_task = asyncio.create_task(self._traffic(), name="demo-traffic")
         self._started = True
@@ -351,10 +353,39 @@ class DemoStack:
             shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
             self.log_path = None
 
-    def _write_log(self, level: str, message: str, **fields: object) -> None:
-        if self._log_file is None:
+    def _write_backlog(self) -> None:
+        """A new (empty) log gets the last minutes the API logged before the console came:
+        a real service's log is never empty when the console starts following it, and the
+        console learns the error kinds in that tail silently. Without it the demo's first
+        ordinary 500 looked like a never-seen error and paged (P2 "new error kind")."""
+        f = self._log_file
+        if f is None or f.tell() > 0:
             return
         now = time.time()
+        n = BACKLOG_SECONDS // 2
+        for i in range(n):  # one request every 2 s, the routes in turn; not from _rng
+            route = ROUTES[i % len(ROUTES)]
+            at = now - BACKLOG_SECONDS + 2 * i
+            rid = f"req-pre{i:05x}"
+            if i == n // 2:  # the API's ordinary unhandled exception, as traffic has it
+                self._write_log("error", _ERROR_MESSAGES[500], at=at, requestId=rid,
+                                route=route.path, status=500, responseTime=12.0)
+                f.write(b"    at processTicksAndRejections "
+                        b"(node:internal/process/task_queues:95:5)\n")
+                continue
+            status = 201 if route.method == "POST" else 200
+            if route.client_error and i % 25 == 0:
+                status = route.client_error
+            self._write_log("warn" if status >= 400 else "http", f"{route.method} {route.path}",
+                            at=at, requestId=rid, status=status,
+                            responseTime=round(route.median_s * 1000, 1))
+        self._flush_log()
+
+    def _write_log(self, level: str, message: str, *, at: float | None = None,
+                   **fields: object) -> None:
+        if self._log_file is None:
+            return
+        now = time.time() if at is None else at
         stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
                  + f".{int(now % 1 * 1000):03d}Z")
         rec = {"level": level, "message": message, "timestamp": stamp,

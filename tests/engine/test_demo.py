@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from console.demo.stack import (
     DEFAULT_PORT,
     FAULTS,
+    ROUTES,
     DemoStack,
     describe_fault,
     fault_label,
@@ -29,10 +30,11 @@ from console.demo.stack import (
 )
 from console.engine.config.dashboards import HOST_METRICS, READY_MADE, with_playbook_dashboards
 from console.engine.config.loader import load_config_text
-from console.engine.config.schema import PrometheusTarget, Settings
+from console.engine.config.schema import LogTarget, PrometheusTarget, Settings
 from console.engine.errors import ConfigError, ConsoleError
 from console.engine.lang.promexpr import Scrape, parse_expr, parse_scrape
 from console.engine.probes.catalog import REDIS_METRICS
+from console.engine.probes.log import LogProbe
 from console.engine.probes.postgres import METRICS as PG_METRICS
 from console.engine.probes.postgres import SLOW_METRICS as PG_SLOW
 
@@ -584,3 +586,44 @@ def test_demo_config_notification_example_validates_when_uncommented(stack: Demo
     without = {k: v for k, v in env.items() if k != "TWILIO_FROM"}
     with pytest.raises(ConfigError, match="TWILIO_FROM is not set"):  # validate says so
         load_config_text(text[:start] + body, "<demo>", env=without)
+
+
+async def test_a_new_demo_log_has_a_backlog_so_ordinary_errors_are_not_new(
+        tmp_path: Path) -> None:
+    """A fresh demo paged P2 "new error kind" at its first ordinary 500: its log started
+    empty, so the console had no tail to learn the API's usual errors from."""
+    log = tmp_path / "combined.log"
+    s = DemoStack(port=0, seed=7, traffic=False, log_path=str(log))
+    await s.start()
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(x) for x in lines if x.startswith("{")]
+        assert len(records) > 100
+        assert all(r["timestamp"] < time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                  time.gmtime(time.time() + 1))
+                   for r in records)
+        assert [r["message"] for r in records if r["level"] == "error"] == [
+            "Unhandled exception"]
+        probe = LogProbe(LogTarget(name="api-logs", path=str(log), interval=1),
+                         state_dir=tmp_path / "state")
+        try:
+            assert (await probe.check()).metrics["new_error_kinds_total"] == 0.0
+            s._log_request(ROUTES[0], 500, 0.02)  # the ordinary error, as traffic makes it
+            s._flush_log()
+            after = await probe.check()
+            assert after.metrics["errors_total"] == 1.0
+            assert after.metrics["new_error_kinds_total"] == 0.0
+            s._log_request(ROUTES[0], 502, 0.02)  # the error spike's: really new
+            s._flush_log()
+            assert (await probe.check()).metrics["new_error_kinds_total"] == 1.0
+        finally:
+            await probe.aclose()
+    finally:
+        await s.stop()
+    size = log.stat().st_size
+    again = DemoStack(port=0, seed=7, traffic=False, log_path=str(log))
+    await again.start()  # a log with content is followed as it is, never backfilled
+    try:
+        assert log.stat().st_size == size
+    finally:
+        await again.stop()
