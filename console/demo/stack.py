@@ -365,20 +365,13 @@ class DemoStack:
         n = BACKLOG_SECONDS // 2
         for i in range(n):  # one request every 2 s, the routes in turn; not from _rng
             route = ROUTES[i % len(ROUTES)]
-            at = now - BACKLOG_SECONDS + 2 * i
-            rid = f"req-pre{i:05x}"
-            if i == n // 2:  # the API's ordinary unhandled exception, as traffic has it
-                self._write_log("error", _ERROR_MESSAGES[500], at=at, requestId=rid,
-                                route=route.path, status=500, responseTime=12.0)
-                f.write(b"    at processTicksAndRejections "
-                        b"(node:internal/process/task_queues:95:5)\n")
-                continue
             status = 201 if route.method == "POST" else 200
-            if route.client_error and i % 25 == 0:
+            if i == n // 2:
+                status = 500  # the API's ordinary unhandled exception, as traffic has it
+            elif route.client_error and i % 25 == 0:
                 status = route.client_error
-            self._write_log("warn" if status >= 400 else "http", f"{route.method} {route.path}",
-                            at=at, requestId=rid, status=status,
-                            responseTime=round(route.median_s * 1000, 1))
+            self._log_request(route, status, route.median_s,
+                              at=now - BACKLOG_SECONDS + 2 * i)
         self._flush_log()
 
     def _write_log(self, level: str, message: str, *, at: float | None = None,
@@ -392,7 +385,8 @@ class DemoStack:
                "service": "tradosphere-api", **fields}
         self._log_file.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
 
-    def _log_request(self, route: _Route, status: int, seconds: float) -> None:
+    def _log_request(self, route: _Route, status: int, seconds: float, *,
+                     at: float | None = None) -> None:
         if self._log_file is None:
             return
         self._log_seq += 1
@@ -403,15 +397,15 @@ class DemoStack:
             message = _ERROR_MESSAGES.get(status, "Request failed")
             if status == 503 and "dependency_down" in self._active:  # the fault is Redis's
                 message = "Redis connection lost (session store unreachable)"
-            self._write_log("error", message, requestId=rid,
+            self._write_log("error", message, at=at, requestId=rid,
                       userId=user, route=route.path, status=status, responseTime=ms)
             if status == 500:  # an uncaught stack trace printed raw: not JSON
                 self._log_file.write(b"    at processTicksAndRejections "
                                      b"(node:internal/process/task_queues:95:5)\n")
             return
         level = "warn" if ms > 1000 or status >= 400 else "http"
-        self._write_log(level, f"{route.method} {route.path}", requestId=rid, userId=user,
-                  status=status, responseTime=ms)
+        self._write_log(level, f"{route.method} {route.path}", at=at, requestId=rid,
+                        userId=user, status=status, responseTime=ms)
 
     def _flush_log(self) -> None:
         f = self._log_file
