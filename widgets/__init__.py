@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .key_footer import KeyFooter
     from .key_help import KeyHelp, rows_from_bindings
     from .latency_chart import LatencyChart
     from .panel_grid import PanelGrid
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .status_board import StatusBoard
 
 _WHERE = {
+    "KeyFooter": "key_footer",
     "KeyHelp": "key_help",
     "rows_from_bindings": "key_help",
     "LatencyChart": "latency_chart",
@@ -28,6 +30,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "KeyFooter",
     "KeyHelp",
     "LatencyChart",
     "PanelGrid",

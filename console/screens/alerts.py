@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.alerting.history import describe_duration, ongoing
@@ -31,6 +31,7 @@ from console.engine.text.fmt import ALERT_GLYPH, EPISODE_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 from console.screens.prompt import LinePrompt
+from widgets.key_footer import KeyFooter
 
 GLYPH = {  # glyph and word, padded to one width
     state: f"{ALERT_GLYPH[state.value]} {word:<7}" for state, word in (
@@ -194,7 +195,7 @@ class AlertsScreen(ConsoleScreen[None]):
         yield Static(Content("Alerts"), id="alerts-title")
         yield OptionList(id="alerts-list")
         yield Static(Content(""), id="alerts-why")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw, name="alerts-tick")

@@ -19,12 +19,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from console.engine.details import PostgresDetails, RedisDetails, Row
 from console.engine.text.fmt import NO_VALUE, format_bytes, format_duration, is_number
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
+from widgets.key_footer import KeyFooter
 from widgets.record_table import Column, RecordTable, fmt_plain
 
 if TYPE_CHECKING:
@@ -420,7 +421,7 @@ class DatabaseScreen(ConsoleScreen[None]):
         yield Input(placeholder="filter rows (Esc clears)", id="db-filter")
         yield RecordTable(id="db-table")
         yield Static("", id="db-preview")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._rebuild_columns()

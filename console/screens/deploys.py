@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.text.fmt import format_duration, format_metric, format_utc
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
+from widgets.key_footer import KeyFooter
 from widgets.latency_chart import LatencyChart
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class DeploysScreen(ConsoleScreen[None]):
         yield Static(Content(f"deploys · {self.target} {self.metric}"), id="deploys-head")
         yield LatencyChart(id="deploys-chart")
         yield OptionList(id="deploys-list")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.console.refresh_screen)

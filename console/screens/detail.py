@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from console.engine.model import BREAKDOWN_KINDS, DATABASE_KINDS
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
+from widgets.key_footer import KeyFooter
 from widgets.latency_chart import LatencyChart
 from widgets.response_log import ResponseLog
 from widgets.series_chart import SeriesChart
@@ -126,7 +127,7 @@ class DetailScreen(ConsoleScreen[None]):
         # chart the console's own latency history.
         yield SeriesChart(id="chart") if self._kind() == "promql" else LatencyChart(id="chart")
         yield ResponseLog(id="responses")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         # After the first layout: the chart picks its time ticks from its drawn width, and

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.details import HealthJson
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
+from widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from console.engine.runtime import Runtime
@@ -55,7 +56,7 @@ class HealthScreen(ConsoleScreen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Content(f"{self.target} · health components"), id="health-head")
         yield OptionList(id="health-list")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.console.refresh_screen()

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.incidents.book import Incident, StepState
@@ -28,6 +28,7 @@ from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
 from console.screens.prompt import Choose, Confirm, TextPrompt
+from widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from console.app import OpsConsoleApp
@@ -204,7 +205,7 @@ class IncidentListScreen(ConsoleScreen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Content("Incidents · loading the journal…"), id="incidents-title")
         yield OptionList(id="incidents-list")
-        yield Footer()
+        yield KeyFooter()
 
     desk: Any = None
     show_resolved = False
@@ -331,7 +332,7 @@ class IncidentScreen(ConsoleScreen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Content(self.incident_id), id="incident-head")
         yield OptionList(id="incident-steps")
-        yield Footer()
+        yield KeyFooter()
 
     async def on_mount(self) -> None:
         self.desk = await get_desk(self.console)
@@ -772,7 +773,7 @@ class TimelineScreen(ConsoleScreen[None]):
     def compose(self) -> ComposeResult:
         yield Static(Content(self.incident_id), id="timeline-head")
         yield OptionList(id="timeline-list")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.console.refresh_screen()

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.logs.query import LogQuery, parse_query, search_lines
@@ -25,6 +25,7 @@ from console.engine.logs.tail import LogLine
 from console.engine.text.fmt import format_target
 from console.engine.text.sanitize import clean, one_line
 from console.screens.base import ConsoleModal, ConsoleScreen
+from widgets.key_footer import KeyFooter
 
 SHOWN = 500  # rows in the list: the latest matches
 KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}
@@ -118,7 +119,7 @@ class LogsScreen(ConsoleScreen[None]):
             yield OptionList(id="logs-list")
         yield Input(placeholder="level=error responseTime>1000 text   (Enter applies, Esc)",
                     id="logs-filter")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw, name="logs-tick")

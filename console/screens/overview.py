@@ -8,11 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.engine.model import Status
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
+from widgets.key_footer import KeyFooter
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
 
@@ -95,7 +96,7 @@ class OverviewScreen(ConsoleScreen[None]):
         yield StatusBoard(id="board")
         yield PanelGrid(id="panels")
         yield Input(placeholder="filter targets and panels (Esc clears)", id="filter")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         try:

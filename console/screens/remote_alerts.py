@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.engine.text.fmt import ALERT_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
 from console.screens.alerts import SilencePrompt, parse_silence
 from console.screens.base import ConsoleScreen
+from widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from console.engine.alerting.alertmanager import AMSilence
@@ -130,7 +131,7 @@ class RemoteAlertsScreen(ConsoleScreen[None]):
         yield Static(Content("Team alerts"), id="remote-title")
         yield OptionList(id="remote-list")
         yield Static(Content(""), id="remote-why")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw, name="remote-tick")
