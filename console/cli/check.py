@@ -133,7 +133,8 @@ async def _check(settings: Settings, *, once: bool, as_json: bool,
 
     from console.engine.scheduler import Scheduler
 
-    engine = Scheduler(settings, pings=pings)
+    # one round of checks needs no metric history: no store, no numpy (bench_cli)
+    engine = Scheduler(settings, pings=pings, keep_metrics=not once)
     await engine.start(poll=not once)
     try:
         if once:

@@ -20,9 +20,7 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from console.engine.config.dashboards import with_playbook_dashboards
 from console.engine.config.schema import (
@@ -40,9 +38,13 @@ from console.engine.config.schema import (
 )
 from console.engine.health import LoopHealth
 from console.engine.model import CheckResult, Status
-from console.engine.storage.store import MetricStore
 from console.engine.text.redact import describe_exception, redact
 from console.engine.views import PanelView, TargetView
+
+if TYPE_CHECKING:
+    # numpy and the store load only where metrics are kept: `check --once` (keep_metrics
+    # False) reads its few figures from the results themselves (~60 ms less start-up)
+    from console.engine.storage.store import MetricStore
 
 RESULTS_KEPT = 50
 SPARK_POINTS = 40
@@ -101,14 +103,23 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         state_dir: Path | None = None,
         pings: Path | None = None,
+        keep_metrics: bool = True,
     ) -> None:
+        """`keep_metrics=False` is for a one-shot check (`check --once`): no metric store,
+        so no numpy; a board row's uptime and p95 come from the results kept per target
+        (the same windows, the same figures for the checks made), with no sparkline, and
+        `store`, panels and rules are not available."""
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
         self.settings = with_playbook_dashboards(settings)
         # The config's own panels (view 0 of the overview), as opposed to those the
         # ready-made dashboards add.
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
-        self.store = store if store is not None else MetricStore()
+        if store is None and keep_metrics:
+            from console.engine.storage.store import MetricStore
+
+            store = MetricStore()
+        self._store: MetricStore | None = store
         self.clock = clock
         self.state_dir = state_dir  # where probes keep state across restarts (error kinds)
         self.pings_path = pings  # heartbeat check-ins (the spool `opsconsole ping` writes)
@@ -127,6 +138,13 @@ class Scheduler:
         self.health = LoopHealth()
         """Whether the console keeps its own schedule (see console.engine.health)."""
         self._polling = False  # polling tasks run (start(poll=True) or begin_polling())
+
+    @property
+    def store(self) -> MetricStore:
+        """The metric store (every series of every target)."""
+        if self._store is None:
+            raise RuntimeError("this scheduler keeps no metrics (keep_metrics=False)")
+        return self._store
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,7 +280,7 @@ class Scheduler:
         for name in list(self._states):
             if name not in new:
                 await self._remove(name)
-                for series in self.store.series():
+                for series in self._store.series() if self._store is not None else ():
                     if series.startswith(f"{name}:"):
                         self.store.drop(series)
         self.settings = with_playbook_dashboards(settings)
@@ -361,18 +379,19 @@ class Scheduler:
     def record(self, state: TargetState, result: CheckResult) -> None:
         name = state.target.name
         t = result.started_at
-        store = self.store
-        up = result.status.value_for_uptime
-        store.record(f"{name}:up", t, up)
-        store.record(f"{name}:status", t, float(result.status.rank))
-        store.record(
-            f"{name}:latency_ms", t,
-            result.latency_ms if result.latency_ms is not None and up > 0 else math.nan,
-        )
-        for metric, value in result.metrics.items():
-            if metric == "latency_ms":
-                continue
-            store.record(f"{name}:{metric}", t, float(value))
+        store = self._store
+        if store is not None:
+            up = result.status.value_for_uptime
+            store.record(f"{name}:up", t, up)
+            store.record(f"{name}:status", t, float(result.status.rank))
+            store.record(
+                f"{name}:latency_ms", t,
+                result.latency_ms if result.latency_ms is not None and up > 0 else math.nan,
+            )
+            for metric, value in result.metrics.items():
+                if metric == "latency_ms":
+                    continue
+                store.record(f"{name}:{metric}", t, float(value))
         if result.status != state.status:
             state.status = result.status
             state.since = t
@@ -452,12 +471,16 @@ class Scheduler:
     def _target_view(self, state: TargetState, now: float) -> TargetView:
         t = state.target
         name = t.name
-        store = self.store
-        q = store.quantiles(f"{name}:latency_ms", 300.0, (0.95,), now=now)
-        p95 = q.get(0.95) if q else None
-        spark = store.sparkline(
-            f"{name}:latency_ms", SPARK_POINTS, max(t.interval, 1.0), now=now
-        )
+        store = self._store
+        if store is None:
+            uptime, p95, spark = _window_figures(state.results, now)
+        else:
+            q = store.quantiles(f"{name}:latency_ms", 300.0, (0.95,), now=now)
+            p95 = q.get(0.95) if q else None
+            spark = tuple(store.sparkline(
+                f"{name}:latency_ms", SPARK_POINTS, max(t.interval, 1.0), now=now
+            ).tolist())
+            uptime = store.uptime(f"{name}:up", 3600.0, now=now)
         last = state.last
         return TargetView(
             name=name, kind=t.kind, group=t.group, tags=tuple(t.tags),
@@ -465,9 +488,9 @@ class Scheduler:
             insecure=bool(getattr(t, "insecure", False)), interval=t.interval,
             status=state.status, since=state.since, last=last,
             latency_ms=last.latency_ms if last else None,
-            uptime_pct=store.uptime(f"{name}:up", 3600.0, now=now),
+            uptime_pct=uptime,
             p95_ms=None if p95 is None or math.isnan(p95) else p95,
-            spark=tuple(spark.tolist()),
+            spark=spark,
             checks=state.checks, failures=state.failures,
         )
 
@@ -560,7 +583,7 @@ class Scheduler:
             return hit[1]
         found = series
         if not self.store.has(series):
-            from console.engine.probes.promapi import parse_series_key
+            from console.engine.lang.serieskey import parse_series_key
 
             base, _, sel = metric.partition("{")
             want = dict(_LABEL_MATCH.findall(sel))
@@ -631,6 +654,8 @@ class Scheduler:
             value = None
         bucket = max(self._cadence_of(p.target, p.metric), 1.0)
         if _RATE.match(p.metric):  # a counter: show its per-second increase per bucket
+            import numpy as np
+
             counts = self.store.sparkline(series, SPARK_POINTS + 1, bucket, now=now)
             with np.errstate(invalid="ignore"):
                 spark = np.diff(counts) / bucket
@@ -643,6 +668,35 @@ class Scheduler:
             state=panel_state(value, p), warn=p.warn, crit=p.crit,
             lower_is_better=p.lower_is_better,
         )
+
+
+def _window_figures(results: Iterable[CheckResult], now: float
+                    ) -> tuple[float | None, float | None, tuple[float, ...]]:
+    """(uptime % over 1 h, p95 latency over 5 min, no sparkline) from the results kept, as
+    the store gives them for the same samples: windows (now - w, now], NaN samples left
+    out, latency only of up checks, the p95 by numpy.percentile's linear method."""
+    ups: list[float] = []
+    lats: list[float] = []
+    for r in results:
+        t = r.started_at
+        if not now - 3600.0 < t <= now:
+            continue
+        up = r.status.value_for_uptime
+        if not math.isnan(up):
+            ups.append(up)
+        if t > now - 300.0 and r.latency_ms is not None and up > 0 \
+                and not math.isnan(r.latency_ms):
+            lats.append(r.latency_ms)
+    uptime = 100.0 * sum(1 for u in ups if u >= 0.5) / len(ups) if ups else None
+    p95 = None
+    if lats:
+        lats.sort()
+        pos = (len(lats) - 1) * 0.95
+        i = math.floor(pos)
+        j = min(i + 1, len(lats) - 1)
+        a, b, frac = lats[i], lats[j], pos - i
+        p95 = b - (b - a) * (1.0 - frac) if frac >= 0.5 else a + (b - a) * frac
+    return uptime, p95, ()
 
 
 def panel_state(value: float | None, panel: Panel) -> str:
