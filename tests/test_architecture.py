@@ -90,3 +90,54 @@ def test_validate_loads_no_client_library(tmp_path: Path) -> None:
                          cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def _modules_after(argv: list[str], libs: tuple[str, ...]) -> tuple[int, list[str], str]:
+    """Run `opsconsole ARGV` in a fresh interpreter; (exit code, which of `libs` (module
+    names, or their packages) it had loaded by the end, its stdout)."""
+    code = (
+        "import sys\n"
+        "from console.cli import main\n"
+        f"rc = main({argv!r})\n"
+        f"libs = {libs!r}\n"
+        "hit = sorted(l for l in libs if any(m == l or m.startswith(l + '.') "
+        "for m in sys.modules))\n"
+        "print('LOADED', rc, ','.join(hit))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.splitlines()[-1].split(" ", 2)
+    assert last[0] == "LOADED", out.stdout + out.stderr
+    return int(last[1]), [m for m in last[2].split(",") if m], out.stdout
+
+
+def test_check_once_loads_no_numpy_nor_the_store(http_url: str) -> None:
+    """One round of checks needs no metric history: `check --once` keeps none, so it pays
+    for neither numpy nor the store at start-up (bench/bench_cli.py)."""
+    rc, loaded, stdout = _modules_after(
+        ["check", "--once", "--json", f"{http_url}/health"],
+        ("numpy", "console.engine.storage.store", "console.engine.alerting.rules"))
+    assert rc == 0, stdout
+    assert '"uptime_pct": 100.0' in stdout  # the figures still come, from the results
+    assert '"p95_ms": ' in stdout and '"p95_ms": null' not in stdout
+    assert loaded == []
+
+
+def test_alerts_without_a_remote_source_loads_no_remote_client(
+        tmp_path: Path, http_url: str) -> None:
+    """`alerts` reads the team's Alertmanagers and Prometheus only for a config that names
+    one; without, their clients are not imported."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[targets]]\nname = "api"\nkind = "http"\nurl = "{http_url}/health"\n')
+    remote = ("console.engine.alerting.remote", "console.engine.alerting.alertmanager",
+              "console.engine.probes.promapi")
+    rc, loaded, stdout = _modules_after(["alerts", "--json", "--config", str(cfg)], remote)
+    assert rc == 0, stdout
+    assert '"alerts": []' in stdout
+    assert loaded == []
+    # and with an Alertmanager named, they are (the same command, the other branch)
+    cfg.write_text(cfg.read_text() + '[[alerting.alertmanagers]]\nname = "team"\n'
+                   'urls = ["http://127.0.0.1:9"]\n')
+    _, loaded, _ = _modules_after(["alerts", "--json", "--config", str(cfg)], remote)
+    assert loaded == sorted(remote)

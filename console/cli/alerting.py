@@ -240,7 +240,6 @@ async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = Non
     import orjson
 
     from console.engine.alerting.lifecycle import AlertEngine, AlertState
-    from console.engine.alerting.remote import RemoteAlerts
     from console.engine.alerting.rules import RuleSet
     from console.engine.scheduler import Scheduler
     from console.engine.text.fmt import ALERT_GLYPH
@@ -248,9 +247,13 @@ async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = Non
 
     engine = Scheduler(settings, pings=pings)
     await engine.start(poll=False)
-    remote: RemoteAlerts | None = None
+    remote: Any = None
     try:
-        if RemoteAlerts.wanted(settings):  # the team's Alertmanagers and Prometheus servers
+        # the team's Alertmanagers and Prometheus servers; their clients (the Prometheus
+        # API, Alertmanager's) are imported only for a config that names one
+        if settings.wants_remote_alerts:
+            from console.engine.alerting.remote import RemoteAlerts
+
             remote = RemoteAlerts(settings, engine.http_clients, clock=engine.clock)
             await remote.start(poll=False)
             await asyncio.gather(engine.check_once(), remote.refresh())

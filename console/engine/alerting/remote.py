@@ -209,8 +209,7 @@ class RemoteAlerts:
     @staticmethod
     def wanted(settings: Any) -> bool:
         """Whether a config has anything for this to read."""
-        return bool([a for a in settings.alerting.alertmanagers if a.show]) or any(
-            t.kind == "promql" and t.alerts for t in settings.targets)
+        return bool(settings.wants_remote_alerts)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

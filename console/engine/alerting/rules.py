@@ -39,7 +39,7 @@ from console.engine.lang.ruleexpr import (
     compare,
     parse_expr,
 )
-from console.engine.probes.promapi import parse_series_key
+from console.engine.lang.serieskey import parse_series_key
 from console.engine.text.fmt import fmt_number, format_duration, is_number
 
 if TYPE_CHECKING:

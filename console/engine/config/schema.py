@@ -790,6 +790,14 @@ class Settings(_Strict):
                     raise ValueError(f"dashboard {d.name!r} refers to unknown panel {k!r}")
         return self
 
+    @property
+    def wants_remote_alerts(self) -> bool:
+        """Whether the config names a source of the team's alerts to read: an
+        `[[alerting.alertmanagers]]` shown in the console, or a `promql` target with
+        `alerts` (so a command imports the remote alert clients only then)."""
+        return any(a.show for a in self.alerting.alertmanagers) or any(
+            t.kind == "promql" and t.alerts for t in self.targets)
+
     def target(self, name: str) -> AnyTarget:
         for t in self.targets:
             if t.name == name:

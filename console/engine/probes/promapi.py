@@ -40,6 +40,8 @@ import numpy as np
 import orjson
 
 from console.engine.lang.durations import parse_duration
+from console.engine.lang.serieskey import parse_series_key as parse_series_key  # re-exported
+from console.engine.lang.serieskey import series_key as series_key  # re-exported
 from console.engine.probes.http import _describe as _describe_http_error
 from console.engine.probes.http_client import USER_AGENT, HttpClients, read_capped
 from console.engine.text.fmt import format_bytes, format_duration
@@ -129,40 +131,6 @@ class EngineInfo:
 
     def describe(self) -> str:
         return f"{self.name} {self.version}".strip()
-
-
-def series_key(labels: Mapping[str, str]) -> str:
-    """`{instance="web-1",job="node"}` (sorted, PromQL escaping); "" for no labels."""
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-def parse_series_key(key: str) -> dict[str, str]:
-    """The labels of a `{a="x",b="y"}` key as `series_key` writes it ({} for "")."""
-    out: dict[str, str] = {}
-    if not key.startswith("{"):
-        return out
-    i, n = 1, len(key) - 1
-    while i < n:
-        eq = key.index("=", i)
-        j = eq + 2  # past ="
-        buf = []
-        while key[j] != '"':
-            if key[j] == "\\":
-                j += 1
-                buf.append("\n" if key[j] == "n" else key[j])
-            else:
-                buf.append(key[j])
-            j += 1
-        out[key[i:eq]] = "".join(buf)
-        i = j + 2  # past the closing quote and the comma
-    return out
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def chart_step(span: float, points: int) -> float:
