@@ -134,7 +134,12 @@ RAW_START = 16
 """Slots a new series' raw ring starts with; it grows by half as samples arrive, up to the
 store's raw capacity (reached after ``raw_capacity`` samples, never before)."""
 ROWS_START = 2
-"""Rows a rollup ring starts with; it grows as buckets close, up to the tier's rows."""
+"""Rows a rollup ring gets when its first bucket is stored; it grows as buckets close, up to
+the tier's rows. Before that it is `_NO_ROWS`: at 1,000 targets (9 series each) three
+two-row arrays per series were ~5 KB a target of `bench/bench_scale.py`'s RSS, for tiers
+(1 min, 1 h) that store nothing in a console's first minutes."""
+_NO_ROWS = np.zeros((0, NFIELDS), dtype=np.float32)
+_NO_ROWS.flags.writeable = False  # shared by every series: never written
 
 
 class _Series:
@@ -166,8 +171,9 @@ class _Series:
         raw = min(cap, RAW_START)
         self.t = np.full(raw, np.nan)
         self.v = np.full(raw, np.nan)
-        self.rollups = [np.zeros((min(tr.cap, ROWS_START), NFIELDS), dtype=np.float32)
-                        for tr in tiers]
+        # every tier starts as the shared empty ring: it gets rows of its own when its
+        # first bucket is stored (`MetricStore._fit_rows`), a minute or an hour later
+        self.rollups = [_NO_ROWS] * len(tiers)
         self.roll_lo: list[int | None] = [None] * len(tiers)  # first bucket id stored
         self.n = 0
         self.base = 0  # first sample number ever held (> 0 after loading a smaller ring)
@@ -891,9 +897,9 @@ class MetricStore:
         if lo is None:
             lo = s.roll_lo[k] = lo_id
         need = hi_id - lo + 1
-        if need <= len(r):
+        if need <= len(r) and r is not _NO_ROWS:
             return
-        size = min(tr.cap, max(need, len(r) + len(r) // 2))
+        size = min(tr.cap, max(need, len(r) + len(r) // 2, ROWS_START))
         out = np.zeros((size, NFIELDS), dtype=np.float32)
         if size == tr.cap:
             ids = np.arange(lo, lo + len(r), dtype=np.int64)
@@ -1790,7 +1796,7 @@ class MetricStore:
             order = {**merged, **{int(i): len(old_ids) + j for j, i in enumerate(ids)}}
             ids = np.array(sorted(order), dtype=np.int64)
             rows = allr[[order[int(i)] for i in ids]]
-            s.rollups[k] = np.zeros((min(tr.cap, ROWS_START), NFIELDS), dtype=np.float32)
+            s.rollups[k] = _NO_ROWS
             s.roll_lo[k] = None
         self._fit_rows(s, k, int(ids[0]), max(int(ids[-1]), s.open[k] - 1))
         s.rollups[k][self._row_slots(s, k, ids)] = rows
