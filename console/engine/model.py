@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import struct
+from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, TypedDict, overload
@@ -221,3 +224,77 @@ class CheckResult:
             "metrics": self.metrics,
             **({"details": self.details} if self.details else {}),
         }
+
+
+class RecentResults:
+    """A target's last `maxlen` check results, newest last, in a fraction of the memory.
+
+    Why: the scheduler keeps 50 results per target (the detail view's response log). As
+    full objects that was ~27 KB a target (each result a slotted object, its metrics dict and
+    float objects), about a third of the console's per-target memory at 1,000 targets
+    (`bench/bench_scale.py`, RSS 100 MB + 50 KB per target). A healthy target's results
+    differ from one another only in their time, latency and metric values, so the newest
+    `full` are kept as they are and an older one that matches the last full one kept (its
+    "prototype": every field but `started_at`, `latency_ms` and the metrics' values the
+    same object or equal, the metrics with the same keys in the same order) is kept as the
+    prototype and its numbers packed as float64 bytes; any other result stays whole and
+    becomes the next prototype. Reading rebuilds equal results (a metric that was an int is
+    read back as the equal float).
+    """
+
+    __slots__ = ("_items", "_full", "maxlen")
+
+    def __init__(self, maxlen: int = 50, full: int = 5) -> None:
+        self.maxlen = maxlen
+        self._full = max(1, full)
+        self._items: deque[CheckResult | tuple[CheckResult, bytes]] = deque(maxlen=maxlen)
+
+    def append(self, result: CheckResult) -> None:
+        items = self._items
+        items.append(result)
+        k = len(items) - 1 - self._full  # the result that just left the newest `full`
+        if k < 0:
+            return
+        older = items[k - 1] if k > 0 else None
+        proto = older[0] if isinstance(older, tuple) else older
+        item = items[k]
+        assert isinstance(item, CheckResult)
+        if proto is not None and (packed := _pack(item, proto)) is not None:
+            items[k] = (proto, packed)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[CheckResult]:
+        for item in self._items:
+            yield item if isinstance(item, CheckResult) else _unpack(*item)
+
+    def __getitem__(self, i: int) -> CheckResult:
+        item = self._items[i]
+        return item if isinstance(item, CheckResult) else _unpack(*item)
+
+
+def _pack(r: CheckResult, proto: CheckResult) -> bytes | None:
+    """`r`'s numbers as bytes when every other field is `proto`'s; None when it is not."""
+    if (r.latency_ms is None or type(r.latency_ms) is not float
+            or r.status is not proto.status or r.target != proto.target
+            or r.kind != proto.kind or r.error != proto.error
+            or (r.reasons is not proto.reasons and r.reasons != proto.reasons)
+            or (r.response is not proto.response and r.response != proto.response)
+            or (r.details is not proto.details and r.details != proto.details)):
+        return None
+    m, pm = r.metrics, proto.metrics
+    if len(m) != len(pm):
+        return None
+    values = [r.started_at, r.latency_ms]
+    for (k, v), pk in zip(m.items(), pm, strict=True):
+        if k != pk or type(v) is not float:
+            return None
+        values.append(v)
+    return struct.pack(f"{len(values)}d", *values)
+
+
+def _unpack(proto: CheckResult, packed: bytes) -> CheckResult:
+    started_at, latency_ms, *values = struct.unpack(f"{len(packed) // 8}d", packed)
+    return dataclasses.replace(proto, started_at=started_at, latency_ms=latency_ms,
+                               metrics=dict(zip(proto.metrics, values, strict=True)))

@@ -16,7 +16,6 @@ import math
 import re
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from console.engine.config.schema import (
     Settings,
 )
 from console.engine.health import LoopHealth
-from console.engine.model import CheckResult, Status
+from console.engine.model import CheckResult, RecentResults, Status
 from console.engine.text.redact import describe_exception, redact
 from console.engine.views import PanelView, TargetView
 
@@ -85,7 +84,7 @@ class TargetState:
     status: Status = Status.UNKNOWN
     since: float | None = None
     last: CheckResult | None = None
-    results: deque[CheckResult] = field(default_factory=lambda: deque(maxlen=RESULTS_KEPT))
+    results: RecentResults = field(default_factory=lambda: RecentResults(RESULTS_KEPT))
     checks: int = 0
     failures: int = 0
     due_at: float = math.inf  # monotonic time the next check is due (polling only)

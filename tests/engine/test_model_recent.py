@@ -1,0 +1,60 @@
+"""RecentResults: a target's last results, kept packed, read back equal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from console.engine.model import CheckResult, RecentResults, ResponseInfo, Status
+
+
+def _result(i: int, *, status: Status = Status.UP, code: int = 200) -> CheckResult:
+    return CheckResult(
+        target="api", kind="http", status=status, started_at=1000.0 + i,
+        latency_ms=10.0 + i / 7, metrics={"latency_ms": 10.0 + i / 7, "status_code": float(code),
+                                          "body_bytes": 42.0, "ttfb_ms": float("nan")},
+        response=ResponseInfo(status_code=code, reason="OK"), details={"health": {"ok": 1}},
+    )
+
+
+def _same(a: CheckResult, b: CheckResult) -> bool:
+    fa, fb = dataclasses.asdict(a), dataclasses.asdict(b)
+    ma, mb = fa.pop("metrics"), fb.pop("metrics")
+    return fa == fb and list(ma) == list(mb) and all(
+        x == y or (x != x and y != y) for x, y in zip(ma.values(), mb.values(), strict=True))
+
+
+def test_reads_back_every_result_in_order_up_to_maxlen() -> None:
+    made = [_result(i, status=Status.DOWN if i % 9 == 0 else Status.UP,
+                    code=500 if i % 13 == 0 else 200) for i in range(130)]
+    recent = RecentResults(50, full=5)
+    for n, r in enumerate(made, start=1):
+        recent.append(r)
+        kept = made[max(0, n - 50):n]
+        assert len(recent) == len(kept)
+        assert all(_same(a, b) for a, b in zip(recent, kept, strict=True))
+    assert _same(recent[0], made[80])
+    assert _same(recent[-1], made[-1])
+
+
+def test_the_newest_are_the_objects_appended_and_older_ones_are_packed() -> None:
+    made = [_result(i) for i in range(50)]
+    recent = RecentResults(50, full=5)
+    for r in made:
+        recent.append(r)
+    assert all(a is b for a, b in zip(list(recent)[-5:], made[-5:], strict=True))
+    packed = [a for a, b in zip(recent, made, strict=True) if a is not b]
+    assert len(packed) == 44  # all but the newest five and the first, their prototype
+
+
+def test_a_result_that_differs_is_kept_whole() -> None:
+    a, b = _result(1), _result(2)
+    odd = dataclasses.replace(_result(3), metrics={"status_code": 200.0})  # other keys
+    ints = dataclasses.replace(_result(4), metrics={**_result(4).metrics, "body_bytes": 42})
+    recent = RecentResults(10, full=1)
+    for r in (a, b, odd, ints, _result(5)):
+        recent.append(r)
+    got = list(recent)
+    assert got[2] is odd
+    assert got[3] is ints
+    assert _same(got[1], b)
+    assert got[1] is not b
