@@ -92,9 +92,9 @@ class LoopHealth:
         lags.append((now, max(lag, 0.0)))
         while lags and lags[0][0] < now - WINDOW:
             lags.popleft()
-        cpu = self._cpu()
         mark = self._cpu_mark
-        if mark is None or now - mark[0] >= WINDOW:
+        if mark is None or now - mark[0] >= WINDOW:  # the CPU clock read once per window
+            cpu = self._cpu()
             if mark is not None and now > mark[0]:
                 self.cpu_share = (cpu - mark[1]) / (now - mark[0])
             self._cpu_mark = (now, cpu)

@@ -79,3 +79,39 @@ async def test_a_probe_never_shows_the_basic_credentials_a_server_echoes(
     assert sent.rstrip("=") not in shown
     assert "s3cret-Pa55w0rd" not in shown
     assert "headers" in result.response.body_excerpt  # the body itself is still shown
+
+
+class FixedPeer(HttpPeer):
+    """Answers every check with the same body, as a health endpoint does."""
+
+    BODY = "deploy token is tok-Zq81-late-registered"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/fixed", self.fixed)
+
+    async def fixed(self, request: web.Request) -> web.Response:
+        await self.record(request)
+        return web.Response(text=self.BODY, headers={"X-Build": "tok-Zq81-late-registered"})
+
+
+async def test_a_secret_registered_later_is_masked_in_a_response_shown_before() -> None:
+    # The probe keeps the shown text of a response it has already made safe; a secret
+    # registered afterwards (a reload resolving a new ${ENV}) must still be masked in it.
+    secret = "tok-Zq81-late-registered"
+    with FixedPeer() as peer:
+        target = HttpTarget(name="fixed", url=f"http://127.0.0.1:{peer.port}/fixed",
+                            timeout=2.0)
+        async with HttpClients() as clients:
+            probe = HttpProbe(target, clients)
+            first = await probe.check()
+            again = await probe.check()
+            register_secret(secret)
+            after = await probe.check()
+    for r in (first, again):
+        assert r.response is not None
+        assert secret in r.response.body_excerpt
+        assert ("X-Build", secret) in r.response.headers
+    assert after.response is not None
+    assert secret not in after.response.body_excerpt + repr(after.to_json())
+    assert after.response.body_excerpt == f"deploy token is {MASK}"
+    assert ("X-Build", MASK) in after.response.headers

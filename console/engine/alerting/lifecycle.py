@@ -549,21 +549,22 @@ class Alerts:
         touched: dict[tuple[str, str], Alert] = {}
         before: dict[tuple[str, str], tuple[Any, ...]] = {}
         for ev in evaluations:
-            a = self._alerts.get(ev.key)
+            key = ev.key  # == a.key: looked up once per evaluation, not per use
+            a = self._alerts.get(key)
             if a is None:
                 a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
                           history=FlapWindow(maxlen=self.cfg.flap_window))
-                self._alerts[ev.key] = a
-                self._changed[a.key] = a
+                self._alerts[key] = a
+                self._changed[key] = a
             elif a.rule is not ev.rule and a.rule != ev.rule:  # edited rule: keep the state,
                 # take the new definition
                 a.rule = ev.rule
                 a.labels = ev.label_dict()
                 self._sources_cache = None
-                self._changed[a.key] = a
-            before[a.key] = _moved(a)
+                self._changed[key] = a
+            before[key] = _moved(a)
             self._sample(a, ev, now, out)
-            touched[a.key] = a
+            touched[key] = a
         out += self._step(list(touched.values()), now, before)
         return out
 

@@ -84,6 +84,16 @@ def register_secret(value: str, *, user: str | None = None) -> None:
         _secrets.update(secret_forms(value, user))
         alts = sorted(_secrets, key=len, reverse=True)
         _secret_re = re.compile("|".join(re.escape(a) for a in alts))
+        _generation[0] += 1
+
+
+_generation = [0]
+
+
+def generation() -> int:
+    """Bumped whenever a secret is registered: a text redacted earlier may now redact
+    differently, so a cache of redacted text keys on this (see `probes.http`)."""
+    return _generation[0]
 
 
 def redact(text: str) -> str:
