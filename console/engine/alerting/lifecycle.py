@@ -589,7 +589,10 @@ class Alerts:
         # the set of inhibiting alerts (this runs on every check result: no full scans).
         inhibitors = [(a, a.state in _FIRING) for a in alerts if a.rule.inhibits]
         for a in alerts:
-            self._advance(a, now, out)
+            # Most results leave a quiet alert quiet: with no failing sample `_advance` has
+            # nothing to do for it, so it is not called (one of the top entries per result).
+            if a.fails or a.state not in _QUIET:
+                self._advance(a, now, out)
         if any((a.state in _FIRING) != was for a, was in inhibitors):
             self._sources_cache = None
             alerts = list(self._alerts.values())
@@ -844,6 +847,9 @@ class Alerts:
 
     def _reconcile(self, a: Alert, now: float, out: list[Notification]) -> None:
         """Tell people the alert's state if it differs from what they were last told."""
+        if a.state in _QUIET and a.notified != "firing":  # nothing to tell (the usual case)
+            self._silenced(a, now)  # keeps `silenced_by` current, as `_suppressed` would
+            return
         if self._suppressed(a, now):
             return
         if a.state == AlertState.FIRING and a.notified != "firing":
