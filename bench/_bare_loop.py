@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
 import zlib
@@ -47,4 +48,10 @@ async def main(interval: float, ports: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(float(sys.argv[1]), [int(p) for p in sys.argv[2:]]))
+    args = float(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+    if os.environ.get("BARE_LOOP") == "uvloop":  # the same script on uvloop's loop
+        import uvloop
+
+        uvloop.run(main(*args))
+    else:
+        asyncio.run(main(*args))

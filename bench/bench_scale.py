@@ -138,19 +138,23 @@ def _measure(srv: Server, proc: subprocess.Popen[bytes], n: int, warmup: float,
                    cpu_pct=(c1 - c0) / (w1 - w0) * 100, rss_mb=rss)
 
 
-def bare(srv: Server, n: int, warmup: float, seconds: float) -> Figures:
+def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asyncio") -> Figures:
     argv = [sys.executable, str(ROOT / "bench" / "_bare_loop.py"), "1",
             *map(str, srv.ports[:n])]
-    with _process(argv) as proc:
+    env = {**os.environ, "BARE_LOOP": loop}
+    with _process(argv, env=env) as proc:
         return _measure(srv, proc, n, warmup, seconds)
 
 
-def console(srv: Server, n: int, warmup: float, seconds: float, keep: bool) -> Figures:
+def console(srv: Server, n: int, warmup: float, seconds: float, keep: bool,
+            loop: str = "") -> Figures:
     with tempfile.TemporaryDirectory(prefix="opsconsole-scale-") as tmp:
         cfg = Path(tmp) / "scale.toml"
         cfg.write_text(_config(srv.ports[:n]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
         env["XDG_CONFIG_HOME"] = str(Path(tmp) / "xdg")
+        if loop:
+            env["OPSCONSOLE_LOOP"] = loop
         argv = [str(OPSCONSOLE), "run", "--headless", "--config", str(cfg), "--data-dir",
                 str(Path(tmp) / "data")]
         with _process(argv, env=env, stdout=subprocess.PIPE) as proc:
@@ -179,13 +183,18 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--verbose", action="store_true", help="show the console's last stderr")
+    # The baseline is the script a user would write (asyncio.run); `--bare-loop uvloop` runs
+    # the same script on uvloop, the console's own loop, to see what the loop alone is worth;
+    # `--console-loop asyncio` runs the console on asyncio's loop (OPSCONSOLE_LOOP).
+    ap.add_argument("--bare-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    ap.add_argument("--console-loop", choices=("", "asyncio", "uvloop"), default="")
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     rows: list[tuple[int, Figures, Figures]] = []
     with server(max(sizes)) as srv:
         for n in sizes:
-            b = bare(srv, n, a.warmup, a.seconds)
-            c = console(srv, n, a.warmup, a.seconds, a.verbose)
+            b = bare(srv, n, a.warmup, a.seconds, a.bare_loop)
+            c = console(srv, n, a.warmup, a.seconds, a.verbose, a.console_loop)
             rows.append((n, b, c))
             ratio = c.cpu_us / b.cpu_us
             print(f"N={n:5d}  bare: {b.cadence:6.1%} cadence {b.cpu_us:6.1f} us/check "

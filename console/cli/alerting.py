@@ -332,10 +332,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     settings, config_path = loaded
-    import asyncio
+    from console.engine import eventloop
 
     try:
-        return asyncio.run(_run_headless(settings, data_paths(args, settings), config_path,
+        return eventloop.run(_run_headless(settings, data_paths(args, settings), config_path,
                                          getattr(args, "record", None)))
     except MissingEnv as exc:
         print(f"opsconsole run: {exc}", file=sys.stderr)

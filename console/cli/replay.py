@@ -115,7 +115,9 @@ def _tui(rec: Any, settings: Any, at: float | None, args: argparse.Namespace,
     app = OpsConsoleApp(settings=settings, paths=DataPaths(scratch, "replay"),
                         theme_name=getattr(args, "theme", None), history=False,
                         read_only=True, replay=driver)
-    app.run()
+    from console.engine import eventloop
+
+    eventloop.run(app.run_async())  # Textual's `app.run()`, on the console's loop
     if app.boot_error is not None:
         print(f"opsconsole: {app.boot_error}", file=sys.stderr)
         return EXIT_PROBLEM

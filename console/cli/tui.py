@@ -107,7 +107,9 @@ def run_tui(settings: Settings | None, path: Path | None, args: argparse.Namespa
         record=Path(args.record) if getattr(args, "record", None) else None,
         tune_gc=True,
     )
-    app.run()
+    from console.engine import eventloop
+
+    eventloop.run(app.run_async())  # Textual's `app.run()`, on the console's loop
     if app.boot_error is not None:
         print(f"opsconsole: {app.boot_error}", file=sys.stderr)
         return EXIT_PROBLEM
