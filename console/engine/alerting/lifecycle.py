@@ -667,8 +667,13 @@ class Alerts:
                 a.first_fail_at = None
             elif a.first_ok_at is None:
                 a.first_ok_at = now
-        a.history.append(failing)
-        a.flap_pct = flap_percent(a.history, self.cfg.flap_window)
+        h = a.history
+        if h.count(failing) == len(h):  # the window holds no change, nor does this sample
+            h.append(failing)
+            a.flap_pct = 0.0
+        else:
+            h.append(failing)
+            a.flap_pct = flap_percent(h, self.cfg.flap_window)
         if not a.flapping and a.flap_pct >= self.cfg.flap_high:
             self._start_flapping(a, now, out, f"{a.flap_pct:.0f}% state change")
         elif a.flapping and a.flap_pct < self.cfg.flap_low and self._steady(a):

@@ -23,6 +23,7 @@ lifecycle in `alerts.py` keeps apart from "ok" (a lost target must never look re
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
@@ -50,7 +51,29 @@ EvalState = Literal["fail", "ok", "nodata"]
 
 def fmt_value(v: float | None) -> str:
     """A rule's value in its detail text: `no data` rather than a dash (it says why)."""
-    return fmt_number(v) if is_number(v) else "no data"
+    return _fmt_number(v) if is_number(v) else "no data"
+
+
+# Every evaluation writes its value into the alert's detail; most rules' values repeat
+# (status 200, up 1, 0 errors), and formatting was ~3 % of all CPU at 1,000 targets.
+_fmt_number = functools.lru_cache(maxsize=4096)(fmt_number)
+
+
+@functools.lru_cache(maxsize=1024)
+def _what(expr: Expr) -> str:
+    """How an expression names what it measured in a detail: `p95(latency_ms, 5m)`
+    (the same for every evaluation of a rule, so made once per rule, not per result)."""
+    window = format_duration(expr.window or 0)
+    fn = expr.fn
+    if fn in ("mean", "max", "min", "sum", "rate", "increase"):
+        return f"{fn}({expr.metric}, {window})"
+    if fn == "quantile":
+        return f"p{(expr.q or 0) * 100:g}({expr.metric}, {window})"
+    if fn == "count":
+        return f"count({expr.metric} {expr.match_op} {expr.match_value:g}, {window})"
+    if fn == "ratio":
+        return f"ratio({expr.metric}, {expr.metric2})"
+    return expr.metric  # latest
 
 # -- evaluation ---------------------------------------------------------------------------------
 
@@ -133,18 +156,15 @@ def evaluate_expr(
             f"{expr.metric}: last sample {format_duration(now - latest[0])} ago")
 
     value: float | None
-    what = expr.metric
     fn = expr.fn
     if fn == "latest":
         value = latest[1]
     elif fn == "mean":
         value = store.mean(series, expr.window or 0.0, now=now)
-        what = f"mean({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn in ("max", "min", "sum"):
         _, v = store.values(series, expr.window or 0.0, now=now)
         v = v[~np.isnan(v)]
         value = None if len(v) == 0 else float({"max": v.max, "min": v.min, "sum": v.sum}[fn]())
-        what = f"{fn}({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn in ("rate", "increase"):
         r = store.rate(series, expr.window or 0.0, now=now)
         value = r
@@ -155,11 +175,9 @@ def evaluate_expr(
             span = float(t[-1] - t[0]) if len(t) > 1 else 0.0
             step = span / (len(t) - 1) if len(t) > 1 else 0.0
             value = r * min(expr.window or 0.0, span + step)
-        what = f"{fn}({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn == "quantile":
         qs = store.quantiles(series, expr.window or 0.0, (expr.q or 0.0,), now=now)
         value = None if not qs else qs[expr.q or 0.0]
-        what = f"p{(expr.q or 0) * 100:g}({expr.metric}, {format_duration(expr.window or 0)})"
     elif fn == "count":
         _, v = store.values(series, expr.window or 0.0, now=now)
         v = v[~np.isnan(v)]
@@ -168,8 +186,6 @@ def evaluate_expr(
         else:
             value = float(sum(compare(float(x), expr.match_op or "==", expr.match_value or 0.0)
                               for x in v))
-        what = (f"count({expr.metric} {expr.match_op} {expr.match_value:g}, "
-                f"{format_duration(expr.window or 0)})")
     else:  # ratio
         series2 = f"{target.name}:{expr.metric2}{suffix}"
         if expr.window is None:
@@ -181,14 +197,13 @@ def evaluate_expr(
             a = store.rate(series, expr.window, now=now)
             b = store.rate(series2, expr.window, now=now)
             value = None if a is None or b is None or b == 0 else a / b
-        what = f"ratio({expr.metric}, {expr.metric2})"
     if value is None or math.isnan(value):
-        return "nodata", None, sample_t, f"{what}: no data in the window"
+        return "nodata", None, sample_t, f"{_what(expr)}: no data in the window"
     value = value * expr.scale
     ok = not compare(value, expr.op, expr.threshold)
     sign = "not " if ok else ""
     return ("ok" if ok else "fail"), value, sample_t, (
-        f"{what} = {fmt_value(value)} ({sign}{expr.op} {expr.threshold:g})")
+        f"{_what(expr)} = {fmt_value(value)} ({sign}{expr.op} {expr.threshold:g})")
 
 
 class RuleSet:
