@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from console.cli.common import (
     EXIT_CONFIG,
@@ -43,7 +43,7 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
     """
     from urllib.parse import unquote, urlsplit
 
-    from console.engine.config.schema import Settings
+    from console.engine.config.schema import TARGET_KINDS, AnyTarget, Panel, Settings
 
     targets: list[dict[str, Any]] = []
     names: set[str] = set()
@@ -82,7 +82,12 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
         targets.append(t)
     panels = [{"title": f"{t['name']} latency", "target": t["name"], "metric": "latency_ms",
                "unit": "ms"} for t in targets]
-    return Settings.model_validate({"targets": targets, "panels": panels})
+    # Each target and panel is validated by its own model; the config around them is made
+    # without validating it again (names are unique and every panel names its target by
+    # construction): the config's whole validator is most of a one-shot check's start-up.
+    return Settings.model_construct(
+        targets=[cast(AnyTarget, TARGET_KINDS[t["kind"]].model_validate(t)) for t in targets],
+        panels=[Panel.model_validate(p) for p in panels])
 
 
 

@@ -32,7 +32,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
-                              populate_by_name=True)
+                              populate_by_name=True, defer_build=True)
 
 
 class Rule(_Strict):

@@ -49,7 +49,10 @@ def _url_field(v: str | None, pattern: str, message: str) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: a model's validator is built when it first validates, not when the
+    # module is imported, so `check URL` builds one target's and a panel's, not the config's
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              defer_build=True)
 
 
 class ConsoleSection(_Strict):
@@ -624,7 +627,7 @@ class StateSection(_Strict):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
-                              populate_by_name=True)
+                              populate_by_name=True, defer_build=True)
 
     backend: Literal["files", "postgres"] = "files"
     # A direct connection (not through a transaction-mode pooler: the evaluator's lease is a
