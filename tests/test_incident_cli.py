@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -164,6 +165,16 @@ def test_incidents_lists_the_open_one_with_its_next_step(
     assert main(["incidents", "--since", "soon", "--journal", str(journal)]) == 2
 
 
+def _dated(stamps: list[str], day: str) -> list[str]:
+    """A timeline's stamps as full times: a line names its date when the UTC day changes."""
+    out = []
+    for stamp in stamps:
+        if len(stamp) > 8:
+            day = stamp[:10]
+        out.append(stamp if len(stamp) > 8 else f"{day} {stamp}")
+    return out
+
+
 def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
     journal, _ = built
@@ -197,9 +208,13 @@ def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
     assert "(+1h00m) alice@bastion: incident resolved" in md
     # the timeline is in time order, and root cause and action items are prompts
     story = md[md.index("## Timeline (UTC)"):md.index("## Root cause")]
-    stamps = [line[3:11] for line in story.splitlines() if line.startswith("- `")]
+    stamps = [line[3:line.index("`", 3)] for line in story.splitlines()
+              if line.startswith("- `")]
     assert len(stamps) == 8
-    assert stamps == sorted(stamps)
+    began = re.search(r"On (\d{4}-\d{2}-\d{2}) at ", md)
+    assert began is not None
+    dated = _dated(stamps, day=began[1])
+    assert dated == sorted(dated)
     assert "| _Fix the underlying bug? (the runbook's permanent fix)_ | _who_ | _when_ |" \
         in md
     for section in ("## Summary", "## Impact", "## Detection", "## Timeline (UTC)",

@@ -125,6 +125,33 @@ async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
         await desk.journal.close()
 
 
+async def test_a_timeline_across_midnight_names_the_new_day(tmp_path: Path) -> None:
+    """Opened at 23:58 UTC, resolved at 00:10: the post-mortem's timeline must not read as
+    going back in time, so the first line of the new day carries its date."""
+    clock = Clock(1_764_892_680.0)  # 2025-12-04 23:58:00 UTC
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("API 5xx storm", "P1")
+        clock.advance(60)
+        await desk.acknowledge(inc.id)  # 23:59:00
+        clock.advance(120)
+        await desk.note(inc.id, "rolled back")  # 00:01:00, the next day
+        clock.advance(540)
+        await desk.resolve(inc.id)  # 00:10:00
+        md = render(inc, now=clock())
+    finally:
+        await desk.journal.close()
+    assert "On 2025-12-04 at 23:58:00 UTC" in md
+    story = md[md.index("## Timeline (UTC)"):md.index("## Root cause")]
+    stamps = [line[3:line.index("`", 3)] for line in story.splitlines()
+              if line.startswith("- `")]
+    assert stamps[:2] == ["23:58:00", "23:59:00"]
+    assert "2025-12-05 00:01:00" in stamps
+    after = stamps[stamps.index("2025-12-05 00:01:00") + 1:]
+    assert after
+    assert all(len(s) == 8 for s in after)  # the same day again: time only
+
+
 async def test_several_open_incidents_and_a_second_console(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "j.jsonl"

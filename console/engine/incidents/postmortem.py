@@ -231,8 +231,14 @@ def render(inc: Incident, *, now: float | None = None,
         out.append(f"| {step.section.title} | {tgt} | {done} | {frm} | {result} |")
     # -- timeline -----------------------------------------------------------------------
     out += ["", "## Timeline (UTC)", ""]
+    day = _fmt("%Y-%m-%d", inc.started)  # the summary names the day the incident began
     for ev in events:
-        out.append(f"- `{_hms(ev.ts)}` ({_signed(ev.ts - origin)}) {_md(ev.actor, 80)}: "
+        # a line carries its date when the UTC day changes, so 23:58 then 00:03 reads as
+        # four minutes later, not as going back in time
+        ev_day = _fmt("%Y-%m-%d", ev.ts)
+        stamp = _hms(ev.ts) if ev_day == day else _fmt("%Y-%m-%d %H:%M:%S", ev.ts)
+        day = ev_day
+        out.append(f"- `{stamp}` ({_signed(ev.ts - origin)}) {_md(ev.actor, 80)}: "
                    f"{_md(ev.text, 600)}")
     # -- root cause and actions ---------------------------------------------------------
     out += ["", "## Root cause", ""]
