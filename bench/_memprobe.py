@@ -102,6 +102,8 @@ def report(n: int, trace: int, out: io.TextIOBase) -> None:
             p(f"N={n} pymalloc {line.strip()}")
     if trace:
         snap = tracemalloc.take_snapshot()
+        if os.environ.get("MEMPROBE_SNAPSHOT"):  # for Snapshot.compare_to between two N
+            snap.dump(os.environ["MEMPROBE_SNAPSHOT"])
         total = sum(s.size for s in snap.statistics("filename"))
         p(f"N={n} tracemalloc total={total >> 10}K")
         for domain in sorted({t.domain for t in snap.traces}):

@@ -720,7 +720,7 @@ class Runtime:
         from console.engine.config.watcher import ConfigWatcher
 
         self.watcher = ConfigWatcher(path, self._config_changed, self._config_broken)
-        await self.watcher.start()
+        await self.watcher.start(current=self.settings)
 
     def _config_changed(self, settings: Settings) -> None:
         self._spawn(self._reload(settings), "reload")

@@ -591,6 +591,34 @@ async def test_watcher_applies_good_edits_and_keeps_last_good_on_broken(tmp_path
     assert len(changes) == 2
 
 
+async def test_watcher_keeps_the_callers_copy_of_an_unchanged_config(tmp_path: Path) -> None:
+    """One Settings in memory, not two: the runtime's copy is last_good while the file
+    still says the same; a file edited since the caller read it is applied as an edit."""
+    path = tmp_path / "config.toml"
+    _write(path, CACHE + 'interval = "10s"\n')
+    current = load_config(path, env={})
+    changes: list[Settings] = []
+    watcher = ConfigWatcher(path, changes.append, lambda _: None, interval=0.05, env={})
+    await watcher.start(current=current)
+    try:
+        assert watcher.last_good is current
+        await watcher.poll()
+        await watcher.poll()
+        assert changes == []
+    finally:
+        await watcher.stop()
+    _write(path, CACHE + 'interval = "20s"\n')  # edited after the caller read it
+    watcher = ConfigWatcher(path, changes.append, lambda _: None, interval=0.05, env={})
+    await watcher.start(current=current)
+    try:
+        assert watcher.last_good is current  # what runs, until the edit is applied
+        await _wait_for(lambda: len(changes) == 1)
+        assert changes[0].targets[0].interval == 20.0
+        assert watcher.last_good is changes[0]
+    finally:
+        await watcher.stop()
+
+
 async def test_watcher_handles_replace_by_rename_and_fix_back_to_same(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     good = CACHE + 'interval = "10s"\n'

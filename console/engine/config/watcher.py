@@ -63,14 +63,25 @@ class ConfigWatcher:
         self._candidate: tuple[_Signature, bytes | None] | None = None  # seen once, unsettled
         self._broken = False
 
-    async def start(self) -> None:
-        """Remember the file as it is now (its settings as last_good) and start polling."""
+    async def start(self, current: Settings | None = None) -> None:
+        """Remember the file as it is now (its settings as last_good) and start polling.
+
+        `current` is the caller's copy of the config it runs on: when the file still says
+        the same, last_good is that copy rather than a second one (a config of 2,000
+        targets is ~3 MB of models); when the file was edited since the caller read it,
+        the edit is applied like any other, once it reads the same at two polls.
+        """
         if self._task is not None:
             return
         self._sig = _signature(self.path)
         settings, error, self._digest = await asyncio.to_thread(self._load)
         self._racy = self._is_racy(self._sig)
-        if settings is not None:
+        if current is not None and settings != current:
+            self.last_good = current
+            self._sig = self._digest = None  # seen as a change by the next polls
+        elif current is not None:
+            self.last_good = current
+        elif settings is not None:
             self.last_good = settings
         elif error is not None:
             self._broken = True
