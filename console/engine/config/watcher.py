@@ -76,11 +76,10 @@ class ConfigWatcher:
         self._sig = _signature(self.path)
         settings, error, self._digest = await asyncio.to_thread(self._load)
         self._racy = self._is_racy(self._sig)
-        if current is not None and settings != current:
+        if current is not None:
             self.last_good = current
-            self._sig = self._digest = None  # seen as a change by the next polls
-        elif current is not None:
-            self.last_good = current
+            if settings != current:
+                self._sig = self._digest = None  # seen as a change by the next polls
         elif settings is not None:
             self.last_good = settings
         elif error is not None:
