@@ -389,6 +389,21 @@ def _moved(a: Alert) -> tuple[Any, ...]:
             a.ep_flapping, a.ep_silenced, a.ep_acked_at, a.told_resolved_sample)
 
 
+def _settled(a: Alert, ev: Evaluation) -> bool:
+    """An "ok" evaluation of an alert that is quiet, was told nothing is firing, has passed
+    its success threshold and has an all-ok flap window: `_sample` then only records the
+    value and counts the sample, and stepping the alert would change nothing (`_advance`
+    skips it, `_reconcile` has nothing to tell, `_moved` stays equal). `observe` skips the
+    step for it when nothing else could change it (no silence, inhibition or flapping
+    target): at 1,000 targets most evaluations are this, and the step was ~10 % of all CPU.
+    """
+    return (ev.state == "ok" and a.state in _QUIET and not a.fails
+            and a.notified != "firing" and a.first_fail_at is None and not a.flapping
+            and a.flap_pct == 0.0 and a.oks >= a.rule.success_threshold
+            and a.silenced_by is None and a.inhibited_by is None and not a.rule.inhibits
+            and True not in a.history)
+
+
 @functools.cache
 def _alert_field_names() -> tuple[str, ...]:
     """`Alert`'s field names, looked up once (`dataclasses.fields` is slow per call)."""
@@ -548,9 +563,18 @@ class Alerts:
         out: list[Notification] = []
         touched: dict[tuple[str, str], Alert] = {}
         before: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # With no silence, no inhibiting alert firing and no flapping target, an "ok" sample
+        # of a settled quiet alert changes nothing a step would act on (see `_settled`).
+        calm = not self.target_flaps and not self._sources() \
+            and not any(s.active(now) for s in self._silences.values())
+        settled: list[Alert] = []
         for ev in evaluations:
             key = ev.key  # == a.key: looked up once per evaluation, not per use
             a = self._alerts.get(key)
+            if calm and a is not None and a.rule is ev.rule and _settled(a, ev):
+                self._sample(a, ev, now, out)
+                settled.append(a)
+                continue
             if a is None:
                 a = Alert(ev.rule, ev.target, ev.label_dict(), self.cfg.flap_window,
                           history=FlapWindow(maxlen=self.cfg.flap_window))
@@ -565,7 +589,7 @@ class Alerts:
             before[key] = _moved(a)
             self._sample(a, ev, now, out)
             touched[key] = a
-        out += self._step(list(touched.values()), now, before)
+        out += self._step(list(touched.values()), now, before, settled)
         return out
 
     def tick(self, now: float | None = None) -> list[Notification]:
@@ -574,8 +598,8 @@ class Alerts:
         return self._step(list(self._alerts.values()), now)
 
     def _step(self, alerts: list[Alert], now: float,
-              before: dict[tuple[str, str], tuple[Any, ...]] | None = None
-              ) -> list[Notification]:
+              before: dict[tuple[str, str], tuple[Any, ...]] | None = None,
+              settled: Sequence[Alert] = ()) -> list[Notification]:
         """Advance and notify `alerts`; every alert when the set of inhibiting alerts changed.
 
         Only the alerts a check result touched are stepped on that result (a few rules of one
@@ -595,6 +619,8 @@ class Alerts:
                 self._advance(a, now, out)
         if any((a.state in _FIRING) != was for a, was in inhibitors):
             self._sources_cache = None
+            # `settled` alerts sampled without a step are as they were: compared from here
+            before.update((a.key, _moved(a)) for a in settled)
             alerts = list(self._alerts.values())
         self._inhibit(alerts)
         changed = self._changed
