@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -124,3 +126,31 @@ def test_check_follow_prints_changes_until_interrupted(http_url: str) -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--config", "c.toml"], ["-c", "check", "--no-history"], ["--theme", "demo"],
+    ["demo", "--no-local"], ["--data-dir", "/d", "demo", "--port", "9"],
+    ["check", "--once", "--json", "http://x/"], ["watch", "http://x/", "--read-only"],
+    ["validate", "--links"], ["panels", "-d", "2"], ["alerts", "--json", "--demo"],
+    ["rules", "test", "f.yml"], ["run", "--headless"], ["event", "deploy"],
+    ["events", "--demo"], ["ping", "job"], ["replay", "rec.gz"], ["logs", "level:error"],
+    ["state", "status"], ["postmortem", "latest", "-o", "x.md"], ["incidents", "--all"],
+    ["report", "--since", "1d"], ["paths", "--json"], ["--record", "r.gz"],
+    ["-c", "x.toml", "report", "--config", "y.toml"],
+])
+def test_the_parser_of_one_command_reads_argv_as_the_full_parser(argv: list[str]) -> None:
+    """`main` builds only the parser of the command argv runs: the same answer as the
+    parser with every command, for every command and for the console itself."""
+    from console.cli import ALL, build_parser, command_of
+
+    narrow = command_of(argv)
+    assert narrow != ALL
+    assert build_parser(narrow).parse_args(argv) == build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-c", "f", "-h"], ["chek"], ["--conf", "x"]])
+def test_help_typos_and_abbreviations_get_the_full_parser(argv: list[str]) -> None:
+    from console.cli import ALL, command_of
+
+    assert command_of(argv) == ALL

@@ -9,13 +9,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 
-from console.cli.check import add_target_flags
 from console.cli.common import add_common_flags
 
+ALL = "*"
+"""`build_parser`'s default: every command's parser (for --help, and whenever in doubt)."""
 
-def build_parser() -> argparse.ArgumentParser:
+# Global options that take a value (the token after one is not a command).
+_VALUED = frozenset({"--config", "-c", "--data-dir", "--theme", "--record"})
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs (None: the console itself), or ALL when that cannot be told
+    for sure without the full parser: help asked, an unknown or abbreviated word."""
+    it = iter(argv)
+    for tok in it:
+        if tok in ("-h", "--help"):
+            return ALL
+        if tok in _VALUED:
+            next(it, None)
+            continue
+        if tok.startswith("-"):
+            continue
+        return tok if tok in COMMANDS else ALL
+    return None
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The command line's parser; with `command`, only that command's sub-parser (a dozen
+    sub-commands and the modules that add them were ~20 ms of every run, and of the TUI's
+    first frame)."""
+
+    def want(*names: str) -> bool:
+        return command == ALL or command in names
+
     parser = argparse.ArgumentParser(
         prog="opsconsole",
         description="Keyboard-driven operations console. Without a command, opens the console "
@@ -37,88 +66,109 @@ def build_parser() -> argparse.ArgumentParser:
                         "FILE (.gz, .zst: compressed) for `opsconsole replay`")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
-    demo.add_argument("--print-config", action="store_true",
-                      help="print the demo's config (a starting point) and exit")
-    demo.add_argument("--no-local", action="store_true",
-                      help="do not add the machine's PostgreSQL and Redis")
-    demo.add_argument("--port", type=int, default=None,
-                      help="first port of the demo stack (API; frontend +1, payments +2); "
-                      "default $OPSCONSOLE_DEMO_PORT, else 18780 or free ones when taken")
-    demo.add_argument("--theme", default=argparse.SUPPRESS)
-    demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
+    if want("demo"):
+        demo = sub.add_parser("demo", help="run the console on a built-in simulated stack")
+        demo.add_argument("--print-config", action="store_true",
+                          help="print the demo's config (a starting point) and exit")
+        demo.add_argument("--no-local", action="store_true",
+                          help="do not add the machine's PostgreSQL and Redis")
+        demo.add_argument("--port", type=int, default=None,
+                          help="first port of the demo stack (API; frontend +1, payments +2); "
+                          "default $OPSCONSOLE_DEMO_PORT, else 18780 or free ones when taken")
+        demo.add_argument("--theme", default=argparse.SUPPRESS)
+        demo.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
-    val = sub.add_parser("validate", help="check a config file and report every error")
-    val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
-    val.add_argument("--links", action="store_true",
-                     help="list each shipped runbook link that has nothing to open here")
+    if want("validate"):
+        val = sub.add_parser("validate", help="check a config file and report every error")
+        val.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+        val.add_argument("--links", action="store_true",
+                         help="list each shipped runbook link that has nothing to open here")
 
-    check = sub.add_parser("check", help="check targets without the UI")
-    check.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
-    check.add_argument("--once", action="store_true", help="check each target once and exit")
-    check.add_argument("--json", action="store_true", help="machine-readable output")
-    add_target_flags(check)
+    if want("check"):
+        from console.cli.check import add_target_flags
 
-    pan = sub.add_parser("panels", help="every panel's value against its target, after one "
-                         "round of checks (a second for rates)")
-    pan.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
-    pan.add_argument("--dashboard", "-d", metavar="N|NAME",
-                     help="one dashboard, by its number key (0: every panel) or its name")
-    pan.add_argument("--json", action="store_true", help="machine-readable output")
+        check = sub.add_parser("check", help="check targets without the UI")
+        check.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+        check.add_argument("--once", action="store_true", help="check each target once and exit")
+        check.add_argument("--json", action="store_true", help="machine-readable output")
+        add_target_flags(check)
 
-    watch = sub.add_parser("watch", help="open the console on TARGETs given on the command line")
-    add_target_flags(watch)
-    watch.add_argument("--theme", default=argparse.SUPPRESS)
-    watch.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
+    if want("panels"):
+        pan = sub.add_parser("panels", help="every panel's value against its target, after one "
+                             "round of checks (a second for rates)")
+        pan.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
+        pan.add_argument("--dashboard", "-d", metavar="N|NAME",
+                         help="one dashboard, by its number key (0: every panel) or its name")
+        pan.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from console.cli.alerting import add_parsers
+    if want("watch"):
+        from console.cli.check import add_target_flags
 
-    add_parsers(sub)  # rules test, alerts
+        watch = sub.add_parser("watch",
+                               help="open the console on TARGETs given on the command line")
+        add_target_flags(watch)
+        watch.add_argument("--theme", default=argparse.SUPPRESS)
+        watch.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS)
 
-    from console.cli.signals import add_parsers as add_signal_parsers
+    if want("rules", "alerts", "run"):
+        from console.cli.alerting import add_parsers
 
-    add_signal_parsers(sub)  # event, events, ping
+        add_parsers(sub)  # rules test, alerts
 
-    from console.cli.replay import add_parser as add_replay_parser
+    if want("event", "events", "ping"):
+        from console.cli.signals import add_parsers as add_signal_parsers
 
-    add_replay_parser(sub)  # replay FILE
+        add_signal_parsers(sub)  # event, events, ping
 
-    from console.cli.logs import add_parser as add_logs_parser
+    if want("replay"):
+        from console.cli.replay import add_parser as add_replay_parser
 
-    add_logs_parser(sub)  # logs QUERY
+        add_replay_parser(sub)  # replay FILE
 
-    from console.cli.state import add_parser as add_state_parser
+    if want("logs"):
+        from console.cli.logs import add_parser as add_logs_parser
 
-    add_state_parser(sub)  # state init|import|status
+        add_logs_parser(sub)  # logs QUERY
 
-    pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
-    pm.add_argument("incident", metavar="INCIDENT",
-                    help="incident id (a unique prefix will do), or `latest`")
-    pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
-    pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    if want("state"):
+        from console.cli.state import add_parser as add_state_parser
 
-    inc = sub.add_parser("incidents", help="open incidents from the journal: severity, age, "
-                         "next step, overdue steps (exit 1 while any is open)")
-    inc.add_argument("--all", action="store_true", help="resolved ones too")
-    inc.add_argument("--since", default=None, help="with --all: opened within this period")
-    inc.add_argument("--json", action="store_true", help="machine-readable output")
-    inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+        add_state_parser(sub)  # state init|import|status
 
-    rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history; "
-                         "with --format, the daily summary the notifier sends")
-    rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
-    rep.add_argument("--json", action="store_true", help="the KPIs, machine-readable")
-    rep.add_argument("--format", choices=["text", "json", "markdown", "email"], default="text",
-                     help="text: the KPIs; json, markdown, email: the daily summary (uptime, "
-                     "alerts, incidents and KPIs, batched P3s), as `summary_at` sends it")
-    rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
-    rep.add_argument("--history", metavar="FILE",
-                     help="metric history for uptime (default: the console's own)")
-    paths = sub.add_parser("paths", help="where the console reads its config and keeps its "
-                           "data (journal, alert state, outbox, history)")
-    paths.add_argument("--json", action="store_true", help="machine-readable output")
+    if want("postmortem"):
+        pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
+        pm.add_argument("incident", metavar="INCIDENT",
+                        help="incident id (a unique prefix will do), or `latest`")
+        pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+        pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    if want("incidents"):
+        inc = sub.add_parser("incidents", help="open incidents from the journal: severity, age, "
+                             "next step, overdue steps (exit 1 while any is open)")
+        inc.add_argument("--all", action="store_true", help="resolved ones too")
+        inc.add_argument("--since", default=None, help="with --all: opened within this period")
+        inc.add_argument("--json", action="store_true", help="machine-readable output")
+        inc.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+
+    if want("report"):
+        rep = sub.add_parser("report", help="the playbook's KPIs from the journal and history; "
+                             "with --format, the daily summary the notifier sends")
+        rep.add_argument("--since", default="7d", help="period to cover (default 7d)")
+        rep.add_argument("--json", action="store_true", help="the KPIs, machine-readable")
+        rep.add_argument("--format", choices=["text", "json", "markdown", "email"], default="text",
+                         help="text: the KPIs; json, markdown, email: the daily summary (uptime, "
+                         "alerts, incidents and KPIs, batched P3s), as `summary_at` sends it")
+        rep.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
+        rep.add_argument("--history", metavar="FILE",
+                         help="metric history for uptime (default: the console's own)")
+    if want("paths"):
+        paths = sub.add_parser("paths", help="where the console reads its config and keeps its "
+                               "data (journal, alert state, outbox, history)")
+        paths.add_argument("--json", action="store_true", help="machine-readable output")
 
     for name in ("incidents", "postmortem", "report", "paths", "alerts", "events"):
+        if name not in sub.choices:
+            continue
         sub.choices[name].add_argument(
             "--demo", dest="demo_world", action="store_true",
             help="the demo's world: what `opsconsole demo` recorded (its own data dir)")
@@ -165,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # every command that reads a config; the console's config models have no use for
     # one. A value the operator set (a list of plugins to skip) is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(words)).parse_args(words)
     module, func = COMMANDS[args.command]
     try:
         command: Callable[[argparse.Namespace], int] = getattr(
