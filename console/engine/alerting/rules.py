@@ -216,8 +216,8 @@ _PARTS: dict[int, tuple[Expr, str, str, str]] = {}
 def _detail_parts(expr: Expr) -> tuple[str, str, str]:
     """The fixed parts of a value's detail, `p95(latency_ms, 5m) = ` and ` (> 2000)` /
     ` (not > 2000)`, made once per expression. Kept by identity (the entry holds the
-    expression, so its id is not reused): hashing an `Expr` (12 fields) per evaluation cost
-    as much as the formatting it saved."""
+    expression, so its id is not reused): an lru_cache keyed by the `Expr` hashed its 12
+    fields on every evaluation (0.6 % of all CPU at 1,000 targets in py-spy)."""
     got = _PARTS.get(id(expr))
     if got is None or got[0] is not expr:
         if len(_PARTS) > 4096:
@@ -374,7 +374,7 @@ class RuleSet:
             if t.name in skip:
                 continue
             expr = exprs[rule.name]
-            if not self._any_labelled or t.kind != "promql":  # one series: the metric
+            if t.kind != "promql":  # one series, the metric itself (see `suffixes`)
                 state, value, sample_t, detail = evaluate_expr(
                     expr, store, t, now, rule.nodata_intervals)
                 out.append(Evaluation(rule, t.name, state, value, sample_t, now, detail,
