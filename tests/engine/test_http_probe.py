@@ -816,18 +816,20 @@ async def test_invalid_hand_built_condition_is_down_not_a_crash(clients: HttpCli
 
 
 def test_a_hung_dns_lookup_never_delays_process_exit() -> None:
-    """Lookup threads are daemons: quitting never waits for a black-holed resolver."""
+    """Lookup threads are daemons: quitting never waits for a black-holed resolver. The
+    lookup here never returns, so the process ends only if exit does not wait for it (no
+    time bound to tune: a wait would hang until the subprocess timeout)."""
     import subprocess
     import sys
     from pathlib import Path
 
     code = (
-        "import asyncio, time\n"
+        "import asyncio, threading\n"
         "from console.engine.probes.http_client import HttpClients, DedicatedResolver\n"
         "from console.engine.probes.http import HttpProbe\n"
         "from console.engine.config.schema import HttpTarget\n"
         "def hung(*a):\n"
-        "    time.sleep(30)\n"
+        "    threading.Event().wait()\n"
         "async def main():\n"
         "    async with HttpClients(resolver=DedicatedResolver(getaddrinfo=hung)) as c:\n"
         "        t = HttpTarget(name='t', url='http://hung.test/', timeout=0.2)\n"
@@ -835,13 +837,13 @@ def test_a_hung_dns_lookup_never_delays_process_exit() -> None:
         "asyncio.run(main())\n"
     )
     root = Path(__file__).resolve().parents[2]
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, timeout=20, check=False)
-    elapsed = time.perf_counter() - t0
+    try:
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                             text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("exit waited for the hung lookup")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "timed out after 200ms (no response headers)"
-    assert elapsed < 5.0, f"exit waited for the hung lookup ({elapsed:.1f}s)"
 
 
 async def test_the_ca_bundle_is_loaded_only_for_the_first_https_request(
