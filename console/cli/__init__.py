@@ -17,18 +17,19 @@ from console.cli.common import add_common_flags
 ALL = "*"
 """`build_parser`'s default: every command's parser (for --help, and whenever in doubt)."""
 
-# Global options that take a value (the token after one is not a command).
-_VALUED = frozenset({"--config", "-c", "--data-dir", "--theme", "--record"})
-
-
-def command_of(argv: Sequence[str]) -> str | None:
+def command_of(argv: Sequence[str], parser: argparse.ArgumentParser | None = None
+               ) -> str | None:
     """The command `argv` runs (None: the console itself), or ALL when that cannot be told
     for sure without the full parser: help asked, an unknown or abbreviated word."""
+    # the global options that take a value, read off their parser (`_global_parser()`
+    # unless given): the token after one is its value, not a command
+    actions = (parser or _global_parser())._actions
+    valued = {s for a in actions if a.nargs != 0 for s in a.option_strings}
     it = iter(argv)
     for tok in it:
         if tok in ("-h", "--help"):
             return ALL
-        if tok in _VALUED:
+        if tok in valued:
             next(it, None)
             continue
         if tok.startswith("-"):
@@ -37,14 +38,8 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
-    """The command line's parser; with `command`, only that command's sub-parser (a dozen
-    sub-commands and the modules that add them were ~20 ms of every run, and of the TUI's
-    first frame)."""
-
-    def want(*names: str) -> bool:
-        return command == ALL or command in names
-
+def _global_parser() -> argparse.ArgumentParser:
+    """The parser of the options before a command (the console's own)."""
     parser = argparse.ArgumentParser(
         prog="opsconsole",
         description="Keyboard-driven operations console. Without a command, opens the console "
@@ -64,6 +59,19 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
     parser.add_argument("--record", metavar="FILE",
                         help="write what the console receives (results, alerts, events) to "
                         "FILE (.gz, .zst: compressed) for `opsconsole replay`")
+    return parser
+
+
+def build_parser(command: str | None = ALL, parser: argparse.ArgumentParser | None = None
+                 ) -> argparse.ArgumentParser:
+    """The command line's parser; with `command`, only that command's sub-parser (a dozen
+    sub-commands and the modules that add them were ~20 ms of every run, and of the TUI's
+    first frame). `parser`: the `_global_parser()` to add the commands to."""
+
+    def want(*names: str) -> bool:
+        return command == ALL or command in names
+
+    parser = parser or _global_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     if want("demo"):
@@ -216,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one. A value the operator set (a list of plugins to skip) is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     words = sys.argv[1:] if argv is None else argv
-    args = build_parser(command_of(words)).parse_args(words)
+    parser = _global_parser()
+    args = build_parser(command_of(words, parser), parser).parse_args(words)
     module, func = COMMANDS[args.command]
     try:
         command: Callable[[argparse.Namespace], int] = getattr(
