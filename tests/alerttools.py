@@ -94,6 +94,7 @@ class HookSite:
     def __init__(self, *, up: bool = False) -> None:
         self.up = up
         self.hooks: list[dict[str, Any]] = []
+        self._posted = threading.Condition()
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,7 +106,9 @@ class HookSite:
 
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                site.hooks.append(json.loads(body))
+                with site._posted:
+                    site.hooks.append(json.loads(body))
+                    site._posted.notify_all()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -123,6 +126,17 @@ class HookSite:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def wait_for(self, transition: str, timeout: float = 30) -> dict[str, Any]:
+        """The first notification received with this `transition`, waiting for it to
+        arrive (AssertionError after `timeout` s without it)."""
+        def found() -> dict[str, Any] | None:
+            return next((h for h in self.hooks if h.get("transition") == transition), None)
+
+        with self._posted:
+            got = self._posted.wait_for(found, timeout)
+        assert got, f"no {transition!r} notification reached the webhook: {self.sent_keys()}"
+        return got
 
     def sent_keys(self) -> list[str]:
         """The notification keys received so far, in order."""

@@ -170,7 +170,6 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     from tests.test_cli import ROOT
 
@@ -185,11 +184,7 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
                                 cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 15
-            while not site.hooks and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert site.hooks, "no notification reached the webhook"
-            assert site.hooks[0]["key"] == "api-down/api/firing/1"
+            assert site.wait_for("firing")["key"] == "api-down/api/firing/1"
         finally:
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=15)
@@ -202,6 +197,42 @@ def test_run_headless_sends_and_stops_cleanly(tmp_path: Path) -> None:
 
     kinds = {kind for _, kind, _ in open_recording(tmp_path / "r.gz").items}
     assert "r" in kinds, kinds  # check results ("n": notifications, "e": events)
+
+
+def test_run_headless_keeps_going_when_its_stdout_closes(tmp_path: Path) -> None:
+    """`opsconsole run --headless | jq` and jq dies, or the SSH session printing it hangs
+    up: the console says so once, stops printing, and still evaluates and notifies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT
+
+    with HookSite() as site:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(webhook_config(site.base))
+        env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data")}
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first notification is printed
+        proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless",
+                                 "--config", str(cfg)], cwd=ROOT, env=env,
+                                stdout=write_end, stderr=subprocess.PIPE, text=True)
+        os.close(write_end)
+        try:
+            fired = site.wait_for("firing")  # printing it failed; sending it did not
+            site.up = True
+            resolved = site.wait_for("resolved")  # evaluation went on after the failure
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+    assert fired["key"] == "api-down/api/firing/1"
+    assert resolved["rule"] == "api-down"
+    assert proc.returncode == 0, err
+    assert err.count("standard output is closed") == 1, err
+    assert "notifications are no longer printed" in err
+    assert "Traceback" not in err, err
+    assert "Exception ignored" not in err, err
 
 
 def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None:

@@ -154,3 +154,19 @@ def test_help_typos_and_abbreviations_get_the_full_parser(argv: list[str]) -> No
     from console.cli import ALL, command_of
 
     assert command_of(argv) == ALL
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`opsconsole paths | head -1`: the rest of the output has nowhere to go. The command
+    ends as `cat` would (141, the shell's code for SIGPIPE), without a traceback."""
+    full_env = {**os.environ, "OPSCONSOLE_CONFIG": str(ROOT / "tests" / "no-such-config.toml"),
+                "OPSCONSOLE_DATA_DIR": str(tmp_path / "data")}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes its first line
+    proc = subprocess.Popen([sys.executable, "-m", "console", "paths"], cwd=ROOT,
+                            env=full_env, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141, err
+    assert err == ""

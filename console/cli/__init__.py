@@ -230,6 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command: Callable[[argparse.Namespace], int] = getattr(
             importlib.import_module(module), func)
-        return command(args)
+        code = command(args)
+        sys.stdout.flush()  # here, not at exit: a reader that has gone is told apart below
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `opsconsole paths | head -3`: the reader took what it wanted and closed the pipe.
+        # No traceback, and nothing more written (Python's own flush at exit included).
+        from console.cli.common import EXIT_PIPE, stdout_gone
+
+        stdout_gone()
+        return EXIT_PIPE

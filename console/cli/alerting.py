@@ -6,6 +6,7 @@ Kept out of cli.py so neither the TUI's start-up nor `--help` imports the rules 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,14 @@ if TYPE_CHECKING:
     from console.engine.model import AlertEpisode
     from console.engine.paths import DataPaths
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, heartbeat_pings
+from console.cli.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    data_paths,
+    heartbeat_pings,
+    stdout_gone,
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -356,16 +364,30 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
     runtime = Runtime(settings, paths, config_path=config_path, role="headless",
                       record=Path(record) if record else None, tune_gc=True)
 
+    printing = True
+
     def show(notes: list[Any]) -> None:
-        for n in notes:
-            sys.stdout.buffer.write(orjson.dumps(n.to_json()) + b"\n")
-        sys.stdout.flush()
+        nonlocal printing
+        if not printing:
+            return
+        try:
+            for n in notes:
+                sys.stdout.buffer.write(orjson.dumps(n.to_json()) + b"\n")
+            sys.stdout.flush()
+        except OSError as exc:  # the reader of stdout went away (a pipe, an SSH hang-up)
+            printing = False
+            stdout_gone()
+            say("warning", f"standard output is closed ({exc.strerror or exc}): "
+                "notifications are no longer printed; they are still sent to their "
+                "receivers and kept in the alert history")
 
     def say(level: str, text: str) -> None:
-        print(f"opsconsole: {level}: {text}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # stderr gone too (a hang-up): no one to tell
+            print(f"opsconsole: {level}: {text}", file=sys.stderr, flush=True)
 
     def reloaded(applied: Applied) -> None:
-        print(f"opsconsole: {applied.describe()}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            print(f"opsconsole: {applied.describe()}", file=sys.stderr, flush=True)
 
     runtime.on_notice(say)
     runtime.on_notifications(show)  # before start: an alert can fire while it starts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,20 @@ if TYPE_CHECKING:
     from console.engine.paths import DataPaths
 
 EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+EXIT_PIPE = 141
+"""What the shell reports for a program ended by SIGPIPE (128 + 13): `opsconsole paths | head`
+exits as `cat` would when its reader goes away."""
+
+
+def stdout_gone() -> None:
+    """Point standard output at /dev/null once its reader has gone (a closed pipe, a hung-up
+    terminal), so that nothing written later, nor Python's flush at exit, raises again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file: nothing to flush
+        pass
 
 
 def print_config_error(exc: Exception) -> None:
