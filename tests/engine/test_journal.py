@@ -380,6 +380,70 @@ async def test_each_console_sees_the_others_entries_quickly(tmp_path: Path) -> N
         await b.close()
 
 
+# -- replacing the file (a spool kept small) -----------------------------------------------
+
+
+async def test_replace_hands_writers_and_readers_over_to_the_new_file(tmp_path: Path) -> None:
+    """Three journals on one file, as three processes hold it (each its own open file, so
+    their flocks exclude one another): `a` replaces the file while `b` holds the old one.
+    b's next append lands in the new file, b reads what is left of the old one and then the
+    new one, a reader opened afterwards reads only the new file."""
+    path = tmp_path / "spool.jsonl"
+    a, b = await _open(path), await _open(path)
+    try:
+        for i in range(3):
+            await b.append({"type": "ping", "n": i})
+        a.poll()
+        late = await _open(path)  # appends after a's last read: `build` must get it
+        await late.append({"type": "ping", "n": 3})
+        await late.close()
+        handed: list[list[int]] = []
+
+        def build(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            handed.append([e["n"] for e in new])
+            return [{"type": "state", "upto": 3}]
+
+        size = await asyncio.to_thread(a.replace, build)
+        assert handed == [[3]]
+        assert size == path.stat().st_size
+        assert [e["type"] for e in a.entries] == ["state"]
+        assert os.stat(path).st_mode & 0o777 == 0o600
+
+        await b.append({"type": "ping", "n": 4})  # b's fd is on the old file
+        lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+        assert [(e["type"], e.get("n")) for e in lines] == [("state", None), ("ping", 4)]
+        assert [e.get("n") for e in a.poll()] == [4]
+        # b read 0-2 as it appended them; then 3 (old file), then the new file
+        assert [(e["type"], e.get("n")) for e in b.entries] == [
+            ("ping", 0), ("ping", 1), ("ping", 2), ("ping", 3), ("state", None), ("ping", 4)]
+        fresh = await _open(path)
+        assert [(e["type"], e.get("n")) for e in fresh.entries] == [
+            ("state", None), ("ping", 4)]
+        await fresh.close()
+        assert sorted(os.listdir(tmp_path)) == ["spool.jsonl"]  # no temp file left
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_replace_the_disk_refuses_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "spool.jsonl"
+    j = await _open(path)
+    try:
+        await j.append({"type": "ping", "n": 1})
+        before = path.read_bytes()
+        # the temp file's name taken by a directory: its open fails as a full disk's write
+        (tmp_path / f"spool.jsonl.new-{os.getpid()}").mkdir()
+        with pytest.raises(IsADirectoryError):
+            await asyncio.to_thread(j.replace, lambda new: [{"type": "state"}])
+        assert path.read_bytes() == before
+        rec = await j.append({"type": "ping", "n": 2})  # the journal goes on
+        assert rec.durable
+        assert [e.get("n") for e in j.entries] == [1, 2]
+    finally:
+        await j.close()
+
+
 # -- a full disk -----------------------------------------------------------------------------
 
 

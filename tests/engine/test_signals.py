@@ -207,6 +207,60 @@ max_runtime = "30m"
         await sch.stop()
 
 
+_PINGER = """
+import sys
+from pathlib import Path
+from console.engine.probes.heartbeat import make_ping, record_ping
+path, name, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    record_ping(path, make_ping(name, "success" if i % 2 else "start", at=1000.0 + i))
+    sys.stdout.write(".")
+    sys.stdout.flush()
+"""
+
+
+async def test_the_ping_spool_stays_small_and_no_ping_is_lost_to_a_compaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three cron-like processes ping as fast as they can while the console follows the
+    spool and compacts it whenever it passes 8 KB: every ping is counted, the state is the
+    one the pings say, the file stays small, and a console started afterwards reads the
+    same state from the compacted file."""
+    import console.engine.probes.heartbeat as heartbeat
+
+    monkeypatch.setattr(heartbeat, "COMPACT_BYTES", 8 * 1024)
+    spool = tmp_path / "pings.jsonl"
+    book = heartbeat.PingBook(spool)
+    n = 200
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PINGER, str(spool), f"job-{k}", str(n), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE) for k in range(3)]
+
+    async def follow(proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while await proc.stdout.read(64):  # each dot: a ping on disk
+            await book.refresh()
+        assert await proc.wait() == 0
+
+    try:
+        await asyncio.gather(*(follow(p) for p in procs))
+        await book.refresh()
+        for k in range(3):
+            job = book.jobs[f"job-{k}"]
+            assert job.pings == n
+            assert (job.start, job.success, job.last) == (1000.0 + n - 2, 1000.0 + n - 1,
+                                                          "success")
+            assert job.run_time_s == pytest.approx(1.0)
+        lines = [orjson.loads(x) for x in spool.read_bytes().splitlines()]
+        assert any(e["type"] == heartbeat.STATE for e in lines), "never compacted"
+        assert spool.stat().st_size <= 8 * 1024
+        again = heartbeat.PingBook(spool)
+        await again.refresh()
+        assert again.jobs == book.jobs
+        await again.aclose()
+    finally:
+        await book.aclose()
+
+
 def test_one_shot_commands_read_the_pings_of_the_data_directory(tmp_path: Path) -> None:
     """`check --once`, `alerts` and `panels` see a job's check-ins as the console does;
     they said "no data directory: pings have nowhere to arrive" and fired heartbeat-late."""

@@ -8,6 +8,11 @@ while a cron job on the same host can always run the CLI; a ping sent while the 
 restarts (or before it starts) is not lost; and every console on the data directory sees
 every ping (appends are flock'd lines; each probe follows the file with a cheap `fstat`).
 
+The spool stays small: once it passes `COMPACT_BYTES` (and four times its size after the last
+compaction) the console that follows it replaces it with one `ping-state` entry per job, the
+job's folded state (`Journal.replace`), so a cron job pinging every minute for a year costs a
+line, not 50 MB, and neither a console's start nor `opsconsole ping` reads every ping ever sent.
+
 The probe only reads: late (no success for `period` + `grace`) is DOWN with the time of the
 last success, never "no data"; a `fail` after the last success is DOWN; a run (start, then
 success) reports its duration as `run_time_s`.
@@ -16,6 +21,7 @@ success) reports its duration as `run_time_s`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +38,12 @@ from console.engine.text.sanitize import one_line
 __all__ = ["PING", "SIGNALS", "HeartbeatProbe", "PingBook", "make_ping",
            "record_ping"]
 
+log = logging.getLogger(__name__)
+
 PING = "ping"  # the journal entry type
+STATE = "ping-state"  # one job's folded state, written by a compaction
+COMPACT_BYTES = 256 * 1024
+"""The spool is compacted past this size (and four times its size after the last one)."""
 SIGNALS = ("success", "start", "fail")
 
 
@@ -90,26 +101,63 @@ class PingBook:
         self.journal: Journal | None = None
         self.error: str | None = None
         self._lock = asyncio.Lock()
+        self._compacted = 0  # the spool's size after the last compaction (or attempt)
 
     async def refresh(self) -> None:
         async with self._lock:
-            if self.journal is None:
-                journal = Journal(self.path, clock=self.clock)
-                try:
-                    await asyncio.to_thread(journal.open)
-                except OSError as exc:
-                    journal.close_sync()
-                    self.error = f"ping spool {self.path} unusable: {exc.strerror or exc}"
-                    return
-                self.error = None
-                self.journal = journal
-                self._fold(journal.entries)
-            else:
-                self._fold(self.journal.poll())
-            self.journal.entries.clear()
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        if self.journal is None:
+            journal = Journal(self.path, clock=self.clock)
+            try:
+                await asyncio.to_thread(journal.open)
+            except OSError as exc:
+                journal.close_sync()
+                self.error = f"ping spool {self.path} unusable: {exc.strerror or exc}"
+                return
+            self.error = None
+            self.journal = journal
+            self._fold(journal.entries)
+        else:
+            self._fold(self.journal.poll())
+        self.journal.entries.clear()
+        await self._maybe_compact(self.journal)
+
+    async def _maybe_compact(self, journal: Journal) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size <= max(COMPACT_BYTES, 4 * self._compacted):
+            return
+
+        def build(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            self._fold(new)  # appended by others since the last read
+            return [self._state_entry(name, job) for name, job in self.jobs.items()]
+
+        try:
+            self._compacted = await asyncio.to_thread(journal.replace, build)
+        except OSError as exc:  # the old spool is kept; tried again when it has grown
+            self._compacted = size
+            log.warning("ping spool %s not compacted: %s", self.path, exc.strerror or exc)
+        journal.entries.clear()
+
+    @staticmethod
+    def _state_entry(name: str, job: JobState) -> dict[str, Any]:
+        return {"type": STATE, "name": name, "success": job.success, "start": job.start,
+                "fail": job.fail, "fail_note": job.fail_note, "run_time_s": job.run_time_s,
+                "pings": job.pings, "last": job.last}
 
     def _fold(self, entries: list[dict[str, Any]]) -> None:
         for e in entries:
+            if e.get("type") == STATE:  # a compaction's summary of every ping before it
+                self.jobs[str(e.get("name"))] = JobState(
+                    success=_num(e.get("success")), start=_num(e.get("start")),
+                    fail=_num(e.get("fail")), fail_note=str(e.get("fail_note") or ""),
+                    run_time_s=_num(e.get("run_time_s")), pings=int(e.get("pings") or 0),
+                    last=str(e.get("last") or ""))
+                continue
             if e.get("type") != PING or not isinstance(e.get("ts"), int | float):
                 continue
             job = self.jobs.setdefault(str(e.get("name")), JobState())
@@ -127,17 +175,26 @@ class PingBook:
 
     async def append(self, entry: dict[str, Any]) -> None:
         """Record a ping from the listener (the spool opened if need be)."""
-        await self.refresh()
-        if self.journal is None:
-            raise OSError(self.error or "ping spool unusable")
-        rec = await self.journal.append(entry)
-        self._fold([rec.entry])
-        self.journal.entries.clear()
+        async with self._lock:
+            await self._refresh()
+            if self.journal is None:
+                raise OSError(self.error or "ping spool unusable")
+            rec = await self.journal.append(entry)
+            # what the append read back: this ping, and any another writer appended
+            # meanwhile (folding only this one lost those)
+            self._fold(self.journal.entries)
+            if not rec.durable:  # kept in memory, not in the file: not read back
+                self._fold([rec.entry])
+            self.journal.entries.clear()
 
     async def aclose(self) -> None:
         if self.journal is not None:
             await self.journal.close()
             self.journal = None
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def judge(target: HeartbeatTarget, job: JobState | None, watched_since: float, now: float

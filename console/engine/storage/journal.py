@@ -15,7 +15,11 @@ Why it is shaped this way (RELIABILITY-NOTES §5.3):
   a unique ``id`` and readers drop repeats, so writing an entry twice after an ambiguous fsync
   failure is harmless;
 - the encoder never raises: whatever the payload holds is turned into JSON-safe values, and
-  every string passes through :func:`console.engine.text.redact.redact`.
+  every string passes through :func:`console.engine.text.redact.redact`;
+- a spool that is read by folding (the heartbeat pings) is kept small with :meth:`Journal.replace`:
+  under the writers' lock, a new file with what the fold needs is renamed over the old one.
+  Writers check, once they hold the lock, that the path still names the file they hold, and
+  reopen it if not; readers finish the old file, then follow the path to the new one.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +229,7 @@ class _Item:
 
 _STOP = object()
 _KICK = object()
+_WRITE_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 
 
 def _reason(exc: OSError) -> str:
@@ -257,6 +262,9 @@ class Journal:
         self._pending: deque[_Item] = deque()  # kept in memory while degraded
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
+        # the writer thread and `replace` both write under the file's flock, which does not
+        # exclude two threads of one process holding the same open file: this does
+        self._write_lock = threading.Lock()
         self._boot = os.urandom(6).hex()
         self._n = 0
         self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
@@ -268,7 +276,7 @@ class Journal:
         """Create or recover the file, read it, start the writer. Blocking: call in a thread
         (``await asyncio.to_thread(journal.open)``) from a running UI."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+        flags = _WRITE_FLAGS  # read too: the writer checks the last byte of what it holds
         try:
             self._wfd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             os.fsync(self._wfd)
@@ -358,44 +366,37 @@ class Journal:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _same_file(self, fd: int) -> bool:
+        """Whether `path` still names the file `fd` is open on; False once `replace` (here
+        or in another process) renamed a new file over it. A removed path is not a new
+        file: what is open is kept."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        fst = os.fstat(fd)
+        return (st.st_ino, st.st_dev) == (fst.st_ino, fst.st_dev)
+
     def _read_new(self, *, initial: bool = False) -> list[dict[str, Any]]:
         with self._read_lock:
             if self._rfd < 0:
                 return []
-            size = os.fstat(self._rfd).st_size
-            if size <= self._read_off:
-                return []
             new: list[dict[str, Any]] = []
-            off = self._read_off
-            while off < size:
-                buf = os.pread(self._rfd, min(size - off, 1 << 22), off)
-                if not buf:
+            before: Set[str] = frozenset()
+            while True:
+                # Asked before reading: once the path names a new file, nothing more is
+                # appended to the old one (writers check under the lock `replace` held).
+                replaced = not self._same_file(self._rfd)
+                self._read_rest(new, before)
+                if not replaced:
                     break
-                end = buf.rfind(b"\n")
-                if end < 0:
-                    if len(buf) >= (1 << 22):  # an absurd line: skip it as undecodable
-                        nl = -1
-                        scan = off + len(buf)
-                        while nl < 0 and scan < size:
-                            more = os.pread(self._rfd, 1 << 20, scan)
-                            if not more:
-                                break
-                            j = more.find(b"\n")
-                            nl = scan + j if j >= 0 else -1
-                            scan += len(more)
-                        if nl < 0:
-                            break
-                        self._quarantine(off, buf[:4096])
-                        off = nl + 1
-                        continue
-                    break  # an incomplete line, still being written: read it next time
-                line_start = off
-                for line in buf[: end + 1].split(b"\n")[:-1]:
-                    self._take(line, line_start, new)
-                    line_start += len(line) + 1
-                off += end + 1
-            self._read_off = off
-            self.report.last_good_offset = off
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                os.close(self._rfd)
+                self._rfd, self._read_off = fd, 0
+                # the ids of the old file only drop repeats while the new one is first read
+                # (an entry `replace` kept), so the set does not grow with every file
+                before, self._ids = self._ids, set()
+            self.report.last_good_offset = self._read_off
             self.report.records = len(self.entries)
         if new and not initial:
             for cb in list(self._listeners):
@@ -403,7 +404,43 @@ class Journal:
                     cb(new)
         return new
 
-    def _take(self, line: bytes, offset: int, new: list[dict[str, Any]]) -> None:
+    def _read_rest(self, new: list[dict[str, Any]], before: Set[str]) -> None:
+        """Decode what was appended to the open file since the last read into `new`."""
+        size = os.fstat(self._rfd).st_size
+        if size <= self._read_off:
+            return
+        off = self._read_off
+        while off < size:
+            buf = os.pread(self._rfd, min(size - off, 1 << 22), off)
+            if not buf:
+                break
+            end = buf.rfind(b"\n")
+            if end < 0:
+                if len(buf) >= (1 << 22):  # an absurd line: skip it as undecodable
+                    nl = -1
+                    scan = off + len(buf)
+                    while nl < 0 and scan < size:
+                        more = os.pread(self._rfd, 1 << 20, scan)
+                        if not more:
+                            break
+                        j = more.find(b"\n")
+                        nl = scan + j if j >= 0 else -1
+                        scan += len(more)
+                    if nl < 0:
+                        break
+                    self._quarantine(off, buf[:4096])
+                    off = nl + 1
+                    continue
+                break  # an incomplete line, still being written: read it next time
+            line_start = off
+            for line in buf[: end + 1].split(b"\n")[:-1]:
+                self._take(line, line_start, new, before)
+                line_start += len(line) + 1
+            off += end + 1
+        self._read_off = off
+
+    def _take(self, line: bytes, offset: int, new: list[dict[str, Any]],
+              before: Set[str] = frozenset()) -> None:
         if not line.strip():
             return
         try:
@@ -415,8 +452,9 @@ class Journal:
             return
         rid = obj.get("id")
         if isinstance(rid, str):
-            if rid in self._ids:
-                return  # written again after an ambiguous failure
+            if rid in self._ids or rid in before:
+                self._ids.add(rid)
+                return  # written again after an ambiguous failure, or kept by `replace`
             self._ids.add(rid)
         self.entries.append(obj)
         new.append(obj)
@@ -581,17 +619,36 @@ class Journal:
                 break
         return out
 
+    def _lock_current(self) -> None:
+        """Hold the flock of the file `path` names now: when `replace` (here or in another
+        process) renamed a new file over the one held, that one is opened instead, so no
+        entry is appended to a file nobody will read again. Call with `_write_lock` held."""
+        for _ in range(8):
+            fcntl.flock(self._wfd, fcntl.LOCK_EX)
+            if self._same_file(self._wfd):
+                return
+            fd = os.open(self.path, _WRITE_FLAGS | os.O_CREAT, 0o600)
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._wfd, fcntl.LOCK_UN)
+            os.close(self._wfd)
+            self._wfd = fd
+        fcntl.flock(self._wfd, fcntl.LOCK_EX)  # replaced eight times while we waited
+
     def _write_batch(self, items: list[_Item]) -> None:
+        with self._write_lock:
+            self._write_locked(items)
+
+    def _write_locked(self, items: list[_Item]) -> None:
         written: list[tuple[_Item, int]] = []  # always a prefix of items
         error: OSError | None = None
         try:
-            fcntl.flock(self._wfd, fcntl.LOCK_EX)
+            self._lock_current()
         except OSError as exc:
             error = exc
         else:
             try:
                 size = os.fstat(self._wfd).st_size
-                if size and os.pread(self._rfd, 1, size - 1) != b"\n":
+                if size and os.pread(self._wfd, 1, size - 1) != b"\n":
                     # a record cut short earlier (ours or another console's): start a new line
                     self._write_all(b"\n", size)
                     size += 1
@@ -625,6 +682,66 @@ class Journal:
                 self._keep(item)
         for item in items[len(written):]:
             self._keep(item)
+
+    def replace(self, build: Callable[[list[dict[str, Any]]], Iterable[Mapping[str, Any]]]
+                ) -> int:
+        """Rewrite the file as the entries `build` returns; the new file's size in bytes.
+
+        For a spool read by folding (the heartbeat pings), which would otherwise grow with
+        every entry ever appended: the entries that rebuild the fold replace the file. With
+        the writers' lock held, everything appended until then is read and handed to
+        `build` (so the caller folds it before it builds), then a new file (0600, fsync'd)
+        is renamed over the old one. Writers elsewhere find the new file once they hold the
+        lock, readers once they finished the old one (see `_read_new`); `entries` becomes
+        the new file's. Blocking: call in a thread. OSError when the disk refuses; the old
+        file is then kept as it was.
+        """
+        with self._write_lock:
+            self._lock_current()
+            old = self._wfd
+            try:
+                new = self._read_new()
+                full = [self.make_entry(e) for e in build(new)]
+                data = b"".join(encode(e) for e in full)
+                tmp = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                 0o600)
+                    try:
+                        self._write_whole(fd, data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(tmp, self.path)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise
+                fsync_dir(self.path.parent)
+                wfd = os.open(self.path, _WRITE_FLAGS)
+                rfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(old, fcntl.LOCK_UN)
+            os.close(old)
+            self._wfd = wfd
+            with self._read_lock:
+                os.close(self._rfd)
+                self._rfd, self._read_off = rfd, len(data)
+                self._ids = {e["id"] for e in full}
+                self.entries = full
+                self.report.last_good_offset = len(data)
+                self.report.records = len(full)
+            return len(data)
+
+    @staticmethod
+    def _write_whole(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.EIO, "short write")
+            view = view[n:]
 
     def _keep(self, item: _Item) -> None:
         self._pending.append(item)
