@@ -85,6 +85,10 @@ async def test_machine_redis_up_with_sane_metrics(monkeypatch: pytest.MonkeyPatc
         assert "hit_rate_pct" not in m  # no previous poll to take a delta from
         assert "ops_per_sec" not in m  # a rate over the interval: needs a previous check
         assert all(isinstance(v, float) for v in m.values())
+        # A rate needs an interval: checks less than 1 ms apart report none (on this
+        # machine the second check once came back that fast). The sleep makes the interval
+        # the rate is taken over; it waits for nothing to happen.
+        await asyncio.sleep(0.01)
         second = await probe.check()
         assert second.metrics["ops_per_sec"] >= 0
     finally:
