@@ -242,36 +242,59 @@ class RecentResults:
     read back as the equal float).
     """
 
-    __slots__ = ("_items", "_full", "maxlen")
+    __slots__ = ("_base", "_full", "_items", "_proto", "maxlen")
 
     def __init__(self, maxlen: int = 50, full: int = 5) -> None:
         self.maxlen = maxlen
         self._full = max(1, full)
-        self._items: deque[CheckResult | tuple[CheckResult, bytes]] = deque(maxlen=maxlen)
+        # A packed entry is bytes; its prototype is the nearest whole result before it, or
+        # `_base` (the last whole result that left the deque) when there is none. Not a
+        # (prototype, bytes) tuple per entry: at 1,000 targets those tuples were 2.5 KB a
+        # target (`bench/_memprobe.py`).
+        self._items: deque[CheckResult | bytes] = deque(maxlen=maxlen)
+        self._base: CheckResult | None = None
+        self._proto: CheckResult | None = None  # the prototype of the next entry packed
 
     def append(self, result: CheckResult) -> None:
         items = self._items
+        if len(items) == self.maxlen and isinstance(first := items[0], CheckResult):
+            self._base = first  # leaves now: the prototype of the packed entries after it
         items.append(result)
         k = len(items) - 1 - self._full  # the result that just left the newest `full`
         if k < 0:
             return
-        older = items[k - 1] if k > 0 else None
-        proto = older[0] if isinstance(older, tuple) else older
         item = items[k]
         assert isinstance(item, CheckResult)
+        proto = self._proto
         if proto is not None and (packed := _pack(item, proto)) is not None:
-            items[k] = (proto, packed)
+            items[k] = packed
+        else:
+            self._proto = item  # kept whole: the prototype of what follows
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __iter__(self) -> Iterator[CheckResult]:
-        for item in self._items:
-            yield item if isinstance(item, CheckResult) else _unpack(*item)
+        proto = self._base
+        for item in list(self._items):
+            if isinstance(item, CheckResult):
+                proto = item
+                yield item
+            else:
+                assert proto is not None
+                yield _unpack(proto, item)
 
     def __getitem__(self, i: int) -> CheckResult:
-        item = self._items[i]
-        return item if isinstance(item, CheckResult) else _unpack(*item)
+        items = self._items
+        item = items[i]
+        if isinstance(item, CheckResult):
+            return item
+        j = (i % len(items)) - 1
+        while j >= 0 and not isinstance(items[j], CheckResult):
+            j -= 1
+        proto = items[j] if j >= 0 else self._base
+        assert isinstance(proto, CheckResult)
+        return _unpack(proto, item)
 
 
 def _pack(r: CheckResult, proto: CheckResult) -> bytes | None:

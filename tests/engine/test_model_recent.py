@@ -32,6 +32,10 @@ def test_reads_back_every_result_in_order_up_to_maxlen() -> None:
         kept = made[max(0, n - 50):n]
         assert len(recent) == len(kept)
         assert all(_same(a, b) for a, b in zip(recent, kept, strict=True))
+        # by index too, from either end: a packed entry finds its prototype before it, or
+        # the whole result that already left the deque
+        assert all(_same(recent[i], kept[i]) for i in range(len(kept)))
+        assert all(_same(recent[-i], kept[-i]) for i in range(1, len(kept) + 1))
     assert _same(recent[0], made[80])
     assert _same(recent[-1], made[-1])
 
@@ -58,3 +62,15 @@ def test_a_result_that_differs_is_kept_whole() -> None:
     assert got[3] is ints
     assert _same(got[1], b)
     assert got[1] is not b
+
+
+def test_packed_entries_outlive_their_prototype() -> None:
+    """A healthy target: every result packed against the first, which left the deque long
+    ago; they still read back equal, by iteration and by index."""
+    made = [_result(i) for i in range(120)]
+    recent = RecentResults(50, full=5)
+    for r in made:
+        recent.append(r)
+    assert sum(a is b for a, b in zip(recent, made[-50:], strict=True)) == 5  # only the newest
+    assert all(_same(a, b) for a, b in zip(recent, made[-50:], strict=True))
+    assert all(_same(recent[i], made[70 + i]) for i in range(50))
