@@ -84,7 +84,11 @@ class TargetState:
     status: Status = Status.UNKNOWN
     since: float | None = None
     last: CheckResult | None = None
-    results: RecentResults = field(default_factory=lambda: RecentResults(RESULTS_KEPT))
+    # Only the newest result whole (it is `last` too): the four more kept whole before were
+    # ~4 KB a target at 1,000 targets, each with its own metrics and body-details dicts,
+    # while every reader but the detail view's response log reads `last`.
+    results: RecentResults = field(
+        default_factory=lambda: RecentResults(RESULTS_KEPT, full=1))
     checks: int = 0
     failures: int = 0
     due_at: float = math.inf  # monotonic time the next check is due (polling only)

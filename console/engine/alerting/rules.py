@@ -237,23 +237,40 @@ class RuleSet:
         # Which rules may apply to which target is fixed for a RuleSet (a reload builds a new
         # one), so it is worked out once here, not per result: a result of one target then
         # costs its own rules, not a scan of every rule against every target.
-        self._selected: dict[str, list[tuple[Rule, TargetInfo, Expr]]] = {
-            t.name: [] for t in self.targets}
+        self._selected = self._select()
         self._generation = -1
         # Per target, the pairs that apply (valid for one store generation) and each pair's
         # labels: both were rebuilt on every check result (f-strings, dicts, sorts).
         self._pairs: dict[str | None, list[tuple[Rule, TargetInfo]]] = {}
         self._store: MetricStore | None = None
         self._labels: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        # one tuple per distinct (name, value) label: `("severity", "P1")` is the same object
+        # in every target's labels, not a copy per rule and target
+        self._label_pairs: dict[tuple[str, str], tuple[str, str]] = {}
         # "target:metric" -> the label suffixes of its series (promql targets' labelled
         # metrics), rebuilt when the store's generation changes
         self._labelled: dict[str, list[str]] | None = None
         self._any_labelled = any(t.kind == "promql" for t in self.targets)
-        for rule in self.rules:
-            expr = self._exprs[rule.name]
+
+    def _select(self) -> dict[str, tuple[TargetInfo, list[tuple[Rule, Expr]]]]:
+        """Per target, the rules that may apply to it, in rule order. Targets the same rules
+        select (most targets of one kind) share one list: a (rule, target, expression) tuple
+        per rule and target was 1.3 KB a target at 1,000 targets (`bench/_memprobe.py`)."""
+        names: dict[str, list[int]] = {t.name: [] for t in self.targets}
+        for i, rule in enumerate(self.rules):
             for t in self.targets:
                 if selects(rule, t):
-                    self._selected[t.name].append((rule, t, expr))
+                    names[t.name].append(i)
+        shared: dict[tuple[int, ...], list[tuple[Rule, Expr]]] = {}
+        out = {}
+        for t in self.targets:
+            key = tuple(names[t.name])
+            sel = shared.get(key)
+            if sel is None:
+                sel = shared[key] = [(self.rules[i], self._exprs[self.rules[i].name])
+                                     for i in key]
+            out[t.name] = (t, sel)
+        return out
 
     @classmethod
     def from_settings(cls, settings: object,
@@ -287,19 +304,20 @@ class RuleSet:
         targets that have reported its metric: a playbook rule on `cpu_pct` stays quiet on a
         target that never reports CPU (see `unmatched()` for such rules).
         """
-        if target is None:
-            # every target, in rule order (as listed by `opsconsole alerts`)
-            order = {r.name: i for i, r in enumerate(self.rules)}
-            chosen = sorted((x for v in self._selected.values() for x in v),
-                            key=lambda x: order[x[0].name])
-        else:
-            chosen = self._selected.get(target, [])
         # Which series exist changes only when the store's generation does, so the answer
         # is kept until then instead of asked of the store (under its lock) every time.
         self._sync(store)
         cached = self._pairs.get(target)
         if cached is not None:
             return cached
+        if target is None:
+            # every target, in rule order (as listed by `opsconsole alerts`)
+            order = {r.name: i for i, r in enumerate(self.rules)}
+            chosen = sorted(((r, t, e) for t, sel in self._selected.values() for r, e in sel),
+                            key=lambda x: order[x[0].name])
+        else:
+            got = self._selected.get(target)
+            chosen = [] if got is None else [(r, got[0], e) for r, e in got[1]]
         # store.has() answers for this call only: kept between calls they held a string per
         # series of every target (1.7 KB a target at 1,000 targets, `bench/_memprobe.py`),
         # while the pairs they decide are kept anyway
@@ -326,7 +344,11 @@ class RuleSet:
         if got is None:
             if len(self._labels) > 100_000:  # labelled promql series come and go
                 self._labels.clear()
-            got = self._labels[key] = tuple(sorted(labels_for(rule, target, suffix).items()))
+            pairs = self._label_pairs
+            if len(pairs) > 100_000:
+                pairs.clear()
+            got = self._labels[key] = tuple(
+                pairs.setdefault(kv, kv) for kv in sorted(labels_for(rule, target, suffix).items()))
         return got
 
     def _sync(self, store: MetricStore) -> None:
