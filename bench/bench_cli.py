@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _endpoints import endpoints  # noqa: E402
+from _install import user_install  # noqa: E402
 
 OPSCONSOLE = Path(sys.executable).with_name("opsconsole")
 TARGET = 1.3
@@ -75,37 +76,6 @@ def _time(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _user_install(where: Path) -> tuple[str, str] | None:
-    """(python, opsconsole) of a fresh non-editable install of ROOT in `where`, with the
-    running environment's versions of every dependency; None (said why) if it fails."""
-    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-                            capture_output=True, text=True, timeout=120, check=False)
-    pins = [line for line in frozen.stdout.splitlines()
-            if "==" in line and not line.lower().startswith("opsconsole==")]
-    constraints = where / "constraints.txt"
-    constraints.write_text("\n".join(pins) + "\n")
-    venv = where / "venv"
-    python = venv / "bin" / "python"
-    t0 = time.perf_counter()
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120,
-                       capture_output=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-c", str(constraints), str(ROOT)],
-                       check=True, timeout=600, capture_output=True, text=True)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", "") or ""
-        print(f"WARNING: could not install the console into a fresh venv ({exc}); "
-              f"{detail.strip().splitlines()[-1] if detail.strip() else ''}", file=sys.stderr)
-        return None
-    # pip compiles what it installs; compile the rest of site-packages too (as an OS
-    # package or a second run would have it), quietly
-    subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0",
-                    str(venv / "lib")], check=False, timeout=600, capture_output=True)
-    print(f"installed the console into {venv} in {time.perf_counter() - t0:.0f} s")
-    return str(python), str(venv / "bin" / "opsconsole")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -119,7 +89,7 @@ def main() -> int:
         if a.venv == "install":
             where = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="opsconsole-cli-venv-")))
-            installed = _user_install(where)
+            installed = user_install(where)
             if installed is None:
                 print("WARNING: measuring the current environment instead", file=sys.stderr)
         if installed is not None:

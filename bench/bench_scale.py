@@ -7,6 +7,11 @@ For N = 100, 500, 1,000 and 2,000 (``--sizes``), in the same run on the same end
   (b) `opsconsole run --headless` on a config of N HTTP targets at 1 s (default rules on,
       history on, in a temporary data directory), exactly as an operator would run it.
 
+Both run from a fresh non-editable install of the console (`bench/_install.py`, as a user
+installs it; `--venv current` measures the running environment instead): a development venv
+imports more than a user's install does (click makes httpx import rich and pygments, ~5 MB
+of RSS), which is the repo's cost, not the console's.
+
 Both talk to `bench/_endpoints.py` (N ports, a raw asyncio responder) in a *separate
 process*, so the server's CPU never counts; the server also counts the requests it
 answered, so cadence is measured where checks land. Each variant runs alone (never beside
@@ -46,8 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _endpoints import Server, server  # noqa: E402
+from _install import user_install  # noqa: E402
 
-OPSCONSOLE = Path(sys.executable).with_name("opsconsole")
+# the interpreter and console measured: the running environment's, unless `main` installs one
+PYTHON, OPSCONSOLE = sys.executable, Path(sys.executable).with_name("opsconsole")
 SELF_HEALTH_RULE = "opsconsole-overloaded"  # console.engine.alerting.service
 CADENCE_MIN = 0.99
 CPU_RATIO_MAX = 1.5
@@ -139,7 +146,7 @@ def _measure(srv: Server, proc: subprocess.Popen[bytes], n: int, warmup: float,
 
 
 def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asyncio") -> Figures:
-    argv = [sys.executable, str(ROOT / "bench" / "_bare_loop.py"), "1",
+    argv = [PYTHON, str(ROOT / "bench" / "_bare_loop.py"), "1",
             *map(str, srv.ports[:n])]
     env = {**os.environ, "BARE_LOOP": loop}
     with _process(argv, env=env) as proc:
@@ -188,9 +195,31 @@ def main() -> int:
     # `--console-loop asyncio` runs the console on asyncio's loop (OPSCONSOLE_LOOP).
     ap.add_argument("--bare-loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--console-loop", choices=("", "asyncio", "uvloop"), default="")
+    ap.add_argument("--venv", choices=("install", "current"), default="install",
+                    help="install: a fresh non-editable install (default); current: the "
+                    "running interpreter's environment")
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     rows: list[tuple[int, Figures, Figures]] = []
+    global PYTHON, OPSCONSOLE  # noqa: PLW0603 - chosen once, before anything runs
+    with contextlib.ExitStack() as stack:
+        installed = None
+        if a.venv == "install":
+            where = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="opsconsole-scale-venv-")))
+            installed = user_install(where)
+            if installed is None:
+                print("WARNING: measuring the current environment instead", file=sys.stderr)
+        if installed is not None:
+            PYTHON, OPSCONSOLE = installed[0], Path(installed[1])
+            print(f"measuring: a fresh non-editable install ({Path(PYTHON).parent.parent})")
+        else:
+            print(f"measuring: the current environment ({sys.prefix})")
+        return _run(a, sizes, rows)
+
+
+def _run(a: argparse.Namespace, sizes: list[int], rows: list[tuple[int, Figures, Figures]]
+         ) -> int:
     with server(max(sizes)) as srv:
         for n in sizes:
             b = bare(srv, n, a.warmup, a.seconds, a.bare_loop)
