@@ -10,8 +10,10 @@ freeze` as constraints; pip's cache makes this ~1-2 minutes), bytecode compiled.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,3 +49,15 @@ def user_install(where: Path) -> tuple[str, str] | None:
                     str(venv / "lib")], check=False, timeout=600, capture_output=True)
     print(f"installed the console into {venv} in {time.perf_counter() - t0:.0f} s")
     return str(python), str(venv / "bin" / "opsconsole")
+
+
+def install_for(stack: contextlib.ExitStack, venv: str, prefix: str) -> tuple[str, str] | None:
+    """For a bench's `--venv`: with "install", `user_install` into a temporary directory that
+    `stack` removes; None for "current", or (said on stderr) when the install failed."""
+    if venv != "install":
+        return None
+    where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    installed = user_install(where)
+    if installed is None:
+        print("WARNING: measuring the current environment instead", file=sys.stderr)
+    return installed

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _endpoints import endpoints  # noqa: E402
-from _install import user_install  # noqa: E402
+from _install import install_for  # noqa: E402
 
 OPSCONSOLE = Path(sys.executable).with_name("opsconsole")
 TARGET = 1.3
@@ -85,13 +85,7 @@ def main() -> int:
     a = ap.parse_args()
     with contextlib.ExitStack() as stack:
         python, oc = sys.executable, str(OPSCONSOLE)
-        installed = None
-        if a.venv == "install":
-            where = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="opsconsole-cli-venv-")))
-            installed = user_install(where)
-            if installed is None:
-                print("WARNING: measuring the current environment instead", file=sys.stderr)
+        installed = install_for(stack, a.venv, "opsconsole-cli-venv-")
         if installed is not None:
             python, oc = installed
             measured = f"a fresh non-editable install ({Path(python).parent.parent})"

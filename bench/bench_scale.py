@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _endpoints import Server, server  # noqa: E402
-from _install import user_install  # noqa: E402
+from _install import install_for  # noqa: E402
 
 # the interpreter and console measured: the running environment's, unless `main` installs one
 PYTHON, OPSCONSOLE = sys.executable, Path(sys.executable).with_name("opsconsole")
@@ -203,13 +203,7 @@ def main() -> int:
     rows: list[tuple[int, Figures, Figures]] = []
     global PYTHON, OPSCONSOLE  # noqa: PLW0603 - chosen once, before anything runs
     with contextlib.ExitStack() as stack:
-        installed = None
-        if a.venv == "install":
-            where = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="opsconsole-scale-venv-")))
-            installed = user_install(where)
-            if installed is None:
-                print("WARNING: measuring the current environment instead", file=sys.stderr)
+        installed = install_for(stack, a.venv, "opsconsole-scale-venv-")
         if installed is not None:
             PYTHON, OPSCONSOLE = installed[0], Path(installed[1])
             print(f"measuring: a fresh non-editable install ({Path(PYTHON).parent.parent})")
