@@ -153,6 +153,17 @@ async def test_an_ack_expired_elsewhere_is_said_and_not_recreated(team: Team, re
         assert time.monotonic() < deadline, "the ACK never reached replica 2"
         await asyncio.sleep(0.1)
     team.ams[1].amtool("silence", "expire", ack["id"])  # someone, elsewhere
+
+    def states() -> list[str]:
+        return [s["status"]["state"] for am in team.ams for s in am.silences(expired=True)
+                if s["id"] == ack["id"]]
+
+    # ... and every replica learns that by gossip too: before, replica 1 could still hold
+    # the silence as active, and the console's own expire below went through there
+    deadline = time.monotonic() + 15
+    while states() != ["expired"] * len(team.ams):
+        assert time.monotonic() < deadline, f"the expiry never reached every replica: {states()}"
+        await asyncio.sleep(0.1)
     await r.refresh()
     assert any("was expired elsewhere" in text and "PaymentsDown" in text
                for _, text in notices), notices
