@@ -29,7 +29,7 @@ from console.engine.lang.durations import parse_duration
 from console.engine.model import AlertEpisode
 from console.engine.text.fmt import ALERT_GLYPH, EPISODE_GLYPH, format_duration
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleScreen
+from console.screens.base import ListScreen
 from console.screens.prompt import LinePrompt
 from widgets.key_footer import KeyFooter
 
@@ -161,7 +161,7 @@ class AckPrompt(SilencePrompt):
     EMPTY = ""  # Enter on an empty line acknowledges without a comment
 
 
-class AlertsScreen(ConsoleScreen[None]):
+class AlertsScreen(ListScreen[None]):
     """Current alerts, worst first, with the highlighted one explained below the list."""
 
     DEFAULT_CSS = """
@@ -179,8 +179,6 @@ class AlertsScreen(ConsoleScreen[None]):
         Binding("o", "open_incident", "Open incident", id="alerts_incident"),
         Binding("r", "toggle_recent", "Recent", id="alerts_recent"),
         Binding("m", "team_alerts", "Team alerts", id="alerts_team"),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
     ]
 
     def __init__(self, service: Any, *, user: str | None = None) -> None:
@@ -377,12 +375,6 @@ class AlertsScreen(ConsoleScreen[None]):
         from console.screens.remote_alerts import RemoteAlertsScreen
 
         self.app.push_screen(RemoteAlertsScreen(remote, user=self.user))
-
-    def action_cursor_down(self) -> None:
-        self.query_one(OptionList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(OptionList).action_cursor_up()
 
     async def action_open_incident(self) -> None:
         """One key from a firing alert to an incident: its severity, summary, runbook and

@@ -7,12 +7,13 @@ it themselves (the overview, under its title) yield it in `compose`; the others 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
 
 if TYPE_CHECKING:
     from console.app import OpsConsoleApp
@@ -46,6 +47,30 @@ class ConsoleScreen(Screen[ResultT]):
         refresh = getattr(self.app, "refresh_banner", None)  # a test may host a screen alone
         if refresh is not None:
             self.call_after_refresh(refresh)
+
+
+class ListScreen(ConsoleScreen[ResultT]):
+    """A screen whose rows are its `OptionList`: j/k, and g/G for the first and last row, as
+    the tables (`FillTable`) and the keys screen have them. Home and End are the list's own."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+        Binding("g", "cursor_first", "First", show=False),
+        Binding("G", "cursor_last", "Last", show=False),
+    ]
+
+    def action_cursor_down(self) -> None:
+        self.query_one(OptionList).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(OptionList).action_cursor_up()
+
+    def action_cursor_first(self) -> None:
+        self.query_one(OptionList).action_first()
+
+    def action_cursor_last(self) -> None:
+        self.query_one(OptionList).action_last()
 
 
 class ConsoleModal(ModalScreen[ResultT]):

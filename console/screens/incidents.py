@@ -26,7 +26,7 @@ from console.engine.incidents.book import Incident, StepState
 from console.engine.model import SEVERITIES, AlertEpisode
 from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleModal, ConsoleScreen
+from console.screens.base import ConsoleModal, ConsoleScreen, ListScreen
 from console.screens.prompt import Choose, Confirm, TextPrompt
 from widgets.key_footer import KeyFooter
 
@@ -183,7 +183,7 @@ class KpiScreen(ConsoleModal[None]):
             yield Static(Content(format_text(k).rstrip()), id="kpi-text")
 
 
-class IncidentListScreen(ConsoleScreen[None]):
+class IncidentListScreen(ListScreen[None]):
     """Open incidents, most severe first (r: resolved ones, newest first, to look back or
     reopen); Enter opens one, o opens a new one by hand."""
 
@@ -198,8 +198,6 @@ class IncidentListScreen(ConsoleScreen[None]):
         Binding("o", "new", "New incident", id="incidents_new"),
         Binding("r", "toggle_resolved", "Resolved", id="incidents_resolved"),
         Binding("K", "kpis", "KPIs", id="incidents_kpis"),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -286,14 +284,8 @@ class IncidentListScreen(ConsoleScreen[None]):
         self.app.push_screen(TextPrompt("New incident: title (severity P1, s changes it)"),
                              opened)
 
-    def action_cursor_down(self) -> None:
-        self.query_one(OptionList).action_cursor_down()
 
-    def action_cursor_up(self) -> None:
-        self.query_one(OptionList).action_cursor_up()
-
-
-class IncidentScreen(ConsoleScreen[None]):
+class IncidentScreen(ListScreen[None]):
     """One incident: steps with countdowns, the next one marked ▶, overdue ones flagged."""
 
     DEFAULT_CSS = """
@@ -319,8 +311,6 @@ class IncidentScreen(ConsoleScreen[None]):
         Binding("F", "false_positive", "False positive", show=False, id="incident_fp"),
         Binding("P", "postmortem", "Post-mortem", id="incident_postmortem"),
         Binding("enter", "follow_link", "Go to", show=False, id="incident_link"),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
     ]
 
     def __init__(self, incident_id: str) -> None:
@@ -670,12 +660,6 @@ class IncidentScreen(ConsoleScreen[None]):
             return
         self.console.open_destination(dest)
 
-    def action_cursor_down(self) -> None:
-        self.query_one(OptionList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(OptionList).action_cursor_up()
-
 
 def named_metrics(app: Any, inc: Incident) -> list[str]:
     """The metrics the incident's alerts watch and its runbook charts: a snapshot's first
@@ -754,16 +738,14 @@ def destination_of(engine: Any, link: str, prefer: list[str]) -> Any:
         return first
 
 
-class TimelineScreen(ConsoleScreen[None]):
+class TimelineScreen(ListScreen[None]):
     """An incident's timeline from events, oldest first; times relative to its alert firing."""
 
     DEFAULT_CSS = """
     TimelineScreen #timeline-head { height: auto; padding: 0 1; }
     TimelineScreen #timeline-list { height: 1fr; }
     """
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="timeline_back"),
-                Binding("j", "cursor_down", show=False),
-                Binding("k", "cursor_up", show=False)]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="timeline_back")]
 
     def __init__(self, incident_id: str) -> None:
         super().__init__()
@@ -815,11 +797,3 @@ class TimelineScreen(ConsoleScreen[None]):
             rows.append(Option(Content(one_line(
                 f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 18):<18} {ev.text}", 300))))
         ol.add_options(rows or [Option(Content("no events yet"), disabled=True)])
-
-    def action_cursor_down(self) -> None:
-        self.query_one(OptionList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(OptionList).action_cursor_up()
-
-

@@ -69,6 +69,22 @@ def rows(app: App[Any]) -> list[str]:
     return [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
 
 
+async def test_g_and_shift_g_go_to_the_first_and_last_alert() -> None:
+    """As on the board and in every table (and as the keys screen says): the list of alerts,
+    like every list screen's (`ListScreen`), takes g/G. g did nothing here, so an operator
+    who pressed g to reach the P0 on top opened an incident from the alert under the cursor."""
+    app = Host(service())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        ol = app.screen.query_one(OptionList)
+        last = ol.option_count - 1
+        assert last >= 1
+        for key, row in (("G", last), ("g", 0), ("j", 1), ("G", last), ("k", last - 1),
+                         ("g", 0)):
+            await pilot.press(key)
+            assert ol.highlighted == row, f"after {key!r}"
+
+
 async def test_rows_why_ack_silence_and_back() -> None:
     svc = service()
     app = Host(svc)
