@@ -177,8 +177,13 @@ class KpiScreen(ConsoleModal[None]):
         from console.engine.incidents.kpis import compute, format_text
 
         engine = self.console.scheduler
-        k = compute(self.desk.book, since=self.since, now=_now(self),
-                    store=engine.store if engine is not None else None)
+        runtime = self.console.runtime
+        now = _now(self)
+        # with the alert episodes, as `opsconsole report` reads them: without, the mean
+        # impact was always "—" and MTTD and MTTA came from incident actions alone
+        k = compute(self.desk.book, since=self.since, now=now,
+                    store=engine.store if engine is not None else None,
+                    episodes=runtime.episodes(now) if runtime is not None else None)
         with VerticalScroll(id="kpi-body"):
             yield Static(Content(format_text(k).rstrip()), id="kpi-text")
 

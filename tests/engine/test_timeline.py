@@ -76,7 +76,7 @@ async def test_kpis_follow_events_not_key_presses(tmp_path: Path) -> None:
     assert m["acknowledge"].seconds == 165  # the alert's ack, before the incident's
     assert m["acknowledge"].end_what == "alert acknowledged by ana"
     assert m["mitigate"].seconds == 420
-    assert m["impact"].seconds == 310  # firing → the alert resolved
+    assert m["impact"].seconds == 330  # the first failing sample → the alert resolved
     assert m["resolve"].seconds == 1500
     assert (m["detect"].met, m["acknowledge"].met, m["mitigate"].met, m["impact"].met,
             m["resolve"].met) == (True, True, True, True, True)
@@ -86,7 +86,7 @@ async def test_kpis_follow_events_not_key_presses(tmp_path: Path) -> None:
     assert m2["impact"].seconds is None
     # the report's means are these
     k = compute(desk.book, since=86400, now=T0 + 3600, episodes=[episode()])
-    assert (k.mttd_s, k.mtta_s, k.mttr_s, k.impact_s) == (20, 165, 1500, 310)
+    assert (k.mttd_s, k.mtta_s, k.mttr_s, k.impact_s) == (20, 165, 1500, 330)
     await desk.journal.close()
 
 
@@ -147,8 +147,8 @@ async def test_timeline_merges_alerts_actions_and_sent_notifications(
     assert "| Acknowledge | alert firing " in md
     assert "| alert acknowledged by ana " in md
     assert "| 2m45s | < 5 min | met |" in md
-    assert "| Impact | alert firing " in md
-    assert "| 5m10s | < 30 min | met |" in md
+    assert "| Impact | first failing sample " in md
+    assert "| 5m30s | < 30 min | met |" in md  # 20 s of detection included
     assert "The alert said: \"error_pct 33.6 %, above 5.0 %; worst: /api/feed 41.0 %\"" in md
     assert "- **Worst value:** error_pct 33.6 % (error-rate-high on api)" in md
     await desk.journal.close()

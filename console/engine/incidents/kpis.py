@@ -142,7 +142,11 @@ def incident_kpis(inc: Incident, episodes: Iterable[AlertEpisode] = ()) -> list[
         Measure("mitigate", "Mitigate", origin,
                 _step_done(inc, "mitigate", inc.mitigated_at), origin_what, "mitigated",
                 _target(inc, "mitigate", None)),
-        Measure("impact", "Impact", origin if eps else None, impact_end, origin_what,
+        # Users were affected from the first failing sample, not from the firing a rule's
+        # `for` delays (5 min for the playbook's latency rule): a post-mortem summary that
+        # said "46s" for a 5m46s outage, beside an Impact section that said 5m46s.
+        Measure("impact", "Impact", (first_fail or origin) if eps else None, impact_end,
+                "first failing sample" if first_fail is not None else origin_what,
                 "alert resolved (service recovered)", TARGETS["mttr_s"]),
         Measure("resolve", "Resolve", origin, inc.resolved_at, origin_what,
                 "incident resolved", _target(inc, "resolve", urgent)),

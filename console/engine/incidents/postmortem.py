@@ -164,7 +164,7 @@ def render(inc: Incident, *, now: float | None = None,
     impact = kpis["impact"]
     out += ["## Impact", ""]
     if eps:
-        start = kpis["detect"].start or impact.start or inc.started
+        start = impact.start or inc.started  # the first failing sample, when known
         end = impact.end
         span = f"{elapsed(end - start)}" if end is not None else "still ongoing"
         out.append(f"- **Window:** {_at(start)} → {_at(end) if end else 'now'} ({span}), "
