@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
+from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -161,6 +162,58 @@ class AckPrompt(SilencePrompt):
     EMPTY = ""  # Enter on an empty line acknowledges without a comment
 
 
+def shared(service: Any) -> bool:
+    """Whether acknowledgements and silences go through the shared state (postgres
+    backend): then they are requests to the evaluator, this console's own included, so
+    every console sees who did what, and why."""
+    return bool(getattr(service, "shared", False))
+
+
+def evaluator_elsewhere(service: Any) -> str | None:
+    """Who evaluates alerts when it is another process (then we only show its state)."""
+    label = getattr(service, "owner_label", None)
+    return label() if callable(label) else None
+
+
+def forward(screen: Screen[Any], service: Any, what: str, action: str, **fields: Any) -> None:
+    """A follower does not change alert state itself (the owner would overwrite it): the
+    request goes to the owner through the alert history and shows once applied."""
+    owner = evaluator_elsewhere(service) or "another console"
+    request = getattr(service, "request", None)
+    if not callable(request):
+        screen.notify(f"read-only: {owner}; {what} there", severity="warning", markup=False)
+        return
+
+    async def send() -> None:
+        try:
+            await asyncio.to_thread(request, action, **fields)
+        except (OSError, RuntimeError) as exc:
+            screen.notify(f"could not ask the evaluator to {what}: {exc}", severity="error",
+                          markup=False)
+            return
+        screen.notify(f"{what}: sent to the evaluator ({owner}); shows here once applied",
+                      markup=False)
+
+    screen.run_worker(send(), group="alerts-forward", exit_on_error=False)
+
+
+def acknowledge(screen: Screen[Any], service: Any, a: Alert, user: str, *, comment: str = "",
+                now: float) -> None:
+    """Acknowledge `a` as this console can, and say so: here when it evaluates, else as a
+    request to the evaluator (a follower; every console with the shared state). From the
+    alerts screen's `a`, and from an incident's `a` for the alerts it was opened from."""
+    if (evaluator_elsewhere(service) is not None or shared(service)) \
+            and a.state == AlertState.FIRING:
+        forward(screen, service, "acknowledge", "ack", rule=a.rule.name, target=a.target,
+                incident=a.incident, by=user, comment=comment)
+        return
+    if service.alerts.ack(a.rule.name, a.target, user, comment=comment, now=now):
+        screen.notify(f"acknowledged {a.id}", markup=False)
+    else:
+        screen.notify(f"{a.id} is {a.state.value}: only a firing alert can be acknowledged",
+                      severity="warning", markup=False)
+
+
 class AlertsScreen(ListScreen[None]):
     """Current alerts, worst first, with the highlighted one explained below the list."""
 
@@ -241,9 +294,7 @@ class AlertsScreen(ListScreen[None]):
         return self._episodes.get(oid) if oid is not None and self.recent_view else None
 
     def read_only(self) -> str | None:
-        """Who evaluates alerts when it is another process (then we only show its state)."""
-        label = getattr(self.service, "owner_label", None)
-        return label() if callable(label) else None
+        return evaluator_elsewhere(self.service)
 
     def action_toggle_recent(self) -> None:
         self.recent_view = not self.recent_view
@@ -396,47 +447,16 @@ class AlertsScreen(ListScreen[None]):
         self.app.push_screen(IncidentScreen(incident.id))
 
     def _forward(self, what: str, action: str, **fields: Any) -> None:
-        """A follower does not change alert state itself (the owner would overwrite it): the
-        request goes to the owner through the alert history and shows once applied."""
-        owner = self.read_only() or "another console"
-        request = getattr(self.service, "request", None)
-        if not callable(request):
-            self.notify(f"read-only: {owner}; {what} there", severity="warning", markup=False)
-            return
-
-        async def send() -> None:
-            try:
-                await asyncio.to_thread(request, action, **fields)
-            except (OSError, RuntimeError) as exc:
-                self.notify(f"could not ask the evaluator to {what}: {exc}", severity="error",
-                            markup=False)
-                return
-            self.notify(f"{what}: sent to the evaluator ({owner}); shows here once applied",
-                        markup=False)
-
-        self.run_worker(send(), group="alerts-forward", exit_on_error=False)
+        forward(self, self.service, what, action, **fields)
 
     def _shared(self) -> bool:
-        """Whether acknowledgements and silences go through the shared state (postgres
-        backend): then they are requests to the evaluator, this console's own included, so
-        every console sees who did what, and why."""
-        return bool(getattr(self.service, "shared", False))
+        return shared(self.service)
 
     def action_ack(self, comment: str = "") -> None:
         a = self.selected()
         if a is None or self.refuse_if_read_only("acknowledge"):
             return
-        if (self.read_only() is not None or self._shared()) and a.state == AlertState.FIRING:
-            self._forward("acknowledge", "ack", rule=a.rule.name, target=a.target,
-                          incident=a.incident, by=self.user, comment=comment)
-            return
-        ok = self.service.alerts.ack(a.rule.name, a.target, self.user, comment=comment,
-                                     now=self._now())
-        if ok:
-            self.notify(f"acknowledged {a.id}", markup=False)
-        else:
-            self.notify(f"{a.id} is {a.state.value}: only a firing alert can be acknowledged",
-                        severity="warning", markup=False)
+        acknowledge(self, self.service, a, self.user, comment=comment, now=self._now())
         self.redraw()
 
     def action_ack_comment(self) -> None:

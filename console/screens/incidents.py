@@ -489,6 +489,7 @@ class IncidentScreen(ListScreen[None]):
         async def go(yes: bool | None = True) -> None:
             if yes:
                 await self.desk.acknowledge(self.incident_id)
+                self._ack_alerts(inc)
                 self.redraw()
 
         if not inc.is_open:  # a late ack would land after "resolved" on the timeline
@@ -496,6 +497,24 @@ class IncidentScreen(ListScreen[None]):
                                  go)
             return
         self.run_worker(go(), group="incident-action", exit_on_error=False)
+
+    def _ack_alerts(self, inc: Incident) -> None:
+        """The firing alerts the incident was opened from are acknowledged with it: an
+        incident's `a` left them unacknowledged in the alert history and the daily report,
+        and the banner kept paging, while the on-call was on it."""
+        from console.engine.alerting.lifecycle import AlertState
+        from console.screens.alerts import acknowledge
+
+        service = self.console.alerting
+        if service is None:
+            return
+        keys = set(inc.episodes)  # rule/target/episode: this firing, not a later one
+        ids = set(inc.alerts)
+        for a in service.alerts.alerts():
+            if a.state == AlertState.FIRING and (
+                    f"{a.id}/{a.incident}" in keys if keys else a.id in ids):
+                acknowledge(self, service, a, str(self.desk.journal.actor), now=_now(self),
+                            comment=f"with incident {inc.id}")
 
     async def action_mitigate(self) -> None:
         if not self._refused("mark mitigated"):

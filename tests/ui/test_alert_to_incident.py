@@ -50,6 +50,16 @@ async def test_o_on_a_firing_alert_opens_its_incident() -> None:
         assert incident.severity == "P0"
         assert alert.id in incident.alerts
         assert incident.started == alert.fired_at  # timers count from the alert, not the key
+
+        # `a` on the incident acknowledges the alert it came from too: the alert history,
+        # the daily report and the banner then know someone is on it
+        await pilot.press("a")
+        await wait_for(pilot, lambda: incident.acknowledged_at is not None, 5.0,
+                       "the incident is acknowledged")
+        await wait_for(pilot, lambda: alert.state == AlertState.ACKNOWLEDGED, 5.0,
+                       "its alert is acknowledged with it")
+        assert alert.acked_by == str(desk.journal.actor)
+        assert alert.ack_comment == f"with incident {incident.id}"
         app.demo.clear_all()
 
 
