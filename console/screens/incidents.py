@@ -140,6 +140,8 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
         tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)} (late)"
     elif status == "done":
         tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}"
+    elif not inc.still_running(step):  # resolved without it: no countdown to a due time
+        tail = "not done"
     else:
         left = inc.remaining(step, now)
         tail = f"due in {format_age(left)}" if left is not None else ""

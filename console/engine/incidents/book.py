@@ -187,20 +187,23 @@ class Incident:
         due = self.due(step)
         if step.done_at is not None:
             return "late" if due is not None and step.done_at > due else "done"
-        if due is not None and now > due and self._still_running(step):
+        if due is not None and now > due and self.still_running(step):
             return "overdue"
         return "pending"
 
-    def _still_running(self, step: StepState) -> bool:
-        # once resolved, only the post-mortem can still fall due
+    def still_running(self, step: StepState) -> bool:
+        """Whether `step` still counts down: once resolved, only the post-mortem can fall
+        due (the others are done or were not done, nothing more)."""
         return self.is_open or step.id == "postmortem"
 
     def overdue(self, now: float) -> list[StepState]:
         return [s for s in self.response_steps() if self.step_status(s, now) == "overdue"]
 
     def next_step(self) -> StepState | None:
-        """The first response step not yet done: the one the screen highlights."""
-        return next((s for s in self.response_steps() if s.done_at is None), None)
+        """The first response step not yet done that still counts down: the one the screen
+        highlights (the post-mortem, once resolved)."""
+        return next((s for s in self.response_steps()
+                     if s.done_at is None and self.still_running(s)), None)
 
     def progress(self) -> tuple[int, int]:
         """Response steps done / all response steps."""
