@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-import orjson
-
 from console.engine.alerting.history import read_episodes
+from console.engine.alerting.statefile import read_state
 from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 
@@ -25,12 +24,15 @@ MAX_ROWS = 20_000
 
 
 def open_episodes(state_path: Path, now: float) -> list[AlertEpisode]:
-    """Episodes still firing, from the evaluator's ``alerts.json`` (no rules needed)."""
+    """Episodes still firing, from the evaluator's ``alerts.json`` and the changes saved
+    since it (no rules needed). The snapshot alone missed every alert that fired after it
+    was last written whole: the daily summary said 'still firing 0' beside an alert
+    `opsconsole alerts --history` showed ongoing for 8 minutes."""
     try:
-        data = orjson.loads(state_path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        data = read_state(state_path)
+    except (OSError, ValueError):
         return []
-    return open_episodes_of(data, now)
+    return open_episodes_of(data, now) if data is not None else []
 
 
 def open_episodes_of(data: Any, now: float) -> list[AlertEpisode]:
