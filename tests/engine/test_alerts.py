@@ -473,6 +473,15 @@ def test_reminders_every_repeat_interval_until_acknowledged() -> None:
         AlertingSection(repeat_interval="1m")
 
 
+def test_why_past_the_failure_threshold_is_not_a_fraction() -> None:
+    """Pending past the threshold, waiting for `for`: it said "19/3 failing samples"."""
+    run = make(rule(for_="60s"))
+    run.feed([1] * 4)
+    a = run.alerts.get("r", "api")
+    assert a is not None
+    assert a.why(T0 + 30) == "x = 1 (> 0.5); 4 failing samples (3 needed); `for` met in 30s"
+
+
 def test_why_explains_pending_firing_and_holds() -> None:
     run = make(rule(for_="60s", keep_firing_for="30s"))
     run.feed([1, 1])

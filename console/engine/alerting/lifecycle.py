@@ -301,7 +301,10 @@ class Alert:
             parts.append("no data: neither firing nor resolved until data returns")
         elif self.state in (AlertState.PENDING, *_QUIET):
             if self.fails:
-                parts.append(f"{self.fails}/{rule.failure_threshold} failing samples")
+                need = rule.failure_threshold
+                # "19/3 failing samples" read as a fraction: past the threshold, say so
+                parts.append(f"{self.fails}/{need} failing samples" if self.fails <= need
+                             else f"{self.fails} failing samples ({need} needed)")
                 if rule.for_ and self.first_fail_at is not None:
                     left = rule.for_ - (now - self.first_fail_at)
                     if left > 0:
