@@ -79,7 +79,7 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         text = screen_text(app)
         assert "API [b]5xx[/b] storm" in text
         assert "▶ Acknowledge (< 5 min)" in text
-        assert "[ ] Create the incident channel, e.g. #incident-2025-01-20" in text  # Markdown
+        assert "[ ] Create the incident channel, #incident-<date>-<what>" in text  # Markdown
         assert "due in 5m00s" in text
         # simulated time: 5 min 1 s later, acknowledge is flagged overdue
         clock.t = t0 + 301
