@@ -26,17 +26,21 @@ the first evaluation after a restart.
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import os
 from collections import deque
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from console.engine.alerting.lifecycle import Alert, Alerts, AlertState
 from console.engine.storage.fileio import append_durably, atomic_write, fsync_dir
+
+if TYPE_CHECKING:  # the readers (`read_state`, `merge`) need none of the lifecycle: the
+    # journal readers (`report`, post-mortems) import this module without it
+    from console.engine.alerting.lifecycle import Alert, Alerts
 
 COMPACT_MIN = 256 * 1024
 """The change log is folded into a new snapshot once it is larger than this and than the
@@ -47,6 +51,8 @@ TOP_LEVEL = ("silences", "detections", "unrecorded", "applied_requests", "target
 
 
 def _alert_fields() -> tuple[str, ...]:
+    from console.engine.alerting.lifecycle import Alert
+
     return tuple(f.name for f in fields(Alert))
 
 
@@ -96,7 +102,7 @@ def alert_row(a: Alert, names: tuple[str, ...]) -> dict[str, Any]:
             v = a.rule.name
         elif name == "history":
             v = list(v)
-        elif isinstance(v, AlertState):
+        elif isinstance(v, enum.Enum):  # AlertState
             v = v.value
         row[name] = v
     return row
