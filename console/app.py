@@ -282,6 +282,13 @@ class OpsConsoleApp(App[None]):
             if text and self._banner_shown.get(id(banner)) != text:
                 self._banner_shown[id(banner)] = text
                 banner.update(Content(text), layout=False)
+                # No layout for a new age each second, but one when the text now wraps to
+                # more (or fewer) lines: the height stayed what the first text needed, so a
+                # longer one lost its last line (the age and "a: alerts").
+                width = banner.content_size.width
+                if width and banner.get_content_height(
+                        banner.size, self.size, width) != banner.content_size.height:
+                    banner.refresh(layout=True)
 
     # -- config reload -------------------------------------------------------------------------
 

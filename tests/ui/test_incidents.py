@@ -435,6 +435,15 @@ async def test_open_incidents_are_on_the_first_screen_after_a_restart(
         assert "+1 more" in line
         banner = app.screen.query_one("#alert-banner")
         assert banner.has_class("-warn")  # an incident, not a firing alert: not red
+        # a longer text that wraps to one more line gets the line (it kept the height of
+        # the first text and lost its end)
+        before = banner.size.height
+        shown = app.incident_banner
+        app.incident_banner = lambda short=False: shown(short=short) + " · " + "x" * 70
+        app.refresh_banner()
+        await wait_for(pilot, lambda: banner.size.height == before + 1, 5, "one more line")
+        assert "x" * 70 in screen_text(app).replace("\n", "")
+        app.incident_banner = shown
         # resolved elsewhere (here: through the app's own desk): the banner goes
         await app.desk.resolve(inc.id)
         others = app.desk.book.open_incidents()
