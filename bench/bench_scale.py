@@ -53,8 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _endpoints import Server, server  # noqa: E402
 from _install import install_for  # noqa: E402
 
-# the interpreter and console measured: the running environment's, unless `main` installs one
-PYTHON, OPSCONSOLE = sys.executable, Path(sys.executable).with_name("opsconsole")
+OPSCONSOLE = Path(sys.executable).with_name("opsconsole")
 SELF_HEALTH_RULE = "opsconsole-overloaded"  # console.engine.alerting.service
 CADENCE_MIN = 0.99
 CPU_RATIO_MAX = 1.5
@@ -145,8 +144,9 @@ def _measure(srv: Server, proc: subprocess.Popen[bytes], n: int, warmup: float,
                    cpu_pct=(c1 - c0) / (w1 - w0) * 100, rss_mb=rss)
 
 
-def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asyncio") -> Figures:
-    argv = [PYTHON, str(ROOT / "bench" / "_bare_loop.py"), "1",
+def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asyncio", *,
+         python: str = sys.executable) -> Figures:
+    argv = [python, str(ROOT / "bench" / "_bare_loop.py"), "1",
             *map(str, srv.ports[:n])]
     env = {**os.environ, "BARE_LOOP": loop}
     with _process(argv, env=env) as proc:
@@ -154,7 +154,7 @@ def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asynci
 
 
 def console(srv: Server, n: int, warmup: float, seconds: float, keep: bool,
-            loop: str = "") -> Figures:
+            loop: str = "", *, opsconsole: Path = OPSCONSOLE) -> Figures:
     with tempfile.TemporaryDirectory(prefix="opsconsole-scale-") as tmp:
         cfg = Path(tmp) / "scale.toml"
         cfg.write_text(_config(srv.ports[:n]))
@@ -162,7 +162,7 @@ def console(srv: Server, n: int, warmup: float, seconds: float, keep: bool,
         env["XDG_CONFIG_HOME"] = str(Path(tmp) / "xdg")
         if loop:
             env["OPSCONSOLE_LOOP"] = loop
-        argv = [str(OPSCONSOLE), "run", "--headless", "--config", str(cfg), "--data-dir",
+        argv = [str(opsconsole), "run", "--headless", "--config", str(cfg), "--data-dir",
                 str(Path(tmp) / "data")]
         with _process(argv, env=env, stdout=subprocess.PIPE) as proc:
             notes: list[bytes] = []
@@ -201,23 +201,24 @@ def main() -> int:
     a = ap.parse_args()
     sizes = [int(x) for x in a.sizes.split(",")]
     rows: list[tuple[int, Figures, Figures]] = []
-    global PYTHON, OPSCONSOLE  # noqa: PLW0603 - chosen once, before anything runs
     with contextlib.ExitStack() as stack:
         installed = install_for(stack, a.venv, "opsconsole-scale-venv-")
         if installed is not None:
-            PYTHON, OPSCONSOLE = installed[0], Path(installed[1])
-            print(f"measuring: a fresh non-editable install ({Path(PYTHON).parent.parent})")
+            python, opsconsole = installed[0], Path(installed[1])
+            print(f"measuring: a fresh non-editable install ({Path(python).parent.parent})")
         else:
+            python, opsconsole = sys.executable, OPSCONSOLE
             print(f"measuring: the current environment ({sys.prefix})")
-        return _run(a, sizes, rows)
+        return _run(a, sizes, rows, python, opsconsole)
 
 
-def _run(a: argparse.Namespace, sizes: list[int], rows: list[tuple[int, Figures, Figures]]
-         ) -> int:
+def _run(a: argparse.Namespace, sizes: list[int], rows: list[tuple[int, Figures, Figures]],
+         python: str, opsconsole: Path) -> int:
     with server(max(sizes)) as srv:
         for n in sizes:
-            b = bare(srv, n, a.warmup, a.seconds, a.bare_loop)
-            c = console(srv, n, a.warmup, a.seconds, a.verbose, a.console_loop)
+            b = bare(srv, n, a.warmup, a.seconds, a.bare_loop, python=python)
+            c = console(srv, n, a.warmup, a.seconds, a.verbose, a.console_loop,
+                        opsconsole=opsconsole)
             rows.append((n, b, c))
             ratio = c.cpu_us / b.cpu_us
             print(f"N={n:5d}  bare: {b.cadence:6.1%} cadence {b.cpu_us:6.1f} us/check "

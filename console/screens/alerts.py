@@ -446,12 +446,6 @@ class AlertsScreen(ListScreen[None]):
         incident = await desk.open_from_alert(a)
         self.app.push_screen(IncidentScreen(incident.id))
 
-    def _forward(self, what: str, action: str, **fields: Any) -> None:
-        forward(self, self.service, what, action, **fields)
-
-    def _shared(self) -> bool:
-        return shared(self.service)
-
     def action_ack(self, comment: str = "") -> None:
         a = self.selected()
         if a is None or self.refuse_if_read_only("acknowledge"):
@@ -480,14 +474,14 @@ class AlertsScreen(ListScreen[None]):
             if not text:
                 return
             matchers = [f'rule="{a.rule.name}"', f'target="{a.target}"']
-            if self.read_only() is not None or self._shared():
+            if self.read_only() is not None or shared(self.service):
                 try:
                     seconds, reason = parse_silence(text)
                 except ValueError as exc:
                     self.notify(str(exc), severity="error", markup=False)
                     return
-                self._forward("silence", "silence", matchers=matchers, duration=seconds,
-                              by=self.user, reason=reason)
+                forward(self, self.service, "silence", "silence", matchers=matchers,
+                        duration=seconds, by=self.user, reason=reason)
                 return
             try:
                 seconds, reason = parse_silence(text)

@@ -32,7 +32,7 @@ from console.engine.config.schema import HeartbeatTarget
 from console.engine.details import HeartbeatDetails
 from console.engine.model import CheckResult, Status
 from console.engine.storage.journal import Journal
-from console.engine.text.fmt import format_duration, format_utc
+from console.engine.text.fmt import format_duration, format_utc, is_number
 from console.engine.text.sanitize import one_line
 
 __all__ = ["PING", "SIGNALS", "HeartbeatProbe", "PingBook", "make_ping",
@@ -194,7 +194,7 @@ class PingBook:
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return float(v) if is_number(v) else None  # a time or duration a state line holds
 
 
 def judge(target: HeartbeatTarget, job: JobState | None, watched_since: float, now: float
