@@ -61,6 +61,47 @@ async def test_a_resolved_incident_counts_down_only_its_post_mortem(tmp_path: Pa
         await desk.journal.close()
 
 
+async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
+    """Playbook Step 3 is "post a status update": posting one from the console completes the
+    step, on time or late against its 15 min, in the checklist and in the post-mortem (the
+    walk found it still "not done" after an update was posted)."""
+    clock = Clock()
+    t0 = clock.t
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("API slow", "P1")
+        comm = inc.step("communicate")
+        assert comm is not None
+        assert comm.done_at is None
+        clock.advance(240)
+        await desk.status_update(inc.id, "Investigating slow API responses")
+        assert comm.done_at == t0 + 240
+        assert comm.done_by == "alice@bastion"
+        assert inc.step_status(comm, clock()) == "done"
+        clock.advance(600)
+        await desk.status_update(inc.id, "Mitigated: rolled back")
+        assert comm.done_at == t0 + 240  # the first update is when people were told
+        # unchecking an item does not undo what the update did
+        await desk.check(inc.id, "communicate", 0)
+        await desk.check(inc.id, "communicate", 0, checked=False)
+        assert comm.done_at == t0 + 240
+        await desk.resolve(inc.id)
+        report = render(inc, now=clock())
+        row = next(line for line in report.splitlines() if line.startswith("| Communicate |"))
+        assert "on time" in row, row
+        assert "alice@bastion" in row, row
+        # the same from the journal alone
+        j2 = Journal(tmp_path / "j.jsonl")
+        await asyncio.to_thread(j2.open)
+        book2 = IncidentBook.from_entries(desk.book.playbooks, j2.entries, clock=clock)
+        await j2.close()
+        again = book2.get(inc.id)
+        assert again is not None
+        assert again.step("communicate").done_at == t0 + 240  # type: ignore[union-attr]
+    finally:
+        await desk.journal.close()
+
+
 async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
     clock = Clock()
     t0 = clock.t

@@ -41,8 +41,10 @@ TYPES = (OPEN, CHECK, UNCHECK, NOTE, SEVERITY, SNAPSHOT, HANDOVER, ACKNOWLEDGE, 
          RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL)
 
 # An action that completes a response step by itself, whatever its items say.
-_STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", MITIGATE: "mitigate", RESOLVE: "resolve",
-                   POSTMORTEM: "postmortem"}
+# The playbook step each action completes: acknowledging is the Acknowledge step, the first
+# status update (Step 3: "post a status update") is the Communicate step, and so on.
+_STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", STATUS: "communicate", MITIGATE: "mitigate",
+                   RESOLVE: "resolve", POSTMORTEM: "postmortem"}
 
 
 def new_incident_id(now: float) -> str:
@@ -364,7 +366,8 @@ class IncidentBook:
     @staticmethod
     def _done_by_action(inc: Incident, step: StepState) -> bool:
         at = {"acknowledge": inc.acknowledged_at, "mitigate": inc.mitigated_at,
-              "resolve": inc.resolved_at, "postmortem": inc.postmortem_at}
+              "resolve": inc.resolved_at, "postmortem": inc.postmortem_at,
+              "communicate": inc.status_updates[0]["ts"] if inc.status_updates else None}
         return step.timed and at.get(step.id) is not None
 
     def _on_note(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
@@ -396,8 +399,9 @@ class IncidentBook:
                               "text": str(e.get("text") or "")})
         inc.owner = to
 
-    def _action(self, inc: Incident, attr: str, etype: str, ts: float, actor: str) -> None:
-        if getattr(inc, attr) is None:
+    def _action(self, inc: Incident, attr: str | None, etype: str, ts: float,
+                actor: str) -> None:
+        if attr is not None and getattr(inc, attr) is None:
             setattr(inc, attr, ts)
         step = inc.step(_STEP_OF_ACTION[etype])
         if step is not None and step.timed and step.done_at is None:
@@ -455,6 +459,7 @@ class IncidentBook:
         uf = e.get("user_facing")
         inc.status_updates.append({"ts": ts, "actor": actor, "text": str(e.get("text") or ""),
                                    "user_facing": uf if isinstance(uf, bool) else None})
+        self._action(inc, None, STATUS, ts, actor)
 
     def _on_channel(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         inc.channel = str(e.get("name") or inc.channel)
