@@ -271,6 +271,10 @@ class OpsConsoleApp(App[None]):
         from textual.content import Content
         from textual.widgets import Static
 
+        if self._alert_toast is not None and getattr(self.screen, "SHOWS_ALERT_CAUSES", False):
+            with contextlib.suppress(KeyError):  # it timed out already
+                self._unnotify(self._alert_toast)
+            self._alert_toast = None
         alert = self.alert_banner()
         incidents = self.incident_banner(short=alert is not None)
         replay = self.replay.status() if self.replay is not None else None

@@ -217,6 +217,8 @@ def acknowledge(screen: Screen[Any], service: Any, a: Alert, user: str, *, comme
 class AlertsScreen(ListScreen[None]):
     """Current alerts, worst first, with the highlighted one explained below the list."""
 
+    SHOWS_ALERT_CAUSES = True
+
     DEFAULT_CSS = """
     AlertsScreen #alerts-title { height: auto; padding: 0 1; text-style: bold; }
     AlertsScreen #alerts-list { height: 1fr; }

@@ -30,6 +30,10 @@ def console_app(node: DOMNode) -> OpsConsoleApp:
 class ConsoleScreen(Screen[ResultT]):
     """A full screen of the console."""
 
+    # A screen that shows the firing alerts' causes itself: the "FIRING" toast is withdrawn
+    # while it is open (the toast said the same, over the half of the screen saying it).
+    SHOWS_ALERT_CAUSES: ClassVar[bool] = False
+
     @property
     def console(self) -> OpsConsoleApp:
         return console_app(self)

@@ -141,9 +141,14 @@ async def alert_on_every_screen(j: Journey, summary: str, severity: str) -> None
 
 async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float) -> Any:
     """a: the alerts screen; the alert's panel says why and what to do; a acknowledges it
-    (at `ack_at`); o opens its incident."""
+    (at `ack_at`); o opens its incident. The "FIRING" toast goes once the alerts screen
+    shows the same cause: it covered the half of that screen that says why."""
+    toast = j.app._alert_toast
+    assert toast is not None
     await j.press("a")
     screen = await j.screen(AlertsScreen, "alerts")
+    await wait_for(j.pilot, lambda: j.app._alert_toast is None
+                   and toast not in j.app._notifications, 5, "the toast withdrawn")
     alert = j.alert(rule, target)
     for _ in range(20):
         if screen.selected() is not None and screen.selected().id == alert.id:
