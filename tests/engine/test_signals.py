@@ -135,6 +135,57 @@ def test_events_since_json_lists_what_was_recorded(tmp_path: Path) -> None:
     assert "Deployed v1" in text
 
 
+async def test_events_past_the_retention_leave_the_file_and_no_event_comes_twice(
+        tmp_path: Path) -> None:
+    """events.jsonl grew by a line per event forever, and every running console kept every
+    event in memory. Past its size threshold the console that compacts drops the events
+    older than the retention; another console following the file delivers no event twice
+    (the kept ones keep their ids), a writer that had the old file open writes to the new
+    one, and `opsconsole events` reads the same."""
+    import time
+
+    from console.engine.signals.events import EventLog
+
+    path = tmp_path / "events.jsonl"
+    now = time.time()
+    a = EventLog(path, clock=time.time, keep_s=90 * 86400, compact_bytes=8 * 1024)
+    b = EventLog(path, clock=time.time, keep_s=90 * 86400, compact_bytes=8 * 1024)
+    delivered: list[str] = []
+    await a.open()
+    await b.open()
+    b.on_event(lambda evs: delivered.extend(str(e["id"]) for e in evs))
+    try:
+        def write(n: int, at: float, what: str) -> list[str]:
+            return [record_event(path, make_event(f"{what} {i}", kind="deploy",
+                                                  service="api", at=at + i))["id"]
+                    for i in range(n)]
+
+        old = await asyncio.to_thread(write, 40, now - 100 * 86400, "old deploy")
+        recent = await asyncio.to_thread(write, 40, now - 3600, "recent deploy")
+        assert path.stat().st_size > 8 * 1024
+        b.journal.poll()
+        assert sorted(delivered) == sorted(old + recent)
+        assert await a.compact()
+        kept = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+        assert [e["id"] for e in kept] == recent  # in order, ids unchanged, nothing old
+        assert [e["id"] for e in a.journal.entries] == recent
+        # b had the old file open: its next event lands in the new one, and reading on
+        # delivers only what is new
+        after = await b.append(make_event("deploy after the compaction", kind="deploy"))
+        late = await asyncio.to_thread(write, 3, now + 60, "later deploy")
+        b.journal.poll()
+        a.journal.poll()
+        assert len(delivered) == len(set(delivered)), "an event delivered twice"
+        assert set(late) <= set(delivered)
+        assert [e["id"] for e in a.journal.entries] == [*recent, after["id"], *late]
+        on_disk = read_events(path)
+        assert [e["id"] for e in on_disk] == [*recent, after["id"], *late]
+        assert not await a.compact()  # small again: not rewritten on every look
+    finally:
+        await a.close()
+        await b.close()
+
+
 def test_bad_event_input_is_refused_with_a_message(tmp_path: Path) -> None:
     done = cli("event", "x", "--kind", "Not a kind!", data_dir=tmp_path)
     assert done.returncode == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,15 @@ EVENT = "event"  # the journal entry type
 KIND = re.compile(r"^[a-z][a-z0-9_-]{0,23}$")
 TEXT_MAX = 300
 DEPLOY_KINDS = frozenset({"deploy", "rollback"})
+# Retention: events older than this leave the file (and a running console's memory) once
+# the file is past COMPACT_BYTES and four times its size after the last compaction. 90 days
+# cover the playbook's weekly and monthly reviews and a quarter's look back; a log of only
+# recent events is not rewritten again and again (it stays under four times its size).
+KEEP_S = 90 * 86400.0
+COMPACT_BYTES = 4 << 20
+COMPACT_EVERY_S = 60.0  # how often a running console looks at the file's size
+
+log = logging.getLogger(__name__)
 
 
 def make_event(text: str, *, kind: str = "info", service: str | None = None,
@@ -152,8 +162,12 @@ class EventLog:
     """The events journal of a running console: followed, so events written by the CLI, the
     listener or another console arrive within a second; `on_event` callbacks see each once."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float]) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float], keep_s: float = KEEP_S,
+                 compact_bytes: int = COMPACT_BYTES) -> None:
         self.journal = Journal(path, clock=clock)
+        self.keep_s = keep_s
+        self.compact_bytes = compact_bytes
+        self._compacted = 0  # the file's size after the last compaction
         self._listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.opened = False
@@ -164,7 +178,48 @@ class EventLog:
         del report
         self.opened = True
         self.journal.subscribe(self._new)
-        self._task = asyncio.create_task(self.journal.follow(), name="events:follow")
+        self._task = asyncio.create_task(self._follow(), name="events:follow")
+
+    async def _follow(self, interval: float = 0.25) -> None:
+        """Other writers' events within a second; the retention once a minute."""
+        every = max(1, round(COMPACT_EVERY_S / interval))
+        n = 0
+        while True:
+            await asyncio.sleep(interval)
+            self.journal.poll()
+            n += 1
+            if n % every == 0:
+                await self.compact()
+
+    async def compact(self) -> bool:
+        """Drop the events past the retention from the file and from memory, when the file
+        has grown past `compact_bytes` and four times its last compacted size. True when it
+        was rewritten. A disk that refuses keeps the old file (tried again when it grew)."""
+        try:
+            size = self.journal.path.stat().st_size
+        except OSError:
+            return False
+        if size <= max(self.compact_bytes, 4 * self._compacted):
+            return False
+        cutoff = self.journal.clock() - self.keep_s
+        arrived: list[dict[str, Any]] = []
+
+        def build(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            arrived.extend(new)  # appended by others since the last read: delivered below
+            return [e for e in self.journal.entries
+                    if e.get("type") != EVENT or _ts(e) >= cutoff]
+
+        try:
+            self._compacted = await asyncio.to_thread(self.journal.replace, build,
+                                                      notify=False)
+        except OSError as exc:
+            self._compacted = size
+            log.warning("events %s not compacted: %s", self.journal.path, exc.strerror or exc)
+            return False
+        finally:
+            if arrived:
+                self._new(arrived)
+        return True
 
     def on_event(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
         self._listeners.append(callback)

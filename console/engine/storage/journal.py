@@ -683,25 +683,30 @@ class Journal:
         for item in items[len(written):]:
             self._keep(item)
 
-    def replace(self, build: Callable[[list[dict[str, Any]]], Iterable[Mapping[str, Any]]]
-                ) -> int:
+    def replace(self, build: Callable[[list[dict[str, Any]]], Iterable[Mapping[str, Any]]],
+                *, notify: bool = True) -> int:
         """Rewrite the file as the entries `build` returns; the new file's size in bytes.
 
-        For a spool read by folding (the heartbeat pings), which would otherwise grow with
-        every entry ever appended: the entries that rebuild the fold replace the file. With
-        the writers' lock held, everything appended until then is read and handed to
-        `build` (so the caller folds it before it builds), then a new file (0600, fsync'd)
-        is renamed over the old one. Writers elsewhere find the new file once they hold the
-        lock, readers once they finished the old one (see `_read_new`); `entries` becomes
-        the new file's. Blocking: call in a thread. OSError when the disk refuses; the old
-        file is then kept as it was.
+        For a file that would otherwise grow with every entry ever appended: a spool read by
+        folding (the heartbeat pings: the entries that rebuild the fold replace it), or a
+        log that forgets what is past its retention (the events). With the writers' lock
+        held, everything appended until then is read and handed to `build` (so the caller
+        folds it, or delivers it, before it builds), then a new file (0600, fsync'd) is
+        renamed over the old one. An entry `build` returns with its `id` is kept as it is
+        (readers that had it do not see it again); one without becomes a new entry.
+        Writers elsewhere find the new file once they hold the lock, readers once they
+        finished the old one (see `_read_new`); `entries` becomes the new file's. With
+        `notify=False` the subscribers are not called for what was read here (this runs in
+        a thread: the caller delivers it on its own). Blocking: call in a thread. OSError
+        when the disk refuses; the old file is then kept as it was.
         """
         with self._write_lock:
             self._lock_current()
             old = self._wfd
             try:
-                new = self._read_new()
-                full = [self.make_entry(e) for e in build(new)]
+                new = self._read_new(initial=not notify)
+                full = [dict(e) if isinstance(e.get("id"), str) else self.make_entry(e)
+                        for e in build(new)]
                 data = b"".join(encode(e) for e in full)
                 tmp = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
                 try:
