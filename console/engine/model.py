@@ -60,7 +60,8 @@ class AlertEpisode(TypedDict, total=False):
 class IncidentEntry(TypedDict, total=False):
     """One entry of the incident journal (`incidents/book.py` writes and folds them): the
     incident opened, a step checked, a note, a severity change, a snapshot, a handover, an
-    action (acknowledge, mitigate, resolve, reopen…), a status update, the incident channel.
+    action (acknowledge, mitigate, resolve, reopen…), a status update, the incident channel,
+    another alert attached.
     Read back by the book, the timeline, KPIs, post-mortems, the runtime (Slack) and the
     screens; written as JSON by this and other consoles (and older versions), so every
     field is optional to a reader, which checks what it uses."""
@@ -95,6 +96,10 @@ class IncidentEntry(TypedDict, total=False):
     user_facing: bool  # incident.status
     name: str  # incident.channel
     channel_id: str
+    # incident.alert: another alert attached (its id, target and history key)
+    alert: str
+    target: str
+    episode: str
 
 
 # What a target can be; `console.engine.config.schema.TARGET_KINDS` maps each to its schema.

@@ -34,6 +34,8 @@ from console.screens.base import ListScreen
 from console.screens.prompt import LinePrompt
 from widgets.key_footer import KeyFooter
 
+NEW_INCIDENT = "+new"  # the choice that opens a new incident (no incident id looks so)
+
 GLYPH = {  # glyph and word, padded to one width
     state: f"{ALERT_GLYPH[state.value]} {word:<7}" for state, word in (
         (AlertState.FIRING, "FIRING"), (AlertState.ACKNOWLEDGED, "acked"),
@@ -431,7 +433,9 @@ class AlertsScreen(ListScreen[None]):
 
     async def action_open_incident(self) -> None:
         """One key from a firing alert to an incident: its severity, summary, runbook and
-        target; the incident's timers start when the alert fired."""
+        target; the incident's timers start when the alert fired. An alert already in an
+        open incident goes to it; with incidents open, `o` asks whether this alert is part
+        of one of them (attached: one problem, one incident) or a new problem."""
         a = self.selected()
         if a is None or self.refuse_if_read_only("open an incident"):
             return
@@ -440,13 +444,42 @@ class AlertsScreen(ListScreen[None]):
                         markup=False)
             return
         from console.screens.incidents import IncidentScreen, get_desk
+        from console.screens.prompt import Choose
 
         desk = await get_desk(self.console)
         if desk is None:
             self.notify("the incident journal is not available", severity="error")
             return
-        incident = await desk.open_from_alert(a)
-        self.app.push_screen(IncidentScreen(incident.id))
+        incident = desk.incident_of(a)
+        if incident is not None:
+            self.app.push_screen(IncidentScreen(incident.id))
+            return
+        open_now = desk.book.open_incidents()
+        if not open_now:
+            incident = await desk.open_from_alert(a)
+            self.app.push_screen(IncidentScreen(incident.id))
+            return
+        now = self._now()
+        choices = [(inc.id, f"{inc.id} {inc.severity} {format_duration(now - inc.started):>6}"
+                            f" · {one_line(inc.title, 30)}") for inc in open_now[:8]]
+        choices.append((NEW_INCIDENT, "a new incident: another problem"))
+
+        async def chosen(value: str | None) -> None:
+            if value is None:  # Esc: nothing opened, nothing attached
+                return
+            if value == NEW_INCIDENT:
+                opened = await desk.open_from_alert(a)
+            else:
+                await desk.attach_alert(value, a)
+                opened = desk.book.incidents[value]
+                self.notify(f"{a.id} attached to {value}", markup=False, timeout=3)
+            self.app.push_screen(IncidentScreen(opened.id))
+
+        n = len(open_now)
+        self.app.push_screen(Choose(
+            f"{one_line(a.id, 50)} fires while {n} incident{'s are' if n > 1 else ' is'} "
+            "open. Part of one? Enter attaches it to the one picked; Esc: nothing.",
+            choices, current=open_now[0].id), chosen)
 
     def action_ack(self, comment: str = "") -> None:
         a = self.selected()

@@ -294,6 +294,51 @@ async def test_open_from_a_firing_alert(tmp_path: Path) -> None:
         await desk.journal.close()
 
 
+
+async def test_a_second_alert_joins_the_open_incident(tmp_path: Path) -> None:
+    """Redis down fires on the API's health and on the webhooks: one problem, so the second
+    alert is attached to the incident the first one opened, not a second incident. Its
+    episode is then the incident's (timeline, post-mortem), and asking again finds it."""
+    from console.engine.alerting.lifecycle import Alert
+    from console.engine.config.rules import Rule
+    from console.engine.incidents.timeline import describe_entry
+
+    clock = Clock()
+    t0 = clock.t
+
+    def firing(name: str, target: str, severity: str, fired: float) -> Alert:
+        rule = Rule.model_validate({"name": name, "expr": "down", "severity": severity,
+                                    "summary": f"{name} fires"})
+        a = Alert(rule=rule, target=target, labels={})
+        a.first_fail_at, a.fired_at = fired - 30, fired
+        return a
+
+    first = firing("payment-webhooks-down", "payments-webhook", "P0", t0 - 60)
+    second = firing("dependency-down", "api-health", "P1", t0)
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open_from_alert(first)
+        assert desk.incident_of(first) is inc
+        assert desk.incident_of(second) is None
+        await desk.attach_alert(inc.id, second)
+        assert desk.incident_of(second) is inc
+        assert inc.alerts == ["payment-webhooks-down/payments-webhook",
+                              "dependency-down/api-health"]
+        assert inc.targets == ["payments-webhook", "api-health"]
+        assert inc.episodes == [f"{first.id}/{first.incident}", f"{second.id}/{second.incident}"]
+        await desk.attach_alert(inc.id, second)  # twice: still once
+        assert len(inc.alerts) == 2
+        kind, text = describe_entry(inc, inc.timeline[-1])
+        assert (kind, text) == ("action", "alert dependency-down/api-health attached "
+                                          "(api-health)")
+        assert inc.started == t0 - 60  # the incident's clock is the first alert's
+        await desk.resolve(inc.id)
+        assert desk.incident_of(first) is None  # resolved: a new firing opens a new one
+        report = render(inc, now=clock())
+        assert "dependency-down/api-health" in report
+    finally:
+        await desk.journal.close()
+
 _any = st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.text(max_size=8),
                  st.floats(allow_nan=False, allow_infinity=False),
                  st.lists(st.text(max_size=5), max_size=3),

@@ -172,6 +172,35 @@ async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float
     return inc
 
 
+
+async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
+    """From the incident, back to the alerts: `o` on a second alert of the same problem
+    offers the open incident first, and Enter attaches it there (no second incident); `o`
+    on it again goes straight to that incident."""
+    from console.screens.prompt import Choose
+
+    alerts = await j.back_to(AlertsScreen)
+    second = j.alert(rule, target)
+    for _ in range(20):
+        if alerts.selected() is not None and alerts.selected().id == second.id:
+            break
+        await j.press("j")
+    assert alerts.selected().id == second.id
+    before = len(j.app.runtime.desk.book.incidents)
+    await j.press("o")
+    choose = await j.screen(Choose, "the choice: attach or a new incident")
+    assert "Part of one?" in choose.label
+    assert choose.choices[0][0] == inc.id
+    await j.press("enter")
+    screen = await j.screen(IncidentScreen, "the incident it joined")
+    await wait_for(j.pilot, lambda: screen.incident is inc, 5, "the same incident")
+    assert second.id in inc.alerts
+    assert len(j.app.runtime.desk.book.incidents) == before
+    await j.back_to(AlertsScreen)
+    await j.press("o")  # already in an incident: no question, that incident
+    screen = await j.screen(IncidentScreen, "straight to its incident")
+    await wait_for(j.pilot, lambda: screen.incident is inc, 5, "the same incident again")
+
 async def follow(j: Journey, inc: Any, playbook: str, section: str, item: int) -> Any:
     """Enter on a runbook item: the screen its link opens."""
     screen = j.app.screen
@@ -439,6 +468,7 @@ async def test_payment_processing_failure_from_fault_to_postmortem(
             ("investigation", 1, logs_of("stripe-failed", 3600.0)),
             ("investigation", 3, db_tab("tables")),
         ])
+        await attach_second(j, inc, "dependency-down", "api-health")
         # q with a P0 open asks first; n stays
         await j.press("q")
         await j.screen(Confirm, "quitting with a P0 open asks first")
@@ -448,11 +478,15 @@ async def test_payment_processing_failure_from_fault_to_postmortem(
         stack.clear("dependency_down")
         resolved = await j.until_resolved("payment-webhooks-down", "payments-webhook",
                                           rounds=6)
-        recovered = resolved.resolved_at
+        redis_resolved = await j.until_resolved("dependency-down", "api-health", rounds=6)
+        # the incident is both alerts': alerted when the first of them fired, over when
+        # the last resolved
+        recovered = max(resolved.resolved_at, redis_resolved.resolved_at)
+        alerted = min(fired, redis.fired_at)
         md = await resolve_and_write_postmortem(j, inc, mitigate_at=fired + 600,
                                                 resolve_at=recovered + 300,
                                                 pm_at=recovered + 1800)
-        assert_kpis(j, inc, md, first_fail=first, fired=fired, acked=fired + 120,
+        assert_kpis(j, inc, md, first_fail=first, fired=alerted, acked=fired + 120,
                     mitigated=fired + 600, recovered=recovered, resolved=recovered + 300)
         assert "idempotency store (redis) unreachable" in md
         assert "| _Add idempotency checks? (the runbook's permanent fix)_ |" in md

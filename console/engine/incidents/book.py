@@ -37,11 +37,12 @@ RUNBOOK = "incident.runbook"
 REOPEN = "incident.reopen"
 STATUS = "incident.status"  # a status update for the people affected (playbook Step 3)
 CHANNEL = "incident.channel"  # the incident's chat channel exists (playbook Step 1)
+ALERT = "incident.alert"  # another firing alert is part of the incident (a second symptom)
 TYPES = (OPEN, CHECK, UNCHECK, NOTE, SEVERITY, SNAPSHOT, HANDOVER, ACKNOWLEDGE, MITIGATE,
-         RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL)
+         RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL, ALERT)
 
-# An action that completes a response step by itself, whatever its items say.
-# The playbook step each action completes: acknowledging is the Acknowledge step, the first
+# An action completes a response step by itself, whatever its items say. The playbook step
+# each action completes: acknowledging is the Acknowledge step, the first
 # status update (Step 3: "post a status update") is the Communicate step, and so on.
 _STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", STATUS: "communicate", MITIGATE: "mitigate",
                    RESOLVE: "resolve", POSTMORTEM: "postmortem"}
@@ -464,6 +465,13 @@ class IncidentBook:
     def _on_channel(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         inc.channel = str(e.get("name") or inc.channel)
 
+    def _on_alert(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
+        for have, key in ((inc.alerts, "alert"), (inc.episodes, "episode"),
+                          (inc.targets, "target")):
+            value = _str(e.get(key))
+            if value and value not in have:
+                have.append(value)
+
 
 def _steps_of(pb: Playbook) -> list[StepState]:
     return [StepState(pb.name, s, timed=pb.kind == "response") for s in pb.sections]
@@ -558,6 +566,19 @@ class IncidentDesk:
             alerts=[alert.id], runbook=rule.runbook or rule.name,
             detected=detected, started=alert.fired_at, targets=[alert.target],
             episodes=[f"{alert.id}/{alert.incident}"])
+
+    async def attach_alert(self, incident: str, alert: Any) -> None:
+        """Another firing alert is part of an open incident's problem (the second symptom of
+        one cause): its episode joins the incident's, so the timeline, the post-mortem's
+        alerts and root cause, and MTTD count it; no second incident to close."""
+        await self._do(ALERT, incident, {"alert": alert.id, "target": alert.target,
+                                         "episode": f"{alert.id}/{alert.incident}"})
+
+    def incident_of(self, alert: Any) -> Incident | None:
+        """The open incident that holds this firing episode of the alert, if one does."""
+        episode = f"{alert.id}/{alert.incident}"
+        return next((inc for inc in self.book.open_incidents() if episode in inc.episodes),
+                    None)
 
     async def check(self, incident: str, section: str, item: int, *, checked: bool = True,
                     playbook: str | None = None) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from console.engine.incidents.book import (
     ACKNOWLEDGE,
+    ALERT,
     CHANNEL,
     CHECK,
     FALSE_POSITIVE,
@@ -140,6 +141,9 @@ def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
         return "action", f"status update{who}: {text}"
     if t == CHANNEL:
         return "action", f"incident channel {one_line(str(e.get('name') or ''), 80)} created"
+    if t == ALERT:
+        return "action", (f"alert {one_line(str(e.get('alert') or ''), 80)} attached "
+                          f"({one_line(str(e.get('target') or ''), 60)})")
     return "action", one_line(str(t), 60)
 
 
