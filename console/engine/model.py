@@ -55,6 +55,7 @@ class AlertEpisode(TypedDict, total=False):
     labels: dict[str, str]
     cause: str
     metric: str
+    pending_for_s: float  # the rule's `for`: it fires no sooner after the first failure
 
 
 class IncidentEntry(TypedDict, total=False):

@@ -180,3 +180,24 @@ async def test_severity_changes_keep_who_and_why(tmp_path: Path, reason: str, ok
     assert "P0 (changed: P2 → P0: P0 by ana@bastion (payments affected))" in md
     assert ok
     await journal.close()
+
+
+async def test_a_rule_whose_for_is_the_target_is_named_as_why_detection_missed(
+        tmp_path: Path) -> None:
+    """The playbook's latency rule waits `for` 5m, the MTTD target is 5 min: fired 0.4 s
+    after those 5 minutes (the check's own time), the walk read "missed by 0s". The
+    post-mortem says it missed by under a second, and that the rule's `for` is why."""
+    clock = Clock(T0)
+    desk, inc = await _incident(tmp_path, clock)
+    try:
+        slow = episode(T0, rule="latency-p95-slow",
+                       detect_s=300.4, first_fail_at=T0 - 300.4, pending_for_s=300.0)
+        md = render(inc, now=T0 + 3600, episodes=[slow])
+        detect = next(line for line in md.splitlines() if line.startswith("| Detect |"))
+        assert detect.endswith("| 5m00s | < 5 min | missed by under 1s |"), detect
+        assert ("- latency-p95-slow waits `for` 5 min of failing samples before it fires, "
+                "so it cannot detect within the target") in md
+        quick = render(inc, now=T0 + 3600, episodes=[episode(T0, pending_for_s=0.0)])
+        assert "waits `for`" not in quick  # a rule that can meet it is not blamed
+    finally:
+        await desk.journal.close()

@@ -365,6 +365,7 @@ class Alert:
             "labels": dict(self.labels), "cause": self.cause,
             "metric": _expr_metric(self.rule.expr),
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
+            "pending_for_s": self.rule.for_,
         }
 
     def _note_peak(self) -> None:

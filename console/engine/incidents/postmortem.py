@@ -59,7 +59,8 @@ def _result(m: Measure) -> str:
         return "done"
     if m.met:
         return "met"
-    return f"missed by {elapsed(m.seconds - m.target)}"
+    over = m.seconds - m.target
+    return f"missed by {elapsed(over) if round(over) else 'under 1s'}"
 
 
 def _severity_line(inc: Incident) -> str:
@@ -194,6 +195,15 @@ def render(inc: Incident, *, now: float | None = None,
     if det.seconds is not None:
         out.append(f"- Detected {elapsed(det.seconds)} after the first failing sample "
                    f"(target < {format_target(det.target or 0)}: {_result(det)})")
+        slow = [e for e in eps if det.met is False and det.target is not None
+                and isinstance(e.get("pending_for_s"), int | float)
+                and float(e["pending_for_s"]) >= det.target]
+        if slow and len(slow) == len(eps):  # every alert of it waits longer than the target
+            e = slow[0]
+            wait = format_target(float(e["pending_for_s"]))
+            out.append(f"- {_md(e.get('rule'), 60)} waits `for` {wait} of failing samples "
+                       f"before it fires, so it cannot detect within the target: shorten "
+                       f"its `for`, or add a faster rule for the same symptom")
     sent = [ev for ev in events if ev.kind == "notification"]
     if sent:
         out.append("- Notified: " + "; ".join(
