@@ -271,10 +271,14 @@ class OpsConsoleApp(App[None]):
         from textual.content import Content
         from textual.widgets import Static
 
-        if self._alert_toast is not None and getattr(self.screen, "SHOWS_ALERT_CAUSES", False):
-            with contextlib.suppress(KeyError):  # it timed out already
-                self._unnotify(self._alert_toast)
-            self._alert_toast = None
+        toast = self._alert_toast
+        if toast is not None and getattr(self.screen, "SHOWS_ALERT_CAUSES", False):
+            if toast in self._notifications:
+                self._unnotify(toast)
+                self._alert_toast = None
+            elif toast.has_expired:
+                self._alert_toast = None
+            # else: its Notify message is still on its way; withdrawn at the next tick
         alert = self.alert_banner()
         incidents = self.incident_banner(short=alert is not None)
         replay = self.replay.status() if self.replay is not None else None
@@ -340,6 +344,10 @@ class OpsConsoleApp(App[None]):
 
         from console.engine.text.sanitize import one_line
 
+        if self.settings is not None and self.settings.console.bell:
+            self.bell()
+        if getattr(self.screen, "SHOWS_ALERT_CAUSES", False):
+            return  # the screen lists it with its cause: a toast would only cover that
         # One alert toast at a time, the worst of the new ones (it replaces the previous
         # one): stacked toasts would cover an 80x24 screen. The banner keeps them all.
         worst = min(new, key=lambda a: a.rule.severity)
@@ -354,8 +362,6 @@ class OpsConsoleApp(App[None]):
             "error", 15, markup=False)
         self._alert_toast = toast
         self.post_message(Notify(toast))
-        if self.settings is not None and self.settings.console.bell:
-            self.bell()
 
     def alert_banner(self) -> str | None:
         """The P0/P1 line every screen shows while such an alert fires unacknowledged."""
