@@ -82,6 +82,8 @@ class IncidentEntry(TypedDict, total=False):
     detected: float
     targets: list[str]
     episodes: list[str]  # alert history keys rule/target/n
+    acknowledged: float  # its alert was acknowledged before (when, and by whom)
+    acknowledged_by: str
     # incident.check, incident.uncheck, incident.note (a note may be on a step)
     section: str | None
     playbook: str | None

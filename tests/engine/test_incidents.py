@@ -290,6 +290,17 @@ async def test_open_from_a_firing_alert(tmp_path: Path) -> None:
         ack = inc.step("acknowledge")
         assert ack is not None
         assert inc.remaining(ack, clock()) == 210
+        assert inc.acknowledged_at is None
+        # acknowledged on the alerts screen first, then opened: the incident is
+        # acknowledged then, by the same person (the walk saw "ack 19s ✔" in the header
+        # beside "Acknowledge 0/3 due in 4m32s")
+        alert.ep_acked_at, alert.ep_acked_by = t0 - 30, "ana@bastion"
+        acked = await desk.open_from_alert(alert)
+        step = acked.step("acknowledge")
+        assert step is not None
+        assert acked.acknowledged_at == t0 - 30
+        assert (step.done_at, step.done_by) == (t0 - 30, "ana@bastion")
+        assert acked.step_status(step, clock()) == "done"
     finally:
         await desk.journal.close()
 

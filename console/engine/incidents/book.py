@@ -337,6 +337,10 @@ class IncidentBook:
         )
         for pb in pbs:
             inc.steps.extend(_steps_of(pb))
+        acked = _num(e.get("acknowledged"), None)
+        if acked is not None:  # its alert was acknowledged before the incident was opened
+            self._action(inc, "acknowledged_at", ACKNOWLEDGE, acked,
+                         str(e.get("acknowledged_by") or actor))
         inc.timeline.append(e)
         self.incidents[iid] = inc
         return inc
@@ -530,8 +534,10 @@ class IncidentDesk:
     async def open(self, title: str, severity: str = "P1", *, alerts: Sequence[str] = (),
                    runbook: str | None = None, detected: float | None = None,
                    started: float | None = None, targets: Sequence[str] = (),
-                   episodes: Sequence[str] = ()) -> Incident:
-        """Open an incident by hand (or from an alert: see :meth:`open_from_alert`)."""
+                   episodes: Sequence[str] = (),
+                   acknowledged: tuple[float, str] | None = None) -> Incident:
+        """Open an incident by hand (or from an alert: see :meth:`open_from_alert`);
+        `acknowledged` (when, by whom): it was acknowledged before it was opened."""
         now = self.book.clock()
         start = now if started is None else min(started, now)
         iid = new_incident_id(start)
@@ -546,11 +552,14 @@ class IncidentDesk:
             data["targets"] = list(targets)
         if episodes:
             data["episodes"] = list(episodes)
+        if acknowledged is not None:
+            data["acknowledged"], data["acknowledged_by"] = acknowledged
         await self._do(OPEN, iid, data)
         return self.book.incidents[iid]
 
     async def open_from_alert(self, alert: Any, *, title: str | None = None) -> Incident:
-        """One key on a firing alert: its severity, summary, runbook and target.
+        """One key on a firing alert: its severity, summary, runbook and target; an alert
+        acknowledged already makes the incident acknowledged then, by the same person.
 
         The incident starts when the alert fired (the playbook's "acknowledge < 5 min" counts
         from the alert, not from the key press); ``detected`` is its first failing sample,
@@ -561,11 +570,13 @@ class IncidentDesk:
         detected = alert.first_fail_at
         if detected is None and alert.detect_s is not None and alert.fired_at is not None:
             detected = alert.fired_at - alert.detect_s
+        acked = alert.ep_acked_at
         return await self.open(
             title or f"{summary} ({alert.target})", rule.severity,
             alerts=[alert.id], runbook=rule.runbook or rule.name,
             detected=detected, started=alert.fired_at, targets=[alert.target],
-            episodes=[f"{alert.id}/{alert.incident}"])
+            episodes=[f"{alert.id}/{alert.incident}"],
+            acknowledged=None if acked is None else (acked, alert.ep_acked_by or "?"))
 
     async def attach_alert(self, incident: str, alert: Any) -> None:
         """Another firing alert is part of an open incident's problem (the second symptom of
