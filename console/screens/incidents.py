@@ -38,6 +38,17 @@ if TYPE_CHECKING:
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
 
+def status_posted(runtime: Any) -> str:
+    """What became of a status update: which Slack routes post it, or that none does (the
+    walk was told "posted by the Slack routes" by a console with no receiver at all)."""
+    notifier = getattr(runtime, "notifier", None)
+    routes = notifier.status_routes() if notifier is not None else []
+    if routes:
+        return f"status update journaled; posted to Slack by {', '.join(routes)}"
+    return ("status update journaled, not posted: no Slack receiver has incident_channels "
+            "or status_channel; tell people yourself")
+
+
 async def get_desk(app: OpsConsoleApp) -> IncidentDesk | None:
     """The runtime's incident desk, once the runtime has started; None when the journal
     cannot be opened (the runtime has said why)."""
@@ -621,7 +632,7 @@ class IncidentScreen(ListScreen[None]):
         async def post(text: str | None) -> None:
             if text:
                 await self.desk.status_update(inc.id, text)
-                self.notify("status update journaled; posted by the Slack routes", timeout=3)
+                self.notify(status_posted(self.console.runtime), timeout=6, markup=False)
                 self.redraw()
 
         self.app.push_screen(TextPrompt("Status update (incident channel; general channel "

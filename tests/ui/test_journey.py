@@ -478,6 +478,18 @@ async def test_payment_processing_failure_from_fault_to_postmortem(
             ("investigation", 3, db_tab("tables")),
         ])
         await attach_second(j, inc, "dependency-down", "api-health")
+        # Step 3: a status update; the demo has no Slack receiver, and says nobody is told
+        from textual.widgets import Input
+
+        await j.press("u")
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), 5, "the prompt")
+        app.screen.query_one(Input).value = "Payments delayed; retrying the webhooks"
+        await j.press("enter")
+        await wait_for(pilot, lambda: bool(inc.status_updates), 5, "journaled")
+        assert any(n.message.startswith("status update journaled, not posted: no Slack "
+                                        "receiver") for n in app._notifications)
+        communicate = inc.step("communicate")
+        assert communicate.done_at == inc.status_updates[0]["ts"]
         # q with a P0 open asks first; n stays
         await j.press("q")
         await j.screen(Confirm, "quitting with a P0 open asks first")

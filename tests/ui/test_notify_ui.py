@@ -61,7 +61,7 @@ status_channel = "#general"
 rate = 20
 ''')
         app = OpsConsoleApp(settings=load_config(cfg), history=False, poll=False)
-        async with app.run_test(size=(80, 24)) as pilot:
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await wait_for(pilot, lambda: app.runtime is not None
                            and app.runtime.desk is not None, 10, "incident desk")
             assert app.runtime is not None
@@ -76,6 +76,8 @@ rate = 20
             app.screen.query_one(Input).value = "Rolled back; checkout recovering"
             await pilot.press("enter")
             await wait_for(pilot, lambda: bool(inc.status_updates), 5, "journaled")
+            assert "status update journaled; posted to Slack by slack" in [
+                n.message for n in app._notifications]
             posts = await slack.posts.until(lambda p: len(p) == 3)
     assert inc.status_updates[0]["text"] == "Rolled back; checkout recovering"
     (created,) = slack.created.items

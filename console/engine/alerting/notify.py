@@ -314,6 +314,12 @@ class Notifier:
         self._report()
         return added
 
+    def status_routes(self) -> list[str]:
+        """The receivers that post a status update (Slack bots with incident channels or a
+        status channel): none means nobody is told by the console."""
+        return [r.name for r in self.receivers.values()
+                if r.slack_bot and (r.incident_channels or r.status_channel)]
+
     def status_update(self, update: Mapping[str, Any]) -> int:
         """The playbook's Step 3: a status update to the incident channel and, when the
         incident is user-facing (`user_facing`, else its severity in `status_severities`),
