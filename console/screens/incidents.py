@@ -129,7 +129,9 @@ def kpi_line(inc: Incident, episodes: list[AlertEpisode], now: float) -> str:
     short = {"acknowledge": "ack"}
     for m in incident_kpis(inc, episodes):
         s = m.seconds
-        if s is None and m.start is not None and m.name != "detect":
+        if s is None and m.start is not None and m.name != "detect" and not inc.is_open:
+            s_text, mark = "not done", ""  # resolved without it: no clock runs any more
+        elif s is None and m.start is not None and m.name != "detect":
             s_text, mark = f"{format_age(now - m.start)}…", ""
         else:
             s_text = format_age(s)

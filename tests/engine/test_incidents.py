@@ -35,32 +35,6 @@ async def _desk(path: Path, clock: Clock, actor: str = "alice@bastion") -> Incid
     return IncidentDesk(j, IncidentBook(pbs, clock=clock))
 
 
-async def test_a_resolved_incident_counts_down_only_its_post_mortem(tmp_path: Path) -> None:
-    """Resolved with steps left undone: they say so and stop counting down (they said
-    'due in 4m53s' six seconds after RESOLVED), and the post-mortem is the next step."""
-    from console.screens.incidents import step_line
-
-    clock = Clock()
-    desk = await _desk(tmp_path / "j.jsonl", clock)
-    try:
-        inc = await desk.open("API slow", "P1")
-        await desk.acknowledge(inc.id)
-        clock.advance(60)
-        await desk.resolve(inc.id)
-        clock.advance(6)
-        assess, pm = inc.step("assess"), inc.step("postmortem")
-        assert assess is not None
-        assert pm is not None
-        assert inc.next_step() is pm
-        line = step_line(inc, assess, clock(), is_next=False)
-        assert line.endswith("not done"), line
-        assert "due in" not in line
-        assert "due in" in step_line(inc, pm, clock(), is_next=True)
-        assert inc.overdue(clock() + 3600) == []  # an hour on: nothing but the post-mortem
-    finally:
-        await desk.journal.close()
-
-
 async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
     """Playbook Step 3 is "post a status update": posting one from the console completes the
     step, on time or late against its 15 min, in the checklist and in the post-mortem (the
