@@ -149,17 +149,25 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     head = f"{mark} {step.section.title}" + (f" ({target})" if target else "")
     if status == "overdue":
         tail = f"⚠ OVERDUE by {format_age(now - (inc.due(step) or now))}"
-    elif status == "late":
-        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)} (late)"
-    elif status == "done":
-        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}"
+    elif status in ("late", "done"):
+        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}" + (
+            " (late)" if status == "late" else "")
+        if total and done < total:  # done by its action, not by its items: say which
+            # ("Communicate 0/3 ✔ done" read as a contradiction)
+            done = total = 0
+            tail += f" ({_DONE_BY.get(step.id, 'by hand')})"
     elif not inc.still_running(step):  # resolved without it: no countdown to a due time
         tail = "not done"
     else:
         left = inc.remaining(step, now)
         tail = f"due in {format_age(left)}" if left is not None else ""
     count = f"{done}/{total}" if total else ""
-    return f"{head}  {count}  {tail}".rstrip()
+    return "  ".join(x for x in (head, count, tail) if x)
+
+
+# The action that completes a response step whatever its items say (book._STEP_OF_ACTION).
+_DONE_BY = {"acknowledge": "acknowledged", "communicate": "status update",
+            "mitigate": "mitigated", "resolve": "resolved", "postmortem": "post-mortem"}
 
 
 def incident_line(inc: Incident, now: float) -> str:

@@ -36,3 +36,27 @@ async def test_a_resolved_incident_counts_down_only_its_post_mortem(tmp_path: Pa
         assert "…" not in head
     finally:
         await desk.journal.close()
+
+
+async def test_a_step_done_by_its_action_says_so_instead_of_0_of_3(tmp_path: Path) -> None:
+    """The walk read "Communicate (< 15 min)  0/3  ✔ done": done by a status update, none
+    of its items checked. The line says what did it; a step done by its items keeps them."""
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("Checkout failing", "P1")
+        clock.advance(240)
+        await desk.status_update(inc.id, "Investigating checkout failures")
+        comm = inc.step("communicate")
+        assert comm is not None
+        line = step_line(inc, comm, clock(), is_next=False)
+        assert line == "  Communicate (< 15 min)  ✔ done +4m00s (status update)", line
+        assess = inc.step("assess")
+        assert assess is not None
+        for i, _ in assess.items("P1"):
+            await desk.check(inc.id, "assess", i)
+        line = step_line(inc, assess, clock(), is_next=False)
+        assert "✔ done +4m00s" in line
+        assert " 4/4 " in line, line
+    finally:
+        await desk.journal.close()
