@@ -671,19 +671,24 @@ class IncidentScreen(ListScreen[None]):
         text = render(inc, now=now, episodes=episodes, notifications=sent,
                       permanent_fixes=permanent_fixes(inc), changes=changes)
 
-        def write() -> None:
+        def write() -> str:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():  # never overwrite what someone already filled in
                 path.write_text(text, encoding="utf-8")
+                return text
+            return path.read_text(encoding="utf-8", errors="replace")
 
         try:
-            await asyncio.to_thread(write)
+            shown = await asyncio.to_thread(write)
         except OSError as exc:
             self.notify(f"cannot write the draft: {exc}", severity="error", markup=False)
             return
         await self.desk.postmortem_done(inc.id)
-        self.notify(f"post-mortem draft: {path}", markup=False, timeout=8)
         self.redraw()
+        # read it here, whole (the file is the one to edit and send)
+        from console.screens.document import DocumentScreen
+
+        self.app.push_screen(DocumentScreen(f"Post-mortem {inc.id} · {path}", shown))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

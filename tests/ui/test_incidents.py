@@ -146,6 +146,13 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert "error rate 62 %" in md
         assert "## Root cause" in md
         assert inc.step_status(inc.step("postmortem"), clock()) == "done"
+        # shown whole in the console, as written (markup-looking text stays text)
+        from console.screens.document import DocumentScreen
+
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentScreen), 5, "shown")
+        assert "# Post-mortem: API [b]5xx[/b] storm" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "list")
         app.screen.redraw()  # type: ignore[attr-defined]

@@ -301,6 +301,19 @@ async def resolve_and_write_postmortem(j: Journey, inc: Any, mitigate_at: float,
     await j.press("P")
     await wait_for(j.pilot, lambda: inc.postmortem_at == pm_at, 10, "post-mortem written")
     path = app.paths.journal.parent / "postmortems" / f"{inc.id}.md"
+    # read whole in the console, scrolled by the keys, then back to the incident
+    from textual.containers import VerticalScroll
+
+    from console.screens.document import DocumentScreen
+
+    doc = await j.screen(DocumentScreen, "the post-mortem, to read")
+    assert doc.text == path.read_text()
+    body = doc.query_one("#document-body", VerticalScroll)
+    await j.press("G")
+    assert body.scroll_y == body.max_scroll_y > 0
+    await j.press("g")
+    assert body.scroll_y == 0
+    await j.back_to(IncidentScreen)
     return path.read_text()
 
 
