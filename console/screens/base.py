@@ -52,6 +52,15 @@ class ConsoleScreen(Screen[ResultT]):
         if refresh is not None:
             self.call_after_refresh(refresh)
 
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Back on a screen (Esc from another): its data as of now, not as of when it was
+        # left; the walk saw a board of cleared faults "firing" until the next repaint.
+        if not self.is_mounted:
+            return  # its first mount refreshes it
+        refresh = getattr(self.app, "refresh_screen", None)  # a test may host us alone
+        if refresh is not None:
+            self.call_after_refresh(refresh)
+
 
 class ListScreen(ConsoleScreen[ResultT]):
     """A screen whose rows are its `OptionList`: j/k, and g/G for the first and last row, as

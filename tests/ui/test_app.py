@@ -369,6 +369,34 @@ async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> No
     assert not app.scheduler._running
 
 
+async def test_a_screen_shown_again_is_refreshed_at_once(tmp_path: Path) -> None:
+    """Esc back to the board shows it as of now, not as it was left (the walk saw cleared
+    faults still "firing" until the next repaint): here the repaint is a minute away, so
+    only the return can have refreshed it."""
+    async with json_server() as srv:
+        path = http_config(tmp_path / "config.toml", {"api": srv.url("/health")},
+                           extra='\n[console]\nrefresh = "60s"\n')
+        app = OpsConsoleApp(settings=load_config(path), history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_started(pilot)
+            overview = app.screen
+            assert isinstance(overview, OverviewScreen)
+            calls: list[float] = []
+            real = overview.refresh_data
+
+            def counted(runtime: Any, now: float) -> None:
+                calls.append(now)
+                real(runtime, now)
+
+            overview.refresh_data = counted  # type: ignore[method-assign]
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "help")
+            assert calls == []
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is overview, 5, "back on the board")
+            await wait_for(pilot, lambda: len(calls) == 1, 5, "refreshed on its return")
+
+
 async def test_fault_key_without_demo_only_notifies(tmp_path: Path) -> None:
     async with json_server() as srv:
         path = http_config(tmp_path / "config.toml", {"api": srv.url("/health")})
