@@ -379,13 +379,16 @@ class OpsConsoleApp(App[None]):
         if not open_:
             return None
         n = len(open_)
-        if short:
-            return f"⚑ {n} incident{'s' if n > 1 else ''} open (i)"
+        now = self.clock()
+        if short:  # an alert fills the line: their number, and what is overdue (the walk
+            # saw "OVERDUE by 13s" only inside the incident)
+            over = sum(len(inc.overdue(now)) for inc in open_)
+            return f"⚑ {n} incident{'s' if n > 1 else ''} open" + (
+                f", {over} step{'s' if over > 1 else ''} OVERDUE" if over else "") + " (i)"
         from console.engine.text.fmt import INCIDENT_GLYPH, format_age
         from console.engine.text.sanitize import one_line
 
         inc = open_[0]
-        now = self.clock()
         text = (f"{INCIDENT_GLYPH} {inc.severity} {one_line(inc.title, max_len=40)} · "
                 f"{format_age(now - inc.started)}")
         step = inc.next_step()

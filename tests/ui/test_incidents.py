@@ -440,6 +440,12 @@ async def test_open_incidents_are_on_the_first_screen_after_a_restart(
         assert "P1 Checkout [b]errors[/b] · 20m00s" in line  # the worst one, as plain text
         assert "OVERDUE" in line
         assert "+1 more" in line
+        # with an alert on the line too, the incidents' part still says what is overdue
+        # (acknowledge, 5 min, in both; the P3's assess, 10 min, too)
+        short = app.incident_banner(short=True)
+        assert short is not None
+        assert short.startswith("⚑ 2 incidents open, ")
+        assert short.endswith(" steps OVERDUE (i)")
         banner = app.screen.query_one("#alert-banner")
         assert banner.has_class("-warn")  # an incident, not a firing alert: not red
         # a longer text that wraps to one more line gets the line (it kept the height of
