@@ -47,6 +47,16 @@ def _preload(names: Iterable[str]) -> None:
         importlib.import_module(name)
 
 
+def _binds_key(screen: Any, key: str) -> bool:
+    """Whether `screen` (its class or a base) binds `key` itself, over the app's binding."""
+    for cls in type(screen).__mro__:
+        for b in cls.__dict__.get("BINDINGS", ()):
+            keys = b.key if isinstance(b, Binding) else b[0]
+            if key in (k.strip() for k in keys.split(",")):
+                return True
+    return False
+
+
 class OpsConsoleApp(App[None]):
     """opsconsole: live status board, metric panels, detail views and (in the demo) faults."""
 
@@ -367,7 +377,9 @@ class OpsConsoleApp(App[None]):
         """The P0/P1 line every screen shows while such an alert fires unacknowledged."""
         if self.alerting is None:
             return None
-        return self.alerting.alerts.banner(self.clock())
+        # "a: alerts" only where `a` opens them: on the alerts and incident screens `a`
+        # acknowledges (the walk read the hint there and acknowledged the incident)
+        return self.alerting.alerts.banner(self.clock(), hint=not _binds_key(self.screen, "a"))
 
     def incident_banner(self, *, short: bool = False) -> str | None:
         """Open incidents, for the banner: the most severe (then oldest) one with its next

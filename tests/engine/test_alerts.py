@@ -511,6 +511,7 @@ def test_banner_only_for_loud_p0_p1() -> None:
         "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · a: alerts"
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
     assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
+    assert run.alerts.banner(T0 + 80, hint=False) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None

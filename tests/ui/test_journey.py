@@ -145,8 +145,11 @@ async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float
     shows the same cause: it covered the half of that screen that says why."""
     toast = j.app._alert_toast
     assert toast is not None
+    assert j.app.alert_banner().endswith(" · a: alerts")
     await j.press("a")
     screen = await j.screen(AlertsScreen, "alerts")
+    # here `a` acknowledges: the banner does not say it opens the alerts
+    assert "a: alerts" not in j.app.alert_banner()
     await wait_for(j.pilot, lambda: j.app._alert_toast is None
                    and toast not in j.app._notifications, 5, "the toast withdrawn")
     # an alert announced while this screen is open gets no toast over it (announcing the

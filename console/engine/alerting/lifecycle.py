@@ -497,9 +497,10 @@ class Alerts:
                 and a.rule.severity in ("P0", "P1") and not a.silenced_by
                 and not a.inhibited_by]
 
-    def banner(self, now: float | None = None) -> str | None:
+    def banner(self, now: float | None = None, *, hint: bool = True) -> str | None:
         """One line for a banner on every screen while a P0/P1 fires unacknowledged and
-        unsilenced; None otherwise (acknowledged or held-back alerts do not shout)."""
+        unsilenced; None otherwise (acknowledged or held-back alerts do not shout). `hint`:
+        end with "a: alerts" (not where `a` acknowledges instead)."""
         now = self.clock() if now is None else now
         loud = self.loud()
         if not loud:
@@ -511,7 +512,7 @@ class Alerts:
             f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
         if a.cause:
             text += f" · {a.short_cause(60)}"
-        return text + f" · {age} · a: alerts"
+        return text + f" · {age}" + (" · a: alerts" if hint else "")
 
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
