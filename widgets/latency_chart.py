@@ -95,6 +95,7 @@ class LatencyChart(PlotextPlot):
         self._hist: dict[str, np.ndarray] = {}
         self._span_label = ""
         self._title = "latency ms"
+        self._single = False
         self._has_data = False
         self._colours: list[Any] = ["default"] * len(_SERIES)
         # (epoch seconds, label): deploys of this service, drawn as vertical lines
@@ -103,13 +104,17 @@ class LatencyChart(PlotextPlot):
     # -- public API --------------------------------------------------------------------
 
     def show_history(self, hist: Mapping[str, Any], span_label: str,
-                     title: str = "latency ms") -> None:
+                     title: str = "latency ms", *, single: bool = False) -> None:
         """Draw `hist` ('t' epoch seconds and 'p50'/'p95'/'p99' in ms, NaN for gaps).
 
         Missing keys, ragged lengths and all-NaN data are fine: with nothing finite the
         chart says "no data yet". Redraws only when the data or the label changed. `title`
-        names what is charted (another metric than latency: its p50/p95/p99 per bucket).
+        names what is charted (another metric than latency: its p50/p95/p99 per bucket);
+        `single`: one line, no legend (buckets of a sample or two, where p50/p95/p99 are
+        the same line three times: the walk read a legend of three over one line).
         """
+        if single != self._single:
+            self._single, self._hist = single, {}
         arrays = {key: np.asarray(hist.get(key, ()), dtype=float).ravel()
                   for key in ("t", *(series for series, _, _ in _SERIES))}
         label = one_line(span_label, max_len=40)
@@ -153,6 +158,9 @@ class LatencyChart(PlotextPlot):
         t = self._hist.get("t", np.empty(0))
         drawn = False
         for (key, _, _), colour in zip(_SERIES, self._colours, strict=True):
+            if self._single and key != _SERIES[0][0]:
+                break
+            legend = None if self._single else key
             values = self._hist.get(key, np.empty(0))
             n = min(len(t), len(values))
             x, y = t[:n], values[:n]
@@ -162,10 +170,10 @@ class LatencyChart(PlotextPlot):
                 xs, ys = x[run].tolist(), y[run].tolist()
                 if len(xs) == 1:
                     plt.scatter(xs, ys, color=colour, marker="dot",
-                                label=None if labelled else key)
+                                label=None if labelled else legend)
                 else:
                     plt.plot(xs, ys, color=colour, marker="braille",
-                             label=None if labelled else key)
+                             label=None if labelled else legend)
                 labelled = drawn = True
         self._has_data = drawn
         if not drawn:
@@ -182,7 +190,8 @@ class LatencyChart(PlotextPlot):
         self._draw_markers(start, end, float(np.nanmax(self._finite_values()) or 0.0))
 
     def _finite_values(self) -> np.ndarray:
-        values = [self._hist.get(key, np.empty(0)) for key, _, _ in _SERIES]
+        values = [self._hist.get(key, np.empty(0))
+                  for key, _, _ in (_SERIES[:1] if self._single else _SERIES)]
         joined = np.concatenate(values) if values else np.empty(0)
         finite = joined[np.isfinite(joined)]
         return finite if len(finite) else np.zeros(1)

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from console.engine.model import BREAKDOWN_KINDS, DATABASE_KINDS
-from console.engine.text.fmt import format_duration
+from console.engine.text.fmt import format_duration, metric_unit
 from console.engine.text.sanitize import one_line
 from console.screens.base import ConsoleScreen
 from widgets.key_footer import KeyFooter
@@ -161,8 +161,13 @@ class DetailScreen(ConsoleScreen[None]):
             # alternate with empty ones and the lines fall apart into single dots.
             points = max(2, min(CHART_POINTS, int(span / (1.5 * view.interval))))
             hist = engine.store.history(f"{self.target}:{self.metric}", span, points, now=now)
-            title = "latency ms" if self.metric == "latency_ms" else self.metric
-            self.query_one(LatencyChart).show_history(hist, label, title)
+            unit = metric_unit(self.metric)
+            title = "latency ms" if self.metric == "latency_ms" else (
+                f"{self.metric} {unit}" if unit else self.metric)
+            # Another metric's buckets of a sample or two: one line (p50/p95/p99 of one or
+            # two samples are that line three times); latency keeps its percentiles.
+            single = self.metric != "latency_ms" and span / points <= 2 * view.interval
+            self.query_one(LatencyChart).show_history(hist, label, title, single=single)
         self._show_deploys(runtime, view, span, now)
         if view.checks != self._results_seen:
             self._results_seen = view.checks

@@ -834,6 +834,33 @@ async def test_chart_draws_percentiles_with_clock_labels() -> None:
         assert any("\u2800" < ch <= "\u28ff" for ch in text)  # braille lines were drawn
 
 
+async def test_a_single_line_chart_has_no_legend_of_three() -> None:
+    """Another metric, a sample or two per bucket: one line and no "p50 p95 p99" legend
+    (the walk read three names over one line); its unit is in the title."""
+    from console.engine.text.fmt import metric_unit
+
+    chart = LatencyChart()
+    app = WidgetApp(chart)
+    async with app.run_test(size=(80, 24)) as pilot:
+        hist = _history()
+        chart.show_history(hist, "5 min", f"error_pct {metric_unit('error_pct')}",
+                           single=True)
+        await pilot.pause()
+        text = "\n".join(lines(chart))
+        assert "error_pct %  5 min" in text
+        assert chart.has_data
+        for name in ("p50", "p95", "p99"):
+            assert name not in text
+        top = [ln for ln in text.splitlines() if "┤" in ln][0]
+        assert float(top.split("┤")[0]) < 70  # scaled to the one line (p99 reaches 180)
+        chart.show_history(hist, "1 h", "error_pct %")  # buckets of many samples: three
+        await pilot.pause()
+        text = "\n".join(lines(chart))
+        assert all(name in text for name in ("p50", "p95", "p99"))
+    assert [metric_unit(m) for m in ("p95_ms", "webhook_failures_per_s", "active_users",
+                                     "used_memory_bytes")] == ["ms", "/s", "", "bytes"]
+
+
 async def test_chart_picks_its_time_ticks_again_after_a_resize() -> None:
     chart = LatencyChart()
     app = WidgetApp(chart)

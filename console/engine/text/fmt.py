@@ -238,6 +238,17 @@ _RATE_SUFFIXES = (("_per_s", "/s"), ("_per_min", "/min"), ("_per_h", "/h"),
                   ("_per_day", "/day"))
 
 
+def metric_unit(metric: str) -> str:
+    """The unit a metric's name implies, for a chart's axis: ``error_pct`` → `%`,
+    ``webhook_failures_per_s`` → `/s`, ``p95_ms`` → `ms`; "" when the name implies none."""
+    name = metric.lower()
+    for suffix, unit in (("_ms", "ms"), ("_pct", "%"), ("_percent", "%"), *_RATE_SUFFIXES,
+                         ("_bytes", "bytes"), ("_seconds", "s"), ("_s", "s")):
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
 def format_metric(metric: str, value: float | None) -> str:
     """A metric's value with the unit its name implies, for alert causes, snapshots and the
     post-mortem: ``p95_ms`` 1570 → `1.57 s`, ``error_pct`` 33.58 → `33.6 %`,
