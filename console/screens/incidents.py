@@ -175,8 +175,8 @@ def incident_line(inc: Incident, now: float) -> str:
     done, total = inc.progress()
     over = len(inc.overdue(now))
     flag = f" ⚠ {over} overdue" if over else ""
-    title = one_line(inc.title, 28)
-    return (f"{inc.severity} {title:<28} age {format_age(inc.age(now)):>6} "
+    title = one_line(inc.title, 32)  # 72 cells with the longest flag and step count
+    return (f"{inc.severity} {title:<32} age {format_age(inc.age(now)):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 
@@ -557,9 +557,11 @@ class IncidentScreen(ListScreen[None]):
                 await self.desk.resolve(self.incident_id)
                 self.redraw()
 
-        if inc.severity in ("P0", "P1"):
-            firing = self._alerts_still_firing(inc)
-            more = (f"\nIts alert is still firing: {firing}." if firing else "")
+        firing = self._alerts_still_firing(inc)
+        if inc.severity in ("P0", "P1") or firing:  # a P2 with an alert still firing too
+            n = firing.count(", ") + 1
+            more = (f"\n{'Its alert is' if n == 1 else f'{n} of its alerts are'} still "
+                    f"firing: {firing}." if firing else "")
             self.app.push_screen(Confirm(f"Resolve {inc.severity} incident {inc.id} "
                                          f"\"{one_line(inc.title, 50)}\"?{more}"), go)
             return

@@ -60,6 +60,17 @@ async def test_o_on_a_firing_alert_opens_its_incident() -> None:
                        "its alert is acknowledged with it")
         assert alert.acked_by == str(desk.journal.actor)
         assert alert.ack_comment == f"with incident {incident.id}"
+        # R while its alert still fires asks first, naming it (even below P1: the walk
+        # resolved an incident while an alert of it was firing, unasked)
+        from console.screens.prompt import Confirm
+
+        await desk.severity(incident.id, "P2", "only the health endpoint")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 5.0, "asked first")
+        assert f"Its alert is still firing: {alert.id}." in app.screen.question
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5.0, "back")
+        assert incident.is_open
         app.demo.clear_all()
 
 
