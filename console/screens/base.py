@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.containers import ScrollableContainer
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import OptionList, Static
@@ -92,3 +93,23 @@ class ConsoleModal(ModalScreen[ResultT]):
     @property
     def console(self) -> OpsConsoleApp:
         return console_app(self)
+
+
+# The keys that scroll a text to read (the keys screen, the KPIs, the post-mortem), as the
+# lists move: j/k, g/G, and space/b for a page. A screen using them has `action_scroll`
+# (`scroll_text` on its scrolling container does the rest).
+SCROLL_KEYS: list[BindingType] = [
+    Binding("j", "scroll('down')", show=False),
+    Binding("k", "scroll('up')", show=False),
+    Binding("space", "scroll('page_down')", show=False),
+    Binding("b", "scroll('page_up')", show=False),
+    Binding("g", "scroll('home')", show=False),
+    Binding("G", "scroll('end')", show=False),
+]
+
+
+def scroll_text(body: ScrollableContainer, how: str) -> None:
+    """Scroll `body` as SCROLL_KEYS ask: down, up, page_down, page_up, home or end."""
+    {"down": body.scroll_down, "up": body.scroll_up, "page_down": body.scroll_page_down,
+     "page_up": body.scroll_page_up, "home": body.scroll_home,
+     "end": body.scroll_end}[how](animate=False)

@@ -17,27 +17,21 @@ from textual.content import Content
 from textual.widgets import Static
 
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleScreen
+from console.screens.base import SCROLL_KEYS, ConsoleScreen, scroll_text
 from widgets.key_footer import KeyFooter
 
 
 class DocumentScreen(ConsoleScreen[None]):
     """`title` and `text`, scrollable: j/k or arrows a line, space/b or PgDn/PgUp a page,
-    g/G the ends; Esc back."""
+    g/G or Home/End the ends (the arrows and Page keys are the scroll container's); Esc
+    back."""
 
     DEFAULT_CSS = """
     DocumentScreen #document-head { height: auto; padding: 0 1; text-style: bold; }
     DocumentScreen #document-body { height: 1fr; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back", id="document_back"),
-        Binding("j,down", "scroll('down')", "Scroll", show=False),
-        Binding("k,up", "scroll('up')", show=False),
-        Binding("space,pagedown", "scroll('page_down')", "Page", show=False),
-        Binding("b,pageup", "scroll('page_up')", show=False),
-        Binding("g,home", "scroll('home')", "Top", show=False),
-        Binding("G,end", "scroll('end')", "End", show=False),
-    ]
+        Binding("escape", "app.pop_screen", "Back", id="document_back"), *SCROLL_KEYS]
 
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
@@ -54,7 +48,4 @@ class DocumentScreen(ConsoleScreen[None]):
         self.query_one("#document-body", VerticalScroll).focus()
 
     def action_scroll(self, how: str) -> None:
-        body = self.query_one("#document-body", VerticalScroll)
-        {"down": body.scroll_down, "up": body.scroll_up, "page_down": body.scroll_page_down,
-         "page_up": body.scroll_page_up, "home": body.scroll_home,
-         "end": body.scroll_end}[how](animate=False)
+        scroll_text(self.query_one("#document-body", VerticalScroll), how)

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
-from console.screens.base import ConsoleModal
+from console.screens.base import SCROLL_KEYS, ConsoleModal, scroll_text
 
 EXTRA_KEYS = [
     ("↑ ↓ ← → / h j k l", "move the cursor"),
@@ -61,7 +61,11 @@ class HelpScreen(ConsoleModal[None]):
         Binding("escape", "dismiss", "Close", id="help_close"),
         Binding("q", "dismiss", "Close", show=False),
         Binding("question_mark", "dismiss", "Close", show=False),
+        *SCROLL_KEYS,
     ]
+
+    def action_scroll(self, how: str) -> None:
+        scroll_text(self.query_one("#help-body", VerticalScroll), how)
 
     def __init__(self, below: Any) -> None:
         super().__init__()

@@ -26,7 +26,13 @@ from console.engine.incidents.book import Incident, StepState
 from console.engine.model import SEVERITIES, AlertEpisode
 from console.engine.text.fmt import format_age
 from console.engine.text.sanitize import one_line
-from console.screens.base import ConsoleModal, ConsoleScreen, ListScreen
+from console.screens.base import (
+    SCROLL_KEYS,
+    ConsoleModal,
+    ConsoleScreen,
+    ListScreen,
+    scroll_text,
+)
 from console.screens.prompt import Choose, Confirm, TextPrompt
 from widgets.key_footer import KeyFooter
 
@@ -189,7 +195,10 @@ class KpiScreen(ConsoleModal[None]):
                           background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
-                Binding("K", "dismiss", "Close", show=False)]
+                Binding("K", "dismiss", "Close", show=False), *SCROLL_KEYS]
+
+    def action_scroll(self, how: str) -> None:
+        scroll_text(self.query_one("#kpi-body", VerticalScroll), how)
 
     def __init__(self, desk: IncidentDesk, since: float = 7 * 86400) -> None:
         super().__init__()

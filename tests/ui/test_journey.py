@@ -409,6 +409,15 @@ async def test_high_error_rate_from_fault_to_postmortem(tmp_path: Path) -> None:
         kpis = str(app.screen.query_one("#kpi-text", Static).render())
         [impact] = [line for line in kpis.splitlines() if "mean impact" in line]
         assert format_age(recovered - first) in impact, impact
+        # longer than 24 rows: G, g and j scroll it as they move a list (arrows only did)
+        from textual.containers import VerticalScroll
+
+        body = app.screen.query_one("#kpi-body", VerticalScroll)
+        assert body.max_scroll_y > 0
+        await j.press("G")
+        assert body.scroll_y == body.max_scroll_y
+        await j.press("g", "j")
+        assert body.scroll_y == 1
         await j.press("escape")
         assert "The alert said: \"error_pct " in md
         assert "| api-metrics:error_pct | " in md
