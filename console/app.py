@@ -498,8 +498,17 @@ class OpsConsoleApp(App[None]):
     def action_incidents(self) -> None:
         from console.screens.incidents import IncidentListScreen, IncidentScreen
 
-        if not isinstance(self.screen, IncidentListScreen | IncidentScreen):
-            self.push_screen(IncidentListScreen())
+        if isinstance(self.screen, IncidentListScreen):
+            return
+        if isinstance(self.screen, IncidentScreen):  # in one: back to the list (the walk
+            # pressed i there and nothing happened), the one below it when there is one
+            stack = self.screen_stack
+            at = [i for i, s in enumerate(stack) if isinstance(s, IncidentListScreen)]
+            if at:
+                for _ in range(len(stack) - 1 - at[-1]):
+                    self.pop_screen()
+                return
+        self.push_screen(IncidentListScreen())
 
     def action_logs(self) -> None:
         from console.screens.logs import LogsScreen

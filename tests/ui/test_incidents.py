@@ -93,6 +93,15 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         await pilot.pause()
         assert "(late)" in screen_text(app)
         assert "▶ Assess severity" in screen_text(app)
+        # i in an incident: back to the list it was opened from (it did nothing), and
+        # Enter there on it again
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "list")
+        assert inc.id[-9:] in screen_text(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
+                       and app.screen.incident is inc, 5, "the incident again")
+        screen = app.screen
         # check an item under the cursor, then uncheck it
         await _move_to(pilot, "item|incident-response|assess|0")
         await pilot.press("space")
