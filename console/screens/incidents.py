@@ -858,5 +858,7 @@ class TimelineScreen(ListScreen[None]):
             rel = ev.ts - origin
             sign = "−" if rel < 0 else "+"
             rows.append(Option(Content(one_line(
-                f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 18):<18} {ev.text}", 300))))
+                # the actor whole, column or not: "alert payment-web…" named two alerts
+                f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 60):<18} {ev.text}",
+                360))))
         ol.add_options(rows or [Option(Content("no events yet"), disabled=True)])

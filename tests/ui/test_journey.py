@@ -208,6 +208,19 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
     await wait_for(j.pilot, lambda: screen.incident is inc, 5, "the same incident")
     assert second.id in inc.alerts
     assert len(j.app.runtime.desk.book.incidents) == before
+    # t: the timeline tells both alerts apart (their names were cut to "alert payment-web…")
+    from console.screens.incidents import TimelineScreen
+
+    await j.press("t")
+    timeline = await j.screen(TimelineScreen, "the timeline")
+    await wait_for(j.pilot, lambda: timeline.query_one(OptionList).option_count > 3, 5,
+                   "its events")
+    ol = timeline.query_one(OptionList)
+    rows = [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+    assert any(" alert payment-webhooks-down " in r for r in rows), rows
+    assert any(" alert dependency-down " in r for r in rows), rows
+    assert any("alert dependency-down/api-health attached (api-health)" in r for r in rows)
+    await j.back_to(IncidentScreen)
     await j.back_to(AlertsScreen)
     await j.press("o")  # already in an incident: no question, that incident
     screen = await j.screen(IncidentScreen, "straight to its incident")
