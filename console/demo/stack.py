@@ -56,7 +56,8 @@ FAULT_DESCRIPTIONS = {
     "error_spike": "about 30 % of API requests fail with 5xx (error rate panel goes critical)",
     "latency_spike": "slow database: API latency ×20 (p95 ≈ 2.6 s: the P1 line is 2 s for "
                      "5 min), /health answers in 0.4–0.8 s (slow)",
-    "dependency_down": "Redis unreachable: /health 503 (degraded), webhooks fail, sockets drop",
+    "dependency_down": "the API's Redis (simulated, 10.0.3.7) unreachable: /health 503 "
+                       "(degraded), webhooks fail, sockets drop; this machine's redis row stays up",
     "endpoint_hang": "/health accepts connections and never answers (the check times out)",
 }
 
