@@ -185,8 +185,8 @@ def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
     assert "an incident was opened from the alert api-5xx-majority: incident A." in md
     assert "acknowledged after 4m00s (incident acknowledged), mitigated after 20m00s and " \
            "resolved after 1h00m." in md
-    assert "| Severity | P0 (changed: P0 → P1 → P0: P1 by alice@bastion; " \
-           "P0 by alice@bastion) |" in md
+    assert "| Severity | P0 (was P0 → P1 → P0; set to P1 by alice@bastion; " \
+           "set to P0 by alice@bastion) |" in md
     assert "| Alerts | api-5xx-majority |" in md
     assert "- Detected 2m00s after the first failing sample (target < 5 min: met)" in md
     rows = {line.split("|")[1].strip(): line for line in md.splitlines()

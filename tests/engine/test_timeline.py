@@ -177,7 +177,7 @@ async def test_severity_changes_keep_who_and_why(tmp_path: Path, reason: str, ok
     assert inc.severity_changes == [{"ts": T0 + 60, "actor": "ana@bastion", "from": "P2",
                                      "to": "P0", "reason": reason}]
     md = render(inc, now=T0 + 120)
-    assert "P0 (changed: P2 → P0: P0 by ana@bastion (payments affected))" in md
+    assert "P0 (was P2 → P0; set to P0 by ana@bastion: payments affected)" in md
     assert ok
     await journal.close()
 

@@ -151,7 +151,7 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert ("| Acknowledge | incident opened 15:06:40 | incident acknowledged 15:11:41 "
                 "| 5m01s | < 5 min | missed by 1s |") in md
         assert "P2 by " in md
-        assert "(only the admin page is slow)" in md
+        assert ": only the admin page is slow)" in md
         assert "error rate 62 %" in md
         assert "## Root cause" in md
         assert inc.step_status(inc.step("postmortem"), clock()) == "done"

@@ -68,11 +68,13 @@ def _severity_line(inc: Incident) -> str:
     if inc.severity_changes:
         path = " → ".join([inc.severity_changes[0]["from"]]
                           + [c["to"] for c in inc.severity_changes])
+        # "P1 (was P0 → P1; set to P1 by ana: only the webhooks)": the walk read
+        # "P1 (changed: P0 → P1: P1 by ana (…))" as garbled
         whys = "; ".join(
-            f"{c['to']} by {_md(c.get('actor', '?'), 40)}"
-            + (f" ({_md(c['reason'], 200)})" if c.get("reason") else "")
+            f"set to {c['to']} by {_md(c.get('actor', '?'), 40)}"
+            + (f": {_md(c['reason'], 200)}" if c.get("reason") else "")
             for c in inc.severity_changes)
-        sev += f" (changed: {path}: {whys})"
+        sev += f" (was {path}; {whys})"
     return sev
 
 
