@@ -317,6 +317,14 @@ async def test_a_second_alert_joins_the_open_incident(tmp_path: Path) -> None:
         assert (kind, text) == ("action", "alert dependency-down/api-health attached "
                                           "(api-health)")
         assert inc.started == t0 - 60  # the incident's clock is the first alert's
+        # one that fired earlier (found later) moves it: every clock counts from it
+        earlier = firing("failed-payment-rate", "api-metrics", "P1", t0 - 90)
+        await desk.attach_alert(inc.id, earlier)
+        assert inc.started == t0 - 90
+        assert inc.detected == t0 - 120
+        ack = inc.step("acknowledge")
+        assert ack is not None
+        assert inc.due(ack) == t0 - 90 + 300
         await desk.resolve(inc.id)
         assert desk.incident_of(first) is None  # resolved: a new firing opens a new one
         report = render(inc, now=clock())

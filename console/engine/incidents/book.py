@@ -475,6 +475,14 @@ class IncidentBook:
             value = _str(e.get(key))
             if value and value not in have:
                 have.append(value)
+        # An alert of the problem that fired (or failed) first moves its start: every
+        # clock of the incident then counts from the same moment (the walk read "ack 41s"
+        # in the header, from that alert, beside "Acknowledge done +32s" from the other).
+        started, detected = _num(e.get("started"), None), _num(e.get("detected"), None)
+        if started is not None and started < inc.started:
+            inc.started = started
+        if detected is not None and (inc.detected is None or detected < inc.detected):
+            inc.detected = detected
 
 
 def _steps_of(pb: Playbook) -> list[StepState]:
@@ -581,9 +589,18 @@ class IncidentDesk:
     async def attach_alert(self, incident: str, alert: Any) -> None:
         """Another firing alert is part of an open incident's problem (the second symptom of
         one cause): its episode joins the incident's, so the timeline, the post-mortem's
-        alerts and root cause, and MTTD count it; no second incident to close."""
-        await self._do(ALERT, incident, {"alert": alert.id, "target": alert.target,
-                                         "episode": f"{alert.id}/{alert.incident}"})
+        alerts and root cause, and MTTD count it; no second incident to close. When it
+        fired before the incident's start, the incident starts then."""
+        data: IncidentEntry = {"alert": alert.id, "target": alert.target,
+                               "episode": f"{alert.id}/{alert.incident}"}
+        if alert.fired_at is not None:
+            data["started"] = alert.fired_at
+        detected = alert.first_fail_at
+        if detected is None and alert.detect_s is not None and alert.fired_at is not None:
+            detected = alert.fired_at - alert.detect_s
+        if detected is not None:
+            data["detected"] = detected
+        await self._do(ALERT, incident, data)
 
     def incident_of(self, alert: Any) -> Incident | None:
         """The open incident that holds this firing episode of the alert, if one does."""
