@@ -97,6 +97,7 @@ class IncidentEntry(TypedDict, total=False):
     false_positive: bool  # incident.resolve
     value: bool  # incident.false_positive
     user_facing: bool  # incident.status
+    routes: list[str]  # incident.status: the receivers that post it (none: nobody told)
     name: str  # incident.channel
     channel_id: str
     # incident.alert: another alert attached (its id, target and history key)

@@ -44,15 +44,19 @@ if TYPE_CHECKING:
 TICK = 0.5  # countdowns, and other consoles' actions (polled every 0.25 s), within 1 s
 
 
-def status_posted(runtime: Any) -> str:
+def status_routes(runtime: Any) -> list[str]:
+    """The receivers that post a status update written here."""
+    notifier = getattr(runtime, "notifier", None)
+    return notifier.status_routes() if notifier is not None else []
+
+
+def status_posted(routes: list[str]) -> str:
     """What became of a status update: which Slack routes post it, or that none does (the
     walk was told "posted by the Slack routes" by a console with no receiver at all)."""
-    notifier = getattr(runtime, "notifier", None)
-    routes = notifier.status_routes() if notifier is not None else []
     if routes:
         return f"status update journaled; posted to Slack by {', '.join(routes)}"
     return ("status update journaled, not posted: no Slack receiver has incident_channels "
-            "or status_channel; tell people yourself")
+            "or status_channel; tell people yourself, then check Communicate's items")
 
 
 async def get_desk(app: OpsConsoleApp) -> IncidentDesk | None:
@@ -652,8 +656,9 @@ class IncidentScreen(ListScreen[None]):
 
         async def post(text: str | None) -> None:
             if text:
-                await self.desk.status_update(inc.id, text)
-                self.notify(status_posted(self.console.runtime), timeout=6, markup=False)
+                routes = status_routes(self.console.runtime)
+                await self.desk.status_update(inc.id, text, routes=routes)
+                self.notify(status_posted(routes), timeout=6, markup=False)
                 self.redraw()
 
         self.app.push_screen(TextPrompt("Status update (incident channel; general channel "

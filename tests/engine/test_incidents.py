@@ -47,13 +47,18 @@ async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
         comm = inc.step("communicate")
         assert comm is not None
         assert comm.done_at is None
-        clock.advance(240)
-        await desk.status_update(inc.id, "Investigating slow API responses")
+        clock.advance(120)
+        # written where no Slack route posts it: nobody was told, the step waits
+        await desk.status_update(inc.id, "Looking into it")
+        assert comm.done_at is None
+        assert inc.status_updates[0]["posted"] is False
+        clock.advance(120)
+        await desk.status_update(inc.id, "Investigating slow API responses", routes=["slack"])
         assert comm.done_at == t0 + 240
         assert comm.done_by == "alice@bastion"
         assert inc.step_status(comm, clock()) == "done"
         clock.advance(600)
-        await desk.status_update(inc.id, "Mitigated: rolled back")
+        await desk.status_update(inc.id, "Mitigated: rolled back", routes=["slack"])
         assert comm.done_at == t0 + 240  # the first update is when people were told
         # unchecking an item does not undo what the update did
         await desk.check(inc.id, "communicate", 0)

@@ -46,7 +46,7 @@ async def test_a_step_done_by_its_action_says_so_instead_of_0_of_3(tmp_path: Pat
     try:
         inc = await desk.open("Checkout failing", "P1")
         clock.advance(240)
-        await desk.status_update(inc.id, "Investigating checkout failures")
+        await desk.status_update(inc.id, "Investigating checkout failures", routes=["slack"])
         comm = inc.step("communicate")
         assert comm is not None
         line = step_line(inc, comm, clock(), is_next=False)

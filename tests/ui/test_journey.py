@@ -526,8 +526,12 @@ async def test_payment_processing_failure_from_fault_to_postmortem(
         await wait_for(pilot, lambda: bool(inc.status_updates), 5, "journaled")
         assert any(n.message.startswith("status update journaled, not posted: no Slack "
                                         "receiver") for n in app._notifications)
-        communicate = inc.step("communicate")
-        assert communicate.done_at == inc.status_updates[0]["ts"]
+        # nobody was told: Communicate is not done by it, and the timeline says so
+        assert inc.step("communicate").done_at is None
+        from console.engine.incidents.timeline import describe_entry
+
+        assert describe_entry(inc, inc.timeline[-1])[1].endswith(
+            " — not posted: no Slack route")
         # q with a P0 open asks first; n stays
         await j.press("q")
         await j.screen(Confirm, "quitting with a P0 open asks first")

@@ -78,6 +78,7 @@ rate = 20
             await wait_for(pilot, lambda: bool(inc.status_updates), 5, "journaled")
             assert "status update journaled; posted to Slack by slack" in [
                 n.message for n in app._notifications]
+            assert inc.step("communicate").done_at == inc.status_updates[0]["ts"]
             posts = await slack.posts.until(lambda p: len(p) == 3)
     assert inc.status_updates[0]["text"] == "Rolled back; checkout recovering"
     (created,) = slack.created.items

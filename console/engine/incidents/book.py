@@ -118,6 +118,7 @@ class StatusUpdate(TypedDict):
     actor: str
     text: str
     user_facing: bool | None  # None: decided by the severity
+    posted: bool  # a Slack route posts it (the receivers the writing console had)
 
 
 @dataclass(slots=True)
@@ -372,7 +373,8 @@ class IncidentBook:
     def _done_by_action(inc: Incident, step: StepState) -> bool:
         at = {"acknowledge": inc.acknowledged_at, "mitigate": inc.mitigated_at,
               "resolve": inc.resolved_at, "postmortem": inc.postmortem_at,
-              "communicate": inc.status_updates[0]["ts"] if inc.status_updates else None}
+              "communicate": next((u["ts"] for u in inc.status_updates if u["posted"]),
+                                  None)}
         return step.timed and at.get(step.id) is not None
 
     def _on_note(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
@@ -462,9 +464,16 @@ class IncidentBook:
 
     def _on_status(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         uf = e.get("user_facing")
+        # People were told only if a route posts it: one written where no Slack receiver
+        # posts it leaves the step to its items (the walk saw "Communicate ✔ done" for an
+        # update the console had said it did not send)
+        routes = e.get("routes")
+        posted = isinstance(routes, list) and bool(routes)
         inc.status_updates.append({"ts": ts, "actor": actor, "text": str(e.get("text") or ""),
-                                   "user_facing": uf if isinstance(uf, bool) else None})
-        self._action(inc, None, STATUS, ts, actor)
+                                   "user_facing": uf if isinstance(uf, bool) else None,
+                                   "posted": posted})
+        if posted:
+            self._action(inc, None, STATUS, ts, actor)
 
     def _on_channel(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         inc.channel = str(e.get("name") or inc.channel)
@@ -657,11 +666,12 @@ class IncidentDesk:
         await self._do(POSTMORTEM, incident)
 
     async def status_update(self, incident: str, text: str, *,
-                            user_facing: bool | None = None) -> None:
+                            user_facing: bool | None = None,
+                            routes: Sequence[str] = ()) -> None:
         """A status update (playbook Step 3), journaled; the notifier posts it to the
         incident channel and, for a user-facing incident, the general one (`user_facing`
         None: decided by the incident's severity, per Slack route)."""
-        data: IncidentEntry = {"text": text}
+        data: IncidentEntry = {"text": text, "routes": list(routes)}
         if user_facing is not None:
             data["user_facing"] = user_facing
         await self._do(STATUS, incident, data)

@@ -138,7 +138,10 @@ def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
         return "action", "post-mortem draft written"
     if t == STATUS:
         who = " (user-facing)" if e.get("user_facing") else ""
-        return "action", f"status update{who}: {text}"
+        routes = e.get("routes")
+        unsent = " — not posted: no Slack route" if isinstance(routes, list) and not routes \
+            else ""
+        return "action", f"status update{who}: {text}{unsent}"
     if t == CHANNEL:
         return "action", f"incident channel {one_line(str(e.get('name') or ''), 80)} created"
     if t == ALERT:
