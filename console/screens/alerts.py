@@ -58,8 +58,9 @@ def unsaved_lines(unsaved: list[dict[str, str]], limit: int = 3) -> str:
     return out
 
 
-def alert_line(a: Alert, now: float) -> str:
-    """One row within 78 cells: state, severity, rule, target, age, silenced/held marks."""
+def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
+    """One row within 78 cells: state, severity, rule, target, age, silenced/held marks,
+    and ⚑ when it is part of an open incident (`incident`)."""
     mark = ""
     if a.silenced_by:
         mark = " 🔕"
@@ -69,7 +70,8 @@ def alert_line(a: Alert, now: float) -> str:
         mark = " ≈"
     age = format_duration(max(0.0, now - a.since)) if a.since is not None else ""
     return (f"{GLYPH.get(a.state, '  ' + a.state.value)} {a.rule.severity} "
-            f"{one_line(a.rule.name, 24):<24} {one_line(a.target, 20):<20} {age:>7}{mark}")
+            f"{one_line(a.rule.name, 24):<24} {one_line(a.target, 20):<20} {age:>7}{mark}"
+            + (" ⚑" if incident else ""))
 
 
 def _clock_time(t: float, now: float) -> str:
@@ -300,6 +302,16 @@ class AlertsScreen(ListScreen[None]):
     def read_only(self) -> str | None:
         return evaluator_elsewhere(self.service)
 
+    def _incident_of(self, a: Alert) -> str | None:
+        """The open incident this firing of `a` is part of (None outside the console app, or
+        before its journal is open)."""
+        runtime = getattr(self.app, "runtime", None)
+        desk = getattr(runtime, "desk", None)
+        if desk is None or a.fired_at is None:
+            return None
+        inc = desk.incident_of(a)
+        return None if inc is None else str(inc.id)
+
     def action_toggle_recent(self) -> None:
         self.recent_view = not self.recent_view
         self.query_one(OptionList).highlighted = None
@@ -348,7 +360,8 @@ class AlertsScreen(ListScreen[None]):
             self._draw_recent(ol, now, keep_id)
         else:
             if alerts:
-                ol.add_options([Option(Content(alert_line(a, now)), id=a.id) for a in alerts])
+                ol.add_options([Option(Content(alert_line(a, now, self._incident_of(a))),
+                                       id=a.id) for a in alerts])
             else:
                 ol.add_option(Option(Content("no alerts: every rule is quiet"), disabled=True))
             active = [x for x in silences if x.active(now)]
@@ -397,7 +410,10 @@ class AlertsScreen(ListScreen[None]):
             lines.append(f"do: {one_line(a.action, 220)}")
         lines.append(f"rule: {one_line(a.rule.expr, 50)} · {one_line(a.why(now), 150)}")
         tail = []
-        if a.rule.runbook:
+        incident = self._incident_of(a)
+        if incident is not None:  # the walk could not tell which alerts were in one
+            tail.append(f"⚑ in {incident} (o: go there)")
+        elif a.rule.runbook:
             tail.append(f"runbook {one_line(a.rule.runbook, 40)} (o: incident)")
         if a.detect_s is not None:
             tail.append(f"detected in {format_duration(a.detect_s)}")

@@ -221,7 +221,13 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
     assert any(" alert dependency-down " in r for r in rows), rows
     assert any("alert dependency-down/api-health attached (api-health)" in r for r in rows)
     await j.back_to(IncidentScreen)
-    await j.back_to(AlertsScreen)
+    alerts = await j.back_to(AlertsScreen)
+    # marked as part of it, in the list and the why pane
+    ol = alerts.query_one(OptionList)
+    await wait_for(j.pilot, lambda: str(ol.get_option(second.id).prompt).endswith(" ⚑"), 5,
+                   "redrawn on its return: the alert marked")
+    why = str(alerts.query_one("#alerts-why", Static).render())
+    assert f"⚑ in {inc.id} (o: go there)" in why
     await j.press("o")  # already in an incident: no question, that incident
     screen = await j.screen(IncidentScreen, "straight to its incident")
     await wait_for(j.pilot, lambda: screen.incident is inc, 5, "the same incident again")
