@@ -81,6 +81,26 @@ async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
         await desk.journal.close()
 
 
+async def test_setting_the_severity_checks_determine_the_severity(tmp_path: Path) -> None:
+    """`s` with why is the playbook's "Determine if P0, P1 or P2": the second walk set it
+    and read "Assess severity 1/4 OVERDUE" and "not done" in the post-mortem."""
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("Checkout failing", "P0")
+        assess = inc.step("assess")
+        assert assess is not None
+        [(i, item)] = [(i, it) for i, it in assess.items("P0") if it.done_by == "severity"]
+        assert item.text == "Determine if P0, P1 or P2"
+        assert i not in assess.checked
+        clock.advance(90)
+        await desk.severity(inc.id, "P1", "only card payments")
+        assert assess.checked[i].ts == clock()
+        assert assess.progress("P1") == (1, 4)
+    finally:
+        await desk.journal.close()
+
+
 async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
     clock = Clock()
     t0 = clock.t

@@ -390,6 +390,9 @@ class IncidentBook:
                                          "to": sev, "reason": str(e.get("reason") or "")})
             inc.severity = sev
             for step in inc.steps:  # items limited to a severity may complete a step now
+                for i, item in enumerate(step.section.items):  # "Determine if P0, P1…"
+                    if item.done_by == "severity":
+                        step.checked.setdefault(i, Mark(ts, actor))
                 done, total = step.progress(sev)
                 if step.done_at is None and total and done == total:
                     step.done_at, step.done_by = ts, actor

@@ -53,6 +53,9 @@ class Item(BaseModel):
     text: str = Field(min_length=1)
     severities: tuple[Severity, ...] = ()
     link: str | None = None
+    # an action that does this item, so it is checked when that is done: "severity" (the
+    # severity set with `s`, with why)
+    done_by: Literal["severity"] | None = None
 
     @field_validator("link")
     @classmethod
