@@ -35,6 +35,18 @@ async def _desk(path: Path, clock: Clock, actor: str = "alice@bastion") -> Incid
     return IncidentDesk(j, IncidentBook(pbs, clock=clock))
 
 
+async def reread(path: Path, desk: IncidentDesk, clock: Clock, iid: str
+                 ) -> tuple[Any, IncidentBook]:
+    """The incident `iid` (and its book) folded afresh from the journal file alone."""
+    journal = Journal(path)
+    await asyncio.to_thread(journal.open)
+    book = IncidentBook.from_entries(desk.book.playbooks, journal.entries, clock=clock)
+    await journal.close()
+    again = book.get(iid)
+    assert again is not None
+    return again, book
+
+
 async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
     """Playbook Step 3 is "post a status update": posting one from the console completes the
     step, on time or late against its 15 min, in the checklist and in the post-mortem (the
@@ -70,12 +82,7 @@ async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
         assert "on time" in row, row
         assert "alice@bastion" in row, row
         # the same from the journal alone
-        j2 = Journal(tmp_path / "j.jsonl")
-        await asyncio.to_thread(j2.open)
-        book2 = IncidentBook.from_entries(desk.book.playbooks, j2.entries, clock=clock)
-        await j2.close()
-        again = book2.get(inc.id)
-        assert again is not None
+        again, _ = await reread(tmp_path / "j.jsonl", desk, clock, inc.id)
         assert again.step("communicate").done_at == t0 + 240  # type: ignore[union-attr]
     finally:
         await desk.journal.close()
@@ -172,12 +179,7 @@ async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
         assert [s.id for s in inc.overdue(clock())] == ["postmortem"]
         assert desk.book.open_incidents() == []
         # everything came from the journal: a fresh book from the file is identical
-        j2 = Journal(tmp_path / "j.jsonl")
-        await asyncio.to_thread(j2.open)
-        book2 = IncidentBook.from_entries(desk.book.playbooks, j2.entries, clock=clock)
-        await j2.close()
-        again = book2.get(inc.id)
-        assert again is not None
+        again, book2 = await reread(tmp_path / "j.jsonl", desk, clock, inc.id)
         assert again.owner == "bob@bastion"
         assert again.severity == "P0"
         assert [c["to"] for c in again.severity_changes] == ["P1", "P0"]

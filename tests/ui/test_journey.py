@@ -139,6 +139,15 @@ async def alert_on_every_screen(j: Journey, summary: str, severity: str) -> None
     await j.back_to(type(app.screen_stack[0]))
 
 
+async def highlight(j: Journey, screen: Any, alert: Any) -> None:
+    """j down the alerts list until `alert` is the highlighted row."""
+    for _ in range(20):
+        if screen.selected() is not None and screen.selected().id == alert.id:
+            break
+        await j.press("j")
+    assert screen.selected().id == alert.id
+
+
 async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float) -> Any:
     """a: the alerts screen; the alert's panel says why and what to do; a acknowledges it
     (at `ack_at`); o opens its incident. The "FIRING" toast goes once the alerts screen
@@ -162,11 +171,7 @@ async def acknowledge_and_open(j: Journey, rule: str, target: str, ack_at: float
     await j.pilot.pause()
     assert not any("FIRING" in n.title for n in j.app._notifications)
     alert = j.alert(rule, target)
-    for _ in range(20):
-        if screen.selected() is not None and screen.selected().id == alert.id:
-            break
-        await j.press("j")
-    assert screen.selected().id == alert.id
+    await highlight(j, screen, alert)
     from textual.widgets import Static
 
     panel = str(screen.query_one("#alerts-why", Static).content)
@@ -193,11 +198,7 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
 
     alerts = await j.back_to(AlertsScreen)
     second = j.alert(rule, target)
-    for _ in range(20):
-        if alerts.selected() is not None and alerts.selected().id == second.id:
-            break
-        await j.press("j")
-    assert alerts.selected().id == second.id
+    await highlight(j, alerts, second)
     before = len(j.app.runtime.desk.book.incidents)
     await j.press("o")
     choose = await j.screen(Choose, "the choice: attach or a new incident")
