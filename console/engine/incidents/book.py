@@ -42,8 +42,8 @@ TYPES = (OPEN, CHECK, UNCHECK, NOTE, SEVERITY, SNAPSHOT, HANDOVER, ACKNOWLEDGE, 
          RESOLVE, FALSE_POSITIVE, POSTMORTEM, RUNBOOK, REOPEN, STATUS, CHANNEL, ALERT)
 
 # An action completes a response step by itself, whatever its items say. The playbook step
-# each action completes: acknowledging is the Acknowledge step, the first
-# status update (Step 3: "post a status update") is the Communicate step, and so on.
+# each action completes: acknowledging is the Acknowledge step, the first status update a
+# Slack route posts (Step 3: "post a status update") is the Communicate step, and so on.
 _STEP_OF_ACTION = {ACKNOWLEDGE: "acknowledge", STATUS: "communicate", MITIGATE: "mitigate",
                    RESOLVE: "resolve", POSTMORTEM: "postmortem"}
 
