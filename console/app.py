@@ -270,7 +270,19 @@ class OpsConsoleApp(App[None]):
                     refresh(runtime, self.clock())
                 except NoMatches:  # the screen is being torn down (popped mid-tick): skip it
                     return
+                with contextlib.suppress(AttributeError):  # a screen that is not ours
+                    screen.refreshed_at = time.monotonic()  # type: ignore[attr-defined]
             self._update_alert_banner()
+
+    def refresh_if_stale(self) -> None:
+        """The visible screen, now, if it has not been refreshed for a repaint interval (it
+        was under another one): back on the board after two minutes elsewhere, the walk
+        read cleared faults as firing until the next tick. A screen left for less than that
+        is refreshed by the tick as usual (a full refresh of 1,000 rows on every Esc from
+        the keys screen made every key slower: bench_tui_keys)."""
+        every = self.settings.console.refresh if self.settings is not None else 1.0
+        if time.monotonic() - getattr(self.screen, "refreshed_at", 0.0) >= every:
+            self.refresh_screen()
 
     def refresh_banner(self) -> None:
         """The banner of a screen just shown, without waiting for the next repaint tick."""

@@ -34,6 +34,7 @@ class ConsoleScreen(Screen[ResultT]):
     # A screen that shows the firing alerts' causes itself: the "FIRING" toast is withdrawn
     # while it is open (the toast said the same, over the half of the screen saying it).
     SHOWS_ALERT_CAUSES: ClassVar[bool] = False
+    refreshed_at = 0.0  # monotonic time of its last refresh by the app (`refresh_if_stale`)
 
     @property
     def console(self) -> OpsConsoleApp:
@@ -58,7 +59,7 @@ class ConsoleScreen(Screen[ResultT]):
         # left; the walk saw a board of cleared faults "firing" until the next repaint.
         if not self.is_mounted:
             return  # its first mount refreshes it
-        refresh = getattr(self.app, "refresh_screen", None)  # a test may host us alone
+        refresh = getattr(self.app, "refresh_if_stale", None)  # a test may host us alone
         if refresh is not None:
             self.call_after_refresh(refresh)
 
