@@ -392,9 +392,9 @@ async def test_a_screen_shown_again_is_refreshed_at_once(tmp_path: Path) -> None
             await pilot.press("question_mark")
             await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "help")
             assert calls == []
-            # left for longer than a repaint interval (here: as if for the 60 s): refreshed
-            # as soon as it is back; left for less, the tick does it as usual
-            overview.refreshed_at -= 61
+            # left for longer than three repaint intervals (here: as if for 3 x 60 s):
+            # refreshed as soon as it is back; left for less, the tick does it as usual
+            overview.refreshed_at -= 181
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is overview, 5, "back on the board")
             await wait_for(pilot, lambda: len(calls) == 1, 5, "refreshed on its return")
