@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -47,9 +48,11 @@ def _preload(names: Iterable[str]) -> None:
         importlib.import_module(name)
 
 
-def _binds_key(screen: Any, key: str) -> bool:
-    """Whether `screen` (its class or a base) binds `key` itself, over the app's binding."""
-    for cls in type(screen).__mro__:
+@functools.lru_cache(maxsize=64)
+def _binds_key(screen_type: type, key: str) -> bool:
+    """Whether a screen class (or a base) binds `key` itself, over the app's binding; once
+    per class (the banner asks on every repaint)."""
+    for cls in screen_type.__mro__:
         for b in cls.__dict__.get("BINDINGS", ()):
             keys = b.key if isinstance(b, Binding) else b[0]
             if key in (k.strip() for k in keys.split(",")):
@@ -392,7 +395,8 @@ class OpsConsoleApp(App[None]):
             return None
         # "a: alerts" only where `a` opens them: on the alerts and incident screens `a`
         # acknowledges (the walk read the hint there and acknowledged the incident)
-        return self.alerting.alerts.banner(self.clock(), hint=not _binds_key(self.screen, "a"))
+        hint = not _binds_key(type(self.screen), "a")
+        return self.alerting.alerts.banner(self.clock(), hint=hint)
 
     def incident_banner(self, *, short: bool = False) -> str | None:
         """Open incidents, for the banner: the most severe (then oldest) one with its next

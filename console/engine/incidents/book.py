@@ -497,6 +497,16 @@ class IncidentBook:
             inc.detected = detected
 
 
+def _first_failure(alert: Any) -> float | None:
+    """An alert's first failing sample (its detection), from its own field or its time to
+    detect: an incident opened from it, or attached to one, detects from there."""
+    if alert.first_fail_at is not None:
+        return float(alert.first_fail_at)
+    if alert.detect_s is not None and alert.fired_at is not None:
+        return float(alert.fired_at - alert.detect_s)
+    return None
+
+
 def _steps_of(pb: Playbook) -> list[StepState]:
     return [StepState(pb.name, s, timed=pb.kind == "response") for s in pb.sections]
 
@@ -587,9 +597,7 @@ class IncidentDesk:
         """
         rule = alert.rule
         summary = alert.summary
-        detected = alert.first_fail_at
-        if detected is None and alert.detect_s is not None and alert.fired_at is not None:
-            detected = alert.fired_at - alert.detect_s
+        detected = _first_failure(alert)
         acked = alert.ep_acked_at
         return await self.open(
             title or f"{summary} ({alert.target})", rule.severity,
@@ -607,9 +615,7 @@ class IncidentDesk:
                                "episode": f"{alert.id}/{alert.incident}"}
         if alert.fired_at is not None:
             data["started"] = alert.fired_at
-        detected = alert.first_fail_at
-        if detected is None and alert.detect_s is not None and alert.fired_at is not None:
-            detected = alert.fired_at - alert.detect_s
+        detected = _first_failure(alert)
         if detected is not None:
             data["detected"] = detected
         await self._do(ALERT, incident, data)
