@@ -114,10 +114,12 @@ def _modules_after(argv: list[str], libs: tuple[str, ...]) -> tuple[int, list[st
 
 def test_check_once_loads_no_numpy_nor_the_store(http_url: str) -> None:
     """One round of checks needs no metric history: `check --once` keeps none, so it pays
-    for neither numpy nor the store at start-up (bench/bench_cli.py)."""
+    for neither numpy nor the store at start-up (bench/bench_cli.py); and URLs given on the
+    command line need no config models, so no pydantic (console/cli/plaincheck.py)."""
     rc, loaded, stdout = _modules_after(
         ["check", "--once", "--json", f"{http_url}/health"],
-        ("numpy", "console.engine.storage.store", "console.engine.alerting.rules"))
+        ("numpy", "console.engine.storage.store", "console.engine.alerting.rules",
+         "pydantic", "console.engine.config.schema"))
     assert rc == 0, stdout
     assert '"uptime_pct": 100.0' in stdout  # the figures still come, from the results
     assert '"p95_ms": ' in stdout

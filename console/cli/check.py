@@ -34,16 +34,14 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
                    help="do not verify TLS certificates of HTTP TARGETs (shown in the UI)")
 
 
-def settings_from_targets(args: argparse.Namespace) -> Settings:
-    """A config from TARGET URLs, the kind inferred from the scheme.
+def target_fields(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each TARGET URL as a target's fields, the kind inferred from the scheme.
 
     A password typed in a URL is moved into an environment variable and referenced as
     `${VAR}`, so it is registered as a secret and redacted like one from a config file,
     while the rest of the URL stays readable in the UI and in errors.
     """
     from urllib.parse import unquote, urlsplit
-
-    from console.engine.config.schema import TARGET_KINDS, AnyTarget, Panel, Settings
 
     targets: list[dict[str, Any]] = []
     names: set[str] = set()
@@ -80,15 +78,23 @@ def settings_from_targets(args: argparse.Namespace) -> Settings:
                 "postgresql:// or redis://"
             )
         targets.append(t)
+    return targets
+
+
+def settings_from_targets(args: argparse.Namespace) -> Settings:
+    """A config from TARGET URLs (`watch`, `check` without `--once`), each target and panel
+    validated by its own model."""
+    from console.engine.config.schema import TARGET_KINDS, AnyTarget, Panel, Settings
+
+    targets = target_fields(args)
     panels = [{"title": f"{t['name']} latency", "target": t["name"], "metric": "latency_ms",
                "unit": "ms"} for t in targets]
-    # Each target and panel is validated by its own model; the config around them is made
-    # without validating it again (names are unique and every panel names its target by
-    # construction): the config's whole validator is most of a one-shot check's start-up.
+    # The config around them is made without validating it again (names are unique and
+    # every panel names its target by construction): the config's whole validator is most
+    # of a one-shot check's start-up.
     return Settings.model_construct(
         targets=[cast(AnyTarget, TARGET_KINDS[t["kind"]].model_validate(t)) for t in targets],
         panels=[Panel.model_validate(p) for p in panels])
-
 
 
 def _format_line(view: Any) -> str:
@@ -117,7 +123,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             if getattr(args, "config", None):
                 print("opsconsole check: give --config or TARGETs, not both", file=sys.stderr)
                 return EXIT_CONFIG
-            settings = settings_from_targets(args)
+            settings = None
+            if args.once:
+                from console.cli.plaincheck import plain_checks
+
+                settings = plain_checks(args)
+            if settings is None:
+                settings = settings_from_targets(args)
         else:
             settings, _ = load_settings(args)
         pings = heartbeat_pings(args, settings)

@@ -21,26 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from console.engine.config.dashboards import with_playbook_dashboards
-from console.engine.config.schema import (
-    AnyTarget,
-    HeartbeatTarget,
-    HostTarget,
-    HttpTarget,
-    LighthouseTarget,
-    LogTarget,
-    Panel,
-    PostgresTarget,
-    PrometheusTarget,
-    PromqlTarget,
-    Settings,
-)
 from console.engine.health import LoopHealth
 from console.engine.model import CheckResult, RecentResults, Status
 from console.engine.text.redact import describe_exception, redact
 from console.engine.views import PanelView, TargetView
 
 if TYPE_CHECKING:
+    # The config's models are only types here (a target's `kind` says which probe it gets):
+    # `check --once URL` runs the scheduler on plain targets without importing pydantic.
+    from console.engine.config.schema import AnyTarget, Panel, Settings
+
     # numpy and the store load only where metrics are kept: `check --once` (keep_metrics
     # False) reads its few figures from the results themselves (~60 ms less start-up)
     from console.engine.storage.store import MetricStore
@@ -63,6 +53,16 @@ _LABEL_MATCH = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 class Probe(Protocol):
     async def check(self) -> CheckResult: ...
     async def aclose(self) -> None: ...
+
+
+def _with_playbook_dashboards(settings: Settings) -> Settings:
+    """The playbook's ready-made dashboards merged in (console.engine.config.dashboards,
+    imported only for a config that wants them: it builds pydantic models)."""
+    if not settings.console.playbook_dashboards:
+        return settings
+    from console.engine.config.dashboards import with_playbook_dashboards
+
+    return with_playbook_dashboards(settings)
 
 
 def phase_of(name: str, interval: float) -> float:
@@ -114,7 +114,7 @@ class Scheduler:
         `store`, panels and rules are not available."""
         # The playbook's ready-made dashboards join here, where settings take effect, so the
         # TUI, a hot reload and the headless commands all see the same boards.
-        self.settings = with_playbook_dashboards(settings)
+        self.settings = _with_playbook_dashboards(settings)
         # The config's own panels (view 0 of the overview), as opposed to those the
         # ready-made dashboards add.
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
@@ -164,35 +164,35 @@ class Scheduler:
         return self._clients
 
     async def _make_probe(self, target: AnyTarget) -> Probe:
-        if isinstance(target, HttpTarget):
+        if target.kind == "http":
             from console.engine.probes.http import HttpProbe
 
             return HttpProbe(target, await self._http_clients())
-        if isinstance(target, PrometheusTarget):
+        if target.kind == "prometheus":
             from console.engine.probes.prometheus import PrometheusProbe
 
             return PrometheusProbe(target, await self._http_clients())
-        if isinstance(target, PromqlTarget):
+        if target.kind == "promql":
             from console.engine.probes.promql import PromqlProbe
 
             return PromqlProbe(target, await self._http_clients(), clock=self.clock)
-        if isinstance(target, LogTarget):
+        if target.kind == "log":
             from console.engine.probes.log import LogProbe
 
             return LogProbe(target, state_dir=self.state_dir)
-        if isinstance(target, HostTarget):
+        if target.kind == "host":
             from console.engine.probes.host import HostProbe
 
             return HostProbe(target, await self._http_clients() if target.url else None)
-        if isinstance(target, HeartbeatTarget):
+        if target.kind == "heartbeat":
             from console.engine.probes.heartbeat import HeartbeatProbe
 
             return HeartbeatProbe(target, self.ping_book(), clock=self.clock)
-        if isinstance(target, LighthouseTarget):
+        if target.kind == "lighthouse":
             from console.engine.probes.lighthouse import LighthouseProbe
 
             return LighthouseProbe(target)
-        if isinstance(target, PostgresTarget):
+        if target.kind == "postgres":
             from console.engine.probes.postgres import PostgresProbe
 
             return PostgresProbe(target)
@@ -286,7 +286,7 @@ class Scheduler:
                 for series in self._store.series() if self._store is not None else ():
                     if series.startswith(f"{name}:"):
                         self.store.drop(series)
-        self.settings = with_playbook_dashboards(settings)
+        self.settings = _with_playbook_dashboards(settings)
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
         for name, target in new.items():
             old = self._states.get(name)
@@ -605,7 +605,7 @@ class Scheduler:
         statements, custom queries) report every `slow_interval`, not every check."""
         state = self._states.get(name)
         target = state.target if state else None
-        if isinstance(target, PostgresTarget):
+        if target is not None and target.kind == "postgres":
             from console.engine.probes.catalog import POSTGRES_METRICS
 
             if metric not in POSTGRES_METRICS:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from console.engine.config.envref import ENV_REF, SECRET_HEADERS, check_secret_headers
+from console.engine.config.envref import ENV_REF, check_secret_headers
 from console.engine.config.factories import empty_dict, empty_list
 from console.engine.config.rules import AlertingSection, Rule, check_unique_names
 from console.engine.lang.durations import parse_duration, parse_size
@@ -21,7 +21,6 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
-_SECRET_HEADERS = SECRET_HEADERS
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:([^/@]*)@", re.IGNORECASE)
 _DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
 

@@ -16,12 +16,12 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import httpx
 
-from console.engine.config.envref import ENV_REF, MissingEnv, expand
-from console.engine.config.schema import _SECRET_HEADERS, HttpTarget
+from console.engine.config.envref import ENV_REF, SECRET_HEADERS, MissingEnv, expand
 from console.engine.details import HealthJson, HttpDetails
 from console.engine.lang.conditions import CheckContext, Condition, parse_condition
 from console.engine.model import CheckResult, ResponseInfo, Status
@@ -31,6 +31,9 @@ from console.engine.text.fmt import format_duration
 from console.engine.text.redact import MASK, describe_exception, redact
 from console.engine.text.redact import generation as redact_generation
 from console.engine.text.sanitize import clean, one_line
+
+if TYPE_CHECKING:  # the model is only a type here: `check --once URL` runs without pydantic
+    from console.engine.config.schema import HttpTarget
 
 __all__ = ["HttpProbe"]
 
@@ -133,7 +136,7 @@ class HttpProbe:
         # Headers never forwarded to another origin on a redirect: the usual secret-bearing
         # ones, plus any whose configured value came from the environment.
         self._secret_headers = frozenset(
-            {h.lower() for h, v in target.headers.items() if ENV_REF.search(v)} | _SECRET_HEADERS
+            {h.lower() for h, v in target.headers.items() if ENV_REF.search(v)} | SECRET_HEADERS
         )
         if self._setup_error is not None:
             return
