@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import operator
 import os
 from collections import deque
 from dataclasses import fields
@@ -65,6 +66,16 @@ def _durable_fields() -> tuple[str, ...]:
     return tuple(n for n in _alert_fields() if n not in _VOLATILE)
 
 
+@functools.cache
+def _durable_values() -> operator.attrgetter[tuple[Any, ...]]:
+    """The durable fields' values of an alert, read in one C call (a getattr per field and
+    a `_freeze` call per value were ~5 % of all CPU at 1,000 targets under cProfile)."""
+    return operator.attrgetter(*_durable_fields())
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def durable_key(a: Alert) -> tuple[Any, ...]:
     """What of an alert must survive a restart, as a cheap comparable value: every field
     but the latest sample's value and detail (recomputed on the first evaluation after a
@@ -82,7 +93,7 @@ def durable_key(a: Alert) -> tuple[Any, ...]:
     return (rule.name, min(a.fails, rule.failure_threshold),
             min(a.oks, rule.success_threshold), round(a.flap_pct, 1),
             tuple(a.labels.items()), since_told,
-            *[_freeze(getattr(a, n)) for n in _durable_fields()])
+            *[v if type(v) in _PLAIN else _freeze(v) for v in _durable_values()(a)])
 
 
 def _freeze(v: Any) -> Any:
