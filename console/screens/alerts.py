@@ -58,6 +58,9 @@ def unsaved_lines(unsaved: list[dict[str, str]], limit: int = 3) -> str:
     return out
 
 
+_OPEN = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+
+
 def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
     """One row within 78 cells: state, severity, rule, target, age, silenced/held marks,
     and ⚑ when it is part of an open incident (`incident`)."""
@@ -68,7 +71,10 @@ def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
         mark = " ⤓"
     elif a.flapping:
         mark = " ≈"
-    age = format_duration(max(0.0, now - a.since)) if a.since is not None else ""
+    # A firing alert's age counts from when it fired: an acknowledgement changes its
+    # state, not how long the problem has lasted (`since` restarts at the ack).
+    start = a.fired_at if a.state in _OPEN and a.fired_at is not None else a.since
+    age = format_duration(max(0.0, now - start)) if start is not None else ""
     return (f"{GLYPH.get(a.state, '  ' + a.state.value)} {a.rule.severity} "
             f"{one_line(a.rule.name, 24):<24} {one_line(a.target, 20):<20} {age:>7}{mark}"
             + (" ⚑" if incident else ""))

@@ -166,6 +166,9 @@ def test_parse_silence_and_line() -> None:
     a = svc.alerts.get("api-down", "api")
     assert a is not None
     assert alert_line(a, T0 + 80) == f"✖ FIRING  P0 {'api-down':<24} {'api':<20}   1m00s"
+    # acknowledged 40 s later: the age still counts from when it fired, not from the ack
+    assert svc.alerts.ack("api-down", "api", "ana", now=T0 + 60)
+    assert alert_line(a, T0 + 80) == f"✔ acked   P0 {'api-down':<24} {'api':<20}   1m00s"
 
 
 def title(app: App[Any]) -> str:
