@@ -154,6 +154,30 @@ async def test_timeline_merges_alerts_actions_and_sent_notifications(
     await desk.journal.close()
 
 
+async def test_the_summary_leads_with_the_most_severe_alert(tmp_path: Path) -> None:
+    """A P3 warning fired a minute before the P0 outage: the post-mortem's first sentence
+    is about the outage, and the detection section still lists both in firing order."""
+    clock = Clock(T0 + 240)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    try:
+        inc = await desk.open("API down", "P0", alerts=["cpu-high/api", "api-down/api"],
+                              started=T0, targets=["api"])
+        warn = episode(T0, key="cpu-high/api/7", rule="cpu-high", severity="P3",
+                       summary="CPU above 80 % for 5 minutes", cause="cpu_pct 91 %")
+        down = episode(T0 + 60, key="api-down/api/8", rule="api-down", severity="P0",
+                       summary="API is down", cause="connection refused")
+        md = render(inc, now=T0 + 3600, episodes=[down, warn])
+    finally:
+        await journal.close()
+    summary = md[md.index("## Summary"):].split("\n")[2]
+    assert summary.startswith("On ")
+    assert "API is down on api (connection refused)" in summary
+    detection = md[md.index("## Detection"):md.index("## Detection") + 400]
+    assert detection.index("**cpu-high**") < detection.index("**api-down**")
+
+
 def test_snapshot_values_with_units_and_no_nan() -> None:
     from console.engine.incidents.timeline import describe_snapshot
 

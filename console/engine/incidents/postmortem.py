@@ -84,7 +84,10 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
     day = _fmt("%Y-%m-%d", inc.started)
     impact = kpis["impact"]
     if eps:
-        ep = eps[0]
+        # The reader's first sentence names the worst alert (the most severe; the first
+        # of those), not whichever warning happened to fire first.
+        ep = min(eps, key=lambda e: (str(e.get("severity") or "P9"),
+                                     float(e.get("fired_at") or 0.0)))
         what = f"{_md(ep.get('summary') or ep.get('rule'), 160)} on {_md(ep.get('target'), 60)}"
         cause = str(ep.get("cause") or "").split("; ", 1)[0]  # its first clause
         text = f"On {day} {what}"
