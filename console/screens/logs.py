@@ -10,6 +10,7 @@ JSON pretty-printed. Every text from the file is sanitised and shown as plain Co
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -75,6 +76,22 @@ class LineDetail(ConsoleModal[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held: int) -> str:
+    """What the screen searched: the query and its window. The screen holds only the last
+    `held` lines; when those cover less than the window (a runbook's "errors in the last
+    hour" on a busy log) it says how much they cover, and that `opsconsole logs` reads the
+    whole file, rather than letting "last 1h" stand for a few minutes."""
+    label = f"query: {one_line(q.text, 40)}" if q else "all lines"
+    if q is None or q.since is None:
+        return label
+    label += f" (last {format_target(q.since)}"
+    oldest = next((ln.ts for ln in lines if ln.ts is not None), None)
+    if held and len(lines) >= held and oldest is not None and now - oldest < q.since:
+        label += (f"; the {len(lines)} lines held cover {format_target(max(now - oldest, 0))}"
+                  ": `opsconsole logs` reads the whole file")
+    return label + ")"
 
 
 class LogsScreen(ConsoleScreen[None]):
@@ -146,16 +163,15 @@ class LogsScreen(ConsoleScreen[None]):
         self._drawn = key
         ol = self.query_one("#logs-list", OptionList)
         q = self.log_query
-        label = f"query: {one_line(q.text, 40)}" if q else "all lines"
-        if q is not None and q.since is not None:
-            label += f" (last {format_target(q.since)})"
         if probe is None:
+            label = window_label(q, [], self._now(), 0)
             self._title(f"Logs · {one_line(self.target, 30)} · no lines yet (is it a log "
                         "target, and has it been checked?)")
             ol.clear_options()
             self._rows = []
             return
         lines = list(probe.recent)
+        label = window_label(q, lines, self._now(), probe.recent.maxlen or 0)
         at_end = ol.highlighted is None or ol.highlighted >= ol.option_count - 1
         keep = ol.highlighted
         ol.clear_options()

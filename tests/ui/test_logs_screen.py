@@ -106,3 +106,25 @@ async def test_builtin_keys_filter_and_json(tmp_path: Path) -> None:
     finally:
         await engine.stop()
 
+
+
+def test_a_window_longer_than_the_lines_held_says_what_they_cover() -> None:
+    """A runbook's "errors in the last hour" on a busy log: the screen holds 2,000 lines,
+    which here span 12 minutes; the title says so instead of implying a whole hour."""
+    from console.engine.logs.query import parse_query
+    from console.engine.logs.tail import LogLine
+    from console.screens.logs import window_label
+
+    now = 1_800_000_000.0
+    q = parse_query("level=error", since=3600.0)
+    busy = [LogLine(raw="x", record=None, ts=now - 720 + i * 0.36) for i in range(2000)]
+    assert window_label(q, busy, now, 2000) == (
+        "query: level=error (last 1 h; the 2000 lines held cover 12 min: "
+        "`opsconsole logs` reads the whole file)")
+    # the ring not full: every line of the window is held, nothing to add
+    assert window_label(q, busy[:500], now, 2000) == "query: level=error (last 1 h)"
+    # a quiet log whose held lines reach back past the window: nothing to add either
+    quiet = [LogLine(raw="x", record=None, ts=now - 7200 + i * 3.6) for i in range(2000)]
+    assert window_label(q, quiet, now, 2000) == "query: level=error (last 1 h)"
+    assert window_label(None, busy, now, 2000) == "all lines"
+    assert window_label(parse_query("level=error"), busy, now, 2000) == "query: level=error"
