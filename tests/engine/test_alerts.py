@@ -507,14 +507,26 @@ def test_banner_only_for_loud_p0_p1() -> None:
     assert run.alerts.banner(T0) is None
     run.feed([1, 1, 1, 1, 1, 1, 1])
     # how many loud alerts, the worst, its cause with units, its age, the key that helps
-    assert run.alerts.banner(T0 + 80) == \
-        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · a: alerts"
+    assert run.alerts.banner(T0 + 80) == (
+        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · also P1 p1 · api · "
+        "a: alerts")
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
     assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
     assert run.alerts.banner(T0 + 80, hint=False) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None
+
+
+def test_banner_names_the_second_loud_alert_and_counts_the_rest() -> None:
+    run = make(rule(name="a", severity="P0", summary="API down"),
+               rule(name="b", severity="P1", summary="Database unreachable"),
+               rule(name="c", severity="P1"))
+    run.feed([1, 1, 1, 1, 1, 1, 1])
+    banner = run.alerts.banner(T0 + 80, hint=False)
+    assert banner is not None
+    assert banner.startswith("✖ 3 P0/P1 firing · P0 API down · api · ")
+    assert banner.endswith(" · also P1 Database unreachable · api (+1 more)")
 
 
 def test_a_summary_fills_in_its_prometheus_label_and_value_references() -> None:

@@ -512,7 +512,12 @@ class Alerts:
             f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
         if a.cause:
             text += f" · {a.short_cause(60)}"
-        return text + f" · {age}" + (" · a: alerts" if hint else "")
+        text += f" · {age}"
+        if n > 1:  # the next one by name: an unrelated second outage is not just a count
+            b = loud[1]
+            text += f" · also {b.rule.severity} {_cut(b.summary, 28)} · {b.target}" + (
+                f" (+{n - 2} more)" if n > 2 else "")
+        return text + (" · a: alerts" if hint else "")
 
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
