@@ -117,6 +117,9 @@ def test_report_json_numbers(built: tuple[Path, Path]) -> None:
     assert k["met"]["mttd_s"] is True
     assert k["met"]["uptime_pct:api"] is False
     assert k["met"]["uptime_pct:db"] is True
+    # the history holds one hour of the seven days: the report says so, per target
+    assert k["uptime_span_s"]["api"] == pytest.approx(3600, abs=60)
+    assert k["uptime_span_s"]["db"] == pytest.approx(3600, abs=60)
 
 
 def test_report_text_and_window(built: tuple[Path, Path],
@@ -129,6 +132,9 @@ def test_report_text_and_window(built: tuple[Path, Path],
     assert "MTTR (resolve)" in text
     assert "✔ api" not in text
     assert "✖ api" in text
+    api = next(line for line in text.splitlines() if line.startswith("✖ api"))
+    assert api.endswith("  over 1h00m")  # of the 30 days, only this much is held
+    assert "uptime per target ('over 12m': its samples cover only that)" in text
     assert main(["report", "--since", "soon", "--journal", str(journal)]) == 2
     assert main(["report", "--journal", str(journal.with_name("absent.jsonl"))]) == 1
 

@@ -792,3 +792,21 @@ def test_a_periodic_snapshot_leaves_the_raw_hour_out_and_a_crash_load_reads_roll
     assert back.mean("lat", 3600) == pytest.approx(live.mean("lat", 3600), rel=1e-3)
     feed(back, "lat", one_hz(T0 + 4200, 60), np.full(60, 5.0))  # and it records on
     assert back.latest("lat") == (T0 + 4259, 5.0)
+
+
+def test_held_from_is_the_first_sample_until_the_coarsest_tier_lets_go() -> None:
+    """What a report over a long period is computed from: everything since the first sample
+    while the store keeps it all, then the coarsest tier's retention."""
+    store = MetricStore(raw_capacity=10, tiers=[(10.0, 100.0), (60.0, 600.0)])
+    assert store.held_from("a:up") is None
+    t0 = 60_000.0
+    for i in range(300):
+        store.record("a:up", t0 + i, 1.0)
+    assert store.held_from("a:up") == t0
+    for i in range(300, 2000):
+        store.record("a:up", t0 + i, 1.0)
+    last = t0 + 1999
+    held = store.held_from("a:up")
+    assert held is not None
+    assert last - 660 <= held <= last - 540  # ~600 s of 1-minute buckets are kept
+    assert store.uptime("a:up", 7 * 86400, now=last) == 100.0  # computed from those

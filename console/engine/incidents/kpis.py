@@ -171,6 +171,8 @@ class Kpis:
     p0p1_resolved_within_2h_pct: float | None = None
     false_positive_pct: float | None = None
     uptime_pct: dict[str, float | None] = field(default_factory=dict)
+    # per target whose samples cover less than the period: the seconds they do cover
+    uptime_span_s: dict[str, float] = field(default_factory=dict)
     alert_episodes: int = 0
     alert_mttd_s: float | None = None
     alert_mtta_s: float | None = None
@@ -267,7 +269,11 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
     if store is not None:
         for series in sorted(store.series()):
             if series.endswith(":up"):
-                k.uptime_pct[series.removesuffix(":up")] = store.uptime(series, since, now=now)
+                name = series.removesuffix(":up")
+                k.uptime_pct[name] = store.uptime(series, since, now=now)
+                held = store.held_from(series)
+                if held is not None and held > lo:
+                    k.uptime_span_s[name] = max(now - held, 0.0)
     return k
 
 
@@ -316,9 +322,13 @@ def format_text(k: Kpis) -> str:
             lines.append(f"{m} {label:<30} {format_age(v):>10} {'< ' + format_age(t[key]):>10}")
     if k.uptime_pct:
         lines.append("")
-        lines.append("uptime per target")
+        # "over 12m": that target's samples cover only that much of the period
+        lines.append("uptime per target" + (" ('over 12m': its samples cover only that)"
+                                            if k.uptime_span_s else ""))
         for name, v in k.uptime_pct.items():
             m = mark[met[f"uptime_pct:{name}"]]
             target = f"> {t['uptime_pct']:g} %"
-            lines.append(f"{m} {name:<30} {_p(v):>10} {target:>10}")
+            span = k.uptime_span_s.get(name)
+            lines.append(f"{m} {name:<30} {_p(v):>10} {target:>10}"
+                         + (f"  over {format_age(span)}" if span is not None else ""))
     return "\n".join(lines) + "\n"

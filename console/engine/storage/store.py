@@ -1088,6 +1088,20 @@ class MetricStore:
                 return None
             return float(rows[:, INC].astype(np.float64).sum()) / elapsed
 
+    def held_from(self, series: str) -> float | None:
+        """When the oldest data this store still holds for `series` begins: a window reaching
+        further back is computed from less than it asks (a 7-day report on a console that has
+        run 12 minutes, or past the coarsest tier's retention). None without samples."""
+        with self._lock:
+            s = self._series.get(series)
+            if s is None or s.n == 0:
+                return None
+            if s.open is None:
+                return s.first_t
+            k = len(self._tiers) - 1
+            tr = self._tiers[k]
+            return max(s.first_t, (s.open[k] - tr.cap + 1) * tr.width)
+
     def uptime(self, series: str, window: float, now: float | None = None) -> float | None:
         """Percent of non-NaN samples >= 0.5 over the window (rollups beyond raw: exact)."""
         with self._lock:
