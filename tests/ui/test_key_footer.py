@@ -142,3 +142,54 @@ async def test_footer_does_not_recompose_when_the_keys_are_the_same() -> None:
         await settled(pilot, footer)
         assert footer.composes == composes + 1
         assert keys(board) == [("a", "Alpha")]
+
+
+class Crowded(Screen[None]):
+    """More keys than 80 columns hold (the incident screen's case)."""
+
+    BINDINGS = [Binding(k, f"noop('{k}')", d) for k, d in (
+        ("escape", "Back"), ("a", "Acknowledge"), ("s", "Silence"), ("o", "Open incident"),
+        ("r", "Recent"), ("m", "Mitigated"), ("R", "Resolved"), ("P", "Post-mortem"),
+        ("t", "Timeline"), ("n", "Note"))] + [
+        Binding("question_mark", "help", "Keys", key_display="?")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("crowded")
+        yield KeyFooter()
+
+    def action_noop(self, key: str) -> None:
+        pass
+
+
+class CrowdedApp(App[None]):
+    def on_mount(self) -> None:
+        self.push_screen(Crowded())
+
+
+def shown(footer: KeyFooter) -> list[FooterKey]:
+    return [k for k in footer.query(FooterKey) if k.display]
+
+
+async def test_keys_that_do_not_fit_are_left_out_whole_and_help_stays() -> None:
+    app = CrowdedApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, Crowded)
+                       and len(app.screen.query(FooterKey)) > 0, 10.0, "the footer has keys")
+        footer = app.screen.query_one(KeyFooter)
+        await settled(pilot, footer)
+        await pilot.pause()
+        visible = shown(footer)
+        names = [k.description for k in visible]
+        assert names[-1] == "Keys"  # the key that lists every other one
+        assert names[:3] == ["Back", "Acknowledge", "Silence"]  # in order, from the left
+        assert "Note" not in names  # something had to go
+        assert not [k for k in visible if k.has_class("-command-palette")]
+        right = footer.region.right
+        assert all(k.region.right <= right for k in visible), [
+            (k.description, k.region) for k in visible]  # nothing clipped mid-word
+        await pilot.resize_terminal(160, 24)
+        await wait_for(pilot, lambda: not footer.is_attached or "Note" in [
+            k.description for k in shown(app.screen.query_one(KeyFooter))], 10.0,
+            "at 160 columns every key fits")
+        wide = app.screen.query_one(KeyFooter)
+        assert any(k.has_class("-command-palette") for k in wide.query(FooterKey))
