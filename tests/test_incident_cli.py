@@ -134,7 +134,7 @@ def test_report_text_and_window(built: tuple[Path, Path],
     assert "✖ api" in text
     api = next(line for line in text.splitlines() if line.startswith("✖ api"))
     assert api.endswith("  over 1h00m")  # of the 30 days, only this much is held
-    assert "uptime per target ('over 12m': its samples cover only that)" in text
+    assert "uptime per target ('over': only that much of the period is held)" in text
     assert main(["report", "--since", "soon", "--journal", str(journal)]) == 2
     assert main(["report", "--journal", str(journal.with_name("absent.jsonl"))]) == 1
 

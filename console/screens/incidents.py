@@ -199,7 +199,10 @@ class KpiScreen(ConsoleModal[None]):
                           background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
-                Binding("K", "dismiss", "Close", show=False), *SCROLL_KEYS]
+                Binding("K", "dismiss", "Close", show=False), *SCROLL_KEYS,
+                # a modal screen does not pass keys on to the app: `?` did nothing here
+                Binding("question_mark", "app.help", "Keys", key_display="?", show=False)]
+    HINT = "Esc closes · j/k, space/b, g/G scroll · ? keys"
 
     def action_scroll(self, how: str) -> None:
         scroll_text(self.query_one("#kpi-body", VerticalScroll), how)
@@ -221,7 +224,8 @@ class KpiScreen(ConsoleModal[None]):
                     store=engine.store if engine is not None else None,
                     episodes=runtime.episodes(now) if runtime is not None else None)
         with VerticalScroll(id="kpi-body"):
-            yield Static(Content(format_text(k).rstrip()), id="kpi-text")
+            # the box covers the footer: what closes it is said inside
+            yield Static(Content(format_text(k).rstrip() + "\n\n" + self.HINT), id="kpi-text")
 
 
 class IncidentListScreen(ListScreen[None]):

@@ -15,6 +15,7 @@ from textual.widgets import Input, OptionList
 from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
 from console.engine.storage.journal import Journal
+from console.screens.help import HelpScreen
 from console.screens.incidents import IncidentListScreen, IncidentScreen
 from tests.ui.apptools import http_config, screen_text, wait_for, wait_started
 
@@ -287,6 +288,11 @@ async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:
         assert "MTTA (acknowledge)" in text
         assert "4m20s" in text  # (120 + 400) / 2
         assert "50.0 %" in text  # acknowledged within 5 min: A yes, B no
+        assert "Esc closes" in text  # the box covers the footer
+        await pilot.press("question_mark")  # the keys of the KPI box, over it
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "? on the KPIs")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: bool(app.screen.query("#kpi-text")), 5, "KPIs again")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentListScreen), 5, "back")
 

@@ -19,7 +19,8 @@ from its opening). Over a period (`compute`):
   acknowledged or older than 5 min (a 1-minute-old incident is not yet a miss);
 - P0/P1 resolved < 2 h: likewise among P0/P1 incidents resolved or older than 2 h;
 - alert noise: share of incidents the operator marked false positive;
-- uptime per target: percent of up samples in the window, from the metric store;
+- uptime per target: percent of up samples in the window, from the metric store, with
+  the span its samples cover when the store holds less than the window (`uptime_span_s`);
 - alert MTTD/MTTA/MTTR (when the alert history is given): per alert episode fired in the
   window, first failing sample → firing, firing → first acknowledgement, firing → resolved.
   These measure the alerting itself, incident or not; the incident figures stay as above.
@@ -322,8 +323,7 @@ def format_text(k: Kpis) -> str:
             lines.append(f"{m} {label:<30} {format_age(v):>10} {'< ' + format_age(t[key]):>10}")
     if k.uptime_pct:
         lines.append("")
-        # "over 12m": that target's samples cover only that much of the period
-        lines.append("uptime per target" + (" ('over 12m': its samples cover only that)"
+        lines.append("uptime per target" + (" ('over': only that much of the period is held)"
                                             if k.uptime_span_s else ""))
         for name, v in k.uptime_pct.items():
             m = mark[met[f"uptime_pct:{name}"]]
