@@ -48,6 +48,15 @@ def _preload(names: Iterable[str]) -> None:
         importlib.import_module(name)
 
 
+BANNER_LINES = 3  # the banner's max-height (themes/opsconsole.tcss)
+
+
+def _banner_room(width: int) -> int:
+    """Characters the banner's lines hold at `width` columns: its padding takes two, and a
+    line broken at a space leaves up to a word's width unused (a dozen, twice)."""
+    return BANNER_LINES * max(width - 2, 20) - 24
+
+
 @functools.lru_cache(maxsize=64)
 def _binds_key(screen_type: type, key: str) -> bool:
     """Whether a screen class (or a base) binds `key` itself, over the app's binding; once
@@ -305,9 +314,12 @@ class OpsConsoleApp(App[None]):
             elif toast.has_expired:
                 self._alert_toast = None
             # else: its Notify message is still on its way; withdrawn at the next tick
+        replay = self.replay.status() if self.replay is not None else None
         alert = self.alert_banner()
         incidents = self.incident_banner(short=alert is not None)
-        replay = self.replay.status() if self.replay is not None else None
+        if alert is not None:  # all of it in the banner's three lines: the alert gives way
+            others = sum(len(x) + 3 for x in (replay, incidents) if x)
+            alert = self.alert_banner(room=_banner_room(self.size.width) - others)
         text = " · ".join(x for x in (replay, alert, incidents) if x)
         for banner in self.screen.query("#alert-banner").results(Static):
             if banner.display != bool(text):
@@ -389,14 +401,15 @@ class OpsConsoleApp(App[None]):
         self._alert_toast = toast
         self.post_message(Notify(toast))
 
-    def alert_banner(self) -> str | None:
-        """The P0/P1 line every screen shows while such an alert fires unacknowledged."""
+    def alert_banner(self, room: int | None = None) -> str | None:
+        """The P0/P1 line every screen shows while such an alert fires unacknowledged
+        (within `room` characters when given: see `Alerts.banner`)."""
         if self.alerting is None:
             return None
         # "a: alerts" only where `a` opens them: on the alerts and incident screens `a`
         # acknowledges (the walk read the hint there and acknowledged the incident)
         hint = not _binds_key(type(self.screen), "a")
-        return self.alerting.alerts.banner(self.clock(), hint=hint)
+        return self.alerting.alerts.banner(self.clock(), hint=hint, room=room)
 
     def incident_banner(self, *, short: bool = False) -> str | None:
         """Open incidents, for the banner: the most severe (then oldest) one with its next

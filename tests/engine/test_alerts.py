@@ -527,6 +527,22 @@ def test_banner_names_the_second_loud_alert_and_counts_the_rest() -> None:
     assert banner is not None
     assert banner.startswith("✖ 3 P0/P1 firing · P0 API down · api · ")
     assert banner.endswith(" · also P1 Database unreachable · api (+1 more)")
+    # with less room the cause gives way first, then the second alert's summary; the age
+    # and the key at the end stay
+    first = run.alerts.get("a", "api")
+    assert first is not None
+    first.cause = "connect ECONNREFUSED 10.0.3.7:6379 after 3 retries over 2 seconds"
+    a = run.alerts.banner(T0 + 80)
+    assert a is not None
+    tight = run.alerts.banner(T0 + 80, room=len(a) - 10)
+    assert tight is not None
+    assert len(tight) == len(a) - 10
+    assert " · connect ECONNREFUSED 10.0.3.7:6379 after 3 retrie… · 1m00s · also P1 Database " \
+        "unreachable · api (+1 more) · a: alerts" in tight
+    tighter = run.alerts.banner(T0 + 80, room=60)
+    assert tighter is not None
+    assert tighter.endswith(" · 1m00s · also P1 · api (+1 more) · a: alerts")
+    assert run.alerts.banner(T0 + 80, room=10_000) == a
 
 
 def test_a_summary_fills_in_its_prometheus_label_and_value_references() -> None:

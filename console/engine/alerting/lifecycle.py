@@ -497,10 +497,13 @@ class Alerts:
                 and a.rule.severity in ("P0", "P1") and not a.silenced_by
                 and not a.inhibited_by]
 
-    def banner(self, now: float | None = None, *, hint: bool = True) -> str | None:
+    def banner(self, now: float | None = None, *, hint: bool = True,
+               room: int | None = None) -> str | None:
         """One line for a banner on every screen while a P0/P1 fires unacknowledged and
         unsilenced; None otherwise (acknowledged or held-back alerts do not shout). `hint`:
-        end with "a: alerts" (not where `a` acknowledges instead)."""
+        end with "a: alerts" (not where `a` acknowledges instead). `room`: the characters
+        the banner has for it; a longer text gives up the cause's tail first, then the
+        second alert's summary, so that its end (the age, the key) is never cut off."""
         now = self.clock() if now is None else now
         loud = self.loud()
         if not loud:
@@ -508,16 +511,27 @@ class Alerts:
         a = loud[0]
         age = format_duration(max(0.0, now - (a.fired_at or now)))
         n = len(loud)
-        text = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
+        head = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
             f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
-        if a.cause:
-            text += f" · {a.short_cause(60)}"
-        text += f" · {age}"
+        cause = a.short_cause(60) if a.cause else ""
+        also = ""
         if n > 1:  # the next one by name: an unrelated second outage is not just a count
             b = loud[1]
-            text += f" · also {b.rule.severity} {_cut(b.summary, 28)} · {b.target}" + (
-                f" (+{n - 2} more)" if n > 2 else "")
-        return text + (" · a: alerts" if hint else "")
+            more = f" (+{n - 2} more)" if n > 2 else ""
+            also = f" · also {b.rule.severity} {_cut(b.summary, 28)} · {b.target}{more}"
+        end = f" · {age}"
+        hint_text = " · a: alerts" if hint else ""
+
+        def text() -> str:
+            return head + (f" · {cause}" if cause else "") + end + also + hint_text
+
+        over = len(text()) - room if room is not None else 0
+        if over > 0 and cause:
+            cause = _cut(cause, max(len(cause) - over, 16))
+            over = len(text()) - (room or 0)
+        if over > 0 and n > 1:
+            also = f" · also {b.rule.severity} · {b.target}{more}"
+        return text()
 
     def mttd(self) -> float | None:
         """Mean time to detect over every incident so far: first failing sample to firing."""
