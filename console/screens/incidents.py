@@ -133,7 +133,7 @@ SEVERITY_HELP = {
 def kpi_line(inc: Incident, episodes: list[AlertEpisode], now: float) -> str:
     """``detect 5m02s ✖ · ack 2m45s ✔ · mitigate - · impact 5m10s ✔ · resolve -``: the
     incident's times from events, each marked against its target."""
-    from console.engine.incidents.kpis import incident_kpis
+    from console.engine.incidents.kpis import incident_kpis, measured
 
     parts = []
     short = {"acknowledge": "ack"}
@@ -144,7 +144,7 @@ def kpi_line(inc: Incident, episodes: list[AlertEpisode], now: float) -> str:
         elif s is None and m.start is not None and m.name != "detect":
             s_text, mark = f"{format_age(now - m.start)}…", ""
         else:
-            s_text = format_age(s)
+            s_text = measured(s)
             mark = {True: " ✔", False: " ✖", None: ""}[m.met]
         parts.append(f"{short.get(m.name, m.name)} {s_text}{mark}")
     return " · ".join(parts)

@@ -60,3 +60,21 @@ async def test_a_step_done_by_its_action_says_so_instead_of_0_of_3(tmp_path: Pat
         assert " 4/4 " in line, line
     finally:
         await desk.journal.close()
+
+
+async def test_the_header_rounds_times_as_the_post_mortem_does(tmp_path: Path) -> None:
+    """Acknowledged 8.6 s after it opened: the header said "ack 8s" where the post-mortem
+    and the report said 9s (the walk at 80x24)."""
+    from console.engine.incidents.postmortem import render
+
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("API slow", "P1")
+        clock.advance(8.6)
+        await desk.acknowledge(inc.id)
+        head = kpi_line(inc, [], clock())
+        assert "ack 9s" in head, head
+        assert "| 9s |" in render(inc, now=clock())
+    finally:
+        await desk.journal.close()

@@ -278,6 +278,12 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
     return k
 
 
+def measured(seconds: float | None) -> str:
+    """A measured duration as the post-mortem writes it: to the nearest second (8.6 s is
+    9s there; `format_age` alone truncates, and the incident header said 8s beside it)."""
+    return format_age(None if seconds is None else round(seconds))
+
+
 def _p(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f} %"
 
@@ -299,10 +305,10 @@ def format_text(k: Kpis) -> str:
     ]
     t = k.targets
     rows = [
-        ("MTTD (detect)", format_age(k.mttd_s), f"< {format_age(t['mttd_s'])}", "mttd_s"),
-        ("MTTA (acknowledge)", format_age(k.mtta_s), f"< {format_age(t['mtta_s'])}", "mtta_s"),
-        ("MTTR (resolve)", format_age(k.mttr_s), f"< {format_age(t['mttr_s'])}", "mttr_s"),
-        ("mean impact (alert resolved)", format_age(k.impact_s),
+        ("MTTD (detect)", measured(k.mttd_s), f"< {format_age(t['mttd_s'])}", "mttd_s"),
+        ("MTTA (acknowledge)", measured(k.mtta_s), f"< {format_age(t['mtta_s'])}", "mtta_s"),
+        ("MTTR (resolve)", measured(k.mttr_s), f"< {format_age(t['mttr_s'])}", "mttr_s"),
+        ("mean impact (alert resolved)", measured(k.impact_s),
          f"< {format_age(t['mttr_s'])}", "impact_s"),
         ("acknowledged < 5 min", _p(k.ack_within_5m_pct),
          f"> {t['ack_within_5m_pct']:g} %", "ack_within_5m_pct"),
@@ -320,7 +326,7 @@ def format_text(k: Kpis) -> str:
                               ("MTTA (firing → acknowledged)", k.alert_mtta_s, "mtta_s"),
                               ("MTTR (firing → resolved)", k.alert_mttr_s, "mttr_s")):
             m = mark[None if v is None else v < t[key]]
-            lines.append(f"{m} {label:<30} {format_age(v):>10} {'< ' + format_age(t[key]):>10}")
+            lines.append(f"{m} {label:<30} {measured(v):>10} {'< ' + format_age(t[key]):>10}")
     if k.uptime_pct:
         lines.append("")
         lines.append("uptime per target" + (" ('over': only that much of the period is held)"
