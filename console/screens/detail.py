@@ -52,7 +52,8 @@ def info_text(view: Any, now: float, span_label: str,
     since = f" for {format_duration(now - view.since)}" if view.since else ""
     lat = "-" if view.latency_ms is None else f"{view.latency_ms:.1f} ms"
     p95 = "-" if view.p95_ms is None else f"{view.p95_ms:.1f} ms"
-    up = "-" if view.uptime_pct is None else f"{view.uptime_pct:.2f} %"
+    # "100.00%" as fmt_pct writes uptime: with a space the line broke between the two
+    up = "-" if view.uptime_pct is None else f"{view.uptime_pct:.2f}%"
     lines = [
         f"{view.name} · {view.kind} · {one_line(view.address, 120)}"
         + ("  ⚠ INSECURE: TLS not verified" if view.insecure else ""),

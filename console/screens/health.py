@@ -75,6 +75,11 @@ class HealthScreen(ConsoleScreen[None]):
                 "health+json)" if last.error is None else one_line(last.error, 200))
             self.query_one("#health-head", Static).update(
                 Content(f"{self.target} · health components · {why}"))
+            # an empty list under a timeout read as "no components": say why there are none
+            ol.add_options([Option(Content(
+                "waiting for the first check" if last is None else
+                "no components to show: the last check got no health body (see above); "
+                "they come back with the next answer that has one"), disabled=True)])
             return
         rows = component_rows(health)
         failing = sum(1 for r in rows if r.startswith("✖"))

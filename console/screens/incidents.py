@@ -241,7 +241,7 @@ class IncidentListScreen(ListScreen[None]):
         Binding("escape", "app.pop_screen", "Back", id="incidents_back"),
         Binding("enter", "open_selected", "Open", id="incidents_open", show=False),
         Binding("o", "new", "New incident", id="incidents_new"),
-        Binding("r", "toggle_resolved", "Resolved", id="incidents_resolved"),
+        Binding("r", "toggle_resolved", "Open/resolved", id="incidents_resolved"),
         Binding("K", "kpis", "KPIs", id="incidents_kpis"),
     ]
 
