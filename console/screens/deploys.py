@@ -104,7 +104,11 @@ class DeploysScreen(ConsoleScreen[None]):
         chart = self.query_one(LatencyChart)
         chart.show_markers([(float(e["ts"]), str(e.get("version") or e.get("kind")))
                             for e in deploys])
-        chart.show_history(hist, f"last {span}", self.metric)
+        # Did a deploy move the metric? One line (each bucket's median) beside the markers
+        # reads that; latency keeps its percentiles. The walk read a p50/p95/p99 legend
+        # over error_pct here and took it for a mislabelled chart.
+        single = self.metric != "latency_ms"
+        chart.show_history(hist, f"last {span}", self.metric, single=single)
         ol = self.query_one(OptionList)
         ol.clear_options()
         rows = deploy_rows(deploys, mean, self.metric, now)

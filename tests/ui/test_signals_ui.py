@@ -17,7 +17,7 @@ from console.engine.signals.events import make_event
 from console.engine.signals.recording import Recording, ReplayDriver, result_json
 from console.screens.deploys import DeploysScreen
 from console.screens.detail import DetailScreen
-from tests.ui.apptools import wait_for, wait_screen, wait_started
+from tests.ui.apptools import screen_text, wait_for, wait_screen, wait_started
 from widgets.latency_chart import LatencyChart
 
 CONFIG = '''
@@ -81,6 +81,9 @@ async def test_deploys_are_markers_and_the_runbook_answers_recent_deploy(
         assert "billing" not in text
         deploys_chart: Any = app.screen.query_one(LatencyChart)
         assert deploys_chart.markers == ((now - 250, "v1.5.2"),)
+        # error_pct: one line (each bucket's median), no p50/p95/p99 legend over it
+        await wait_for(pilot, lambda: deploys_chart.has_data, 10, "the chart drawn")
+        assert "p95" not in screen_text(app)
 
 
 async def test_a_replay_shows_its_time_cursor_and_acts_on_nothing(tmp_path: Path,
