@@ -315,11 +315,12 @@ class OpsConsoleApp(App[None]):
                 self._alert_toast = None
             # else: its Notify message is still on its way; withdrawn at the next tick
         replay = self.replay.status() if self.replay is not None else None
-        alert = self.alert_banner()
-        incidents = self.incident_banner(short=alert is not None)
-        if alert is not None:  # all of it in the banner's three lines: the alert gives way
-            others = sum(len(x) + 3 for x in (replay, incidents) if x)
-            alert = self.alert_banner(room=_banner_room(self.size.width) - others)
+        # Beside an alert the incidents are only counted (short); the alert gets the room
+        # the banner's three lines have left, so it gives way rather than losing its end.
+        short = self.incident_banner(short=True)
+        others = sum(len(x) + 3 for x in (replay, short) if x)
+        alert = self.alert_banner(room=_banner_room(self.size.width) - others)
+        incidents = short if alert is not None or short is None else self.incident_banner()
         text = " · ".join(x for x in (replay, alert, incidents) if x)
         for banner in self.screen.query("#alert-banner").results(Static):
             if banner.display != bool(text):

@@ -58,9 +58,6 @@ def unsaved_lines(unsaved: list[dict[str, str]], limit: int = 3) -> str:
     return out
 
 
-_OPEN = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
-
-
 def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
     """One row within 78 cells: state, severity, rule, target, age, silenced/held marks,
     and ⚑ when it is part of an open incident (`incident`)."""
@@ -73,7 +70,7 @@ def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
         mark = " ≈"
     # A firing alert's age counts from when it fired: an acknowledgement changes its
     # state, not how long the problem has lasted (`since` restarts at the ack).
-    start = a.fired_at if a.state in _OPEN and a.fired_at is not None else a.since
+    start = a.fired_at if a.firing and a.fired_at is not None else a.since
     age = format_duration(max(0.0, now - start)) if start is not None else ""
     return (f"{GLYPH.get(a.state, '  ' + a.state.value)} {a.rule.severity} "
             f"{one_line(a.rule.name, 24):<24} {one_line(a.target, 20):<20} {age:>7}{mark}"
@@ -326,7 +323,7 @@ class AlertsScreen(ListScreen[None]):
     def redraw(self) -> None:
         now = self._now()
         alerts = self.current()
-        firing = sum(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in alerts)
+        firing = sum(a.firing for a in alerts)
         pending = sum(a.state == AlertState.PENDING for a in alerts)
         silences = self.service.alerts.silences(now)
         if self.recent_view:

@@ -274,6 +274,11 @@ class Alert:
         return self.state not in _QUIET
 
     @property
+    def firing(self) -> bool:
+        """Firing, acknowledged or not."""
+        return self.state in _FIRING
+
+    @property
     def summary(self) -> str:
         """The rule's summary with its `{{ $labels.X }}`/`{{ $value }}` filled in."""
         if not self.rule.summary:
@@ -514,23 +519,22 @@ class Alerts:
         head = (f"✖ {n} P0/P1 firing · " if n > 1 else "✖ ") + \
             f"{a.rule.severity} {_cut(a.summary, 64)} · {a.target}"
         cause = a.short_cause(60) if a.cause else ""
-        also = ""
+        also = short_also = ""
         if n > 1:  # the next one by name: an unrelated second outage is not just a count
             b = loud[1]
             more = f" (+{n - 2} more)" if n > 2 else ""
             also = f" · also {b.rule.severity} {_cut(b.summary, 28)} · {b.target}{more}"
-        end = f" · {age}"
+            short_also = f" · also {b.rule.severity} · {b.target}{more}"
+        tail = f" · {age}"
         hint_text = " · a: alerts" if hint else ""
 
         def text() -> str:
-            return head + (f" · {cause}" if cause else "") + end + also + hint_text
+            return head + (f" · {cause}" if cause else "") + tail + also + hint_text
 
-        over = len(text()) - room if room is not None else 0
-        if over > 0 and cause:
-            cause = _cut(cause, max(len(cause) - over, 16))
-            over = len(text()) - (room or 0)
-        if over > 0 and n > 1:
-            also = f" · also {b.rule.severity} · {b.target}{more}"
+        if room is not None and len(text()) > room and cause:
+            cause = _cut(cause, max(len(cause) - (len(text()) - room), 16))
+        if room is not None and len(text()) > room:
+            also = short_also
         return text()
 
     def mttd(self) -> float | None:

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from console.engine.incidents.book import Incident
-from console.engine.incidents.kpis import Measure, incident_kpis
+from console.engine.incidents.kpis import Measure, incident_kpis, measured
 from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.model import AlertEpisode
-from console.engine.text.fmt import format_age, format_metric, format_target
+from console.engine.text.fmt import format_metric, format_target
 from console.engine.text.sanitize import one_line
 
 
@@ -40,7 +40,7 @@ def _hms(ts: float) -> str:
 
 def elapsed(seconds: float | None) -> str:
     """``4m10s``, ``1h02m``: a time in a table cell (``-`` when there is none)."""
-    return "-" if seconds is None else format_age(round(seconds))
+    return "-" if seconds is None else measured(seconds)
 
 
 def _signed(seconds: float) -> str:

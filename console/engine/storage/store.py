@@ -959,10 +959,14 @@ class MetricStore:
             return np.zeros(0, dtype=np.int64), np.zeros((0, NFIELDS), dtype=np.float32)
         return np.concatenate(ids_parts), np.concatenate(row_parts)
 
+    def _first_kept(self, s: _Series, k: int) -> int:
+        """The oldest bucket id tier k's ring can still hold for `s`."""
+        assert s.open is not None
+        return s.open[k] - self._tiers[k].cap + 1
+
     def _covers(self, s: _Series, k: int, lo: float) -> bool:
         tr = self._tiers[k]
-        assert s.open is not None
-        first_kept = s.open[k] - tr.cap + 1
+        first_kept = self._first_kept(s, k)
         if s.first_t >= first_kept * tr.width:
             return True  # nothing this series ever recorded has left the tier
         return math.isfinite(lo) and math.ceil(lo / tr.width) >= first_kept
@@ -1099,8 +1103,7 @@ class MetricStore:
             if s.open is None:
                 return s.first_t
             k = len(self._tiers) - 1
-            tr = self._tiers[k]
-            return max(s.first_t, (s.open[k] - tr.cap + 1) * tr.width)
+            return max(s.first_t, self._first_kept(s, k) * self._tiers[k].width)
 
     def uptime(self, series: str, window: float, now: float | None = None) -> float | None:
         """Percent of non-NaN samples >= 0.5 over the window (rollups beyond raw: exact)."""
