@@ -441,6 +441,10 @@ def test_snapshot_restore_carries_on_the_same_incident() -> None:
     run.feed([1, 1, 1, 1])
     assert run.alerts.ack("r", "api", "ana", duration=60, now=T0 + 35)
     data = orjson.loads(orjson.dumps(run.alerts.snapshot()))  # through JSON, as on disk
+    # the detail is saved as the text it reads as (kept unformatted in memory)
+    [row] = data["alerts"]
+    assert row["detail"] == run.alerts.get("r", "api").detail == "x = 1 (> 0.5)"
+    assert "detail_text" not in row and "detail_parts" not in row
 
     again = make(r)
     again.store = run.store  # same history (the MetricStore persists on its own)
@@ -450,6 +454,7 @@ def test_snapshot_restore_carries_on_the_same_incident() -> None:
     assert a is not None
     assert (a.state, a.incident, a.acked_by, a.notified) == (AlertState.ACKNOWLEDGED, 1,
                                                              "ana", "firing")
+    assert a.detail == "x = 1 (> 0.5)"
     assert [x.id for x in again.alerts.silences(now=T0 + 40)] == [s.id]
     assert again.alerts.silence(["a=b"], duration=1, by="b", reason="r", now=T0).id != s.id
     again.feed([0, 0], start=4)

@@ -73,6 +73,9 @@ def test_every_rule_shape(text: str, series: dict[str, list[float]], at: float, 
     else:
         assert got_value == pytest.approx(value)
     assert detail  # always says why
+    # a RuleSet's evaluation keeps a value's detail unformatted until read: it reads the same
+    [ev] = RuleSet([Rule(name="r", expr=text, targets=["api"])], [API]).evaluate(store, T0 + at)
+    assert (ev.state, ev.detail) == (state, detail)
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from console.engine.alerting.explain import cause_of
-from console.engine.alerting.rules import Evaluation
+from console.engine.alerting.rules import Evaluation, detail_of
 from console.engine.config.rules import AlertingSection, Rule
 from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
 from console.engine.lang.summary import expand_summary
@@ -221,7 +221,9 @@ class Alert:
     flap_window: int = 21
     state: AlertState = AlertState.INACTIVE
     value: float | None = None
-    detail: str = ""
+    # the latest sample's detail: `detail` reads it, from these two (see `Evaluation`)
+    detail_text: str = ""
+    detail_parts: tuple[str, str] | None = None
     fails: int = 0
     oks: int = 0
     first_fail_at: float | None = None
@@ -264,6 +266,14 @@ class Alert:
     @property
     def key(self) -> tuple[str, str]:
         return (self.rule.name, self.target)
+
+    @property
+    def detail(self) -> str:
+        return detail_of(self.detail_text, self.detail_parts, self.value)
+
+    @detail.setter
+    def detail(self, text: str) -> None:
+        self.detail_text, self.detail_parts = text, None
 
     @property
     def id(self) -> str:
@@ -416,8 +426,10 @@ def _settled(a: Alert, ev: Evaluation) -> bool:
 
 @functools.cache
 def _alert_field_names() -> tuple[str, ...]:
-    """`Alert`'s field names, looked up once (`dataclasses.fields` is slow per call)."""
-    return tuple(f.name for f in fields(Alert))
+    """The names an alert is saved under: `Alert`'s fields, looked up once
+    (`dataclasses.fields` is slow per call), its detail as the text it reads as."""
+    return tuple("detail" if f.name == "detail_text" else f.name for f in fields(Alert)
+                 if f.name != "detail_parts")
 
 
 class Alerts:
@@ -682,7 +694,7 @@ class Alerts:
         return self._sources_cache
 
     def _sample(self, a: Alert, ev: Evaluation, now: float, out: list[Notification]) -> None:
-        a.detail = ev.detail
+        a.detail_text, a.detail_parts = ev.detail_text, ev.detail_parts  # written when read
         if ev.state == "nodata":
             a.value = None
             if a.state != AlertState.NODATA:
@@ -959,6 +971,7 @@ class Alerts:
             raise ValueError("unknown alert state version")
         by_name = {r.name: r for r in rules}
         names = {f.name for f in fields(Alert)}
+        names.discard("detail_parts")
         self._sources_cache = None
         n = 0
         for row in data.get("alerts", []):
@@ -966,6 +979,8 @@ class Alerts:
             if rule is None:
                 continue
             kw = {k: v for k, v in row.items() if k in names and k not in ("rule", "history")}
+            if "detail" in row:
+                kw["detail_text"] = row["detail"]
             kw["state"] = AlertState(kw.get("state", "inactive"))
             if kw.get("nodata_from") is not None:
                 kw["nodata_from"] = AlertState(kw["nodata_from"])

@@ -31,7 +31,6 @@ import functools
 import operator
 import os
 from collections import deque
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +51,9 @@ TOP_LEVEL = ("silences", "detections", "unrecorded", "applied_requests", "target
 
 
 def _alert_fields() -> tuple[str, ...]:
-    from console.engine.alerting.lifecycle import Alert
+    from console.engine.alerting.lifecycle import _alert_field_names
 
-    return tuple(f.name for f in fields(Alert))
+    return _alert_field_names()
 
 
 _VOLATILE = frozenset({"value", "detail", "last_sample_t", "flap_pct", "rule", "fails",
