@@ -383,6 +383,36 @@ async def test_board_updates_cells_in_place() -> None:
         assert " 99 " in screen_lines(app)[2]  # the compositor repainted that line
 
 
+async def test_board_builds_only_the_rows_on_screen_and_scrolled_rows_are_current() -> None:
+    board = StatusBoard()
+    app = WidgetApp(board)
+    async with app.run_test(size=(80, 12)) as pilot:
+        names = [f"svc-{i:03d}" for i in range(200)]
+        board.update_rows([target(n) for n in names], NOW)
+        await pilot.pause()
+        page = board.size.height - 1  # rows below the header
+        calls: list[str] = []
+        original = board._signature
+
+        def counting(view: Any) -> Any:
+            calls.append(view.name)
+            return original(view)
+
+        board._signature = counting  # type: ignore[method-assign]
+        # every row's data moves (a second later, every "since" does): only the page on
+        # screen is worked out, not 200 rows
+        board.update_rows([target(n, latency=7.0) for n in names], NOW + 1)
+        assert sorted(calls) == names[:page]
+        # a row scrolled into view shows the latest data, not what it said before
+        await pilot.press("G")
+        await pilot.pause()
+        assert board.selected_target == "svc-199"
+        last = lines(board)[-1]
+        assert "svc-199" in last
+        assert " 7.0 " in last
+        assert board.cell_text("svc-150", "latency") == "7.0"
+
+
 async def test_board_cursor_follows_its_target_through_membership_changes() -> None:
     board = StatusBoard()
     app = WidgetApp(board)
