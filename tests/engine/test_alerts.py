@@ -444,7 +444,8 @@ def test_snapshot_restore_carries_on_the_same_incident() -> None:
     # the detail is saved as the text it reads as (kept unformatted in memory)
     [row] = data["alerts"]
     assert row["detail"] == run.alerts.get("r", "api").detail == "x = 1 (> 0.5)"
-    assert "detail_text" not in row and "detail_parts" not in row
+    assert "detail_text" not in row
+    assert "detail_parts" not in row
 
     again = make(r)
     again.store = run.store  # same history (the MetricStore persists on its own)
