@@ -70,6 +70,32 @@ def phase_of(name: str, interval: float) -> float:
     return (zlib.crc32(name.encode()) / 2**32) * interval
 
 
+BATCH = 4  # checks per slot of the start grid (see `start_grid`)
+GRID_MAX_S = 0.1
+BATCH_UP_TO = 500.0  # checks per second
+
+
+def start_grid(checks_per_s: float) -> float:
+    """The spacing of the slots checks start in (0: none), so that about `BATCH` checks
+    start together. Checks that start together run back to back while the interpreter's
+    caches are warm: at 100 targets at 1 s, one check at a time cost 1.8x the CPU of a bare
+    aiohttp loop, four at a time 1.2x (bench/bench_scale.py; eight at a time 0.9x, but
+    a local endpoint's p99 latency then read 3.5 ms instead of 1.3 ms; with four, 1.8 ms).
+    Above `BATCH_UP_TO` checks a second checks are that close anyway (no gain at 1,000
+    targets), and slots made a loop near its limit fall further behind (at 2,000 targets,
+    87 % of checks on time instead of 98 %)."""
+    if checks_per_s > BATCH_UP_TO:
+        return 0.0
+    if checks_per_s <= 0:
+        return GRID_MAX_S
+    return min(GRID_MAX_S, BATCH / checks_per_s)
+
+
+def on_grid(t: float, grid: float) -> float:
+    """`t` moved up to the next multiple of `grid` (monotonic clock); `t` itself for 0."""
+    return math.ceil(t / grid) * grid if grid > 0 else t
+
+
 def address_of(target: AnyTarget) -> str:
     raw = getattr(target, "url", None) or getattr(target, "dsn", None) or getattr(
         target, "path", "")
@@ -303,8 +329,10 @@ class Scheduler:
     async def _poll(self, state: TargetState) -> None:
         target = state.target
         interval = target.interval
-        # First check soon (spread over at most 1 s), then on a fixed grid with the same phase.
-        start = time.monotonic() + phase_of(target.name, min(interval, 1.0))
+        # First check soon (spread over at most 1 s), then on a fixed grid with the same phase;
+        # phases share slots of a few checks each (`start_grid`).
+        grid = start_grid(self.health.checks_per_s)
+        start = on_grid(time.monotonic() + phase_of(target.name, min(interval, 1.0)), grid)
         k = 0
         while True:
             next_at = start + k * interval
@@ -319,7 +347,7 @@ class Scheduler:
                 self.health.note_late_start()
                 state.late_until = now + LATE_HOLD * interval + 1.0
             state.due_at = math.inf
-            await self.check_target(state)
+            await self.check_target(state, settle=grid > 0)
             k = max(k + 1, math.ceil((time.monotonic() - start) / interval))
 
     def behind(self, now: float | None = None) -> set[str]:
@@ -335,8 +363,14 @@ class Scheduler:
                 out.add(name)
         return out
 
-    async def check_target(self, state: TargetState) -> CheckResult:
-        """Run one check with a backstop deadline and record it; never raises (but cancels)."""
+    async def check_target(self, state: TargetState, *, settle: bool = False) -> CheckResult:
+        """Run one check with a backstop deadline and record it; never raises (but cancels).
+
+        With `settle`, the result is recorded (store, rules, alerts) one turn of the event
+        loop later: checks that started in the same slot (`start_grid`) then take their
+        response times before any of them records, so a check's latency does not include
+        the others' rules (with eight checks a slot, a local endpoint's p99 read 5.2 ms
+        without this, 3.5 ms with it)."""
         target = state.target
         assert state.probe is not None
         started = self.clock()
@@ -369,6 +403,8 @@ class Scheduler:
                 error=f"not checked on time: the console's event loop lagged "
                       f"{self.health.lagged_since(t0):.1f}s during this check",
             )
+        if settle:
+            await asyncio.sleep(0)
         self.record(state, result)
         return result
 

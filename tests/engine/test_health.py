@@ -212,3 +212,61 @@ failure_threshold = 1
     finally:
         await service.stop()
         await sched.stop()
+
+
+def test_checks_start_in_shared_slots_only_while_the_load_is_light() -> None:
+    """A few checks start together (warm caches: about half the CPU per check at 100
+    targets); at more than BATCH_UP_TO checks a second they start as their phases fall."""
+    from console.engine.scheduler import BATCH, BATCH_UP_TO, GRID_MAX_S, on_grid, start_grid
+
+    assert start_grid(100.0) == pytest.approx(BATCH / 100.0)  # BATCH checks per slot
+    assert start_grid(5.0) == GRID_MAX_S  # few checks: slots at most 100 ms apart
+    assert start_grid(0.0) == GRID_MAX_S
+    assert start_grid(BATCH_UP_TO + 1) == 0.0
+    grid = start_grid(100.0)
+    starts = [on_grid(1000.0 + i * 0.0071, grid) for i in range(100)]  # phases over 0.7 s
+    assert all(s >= 1000.0 + i * 0.0071 for i, s in enumerate(starts))  # never early
+    assert all(s - (1000.0 + i * 0.0071) < grid for i, s in enumerate(starts))
+    assert len(set(starts)) <= 0.71 / grid + 2  # a slot per `grid`, not one per check
+    assert on_grid(1000.0123, 0.0) == 1000.0123
+
+
+async def test_checks_of_one_slot_are_recorded_after_all_of_them_answered() -> None:
+    """With `settle`, a check's result is recorded one loop turn after its response: the
+    checks of a slot all take their response times before any of them runs the rules."""
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    targets = "".join(f'[[targets]]\nname = "t{i}"\nkind = "http"\n'
+                      f'url = "http://127.0.0.1:{port}/"\n' for i in range(3))
+    sched = Scheduler(load_config_text(targets))
+    await sched.start(poll=False)
+    order: list[str] = []
+    sched.subscribe(lambda r: order.append(f"recorded {r.target}"))
+    try:
+        states = [sched._states[f"t{i}"] for i in range(3)]
+        for s in states:
+            probe = s.probe
+            assert probe is not None
+            check = probe.check
+
+            async def timed(check=check, name=s.target.name):  # type: ignore[no-untyped-def]
+                result = await check()
+                order.append(f"answered {name}")
+                return result
+
+            probe.check = timed  # type: ignore[method-assign]
+        results = await asyncio.gather(*(sched.check_target(s, settle=True) for s in states))
+        assert [r.status for r in results] == [Status.UP] * 3
+        assert sorted(order[:3]) == ["answered t0", "answered t1", "answered t2"]
+        assert sorted(order[3:]) == ["recorded t0", "recorded t1", "recorded t2"]
+    finally:
+        await sched.stop()
+        await runner.cleanup()
