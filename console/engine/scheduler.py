@@ -167,6 +167,7 @@ class Scheduler:
         self.health = LoopHealth()
         """Whether the console keeps its own schedule (see console.engine.health)."""
         self._polling = False  # polling tasks run (start(poll=True) or begin_polling())
+        self.grid = 0.0  # the start slots' spacing for the load (`start_grid`), 0: none
 
     @property
     def store(self) -> MetricStore:
@@ -239,9 +240,9 @@ class Scheduler:
         """Create probes (on the running loop) and, with `poll`, one polling task per target."""
         self._running = True
         self._polling = poll
+        self._note_load()  # before any polling task starts: they read the load (`start_grid`)
         for target in self.settings.targets:
             await self._add(target, poll=poll)
-        self._note_load()
         if poll:
             self.health.start()
 
@@ -249,6 +250,7 @@ class Scheduler:
         targets = self.settings.targets
         self.health.targets = len(targets)
         self.health.checks_per_s = sum(1.0 / t.interval for t in targets if t.interval > 0)
+        self.grid = start_grid(self.health.checks_per_s)
 
     def begin_polling(self) -> None:
         """Start the polling tasks of the targets `start(poll=False)` created: the runtime
@@ -314,6 +316,7 @@ class Scheduler:
                         self.store.drop(series)
         self.settings = _with_playbook_dashboards(settings)
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
+        self._note_load()
         for name, target in new.items():
             old = self._states.get(name)
             if old is not None and old.target == target:
@@ -321,7 +324,6 @@ class Scheduler:
             if old is not None:
                 await self._close_state(old)
             await self._add(target, poll=self._polling)
-        self._note_load()
         self.version += 1
 
     # -- polling ---------------------------------------------------------------------------
@@ -331,7 +333,7 @@ class Scheduler:
         interval = target.interval
         # First check soon (spread over at most 1 s), then on a fixed grid with the same phase;
         # phases share slots of a few checks each (`start_grid`).
-        grid = start_grid(self.health.checks_per_s)
+        grid = self.grid
         start = on_grid(time.monotonic() + phase_of(target.name, min(interval, 1.0)), grid)
         k = 0
         while True:

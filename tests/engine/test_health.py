@@ -14,7 +14,7 @@ from console.engine.alerting.service import SELF_HEALTH_RULE, AlertService
 from console.engine.config.loader import load_config_text
 from console.engine.health import CALM, LoopHealth
 from console.engine.model import Status
-from console.engine.scheduler import Scheduler
+from console.engine.scheduler import Scheduler, start_grid
 from tests.alerttools import dead_api_config
 
 
@@ -229,6 +229,24 @@ def test_checks_start_in_shared_slots_only_while_the_load_is_light() -> None:
     assert all(s - (1000.0 + i * 0.0071) < grid for i, s in enumerate(starts))
     assert len(set(starts)) <= 0.71 / grid + 2  # a slot per `grid`, not one per check
     assert on_grid(1000.0123, 0.0) == 1000.0123
+
+
+async def test_the_start_grid_follows_the_configured_load() -> None:
+    """Known before any polling task starts (`start`), and again after a reload."""
+    def config(n: int, interval: str) -> str:
+        return "".join(f'[[targets]]\nname = "t{i}"\nkind = "http"\n'
+                       f'url = "http://127.0.0.1:9/"\ninterval = "{interval}"\n'
+                       for i in range(n))
+
+    sched = Scheduler(load_config_text(config(40, "1s")))
+    assert sched.grid == 0.0  # nothing known: no slots
+    await sched.start(poll=False)
+    try:
+        assert sched.grid == pytest.approx(start_grid(40.0))
+        await sched.apply(load_config_text(config(150, "250ms")))  # 600 checks a second
+        assert sched.grid == 0.0
+    finally:
+        await sched.stop()
 
 
 async def test_checks_of_one_slot_are_recorded_after_all_of_them_answered() -> None:
