@@ -4,8 +4,9 @@ and the cause, and a check starved by the console's own lag is neither down nor 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,8 @@ from console.engine.health import CALM, LoopHealth
 from console.engine.model import Status
 from console.engine.scheduler import Scheduler, start_grid
 from tests.alerttools import dead_api_config
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class Clock:
@@ -73,15 +76,11 @@ def test_overload_starts_once_and_ends_after_a_calm_spell() -> None:
     assert seen == [True, False]
 
 
-@pytest.fixture
-async def slow_site() -> AsyncIterator[str]:
-    """Answers after 2 s: longer than the test target's 0.5 s timeout."""
-    async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(2.0)
-        return web.Response(text="late")
-
+@contextlib.asynccontextmanager
+async def local_site(handler: Handler) -> AsyncIterator[str]:
+    """A local HTTP server answering GET / with `handler`; yields its URL."""
     app = web.Application()
-    app.router.add_get("/", slow)
+    app.router.add_get("/", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -91,6 +90,17 @@ async def slow_site() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def slow_site() -> AsyncIterator[str]:
+    """Answers after 2 s: longer than the test target's 0.5 s timeout."""
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(2.0)
+        return web.Response(text="late")
+
+    async with local_site(slow) as url:
+        yield url
 
 
 def _config(url: str) -> str:
@@ -255,15 +265,13 @@ async def test_checks_of_one_slot_are_recorded_after_all_of_them_answered() -> N
     async def ok(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_get("/", ok)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    targets = "".join(f'[[targets]]\nname = "t{i}"\nkind = "http"\n'
-                      f'url = "http://127.0.0.1:{port}/"\n' for i in range(3))
+    async with local_site(ok) as url:
+        await _check_three_in_one_slot(url)
+
+
+async def _check_three_in_one_slot(url: str) -> None:
+    targets = "".join(f'[[targets]]\nname = "t{i}"\nkind = "http"\nurl = "{url}"\n'
+                      for i in range(3))
     sched = Scheduler(load_config_text(targets))
     await sched.start(poll=False)
     order: list[str] = []
@@ -287,4 +295,3 @@ async def test_checks_of_one_slot_are_recorded_after_all_of_them_answered() -> N
         assert sorted(order[3:]) == ["recorded t0", "recorded t1", "recorded t2"]
     finally:
         await sched.stop()
-        await runner.cleanup()
