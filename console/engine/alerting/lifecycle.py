@@ -970,8 +970,7 @@ class Alerts:
         if data.get("version") != 1:
             raise ValueError("unknown alert state version")
         by_name = {r.name: r for r in rules}
-        names = {f.name for f in fields(Alert)}
-        names.discard("detail_parts")
+        names = set(_alert_field_names())  # the row's names, as `snapshot` writes them
         self._sources_cache = None
         n = 0
         for row in data.get("alerts", []):
@@ -979,8 +978,8 @@ class Alerts:
             if rule is None:
                 continue
             kw = {k: v for k, v in row.items() if k in names and k not in ("rule", "history")}
-            if "detail" in row:
-                kw["detail_text"] = row["detail"]
+            if "detail" in kw:
+                kw["detail_text"] = kw.pop("detail")
             kw["state"] = AlertState(kw.get("state", "inactive"))
             if kw.get("nodata_from") is not None:
                 kw["nodata_from"] = AlertState(kw["nodata_from"])
