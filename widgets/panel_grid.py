@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -38,10 +38,12 @@ from console.engine.text.fmt import (
     threshold_text,
 )
 from console.engine.text.sanitize import one_line
-from console.engine.views import PanelView
 
 from ._format import sparkline
 from ._lines import LineWidget, OwnedMessage
+
+if TYPE_CHECKING:  # types only: the first frame needs no engine views (console.engine.status)
+    from console.engine.views import PanelView
 
 PANEL_WIDTH = 38
 """Minimum cells per panel (edge + content + gap): 2 columns at 80, 4 at 160."""

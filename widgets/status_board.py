@@ -11,7 +11,7 @@ the left edge to its last changed cell (where Textual starts writing a line anyw
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -22,12 +22,14 @@ from textual.geometry import Region, Size, Spacing
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from console.engine.model import Status
+from console.engine.status import Status
 from console.engine.text.fmt import STATUS_LABELS, STATUS_LEVEL, fmt_ms, fmt_pct, format_age
 from console.engine.text.sanitize import one_line
-from console.engine.views import TargetView
 
 from ._lines import LineWidget, OwnedMessage
+
+if TYPE_CHECKING:  # types only: the first frame needs no engine views (console.engine.status)
+    from console.engine.views import TargetView
 
 # (key, header, width, right-aligned). Each column is drawn one cell wider, starting with a
 # separator space; `detail` takes whatever width is left (at least DETAIL_MIN).

@@ -7,7 +7,6 @@ import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal, TypedDict, overload
 
 from console.engine.details import (
@@ -22,6 +21,7 @@ from console.engine.details import (
     PromqlDetails,
     RedisDetails,
 )
+from console.engine.status import Status as Status  # re-exported (it lives apart: see there)
 
 # The playbook's severities, most urgent first.
 Severity = Literal["P0", "P1", "P2", "P3"]
@@ -113,27 +113,6 @@ TargetKind = Literal["http", "postgres", "redis", "prometheus", "promql", "log",
 # screen) and the kinds with a database drill-down (`incidents.links.DB_TABS`, its tabs).
 BREAKDOWN_KINDS: tuple[TargetKind, ...] = ("prometheus", "promql")
 DATABASE_KINDS: tuple[TargetKind, ...] = ("postgres", "redis")
-
-
-class Status(StrEnum):
-    """A target's state; ordered from best to worst by `rank`."""
-
-    UP = "up"
-    DEGRADED = "degraded"
-    DOWN = "down"
-    UNKNOWN = "unknown"  # no result yet
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    @property
-    def value_for_uptime(self) -> float:
-        """1 for up, 0.5 for degraded (answering), 0 for down; NaN would mean no data."""
-        return {Status.UP: 1.0, Status.DEGRADED: 1.0, Status.DOWN: 0.0}.get(self, float("nan"))
-
-
-_RANK = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2, Status.UNKNOWN: 3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,10 +136,10 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         names = _demo_names(app)
         all_panels = [p.key for p in app.settings.panels]
         await wait_for(pilot, lambda: grid.shown_keys == all_panels, 3, "panels shown")
-        box = app.screen.query_one("#filter", Input)
-        assert not box.display
+        assert not app.screen.query("#filter")  # mounted on the first `/`, not before
 
         await pilot.press("slash")
+        box = app.screen.query_one("#filter", Input)
         assert box.display
         assert box.has_focus
         await pilot.press(*"front")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TypeGuard
 
-from console.engine.model import Status
+from console.engine.status import Status
 
 NO_VALUE = "—"
 
