@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.timer import Timer
 
 import themes
@@ -182,6 +183,12 @@ class OpsConsoleApp(App[None]):
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return {**super().get_theme_variable_defaults(), **themes.THEME_VARIABLE_DEFAULTS}
+
+    @property
+    def available_themes(self) -> dict[str, Theme]:
+        """Textual's themes and ours (ours win a shared name), from `App.__init__` on: the
+        stylesheet is built once from the chosen theme (themes.OWN_THEMES)."""
+        return {**super().available_themes, **themes.OWN_THEMES}
 
     def get_default_screen(self) -> Screen[Any]:
         from console.screens.overview import OverviewScreen
