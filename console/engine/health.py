@@ -16,8 +16,16 @@ overshoot) and the checks that started behind their slot; while the console is
 
 Overload starts when, after a start-up grace period, at least `SUSTAINED` probes within
 `WINDOW` seconds found the loop more than `LAG_ON` late (one slow synchronous step, such as
-a screen being built, is a stall, not an overload), and ends once the lag has stayed under
-`LAG_OFF` for `CALM` seconds (hysteresis: one notice per episode, not one per wobble).
+a screen being built, is a stall, not an overload), or when the lags within `WINDOW` add up
+to `STALLED` seconds: a loop starved of CPU wakes so rarely that three probes never fit in
+the window (measured: five busy processes on the console's core, 2,000 targets, lags of
+~80 s, and 351 "no-data" pages before the console knew it was behind). It ends once the lag
+has stayed under `LAG_OFF` for `CALM` seconds (hysteresis: one notice per episode, not one
+per wobble).
+
+Silence is judged apart from the notice: `lagging()` is true while overloaded and also
+whenever the loop lagged more than `LAG_ON` in the last `WINDOW` seconds, start-up included,
+so a stall never turns into "no-data" even before (or without) an overload episode.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ LAG_ON = 0.5  # seconds of loop lag that mean the schedule is not kept
 LAG_OFF = 0.2
 CALM = 10.0  # seconds under LAG_OFF before the episode ends
 SUSTAINED = 3  # lagged probes within WINDOW that make an overload (one stall does not)
+STALLED = 3.0  # seconds of lag within WINDOW that make an overload however few the probes
 GRACE = 10.0  # seconds after start when lag is not judged (start-up's own work)
 
 
@@ -111,11 +120,17 @@ class LoopHealth:
         """The worst loop lag observed since monotonic time `t0` (for one check's window)."""
         return max((x for at, x in self._lags if at >= t0), default=0.0)
 
+    def lagging(self) -> bool:
+        """Whether a target's silence may be the console's doing: overloaded, or the loop
+        lagged more than `LAG_ON` within the last `WINDOW` seconds (start-up included)."""
+        return self.overloaded or self.lag() > LAG_ON
+
     def _update(self, now: float) -> None:
         lag = self.lag()
         if not self.overloaded:
-            if lag > LAG_ON and now - self._started >= GRACE and \
-                    sum(x > LAG_ON for _, x in self._lags) >= SUSTAINED:
+            lagged = [x for _, x in self._lags if x > LAG_ON]
+            if lagged and now - self._started >= GRACE and \
+                    (len(lagged) >= SUSTAINED or sum(lagged) >= STALLED):
                 self.overloaded = True
                 self.since = now
                 self.episodes += 1

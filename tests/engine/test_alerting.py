@@ -145,8 +145,8 @@ interval = "1s"
     real = ruleset.evaluate
 
     def spy(store: Any, now: float, *, target: str | None = None,
-            skip: Any = ()) -> Any:
-        out = real(store, now, target=target, skip=skip)
+            skip: Any = (), present: Any = ()) -> Any:
+        out = real(store, now, target=target, skip=skip, present=present)
         if target is None:
             ticks.append({e.target for e in out})
         return out

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from console.engine.alerting.service import SELF_HEALTH_RULE, AlertService
 from console.engine.config.loader import load_config_text
-from console.engine.health import CALM, LoopHealth
+from console.engine.health import CALM, LAG_ON, STALLED, WINDOW, LoopHealth
 from console.engine.model import Status
 from console.engine.scheduler import Scheduler, start_grid
 from tests.alerttools import dead_api_config
@@ -74,6 +74,42 @@ def test_overload_starts_once_and_ends_after_a_calm_spell() -> None:
         h.note_lag(0.01)
     assert not h.overloaded
     assert seen == [True, False]
+
+
+def test_a_starved_loop_is_overloaded_though_its_probes_are_few() -> None:
+    """Starved of CPU, the loop wakes so rarely that three probes never share the window:
+    measured, lags of ~80 s and 351 no-data pages before the console knew it was behind.
+    Lags that add up to STALLED seconds in the window are an overload on their own."""
+    clock = Clock()
+    h = LoopHealth(clock=clock, cpu=lambda: 0.0)
+    clock.t += 60  # past the start-up grace
+    h.note_lag(2.0)  # one stall: still not an overload (the other test's case)
+    assert not h.overloaded
+    clock.t += 2.6
+    h.note_lag(2.5)  # a second late wake-up inside the window: 4.5 s of lag in 5 s
+    assert 2.0 < STALLED <= 2.0 + 2.5  # the premise: one stall is not enough, two are
+    assert h.overloaded
+    h2 = LoopHealth(clock=clock, cpu=lambda: 0.0)
+    clock.t += 60
+    h2.note_lag(78.0)  # one wake-up in 78 s
+    assert h2.overloaded
+    assert "78.0s" in h2.describe()
+
+
+def test_silence_is_not_judged_while_the_loop_lags_even_in_the_grace() -> None:
+    """`lagging()` (what no-data waits for) holds from the first stall, start-up included,
+    and lets go once the window has passed without one; the notice (`overloaded`) does not
+    fire for it."""
+    clock = Clock()
+    h = LoopHealth(clock=clock, cpu=lambda: 0.0)
+    assert not h.lagging()
+    h.note_lag(LAG_ON + 0.3)  # at start-up: judged for silence, not for the notice
+    assert h.lagging()
+    assert not h.overloaded
+    for _ in range(int(WINDOW / 0.1) + 2):
+        clock.t += 0.1
+        h.note_lag(0.01)
+    assert not h.lagging()
 
 
 @contextlib.asynccontextmanager
@@ -219,6 +255,120 @@ failure_threshold = 1
         a = service.alerts.get("gone", "quiet")
         assert a is not None
         assert a.state == AlertState.FIRING
+    finally:
+        await service.stop()
+        await sched.stop()
+
+
+async def test_after_a_stall_neither_the_tick_nor_a_result_judges_silence() -> None:
+    """A loop blocked for longer than a no-data rule's span: the tick that runs first after
+    it (before any lag probe: none runs here) notes its own lateness and leaves no-data
+    alone, and so does a result evaluated meanwhile; once the loop keeps time again, the
+    silent target's no-data fires."""
+    from console.engine.alerting.lifecycle import AlertState
+    from console.engine.model import CheckResult
+
+    settings = load_config_text('''
+[alerting]
+default_rules = false
+
+[[targets]]
+name = "quiet"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+
+[[rules]]
+name = "gone"
+severity = "P2"
+expr = "absent(up, 3)"
+failure_threshold = 1
+''')
+    sched = Scheduler(settings)
+    service = AlertService(sched, tick=0.05)
+    await sched.start(poll=False)
+    await service.start()
+    try:
+        stalled = asyncio.Event()
+
+        def stall() -> None:
+            sched.store.record("quiet:up", time.time(), 1.0)  # its last sample, just now
+            time.sleep(3.5)  # the loop blocked past absent(up, 3)'s 3 s
+            stalled.set()
+
+        asyncio.get_running_loop().call_soon(stall)
+        await stalled.wait()
+        assert not sched.health._task  # no lag probe: the tick must see the stall itself
+        # a result handled now, its sample as old as the stall (the console's delay)
+        old = time.time() - 3.4
+        sched.record(sched._states["quiet"],
+                     CheckResult(target="quiet", kind="http", status=Status.UP,
+                                 started_at=old, latency_ms=1.0))
+        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
+        assert sched.health.lagging()
+        a = service.alerts.get("gone", "quiet")  # the result read "present", nothing failed
+        assert a is None or a.state == AlertState.INACTIVE
+        assert a is None or a.fails == 0
+        deadline = time.monotonic() + WINDOW + 5  # calm again, still silent: it fires
+        while time.monotonic() < deadline:
+            a = service.alerts.get("gone", "quiet")
+            if a is not None and a.state == AlertState.FIRING:
+                break
+            await asyncio.sleep(0.05)
+        a = service.alerts.get("gone", "quiet")
+        assert a is not None
+        assert a.state == AlertState.FIRING
+    finally:
+        await service.stop()
+        await sched.stop()
+
+
+async def test_no_data_resolves_on_the_results_that_end_the_silence() -> None:
+    """A target back from silence resolves its no-data through its own results: the tick
+    leaves a target that reports every interval to them, so they must judge absent() on
+    what they reported (as present), not skip it."""
+    from console.engine.alerting.lifecycle import AlertState
+    from console.engine.model import CheckResult
+
+    settings = load_config_text('''
+[alerting]
+default_rules = false
+
+[[targets]]
+name = "quiet"
+kind = "http"
+url = "http://127.0.0.1:9/"
+interval = "1s"
+
+[[rules]]
+name = "gone"
+severity = "P2"
+expr = "absent(up, 3)"
+failure_threshold = 1
+success_threshold = 1
+''')
+    sched = Scheduler(settings)
+    service = AlertService(sched, tick=0.05)
+    await sched.start(poll=False)
+    await service.start()
+    try:
+        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
+
+        def state() -> AlertState | None:
+            a = service.alerts.get("gone", "quiet")
+            return a.state if a is not None else None
+
+        deadline = time.monotonic() + 5
+        while state() != AlertState.FIRING and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert state() == AlertState.FIRING
+        deadline = time.monotonic() + 5  # back: a result every 50 ms (fresher than a tick)
+        while state() != AlertState.RESOLVED and time.monotonic() < deadline:
+            sched.record(sched._states["quiet"],
+                         CheckResult(target="quiet", kind="http", status=Status.UP,
+                                     started_at=time.time(), latency_ms=1.0))
+            await asyncio.sleep(0.05)
+        assert state() == AlertState.RESOLVED
     finally:
         await service.stop()
         await sched.stop()

@@ -1041,12 +1041,14 @@ class AlertEngine:
         self.results = results  # a target's latest check result: what a cause is read from
 
     def run(self, now: float | None = None, *, target: str | None = None,
-            skip: Container[str] = (), extra: Iterable[Evaluation] = ()
-            ) -> list[Notification]:
-        """Evaluate every rule (or one target's; none of `skip`'s) at `now` and advance the
-        lifecycle; `extra` are evaluations from outside the rules (inbound webhooks)."""
+            skip: Container[str] = (), extra: Iterable[Evaluation] = (),
+            present: Container[str] = ()) -> list[Notification]:
+        """Evaluate every rule (or one target's; none of `skip`'s; `present`: see
+        `RuleSet.evaluate`) at `now` and advance the lifecycle; `extra` are evaluations from
+        outside the rules (inbound webhooks)."""
         now = self.clock() if now is None else now
-        evals = self.ruleset.evaluate(self.store, now, target=target, skip=skip)
+        evals = self.ruleset.evaluate(self.store, now, target=target, skip=skip,
+                                      present=present)
         return self.alerts.observe([*(self._explained(ev) for ev in evals), *extra], now)
 
     def _explained(self, ev: Evaluation) -> Evaluation:

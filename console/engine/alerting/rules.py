@@ -234,6 +234,13 @@ def _evaluate(
     return ("ok" if ok else "fail"), value, sample_t, "", (head, ok_tail if ok else fail_tail)
 
 
+def _newest(store: MetricStore, series: str, now: float) -> float:
+    """When `series` was last sampled (`now` if never): what `absent()` on a metric a result
+    just reported is judged as of."""
+    latest = store.latest(series)
+    return latest[0] if latest is not None else now
+
+
 _PARTS: dict[int, tuple[Expr, str, str, str]] = {}
 
 
@@ -411,25 +418,32 @@ class RuleSet:
 
     def evaluate(
         self, store: MetricStore, now: float, *, target: str | None = None,
-        skip: Container[str] = (),
+        skip: Container[str] = (), present: Container[str] = (),
     ) -> list[Evaluation]:
         """Every applicable (rule, target) pair, or one target's; `skip` names targets to
-        leave out (the periodic tick skips those a check result evaluated moments ago)."""
+        leave out (the periodic tick skips those a check result evaluated moments ago);
+        `present` names metrics the target reported just now: `absent()` on one of them is
+        judged as of its newest sample (a result that just arrived is not silence, however
+        long the console took to handle it: a stalled loop made its sample look old)."""
         out = []
         exprs = self._exprs
         for rule, t in self.pairs(store, target):
             if t.name in skip:
                 continue
             expr = exprs[rule.name]
+            reported = expr.fn == "absent" and expr.metric in present
             if t.kind != "promql":  # one series, the metric itself (see `suffixes`)
+                at = _newest(store, f"{t.name}:{expr.metric}", now) if reported else now
                 state, value, sample_t, text, parts = _evaluate(
-                    expr, store, t, now, rule.nodata_intervals, "")
+                    expr, store, t, at, rule.nodata_intervals, "")
                 out.append(Evaluation(rule, t.name, state, value, sample_t, now, text,
                                       self.labels(rule, t), "", parts))
                 continue
             for suffix in self.suffixes(store, t, expr.metric):
+                at = _newest(store, f"{t.name}:{expr.metric}{suffix}", now) \
+                    if reported else now
                 state, value, sample_t, text, parts = _evaluate(
-                    expr, store, t, now, rule.nodata_intervals, suffix)
+                    expr, store, t, at, rule.nodata_intervals, suffix)
                 out.append(Evaluation(rule, t.name + suffix, state, value, sample_t, now,
                                       text, self.labels(rule, t, suffix), "", parts))
         return out

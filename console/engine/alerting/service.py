@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Container
 from typing import Any
 
@@ -46,6 +47,16 @@ log = logging.getLogger(__name__)
 
 SELF_HEALTH_RULE = "opsconsole-overloaded"
 """The rule name of the console's own "behind schedule" notice (see console.engine.health)."""
+
+
+_ALWAYS_REPORTED = frozenset({"up", "status", "latency_ms"})  # Scheduler.record, every result
+
+
+def _reported(result: CheckResult) -> Container[str]:
+    """The metrics a check result put in the store (Scheduler.record)."""
+    if not result.metrics:
+        return _ALWAYS_REPORTED
+    return _ALWAYS_REPORTED | result.metrics.keys()
 
 
 class AlertService:
@@ -344,12 +355,12 @@ class AlertService:
             self._notifier_started = True
 
     def run(self, now: float | None = None, *, target: str | None = None,
-            skip: Container[str] = ()) -> list[Notification]:
+            skip: Container[str] = (), present: Container[str] = ()) -> list[Notification]:
         if self.role in ("follower", "stopped"):
             return []  # the owner evaluates; we only show what it saved
         extra = self._external_evaluations(self.engine.clock() if now is None else now) \
             if target is None and self.external else ()
-        notes = self.core.run(now, target=target, skip=skip, extra=extra)
+        notes = self.core.run(now, target=target, skip=skip, extra=extra, present=present)
         if notes:
             self._emit(notes)
         self._record_closed()
@@ -457,13 +468,17 @@ class AlertService:
         try:
             now = self.engine.clock()
             self._evaluated[result.target] = now
-            self.run(now, target=result.target)
+            # What this result reported is present, however late the console handles it
+            # (a stalled loop made its sample look old): absent() on it reads "present".
+            self.run(now, target=result.target, present=_reported(result))
         except Exception:  # alerting must never break the poller that called us
             log.exception("rule evaluation failed for %s", result.target)
 
     async def _ticker(self) -> None:
         while True:
+            slept = time.monotonic()
             await asyncio.sleep(self.tick_s)
+            self._note_tick_lag(slept)
             try:
                 if self.following:
                     await self._follow()
@@ -472,28 +487,39 @@ class AlertService:
                     self.history.journal.poll()  # followers' requests
                     self.history.journal.entries.clear()
                     self._apply_requests()
-                now = self.engine.clock()
-                health = getattr(self.engine, "health", None)
-                if health is not None and health.overloaded:
-                    # Behind our own schedule: silent targets are late, not gone. Results
-                    # still evaluate their own targets; here only timers move (no no-data).
-                    if self.evaluating:
-                        notes = self.alerts.tick(now)
-                        if notes:
-                            self._emit(notes)
-                    self._save_soon()
-                    continue
-                # Targets a result evaluated within the last tick are as fresh as this tick
-                # would make them (a 1 s target: every time); the rest, silent ones included
-                # (no data, timers), are evaluated here.
-                fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
-                behind = getattr(self.engine, "behind", None)
-                if behind is not None:  # late by the console's doing: not no-data
-                    fresh |= behind()
-                self.run(now, skip=fresh)
-                self._save_soon()  # timers move every tick
+                self._tick(self.engine.clock())
             except Exception:
                 log.exception("rule evaluation tick failed")
+
+    def _note_tick_lag(self, slept: float) -> None:
+        """This tick's own lateness, as a loop-lag observation: after a long stall the tick
+        may run before the loop's lag probe, and it must judge with the stall known."""
+        health = getattr(self.engine, "health", None)
+        if health is not None:
+            health.note_lag(time.monotonic() - slept - self.tick_s)
+
+    def _tick(self, now: float) -> None:
+        """The periodic round: the targets no result evaluated lately (silent ones: no data,
+        timers), unless the console is the reason they are silent."""
+        health = getattr(self.engine, "health", None)
+        if health is not None and health.lagging():
+            # Behind our own schedule (or just stalled): silent targets are late, not gone.
+            # Results still evaluate their own targets; here only timers move (no no-data).
+            if self.evaluating:
+                notes = self.alerts.tick(now)
+                if notes:
+                    self._emit(notes)
+            self._save_soon()
+            return
+        # Targets a result evaluated within the last tick are as fresh as this tick would
+        # make them (a 1 s target: every time); the rest, silent ones included (no data,
+        # timers), are evaluated here.
+        fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
+        behind = getattr(self.engine, "behind", None)
+        if behind is not None:  # late by the console's doing: not no-data
+            fresh |= behind()
+        self.run(now, skip=fresh)
+        self._save_soon()  # timers move every tick
 
     async def _follow(self) -> None:
         """Take the lease if the owner is gone; else pick up what it saved."""

@@ -342,10 +342,10 @@ class SharedAlertService(AlertService):
     # -- evaluating (owner) -------------------------------------------------------------------
 
     def run(self, now: float | None = None, *, target: str | None = None,
-            skip: Container[str] = ()) -> list[Notification]:
+            skip: Container[str] = (), present: Container[str] = ()) -> list[Notification]:
         if not self._may_evaluate():
             return []  # a follower, or an owner whose lease is in doubt (paused?)
-        return super().run(now, target=target, skip=skip)
+        return super().run(now, target=target, skip=skip, present=present)
 
     def observe_now(self) -> list[Notification]:
         if not self._may_evaluate():
@@ -354,15 +354,14 @@ class SharedAlertService(AlertService):
 
     async def _ticker(self) -> None:
         while True:
+            slept = time.monotonic()
             await asyncio.sleep(self.tick_s)
+            self._note_tick_lag(slept)
             try:
                 if not self._may_evaluate():
                     continue
                 self._apply_requests()
-                now = self.engine.clock()
-                fresh = {t for t, at in self._evaluated.items() if 0 <= now - at < self.tick_s}
-                self.run(now, skip=fresh)
-                self._save_soon()
+                self._tick(self.engine.clock())  # the same round, overload guard included
             except Exception:
                 log.exception("rule evaluation tick failed")
 
