@@ -3,9 +3,12 @@ and a threaded local site that is both the monitored target and the webhook rece
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -141,3 +144,11 @@ class HookSite:
     def sent_keys(self) -> list[str]:
         """The notification keys received so far, in order."""
         return [str(h["key"]) for h in list(self.hooks)]
+
+
+async def until(cond: Callable[[], bool], limit: float = 10.0) -> None:
+    """Wait for `cond` (checked every 20 ms), failing after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

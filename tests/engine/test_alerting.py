@@ -18,7 +18,7 @@ from console.engine.alerting.statefile import read_state
 from console.engine.config.loader import load_config_text
 from console.engine.paths import DataPaths
 from console.engine.scheduler import Scheduler
-from tests.alerttools import webhook_config
+from tests.alerttools import until, webhook_config
 
 
 @pytest.fixture
@@ -42,13 +42,6 @@ async def site() -> AsyncIterator[tuple[str, dict[str, Any]]]:
     host, port = runner.addresses[0][:2]
     yield f"http://{host}:{port}", state
     await runner.cleanup()
-
-
-async def until(cond: Any, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_target_down_fires_and_resolves_through_the_outbox(

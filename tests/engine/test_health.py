@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from console.engine.alerting.lifecycle import AlertState
 from console.engine.alerting.service import SELF_HEALTH_RULE, AlertService
 from console.engine.config.loader import load_config_text
 from console.engine.health import CALM, LAG_ON, STALLED, WINDOW, LoopHealth
-from console.engine.model import Status
+from console.engine.model import CheckResult, Status
 from console.engine.scheduler import Scheduler, start_grid
-from tests.alerttools import dead_api_config
+from tests.alerttools import dead_api_config, until
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -212,125 +213,7 @@ def test_gc_tuning_freezes_start_up_and_raises_the_young_threshold() -> None:
     assert out == ["0", "True", "True"]
 
 
-async def test_the_tick_leaves_out_targets_the_console_checks_late() -> None:
-    """No-data (`absent`) on the tick: not for a target whose check the console is late
-    with; it fires as soon as the console is on time and the target is still silent."""
-    import math
-
-    from console.engine.alerting.lifecycle import AlertState
-
-    settings = load_config_text('''
-[alerting]
-default_rules = false
-
-[[targets]]
-name = "quiet"
-kind = "http"
-url = "http://127.0.0.1:9/"
-interval = "1s"
-
-[[rules]]
-name = "gone"
-severity = "P2"
-expr = "absent(up, 3)"
-failure_threshold = 1
-''')
-    sched = Scheduler(settings)
-    service = AlertService(sched, tick=0.05)
-    await sched.start(poll=False)
-    await service.start()
-    try:
-        state = sched._states["quiet"]
-        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
-        state.late_until = time.monotonic() + 3600  # ... because we are late with it
-        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
-        assert service.alerts.get("gone", "quiet") is None
-        state.late_until = -math.inf  # on time again, still silent: no-data fires
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            a = service.alerts.get("gone", "quiet")
-            if a is not None and a.state == AlertState.FIRING:
-                break
-            await asyncio.sleep(0.02)
-        a = service.alerts.get("gone", "quiet")
-        assert a is not None
-        assert a.state == AlertState.FIRING
-    finally:
-        await service.stop()
-        await sched.stop()
-
-
-async def test_after_a_stall_neither_the_tick_nor_a_result_judges_silence() -> None:
-    """A loop blocked for longer than a no-data rule's span: the tick that runs first after
-    it (before any lag probe: none runs here) notes its own lateness and leaves no-data
-    alone, and so does a result evaluated meanwhile; once the loop keeps time again, the
-    silent target's no-data fires."""
-    from console.engine.alerting.lifecycle import AlertState
-    from console.engine.model import CheckResult
-
-    settings = load_config_text('''
-[alerting]
-default_rules = false
-
-[[targets]]
-name = "quiet"
-kind = "http"
-url = "http://127.0.0.1:9/"
-interval = "1s"
-
-[[rules]]
-name = "gone"
-severity = "P2"
-expr = "absent(up, 3)"
-failure_threshold = 1
-''')
-    sched = Scheduler(settings)
-    service = AlertService(sched, tick=0.05)
-    await sched.start(poll=False)
-    await service.start()
-    try:
-        stalled = asyncio.Event()
-
-        def stall() -> None:
-            sched.store.record("quiet:up", time.time(), 1.0)  # its last sample, just now
-            time.sleep(3.5)  # the loop blocked past absent(up, 3)'s 3 s
-            stalled.set()
-
-        asyncio.get_running_loop().call_soon(stall)
-        await stalled.wait()
-        assert not sched.health._task  # no lag probe: the tick must see the stall itself
-        # a result handled now, its sample as old as the stall (the console's delay)
-        old = time.time() - 3.4
-        sched.record(sched._states["quiet"],
-                     CheckResult(target="quiet", kind="http", status=Status.UP,
-                                 started_at=old, latency_ms=1.0))
-        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
-        assert sched.health.lagging()
-        a = service.alerts.get("gone", "quiet")  # the result read "present", nothing failed
-        assert a is None or a.state == AlertState.INACTIVE
-        assert a is None or a.fails == 0
-        deadline = time.monotonic() + WINDOW + 5  # calm again, still silent: it fires
-        while time.monotonic() < deadline:
-            a = service.alerts.get("gone", "quiet")
-            if a is not None and a.state == AlertState.FIRING:
-                break
-            await asyncio.sleep(0.05)
-        a = service.alerts.get("gone", "quiet")
-        assert a is not None
-        assert a.state == AlertState.FIRING
-    finally:
-        await service.stop()
-        await sched.stop()
-
-
-async def test_no_data_resolves_on_the_results_that_end_the_silence() -> None:
-    """A target back from silence resolves its no-data through its own results: the tick
-    leaves a target that reports every interval to them, so they must judge absent() on
-    what they reported (as present), not skip it."""
-    from console.engine.alerting.lifecycle import AlertState
-    from console.engine.model import CheckResult
-
-    settings = load_config_text('''
+QUIET_CONFIG = '''
 [alerting]
 default_rules = false
 
@@ -346,32 +229,88 @@ severity = "P2"
 expr = "absent(up, 3)"
 failure_threshold = 1
 success_threshold = 1
-''')
-    sched = Scheduler(settings)
+'''
+
+
+@contextlib.asynccontextmanager
+async def quiet_target() -> AsyncIterator[tuple[Scheduler, AlertService]]:
+    """One target that is never polled (its results are fed by the test) and a no-data
+    rule on it that fires and resolves on one observation; the alert tick every 50 ms."""
+    sched = Scheduler(load_config_text(QUIET_CONFIG))
     service = AlertService(sched, tick=0.05)
     await sched.start(poll=False)
     await service.start()
     try:
-        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
-
-        def state() -> AlertState | None:
-            a = service.alerts.get("gone", "quiet")
-            return a.state if a is not None else None
-
-        deadline = time.monotonic() + 5
-        while state() != AlertState.FIRING and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert state() == AlertState.FIRING
-        deadline = time.monotonic() + 5  # back: a result every 50 ms (fresher than a tick)
-        while state() != AlertState.RESOLVED and time.monotonic() < deadline:
-            sched.record(sched._states["quiet"],
-                         CheckResult(target="quiet", kind="http", status=Status.UP,
-                                     started_at=time.time(), latency_ms=1.0))
-            await asyncio.sleep(0.05)
-        assert state() == AlertState.RESOLVED
+        yield sched, service
     finally:
         await service.stop()
         await sched.stop()
+
+
+def gone_state(service: AlertService) -> AlertState | None:
+    a = service.alerts.get("gone", "quiet")
+    return a.state if a is not None else None
+
+
+def report(sched: Scheduler, started_at: float) -> None:
+    """A result of the quiet target, as its probe would hand it over."""
+    sched.record(sched._states["quiet"], CheckResult(
+        target="quiet", kind="http", status=Status.UP, started_at=started_at, latency_ms=1.0))
+
+
+async def test_the_tick_leaves_out_targets_the_console_checks_late() -> None:
+    """No-data (`absent`) on the tick: not for a target whose check the console is late
+    with; it fires as soon as the console is on time and the target is still silent."""
+    import math
+
+    async with quiet_target() as (sched, service):
+        state = sched._states["quiet"]
+        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
+        state.late_until = time.monotonic() + 3600  # ... because we are late with it
+        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
+        assert service.alerts.get("gone", "quiet") is None
+        state.late_until = -math.inf  # on time again, still silent: no-data fires
+        await until(lambda: gone_state(service) == AlertState.FIRING, 5.0)
+
+
+async def test_after_a_stall_neither_the_tick_nor_a_result_judges_silence() -> None:
+    """A loop blocked for longer than a no-data rule's span: the tick that runs first after
+    it (before any lag probe: none runs here) notes its own lateness and leaves no-data
+    alone, and a result handled meanwhile reads as present; once the loop keeps time
+    again, the silent target's no-data fires."""
+    async with quiet_target() as (sched, service):
+        stalled = asyncio.Event()
+
+        def stall() -> None:
+            sched.store.record("quiet:up", time.time(), 1.0)  # its last sample, just now
+            time.sleep(3.5)  # the loop blocked past absent(up, 3)'s 3 s
+            stalled.set()
+
+        asyncio.get_running_loop().call_soon(stall)
+        await stalled.wait()
+        assert not sched.health._task  # no lag probe: the tick must see the stall itself
+        report(sched, time.time() - 3.4)  # handled now, as old as the stall (our delay)
+        await asyncio.sleep(20 * service.tick_s)  # a negative needs a span: twenty ticks
+        assert sched.health.lagging()
+        a = service.alerts.get("gone", "quiet")  # the result read "present", nothing failed
+        assert a is None or a.state == AlertState.INACTIVE
+        assert a is None or a.fails == 0
+        # calm again, still silent: it fires
+        await until(lambda: gone_state(service) == AlertState.FIRING, WINDOW + 5)
+
+
+async def test_no_data_resolves_on_the_results_that_end_the_silence() -> None:
+    """A target back from silence resolves its no-data through its own results: the tick
+    leaves a target that reports every interval to them, so they must judge absent() on
+    what they reported (as present), not skip it."""
+    async with quiet_target() as (sched, service):
+        sched.store.record("quiet:up", time.time() - 60, 1.0)  # silent for a minute
+        await until(lambda: gone_state(service) == AlertState.FIRING, 5.0)
+        deadline = time.monotonic() + 5  # back: a result every 50 ms (fresher than a tick)
+        while gone_state(service) != AlertState.RESOLVED and time.monotonic() < deadline:
+            report(sched, time.time())
+            await asyncio.sleep(0.05)
+        assert gone_state(service) == AlertState.RESOLVED
 
 
 def test_checks_start_in_shared_slots_only_while_the_load_is_light() -> None:
