@@ -197,7 +197,7 @@ class Notifier:
         self._paused: dict[str, float] = {}  # a Retry-After pause's end, monotonic
         self._health: dict[str, ReceiverHealth] = {}
         self._attempted = asyncio.Event()  # set (and replaced) after each delivery attempt
-        self._sending = 0  # deliveries answered whose outcome is being written
+        self._sending = 0  # deliveries under way: requested, answered or being written
         self._stopping = False
         self._set_receivers(receivers)
 
@@ -381,8 +381,8 @@ class Notifier:
         self._tasks.clear()
 
     async def stop(self) -> None:
-        # A delivery the receiver answered gets its outcome written: cut between the
-        # answer and the write, it would be sent again on the next start.
+        # A delivery under way finishes and gets its outcome written (within STOP_GRACE):
+        # cut between the request and the write, it would be sent again on the next start.
         self._stopping = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE):
@@ -645,18 +645,21 @@ class Notifier:
         ctx = SendContext(self._client, self._env, self.clock,
                           fence=self.fence() if self.fence is not None else None)
         limit = self._budget(r, batch)
-        try:
-            async with asyncio.timeout(limit):
-                outcome = await SENDERS[r.kind](ctx, r, batch)
-        except (TimeoutError, httpx.TimeoutException):
-            outcome = Outcome.failed(f"no answer within {r.timeout:g}s")
-        except ReceiverConfigError as exc:
-            outcome = Outcome.failed(str(exc))
-        except (httpx.HTTPError, smtplib.SMTPException, OSError, ssl.SSLError,
-                email.SmtpError) as exc:
-            outcome = Outcome.failed(describe_exception(exc))
+        # Under way from the request on (not only once answered): a stop waits for it, so a
+        # message the receiver already has is not cut before its answer and sent again at
+        # the next start (CI saw the outbox row left 'sending' after the peer had it).
         self._sending += 1
         try:
+            try:
+                async with asyncio.timeout(limit):
+                    outcome = await SENDERS[r.kind](ctx, r, batch)
+            except (TimeoutError, httpx.TimeoutException):
+                outcome = Outcome.failed(f"no answer within {r.timeout:g}s")
+            except ReceiverConfigError as exc:
+                outcome = Outcome.failed(str(exc))
+            except (httpx.HTTPError, smtplib.SMTPException, OSError, ssl.SSLError,
+                    email.SmtpError) as exc:
+                outcome = Outcome.failed(describe_exception(exc))
             return await self._record_outcome(r, ids, batch, attempts, retry_status, outcome)
         finally:
             self._sending -= 1
