@@ -102,6 +102,17 @@ def address_of(target: AnyTarget) -> str:
     return redact(str(raw))
 
 
+ALWAYS_RECORDED = frozenset({"up", "status", "latency_ms"})
+"""The metrics `Scheduler.record` stores for every result, whatever its probe reported."""
+
+
+def recorded_metrics(result: CheckResult) -> Container[str]:
+    """The metrics `Scheduler.record` puts in the store for `result`."""
+    if not result.metrics:
+        return ALWAYS_RECORDED
+    return ALWAYS_RECORDED | result.metrics.keys()
+
+
 @dataclass(slots=True)
 class TargetState:
     target: AnyTarget
@@ -418,6 +429,8 @@ class Scheduler:
         return elapsed >= 0.9 * timeout and lag >= max(0.25 * timeout, 0.25)
 
     def record(self, state: TargetState, result: CheckResult) -> None:
+        """Into the store: ALWAYS_RECORDED, then the result's own metrics
+        (`recorded_metrics`); then the target's state and the subscribers."""
         name = state.target.name
         t = result.started_at
         store = self._store

@@ -41,22 +41,13 @@ from console.engine.alerting.statefile import StateWriter, read_state, signature
 from console.engine.config.rules import Rule
 from console.engine.model import AlertEpisode, CheckResult
 from console.engine.paths import DataPaths
+from console.engine.scheduler import recorded_metrics
 from console.engine.storage.lease import Lease, describe_owner
 
 log = logging.getLogger(__name__)
 
 SELF_HEALTH_RULE = "opsconsole-overloaded"
 """The rule name of the console's own "behind schedule" notice (see console.engine.health)."""
-
-
-_ALWAYS_REPORTED = frozenset({"up", "status", "latency_ms"})  # Scheduler.record, every result
-
-
-def _reported(result: CheckResult) -> Container[str]:
-    """The metrics a check result put in the store (Scheduler.record)."""
-    if not result.metrics:
-        return _ALWAYS_REPORTED
-    return _ALWAYS_REPORTED | result.metrics.keys()
 
 
 class AlertService:
@@ -470,15 +461,13 @@ class AlertService:
             self._evaluated[result.target] = now
             # What this result reported is present, however late the console handles it
             # (a stalled loop made its sample look old): absent() on it reads "present".
-            self.run(now, target=result.target, present=_reported(result))
+            self.run(now, target=result.target, present=recorded_metrics(result))
         except Exception:  # alerting must never break the poller that called us
             log.exception("rule evaluation failed for %s", result.target)
 
     async def _ticker(self) -> None:
         while True:
-            slept = time.monotonic()
-            await asyncio.sleep(self.tick_s)
-            self._note_tick_lag(slept)
+            await self._sleep_tick()
             try:
                 if self.following:
                     await self._follow()
@@ -491,9 +480,12 @@ class AlertService:
             except Exception:
                 log.exception("rule evaluation tick failed")
 
-    def _note_tick_lag(self, slept: float) -> None:
-        """This tick's own lateness, as a loop-lag observation: after a long stall the tick
-        may run before the loop's lag probe, and it must judge with the stall known."""
+    async def _sleep_tick(self) -> None:
+        """Until the next round; its own lateness is noted as a loop-lag observation: after
+        a long stall the tick may run before the loop's lag probe, and it must judge with
+        the stall known."""
+        slept = time.monotonic()
+        await asyncio.sleep(self.tick_s)
         health = getattr(self.engine, "health", None)
         if health is not None:
             health.note_lag(time.monotonic() - slept - self.tick_s)

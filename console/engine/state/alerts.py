@@ -354,9 +354,7 @@ class SharedAlertService(AlertService):
 
     async def _ticker(self) -> None:
         while True:
-            slept = time.monotonic()
-            await asyncio.sleep(self.tick_s)
-            self._note_tick_lag(slept)
+            await self._sleep_tick()
             try:
                 if not self._may_evaluate():
                     continue
