@@ -218,3 +218,45 @@ def test_duplicate_rule_names_rejected() -> None:
     _, issues = check_text(text, "c.toml")
     assert issues
     assert "unique" in issues[0].message
+
+
+def test_an_ok_windowed_rule_waits_a_sixtieth_of_its_window_before_a_result_rechecks_it(
+) -> None:
+    """Per result, a 5 m quantile that read "ok" is evaluated again only after 5 s; a failing
+    one, and an instant rule, on every result; a full round (the tick) always."""
+    fast = TargetInfo("api", "http", 1.0, "app")
+    rules = [Rule(name="p95", expr="quantile(0.95, latency_ms, 5m) > 100", targets=["api"]),
+             Rule(name="down", expr="down", targets=["api"])]
+    ruleset = RuleSet(rules, [fast])
+    store = MetricStore()
+
+    def result(t: float, latency: float) -> set[str]:
+        store.record("api:latency_ms", T0 + t, latency)
+        store.record("api:up", T0 + t, 1.0)
+        return {ev.rule.name for ev in ruleset.evaluate(store, T0 + t, target="api")}
+
+    assert result(0, 10) == {"p95", "down"}  # ok: holds for 300 / 60 = 5 s
+    for t in range(1, 5):
+        assert result(t, 10) == {"down"}
+    assert result(5, 10) == {"p95", "down"}
+    # a breach shows at the next recheck, then every result evaluates it while it fails
+    assert result(6, 5000) == {"down"}
+    assert result(10, 5000) == {"p95", "down"}
+    assert [ev.state for ev in ruleset.evaluate(store, T0 + 10, target="api")
+            if ev.rule.name == "p95"] == ["fail"]
+    assert result(11, 5000) == {"p95", "down"}
+    # once fast samples bring p95 back under 100, it waits again (evaluated until then)
+    t = 12
+    while True:
+        assert result(t, 10) == {"p95", "down"}  # failing: evaluated on every result
+        p95 = (store.quantiles("api:latency_ms", 300, (0.95,), now=T0 + t) or {})[0.95]
+        if p95 <= 100:
+            break  # read "ok" just now
+        t += 1
+    assert result(t + 1, 10) == {"down"}
+    # the tick's full round evaluates it whatever the wait
+    assert {ev.rule.name for ev in ruleset.evaluate(store, T0 + t + 1)} == {"p95", "down"}
+    # a 10 s target's 5 m window is evaluated on every result (5 s is less than its interval)
+    slow = TargetInfo("api", "http", 10.0, "app")
+    ruleset = RuleSet(rules, [slow])
+    assert result(t + 10, 10) == result(t + 20, 10) == {"p95", "down"}

@@ -234,6 +234,30 @@ def _evaluate(
     return ("ok" if ok else "fail"), value, sample_t, "", (head, ok_tail if ok else fail_tail)
 
 
+RECHECK_FRACTION = 60
+"""A windowed rule that read "ok" is re-evaluated on results at most every window / 60."""
+
+
+def recheck_after(expr: Expr, interval: float) -> float:
+    """How long a windowed rule's "ok" holds before a check result evaluates it again (0:
+    every result).
+
+    One new sample moves a figure over a window by about one sample's share of it: a
+    5-minute p95 over 300 samples is not worth recomputing on every 1 s result (it was 40 %
+    of the rules' CPU per result at 1,000 HTTP targets, `bench/bench_alerting.py`). So a
+    windowed rule that read "ok" is evaluated again after window / 60 (5 s for 5 m; never
+    less than the target's interval, so a 1 m window is evaluated on every 1 s result). Only
+    "ok" waits: a failing or no-data evaluation is repeated on every result, so a pending
+    alert's `for`, its firing and its resolution keep their timing; a breach shows at most
+    window / 60 late (Prometheus evaluates every rule once per evaluation interval, 1 m by
+    default). Instant rules (latest value, `absent`, `ratio` without a window) never wait.
+    """
+    if expr.window is None or expr.fn == "absent":
+        return 0.0
+    gap = expr.window / RECHECK_FRACTION
+    return gap if gap > interval else 0.0
+
+
 def _newest(store: MetricStore, series: str, now: float) -> float:
     """When `series` was last sampled (`now` if never): what `absent()` on a metric a result
     just reported is judged as of."""
@@ -282,6 +306,9 @@ class RuleSet:
         # metrics), rebuilt when the store's generation changes
         self._labelled: dict[str, list[str]] | None = None
         self._any_labelled = any(t.kind == "promql" for t in self.targets)
+        # (rule, series) -> until when a windowed rule that read "ok" is not re-evaluated on
+        # a result (see `evaluate`)
+        self._ok_until: dict[tuple[str, str], float] = {}
 
     def _select(self) -> dict[str, tuple[TargetInfo, list[tuple[Rule, Expr]]]]:
         """Per target, the rules that may apply to it, in rule order. Targets the same rules
@@ -427,23 +454,46 @@ class RuleSet:
         long the console took to handle it: a stalled loop made its sample look old)."""
         out = []
         exprs = self._exprs
+        ok_until = self._ok_until
         for rule, t in self.pairs(store, target):
             if t.name in skip:
                 continue
             expr = exprs[rule.name]
             reported = expr.fn == "absent" and expr.metric in present
+            # A windowed rule that read "ok" waits `recheck_after` before a result evaluates
+            # it again (the tick still evaluates silent targets): see `recheck_after`.
+            gap = recheck_after(expr, t.interval) if target is not None else 0.0
             if t.kind != "promql":  # one series, the metric itself (see `suffixes`)
+                if gap and ok_until.get((rule.name, t.name), 0.0) > now:
+                    continue
                 at = _newest(store, f"{t.name}:{expr.metric}", now) if reported else now
                 state, value, sample_t, text, parts = _evaluate(
                     expr, store, t, at, rule.nodata_intervals, "")
+                if gap:
+                    self._note_ok(rule.name, t.name, state, now + gap)
                 out.append(Evaluation(rule, t.name, state, value, sample_t, now, text,
                                       self.labels(rule, t), "", parts))
                 continue
             for suffix in self.suffixes(store, t, expr.metric):
+                series = t.name + suffix
+                if gap and ok_until.get((rule.name, series), 0.0) > now:
+                    continue
                 at = _newest(store, f"{t.name}:{expr.metric}{suffix}", now) \
                     if reported else now
                 state, value, sample_t, text, parts = _evaluate(
                     expr, store, t, at, rule.nodata_intervals, suffix)
-                out.append(Evaluation(rule, t.name + suffix, state, value, sample_t, now,
+                if gap:
+                    self._note_ok(rule.name, series, state, now + gap)
+                out.append(Evaluation(rule, series, state, value, sample_t, now,
                                       text, self.labels(rule, t, suffix), "", parts))
         return out
+
+    def _note_ok(self, rule: str, series: str, state: EvalState, until: float) -> None:
+        """Remember until when an "ok" windowed evaluation holds; forget any other."""
+        key = (rule, series)
+        if state == "ok":
+            if len(self._ok_until) > 100_000:  # labelled promql series come and go
+                self._ok_until.clear()
+            self._ok_until[key] = until
+        else:
+            self._ok_until.pop(key, None)
