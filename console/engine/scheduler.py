@@ -436,16 +436,12 @@ class Scheduler:
         store = self._store
         if store is not None:
             up = result.status.value_for_uptime
-            store.record(f"{name}:up", t, up)
-            store.record(f"{name}:status", t, float(result.status.rank))
-            store.record(
-                f"{name}:latency_ms", t,
-                result.latency_ms if result.latency_ms is not None and up > 0 else math.nan,
-            )
-            for metric, value in result.metrics.items():
-                if metric == "latency_ms":
-                    continue
-                store.record(f"{name}:{metric}", t, float(value))
+            row = [(f"{name}:up", up), (f"{name}:status", float(result.status.rank)),
+                   (f"{name}:latency_ms", result.latency_ms
+                    if result.latency_ms is not None and up > 0 else math.nan)]
+            row += [(f"{name}:{metric}", value) for metric, value in result.metrics.items()
+                    if metric != "latency_ms"]
+            store.record_row(t, row)
         if result.status != state.status:
             state.status = result.status
             state.since = t

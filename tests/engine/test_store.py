@@ -76,6 +76,17 @@ def test_ring_keeps_only_the_newest_raw_samples() -> None:
     assert v.tolist() == [float(i) for i in range(70, 120)]
 
 
+def test_a_row_drops_only_the_samples_older_than_their_series() -> None:
+    store = MetricStore()
+    store.record("a", T0 + 10, 1.0)
+    store.record_row(T0 + 5, (("a", 2.0), ("b", 3.0)))  # late for a, first for b
+    assert store.latest("a") == (T0 + 10, 1.0)
+    assert store.latest("b") == (T0 + 5, 3.0)
+    assert store.dropped == 1
+    store.record_row(math.inf, (("a", 1.0), ("b", 1.0)))
+    assert store.dropped == 3
+
+
 def test_out_of_order_and_non_finite_samples() -> None:
     store = MetricStore()
     store.record("x", T0 + 10, 1.0)
@@ -419,13 +430,18 @@ def test_record_many_equals_repeated_record(tmp_path: Path, raw_capacity: int) -
     for a, b in zip(cuts, cuts[1:], strict=False):
         bulk.record_many("v", ts[a:b], vs[a:b])
         bulk.record_many("c", ts[a:b], cs[a:b])
+    # one check result's metrics at once, as the scheduler records them
+    row = MetricStore(raw_capacity=raw_capacity, path=tmp_path / "row.npz")
+    for t, v, c in zip(ts.tolist(), vs.tolist(), cs.tolist(), strict=True):
+        row.record_row(t, (("v", v), ("c", c)))
     sa = _state(one)
-    sb = _state(bulk)
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if k == "index":
-            continue
-        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    for other in (bulk, row):
+        sb = _state(other)
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            if k == "index":
+                continue
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
     for span in (300, 3600, 6 * 3600):
         ha, hb = one.history("v", span), bulk.history("v", span)
         for key in ha:
