@@ -88,6 +88,9 @@ class HttpProbe:
     """Checks one HttpTarget; `check()` never raises (except CancelledError)."""
 
     kind = "http"
+    keeps_deadline = True
+    """`check()` runs wholly under its own `timeout` and turns its expiry into a DOWN
+    result: the scheduler adds no backstop timer of its own."""
 
     def __init__(
         self, target: HttpTarget, clients: HttpClients, *, clock: Callable[[], float] = time.time
