@@ -254,8 +254,13 @@ def test_an_ok_windowed_rule_waits_a_sixtieth_of_its_window_before_a_result_rech
             break  # read "ok" just now
         t += 1
     assert result(t + 1, 10) == {"down"}
-    # the tick's full round evaluates it whatever the wait
+    # the tick's full round evaluates it whatever the wait; a failure it reads ends the wait
     assert {ev.rule.name for ev in ruleset.evaluate(store, T0 + t + 1)} == {"p95", "down"}
+    for k in range(1, 40):  # a burst of slow answers within the wait (until t + 5)
+        store.record("api:latency_ms", T0 + t + 1 + k / 40, 5000)
+    assert [ev.state for ev in ruleset.evaluate(store, T0 + t + 2)
+            if ev.rule.name == "p95"] == ["fail"]
+    assert result(t + 3, 5000) == {"p95", "down"}
     # a 10 s target's 5 m window is evaluated on every result (5 s is less than its interval)
     slow = TargetInfo("api", "http", 10.0, "app")
     ruleset = RuleSet(rules, [slow])

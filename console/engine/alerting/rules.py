@@ -461,10 +461,12 @@ class RuleSet:
             expr = exprs[rule.name]
             reported = expr.fn == "absent" and expr.metric in present
             # A windowed rule that read "ok" waits `recheck_after` before a result evaluates
-            # it again (the tick still evaluates silent targets): see `recheck_after`.
-            gap = recheck_after(expr, t.interval) if target is not None else 0.0
+            # it again (the tick's full round evaluates it whatever the wait, and what it
+            # reads counts: a failure there ends the wait).
+            gap = recheck_after(expr, t.interval)
+            wait = gap and target is not None
             if t.kind != "promql":  # one series, the metric itself (see `suffixes`)
-                if gap and ok_until.get((rule.name, t.name), 0.0) > now:
+                if wait and ok_until.get((rule.name, t.name), 0.0) > now:
                     continue
                 at = _newest(store, f"{t.name}:{expr.metric}", now) if reported else now
                 state, value, sample_t, text, parts = _evaluate(
@@ -476,7 +478,7 @@ class RuleSet:
                 continue
             for suffix in self.suffixes(store, t, expr.metric):
                 series = t.name + suffix
-                if gap and ok_until.get((rule.name, series), 0.0) > now:
+                if wait and ok_until.get((rule.name, series), 0.0) > now:
                     continue
                 at = _newest(store, f"{t.name}:{expr.metric}{suffix}", now) \
                     if reported else now
