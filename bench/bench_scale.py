@@ -22,6 +22,8 @@ the other: the machine has 2 cores), warms up, then is measured for ``--seconds`
   the bare loop's at the same N; target <= 1.5x at every N (cost per check must not grow
   with N);
 * RSS at the end of the window; target <= 100 MB + 50 KB per target;
+* the endpoints' own CPU during each window (printed, not judged): near 100 % of a core,
+  the server, not the client, limits the cadence;
 * notifications printed by the console about targets (every server answers 200, so any is
   a false page: overload must never page); the console's own "behind schedule" notices
   (P3, `opsconsole-overloaded`) are counted apart.
@@ -72,6 +74,7 @@ class Figures:
     rss_mb: float
     notes: int = 0  # notifications about targets (every one a false page here)
     self_health: int = 0  # the console's own "behind schedule" notices
+    server_pct: float = 0.0  # the endpoints' process, of one core: near 100, it is the limit
 
 
 def _config(ports: list[int]) -> str:
@@ -135,13 +138,15 @@ def _measure(srv: Server, proc: subprocess.Popen[bytes], n: int, warmup: float,
             break
         last = now
     time.sleep(warmup)
-    c0, r0, w0 = _cpu(p), srv.answered(), time.monotonic()
+    sp = psutil.Process(srv.proc.pid)
+    c0, s0, r0, w0 = _cpu(p), _cpu(sp), srv.answered(), time.monotonic()
     time.sleep(seconds)
-    c1, r1, w1 = _cpu(p), srv.answered(), time.monotonic()
+    c1, s1, r1, w1 = _cpu(p), _cpu(sp), srv.answered(), time.monotonic()
     rss = _rss_mb(p)
     done = max(r1 - r0, 1)
     return Figures(cadence=done / (n * (w1 - w0)), cpu_us=(c1 - c0) / done * 1e6,
-                   cpu_pct=(c1 - c0) / (w1 - w0) * 100, rss_mb=rss)
+                   cpu_pct=(c1 - c0) / (w1 - w0) * 100, rss_mb=rss,
+                   server_pct=(s1 - s0) / (w1 - w0) * 100)
 
 
 def bare(srv: Server, n: int, warmup: float, seconds: float, loop: str = "asyncio", *,
@@ -226,7 +231,8 @@ def _run(a: argparse.Namespace, sizes: list[int], rows: list[tuple[int, Figures,
                   f"cadence {c.cpu_us:6.1f} us/check {c.cpu_pct:5.1f} % CPU "
                   f"{c.rss_mb:6.1f} MB (budget {rss_budget_mb(n):.0f}) "
                   f"{c.notes} notifications, {c.self_health} self-health | "
-                  f"CPU/check x{ratio:.2f}", flush=True)
+                  f"CPU/check x{ratio:.2f} | endpoints' process {b.server_pct:.0f} / "
+                  f"{c.server_pct:.0f} % CPU", flush=True)
     ok = all(c.cadence >= CADENCE_MIN and c.cpu_us / b.cpu_us <= CPU_RATIO_MAX
              and c.rss_mb <= rss_budget_mb(n) and c.notes == 0 for n, b, c in rows)
     parts = " ".join(
