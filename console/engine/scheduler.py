@@ -3,9 +3,9 @@
 Each target polls on its own fixed grid (interval plus a per-target phase derived from its
 name, so checks never fire in bursts and a restart keeps the same phases). A probe's check
 has its own hard deadline; the scheduler adds a second, outer deadline as a backstop so a
-buggy probe can still never stall its loop (except for a probe that says it `keeps_deadline`:
-the HTTP probe, whose whole check runs under its own). Targets never share a lock or a queue, so one
-hanging target cannot delay another.
+buggy probe can still never stall its loop (except for a probe that says it
+`keeps_deadline`: the HTTP probe, whose whole check runs under its own). Targets never
+share a lock or a queue, so one hanging target cannot delay another.
 """
 
 from __future__ import annotations

@@ -525,8 +525,9 @@ class MetricStore:
     def record_row(self, t: float, samples: Iterable[tuple[str, float]]) -> None:
         """Add one sample at `t` to each named series (one check result's metrics): the same
         as `record` for each, with the time checked and the lock taken once. A check result
-        records nine series; one lock and one time conversion for all of them took a third
-        off recording's CPU at 1,000 targets (py-spy)."""
+        records nine series; one lock and one time conversion for all of them took about a
+        fifth off recording's CPU (1,000 targets x 9 series in-process: 31-34 us per result
+        with nine `record` calls, 26-27 us with one row)."""
         t = float(t)
         if not math.isfinite(t):
             self.dropped += sum(1 for _ in samples)
