@@ -7,7 +7,7 @@ simulated minutes at a time (default 10; the runtime saves every minute, which `
 tenth of the rows and the same small header), with `save_changes()` after each piece, as the
 runtime's periodic save does; a clean stop (`save()`) ends the day. Measured:
 
-* bytes written per hour over the last 18 h (the first six fill the 10 s tier; target
+* bytes written per hour over the last 18 h (the first hours fill the rings; target
   <= 20 MB/h), against the baseline measured in the same run: rewriting the whole history
   every 5 minutes, as the console did before (one snapshot's size x 12 per hour);
 * the files on disk after 24 h and their largest size during the day (snapshot + log,

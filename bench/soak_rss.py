@@ -11,7 +11,7 @@ Figures, after the first two minutes (start-up and warm caches excluded):
 
 * RSS growth of the console (target <= 5 MB) and of the bare loop;
 * of the console's growth, how much is its metric history filling its rings (which grow as
-  data arrives, up to a fixed size per series: an hour of raw samples, 6 h of 10 s rows,
+  data arrives, up to a fixed size per series: an hour of raw samples and of 10 s rows,
   24 h of 1 min rows) and how much is anything else (a leak would show there).
 
 The last line starts with `RESULT soak`.

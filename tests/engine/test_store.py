@@ -16,7 +16,7 @@ from console.engine.storage.store import MetricStore, _shuffle, _unshuffle
 
 T0 = 1_699_999_200.0  # a multiple of 3600: bucket edges fall on round offsets from T0
 DAY = 86_400
-PER_SERIES_BYTES = 3600 * 16 + (2161 + 1441 + 169) * 9 * 4  # raw + rollup rows (float32)
+PER_SERIES_BYTES = 3600 * 16 + (361 + 1441 + 169) * 9 * 4  # raw + rollup rows (float32)
 
 
 def feed(store: MetricStore, name: str, ts: np.ndarray, vs: np.ndarray, chunk: int = 3600) -> None:
@@ -186,7 +186,9 @@ def test_beyond_raw_mean_and_uptime_are_exact_over_whole_buckets() -> None:
     feed(store, "v", ts, vs)
     feed(store, "up", ts, ups)
     now = float(ts[-1])
-    for window, width in ((6 * 3600, 10.0), (DAY, 60.0), (1.5 * DAY, 3600.0)):
+    # Past the raw hour: 1 min rows (the 10 s tier keeps an hour too), then 1 h rows.
+    for window, width in ((6630, 60.0), (6 * 3600, 60.0), (DAY, 60.0),
+                          (1.5 * DAY, 3600.0)):
         # Rollups count the buckets that lie wholly inside the window.
         start = math.ceil((now - window) / width) * width
         sel = vs[ts >= start]

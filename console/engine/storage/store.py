@@ -11,16 +11,24 @@ than its full size, however long the console runs:
 * **raw tier**: a ring of ``raw_capacity`` samples (``float64`` timestamps and values;
   3600 = one hour at 1 s). Counters need ``float64``: a byte counter past 2**24 would lose
   its increments in ``float32``.
-* **rollup tiers** (default 10 s x 6 h, 1 min x 24 h, 1 h x 7 d): a ring of buckets aligned
+* **rollup tiers** (default 10 s x 1 h, 1 min x 24 h, 1 h x 7 d): a ring of buckets aligned
   to wall-clock multiples of the bucket width, one ``float32`` row per bucket holding
   ``count, sum, min, max, n_up, increase, p50, p95, p99`` (see the ``COUNT`` ... ``P99``
   column constants). A ring has ``retention / width + 1`` rows so the full retention stays
   readable while the newest bucket is still open.
 
-Full size: 57.6 KB raw + 135.8 KB of rollups = 193.4 KB per series, 38.7 MB for 200
-series (``bench/bench_memory.py`` measures it), reached after an hour (raw), 6 h and 24 h
-(10 s, 1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost 72.6 KB more per series;
+Full size: 57.6 KB raw + 71.0 KB of rollups = 128.6 KB per series, 25.7 MB for 200
+series (``bench/bench_memory.py`` measures it), reached after an hour (raw, 10 s), 24 h
+(1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost 72.6 KB more per series;
 1 h x 7 d costs 6 KB and still answers "uptime over the last 7 days".
+
+The 10 s tier keeps an hour, not six (it did: 77.8 KB of a 193.4 KB series). While the raw
+ring holds the hour at 1 s, 10 s rows only matter when raw samples are gone: after a crash
+(the change log keeps rows, not samples) and for windows past raw retention. Past an hour,
+every query already took its quantiles from 1 min rows (a bucket is at most 2 % of the
+window); mean, uptime and rate over 1-6 h now do too, exact over whole minutes, and the
+detail screen's ranges (5 min, 1 h, 24 h) never read 10 s rows past the hour. A 1,000-target
+console at 1 s holds 0.6 GB less after six hours.
 
 On disk (see "persistence" below): a compressed snapshot plus an append-only log of the
 rollup rows closed since, so a periodic save writes what is new, not the whole history.
@@ -103,7 +111,7 @@ UP_THRESHOLD = 0.5
 """A sample counts as 'up' when its value is >= this (the up series stores 1/0)."""
 
 DEFAULT_TIERS: tuple[tuple[float, float], ...] = (
-    (10.0, 6 * 3600.0),
+    (10.0, 3600.0),
     (60.0, 24 * 3600.0),
     (3600.0, 7 * 86400.0),
 )
