@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from console.demo.stack import port_taken
+from console.demo.ports import port_taken
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pty_harness import PtyProcess, opsconsole_command, terminal_env  # noqa: E402
 
-from console.demo.stack import DEFAULT_PORT, free_port_block, port_taken  # noqa: E402
+from console.demo.ports import DEFAULT_PORT, free_port_block, port_taken  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

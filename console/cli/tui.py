@@ -37,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.port is not None:
         taken = _taken_ports(args.port)
         if taken:
-            from console.demo.stack import free_port_block
+            from console.demo.ports import free_port_block
 
             print(f"opsconsole demo: port {taken[0]} is taken (the demo needs {args.port}, "
                   f"{args.port + 1} and {args.port + 2}); try --port {free_port_block()}",
@@ -47,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _taken_ports(first: int) -> list[int]:
-    from console.demo.stack import SERVICES, port_taken
+    from console.demo.ports import SERVICES, port_taken
 
     return [first + i for i in range(len(SERVICES)) if port_taken("127.0.0.1", first + i)]
 

@@ -40,10 +40,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from console.demo.ports import DEFAULT_PORT, SERVICES
 from console.engine.errors import ConsoleError
-
-DEFAULT_PORT = 18780  # API; frontend = +1, payments = +2
-SERVICES = ("api", "frontend", "payments")
 
 FAULTS = ("error_spike", "latency_spike", "dependency_down", "endpoint_hang")
 FAULT_LABELS = {
@@ -70,27 +68,6 @@ DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())  # never let aiohttp's lastResort output reach the TUI
-
-
-def port_taken(host: str, port: int) -> bool:
-    """Whether `port` on `host` cannot be bound now (something listens, or it is reserved)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port_block(host: str = "127.0.0.1", n: int = len(SERVICES),
-                    start: int = DEFAULT_PORT + 10, stop: int = DEFAULT_PORT + 400) -> int:
-    """A first port from which `n` consecutive ports are free (for `--port`)."""
-    for first in range(start, stop, n):
-        if not any(port_taken(host, first + i) for i in range(n)):
-            return first
-    return 0  # none near the default: --port 0 picks free ones
 
 
 def describe_fault(name: str) -> str:
