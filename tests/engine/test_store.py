@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -450,6 +451,84 @@ def test_record_many_equals_repeated_record(tmp_path: Path, raw_capacity: int) -
             np.testing.assert_array_equal(ha[key], hb[key])
     assert one.quantiles("v", 5 * 3600) == bulk.quantiles("v", 5 * 3600)
     assert one.rate("c", 3 * 3600) == bulk.rate("c", 3 * 3600)
+
+
+def _index(store: MetricStore) -> object:
+    """The saved per-series state (counts, evicted sample, open buckets), as JSON."""
+    raw = _state(store)["index"]
+    return json.loads(bytes(np.asarray(raw, dtype=np.uint8)).decode("utf-8"))
+
+
+def _ring_bytes(store: MetricStore) -> int:
+    """What the raw timestamps would take with a ring per series."""
+    return sum(s.t.nbytes for s in store._series.values())  # noqa: SLF001
+
+
+@pytest.mark.parametrize("raw_capacity", [3600, 40])
+def test_a_row_shares_one_ring_of_timestamps_and_answers_as_separate_series(
+    tmp_path: Path, raw_capacity: int
+) -> None:
+    # Rows of three series (a check result's metrics); now and then a row leaves "c" out
+    # (a failed check reports fewer metrics) or "b" gets a sample of its own that the next
+    # row's then drops for "b" alone. Every one of them splits a group before it writes;
+    # the store must answer exactly as one fed sample by sample, series by series.
+    rng = np.random.default_rng(5)
+    n = 9_000
+    ts = T0 + np.cumsum(rng.uniform(0.5, 1.5, n))
+    vals = rng.normal(10, 3, (n, 3))
+    vals[rng.random((n, 3)) < 0.02] = np.nan
+    row = MetricStore(raw_capacity=raw_capacity, path=tmp_path / "row.npz")
+    one = MetricStore(raw_capacity=raw_capacity, path=tmp_path / "one.npz")
+    lone = {int(i) for i in rng.choice(n - 1, 4, replace=False)}
+    for i, (t, (a, b, c)) in enumerate(zip(ts.tolist(), vals.tolist(), strict=True)):
+        samples = [("a", a), ("b", b), ("d", 2 * a)] + (
+            [] if 2000 < i < 2100 and i % 7 == 0 else [("c", c)])
+        row.record_row(t, samples)
+        for name, v in samples:
+            one.record(name, t, v)
+        if i in lone:  # ahead of the next row: that row's sample of "b" is dropped
+            t_b = float(ts[i + 1]) + 0.01
+            row.record("b", t_b, 1.0)
+            one.record("b", t_b, 1.0)
+    assert row.dropped == one.dropped == len(lone)
+    sa, sb = _state(row), _state(one)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if k != "index":
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    assert _index(row) == _index(one)
+    for name in "abcd":
+        for window in (60, 600, 3 * 3600):
+            assert row.quantiles(name, window) == one.quantiles(name, window)
+            assert row.values(name, window)[0].tolist() == one.values(name, window)[0].tolist()
+    # "a" and "d" never missed a row: they still share one ring
+    assert row._series["a"].t is row._series["d"].t  # noqa: SLF001
+    assert row.memory_bytes() < one.memory_bytes() == _ring_bytes(one) + sum(
+        s.v.nbytes + sum(r.nbytes for r in s.rollups) for s in one._series.values())  # noqa: SLF001
+
+
+def test_series_recorded_together_hold_their_timestamps_once(tmp_path: Path) -> None:
+    # Nine series per check result, as an HTTP target records them: one ring of times.
+    path = tmp_path / "h.npz"
+    store = MetricStore(path=path)
+    names = [f"api:m{i}" for i in range(9)]
+    for k in range(600):
+        store.record_row(T0 + k, [(n, float(k % 7)) for n in names])
+    t_bytes = store._series["api:m0"].t.nbytes  # noqa: SLF001
+    assert store.memory_bytes() == _ring_bytes(store) - 8 * t_bytes + sum(
+        s.v.nbytes + sum(r.nbytes for r in s.rollups) for s in store._series.values())  # noqa: SLF001
+    held = store.memory_bytes()
+    store.save()
+    back = MetricStore(path=path)
+    back.load()
+    for n in names:  # loaded: shared again, and the same answers
+        assert back.values(n, 3600)[0].tolist() == store.values(n, 3600)[0].tolist()
+        assert back._series[n].t is back._series["api:m0"].t  # noqa: SLF001
+    assert back.memory_bytes() < held + 9 * 4096
+    back.drop("api:m0")  # the others go on sharing, and recording
+    back.record_row(T0 + 600, [(n, 1.0) for n in names[1:]])
+    assert back.latest("api:m8") == (T0 + 600, 1.0)
+    assert back._series["api:m1"].t is back._series["api:m8"].t  # noqa: SLF001
 
 
 def test_small_raw_ring_still_gives_exact_counts_from_finer_tiers() -> None:

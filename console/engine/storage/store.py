@@ -10,7 +10,9 @@ than its full size, however long the console runs:
 
 * **raw tier**: a ring of ``raw_capacity`` samples (``float64`` timestamps and values;
   3600 = one hour at 1 s). Counters need ``float64``: a byte counter past 2**24 would lose
-  its increments in ``float32``.
+  its increments in ``float32``. Series recorded together (one check result's metrics,
+  `record_row`) share one ring of timestamps while every row records all of them (see
+  ``_TGroup``): an HTTP target's nine series hold 10 rings of raw data, not 18.
 * **rollup tiers** (default 10 s x 1 h, 1 min x 24 h, 1 h x 7 d): a ring of buckets aligned
   to wall-clock multiples of the bucket width, one ``float32`` row per bucket holding
   ``count, sum, min, max, n_up, increase, p50, p95, p99`` (see the ``COUNT`` ... ``P99``
@@ -172,6 +174,7 @@ class _Series:
         "roll_lo",
         "rollups",
         "t",
+        "tg",
         "v",
     )
 
@@ -192,9 +195,34 @@ class _Series:
         self.evicted_valid = math.nan  # last non-NaN value among overwritten samples
         self.open: list[int] | None = None  # per tier: id of the bucket holding the last sample
         self.open_seq: list[int] = [0] * len(tiers)  # per tier: sample number opening it
+        self.tg: _TGroup | None = None  # the series sharing `t` with this one (see _TGroup)
 
     def nbytes(self) -> int:
+        """Its own buffers: a timestamp ring it shares counts in full (memory_bytes counts
+        each ring once)."""
         return self.t.nbytes + self.v.nbytes + sum(r.nbytes for r in self.rollups)
+
+
+class _TGroup:
+    """Series that hold the same timestamps and share one raw ``t`` ring.
+
+    A check result records its nine metrics at one time (`record_row`), so nine rings of the
+    same timestamps were half of a target's raw history. Series created by one row share
+    their ring, and stay in lockstep (same ``n``, ``base`` and ring size) as long as every
+    row records all of them: each writes the same time into the same slot. A row that leaves
+    members out (a failed check reports fewer metrics) or drops a member's sample splits
+    them off first, with a copy of the ring; `record_many` and `drop` take a series out.
+    Nothing else writes a ring in place. A group only ever splits, so at worst every series
+    is back to a ring of its own, as before groups.
+    """
+
+    __slots__ = ("grown", "grown_at", "hits", "members")
+
+    def __init__(self, members: list[_Series]) -> None:
+        self.members = members
+        self.hits = 0  # members the row being recorded writes to (record_row's first pass)
+        self.grown: np.ndarray | None = None  # the ring the first member to grow made...
+        self.grown_at = -1  # ...at this sample number: the others take it
 
 
 class _Span:
@@ -210,6 +238,47 @@ class _Span:
         self.v = v
         self.ids0 = ids0  # tier-0 bucket id of each sample
         self.d = d  # counter increase contributed by each sample
+
+
+def _split(g: _TGroup, present: set[int]) -> None:
+    """Take the members a row leaves out (ids not in `present`) out of `g`, before the row
+    writes the shared ring: they keep a copy of it, shared among them (still in lockstep)."""
+    keep = [m for m in g.members if id(m) in present]
+    out = [m for m in g.members if id(m) not in present]
+    ring = out[0].t.copy()
+    for part in (keep, out):
+        shared = _TGroup(part) if len(part) > 1 else None
+        for m in part:
+            m.tg = shared
+    for m in out:
+        m.t = ring
+
+
+def _detach(s: _Series, *, copy: bool = True) -> None:
+    """Take `s` out of its group, with a ring of its own (`copy`) or none (dropped)."""
+    g = s.tg
+    assert g is not None
+    g.members = [m for m in g.members if m is not s]
+    if len(g.members) == 1:
+        g.members[0].tg = None
+    s.tg = None
+    if copy:
+        s.t = s.t.copy()
+
+
+def _share_rings(series: dict[str, _Series]) -> None:
+    """After a load: series whose raw rings hold the same timestamps in the same slots share
+    one ring again (the history file keeps each distinct ring once too)."""
+    found: dict[tuple[int, int, float, bytes], list[_Series]] = {}
+    for s in series.values():
+        if s.n > s.base:
+            found.setdefault((s.n, s.base, s.last_t, s.t.tobytes()), []).append(s)
+    for part in found.values():
+        if len(part) > 1:
+            g = _TGroup(part)
+            for s in part:
+                s.t = part[0].t
+                s.tg = g
 
 
 # --------------------------------------------------------------------------- numeric helpers
@@ -547,6 +616,9 @@ class MetricStore:
         accepted = False
         with self._lock:
             found = self._series
+            row: list[tuple[_Series, float]] = []
+            touched: list[_TGroup] = []
+            fresh: list[_Series] = []
             for series, value in samples:
                 value = float(value)
                 if not isfinite(value):
@@ -555,10 +627,31 @@ class MetricStore:
                 if s is None:
                     s = found[series] = _Series(cap, self._tiers)
                     self._generation += 1
+                    fresh.append(s)
                 elif t < s.last_t:
                     self.dropped += 1
                     continue
+                elif (g := s.tg) is not None:
+                    if not g.hits:
+                        touched.append(g)
+                    g.hits += 1
+                row.append((s, value))
+            for g in touched:  # before any write: members this row leaves out get a copy
+                if g.hits != len(g.members):
+                    _split(g, {id(s) for s, _ in row})
+                g.hits = 0
+            if len(fresh) > 1:  # created together: one ring of timestamps
+                g = _TGroup(fresh)
+                for s in fresh:
+                    s.t = fresh[0].t
+                    s.tg = g
+            # A shared ring gets the time after the whole row: until then every member
+            # reads the sample it evicts, and the buckets it closes, as they were.
+            shared = False
+            for s, value in row:
                 accepted = True
+                own = s.tg is None
+                shared = shared or not own
                 if s.open is not None and (id0 == s.open[0] or self._close_small(s, t)):
                     phys = len(s.t)
                     if s.n - s.base >= phys and phys < cap:
@@ -570,13 +663,18 @@ class MetricStore:
                         old = float(s.v[slot])
                         if old == old:
                             s.evicted_valid = old
-                    s.t[slot] = t
+                    if own:
+                        s.t[slot] = t
                     s.v[slot] = value
                     s.n += 1
                     s.last_t = t
                     s.last_v = value
                 else:
-                    self._ingest(s, np.array([t]), np.array([value]))
+                    self._ingest(s, np.array([t]), np.array([value]), own_t=own)
+            if shared:
+                for s, _ in row:
+                    if s.tg is not None:
+                        s.t[(s.n - 1 - s.base) % len(s.t)] = t
             if not accepted:
                 return
             if self._clock is None or t > self._clock:
@@ -604,7 +702,9 @@ class MetricStore:
             if s is None:
                 s = self._series[series] = _Series(self._cap, self._tiers)
                 self._generation += 1
-            elif s.n:
+            elif s.tg is not None:
+                _detach(s)  # its samples, not its group's
+            if s.n:
                 first = int(np.searchsorted(ts, s.last_t, side="left"))
                 if first:
                     self.dropped += first
@@ -693,8 +793,10 @@ class MetricStore:
 
     # ------------------------------------------------------------------ closing buckets
 
-    def _ingest(self, s: _Series, ts: np.ndarray, vs: np.ndarray) -> None:
-        """Close the buckets the new samples end, then write them into the ring."""
+    def _ingest(self, s: _Series, ts: np.ndarray, vs: np.ndarray, *, own_t: bool = True
+                ) -> None:
+        """Close the buckets the new samples end, then write them into the ring (the values
+        only, without `own_t`: `record_row` writes a shared ring's time after its row)."""
         n = s.n
         lo = self._lo(s)
         tiers = self._tiers
@@ -718,7 +820,7 @@ class MetricStore:
                 if s.open is not None:
                     s.open[k] = new
             s.open = opened
-        self._write_raw(s, ts, vs)
+        self._write_raw(s, ts, vs, own_t=own_t)
 
     def _close_small(self, s: _Series, t: float) -> bool:
         """record()'s cheap path when t closes only small buckets still whole in the ring.
@@ -872,7 +974,8 @@ class MetricStore:
         _, merged = _merge(all_ids // self._tiers[k].step, all_rows)
         return merged[0].astype(np.float32)
 
-    def _write_raw(self, s: _Series, ts: np.ndarray, vs: np.ndarray) -> None:
+    def _write_raw(self, s: _Series, ts: np.ndarray, vs: np.ndarray, *, own_t: bool = True
+                   ) -> None:
         cap = self._cap
         n = s.n
         p = len(ts)
@@ -887,7 +990,8 @@ class MetricStore:
         if n + p - s.base > len(s.t) and len(s.t) < cap:
             self._grow_raw(s, n + p - s.base)
         slots = (n - s.base + np.arange(p)) % len(s.t)
-        s.t[slots] = ts
+        if own_t:
+            s.t[slots] = ts
         s.v[slots] = vs
         if n == 0:
             s.first_t = float(ts[0])
@@ -903,9 +1007,15 @@ class MetricStore:
         has left the ring, so the samples sit at 0..n-base-1."""
         size = min(self._cap, max(need, len(s.t) + len(s.t) // 2))
         m = s.n - s.base
-        t = np.full(size, np.nan)
+        g = s.tg
+        if g is not None and g.grown_at == s.n and g.grown is not None and len(g.grown) == size:
+            t = g.grown  # a member of its group grew first, in this same row
+        else:
+            t = np.full(size, np.nan)
+            t[:m] = s.t[:m]
+            if g is not None:
+                g.grown, g.grown_at = t, s.n
         v = np.full(size, np.nan)
-        t[:m] = s.t[:m]
         v[:m] = s.v[:m]
         s.t, s.v = t, v
 
@@ -1349,12 +1459,16 @@ class MetricStore:
         """Bytes held by the numpy buffers of every series (each grows with its data up to
         a fixed size: see `_Series`)."""
         with self._lock:
-            return sum(s.nbytes() for s in self._series.values())
+            rings = {id(s.t): s.t.nbytes for s in self._series.values() if s.tg is not None}
+            return sum(s.nbytes() - (s.t.nbytes if s.tg is not None else 0)
+                       for s in self._series.values()) + sum(rings.values())
 
     def drop(self, series: str) -> None:
         """Forget a series and free its buffers."""
         with self._lock:
-            if self._series.pop(series, None) is not None:
+            if (s := self._series.pop(series, None)) is not None:
+                if s.tg is not None:
+                    _detach(s, copy=False)  # nobody writes its ring again
                 self._generation += 1
                 self._mutations += 1
                 self._dropped.add(series)
@@ -1651,6 +1765,7 @@ class MetricStore:
                 clock2 = None
             if clock2 is not None and (clock is None or clock2 > clock):
                 clock = clock2
+        _share_rings(loaded)
         with self._lock:
             self._series = loaded
             self._generation += 1
