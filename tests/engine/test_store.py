@@ -483,6 +483,8 @@ def test_a_row_shares_one_ring_of_timestamps_and_answers_as_separate_series(
     for i, (t, (a, b, c)) in enumerate(zip(ts.tolist(), vals.tolist(), strict=True)):
         samples = [("a", a), ("b", b), ("d", 2 * a)] + (
             [] if 2000 < i < 2100 and i % 7 == 0 else [("c", c)])
+        if i in (1, 3000):  # "c" twice in one row: a metric named like one of ours
+            samples.append(("c", 7.0))
         row.record_row(t, samples)
         for name, v in samples:
             one.record(name, t, v)
@@ -525,6 +527,16 @@ def test_series_recorded_together_hold_their_timestamps_once(tmp_path: Path) -> 
         assert back.values(n, 3600)[0].tolist() == store.values(n, 3600)[0].tolist()
         assert back._series[n].t is back._series["api:m0"].t  # noqa: SLF001
     assert back.memory_bytes() < held + 9 * 4096
+    # same count, same newest time, one time apart: two rings, not one
+    ts = T0 + np.arange(100.0)
+    store.record_many("x", ts, np.ones(100))
+    ts[50] += 0.5
+    store.record_many("y", ts, np.ones(100))
+    store.save()
+    again = MetricStore(path=path)
+    again.load()
+    assert again._series["x"].t is not again._series["y"].t  # noqa: SLF001
+    assert again.values("y", 3600)[0].tolist() == ts.tolist()
     back.drop("api:m0")  # the others go on sharing, and recording
     back.record_row(T0 + 600, [(n, 1.0) for n in names[1:]])
     assert back.latest("api:m8") == (T0 + 600, 1.0)

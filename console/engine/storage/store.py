@@ -79,6 +79,7 @@ need no clock; before anything is recorded it is ``time.time()``. The app passes
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -268,17 +269,26 @@ def _detach(s: _Series, *, copy: bool = True) -> None:
 
 def _share_rings(series: dict[str, _Series]) -> None:
     """After a load: series whose raw rings hold the same timestamps in the same slots share
-    one ring again (the history file keeps each distinct ring once too)."""
-    found: dict[tuple[int, int, float, bytes], list[_Series]] = {}
+    one ring again (the history file keeps each distinct ring once too). Candidates meet on
+    their counts and newest time, then must be equal slot for slot."""
+    found: dict[tuple[int, int, float, int], list[list[_Series]]] = {}
     for s in series.values():
-        if s.n > s.base:
-            found.setdefault((s.n, s.base, s.last_t, s.t.tobytes()), []).append(s)
-    for part in found.values():
-        if len(part) > 1:
-            g = _TGroup(part)
-            for s in part:
-                s.t = part[0].t
-                s.tg = g
+        if s.n <= s.base:
+            continue
+        parts = found.setdefault((s.n, s.base, s.last_t, len(s.t)), [])
+        for part in parts:
+            if np.array_equal(part[0].t, s.t, equal_nan=True):
+                part.append(s)
+                break
+        else:
+            parts.append([s])
+    for parts in found.values():
+        for part in parts:
+            if len(part) > 1:
+                g = _TGroup(part)
+                for s in part:
+                    s.t = part[0].t
+                    s.tg = g
 
 
 # --------------------------------------------------------------------------- numeric helpers
@@ -636,15 +646,29 @@ class MetricStore:
                         touched.append(g)
                     g.hits += 1
                 row.append((s, value))
-            for g in touched:  # before any write: members this row leaves out get a copy
-                if g.hits != len(g.members):
-                    _split(g, {id(s) for s, _ in row})
-                g.hits = 0
-            if len(fresh) > 1:  # created together: one ring of timestamps
-                g = _TGroup(fresh)
-                for s in fresh:
-                    s.t = fresh[0].t
-                    s.tg = g
+            if touched or len(fresh) > 1:  # before any write
+                present = {id(s) for s, _ in row}
+                if len(present) != len(row):
+                    # A series twice in one row (a probe's metric named like one of ours,
+                    # e.g. a PromQL target's "up") writes twice where the rest of its group
+                    # writes once: it leaves its group, and the others are counted again.
+                    counts = collections.Counter(id(s) for s, _ in row)
+                    twice = {i for i, c in counts.items() if c > 1}
+                    for s, _ in row:
+                        if id(s) in twice and s.tg is not None:
+                            _detach(s)
+                    fresh = [s for s in fresh if id(s) not in twice]
+                    for g in touched:
+                        g.hits = sum(1 for m in g.members if id(m) in present)
+                for g in touched:  # members this row leaves out get a copy
+                    if g.hits != len(g.members):
+                        _split(g, present)
+                    g.hits = 0
+                if len(fresh) > 1:  # created together: one ring of timestamps
+                    g = _TGroup(fresh)
+                    for s in fresh:
+                        s.t = fresh[0].t
+                        s.tg = g
             # A shared ring gets the time after the whole row: until then every member
             # reads the sample it evicts, and the buckets it closes, as they were.
             shared = False
