@@ -468,10 +468,11 @@ def _ring_bytes(store: MetricStore) -> int:
 def test_a_row_shares_one_ring_of_timestamps_and_answers_as_separate_series(
     tmp_path: Path, raw_capacity: int
 ) -> None:
-    # Rows of three series (a check result's metrics); now and then a row leaves "c" out
-    # (a failed check reports fewer metrics) or "b" gets a sample of its own that the next
-    # row's then drops for "b" alone. Every one of them splits a group before it writes;
-    # the store must answer exactly as one fed sample by sample, series by series.
+    # Rows of four series (a check result's metrics); now and then a row leaves "c" out
+    # (a failed check reports fewer metrics), names "c" twice, or "b" gets a sample of its
+    # own that the next row's then drops for "b" alone. Each takes series out of a group
+    # before the row writes; the store must answer exactly as one fed sample by sample,
+    # series by series.
     rng = np.random.default_rng(5)
     n = 9_000
     ts = T0 + np.cumsum(rng.uniform(0.5, 1.5, n))
