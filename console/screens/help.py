@@ -55,7 +55,19 @@ def binding_rows(screen: Screen[Any]) -> list[tuple[str, str]]:
 
 
 class HelpScreen(ConsoleModal[None]):
-    """A modal list of keys; Esc, q or ? closes it."""
+    """A modal list of keys; Esc, q or ? closes it.
+
+    Opaque: the list covers the whole screen, so Textual's translucent modal background
+    (the screen below, dimmed, re-rendered on every repaint) was work nobody saw — at
+    160x40 about 4 ms of each frame of this screen (bench/bench_tui_keys.py).
+    """
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        background: $background;
+        &:ansi { background: ansi_default; }
+    }
+    """
 
     BINDINGS = [
         Binding("escape", "dismiss", "Close", id="help_close"),
