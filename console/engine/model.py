@@ -53,7 +53,11 @@ class AlertEpisode(TypedDict, total=False):
     detect_s: float | None
     first_fail_at: float | None
     labels: dict[str, str]
-    cause: str
+    cause: str  # what the probe saw on the episode's latest failing sample
+    # what the alert said when it fired (the words people were notified with); the
+    # summary and cause above keep changing while the episode is ongoing
+    fired_summary: str
+    fired_cause: str
     metric: str
     pending_for_s: float  # the rule's `for`: it fires no sooner after the first failure
 

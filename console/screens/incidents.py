@@ -823,6 +823,7 @@ class TimelineScreen(ListScreen[None]):
         super().__init__()
         self.incident_id = incident_id
         self._key: object = None
+        self._shown: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.incident_id), id="timeline-head")
@@ -861,13 +862,25 @@ class TimelineScreen(ListScreen[None]):
             f"{inc.severity} · {one_line(inc.title, 50)} · timeline ({len(events)} events) · "
             f"times from the alert firing"))
         ol = self.query_one(OptionList)
-        ol.clear_options()
-        rows = []
+        if not events:
+            ol.clear_options()
+            ol.add_option(Option(Content("no events yet"), disabled=True))
+            self._shown = []
+            return
+        rows: list[tuple[str, str]] = []
+        seen: dict[str, int] = {}
         for ev in events:
             rel = ev.ts - origin
             sign = "−" if rel < 0 else "+"
-            rows.append(Option(Content(one_line(
+            # an id per event, so the cursor and the scroll stay put while the list
+            # refreshes (a rebuild put them back on the first row every 2 s)
+            oid = f"{ev.ts!r}|{ev.actor}"
+            seen[oid] = n = seen.get(oid, 0) + 1
+            rows.append((f"{oid}|{n}", one_line(
                 # the actor whole, column or not: "alert payment-web…" named two alerts
                 f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 60):<18} {ev.text}",
-                360))))
-        ol.add_options(rows or [Option(Content("no events yet"), disabled=True)])
+                360)))
+        if not self._shown:
+            ol.clear_options()  # "no events yet"
+        sync_options(ol, rows, self._shown)
+        self._shown = rows

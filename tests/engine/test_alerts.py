@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -638,3 +639,43 @@ def test_skipping_the_step_of_settled_alerts_changes_nothing(
     assert skipped[True] > 200  # the skip was taken...
     assert skipped[False] == 0  # ...and compared with the full step
     assert sum(len(x) for x in slow[::3]) > 5, "the plan sent no notification"
+
+
+def test_an_episode_keeps_what_the_alert_said_when_it_fired() -> None:
+    """While an episode goes on, its cause and summary follow the latest sample; the words
+    people were notified with stay as they were (the timeline and post-mortem quote them),
+    and survive a restart."""
+    from console.engine.incidents.timeline import timeline
+
+    r = make(rule(summary="x is {{ $value }}", failure_threshold=1))
+    r.feed([0, 3, 7, 9])
+    a = r.alerts.get("r", "api")
+    assert a is not None
+    assert a.state == AlertState.FIRING
+    fired = next(n for n in r.notes if n.transition == "firing")
+    ep = a.episode(T0 + 40)
+    assert ep is not None
+    assert (ep["summary"], ep["fired_summary"]) == ("x is 9", fired.summary) == (
+        "x is 9", "x is 3")
+    assert ep["fired_cause"] == (fired.cause or fired.detail)
+    assert ep["fired_cause"] != ep["cause"]
+    assert "3" in ep["fired_cause"]
+    assert "9" in ep["cause"]
+    again = make(rule(summary="x is {{ $value }}", failure_threshold=1))
+    again.alerts.restore(r.alerts.snapshot(), [a.rule])
+    b = again.alerts.get("r", "api")
+    assert b is not None
+    restored = b.episode(T0 + 40)
+    assert restored is not None
+    assert restored["fired_cause"] == ep["fired_cause"]
+    events = [e.text for e in timeline(_no_incident(), [ep])]
+    assert any("x is 3" in t and ep["fired_cause"] in t for t in events)
+    assert not any("x is 9" in t or ep["cause"] in t for t in events)
+
+
+def _no_incident() -> Any:
+    """An incident with no journal entries yet, linked to alert r/api, for `timeline`."""
+    from console.engine.incidents.book import Incident
+
+    return Incident(id="INC-1", title="x", severity="P2", started=T0, opened_by="ana",
+                    alerts=["r/api"])

@@ -221,6 +221,17 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
     assert any(" alert payment-webhooks-down " in r for r in rows), rows
     assert any(" alert dependency-down " in r for r in rows), rows
     assert any("alert dependency-down/api-health attached (api-health)" in r for r in rows)
+    # the cursor stays on its event while the timeline refreshes with a new one (a rebuild
+    # put it back on the first row every 2 s, so nobody could read past the first page)
+    await j.press("g", "j", "j")
+    assert ol.highlighted == 2
+    kept = ol.get_option_at_index(2).id
+    count = ol.option_count
+    await j.app.runtime.desk.note(inc.id, "pool exhausted on api")
+    j.app.refresh_screen()
+    await wait_for(j.pilot, lambda: ol.option_count == count + 1, 5, "the note on it")
+    assert ol.highlighted is not None
+    assert ol.get_option_at_index(ol.highlighted).id == kept
     await j.back_to(IncidentScreen)
     alerts = await j.back_to(AlertsScreen)
     # marked as part of it, in the list and the why pane

@@ -262,6 +262,8 @@ class Alert:
     ep_peak: float | None = None
     ep_flapping: bool = False
     ep_silenced: str | None = None
+    ep_summary: str = ""  # the summary and cause when it fired: what people were told
+    ep_cause: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -378,6 +380,8 @@ class Alert:
             "peak": self.ep_peak, "flapping": self.ep_flapping or self.flapping,
             "silenced_by": self.ep_silenced or self.silenced_by, "detect_s": self.detect_s,
             "labels": dict(self.labels), "cause": self.cause,
+            "fired_summary": self.ep_summary or self.summary,
+            "fired_cause": self.ep_cause or self.cause,
             "metric": _expr_metric(self.rule.expr),
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
             "pending_for_s": self.rule.for_,
@@ -889,6 +893,7 @@ class Alerts:
         a.resolved_at = None
         a.ep_acked_at = a.ep_acked_by = a.ep_silenced = None
         a.ep_peak, a.ep_flapping = None, a.flapping
+        a.ep_summary, a.ep_cause = a.summary, a.cause
         a._note_peak()
         if a.first_fail_at is not None:
             a.detect_s = max(0.0, now - a.first_fail_at)

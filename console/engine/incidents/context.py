@@ -58,6 +58,8 @@ def open_episodes_of(data: Any, now: float) -> list[AlertEpisode]:
             "acknowledged_by": row.get("ep_acked_by"), "resolved_at": None,
             "duration_s": max(0.0, now - fired), "ongoing": True, "peak": row.get("ep_peak"),
             "detect_s": detect, "cause": row.get("cause", ""),
+            "fired_cause": row.get("ep_cause") or row.get("cause", ""),
+            "fired_summary": row.get("ep_summary") or row.get("rule"),
             "first_fail_at": None if not isinstance(detect, int | float) else fired - detect,
             "severity": (row.get("labels") or {}).get("severity"),
             "summary": row.get("rule"),

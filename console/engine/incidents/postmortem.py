@@ -191,7 +191,7 @@ def render(inc: Incident, *, now: float | None = None,
     out += ["## Detection", ""]
     det = kpis["detect"]
     for e in eps:
-        cause = str(e.get("cause") or "")
+        cause = str(e.get("fired_cause") or e.get("cause") or "")  # its words at firing
         line = (f"- **{_md(e.get('rule'), 60)}** ({e.get('severity')}) fired at "
                 f"{_hms(float(e['fired_at']))} UTC on {_md(e.get('target'), 60)}")
         out.append(line + (f": {_md(cause, 300)}" if cause else ""))

@@ -176,14 +176,18 @@ def _episode_events(ep: AlertEpisode) -> list[Event]:
     first = _f(ep.get("first_fail_at"))
     if first is None and fired is not None and _f(ep.get("detect_s")) is not None:
         first = fired - float(ep.get("detect_s") or 0.0)
-    cause = one_line(str(ep.get("cause") or ""), 200)
+    # What it said when it fired, not its words now: an ongoing episode's cause and
+    # summary follow the latest sample, and the timeline must not rewrite the past
+    # (a history written before these keys has only the last words).
+    cause = one_line(str(ep.get("fired_cause") or ep.get("cause") or ""), 200)
+    summary = ep.get("fired_summary") or ep.get("summary") or rule
     if first is not None:
-        out.append(Event(first, "alert", who, f"first failing sample on {target} (pending)"
-                         + (f": {cause}" if cause else "")))
+        out.append(Event(first, "alert", who, f"first failing sample on {target} (pending)"))
     if fired is not None:
         detect = "" if first is None else f" after {format_duration(max(0.0, fired - first))}"
         out.append(Event(fired, "alert", who, f"{ep.get('severity')} firing on {target}"
-                         f"{detect}: {one_line(str(ep.get('summary') or rule), 120)}"))
+                         f"{detect}: {one_line(str(summary), 120)}"
+                         + (f" ({cause})" if cause else "")))
     acked = _f(ep.get("acknowledged_at"))
     if acked is not None:
         out.append(Event(acked, "alert", str(ep.get("acknowledged_by") or "?"),
