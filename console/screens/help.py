@@ -14,12 +14,26 @@ from textual.widgets import Static
 
 from console.screens.base import SCROLL_KEYS, ConsoleModal, scroll_text
 
-EXTRA_KEYS = [
-    ("↑ ↓ ← → / h j k l", "move the cursor"),
-    ("g / G", "first / last row"),
-    ("ctrl+p", "command palette (open a target, faults, theme…)"),
-    ("Esc", "back / close"),
+# Keys every screen has (a list's cursor, the palette, Esc) as (key, label) pairs: a row
+# shows only the keys the screen does not bind to something of its own (listed above it),
+# so the incident screen's `h` (Hand over) is not also "move the cursor".
+EXTRA_KEYS: list[tuple[tuple[tuple[str, str], ...], str]] = [
+    ((("up", "↑"), ("down", "↓"), ("left", "←"), ("right", "→"), ("h", "h"), ("j", "j"),
+      ("k", "k"), ("l", "l")), "move the cursor"),
+    ((("g", "g"), ("G", "G")), "first / last row"),
+    ((("ctrl+p", "ctrl+p"),), "command palette (open a target, faults, theme…)"),
+    ((("escape", "Esc"),), "back / close"),
 ]
+
+
+def extra_rows(own: set[str]) -> list[tuple[str, str]]:
+    """EXTRA_KEYS without the keys in `own` (a row left with none is left out)."""
+    out = []
+    for keys, desc in EXTRA_KEYS:
+        labels = [label for key, label in keys if key not in own]
+        if labels:
+            out.append((" ".join(labels), desc))
+    return out
 
 
 @functools.cache
@@ -32,20 +46,39 @@ def _textual_defaults(cls: type) -> frozenset[Binding]:
     return frozenset(found)
 
 
-def binding_rows(screen: Screen[Any]) -> list[tuple[str, str]]:
-    """One row per thing a key does on `screen`, its keys together ("↑ k  Up").
+def _screen_own(screen: Screen[Any]) -> dict[str, Binding]:
+    """The screen's own bindings (its classes' BINDINGS, not Textual's), by key."""
+    own: dict[str, Binding] = {}
+    for klass in reversed(type(screen).__mro__):
+        if not klass.__module__.startswith("textual."):
+            for b in Binding.make_bindings(klass.__dict__.get("BINDINGS", [])):
+                own[b.key] = b
+    return own
+
+
+def binding_rows(screen: Screen[Any], own: set[str] | None = None) -> list[tuple[str, str]]:
+    """One row per thing a key does on `screen`, its keys together ("↑ k  Up"); the keys
+    listed are added to `own`.
 
     Textual's inherited defaults (scroll left/right on a board that never scrolls
     sideways, copy, focus previous, ctrl+q beside q) are left out: listed one key per row
-    they pushed the app's own keys (Keys, Faults, Theme) below the bottom of 80x24.
+    they pushed the app's own keys (Keys, Faults, Theme) below the bottom of 80x24. Where
+    such a default of the focused widget takes a key the screen binds too (Enter on a list:
+    "select", which the screen answers), the screen's binding says what the key does.
     """
     rows: dict[str, list[str]] = {}
-    for active in screen.active_bindings.values():
+    screen_own = _screen_own(screen)
+    for key, active in screen.active_bindings.items():
         binding = active.binding
         if binding.system or binding in _textual_defaults(type(active.node)):
-            continue
+            mine = screen_own.get(key)
+            if mine is None or mine.system:
+                continue
+            binding = mine
         if binding.action == "command_palette":  # listed, with what it offers, in EXTRA_KEYS
             continue
+        if own is not None:
+            own.add(key)
         desc = binding.description or binding.action.replace("_", " ")
         label = binding.key_display or screen.app.get_key_display(binding)
         labels = rows.setdefault(desc, [])
@@ -84,8 +117,9 @@ class HelpScreen(ConsoleModal[None]):
         self.below = below  # the screen whose keys are listed (this modal's own are not)
 
     def compose(self) -> ComposeResult:
-        rows = binding_rows(self.below)
-        rows += EXTRA_KEYS
+        own: set[str] = set()
+        rows = binding_rows(self.below, own)
+        rows += extra_rows(own)
         width = max(len(k) for k, _ in rows) + 2
         text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)
         with VerticalScroll(id="help-body"):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Static
 
 from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
@@ -229,6 +229,21 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
         app.push_screen(IncidentScreen(inc.id))
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen)
                        and app.screen.incident is not None, 5, "incident screen")
+        # its Keys: Enter follows a step's link (the list's own "select" hid it), and `h`
+        # is Hand over here, not also "move the cursor"
+        from console.screens.help import HelpScreen
+
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "its keys")
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        rows = {line.split("  ")[0].strip(): line.split("  ")[-1].strip()
+                for line in keys.splitlines()}
+        assert rows.get("⏎") == "Go to", keys
+        assert rows.get("h") == "Hand over", keys
+        cursor = next(k for k, d in rows.items() if d == "move the cursor")
+        assert "h" not in cursor.split(), keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "back")
         await pilot.press("v")
         await wait_for(pilot, lambda: bool(inc.snapshots), 5, "snapshot attached")
         assert inc.snapshots[0]["values"] == {"api:error_pct": 62.5, "api:latency_ms": 12.5}
