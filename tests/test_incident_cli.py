@@ -261,3 +261,31 @@ def test_validate_checks_the_users_playbooks(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert f"{pbs / 'bad.toml'}:7: sections[0].target: 'whenever' is not a duration" \
         in bad.stderr
+
+
+def test_an_empty_data_dir_beside_the_demos_incidents_says_add_demo(
+        built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`opsconsole demo` keeps its incidents in the data dir's demo world: `incidents` and
+    `report` without --demo found nothing and did not say where they were."""
+    journal, _ = built
+    data = tmp_path / "data"
+    (data / "demo").mkdir(parents=True)
+    (data / "demo" / "journal.jsonl").write_bytes(journal.read_bytes())
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(data))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert main(["incidents", "--json"]) == 0
+    got = capsys.readouterr()
+    assert orjson.loads(got.out) == []
+    assert "the demo keeps its incidents apart: add --demo" in got.err
+    assert main(["report"]) == 1
+    assert "no incident recorded yet?); the demo keeps its incidents apart: add --demo" in (
+        capsys.readouterr().err)
+    assert main(["incidents", "--json", "--demo"]) == 1  # INC-E is open there
+    got = capsys.readouterr()
+    assert [r["id"] for r in orjson.loads(got.out)] == ["INC-E"]
+    assert "--demo" not in got.err
+    # a data dir with a journal of its own: no hint
+    (data / "journal.jsonl").touch()
+    assert main(["incidents", "--json"]) == 0
+    assert "--demo" not in capsys.readouterr().err

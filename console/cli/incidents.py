@@ -66,7 +66,8 @@ def _book(args: argparse.Namespace) -> Any:
                                                                        entries)
     path = _journal_path(args)
     if not path.exists():
-        print(f"opsconsole: no journal at {path} (no incident recorded yet?)", file=sys.stderr)
+        print(f"opsconsole: no journal at {path} (no incident recorded yet?)"
+              f"{_demo_hint(args)}", file=sys.stderr)
         return None
     try:
         playbooks = load_playbooks()
@@ -185,6 +186,8 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     if since is not None:
         incidents = [i for i in incidents if i.started >= since]
     rows = [incident_json(i, now) for i in incidents]
+    if not rows and _shared(args) is None and (hint := _demo_hint(args)):
+        print(f"opsconsole: no journal in {data_paths(args).root}{hint}", file=sys.stderr)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
     elif not rows:
@@ -205,6 +208,17 @@ def _journal_path(args: argparse.Namespace) -> Path:
     if getattr(args, "journal", None):
         return Path(args.journal)
     return data_paths(args).journal
+
+
+def _demo_hint(args: argparse.Namespace) -> str:
+    """A hint that `--demo` finds the incidents, when this data directory has no journal
+    but its demo world has one (`opsconsole demo` keeps its own); else ""."""
+    if getattr(args, "journal", None) or getattr(args, "demo_world", False):
+        return ""
+    paths = data_paths(args)
+    if paths.journal.exists() or not paths.demo().journal.exists():
+        return ""
+    return "; the demo keeps its incidents apart: add --demo"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
