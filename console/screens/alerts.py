@@ -323,14 +323,17 @@ class AlertsScreen(ListScreen[None]):
     def redraw(self) -> None:
         now = self._now()
         alerts = self.current()
-        firing = sum(a.firing for a in alerts)
+        firing_n = sum(a.firing for a in alerts)
+        acked = sum(a.state == AlertState.ACKNOWLEDGED for a in alerts)
+        # "4 firing" where 3 were acknowledged read as four nobody had taken
+        firing = f"{firing_n} firing" + (f" ({acked} acked)" if acked else "")
         pending = sum(a.state == AlertState.PENDING for a in alerts)
         silences = self.service.alerts.silences(now)
         if self.recent_view:
-            title = (f"Alerts · Recent · {firing} firing · {pending} pending"
+            title = (f"Alerts · Recent · {firing} · {pending} pending"
                      " · ● ongoing ✔ resolved ≈ flapped · r current")
         else:
-            title = (f"Alerts · {firing} firing · {pending} pending · {len(silences)} silences"
+            title = (f"Alerts · {firing} · {pending} pending · {len(silences)} silences"
                      " · a ack · s silence · o incident · r recent")
         mttd = self.service.alerts.mttd()
         if mttd is not None:

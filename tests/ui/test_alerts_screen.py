@@ -110,6 +110,7 @@ async def test_rows_why_ack_silence_and_back() -> None:
         assert a.state == AlertState.ACKNOWLEDGED
         assert a.acked_by == "ana"
         assert rows(app)[0].startswith("✔ acked   P0 api-down")
+        await until(pilot, lambda: "Alerts · 1 firing (1 acked) · 1 pending" in title(app))
         await pilot.press("s")
         await pilot.pause()
         app.screen.query_one(Input).value = "2h deploy in progress"
