@@ -526,10 +526,17 @@ class IncidentScreen(ListScreen[None]):
         if inc is None or self._refused("acknowledge"):
             return
 
+        already = inc.acknowledged_at is not None
+
         async def go(yes: bool | None = True) -> None:
             if yes:
-                await self.desk.acknowledge(self.incident_id)
-                self._ack_alerts(inc)
+                if not already:  # once: each press journaled another "acknowledged"
+                    await self.desk.acknowledge(self.incident_id)
+                n = self._ack_alerts(inc)  # alerts attached since are taken with it
+                if already:
+                    self.notify(f"{inc.id} was acknowledged already"
+                                + (f"; {n} more alert(s) acknowledged with it" if n else ""),
+                                timeout=3)
                 self.redraw()
 
         if not inc.is_open:  # a late ack would land after "resolved" on the timeline
@@ -538,23 +545,26 @@ class IncidentScreen(ListScreen[None]):
             return
         self.run_worker(go(), group="incident-action", exit_on_error=False)
 
-    def _ack_alerts(self, inc: Incident) -> None:
+    def _ack_alerts(self, inc: Incident) -> int:
         """The firing alerts the incident was opened from are acknowledged with it: an
         incident's `a` left them unacknowledged in the alert history and the daily report,
-        and the banner kept paging, while the on-call was on it."""
+        and the banner kept paging, while the on-call was on it. Returns how many."""
         from console.engine.alerting.lifecycle import AlertState
         from console.screens.alerts import acknowledge
 
         service = self.console.alerting
         if service is None:
-            return
+            return 0
         keys = set(inc.episodes)  # rule/target/episode: this firing, not a later one
         ids = set(inc.alerts)
+        n = 0
         for a in service.alerts.alerts():
             if a.state == AlertState.FIRING and (
                     f"{a.id}/{a.incident}" in keys if keys else a.id in ids):
                 acknowledge(self, service, a, str(self.desk.journal.actor), now=_now(self),
                             comment=f"with incident {inc.id}")
+                n += 1
+        return n
 
     async def action_mitigate(self) -> None:
         if not self._refused("mark mitigated"):

@@ -94,6 +94,13 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         await pilot.pause()
         assert "(late)" in screen_text(app)
         assert "▶ Assess severity" in screen_text(app)
+        # `a` again says so, and journals no second acknowledgement
+        clock.t = t0 + 330
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any("was acknowledged already" in str(n.message)
+                                          for n in app._notifications), 5, "told")
+        assert [e["type"] for e in inc.timeline].count("incident.acknowledge") == 1
+        assert inc.acknowledged_at == t0 + 301
         # i in an incident: back to the list it was opened from (it did nothing), and
         # Enter there on it again
         await pilot.press("i")
