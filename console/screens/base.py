@@ -40,6 +40,11 @@ class ConsoleScreen(Screen[ResultT]):
     def console(self) -> OpsConsoleApp:
         return console_app(self)
 
+    def help_rows(self, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The Keys screen's rows for this screen (keys, what they do), as it may say them
+        better than its bindings do; as they are by default."""
+        return rows
+
     def refuse_if_read_only(self, what: str) -> bool:
         """True, after saying so, when the console is `--read-only` (every action key asks
         this before acting)."""

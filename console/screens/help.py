@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
-from console.screens.base import SCROLL_KEYS, ConsoleModal, scroll_text
+from console.screens.base import SCROLL_KEYS, ConsoleModal, ConsoleScreen, scroll_text
 
 # Keys every screen has (a list's cursor, the palette, Esc) as (key, label) pairs: a row
 # shows only the keys the screen does not bind to something of its own (listed above it),
@@ -119,6 +119,8 @@ class HelpScreen(ConsoleModal[None]):
     def compose(self) -> ComposeResult:
         own: set[str] = set()
         rows = binding_rows(self.below, own)
+        if isinstance(self.below, ConsoleScreen):
+            rows = self.below.help_rows(rows)
         rows += extra_rows(own)
         width = max(len(k) for k, _ in rows) + 2
         text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)

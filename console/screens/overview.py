@@ -71,6 +71,9 @@ def problem_lines(problems: list[str], width: int, most: int = 3) -> str | None:
     return "\n".join(lines)
 
 
+DASHBOARD_KEYS = "Dashboard (0: all panels)"  # the number keys' description
+
+
 class OverviewScreen(ConsoleScreen[None]):
     """Status board on top, metric panels below; `/` filters both."""
 
@@ -80,7 +83,7 @@ class OverviewScreen(ConsoleScreen[None]):
         Binding("tab", "switch_focus", "Board/Panels", show=False, id="switch_focus"),
         Binding("enter", "open", "Open", id="open"),
         *[
-            Binding(str(n), f"dashboard({n})", "Dashboard (0: all panels)", show=False,
+            Binding(str(n), f"dashboard({n})", DASHBOARD_KEYS, show=False,
                     id=f"dashboard_{n}")
             for n in range(10)
         ],
@@ -141,6 +144,18 @@ class OverviewScreen(ConsoleScreen[None]):
         return board.name, [by_key[k] for k in board.panels if k in by_key]
 
     # -- keys ----------------------------------------------------------------------------------
+
+    def help_rows(self, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The number keys as the dashboards there are: "0–4", not "0 1 2 … 9" (5–9 only
+        said "no dashboard 5")."""
+        engine = self.console.scheduler
+        if engine is None:  # not started yet: how many there will be is not known
+            return rows
+        count = min(len(engine.settings.dashboards), 9)
+        keys = f"0–{count}" if count else "0"
+        desc = (f"Dashboard {'1' if count == 1 else f'1–{count}'} (0: all panels)" if count
+                else "all panels")
+        return [(keys, desc) if d == DASHBOARD_KEYS else (k, d) for k, d in rows]
 
     def action_dashboard(self, n: int) -> None:
         """Number keys switch dashboards (1…9: the config's, then the playbook's ready-made

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -230,6 +231,11 @@ async def test_help_lists_the_keys_of_the_screen_below() -> None:
                      "command palette"):
             assert word in keys, f"{word!r} missing from help:\n{keys}"
         assert "5 min" not in keys  # the detail screen's keys are not the overview's
+        # the number keys as the dashboards there are (the demo's four ready-made ones)
+        boards = len(app.scheduler.settings.dashboards)
+        assert boards == 4
+        assert re.search(r"^0–4 +Dashboard 1–4 \(0: all panels\)$", keys, re.M), keys
+        assert "9" not in keys
         assert "Scroll Left" not in keys  # Textual's inert defaults are left out
         # Esc clears the filter here: the "Esc back / close" every screen has is left out
         assert "back / close" not in keys
