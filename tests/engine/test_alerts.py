@@ -515,11 +515,11 @@ def test_banner_only_for_loud_p0_p1() -> None:
     run.feed([1, 1, 1, 1, 1, 1, 1])
     # how many loud alerts, the worst, its cause with units, its age, the key that helps
     assert run.alerts.banner(T0 + 80) == (
-        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · 1m00s · also P1 p1 · api · "
+        "✖ 2 P0/P1 firing · P0 API down · api · x 1, above 0.5 · for 1m00s · also P1 p1 · api · "
         "a: alerts")
     assert run.alerts.ack("p0", "api", "ana", now=T0 + 80)
-    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s · a: alerts"
-    assert run.alerts.banner(T0 + 80, hint=False) == "✖ P1 p1 · api · x 1, above 0.5 · 1m00s"
+    assert run.alerts.banner(T0 + 80) == "✖ P1 p1 · api · x 1, above 0.5 · for 1m00s · a: alerts"
+    assert run.alerts.banner(T0 + 80, hint=False) == "✖ P1 p1 · api · x 1, above 0.5 · for 1m00s"
     run.alerts.silence(["rule=p1"], duration=60, by="ana", reason="x", now=T0 + 80)
     run.alerts.tick(T0 + 80)
     assert run.alerts.banner(T0 + 80) is None
@@ -544,11 +544,11 @@ def test_banner_names_the_second_loud_alert_and_counts_the_rest() -> None:
     tight = run.alerts.banner(T0 + 80, room=len(a) - 10)
     assert tight is not None
     assert len(tight) == len(a) - 10
-    assert " · connect ECONNREFUSED 10.0.3.7:6379 after 3 retrie… · 1m00s · also P1 Database " \
+    assert " · connect ECONNREFUSED 10.0.3.7:6379 after 3 retrie… · for 1m00s · also P1 Database " \
         "unreachable · api (+1 more) · a: alerts" in tight
     tighter = run.alerts.banner(T0 + 80, room=60)
     assert tighter is not None
-    assert tighter.endswith(" · 1m00s · also P1 · api (+1 more) · a: alerts")
+    assert tighter.endswith(" · for 1m00s · also P1 · api (+1 more) · a: alerts")
     assert run.alerts.banner(T0 + 80, room=10_000) == a
 
 

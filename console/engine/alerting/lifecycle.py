@@ -541,7 +541,7 @@ class Alerts:
             more = f" (+{n - 2} more)" if n > 2 else ""
             also = f" · also {b.rule.severity} {_cut(b.summary, 28)} · {b.target}{more}"
             short_also = f" · also {b.rule.severity} · {b.target}{more}"
-        tail = f" · {age}"
+        tail = f" · for {age}"  # how long it has fired (the walk read a bare "3m04s")
         hint_text = " · a: alerts" if hint else ""
 
         def text() -> str:
