@@ -687,38 +687,42 @@ class IncidentScreen(ListScreen[None]):
             self.redraw()
 
     async def action_postmortem(self) -> None:
-        """Write the post-mortem draft next to the journal and tick the post-mortem step."""
+        """Write the post-mortem draft next to the journal, tick the post-mortem step and
+        show the file. The draft is written again on every `P` (with what happened since)
+        until someone edits the file: then it is kept as they left it."""
         inc = self.incident
         if inc is None or self._refused("write the post-mortem"):
             return
-        from console.engine.incidents.postmortem import permanent_fixes, render
+        from console.engine.incidents.postmortem import write_draft
 
-        now = _now(self)
-        runtime = self.console.runtime
-        episodes, sent = await runtime.incident_sources(now) if runtime else ([], [])
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
-        changes = runtime.events.recent(0) if runtime and runtime.events else []
-        text = render(inc, now=now, episodes=episodes, notifications=sent,
-                      permanent_fixes=permanent_fixes(inc), changes=changes)
-
-        def write() -> str:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():  # never overwrite what someone already filled in
-                path.write_text(text, encoding="utf-8")
-                return text
-            return path.read_text(encoding="utf-8", errors="replace")
-
         try:
-            shown = await asyncio.to_thread(write)
+            shown, edited = await asyncio.to_thread(write_draft, path, await self._draft(inc))
+            await self.desk.postmortem_done(inc.id)
+            if not edited:  # again, now that the step it lists is done
+                shown, edited = await asyncio.to_thread(write_draft, path,
+                                                        await self._draft(inc))
         except OSError as exc:
             self.notify(f"cannot write the draft: {exc}", severity="error", markup=False)
             return
-        await self.desk.postmortem_done(inc.id)
+        if edited:
+            self.notify(f"{path.name} was edited after its draft: kept as it is",
+                        markup=False, timeout=5)
         self.redraw()
         # read it here, whole (the file is the one to edit and send)
         from console.screens.document import DocumentScreen
 
         self.app.push_screen(DocumentScreen(f"Post-mortem {inc.id} · {path}", shown))
+
+    async def _draft(self, inc: Incident) -> str:
+        from console.engine.incidents.postmortem import permanent_fixes, render
+
+        now = _now(self)
+        runtime = self.console.runtime
+        episodes, sent = await runtime.incident_sources(now) if runtime else ([], [])
+        changes = runtime.events.recent(0) if runtime and runtime.events else []
+        return render(inc, now=now, episodes=episodes, notifications=sent,
+                      permanent_fixes=permanent_fixes(inc), changes=changes)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,29 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
 
         await wait_for(pilot, lambda: isinstance(app.screen, DocumentScreen), 5, "shown")
         assert "# Post-mortem: API [b]5xx[/b] storm" in screen_text(app)
+        # the draft lists its own step as done (it said "not done" while the CLI said done)
+        assert re.search(r"^\| Post-mortem \| < 24 h \| .* \| on time \|$", md, re.M), md
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
+        # a note after the draft: the next `P` writes the draft again, with it (the draft
+        # was written once and stayed stale)
+        await pilot.press("n")
+        await _type(pilot, "restarted the pool")
+        await wait_for(pilot, lambda: any(n.text == "restarted the pool" for s in inc.steps
+                                          for n in s.notes), 5, "second note")
+        await pilot.press("P")
+        await wait_for(pilot, lambda: "restarted the pool" in draft.read_text(), 5, "redrawn")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentScreen), 5, "shown")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
+        # once someone edits the file, it is theirs: `P` shows it as they left it
+        edited = draft.read_text().replace("## Root cause", "## Root cause\n\nThe pool.")
+        draft.write_text(edited)
+        await pilot.press("P")
+        await wait_for(pilot, lambda: isinstance(app.screen, DocumentScreen), 5, "shown")
+        assert draft.read_text() == edited
+        assert "The pool." in app.screen.text  # type: ignore[attr-defined]
+        assert any("edited after its draft" in str(n.message) for n in app._notifications)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
         await pilot.press("escape")
@@ -184,7 +208,7 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
     assert [e["type"] for e in mine] == [
         "incident.open", "incident.acknowledge", "incident.check", "incident.uncheck",
         "incident.note", "incident.severity", "incident.mitigate", "incident.resolve",
-        "incident.postmortem"]
+        "incident.postmortem", "incident.note", "incident.postmortem", "incident.postmortem"]
     assert mine[0]["title"] == "API [b]5xx[/b] storm"
 
 

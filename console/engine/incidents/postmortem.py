@@ -11,14 +11,17 @@ cause and action items as prompts (the runbook's permanent fixes offered as cand
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from console.engine.incidents.book import Incident
 from console.engine.incidents.kpis import Measure, incident_kpis, measured
 from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.model import AlertEpisode
+from console.engine.storage.fileio import atomic_write
 from console.engine.text.fmt import format_metric, format_target
 from console.engine.text.sanitize import one_line
 
@@ -336,3 +339,28 @@ def permanent_fixes(inc: Incident) -> list[str]:
         if not s.timed and s.id in ("permanent_fix", "permanent-fix"):
             out += [it.text for i, it in s.items(inc.severity) if i not in s.checked]
     return out
+
+
+def write_draft(path: Path, text: str) -> tuple[str, bool]:
+    """Write the draft `text` to `path` unless someone edited the file since the last draft
+    written there; return (what the file holds now, whether it was edited and kept).
+
+    A draft is written again on every `P`, so a draft made mid-incident takes in what
+    happened since (it used to be written once, and stayed stale). Beside it,
+    `.<name>.draft-sha256` keeps the hash of the last draft; a file that differs from it,
+    or that has no such mark (hand-made, or from an older console), is someone's and is
+    never overwritten. Raises OSError."""
+    mark = path.with_name(f".{path.name}.draft-sha256")
+    if path.exists():
+        current = path.read_bytes()
+        try:
+            last = mark.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            last = ""
+        if hashlib.sha256(current).hexdigest() != last:
+            return current.decode("utf-8", errors="replace"), True
+    data = text.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, data)  # then its mark: a failure between leaves the file kept
+    atomic_write(mark, hashlib.sha256(data).hexdigest().encode("ascii"))
+    return text, False
