@@ -220,8 +220,8 @@ class OverviewScreen(ConsoleScreen[None]):
         if engine is None:
             return
         for panel in engine.settings.panels:
-            if panel.key == message.key:
-                self.console.open_target(panel.target)
+            if panel.key == message.key:  # its target's detail, charting the panel's metric
+                self.console.open_target(panel.target, metric=panel.metric)
                 return
 
     def on_panel_grid_viewport_moved(self, message: Any) -> None:

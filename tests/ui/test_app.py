@@ -198,6 +198,9 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         await pilot.press("enter")
         await _opened(pilot, DetailScreen, "#detail-info")
         assert app.screen.target == panel.target
+        # charting the panel's metric, not its target's probe latency (the walk opened
+        # "Active users" and read the scrape's latency)
+        assert app.screen.metric == panel.metric
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
         assert grid.has_focus
@@ -206,9 +209,10 @@ async def test_filter_tab_and_panel_grid_keys() -> None:
         # A panel of another target opens that target.
         await pilot.press("G", "enter")
         await _opened(pilot, DetailScreen, "#detail-info")
-        last = app.settings.panels[-1].target
-        assert last != panel.target
-        assert app.screen.target == last
+        last = app.settings.panels[-1]
+        assert last.target != panel.target
+        assert app.screen.target == last.target
+        assert app.screen.metric == last.metric
         await pilot.press("escape")
 
 
