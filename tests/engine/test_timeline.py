@@ -152,6 +152,14 @@ async def test_timeline_merges_alerts_actions_and_sent_notifications(
     assert "| 5m30s | < 30 min | met |" in md  # 20 s of detection included
     assert "The alert said: \"error_pct 33.6 %, above 5.0 %; worst: /api/feed 41.0 %\"" in md
     assert "- **Worst value:** error_pct 33.6 % (error-rate-high on api)" in md
+    # an alert that saved its words at firing is quoted with them, in the summary and the
+    # root cause, not with its last sample's (the walk read "0.1333/s" of the recovery)
+    fired = {**episode(T0), "fired_cause": "error_pct 61.0 %, above 5.0 %",
+             "fired_summary": "API error rate at 61 %"}
+    md = render(inc, now=T0 + 3600, episodes=[fired], notifications=sent_rows)
+    assert "The alert said: \"error_pct 61.0 %, above 5.0 %\"" in md
+    assert "API error rate at 61 % on api (error_pct 61.0 %, above 5.0 %)" in md
+    assert "33.6 %, above" not in md
     await desk.journal.close()
 
 

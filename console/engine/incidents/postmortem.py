@@ -91,8 +91,9 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
         # of those), not whichever warning happened to fire first.
         ep = min(eps, key=lambda e: (str(e.get("severity") or "P9"),
                                      float(e.get("fired_at") or 0.0)))
-        what = f"{_md(ep.get('summary') or ep.get('rule'), 160)} on {_md(ep.get('target'), 60)}"
-        cause = str(ep.get("cause") or "").split("; ", 1)[0]  # its first clause
+        said = ep.get("fired_summary") or ep.get("summary") or ep.get("rule")  # at firing
+        what = f"{_md(said, 160)} on {_md(ep.get('target'), 60)}"
+        cause = str(ep.get("fired_cause") or ep.get("cause") or "").split("; ", 1)[0]
         text = f"On {day} {what}"
         if cause:
             text += f" ({_md(cause, 200)})"
@@ -260,7 +261,8 @@ def render(inc: Incident, *, now: float | None = None,
                    f"{_md(ev.text, 600)}")
     # -- root cause and actions ---------------------------------------------------------
     out += ["", "## Root cause", ""]
-    causes = [str(e.get("cause")) for e in eps if e.get("cause")]
+    # in the words people were notified with (at firing), not those of its last sample
+    causes = [str(c) for e in eps if (c := e.get("fired_cause") or e.get("cause"))]
     if causes:
         out.append("The alert said: " + "; ".join(f"\"{_md(c, 300)}\"" for c in causes))
         out.append("")
