@@ -174,7 +174,7 @@ def build_parser(command: str | None = ALL, parser: argparse.ArgumentParser | No
                                "data (journal, alert state, outbox, history)")
         paths.add_argument("--json", action="store_true", help="machine-readable output")
 
-    for name in ("incidents", "postmortem", "report", "paths", "alerts", "events"):
+    for name in ("incidents", "postmortem", "report", "paths", "alerts", "events", "logs"):
         if name not in sub.choices:
             continue
         sub.choices[name].add_argument(

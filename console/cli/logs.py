@@ -49,8 +49,25 @@ def _fail(msg: str) -> int:
     return EXIT_CONFIG
 
 
+def _demo_log(args: argparse.Namespace) -> tuple[str, float | None]:
+    """`--demo`: the log the running demo writes (in the demo's data directory) and the
+    slow_ms of the demo's log target (its config template, read without the demo stack)."""
+    import tomllib
+    from importlib import resources
+
+    from console.cli.common import data_paths
+
+    template = resources.files("console.demo").joinpath("config", "log-target.toml")
+    target = tomllib.loads(template.read_text("utf-8"))["targets"][0]
+    return str(data_paths(args).demo_log), target.get("slow_ms")
+
+
 def _resolve(args: argparse.Namespace) -> tuple[str, float | None] | str:
     """The file to search and the target's slow_ms, or an error message."""
+    if getattr(args, "demo_world", False):
+        if args.file or getattr(args, "config", None) or args.target:
+            return "give --demo, or --file or --config/--target, not both"
+        return _demo_log(args)
     if args.file:
         if getattr(args, "config", None) or args.target:
             return "give --file, or --config/--target, not both"

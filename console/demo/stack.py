@@ -116,7 +116,10 @@ _PLAN_CENTS = (499, 999, 1999)
 _NEW_SUBSCRIPTION_P = 0.02  # most payments are renewals
 _USERS_PER_RPS = 7.0
 _PAYMENT_FAIL_P = 0.25  # with dependency_down; none otherwise (the P1 rule fires above 2 %)
-LOG_ROTATE_BYTES = 5_000_000  # the demo's log is rotated (renamed to .1) past this size
+# The demo's log is rotated (renamed to .1) past this size. Every simulated request writes a
+# line (~40 KB/s): at 5 MB a walk's incident logs were gone within two minutes, before
+# `opsconsole logs --demo --since 1h` could read them; 25 MB and its .1 hold ~20 minutes.
+LOG_ROTATE_BYTES = 25_000_000
 BACKLOG_SECONDS = 600  # what a new demo log holds from before the console started
 _ERROR_MESSAGES = {500: "Unhandled exception", 502: "Gemini API failed",
                    503: "Database connection lost"}

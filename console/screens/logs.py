@@ -78,11 +78,13 @@ class LineDetail(ConsoleModal[None]):
         self.dismiss(None)
 
 
-def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held: int) -> str:
+def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held: int,
+                 *, demo: bool = False) -> str:
     """What the screen searched: the query and its window. The screen holds only the last
     `held` lines; when those cover less than the window (a runbook's "errors in the last
     hour" on a busy log) it says how much they cover, and that `opsconsole logs` reads the
-    whole file, rather than letting "last 1h" stand for a few minutes."""
+    whole file (`--demo`: the demo's), rather than letting "last 1h" stand for a few
+    minutes."""
     label = f"query: {one_line(q.text, 40)}" if q else "all lines"
     if q is None or q.since is None:
         return label
@@ -90,7 +92,7 @@ def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held:
     oldest = next((ln.ts for ln in lines if ln.ts is not None), None)
     if held and len(lines) >= held and oldest is not None and now - oldest < q.since:
         label += (f"; the {len(lines)} lines held cover {format_target(max(now - oldest, 0))}"
-                  ": `opsconsole logs` reads the whole file")
+                  f": `opsconsole logs{' --demo' if demo else ''}` reads the whole file")
     return label + ")"
 
 
@@ -171,7 +173,8 @@ class LogsScreen(ConsoleScreen[None]):
             self._rows = []
             return
         lines = list(probe.recent)
-        label = window_label(q, lines, self._now(), probe.recent.maxlen or 0)
+        label = window_label(q, lines, self._now(), probe.recent.maxlen or 0,
+                             demo=bool(getattr(self.app, "demo_mode", False)))
         at_end = ol.highlighted is None or ol.highlighted >= ol.option_count - 1
         keep = ol.highlighted
         ol.clear_options()

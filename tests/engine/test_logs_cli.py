@@ -161,8 +161,10 @@ def test_large_file_search_bounded_memory(tmp_path: Path) -> None:
 # -- the command -------------------------------------------------------------------------
 
 
-def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSCONSOLE_CONFIG": str(ROOT / "tests" / "no-such-config.toml")}
+def run(*args: str, timeout: float = 30,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSCONSOLE_CONFIG": str(ROOT / "tests" / "no-such-config.toml"),
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "console", "logs", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
@@ -207,6 +209,29 @@ def test_cli_config_target_and_errors(tmp_path: Path) -> None:
     out = run("errors", "--file", str(tmp_path / "missing.log"))
     assert out.returncode == 2
     assert "cannot read" in out.stderr
+
+
+def test_cli_demo_searches_the_log_the_demo_writes(tmp_path: Path) -> None:
+    """`--demo`, as `incidents`, `report` and `postmortem` take it: the log the running
+    demo writes in its own world, with its log target's slow_ms (the walk's
+    `logs stripe-failed --demo --since 1h` was refused)."""
+    from console.engine.paths import DataPaths
+
+    log = DataPaths(tmp_path).demo().demo_log
+    log.parent.mkdir(parents=True)
+    sample_log(log, time.time())
+    env = {"OPSCONSOLE_DATA_DIR": str(tmp_path)}
+    out = run("stripe-failed", "--demo", "--since", "1h", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["file"] == str(log)
+    assert [x["message"] for x in data["lines"]] == ["stripe.webhook.failed"]
+    out = run("slow", "--demo", "--json", env=env)  # the demo's slow_ms: 1000
+    assert [x["message"] for x in json.loads(out.stdout)["lines"]] == [
+        "slow request", "GET /api/portfolio"]
+    out = run("errors", "--demo", "--file", str(log), env=env)
+    assert out.returncode == 2
+    assert "not both" in out.stderr
 
 
 def test_time_window_seeks_instead_of_reading_everything(tmp_path: Path) -> None:

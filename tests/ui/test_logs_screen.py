@@ -121,6 +121,8 @@ def test_a_window_longer_than_the_lines_held_says_what_they_cover() -> None:
     assert window_label(q, busy, now, 2000) == (
         "query: level=error (last 1 h; the 2000 lines held cover 12 min: "
         "`opsconsole logs` reads the whole file)")
+    assert window_label(q, busy, now, 2000, demo=True).endswith(  # the demo's own log
+        "`opsconsole logs --demo` reads the whole file)")
     # the ring not full: every line of the window is held, nothing to add
     assert window_label(q, busy[:500], now, 2000) == "query: level=error (last 1 h)"
     # a quiet log whose held lines reach back past the window: nothing to add either
