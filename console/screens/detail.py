@@ -96,8 +96,8 @@ def alert_lines(alerting: Any, target: str) -> list[str]:
 
 
 class DetailScreen(ConsoleScreen[None]):
-    """Esc goes back; 1/2/3 or r switch the chart's range; d opens a database's drill-down,
-    b a Prometheus target's breakdowns."""
+    """Esc goes back; 1/2/3 or r switch the chart's range; m its metric; d opens a
+    database's drill-down, b a Prometheus target's breakdowns."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -120,6 +120,8 @@ class DetailScreen(ConsoleScreen[None]):
         self._results_seen = -1
         self.metric_index = 0  # a promql target: which of its metrics the chart shows
         self.remote: dict[str, Any] | None = None  # the store's last answer for the chart
+        self._metrics: list[str] = []  # local_metrics(), as of the store's generation:
+        self._metrics_gen = -1
 
     def compose(self) -> ComposeResult:
         yield Static("", id="alert-banner")
@@ -215,8 +217,31 @@ class DetailScreen(ConsoleScreen[None]):
 
         self.run_worker(fetch(), group="remote-chart", exclusive=True, exit_on_error=False)
 
+    def local_metrics(self) -> list[str]:
+        """The series this console records for the target (latency first): what `m` cycles
+        the chart through, for a target whose history is the console's own."""
+        engine = self.console.scheduler
+        if engine is None:
+            return []
+        store = engine.store
+        if self._metrics_gen != store.generation:
+            prefix = f"{self.target}:"
+            names = [s[len(prefix):] for s in store.series() if s.startswith(prefix)]
+            self._metrics = sorted(names, key=lambda m: m != "latency_ms")  # stable
+            self._metrics_gen = store.generation
+        return self._metrics
+
     def action_next_metric(self) -> None:
-        self.metric_index += 1
+        """`m`: the chart's next metric (a promql target's, or the series this console
+        records for the target: the walk found a panel's chart and no way to another)."""
+        if self._kind() == "promql":
+            self.metric_index += 1
+        else:
+            names = self.local_metrics()
+            if not names:
+                return
+            at = names.index(self.metric) if self.metric in names else -1
+            self.metric = names[(at + 1) % len(names)]
         self._chart_at = 0.0
         self.console.refresh_screen()
 
@@ -237,8 +262,8 @@ class DetailScreen(ConsoleScreen[None]):
             return self._kind() in DATABASE_KINDS
         if action == "breakdown":  # per-endpoint / per-status tables of a metrics endpoint
             return self._kind() in BREAKDOWN_KINDS
-        if action == "next_metric":  # a remote store's chart: one metric at a time
-            return self._kind() == "promql"
+        if action == "next_metric":  # the chart shows one metric at a time
+            return self._kind() == "promql" or len(self.local_metrics()) > 1
         if action == "components":  # a health body's components
             return self._kind() == "http"
         return True

@@ -37,6 +37,7 @@ from tests.ui.apptools import (
     wait_screen,
     wait_started,
 )
+from widgets.latency_chart import LatencyChart
 from widgets.panel_grid import PanelGrid
 from widgets.status_board import StatusBoard
 
@@ -114,6 +115,18 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
             await pilot.press(key)
             assert detail.range_index == index, f"after {key!r}"
             assert f"range {RANGES[index][0]}" in _static_text(info)
+        # m: the chart's next metric, through the series this console records for it
+        metrics = detail.local_metrics()
+        assert metrics[0] == "latency_ms"
+        assert len(metrics) > 1
+        assert detail.check_action("next_metric", ()) is True
+        chart = detail.query_one(LatencyChart)
+        await pilot.press("m")
+        assert detail.metric == metrics[1]
+        await wait_for(pilot, lambda: chart._title.startswith(metrics[1]), 3, "next chart")
+        for _ in metrics[1:]:
+            await pilot.press("m")
+        assert detail.metric == "latency_ms"  # round again
 
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
