@@ -519,6 +519,15 @@ async def test_config_edits_apply_live_and_a_broken_edit_keeps_the_last_good(
             shown = _static_text(banner)
             assert shown == problem
             await wait_screen(pilot, lambda t: "config edit rejected" in t, "banner on screen")
+            # a P0/P1's banner shown meanwhile sits above it, not over it (both were docked
+            # on top: the walk's firing P1 was hidden under the rejected edit's text)
+            alert = app.screen.query_one("#alert-banner", Static)
+            app.alert_banner = lambda room=None: "✖ P1 Target down · web"  # type: ignore
+            app.refresh_screen()
+            await wait_screen(pilot, lambda t: "✖ P1 Target down" in t
+                              and "config edit rejected" in t, "both banners on screen")
+            assert alert.region.bottom <= banner.region.y
+            del app.alert_banner
             assert app.scheduler.names() == ["api", "web", "cache"]  # unchanged
             assert board.shown_targets == ["api", "web", "cache"]
             assert app.settings.target("api").interval == 1.0
