@@ -100,6 +100,11 @@ def test_validate(tmp_path: Path) -> None:
     assert "bad.toml:3" in out.stderr
     assert "bad.toml:8" in out.stderr
     assert "pw@" not in out.stderr
+    empty = tmp_path / "empty.toml"  # valid, but says what it means: nothing to check
+    empty.write_text("")
+    out = run("validate", "--config", str(empty))
+    assert out.returncode == 0
+    assert f"note: {empty} has no targets" in out.stdout
 
 
 def test_demo_print_config_is_valid(tmp_path: Path) -> None:

@@ -404,6 +404,10 @@ async def _run_headless(settings: Settings, paths: DataPaths, config_path: Path,
         print(f"opsconsole: running headless, {len(service.ruleset.rules)} rules on "
               f"{len(settings.targets)} targets, data in {paths.root}", file=sys.stderr,
               flush=True)
+        if not settings.targets:  # an empty or truncated config: say so, keep running
+            print("opsconsole: warning: the config has no targets; nothing will be "
+                  "checked until it has (edits are picked up live)", file=sys.stderr,
+                  flush=True)
         if service.following:
             print(f"opsconsole: following: {service.owner_label()}; this process takes over "
                   "evaluation and notifications if that one stops", file=sys.stderr,

@@ -10,7 +10,7 @@ from console.cli.common import EXIT_OK, EXIT_PROBLEM, print_config_error
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from console.engine.config.loader import validate_file
+    from console.engine.config.loader import check_file
     from console.engine.config.locate import find_config
     from console.engine.errors import ConfigError
 
@@ -21,7 +21,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     from console.engine.incidents.playbooks import user_dir, validate_playbooks
 
-    issues = validate_file(path) + validate_playbooks()  # playbooks: ours and the user's
+    settings, issues = check_file(path)
+    issues += validate_playbooks()  # playbooks: ours and the user's
     notes: list[str] = []
     if not issues:
         link_issues, notes = _links(path)
@@ -30,6 +31,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_config_error(ConfigError(issues))
         return EXIT_PROBLEM
     print(f"{path}: valid")
+    if settings is not None and not settings.targets:  # e.g. an empty file
+        print(f"note: {path} has no targets: the console would have nothing to check")
     pb_dir = user_dir()
     if pb_dir.is_dir():
         print(f"{pb_dir}: playbooks valid")

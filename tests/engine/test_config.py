@@ -583,12 +583,20 @@ async def test_watcher_applies_good_edits_and_keeps_last_good_on_broken(tmp_path
         assert (changes[1].targets[0].interval, changes[1].targets[0].timeout) == (45.0, 2.0)
         assert watcher.last_good is changes[1]
         assert len(errors) == 1
+
+        _write(path, "\n  \n")  # emptied (a truncating save): rejected, not "no targets"
+        await _wait_for(lambda: len(errors) == 2)
+        assert [i.message for i in errors[1].issues] == ["the file is empty"]
+        assert watcher.last_good is changes[1]
+        assert len(changes) == 2
+        _write(path, CACHE + 'interval = "45s"\ntimeout = "2s"\n')  # content again
+        await _wait_for(lambda: len(changes) == 3)
     finally:
         await watcher.stop()
 
     _write(path, CACHE + 'interval = "50s"\n')  # stopped: no more callbacks
     await asyncio.sleep(0.3)
-    assert len(changes) == 2
+    assert len(changes) == 3
 
 
 async def test_watcher_keeps_the_callers_copy_of_an_unchanged_config(tmp_path: Path) -> None:

@@ -194,6 +194,53 @@ url = "{http_url}/hook"
         await rt.stop()
 
 
+async def test_reload_resolves_the_alerts_of_a_removed_target(
+        tmp_path: Path, http_url: str) -> None:
+    """Removing a target whose alert fires resolves it (and says why): nothing would ever
+    evaluate it again, and the bad-input walk's banner kept a removed target "down"."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = f"""
+[[targets]]
+name = "gone"
+kind = "http"
+url = "http://127.0.0.1:{closed}/health"
+interval = "1s"
+timeout = "1s"
+"""
+    rt = Runtime(_settings(http_url, extra=down), DataPaths(tmp_path), incidents=False)
+    await rt.start()
+    try:
+        assert rt.alerting is not None
+        alerts = rt.alerting.alerts
+        fired = asyncio.Event()
+        rt.alerting.subscribe(lambda notes: any(
+            n.target == "gone" and n.transition == "firing" for n in notes) and fired.set())
+        async with asyncio.timeout(20):
+            await fired.wait()
+        await rt.apply(_settings(http_url))  # type: ignore[arg-type]
+        a = alerts.get("target-down", "gone")
+        assert a is not None
+        assert a.state.value == "resolved"
+        assert "removed from the config" in (a.cause or "")
+        told = [n for n in rt.alerting.sent if n.target == "gone"]
+        assert [n.transition for n in told] == ["firing", "resolved"]
+        assert not alerts.loud()
+        # the episode is closed, with its end
+        eps = [e for e in rt.alerting.recent(time.time()) if e.get("target") == "gone"]
+        assert eps
+        assert eps[0].get("resolved_at") is not None
+        assert not eps[0].get("ongoing")
+        # the target that stays is still evaluated
+        assert alerts.get("target-down", "api") is None or \
+            alerts.get("target-down", "api").state.value != "firing"
+    finally:
+        await rt.stop()
+
+
 # -- headless: the same runtime as the TUI ----------------------------------------------------
 
 

@@ -678,6 +678,32 @@ class Alerts:
             self._maybe_settle(target, now, out)
         return out
 
+    def retire(self, gone: Callable[[Alert], bool], why: str,
+               now: float | None = None) -> list[Notification]:
+        """A config reload removed what some alerts were evaluated on (their target, their
+        rule): nothing would ever evaluate them again, so a firing one stayed firing for
+        good (the walk's banner kept a removed target "down"). Those `gone` says so
+        resolve now, saying `why`, and people are told as for any resolve; pending ones go
+        quiet. They stay known, quiet, so a target that comes back carries on."""
+        now = self.clock() if now is None else now
+        out: list[Notification] = []
+        for a in [a for a in self._alerts.values() if a.state not in _QUIET and gone(a)]:
+            if a.state in _FIRING:
+                a.cause = why
+                a.state, a.since, a.resolved_at = AlertState.RESOLVED, now, now
+                a.acked_by, a.ack_until = None, None
+                ep = a.episode(now)
+                if ep is not None:
+                    self.closed.append(ep)
+                    del self.closed[:-1000]
+            else:
+                a.state, a.since = AlertState.INACTIVE, now
+            a.fails, a.first_fail_at, a.first_ok_at = 0, None, None
+            self._sources_cache = None
+            self._reconcile(a, now, out)
+            self._changed[a.key] = a
+        return out
+
     def take_changed(self) -> list[Alert]:
         """Alerts stepped or acknowledged since the last call (the state saver's input)."""
         out = list(self._changed.values())

@@ -333,10 +333,26 @@ class AlertService:
     def apply(self, settings: Any) -> None:
         """Config reload: new rules and the whole `[alerting]` section (maintenance windows,
         acknowledgement, flapping and escalation settings); alert state kept."""
+        had = {r.name for r in self.ruleset.rules}
         self.ruleset = RuleSet.from_settings(settings, self.advice)
         self.core.ruleset = self.ruleset
         self.alerts.reconfigure(settings.alerting)
         self.version += 1
+        if not self.evaluating:
+            return  # the owner retires them, and saves that
+        rules = {r.name for r in self.ruleset.rules}
+        targets = {t.name for t in settings.targets}
+
+        def gone(a: Any) -> bool:  # a config rule's alert (not an inbound one) left behind
+            return a.rule.name in had and (
+                a.rule.name not in rules or a.target.partition("{")[0] not in targets)
+
+        notes = self.alerts.retire(gone, "no longer evaluated: its target or rule was "
+                                   "removed from the config")
+        if notes:
+            self._emit(notes)
+        self._record_closed()
+        self._save_soon()
 
     async def attach_notifier(self, notifier: Any) -> None:
         """Receivers added by a reload to a console that had none: start sending."""

@@ -48,10 +48,17 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Settings
 
 def validate_file(path: Path, *, env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
     """Every issue in the config at `path`, in file order; [] when it is valid."""
+    return check_file(path, env=env)[1]
+
+
+def check_file(path: Path, *, env: Mapping[str, str] | None = None
+               ) -> tuple[Settings | None, list[ConfigIssue]]:
+    """The config at `path` and every issue in it, in file order (settings None unless
+    there are none)."""
     text, issues = _read(Path(path))
     if text is None:
-        return issues
-    return check_text(text, str(path), env=env)[1]
+        return None, issues
+    return check_text(text, str(path), env=env)
 
 
 def load_config_text(

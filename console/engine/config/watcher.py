@@ -149,6 +149,11 @@ class ConfigWatcher:
         text, issues = decode_config(raw, str(self.path))
         if text is None:
             return None, ConfigError(issues), digest
+        if not text.strip():  # an editor's truncating save, `> config.toml` of a failed
+            # command: as a config it is valid (no targets) and dropped every target
+            issue = ConfigIssue(str(self.path), None, "", "the file is empty",
+                                "the last good config stays in force until it has content")
+            return None, ConfigError([issue]), digest
         try:
             return load_config_text(text, str(self.path), env=self.env), None, digest
         except ConfigError as exc:
