@@ -107,6 +107,27 @@ def test_validate(tmp_path: Path) -> None:
     assert f"note: {empty} has no targets" in out.stdout
 
 
+def test_a_data_directory_that_is_a_file_is_said_once_by_every_command(
+        tmp_path: Path) -> None:
+    """It gave a traceback (run --headless, alerts --history), or answers that were
+    false: `incidents` said "no open incidents" with rc 0."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[targets]]\nname = "api"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
+    for argv, data_dir in [
+            (["run", "--headless", "--config", str(cfg)], afile),
+            (["alerts", "--history"], afile),
+            (["incidents", "--all", "--json"], afile),
+            (["report"], afile),
+            (["incidents"], afile / "sub")]:
+        out = run(*argv, env={"OPSCONSOLE_DATA_DIR": str(data_dir)})
+        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert f"the data directory {data_dir} ($OPSCONSOLE_DATA_DIR)" in out.stderr, argv
+        assert out.stdout == ""
+
+
 def test_demo_print_config_is_valid(tmp_path: Path) -> None:
     out = run("demo", "--print-config", "--no-local")
     assert out.returncode == 0, out.stderr

@@ -68,6 +68,10 @@ def data_paths(args: argparse.Namespace, settings: Settings | None = None) -> Da
     `data_dir` is read on its own (no validation: a command that only reads the journal
     should not need the whole config to be valid, nor pay for validating it)."""
     paths = _data_paths(args, settings)
+    problem = paths.unusable()
+    if problem is not None:  # every command said something else, or a traceback
+        print(f"opsconsole: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
     # `--demo`: the demo's own world inside it (where `opsconsole demo` keeps its incidents)
     return paths.demo() if getattr(args, "demo_world", False) else paths
 

@@ -90,6 +90,18 @@ class DataPaths:
         follows (append-only JSONL)."""
         return self.root / "pings.jsonl"
 
+    def unusable(self) -> str | None:
+        """Why this data directory cannot be one (it, or what would hold it, is a file), or
+        None. Read-only and full directories are usable: each save says so and retries."""
+        p = self.root
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            what = "is a file, not a directory" if p == self.root else f"is under {p}, a file"
+            return (f"the data directory {self.root} ({self.source}) {what}; "
+                    "give --data-dir (or OPSCONSOLE_DATA_DIR) a directory")
+        return None
+
     def demo(self) -> DataPaths:
         """The demo's own world, inside this one."""
         return DataPaths(self.root / "demo", source=f"{self.source}, demo")
