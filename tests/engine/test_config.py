@@ -509,6 +509,12 @@ def test_find_config_prefers_cli_path_then_default(
         find_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="is a directory"):
         find_config(tmp_path)
+    fifo = tmp_path / "fifo.toml"  # it said "does not exist", with a hint to overwrite it
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/null")):
+        with pytest.raises(ConfigError, match="is not a regular file") as err:
+            find_config(special)
+        assert "print-config" not in str(err.value.issues[0].format())
 
 
 def test_default_path_is_the_user_config_dir(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,12 +36,16 @@ def find_config(cli_path: str | Path | None) -> Path:
         path = Path(cli_path).expanduser()
         if path.is_file():
             return path
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        if path.is_dir():
+            what = "is a directory, not a file"
+        elif path.exists():  # a FIFO, /dev/null, a socket: a watcher could never re-read it
+            what = "is not a regular file"
+        else:
+            what = "does not exist"
+        hint = "check the --config path" + ("" if path.exists() else (
+            ", or start from the demo's: " + START_HINT.format(path=path).split("   ")[0]))
         raise ConfigError([ConfigIssue(
-            file=str(path), line=None, key="", message=f"config file {what}",
-            hint="check the --config path, or start from the demo's: "
-            + START_HINT.format(path=path).split("   ")[0],
-        )])
+            file=str(path), line=None, key="", message=f"config file {what}", hint=hint)])
     path = default_config_path()
     if path.is_file():
         return path
