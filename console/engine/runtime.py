@@ -696,6 +696,18 @@ class Runtime:
         desk = self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))
         journal.subscribe(self._on_journal)
         desk.listen(self._on_journal)
+        on_state = getattr(journal, "on_state", None)
+        if on_state is not None:  # a standing problem, so every screen says it, not only
+            loop = asyncio.get_running_loop()  # the incident screen (the walk's full disk)
+
+            def degraded(reason: str | None) -> None:  # from the journal's writer thread
+                text = None if reason is None else (
+                    f"incident journal degraded ({reason}): incident actions are kept in "
+                    "memory and written when the disk takes them")
+                with contextlib.suppress(RuntimeError):  # the loop closed: we are stopping
+                    loop.call_soon_threadsafe(self.set_problem, "journal", text)
+
+            on_state(degraded)
         on_reset = getattr(journal, "on_reset", None)
         if on_reset is not None:  # the shared journal's order changed: fold it again
             on_reset(lambda: desk.book.replay(journal.entries))

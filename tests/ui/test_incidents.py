@@ -381,9 +381,13 @@ async def test_full_disk_shows_degraded_journal_and_recovers(tmp_path: Path,
             text = screen_text(app)
             assert "JOURNAL DEGRADED" in text
             assert "2 action(s) only in memory" in text
+            # a standing problem too: the overview's banner says it (it said nothing there)
+            await wait_for(pilot, lambda: "journal" in app.runtime.problems, 5, "problem")
+            assert "incident actions are kept in memory" in app.runtime.problems["journal"]
             # room again: the writer retries on its own and the banner goes away
             filler.unlink()
             await wait_for(pilot, lambda: desk.journal.degraded is None, 10, "journal healthy")
+            await wait_for(pilot, lambda: "journal" not in app.runtime.problems, 5, "cleared")
             app.screen.redraw()  # type: ignore[attr-defined]
             await pilot.pause()
             assert "JOURNAL DEGRADED" not in screen_text(app)
