@@ -228,7 +228,7 @@ class AlertsScreen(ListScreen[None]):
 
     DEFAULT_CSS = """
     AlertsScreen #alerts-title { height: auto; padding: 0 1; text-style: bold; }
-    AlertsScreen #alerts-list { height: 1fr; }
+    AlertsScreen #alerts-list { height: 1fr; min-height: 3; }  /* rows at 40x12 too */
     AlertsScreen #alerts-why { height: auto; max-height: 9; padding: 0 1;
                                border-top: solid $primary; }
     """

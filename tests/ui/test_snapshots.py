@@ -47,3 +47,19 @@ def test_alerts(snap_compare: Any) -> None:
     """`a`: the alerts the fixed results raise (payments-webhook down), with the why-panel."""
     assert snap_compare(frozen_app(), terminal_size=SIZE,
                         run_before=prepare("a", shows="payment-webhooks-down"))
+
+
+async def test_alerts_list_keeps_rows_on_a_small_terminal() -> None:
+    """At 40x12 the why-panel and the banners took every row: the list of alerts (what `a`
+    acknowledges) had none (bad-input walk)."""
+    from textual.widgets import OptionList
+
+    from tests.ui.snapshot_apps import frozen_app, prepare
+
+    app = frozen_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await prepare("a", shows="payment-webhooks-down")(pilot)
+        await pilot.resize_terminal(40, 12)
+        await pilot.pause()
+        listing = app.screen.query_one("#alerts-list", OptionList)
+        assert listing.region.height >= 3
