@@ -920,3 +920,70 @@ def test_held_from_is_the_first_sample_until_the_coarsest_tier_lets_go() -> None
     assert held is not None
     assert last - 660 <= held <= last - 540  # ~600 s of 1-minute buckets are kept
     assert store.uptime("a:up", 7 * 86400, now=last) == 100.0  # computed from those
+
+
+# --------------------------------------------------------------------------- constant rings
+
+
+def _states(store: MetricStore, name: str, now: float) -> tuple[object, ...]:
+    t, v = store.values(name, 7200, now=now)
+    return (t.tobytes(), v.tobytes(), store.quantiles(name, 3600, now=now),
+            store.mean(name, 600, now=now), store.rate(name, 600, now=now),
+            store.uptime(name, 3 * 3600, now=now), store.latest(name))
+
+
+def test_a_series_holding_one_value_keeps_its_raw_values_in_eight_bytes() -> None:
+    # status code 200 for half an hour at 1 s: 8 bytes of values, not 1,800 x 8.
+    store = MetricStore()
+    for k in range(1800):
+        store.record_row(T0 + k, [("api:status_code", 200.0), ("api:latency_ms", 10.0 + k % 7)])
+    s = store._series["api:status_code"]  # noqa: SLF001
+    lat = store._series["api:latency_ms"]  # noqa: SLF001
+    assert s.nbytes() - s.t.nbytes - sum(r.nbytes for r in s.rollups) == 8
+    assert lat.nbytes() - lat.t.nbytes - sum(r.nbytes for r in lat.rollups) == lat.v.nbytes
+    assert lat.v.nbytes >= 1800 * 8
+    assert store.memory_bytes() < 1800 * 8 * 2 + 2 * 40 * 1024
+    t, v = store.values("api:status_code", 60)
+    assert v.tolist() == [200.0] * 60
+    assert t.tolist() == [T0 + k for k in range(1740, 1800)]
+    v[:] = -1  # a copy, as for any series
+    assert store.values("api:status_code", 60)[1].tolist() == [200.0] * 60
+    assert store.quantiles("api:status_code", 600) == {0.5: 200.0, 0.95: 200.0, 0.99: 200.0}
+    assert store.mean("api:status_code", 3600) == 200.0
+
+
+@pytest.mark.parametrize("cap", [50, 3600])
+def test_constant_rings_answer_as_real_rings_through_changes_wraps_and_reloads(
+        tmp_path: Path, cap: int) -> None:
+    # Long runs of one value broken by changes, NaN, -0.0 against 0.0, across ring wraps:
+    # `record_row` (one sample at a time) and `record_many` (vectorised pieces) must agree
+    # bit for bit with each other and with the plain samples, and so must a reloaded store.
+    rng = np.random.default_rng(7)
+    ts = one_hz(T0, 4000)
+    runs = [(0.0, 700), (-0.0, 40), (1.0, 900), (math.nan, 30), (1.0, 400), (0.0, 1),
+            (1.0, 929), (200.0, 1000)]
+    vs = np.concatenate([np.full(n, v) for v, n in runs])
+    noisy = rng.lognormal(3, 0.5, len(ts))
+    one = MetricStore(raw_capacity=cap, path=tmp_path / "one.npz")
+    many = MetricStore(raw_capacity=cap)
+    for k, t in enumerate(ts):
+        one.record_row(float(t), [("c", float(vs[k])), ("noise", float(noisy[k]))])
+        if k in (0, 39, 699, 700, 739, 1639, 2500, 3999):
+            now = float(t)
+            lo = max(0, k + 1 - cap)
+            _, held = one.values("c", 7200, now=now)
+            np.testing.assert_array_equal(held, vs[lo : k + 1])
+            assert held.view(np.int64).tolist() == vs[lo : k + 1].view(np.int64).tolist()
+    feed(many, "c", ts, vs, chunk=333)
+    now = float(ts[-1])
+    assert _states(one, "c", now) == _states(many, "c", now)
+    # the ring ends with 1,000 samples of 200.0: a full ring of them is constant again
+    want = 200.0 if cap == 50 else None
+    assert one._series["c"].cv == many._series["c"].cv == want  # noqa: SLF001
+    one.save()
+    back = MetricStore(raw_capacity=cap, path=tmp_path / "one.npz")
+    back.load()
+    assert _states(back, "c", now) == _states(one, "c", now)
+    if cap == 50:  # the last 50 samples are all 200.0: the reloaded ring is constant again
+        assert back._series["c"].cv == 200.0  # noqa: SLF001
+        assert back._series["noise"].cv is None  # noqa: SLF001

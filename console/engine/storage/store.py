@@ -12,15 +12,18 @@ than its full size, however long the console runs:
   3600 = one hour at 1 s). Counters need ``float64``: a byte counter past 2**24 would lose
   its increments in ``float32``. Series recorded together (one check result's metrics,
   `record_row`) share one ring of timestamps while every row records all of them (see
-  ``_TGroup``): an HTTP target's nine series hold 10 rings of raw data, not 18.
+  ``_TGroup``): an HTTP target's nine series hold 10 rings of raw data, not 18. A series
+  whose held samples all have one value keeps its values as a constant ring of 8 bytes
+  (``_const_ring``): seven of those nine (up, status, status code, ...) in a healthy
+  hour, so the target holds 3 rings of raw data, not 10.
 * **rollup tiers** (default 10 s x 1 h, 1 min x 24 h, 1 h x 7 d): a ring of buckets aligned
   to wall-clock multiples of the bucket width, one ``float32`` row per bucket holding
   ``count, sum, min, max, n_up, increase, p50, p95, p99`` (see the ``COUNT`` ... ``P99``
   column constants). A ring has ``retention / width + 1`` rows so the full retention stays
   readable while the newest bucket is still open.
 
-Full size: 57.6 KB raw + 71.0 KB of rollups = 128.6 KB per series, 25.7 MB for 200
-series (``bench/bench_memory.py`` measures it), reached after an hour (raw, 10 s), 24 h
+Full size: 57.6 KB raw (28.8 KB with constant values) + 71.0 KB of rollups = 128.6 KB per
+series, 25.7 MB for 200 series (``bench/bench_memory.py`` measures it), reached after an hour (raw, 10 s), 24 h
 (1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost 72.6 KB more per series;
 1 h x 7 d costs 6 KB and still answers "uptime over the last 7 days".
 
@@ -153,6 +156,48 @@ _NO_ROWS = np.zeros((0, NFIELDS), dtype=np.float32)
 _NO_ROWS.flags.writeable = False  # shared by every series: never written
 
 
+def _const_ring(c: float, size: int) -> np.ndarray:
+    """A raw value ring every slot of which reads `c`, held in 8 bytes (a read-only,
+    zero-stride view). Most series a check records hold one value for hours: an HTTP
+    target's up, status, status code, body size and component counts are seven of its nine
+    series, and their rings were 7 x 28.8 KB of its 86 KB of raw values an hour
+    (`bench/soak_rss.py`). A series keeps such a ring while every sample it holds has the
+    same bits; the first that differs gives it a real one (`MetricStore._set_values`).
+    Slots past the samples held read `c` instead of NaN: nothing reads them. A real ring
+    becomes constant again once the run of one value it ends with fills it (``run``): a
+    status code back to 200 after an incident costs 8 bytes again an hour later."""
+    return np.broadcast_to(np.float64(c), (size,))
+
+
+def _same(a: float, b: float) -> bool:
+    """The same float bit for bit (0.0 is not -0.0), every NaN counting as one."""
+    if a == b:
+        return a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+    return a != a and b != b
+
+
+def _run_start(vs: np.ndarray, prev: float) -> int | None:
+    """Where the run of one value `vs` ends with starts in it, or None when `prev` (the
+    value before `vs`) is of that run too."""
+    last = float(vs[-1])
+    if last != last:
+        same = np.isnan(vs)
+    else:
+        same = np.asarray(vs, dtype=np.float64).view(np.int64) == np.float64(last).view(np.int64)
+    other = np.flatnonzero(~same)
+    if len(other):
+        return int(other[-1]) + 1
+    return None if _same(prev, last) else 0
+
+
+def _all_same(vs: np.ndarray, c: float) -> bool:
+    """Every value of `vs` is `c` (as `_same`)."""
+    if c != c:
+        return bool(np.isnan(vs).all())
+    return bool((np.asarray(vs, dtype=np.float64).view(np.int64)
+                 == np.float64(c).view(np.int64)).all())
+
+
 class _Series:
     """All state of one series. Arrays grow (by half) as data arrives, up to the store's
     capacities, and never shrink: a series that has filled them stays at a constant size.
@@ -164,6 +209,7 @@ class _Series:
 
     __slots__ = (
         "base",
+        "cv",
         "evicted_t",
         "evicted_valid",
         "first_t",
@@ -173,6 +219,7 @@ class _Series:
         "open",
         "open_seq",
         "roll_lo",
+        "run",
         "rollups",
         "t",
         "tg",
@@ -182,7 +229,10 @@ class _Series:
     def __init__(self, cap: int, tiers: Sequence[_Tier]) -> None:
         raw = min(cap, RAW_START)
         self.t = np.full(raw, np.nan)
-        self.v = np.full(raw, np.nan)
+        # values: a constant ring (see `_const_ring`) until a sample differs from the rest
+        self.v = _const_ring(math.nan, raw)
+        self.cv: float | None = math.nan  # the value every held sample has, or None
+        self.run = 0  # number of the first sample of the newest run of one value
         # every tier starts as the shared empty ring: it gets rows of its own when its
         # first bucket is stored (`MetricStore._fit_rows`), a minute or an hour later
         self.rollups = [_NO_ROWS] * len(tiers)
@@ -201,7 +251,8 @@ class _Series:
     def nbytes(self) -> int:
         """Its own buffers: a timestamp ring it shares counts in full (memory_bytes counts
         each ring once)."""
-        return self.t.nbytes + self.v.nbytes + sum(r.nbytes for r in self.rollups)
+        v = self.v.itemsize if self.cv is not None else self.v.nbytes
+        return self.t.nbytes + v + sum(r.nbytes for r in self.rollups)
 
 
 class _TGroup:
@@ -689,7 +740,16 @@ class MetricStore:
                             s.evicted_valid = old
                     if own:
                         s.t[slot] = t
-                    s.v[slot] = value
+                    lv = s.last_v
+                    if not (value == lv and value != 0.0) and not _same(value, lv):
+                        s.run = s.n
+                    cv = s.cv
+                    if cv is None:
+                        s.v[slot] = value
+                        if s.run <= s.n + 1 - cap:
+                            s.v, s.cv = _const_ring(value, phys), value
+                    elif not _same(value, cv):
+                        self._set_values(s, np.array([value]), np.array([slot]))
                     s.n += 1
                     s.last_t = t
                     s.last_v = value
@@ -1016,7 +1076,15 @@ class MetricStore:
         slots = (n - s.base + np.arange(p)) % len(s.t)
         if own_t:
             s.t[slots] = ts
-        s.v[slots] = vs
+        start = _run_start(vs, s.last_v)
+        if start is not None:
+            s.run = n + start
+        if s.cv is None:
+            s.v[slots] = vs
+            if s.run <= n + p - cap:
+                s.v, s.cv = _const_ring(float(vs[-1]), len(s.v)), float(vs[-1])
+        elif not _all_same(vs, s.cv):
+            self._set_values(s, vs, slots)
         if n == 0:
             s.first_t = float(ts[0])
         s.n = n + p
@@ -1039,9 +1107,25 @@ class MetricStore:
             t[:m] = s.t[:m]
             if g is not None:
                 g.grown, g.grown_at = t, s.n
-        v = np.full(size, np.nan)
-        v[:m] = s.v[:m]
+        if s.cv is not None:
+            v = _const_ring(s.cv, size)
+        else:
+            v = np.full(size, np.nan)
+            v[:m] = s.v[:m]
         s.t, s.v = t, v
+
+    @staticmethod
+    def _set_values(s: _Series, vs: np.ndarray, slots: np.ndarray) -> None:
+        """Write `vs` at `slots` of a constant ring they differ from: with no sample held
+        (``n == base``, before `n` counts them) and one value, a constant ring of it;
+        otherwise a real ring from then on."""
+        if s.n == s.base and _all_same(vs, float(vs[0])):
+            s.v = _const_ring(float(vs[0]), len(s.v))
+            s.cv = float(vs[0])
+            return
+        s.v = np.array(s.v)
+        s.cv = None
+        s.v[slots] = vs
 
     def _fit_rows(self, s: _Series, k: int, lo_id: int, hi_id: int) -> None:
         """Make tier k's ring hold bucket ids up to `hi_id` (the first store fixes its
@@ -1936,9 +2020,15 @@ class MetricStore:
         s.base = n - keep
         if keep:
             size = min(self._cap, max(RAW_START, keep))
-            s.t, s.v = np.full(size, np.nan), np.full(size, np.nan)
+            s.t = np.full(size, np.nan)
             s.t[:keep] = ft
-            s.v[:keep] = fv
+            start = _run_start(fv, math.nan if fv[-1] == fv[-1] else 0.0)
+            s.run = s.base + (start or 0)
+            if s.run == s.base:
+                s.v, s.cv = _const_ring(float(fv[0]), size), float(fv[0])
+            else:
+                s.v, s.cv = np.full(size, np.nan), None
+                s.v[:keep] = fv
             s.last_t = float(ft[-1])
         opened = entry.get("open")
         seqs = entry.get("open_seq")
@@ -2055,7 +2145,8 @@ class MetricStore:
                 self._put_rows(s, k, *part)
         s.base = s.n  # the raw ring: empty (its samples predate rows we now hold)
         s.t[:] = np.nan
-        s.v[:] = np.nan
+        s.v, s.cv = _const_ring(math.nan, len(s.v)), math.nan
+        s.run = s.n
         s.evicted_t = t_end
         s.last_t = max(s.last_t, t_end)
         return t_end
