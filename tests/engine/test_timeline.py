@@ -234,3 +234,38 @@ async def test_a_rule_whose_for_is_the_target_is_named_as_why_detection_missed(
         assert "waits `for`" not in quick  # a rule that can meet it is not blamed
     finally:
         await desk.journal.close()
+
+
+async def test_with_several_alerts_the_post_mortem_names_which_fired_and_which_was_acked(
+        tmp_path: Path) -> None:
+    # A walk's draft read "alert firing 16:03:24 → alert acknowledged by root 16:04:39":
+    # the firing was the P0's, the acknowledgement another alert's (the P0 waited 2m59s).
+    clock = Clock(T0 + 200)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    inc = await desk.open("Payments down", "P0", alerts=["dependency-down/api-health",
+                                                         "payment-webhook-failures/pay"],
+                          started=T0, targets=["api-health", "pay"],
+                          episodes=["dependency-down/api-health/1",
+                                    "payment-webhook-failures/pay/1"])
+    eps = [episode(key="dependency-down/api-health/1", rule="dependency-down",
+                   target="api-health", severity="P1", incident=inc.id, fired_at=T0,
+                   first_fail_at=T0 - 2, detect_s=2.0, acknowledged_at=T0 + 179,
+                   acknowledged_by="root", resolved_at=T0 + 400, summary="A dependency is down"),
+           episode(key="payment-webhook-failures/pay/1", rule="payment-webhook-failures",
+                   target="pay", severity="P0", incident=inc.id, fired_at=T0 + 58,
+                   first_fail_at=T0 + 48, detect_s=10.0, acknowledged_at=T0 + 75,
+                   acknowledged_by="root", resolved_at=T0 + 400,
+                   summary="Stripe webhooks failing")]
+    m = {x.name: x for x in incident_kpis(inc, eps)}
+    assert m["acknowledge"].start_what == "alert firing (dependency-down)"
+    assert m["acknowledge"].end_what == "alert payment-webhook-failures acknowledged by root"
+    assert m["acknowledge"].seconds == 75
+    md = render(inc, now=T0 + 500, episodes=eps)
+    summary = md.split("## Summary", 1)[1].split("##", 1)[0]
+    assert summary.split(" (")[0].endswith("Stripe webhooks failing on pay")  # the worst leads
+    assert ("The first alert, dependency-down on api-health, fired 2s after the first "
+            "failing sample.") in summary
+    assert "(alert payment-webhook-failures acknowledged by root)" in summary
+    assert "| Acknowledge | alert firing (dependency-down) " in md

@@ -111,9 +111,15 @@ def _target(inc: Incident, step_id: str, fallback: float | None) -> float | None
 def incident_kpis(inc: Incident, episodes: Iterable[AlertEpisode] = ()) -> list[Measure]:
     """Detect, acknowledge, mitigate, impact and resolve of one incident, from events."""
     eps = incident_episodes(inc, episodes)
-    fired = [f for f in (_num(e.get("fired_at")) for e in eps) if f is not None]
-    origin = min(fired) if fired else inc.started
+    fired = [(f, e) for e in eps if (f := _num(e.get("fired_at"))) is not None]
+    origin = min(f for f, _ in fired) if fired else inc.started
     origin_what = "alert firing" if fired else "incident opened"
+    # With several alerts, "alert firing" and "alert acknowledged" may be two different
+    # alerts: name them, or a post-mortem reads as if the first alert was acknowledged
+    # in 1m15s when another one was (and the first waited 2m59s).
+    several = len(eps) > 1
+    if fired and several:
+        origin_what += f" ({min(fired, key=lambda fe: fe[0])[1].get('rule')})"
     firsts = []
     for e in eps:
         first = _num(e.get("first_fail_at"))
@@ -124,7 +130,8 @@ def incident_kpis(inc: Incident, episodes: Iterable[AlertEpisode] = ()) -> list[
     if inc.detected is not None:
         firsts.append(inc.detected)
     first_fail = min(firsts) if firsts else None
-    acks = [(a, f"alert acknowledged by {e.get('acknowledged_by') or '?'}")
+    acks = [(a, f"alert {str(e.get('rule')) + ' ' if several else ''}acknowledged by "
+                f"{e.get('acknowledged_by') or '?'}")
             for e in eps if (a := _num(e.get("acknowledged_at"))) is not None]
     inc_ack = acknowledged_at(inc)
     if inc_ack is not None:

@@ -110,7 +110,13 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
     text += "."
     det = kpis["detect"]
     if det.seconds is not None:
-        text += f" The alert fired {elapsed(det.seconds)} after the first failing sample."
+        first = min(eps, key=lambda e: float(e.get("fired_at") or 0.0)) if eps else None
+        if first is None or len(eps) == 1 or first is ep:
+            text += f" The alert fired {elapsed(det.seconds)} after the first failing sample."
+        else:  # the detection is the first alert's, not the one named above
+            text += (f" The first alert, {_md(first.get('rule'), 60)} on "
+                     f"{_md(first.get('target'), 60)}, fired {elapsed(det.seconds)} after "
+                     "the first failing sample.")
     ack = kpis["acknowledge"]
     if ack.seconds is not None:
         text += f" It was acknowledged after {elapsed(ack.seconds)} ({ack.end_what})"
