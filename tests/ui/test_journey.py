@@ -16,6 +16,7 @@ every probe are real.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -358,7 +359,12 @@ def assert_kpis(j: Journey, inc: Any, md: str, *, first_fail: float, fired: floa
     measures = {m.name: m for m in incident_kpis(inc, j.app.runtime.episodes(j.clock()))}
     assert measures["detect"].seconds == pytest.approx(fired - first_fail)
     assert measures["acknowledge"].seconds == pytest.approx(acked - fired)
-    assert measures["acknowledge"].end_what.startswith("alert acknowledged by ")
+    ack = measures["acknowledge"]
+    if len(inc.alerts) > 1:  # which alert fired and which was acknowledged, by name
+        assert ack.start_what.startswith("alert firing (")
+        assert re.fullmatch(r"alert [\w-]+ acknowledged by .+", ack.end_what), ack.end_what
+    else:
+        assert ack.end_what.startswith("alert acknowledged by ")
     assert measures["mitigate"].seconds == pytest.approx(mitigated - fired)
     # users were affected from the first failing sample, not from the firing
     assert measures["impact"].seconds == pytest.approx(recovered - first_fail)

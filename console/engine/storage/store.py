@@ -23,9 +23,10 @@ than its full size, however long the console runs:
   readable while the newest bucket is still open.
 
 Full size: 57.6 KB raw (28.8 KB with constant values) + 71.0 KB of rollups = 128.6 KB per
-series, 25.7 MB for 200 series (``bench/bench_memory.py`` measures it), reached after an hour (raw, 10 s), 24 h
-(1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost 72.6 KB more per series;
-1 h x 7 d costs 6 KB and still answers "uptime over the last 7 days".
+series, 25.7 MB for 200 series (``bench/bench_memory.py`` measures it), reached after an
+hour (raw, 10 s), 24 h (1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost
+72.6 KB more per series; 1 h x 7 d costs 6 KB and still answers "uptime over the last 7
+days".
 
 The 10 s tier keeps an hour, not six (it did: 77.8 KB of a 193.4 KB series). While the raw
 ring holds the hour at 1 s, 10 s rows only matter when raw samples are gone: after a crash
