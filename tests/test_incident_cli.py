@@ -289,3 +289,36 @@ def test_an_empty_data_dir_beside_the_demos_incidents_says_add_demo(
     (data / "journal.jsonl").touch()
     assert main(["incidents", "--json"]) == 0
     assert "--demo" not in capsys.readouterr().err
+
+
+def test_postmortem_prints_the_file_someone_edited_not_a_fresh_draft(
+        built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # `P` writes postmortems/<id>.md beside the journal; once a person edits it, that is
+    # the post-mortem: `postmortem` prints (and -o copies) it, `--draft` makes a new one.
+    from console.engine.incidents.postmortem import write_draft
+
+    journal, _ = built
+    assert main(["postmortem", "INC-A", "--journal", str(journal)]) == 0
+    draft = capsys.readouterr().out
+    path = journal.parent / "postmortems" / "INC-A.md"
+    assert write_draft(path, draft) == (draft, False)
+    # still the draft as written: a fresh one is printed, as before any edit
+    assert main(["postmortem", "INC-A", "--journal", str(journal)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("# Post-mortem: incident A\n")
+    assert "edited" not in out.err
+    edited = draft.replace("## Summary\n", "## Summary\n\nThe cache node ran out of memory.\n")
+    path.write_text(edited, encoding="utf-8")
+    assert main(["postmortem", "INC-A", "--journal", str(journal)]) == 0
+    out = capsys.readouterr()
+    assert out.out == edited
+    assert f"{path} was edited after its draft: printing it as it is" in out.err
+    copy = journal.parent / "copy.md"
+    assert main(["postmortem", "INC-A", "--journal", str(journal), "-o", str(copy)]) == 0
+    assert copy.read_text(encoding="utf-8") == edited
+    assert f"{copy}: post-mortem of INC-A" in capsys.readouterr().out
+    assert main(["postmortem", "INC-A", "--journal", str(journal), "--draft"]) == 0
+    fresh = capsys.readouterr()
+    assert "The cache node ran out of memory." not in fresh.out
+    assert fresh.out.startswith("# Post-mortem: incident A\n")
+    assert path.read_text(encoding="utf-8") == edited  # --draft never touches the file

@@ -149,6 +149,9 @@ def build_parser(command: str | None = ALL, parser: argparse.ArgumentParser | No
                         help="incident id (a unique prefix will do), or `latest`")
         pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
         pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+        pm.add_argument("--draft", action="store_true",
+                        help="a fresh draft even when postmortems/<id>.md beside the journal "
+                             "was edited (by default the edited file is what is printed)")
 
     if want("incidents"):
         inc = sub.add_parser("incidents", help="open incidents from the journal: severity, age, "

@@ -118,7 +118,7 @@ def _changes(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from console.engine.incidents.postmortem import permanent_fixes, render
+    from console.engine.incidents.postmortem import edited_draft, permanent_fixes, render
 
     book = _book(args)
     if book is None:
@@ -132,13 +132,30 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
         print(f"opsconsole postmortem: no incident {args.incident!r} (latest: {known})",
               file=sys.stderr)
         return EXIT_PROBLEM
-    now = time.time()
-    episodes, notifications = _sources(args, now)
-    text = render(inc, now=now, episodes=episodes, notifications=notifications,
-                  permanent_fixes=permanent_fixes(inc), changes=_changes(args))
+    # The console's `P` writes postmortems/<id>.md beside the journal and keeps it once
+    # someone edits it: that file is the post-mortem, not a fresh draft (a walk's
+    # `postmortem latest > pm.md` lost the summary just written on the incident screen).
+    written = _journal_path(args).parent / "postmortems" / f"{inc.id}.md"
+    text = None
+    if not getattr(args, "draft", False):
+        try:
+            text = edited_draft(written)
+        except OSError as exc:
+            print(f"opsconsole postmortem: {written}: {exc.strerror or exc}; a fresh draft "
+                  "instead", file=sys.stderr)
+    if text is not None:
+        print(f"opsconsole postmortem: {written} was edited after its draft: printing it as "
+              "it is (--draft for a fresh draft)", file=sys.stderr)
+        what = "post-mortem"
+    else:
+        now = time.time()
+        episodes, notifications = _sources(args, now)
+        text = render(inc, now=now, episodes=episodes, notifications=notifications,
+                      permanent_fixes=permanent_fixes(inc), changes=_changes(args))
+        what = "post-mortem draft"
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"{args.output}: post-mortem draft of {inc.id}")
+        print(f"{args.output}: {what} of {inc.id}")
     else:
         sys.stdout.write(text)
     return EXIT_OK

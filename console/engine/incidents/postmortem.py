@@ -358,17 +358,32 @@ def write_draft(path: Path, text: str) -> tuple[str, bool]:
     `.<name>.draft-sha256` keeps the hash of the last draft; a file that differs from it,
     or that has no such mark (hand-made, or from an older console), is someone's and is
     never overwritten. Raises OSError."""
-    mark = path.with_name(f".{path.name}.draft-sha256")
-    if path.exists():
-        current = path.read_bytes()
-        try:
-            last = mark.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            last = ""
-        if hashlib.sha256(current).hexdigest() != last:
-            return current.decode("utf-8", errors="replace"), True
+    edited = edited_draft(path)
+    if edited is not None:
+        return edited, True
+    mark = _mark(path)
     data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(path, data)  # then its mark: a failure between leaves the file kept
     atomic_write(mark, hashlib.sha256(data).hexdigest().encode("ascii"))
     return text, False
+
+
+def _mark(path: Path) -> Path:
+    return path.with_name(f".{path.name}.draft-sha256")
+
+
+def edited_draft(path: Path) -> str | None:
+    """The post-mortem at `path` when someone edited it after its last draft (see
+    `write_draft`), else None (no file, or still the draft as written). Raises OSError."""
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        last = _mark(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        last = ""
+    if hashlib.sha256(current).hexdigest() == last:
+        return None
+    return current.decode("utf-8", errors="replace")
