@@ -337,3 +337,34 @@ async def test_ack_with_comment_esc_does_not_acknowledge() -> None:
         await pilot.pause()
         assert a.state == AlertState.ACKNOWLEDGED
         assert (a.acked_by, a.ack_comment) == ("ana", "")
+
+
+async def test_without_colour_the_highlighted_alert_is_underlined_not_only_bold(
+        monkeypatch: Any) -> None:
+    """NO_COLOR: the list's highlight was bold only, like every FIRING row and inline code,
+    so a walk at 3 a.m. could not tell which alert `a` or `o` would act on."""
+    from themes import CSS_PATHS
+
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    class Styled(Host):
+        CSS_PATH = CSS_PATHS
+
+    app = Styled(service())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        ol = app.screen.query_one(OptionList)
+        ol.focus()
+        await pilot.pause()
+        highlighted = ol.highlighted
+        assert highlighted is not None
+        want = str(ol.get_option_at_index(highlighted).prompt).split()[3]  # the rule's name
+        other = str(ol.get_option_at_index(1 - highlighted).prompt).split()[3]
+        styles: dict[str, bool] = {}
+        for strip in app.screen._compositor.render_strips():  # noqa: SLF001
+            for name in (want, other):
+                if name in strip.text:
+                    styles[name] = any(seg.style is not None and bool(seg.style.underline)
+                                       for seg in strip if name in seg.text)
+        assert styles == {want: True, other: False}
