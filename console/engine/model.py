@@ -95,6 +95,7 @@ class IncidentEntry(TypedDict, total=False):
     # a note's, a handover's, an action's or a status update's words
     text: str
     reason: str  # incident.severity, incident.reopen
+    confirmed: bool  # incident.severity: the severity it had, confirmed
     values: dict[str, float | None]  # incident.snapshot: series -> value
     label: str
     to: str  # incident.handover: the new owner

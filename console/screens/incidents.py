@@ -487,19 +487,22 @@ class IncidentScreen(ListScreen[None]):
         choices = [(s, f"{s} {SEVERITY_HELP[s]}") for s in SEVERITIES]
 
         async def chosen(sev: str | None) -> None:
-            if sev is None or sev == inc.severity:
+            if sev is None:
                 return
+            same = sev == inc.severity  # confirmed: "Determine if P0, P1 or P2" is done too
 
             async def why(reason: str | None) -> None:
                 if reason is None:
-                    self.notify("severity unchanged: say why it changes", timeout=4)
+                    self.notify("severity unchanged: say why it "
+                                f"{'is ' + sev if same else 'changes'}", timeout=4)
                     return
                 await self.desk.severity(inc.id, sev, reason)
-                self.notify(f"severity {sev}", timeout=2)
+                self.notify(f"severity {sev}{' confirmed' if same else ''}", timeout=2)
                 self.redraw()
 
-            self.app.push_screen(TextPrompt(f"Why {inc.severity} → {sev}? (for the "
-                                            "post-mortem)"), why)
+            ask = (f"Why {sev}? (confirms it, for the post-mortem)" if same
+                   else f"Why {inc.severity} → {sev}? (for the post-mortem)")
+            self.app.push_screen(TextPrompt(ask), why)
 
         self.app.push_screen(Choose(f"Severity of {inc.id} (now {inc.severity}):", choices,
                                     current=inc.severity), chosen)

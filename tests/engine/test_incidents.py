@@ -108,6 +108,34 @@ async def test_setting_the_severity_checks_determine_the_severity(tmp_path: Path
         await desk.journal.close()
 
 
+async def test_confirming_the_severity_it_has_checks_determine_the_severity(
+        tmp_path: Path) -> None:
+    """A walk chose P0 for a P0 incident: nothing happened, "Determine if P0, P1 or P2"
+    stayed open and the timeline said nothing. The same severity is a confirmation."""
+    from console.engine.incidents.postmortem import render
+    from console.engine.incidents.timeline import describe_entry
+
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("Checkout failing", "P0")
+        assess = inc.step("assess")
+        assert assess is not None
+        [(i, _)] = [(i, it) for i, it in assess.items("P0") if it.done_by == "severity"]
+        clock.advance(60)
+        await desk.severity(inc.id, "P0", "every payment fails")
+        assert assess.checked[i].ts == clock()
+        assert inc.severity == "P0"
+        assert inc.severity_changes == []  # confirmed, not changed
+        assert describe_entry(inc, inc.timeline[-1])[1] == \
+            "severity confirmed P0: every payment fails"
+        assert "| Severity | P0 |" in render(inc, now=clock())
+        again, _ = await reread(tmp_path / "j.jsonl", desk, clock, inc.id)
+        assert again.step("assess").checked[i].ts == clock()  # type: ignore[union-attr]
+    finally:
+        await desk.journal.close()
+
+
 async def test_incident_lifecycle_due_times_and_overdue(tmp_path: Path) -> None:
     clock = Clock()
     t0 = clock.t

@@ -139,6 +139,17 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert (change["from"], change["to"], change["reason"]) == (
             "P1", "P2", "only the admin page is slow")
         assert change["actor"]  # who
+        # the same severity again is a confirmation (it did nothing): asked why, journaled
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "P2 Medium: non-critical feature degraded"
+                       in screen_text(app), 5, "the severity chooser")
+        await pilot.press("3")
+        await wait_for(pilot, lambda: "Why P2? (confirms it" in screen_text(app), 5,
+                       "why it stays P2")
+        await _type(pilot, "checked: admin only")
+        await wait_for(pilot, lambda: inc.timeline[-1].get("confirmed") is True, 5,
+                       "severity confirmed")
+        assert (inc.severity, len(inc.severity_changes)) == ("P2", 1)
         clock.t = t0 + 1200
         await pilot.press("m")
         await wait_for(pilot, lambda: inc.mitigated_at == t0 + 1200, 5, "mitigated")
@@ -207,7 +218,8 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
     mine = [e for e in j.entries if e.get("incident") == iid]
     assert [e["type"] for e in mine] == [
         "incident.open", "incident.acknowledge", "incident.check", "incident.uncheck",
-        "incident.note", "incident.severity", "incident.mitigate", "incident.resolve",
+        "incident.note", "incident.severity", "incident.severity", "incident.mitigate",
+        "incident.resolve",
         "incident.postmortem", "incident.note", "incident.postmortem", "incident.postmortem"]
     assert mine[0]["title"] == "API [b]5xx[/b] storm"
 

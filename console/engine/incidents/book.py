@@ -385,10 +385,11 @@ class IncidentBook:
 
     def _on_severity(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
         sev = _str(e.get("severity"))
-        if sev in SEVERITIES and sev != inc.severity:
-            inc.severity_changes.append({"ts": ts, "actor": actor, "from": inc.severity,
-                                         "to": sev, "reason": str(e.get("reason") or "")})
-            inc.severity = sev
+        if sev in SEVERITIES:
+            if sev != inc.severity:  # else confirmed as it is: the items below are checked
+                inc.severity_changes.append({"ts": ts, "actor": actor, "from": inc.severity,
+                                             "to": sev, "reason": str(e.get("reason") or "")})
+                inc.severity = sev
             for step in inc.steps:  # items limited to a severity may complete a step now
                 for i, item in enumerate(step.section.items):  # "Determine if P0, P1…"
                     if item.done_by == "severity":
@@ -636,8 +637,14 @@ class IncidentDesk:
         await self._do(NOTE, incident, {"text": text, "section": section, "playbook": playbook})
 
     async def severity(self, incident: str, severity: str, reason: str = "") -> None:
-        """Set the severity (chosen, with why: the post-mortem shows each change)."""
-        await self._do(SEVERITY, incident, {"severity": severity, "reason": reason})
+        """Set the severity (chosen, with why: the post-mortem shows each change). The
+        severity it has already is a confirmation: journaled as one, it checks "Determine
+        if P0, P1 or P2" as a change does (choosing the same one used to do nothing)."""
+        data: IncidentEntry = {"severity": severity, "reason": reason}
+        inc = self.book.get(incident)
+        if inc is not None and inc.severity == severity:
+            data["confirmed"] = True
+        await self._do(SEVERITY, incident, data)
 
     async def attach_runbook(self, incident: str, runbook: str) -> None:
         """Attach (or change) the runbook an incident works through."""

@@ -111,7 +111,8 @@ def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
         return "note", f"note{where}: {text}"
     if t == SEVERITY:
         why = one_line(str(e.get("reason") or ""), 200)
-        return "action", f"severity set to {e.get('severity')}" + (f": {why}" if why else "")
+        did = "confirmed" if e.get("confirmed") else "set to"
+        return "action", f"severity {did} {e.get('severity')}" + (f": {why}" if why else "")
     if t == SNAPSHOT:
         values = e.get("values")
         return "snapshot", "snapshot: " + describe_snapshot(
