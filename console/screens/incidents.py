@@ -160,7 +160,9 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     if status == "overdue":
         tail = f"⚠ OVERDUE by {format_age(now - (inc.due(step) or now))}"
     elif status in ("late", "done"):
-        tail = f"✔ done +{format_age((step.done_at or 0) - inc.started)}" + (
+        from console.engine.incidents.kpis import measured  # rounded, as the header's
+
+        tail = f"✔ done +{measured((step.done_at or 0) - inc.started)}" + (
             " (late)" if status == "late" else "")
         if total and done < total:  # done by its action, not by its items: say which
             # ("Communicate 0/3 ✔ done" read as a contradiction)

@@ -79,3 +79,19 @@ def test_threshold_text_is_one_renderer_for_the_tui_and_the_cli() -> None:
     assert threshold_text(None, 5, lower_is_better=True) == "crit ≥ 5"
     assert threshold_text(None, 5, lower_is_better=True, with_crit=False) == "< 5"
     assert threshold_text(None, None, lower_is_better=True) == ""
+
+
+def test_the_daily_summary_rounds_a_measured_span_as_the_report_does() -> None:
+    """`report --format markdown` said MTTA 1m14s beside the text report's 1m15s: one
+    truncated 74.6 s, the other rounded it."""
+    from console.engine.alerting.summary import bare_summary, summary_markdown
+    from console.engine.incidents.kpis import measured
+
+    d = bare_summary(0.0, 86400.0)
+    d["kpis"] = [{"name": "MTTA (acknowledge)", "key": "mtta_s", "value": 74.6, "unit": "s",
+                  "target": 300.0, "cmp": "<", "met": True}]
+    md = summary_markdown(d)
+    assert measured(74.6) == "1m15s"
+    assert "| MTTA (acknowledge) | 1m15s |" in md
+    d["kpis"][0]["value"] = 8.6  # below 10 s a fraction is kept, as everywhere
+    assert "| MTTA (acknowledge) | 8.6s |" in summary_markdown(d)

@@ -63,7 +63,12 @@ def batched_section(notes: Sequence[Notification]) -> dict[str, Any]:
 
 
 def _dur(v: Any) -> str:
-    return "-" if v is None else format_duration(float(v))
+    """A measured span; from 10 s on, to the nearest second as `opsconsole report` and the
+    post-mortem write it (truncated, the Markdown said MTTA 1m14s beside the text's 1m15s)."""
+    if v is None:
+        return "-"
+    v = float(v)
+    return format_duration(round(v) if abs(v) >= 10 else v)
 
 
 def _kpi_value(k: Mapping[str, Any]) -> str:
