@@ -263,9 +263,18 @@ class OpsConsoleApp(App[None]):
             port=self._demo_port, log_path=str(self.paths.demo_log))
         await self.demo.start()
         pg, redis = await probe_local_services() if self._demo_local else (None, None)
-        self._settings = load_config_text(
-            self.demo.config_toml(postgres_dsn=pg, redis_url=redis), "<demo config>"
-        )
+        text = self.demo.config_toml(postgres_dsn=pg, redis_url=redis)
+        self._settings = load_config_text(text, "<demo config>")
+        # for `opsconsole alerts --demo`; best effort: a data directory that cannot be
+        # written is reported by the journal and the history, which need it far more
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self._keep_demo_config, text)
+
+    def _keep_demo_config(self, text: str) -> None:
+        from console.engine.storage.fileio import atomic_write
+
+        self.paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.paths.demo_config, text.encode("utf-8"))
 
     def _notice(self, level: str, text: str) -> None:
         severity: SeverityLevel = (

@@ -315,3 +315,78 @@ def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None
     r = run("alerts", "--history", "--since", "soon", "--config", str(cfg))
     assert r.returncode == 2
     assert "--since" in r.stderr
+
+
+def test_alerts_lists_the_alerts_of_the_console_that_evaluates_here(tmp_path: Path) -> None:
+    """During a live P0 a walk ran `opsconsole alerts` beside the console and read
+    "pending" (one check here: 1 of the rule's 2 failures) where the console showed FIRING.
+    With a console evaluating the data directory, `alerts` lists that console's alerts."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from console.engine.alerting.statefile import read_state
+    from tests.test_cli import ROOT
+    from tests.test_notify_headless import until
+
+    data = tmp_path / "data"
+    env = {"OPSCONSOLE_DATA_DIR": str(data)}
+    cfg = tmp_path / "c.toml"
+
+    def saved_state() -> str | None:
+        try:
+            state = read_state(data / "alerts.json")
+        except (OSError, ValueError):
+            return None
+        return next((a["state"] for a in (state or {}).get("alerts", [])
+                     if a.get("rule") == "api-down"), None)
+
+    with HookSite() as site:
+        cfg.write_text(webhook_config(site.base))
+        proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless",
+                                 "--config", str(cfg)], cwd=ROOT, env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            site.wait_for("firing")
+            until(lambda: saved_state() == "firing", what="api-down firing in alerts.json")
+            r = run("alerts", "--config", str(cfg), "--json", env=env)
+            assert r.returncode == 1, r.stderr  # a P0 fires
+            doc = json.loads(r.stdout)
+            assert doc["evaluator"]["pid"] == proc.pid
+            assert {(a["rule"], a["target"]): a["state"] for a in doc["alerts"]}[
+                ("api-down", "api")] == "firing"
+            assert "no_data_rules" not in doc  # one check's view, not the console's
+            r = run("alerts", "--config", str(cfg), env=env)
+            assert r.returncode == 1
+            assert r.stdout.startswith(f"alerts evaluated by pid {proc.pid} on ")
+            assert re.search(r"FIRING +P0 api-down +api ", r.stdout), r.stdout
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=15)
+    # nobody evaluates here any more: one check, where api-down needs two failures
+    r = run("alerts", "--config", str(cfg), "--json", env=env)
+    doc = json.loads(r.stdout)
+    assert "evaluator" not in doc
+    assert {(a["rule"], a["target"]): a["state"] for a in doc["alerts"]}[
+        ("api-down", "api")] == "pending"
+
+
+def test_alerts_demo_reads_the_config_the_demo_wrote(tmp_path: Path) -> None:
+    """`alerts --demo` is listed in --help; it said "no config file found"."""
+    data = tmp_path / "data"
+    env = {"OPSCONSOLE_DATA_DIR": str(data)}
+    r = run("alerts", "--demo", env=env)
+    assert r.returncode == 2
+    assert "the demo has not run in " in r.stderr
+    assert "opsconsole demo" in r.stderr
+    world = data / "demo"
+    world.mkdir(parents=True)
+    (world / "demo-config.toml").write_text(
+        '[[targets]]\nname = "api"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n')
+    r = run("alerts", "--demo", env=env)
+    assert r.returncode == 2
+    assert "the demo is not running" in r.stderr
+    r = run("alerts", "--demo", "--history", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "no alert fired in the last 24h" in r.stdout

@@ -42,8 +42,9 @@ def add_parsers(sub: Any) -> None:
     add_promrules(rules_sub)  # rules import / rules export: Prometheus rule files
 
     alerts = sub.add_parser(
-        "alerts", help="check every target once and list the alerts the rules give "
-        "(rules needing several failing samples show as pending)")
+        "alerts", help="the alerts of the console evaluating this data directory (or the "
+        "shared state); with none running, check every target once and list the alerts the "
+        "rules give (rules needing several failing samples show as pending)")
     alerts.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS)
     alerts.add_argument("--json", action="store_true", help="machine-readable output")
     alerts.add_argument("--history", action="store_true",
@@ -107,19 +108,92 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from console.cli.common import load_or_report
 
-    if getattr(args, "history", False) and not getattr(args, "config", None):
+    demo = getattr(args, "demo_world", False) and not getattr(args, "config", None)
+    if getattr(args, "history", False) and not getattr(args, "config", None) and not demo:
         return _history_without_config(args)
-    loaded = load_or_report(args)
-    if loaded is None:
-        return EXIT_CONFIG
-    settings, _ = loaded
+    if demo:
+        demo_settings = _demo_settings(args)
+        if demo_settings is None:
+            return EXIT_CONFIG
+        settings = demo_settings
+    else:
+        loaded = load_or_report(args)
+        if loaded is None:
+            return EXIT_CONFIG
+        settings, _ = loaded
+    paths = data_paths(args, settings)
     if getattr(args, "history", False):
-        return _history(settings, data_paths(args, settings), since=args.since,
-                        as_json=args.json)
+        return _history(settings, paths, since=args.since, as_json=args.json)
+    # A console evaluating this data directory (or the shared state) knows more than one
+    # check can: its `for` timers, rates over two samples. During a live P0 a walk read
+    # "pending" and "no data" here beside the console's FIRING.
+    live = _live_alerts(settings, paths, as_json=args.json)
+    if live is not None:
+        return live
+    if demo:
+        print("opsconsole alerts --demo: the demo is not running (start it with `opsconsole "
+              "demo`); `--history --demo` lists what it recorded", file=sys.stderr)
+        return EXIT_CONFIG
     import asyncio  # here: `build_parser` imports this module for every command
 
     return asyncio.run(_alerts(settings, as_json=args.json,
                                pings=heartbeat_pings(args, settings)))
+
+
+def _demo_settings(args: argparse.Namespace) -> Settings | None:
+    """The running demo's config, as it wrote it in its world (its rules name its alerts)."""
+    from console.cli.common import print_config_error
+    from console.engine.config.loader import load_config
+    from console.engine.errors import ConfigError
+
+    path = data_paths(args).demo_config
+    if not path.is_file():
+        print(f"opsconsole alerts --demo: the demo has not run in {path.parent} (start it "
+              "with `opsconsole demo`)", file=sys.stderr)
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print_config_error(exc)
+        return None
+
+
+def _live_alerts(settings: Settings, paths: DataPaths, *, as_json: bool) -> int | None:
+    """The alerts of the console that evaluates here, printed as `_alerts` prints its own
+    (with who evaluates them); None, printing nothing, when no console does."""
+    import time
+
+    from console.engine.alerting.lifecycle import Alerts
+    from console.engine.alerting.rules import RuleSet
+    from console.engine.alerting.statefile import read_state
+    from console.engine.storage.lease import Lease
+
+    now = time.time()
+    if settings.state.backend == "postgres":
+        snapshot, _, owner = _shared_history(settings, now, now) or (None, [], None)
+        if owner is None:
+            return None
+        where = "the shared alert state"
+    else:
+        owner = Lease(paths.lease).holder()
+        if owner is None:
+            return None
+        where = str(paths.alert_state)
+        try:
+            snapshot = read_state(paths.alert_state)
+        except (OSError, ValueError) as exc:
+            print(f"opsconsole alerts: {where} unreadable ({exc}); checking once instead",
+                  file=sys.stderr)
+            return None
+    alerts = Alerts(settings.alerting)
+    if snapshot is not None:
+        try:
+            alerts.restore(snapshot, RuleSet.from_settings(settings, _advice()).rules)
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"opsconsole alerts: {where} unreadable ({exc}); checking once instead",
+                  file=sys.stderr)
+            return None
+    return _print_alerts(alerts.current(), now, as_json=as_json, evaluator=owner)
 
 
 def _history_without_config(args: argparse.Namespace) -> int:
@@ -245,13 +319,9 @@ def _shared_history(settings: Settings, since: float, now: float
 async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = None) -> int:
     import asyncio
 
-    import orjson
-
-    from console.engine.alerting.lifecycle import AlertEngine, AlertState
+    from console.engine.alerting.lifecycle import AlertEngine
     from console.engine.alerting.rules import RuleSet
     from console.engine.scheduler import Scheduler
-    from console.engine.text.fmt import ALERT_GLYPH
-    from console.engine.text.sanitize import one_line
 
     engine = Scheduler(settings, pings=pings)
     await engine.start(poll=False)
@@ -276,16 +346,36 @@ async def _alerts(settings: Settings, *, as_json: bool, pings: Path | None = Non
         no_data = [(r.name, ruleset.expr(r).metric) for r in ruleset.unmatched(engine.store)]
     finally:
         await engine.stop()
+    return _print_alerts(current, now, as_json=as_json, no_data=no_data, remote=remote)
+
+
+def _print_alerts(current: list[Any], now: float, *, as_json: bool,
+                  evaluator: dict[str, Any] | None = None,
+                  no_data: list[tuple[str, str]] | None = None, remote: Any = None) -> int:
+    """`alerts`' output, from one check here (`no_data` known) or from the console that
+    evaluates (`evaluator`: who); exit 1 while any alert fires."""
+    import orjson
+
+    from console.engine.alerting.lifecycle import AlertState
+    from console.engine.storage.lease import describe_owner
+    from console.engine.text.fmt import ALERT_GLYPH
+    from console.engine.text.sanitize import one_line
+
     firing = any(a.state in (AlertState.FIRING, AlertState.ACKNOWLEDGED) for a in current)
     remote_alerts = remote.alerts() if remote is not None else []
     firing = firing or any(a.firing and not a.silenced for a in remote_alerts)
     if as_json:
-        doc = {"checked_at": now, "alerts": [a.to_json(now) for a in current],
-               "no_data_rules": [{"rule": n, "metric": m} for n, m in no_data]}
+        doc: dict[str, Any] = {"checked_at": now, "alerts": [a.to_json(now) for a in current]}
+        if evaluator is not None:
+            doc["evaluator"] = evaluator
+        else:
+            doc["no_data_rules"] = [{"rule": n, "metric": m} for n, m in no_data or []]
         if remote is not None:
             doc["remote"] = remote.to_json(now)
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
+        if evaluator is not None:
+            print(f"{describe_owner(evaluator)}: its alerts now")
         if not current:
             print("no alerts")
         for a in current:

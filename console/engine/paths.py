@@ -75,6 +75,12 @@ class DataPaths:
         return self.root / "log-errors"
 
     @property
+    def demo_config(self) -> Path:
+        """The config the running demo made for its stack (in its world; `alerts --demo`
+        reads its rules)."""
+        return self.root / "demo-config.toml"
+
+    @property
     def demo_log(self) -> Path:
         """The demo API's winston-style log (written by the running demo, in its world)."""
         return self.root / "api-combined.log"

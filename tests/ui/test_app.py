@@ -92,6 +92,11 @@ async def test_board_shows_every_demo_target_and_keys_move_and_open() -> None:
                                  for name in names),
             "every demo target's row shows a state")
         assert f"{len(names)} targets" in text.splitlines()[0]
+        # the config it runs, kept in its world for `opsconsole alerts --demo`
+        from console.engine.config.loader import load_config
+
+        kept = load_config(app.paths.demo_config)
+        assert [t.name for t in kept.targets] == [t.name for t in app.runtime.settings.targets]
 
         last = len(names) - 1
         moves = [("j", 1), ("down", 2), ("k", 1), ("up", 0), ("G", last), ("g", 0),
