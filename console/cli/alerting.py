@@ -163,9 +163,6 @@ def _live_alerts(settings: Settings, paths: DataPaths, *, as_json: bool) -> int 
     (with who evaluates them); None, printing nothing, when no console does."""
     import time
 
-    from console.engine.alerting.lifecycle import Alerts
-    from console.engine.alerting.rules import RuleSet
-    from console.engine.alerting.statefile import read_state
     from console.engine.storage.lease import Lease
 
     now = time.time()
@@ -179,12 +176,17 @@ def _live_alerts(settings: Settings, paths: DataPaths, *, as_json: bool) -> int 
         if owner is None:
             return None
         where = str(paths.alert_state)
+        from console.engine.alerting.statefile import read_state
+
         try:
             snapshot = read_state(paths.alert_state)
         except (OSError, ValueError) as exc:
             print(f"opsconsole alerts: {where} unreadable ({exc}); checking once instead",
                   file=sys.stderr)
             return None
+    from console.engine.alerting.lifecycle import Alerts
+    from console.engine.alerting.rules import RuleSet
+
     alerts = Alerts(settings.alerting)
     if snapshot is not None:
         try:
