@@ -212,3 +212,30 @@ def test_reports_see_an_alert_that_fired_after_the_last_whole_snapshot(
     episodes, _ = read_sources(DataPaths(tmp_path), now=clock.t)
     ongoing = [(e["rule"], e["target"]) for e in episodes if e.get("ongoing")]
     assert ongoing == [("api-down", "api")]
+
+
+def test_the_daily_summary_counts_alerts_still_firing_without_a_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`report --demo --format markdown` said "No alert fired" beside six firing: its
+    summary read open alerts through the config's rules (there was none) and from the
+    snapshot alone. It reads them as `report` does: snapshot plus changes, no rules."""
+    from console.cli import main
+
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 1.0)
+    svc.save(full=False)  # the whole snapshot: nothing firing
+    sample(svc, clock, 0.0)  # api-down fires, saved as a change only
+    svc.alerts.ack("api-down", "api", "ana")
+    svc.save(full=False)
+    assert changes_path(tmp_path / "alerts.json").exists()
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OPSCONSOLE_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setattr("time.time", lambda: clock.t + 60)
+    assert main(["report", "--since", "1d", "--format", "json"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    p0 = next(r for r in doc["alerts"]["by_severity"] if r["severity"] == "P0")
+    assert (p0["episodes"], p0["acknowledged"], p0["ongoing"]) == (1, 1, 1)
+    assert main(["report", "--since", "1d", "--format", "markdown"]) == 0
+    assert "| P0 | 1 | 1 | 0 | 1 |" in capsys.readouterr().out
