@@ -96,6 +96,7 @@ class IncidentEntry(TypedDict, total=False):
     text: str
     reason: str  # incident.severity, incident.reopen
     confirmed: bool  # incident.severity: the severity it had, confirmed
+    draft: bool  # incident.postmortem: the draft written, not yet the post-mortem
     values: dict[str, float | None]  # incident.snapshot: series -> value
     label: str
     to: str  # incident.handover: the new owner

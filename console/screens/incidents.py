@@ -173,6 +173,9 @@ def step_line(inc: Incident, step: StepState, now: float, is_next: bool) -> str:
     else:
         left = inc.remaining(step, now)
         tail = f"due in {format_age(left)}" if left is not None else ""
+    if step.id == "postmortem" and status not in ("late", "done") \
+            and inc.postmortem_drafted_at is not None:
+        tail = "draft written: edit it, then P" + (f" · {tail}" if tail else "")
     count = f"{done}/{total}" if total else ""
     return "  ".join(x for x in (head, count, tail) if x)
 
@@ -692,9 +695,10 @@ class IncidentScreen(ListScreen[None]):
             self.redraw()
 
     async def action_postmortem(self) -> None:
-        """Write the post-mortem draft next to the journal, tick the post-mortem step and
-        show the file. The draft is written again on every `P` (with what happened since)
-        until someone edits the file: then it is kept as they left it."""
+        """Write the post-mortem draft next to the journal and show the file. The draft is
+        written again on every `P` (with what happened since) until someone edits the file:
+        then it is kept as they left it, and the post-mortem step is done (a draft is
+        prompts, not a post-mortem)."""
         inc = self.incident
         if inc is None or self._refused("write the post-mortem"):
             return
@@ -703,16 +707,19 @@ class IncidentScreen(ListScreen[None]):
         path = self.desk.journal.path.parent / "postmortems" / f"{inc.id}.md"
         try:
             shown, edited = await asyncio.to_thread(write_draft, path, await self._draft(inc))
-            await self.desk.postmortem_done(inc.id)
-            if not edited:  # again, now that the step it lists is done
-                shown, edited = await asyncio.to_thread(write_draft, path,
-                                                        await self._draft(inc))
+            if edited and inc.postmortem_at is None:
+                await self.desk.postmortem_done(inc.id)
+            elif not edited and inc.postmortem_drafted_at is None:
+                await self.desk.postmortem_drafted(inc.id)
         except OSError as exc:
             self.notify(f"cannot write the draft: {exc}", severity="error", markup=False)
             return
         if edited:
-            self.notify(f"{path.name} was edited after its draft: kept as it is",
-                        markup=False, timeout=5)
+            self.notify(f"{path.name} was edited after its draft: kept as it is; the "
+                        "post-mortem step is done", markup=False, timeout=5)
+        else:
+            self.notify(f"draft written to {path}: fill in its prompts, then P again marks "
+                        "the post-mortem done", markup=False, timeout=8)
         self.redraw()
         # read it here, whole (the file is the one to edit and send)
         from console.screens.document import DocumentScreen

@@ -161,7 +161,8 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         # the post-mortem draft, from the same journal
         clock.t = t0 + 3600
         await pilot.press("P")
-        await wait_for(pilot, lambda: inc.postmortem_at == t0 + 3600, 5, "post-mortem")
+        await wait_for(pilot, lambda: inc.postmortem_drafted_at == t0 + 3600, 5, "draft")
+        assert inc.postmortem_at is None  # prompts to fill in: the step stays open
         draft = Path(os.environ["OPSCONSOLE_DATA_DIR"]) / "postmortems" / f"{inc.id}.md"
         md = draft.read_text()
         assert md.startswith("# Post-mortem: API [b]5xx[/b] storm")
@@ -174,14 +175,15 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert ": only the admin page is slow)" in md
         assert "error rate 62 %" in md
         assert "## Root cause" in md
-        assert inc.step_status(inc.step("postmortem"), clock()) == "done"
+        assert inc.step_status(inc.step("postmortem"), clock()) != "done"
         # shown whole in the console, as written (markup-looking text stays text)
         from console.screens.document import DocumentScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, DocumentScreen), 5, "shown")
         assert "# Post-mortem: API [b]5xx[/b] storm" in screen_text(app)
-        # the draft lists its own step as done (it said "not done" while the CLI said done)
-        assert re.search(r"^\| Post-mortem \| < 24 h \| .* \| on time \|$", md, re.M), md
+        # the draft lists its own step as still to do, as the CLI's draft does
+        assert re.search(r"^\| Post-mortem \| < 24 h \| - \| .*$", md, re.M), md
+        assert any("fill in its prompts, then P" in str(n.message) for n in app._notifications)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
         # a note after the draft: the next `P` writes the draft again, with it (the draft
@@ -203,6 +205,8 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         assert draft.read_text() == edited
         assert "The pool." in app.screen.text  # type: ignore[attr-defined]
         assert any("edited after its draft" in str(n.message) for n in app._notifications)
+        assert inc.postmortem_at == clock()  # written: the step is done
+        assert inc.step_status(inc.step("postmortem"), clock()) == "done"
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5, "incident")
         await pilot.press("escape")
@@ -220,7 +224,7 @@ async def test_incident_from_open_to_resolved(tmp_path: Path, ui_env: None) -> N
         "incident.open", "incident.acknowledge", "incident.check", "incident.uncheck",
         "incident.note", "incident.severity", "incident.severity", "incident.mitigate",
         "incident.resolve",
-        "incident.postmortem", "incident.note", "incident.postmortem", "incident.postmortem"]
+        "incident.postmortem", "incident.note", "incident.postmortem"]
     assert mine[0]["title"] == "API [b]5xx[/b] storm"
 
 

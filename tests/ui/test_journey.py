@@ -334,7 +334,8 @@ async def resolve_and_write_postmortem(j: Journey, inc: Any, mitigate_at: float,
     await wait_for(j.pilot, lambda: inc.resolved_at == resolve_at, 5, "resolved")
     j.clock.t = pm_at
     await j.press("P")
-    await wait_for(j.pilot, lambda: inc.postmortem_at == pm_at, 10, "post-mortem written")
+    await wait_for(j.pilot, lambda: inc.postmortem_drafted_at == pm_at, 10, "draft written")
+    assert inc.postmortem_at is None  # a draft of prompts is not the post-mortem yet
     path = app.paths.journal.parent / "postmortems" / f"{inc.id}.md"
     # read whole in the console, scrolled by the keys, then back to the incident
     from textual.containers import VerticalScroll
@@ -348,6 +349,13 @@ async def resolve_and_write_postmortem(j: Journey, inc: Any, mitigate_at: float,
     assert body.scroll_y == body.max_scroll_y > 0
     await j.press("g")
     assert body.scroll_y == 0
+    await j.back_to(IncidentScreen)
+    # the engineer fills in the root cause; `P` again: now the post-mortem is written
+    path.write_text(path.read_text().replace(
+        "## Root cause\n", "## Root cause\n\nThe dependency ran out of memory.\n", 1))
+    await j.press("P")
+    await wait_for(j.pilot, lambda: inc.postmortem_at == pm_at, 10, "post-mortem written")
+    await j.screen(DocumentScreen, "the post-mortem as edited")
     await j.back_to(IncidentScreen)
     return path.read_text()
 
@@ -494,7 +502,11 @@ async def test_slow_performance_from_fault_to_postmortem(tmp_path: Path) -> None
         # severity chosen, with why (kept for the post-mortem)
         await j.press("s")
         await wait_for(pilot, lambda: "P2 Medium" in screen_text(app), 5, "chooser")
-        await j.press("2")  # P1 again: nothing changes
+        await j.press("2")  # P1 again: confirmed, with why (no change)
+        await wait_for(pilot, lambda: "Why P1? (confirms it" in screen_text(app), 5, "why")
+        await j.press(*"users see it", "enter")
+        await wait_for(pilot, lambda: inc.timeline[-1].get("confirmed") is True, 5,
+                       "severity confirmed")
         assert inc.severity_changes == []
         stack.clear("latency_spike")
         resolved = await j.until_resolved("latency-p95-slow", "api-metrics", rounds=6)

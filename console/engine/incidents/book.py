@@ -139,7 +139,8 @@ class Incident:
     acknowledged_at: float | None = None
     mitigated_at: float | None = None
     resolved_at: float | None = None
-    postmortem_at: float | None = None
+    postmortem_at: float | None = None  # written: its draft edited by someone
+    postmortem_drafted_at: float | None = None  # the console's draft, with its prompts
     false_positive: bool = False
     playbooks: list[str] = field(default_factory=list)
     steps: list[StepState] = field(default_factory=list)
@@ -436,6 +437,13 @@ class IncidentBook:
 
     def _on_postmortem(self, inc: Incident, e: IncidentEntry, ts: float,
                        actor: str) -> None:
+        """A draft written (``draft``) leaves the step open: a walk's "6/6" stood beside a
+        file of italic prompts. The post-mortem is written once someone edited the draft
+        (an entry without ``draft``, as every entry before drafts were told apart)."""
+        if e.get("draft") is True:
+            if inc.postmortem_drafted_at is None:
+                inc.postmortem_drafted_at = ts
+            return
         self._action(inc, "postmortem_at", POSTMORTEM, ts, actor)
 
     def _on_runbook(self, inc: Incident, e: IncidentEntry, ts: float, actor: str) -> None:
@@ -679,7 +687,12 @@ class IncidentDesk:
         await self._do(FALSE_POSITIVE, incident, {"value": value})
 
     async def postmortem_done(self, incident: str) -> None:
+        """The post-mortem is written (its draft was edited): the step is done."""
         await self._do(POSTMORTEM, incident)
+
+    async def postmortem_drafted(self, incident: str) -> None:
+        """The console wrote the draft; the step stays open until someone fills it in."""
+        await self._do(POSTMORTEM, incident, {"draft": True})
 
     async def status_update(self, incident: str, text: str, *,
                             user_facing: bool | None = None,

@@ -136,7 +136,8 @@ def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
         return "action", ("marked false positive" if e.get("value", True)
                           else "unmarked false positive")
     if t == POSTMORTEM:
-        return "action", "post-mortem draft written"
+        return "action", ("post-mortem draft written" if e.get("draft") is True
+                          else "post-mortem written (its draft edited)")
     if t == STATUS:
         who = " (user-facing)" if e.get("user_facing") else ""
         routes = e.get("routes")
