@@ -5,10 +5,16 @@ target) once a second and redraws only when new lines came or the query changed.
 e errors (last hour), m errors by message, s slow requests, w failed Stripe webhooks,
 c all lines, `/` a filter in the query language, t the next log target, Enter the line's
 JSON pretty-printed. Every text from the file is sanitised and shown as plain Content.
+
+A query whose time window reaches past the lines held (2,000: 11 s of the demo's traffic)
+is answered from the file itself, as `opsconsole logs` answers it (`search_file`: it seeks
+to the window's start), in a thread, again every FILE_EVERY_S while it stays open.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +27,7 @@ from textual.content import Content
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.engine.logs.query import LogQuery, parse_query, search_lines
+from console.engine.logs.query import LogQuery, SearchResult, parse_query, search_lines
 from console.engine.logs.tail import LogLine
 from console.engine.text.fmt import format_target
 from console.engine.text.sanitize import clean, one_line
@@ -29,6 +35,8 @@ from console.screens.base import ConsoleModal, ConsoleScreen
 from widgets.key_footer import KeyFooter
 
 SHOWN = 500  # rows in the list: the latest matches
+FILE_EVERY_S = 10.0
+"""How often a query the held lines cannot answer searches the file again."""
 KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}
 
 
@@ -78,8 +86,16 @@ class LineDetail(ConsoleModal[None]):
         self.dismiss(None)
 
 
+def covers(q: LogQuery | None, lines: Sequence[LogLine], now: float, held: int) -> bool:
+    """Whether the `held` lines (the probe's ring, full) answer `q`'s time window."""
+    if q is None or q.since is None:
+        return True
+    oldest = next((ln.ts for ln in lines if ln.ts is not None), None)
+    return not (held and len(lines) >= held and oldest is not None and now - oldest < q.since)
+
+
 def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held: int,
-                 *, demo: bool = False) -> str:
+                 *, demo: bool = False, from_file: bool = False) -> str:
     """What the screen searched: the query and its window. The screen holds only the last
     `held` lines; when those cover less than the window (a runbook's "errors in the last
     hour" on a busy log) it says how much they cover, and that `opsconsole logs` reads the
@@ -89,8 +105,10 @@ def window_label(q: LogQuery | None, lines: Sequence[LogLine], now: float, held:
     if q is None or q.since is None:
         return label
     label += f" (last {format_target(q.since)}"
+    if from_file:
+        return label + ", from the file)"
     oldest = next((ln.ts for ln in lines if ln.ts is not None), None)
-    if held and len(lines) >= held and oldest is not None and now - oldest < q.since:
+    if not covers(q, lines, now, held) and oldest is not None:
         label += (f"; the {len(lines)} lines held cover {format_target(max(now - oldest, 0))}"
                   f": `opsconsole logs{' --demo' if demo else ''}` reads the whole file")
     return label + ")"
@@ -131,6 +149,12 @@ class LogsScreen(ConsoleScreen[None]):
         self._initial = (query, window)
         self._drawn: tuple[Any, ...] | None = None
         self._rows: list[LogLine] = []
+        # A window the held lines do not cover (a runbook's "last hour" on a busy log: the
+        # demo's 2,000 lines were 11 s) is searched in the file itself, as `opsconsole logs`
+        # does, in a thread, at most every FILE_EVERY_S: (target, query, when, result).
+        self._file: tuple[str, LogQuery, float, SearchResult | None] | None = None
+        self._file_problem: str | None = None
+        self._searching: asyncio.Task[None] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -173,26 +197,32 @@ class LogsScreen(ConsoleScreen[None]):
             self._rows = []
             return
         lines = list(probe.recent)
-        label = window_label(q, lines, self._now(), probe.recent.maxlen or 0,
-                             demo=bool(getattr(self.app, "demo_mode", False)))
+        now = self._now()
+        held = probe.recent.maxlen or 0
+        found = self._file_result(probe, q, lines, now, held)
+        label = window_label(q, lines, now, held,
+                             demo=bool(getattr(self.app, "demo_mode", False)),
+                             from_file=found is not None)
         at_end = ol.highlighted is None or ol.highlighted >= ol.option_count - 1
         keep = ol.highlighted
         ol.clear_options()
+        scope = (f"{found.scanned} lines of the file" if found is not None
+                 else f"the last {len(lines)} lines")
         if q is not None and q.group_by:
-            res = search_lines(lines, q, now=self._now())
+            res = found or search_lines(lines, q, now=now)
             groups = res.sorted_groups()
             self._rows = []
             ol.add_options([Option(Content(one_line(f"{n:>7}  {k}", 76)), id=f"g{i}")
                             for i, (k, n) in enumerate(groups)])
             self._title(f"Logs · {one_line(self.target, 30)} · {label} · {res.matched} in "
-                        f"{len(groups)} groups of the last {len(lines)} lines")
+                        f"{len(groups)} groups of {scope}")
             if groups:
                 ol.highlighted = 0 if keep is None else min(keep, len(groups) - 1)
             return
         if q is not None:
-            res = search_lines(lines, q, now=self._now(), limit=SHOWN)
+            res = found or search_lines(lines, q, now=now, limit=SHOWN)
             rows = list(res.matches)
-            summary = f"{res.matched} of the last {len(lines)} lines"
+            summary = f"{res.matched} of {scope}"
         else:
             rows = lines[-SHOWN:]
             summary = f"{len(lines)} recent lines"
@@ -204,6 +234,41 @@ class LogsScreen(ConsoleScreen[None]):
         if rows:  # follow the tail while the cursor sits on the last row
             ol.highlighted = len(rows) - 1 if at_end or keep is None else min(keep,
                                                                                len(rows) - 1)
+
+    def _file_result(self, probe: Any, q: LogQuery | None, lines: Sequence[LogLine],
+                     now: float, held: int) -> SearchResult | None:
+        """The file's answer to `q` when the held lines cannot give it (None otherwise, or
+        until the first search is done); starts a search when none is fresh."""
+        path = getattr(getattr(probe, "target", None), "path", None)
+        if q is None or covers(q, lines, now, held) or not path:
+            return None
+        have = self._file
+        result, age = None, math.inf
+        if have is not None and have[0] == self.target and have[1] == q:
+            result, age = have[3], now - have[2]
+        if age >= FILE_EVERY_S and self._searching is None:
+            self._searching = asyncio.create_task(self._search_file(str(path), q, now))
+        return result
+
+    async def _search_file(self, path: str, q: LogQuery, now: float) -> None:
+        from console.engine.logs.query import search_file
+
+        target = self.target
+        res: SearchResult | None = None
+        try:
+            res = await asyncio.to_thread(search_file, path, q, now=now, limit=SHOWN)
+        except OSError as exc:  # said once; the held lines answer meanwhile
+            problem = f"cannot search {path}: {exc.strerror or exc}"
+            if problem != self._file_problem:
+                self.notify(problem, severity="warning", markup=False, timeout=5)
+            self._file_problem = problem
+        finally:
+            self._searching = None
+        if self.is_mounted:
+            self._file = (target, q, now, res)
+            if res is not None:
+                self._file_problem = None
+                self.redraw(force=True)
 
     def _title(self, text: str) -> None:
         self.query_one("#logs-title", Static).update(

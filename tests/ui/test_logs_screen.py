@@ -130,3 +130,44 @@ def test_a_window_longer_than_the_lines_held_says_what_they_cover() -> None:
     assert window_label(q, quiet, now, 2000) == "query: level=error (last 1 h)"
     assert window_label(None, busy, now, 2000) == "all lines"
     assert window_label(parse_query("level=error"), busy, now, 2000) == "query: level=error"
+
+
+async def test_a_window_the_held_lines_miss_is_searched_in_the_file(tmp_path: Path) -> None:
+    """A runbook's `logs:stripe-failed?window=1h` on the demo showed 11 s of lines: the
+    errors of the incident's start were in the file, not in the 2,000 lines held. The
+    screen now searches the file for such a window, as `opsconsole logs` does."""
+    from console.engine.probes.log import RING
+    from tests.ui.apptools import wait_for
+
+    def at(ago: float, level: str, message: str) -> str:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - ago))
+        return json.dumps({"level": level, "message": message, "timestamp": t}) + "\n"
+
+    p = tmp_path / "combined.log"
+    p.write_text("")
+    engine = Scheduler(Settings.model_validate({"targets": [
+        {"name": "api-logs", "kind": "log", "path": str(p)}]}))
+    await engine.start(poll=False)
+    try:
+        await engine.check_once()  # following from here, as a console started earlier
+        with p.open("a") as f:
+            for i in range(300):  # the incident's start, 30 min ago
+                f.write(at(1800 - i, "error", f"stripe.webhook.failed #{i}"))
+            for i in range(RING):  # then a busy, healthy log: the last 20 s fill the ring
+                f.write(at(20 - i * 20 / RING, "info", "GET /api/feed"))
+        await engine.check_once()
+        app = Host(engine)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, LogsScreen)
+            await pilot.press("e")  # errors, last hour
+            await wait_for(pilot, lambda: len(rows(app)) == 300, 10, "the file's errors")
+            assert rows(app)[0].endswith("stripe.webhook.failed #0")
+            assert "(last 1 h, from the file)" in title(app)
+            assert f"300 of {300 + RING} lines of the file" in title(app)
+            await pilot.press("c")  # all lines: the held ones, live
+            await pilot.pause()
+            assert len(rows(app)) == 500
+            assert "lines of the file" not in title(app)
+    finally:
+        await engine.stop()
