@@ -35,7 +35,7 @@ from console.screens.base import ConsoleModal, ConsoleScreen
 from widgets.key_footer import KeyFooter
 
 SHOWN = 500  # rows in the list: the latest matches
-FILE_EVERY_S = 10.0
+FILE_EVERY_S = 30.0
 """How often a query the held lines cannot answer searches the file again."""
 KEY_QUERIES = {"e": "errors", "m": "errors-by-message", "s": "slow", "w": "stripe-failed"}
 
