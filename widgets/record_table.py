@@ -34,6 +34,20 @@ class Column:
     fmt: Callable[[Any], str] = fmt_plain
     right: bool = True
     style: Callable[[Any], Style | str] | None = None  # e.g. a threshold colour per value
+    # a name too long for its cell keeps its end ("opst…_orders"), where names sharing a
+    # prefix differ: cut at the end, six tables read "opst_18912_…" at 80 columns
+    keep_end: bool = False
+
+
+def fit_text(text: str, width: int, *, keep_end: bool = False) -> str:
+    """`text` in `width` cells; with `keep_end`, an ellipsis replaces its middle (a third
+    of the room for the start, the rest for the end), else the cell's own ellipsis cuts
+    its end. Cell widths as `len` (names and queries are ASCII in practice; a wider text
+    is still cut by the cell)."""
+    if not keep_end or len(text) <= width or width < 5:
+        return text
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
@@ -69,6 +83,7 @@ class RecordTable(DataTable[Text]):
         self.records: list[dict[str, Any]] = []  # shown, in order
         self._source: list[dict[str, Any]] = []
         self._fitted = 0
+        self._fill = 12
 
     def configure(self, columns: Sequence[Column], sort_index: int, reverse: bool) -> None:
         """New columns (another section): widths fitted to the table's width."""
@@ -84,6 +99,7 @@ class RecordTable(DataTable[Text]):
         fixed = sum((c.width or 0) + 2 for c in self.columns_spec) + 2
         fill = max(12, width - fixed - 2)
         self._fitted = width
+        self._fill = fill
         for c in self.columns_spec:
             self.add_column(Text(c.label, justify="right" if c.right else "left"),
                             key=c.key, width=c.width or fill)
@@ -107,7 +123,9 @@ class RecordTable(DataTable[Text]):
         keep = self.cursor_row
         self.clear()
         for i, r in enumerate(rows):
-            self.add_row(*(Text(one_line(c.fmt(r.get(c.key)), 1000), no_wrap=True,
+            self.add_row(*(Text(fit_text(one_line(c.fmt(r.get(c.key)), 1000),
+                                         c.width or self._fill, keep_end=c.keep_end),
+                                no_wrap=True,
                                 overflow="ellipsis", justify="right" if c.right else "left",
                                 style=c.style(r.get(c.key)) if c.style else "")
                            for c in cols), key=str(i))

@@ -205,7 +205,7 @@ SECTIONS: dict[str, tuple[str, Extract, tuple[Column, ...]]] = {
         Column("query", "query", None, _text, False),
     )),
     "tables": ("Tables", _tables, (
-        Column("table", "table", None, _text, False),
+        Column("table", "table", None, _text, False, keep_end=True),
         Column("total_bytes", "total", 10, _bytes),
         Column("live_rows", "live rows", 9),
         Column("dead_pct", "dead %", 6, _pct),
@@ -218,7 +218,7 @@ SECTIONS: dict[str, tuple[str, Extract, tuple[Column, ...]]] = {
     )),
     "indexes": ("Indexes", _indexes, (
         Column("problem", "problem", 9, _text, False),
-        Column("table", "table", 18, _text, False),
+        Column("table", "table", 18, _text, False, keep_end=True),
         Column("idx_scan", "scans", 8),
         Column("bytes", "size", 10, _bytes),
         Column("index", "index(es)", None, _text, False),
@@ -239,7 +239,7 @@ SECTIONS: dict[str, tuple[str, Extract, tuple[Column, ...]]] = {
     )),
     "vacuum": ("Vacuum", _vacuum, (
         Column("pid", "pid", 7, lambda v: f"{v}" if v is not None else "—"),
-        Column("table", "table", None, _text, False),
+        Column("table", "table", None, _text, False, keep_end=True),
         Column("phase", "phase", 20, _text, False),
         Column("scanned_pct", "scanned %", 9, _pct),
         Column("running_s", "running", 8, _age),

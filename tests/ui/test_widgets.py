@@ -1073,3 +1073,31 @@ async def test_key_help_aligns_keys_and_shows_descriptions_literally() -> None:
         await pilot.pause()
         shown = lines(help_)
         assert not any(_controls(line) for line in shown)
+
+
+async def test_record_table_keeps_the_end_of_names_that_share_a_prefix() -> None:
+    """The Tables section at 80 columns read `opst_18912_…` six times: the names differ
+    at their end, which the cell's ellipsis cut."""
+    from console.screens.database import SECTIONS
+    from widgets.record_table import RecordTable, fit_text
+
+    assert fit_text("opst_18912_order_items", 12, keep_end=True) == "ops…er_items"
+    assert fit_text("opst_18912_orders", 12) == "opst_18912_orders"  # the cell cuts it
+    assert fit_text("users", 12, keep_end=True) == "users"
+    names = ["opst_18912_orders", "opst_18912_order_items", "opst_18912_users",
+             "opst_18912_payments", "opst_18912_sessions", "opst_18912_events"]
+    table = RecordTable()
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield table
+
+    async with Host().run_test(size=(80, 24)) as pilot:
+        _, _, columns = SECTIONS["tables"]
+        table.configure(columns, 0, False)
+        table.show([{"table": n, "total_bytes": 8192 * (i + 1)} for i, n in enumerate(names)])
+        await pilot.pause()
+        shown = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert len(set(shown)) == len(names), shown
+        assert all(len(s) <= 12 for s in shown), shown
+        assert {s.split("…")[-1] for s in shown} >= {"2_orders", "er_items", "12_users"}
