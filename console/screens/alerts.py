@@ -77,6 +77,28 @@ def alert_line(a: Alert, now: float, incident: str | None = None) -> str:
             + (" ⚑" if incident else ""))
 
 
+# The state and severity of a row, coloured by how urgent it is: P0 and P1 FIRING rows
+# read like P2 ones (a walk), on any terminal. Theme variables, so 16 colours, NO_COLOR
+# (bold stays) and the light themes follow.
+_URGENCY = {"P0": "bold $status-crit", "P1": "bold $status-crit", "P2": "$status-warn",
+            "P3": "$status-unknown"}
+
+
+def alert_row(a: Alert, now: float, incident: str | None = None) -> Content:
+    """`alert_line` with its state and severity styled: FIRING by severity, pending and
+    no-data muted, acknowledged and silenced as they are."""
+    line = alert_line(a, now, incident)
+    head = len(f"{GLYPH.get(a.state, '  ' + a.state.value)} {a.rule.severity}")
+    style = ""
+    if a.state == AlertState.FIRING and not a.silenced_by:
+        style = _URGENCY.get(a.rule.severity, "")
+    elif a.state in (AlertState.PENDING, AlertState.NODATA):
+        style = "$text-muted"
+    if not style:
+        return Content(line)
+    return Content.assemble((line[:head], style), line[head:])
+
+
 def _clock_time(t: float, now: float) -> str:
     """``14:02`` today, ``11-26 14:02`` before (local time, as operators read clocks)."""
     fmt = "%H:%M" if now - t < 20 * 3600 else "%m-%d %H:%M"
@@ -366,8 +388,8 @@ class AlertsScreen(ListScreen[None]):
             self._draw_recent(ol, now, keep_id)
         else:
             if alerts:
-                ol.add_options([Option(Content(alert_line(a, now, self._incident_of(a))),
-                                       id=a.id) for a in alerts])
+                ol.add_options([Option(alert_row(a, now, self._incident_of(a)), id=a.id)
+                                for a in alerts])
             else:
                 ol.add_option(Option(Content("no alerts: every rule is quiet"), disabled=True))
             active = [x for x in silences if x.active(now)]

@@ -368,3 +368,31 @@ async def test_without_colour_the_highlighted_alert_is_underlined_not_only_bold(
                     styles[name] = any(seg.style is not None and bool(seg.style.underline)
                                        for seg in strip if name in seg.text)
         assert styles == {want: True, other: False}
+
+
+async def test_firing_rows_are_coloured_by_severity_and_pending_ones_muted() -> None:
+    """P0 and P2 FIRING rows looked alike (a walk): the state and severity of a row now
+    carry its urgency, in the theme's status colours (bold, which NO_COLOR keeps)."""
+    from rich.color import Color
+
+    from themes import THEME_VARIABLE_DEFAULTS
+
+    class Themed(Host):
+        def get_theme_variable_defaults(self) -> dict[str, str]:
+            return dict(THEME_VARIABLE_DEFAULTS)
+
+    app = Themed(service())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        heads = {}
+        for strip in app.screen._compositor.render_strips():  # noqa: SLF001
+            for seg in strip:
+                for head in ("✖ FIRING  P0", "◌ pending P1"):
+                    if seg.text.startswith(head):
+                        heads[head] = seg.style
+        crit = Color.parse(THEME_VARIABLE_DEFAULTS["status-crit"])
+        firing, pending = heads["✖ FIRING  P0"], heads["◌ pending P1"]
+        assert firing.bold
+        assert firing.color.triplet == crit.triplet
+        assert not pending.bold
+        assert pending.color.triplet != crit.triplet
