@@ -154,6 +154,8 @@ class LogsScreen(ConsoleScreen[None]):
         # does, in a thread, at most every FILE_EVERY_S: (target, query, when, result).
         self._file: tuple[str, LogQuery, float, SearchResult | None] | None = None
         self._file_problem: str | None = None
+        self._groups: list[tuple[str, int]] = []  # the grouped query's rows
+        self._grouped: LogQuery | None = None  # the grouped query Enter drilled from
         self._searching: asyncio.Task[None] | None = None
 
     def compose(self) -> ComposeResult:
@@ -211,6 +213,7 @@ class LogsScreen(ConsoleScreen[None]):
         if q is not None and q.group_by:
             res = found or search_lines(lines, q, now=now)
             groups = res.sorted_groups()
+            self._groups = groups
             self._rows = []
             ol.add_options([Option(Content(one_line(f"{n:>7}  {k}", 76)), id=f"g{i}")
                             for i, (k, n) in enumerate(groups)])
@@ -278,6 +281,7 @@ class LogsScreen(ConsoleScreen[None]):
     def set_query(self, text: str, *, since: float | None = None) -> bool:
         """Apply a query (or clear it with ""), over the last `since` seconds if given (else
         a ready query's own window); a bad one is reported, the old one kept."""
+        self._grouped = None  # a new query: Esc no longer returns to groups
         if not text.strip():
             self.log_query = None
         else:
@@ -314,10 +318,30 @@ class LogsScreen(ConsoleScreen[None]):
         box.remove_class("-open")
         self.query_one("#logs-list", OptionList).focus()
 
+    def _drill(self, q: LogQuery, index: int) -> None:
+        """Enter on a group ("by message"): its lines, in the same window; Esc comes back
+        to the groups. It did nothing, under a footer that said "Enter JSON"."""
+        import shlex
+
+        from console.engine.logs.query import BUILTIN
+
+        groups = self._groups
+        if not 0 <= index < len(groups) or groups[index][0] == "(other messages)":
+            return
+        base = BUILTIN[q.name].text if q.name in BUILTIN else q.text
+        text = f"{base} {q.group_by}={shlex.quote(groups[index][0])}"
+        if self.set_query(text, since=q.since):
+            self._grouped = q
+
     def action_back(self) -> None:
         box = self.query_one("#logs-filter", Input)
         if box.has_class("-open"):
             self._close_filter()
+            return
+        if self._grouped is not None:  # from a group's lines back to the groups
+            grouped, self._grouped = self._grouped, None
+            self.log_query = grouped
+            self.redraw(force=True)
             return
         initial = self._initial[0]
         opened_with = self.log_query is not None and initial is not None and (
@@ -340,7 +364,9 @@ class LogsScreen(ConsoleScreen[None]):
         self.query_one("#logs-list", OptionList).action_cursor_up()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        if self.log_query is not None and self.log_query.group_by:
+        q = self.log_query
+        if q is not None and q.group_by:
+            self._drill(q, event.option_index)
             return
         i = event.option_index
         if 0 <= i < len(self._rows):

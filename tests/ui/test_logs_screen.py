@@ -65,6 +65,14 @@ async def test_builtin_keys_filter_and_json(tmp_path: Path) -> None:
             assert [r.split(" ", 2)[2] for r in rows(app)][:2] == ["Gemini API failed"] * 2
             await pilot.press("m")
             assert rows(app)[0].split() == ["2", "Gemini", "API", "failed"]
+            await pilot.press("home", "enter")  # the first group's lines, same window
+            await pilot.pause()
+            assert [r.split(" ", 2)[2] for r in rows(app)] == ["Gemini API failed"] * 2
+            assert "level=error message=Gemini API failed" in title(app)
+            await pilot.press("escape")  # back to the groups, not out of the screen
+            await pilot.pause()
+            assert isinstance(app.screen, LogsScreen)
+            assert rows(app)[0].split() == ["2", "Gemini", "API", "failed"]
             await pilot.press("s")
             assert len(rows(app)) == 1
             assert "GET /api/slow (1800 ms)" in rows(app)[0]
