@@ -269,3 +269,22 @@ async def test_with_several_alerts_the_post_mortem_names_which_fired_and_which_w
             "failing sample.") in summary
     assert "(alert payment-webhook-failures acknowledged by root)" in summary
     assert "| Acknowledge | alert firing (dependency-down) " in md
+
+
+async def test_the_timeline_shows_a_checked_item_without_its_markdown_ticks(
+        tmp_path: Path) -> None:
+    """"Update the `#incident` channel" showed its backticks on the timeline."""
+    from console.engine.incidents.timeline import describe_entry
+
+    clock = Clock(T0)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    inc = await desk.open("API errors", "P1")
+    step = inc.step("assess")
+    assert step is not None
+    [i] = [i for i, it in enumerate(step.section.items) if "#incident`" in it.text]
+    await desk.check(inc.id, "assess", i)
+    assert describe_entry(inc, inc.timeline[-1]) == (
+        "checklist", "checked: Assess severity: Update the #incident channel with the "
+                     "assessment")

@@ -92,7 +92,9 @@ def _step_item(inc: Incident, e: IncidentEntry) -> str:
     item = e.get("item")
     if step is None or not isinstance(item, int) or not 0 <= item < len(step.section.items):
         return f"{e.get('section')}#{item}"
-    return f"{step.section.title}: {step.section.items[item].text}"
+    # the playbook's inline code marks (`#incident`) are Markdown, not words: the timeline
+    # showed "Update the `#incident` channel" as typed
+    return f"{step.section.title}: {step.section.items[item].text.replace('`', '')}"
 
 
 def describe_entry(inc: Incident, e: IncidentEntry) -> tuple[str, str]:
