@@ -322,3 +322,23 @@ def test_postmortem_prints_the_file_someone_edited_not_a_fresh_draft(
     assert "The cache node ran out of memory." not in fresh.out
     assert fresh.out.startswith("# Post-mortem: incident A\n")
     assert path.read_text(encoding="utf-8") == edited  # --draft never touches the file
+
+
+def test_incidents_piped_prints_whole_titles(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`opsconsole incidents | grep` cut "Stripe webhooks failing (payments…": a line
+    for a terminal is short, a pipe or a file gets the whole title."""
+    path = tmp_path / "journal.jsonl"
+    title = "Stripe webhooks failing (payments not processing): idempotency store down"
+    now = time.time()
+
+    async def build() -> None:
+        j = Journal(path, clock=Clock(now - 60), actor="ana@bastion")
+        await asyncio.to_thread(j.open)
+        await j.append({"type": "incident.open", "incident": "INC-X", "title": title,
+                        "severity": "P0", "alerts": [], "started": now - 60})
+        await j.close()
+
+    asyncio.run(build())
+    assert main(["incidents", "--journal", str(path)]) == 1  # stdout is captured: no tty
+    assert title in capsys.readouterr().out

@@ -210,13 +210,15 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     elif not rows:
         print("no open incidents" if not args.all else "no incidents")
     else:
+        # a terminal's line is short; a pipe or a file (grep, a ticket) gets the whole title
+        title_len = 60 if sys.stdout.isatty() else 300
         for r in rows:
             nxt = r["next_step"]
             step = "" if nxt is None else f" · next: {one_line(nxt['title'], max_len=40)}" + (
                 " OVERDUE" if nxt["status"] == "overdue" else "")
             print(f"{r['id']}  {r['severity']} {r['state']:<12} {format_age(r['age_s']):>8}  "
                   f"{r['steps_done']}/{r['steps_total']}  "
-                  f"{one_line(r['title'], max_len=60)}{step}")
+                  f"{one_line(r['title'], max_len=title_len)}{step}")
     sys.stdout.flush()
     return EXIT_PROBLEM if any(r["resolved_at"] is None for r in rows) else EXIT_OK
 
