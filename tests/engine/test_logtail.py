@@ -306,3 +306,22 @@ async def test_demo_writes_a_winston_log_the_probe_and_queries_read(tmp_path: Pa
     finally:
         await stack.stop()
     assert not Path(target.path).parent.exists()  # the demo cleans up its log
+
+
+async def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A log target on a FIFO froze the console at "starting…" (an open waiting for a
+    writer, on the event loop): q, Ctrl-C and `check --once` hung. It is refused at once."""
+    import asyncio
+
+    from console.engine.logs.query import parse_query, search_file
+
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    probe = LogProbe(LogTarget(name="logs", path=str(fifo)))
+    r = await asyncio.wait_for(probe.check(), 10)  # the bound is on a hang, not a timing
+    assert r.status == Status.DOWN
+    assert f"{fifo} is not a regular file" in (r.error or "")
+    await probe.aclose()
+    with pytest.raises(IsADirectoryError, match="not a regular file"):
+        await asyncio.wait_for(asyncio.to_thread(search_file, fifo, parse_query("level=error")),
+                               10)

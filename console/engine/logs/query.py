@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from console.engine.logs.tail import MAX_LINE, LogLine, parse_line
+from console.engine.logs.tail import MAX_LINE, LogLine, open_regular, parse_line
 
 __all__ = [
     "BUILTIN",
@@ -351,7 +351,7 @@ def search_file(
     c = _Collector(query, at, limit, max_groups)
     res = c.res
     prefilter = query.prefilter
-    with open(os.path.expanduser(os.fspath(path)), "rb") as f:
+    with open_regular(path) as f:  # a FIFO would block the reader for ever
         size = os.fstat(f.fileno()).st_size
         start = 0
         if query.since is not None and size >= seek_min_bytes:

@@ -171,6 +171,23 @@ def parse_line(raw: bytes | str) -> LogLine:
     )
 
 
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """`path` opened for reading, if it is a regular file; else IsADirectoryError ("is not
+    a regular file"). Opened non-blocking first: a plain open of a named pipe waits for a
+    writer, and a walk's log target on a FIFO froze the console at "starting…" (q and
+    Ctrl-C ignored) and `check --once` until killed. Raises OSError."""
+    fd = os.open(os.path.expanduser(os.fspath(path)),
+                 os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(21, "is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _describe(path: str, exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return f"log file {path} does not exist"
@@ -211,14 +228,14 @@ class LogFollower:
 
     def _open(self) -> None:
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - kept open across reads on purpose
+            f = open_regular(self.path)  # kept open across reads on purpose
+        except IsADirectoryError as exc:
+            raise LogUnavailable(_describe(self.path, exc)) from exc
         except OSError as exc:
             self._from_end = False  # a file that appears later is new: read it whole
             raise LogUnavailable(_describe(self.path, exc)) from exc
         try:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise IsADirectoryError(21, "is not a regular file")
         except OSError as exc:
             f.close()
             raise LogUnavailable(_describe(self.path, exc)) from exc

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections import deque
@@ -36,6 +35,7 @@ from console.engine.logs.tail import (
     LogFollower,
     LogLine,
     LogUnavailable,
+    open_regular,
     parse_line,
 )
 from console.engine.model import CheckResult, Status
@@ -130,7 +130,7 @@ class LogProbe:
         end = self._seed_end
         start = max(0, end - self._seed_bytes)
         try:
-            with open(os.path.expanduser(self.target.path), "rb") as fh:
+            with open_regular(self.target.path) as fh:
                 fh.seek(start)
                 data = fh.read(end - start)
         except OSError:
