@@ -390,3 +390,30 @@ def test_alerts_demo_reads_the_config_the_demo_wrote(tmp_path: Path) -> None:
     r = run("alerts", "--demo", "--history", env=env)
     assert r.returncode == 0, r.stderr
     assert "no alert fired in the last 24h" in r.stdout
+
+
+def test_run_headless_with_its_standard_input_closed_exits_cleanly(tmp_path: Path) -> None:
+    """`opsconsole run --headless <&-` aborted at exit with uvloop's "uv__close: Assertion
+    'fd > STDERR_FILENO' failed" (rc 134): a file it opened had taken fd 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT
+
+    with HookSite() as site:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(webhook_config(site.base))
+        env = {**os.environ, "OPSCONSOLE_DATA_DIR": str(tmp_path / "data")}
+        proc = subprocess.Popen([sys.executable, "-m", "console", "run", "--headless",
+                                 "--config", str(cfg)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: os.close(0))  # noqa: PLW1509 - the point
+        try:
+            assert site.wait_for("firing")["key"] == "api-down/api/firing/1"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Assertion" not in err, err

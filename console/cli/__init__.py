@@ -215,6 +215,21 @@ COMMANDS = {
 }
 
 
+def _standard_fds() -> None:
+    """Standard input, output and error open, on /dev/null if they were closed
+    (`opsconsole run --headless <&-`, a service manager's closed stdin). Left closed, the
+    next file opened takes fd 0: uvloop aborted at exit on that ("uv__close: Assertion
+    'fd > STDERR_FILENO' failed", SIGABRT) and a stray write could land in a data file."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # numpy's OpenBLAS starts a thread per core when numpy is imported (~40 ms of CPU on
     # this machine, in every command that holds metrics); the console does no linear
@@ -226,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # every command that reads a config; the console's config models have no use for
     # one. A value the operator set (a list of plugins to skip) is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _standard_fds()
     words = sys.argv[1:] if argv is None else argv
     parser = _global_parser()
     args = build_parser(command_of(words, parser), parser).parse_args(words)

@@ -77,7 +77,9 @@ def terminal_problem() -> str | None:
     if not out_ok:
         return f"the console draws on a terminal, and its output is not one. {hint}"
     try:
-        fd = sys.stdin.fileno() if sys.stdin is not None else 0
+        if sys.stdin is None:  # closed when Python started (`main` put /dev/null on fd 0)
+            raise ValueError("closed")
+        fd = sys.stdin.fileno()
         mode = os.fstat(fd).st_mode
     except (OSError, ValueError, AttributeError):
         return f"the console reads keys from its input, and it is closed. {hint}"
