@@ -395,3 +395,44 @@ async def test_a_hanging_replica_and_a_dead_prometheus_while_reading(
     assert any("replica 2" in e and "no answer within 1s" in e
                for e in r.errors["Alertmanager team"])
     assert any("connection refused" in e for e in r.errors["Prometheus gone"])
+
+
+async def test_malformed_prometheus_entries_are_left_out_and_said_not_fatal() -> None:
+    """One bad entry among 5,000 firing alerts (`"labels": "oops"`) or a rule with
+    `"duration": "x"` raised out of the read: the Alerts screen said "no alerts" and
+    `opsconsole alerts` printed a traceback. The good ones are shown, the bad counted."""
+    from aiohttp import web
+
+    from tests.promtools import serve
+
+    good = [{"labels": {"alertname": f"Hot{i}", "severity": "P1"}, "state": "firing",
+             "activeAt": "2026-12-07T03:00:00Z", "value": "1"} for i in range(50)]
+    alerts = [*good, {"labels": "oops", "state": "firing"}, "not an object"]
+    groups = [{"name": "g", "rules": [
+        {"type": "alerting", "name": "Hot0", "duration": 60, "query": "x > 1"},
+        {"type": "alerting", "name": "Bad", "duration": "x"}]}, "not a group"]
+
+    async def api(request: web.Request) -> web.Response:
+        data = ({"alerts": alerts} if request.path.endswith("/alerts")
+                else {"groups": groups})
+        return web.json_response({"status": "success", "data": data})
+
+    async with serve({"/api/v1/{what}": api}) as port, HttpClients() as clients:
+        async def factory() -> HttpClients:
+            return clients
+
+        settings = Settings.model_validate({"targets": [{
+            "name": "prom", "kind": "promql", "url": f"http://127.0.0.1:{port}",
+            "alerts": True, "metrics": {"x": "vector(1)"}}]})
+        r = RemoteAlerts(settings, factory)
+        await r.start(poll=False)
+        async with asyncio.timeout(10):
+            await r.refresh()
+    assert sorted(a.name for a in r.alerts()) == sorted(f"Hot{i}" for i in range(50))
+    assert next(a for a in r.alerts() if a.name == "Hot0").for_s == 60
+    errors = r.errors["Prometheus prom"]
+    # (the API client already drops entries that are not objects)
+    assert "alerts: 1 malformed entry left out (AttributeError: 'str' object has no " \
+           "attribute 'items')" in errors
+    assert "rules: 1 malformed entry left out (ValueError: could not convert string to " \
+           "float: 'x')" in errors

@@ -29,9 +29,9 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from console.engine.alerting.alertmanager import (
     Alertmanager,
@@ -47,6 +47,8 @@ from console.engine.config.rules import AlertmanagerConfig
 from console.engine.probes.promapi import PromAPI, PromAPIError, series_key
 from console.engine.text.fmt import format_duration
 from console.engine.text.sanitize import one_line
+
+_T = TypeVar("_T")
 
 __all__ = ["RemoteAlert", "RemoteAlerts", "RemoteError", "RemoteRule"]
 
@@ -349,8 +351,10 @@ class RemoteAlerts:
             if rules_doc.kind != "not_found":
                 errors.append(f"rules: {rules_doc}")
         elif isinstance(rules_doc, list):
-            rules = _rules_of(p.name, rules_doc)
+            rules, bad = _rules_of(p.name, rules_doc)
             p.rules = rules
+            if bad:
+                errors.append(_malformed("rules", bad))
         if isinstance(alerts_doc, PromAPIError):
             if alerts_doc.kind == "not_found":
                 errors.append("this server has no /api/v1/alerts (VictoriaMetrics: its "
@@ -359,7 +363,9 @@ class RemoteAlerts:
                 errors.append(f"alerts: {alerts_doc}")
         elif isinstance(alerts_doc, list):
             for_of = {r.name: r.for_s for r in (rules or p.rules)}
-            p.alerts = [_prom_alert(p.name, d, for_of) for d in alerts_doc]
+            p.alerts, bad = _parsed(alerts_doc, lambda d: _prom_alert(p.name, d, for_of))
+            if bad:
+                errors.append(_malformed("alerts", bad))
         elif isinstance(alerts_doc, BaseException):
             raise alerts_doc
         self._set_errors(f"Prometheus {p.name}", errors)
@@ -648,17 +654,54 @@ def _prom_alert(origin: str, d: dict[str, Any], for_of: dict[str, float]) -> Rem
         value=one_line(str(d.get("value", "")), 40), for_s=for_of.get(name))
 
 
-def _rules_of(origin: str, groups: Sequence[dict[str, Any]]) -> list[RemoteRule]:
-    out = []
+def _parsed(items: Iterable[Any], make: Callable[[Any], _T | None]
+            ) -> tuple[list[_T], list[str]]:
+    """`make` of each item, and why each one it could not read failed. One malformed
+    entry of 5,000 (`"labels": "oops"`) raised out of the whole read: the Alerts screen
+    said "no alerts" and `opsconsole alerts` printed a traceback."""
+    out: list[_T] = []
+    bad: list[str] = []
+    for item in items:
+        try:
+            made = make(item)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            bad.append(f"{type(exc).__name__}: {one_line(str(exc), 80)}")
+            continue
+        if made is not None:
+            out.append(made)
+    return out, bad
+
+
+def _malformed(what: str, bad: Sequence[str]) -> str:
+    n = len(bad)
+    return f"{what}: {n} malformed entr{'y' if n == 1 else 'ies'} left out ({bad[0]})"
+
+
+def _rule_of(origin: str, group: str, r: Any) -> RemoteRule | None:
+    if not isinstance(r, dict):
+        raise TypeError(f"a rule is {type(r).__name__}, not an object")
+    if r.get("type") not in (None, "alerting"):
+        return None
+    return RemoteRule(
+        origin=origin, group=group, name=str(r.get("name", "")),
+        query=str(r.get("query", "")), state=str(r.get("state", "inactive")),
+        for_s=float(r.get("duration") or 0), keep_firing_for_s=float(
+            r.get("keepFiringFor") or 0),
+        health=str(r.get("health", "")), last_error=str(r.get("lastError") or ""),
+        alerts=len(r.get("alerts") or []))
+
+
+def _rules_of(origin: str, groups: Sequence[Any]) -> tuple[list[RemoteRule], list[str]]:
+    """The alerting rules of /api/v1/rules' groups, and why each malformed one was left
+    out (see `_parsed`)."""
+    out: list[RemoteRule] = []
+    bad: list[str] = []
     for g in groups:
-        for r in g.get("rules") or []:
-            if not isinstance(r, dict) or r.get("type") not in (None, "alerting"):
-                continue
-            out.append(RemoteRule(
-                origin=origin, group=str(g.get("name", "")), name=str(r.get("name", "")),
-                query=str(r.get("query", "")), state=str(r.get("state", "inactive")),
-                for_s=float(r.get("duration") or 0), keep_firing_for_s=float(
-                    r.get("keepFiringFor") or 0),
-                health=str(r.get("health", "")), last_error=str(r.get("lastError") or ""),
-                alerts=len(r.get("alerts") or [])))
-    return out
+        if not isinstance(g, dict) or not isinstance(g.get("rules") or [], list):
+            bad.append("a rule group is not an object with a list of rules")
+            continue
+        rules, wrong = _parsed(g.get("rules") or [],
+                               functools.partial(_rule_of, origin, str(g.get("name", ""))))
+        out += rules
+        bad += wrong
+    return out, bad
