@@ -717,3 +717,21 @@ def test_the_registry_of_target_kinds_is_the_one_list_every_other_reads() -> Non
     assert r.details_of("postgres").get("notes") == ["n"] == r.notes
     assert r.details_of("redis") == {}  # another kind's shape is never read into
     assert r.breakdowns is None
+
+
+def test_toml_nested_too_deep_is_a_config_problem_not_a_traceback(tmp_path: Path) -> None:
+    """`x = [[[…]]]` 500 deep: `validate`, `run --headless` and the console printed a
+    RecursionError traceback (exit 1), and a reload into it was ignored without a word."""
+    from console.engine.config.locate import may_share_state
+
+    text = '[[targets]]\nname = "a"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n' \
+           "x = " + "[" * 500 + "]" * 500 + "\n"
+    settings, issues = check_text(text, "deep.toml")
+    assert settings is None
+    assert [i.format() for i in issues] == [
+        "deep.toml: TOML syntax error: arrays or tables nested too deeply"]
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    assert may_share_state(path) is False  # read by every journal command first
+    with pytest.raises(ConfigError):
+        load_config(path)

@@ -24,6 +24,7 @@ from typing import Any, cast
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from console.engine.config.envref import ENV_REF, missing_refs
+from console.engine.config.locate import toml_loads
 from console.engine.config.schema import TARGET_KINDS, Settings
 from console.engine.errors import ConfigError, ConfigIssue
 from console.engine.lang.durations import parse_duration
@@ -96,7 +97,7 @@ def check_text(
     """Parse and validate TOML `text`: (Settings or None, every issue sorted by line)."""
     env = os.environ if env is None else env
     try:
-        data = tomllib.loads(text)
+        data = toml_loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [_syntax_issue(exc, text, filename)]
     loc = locate_keys(text)

@@ -9,8 +9,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from console.engine.errors import ConfigError, ConfigIssue
+
+
+def toml_loads(text: str) -> dict[str, Any]:
+    """`tomllib.loads`, with nesting too deep for Python's stack (`x = [[[…]]]` 500 deep)
+    a TOMLDecodeError like any other bad TOML: it was a RecursionError traceback from
+    `validate`, `run --headless` and the console, and a reload ignored without a word."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError("arrays or tables nested too deeply") from None
 
 APP_NAME = "opsconsole"
 ENV_CONFIG = "OPSCONSOLE_CONFIG"
@@ -60,7 +71,7 @@ def configured_data_dir(path: Path) -> str | None:
     """`[console] data_dir` of the config at `path`, read without validating the rest (None
     if unset or unreadable: the command that needs the whole config reports its problems)."""
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        data = toml_loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return None
     console = data.get("console")
@@ -74,7 +85,7 @@ def may_share_state(path: Path) -> bool:
     without validating the rest: a command that only reads the journal loads and validates
     the whole config (pydantic) only when it may name the shared state."""
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # as the loader reads it
+        data = toml_loads(path.read_bytes().decode("utf-8-sig"))  # as the loader reads it
     except (OSError, ValueError):
         return False
     state = data.get("state", {})

@@ -445,9 +445,9 @@ def default_rules() -> list[Rule]:
 
 
 def load_rules_text(text: str) -> list[Rule]:
-    import tomllib
+    from console.engine.config.locate import toml_loads
 
-    data = tomllib.loads(text)
+    data = toml_loads(text)
     rules = [Rule.model_validate(r) for r in data.get("rules", [])]
     check_unique_names(rules)
     return rules
