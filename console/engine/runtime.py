@@ -371,6 +371,8 @@ class Runtime:
             self.alerting.add_external(self.inbound_alerts)
         for callback in self._listeners.notifications:  # before the first evaluation
             self.alerting.subscribe(callback)
+        self.alerting.on_problem = lambda text: self.set_problem("alert-state", text)
+        self.alerting.on_notice = lambda text: self.notice("error", text)
         await self.alerting.start()
 
     def _make_notifier(self) -> Notifier:

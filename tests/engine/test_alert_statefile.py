@@ -239,3 +239,59 @@ def test_the_daily_summary_counts_alerts_still_firing_without_a_config(
     assert (p0["episodes"], p0["acknowledged"], p0["ongoing"]) == (1, 1, 1)
     assert main(["report", "--since", "1d", "--format", "markdown"]) == 0
     assert "| P0 | 1 | 1 | 0 | 1 |" in capsys.readouterr().out
+
+
+def test_a_damaged_alert_state_is_set_aside_and_said(tmp_path: Path) -> None:
+    """A walk cut alerts.json in half: the console started without a word, its silences
+    and acknowledgements gone, and the next save overwrote the evidence."""
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    sample(svc, clock, 0.0)  # api-down fires
+    svc.alerts.ack("api-down", "api", "ana")
+    svc.save()
+    state = tmp_path / "alerts.json"
+    whole = state.read_bytes()
+    state.write_bytes(whole[: len(whole) // 2])
+    again = owner(tmp_path, clock)
+    said: list[str] = []
+    again.on_notice = said.append
+    assert again.load() == 0
+    [aside] = list(tmp_path.glob("alerts.json.corrupt-*"))
+    assert aside.read_bytes() == whole[: len(whole) // 2]  # kept as found
+    assert not state.exists()
+    assert len(said) == 1
+    assert said[0].startswith(f"alert state {state} unreadable (")
+    assert f"set aside as {aside.name}; alerts, acknowledgements and silences start " \
+           "afresh" in said[0]
+    assert again.alerts.current() == []
+
+
+async def test_an_alert_state_the_disk_refuses_is_a_standing_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a full disk the alert state stopped saving, said only in the log: an ack was
+    lost at the next restart. Now a problem, cleared once a save succeeds."""
+    import errno
+
+    clock = Clock()
+    svc = owner(tmp_path, clock)
+    problems: list[str | None] = []
+    svc.on_problem = problems.append
+    real = svc.write_state
+
+    def full(change: tuple[str, bytes]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(svc, "write_state", full)
+    sample(svc, clock, 0.0)  # api-down fires: a change to save
+    svc._save_soon()  # noqa: SLF001 - the loop's saver, as a transition calls it
+    assert svc._saver is not None  # noqa: SLF001
+    await svc._saver  # noqa: SLF001
+    assert len(problems) == 1
+    assert problems[0] is not None
+    assert problems[0].startswith("alert state not saved (No space left on device)")
+    monkeypatch.setattr(svc, "write_state", real)
+    svc.alerts.ack("api-down", "api", "ana")
+    svc._save_soon()  # noqa: SLF001
+    await svc._saver  # noqa: SLF001
+    assert problems == [problems[0], None]
+    assert read_state(tmp_path / "alerts.json") is not None

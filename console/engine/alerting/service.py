@@ -37,12 +37,13 @@ from console.engine.alerting.history import (
 )
 from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
-from console.engine.alerting.statefile import StateWriter, read_state, signature
+from console.engine.alerting.statefile import StateWriter, changes_path, read_state, signature
 from console.engine.config.rules import Rule
 from console.engine.model import AlertEpisode, CheckResult
 from console.engine.paths import DataPaths
 from console.engine.scheduler import recorded_metrics
 from console.engine.storage.lease import Lease, describe_owner
+from console.engine.text.sanitize import one_line
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class AlertService:
         self._saver: asyncio.Task[None] | None = None  # see _save_soon
         self._save_wanted = False
         self.save_error: str | None = None  # why the last state save failed, if it did
+        # The runtime's: a standing problem while the state cannot be saved, and a notice
+        # for a saved state set aside unreadable (both were only logged: a full disk lost
+        # an acknowledgement at the next restart, a damaged file its silences, unsaid).
+        self.on_problem: Callable[[str | None], None] | None = None
+        self.on_notice: Callable[[str], None] | None = None
         self._applied: list[str] = []  # their ids, saved with the state
         self._health_watched = False
         self.notifier = notifier
@@ -157,10 +163,34 @@ class AlertService:
                 self.writer.start_from(data)
             n = self.alerts.restore(data, self._rules())
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("alert state %s unreadable (%s); starting afresh", self.state_path, exc)
+            self._set_aside(exc)
             return 0
         self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
         return n
+
+    def _set_aside(self, exc: BaseException) -> None:
+        """An unreadable saved state (a damaged file) is renamed aside, as the metric
+        history and the journal are, and said: it was overwritten by the next save, its
+        silences and acknowledgements gone without a word."""
+        assert self.state_path is not None
+        # a restore that failed half-way leaves nothing behind
+        self.core.alerts = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside: list[str] = []
+        for path in (self.state_path, changes_path(self.state_path)):
+            target = path.with_name(f"{path.name}.corrupt-{stamp}")
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    path.rename(target)
+                    aside.append(target.name)
+                except OSError as err:
+                    log.warning("cannot set %s aside: %s", path, err)
+        text = (f"alert state {self.state_path} unreadable ({one_line(str(exc), 120)}): "
+                + (f"set aside as {', '.join(aside)}; " if aside else "")
+                + "alerts, acknowledgements and silences start afresh")
+        log.warning("%s", text)
+        if self.on_notice is not None:
+            self.on_notice(text)
 
     def _state_signature(self) -> tuple[int, int, int, int] | None:
         try:
@@ -238,10 +268,17 @@ class AlertService:
                 if self.save_error is None:
                     log.warning("cannot save the alert state %s (%s); kept in memory, "
                                 "retried every tick", self.state_path, exc)
+                    if self.on_problem is not None:
+                        self.on_problem(
+                            f"alert state not saved ({exc.strerror or exc}): kept in "
+                            "memory and retried; a restart now would lose the "
+                            "acknowledgements and silences since")
                 self.save_error = str(exc)
             else:
                 if self.save_error is not None:
                     log.warning("alert state %s saved again", self.state_path)
+                    if self.on_problem is not None:
+                        self.on_problem(None)
                 self.save_error = None
 
     def save(self, *, full: bool = True) -> None:
