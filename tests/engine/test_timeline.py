@@ -288,3 +288,28 @@ async def test_the_timeline_shows_a_checked_item_without_its_markdown_ticks(
     assert describe_entry(inc, inc.timeline[-1]) == (
         "checklist", "checked: Assess severity: Update the #incident channel with the "
                      "assessment")
+
+
+async def test_an_earlier_episode_over_before_the_incident_is_not_its_origin(
+        tmp_path: Path) -> None:
+    """Redis stopped, came back, stopped again; an incident opened from the second firing
+    and acknowledged 12 s later read "ack 1m44s": its clock started at the first episode,
+    resolved before the incident began."""
+    clock = Clock(T0 + 100)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    inc = await desk.open("Redis down", "P1", alerts=["redis-down/cache"], started=T0 + 92,
+                          episodes=["redis-down/cache/2"])
+    first = episode(key="redis-down/cache/1", rule="redis-down", target="cache", incident=None,
+                    fired_at=T0, first_fail_at=T0 - 2, detect_s=2.0, acknowledged_at=None,
+                    acknowledged_by=None, resolved_at=T0 + 40)
+    second = episode(key="redis-down/cache/2", rule="redis-down", target="cache",
+                     incident=None, fired_at=T0 + 92, first_fail_at=T0 + 90, detect_s=2.0,
+                     acknowledged_at=T0 + 104, acknowledged_by="ana", resolved_at=None,
+                     ongoing=True)
+    m = {x.name: x for x in incident_kpis(inc, [first, second])}
+    assert m["acknowledge"].seconds == 12
+    assert m["detect"].seconds == 2
+    events = timeline(inc, [first, second], [])
+    assert all(e.ts >= T0 + 90 for e in events), [(e.ts - T0, e.text) for e in events]

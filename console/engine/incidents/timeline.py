@@ -68,9 +68,14 @@ def incident_episodes(inc: Incident, episodes: Iterable[AlertEpisode]
     for ep in episodes:
         key = str(ep.get("key", ""))
         fired = _f(ep.get("fired_at"))
+        resolved = _f(ep.get("resolved_at"))
+        # an earlier episode of the same alert, over before the incident began, is not
+        # this incident's: a walk's Redis stopped twice, and the first (resolved) episode
+        # made "ack 1m44s" of an ack 12 s after the second fired
         mine = key in keys or (
             f"{ep.get('rule')}/{ep.get('target')}" in ids and fired is not None
-            and inc.started - SLACK <= fired <= end)
+            and inc.started - SLACK <= fired <= end
+            and (resolved is None or resolved >= inc.started))
         if mine and (key not in out or ep.get("ongoing") is False):
             out[key] = ep
     return sorted(out.values(), key=lambda e: _f(e.get("fired_at")) or 0.0)
