@@ -624,6 +624,12 @@ class Scheduler:
         latest = store.latest(series)
         if latest is None or now - latest[0] > 3 * self._cadence_of(name, panel.metric) + 5:
             return None, series
+        last = self.last_result(name)
+        if last is not None and last.status == Status.DOWN and latest[0] < last.started_at:
+            # the target is down and this value predates it: the walk's "Database size
+            # ✓ ok 8.4 MB" stood for 1½ minutes after PostgreSQL stopped (a slow metric
+            # goes stale only after three of its own, longer, intervals)
+            return None, series
         return latest[1], series
 
     def _selected_series(self, name: str, metric: str) -> str:
@@ -698,7 +704,9 @@ class Scheduler:
         latest = self.store.latest(series)
         bucket = max(self._cadence_of(p.target, p.metric), 1.0)
         stale = latest is None or now - latest[0] > 3 * self._interval_of(p.target) + 5
-        key = (p, latest[0] if latest else None, int(now // bucket), stale)
+        last = self.last_result(p.target)
+        down = last is not None and last.status == Status.DOWN  # see panel_value
+        key = (p, latest[0] if latest else None, int(now // bucket), stale, down)
         cached = self._panel_cache.get(p.key)
         if cached is not None and cached[0] == key:
             return cached[1]

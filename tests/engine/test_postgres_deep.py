@@ -483,6 +483,13 @@ async def test_panels_on_slow_metrics_stay_current_between_slow_runs() -> None:
         assert engine.panel_value(conns, t0 + 60)[0] == 3.0
         assert engine.panel_value(size, t0 + 60 * 3 + 6)[0] is None  # 3 slow runs missed
         assert engine.panel_value(conns, t0 + 60 + 3 * 5 + 6)[0] is None  # 3 checks missed
+        # the server stops: a value from before it went down is no current figure (the
+        # walk's "Database size ✓ ok 8.4 MB" stood for 1½ minutes after PostgreSQL stopped)
+        engine.record(state, CheckResult(target="db", kind="postgres", status=Status.DOWN,
+                                         started_at=t0 + 65, latency_ms=None,
+                                         error="connection refused"))
+        assert engine.panel_value(size, t0 + 66)[0] is None
+        assert engine.panel_views(now=t0 + 66)[0].state == "nodata"
     finally:
         await engine.stop()
 
