@@ -6,6 +6,7 @@ describes shapes and per-field rules so every error in a file is reported at onc
 
 from __future__ import annotations
 
+import collections
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -778,7 +779,8 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Settings:
         names = [t.name for t in self.targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        # counted once (list.count per name made 16,000 targets take 13 s to validate)
+        dupes = sorted(n for n, k in collections.Counter(names).items() if k > 1)
         if dupes:
             raise ValueError(f"target names must be unique; repeated: {', '.join(dupes)}")
         known = set(names)
