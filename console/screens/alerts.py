@@ -161,12 +161,18 @@ def silence_line(s: Silence, now: float) -> str:
     return one_line(text, 76)
 
 
+MAX_SILENCE_S = 90 * 86400.0
+"""A silence forgotten for longer hides a real outage: past this, change the rule."""
+
+
 def parse_silence(text: str) -> tuple[float, str]:
     """`"2h deploy in progress"` → (7200.0, "deploy in progress"); raises ValueError."""
     head, _, reason = text.strip().partition(" ")
     seconds = parse_duration(head)
     if seconds <= 0:
         raise ValueError("the duration must be more than 0")
+    if seconds > MAX_SILENCE_S:  # "99999999999h" read "4166666666d 14h left"
+        raise ValueError("a silence lasts at most 90d; for longer, change or disable the rule")
     if not reason.strip():
         raise ValueError("say why after the duration, e.g. 2h deploy in progress")
     return seconds, reason.strip()
