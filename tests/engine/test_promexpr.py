@@ -336,6 +336,13 @@ def test_parse_scrape_rejects_what_is_not_the_format(body: str) -> None:
         parse_scrape(body, at=0.0)
 
 
+def test_a_malformed_line_is_named_by_its_number() -> None:
+    """A walk's `this is { not valid` read "could not convert string to float: '{'"."""
+    body = "# HELP a x\n# TYPE a gauge\na 1\nthis is { not valid\nb 2\n"
+    with pytest.raises(ValueError, match=r"^not the Prometheus text format: .* \(line 4\)$"):
+        parse_scrape(body, at=0.0)
+
+
 def test_parse_scrape_keeps_only_what_is_needed_but_counts_everything() -> None:
     s = parse_scrape(EXPO, at=1.0, keep={"temp"}.__contains__)
     assert set(s.samples) == {"temp"}

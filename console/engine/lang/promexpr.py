@@ -99,13 +99,15 @@ def parse_scrape(
             text_fd_to_metric_families as om_families,
         )
 
-        families: Iterable[object] = om_families(_Lines(text, cancel))
+        lines = _Lines(text, cancel)
+        families: Iterable[object] = om_families(lines)
     else:
         from prometheus_client.parser import text_fd_to_metric_families
 
+        lines = _Lines(text, cancel)
         # the ignore below: prometheus_client's parser takes a text file; _Lines gives it the lines
         # it reads
-        families = text_fd_to_metric_families(_Lines(text, cancel))  # type: ignore[arg-type]
+        families = text_fd_to_metric_families(lines)  # type: ignore[arg-type]
     scrape = Scrape(at=at)
     samples = scrape.samples
     count = 0
@@ -129,11 +131,12 @@ def parse_scrape(
                     samples.setdefault(name, {})[key] = float(s.value)
     except ScrapeCancelledError:
         raise
-    except ValueError as exc:
-        raise ValueError(_parse_error(exc)) from None
+    except ValueError as exc:  # where: "could not convert string to float: '{'" alone
+        raise ValueError(f"{_parse_error(exc)} (line {lines.at})") from None
     except (TypeError, IndexError, KeyError, AttributeError) as exc:
         # The parser is lax and some garbage reaches these instead of ValueError.
-        raise ValueError(f"not the Prometheus text format ({type(exc).__name__})") from None
+        raise ValueError(f"not the Prometheus text format ({type(exc).__name__}, line "
+                         f"{lines.at})") from None
     scrape.series = count
     return scrape
 
@@ -177,6 +180,12 @@ class _Lines:
 
     def __iter__(self) -> Iterator[str]:
         return self
+
+    @property
+    def at(self) -> int:
+        """The number of the line read last (the parser reads as it goes: where it
+        failed)."""
+        return self._n
 
     def __next__(self) -> str:
         self._n += 1
