@@ -55,6 +55,9 @@ SAVE_EVERY = 60.0  # metric history: a periodic save appends the rows closed sin
 SAVE_RETRY = 30.0  # after a failed save (full or read-only disk)
 NoticeLevel = str  # "information" | "warning" | "error", as Textual's notify() severities
 
+REOPEN_S = 30.0
+"""How often a journal the data directory refused at start is tried again."""
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -255,6 +258,8 @@ class Runtime:
         await self._start_remote()
         if self._incidents:
             await self.open_desk()
+        if self.events is None or (self._incidents and self.desk is None):
+            self._spawn(self._reopen(), "reopen")
         # After the views exist (they get the shared history on connecting); polling has
         # started already, whether or not the state can be reached.
         await self.state.start()
@@ -316,11 +321,21 @@ class Runtime:
         self._tasks.append(asyncio.create_task(coro, name=f"runtime:{name}"))
 
     def _report_io(self, key: str, what: str, exc: BaseException) -> None:
+        self._io_problem(key, what, exc, quiet=False)
+
+    def _io_problem(self, key: str, what: str, exc: BaseException, *, quiet: bool) -> None:
         from console.engine.text.redact import describe_exception
 
         text = f"{what}: {describe_exception(exc)}"
         self.set_problem(key, text)
-        self.notice("error", text)
+        if not quiet:
+            self.notice("error", text)
+
+    def _io_recovered(self, key: str, what: str) -> None:
+        """A file that was unavailable is in use again: its problem goes, and it is said."""
+        if key in self.problems:
+            self.set_problem(key, None)
+            self.notice("information", f"{what} available again")
 
     # -- metric history ----------------------------------------------------------------------
 
@@ -474,25 +489,45 @@ class Runtime:
         """The events journal (followed: the CLI and other consoles write it too) and the
         webhook alerts still open from before a restart. An unusable file is a problem shown,
         never fatal: the console runs without events."""
-        from console.engine.signals.events import EventLog
         from console.engine.signals.inbound import InboundAlerts
 
         playbooks = self.playbooks
         self.inbound_alerts = InboundAlerts(
             clock=self.clock, advice=playbooks.advice if playbooks is not None else None)
         self.inbound_alerts.configure(self.settings.inbound)
+        await self._open_event_log()
+
+    async def _open_event_log(self, *, quiet: bool = False) -> bool:
+        """The events journal; False (the problem set, said once unless `quiet`) if the data
+        directory refuses it."""
+        from console.engine.signals.events import EventLog
+
         events = EventLog(self.paths.events, clock=self.clock)
         try:
             await events.open()
         except OSError as exc:
             events.journal.close_sync()
-            self._report_io("events", f"events journal unavailable ({self.paths.events})", exc)
-            return
+            self._io_problem("events", f"events journal unavailable ({self.paths.events})",
+                             exc, quiet=quiet)
+            return False
         self.events = events
         events.on_event(self._on_events)
+        self._io_recovered("events", "events journal")
         horizon = max((s.resolve_after for s in self.settings.inbound.sources), default=0.0)
-        if horizon:
+        if horizon and self.inbound_alerts is not None:
             self.inbound_alerts.rebuild(events.recent(self.clock() - horizon))
+        return True
+
+    async def _reopen(self) -> None:
+        """Try again, every REOPEN_S, the journals the data directory refused at start: a
+        read-only mount made writable again is taken up, and its problems clear, without a
+        restart (a walk's banners stayed, and `opsconsole event`s stayed off the timeline)."""
+        while self.events is None or (self._incidents and self.desk is None):
+            await asyncio.sleep(REOPEN_S)
+            if self.events is None:
+                await self._open_event_log(quiet=True)
+            if self._incidents and self.desk is None:
+                await self.open_desk(quiet=True)
 
     async def _start_recording(self) -> None:
         """`--record FILE`: results, alert notifications and events from now on, and a
@@ -680,8 +715,9 @@ class Runtime:
         self.playbooks = playbooks
         return playbooks
 
-    async def open_desk(self) -> IncidentDesk | None:
-        """Open the incident journal and playbooks (once); None if the journal is unusable."""
+    async def open_desk(self, *, quiet: bool = False) -> IncidentDesk | None:
+        """Open the incident journal and playbooks (once); None if the journal is unusable
+        (the problem set; said as a notice unless `quiet`)."""
         if self.desk is not None:
             return self.desk
         from console.engine.incidents.book import IncidentBook, IncidentDesk
@@ -690,9 +726,10 @@ class Runtime:
         try:
             journal, report = await self.state.open_journal()
         except OSError as exc:  # an unwritable data dir: say so, never crash the console
-            self._report_io("journal", f"incident journal unavailable ({self.paths.journal})",
-                            exc)
+            self._io_problem("journal", f"incident journal unavailable ({self.paths.journal})",
+                             exc, quiet=quiet)
             return None
+        self._io_recovered("journal", "incident journal")
         if not report.clean:
             self.notice("warning", f"journal: {report.describe()}")
         desk = self.desk = IncidentDesk(journal, IncidentBook(playbooks, clock=self.clock))

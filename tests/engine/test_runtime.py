@@ -147,6 +147,40 @@ async def test_history_save_on_a_full_disk_is_shown_retried_and_recovers(
         await rt.stop()
 
 
+async def test_journals_refused_by_a_read_only_disk_are_taken_up_once_it_is_writable(
+        small_disk: Path, http_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk started on a read-only mount, then remounted it read-write: the "incident
+    journal unavailable" and "events journal unavailable" banners stayed, and events sent
+    with `opsconsole event` stayed off the timeline, until a restart."""
+    import console.engine.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "REOPEN_S", 0.05)
+
+    def remount(mode: str) -> None:
+        done = subprocess.run(["mount", "-o", f"remount,{mode}", str(small_disk)],
+                              capture_output=True, text=True, timeout=10)
+        assert done.returncode == 0, done.stderr
+
+    remount("ro")
+    rt = Runtime(_settings(http_url), DataPaths(small_disk), history=False)
+    await rt.start()
+    try:
+        assert rt.desk is None
+        assert rt.events is None
+        assert "Read-only file system" in rt.problems["journal"]
+        assert "Read-only file system" in rt.problems["events"]
+        remount("rw")
+        async with asyncio.timeout(10):
+            await rt.wait_until(lambda: "journal" not in rt.problems
+                                and "events" not in rt.problems)
+        assert rt.desk is not None
+        assert rt.events is not None
+        inc = await rt.desk.open("API down", "P1")  # incident actions work again
+        assert inc.id in (small_disk / "journal.jsonl").read_text()
+    finally:
+        await rt.stop()
+
+
 # -- reload applies every section --------------------------------------------------------------
 
 
