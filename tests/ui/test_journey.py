@@ -224,6 +224,8 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
     assert any("alert dependency-down/api-health attached (api-health)" in r for r in rows)
     # the cursor stays on its event while the timeline refreshes with a new one (a rebuild
     # put it back on the first row every 2 s, so nobody could read past the first page)
+    await j.press("G", "k")  # a walk: after G, k did not move (↑ did)
+    assert ol.highlighted == ol.option_count - 2
     await j.press("g", "j", "j")
     assert ol.highlighted == 2
     kept = ol.get_option_at_index(2).id
