@@ -320,12 +320,15 @@ class Scheduler:
     async def apply(self, settings: Settings) -> None:
         """Hot reload: restart only targets whose definition changed; keep their history."""
         new = {t.name: t for t in settings.targets}
-        for name in list(self._states):
-            if name not in new:
-                await self._remove(name)
-                for series in self._store.series() if self._store is not None else ():
-                    if series.startswith(f"{name}:"):
-                        self.store.drop(series)
+        gone = {name for name in self._states if name not in new}
+        # removed together, their series dropped in one pass over the store: one removal
+        # and one scan of every series per target made a reload from 4,000 targets to 2
+        # take 13 s here (a walk's 16,000 took minutes, the console deaf to q meanwhile)
+        await asyncio.gather(*(self._remove(name) for name in gone))
+        if gone and self._store is not None:
+            for series in self._store.series():
+                if _of_any(series, gone):
+                    self._store.drop(series)
         self.settings = _with_playbook_dashboards(settings)
         self.own_panel_keys = frozenset(p.key for p in settings.panels)
         self._note_load()
@@ -734,6 +737,17 @@ class Scheduler:
             state=panel_state(value, p), warn=p.warn, crit=p.crit,
             lower_is_better=p.lower_is_better,
         )
+
+
+def _of_any(series: str, names: Container[str]) -> bool:
+    """Whether `series` (``target:metric``) is of one of the targets `names`; a target name
+    may hold a colon itself, so every colon is a candidate end of the name."""
+    i = series.find(":")
+    while i != -1:
+        if series[:i] in names:
+            return True
+        i = series.find(":", i + 1)
+    return False
 
 
 def _window_figures(results: Iterable[CheckResult], now: float

@@ -384,3 +384,22 @@ async def _check_three_in_one_slot(url: str) -> None:
         assert sorted(order[3:]) == ["recorded t0", "recorded t1", "recorded t2"]
     finally:
         await sched.stop()
+
+
+async def test_a_reload_drops_the_series_of_every_removed_target_and_only_theirs() -> None:
+    """Removed together in one pass over the store (a reload from 4,000 targets to 2 took
+    13 s, one scan of every series per removed target); names may hold a colon."""
+    def targets(*names: str) -> str:
+        return "".join(f'[[targets]]\nname = "{n}"\nkind = "http"\n'
+                       f'url = "http://127.0.0.1:9/"\ninterval = "30s"\n' for n in names)
+
+    sched = Scheduler(load_config_text(targets("api", "db:main", "web", "webhooks")))
+    await sched.start(poll=False)
+    try:
+        for series in ("api:up", "db:main:up", "db:main:latency_ms", "web:up", "webhooks:up"):
+            sched.store.record(series, 1_800_000_000.0, 1.0)
+        await sched.apply(load_config_text(targets("api", "webhooks")))
+        assert sorted(sched.store.series()) == ["api:up", "webhooks:up"]
+        assert sorted(sched._states) == ["api", "webhooks"]  # noqa: SLF001
+    finally:
+        await sched.stop()
