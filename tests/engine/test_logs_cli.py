@@ -253,3 +253,18 @@ def test_time_window_seeks_instead_of_reading_everything(tmp_path: Path) -> None
     grouped = search_file(p, parse_query("errors-by-message"), now=NOW, seek_min_bytes=0)
     assert grouped.skipped == 0  # no window: the whole file
     assert sum(c for _, c in grouped.sorted_groups()) == n // 50
+
+
+def test_search_file_reads_at_most_its_tail_when_asked(tmp_path: Path) -> None:
+    """The Logs screen reads a busy file's last 64 MB, from a line's start."""
+    from console.engine.logs.query import parse_query, search_file
+
+    path = tmp_path / "big.log"
+    line = '{"level":"error","message":"boom","timestamp":"2026-12-07T03:00:00Z"}\n'
+    path.write_text(line * 1000)
+    whole = search_file(path, parse_query("level=error"), limit=5)
+    assert (whole.scanned, whole.skipped) == (1000, 0)
+    tail = search_file(path, parse_query("level=error"), limit=5, tail_bytes=len(line) * 10 + 3)
+    assert tail.scanned == 10  # the partly read line is skipped whole
+    assert tail.skipped == len(line) * 990
+    assert tail.matched == 10

@@ -173,6 +173,9 @@ async def test_a_window_the_held_lines_miss_is_searched_in_the_file(tmp_path: Pa
             assert rows(app)[0].endswith("stripe.webhook.failed #0")
             assert "(last 1 h, from the file)" in title(app)
             assert f"300 of {300 + RING} lines of the file" in title(app)
+            await pilot.press("m")  # by message: counted in the file, as the playbook's
+            await wait_for(pilot, lambda: "(the whole file)" in title(app), 10, "grouped")
+            assert f"300 in 300 groups of {300 + RING} lines of the file" in title(app)
             await pilot.press("c")  # all lines: the held ones, live
             await pilot.pause()
             assert len(rows(app)) == 500

@@ -338,14 +338,16 @@ def _window_start(f: IO[bytes], size: int, cutoff: float) -> int:
 def search_file(
     path: str | os.PathLike[str], query: LogQuery, *, now: float | None = None,
     limit: int = 500, max_groups: int = 10_000, seek_min_bytes: int = SEEK_MIN_BYTES,
+    tail_bytes: int | None = None,
 ) -> SearchResult:
     """Stream a file through a query in bounded memory (blocking; raises OSError).
 
     Lines are read one at a time (at most MAX_LINE bytes; the rest of a longer line is
     skipped), a cheap byte test rejects most lines before JSON parsing, and only the latest
     `limit` matches and `max_groups` groups are kept. A query with a time window on a file
-    of `seek_min_bytes` or more starts near the window (`_window_start`), and `skipped`
-    says how many bytes before it were never read.
+    of `seek_min_bytes` or more starts near the window (`_window_start`); `tail_bytes`
+    reads at most the file's last that many bytes (from a line's start); `skipped` says
+    how many bytes before were never read.
     """
     at = time.time() if now is None else now
     c = _Collector(query, at, limit, max_groups)
@@ -356,6 +358,10 @@ def search_file(
         start = 0
         if query.since is not None and size >= seek_min_bytes:
             start = _window_start(f, size, at - query.since)
+        if tail_bytes is not None and size - start > tail_bytes:
+            f.seek(size - tail_bytes)
+            f.readline(MAX_LINE * 4)  # the rest of the line we landed in
+            start = f.tell()
         f.seek(start)
         res.skipped = start
         readline = f.readline
