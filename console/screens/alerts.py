@@ -536,7 +536,27 @@ class AlertsScreen(ListScreen[None]):
         if a is None or self.refuse_if_read_only("acknowledge"):
             return
         acknowledge(self, self.service, a, self.user, comment=comment, now=self._now())
+        if a.state == AlertState.ACKNOWLEDGED:
+            self._ack_incident_of(a)
         self.redraw()
+
+    def _ack_incident_of(self, a: Alert) -> None:
+        """Acknowledging an alert of an open incident that nobody acknowledged acknowledges
+        the incident too: a walk's header said "ack 1m27s ✔" (the alert's) beside its
+        Acknowledge step "⚠ OVERDUE", and the post-mortem "not done". An incident's `a`
+        acknowledges its alerts the same way."""
+        runtime = getattr(self.app, "runtime", None)
+        desk = getattr(runtime, "desk", None)
+        if desk is None or a.fired_at is None:
+            return
+        inc = desk.incident_of(a)
+        if inc is None or inc.acknowledged_at is not None:
+            return
+
+        async def ack() -> None:
+            await desk.acknowledge(inc.id)
+
+        self.run_worker(ack(), group="incident-ack", exit_on_error=False)
 
     def action_ack_comment(self) -> None:
         """A: acknowledge with a comment (what is being done), shown to every console."""

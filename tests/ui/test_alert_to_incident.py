@@ -102,3 +102,41 @@ async def test_bell_rings_once_per_alert_that_starts_firing(tmp_path: Any) -> No
         await pilot.pause(0.6)
         assert firing() is None
         assert len(rings) == 1
+
+
+async def test_acknowledging_an_alert_of_an_open_incident_acknowledges_the_incident() -> None:
+    """A walk acknowledged the alert from the alerts list after opening its incident: the
+    header said "ack 1m27s ✔" beside the Acknowledge step's "⚠ OVERDUE"."""
+    app: Any = demo_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_ready(pilot)
+        app.demo.inject("endpoint_hang")
+
+        def api_down() -> Any:
+            return next((a for a in app.alerting.alerts.current()
+                         if a.rule.name == "api-down" and a.state == AlertState.FIRING), None)
+
+        await wait_for(pilot, api_down, 25.0, "the P0 api-down alert fires")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), 3.0, "alerts open")
+        alert = api_down()
+        screen = app.screen
+        for _ in range(10):
+            if screen.selected() is not None and screen.selected().id == alert.id:
+                break
+            await pilot.press("j")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, IncidentScreen), 5.0, "incident")
+        incident = app.desk.book.get(app.screen.incident_id)
+        assert incident.acknowledged_at is None
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), 5.0, "back")
+        assert app.screen.selected().id == alert.id
+        await pilot.press("a")
+        await wait_for(pilot, lambda: incident.acknowledged_at is not None, 5.0,
+                       "the incident is acknowledged with its alert")
+        assert alert.state == AlertState.ACKNOWLEDGED
+        step = incident.step("acknowledge")
+        assert step is not None
+        assert step.done_at == incident.acknowledged_at
+        app.demo.clear_all()
