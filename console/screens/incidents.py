@@ -190,8 +190,11 @@ def incident_line(inc: Incident, now: float) -> str:
     done, total = inc.progress()
     over = len(inc.overdue(now))
     flag = f" ⚠ {over} overdue" if over else ""
-    title = one_line(inc.title, 32)  # 72 cells with the longest flag and step count
-    return (f"{inc.severity} {title:<32} age {format_age(inc.age(now)):>6} "
+    # 32 cells with the longest flag and step count (72 in all); what the flag leaves, the
+    # title takes ("Stripe webhooks failing (paymen…" beside 40 empty columns)
+    width = 32 + len(" ⚠ 9 overdue") - len(flag)
+    title = one_line(inc.title, width)
+    return (f"{inc.severity} {title:<{width}} age {format_age(inc.age(now)):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 

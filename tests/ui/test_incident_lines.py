@@ -78,3 +78,24 @@ async def test_the_header_rounds_times_as_the_post_mortem_does(tmp_path: Path) -
         assert "| 9s |" in render(inc, now=clock())
     finally:
         await desk.journal.close()
+
+
+async def test_the_incident_list_gives_the_title_the_room_the_overdue_flag_leaves(
+        tmp_path: Path) -> None:
+    """"Stripe webhooks failing (paymen…" stood beside 40 empty columns."""
+    from console.screens.incidents import incident_line
+
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        title = "Stripe webhooks failing (payments not processing)"
+        inc = await desk.open(title, "P0")
+        line = incident_line(inc, clock())
+        assert "Stripe webhooks failing (payments not proce" in line
+        assert len(line) <= 76, line
+        clock.advance(3600)  # now steps are overdue: the flag takes its room back
+        late = incident_line(inc, clock())
+        assert "overdue" in late
+        assert len(late) <= 76, late
+    finally:
+        await desk.journal.close()
