@@ -883,7 +883,7 @@ class TimelineScreen(ListScreen[None]):
         if key == self._key:
             return
         self._key = key
-        from console.engine.incidents.kpis import incident_kpis
+        from console.engine.incidents.kpis import incident_kpis, measured
 
         origin = next((m.start for m in incident_kpis(inc, runtime.episodes(now))
                        if m.name == "acknowledge"), inc.started) or inc.started
@@ -907,7 +907,8 @@ class TimelineScreen(ListScreen[None]):
             seen[oid] = n = seen.get(oid, 0) + 1
             rows.append((f"{oid}|{n}", one_line(
                 # the actor whole, column or not: "alert payment-web…" named two alerts
-                f"{sign}{format_age(abs(rel)):>6} {one_line(ev.actor, 60):<18} {ev.text}",
+                # rounded as the post-mortem's timeline (+11s here beside its +12s)
+                f"{sign}{measured(abs(rel)):>6} {one_line(ev.actor, 60):<18} {ev.text}",
                 360)))
         if not self._shown:
             ol.clear_options()  # "no events yet"

@@ -269,6 +269,7 @@ async def test_with_several_alerts_the_post_mortem_names_which_fired_and_which_w
             "failing sample.") in summary
     assert "(alert payment-webhook-failures acknowledged by root)" in summary
     assert "| Acknowledge | alert firing (dependency-down) " in md
+    assert "| Status | open for 8m20s |" in md  # not "open (open) for"
 
 
 async def test_the_timeline_shows_a_checked_item_without_its_markdown_ticks(

@@ -156,7 +156,8 @@ def render(inc: Incident, *, now: float | None = None,
         "and how it was fixed._", "",
     ]
     status = (f"resolved {_at(inc.resolved_at)}" if inc.resolved_at is not None
-              else f"open ({inc.state}) for {elapsed(inc.age(now))}")
+              else f"{'open' if inc.state == 'open' else f'open ({inc.state})'} for "
+                   f"{elapsed(inc.age(now))}")
     if inc.reopened:
         status += f"; reopened {len(inc.reopened)}×"
     alerts = "; ".join(
