@@ -748,7 +748,7 @@ class MetricStore:
                     if cv is None:
                         s.v[slot] = value
                         if s.run <= s.n + 1 - cap:
-                            s.v, s.cv = _const_ring(value, phys), value
+                            s.v, s.cv = _const_ring(value, len(s.v)), value
                     elif not _same(value, cv):
                         self._set_values(s, np.array([value]), np.array([slot]))
                     s.n += 1
