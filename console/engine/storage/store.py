@@ -181,6 +181,8 @@ def _run_start(vs: np.ndarray, prev: float) -> int | None:
     """Where the run of one value `vs` ends with starts in it, or None when `prev` (the
     value before `vs`) is of that run too."""
     last = float(vs[-1])
+    if len(vs) == 1:  # record()'s bucket-closing path: one sample, no numpy
+        return None if _same(prev, last) else 0
     if last != last:
         same = np.isnan(vs)
     else:
@@ -193,6 +195,8 @@ def _run_start(vs: np.ndarray, prev: float) -> int | None:
 
 def _all_same(vs: np.ndarray, c: float) -> bool:
     """Every value of `vs` is `c` (as `_same`)."""
+    if len(vs) == 1:
+        return _same(float(vs[0]), c)
     if c != c:
         return bool(np.isnan(vs).all())
     return bool((np.asarray(vs, dtype=np.float64).view(np.int64)
@@ -672,6 +676,7 @@ class MetricStore:
             self.dropped += sum(1 for _ in samples)
             return
         isfinite = math.isfinite
+        copysign = math.copysign
         nan = math.nan
         id0 = math.floor(t / self._w0)
         cap = self._cap
@@ -741,15 +746,22 @@ class MetricStore:
                             s.evicted_valid = old
                     if own:
                         s.t[slot] = t
+                    # `_same` inlined (this runs for every sample of every check):
+                    # equal and not a zero, or both NaN, or zeros of one sign
                     lv = s.last_v
-                    if not (value == lv and value != 0.0) and not _same(value, lv):
+                    if value != lv:
+                        if value == value or lv == lv:
+                            s.run = s.n
+                    elif value == 0.0 and copysign(1.0, value) != copysign(1.0, lv):
                         s.run = s.n
                     cv = s.cv
                     if cv is None:
                         s.v[slot] = value
                         if s.run <= s.n + 1 - cap:
                             s.v, s.cv = _const_ring(value, len(s.v)), value
-                    elif not _same(value, cv):
+                    elif (value != cv and (value == value or cv == cv)) or (
+                            value == 0.0 and value == cv
+                            and copysign(1.0, value) != copysign(1.0, cv)):
                         self._set_values(s, np.array([value]), np.array([slot]))
                     s.n += 1
                     s.last_t = t
