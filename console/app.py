@@ -244,6 +244,10 @@ class OpsConsoleApp(App[None]):
                         markup=False, timeout=30)
             for title in self.screen.query("#title").results(Static):
                 title.update(Content(f"opsconsole · {self.boot_error} · q quits"))
+            # the title grows to the lines the message needs: lay the screen out again now
+            # and once more after this refresh (a loaded CI showed its first line only)
+            self.screen.refresh(layout=True)
+            self.call_after_refresh(self.screen.refresh, layout=True)
             self.runtime_ready.set()
             return
         if self._closing:  # the operator quit while we started

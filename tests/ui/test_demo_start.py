@@ -29,4 +29,5 @@ async def test_a_demo_that_cannot_start_says_so_and_exits_non_zero(held_port: in
         # the title grows to the lines the message needs on a later layout: wait for its
         # end, not only its first line (CI once read the screen between the two)
         await wait_for(pilot, lambda: "start-up failed" in screen_text(app)
-                       and "q quits" in screen_text(app), 5, "the failure on screen, to its end")
+                       and "q quits" in screen_text(app), 15,
+                       "the failure on screen, to its end")
