@@ -333,14 +333,17 @@ class AlertsScreen(ListScreen[None]):
     def read_only(self) -> str | None:
         return evaluator_elsewhere(self.service)
 
-    def _incident_of(self, a: Alert) -> str | None:
+    def _open_incident(self, a: Alert) -> Any:
         """The open incident this firing of `a` is part of (None outside the console app, or
         before its journal is open)."""
         runtime = getattr(self.app, "runtime", None)
         desk = getattr(runtime, "desk", None)
         if desk is None or a.fired_at is None:
             return None
-        inc = desk.incident_of(a)
+        return desk.incident_of(a)
+
+    def _incident_of(self, a: Alert) -> str | None:
+        inc = self._open_incident(a)
         return None if inc is None else str(inc.id)
 
     def action_toggle_recent(self) -> None:
@@ -545,16 +548,12 @@ class AlertsScreen(ListScreen[None]):
         the incident too: a walk's header said "ack 1m27s ✔" (the alert's) beside its
         Acknowledge step "⚠ OVERDUE", and the post-mortem "not done". An incident's `a`
         acknowledges its alerts the same way."""
-        runtime = getattr(self.app, "runtime", None)
-        desk = getattr(runtime, "desk", None)
-        if desk is None or a.fired_at is None:
-            return
-        inc = desk.incident_of(a)
+        inc = self._open_incident(a)
         if inc is None or inc.acknowledged_at is not None:
             return
 
         async def ack() -> None:
-            await desk.acknowledge(inc.id)
+            await self.app.runtime.desk.acknowledge(inc.id)  # type: ignore[attr-defined]
 
         self.run_worker(ack(), group="incident-ack", exit_on_error=False)
 
