@@ -7,6 +7,7 @@ import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from math import copysign
 from typing import Literal, TypedDict, overload
 
 from console.engine.details import (
@@ -232,8 +233,11 @@ class RecentResults:
     "prototype": every field but `started_at`, `latency_ms` and the metrics' values the
     same object or equal, the metrics with the same keys in the same order) is kept as the
     prototype and its numbers packed as float64 bytes; any other result stays whole and
-    becomes the next prototype. Reading rebuilds equal results (a metric that was an int is
-    read back as the equal float).
+    becomes the next prototype. A packed entry holds only the metric values that differ
+    from the prototype's (a bit mask says which): a healthy HTTP target's status code, body
+    size and component counts repeat, so an entry is 33 bytes instead of 72, and at 2,000
+    targets the 50 kept results are 3.6 MB less (`bench/_memprobe.py`). Reading rebuilds
+    equal results (a metric that was an int is read back as the equal float).
     """
 
     __slots__ = ("_base", "_full", "_items", "_proto", "maxlen")
@@ -304,14 +308,29 @@ def _pack(r: CheckResult, proto: CheckResult) -> bytes | None:
     if len(m) != len(pm):
         return None
     values = [r.started_at, r.latency_ms]
-    for (k, v), pk in zip(m.items(), pm, strict=True):
+    mask = 0
+    bit = 1
+    for (k, v), (pk, pv) in zip(m.items(), pm.items(), strict=True):
         if k != pk or type(v) is not float:
             return None
-        values.append(v)
-    return struct.pack(f"{len(values)}d", *values)
+        # the prototype's value, bit for bit (a zero's sign too; any NaN for a NaN), is
+        # left out; an int there is not (it would read back as an int)
+        if type(pv) is not float or (
+                (v != pv or (v == 0.0 and copysign(1.0, v) != copysign(1.0, pv)))
+                and (v == v or pv == pv)):
+            values.append(v)
+            mask |= bit
+        bit <<= 1
+    return (struct.pack("2d", values[0], values[1]) + mask.to_bytes((len(m) + 7) // 8, "little")
+            + struct.pack(f"{len(values) - 2}d", *values[2:]))
 
 
 def _unpack(proto: CheckResult, packed: bytes) -> CheckResult:
-    started_at, latency_ms, *values = struct.unpack(f"{len(packed) // 8}d", packed)
+    started_at, latency_ms = struct.unpack_from("2d", packed)
+    pm = proto.metrics
+    at = 16 + (len(pm) + 7) // 8
+    mask = int.from_bytes(packed[16:at], "little")
+    differ = iter(struct.unpack_from(f"{(len(packed) - at) // 8}d", packed, at))
+    metrics = {k: next(differ) if mask >> i & 1 else v for i, (k, v) in enumerate(pm.items())}
     return dataclasses.replace(proto, started_at=started_at, latency_ms=latency_ms,
-                               metrics=dict(zip(proto.metrics, values, strict=True)))
+                               metrics=metrics)

@@ -272,9 +272,11 @@ class Runtime:
         if self._poll:
             self.scheduler.begin_polling()
         if self._tune_gc:
-            from console.engine.gctune import tune_for_long_run
+            from console.engine.gctune import heap_trimmer, tune_for_long_run
 
             tune_for_long_run()
+            if (trim := heap_trimmer()) is not None:
+                self._spawn(self._trim_heap(trim), "heap-trim")
 
     async def stop(self) -> None:
         """Stop everything, saving what is worth keeping; never raises."""
@@ -364,6 +366,14 @@ class Runtime:
             return False
         self.set_problem("history", None)
         return True
+
+    async def _trim_heap(self, trim: Callable[[], object]) -> None:
+        """Give the C heap's free pages back to the system now and then (see gctune)."""
+        from console.engine.gctune import TRIM_EVERY_S
+
+        while True:
+            await asyncio.sleep(TRIM_EVERY_S)
+            await asyncio.to_thread(trim)
 
     async def _save_loop(self) -> None:
         delay = self.save_every

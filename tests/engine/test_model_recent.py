@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from console.engine.model import CheckResult, RecentResults, ResponseInfo, Status
 
@@ -74,3 +75,28 @@ def test_packed_entries_outlive_their_prototype() -> None:
     assert sum(a is b for a, b in zip(recent, made[-50:], strict=True)) == 5  # only the newest
     assert all(_same(a, b) for a, b in zip(recent, made[-50:], strict=True))
     assert all(_same(recent[i], made[70 + i]) for i in range(50))
+
+
+def test_a_packed_entry_holds_only_the_values_that_differ_and_reads_back_their_bits() -> None:
+    """Values the prototype has, bit for bit, are left out of a packed entry; a zero of the
+    other sign, a number after a NaN, and a float where the prototype has an int are not."""
+    proto = dataclasses.replace(_result(0), metrics={**_result(0).metrics, "body_bytes": 0.0})
+    same = dataclasses.replace(_result(1), metrics=dict(proto.metrics))
+    quiet = dataclasses.replace(_result(2), metrics={**proto.metrics, "latency_ms": 11.0})
+    signed = dataclasses.replace(_result(3), metrics={**proto.metrics, "body_bytes": -0.0})
+    back = dataclasses.replace(_result(4), metrics={**proto.metrics, "ttfb_ms": 3.0,
+                                                    "status_code": 500.0})
+    recent = RecentResults(10, full=1)
+    for r in (proto, same, quiet, signed, back, _result(5)):
+        recent.append(r)
+    packed = [x for x in recent._items if isinstance(x, bytes)]
+    # time and latency, one mask byte, then the values that differ
+    assert [len(x) for x in packed] == [16 + 1, 16 + 1 + 8, 16 + 1 + 8, 16 + 1 + 16]
+    got = list(recent)
+    for a, b in zip(got, (proto, same, quiet, signed, back), strict=False):
+        assert _same(a, b)
+        assert [math.copysign(1.0, v) for v in a.metrics.values()] == \
+            [math.copysign(1.0, v) for v in b.metrics.values()]
+    assert math.copysign(1.0, got[3].metrics["body_bytes"]) == -1.0
+    assert got[4].metrics["ttfb_ms"] == 3.0
+    assert got[1].metrics["ttfb_ms"] != got[1].metrics["ttfb_ms"]  # NaN, as it was

@@ -952,6 +952,25 @@ def test_a_series_holding_one_value_keeps_its_raw_values_in_eight_bytes() -> Non
     assert store.mean("api:status_code", 3600) == 200.0
 
 
+def test_series_holding_one_value_share_one_constant_ring_of_its_bits() -> None:
+    # 200 targets' "up" rings are one object; a -0.0 ring is not the 0.0 ring
+    store = MetricStore()
+    for k in range(60):
+        store.record_row(T0 + k, [(f"t{i}:up", 1.0) for i in range(200)]
+                         + [("a:zero", 0.0), ("b:zero", -0.0)])
+    rings = {id(store._series[f"t{i}:up"].v) for i in range(200)}  # noqa: SLF001
+    assert len(rings) == 1
+    zero, neg = store._series["a:zero"].v, store._series["b:zero"].v  # noqa: SLF001
+    assert zero is not neg
+    assert math.copysign(1.0, float(neg[0])) == -1.0
+    assert store.values("b:zero", 10)[1].view(np.int64).tolist() == \
+        np.full(10, -0.0).view(np.int64).tolist()
+    store.record_row(T0 + 60, [("t0:up", 0.0)])  # one target goes down: only its ring changes
+    assert store.values("t0:up", 2)[1].tolist() == [1.0, 0.0]
+    assert store.values("t1:up", 10)[1].tolist() == [1.0] * 9
+    assert store._series["t1:up"].v is store._series["t2:up"].v  # noqa: SLF001
+
+
 @pytest.mark.parametrize("cap", [50, 3600])
 def test_constant_rings_answer_as_real_rings_through_changes_wraps_and_reloads(
         tmp_path: Path, cap: int) -> None:

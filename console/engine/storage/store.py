@@ -89,6 +89,7 @@ import json
 import logging
 import math
 import os
+import struct
 import tempfile
 import threading
 import time
@@ -166,8 +167,22 @@ def _const_ring(c: float, size: int) -> np.ndarray:
     same bits; the first that differs gives it a real one (`MetricStore._set_values`).
     Slots past the samples held read `c` instead of NaN: nothing reads them. A real ring
     becomes constant again once the run of one value it ends with fills it (``run``): a
-    status code back to 200 after an incident costs 8 bytes again an hour later."""
-    return np.broadcast_to(np.float64(c), (size,))
+    status code back to 200 after an incident costs 8 bytes again an hour later.
+
+    Rings of one value and size are one shared object (read-only, so sharing is safe): a
+    view and its scalar were ~200 bytes of objects, seven per HTTP target. The cache keeps
+    at most `_CONST_MAX` rings; past that a ring is made for its series alone."""
+    key = (struct.unpack("<q", struct.pack("<d", c))[0], size)  # bits: -0.0 is not 0.0
+    ring = _CONST.get(key)
+    if ring is None:
+        ring = np.broadcast_to(np.float64(c), (size,))
+        if len(_CONST) < _CONST_MAX:
+            _CONST[key] = ring
+    return ring
+
+
+_CONST: dict[tuple[int, int], np.ndarray] = {}
+_CONST_MAX = 4096
 
 
 def _same(a: float, b: float) -> bool:
