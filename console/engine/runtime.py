@@ -32,7 +32,7 @@ from console.engine.model import AlertEpisode
 from console.engine.paths import DataPaths
 
 if TYPE_CHECKING:
-    from console.engine.alerting.lifecycle import Notification
+    from console.engine.alerting.lifecycle import Alert, Notification
     from console.engine.alerting.notify import Notifier
     from console.engine.alerting.receivers.alertmanager import AlertmanagerPush
     from console.engine.alerting.remote import RemoteAlerts
@@ -398,7 +398,21 @@ class Runtime:
             self.alerting.subscribe(callback)
         self.alerting.on_problem = lambda text: self.set_problem("alert-state", text)
         self.alerting.on_notice = lambda text: self.notice("error", text)
+        self.alerting.on_ack = self._ack_incident_of
         await self.alerting.start()
+
+    def _ack_incident_of(self, a: Alert) -> None:
+        """An alert acknowledged in this process, however (the alerts screen, a follower's
+        or another console's request applied here), acknowledges the open incident it is
+        part of when nobody has: a walk's header read "ack 1m27s ✔" (the alert's) beside
+        the incident's Acknowledge step "⚠ OVERDUE". An incident's own `a` acknowledges its
+        alerts the other way."""
+        desk = self.desk
+        if desk is None or a.fired_at is None:
+            return
+        inc = desk.incident_of(a)
+        if inc is not None and inc.acknowledged_at is None:
+            self._spawn(desk.acknowledge(inc.id), f"incident-ack:{inc.id}")
 
     def _make_notifier(self) -> Notifier:
         """The notifier; it never fails to start: an outbox the disk refuses is kept in

@@ -333,17 +333,14 @@ class AlertsScreen(ListScreen[None]):
     def read_only(self) -> str | None:
         return evaluator_elsewhere(self.service)
 
-    def _open_incident(self, a: Alert) -> Any:
-        """The open incident this firing of `a` is part of (None outside the console app, or
-        before its journal is open)."""
+    def _incident_of(self, a: Alert) -> str | None:
+        """The id of the open incident this firing of `a` is part of (None outside the
+        console app, or before its journal is open)."""
         runtime = getattr(self.app, "runtime", None)
         desk = getattr(runtime, "desk", None)
         if desk is None or a.fired_at is None:
             return None
-        return desk.incident_of(a)
-
-    def _incident_of(self, a: Alert) -> str | None:
-        inc = self._open_incident(a)
+        inc = desk.incident_of(a)
         return None if inc is None else str(inc.id)
 
     def action_toggle_recent(self) -> None:
@@ -538,24 +535,9 @@ class AlertsScreen(ListScreen[None]):
         a = self.selected()
         if a is None or self.refuse_if_read_only("acknowledge"):
             return
+        # its open incident is acknowledged with it, by the runtime (`Runtime._ack_incident_of`)
         acknowledge(self, self.service, a, self.user, comment=comment, now=self._now())
-        if a.state == AlertState.ACKNOWLEDGED:
-            self._ack_incident_of(a)
         self.redraw()
-
-    def _ack_incident_of(self, a: Alert) -> None:
-        """Acknowledging an alert of an open incident that nobody acknowledged acknowledges
-        the incident too: a walk's header said "ack 1m27s ✔" (the alert's) beside its
-        Acknowledge step "⚠ OVERDUE", and the post-mortem "not done". An incident's `a`
-        acknowledges its alerts the same way."""
-        inc = self._open_incident(a)
-        if inc is None or inc.acknowledged_at is not None:
-            return
-
-        async def ack() -> None:
-            await self.app.runtime.desk.acknowledge(inc.id)  # type: ignore[attr-defined]
-
-        self.run_worker(ack(), group="incident-ack", exit_on_error=False)
 
     def action_ack_comment(self) -> None:
         """A: acknowledge with a comment (what is being done), shown to every console."""

@@ -275,6 +275,53 @@ timeout = "1s"
         await rt.stop()
 
 
+async def test_an_alert_acknowledged_by_a_request_acknowledges_its_open_incident(
+        tmp_path: Path, http_url: str) -> None:
+    """Not only the alerts screen's `a`: a follower's request, applied by the evaluating
+    process, acknowledges the incident the alert is part of (it did only from the screen)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = f"""
+[[targets]]
+name = "gone"
+kind = "http"
+url = "http://127.0.0.1:{closed}/health"
+interval = "1s"
+timeout = "1s"
+"""
+    rt = Runtime(_settings(http_url, extra=down), DataPaths(tmp_path), history=False)
+    await rt.start()
+    try:
+        assert rt.alerting is not None
+        assert rt.desk is not None
+        fired = asyncio.Event()
+        rt.alerting.subscribe(lambda notes: any(
+            n.target == "gone" and n.transition == "firing" for n in notes) and fired.set())
+        async with asyncio.timeout(20):
+            await fired.wait()
+        a = rt.alerting.alerts.get("target-down", "gone")
+        assert a is not None
+        inc = await rt.desk.open_from_alert(a)
+        assert inc.acknowledged_at is None
+        rt.alerting._apply_request({"ts": time.time(), "action": "ack",  # noqa: SLF001
+                                    "rule": "target-down", "target": "gone",
+                                    "incident": a.incident, "by": "follower"})
+        assert a.state.value == "acknowledged"
+        acks = [t for t in rt._tasks if t.get_name() == f"runtime:incident-ack:{inc.id}"]  # noqa: SLF001
+        assert len(acks) == 1
+        async with asyncio.timeout(5):
+            await acks[0]
+        assert rt.desk.book.get(inc.id).acknowledged_at is not None
+        # a second ack (refused: it is acknowledged already) starts nothing more
+        rt.alerting.alerts.ack("target-down", "gone", "someone")
+        assert len([t for t in rt._tasks if t.get_name().startswith("runtime:incident-ack")]) == 1  # noqa: SLF001
+    finally:
+        await rt.stop()
+
+
 # -- headless: the same runtime as the TUI ----------------------------------------------------
 
 

@@ -444,9 +444,13 @@ class Alerts:
         alerting: AlertingSection | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        on_ack: Callable[[Alert], None] | None = None,
     ) -> None:
         self.cfg = alerting if alerting is not None else AlertingSection.model_validate({})
         self.clock = clock
+        # told of every acknowledgement, however it came (this console's screen, a
+        # follower's request): the service acknowledges the alert's incident with it
+        self.on_ack = on_ack
         self._alerts: dict[tuple[str, str], Alert] = {}
         self._silences: dict[str, Silence] = {}
         self._ids = itertools.count(1)
@@ -576,6 +580,8 @@ class Alerts:
             detail = f"acknowledged by {by}" + (f": {comment}" if comment else "")
             self.outbound.append(self._note(a, "acknowledged", f"{a.incident}.{a.reminders}",
                                             now, detail=detail))
+        if self.on_ack is not None:
+            self.on_ack(a)
         return True
 
     def silence(self, matchers: Iterable[str], *, duration: float, by: str, reason: str,

@@ -35,7 +35,7 @@ from console.engine.alerting.history import (
     ongoing,
     read_episodes,
 )
-from console.engine.alerting.lifecycle import AlertEngine, Alerts, Notification
+from console.engine.alerting.lifecycle import Alert, AlertEngine, Alerts, Notification
 from console.engine.alerting.rules import RuleSet
 from console.engine.alerting.statefile import StateWriter, changes_path, read_state, signature
 from console.engine.config.rules import Rule
@@ -84,6 +84,9 @@ class AlertService:
         # an acknowledgement at the next restart, a damaged file its silences, unsaid).
         self.on_problem: Callable[[str | None], None] | None = None
         self.on_notice: Callable[[str], None] | None = None
+        # an alert acknowledged here, however (see `Alerts.on_ack`): the runtime
+        # acknowledges its open incident
+        self.on_ack: Callable[[Alert], None] | None = None
         self._applied: list[str] = []  # their ids, saved with the state
         self._health_watched = False
         self.notifier = notifier
@@ -93,6 +96,7 @@ class AlertService:
         self.core = AlertEngine(self.ruleset, engine.store, engine.settings.alerting,
                                 clock=engine.clock,
                                 results=getattr(engine, "last_result", None))
+        self.core.alerts.on_ack = self._acked
         self.version = 0  # bumped whenever a notification is produced: the UI repaints then
         self.sent: list[Notification] = []  # the most recent notifications, newest last
         self._listeners: list[Callable[[list[Notification]], None]] = []
@@ -168,13 +172,23 @@ class AlertService:
         self._applied = [str(x) for x in data.get("applied_requests", [])][-500:]
         return n
 
+    def _fresh_alerts(self) -> Alerts:
+        return Alerts(self.engine.settings.alerting, clock=self.core.clock, on_ack=self._acked)
+
+    def _acked(self, a: Alert) -> None:
+        if self.on_ack is not None:
+            try:
+                self.on_ack(a)
+            except Exception:  # the acknowledgement itself stands
+                log.exception("acknowledging the incident of %s failed", a.id)
+
     def _set_aside(self, exc: BaseException) -> None:
         """An unreadable saved state (a damaged file) is renamed aside, as the metric
         history and the journal are, and said: it was overwritten by the next save, its
         silences and acknowledgements gone without a word."""
         assert self.state_path is not None
         # a restore that failed half-way leaves nothing behind
-        self.core.alerts = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        self.core.alerts = self._fresh_alerts()
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside: list[str] = []
         for path in (self.state_path, changes_path(self.state_path)):
@@ -207,7 +221,7 @@ class AlertService:
         sig, path = self._state_signature(), self.state_path
         if sig is None or path is None or (sig == self._state_sig and not force):
             return False
-        fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        fresh = self._fresh_alerts()
         try:
             data = read_state(path)
             if data is None:
@@ -306,7 +320,7 @@ class AlertService:
         if self.lease is not None:
             self.role, self.owner_info = "owner", None
         if taking_over:
-            self.core.alerts = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+            self.core.alerts = self._fresh_alerts()
             log.warning("the alert evaluator went away; this process evaluates alerts now")
         self.load()
         self._state_sig = None

@@ -43,7 +43,7 @@ from typing import Any, cast
 import orjson
 
 from console.engine.alerting.history import ongoing
-from console.engine.alerting.lifecycle import Alerts, Notification
+from console.engine.alerting.lifecycle import Notification
 from console.engine.alerting.service import AlertService
 from console.engine.model import AlertEpisode
 from console.engine.state.lease import PgLease
@@ -517,7 +517,7 @@ class SharedAlertService(AlertService):
 
     def _rebuild(self) -> None:
         """Show exactly what the evaluator last wrote (a fresh lifecycle, never merged)."""
-        fresh = Alerts(self.engine.settings.alerting, clock=self.core.clock)
+        fresh = self._fresh_alerts()
         try:
             fresh.restore(self.view.snapshot(), self._rules())
         except (ValueError, KeyError, TypeError) as exc:
