@@ -13,12 +13,12 @@ output notifications off), so a poll is one round trip to the tmux server. The b
 to start a tmux process for every poll, every 2 ms: on 2 cores those processes competed
 with the app measured, and the bare app's median moved 73-90 ms between runs.
 
-Escape is slower than ``?`` in every Textual app, by design: a lone ESC byte may start an
-escape sequence, so Textual waits ``ESCDELAY`` (100 ms by default, as curses) before it
-takes it as the key (over a slow SSH link a shorter wait splits sequences into stray
-keys). The two keys' latencies are therefore two clusters ~100 ms apart, and the median of
-both, the figure judged, falls between them: the bench prints each key's median too
-(``open`` for ``?``, ``back`` for Escape).
+Escape is slower than ``?`` in every Textual app: a lone ESC byte may start an escape
+sequence, and Textual hands it over only when its parser times out (``ESCDELAY``, 100 ms)
+and its input thread's ``select(0.1)`` wakes with no input (see bench/README.md). The two
+keys' latencies are therefore two clusters ~100 ms apart, and the median of both, the
+figure judged, falls between them: the bench prints each key's median too (``open`` for
+``?``, ``back`` for Escape).
 
 Baselines, in the same run: a bare Textual app driven the same way (`baseline_keys.py`: what
 tmux, the terminal and Textual take) and the console with 20 targets (what a person gets
