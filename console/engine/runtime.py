@@ -162,6 +162,7 @@ class Runtime:
         self.pushers: list[AlertmanagerPush] = []
         self._push_unsubscribe: list[Callable[[], None]] = []
         self.desk: IncidentDesk | None = None
+        self._acking: set[str] = set()  # incidents being acknowledged with an alert
         self.playbooks: Playbooks | None = None
         # Events (deploys...), the alerts webhooks raise, and the listener they arrive on.
         self.events: EventLog | None = None
@@ -411,8 +412,17 @@ class Runtime:
         if desk is None or a.fired_at is None:
             return
         inc = desk.incident_of(a)
-        if inc is not None and inc.acknowledged_at is None:
-            self._spawn(desk.acknowledge(inc.id), f"incident-ack:{inc.id}")
+        if inc is None or inc.acknowledged_at is not None or inc.id in self._acking:
+            return  # (two alerts of one incident acknowledged at once: one entry)
+        self._acking.add(inc.id)
+
+        async def ack(incident: str) -> None:
+            try:
+                await desk.acknowledge(incident)
+            finally:
+                self._acking.discard(incident)
+
+        self._spawn(ack(inc.id), f"incident-ack:{inc.id}")
 
     def _make_notifier(self) -> Notifier:
         """The notifier; it never fails to start: an outbox the disk refuses is kept in

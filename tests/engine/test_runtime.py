@@ -310,11 +310,15 @@ timeout = "1s"
                                     "rule": "target-down", "target": "gone",
                                     "incident": a.incident, "by": "follower"})
         assert a.state.value == "acknowledged"
+        rt._ack_incident_of(a)  # noqa: SLF001  # another alert of it, before the first lands
         acks = [t for t in rt._tasks if t.get_name() == f"runtime:incident-ack:{inc.id}"]  # noqa: SLF001
         assert len(acks) == 1
         async with asyncio.timeout(5):
             await acks[0]
         assert rt.desk.book.get(inc.id).acknowledged_at is not None
+        entries = [e for e in rt.desk.journal.entries
+                   if e.get("type") == "incident.acknowledge"]
+        assert len(entries) == 1
         # a second ack (refused: it is acknowledged already) starts nothing more
         rt.alerting.alerts.ack("target-down", "gone", "someone")
         assert len([t for t in rt._tasks if t.get_name().startswith("runtime:incident-ack")]) == 1  # noqa: SLF001
