@@ -97,6 +97,10 @@ class Choose(ConsoleModal[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="choose_cancel"),
         *[Binding(str(i), f"pick({i - 1})", show=False) for i in range(1, 10)],
+        # as in every list: a walk pressed j, saw no move, and Enter attached an alert to
+        # the incident it had not chosen
+        Binding("j", "move(1)", show=False),
+        Binding("k", "move(-1)", show=False),
     ]
 
     def __init__(self, label: str, choices: Sequence[tuple[str, str]],
@@ -127,6 +131,15 @@ class Choose(ConsoleModal[str | None]):
     def on_option_list_option_selected(self, event: Any) -> None:
         event.stop()
         self.dismiss(event.option.id)
+
+    def action_move(self, step: int) -> None:
+        from textual.widgets import OptionList
+
+        ol = self.query_one(OptionList)
+        if step > 0:
+            ol.action_cursor_down()
+        else:
+            ol.action_cursor_up()
 
     def action_pick(self, index: int) -> None:
         if 0 <= index < len(self.choices):

@@ -13,7 +13,7 @@ from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
 from console.screens.alerts import AlertsScreen
 from console.screens.incidents import IncidentListScreen, IncidentScreen
-from console.screens.prompt import Confirm
+from console.screens.prompt import Choose, Confirm
 from tests.ui.apptools import http_config, screen_text, wait_for
 
 pytestmark = pytest.mark.usefixtures("ui_env")
@@ -183,3 +183,23 @@ async def test_read_only_console_looks_but_never_acts(tmp_path: Path) -> None:
         await pilot.press("f")
         await pilot.pause()
         assert isinstance(app.screen, AlertsScreen)
+
+
+async def test_j_and_k_move_in_a_choice_as_in_every_list(tmp_path: Path) -> None:
+    """A walk pressed j in "Part of one?", saw no move, and Enter attached the alert to the
+    incident it had not chosen."""
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        got: list[str | None] = []
+        choices = [("INC-1", "INC-1 P0 API down"), ("new", "a new incident")]
+        app.push_screen(Choose("Part of one?", choices, current="INC-1"), got.append)
+        await wait_for(pilot, lambda: isinstance(app.screen, Choose)
+                       and bool(app.screen.query(OptionList)), 5, "the choice")
+        ol = app.screen.query_one(OptionList)
+        await pilot.press("j")
+        assert ol.highlighted == 1
+        await pilot.press("k", "j")
+        assert ol.highlighted == 1
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: got != [], 5, "a choice made")
+        assert got == ["new"]
