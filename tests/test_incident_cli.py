@@ -342,3 +342,38 @@ def test_incidents_piped_prints_whole_titles(tmp_path: Path,
     asyncio.run(build())
     assert main(["incidents", "--journal", str(path)]) == 1  # stdout is captured: no tty
     assert title in capsys.readouterr().out
+
+
+def test_postmortem_latest_is_the_one_last_written_else_resolved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A walk pressed `P` on a resolved P0, then `postmortem latest` printed a draft of
+    another incident opened after it and still open."""
+    path = tmp_path / "journal.jsonl"
+    now = time.time()
+
+    async def build(*, drafted: bool) -> None:
+        clock = Clock(now - 400)
+        j = Journal(path, clock=clock, actor="ana@bastion")
+        await asyncio.to_thread(j.open)
+        for inc, t in (("INC-OLD", now - 400), ("INC-P0", now - 300), ("INC-LATER", now - 200)):
+            clock.t = t
+            await j.append({"type": "incident.open", "incident": inc, "title": inc.lower(),
+                            "severity": "P0", "alerts": [], "started": t})
+        clock.t = now - 150
+        await j.append({"type": "incident.resolve", "incident": "INC-OLD"})
+        clock.t = now - 100
+        await j.append({"type": "incident.resolve", "incident": "INC-P0"})
+        if drafted:
+            clock.t = now - 50
+            await j.append({"type": "incident.postmortem", "incident": "INC-OLD", "draft": True})
+        await j.close()
+
+    asyncio.run(build(drafted=False))  # none written: the one resolved last
+    assert main(["postmortem", "latest", "--journal", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("# Post-mortem: inc-p0\n")
+    assert "latest is INC-P0" in out.err
+    path.unlink()
+    asyncio.run(build(drafted=True))  # the one whose draft was written last
+    assert main(["postmortem", "latest", "--journal", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("# Post-mortem: inc-old\n")

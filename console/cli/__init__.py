@@ -146,7 +146,8 @@ def build_parser(command: str | None = ALL, parser: argparse.ArgumentParser | No
     if want("postmortem"):
         pm = sub.add_parser("postmortem", help="write a Markdown post-mortem draft of an incident")
         pm.add_argument("incident", metavar="INCIDENT",
-                        help="incident id (a unique prefix will do), or `latest`")
+                        help="incident id (a unique prefix will do), or `latest` (whose "
+                        "post-mortem was written last, else the one resolved last)")
         pm.add_argument("--journal", metavar="FILE", help="journal file (default: user data dir)")
         pm.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
         pm.add_argument("--draft", action="store_true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,25 @@ def _changes(args: argparse.Namespace) -> list[Any]:
         return []  # no events readable: the draft is written without them
 
 
+def _latest(book: Any) -> Incident | None:
+    """`postmortem latest`: the incident whose post-mortem was written or drafted last, else
+    the one resolved last, else the one opened last. It was the one opened last: right
+    after `P` on a resolved P0, a walk got a draft of another incident, opened after it and
+    still open."""
+    incs = list(book.incidents.values())
+
+    def written(i: Incident) -> float:
+        return max(t for t in (i.postmortem_at, i.postmortem_drafted_at, -math.inf)
+                   if t is not None)
+
+    if any(written(i) > -math.inf for i in incs):
+        return max(incs, key=written)
+    resolved = [i for i in incs if i.resolved_at is not None]
+    if resolved:
+        return max(resolved, key=lambda i: i.resolved_at or 0.0)
+    return max(incs, key=lambda i: i.started, default=None)
+
+
 def cmd_postmortem(args: argparse.Namespace) -> int:
     from console.engine.incidents.postmortem import edited_draft, permanent_fixes, render
 
@@ -124,7 +144,9 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     if book is None:
         return EXIT_PROBLEM
     if args.incident == "latest":
-        inc = max(book.incidents.values(), key=lambda i: i.started, default=None)
+        inc = _latest(book)
+        if inc is not None:
+            print(f"opsconsole postmortem: latest is {inc.id}", file=sys.stderr)
     else:
         inc = book.get(args.incident)
     if inc is None:
