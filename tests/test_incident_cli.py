@@ -135,6 +135,14 @@ def test_report_text_and_window(built: tuple[Path, Path],
     api = next(line for line in text.splitlines() if line.startswith("✖ api"))
     assert api.endswith("  over 1h00m")  # of the 30 days, only this much is held
     assert "uptime per target ('over': only that much of the period is held)" in text
+    # the history's newest sample is 10 s old (as a running console's saved history can
+    # be a minute old): the report says up to when it measured
+    assert re.search(r"\n  measured up to 1\ds ago: the metric history as last saved", text)
+    assert main(["report", "--since", "1h", "--format", "markdown", "--journal", str(journal),
+                 "--history", str(history)]) == 0
+    md = capsys.readouterr().out
+    assert re.search(r"_Uptime measured up to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, 1\ds before "
+                     r"the end: the metric history as last saved", md)
     assert main(["report", "--since", "soon", "--journal", str(journal)]) == 2
     assert main(["report", "--journal", str(journal.with_name("absent.jsonl"))]) == 1
 

@@ -34,6 +34,7 @@ def bare_summary(start: float, end: float, *, goal_pct: float = 99.9) -> dict[st
         "version": VERSION, "title": "opsconsole daily summary",
         "period": {"start": iso(start), "end": iso(end), "start_ts": start, "end_ts": end},
         "generated_at": iso(time.time()), "uptime_goal_pct": goal_pct, "uptime": [],
+        "uptime_as_of": None,
         "alerts": {"total": 0, "by_severity": [
             {"severity": s, "episodes": 0, "acknowledged": 0, "unacknowledged": 0,
              "ongoing": 0, "mean_tta_s": None, "max_tta_s": None}
@@ -116,6 +117,22 @@ def _md_cell(text: object, limit: int = 120) -> str:
     return one_line(text, limit).replace("|", "\\|")
 
 
+BEHIND_S = 5.0
+"""Uptime measured up to longer ago than this before a report's end is said to be."""
+
+
+def uptime_behind(d: Mapping[str, Any]) -> str | None:
+    """What the uptime leaves out when its newest sample is older than the period's end
+    (`opsconsole report` reads the history as a running console last saved it)."""
+    as_of = d.get("uptime_as_of")
+    end = d["period"]["end_ts"]
+    if as_of is None or end - as_of <= BEHIND_S:
+        return None
+    return (f"Uptime measured up to {format_utc(as_of, seconds=True)}, "
+            f"{format_duration(end - as_of)} before the end: the metric history as last saved "
+            "(a running console saves it every minute).")
+
+
 def summary_markdown(d: Mapping[str, Any]) -> str:
     """The summary as Markdown: readable as plain text, renderable anywhere."""
     p = d["period"]
@@ -128,6 +145,8 @@ def summary_markdown(d: Mapping[str, Any]) -> str:
                    f"{format_percent(u['pct'], 3)} | ≥ {goal} |")
     if not d["uptime"]:
         out.append("| · | (no target reported) | - | |")
+    if (behind := uptime_behind(d)) is not None:
+        out += ["", f"_{behind}_"]
     out += ["", "## Alerts", ""]
     rows = d["alerts"]["by_severity"]
     if any(r["episodes"] for r in rows):
@@ -189,7 +208,10 @@ def summary_html(d: Mapping[str, Any]) -> str:
              f"{html.escape(format_utc(p['end_ts']))}</p>", "<h2>Uptime</h2>",
              _table(["", "target", "uptime", "goal"],
                     [[_MARK[u["met"]], one_line(u["target"], 64), format_percent(u["pct"], 3),
-                      f"≥ {goal}"] for u in d["uptime"]]), "<h2>Alerts</h2>"]
+                      f"≥ {goal}"] for u in d["uptime"]])]
+    if (behind := uptime_behind(d)) is not None:
+        parts.append(f"<p><i>{html.escape(behind)}</i></p>")
+    parts.append("<h2>Alerts</h2>")
     rows = d["alerts"]["by_severity"]
     parts.append(_table(
         ["severity", "fired", "acknowledged", "unacknowledged", "still firing",

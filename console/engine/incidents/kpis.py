@@ -181,6 +181,9 @@ class Kpis:
     uptime_pct: dict[str, float | None] = field(default_factory=dict)
     # per target whose samples cover less than the period: the seconds they do cover
     uptime_span_s: dict[str, float] = field(default_factory=dict)
+    # how long before `now` the newest uptime sample is: `report` reads the history a
+    # running console saves every minute (a walk's report said 36 % beside the board's 50 %)
+    uptime_behind_s: float | None = None
     alert_episodes: int = 0
     alert_mttd_s: float | None = None
     alert_mtta_s: float | None = None
@@ -282,6 +285,10 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
                 held = store.held_from(series)
                 if held is not None and held > lo:
                     k.uptime_span_s[name] = max(now - held, 0.0)
+                if (last := store.latest(series)) is not None:
+                    behind = max(now - last[0], 0.0)
+                    if k.uptime_behind_s is None or behind < k.uptime_behind_s:
+                        k.uptime_behind_s = behind
     return k
 
 
@@ -344,4 +351,9 @@ def format_text(k: Kpis) -> str:
             span = k.uptime_span_s.get(name)
             lines.append(f"{m} {name:<30} {_p(v):>10} {target:>10}"
                          + (f"  over {format_age(span)}" if span is not None else ""))
+        from console.engine.alerting.summary import BEHIND_S
+
+        if k.uptime_behind_s is not None and k.uptime_behind_s > BEHIND_S:
+            lines.append(f"  measured up to {format_age(k.uptime_behind_s)} ago: the metric "
+                         "history as last saved (a running console saves it every minute)")
     return "\n".join(lines) + "\n"

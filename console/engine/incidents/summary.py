@@ -68,10 +68,17 @@ def build_summary(book: IncidentBook | None, *, start: float, end: float, store:
     d = bare_summary(start, end, goal_pct=TARGETS["uptime_pct"])
     window = max(1.0, end - start)
     uptime: dict[str, float | None] = dict.fromkeys(targets)
+    newest: float | None = None
     if store is not None:
         for series in sorted(store.series()):
             if series.endswith(":up"):
                 uptime[series.removesuffix(":up")] = store.uptime(series, window, now=end)
+                if (last := store.latest(series)) is not None:
+                    newest = last[0] if newest is None else max(newest, last[0])
+    # The newest sample measured: `opsconsole report` reads the history a running console
+    # saves every minute, so its uptime can be a minute behind the board's (a walk read
+    # 36 % in the report beside the board's 50 % during an outage).
+    d["uptime_as_of"] = newest
     goal = d["uptime_goal_pct"]
     d["uptime"] = [{"target": t, "pct": v, "goal_pct": goal,
                     "met": None if v is None else v >= goal} for t, v in sorted(uptime.items())]
