@@ -203,6 +203,7 @@ def incident_json(inc: Incident, now: float) -> dict[str, Any]:
 def cmd_incidents(args: argparse.Namespace) -> int:
     import orjson
 
+    from console.engine.incidents.kpis import measured
     from console.engine.lang.durations import parse_duration
     from console.engine.text.fmt import format_age
     from console.engine.text.sanitize import one_line
@@ -238,7 +239,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
             nxt = r["next_step"]
             step = "" if nxt is None else f" · next: {one_line(nxt['title'], max_len=40)}" + (
                 " OVERDUE" if nxt["status"] == "overdue" else "")
-            print(f"{r['id']}  {r['severity']} {r['state']:<12} {format_age(r['age_s']):>8}  "
+            # a resolved incident's age is measured, rounded as the post-mortem writes it
+            age = (measured if r["resolved_at"] is not None else format_age)(r["age_s"])
+            print(f"{r['id']}  {r['severity']} {r['state']:<12} {age:>8}  "
                   f"{r['steps_done']}/{r['steps_total']}  "
                   f"{one_line(r['title'], max_len=title_len)}{step}")
     sys.stdout.flush()

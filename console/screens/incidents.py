@@ -185,6 +185,17 @@ _DONE_BY = {"acknowledge": "acknowledged", "communicate": "status update",
             "mitigate": "mitigated", "resolve": "resolved", "postmortem": "post-mortem"}
 
 
+
+def _age(inc: Incident, now: float) -> str:
+    """A resolved incident's age is a measured span, rounded as the post-mortem and the
+    step rows write it (the header said "age 1m18s" beside "resolve 1m19s ✔"); an open
+    one's is a running clock."""
+    if inc.resolved_at is not None:
+        from console.engine.incidents.kpis import measured
+
+        return measured(inc.age(now))
+    return format_age(inc.age(now))
+
 def incident_line(inc: Incident, now: float) -> str:
     """One row of the list, within 76 cells: severity, title, age, steps done, overdue."""
     done, total = inc.progress()
@@ -194,7 +205,7 @@ def incident_line(inc: Incident, now: float) -> str:
     # title takes ("Stripe webhooks failing (paymen…" beside 40 empty columns)
     width = 32 + len(" ⚠ 9 overdue") - len(flag)
     title = one_line(inc.title, width)
-    return (f"{inc.severity} {title:<{width}} age {format_age(inc.age(now)):>6} "
+    return (f"{inc.severity} {title:<{width}} age {_age(inc, now):>6} "
             f"{done}/{total}{flag} · {inc.id.removeprefix('INC-')[-9:]}")
 
 
@@ -421,7 +432,7 @@ class IncidentScreen(ListScreen[None]):
         episodes = runtime.episodes(now) if runtime is not None else []
         lines = [
             f"{inc.severity} · {one_line(inc.title, 60)} · {state} · "
-            f"age {format_age(inc.age(now))} · owner {one_line(inc.owner, 30)}",
+            f"age {_age(inc, now)} · owner {one_line(inc.owner, 30)}",
             f"{inc.id} · alerts: {one_line(', '.join(inc.alerts) or 'none', 50)}"
             + f" · runbook {one_line(inc.runbook or 'none (b)', 30)}"
             + (f" · ⚠ {len(over)} step(s) overdue" if over else ""),

@@ -99,3 +99,25 @@ async def test_the_incident_list_gives_the_title_the_room_the_overdue_flag_leave
         assert len(late) <= 76, late
     finally:
         await desk.journal.close()
+
+
+async def test_a_resolved_incidents_age_rounds_as_its_resolve_step(tmp_path: Path) -> None:
+    """The walk's header read "RESOLVED · age 1m18s" beside "resolve 1m19s ✔" (78.85 s:
+    truncated in one, rounded in the other); an open incident's age is a clock."""
+    from console.engine.alerting.summary import _dur
+    from console.screens.incidents import incident_line
+
+    clock = Clock()
+    desk = await _desk(tmp_path / "j.jsonl", clock)
+    try:
+        inc = await desk.open("API down", "P0")
+        clock.advance(78.85)
+        assert " age  1m18s " in incident_line(inc, clock())  # open: the clock, truncated
+        await desk.resolve(inc.id)
+        clock.advance(30)
+        assert " age  1m19s " in incident_line(inc, clock())
+        assert "resolve 1m19s" in kpi_line(inc, [], clock())
+    finally:
+        await desk.journal.close()
+    # the summary's spans round from a second on, as the post-mortem's (9.7s beside 10s)
+    assert (_dur(9.7), _dur(78.85), _dur(0.45)) == ("10s", "1m19s", "450ms")
