@@ -228,16 +228,14 @@ url = "{http_url}/hook"
         await rt.stop()
 
 
-async def test_reload_resolves_the_alerts_of_a_removed_target(
-        tmp_path: Path, http_url: str) -> None:
-    """Removing a target whose alert fires resolves it (and says why): nothing would ever
-    evaluate it again, and the bad-input walk's banner kept a removed target "down"."""
+def _down_target() -> str:
+    """A target "gone" on a port nothing listens on (its target-down alert fires)."""
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    down = f"""
+    return f"""
 [[targets]]
 name = "gone"
 kind = "http"
@@ -245,6 +243,13 @@ url = "http://127.0.0.1:{closed}/health"
 interval = "1s"
 timeout = "1s"
 """
+
+
+async def test_reload_resolves_the_alerts_of_a_removed_target(
+        tmp_path: Path, http_url: str) -> None:
+    """Removing a target whose alert fires resolves it (and says why): nothing would ever
+    evaluate it again, and the bad-input walk's banner kept a removed target "down"."""
+    down = _down_target()
     rt = Runtime(_settings(http_url, extra=down), DataPaths(tmp_path), incidents=False)
     await rt.start()
     try:
@@ -279,19 +284,7 @@ async def test_an_alert_acknowledged_by_a_request_acknowledges_its_open_incident
         tmp_path: Path, http_url: str) -> None:
     """Not only the alerts screen's `a`: a follower's request, applied by the evaluating
     process, acknowledges the incident the alert is part of (it did only from the screen)."""
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    down = f"""
-[[targets]]
-name = "gone"
-kind = "http"
-url = "http://127.0.0.1:{closed}/health"
-interval = "1s"
-timeout = "1s"
-"""
+    down = _down_target()
     rt = Runtime(_settings(http_url, extra=down), DataPaths(tmp_path), history=False)
     await rt.start()
     try:
