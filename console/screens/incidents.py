@@ -185,7 +185,6 @@ _DONE_BY = {"acknowledge": "acknowledged", "communicate": "status update",
             "mitigate": "mitigated", "resolve": "resolved", "postmortem": "post-mortem"}
 
 
-
 def _age(inc: Incident, now: float) -> str:
     """A resolved incident's age is a measured span, rounded as the post-mortem and the
     step rows write it (the header said "age 1m18s" beside "resolve 1m19s ✔"); an open
@@ -195,6 +194,7 @@ def _age(inc: Incident, now: float) -> str:
 
         return measured(inc.age(now))
     return format_age(inc.age(now))
+
 
 def incident_line(inc: Incident, now: float) -> str:
     """One row of the list, within 76 cells: severity, title, age, steps done, overdue."""
