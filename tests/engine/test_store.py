@@ -1006,3 +1006,96 @@ def test_constant_rings_answer_as_real_rings_through_changes_wraps_and_reloads(
     if cap == 50:  # the last 50 samples are all 200.0: the reloaded ring is constant again
         assert back._series["c"].cv == 200.0  # noqa: SLF001
         assert back._series["noise"].cv is None  # noqa: SLF001
+
+
+# --------------------------------------------------------------------------- coded rollup rows
+
+
+def _coded_workload(store: MetricStore, seconds: int) -> None:
+    """A day of one check a second: a status code with an incident, an up that goes to NaN
+    and back, a -0.0, a value that moves every half hour (more distinct rows over the day
+    than a palette holds, few at any time), a counter, a noisy latency, and a long gap."""
+    rng = np.random.default_rng(11)
+    for k in range(seconds):
+        if 30_000 <= k < 33_000:
+            continue  # the console was off for 50 minutes
+        t = T0 + k + rng.uniform(0.0, 0.2)
+        code = 503.0 if 7_000 <= k < 7_400 else 200.0
+        up = math.nan if 9_000 <= k < 9_030 else 1.0
+        store.record_row(t, [("code", code), ("up", up), ("zero", -0.0 if k % 5000 < 20 else 0.0),
+                             ("step", float(k // 1800)), ("count", float(k * 3)),
+                             ("lat", float(rng.lognormal(3, 0.4)))])
+
+
+@pytest.mark.parametrize("cap", [3600, 40])
+def test_rollup_rows_of_few_distinct_values_are_coded_and_read_as_plain_rows(
+        tmp_path: Path, cap: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same day into two stores: one codes its rows, one (a palette of one row) keeps
+    # plain float32 arrays, as every ring did before. Every row, query and saved array
+    # must be the same bit for bit, and so after a reload.
+    from console.engine.storage import store as store_mod
+
+    seconds = DAY + 2 * 3600
+    coded = MetricStore(raw_capacity=cap, path=tmp_path / "coded.npz")
+    _coded_workload(coded, seconds)
+    monkeypatch.setattr(store_mod, "_PALETTE_MAX", 1)
+    plain = MetricStore(raw_capacity=cap, path=tmp_path / "plain.npz")
+    _coded_workload(plain, seconds)
+    monkeypatch.undo()
+
+    for name in ("code", "up", "zero", "step"):  # few distinct rows: coded, and small
+        # (a day of "step" holds ~150 distinct minutes: its 1 min ring is plain)
+        for r in coded._series[name].rollups[:1 if name == "step" else 2]:  # noqa: SLF001
+            assert isinstance(r, store_mod._CodedRows), name  # noqa: SLF001
+        assert not any(isinstance(r, store_mod._CodedRows)  # noqa: SLF001
+                       for r in plain._series[name].rollups[:2])  # noqa: SLF001
+        rows = [sum(r.nbytes for r in st._series[name].rollups)  # noqa: SLF001
+                for st in (coded, plain)]
+        assert rows[0] < rows[1] / (1 if name == "step" else 10), (name, rows)
+    # the latency's rows all differ: a plain array, as before
+    assert not isinstance(coded._series["lat"].rollups[0], store_mod._CodedRows)  # noqa: SLF001
+    assert coded.memory_bytes() < plain.memory_bytes()
+
+    sa, sb = _state(coded), _state(plain)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key].tobytes() == sb[key].tobytes(), key
+    now = T0 + seconds
+    for name in ("code", "up", "zero", "step", "count", "lat"):
+        for span in (600, 3600, 6 * 3600, DAY):
+            ha, hb = coded.history(name, span), plain.history(name, span)
+            for key in ha:
+                assert ha[key].tobytes() == hb[key].tobytes(), (name, span, key)
+        for window in (900, 5 * 3600, 20 * 3600):
+            assert _states(coded, name, now - window / 3) == _states(plain, name, now - window / 3)
+            assert coded.quantiles(name, window) == plain.quantiles(name, window)
+            assert coded.rate(name, window) == plain.rate(name, window)
+    back = MetricStore(raw_capacity=cap, path=tmp_path / "coded.npz")
+    back.load()
+    assert isinstance(back._series["code"].rollups[1], store_mod._CodedRows)  # noqa: SLF001
+    for name in ("code", "step", "lat"):
+        assert _states(back, name, now) == _states(coded, name, now)
+        hb, hc = back.history(name, DAY), coded.history(name, DAY)
+        for key in hb:
+            assert hb[key].tobytes() == hc[key].tobytes(), (name, key)
+
+
+def test_a_coded_ring_forgets_rows_no_bucket_holds_and_turns_plain_past_its_palette() -> None:
+    from console.engine.storage import store as store_mod
+
+    store = MetricStore()
+    # a value that moves every 10 minutes for a day: ~290 distinct 10 s rows over the day,
+    # at most ~130 in the 10 s ring at once (its hour); its palette forgets the rest
+    for k in range(DAY):
+        store.record("step", T0 + k, float(k // 600))
+    rows = store._series["step"].rollups[0]  # noqa: SLF001
+    assert isinstance(rows, store_mod._CodedRows)  # noqa: SLF001
+    assert len(rows.palette) <= store_mod._PALETTE_MAX  # noqa: SLF001
+    ids = np.arange(int((T0 + DAY - 3000) // 10), int((T0 + DAY - 10) // 10))
+    for i, row in zip(ids.tolist(), rows[ids % len(rows)], strict=True):
+        assert row[0] == 10.0, i
+        assert row[2] == float((i * 10 - T0) // 600), i
+    # a value that moves every minute: more distinct rows in the ring than a palette holds
+    for k in range(3600):
+        store.record("fast", T0 + DAY + k, float(k // 60))
+    assert not isinstance(store._series["fast"].rollups[0], store_mod._CodedRows)  # noqa: SLF001

@@ -20,11 +20,15 @@ than its full size, however long the console runs:
   to wall-clock multiples of the bucket width, one ``float32`` row per bucket holding
   ``count, sum, min, max, n_up, increase, p50, p95, p99`` (see the ``COUNT`` ... ``P99``
   column constants). A ring has ``retention / width + 1`` rows so the full retention stays
-  readable while the newest bucket is still open.
+  readable while the newest bucket is still open. A ring whose rows are few distinct ones
+  (a series holding one value closes buckets that differ only in their count) keeps one
+  byte per bucket, the code of its row in a palette (``_CodedRows``): a 1 min ring of 1.4 KB
+  instead of 52 KB. Its rows read back as stored, bit for bit.
 
 Full size: 57.6 KB raw (28.8 KB with constant values) + 71.0 KB of rollups = 128.6 KB per
 series, 25.7 MB for 200 series (``bench/bench_memory.py`` measures it), reached after an
-hour (raw, 10 s), 24 h (1 min) and 7 days (1 h). A 5 min x 7 d tier would have cost
+hour (raw, 10 s), 24 h (1 min) and 7 days (1 h). A series holding one value: 28.8 KB of
+shared timestamps, 8 bytes of values and ~2 KB of coded rollups. A 5 min x 7 d tier would have cost
 72.6 KB more per series; 1 h x 7 d costs 6 KB and still answers "uptime over the last 7
 days".
 
@@ -185,6 +189,116 @@ _CONST: dict[tuple[int, int], np.ndarray] = {}
 _CONST_MAX = 4096
 
 
+_PALETTE_MAX = 64
+"""Distinct rows a `_CodedRows` ring keeps before it becomes a plain array (2.3 KB of them,
+a sixth of a full 10 s ring)."""
+_ROW = struct.Struct("<9f")
+_ZERO_KEY = bytes(_ROW.size)
+
+
+def _row_key(row: Sequence[float] | np.ndarray) -> bytes:
+    """The bytes of `row` as float32, as numpy stores it (an overflow to inf included)."""
+    if isinstance(row, np.ndarray):
+        return np.asarray(row, dtype="<f4").tobytes()
+    try:
+        return _ROW.pack(*row)
+    except OverflowError:  # numpy's cast gives inf where struct refuses
+        return np.asarray(row, dtype="<f4").tobytes()
+
+
+class _CodedRows:
+    """A rollup ring of few distinct rows: one byte per bucket, the code of its row in a
+    palette. A series that holds one value (an HTTP target's up, status, status code and
+    body size: four of its six series in a healthy hour) closes buckets that differ only in
+    their count (9, 10 or 11 samples), so a full 1 min ring is 1.4 KB instead of 52 KB and a
+    10 s ring 0.4 KB instead of 13 KB (`bench/soak_rss.py`: the 10 s and 1 min rows were
+    most of what a 200-target console gained in half an hour). Rows are compared bit for bit
+    and read back as stored. Every ring starts coded; one that would need more than
+    `_PALETTE_MAX` distinct rows (a latency's buckets all differ) becomes a plain float32
+    array at its next write (`MetricStore._set_rows`), as before this existed.
+
+    Reads index it as the array it stands for (``rows[slots]`` is ``palette[codes[slots]]``);
+    writes go through `put`. Code 0 is the empty row (all zeros, as a cleared bucket)."""
+
+    __slots__ = ("codes", "keys", "palette")
+
+    def __init__(self, codes: np.ndarray, palette: np.ndarray, keys: dict[bytes, int]) -> None:
+        self.codes = codes  # uint8, one per bucket slot
+        self.palette = palette  # float32 (len(keys), NFIELDS)
+        self.keys = keys  # a row's bytes -> its code
+
+    @classmethod
+    def empty(cls, size: int) -> _CodedRows:
+        return cls(np.zeros(size, dtype=np.uint8), np.zeros((1, NFIELDS), dtype=np.float32),
+                   {_ZERO_KEY: 0})
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.codes.nbytes + self.palette.nbytes
+
+    def __getitem__(self, slots: Any) -> np.ndarray:
+        return self.palette[self.codes[slots]]
+
+    def resized(self, codes: np.ndarray) -> _CodedRows:
+        """The same palette over new codes (a grown ring)."""
+        return _CodedRows(codes, self.palette, self.keys)
+
+    def dense(self) -> np.ndarray:
+        return self.palette[self.codes]
+
+    def put(self, slots: Any, rows: float | Sequence[float] | np.ndarray) -> bool:
+        """Store `rows` (0.0 clears; one row for every slot, or one per slot) at `slots`;
+        False, with some slots perhaps written, when the palette cannot take them all."""
+        if isinstance(rows, float):  # only ever 0.0: clearing
+            self.codes[slots] = 0
+            return True
+        if isinstance(rows, np.ndarray) and rows.ndim == 2:
+            slot_list = np.asarray(slots).ravel().tolist()
+            for slot, row in zip(slot_list, rows, strict=True):
+                code = self._code(_row_key(row))
+                if code is None:
+                    return False
+                self.codes[slot] = code
+            return True
+        code = self._code(_row_key(rows))
+        if code is None:
+            return False
+        self.codes[slots] = code
+        return True
+
+    def _code(self, key: bytes) -> int | None:
+        code = self.keys.get(key)
+        if code is not None:
+            return code
+        if len(self.keys) >= _PALETTE_MAX:
+            self._compact()
+            if len(self.keys) >= _PALETTE_MAX:
+                return None
+        code = len(self.keys)
+        self.keys[key] = code
+        self.palette = np.concatenate(
+            (self.palette, np.frombuffer(key, dtype="<f4").astype(np.float32)[None, :]))
+        return code
+
+    def _compact(self) -> None:
+        """Forget the rows no bucket holds any more (the empty row stays code 0)."""
+        used = np.zeros(len(self.palette), dtype=bool)
+        used[self.codes] = True
+        used[0] = True
+        if used.all():
+            return
+        keep = np.flatnonzero(used)
+        remap = np.zeros(len(self.palette), dtype=np.uint8)
+        remap[keep] = np.arange(len(keep), dtype=np.uint8)
+        self.codes = remap[self.codes]
+        self.palette = self.palette[keep]
+        rows = list(self.keys)
+        self.keys = {rows[i]: j for j, i in enumerate(keep.tolist())}
+
+
 def _same(a: float, b: float) -> bool:
     """The same float bit for bit (0.0 is not -0.0), every NaN counting as one."""
     if a == b:
@@ -255,7 +369,7 @@ class _Series:
         self.run = 0  # number of the first sample of the newest run of one value
         # every tier starts as the shared empty ring: it gets rows of its own when its
         # first bucket is stored (`MetricStore._fit_rows`), a minute or an hour later
-        self.rollups = [_NO_ROWS] * len(tiers)
+        self.rollups: list[np.ndarray | _CodedRows] = [_NO_ROWS] * len(tiers)
         self.roll_lo: list[int | None] = [None] * len(tiers)  # first bucket id stored
         self.n = 0
         self.base = 0  # first sample number ever held (> 0 after loading a smaller ring)
@@ -973,13 +1087,12 @@ class MetricStore:
             old = s.open[k]
             new = id0 // tr.ratio
             self._fit_rows(s, k, old, new - 1)
-            rollup = s.rollups[k]
-            full = len(rollup) == tr.cap
+            full = len(s.rollups[k]) == tr.cap
             lo = 0 if full else s.roll_lo[k]
             for gap in range(old + 1, new):
                 # the ignore below: _fit_rows above set roll_lo[k] if the ring is not full
-                rollup[gap % tr.cap if full else gap - lo] = 0.0  # type: ignore[operator]
-            rollup[old % tr.cap if full else old - lo] = row  # type: ignore[operator]
+                self._set_rows(s, k, gap % tr.cap if full else gap - lo, 0.0)  # type: ignore[operator]
+            self._set_rows(s, k, old % tr.cap if full else old - lo, row)  # type: ignore[operator]
             s.open[k] = new
             s.open_seq[k] = n
         return True
@@ -1007,9 +1120,9 @@ class MetricStore:
                 lo_id = max(old, new - tr.cap + 1)
                 self._fit_rows(s, k, lo_id, new - 1)
                 clear = self._row_slots(s, k, np.arange(lo_id, min(new, lo_id + tr.cap)))
-                s.rollups[k][clear] = 0.0
+                self._set_rows(s, k, clear, 0.0)
                 if orphan is not None and orphan[COUNT] > 0 and old == lo_id:
-                    s.rollups[k][self._row_slots(s, k, np.array([old]))] = orphan
+                    self._set_rows(s, k, self._row_slots(s, k, np.array([old])), orphan)
             return new, span.e0 + z
         gstarts = a + _group_starts(ids[a:z])
         gids = ids[gstarts]
@@ -1053,11 +1166,11 @@ class MetricStore:
             self._fit_rows(s, k, lo_id, max(new - 1, int(gids[-1])))
         if new > lo_id:
             clear = self._row_slots(s, k, np.arange(lo_id, min(new, lo_id + tr.cap)))
-            s.rollups[k][clear] = 0.0
+            self._set_rows(s, k, clear, 0.0)
         if keep.any():
-            s.rollups[k][self._row_slots(s, k, gids[keep])] = rows[keep]
+            self._set_rows(s, k, self._row_slots(s, k, gids[keep]), rows[keep])
         if orphan is not None and orphan[COUNT] > 0 and old is not None and old >= lo_id:
-            s.rollups[k][self._row_slots(s, k, np.array([old]))] = orphan
+            self._set_rows(s, k, self._row_slots(s, k, np.array([old])), orphan)
         return new, span.e0 + z
 
     def _fallback(
@@ -1169,6 +1282,15 @@ class MetricStore:
         if need <= len(r) and r is not _NO_ROWS:
             return
         size = min(tr.cap, max(need, len(r) + len(r) // 2, ROWS_START))
+        if isinstance(r, _CodedRows) or r is _NO_ROWS:
+            old = r if isinstance(r, _CodedRows) else _CodedRows.empty(0)
+            codes = np.zeros(size, dtype=np.uint8)
+            if size == tr.cap:
+                codes[np.arange(lo, lo + len(r), dtype=np.int64) % tr.cap] = old.codes
+            else:
+                codes[: len(r)] = old.codes
+            s.rollups[k] = old.resized(codes)
+            return
         out = np.zeros((size, NFIELDS), dtype=np.float32)
         if size == tr.cap:
             ids = np.arange(lo, lo + len(r), dtype=np.int64)
@@ -1176,6 +1298,18 @@ class MetricStore:
         else:
             out[: len(r)] = r
         s.rollups[k] = out
+
+    @staticmethod
+    def _set_rows(s: _Series, k: int, slots: Any, rows: float | Sequence[float] | np.ndarray
+                  ) -> None:
+        """Write tier k's rows at `slots` (0.0 clears them): into its palette while few
+        distinct rows do, else (from then on) a plain array (see `_CodedRows`)."""
+        r = s.rollups[k]
+        if isinstance(r, _CodedRows):
+            if r.put(slots, rows):
+                return
+            r = s.rollups[k] = r.dense()
+        r[slots] = rows
 
     def _row_slots(self, s: _Series, k: int, ids: np.ndarray) -> np.ndarray:
         """Where tier k keeps bucket `ids` (each at or after its first stored id)."""
@@ -2096,7 +2230,7 @@ class MetricStore:
             s.rollups[k] = _NO_ROWS
             s.roll_lo[k] = None
         self._fit_rows(s, k, int(ids[0]), max(int(ids[-1]), s.open[k] - 1))
-        s.rollups[k][self._row_slots(s, k, ids)] = rows
+        self._set_rows(s, k, self._row_slots(s, k, ids), rows)
 
     def _replay(self, out: dict[str, _Series], log_path: Path) -> tuple[int, float | None]:
         """Apply the change log to the loaded snapshot; returns (bytes used, clock)."""
