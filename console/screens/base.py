@@ -96,6 +96,11 @@ class ListScreen(ConsoleScreen[ResultT]):
 class ConsoleModal(ModalScreen[ResultT]):
     """A dialog over another screen of the console."""
 
+    # A modal screen does not pass keys on to the app: `?` did nothing on the faults menu.
+    # (In a dialog's text field `?` is typed, as any other character.)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "app.help", "Keys", key_display="?", show=False)]
+
     @property
     def console(self) -> OpsConsoleApp:
         return console_app(self)
@@ -105,12 +110,12 @@ class ConsoleModal(ModalScreen[ResultT]):
 # lists move: j/k, g/G, and space/b for a page. A screen using them has `action_scroll`
 # (`scroll_text` on its scrolling container does the rest).
 SCROLL_KEYS: list[BindingType] = [
-    Binding("j", "scroll('down')", show=False),
-    Binding("k", "scroll('up')", show=False),
-    Binding("space", "scroll('page_down')", show=False),
-    Binding("b", "scroll('page_up')", show=False),
-    Binding("g", "scroll('home')", show=False),
-    Binding("G", "scroll('end')", show=False),
+    Binding("j", "scroll('down')", "Down", show=False),
+    Binding("k", "scroll('up')", "Up", show=False),
+    Binding("space", "scroll('page_down')", "Page down", show=False),
+    Binding("b", "scroll('page_up')", "Page up", show=False),
+    Binding("g", "scroll('home')", "First", show=False),
+    Binding("G", "scroll('end')", "Last", show=False),
 ]
 
 

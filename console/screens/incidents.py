@@ -218,9 +218,7 @@ class KpiScreen(ConsoleModal[None]):
                           background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape", "dismiss", "Close", id="kpis_close"),
-                Binding("K", "dismiss", "Close", show=False), *SCROLL_KEYS,
-                # a modal screen does not pass keys on to the app: `?` did nothing here
-                Binding("question_mark", "app.help", "Keys", key_display="?", show=False)]
+                Binding("K", "dismiss", "Close", show=False), *SCROLL_KEYS]
     HINT = "Esc closes · j/k, space/b, g/G scroll · ? keys"
 
     def action_scroll(self, how: str) -> None:

@@ -306,7 +306,14 @@ async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
         assert "[x]" not in _menu_text(app)
         await pilot.press("j", "j", "enter")  # Enter on the highlighted fault toggles it
         assert app.demo.active == {"dependency_down"}
-        await pilot.press("c", "escape")
+        await pilot.press("c", "question_mark")  # its keys, over it (a modal took no `?`)
+        await _opened(pilot, HelpScreen, "#help-keys")
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        assert "Clear all" in keys
+        assert "Toggle 1" in keys
+        await pilot.press("escape")
+        await _opened(pilot, FaultScreen, "#faults-list")
+        await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
         assert app.demo.active == frozenset()
         await wait_screen(pilot, lambda t: "demo faults: none" in t, "header shows no faults")

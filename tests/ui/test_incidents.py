@@ -353,6 +353,13 @@ async def test_kpi_screen(tmp_path: Path, ui_env: None) -> None:
         assert "Esc closes" in text  # the box covers the footer
         await pilot.press("question_mark")  # the keys of the KPI box, over it
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "? on the KPIs")
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        # the scrolling keys by name, not as the action they call ("scroll('page_down')")
+        assert "scroll(" not in keys, keys
+        rows = {line.split("  ")[-1].strip(): line.split("  ")[0].strip()
+                for line in keys.splitlines()}
+        assert rows.get("Page down") == "space", keys
+        assert rows.get("Last") == "G", keys
         await pilot.press("escape")
         await wait_for(pilot, lambda: bool(app.screen.query("#kpi-text")), 5, "KPIs again")
         await pilot.press("escape")
