@@ -117,9 +117,10 @@ def test_report_json_numbers(built: tuple[Path, Path]) -> None:
     assert k["met"]["mttd_s"] is True
     assert k["met"]["uptime_pct:api"] is False
     assert k["met"]["uptime_pct:db"] is True
-    # the history holds one hour of the seven days: the report says so, per target
-    assert k["uptime_span_s"]["api"] == pytest.approx(3600, abs=60)
-    assert k["uptime_span_s"]["db"] == pytest.approx(3600, abs=60)
+    # the history holds one hour of the seven days: the report says so, per target, up to
+    # its newest sample (10 s before the fixture's now), not up to the report's now
+    assert k["uptime_span_s"]["api"] == pytest.approx(3590, abs=0.5)
+    assert k["uptime_span_s"]["db"] == pytest.approx(3590, abs=0.5)
 
 
 def test_report_text_and_window(built: tuple[Path, Path],
@@ -133,7 +134,8 @@ def test_report_text_and_window(built: tuple[Path, Path],
     assert "✔ api" not in text
     assert "✖ api" in text
     api = next(line for line in text.splitlines() if line.startswith("✖ api"))
-    assert api.endswith("  over 1h00m")  # of the 30 days, only this much is held
+    # of the 30 days, only this much is held: up to its newest sample, 10 s before now
+    assert api.endswith("  over 59m50s")
     assert "uptime per target ('over': only that much of the period is held)" in text
     # the history's newest sample is 10 s old (as a running console's saved history can
     # be a minute old): the report says up to when it measured

@@ -282,10 +282,14 @@ def compute(book: IncidentBook, *, since: float, now: float | None = None,
             if series.endswith(":up"):
                 name = series.removesuffix(":up")
                 k.uptime_pct[name] = store.uptime(series, since, now=now)
+                last = store.latest(series)
                 held = store.held_from(series)
                 if held is not None and held > lo:
-                    k.uptime_span_s[name] = max(now - held, 0.0)
-                if (last := store.latest(series)) is not None:
+                    # what the figure measured: up to the newest sample, not to now (a
+                    # history saved 31 s ago read "over 4m20s" beside the console's 3m49s)
+                    end = min(now, last[0]) if last is not None else now
+                    k.uptime_span_s[name] = max(end - held, 0.0)
+                if last is not None:
                     behind = max(now - last[0], 0.0)
                     if k.uptime_behind_s is None or behind < k.uptime_behind_s:
                         k.uptime_behind_s = behind
