@@ -61,6 +61,8 @@ class AlertEpisode(TypedDict, total=False):
     fired_cause: str
     metric: str
     pending_for_s: float  # the rule's `for`: it fires no sooner after the first failure
+    window_s: float | None  # the rule's window when it aggregates over time: it resolves
+    # only once the window holds no failure, up to this long after the service recovered
 
 
 class IncidentEntry(TypedDict, total=False):

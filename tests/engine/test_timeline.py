@@ -314,3 +314,39 @@ async def test_an_earlier_episode_over_before_the_incident_is_not_its_origin(
     assert m["detect"].seconds == 2
     events = timeline(inc, [first, second], [])
     assert all(e.ts >= T0 + 90 for e in events), [(e.ts - T0, e.text) for e in events]
+
+
+async def test_an_impact_ended_by_a_windowed_alert_says_recovery_came_up_to_a_window_earlier(
+        tmp_path: Path) -> None:
+    """A walk: dependency down resolved at 21:39:06; the 1 min average of webhook failures
+    resolved at 21:40:03, and the post-mortem called that "service recovered"."""
+    clock = Clock(T0 + 300)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    try:
+        inc = await desk.open("Payments down", "P0", alerts=["dependency-down/api-health",
+                                                             "payment-webhook-failures/pay"],
+                              started=T0, targets=["api-health", "pay"],
+                              episodes=["dependency-down/api-health/1",
+                                        "payment-webhook-failures/pay/1"])
+        down = episode(key="dependency-down/api-health/1", rule="dependency-down",
+                       target="api-health", incident=inc.id, fired_at=T0, resolved_at=T0 + 110,
+                       window_s=None)
+        avg = episode(key="payment-webhook-failures/pay/1", rule="payment-webhook-failures",
+                      target="pay", incident=inc.id, fired_at=T0 + 10, resolved_at=T0 + 167,
+                      window_s=60.0)
+        m = {x.name: x for x in incident_kpis(inc, [down, avg])}
+        assert m["impact"].end == T0 + 167
+        assert m["impact"].end_what == "alert resolved (1m00s window)"
+        md = render(inc, now=T0 + 600, episodes=[down, avg])
+        assert ("  (payment-webhook-failures, the last alert to resolve, is measured over "
+                "1m00s: the service recovered up to 1m00s before it resolved)") in md
+        # the last to resolve is an instant rule: nothing to add
+        late_down = {**down, "resolved_at": T0 + 170}
+        m = {x.name: x for x in incident_kpis(inc, [late_down, avg])}
+        assert m["impact"].end_what == "alert resolved (service recovered)"
+        assert "the last alert to resolve" not in render(inc, now=T0 + 600,
+                                                         episodes=[late_down, avg])
+    finally:
+        await desk.journal.close()

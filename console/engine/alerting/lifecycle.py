@@ -81,6 +81,14 @@ def _expr_metric(text: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1024)
+def _expr_window(text: str) -> float | None:
+    try:
+        return parse_expr(text).window
+    except ValueError:
+        return None
+
+
 _QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)
 # A re-fire later than this after the resolved message is news, not a flap, however few
 # samples a slowly polled target took in between.
@@ -385,6 +393,7 @@ class Alert:
             "metric": _expr_metric(self.rule.expr),
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
             "pending_for_s": self.rule.for_,
+            "window_s": _expr_window(self.rule.expr),
         }
 
     def _note_peak(self) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from console.engine.incidents.book import Incident
-from console.engine.incidents.kpis import Measure, incident_kpis, measured
+from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
 from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.model import AlertEpisode
 from console.engine.storage.fileio import atomic_write
-from console.engine.text.fmt import format_metric, format_target
+from console.engine.text.fmt import format_age, format_metric, format_target
 from console.engine.text.sanitize import one_line
 
 
@@ -186,6 +186,10 @@ def render(inc: Incident, *, now: float | None = None,
         span = f"{elapsed(end - start)}" if end is not None else "still ongoing"
         out.append(f"- **Window:** {_at(start)} → {_at(end) if end else 'now'} ({span}), "
                    "from the first failing sample to the alert resolved")
+        if end is not None and (lag := resolve_lag(eps)) is not None:
+            out.append(f"  ({_md(lag[0], 60)}, the last alert to resolve, is measured over "
+                       f"{format_age(lag[1])}: the service recovered up to "
+                       f"{format_age(lag[1])} before it resolved)")
         for e in eps:
             peak = e.get("peak")
             metric = _metric_of(e)
