@@ -380,6 +380,22 @@ class IncidentScreen(ListScreen[None]):
         self.incident_id = incident_id
         self.desk: Any = None
         self._shown: list[tuple[str, str]] = []
+        self._leads: dict[str, bool] = {}  # link -> it leads somewhere (see `_leads_to`)
+        self._leads_key: object = None
+
+    def _leads_to(self, link: str, prefer: list[str]) -> bool:
+        """The link opens something in this console: a walk without PostgreSQL saw
+        "⏎ db:tables" on a step, pressed Enter and read "nothing to open". Kept until the
+        targets or the series change (resolving reads every target's view)."""
+        engine = self.console.scheduler
+        if engine is None:
+            return True  # starting: Enter says so
+        key = (id(engine), id(engine.settings), engine.store.generation, tuple(prefer))
+        if key != self._leads_key:
+            self._leads, self._leads_key = {}, key
+        if link not in self._leads:
+            self._leads[link] = not isinstance(destination_of(engine, link, prefer), str)
+        return self._leads[link]
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.incident_id), id="incident-head")
@@ -412,7 +428,10 @@ class IncidentScreen(ListScreen[None]):
                         else f"  {step.section.title}"))
             for i, item in step.items(inc.severity):
                 box = "[x]" if i in step.checked else "[ ]"
-                link = f"  ⏎ {item.link}" if item.link else ""
+                link = ""
+                if item.link:
+                    link = (f"  ⏎ {item.link}" if self._leads_to(item.link, inc.targets)
+                            else f"  · {item.link} (not in this console)")
                 out.append((f"item|{step.playbook}|{step.id}|{i}",
                             f"    {box} {one_line(item.text, 200)}{link}"))
             for note in step.notes[-3:]:

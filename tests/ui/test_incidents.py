@@ -309,6 +309,13 @@ async def test_snapshot_handover_false_positive_and_links(tmp_path: Path, ui_env
         await wait_for(pilot, lambda: inc.runbook == "high-error-rate", 5, "runbook attached")
         assert any(s.playbook == "high-error-rate" for s in inc.steps)
         # its "error rate > 5 %" links to the chart of error_pct: Enter opens api charting it
+        steps = app.screen.query_one("#incident-steps", OptionList)
+        assert "  ⏎ chart:error_pct" in str(
+            steps.get_option("item|high-error-rate|symptoms|0").prompt)
+        # a link that opens nothing in this config is marked so before Enter is pressed
+        dead = str(steps.get_option("item|incident-response|assess|0").prompt)
+        assert "⏎" not in dead
+        assert dead.endswith(" (not in this console)"), dead
         await _move_to(pilot, "item|high-error-rate|symptoms|0")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "detail")
