@@ -22,15 +22,15 @@ than its full size, however long the console runs:
   column constants). A ring has ``retention / width + 1`` rows so the full retention stays
   readable while the newest bucket is still open. A ring whose rows are few distinct ones
   (a series holding one value closes buckets that differ only in their count) keeps one
-  byte per bucket, the code of its row in a palette (``_CodedRows``): a 1 min ring of 1.4 KB
+  byte per bucket, the code of its row in a palette (``_CodedRows``): a 1 min ring of ~1.5 KB
   instead of 52 KB. Its rows read back as stored, bit for bit.
 
 Full size: 57.6 KB raw (28.8 KB with constant values) + 71.0 KB of rollups = 128.6 KB per
 series, 25.7 MB for 200 series (``bench/bench_memory.py`` measures it), reached after an
 hour (raw, 10 s), 24 h (1 min) and 7 days (1 h). A series holding one value: 28.8 KB of
-shared timestamps, 8 bytes of values and ~2 KB of coded rollups. A 5 min x 7 d tier would have cost
-72.6 KB more per series; 1 h x 7 d costs 6 KB and still answers "uptime over the last 7
-days".
+shared timestamps, 8 bytes of values and ~2.2 KB of coded rollups. A 5 min x 7 d tier would
+have cost 72.6 KB more per series; 1 h x 7 d costs 6 KB and still answers "uptime over the
+last 7 days".
 
 The 10 s tier keeps an hour, not six (it did: 77.8 KB of a 193.4 KB series). While the raw
 ring holds the hour at 1 s, 10 s rows only matter when raw samples are gone: after a crash
@@ -210,8 +210,8 @@ class _CodedRows:
     """A rollup ring of few distinct rows: one byte per bucket, the code of its row in a
     palette. A series that holds one value (an HTTP target's up, status, status code and
     body size: four of its six series in a healthy hour) closes buckets that differ only in
-    their count (9, 10 or 11 samples), so a full 1 min ring is 1.4 KB instead of 52 KB and a
-    10 s ring 0.4 KB instead of 13 KB (`bench/soak_rss.py`: the 10 s and 1 min rows were
+    their count (9, 10 or 11 samples), so a full 1 min ring is ~1.5 KB instead of 52 KB and a
+    10 s ring ~0.5 KB instead of 13 KB (`bench/soak_rss.py`: the 10 s and 1 min rows were
     most of what a 200-target console gained in half an hour). Rows are compared bit for bit
     and read back as stored. Every ring starts coded; one that would need more than
     `_PALETTE_MAX` distinct rows (a latency's buckets all differ) becomes a plain float32
