@@ -74,8 +74,8 @@ class ListScreen(ConsoleScreen[ResultT]):
     the tables (`FillTable`) and the keys screen have them. Home and End are the list's own."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
         Binding("g", "cursor_first", "First", show=False),
         Binding("G", "cursor_last", "Last", show=False),
     ]

@@ -24,8 +24,8 @@ class FaultScreen(ConsoleModal[None]):
         Binding("2", "toggle_fault(1)", "Toggle 2", show=False),
         Binding("3", "toggle_fault(2)", "Toggle 3", show=False),
         Binding("4", "toggle_fault(3)", "Toggle 4", show=False),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
     def compose(self) -> ComposeResult:

@@ -143,8 +143,8 @@ class LogsScreen(ConsoleScreen[None]):
         Binding("c", "builtin('')", "All", id="logs_all"),
         Binding("slash", "filter", "Filter", key_display="/", id="logs_filter"),
         Binding("t", "next_target", "Target", id="logs_target"),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
     def __init__(self, engine: Any, names: list[str], *, target: str | None = None,

@@ -96,11 +96,12 @@ class Choose(ConsoleModal[str | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="choose_cancel"),
-        *[Binding(str(i), f"pick({i - 1})", show=False) for i in range(1, 10)],
+        *[Binding(str(i), f"pick({i - 1})", "Pick by number", show=False)
+          for i in range(1, 10)],
         # as in every list: a walk pressed j, saw no move, and Enter attached an alert to
         # the incident it had not chosen
-        Binding("j", "move(1)", show=False),
-        Binding("k", "move(-1)", show=False),
+        Binding("j", "move(1)", "Down", show=False),
+        Binding("k", "move(-1)", "Up", show=False),
     ]
 
     def __init__(self, label: str, choices: Sequence[tuple[str, str]],

@@ -115,8 +115,8 @@ class RemoteAlertsScreen(ConsoleScreen[None]):
         Binding("x", "expire", "Expire silence", id="remote_expire"),
         Binding("o", "open_incident", "Open incident", id="remote_incident"),
         Binding("r", "toggle_rules", "Rules", id="remote_rules"),
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
     def __init__(self, remote: RemoteAlerts, *, user: str | None = None) -> None:

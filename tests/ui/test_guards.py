@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Static
 
 from console.app import OpsConsoleApp
 from console.engine.config.loader import load_config
@@ -200,6 +200,22 @@ async def test_j_and_k_move_in_a_choice_as_in_every_list(tmp_path: Path) -> None
         assert ol.highlighted == 1
         await pilot.press("k", "j")
         assert ol.highlighted == 1
+        # its Keys, by name: a walk read "1 pick(0) / 2 pick(1) … j move(1)" there
+        from console.screens.help import HelpScreen
+
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen)
+                       and bool(app.screen.query("#help-keys")), 5, "its keys")
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        assert "pick(" not in keys, keys
+        assert "move(" not in keys, keys
+        rows = {line.split("  ")[-1].strip(): line.split("  ")[0].strip()
+                for line in keys.splitlines()}
+        assert rows.get("Down") == "j", keys
+        assert rows.get("Pick by number", "").startswith("1 2 3"), keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, Choose), 5, "the choice again")
+        assert app.screen.query_one(OptionList).highlighted == 1
         await pilot.press("enter")
         await wait_for(pilot, lambda: got != [], 5, "a choice made")
         assert got == ["new"]

@@ -319,7 +319,7 @@ def measured(seconds: float | None) -> str:
 
 
 def _p(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f} %"
+    return "—" if v is None else f"{v:.1f} %"  # as `measured` says nothing
 
 
 def format_text(k: Kpis) -> str:
