@@ -342,11 +342,14 @@ async def test_an_impact_ended_by_a_windowed_alert_says_recovery_came_up_to_a_wi
         md = render(inc, now=T0 + 600, episodes=[down, avg])
         assert ("  (payment-webhook-failures, the last alert to resolve, is measured over "
                 "1m00s: the service recovered up to 1m00s before it resolved)") in md
+        summary = md.split("## Summary", 1)[1].split("##", 1)[0]
+        assert "(3m07s, its end up to 1m00s late: payment-webhook-failures's window)" in summary
         # the last to resolve is an instant rule: nothing to add
         late_down = {**down, "resolved_at": T0 + 170}
         m = {x.name: x for x in incident_kpis(inc, [late_down, avg])}
         assert m["impact"].end_what == "alert resolved (service recovered)"
-        assert "the last alert to resolve" not in render(inc, now=T0 + 600,
-                                                         episodes=[late_down, avg])
+        md = render(inc, now=T0 + 600, episodes=[late_down, avg])
+        assert "the last alert to resolve" not in md
+        assert "late:" not in md
     finally:
         await desk.journal.close()

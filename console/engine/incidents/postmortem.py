@@ -99,7 +99,10 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
             text += f" ({_md(cause, 200)})"
         if impact.seconds is not None and impact.end is not None:
             text += (f", from {_hms(impact.start or inc.started)} to {_hms(impact.end)} UTC "
-                     f"({elapsed(impact.seconds)})")
+                     f"({elapsed(impact.seconds)}")
+            if (lag := resolve_lag(eps)) is not None:  # see the Impact section
+                text += f", its end up to {format_age(lag[1])} late: {_md(lag[0], 60)}'s window"
+            text += ")"
         else:
             text += f", from {_hms(impact.start or inc.started)} UTC, still ongoing"
     else:
