@@ -213,9 +213,11 @@ class _CodedRows:
     their count (9, 10 or 11 samples), so a full 1 min ring is ~1.5 KB instead of 52 KB and a
     10 s ring ~0.5 KB instead of 13 KB (`bench/soak_rss.py`: the 10 s and 1 min rows were
     most of what a 200-target console gained in half an hour). Rows are compared bit for bit
-    and read back as stored. Every ring starts coded; one that would need more than
-    `_PALETTE_MAX` distinct rows (a latency's buckets all differ) becomes a plain float32
-    array at its next write (`MetricStore._set_rows`), as before this existed.
+    and read back as stored. A ring is coded when it grows to `_CODE_FROM` rows or more
+    holding few distinct ones, and when a saved history is loaded (`_coded_if_few`); one
+    that would need more than `_PALETTE_MAX` distinct rows (a latency's buckets all differ)
+    becomes a plain float32 array at its next write (`MetricStore._set_rows`), as every
+    ring was before this existed.
 
     Reads index it as the array it stands for (``rows[slots]`` is ``palette[codes[slots]]``);
     writes go through `put`. Code 0 is the empty row (all zeros, as a cleared bucket)."""
@@ -256,32 +258,44 @@ class _CodedRows:
             self.codes[slots] = 0
             return True
         if isinstance(rows, np.ndarray) and rows.ndim == 2:
-            slot_list = np.asarray(slots).ravel().tolist()
-            for slot, row in zip(slot_list, rows, strict=True):
-                code = self._code(_row_key(row))
-                if code is None:
-                    return False
-                self.codes[slot] = code
+            # many rows at once (a history loaded, a long gap closed): their distinct ones
+            # found by numpy, not row by row (a day of 1,800 series is 2.6 million rows)
+            if not len(rows):
+                return True
+            flat = np.ascontiguousarray(rows, dtype="<f4")
+            distinct, inverse = np.unique(
+                flat.view(np.dtype((np.void, flat.shape[1] * 4))).ravel(), return_inverse=True)
+            found = self._codes_of([d.tobytes() for d in distinct])
+            if found is None:
+                return False
+            self.codes[slots] = found[inverse.ravel()]
             return True
-        code = self._code(_row_key(rows))
+        key = _row_key(rows)
+        code = self.keys.get(key)  # a bucket closing: most often a row it has already
         if code is None:
-            return False
+            found = self._codes_of([key])
+            if found is None:
+                return False
+            code = int(found[0])
         self.codes[slots] = code
         return True
 
-    def _code(self, key: bytes) -> int | None:
-        code = self.keys.get(key)
-        if code is not None:
-            return code
-        if len(self.keys) >= _PALETTE_MAX:
-            self._compact()
-            if len(self.keys) >= _PALETTE_MAX:
+    def _codes_of(self, keys: list[bytes]) -> np.ndarray | None:
+        """The codes of these rows, new ones added to the palette; None when it cannot
+        take them all (nothing is added then)."""
+        new = [k for k in keys if k not in self.keys]
+        if len(self.keys) + len(new) > _PALETTE_MAX:
+            self._compact()  # the rows no bucket holds any more make room
+            new = [k for k in keys if k not in self.keys]
+            if len(self.keys) + len(new) > _PALETTE_MAX:
                 return None
-        code = len(self.keys)
-        self.keys[key] = code
-        self.palette = np.concatenate(
-            (self.palette, np.frombuffer(key, dtype="<f4").astype(np.float32)[None, :]))
-        return code
+        if new:
+            for k in new:
+                self.keys[k] = len(self.keys)
+            self.palette = np.concatenate(
+                (self.palette, np.frombuffer(b"".join(new), dtype="<f4")
+                 .astype(np.float32).reshape(len(new), NFIELDS)))
+        return np.array([self.keys[k] for k in keys], dtype=np.uint8)
 
     def _compact(self) -> None:
         """Forget the rows no bucket holds any more (the empty row stays code 0)."""
@@ -297,6 +311,29 @@ class _CodedRows:
         self.palette = self.palette[keep]
         rows = list(self.keys)
         self.keys = {rows[i]: j for j, i in enumerate(keep.tolist())}
+
+
+_CODE_FROM = 64
+"""Rows a ring must have before it is coded: below that a plain array is smaller than a
+palette's objects (~0.6 KB: a `bench/bench_scale.py` console held ~10 KB more a target
+with every ring coded from its first row)."""
+
+
+def _coded_if_few(rows: np.ndarray) -> np.ndarray | _CodedRows:
+    """`rows` as a `_CodedRows` when it is big enough and holds few distinct rows (at most
+    half a palette, so that it is not made plain again at the next new row)."""
+    if len(rows) < _CODE_FROM:
+        return rows
+    flat = np.ascontiguousarray(rows, dtype="<f4")
+    distinct, inverse = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * 4))).ravel(),
+                                  return_inverse=True)
+    if len(distinct) > _PALETTE_MAX // 2:
+        return rows
+    coded = _CodedRows.empty(len(rows))
+    found = coded._codes_of([d.tobytes() for d in distinct])  # noqa: SLF001
+    assert found is not None  # an empty palette takes half a palette
+    coded.codes[:] = found[inverse.ravel()]
+    return coded
 
 
 def _same(a: float, b: float) -> bool:
@@ -1282,14 +1319,13 @@ class MetricStore:
         if need <= len(r) and r is not _NO_ROWS:
             return
         size = min(tr.cap, max(need, len(r) + len(r) // 2, ROWS_START))
-        if isinstance(r, _CodedRows) or r is _NO_ROWS:
-            old = r if isinstance(r, _CodedRows) else _CodedRows.empty(0)
+        if isinstance(r, _CodedRows):
             codes = np.zeros(size, dtype=np.uint8)
             if size == tr.cap:
-                codes[np.arange(lo, lo + len(r), dtype=np.int64) % tr.cap] = old.codes
+                codes[np.arange(lo, lo + len(r), dtype=np.int64) % tr.cap] = r.codes
             else:
-                codes[: len(r)] = old.codes
-            s.rollups[k] = old.resized(codes)
+                codes[: len(r)] = r.codes
+            s.rollups[k] = r.resized(codes)
             return
         out = np.zeros((size, NFIELDS), dtype=np.float32)
         if size == tr.cap:
@@ -1297,7 +1333,14 @@ class MetricStore:
             out[ids % tr.cap] = r
         else:
             out[: len(r)] = r
-        s.rollups[k] = out
+        s.rollups[k] = _coded_if_few(out) if r is not _NO_ROWS else out
+
+    @staticmethod
+    def _code_rows(s: _Series, k: int) -> None:
+        """Tier k's plain ring coded when it holds few distinct rows (see `_CodedRows`)."""
+        r = s.rollups[k]
+        if not isinstance(r, _CodedRows) and r is not _NO_ROWS:
+            s.rollups[k] = _coded_if_few(r)
 
     @staticmethod
     def _set_rows(s: _Series, k: int, slots: Any, rows: float | Sequence[float] | np.ndarray
@@ -2231,6 +2274,7 @@ class MetricStore:
             s.roll_lo[k] = None
         self._fit_rows(s, k, int(ids[0]), max(int(ids[-1]), s.open[k] - 1))
         self._set_rows(s, k, self._row_slots(s, k, ids), rows)
+        self._code_rows(s, k)  # a reloaded history is as small as the one saved
 
     def _replay(self, out: dict[str, _Series], log_path: Path) -> tuple[int, float | None]:
         """Apply the change log to the loaded snapshot; returns (bytes used, clock)."""
