@@ -262,13 +262,11 @@ class _CodedRows:
             # found by numpy, not row by row (a day of 1,800 series is 2.6 million rows)
             if not len(rows):
                 return True
-            flat = np.ascontiguousarray(rows, dtype="<f4")
-            distinct, inverse = np.unique(
-                flat.view(np.dtype((np.void, flat.shape[1] * 4))).ravel(), return_inverse=True)
-            found = self._codes_of([d.tobytes() for d in distinct])
+            distinct, inverse = _distinct_rows(rows)
+            found = self._codes_of(distinct)
             if found is None:
                 return False
-            self.codes[slots] = found[inverse.ravel()]
+            self.codes[slots] = found[inverse]
             return True
         key = _row_key(rows)
         code = self.keys.get(key)  # a bucket closing: most often a row it has already
@@ -324,16 +322,23 @@ def _coded_if_few(rows: np.ndarray) -> np.ndarray | _CodedRows:
     half a palette, so that it is not made plain again at the next new row)."""
     if len(rows) < _CODE_FROM:
         return rows
-    flat = np.ascontiguousarray(rows, dtype="<f4")
-    distinct, inverse = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * 4))).ravel(),
-                                  return_inverse=True)
+    distinct, inverse = _distinct_rows(rows)
     if len(distinct) > _PALETTE_MAX // 2:
         return rows
     coded = _CodedRows.empty(len(rows))
-    found = coded._codes_of([d.tobytes() for d in distinct])  # noqa: SLF001
+    found = coded._codes_of(distinct)  # noqa: SLF001
     assert found is not None  # an empty palette takes half a palette
-    coded.codes[:] = found[inverse.ravel()]
+    coded.codes[:] = found[inverse]
     return coded
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """The distinct rows of `rows` (as float32 bytes, `_row_key`'s form) and, for each row,
+    the index of its own among them."""
+    flat = np.ascontiguousarray(rows, dtype="<f4")
+    distinct, inverse = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * 4))).ravel(),
+                                  return_inverse=True)
+    return [d.tobytes() for d in distinct], inverse.ravel()
 
 
 def _same(a: float, b: float) -> bool:
