@@ -48,7 +48,7 @@ from typing import Any, cast
 from console.engine.alerting.explain import cause_of
 from console.engine.alerting.rules import Evaluation, detail_of
 from console.engine.config.rules import AlertingSection, Rule
-from console.engine.lang.ruleexpr import Matcher, parse_expr, parse_matcher
+from console.engine.lang.ruleexpr import Expr, Matcher, parse_expr, parse_matcher
 from console.engine.lang.summary import expand_summary
 from console.engine.model import AlertEpisode, CheckResult
 from console.engine.text.fmt import format_duration
@@ -67,24 +67,11 @@ _FIRING = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
 
 
 @functools.lru_cache(maxsize=1024)
-def _expr_op(text: str) -> str:
+def _parsed(text: str) -> Expr | None:
+    """A rule's condition, parsed once (None for one that does not parse: loaded from an
+    older state, say)."""
     try:
-        return parse_expr(text).op
-    except ValueError:
-        return ">"
-
-@functools.lru_cache(maxsize=1024)
-def _expr_metric(text: str) -> str:
-    try:
-        return parse_expr(text).metric
-    except ValueError:
-        return ""
-
-
-@functools.lru_cache(maxsize=1024)
-def _expr_window(text: str) -> float | None:
-    try:
-        return parse_expr(text).window
+        return parse_expr(text)
     except ValueError:
         return None
 
@@ -377,6 +364,7 @@ class Alert:
             return None
         ongoing = self.state not in _QUIET
         end = now if ongoing or self.resolved_at is None else self.resolved_at
+        parsed = _parsed(self.rule.expr)
         return {
             "type": "episode", "key": f"{self.id}/{self.incident}", "rule": self.rule.name,
             "target": self.target, "severity": self.rule.severity,
@@ -390,16 +378,17 @@ class Alert:
             "labels": dict(self.labels), "cause": self.cause,
             "fired_summary": self.ep_summary or self.summary,
             "fired_cause": self.ep_cause or self.cause,
-            "metric": _expr_metric(self.rule.expr),
+            "metric": parsed.metric if parsed else "",
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
             "pending_for_s": self.rule.for_,
-            "window_s": _expr_window(self.rule.expr),
+            "window_s": parsed.window if parsed else None,
         }
 
     def _note_peak(self) -> None:
         """Keep the worst value of the episode: highest for `>` rules, lowest for `<`; none
         for equality rules."""
-        op = _expr_op(self.rule.expr)
+        parsed = _parsed(self.rule.expr)
+        op = parsed.op if parsed else ">"
         if self.value is None or op not in ("<", "<=", ">", ">="):
             return  # `up == 0` and the like have no "worse" value
         low = op in ("<", "<=")
