@@ -20,10 +20,13 @@ class FaultScreen(ConsoleModal[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close", id="faults_close"),
         Binding("c", "clear", "Clear all", id="faults_clear"),
-        Binding("1", "toggle_fault(0)", "Toggle 1", show=False),
-        Binding("2", "toggle_fault(1)", "Toggle 2", show=False),
-        Binding("3", "toggle_fault(2)", "Toggle 3", show=False),
-        Binding("4", "toggle_fault(3)", "Toggle 4", show=False),
+        # Enter reaches the list first (its "select"); bound here too, so the Keys screen
+        # says what it does (it listed no Enter, the walk found)
+        Binding("enter", "toggle_highlighted", "Toggle the highlighted fault", show=False),
+        Binding("1", "toggle_fault(0)", "Toggle by number", show=False),
+        Binding("2", "toggle_fault(1)", "Toggle by number", show=False),
+        Binding("3", "toggle_fault(2)", "Toggle by number", show=False),
+        Binding("4", "toggle_fault(3)", "Toggle by number", show=False),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
     ]
@@ -70,6 +73,11 @@ class FaultScreen(ConsoleModal[None]):
         if 0 <= index < len(FAULTS):
             self.console.toggle_fault(FAULTS[index])
             self._redraw()
+
+    def action_toggle_highlighted(self) -> None:
+        ol = self.query_one(OptionList)
+        if ol.highlighted is not None:
+            self.action_toggle_fault(ol.highlighted)
 
     def action_clear(self) -> None:
         self.console.clear_faults()

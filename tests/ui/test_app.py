@@ -310,7 +310,8 @@ async def test_fault_menu_toggles_and_clears_demo_faults() -> None:
         await _opened(pilot, HelpScreen, "#help-keys")
         keys = str(app.screen.query_one("#help-keys", Static).render())
         assert "Clear all" in keys
-        assert "Toggle 1" in keys
+        assert re.search(r"^⏎ +Toggle the highlighted fault$", keys, re.M), keys
+        assert re.search(r"^1 2 3 4 +Toggle by number$", keys, re.M), keys
         await pilot.press("escape")
         await _opened(pilot, FaultScreen, "#faults-list")
         await pilot.press("escape")
