@@ -299,6 +299,23 @@ def test_an_empty_data_dir_beside_the_demos_incidents_says_add_demo(
     (data / "journal.jsonl").touch()
     assert main(["incidents", "--json"]) == 0
     assert "--demo" not in capsys.readouterr().err
+    # and the other way round: --demo where no demo ran (a walk's demo had --data-dir
+    # elsewhere, one incident open) is an error, never "no open incidents" with exit 0
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("OPSCONSOLE_DATA_DIR", str(other))
+    for argv in (["incidents", "--demo"], ["alerts", "--demo"]):
+        assert main(argv) == 2, argv
+        got = capsys.readouterr()
+        assert got.out == ""
+        assert (f"opsconsole {argv[0]} --demo: the demo has not run in {other / 'demo'} "
+                "(start it with `opsconsole demo`; for a demo started with --data-dir DIR, "
+                "add --data-dir DIR)") in got.err
+    # without --demo an empty directory has nothing open, and says which directory
+    assert main(["incidents"]) == 0
+    got = capsys.readouterr()
+    assert got.out == "no open incidents\n"
+    assert f"opsconsole: no journal in {other} yet" in got.err
 
 
 def test_postmortem_prints_the_file_someone_edited_not_a_fresh_draft(

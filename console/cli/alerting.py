@@ -142,14 +142,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def _demo_settings(args: argparse.Namespace) -> Settings | None:
     """The running demo's config, as it wrote it in its world (its rules name its alerts)."""
-    from console.cli.common import print_config_error
+    from console.cli.common import demo_not_run, print_config_error
     from console.engine.config.loader import load_config
     from console.engine.errors import ConfigError
 
     path = data_paths(args).demo_config
     if not path.is_file():
-        print(f"opsconsole alerts --demo: the demo has not run in {path.parent} (start it "
-              "with `opsconsole demo`)", file=sys.stderr)
+        print(demo_not_run("alerts", path.parent), file=sys.stderr)
         return None
     try:
         return load_config(path)

@@ -76,6 +76,14 @@ def data_paths(args: argparse.Namespace, settings: Settings | None = None) -> Da
     return paths.demo() if getattr(args, "demo_world", False) else paths
 
 
+def demo_not_run(command: str, root: Path) -> str:
+    """What `COMMAND --demo` says when no demo ran in this data directory: an error, not an
+    empty answer (`incidents --demo` said "no open incidents" while a demo started with
+    `--data-dir` had one open)."""
+    return (f"opsconsole {command} --demo: the demo has not run in {root} (start it with "
+            "`opsconsole demo`; for a demo started with --data-dir DIR, add --data-dir DIR)")
+
+
 def heartbeat_pings(args: argparse.Namespace, settings: Settings) -> Path | None:
     """Where `opsconsole ping` and the listener leave check-ins, for a one-shot command's
     heartbeat targets (None when it has none): without it they read as never checked in."""

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths
+from console.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_PROBLEM, data_paths, demo_not_run
 
 if TYPE_CHECKING:
     from console.engine.incidents.book import Incident
@@ -215,19 +215,26 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         print(f"opsconsole incidents: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     book = None
-    if _shared(args) is not None or _journal_path(args).exists():  # no journal yet: no
-        # incidents, not an error
+    if _shared(args) is not None or _journal_path(args).exists():
         book = _book(args)
         if book is None:
             return EXIT_PROBLEM  # it could not be read: _book said why
+    elif getattr(args, "demo_world", False) and not getattr(args, "journal", None):
+        # a demo that never ran here is not "no open incidents": that false all-clear was
+        # read beside a demo started with --data-dir, one incident open
+        print(demo_not_run("incidents", data_paths(args).root), file=sys.stderr)
+        return EXIT_CONFIG
+    # else no journal yet: no incidents, not an error
     incidents = [] if book is None else (
         sorted(book.incidents.values(), key=lambda i: i.started, reverse=True)
         if args.all else book.open_incidents())
     if since is not None:
         incidents = [i for i in incidents if i.started >= since]
     rows = [incident_json(i, now) for i in incidents]
-    if not rows and _shared(args) is None and (hint := _demo_hint(args)):
-        print(f"opsconsole: no journal in {data_paths(args).root}{hint}", file=sys.stderr)
+    if book is None and _shared(args) is None:  # which directory "nothing" comes from
+        where = _journal_path(args) if getattr(args, "journal", None) else \
+            data_paths(args).root
+        print(f"opsconsole: no journal in {where} yet{_demo_hint(args)}", file=sys.stderr)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
     elif not rows:
