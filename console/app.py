@@ -470,9 +470,10 @@ class OpsConsoleApp(App[None]):
         return self.read_only
 
     async def action_quit(self) -> None:
-        """q: quit, asking first while a P0 is open or firing (nobody may be watching once
-        this console is gone)."""
-        reason = self._p0_open()
+        """q: quit, asking first while a P0 is open, or a P0/P1 incident or alert waits
+        for someone to acknowledge it (nobody may be watching once this console is gone;
+        q quit at once beside an unacknowledged P1 incident and firing P1s, a walk found)."""
+        reason = self._quit_reason()
         if reason is None:
             self.exit()
             return
@@ -484,16 +485,23 @@ class OpsConsoleApp(App[None]):
 
         self.push_screen(Confirm(f"{reason}. Quit anyway?"), answered)
 
-    def _p0_open(self) -> str | None:
+    def _quit_reason(self) -> str | None:
         desk = self.desk
-        incs = [i for i in desk.book.open_incidents() if i.severity == "P0"] if desk else []
-        if incs:
-            n = len(incs)
-            return f"{n} P0 incident{'s' if n > 1 else ''} open ({incs[0].id})"
+        open_ = desk.book.open_incidents() if desk else []
+        p0 = [i for i in open_ if i.severity == "P0"]
+        if p0:
+            return f"{len(p0)} P0 incident{'s' if len(p0) > 1 else ''} open ({p0[0].id})"
+        waiting = [i for i in open_ if i.severity == "P1" and i.acknowledged_at is None]
+        if waiting:
+            return f"P1 incident {waiting[0].id} is open, unacknowledged"
         if self.alerting is not None:
-            p0 = [a for a in self.alerting.alerts.loud() if a.rule.severity == "P0"]
-            if p0:
-                return f"P0 alert {p0[0].id} is firing, unacknowledged"
+            loud = sorted(self.alerting.alerts.loud(), key=lambda a: a.rule.severity)
+            if loud:
+                a = loud[0]
+                more = f" (+{len(loud) - 1} more)" if len(loud) > 1 else ""
+                stops = "" if getattr(self.alerting, "owner_label", lambda: None)() else \
+                    "; its alerts are evaluated here and stop with this console"
+                return f"{a.rule.severity} alert {a.id} is firing, unacknowledged{more}{stops}"
         return None
 
     def action_alerts(self) -> None:

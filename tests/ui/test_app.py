@@ -32,6 +32,7 @@ from tests.ui.apptools import (
     demo_app,
     http_config,
     row_in,
+    screen_text,
     wait_for,
     wait_ready,
     wait_screen,
@@ -428,7 +429,11 @@ async def test_palette_runs_a_fault_command_theme_key_cycles_and_q_quits() -> No
         assert app.current_theme.ansi is False
         await wait_screen(pilot, lambda t: " api-health " in t, "drawing after the themes")
 
-        await pilot.press("q")
+        await pilot.press("q")  # the error spike's P1 fires unacknowledged: q asks first
+        await wait_for(pilot, lambda: not app.is_running or "Quit anyway?" in screen_text(app),
+                       5, "q quits or asks")
+        if app.is_running:
+            await pilot.press("y")
         await wait_for(pilot, lambda: not app.is_running, 5, "q quits")
     assert app.return_code == 0
     assert app.demo is not None

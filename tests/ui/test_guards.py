@@ -128,6 +128,27 @@ async def test_quit_with_a_p0_open_asks_and_yes_quits(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: app._exit, 5, "the app exits")
 
 
+async def test_quit_asks_while_a_p1_incident_waits_for_acknowledgement(
+        tmp_path: Path) -> None:
+    """A walk quit with q beside an unacknowledged P1 incident (and its P1s firing): no
+    question, and alerting stopped with the console. Acknowledged, q quits at once."""
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        desk = await _desk(pilot)
+        await desk.open("slow search", "P2")  # a P2 waits as it may: no question for it
+        inc = await desk.open("checkout errors", "P1")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 5, "a question")
+        question = app.screen.question  # type: ignore[attr-defined]
+        assert question == f"P1 incident {inc.id} is open, unacknowledged. Quit anyway?"
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 5, "answered")
+        assert not app._exit
+        await desk.acknowledge(inc.id)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app._exit, 5, "the app exits")
+
+
 async def test_read_only_console_looks_but_never_acts(tmp_path: Path) -> None:
     clock = Clock()
     app = _app(tmp_path, clock, read_only=True)
