@@ -204,3 +204,21 @@ async def test_a_database_alert_carries_the_drivers_error() -> None:
         assert str(port) in a.cause
     finally:
         await scheduler.stop()
+
+
+async def test_a_windowed_alert_after_recovery_says_its_figure_lags(rig: Rig) -> None:
+    """A walk cleared a fault and a P0 fired 15 s later, "webhook_failures_per_s averaging
+    1.833/s over 1 min, above 0/s": a minute's mean stays above 0 for a minute after the
+    last failure, and nothing told a figure still catching up from a fault still there."""
+    rig.stack.inject("dependency_down")
+    await until(rig, "payment-webhook-failures", "api-metrics", rounds=40)
+    a = rig.core.alerts.get("payment-webhook-failures", "api-metrics")
+    assert a is not None
+    assert a.cause.startswith("webhook_failures_per_s averaging ")
+    assert "lags" not in a.cause  # failing now too: nothing lags
+    rig.stack.clear("dependency_down")
+    await rig.step()
+    await rig.step()  # a rate needs two scrapes without failures
+    assert rig.firing("payment-webhook-failures", "api-metrics")  # the minute's mean > 0
+    assert a.cause.endswith(", above 0/s; now 0/s, within the threshold: the 1 min figure "
+                            "lags"), a.cause

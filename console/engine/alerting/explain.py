@@ -12,7 +12,7 @@ notification show the same text. Everything it reads is already sanitised and re
 
 from __future__ import annotations
 
-from console.engine.lang.ruleexpr import Expr
+from console.engine.lang.ruleexpr import Expr, compare
 from console.engine.model import CheckResult
 from console.engine.text.fmt import format_metric, format_target
 from console.engine.text.sanitize import one_line
@@ -56,6 +56,22 @@ def describe_value(expr: Expr, value: float | None) -> str:
         "ratio": f"{m}/{expr.metric2} {v}",
     }.get(fn, f"{m} {v}")
     return f"{what}, {_OP_WORDS.get(expr.op, expr.op)} {show(expr.threshold)}"
+
+
+def _window_lags(expr: Expr, result: CheckResult) -> str:
+    """``now 0/s, within the threshold: the 1 min figure lags`` when the newest sample is
+    back on the good side of a windowed mean/max/min that still fails: a walk saw a P0 fire
+    15 s after its fault cleared ("averaging 1.833/s over 1 min, above 0/s") with nothing
+    to tell a figure still catching up from a fault still there."""
+    if expr.fn not in ("mean", "max", "min") or not expr.window:
+        return ""
+    now = result.metrics.get(expr.metric)
+    if not isinstance(now, int | float) or now != now:  # absent or NaN
+        return ""
+    if compare(now * expr.scale, expr.op, expr.threshold):
+        return ""  # the newest sample fails too: nothing is lagging
+    return (f"now {format_metric(expr.metric, now)}, within the threshold: the "
+            f"{format_target(expr.window)} figure lags")
 
 
 def _probe_said(result: CheckResult) -> str:
@@ -136,6 +152,8 @@ def cause_of(expr: Expr, value: float | None, result: CheckResult | None,
         parts.append(said or detail)
     else:
         parts.append(describe_value(expr, value))
+        if result is not None and (lag := _window_lags(expr, result)):
+            parts.append(lag)
         if result is not None:
             extra = ""
             if result.kind == "log" and (metric in _LOG_ERROR_METRICS
