@@ -212,7 +212,10 @@ def test_postmortem_draft(built: tuple[Path, Path], tmp_path: Path,
     assert rows["Resolve"].endswith("| 1h00m | < 2 h | met |")
     steps = {line.split("|")[1].strip(): line for line in md.splitlines()
              if line.startswith("| ") and line.count("|") == 6}
-    assert steps["Assess severity"].endswith("| - | not done |")
+    # the severity was set (its "Determine if P0, P1 or P2"): not done, but not untouched
+    assert steps["Assess severity"].endswith("| - | not done (1 of 4 items) |")
+    # a target for P0 only says so for a P1 (the KPI table's Resolve has the KPI's < 2 h)
+    assert "| Mitigate | < 30 min |" in steps["Mitigate"]
     assert steps["Post-mortem"].endswith("| - | OVERDUE |")  # 3 days > 24 h
     # snapshots with units, operator text made safe
     assert "| api:error_pct | 62.5 % |" in md

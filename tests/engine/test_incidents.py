@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
         await desk.status_update(inc.id, "Looking into it")
         assert comm.done_at is None
         assert inc.status_updates[0]["posted"] is False
+        # the draft says what was done of it, not a bare "not done" beside the timeline's
+        # status update; and the Resolve step's target, for P0 only, is named as such
+        rows = {line.split("|")[1].strip(): line
+                for line in render(inc, now=clock()).splitlines()
+                if line.startswith("| ") and line.count("|") == 6}
+        stamp = time.strftime("%H:%M:%S", time.gmtime(t0 + 120))
+        assert rows["Communicate"].endswith(
+            f"| - | - | not done (status update written {stamp}, not posted) |")
+        assert rows["Resolve"] == "| Resolve | - (< 2 h for P0) | - | - | not done |"
         clock.advance(120)
         await desk.status_update(inc.id, "Investigating slow API responses", routes=["slack"])
         assert comm.done_at == t0 + 240

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from console.engine.incidents.book import Incident
+from console.engine.incidents.book import Incident, StepState
 from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
 from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.model import AlertEpisode
@@ -64,6 +64,16 @@ def _result(m: Measure) -> str:
         return "met"
     over = m.seconds - m.target
     return f"missed by {elapsed(over) if round(over) else 'under 1s'}"
+
+
+def _partly(inc: Incident, step: StepState) -> str:
+    """What was done of a step left undone: a bare "not done" beside the timeline's
+    "severity confirmed P1" and a status update read as a contradiction."""
+    done, total = step.progress(inc.severity)
+    parts = [f"{done} of {total} items"] if done else []
+    if step.id == "communicate" and (written := inc.status_updates):
+        parts.append(f"status update written {_hms(written[0]['ts'])}, not posted")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _severity_line(inc: Incident) -> str:
@@ -250,7 +260,10 @@ def render(inc: Incident, *, now: float | None = None,
             "| --- | --- | --- | --- | --- |"]
     for step in inc.response_steps():
         target = step.section.target_for(inc.severity)
-        tgt = f"< {format_target(target)}" if target is not None else "-"
+        # a target for other severities only says so: "-" beside the KPI table's "< 2h"
+        # for a P1's Resolve read as a contradiction
+        tgt = f"< {format_target(target)}" if target is not None else (
+            f"- ({other})" if (other := step.section.describe_target()) else "-")
         status_ = inc.step_status(step, now)
         if step.done_at is not None:
             took = step.done_at - inc.started
@@ -259,7 +272,7 @@ def render(inc: Incident, *, now: float | None = None,
             done = f"{_hms(step.done_at)} by {_md(step.done_by or '?', 60)}"
             frm = elapsed(took)
         else:
-            result = "OVERDUE" if status_ == "overdue" else "not done"
+            result = ("OVERDUE" if status_ == "overdue" else "not done") + _partly(inc, step)
             done, frm = "-", "-"
         out.append(f"| {step.section.title} | {tgt} | {done} | {frm} | {result} |")
     # -- timeline -----------------------------------------------------------------------
