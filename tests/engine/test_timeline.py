@@ -351,5 +351,26 @@ async def test_an_impact_ended_by_a_windowed_alert_says_recovery_came_up_to_a_wi
         md = render(inc, now=T0 + 600, episodes=[late_down, avg])
         assert "the last alert to resolve" not in md
         assert "late:" not in md
+        # a P2 attached to it ("new error kind", over 5 min) that resolves last does not
+        # stretch the impact: a walk's draft said 5m04s for a 2m42s outage
+        new_kind = episode(key="new-error-kind/logs/1", rule="new-error-kind", target="logs",
+                           severity="P2", incident=inc.id, fired_at=T0 + 20,
+                           resolved_at=T0 + 320, window_s=300.0)
+        inc = await desk.open("Payments down", "P0", alerts=[
+            "dependency-down/api-health", "payment-webhook-failures/pay", "new-error-kind/logs"],
+            started=T0, targets=["api-health", "pay", "logs"], episodes=[
+                "dependency-down/api-health/1", "payment-webhook-failures/pay/1",
+                "new-error-kind/logs/1"])
+        m = {x.name: x for x in incident_kpis(inc, [down, avg, new_kind])}
+        assert m["impact"].end == T0 + 167
+        assert m["impact"].end_what == "P0/P1 alerts resolved (1m00s window)"
+        # one still firing among the P0/P1s: still ongoing, whatever the P2 did
+        m = {x.name: x for x in incident_kpis(
+            inc, [down, {**avg, "resolved_at": None, "ongoing": True}, new_kind])}
+        assert m["impact"].end is None
+        # an incident of P2s only is measured by them
+        m = {x.name: x for x in incident_kpis(inc, [new_kind])}
+        assert m["impact"].end == T0 + 320
+        assert m["impact"].end_what == "alert resolved (5m00s window)"
     finally:
         await desk.journal.close()

@@ -7,7 +7,8 @@ and each against the playbook's target:
 - acknowledge: firing → the first acknowledgement, of the alert *or* of the incident,
   whichever came first (acknowledge step < 5 min);
 - mitigate: firing → mitigated (mitigate step < 30 min);
-- impact: firing → the alert resolved, i.e. the service recovered (MTTR < 30 min);
+- impact: first failing sample → its P0/P1 alerts resolved (all its alerts when it has
+  none of those), i.e. the service recovered (MTTR < 30 min);
 - resolve: firing → the incident resolved (P0/P1 < 2 h).
 
 "Firing" is the earliest episode of the incident's alerts (an incident opened by hand counts
@@ -108,12 +109,26 @@ def _target(inc: Incident, step_id: str, fallback: float | None) -> float | None
     return fallback
 
 
+URGENT = ("P0", "P1")
+
+
+def impact_episodes(eps: Sequence[AlertEpisode]) -> list[AlertEpisode]:
+    """The alerts whose resolution ends an incident's impact: its P0/P1 ones when it has
+    any (the playbook's user-facing severities), else all. A walk's post-mortem said 5m04s
+    of impact for a 2m42s outage: an attached P2 ("new error kind", over 5 min) resolved
+    last."""
+    urgent = [e for e in eps if e.get("severity") in URGENT]
+    return urgent or list(eps)
+
+
 def resolve_lag(eps: Sequence[AlertEpisode]) -> tuple[str, float] | None:
-    """The rule and window of the alert that resolved last, when that rule aggregates over
-    a window: it resolved only once the window held no failure, so the service may have
-    recovered up to that long before (the walk's post-mortem said "service recovered" at a
-    1 min average's end, 57 s after the down alert had resolved)."""
-    done = [(r, e) for e in eps if (r := _num(e.get("resolved_at"))) is not None]
+    """The rule and window of the alert that resolved last (of `impact_episodes`), when
+    that rule aggregates over a window: it resolved only once the window held no failure,
+    so the service may have recovered up to that long before (the walk's post-mortem said
+    "service recovered" at a 1 min average's end, 57 s after the down alert had
+    resolved)."""
+    done = [(r, e) for e in impact_episodes(eps)
+            if (r := _num(e.get("resolved_at"))) is not None]
     if not done:
         return None
     last = max(done, key=lambda re_: re_[0])[1]
@@ -150,13 +165,15 @@ def incident_kpis(inc: Incident, episodes: Iterable[AlertEpisode] = ()) -> list[
     if inc_ack is not None:
         acks.append((inc_ack, "incident acknowledged"))
     ack = min(acks) if acks else (None, "not acknowledged")
-    resolved = [_num(e.get("resolved_at")) for e in eps]
+    basis = impact_episodes(eps)
+    resolved = [_num(e.get("resolved_at")) for e in basis]
     impact_end = (max(r for r in resolved if r is not None)
-                  if eps and all(r is not None and not e.get("ongoing")
-                                 for r, e in zip(resolved, eps, strict=True)) else None)
+                  if basis and all(r is not None and not e.get("ongoing")
+                                   for r, e in zip(resolved, basis, strict=True)) else None)
     lag = resolve_lag(eps) if impact_end is not None else None
-    end_what = ("alert resolved (service recovered)" if lag is None
-                else f"alert resolved ({format_age(lag[1])} window)")
+    which = "P0/P1 alerts resolved" if len(basis) < len(eps) else "alert resolved"
+    end_what = (f"{which} (service recovered)" if lag is None
+                else f"{which} ({format_age(lag[1])} window)")
     urgent = 2 * 3600.0 if inc.severity in ("P0", "P1") else None
     return [
         Measure("detect", "Detect", first_fail, origin if first_fail is not None else None,
