@@ -522,7 +522,15 @@ class AlertsScreen(ListScreen[None]):
             else:
                 await desk.attach_alert(value, a)
                 opened = desk.book.incidents[value]
-                self.notify(f"{a.id} attached to {value}", markup=False, timeout=3)
+                # an incident someone acknowledged takes the alert with it: the banner kept
+                # paging for an attached alert until its incident's `a` was pressed again
+                taken = opened.acknowledged_at is not None and a.state == AlertState.FIRING
+                if taken:
+                    acknowledge(self, self.service, a, self.user, now=self._now(),
+                                comment=f"with incident {value}")
+                self.notify(f"{a.id} attached to {value}"
+                            + (", acknowledged with it" if taken else ""),
+                            markup=False, timeout=3)
             self.app.push_screen(IncidentScreen(opened.id))
 
         n = len(open_now)

@@ -210,6 +210,11 @@ async def attach_second(j: Journey, inc: Any, rule: str, target: str) -> None:
     await wait_for(j.pilot, lambda: screen.incident is inc, 5, "the same incident")
     assert second.id in inc.alerts
     assert len(j.app.runtime.desk.book.incidents) == before
+    # the incident was acknowledged: the alert joining it is too (the banner kept paging
+    # for it until the incident's `a` was pressed again, a walk found)
+    assert inc.acknowledged_at is not None
+    await wait_for(j.pilot, lambda: second.state == AlertState.ACKNOWLEDGED, 5,
+                   "acknowledged with its incident")
     # t: the timeline tells both alerts apart (their names were cut to "alert payment-web…")
     from console.screens.incidents import TimelineScreen
 
