@@ -139,6 +139,9 @@ class OpsConsoleApp(App[None]):
         self._repaint: Timer | None = None
         self._banner_shown: dict[int, str] = {}  # banner widget id -> text it shows
         self._rung: set[tuple[str, str]] = set()  # loud alerts the bell has rung for
+        # alerts firing since before the runtime started are not announced (the banner has
+        # them): a restart toasted "P1 FIRING" for an alert already recovering
+        self._runtime_from: float | None = None
         self._alert_toast: Any = None  # the one "P0/P1 FIRING" toast shown
         self._announced: dict[tuple[str, str], float] = {}  # alert -> when (monotonic)
         self.record = record  # `--record FILE`
@@ -214,6 +217,7 @@ class OpsConsoleApp(App[None]):
         await asyncio.to_thread(_preload, modules)
         from console.engine.runtime import Runtime
 
+        self._runtime_from = self.clock()
         try:
             if self.demo_mode:
                 await self._start_demo()
@@ -392,8 +396,10 @@ class OpsConsoleApp(App[None]):
         now = time.monotonic()
         # An alert that fires again soon after (flapping) is not announced again: the banner
         # still shows it, the toast and the bell would only be noise.
+        since = self._runtime_from
         new = [a for k, a in loud.items() if k not in self._rung
-               and now - self._announced.get(k, -ANNOUNCE_AGAIN) >= ANNOUNCE_AGAIN]
+               and now - self._announced.get(k, -ANNOUNCE_AGAIN) >= ANNOUNCE_AGAIN
+               and (since is None or a.fired_at is None or a.fired_at >= since)]
         self._rung = set(loud)
         for a in new:
             self._announced[a.key] = now

@@ -403,3 +403,43 @@ async def test_firing_rows_are_coloured_by_severity_and_pending_ones_muted() -> 
         assert firing.color.triplet == crit.triplet
         assert not pending.bold
         assert pending.color.triplet != crit.triplet
+
+
+async def test_a_restart_announces_only_alerts_that_fire_while_it_runs(
+        tmp_path: Path, ui_env: None) -> None:
+    """A walk restarted the console: a toast "P1 FIRING · api-health (+2 more)" announced
+    alerts that had fired before it quit (one resolved seconds later). The banner shows
+    those; a toast and the bell are for an alert that starts to fire while it runs. (Here
+    the alert fires at a time before the runtime started, as a restored one did.)"""
+    from console.app import OpsConsoleApp
+
+    def toasts(app: Any) -> list[str]:
+        return [n.title for n in app._notifications if "FIRING" in n.title]
+
+    app = OpsConsoleApp(settings=load_config_text(dead_api_config(success_threshold=1)),
+                        history=False, poll=False)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await until(pilot, lambda: app.alerting is not None and app._runtime_from)
+        store = app.alerting.engine.store
+        before = app._runtime_from - 30
+        store.record("api:up", before, 0.0)
+        app.alerting.run(before)
+        a = app.alerting.alerts.get("api-down", "api")
+        assert a is not None
+        assert (a.state, a.fired_at) == (AlertState.FIRING, before)
+        for _ in range(2):  # two repaint ticks: on the banner, nothing to announce
+            app.refresh_screen()
+            await pilot.pause()
+        assert app.alert_banner() is not None
+        assert toasts(app) == []
+        # it recovers, then fails again while this console runs: that one is news
+        t = time.time()
+        store.record("api:up", t, 1.0)
+        app.alerting.run(t)
+        app.refresh_screen()  # a repaint tick sees it resolved
+        await pilot.pause()
+        store.record("api:up", t + 1, 0.0)
+        app.alerting.run(t + 1)
+        assert (a.state, a.fired_at) == (AlertState.FIRING, t + 1)
+        app.refresh_screen()
+        await until(pilot, lambda: toasts(app) == ["P0 FIRING · api"])
