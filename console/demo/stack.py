@@ -121,8 +121,10 @@ _PAYMENT_FAIL_P = 0.25  # with dependency_down; none otherwise (the P1 rule fire
 # `opsconsole logs --demo --since 1h` could read them; 25 MB and its .1 hold ~20 minutes.
 LOG_ROTATE_BYTES = 25_000_000
 BACKLOG_SECONDS = 600  # what a new demo log holds from before the console started
-_ERROR_MESSAGES = {500: "Unhandled exception", 502: "Gemini API failed",
-                   503: "Database connection lost"}
+# Not "Gemini API failed" or "Database connection lost": the error spike is the API's own
+# fault, and a walk sent after the database its logs blamed while health said it was up.
+_ERROR_MESSAGES = {500: "Unhandled exception", 502: "Bad gateway: API worker crashed",
+                   503: "Service unavailable: API workers overloaded"}
 
 
 class _Metrics:
