@@ -63,6 +63,7 @@ class AlertEpisode(TypedDict, total=False):
     pending_for_s: float  # the rule's `for`: it fires no sooner after the first failure
     window_s: float | None  # the rule's window when it aggregates over time: it resolves
     # only once the window holds no failure, up to this long after the service recovered
+    expr: str  # the rule's condition: what `peak` measures ("increase(errors_total, 1m)")
 
 
 class IncidentEntry(TypedDict, total=False):

@@ -222,3 +222,19 @@ async def test_a_windowed_alert_after_recovery_says_its_figure_lags(rig: Rig) ->
     assert rig.firing("payment-webhook-failures", "api-metrics")  # the minute's mean > 0
     assert a.cause.endswith(", above 0/s; now 0/s, within the threshold: the 1 min figure "
                             "lags"), a.cause
+
+
+def test_an_increase_reads_as_a_count() -> None:
+    """A counter's increase is extrapolated over its window, as Prometheus does: a walk
+    read "+95.67 in 1 min" and "+877.5 in 1 min" as fractions of errors. Whole numbers from
+    10 on; below, two figures (the extrapolation shows); other figures as before."""
+    from console.engine.alerting.explain import describe_value
+    from console.engine.lang.ruleexpr import parse_expr
+
+    burst = parse_expr("increase(errors_total, 1m) > 10")
+    assert describe_value(burst, 95.67) == "errors_total +96 in 1 min, above 10"
+    assert describe_value(burst, 877.5, threshold=False) == "errors_total +878 in 1 min"
+    kinds = parse_expr("increase(new_error_kinds_total, 5m) > 0")
+    assert describe_value(kinds, 2.285) == "new_error_kinds_total +2.3 in 5 min, above 0"
+    rate = parse_expr("rate(errors_total, 1m) > 0.5")
+    assert describe_value(rate, 0.61234) == "errors_total rising 0.6123/s over 1 min, above 0.5"

@@ -4,6 +4,7 @@ notifications a real outbox sent — in the order they happened, not the order o
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,21 @@ async def test_timeline_merges_alerts_actions_and_sent_notifications(
     assert "The alert said: \"error_pct 61.0 %, above 5.0 %\"" in md
     assert "API error rate at 61 % on api (error_pct 61.0 %, above 5.0 %)" in md
     assert "33.6 %, above" not in md
+    # a history that keeps the rule's condition: the summary and the worst value say the
+    # worst in the rule's own terms. A walk's draft led with the first failing sample
+    # ("errors_total +95.67 in 1 min" of ~3,800 a minute, "On 2026-12-08 More than…") and
+    # gave "Worst value: errors_total 3866" beside a snapshot's counter "errors_total 8396"
+    burst = {**episode(T0), "rule": "errors-burst", "metric": "errors_total", "peak": 3866.3,
+             "expr": "increase(errors_total, 1m) > 10",
+             "fired_summary": "More than 10 errors in 1 minute",
+             "fired_cause": "errors_total +96 in 1 min, above 10"}
+    md = render(inc, now=T0 + 3600, episodes=[burst], notifications=sent_rows)
+    summary = md.split("## Summary", 1)[1].split("##", 1)[0]
+    assert (": More than 10 errors in 1 minute on api (at worst errors_total +3866 in 1 min,"
+            " above 10), from ") in summary
+    assert re.search(r"On \d{4}-\d{2}-\d{2}: More than", summary), summary
+    assert "- **Worst value:** errors_total +3866 in 1 min (errors-burst on api)" in md
+    assert "The alert said: \"errors_total +96 in 1 min, above 10\"" in md  # at firing
     await desk.journal.close()
 
 

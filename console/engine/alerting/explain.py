@@ -30,9 +30,9 @@ _OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below
              "==": "equal to", "!=": "not"}
 
 
-def describe_value(expr: Expr, value: float | None) -> str:
+def describe_value(expr: Expr, value: float | None, *, threshold: bool = True) -> str:
     """``p95_ms 2.41 s, above 2.00 s``, ``errors_total +426 in 1 min, above 10``: the rule's
-    quantity, with units, against its threshold."""
+    quantity, with units, against its threshold (without it: `threshold` False)."""
     m, fn = expr.metric, expr.fn
     if fn == "absent":
         return f"no {m} sample for {expr.intervals} intervals"
@@ -40,6 +40,10 @@ def describe_value(expr: Expr, value: float | None) -> str:
     unitless = fn in ("rate", "increase", "count", "ratio")
 
     def show(v: float) -> str:
+        if fn == "increase":
+            # a count, extrapolated over the window as Prometheus does: "+95.67 in 1 min"
+            # read as a fraction of an error; whole numbers from 10 on
+            return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
         return f"{v:.4g}" if unitless else format_metric(m, v)
 
     v = "no data" if value is None else show(value)
@@ -55,6 +59,8 @@ def describe_value(expr: Expr, value: float | None) -> str:
         "count": f"{v} samples of {m} {expr.match_op} {expr.match_value or 0:g} in {span}",
         "ratio": f"{m}/{expr.metric2} {v}",
     }.get(fn, f"{m} {v}")
+    if not threshold:
+        return what
     return f"{what}, {_OP_WORDS.get(expr.op, expr.op)} {show(expr.threshold)}"
 
 

@@ -381,7 +381,7 @@ class Alert:
             "metric": parsed.metric if parsed else "",
             "first_fail_at": None if self.detect_s is None else self.fired_at - self.detect_s,
             "pending_for_s": self.rule.for_,
-            "window_s": parsed.window if parsed else None,
+            "window_s": parsed.window if parsed else None, "expr": self.rule.expr,
         }
 
     def _note_peak(self) -> None:

@@ -17,9 +17,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from console.engine.alerting.explain import describe_value
 from console.engine.incidents.book import Incident, StepState
 from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
 from console.engine.incidents.timeline import incident_episodes, number, timeline
+from console.engine.lang.ruleexpr import parse_expr
 from console.engine.model import AlertEpisode
 from console.engine.storage.fileio import atomic_write
 from console.engine.text.fmt import format_age, format_metric, format_target
@@ -103,8 +105,12 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
                                      float(e.get("fired_at") or 0.0)))
         said = ep.get("fired_summary") or ep.get("summary") or ep.get("rule")  # at firing
         what = f"{_md(said, 160)} on {_md(ep.get('target'), 60)}"
-        cause = str(ep.get("fired_cause") or ep.get("cause") or "").split("; ", 1)[0]
-        text = f"On {day} {what}"
+        # its worst value, in the words of its cause: the cause at firing was the first
+        # failing sample ("errors_total +95.67 in 1 min" of a 3,800-a-minute outage)
+        worst = _worst(ep, threshold=True) if isinstance(ep.get("expr"), str) else ""
+        cause = f"at worst {worst}" if worst else \
+            str(ep.get("fired_cause") or ep.get("cause") or "").split("; ", 1)[0]
+        text = f"On {day}: {what}"  # "On 2026-12-08 More than 10 errors…" read as a typo
         if cause:
             text += f" ({_md(cause, 200)})"
         if impact.seconds is not None and impact.end is not None:
@@ -204,10 +210,8 @@ def render(inc: Incident, *, now: float | None = None,
                        f"{format_age(lag[1])}: the service recovered up to "
                        f"{format_age(lag[1])} before it resolved)")
         for e in eps:
-            peak = e.get("peak")
-            metric = _metric_of(e)
-            if isinstance(peak, int | float) and metric:
-                out.append(f"- **Worst value:** {metric} {format_metric(metric, peak)} "
+            if worst := _worst(e):
+                out.append(f"- **Worst value:** {_md(worst, 200)} "
                            f"({_md(e.get('rule'), 60)} on {_md(e.get('target'), 60)})")
     else:
         why = ("no alert history of its alerts to measure it" if inc.alerts
@@ -359,6 +363,25 @@ def _metric_of(ep: AlertEpisode) -> str:
     """The metric an episode's rule watched, as far as its summary-free record tells."""
     metric = ep.get("metric")
     return str(metric) if isinstance(metric, str) else ""
+
+
+def _worst(ep: AlertEpisode, *, threshold: bool = False) -> str:
+    """An episode's worst value in its rule's own terms, as its cause says it ("errors_total
+    +3866 in 1 min"): "errors_total 3866" beside a snapshot's "errors_total 8396" read as
+    two figures of one thing (the first is the rule's increase, the second the counter). ""
+    when it has none; a record without its rule's condition (an older one) gets the metric
+    and the value."""
+    peak = ep.get("peak")
+    metric = _metric_of(ep)
+    if not isinstance(peak, int | float) or not metric:
+        return ""
+    text = ep.get("expr")
+    if isinstance(text, str):
+        try:
+            return describe_value(parse_expr(text), float(peak), threshold=threshold)
+        except ValueError:
+            pass
+    return f"{metric} {format_metric(metric, peak)}"
 
 
 def permanent_fixes(inc: Incident) -> list[str]:
