@@ -285,7 +285,8 @@ def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None
     try:
         for e in (ep("slow/db/1", now - 2 * 86400, 60),  # outside the default 24h
                   ep("slow/db/2", now - 3600, 723, peak=2500.0, acknowledged_at=now - 4000,
-                     acknowledged_by="ana@bastion", flapping=True)):
+                     acknowledged_by="ana@bastion", flapping=True, metric="p95_ms",
+                     expr="p95_ms > 2000")):
             assert hist.journal is not None
             assert hist.journal.append_sync(e).durable
     finally:
@@ -302,7 +303,8 @@ def test_alerts_history_lists_open_and_resolved_episodes(tmp_path: Path) -> None
     assert "api-down" in lines[1]
     assert lines[2].startswith("✔ ")
     assert "12m 03s" in lines[2]
-    assert "peak 2500 flapping acked by ana@bastion" in lines[2]
+    # the worst value with its unit (a walk read "peak 5.3678" of a percentage)
+    assert "peak 2.50 s flapping acked by ana@bastion" in lines[2]
 
     r = run("alerts", "--history", "--since", "3d", "--json", "--config", str(cfg))
     assert r.returncode == 0, r.stderr

@@ -225,6 +225,7 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
 
     import orjson
 
+    from console.engine.alerting.explain import episode_peak
     from console.engine.alerting.history import (
         describe_duration,
         ongoing,
@@ -286,8 +287,8 @@ def _history(settings: Settings, paths: DataPaths, *, since: str, as_json: bool)
         ack = ""
         if ep.get("acknowledged_at") is not None:
             ack = f" acked by {one_line(str(ep.get('acknowledged_by') or '?'), 20)}"
-        peak = ep.get("peak")
-        extra = (f" peak {peak:g}" if isinstance(peak, int | float) else "") + \
+        peak = episode_peak(ep)
+        extra = (f" peak {peak}" if peak else "") + \
             (" flapping" if ep.get("flapping") else "") + ack
         fired = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ep["fired_at"])))
         mark = EPISODE_GLYPH[bool(ep.get("ongoing"))]

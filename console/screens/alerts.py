@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.engine.alerting.explain import episode_peak
 from console.engine.alerting.history import describe_duration, ongoing
 from console.engine.alerting.lifecycle import Alert, AlertState, Silence
 from console.engine.lang.durations import parse_duration
@@ -134,9 +135,9 @@ def episode_detail(ep: AlertEpisode, now: float) -> list[str]:
                      f" after {format_duration(float(ep.get('duration_s') or 0.0), spaced=True)}")
     lines.append(" · ".join(parts))
     marks = []
-    peak = ep.get("peak")
-    if isinstance(peak, int | float):
-        marks.append(f"peak {peak:g}")
+    peak = episode_peak(ep)
+    if peak:
+        marks.append(f"peak {peak}")
     if ep.get("flapping"):
         marks.append("flapped")
     if ep.get("silenced_by"):

@@ -12,12 +12,12 @@ notification show the same text. Everything it reads is already sanitised and re
 
 from __future__ import annotations
 
-from console.engine.lang.ruleexpr import Expr, compare
-from console.engine.model import CheckResult
+from console.engine.lang.ruleexpr import Expr, compare, parse_expr
+from console.engine.model import AlertEpisode, CheckResult
 from console.engine.text.fmt import format_metric, format_target
 from console.engine.text.sanitize import one_line
 
-__all__ = ["COMPONENT_METRICS", "cause_of", "describe_value"]
+__all__ = ["COMPONENT_METRICS", "cause_of", "describe_value", "episode_peak"]
 
 MAX_CAUSE = 300
 COMPONENT_METRICS = {
@@ -30,6 +30,43 @@ _OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below
              "==": "equal to", "!=": "not"}
 
 
+def _show(expr: Expr, v: float) -> str:
+    """A value of `expr`'s quantity, with its unit where the metric's name implies one."""
+    if expr.fn == "increase":
+        # a count, extrapolated over the window as Prometheus does: "+95.67 in 1 min" read
+        # as a fraction of an error; whole numbers from 10 on
+        return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
+    if expr.fn in ("rate", "count", "ratio"):
+        return f"{v:.4g}"
+    return format_metric(expr.metric, v)
+
+
+def episode_peak(ep: AlertEpisode, *, phrase: bool = False) -> str:
+    """An episode's worst value in its rule's own terms: ``+3866`` / ``33.6 %`` for a list,
+    with `phrase` as its cause says it (``errors_total +3866 in 1 min``). A bare number read
+    as another figure: "peak 5.3678" of a percentage, "errors_total 3866" (an increase)
+    beside a snapshot's counter 8396. "" when it has none; a record without its rule's
+    condition (an older history) gets the number, with the unit its metric implies."""
+    peak = ep.get("peak")
+    if not isinstance(peak, int | float):
+        return ""
+    metric = ep.get("metric")
+    metric = metric if isinstance(metric, str) else ""
+    text = ep.get("expr")
+    if isinstance(text, str):
+        try:
+            expr = parse_expr(text)
+        except ValueError:
+            pass
+        else:
+            if phrase:
+                return describe_value(expr, float(peak), threshold=False)
+            shown = _show(expr, float(peak))
+            return f"+{shown}" if expr.fn == "increase" and peak >= 0 else shown
+    shown = format_metric(metric, float(peak)) if metric else f"{peak:g}"
+    return f"{metric} {shown}" if phrase and metric else shown
+
+
 def describe_value(expr: Expr, value: float | None, *, threshold: bool = True) -> str:
     """``p95_ms 2.41 s, above 2.00 s``, ``errors_total +426 in 1 min, above 10``: the rule's
     quantity, with units, against its threshold (without it: `threshold` False)."""
@@ -37,14 +74,9 @@ def describe_value(expr: Expr, value: float | None, *, threshold: bool = True) -
     if fn == "absent":
         return f"no {m} sample for {expr.intervals} intervals"
     span = format_target(expr.window or 0)
-    unitless = fn in ("rate", "increase", "count", "ratio")
 
     def show(v: float) -> str:
-        if fn == "increase":
-            # a count, extrapolated over the window as Prometheus does: "+95.67 in 1 min"
-            # read as a fraction of an error; whole numbers from 10 on
-            return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}"
-        return f"{v:.4g}" if unitless else format_metric(m, v)
+        return _show(expr, v)
 
     v = "no data" if value is None else show(value)
     what = {

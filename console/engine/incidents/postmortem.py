@@ -11,13 +11,14 @@ cause and action items as prompts (the runbook's permanent fixes offered as cand
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from console.engine.alerting.explain import describe_value
+from console.engine.alerting.explain import describe_value, episode_peak
 from console.engine.incidents.book import Incident, StepState
 from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
 from console.engine.incidents.timeline import incident_episodes, number, timeline
@@ -107,7 +108,11 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
         what = f"{_md(said, 160)} on {_md(ep.get('target'), 60)}"
         # its worst value, in the words of its cause: the cause at firing was the first
         # failing sample ("errors_total +95.67 in 1 min" of a 3,800-a-minute outage)
-        worst = _worst(ep, threshold=True) if isinstance(ep.get("expr"), str) else ""
+        worst = ""
+        if isinstance(text_ := ep.get("expr"), str) and isinstance(peak := ep.get("peak"),
+                                                                     int | float):
+            with contextlib.suppress(ValueError):
+                worst = describe_value(parse_expr(text_), float(peak))
         cause = f"at worst {worst}" if worst else \
             str(ep.get("fired_cause") or ep.get("cause") or "").split("; ", 1)[0]
         text = f"On {day}: {what}"  # "On 2026-12-08 More than 10 errors…" read as a typo
@@ -210,7 +215,7 @@ def render(inc: Incident, *, now: float | None = None,
                        f"{format_age(lag[1])}: the service recovered up to "
                        f"{format_age(lag[1])} before it resolved)")
         for e in eps:
-            if worst := _worst(e):
+            if worst := episode_peak(e, phrase=True):
                 out.append(f"- **Worst value:** {_md(worst, 200)} "
                            f"({_md(e.get('rule'), 60)} on {_md(e.get('target'), 60)})")
     else:
@@ -363,25 +368,6 @@ def _metric_of(ep: AlertEpisode) -> str:
     """The metric an episode's rule watched, as far as its summary-free record tells."""
     metric = ep.get("metric")
     return str(metric) if isinstance(metric, str) else ""
-
-
-def _worst(ep: AlertEpisode, *, threshold: bool = False) -> str:
-    """An episode's worst value in its rule's own terms, as its cause says it ("errors_total
-    +3866 in 1 min"): "errors_total 3866" beside a snapshot's "errors_total 8396" read as
-    two figures of one thing (the first is the rule's increase, the second the counter). ""
-    when it has none; a record without its rule's condition (an older one) gets the metric
-    and the value."""
-    peak = ep.get("peak")
-    metric = _metric_of(ep)
-    if not isinstance(peak, int | float) or not metric:
-        return ""
-    text = ep.get("expr")
-    if isinstance(text, str):
-        try:
-            return describe_value(parse_expr(text), float(peak), threshold=threshold)
-        except ValueError:
-            pass
-    return f"{metric} {format_metric(metric, peak)}"
 
 
 def permanent_fixes(inc: Incident) -> list[str]:
