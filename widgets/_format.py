@@ -11,8 +11,12 @@ from console.engine.text.fmt import is_number
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: tuple[float, ...] | list[float], width: int) -> str:
-    """The last `width` values as block characters scaled to their own min..max.
+def sparkline(values: tuple[float, ...] | list[float], width: int,
+              marks: tuple[float | None, ...] = ()) -> str:
+    """The last `width` values as block characters scaled to their own min..max, widened
+    to take in `marks` (the panel's target): healthy noise far below it stays low. Scaled
+    to their own range alone, an error rate's 0.25 % blips under its target were drawn
+    full height and read as an outage.
 
     NaN/None (gaps) become spaces; a flat series sits on the lowest bar. Exactly `width`
     cells are returned (padded on the left while history is short) so callers can cache
@@ -25,6 +29,9 @@ def sparkline(values: tuple[float, ...] | list[float], width: int) -> str:
     if not finite:
         return " " * width
     low, high = min(finite), max(finite)
+    for mark in marks:
+        if mark is not None and is_number(mark):
+            low, high = min(low, mark), max(high, mark)
     span = high - low
     top = len(SPARK_BARS) - 1
     chars = []

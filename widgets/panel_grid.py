@@ -332,7 +332,11 @@ class PanelGrid(LineWidget, can_focus=True):
             # One style for every sparkline: state is told by the label and the value, so a
             # state flip does not force a repaint, and neighbouring sparklines merge into one
             # segment (one escape sequence per written line).
-            (width, cursor, sparkline(view.spark, width - 3), "spark"),
+            # scaled to take in the target shown beside it (the critical level too would
+            # flatten a latency's normal swing under a 2 s line into one bar)
+            (width, cursor, sparkline(view.spark, width - 3,
+                                      (view.warn if view.warn is not None else view.crit,)),
+             "spark"),
         ]
 
     def _render_panel_line(self, line: int, sig: _LineSig) -> Strip:

@@ -41,7 +41,7 @@ from themes import (
     register_themes,
 )
 from widgets import KeyHelp, LatencyChart, PanelGrid, ResponseLog, StatusBoard, rows_from_bindings
-from widgets._format import SPARK_BARS
+from widgets._format import SPARK_BARS, sparkline
 from widgets.response_log import ResultTable
 
 NOW = 1_700_000_000.0
@@ -558,7 +558,7 @@ async def test_grid_panel_shows_title_state_value_threshold_and_sparkline() -> N
     grid = PanelGrid(spark_interval=0)
     app = WidgetApp(grid)
     async with app.run_test(size=(80, 24)) as pilot:
-        spark = [1.0, 2.0, float("nan"), 8.0]
+        spark = [100.0, 200.0, float("nan"), 500.0]
         grid.update_panels([
             panel("a", 182.0, spark=spark),
             panel("b", 312.5, state="warn"),
@@ -581,15 +581,26 @@ async def test_grid_panel_shows_title_state_value_threshold_and_sparkline() -> N
         # higher is better (crit below warn); digits truncated, never rounded up to 100
         assert "uptime 99.95%  (> 99.9)" in shown[7]
         bars = shown[2][: grid.size.width // 2].lstrip("▌").strip()
-        assert bars == "▁▂ █"  # scaled to its own min..max; NaN is a gap
+        assert bars == "▁▃ █"  # scaled to its min..max and its thresholds; NaN is a gap
         assert set(shown[2]) <= set(SPARK_BARS) | {" ", "▌"}
+
+
+def test_a_sparkline_takes_in_its_thresholds() -> None:
+    """A walk read an error rate's healthy 0.25 % blips, drawn full height under a 5 %
+    line, as an outage: scaled to take in the thresholds, they stay at the bottom."""
+    noise = [0.1, 0.25, 0.0, 0.25]
+    assert sparkline(noise, 4) == "▄█▁█"  # its own range: every blip a spike
+    assert sparkline(noise, 4, (5.0, 10.0)) == "▁▁▁▁"
+    assert sparkline([0.0, 6.0, 12.0], 3, (5.0, 10.0)) == "▁▅█"  # past them: its own top
+    assert sparkline([95.0, 99.0], 2, (80.0, None)) == "▇█"  # a floor below it (hit rate)
 
 
 async def test_grid_repaints_only_the_changed_line_of_the_changed_panel() -> None:
     grid = PanelGrid(spark_interval=0)
     app = WidgetApp(grid)
     async with app.run_test(size=(80, 24)) as pilot:
-        views = [panel(f"p{i}", 100.0 + i, spark=_ramp()) for i in range(6)]
+        views = [panel(f"p{i}", 100.0 + i, spark=_ramp(), warn=None, crit=None)
+                 for i in range(6)]
         grid.update_panels(views)
         await pilot.pause()
         regions: list[tuple[Region, ...]] = []
@@ -605,7 +616,8 @@ async def test_grid_repaints_only_the_changed_line_of_the_changed_panel() -> Non
         assert regions == []
 
         changed = list(views)
-        changed[3] = panel("p3", 187.0, spark=_ramp())  # row 1, right column: value only
+        # row 1, right column: value only
+        changed[3] = panel("p3", 187.0, spark=_ramp(), warn=None, crit=None)
         grid.update_panels(changed)
         assert len(regions) == 1
         assert len(regions[0]) == 1
@@ -620,7 +632,8 @@ async def test_grid_repaints_only_the_changed_line_of_the_changed_panel() -> Non
         assert "p95 187 ms" in lines(grid)[4]
 
         regions.clear()
-        changed[0] = panel("p0", 100.0, spark=[*_ramp(), 3.0])  # bars only, left panel
+        # bars only, left panel
+        changed[0] = panel("p0", 100.0, spark=[*_ramp(), 3.0], warn=None, crit=None)
         grid.update_panels(changed)
         assert len(regions) == 1
         (region,) = regions[0]
@@ -634,18 +647,18 @@ async def test_grid_sparkline_repaints_are_paced() -> None:
     app = WidgetApp(grid)
     async with app.run_test(size=(80, 24)) as pilot:
         data = _ramp()
-        grid.update_panels([panel("p0", 1.0, spark=data)])
+        grid.update_panels([panel("p0", 1.0, spark=data, warn=None, crit=None)])
         await pilot.pause()
         before = lines(grid)[2]
         clock[0] += 1.0
         data = [*data[1:], 7.0]
-        grid.update_panels([panel("p0", 2.0, spark=data)])
+        grid.update_panels([panel("p0", 2.0, spark=data, warn=None, crit=None)])
         await pilot.pause()
         assert "p95 2 ms" in lines(grid)[1]  # the value is live
         assert lines(grid)[2] == before  # the bars wait for the interval
         clock[0] += 1.0
         data = [*data[1:], 0.0]
-        grid.update_panels([panel("p0", 3.0, spark=data)])
+        grid.update_panels([panel("p0", 3.0, spark=data, warn=None, crit=None)])
         await pilot.pause()
         assert lines(grid)[2] != before
 
