@@ -293,6 +293,12 @@ class AlertsScreen(ListScreen[None]):
     def _now(self) -> float:
         return float(self.service.core.clock())
 
+    def help_rows(self, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The keys, then what a row's marks mean (a walk asked what ⚑ and ⤓ were)."""
+        return [*rows, ("", "a row's marks:"), ("🔕", "silenced"),
+                ("⤓", "held back by a worse alert (inhibited)"), ("≈", "flapping"),
+                ("⚑", "part of an open incident (o: go there)")]
+
     def current(self) -> list[Alert]:
         return list(self.service.alerts.current())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,23 @@ class Host(App[None]):
 def rows(app: App[Any]) -> list[str]:
     ol = app.screen.query_one(OptionList)
     return [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+
+
+async def test_the_keys_screen_says_what_a_rows_marks_mean() -> None:
+    """A walk met ⚑ and ⤓ in the list and found them nowhere on `?`."""
+    from console.screens.help import HelpScreen
+
+    app = Host(service())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.push_screen(HelpScreen(app.screen))
+        await pilot.pause()
+        keys = str(app.screen.query_one("#help-keys", Static).render())
+        assert keys.index("Acknowledge") < keys.index("a row's marks:")  # after the keys
+        legend = keys[keys.index("a row's marks:"):]
+        for mark, meaning in (("🔕", "silenced"), ("⤓", "held back by a worse alert"),
+                              ("≈", "flapping"), ("⚑", "part of an open incident")):
+            assert re.search(rf"^{mark} +{meaning}", legend, re.M), legend
 
 
 async def test_g_and_shift_g_go_to_the_first_and_last_alert() -> None:
