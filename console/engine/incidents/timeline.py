@@ -200,7 +200,7 @@ def _episode_events(ep: AlertEpisode) -> list[Event]:
     acked = _f(ep.get("acknowledged_at"))
     if acked is not None:
         out.append(Event(acked, "alert", str(ep.get("acknowledged_by") or "?"),
-                         f"alert {rule} acknowledged"))
+                         f"alert {rule} acknowledged on {target}"))  # which one, of two
     resolved = _f(ep.get("resolved_at"))
     if resolved is not None and not ep.get("ongoing"):
         span = "" if fired is None else f" after {format_duration(max(0.0, resolved - fired))}"
