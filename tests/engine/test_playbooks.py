@@ -25,6 +25,10 @@ def test_shipped_playbooks_follow_the_monitoring_playbook(tmp_path: Path) -> Non
     # "< 2 h for P0": a P2's resolve step has no target
     assert resp.section("resolve").target_for("P2") is None  # type: ignore[union-attr]
     assert resp.section("resolve").describe_target() == "< 2 h for P0"  # type: ignore[union-attr]
+    # the last hour's errors, not the whole file's (a walk got 2,311 lines in 3 groups)
+    assess = resp.section("assess")
+    assert assess is not None
+    assert assess.items[0].link == "logs:errors-by-message?window=1h"
     comm = resp.section("communicate")
     assert comm is not None
     assert len(comm.items_for("P0")) == 3
