@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 
 def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
-                 dashboard: str | None = None) -> Content:
+                 dashboard: str | None = None, width: int = 0) -> Content:
+    """The board's header: counts, the dashboard, the demo's faults. Within `width` it
+    gives up "opsconsole · ", "demo " and "(f)" before the faults' names: at 80 columns on a
+    dashboard a walk read "… · 1 DOWN · demo faults:" and no fault."""
     counts = dict.fromkeys(Status, 0)
     for v in views:
         counts[v.status] += 1
@@ -33,10 +36,18 @@ def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
         parts.append(f"{counts[Status.DOWN]} DOWN")
     if counts[Status.UNKNOWN]:
         parts.append(f"{counts[Status.UNKNOWN]} waiting")
-    text = "opsconsole · " + (f"[{dashboard}] · " if dashboard else "") + " · ".join(parts)
+    body = (f"[{dashboard}] · " if dashboard else "") + " · ".join(parts)
+    faults = ""
     if demo_faults is not None:
         active = ", ".join(sorted(f.replace("_", " ") for f in demo_faults)) or "none"
-        text += f" · demo faults: {active} (f)"
+        faults = f" · demo faults: {active} (f)"
+    text = f"opsconsole · {body}{faults}"
+    if width and len(text) > width:
+        text = f"{body}{faults}"
+        if len(text) > width:
+            text = text.replace(" · demo faults: ", " · faults: ")
+        if len(text) > width and text.endswith(" (f)"):
+            text = text[:-4]  # the Keys screen and the footer say f still
     return Content(text)
 
 
@@ -117,7 +128,8 @@ class OverviewScreen(ConsoleScreen[None]):
         grid = self.query_one(PanelGrid)
         grid.update_panels(engine.panel_views(panels, now=now, seen=grid.seen_keys()))
         demo = self.console.demo
-        title = summary_line(views, demo.active if demo is not None else None, board_name)
+        title = summary_line(views, demo.active if demo is not None else None, board_name,
+                             width=self.size.width)
         if title != self._title:  # an unchanged header costs nothing; layout=False skips relayout
             self._title = title
             self.query_one("#title", Static).update(title, layout=False)

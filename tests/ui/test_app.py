@@ -12,6 +12,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -660,3 +661,21 @@ async def test_remote_markup_and_escapes_show_literally(tmp_path: Path) -> None:
             await pilot.press("escape")
             assert app.is_running
             assert isinstance(app.screen, OverviewScreen)
+
+
+def test_the_header_gives_up_its_name_before_the_demos_faults() -> None:
+    """At 80 columns on a dashboard a walk read "… · 1 DOWN · demo faults:" and no fault:
+    within the width, "opsconsole · " goes first, then "demo ", then "(f)"."""
+    from console.screens.overview import summary_line
+
+    views = [SimpleNamespace(status=Status.UP)] * 11 + [SimpleNamespace(status=Status.DOWN)]
+    faults = frozenset({"error_spike"})
+    wide = str(summary_line(views, faults, "Performance", width=120))
+    assert wide == ("opsconsole · [Performance] · 12 targets · 11 up · 1 DOWN · "
+                    "demo faults: error spike (f)")
+    at80 = str(summary_line(views, faults, "Performance", width=80))
+    assert at80 == "[Performance] · 12 targets · 11 up · 1 DOWN · demo faults: error spike (f)"
+    two = str(summary_line(views, faults | {"latency_spike"}, "Performance", width=80))
+    assert two == ("[Performance] · 12 targets · 11 up · 1 DOWN · faults: error spike, "
+                   "latency spike")
+    assert len(two) <= 80
