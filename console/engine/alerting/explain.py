@@ -41,12 +41,13 @@ def _show(expr: Expr, v: float) -> str:
     return format_metric(expr.metric, v)
 
 
-def episode_peak(ep: AlertEpisode, *, phrase: bool = False) -> str:
+def episode_peak(ep: AlertEpisode, *, phrase: bool = False, threshold: bool = False) -> str:
     """An episode's worst value in its rule's own terms: ``+3866`` / ``33.6 %`` for a list,
-    with `phrase` as its cause says it (``errors_total +3866 in 1 min``). A bare number read
-    as another figure: "peak 5.3678" of a percentage, "errors_total 3866" (an increase)
-    beside a snapshot's counter 8396. "" when it has none; a record without its rule's
-    condition (an older history) gets the number, with the unit its metric implies."""
+    with `phrase` as its cause says it (``errors_total +3866 in 1 min``; with `threshold`,
+    ``…, above 10``). A bare number read as another figure: "peak 5.3678" of a percentage,
+    "errors_total 3866" (an increase) beside a snapshot's counter 8396. "" when it has none;
+    a record without its rule's condition (an older history) gets the number, with the
+    unit its metric implies (and "" when a threshold was asked for: it has none to say)."""
     peak = ep.get("peak")
     if not isinstance(peak, int | float):
         return ""
@@ -60,9 +61,11 @@ def episode_peak(ep: AlertEpisode, *, phrase: bool = False) -> str:
             pass
         else:
             if phrase:
-                return describe_value(expr, float(peak), threshold=False)
+                return describe_value(expr, float(peak), threshold=threshold)
             shown = _show(expr, float(peak))
             return f"+{shown}" if expr.fn == "increase" and peak >= 0 else shown
+    if threshold:
+        return ""
     shown = format_metric(metric, float(peak)) if metric else f"{peak:g}"
     return f"{metric} {shown}" if phrase and metric else shown
 

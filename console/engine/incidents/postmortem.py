@@ -11,18 +11,16 @@ cause and action items as prompts (the runbook's permanent fixes offered as cand
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from console.engine.alerting.explain import describe_value, episode_peak
+from console.engine.alerting.explain import episode_peak
 from console.engine.incidents.book import Incident, StepState
 from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
 from console.engine.incidents.timeline import incident_episodes, number, timeline
-from console.engine.lang.ruleexpr import parse_expr
 from console.engine.model import AlertEpisode
 from console.engine.storage.fileio import atomic_write
 from console.engine.text.fmt import format_age, format_metric, format_target
@@ -108,11 +106,7 @@ def summary_sentence(inc: Incident, eps: list[AlertEpisode],
         what = f"{_md(said, 160)} on {_md(ep.get('target'), 60)}"
         # its worst value, in the words of its cause: the cause at firing was the first
         # failing sample ("errors_total +95.67 in 1 min" of a 3,800-a-minute outage)
-        worst = ""
-        if isinstance(text_ := ep.get("expr"), str) and isinstance(peak := ep.get("peak"),
-                                                                     int | float):
-            with contextlib.suppress(ValueError):
-                worst = describe_value(parse_expr(text_), float(peak))
+        worst = episode_peak(ep, phrase=True, threshold=True)
         cause = f"at worst {worst}" if worst else \
             str(ep.get("fired_cause") or ep.get("cause") or "").split("; ", 1)[0]
         text = f"On {day}: {what}"  # "On 2026-12-08 More than 10 errors…" read as a typo
