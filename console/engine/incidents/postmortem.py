@@ -358,12 +358,6 @@ def recordings_of(inc: Incident, changes: Iterable[Mapping[str, Any]]) -> list[s
     return out
 
 
-def _metric_of(ep: AlertEpisode) -> str:
-    """The metric an episode's rule watched, as far as its summary-free record tells."""
-    metric = ep.get("metric")
-    return str(metric) if isinstance(metric, str) else ""
-
-
 def permanent_fixes(inc: Incident) -> list[str]:
     """The runbook's permanent-fix items not yet checked: candidates for action items."""
     out = []
