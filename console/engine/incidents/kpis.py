@@ -359,7 +359,7 @@ def format_text(k: Kpis) -> str:
         ("MTTD (detect)", measured(k.mttd_s), f"< {format_age(t['mttd_s'])}", "mttd_s"),
         ("MTTA (acknowledge)", measured(k.mtta_s), f"< {format_age(t['mtta_s'])}", "mtta_s"),
         ("MTTR (resolve)", measured(k.mttr_s), f"< {format_age(t['mttr_s'])}", "mttr_s"),
-        ("mean impact (alert resolved)", measured(k.impact_s),
+        ("mean impact (to recovery)", measured(k.impact_s),
          f"< {format_age(t['mttr_s'])}", "impact_s"),
         ("acknowledged < 5 min", _p(k.ack_within_5m_pct),
          f"> {t['ack_within_5m_pct']:g} %", "ack_within_5m_pct"),
