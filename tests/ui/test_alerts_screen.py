@@ -439,7 +439,9 @@ async def test_a_restart_announces_only_alerts_that_fire_while_it_runs(
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await until(pilot, lambda: app.alerting is not None and app._runtime_from)
         store = app.alerting.engine.store
-        before = app._runtime_from - 30
+        # before the runtime started, and fresh: `api` is checked every 10 s, so a sample
+        # 30 s old would read as no data on the service's own tick
+        before = app._runtime_from - 5
         store.record("api:up", before, 0.0)
         app.alerting.run(before)
         a = app.alerting.alerts.get("api-down", "api")
