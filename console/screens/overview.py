@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
                  dashboard: str | None = None, width: int = 0) -> Content:
     """The board's header: counts, the dashboard, the demo's faults. Within `width` it
-    gives up "opsconsole · ", "demo " and "(f)" before the faults' names: at 80 columns on a
-    dashboard a walk read "… · 1 DOWN · demo faults:" and no fault."""
+    gives up "opsconsole · ", "demo ", "(f)" and the dashboard's name before the faults'
+    names: at 80 columns on a dashboard a walk read "… · 1 DOWN · demo faults:" and no
+    fault."""
     counts = dict.fromkeys(Status, 0)
     for v in views:
         counts[v.status] += 1
@@ -48,6 +49,8 @@ def summary_line(views: list[Any], demo_faults: frozenset[str] | None,
             text = text.replace(" · demo faults: ", " · faults: ")
         if len(text) > width and text.endswith(" (f)"):
             text = text[:-4]  # the Keys screen and the footer say f still
+        if len(text) > width and dashboard:  # then the dashboard's name: faults matter more
+            text = text.replace(f"[{dashboard}] · ", "", 1)
     return Content(text)
 
 

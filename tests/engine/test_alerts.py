@@ -486,7 +486,8 @@ def test_why_past_the_failure_threshold_is_not_a_fraction() -> None:
     run.feed([1] * 4)
     a = run.alerts.get("r", "api")
     assert a is not None
-    assert a.why(T0 + 30) == "x = 1 (> 0.5); 4 failing samples (3 needed); `for` met in 30s"
+    assert a.why(T0 + 30) == ("x = 1 (> 0.5); 4 failing samples (3 needed); fires in 30s if it "
+                              "keeps failing")
 
 
 def test_why_explains_pending_firing_and_holds() -> None:
@@ -494,7 +495,8 @@ def test_why_explains_pending_firing_and_holds() -> None:
     run.feed([1, 1])
     a = run.alerts.get("r", "api")
     assert a is not None
-    assert a.why(T0 + 10) == "x = 1 (> 0.5); 2/3 failing samples; `for` met in 50s"
+    assert a.why(T0 + 10) == ("x = 1 (> 0.5); 2/3 failing samples; fires in 50s if it keeps "
+                              "failing")
     run.feed([1] * 5, start=2)  # fires at 60 s
     run.feed([0], start=7)
     # keep_firing_for counts from this first good evaluation (70 s), as Prometheus does

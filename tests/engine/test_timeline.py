@@ -381,6 +381,9 @@ async def test_an_impact_ended_by_a_windowed_alert_says_recovery_came_up_to_a_wi
         m = {x.name: x for x in incident_kpis(inc, [down, avg, new_kind])}
         assert m["impact"].end == T0 + 167
         assert m["impact"].end_what == "P0/P1 alerts resolved (1m00s window)"
+        md = render(inc, now=T0 + 600, episodes=[down, avg, new_kind])
+        assert "(payment-webhook-failures, the last P0/P1 alert to resolve, is measured " \
+            "over 1m00s" in md
         # one still firing among the P0/P1s: still ongoing, whatever the P2 did
         m = {x.name: x for x in incident_kpis(
             inc, [down, {**avg, "resolved_at": None, "ongoing": True}, new_kind])}

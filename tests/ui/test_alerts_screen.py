@@ -121,7 +121,7 @@ async def test_rows_why_ack_silence_and_back() -> None:
         assert "detected in 20s" in why
         await pilot.press("j")  # the pending one explains how long until `for` is met
         why = str(app.screen.query_one("#alerts-why", Static).render())
-        assert "3/3 failing samples; `for` met in 4m40s" in why
+        assert "3/3 failing samples; fires in 4m40s if it keeps failing" in why
         await pilot.press("k", "a")
         a = svc.alerts.get("api-down", "api")
         assert a is not None

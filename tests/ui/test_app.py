@@ -679,3 +679,8 @@ def test_the_header_gives_up_its_name_before_the_demos_faults() -> None:
     assert two == ("[Performance] · 12 targets · 11 up · 1 DOWN · faults: error spike, "
                    "latency spike")
     assert len(two) <= 80
+    # a long dashboard name with degraded and DOWN targets: the name goes too
+    views = [*views[:-2], SimpleNamespace(status=Status.DEGRADED), views[-1]]
+    long = str(summary_line(views, frozenset({"dependency_down"}), "Database performance",
+                            width=80))
+    assert long == "12 targets · 10 up · 1 degraded · 1 DOWN · faults: dependency down"

@@ -320,7 +320,8 @@ class Alert:
                 if rule.for_ and self.first_fail_at is not None:
                     left = rule.for_ - (now - self.first_fail_at)
                     if left > 0:
-                        parts.append(f"`for` met in {format_duration(left)}")
+                        # "`for` met in 7.8s" beside "pending" read as a contradiction
+                        parts.append(f"fires in {format_duration(left)} if it keeps failing")
         elif self.state in _FIRING:
             if self.fails == 0:
                 parts.append(f"{self.oks}/{rule.success_threshold} good samples to resolve")

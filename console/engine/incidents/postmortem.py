@@ -19,7 +19,13 @@ from typing import Any
 
 from console.engine.alerting.explain import episode_peak
 from console.engine.incidents.book import Incident, StepState
-from console.engine.incidents.kpis import Measure, incident_kpis, measured, resolve_lag
+from console.engine.incidents.kpis import (
+    Measure,
+    impact_episodes,
+    incident_kpis,
+    measured,
+    resolve_lag,
+)
 from console.engine.incidents.timeline import incident_episodes, number, timeline
 from console.engine.model import AlertEpisode
 from console.engine.storage.fileio import atomic_write
@@ -205,7 +211,8 @@ def render(inc: Incident, *, now: float | None = None,
         out.append(f"- **Window:** {_at(start)} → {_at(end) if end else 'now'} ({span}), "
                    "from the first failing sample to the alert resolved")
         if end is not None and (lag := resolve_lag(eps)) is not None:
-            out.append(f"  ({_md(lag[0], 60)}, the last alert to resolve, is measured over "
+            last = "last P0/P1 alert" if len(impact_episodes(eps)) < len(eps) else "last alert"
+            out.append(f"  ({_md(lag[0], 60)}, the {last} to resolve, is measured over "
                        f"{format_age(lag[1])}: the service recovered up to "
                        f"{format_age(lag[1])} before it resolved)")
         for e in eps:
