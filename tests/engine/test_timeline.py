@@ -333,6 +333,38 @@ async def test_an_earlier_episode_over_before_the_incident_is_not_its_origin(
     assert all(e.ts >= T0 + 90 for e in events), [(e.ts - T0, e.text) for e in events]
 
 
+async def test_an_episode_before_the_one_an_incident_recorded_is_not_its_own(
+        tmp_path: Path) -> None:
+    """A walk attached an alert that had fired before the incident, which moved its start
+    back; the draft then took in an earlier episode of another of its alerts, one from the
+    incident before (its ack, its cause, the alert listed twice). A re-fire after the
+    recorded episode, while the incident is open, is still its own."""
+    from console.engine.incidents.timeline import incident_episodes
+
+    clock = Clock(T0 + 600)
+    journal = Journal(tmp_path / "journal.jsonl", clock=clock, actor="bob@bastion")
+    await asyncio.to_thread(journal.open)
+    desk = IncidentDesk(journal, IncidentBook(load_playbooks(), clock=clock))
+    try:
+        inc = await desk.open("API errors", "P1", alerts=["errors-burst/logs", "new-kind/logs"],
+                              started=T0, targets=["logs"],
+                              episodes=["errors-burst/logs/2", "new-kind/logs/1"])
+        before = episode(key="errors-burst/logs/1", rule="errors-burst", target="logs",
+                         incident=1, fired_at=T0 + 2, resolved_at=T0 + 140,
+                         acknowledged_at=T0 + 110)
+        own = episode(key="errors-burst/logs/2", rule="errors-burst", target="logs",
+                      incident=2, fired_at=T0 + 230, resolved_at=T0 + 400)
+        again = episode(key="errors-burst/logs/3", rule="errors-burst", target="logs",
+                        incident=3, fired_at=T0 + 450, resolved_at=T0 + 500)
+        kind = episode(key="new-kind/logs/1", rule="new-kind", target="logs", incident=1,
+                       fired_at=T0, resolved_at=T0 + 560)
+        got = incident_episodes(inc, [before, own, again, kind])
+        assert [e["key"] for e in got] == ["new-kind/logs/1", "errors-burst/logs/2",
+                                           "errors-burst/logs/3"]
+    finally:
+        await desk.journal.close()
+
+
 async def test_an_impact_ended_by_a_windowed_alert_says_recovery_came_up_to_a_window_earlier(
         tmp_path: Path) -> None:
     """A walk: dependency down resolved at 21:39:06; the 1 min average of webhook failures

@@ -63,17 +63,30 @@ def incident_episodes(inc: Incident, episodes: Iterable[AlertEpisode]
     episodes of its alerts that fired while it was open; oldest first."""
     keys = set(inc.episodes)
     ids = set(inc.alerts)
+    # per alert, the first episode the incident recorded: an earlier one is not its own,
+    # even in its window. A walk attached an alert firing since before, which moved the
+    # start back, and the draft took in an episode of the same alert from the incident
+    # before (its ack, its cause, "errors-burst" listed twice).
+    first: dict[str, int] = {}
+    for k in keys:
+        alert, _, n = k.rpartition("/")
+        if n.isdigit():
+            first[alert] = min(first.get(alert, int(n)), int(n))
     end = inc.resolved_at if inc.resolved_at is not None else float("inf")
     out: dict[str, AlertEpisode] = {}
     for ep in episodes:
         key = str(ep.get("key", ""))
         fired = _f(ep.get("fired_at"))
         resolved = _f(ep.get("resolved_at"))
+        alert = f"{ep.get('rule')}/{ep.get('target')}"
+        seq = ep.get("incident")  # the alert's episode number, as in its key
+        earlier = (alert in first and isinstance(seq, int) and not isinstance(seq, bool)
+                   and seq < first[alert])
         # an earlier episode of the same alert, over before the incident began, is not
         # this incident's: a walk's Redis stopped twice, and the first (resolved) episode
         # made "ack 1m44s" of an ack 12 s after the second fired
         mine = key in keys or (
-            f"{ep.get('rule')}/{ep.get('target')}" in ids and fired is not None
+            alert in ids and fired is not None and not earlier
             and inc.started - SLACK <= fired <= end
             and (resolved is None or resolved >= inc.started))
         if mine and (key not in out or ep.get("ongoing") is False):
