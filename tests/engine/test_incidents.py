@@ -74,6 +74,10 @@ async def test_a_status_update_is_the_communicate_step(tmp_path: Path) -> None:
         assert rows["Communicate"].endswith(
             f"| - | - | not done (status update written {stamp}, not posted) |")
         assert rows["Resolve"] == "| Resolve | - (< 2 h for P0) | - | - | not done |"
+        # the measures' Resolve has the KPI's < 2 h for P0/P1, and says so
+        [measure] = [line for line in render(inc, now=clock()).splitlines()
+                     if line.startswith("| Resolve |") and line.count("|") == 7]
+        assert "| < 2 h (P0/P1 KPI) |" in measure, measure
         clock.advance(120)
         await desk.status_update(inc.id, "Investigating slow API responses", routes=["slack"])
         assert comm.done_at == t0 + 240

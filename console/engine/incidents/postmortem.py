@@ -264,6 +264,10 @@ def render(inc: Incident, *, now: float | None = None,
         frm = f"{m.start_what} {_hms(m.start)}" if m.start is not None else "-"
         to = f"{_md(m.end_what, 80)} {_hms(m.end)}" if m.end is not None else "-"
         goal = f"< {format_target(m.target)}" if m.target is not None else "-"
+        step = inc.step(m.name)
+        if m.name == "resolve" and m.target is not None and step is not None \
+                and step.section.target_for(inc.severity) is None:
+            goal += " (P0/P1 KPI)"  # not the step's: its target is for P0 only
         out.append(f"| {m.label} | {frm} | {to} | {elapsed(m.seconds)} | {goal} | "
                    f"{_result(m)} |")
     out += ["", "| Step | Target | Done at | From start | Result |",
