@@ -36,6 +36,7 @@ from console.screens.prompt import LinePrompt
 from widgets.key_footer import KeyFooter
 
 NEW_INCIDENT = "+new"  # the choice that opens a new incident (no incident id looks so)
+HOLD_ORDER_S = 3.0  # seconds the rows keep their order after the cursor moves
 
 GLYPH = {  # glyph and word, padded to one width
     state: f"{ALERT_GLYPH[state.value]} {word:<7}" for state, word in (
@@ -279,6 +280,12 @@ class AlertsScreen(ListScreen[None]):
         self._version = -1
         self.recent_view = False
         self._episodes: dict[str, AlertEpisode] = {}
+        # The rows keep their order for HOLD_ORDER_S after the operator moves the cursor:
+        # a walk pressed j j towards an alert while a pending one started to fire and moved
+        # up, and o opened an incident from the alert above it (with its runbook).
+        self._order: list[str] = []
+        self._moved_at = -HOLD_ORDER_S
+        self._set_highlight: str | None = None  # the row redraw highlighted itself
 
     def compose(self) -> ComposeResult:
         yield Static(Content("Alerts"), id="alerts-title")
@@ -400,6 +407,10 @@ class AlertsScreen(ListScreen[None]):
         if self.recent_view:
             self._draw_recent(ol, now, keep_id)
         else:
+            if self._order and time.monotonic() - self._moved_at < HOLD_ORDER_S:
+                held = {aid: i for i, aid in enumerate(self._order)}  # new ones after, worst
+                alerts.sort(key=lambda a: held.get(a.id, len(held)))  # first (a stable sort)
+            self._order = [a.id for a in alerts]
             if alerts:
                 ol.add_options([Option(alert_row(a, now, self._incident_of(a)), id=a.id)
                                 for a in alerts])
@@ -412,7 +423,9 @@ class AlertsScreen(ListScreen[None]):
                                 for x in active])
             if alerts:
                 ids = [a.id for a in alerts]
-                ol.highlighted = ids.index(keep_id) if keep_id in ids else 0
+                at = ids.index(keep_id) if keep_id in ids else 0
+                self._set_highlight = ids[at]
+                ol.highlighted = at
         self._explain(now)
 
     def _draw_recent(self, ol: OptionList, now: float, keep_id: str | None) -> None:
@@ -465,7 +478,10 @@ class AlertsScreen(ListScreen[None]):
             lines.append(f"acknowledged by {one_line(a.acked_by, 40)}{note}")
         why.update(Content("\n".join(lines)))
 
-    def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id != self._set_highlight:  # the operator moved, not a redraw
+            self._moved_at = time.monotonic()
+            self._set_highlight = event.option.id
         self._explain(self._now())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -463,3 +463,67 @@ async def test_a_restart_announces_only_alerts_that_fire_while_it_runs(
         assert (a.state, a.fired_at) == (AlertState.FIRING, t + 1)
         app.refresh_screen()
         await until(pilot, lambda: toasts(app) == ["P0 FIRING · api"])
+
+
+async def test_rows_keep_their_order_while_the_operator_moves() -> None:
+    """A walk pressed j j towards an alert while a pending one started to fire and moved up
+    the list: o opened an incident from the alert above it, with that one's runbook. The
+    rows keep their order for a few seconds after the cursor moves; left alone, the list
+    is worst first again at once."""
+    from console.screens.alerts import HOLD_ORDER_S
+
+    def build() -> Service:
+        clock = Clock()
+        store = MetricStore()
+        rules = [Rule(name="a-slow", expr="p95_ms > 2000", severity="P1", **{"for": "1m"}),
+                 Rule(name="b-down", expr="down", severity="P1")]
+        core = AlertEngine(RuleSet(rules, [TargetInfo("api", "http", 10.0, "app")]), store,
+                           clock=clock)
+        for i in range(3):
+            clock.t = T0 + i * 10
+            store.record("api:up", clock.t, 0.0)
+            store.record("api:p95_ms", clock.t, 2500.0)
+            core.run()
+        return Service(core, clock)
+
+    def fire_a(svc: Service) -> None:  # a-slow's `for` is met: it fires, and sorts first
+        for i in range(3, 9):
+            svc.clock.t = T0 + i * 10
+            svc.core.store.record("api:up", svc.clock.t, 0.0)
+            svc.core.store.record("api:p95_ms", svc.clock.t, 2500.0)
+            svc.core.run()
+        assert svc.alerts.get("a-slow", "api").state == AlertState.FIRING  # type: ignore[union-attr]
+
+    svc = build()
+    app = Host(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, AlertsScreen)
+        assert [r.split()[3] for r in rows(app)] == ["b-down", "a-slow"]
+        await pilot.press("j")  # the operator moves to a-slow...
+        fire_a(svc)  # ...which fires and would sort first
+        screen.redraw()
+        await pilot.pause()
+        assert [r.split()[3] for r in rows(app)] == ["b-down", "a-slow"]  # held
+        ol = screen.query_one(OptionList)
+        assert ol.get_option_at_index(ol.highlighted or 0).id == "a-slow/api"
+        screen._moved_at -= HOLD_ORDER_S  # a few seconds without a key
+        screen.redraw()
+        await pilot.pause()
+        assert [r.split()[3] for r in rows(app)] == ["a-slow", "b-down"]
+        assert ol.get_option_at_index(ol.highlighted or 0).id == "a-slow/api"  # kept
+    # nobody moved: worst first at once, redraw after redraw
+    svc = build()
+    app = Host(svc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, AlertsScreen)
+        for _ in range(2):
+            screen.redraw()
+            await pilot.pause()
+        fire_a(svc)
+        screen.redraw()
+        await pilot.pause()
+        assert [r.split()[3] for r in rows(app)] == ["a-slow", "b-down"]
