@@ -37,10 +37,12 @@ class Service:
         return self.core.alerts
 
 
-def service() -> Service:
+def service(rules: list[Rule] | None = None) -> Service:
+    """`api` down and slow for 30 s: api-down (P0) fires, slow (P1, `for` 5m) is pending
+    (or `rules` on the same samples)."""
     clock = Clock()
     store = MetricStore()
-    rules = [
+    rules = rules or [
         Rule(name="api-down", expr="down", severity="P0", summary="API down",
              runbook="high-error-rate"),
         Rule(name="slow", expr="p95_ms > 2000", severity="P1", **{"for": "5m"}),
@@ -473,18 +475,9 @@ async def test_rows_keep_their_order_while_the_operator_moves() -> None:
     from console.screens.alerts import HOLD_ORDER_S
 
     def build() -> Service:
-        clock = Clock()
-        store = MetricStore()
-        rules = [Rule(name="a-slow", expr="p95_ms > 2000", severity="P1", **{"for": "1m"}),
-                 Rule(name="b-down", expr="down", severity="P1")]
-        core = AlertEngine(RuleSet(rules, [TargetInfo("api", "http", 10.0, "app")]), store,
-                           clock=clock)
-        for i in range(3):
-            clock.t = T0 + i * 10
-            store.record("api:up", clock.t, 0.0)
-            store.record("api:p95_ms", clock.t, 2500.0)
-            core.run()
-        return Service(core, clock)
+        return service([Rule(name="a-slow", expr="p95_ms > 2000", severity="P1",
+                             **{"for": "1m"}),
+                        Rule(name="b-down", expr="down", severity="P1")])
 
     def fire_a(svc: Service) -> None:  # a-slow's `for` is met: it fires, and sorts first
         for i in range(3, 9):
