@@ -505,7 +505,9 @@ class OpsConsoleApp(App[None]):
             if loud:
                 a = loud[0]
                 more = f" (+{len(loud) - 1} more)" if len(loud) > 1 else ""
-                stops = "" if getattr(self.alerting, "owner_label", lambda: None)() else \
+                from console.screens.alerts import evaluator_elsewhere
+
+                stops = "" if evaluator_elsewhere(self.alerting) else \
                     "; its alerts are evaluated here and stop with this console"
                 return f"{a.rule.severity} alert {a.id} is firing, unacknowledged{more}{stops}"
         return None
